@@ -1,0 +1,116 @@
+/**
+ * `muster join`: trust on first use, pinned by the token. The root is
+ * fetched without verification and compared with the digest inside the
+ * token before anything else happens; from then on TLS verifies against
+ * that root and the server must hold a manager certificate. The key is made
+ * here and never leaves the node.
+ */
+import { X509Certificate, createHash, createPrivateKey, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { ROLE_OU } from '../core/roles.js';
+import { ApiClient } from '../api/client.js';
+import type { NodeCertificateResponse } from '../api/schemas.js';
+import { createCsr } from '../pki/csr.js';
+import { generateNodeKey } from '../pki/keys.js';
+import { readPeerCertificate } from '../pki/peer.js';
+import { parseJoinToken } from '../token/join-token.js';
+import { KeyStore } from './key-store.js';
+import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
+import { SCHEMA_VERSION } from '../store/records.js';
+import type { DataDirLayout } from '../config/paths.js';
+
+/** What a join needs. */
+export interface JoinParams {
+  token: string;
+  managerAddr: string;
+  layout: DataDirLayout;
+  hostname: string;
+  labels?: Record<string, string>;
+  clock: Clock;
+  logger: Logger;
+  /** Progress lines for a person waiting ("contacting the manager…"). */
+  progress?: (line: string) => void;
+}
+
+/** What a join leaves behind. */
+export interface JoinResult {
+  state: NodeState;
+  notAfter: number;
+}
+
+/**
+ * Checks an issued certificate before it is stored: it chains to the pinned
+ * root, holds our key, and names the node, role and cluster the manager
+ * said. Used for joins and renewals alike.
+ */
+export function checkIssued(params: { response: NodeCertificateResponse; rootPem: string; keyPem: string; clock: Clock; expectNodeId?: string }): { notBefore: number; notAfter: number } {
+  const { response } = params;
+  const bad = (why: string): MusterError => new MusterError('ISSUED_CERT_INVALID', `the certificate returned by the manager ${why}`);
+  if (response.rootCA !== params.rootPem) throw bad('comes with a different root CA');
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(response.certificate);
+  } catch {
+    throw bad('cannot be parsed');
+  }
+  let identity;
+  try {
+    identity = readPeerCertificate({ cert, roots: [new X509Certificate(params.rootPem)], now: params.clock.now() });
+  } catch (error) {
+    throw bad(`does not verify against the pinned root (${error instanceof MusterError ? error.code : 'error'})`);
+  }
+  if (!cert.checkPrivateKey(createPrivateKey(params.keyPem))) throw bad('does not hold this node’s key');
+  if (identity.nodeId !== response.nodeId || (params.expectNodeId !== undefined && identity.nodeId !== params.expectNodeId)) throw bad('names another node');
+  if (identity.clusterId !== response.clusterId) throw bad('names another cluster');
+  if (identity.role === undefined || ROLE_OU[identity.role] !== ROLE_OU[response.role]) throw bad('carries another role');
+  return { notBefore: identity.notBefore, notAfter: identity.notAfter };
+}
+
+
+/** Joins a cluster and writes the node's identity into its data dir. */
+export async function joinCluster(params: JoinParams): Promise<JoinResult> {
+  const token = parseJoinToken(params.token);
+  if ((await readNodeState(params.layout.nodeJson)) !== undefined) {
+    throw new MusterError('CLUSTER_EXISTS', `the data dir ${params.layout.dataDir} already holds a node`, {
+      hint: "restart it with 'muster run', or pick another --data-dir",
+    });
+  }
+  const say = params.progress ?? (() => {});
+  say(`contacting the manager at ${params.managerAddr}…`);
+  const bootstrap = new ApiClient({ address: params.managerAddr, tls: {} });
+  let rootBytes: Buffer;
+  try {
+    rootBytes = await bootstrap.fetchRootCa();
+  } finally {
+    bootstrap.close();
+  }
+  const digest = createHash('sha256').update(rootBytes).digest();
+  if (digest.length !== token.digest.length || !timingSafeEqual(digest, token.digest)) {
+    params.logger.warn({ manager: params.managerAddr }, 'join aborted: the root CA does not match the token');
+    throw new MusterError('ROOT_DIGEST_MISMATCH', `the root CA served by ${params.managerAddr} does not match the join token; nothing was sent`);
+  }
+  const rootPem = rootBytes.toString('utf8');
+  say('root CA verified against the token; generating a key');
+  const key = await generateNodeKey();
+  const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: params.hostname } });
+  const client = new ApiClient({ address: params.managerAddr, tls: { rootPem } });
+  let response: NodeCertificateResponse;
+  try {
+    say('sending the certificate request');
+    const body: Parameters<ApiClient['join']>[0] = { token: params.token.trim(), csr, hostname: params.hostname };
+    if (params.labels !== undefined) body.labels = params.labels;
+    response = await client.join(body);
+  } finally {
+    client.close();
+  }
+  const validity = checkIssued({ response, rootPem, keyPem: key.privateKeyPem, clock: params.clock });
+  const store = new KeyStore(params.layout);
+  await store.ensureDirs();
+  await store.writePair({ keyPem: key.privateKeyPem, certPem: response.certificate, rootPem });
+  const state: NodeState = { schema: SCHEMA_VERSION, clusterId: response.clusterId, nodeId: response.nodeId, role: response.role, managers: [params.managerAddr] };
+  await writeNodeState(params.layout.nodeJson, state);
+  params.logger.info({ nodeId: state.nodeId, role: state.role, clusterId: state.clusterId, notAfter: response.notAfter }, `joined cluster ${state.clusterId} as ${state.role} ${state.nodeId}; certificate valid until ${response.notAfter}`);
+  return { state, notAfter: validity.notAfter };
+}

@@ -1,0 +1,193 @@
+/**
+ * The renewer (DESIGN §7): renews the node certificate at a uniformly random
+ * point between 50% and 80% of its lifetime, at once when the manager says
+ * so, and retries failures with exponential backoff and full jitter (base
+ * 5 s, cap 1 h) for as long as the certificate is valid. Time and chance are
+ * injected, so tests drive it with a fake clock and never sleep.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { isMusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
+
+/** The validity of the certificate the node holds now. */
+export interface Validity {
+  notBefore: number;
+  notAfter: number;
+}
+
+/** What the manager says when polled. */
+export interface RenewAdvice {
+  renewNow: boolean;
+  reason?: string;
+}
+
+/** Tuning; the defaults follow DESIGN §7. */
+export interface RenewerOptions {
+  /** Fraction of the lifetime where the window opens and closes. */
+  windowStart: number;
+  windowEnd: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  /** How often the manager is asked whether to renew now (jittered ±20%). */
+  pollMs: number;
+}
+
+/** DESIGN §7 defaults; the 30 s poll keeps promotions and expiry changes prompt. */
+export const DEFAULT_RENEWER_OPTIONS: RenewerOptions = {
+  windowStart: 0.5,
+  windowEnd: 0.8,
+  backoffBaseMs: 5_000,
+  backoffCapMs: 3_600_000,
+  pollMs: 30_000,
+};
+
+/** What the renewer works with. */
+export interface RenewerDeps {
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** The certificate held now. */
+  current(): Validity;
+  /** Makes a fresh key, gets it certified and stores the pair atomically; returns the new validity. */
+  renew(reason: string): Promise<Validity>;
+  /** Asks the manager whether to renew now (role change, shorter expiry, CA rotation). */
+  check(): Promise<RenewAdvice>;
+  /** Called once when the renewer stops for good: the certificate expired, or the node was removed. */
+  onFatal?(reason: 'expired' | 'removed', message: string): void;
+  options?: Partial<RenewerOptions>;
+}
+
+/** Error codes after which retrying cannot help. */
+const FATAL_CODES = new Set(['NODE_REMOVED', 'CERT_EXPIRED']);
+
+/** The renewal loop of one node. */
+export class Renewer {
+  private readonly opts: RenewerOptions;
+  private renewTimer: TimerHandle | undefined;
+  private pollTimer: TimerHandle | undefined;
+  private running = false;
+  private inFlight: Promise<void> | undefined;
+  private failures = 0;
+  /** When the next renewal is due (ms since epoch), for status output and tests. */
+  nextRenewalAt: number | undefined;
+
+  constructor(private readonly deps: RenewerDeps) {
+    this.opts = { ...DEFAULT_RENEWER_OPTIONS, ...deps.options };
+  }
+
+  /** Picks a moment in the renewal window of `validity`. */
+  pickRenewalTime(validity: Validity): number {
+    const lifetime = validity.notAfter - validity.notBefore;
+    const fraction = this.opts.windowStart + (this.opts.windowEnd - this.opts.windowStart) * this.deps.random.float();
+    return validity.notBefore + Math.floor(lifetime * fraction);
+  }
+
+  /** The delay before retry number `failures` (1-based): full jitter over an exponential ceiling. */
+  backoffDelay(failures: number): number {
+    const ceiling = Math.min(this.opts.backoffCapMs, this.opts.backoffBaseMs * 2 ** Math.min(failures - 1, 30));
+    return Math.floor(this.deps.random.float() * ceiling);
+  }
+
+  /** Starts the schedule and the polling. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.schedule(this.pickRenewalTime(this.deps.current()));
+    this.schedulePoll();
+  }
+
+  /** Stops all timers; waits for a renewal under way. Idempotent. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.renewTimer?.cancel();
+    this.pollTimer?.cancel();
+    this.renewTimer = undefined;
+    this.pollTimer = undefined;
+    await this.inFlight;
+  }
+
+  /** Renews now (the manager asked, or a user did); a renewal already under way is not repeated. */
+  renewNow(reason: string): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    this.inFlight ??= this.attempt(reason).finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private schedule(at: number): void {
+    this.renewTimer?.cancel();
+    if (!this.running) return;
+    this.nextRenewalAt = at;
+    this.renewTimer = this.deps.clock.setTimer(Math.max(0, at - this.deps.clock.now()), () => {
+      void this.renewNow('scheduled');
+    });
+  }
+
+  private schedulePoll(): void {
+    if (!this.running) return;
+    const jitter = 0.8 + 0.4 * this.deps.random.float();
+    this.pollTimer = this.deps.clock.setTimer(Math.floor(this.opts.pollMs * jitter), () => {
+      void this.poll();
+    });
+  }
+
+  private async poll(): Promise<void> {
+    try {
+      const advice = await this.deps.check();
+      if (advice.renewNow && this.running) {
+        this.deps.logger.info({ reason: advice.reason ?? 'manager request' }, `the manager asks for a renewal now (${advice.reason ?? 'manager request'})`);
+        await this.renewNow(advice.reason ?? 'manager request');
+      }
+    } catch (error) {
+      if (isMusterError(error) && FATAL_CODES.has(error.code)) {
+        this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
+        return;
+      }
+      this.deps.logger.debug({ code: isMusterError(error) ? error.code : 'UNKNOWN' }, 'manager poll failed');
+    }
+    this.schedulePoll();
+  }
+
+  private async attempt(reason: string): Promise<void> {
+    const now = this.deps.clock.now();
+    const held = this.deps.current();
+    if (now >= held.notAfter) {
+      this.fatal('expired', `the node certificate expired at ${new Date(held.notAfter).toISOString()} and cannot be renewed over mTLS; re-join the cluster with 'muster join --token TOKEN ADDR'`);
+      return;
+    }
+    try {
+      const next = await this.deps.renew(reason);
+      this.failures = 0;
+      const at = this.pickRenewalTime(next);
+      this.deps.logger.info(
+        { notAfter: new Date(next.notAfter).toISOString(), nextRenewal: new Date(at).toISOString(), reason },
+        `renewed until ${new Date(next.notAfter).toISOString()}; next renewal ${new Date(at).toISOString()}`,
+      );
+      this.schedule(at);
+    } catch (error) {
+      if (isMusterError(error) && FATAL_CODES.has(error.code)) {
+        this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
+        return;
+      }
+      this.failures += 1;
+      const delay = Math.min(this.backoffDelay(this.failures), Math.max(0, held.notAfter - now));
+      const why = error instanceof Error ? error.message : String(error);
+      this.deps.logger.warn(
+        { attempt: this.failures, retryInMs: delay, code: isMusterError(error) ? error.code : 'UNKNOWN' },
+        `renewal failed; retrying in ${Math.ceil(delay / 1000)}s because ${why}`,
+      );
+      this.schedule(now + delay);
+    }
+  }
+
+  private fatal(reason: 'expired' | 'removed', message: string): void {
+    if (!this.running) return;
+    this.deps.logger.error({ reason }, message);
+    this.running = false;
+    this.renewTimer?.cancel();
+    this.pollTimer?.cancel();
+    this.deps.onFatal?.(reason, message);
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Finding a manager to talk to, the way docker finds its daemon: --host with
+ * --tls-cert/--tls-key/--tls-ca, or MUSTER_HOST with MUSTER_CERT_PATH
+ * (ca.pem, cert.pem, key.pem), or else the local node's data dir.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MusterError } from '../core/errors.js';
+import { ApiClient } from '../api/client.js';
+import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
+import { KeyStore } from '../agent/key-store.js';
+import { readNodeState, type NodeState } from '../agent/node-state.js';
+import type { CliContext } from './context.js';
+
+/** Connection flags shared by every client command. */
+export interface ConnectFlags {
+  dataDir?: string;
+  host?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/** A connected client and, when it came from a data dir, the local node. */
+export interface Connection {
+  client: ApiClient;
+  address: string;
+  /** The local node, when the credentials are the node's own. */
+  local?: { state: NodeState; layout: DataDirLayout };
+}
+
+async function readRequired(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch {
+    throw new MusterError('USAGE', `cannot read the ${what} ${file}`, { hint: 'check --tls-cert/--tls-key/--tls-ca or MUSTER_CERT_PATH' });
+  }
+}
+
+/** The address a local client uses to reach this host's manager. */
+export function localManagerAddress(state: NodeState): string | undefined {
+  if (state.manager === undefined) return undefined;
+  return state.manager.advertiseAddr;
+}
+
+/** Resolves the data dir from flags and environment. */
+export function layoutFor(ctx: CliContext, flags: { dataDir?: string }): DataDirLayout {
+  return dataDirLayout(resolveDataDir({ ...(flags.dataDir === undefined ? {} : { flag: flags.dataDir }), env: ctx.env, uid: ctx.uid, home: ctx.home }));
+}
+
+/** Connects a client command to a manager. */
+export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Connection> {
+  const host = flags.host ?? ctx.env.MUSTER_HOST;
+  if (host !== undefined && host !== '') {
+    const certPath = ctx.env.MUSTER_CERT_PATH;
+    const certFile = flags.tlsCert ?? (certPath ? join(certPath, 'cert.pem') : undefined);
+    const keyFile = flags.tlsKey ?? (certPath ? join(certPath, 'key.pem') : undefined);
+    const caFile = flags.tlsCa ?? (certPath ? join(certPath, 'ca.pem') : undefined);
+    if (certFile === undefined || keyFile === undefined || caFile === undefined) {
+      throw new MusterError('AUTH_REQUIRED', `talking to ${host} needs a client certificate`, {
+        hint: 'pass --tls-cert, --tls-key and --tls-ca, or set MUSTER_CERT_PATH to a folder with ca.pem, cert.pem and key.pem',
+      });
+    }
+    const [certPem, keyPem, rootPem] = await Promise.all([
+      readRequired(certFile, 'client certificate'),
+      readRequired(keyFile, 'client key'),
+      readRequired(caFile, 'root CA'),
+    ]);
+    return { client: new ApiClient({ address: host, tls: { certPem, keyPem, rootPem } }), address: host };
+  }
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  if (state === undefined) {
+    throw new MusterError('NOT_INITIALISED', `no node in ${layout.dataDir}`, {
+      hint: "on a manager host pass --data-dir; elsewhere pass --host H:P with --tls-cert/--tls-key/--tls-ca, or set MUSTER_HOST and MUSTER_CERT_PATH",
+    });
+  }
+  const pair = await new KeyStore(layout).load();
+  if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no certificate`);
+  const address = localManagerAddress(state) ?? state.managers[0];
+  if (address === undefined) throw new MusterError('STATE_CORRUPT', `${layout.nodeJson} names no manager`);
+  return {
+    client: new ApiClient({ address, tls: { certPem: pair.certPem, keyPem: pair.keyPem, rootPem: pair.rootPem } }),
+    address,
+    local: { state, layout },
+  };
+}

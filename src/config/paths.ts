@@ -1,0 +1,40 @@
+/** The data dir: where it is (DESIGN §5) and what lives in it (DESIGN §6). */
+import { join, resolve } from 'node:path';
+
+/** Finds the data dir: --data-dir, else $MUSTER_DATA_DIR, else /var/lib/muster for root, else the XDG state dir. */
+export function resolveDataDir(params: { flag?: string; env: Record<string, string | undefined>; uid: number; home: string }): string {
+  if (params.flag !== undefined && params.flag !== '') return resolve(params.flag);
+  const fromEnv = params.env.MUSTER_DATA_DIR;
+  if (fromEnv !== undefined && fromEnv !== '') return resolve(fromEnv);
+  if (params.uid === 0) return '/var/lib/muster';
+  const state = params.env.XDG_STATE_HOME;
+  return join(state !== undefined && state !== '' ? state : join(params.home, '.local', 'state'), 'muster');
+}
+
+/** Every path under a data dir. */
+export interface DataDirLayout {
+  dataDir: string;
+  nodeJson: string;
+  certificatesDir: string;
+  rootCa: string;
+  nodeCert: string;
+  nodeKey: string;
+  managerDir: string;
+  dbDir: string;
+}
+
+/** The layout of `dataDir`. */
+export function dataDirLayout(dataDir: string): DataDirLayout {
+  const certificatesDir = join(dataDir, 'certificates');
+  const managerDir = join(dataDir, 'manager');
+  return {
+    dataDir,
+    nodeJson: join(dataDir, 'node.json'),
+    certificatesDir,
+    rootCa: join(certificatesDir, 'root-ca.crt'),
+    nodeCert: join(certificatesDir, 'node.crt'),
+    nodeKey: join(certificatesDir, 'node.key'),
+    managerDir,
+    dbDir: join(managerDir, 'db'),
+  };
+}

@@ -1,0 +1,146 @@
+/**
+ * The error catalogue: every failure muster reports has one stable `code`,
+ * an HTTP status for the API and an exit code for the CLI. Callers branch on
+ * `code`, never on message text. README.md documents every code (a test
+ * checks it).
+ */
+
+/** How one error code surfaces on the wire and in the shell. */
+export interface ErrorSpec {
+  /** HTTP status when the error crosses the API. */
+  readonly status: number;
+  /** CLI exit code: 1 operational failure, 2 usage error. */
+  readonly exit: 1 | 2;
+  /** Short default message, lower case, no trailing period. */
+  readonly message: string;
+  /** Default fix, shown as `hint:`. */
+  readonly hint?: string;
+}
+
+const spec = (status: number, exit: 1 | 2, message: string, hint?: string): ErrorSpec =>
+  hint === undefined ? { status, exit, message } : { status, exit, message, hint };
+
+/** Every error code muster can report. */
+export const ERROR_CATALOGUE = {
+  // Usage and configuration.
+  USAGE: spec(400, 2, 'invalid usage', 'run the command with --help'),
+  DURATION_INVALID: spec(400, 2, 'invalid duration', "write durations like '90m', '1h', '2160h' or '90d'"),
+  CERT_EXPIRY_TOO_SHORT: spec(400, 2, 'certificate expiry is below the minimum of 1h', 'use --cert-expiry 1h or longer'),
+  ADDRESS_INVALID: spec(400, 2, 'invalid address', "write addresses as HOST:PORT, e.g. '127.0.0.1:4377'"),
+  CLUSTER_EXISTS: spec(409, 1, 'the data dir already holds a cluster', "restart it with 'muster run --data-dir DIR', or pick another --data-dir"),
+  NOT_INITIALISED: spec(404, 1, 'the data dir holds no node', "create a cluster with 'muster init' or join one with 'muster join'"),
+  DATA_DIR_INSECURE: spec(400, 1, 'the data dir can be read by other users', 'run: chmod 0700 DIR'),
+  KEY_FILE_INSECURE: spec(400, 1, 'a private key file can be read by other users', 'run: chmod 0600 FILE'),
+  STATE_CORRUPT: spec(500, 1, 'the data dir holds unreadable state'),
+
+  // Join tokens.
+  TOKEN_INVALID: spec(400, 2, 'invalid join token', "a join token looks like SWMTKN-1-<50 base36 chars>-<25 base36 chars>; get one with 'muster join-token worker'"),
+  TOKEN_REJECTED: spec(401, 1, 'the join token was not accepted', "the token may have been rotated or belong to another cluster; ask an admin for 'muster join-token worker'"),
+
+  // Certificate signing requests.
+  CSR_TOO_LARGE: spec(400, 1, 'the CSR is larger than 16 KiB'),
+  CSR_NOT_PEM: spec(400, 1, 'the CSR is not PEM', "send a PEM block starting with '-----BEGIN CERTIFICATE REQUEST-----'"),
+  CSR_MALFORMED: spec(400, 1, 'the CSR is not a valid PKCS#10 request'),
+  CSR_BAD_SIGNATURE: spec(400, 1, 'the CSR signature does not verify'),
+  CSR_WEAK_KEY: spec(400, 1, 'the CSR key is too weak', 'use an EC P-256/P-384 key or RSA of at least 2048 bits'),
+  CSR_UNSUPPORTED_KEY: spec(400, 1, 'the CSR key type is not supported', 'use an EC P-256/P-384 key or RSA of at least 2048 bits'),
+  CSR_UNSUPPORTED_ALGORITHM: spec(400, 1, 'the CSR signature algorithm is not supported', 'sign the CSR with SHA-256, SHA-384 or SHA-512'),
+
+  // Root CA import.
+  CA_CERT_INVALID: spec(400, 2, 'the CA certificate is not a PEM X.509 certificate'),
+  CA_KEY_INVALID: spec(400, 2, 'the CA key is not a PEM private key'),
+  CA_NOT_CA: spec(400, 2, 'the certificate is not a CA (basicConstraints CA:TRUE is missing)'),
+  CA_NOT_SELF_SIGNED: spec(400, 2, 'the CA certificate is not self-signed', 'muster needs the root certificate itself, not an intermediate'),
+  CA_EXPIRES_SOON: spec(400, 2, 'the CA certificate expires within a year'),
+  CA_KEY_MISMATCH: spec(400, 2, 'the CA key does not match the CA certificate'),
+  CA_UNSUPPORTED_KEY: spec(400, 2, 'the CA key type is not supported', 'use RSA of at least 2048 bits or EC P-256/P-384'),
+
+  // Peer certificates and authorisation.
+  CERT_INVALID: spec(401, 1, 'the certificate cannot be parsed'),
+  CERT_UNTRUSTED: spec(401, 1, 'the certificate was not issued by this cluster'),
+  CERT_EXPIRED: spec(401, 1, 'the certificate has expired', "re-join the cluster with 'muster join --token TOKEN ADDR'"),
+  CERT_NOT_YET_VALID: spec(401, 1, 'the certificate is not valid yet', 'check the clocks of this machine and the manager'),
+  AUTH_REQUIRED: spec(401, 1, 'a client certificate from this cluster is required', 'pass --tls-cert/--tls-key/--tls-ca or set MUSTER_CERT_PATH'),
+  AUTH_FORBIDDEN: spec(403, 1, 'this certificate is not allowed to call this route'),
+  NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "join again with 'muster join --token TOKEN ADDR'"),
+
+  // Requests.
+  BODY_INVALID: spec(400, 1, 'the request body is invalid'),
+  BODY_TOO_LARGE: spec(413, 1, 'the request body is too large'),
+  UNSUPPORTED_MEDIA_TYPE: spec(415, 1, 'the request body must be application/json'),
+  ROUTE_NOT_FOUND: spec(404, 1, 'no such route'),
+  NODE_NOT_FOUND: spec(404, 1, 'no such node', "list the nodes with 'muster node ls'"),
+  RATE_LIMITED: spec(429, 1, 'too many failed join attempts from this address', 'wait and try again'),
+  REQUEST_TIMEOUT: spec(408, 1, 'the request took too long'),
+
+  // Node lifecycle.
+  NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
+  LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),
+  LEAVE_MANAGER: spec(409, 2, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
+
+  // Talking to a manager.
+  MANAGER_UNREACHABLE: spec(503, 1, 'cannot reach the manager', 'check the address and that the manager is running'),
+  MANAGER_ERROR: spec(502, 1, 'the manager answered with an error'),
+  ROOT_DIGEST_MISMATCH: spec(400, 1, "the manager's root CA does not match the join token", 'the token belongs to another cluster, or someone in the middle is impersonating the manager; check the token and the address'),
+  NOT_A_MANAGER: spec(400, 1, 'the server did not present a manager certificate of this cluster'),
+  ISSUED_CERT_INVALID: spec(502, 1, 'the certificate returned does not match the request'),
+
+  // External CA.
+  EXTERNAL_CA_UNAVAILABLE: spec(503, 1, 'the external CA could not be reached', 'the request can be retried'),
+  EXTERNAL_CA_ERROR: spec(502, 1, 'the external CA refused to sign'),
+
+  // A bug: never for bad input.
+  INTERNAL: spec(500, 1, 'internal error'),
+} as const satisfies Record<string, ErrorSpec>;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** Options for a {@link MusterError} beyond its code. */
+export interface MusterErrorOptions {
+  hint?: string;
+  cause?: unknown;
+  /** Extra fields for the JSON error body (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+/** An expected failure with a stable code; safe to show to users. */
+export class MusterError extends Error {
+  readonly code: ErrorCode;
+  readonly statusCode: number;
+  readonly exitCode: 1 | 2;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options: MusterErrorOptions = {}) {
+    const entry: ErrorSpec = ERROR_CATALOGUE[code];
+    super(message ?? entry.message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MusterError';
+    this.code = code;
+    this.statusCode = entry.status;
+    this.exitCode = entry.exit;
+    this.hint = options.hint ?? entry.hint;
+    this.details = options.details;
+  }
+
+  /** The JSON body the API sends for this error. */
+  toJSON(): { statusCode: number; code: ErrorCode; message: string; hint?: string } {
+    const body: { statusCode: number; code: ErrorCode; message: string; hint?: string } = {
+      statusCode: this.statusCode,
+      code: this.code,
+      message: this.message,
+    };
+    if (this.hint !== undefined) body.hint = this.hint;
+    return { ...body, ...this.details };
+  }
+}
+
+/** True when `value` is a MusterError, optionally with the given code. */
+export function isMusterError(value: unknown, code?: ErrorCode): value is MusterError {
+  return value instanceof MusterError && (code === undefined || value.code === code);
+}
+
+/** True when `value` is a known error code. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CATALOGUE, value);
+}

@@ -1,0 +1,230 @@
+/**
+ * The manager's HTTPS API (DESIGN §4) on fastify: TLS 1.2+, a client
+ * certificate requested on every connection and judged per route, JSON
+ * errors with stable codes, body and header limits, and timeouts against
+ * slow clients. Routes are thin: validate, call the service, return.
+ */
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger as PinoLogger } from 'pino';
+import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
+import type { CertRole } from '../core/roles.js';
+import {
+  ClusterPatch,
+  ClusterQuery,
+  ClusterView,
+  ErrorBody,
+  JoinRequest,
+  JoinTokens,
+  LIMITS,
+  NodeCertificateResponse,
+  NodeList,
+  NodeParams,
+  NodeView,
+  RemoveQuery,
+  RenewRequest,
+  RotateParams,
+  ROUTES,
+  SelfResponse,
+  UserRequest,
+  UserResponse,
+} from '../api/schemas.js';
+import type { Caller, ClusterService } from './cluster-service.js';
+
+/** The manager's own TLS identity. */
+export interface ServerTls {
+  keyPem: string;
+  certPem: string;
+  rootPem: string;
+}
+
+/** Timeouts against slow or idle clients, in ms. */
+export interface ServerTimeouts {
+  /** Whole request, headers and body. */
+  requestMs: number;
+  /** Headers alone. */
+  headersMs: number;
+  /** An idle kept-alive connection. */
+  keepAliveMs: number;
+  /** A connection that sends nothing (TLS handshake included). */
+  connectionMs: number;
+}
+
+/** Defaults a loaded manager can live with. */
+export const DEFAULT_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 5_000, connectionMs: 10_000 };
+
+/** Options for {@link buildApp}. */
+export interface AppOptions {
+  service: ClusterService;
+  tls: ServerTls;
+  logger: PinoLogger;
+  timeouts?: ServerTimeouts;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: Caller;
+  }
+  interface FastifyContextConfig {
+    /** Certificate roles allowed to call the route; absent means public. */
+    allow?: readonly CertRole[];
+  }
+}
+
+const ADMINS: readonly CertRole[] = ['manager', 'admin'];
+const NODES: readonly CertRole[] = ['manager', 'worker'];
+
+/** Maps fastify's own errors (bad JSON, limits, schema failures) to catalogue codes. */
+function toMusterError(error: FastifyError): MusterError {
+  if (isMusterError(error)) return error;
+  if (error.validation !== undefined) {
+    const first = error.validation[0];
+    const where = first?.instancePath ? `${error.validationContext ?? 'body'}${first.instancePath.replaceAll('/', '.')}` : (error.validationContext ?? 'body');
+    return new MusterError('BODY_INVALID', `the request ${where} is invalid: ${first?.message ?? 'schema mismatch'}`);
+  }
+  const byFastifyCode: Record<string, ErrorCode> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BODY_INVALID',
+    FST_ERR_CTP_EMPTY_JSON_BODY: 'BODY_INVALID',
+    FST_ERR_CTP_INVALID_JSON_BODY: 'BODY_INVALID',
+  };
+  const code = byFastifyCode[error.code];
+  if (code !== undefined) return new MusterError(code, code === 'BODY_INVALID' ? `the request body is invalid: ${error.message}` : undefined);
+  if (error instanceof SyntaxError) return new MusterError('BODY_INVALID', 'the request body is not valid JSON');
+  const status = error.statusCode ?? 500;
+  if (status === 408) return new MusterError('REQUEST_TIMEOUT');
+  if (status >= 400 && status < 500) return new MusterError('BODY_INVALID', error.message);
+  return new MusterError('INTERNAL', 'internal error', { cause: error });
+}
+
+function sendError(reply: FastifyReply, error: MusterError): FastifyReply {
+  const retry = error.details?.retryAfterSeconds;
+  if (typeof retry === 'number') void reply.header('retry-after', String(retry));
+  return reply.code(error.statusCode).type('application/json').send(error.toJSON());
+}
+
+/** The peer certificate of a TLS request, if the client sent one. */
+function peerCertificate(request: FastifyRequest) {
+  const socket = request.raw.socket as TLSSocket;
+  return typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+}
+
+/** Builds the fastify app (not yet listening). */
+export async function buildApp(options: AppOptions) {
+  const { service } = options;
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    disableRequestLogging: true,
+    bodyLimit: LIMITS.bodyBytes,
+    connectionTimeout: timeouts.connectionMs,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    return503OnClosing: true,
+    // Refuse rather than repair: no type coercion, no silently dropped fields.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    https: {
+      key: options.tls.keyPem,
+      cert: options.tls.certPem,
+      ca: options.tls.rootPem,
+      requestCert: true,
+      rejectUnauthorized: false, // each route decides what it needs
+      minVersion: 'TLSv1.2',
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: timeouts.headersMs,
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const mapped = toMusterError(error);
+    if (mapped.statusCode >= 500 && mapped.code !== 'EXTERNAL_CA_UNAVAILABLE' && mapped.code !== 'EXTERNAL_CA_ERROR') {
+      request.log.error({ err: error, route: request.routeOptions.url }, 'request failed');
+    } else {
+      request.log.debug({ code: mapped.code, route: request.routeOptions.url }, 'request refused');
+    }
+    return sendError(reply, mapped);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(reply, new MusterError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+
+  // Authorisation, in one place: routes list the roles they allow in their config.
+  app.addHook('preHandler', async (request) => {
+    const allow = request.routeOptions.config.allow;
+    if (allow === undefined) return;
+    request.caller = await service.authorize(peerCertificate(request), allow);
+  });
+
+  const caller = (request: FastifyRequest): Caller => {
+    if (request.caller === undefined) throw new MusterError('AUTH_REQUIRED');
+    return request.caller;
+  };
+  const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
+
+  app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(service.rootPem));
+
+  app.post(ROUTES.join, { schema: { body: JoinRequest, response: { 200: NodeCertificateResponse, ...errors } } }, async (request) =>
+    service.join(request.body, request.ip),
+  );
+
+  app.post(ROUTES.renew, { config: { allow: NODES }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...errors } } }, async (request) =>
+    service.renew(caller(request), request.body.csr),
+  );
+
+  app.get(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: SelfResponse, ...errors } } }, async (request) => service.self(caller(request)));
+
+  app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...errors } } }, async (request) => service.leave(caller(request)));
+
+  app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...errors } } }, async (request) =>
+    service.clusterView(request.query.tokens === '1' || request.query.tokens === 'true'),
+  );
+
+  app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...errors } } }, async (request) =>
+    service.updateCluster(request.body),
+  );
+
+  app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...errors } } }, async () => service.joinTokens());
+
+  app.post(ROUTES.rotate, { config: { allow: ADMINS }, schema: { params: RotateParams, response: { 200: JoinTokens, ...errors } } }, async (request) =>
+    service.rotateToken(request.params.role),
+  );
+
+  app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { response: { 200: NodeList, ...errors } } }, async () => ({ nodes: await service.listNodes() }));
+
+  app.get(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
+    service.getNode(request.params.id),
+  );
+
+  app.delete(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...errors } } }, async (request) =>
+    service.removeNode(request.params.id, { force: request.query.force === '1' || request.query.force === 'true' }),
+  );
+
+  app.post(ROUTES.promote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
+    service.setRole(request.params.id, 'manager'),
+  );
+
+  app.post(ROUTES.demote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
+    service.setRole(request.params.id, 'worker'),
+  );
+
+  app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...errors } } }, async (request) =>
+    service.issueUser(request.body.name, request.body.csr),
+  );
+
+  return app;
+}
+
+/** The app type {@link buildApp} returns. */
+export type MusterApp = Awaited<ReturnType<typeof buildApp>>;
+
+/** Swaps the server's certificate after the manager's own renewal; new connections use it. */
+export function updateServerCertificate(app: MusterApp, tls: ServerTls): void {
+  (app.server as unknown as { setSecureContext(options: object): void }).setSecureContext({
+    key: tls.keyPem,
+    cert: tls.certPem,
+    ca: tls.rootPem,
+    minVersion: 'TLSv1.2',
+  });
+}

@@ -1,0 +1,160 @@
+/**
+ * The cluster root CA: founding a self-signed root, importing an existing
+ * (corporate) root, and the in-memory signer the manager issues with.
+ */
+import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import { OID, TAG, TRUE, bits, contentOf, decodeOid, octets, readChildren, readPemBlocks, readTlv, seq, sliceTlv, toPem, type Tlv } from './der.js';
+import { buildCertificate, extension, keyIdentifier, randomSerial } from './certificate.js';
+import { checkKeyPolicy, generateNodeKeySync, readPrivateKey, spkiDer, type KeyKind } from './keys.js';
+import { buildName } from './name.js';
+import { signatureAlgorithm, type SignatureAlgorithm } from './signature.js';
+
+/** The subject CN of every root muster founds (SwarmKit's name). */
+export const ROOT_COMMON_NAME = 'swarm-ca';
+/** Lifetime of a founded root: 20 years. */
+export const ROOT_VALIDITY_MS = 20 * 365 * 24 * 3600 * 1000;
+/** A founded root is backdated 5 minutes for clock skew. */
+export const ROOT_BACKDATE_MS = 5 * 60 * 1000;
+/** An imported root must stay valid at least this long. */
+export const ROOT_MIN_REMAINING_MS = 365 * 24 * 3600 * 1000;
+
+/** Everything the manager needs to sign under the root, parsed once. */
+export interface SigningCa {
+  /** The root bundle bytes, exactly as stored, served and hashed. */
+  certPem: string;
+  cert: X509Certificate;
+  key: KeyObject;
+  algorithm: SignatureAlgorithm;
+  /** The root's subject Name DER, copied verbatim into each issuer field. */
+  subjectDer: Buffer;
+  /** The root's subject key identifier, written as each leaf's AKI. */
+  keyId: Buffer;
+  notBefore: number;
+  notAfter: number;
+}
+
+/** A root certificate and its key, as PEM. */
+export interface RootMaterial {
+  certPem: string;
+  keyPem: string;
+}
+
+/** Founds a self-signed ECDSA P-256 root (fields per DESIGN §2). */
+export function createRootCa(params: { clusterId: string; clock: Clock; random: Random }): RootMaterial {
+  const key = generateNodeKeySync();
+  const now = params.clock.now();
+  const spki = spkiDer(key.publicKey);
+  const name = buildName({ organization: params.clusterId, commonName: ROOT_COMMON_NAME });
+  const ski = keyIdentifier(spki);
+  const der = buildCertificate({
+    serial: randomSerial(params.random),
+    issuer: name,
+    subject: name,
+    notBefore: now - ROOT_BACKDATE_MS,
+    notAfter: now + ROOT_VALIDITY_MS,
+    spki,
+    extensions: [
+      extension(OID.basicConstraints, true, seq(TRUE)), // CA:TRUE
+      extension(OID.keyUsage, true, bits(Buffer.of(0x06), 1)), // keyCertSign, cRLSign
+      extension(OID.subjectKeyIdentifier, false, octets(ski)),
+    ],
+    signer: { key: key.privateKey, algorithm: signatureAlgorithm('ec-p256') },
+  });
+  return { certPem: toPem(der, 'CERTIFICATE'), keyPem: key.privateKeyPem };
+}
+
+interface RootFacts {
+  subjectDer: Buffer;
+  keyId: Buffer | undefined;
+}
+
+/** Finds the subject Name and the SKI extension in a certificate's DER (RFC 5280 §4.1). */
+function readRootFacts(der: Buffer): RootFacts {
+  const fail = (): never => {
+    throw new MusterError('CA_CERT_INVALID', 'the CA certificate is not a valid X.509 certificate');
+  };
+  const outer = readTlv(der, 0) ?? fail();
+  const tbs = (readChildren(der, outer) ?? fail())[0] ?? fail();
+  const fields = readChildren(der, tbs) ?? fail();
+  const offset = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version
+  const subject = fields[offset + 4] ?? fail();
+  let keyId: Buffer | undefined;
+  const extsWrapper = fields.find((f) => f.tag === 0xa3);
+  if (extsWrapper !== undefined) {
+    const extSeq = (readChildren(der, extsWrapper) ?? fail())[0] ?? fail();
+    for (const ext of readChildren(der, extSeq) ?? fail()) {
+      const parts = readChildren(der, ext) ?? fail();
+      const id = parts[0];
+      if (id?.tag !== TAG.OID || decodeOid(contentOf(der, id)) !== OID.subjectKeyIdentifier) continue;
+      const value = parts[parts.length - 1] ?? fail();
+      const inner: Tlv = readTlv(der, value.contentStart, value.end) ?? fail();
+      keyId = Buffer.from(contentOf(der, inner));
+    }
+  }
+  return { subjectDer: Buffer.from(sliceTlv(der, subject)), keyId };
+}
+
+/** Reads the one certificate in a PEM bundle, or throws CA_CERT_INVALID. */
+function readSingleCertificate(certPem: string): X509Certificate {
+  const blocks = readPemBlocks(certPem);
+  if (blocks.length !== 1 || blocks[0]?.label !== 'CERTIFICATE') {
+    throw new MusterError('CA_CERT_INVALID', `expected exactly one CERTIFICATE PEM block, found ${blocks.length} block(s)`);
+  }
+  try {
+    return new X509Certificate(certPem);
+  } catch (cause) {
+    throw new MusterError('CA_CERT_INVALID', undefined, { cause });
+  }
+}
+
+/** Parses a stored root + key into a signer. Trusts that the pair was validated when it was stored. */
+export function loadSigningCa(material: RootMaterial): SigningCa {
+  const cert = readSingleCertificate(material.certPem);
+  const key = readPrivateKey(material.keyPem, 'CA_KEY_INVALID');
+  const kind: KeyKind = checkKeyPolicy(key, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
+  const facts = readRootFacts(cert.raw);
+  return {
+    certPem: material.certPem,
+    cert,
+    key,
+    algorithm: signatureAlgorithm(kind),
+    subjectDer: facts.subjectDer,
+    keyId: facts.keyId ?? keyIdentifier(spkiDer(cert.publicKey)),
+    notBefore: Date.parse(cert.validFrom),
+    notAfter: Date.parse(cert.validTo),
+  };
+}
+
+/**
+ * Validates an existing root for `init --ca-cert/--ca-key`: one self-signed
+ * CA:TRUE certificate, valid for at least another year, with a supported key
+ * that matches it. Each failure has its own code.
+ */
+export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
+  const cert = readSingleCertificate(material.certPem);
+  if (!cert.ca) throw new MusterError('CA_NOT_CA');
+  let selfSigned = false;
+  try {
+    selfSigned = cert.checkIssued(cert) && cert.verify(cert.publicKey);
+  } catch {
+    selfSigned = false;
+  }
+  if (!selfSigned) throw new MusterError('CA_NOT_SELF_SIGNED');
+  const notAfter = Date.parse(cert.validTo);
+  if (!(notAfter - clock.now() >= ROOT_MIN_REMAINING_MS)) {
+    throw new MusterError('CA_EXPIRES_SOON', `the CA certificate expires on ${new Date(notAfter).toISOString()}, within a year`);
+  }
+  const key = readPrivateKey(material.keyPem, 'CA_KEY_INVALID');
+  checkKeyPolicy(key, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
+  checkKeyPolicy(cert.publicKey, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
+  if (!cert.checkPrivateKey(key)) throw new MusterError('CA_KEY_MISMATCH');
+  return loadSigningCa(material);
+}
+
+/** SHA-256 of the root bundle's exact bytes: the digest inside every join token. */
+export function rootDigest(rootPem: string | Uint8Array): Buffer {
+  return createHash('sha256').update(rootPem).digest();
+}

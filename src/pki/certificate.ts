@@ -1,0 +1,69 @@
+/**
+ * Building and signing X.509 v3 certificates (RFC 5280 §4.1): the TBS is
+ * assembled from DER parts and signed natively.
+ */
+import { createHash, type KeyObject } from 'node:crypto';
+import type { Random } from '../core/random.js';
+import { OID, TAG, TRUE, bits, contentOf, explicit, octets, oid, readChildren, readTlv, seq, smallInt, time, uint } from './der.js';
+import { signWith, type SignatureAlgorithm } from './signature.js';
+
+/** Inputs to {@link buildCertificate}. */
+export interface CertificateFields {
+  serial: Buffer;
+  /** Name DER. */
+  issuer: Buffer;
+  /** Name DER. */
+  subject: Buffer;
+  notBefore: number;
+  notAfter: number;
+  /** SubjectPublicKeyInfo DER of the certified key. */
+  spki: Buffer;
+  /** Extension DERs, see {@link extension}. */
+  extensions: Buffer[];
+  signer: { key: KeyObject; algorithm: SignatureAlgorithm };
+}
+
+const V3 = explicit(0, smallInt(2));
+
+/** Builds the TBSCertificate, signs it natively and returns the certificate DER. */
+export function buildCertificate(fields: CertificateFields): Buffer {
+  const tbsDer = seq(
+    V3,
+    uint(fields.serial),
+    fields.signer.algorithm.identifier,
+    fields.issuer,
+    seq(time(fields.notBefore), time(fields.notAfter)),
+    fields.subject,
+    fields.spki,
+    explicit(3, seq(...fields.extensions)),
+  );
+  const signature = signWith(fields.signer.algorithm, tbsDer, fields.signer.key);
+  return seq(tbsDer, fields.signer.algorithm.identifier, bits(signature));
+}
+
+/** One Extension (RFC 5280 §4.1): the value is DER-encoded into an OCTET STRING. */
+export function extension(id: string, critical: boolean, value: Buffer): Buffer {
+  return critical ? seq(oid(id), TRUE, octets(value)) : seq(oid(id), octets(value));
+}
+
+/** Key identifier per RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
+export function keyIdentifier(spki: Buffer): Buffer {
+  const outer = readTlv(spki, 0);
+  const key = outer === undefined ? undefined : (readChildren(spki, outer) ?? [])[1];
+  if (key === undefined || key.tag !== TAG.BIT_STRING) throw new Error('not a SubjectPublicKeyInfo');
+  return createHash('sha1').update(contentOf(spki, key).subarray(1)).digest();
+}
+
+/** A random positive serial of 20 bytes (RFC 5280 §4.1.2.2), first byte 0x10–0x7f so its hex has no leading zero. */
+export function randomSerial(random: Random): Buffer {
+  const serial = random.bytes(20);
+  serial[0] = 0x10 + (serial[0]! % 0x70);
+  return serial;
+}
+
+/** Serial as Node prints it (`X509Certificate.serialNumber`): upper-case hex. */
+export function serialHex(serial: Buffer): string {
+  return serial.toString('hex').toUpperCase();
+}
+
+export { OID };

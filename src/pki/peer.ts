@@ -1,0 +1,67 @@
+/**
+ * Reading a presented certificate into the identity the API authorises on,
+ * after checking that it chains to the cluster root and is within validity.
+ */
+import { X509Certificate } from 'node:crypto';
+import { MusterError } from '../core/errors.js';
+import { roleFromOu, type CertRole } from '../core/roles.js';
+import { readNameFields } from './name.js';
+
+/** Who a verified certificate says its holder is. */
+export interface PeerIdentity {
+  /** The CN: a node ID, or an API user's name. */
+  nodeId: string;
+  /** From the OU; undefined for an OU muster never issues. */
+  role: CertRole | undefined;
+  /** From the O. */
+  clusterId: string | undefined;
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+}
+
+/** Parses a certificate from PEM/DER or passes an X509Certificate through; CERT_INVALID on junk. */
+export function toX509(cert: X509Certificate | string | Buffer): X509Certificate {
+  if (cert instanceof X509Certificate) return cert;
+  try {
+    return new X509Certificate(cert);
+  } catch (cause) {
+    throw new MusterError('CERT_INVALID', undefined, { cause });
+  }
+}
+
+/** True when `cert` was issued and signed by `issuer`. */
+export function isIssuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies that `cert` chains to one of `roots` and is valid at `now`, then
+ * returns the identity it carries. The caller decides what the identity may
+ * do (cluster ID, role, removed nodes).
+ */
+export function readPeerCertificate(params: {
+  cert: X509Certificate | string | Buffer;
+  roots: readonly X509Certificate[];
+  now: number;
+}): PeerIdentity {
+  const cert = toX509(params.cert);
+  if (!params.roots.some((root) => isIssuedBy(cert, root))) throw new MusterError('CERT_UNTRUSTED');
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  if (params.now < notBefore) throw new MusterError('CERT_NOT_YET_VALID');
+  if (params.now > notAfter) throw new MusterError('CERT_EXPIRED');
+  const name = readNameFields(cert.subject);
+  return {
+    nodeId: name.commonName ?? '',
+    role: roleFromOu(name.organizationalUnit),
+    clusterId: name.organization,
+    serial: cert.serialNumber,
+    notBefore,
+    notAfter,
+  };
+}

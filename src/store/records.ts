@@ -1,0 +1,69 @@
+/**
+ * The records the cluster store keeps (DESIGN §8). Every value carries a
+ * schema version so a later muster can migrate what an earlier one wrote.
+ */
+import type { NodeRole } from '../core/roles.js';
+
+/** The schema version written into every record. */
+export const SCHEMA_VERSION = 1;
+
+/** Cluster-wide settings. */
+export interface ClusterRecord {
+  schema: number;
+  clusterId: string;
+  /** Lifetime of newly issued node certificates, in ms; read at signing time. */
+  certExpiryMs: number;
+  createdAt: number;
+  /** The address nodes are told to reach the first manager on (host:port). */
+  advertiseAddr: string;
+}
+
+/** The root CA: the bundle bytes exactly as served and hashed, and its key. */
+export interface CaRecord {
+  schema: number;
+  rootPem: string;
+  /** PKCS#8 PEM; never leaves the manager, never printed. */
+  keyPem: string;
+}
+
+/** The current join tokens, one per role. */
+export interface TokensRecord {
+  schema: number;
+  worker: string;
+  manager: string;
+  rotatedAt: Record<NodeRole, number>;
+}
+
+/** One node of the cluster. */
+export interface NodeRecord {
+  schema: number;
+  id: string;
+  role: NodeRole;
+  hostname: string;
+  labels: Record<string, string>;
+  createdAt: number;
+  lastSeenAt: number;
+  /** Serial (upper-case hex) and NotAfter of the newest certificate issued to the node. */
+  certSerial: string;
+  certNotAfter: number;
+  /** The role that certificate carries; differs from `role` until the node renews after a promotion or demotion. */
+  certRole: NodeRole;
+  removed: boolean;
+  removedAt?: number;
+}
+
+/** Why a certificate was issued. */
+export type IssueKind = 'init' | 'join' | 'renew' | 'user';
+
+/** One certificate the manager issued. */
+export interface CertificateRecord {
+  schema: number;
+  serial: string;
+  /** The node ID, or the API user's name. */
+  subject: string;
+  role: NodeRole | 'admin';
+  kind: IssueKind;
+  issuedAt: number;
+  notBefore: number;
+  notAfter: number;
+}

@@ -1,0 +1,181 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/core/clock.js';
+import { MusterError } from '../../src/core/errors.js';
+import { recordingLogger } from '../../src/core/logger.js';
+import { seededRandom, systemRandom } from '../../src/core/random.js';
+import { Renewer, type RenewAdvice, type Validity } from '../../src/agent/renewer.js';
+
+const HOUR = 3_600_000;
+/** Lets pending promise callbacks run; no time passes on any clock. */
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+};
+
+function harness(opts: { lifetime?: number; fail?: () => Error | undefined; advice?: () => RenewAdvice; seed?: number } = {}) {
+  const clock = new FakeClock(Date.UTC(2026, 10, 22));
+  const lifetime = opts.lifetime ?? HOUR;
+  let held: Validity = { notBefore: clock.now(), notAfter: clock.now() + lifetime };
+  const renewals: { at: number; reason: string }[] = [];
+  const fatal: string[] = [];
+  const logger = recordingLogger();
+  const renewer = new Renewer({
+    clock,
+    random: opts.seed === undefined ? systemRandom : seededRandom(opts.seed),
+    logger,
+    current: () => held,
+    renew: async (reason) => {
+      renewals.push({ at: clock.now(), reason });
+      const error = opts.fail?.();
+      if (error !== undefined) throw error;
+      held = { notBefore: clock.now(), notAfter: clock.now() + lifetime };
+      return held;
+    },
+    check: async () => opts.advice?.() ?? { renewNow: false },
+    onFatal: (reason) => fatal.push(reason),
+  });
+  return { clock, renewer, renewals, fatal, logger, held: () => held };
+}
+
+describe('Renewer schedule', () => {
+  it('lands every draw inside 50–80% of the lifetime', () => {
+    const { renewer } = harness({ seed: 7 });
+    const validity = { notBefore: 1_000_000, notAfter: 1_000_000 + 90 * 24 * HOUR };
+    const fractions = Array.from({ length: 5000 }, () => (renewer.pickRenewalTime(validity) - validity.notBefore) / (90 * 24 * HOUR));
+    expect(Math.min(...fractions)).toBeGreaterThanOrEqual(0.5);
+    expect(Math.max(...fractions)).toBeLessThanOrEqual(0.8);
+    // Spread over the window, not bunched: each tenth of it gets a share.
+    const buckets = Array<number>(10).fill(0);
+    for (const f of fractions) buckets[Math.min(9, Math.floor(((f - 0.5) / 0.3) * 10))]! += 1;
+    for (const count of buckets) expect(count).toBeGreaterThan(350);
+  });
+
+  it('renews when the clock reaches the picked moment, and not before', async () => {
+    const { clock, renewer, renewals, held } = harness({ seed: 1 });
+    const before = held();
+    renewer.start();
+    const due = renewer.nextRenewalAt!;
+    expect(due).toBeGreaterThanOrEqual(before.notBefore + 0.5 * HOUR);
+    expect(due).toBeLessThanOrEqual(before.notBefore + 0.8 * HOUR);
+    clock.advance(due - clock.now() - 1);
+    await flush();
+    expect(renewals.filter((r) => r.reason === 'scheduled')).toHaveLength(0);
+    clock.advance(1);
+    await flush();
+    expect(renewals.filter((r) => r.reason === 'scheduled')).toHaveLength(1);
+    expect(held().notBefore).toBe(due);
+    // and schedules the next one in the new certificate's window
+    expect(renewer.nextRenewalAt! - held().notBefore).toBeGreaterThanOrEqual(0.5 * HOUR);
+    await renewer.stop();
+  });
+
+  it('keeps renewing over many lifetimes', async () => {
+    const { clock, renewer, renewals } = harness({ seed: 3 });
+    renewer.start();
+    for (let i = 0; i < 10 * 60; i++) {
+      clock.advance(60_000);
+      await flush();
+    }
+    // ten hours of one-hour certificates renewed every 30–48 minutes
+    expect(renewals.length).toBeGreaterThanOrEqual(12);
+    expect(renewals.length).toBeLessThanOrEqual(20);
+    await renewer.stop();
+  });
+});
+
+describe('Renewer backoff', () => {
+  it('grows exponentially with full jitter and is capped at an hour', () => {
+    const { renewer } = harness({ seed: 11 });
+    const maxOf = (n: number): number => Math.max(...Array.from({ length: 400 }, () => renewer.backoffDelay(n)));
+    expect(maxOf(1)).toBeLessThanOrEqual(5_000);
+    expect(maxOf(2)).toBeLessThanOrEqual(10_000);
+    expect(maxOf(2)).toBeGreaterThan(5_000);
+    expect(maxOf(5)).toBeLessThanOrEqual(80_000);
+    expect(maxOf(5)).toBeGreaterThan(40_000);
+    expect(maxOf(40)).toBeLessThanOrEqual(HOUR);
+    expect(maxOf(40)).toBeGreaterThan(0.9 * HOUR);
+  });
+
+  it('retries after failures until the manager is back, then renews', async () => {
+    let down = true;
+    const { clock, renewer, renewals, logger, held } = harness({ seed: 5, lifetime: 24 * HOUR, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
+    renewer.start();
+    clock.advance(renewer.nextRenewalAt! - clock.now());
+    await flush();
+    expect(renewals).toHaveLength(1);
+    for (let i = 0; i < 4; i++) {
+      clock.advance(renewer.nextRenewalAt! - clock.now());
+      await flush();
+    }
+    expect(renewals).toHaveLength(5);
+    const retries = logger.records.filter((r) => r.message.startsWith('renewal failed; retrying in'));
+    expect(retries).toHaveLength(5);
+    expect(retries[0]?.message).toMatch(/because cannot reach the manager/);
+    down = false;
+    clock.advance(renewer.nextRenewalAt! - clock.now());
+    await flush();
+    expect(renewals).toHaveLength(6);
+    expect(held().notBefore).toBe(clock.now());
+    expect(logger.records.some((r) => r.message.startsWith('renewed until'))).toBe(true);
+    await renewer.stop();
+  });
+
+  it('says plainly that an expired certificate needs a re-join, and stops', async () => {
+    const { clock, renewer, fatal, logger } = harness({ seed: 2, fail: () => new MusterError('MANAGER_UNREACHABLE') });
+    renewer.start();
+    for (let i = 0; i < 200 && fatal.length === 0; i++) {
+      clock.advance(Math.max(1, (renewer.nextRenewalAt ?? clock.now()) - clock.now()));
+      await flush();
+    }
+    expect(fatal).toEqual(['expired']);
+    expect(logger.records.at(-1)?.message).toMatch(/expired at .* re-join the cluster with 'muster join/);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('stops when the manager says the node was removed', async () => {
+    const { clock, renewer, fatal } = harness({ seed: 4, fail: () => new MusterError('NODE_REMOVED') });
+    renewer.start();
+    clock.advance(renewer.nextRenewalAt! - clock.now());
+    await flush();
+    expect(fatal).toEqual(['removed']);
+  });
+});
+
+describe('Renewer renew-now triggers', () => {
+  it('renews at once when a poll says so (promotion), then goes back to its schedule', async () => {
+    let advice: RenewAdvice = { renewNow: false };
+    const { clock, renewer, renewals } = harness({ seed: 9, lifetime: 24 * HOUR, advice: () => advice });
+    const start = clock.now();
+    renewer.start();
+    clock.advance(40_000); // past one poll: nothing to do
+    await flush();
+    expect(renewals).toHaveLength(0);
+    advice = { renewNow: true, reason: 'role-change' };
+    clock.advance(40_000);
+    await flush();
+    expect(renewals).toHaveLength(1);
+    expect(renewals[0]?.reason).toBe('role-change');
+    // on the second poll (polls every 24–36 s), long before the 12 h window
+    expect(renewals[0]!.at - start).toBeGreaterThan(40_000);
+    expect(renewals[0]!.at - start).toBeLessThanOrEqual(80_000);
+    advice = { renewNow: false };
+    expect(renewer.nextRenewalAt! - renewals[0]!.at).toBeGreaterThanOrEqual(12 * HOUR);
+    await renewer.stop();
+  });
+
+  it('does not run two renewals at once', async () => {
+    const { renewer, renewals } = harness({ seed: 10 });
+    renewer.start();
+    await Promise.all([renewer.renewNow('a'), renewer.renewNow('b'), renewer.renewNow('c')]);
+    expect(renewals).toHaveLength(1);
+    await renewer.stop();
+  });
+
+  it('stop() cancels every timer and is idempotent', async () => {
+    const { clock, renewer } = harness({ seed: 12 });
+    renewer.start();
+    expect(clock.pending()).toBe(2);
+    await renewer.stop();
+    await renewer.stop();
+    expect(clock.pending()).toBe(0);
+  });
+});

@@ -1,0 +1,149 @@
+/** Running the CLI in-process (for speed) and as real child processes (for the real thing). */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { systemClock, type Clock } from '../../src/core/clock.js';
+import { systemRandom } from '../../src/core/random.js';
+import type { CliContext } from '../../src/cli/context.js';
+import { runCli } from '../../src/cli/program.js';
+
+/** The built CLI (npm test builds it first; see vitest.global-setup.ts). */
+export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    this.text += chunk.toString('utf8');
+    done();
+  }
+}
+
+/** An in-process CLI run. */
+export interface InProcessRun {
+  /** Resolves when a foreground command is serving. */
+  ready: Promise<{ address?: string; nodeId: string; role: string }>;
+  /** Resolves with the exit code. */
+  exit: Promise<number>;
+  /** Sends a stop signal to a foreground command and waits for the exit code. */
+  stop(): Promise<number>;
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Runs `muster ARGV` in this process with its own streams and env. */
+export function runInProcess(argv: string[], options: { env?: Record<string, string | undefined>; clock?: Clock } = {}): InProcessRun {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  let stopNow: (signal: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    stopNow = resolve;
+  });
+  let onReady: (info: { address?: string; nodeId: string; role: string }) => void = () => {};
+  const ready = new Promise<{ address?: string; nodeId: string; role: string }>((resolve) => {
+    onReady = resolve;
+  });
+  const ctx: CliContext = {
+    stdout,
+    stderr,
+    env: { MUSTER_LOG_LEVEL: 'info', ...options.env },
+    uid: 1000,
+    home: '/nonexistent-home',
+    hostname: hostname(),
+    clock: options.clock ?? systemClock,
+    random: systemRandom,
+    waitForStop: () => stopped,
+    onReady: (info) => onReady(info),
+  };
+  const exit = runCli(ctx, argv);
+  const failedEarly = exit.then((code) => {
+    throw new Error(`muster ${argv.join(' ')} exited ${code} before it was ready:\n${stderr.text}`);
+  });
+  const readyOrFailed = Promise.race([ready, failedEarly]);
+  readyOrFailed.catch(() => {}); // callers that await only `exit` must not see an unhandled rejection
+  return {
+    ready: readyOrFailed,
+    exit,
+    async stop() {
+      stopNow('SIGTERM');
+      return exit;
+    },
+    stdout: () => stdout.text,
+    stderr: () => stderr.text,
+  };
+}
+
+/** A muster child process. */
+export interface ChildRun {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves when stdout+stderr match `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  exit: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawns `node dist/cli/main.js ARGV`. */
+export function spawnMuster(argv: string[], options: { env?: Record<string, string | undefined> } = {}): ChildRun {
+  const child = spawn(process.execPath, [CLI, ...argv], {
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  const listeners = new Set<() => void>();
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString('utf8');
+    for (const l of listeners) l();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    err += d.toString('utf8');
+    for (const l of listeners) l();
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exit,
+    waitFor(pattern, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const match = (out + err).match(pattern);
+          if (match !== null) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            resolve(match);
+            return true;
+          }
+          return false;
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`timed out waiting for ${pattern} in:\n${out}\n${err}`));
+        }, timeoutMs);
+        listeners.add(check);
+        void exit.then(() => {
+          if (!check()) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            reject(new Error(`process exited before ${pattern}:\n${out}\n${err}`));
+          }
+        });
+        check();
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exit;
+    },
+  };
+}
+
+/** Runs a short muster command to completion. */
+export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const run = spawnMuster(argv, options);
+  const code = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
+}

@@ -1,0 +1,77 @@
+/** Real `openssl` for tests: run it, and make keys, CSRs and certificates with it. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A scratch folder that tests remove in afterAll. */
+export function scratchDir(prefix = 'muster-test-'): { dir: string; path: (name: string) => string; write: (name: string, data: string | Buffer) => string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return {
+    dir,
+    path: (name) => join(dir, name),
+    write: (name, data) => {
+      const file = join(dir, name);
+      writeFileSync(file, data);
+      return file;
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** Runs openssl and returns stdout; throws with stderr on failure. */
+export function openssl(args: string[], input?: string | Buffer): string {
+  return execFileSync('openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Runs openssl and returns its exit status and combined output, never throwing. */
+export function opensslStatus(args: string[]): { status: number; output: string } {
+  const result = spawnSync('openssl', args, { encoding: 'utf8' });
+  return { status: result.status ?? 1, output: `${result.stdout}${result.stderr}` };
+}
+
+/** A minimal config so `openssl req` adds only the extensions a test asks for. */
+const MIN_CONFIG = '[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n';
+
+/** Makes OpenSSL fixtures inside a scratch dir. */
+export function opensslFixtures(scratch: ReturnType<typeof scratchDir>) {
+  const config = scratch.write('min.cnf', MIN_CONFIG);
+  let n = 0;
+  const nextName = (ext: string): string => `f${n++}.${ext}`;
+  const next = (ext: string): string => scratch.path(nextName(ext));
+  return {
+    /** A private key: 'ec:P-256', 'ec:secp256k1', 'rsa:2048', 'ed25519'. */
+    key(spec: string): string {
+      const file = next('key');
+      const [alg, param] = spec.split(':');
+      if (alg === 'ec') openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${param}`, '-out', file]);
+      else if (alg === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${param}`, '-out', file]);
+      else openssl(['genpkey', '-algorithm', spec.toUpperCase(), '-out', file]);
+      return file;
+    },
+    /** A CSR made by `openssl req`, as PEM text. */
+    csr(keyFile: string, opts: { subject?: string; digest?: string } = {}): string {
+      const args = ['req', '-new', '-config', config, '-key', keyFile, '-subj', opts.subject ?? '/CN=node'];
+      if (opts.digest !== undefined) args.push(`-${opts.digest}`);
+      return openssl(args);
+    },
+    /** A self-signed certificate as PEM text; `ca` adds CA:TRUE. */
+    selfSigned(keyFile: string, opts: { ca: boolean; days: number; subject?: string }): string {
+      const bc = opts.ca ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE';
+      return openssl(['req', '-x509', '-new', '-config', config, '-key', keyFile, '-subj', opts.subject ?? '/CN=corp root', '-days', String(opts.days), '-addext', bc, '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
+    },
+    /** A CA:TRUE certificate for `keyFile`, signed by another CA. */
+    intermediate(keyFile: string, issuerCert: string, issuerKey: string): string {
+      const csrFile = scratch.write(nextName('csr'), this.csr(keyFile, { subject: '/CN=intermediate' }));
+      const ext = scratch.write(nextName('ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+      const issuerFile = scratch.write(nextName('pem'), issuerCert);
+      return openssl(['x509', '-req', '-in', csrFile, '-CA', issuerFile, '-CAkey', issuerKey, '-CAcreateserial', '-days', '3650', '-extfile', ext]);
+    },
+    read: (file: string): string => readFileSync(file, 'utf8'),
+  };
+}
+
+/** `openssl x509 -text -noout` of a PEM certificate. */
+export function x509Text(pem: string): string {
+  return openssl(['x509', '-noout', '-text'], pem);
+}

@@ -1,0 +1,63 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { LevelClusterStore, type InitialState } from '../../src/store/cluster-store.js';
+import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
+import { scratchDir } from '../helpers/openssl.js';
+
+const scratch = scratchDir('muster-store-');
+afterEach(() => scratch.cleanup());
+
+function node(id: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
+  return { schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides };
+}
+
+function initial(): InitialState {
+  return {
+    cluster: { schema: SCHEMA_VERSION, clusterId: 'c1', certExpiryMs: 3_600_000, createdAt: 1, advertiseAddr: '127.0.0.1:4377' },
+    ca: { schema: SCHEMA_VERSION, rootPem: 'ROOT\n', keyPem: 'KEY\n' },
+    tokens: { schema: SCHEMA_VERSION, worker: 'w', manager: 'm', rotatedAt: { worker: 1, manager: 1 } },
+    node: node('m1', { role: 'manager', certRole: 'manager' }),
+    certificate: { schema: SCHEMA_VERSION, serial: 'Sm1', subject: 'm1', role: 'manager', kind: 'init', issuedAt: 1, notBefore: 0, notAfter: 2 },
+  };
+}
+
+describe('LevelClusterStore', () => {
+  it('initialises once and refuses a second cluster', async () => {
+    const store = new LevelClusterStore(scratch.path('db'));
+    await store.open();
+    expect(await store.getCluster()).toBeUndefined();
+    await store.initialise(initial());
+    await expect(store.initialise(initial())).rejects.toMatchObject({ code: 'CLUSTER_EXISTS' });
+    await store.close();
+    await store.close(); // idempotent
+  });
+
+  it('keeps everything across a reopen', async () => {
+    const location = scratch.path('db');
+    const first = new LevelClusterStore(location);
+    await first.open();
+    await first.initialise(initial());
+    await first.putNodeWithCertificate(node('w1'), { schema: SCHEMA_VERSION, serial: 'Sw1', subject: 'w1', role: 'worker', kind: 'join', issuedAt: 2, notBefore: 1, notAfter: 3 });
+    await first.putTokens({ ...initial().tokens, worker: 'w2' });
+    await first.close();
+
+    const second = new LevelClusterStore(location);
+    await second.open();
+    expect(await second.getCluster()).toEqual(initial().cluster);
+    expect(await second.getCa()).toEqual(initial().ca);
+    expect((await second.getTokens())?.worker).toBe('w2');
+    expect((await second.listNodes()).map((n) => n.id).sort()).toEqual(['m1', 'w1']);
+    expect(await second.getCertificate('Sw1')).toMatchObject({ subject: 'w1', kind: 'join' });
+    expect(await second.getNode('nope')).toBeUndefined();
+    expect((await second.listCertificates()).length).toBe(2);
+    await second.close();
+  });
+
+  it('refuses a second opener of the same folder with a clear code', async () => {
+    const location = scratch.path('db');
+    const first = new LevelClusterStore(location);
+    await first.open();
+    const second = new LevelClusterStore(location);
+    await expect(second.open()).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/locked/) });
+    await first.close();
+  });
+});
