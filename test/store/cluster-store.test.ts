@@ -1,10 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LevelClusterStore, type InitialState } from '../../src/store/cluster-store.js';
 import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-store-');
-afterEach(() => scratch.cleanup());
+afterAll(() => scratch.cleanup());
 
 function node(id: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
   return { schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides };
@@ -22,7 +22,7 @@ function initial(): InitialState {
 
 describe('LevelClusterStore', () => {
   it('initialises once and refuses a second cluster', async () => {
-    const store = new LevelClusterStore(scratch.path('db'));
+    const store = new LevelClusterStore(scratch.path(`db-${Math.random().toString(36).slice(2)}`));
     await store.open();
     expect(await store.getCluster()).toBeUndefined();
     await store.initialise(initial());
@@ -32,7 +32,7 @@ describe('LevelClusterStore', () => {
   });
 
   it('keeps everything across a reopen', async () => {
-    const location = scratch.path('db');
+    const location = scratch.path(`db-${Math.random().toString(36).slice(2)}`);
     const first = new LevelClusterStore(location);
     await first.open();
     await first.initialise(initial());
@@ -53,7 +53,7 @@ describe('LevelClusterStore', () => {
   });
 
   it('refuses a second opener of the same folder with a clear code', async () => {
-    const location = scratch.path('db');
+    const location = scratch.path(`db-${Math.random().toString(36).slice(2)}`);
     const first = new LevelClusterStore(location);
     await first.open();
     const second = new LevelClusterStore(location);

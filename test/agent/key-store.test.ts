@@ -1,0 +1,131 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KeyStore, WRITE_STEPS, writeFileAtomic } from '../../src/agent/key-store.js';
+import { FakeClock } from '../../src/core/clock.js';
+import { systemRandom } from '../../src/core/random.js';
+import { dataDirLayout } from '../../src/config/paths.js';
+import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { createCsr, parseCsr } from '../../src/pki/csr.js';
+import { issueCertificate } from '../../src/pki/issue.js';
+import { generateNodeKeySync } from '../../src/pki/keys.js';
+import { scratchDir } from '../helpers/openssl.js';
+
+const scratch = scratchDir('muster-keys-');
+afterAll(() => scratch.cleanup());
+let folders = 0;
+/** A folder of its own for each test. */
+const fresh = (name: string): string => scratch.path(`${name}-${folders++}`);
+
+const clock = new FakeClock(Date.now());
+const ca = loadSigningCa(createRootCa({ clusterId: 'c', clock, random: systemRandom }));
+
+/** A real key and the certificate the CA issued for it. */
+function makePair(tag: string) {
+  const key = generateNodeKeySync();
+  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'worker', commonName: tag, clusterId: 'c', validityMs: 3_600_000, clock, random: systemRandom });
+  return { keyPem: key.privateKeyPem, certPem: issued.certPem, rootPem: ca.certPem };
+}
+
+const matches = (pair: { keyPem: string; certPem: string }): boolean => new X509Certificate(pair.certPem).checkPrivateKey(createPrivateKey(pair.keyPem));
+const cnOf = (certPem: string): string | undefined => /CN=(\S+)/.exec(new X509Certificate(certPem).subject)?.[1];
+
+describe('KeyStore', () => {
+  it('writes the key 0600 and the folders 0700, whatever the umask', async () => {
+    const old = process.umask(0o000);
+    try {
+      const layout = dataDirLayout(fresh('node'));
+      const store = new KeyStore(layout);
+      await store.ensureDirs();
+      await store.writePair(makePair('a'));
+      expect(statSync(layout.dataDir).mode & 0o777).toBe(0o700);
+      expect(statSync(layout.certificatesDir).mode & 0o777).toBe(0o700);
+      expect(statSync(layout.nodeKey).mode & 0o777).toBe(0o600);
+      expect(statSync(layout.nodeCert).mode & 0o777).toBe(0o644);
+      expect(readdirSync(layout.certificatesDir).sort()).toEqual(['node.crt', 'node.key', 'root-ca.crt']);
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  it('round-trips a pair and reports an empty data dir as undefined', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    const store = new KeyStore(layout);
+    await store.ensureDirs();
+    expect(await store.load()).toBeUndefined();
+    const pair = makePair('a');
+    await store.writePair(pair);
+    expect(await store.load()).toEqual(pair);
+  });
+
+  it.each(WRITE_STEPS.map((s) => [s]))('a crash after %s leaves a matching pair, old or new', async (crashAt) => {
+    const layout = dataDirLayout(scratch.path(`node-${crashAt}`));
+    await new KeyStore(layout).ensureDirs();
+    await new KeyStore(layout).writePair(makePair('old'));
+    const crashing = new KeyStore(layout, {
+      afterStep: (step) => {
+        if (step === crashAt) throw new Error(`crash after ${step}`);
+      },
+    });
+    await expect(crashing.writePair(makePair('new'))).rejects.toThrow(/crash/);
+    const loaded = await new KeyStore(layout).load(); // a restart
+    expect(loaded).toBeDefined();
+    expect(matches(loaded!)).toBe(true);
+    const cn = cnOf(loaded!.certPem);
+    expect(['old', 'new']).toContain(cn);
+    // Once both halves were durable the new pair wins; before that the old pair stays.
+    expect(cn).toBe(crashAt === 'key-written' ? 'old' : 'new');
+    expect(existsSync(`${layout.nodeKey}.next`) || existsSync(`${layout.nodeCert}.next`)).toBe(false);
+  });
+
+  it('a crash between writing the key and the certificate keeps the previous pair', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    await new KeyStore(layout).ensureDirs();
+    const previous = makePair('previous');
+    await new KeyStore(layout).writePair(previous);
+    const crashing = new KeyStore(layout, {
+      afterStep: (step) => {
+        if (step === 'key-written') throw new Error('power cut');
+      },
+    });
+    await expect(crashing.writePair(makePair('next'))).rejects.toThrow('power cut');
+    expect(await new KeyStore(layout).load()).toEqual(previous);
+  });
+
+  it('refuses a key file that others can read, with the fix as a hint', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    const store = new KeyStore(layout);
+    await store.ensureDirs();
+    await store.writePair(makePair('a'));
+    chmodSync(layout.nodeKey, 0o644);
+    await expect(store.load()).rejects.toMatchObject({ code: 'KEY_FILE_INSECURE', hint: `run: chmod 0600 ${layout.nodeKey}` });
+  });
+
+  it('refuses a data dir that others can enter', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    const store = new KeyStore(layout);
+    await store.ensureDirs();
+    await store.writePair(makePair('a'));
+    chmodSync(layout.dataDir, 0o755);
+    await expect(store.load()).rejects.toMatchObject({ code: 'DATA_DIR_INSECURE', hint: `run: chmod 0700 ${layout.dataDir}` });
+  });
+
+  it('refuses a key that does not match its certificate', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    const store = new KeyStore(layout);
+    await store.ensureDirs();
+    await store.writePair(makePair('a'));
+    await writeFileAtomic(layout.nodeKey, generateNodeKeySync().privateKeyPem, 0o600);
+    await expect(store.load()).rejects.toMatchObject({ code: 'STATE_CORRUPT' });
+  });
+
+  it('writeFileAtomic leaves no temp files and sets the mode', async () => {
+    const dir = fresh('atomic');
+    mkdirSync(dir);
+    const file = `${dir}/x.json`;
+    await writeFileAtomic(file, '{"a":1}', 0o600);
+    await writeFileAtomic(file, '{"a":2}', 0o600);
+    expect(readdirSync(dir)).toEqual(['x.json']);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+});

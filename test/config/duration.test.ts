@@ -1,0 +1,70 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { MusterError } from '../../src/core/errors.js';
+import { DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../../src/config/duration.js';
+
+const H = 3_600_000;
+
+describe('parseDuration', () => {
+  it.each([
+    ['90m', 90 * 60_000],
+    ['1h', H],
+    ['2160h', 2160 * H],
+    ['90d', 90 * 24 * H],
+    ['1h30m', 1.5 * H],
+    ['1.5h', 1.5 * H],
+    ['1d12h', 36 * H],
+    ['45s', 45_000],
+    ['500ms', 500],
+  ])('reads %s', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  it.each([[''], ['1'], ['h'], ['1x'], ['-1h'], ['1 h'], [' 1h'], ['1e3h'], ['1h-'], ['1.h'], ['.5h'], ['1H'], ['99999999999d'], ['NaNh']])('refuses %j', (text) => {
+    expect(() => parseDuration(text)).toThrow(expect.objectContaining({ code: 'DURATION_INVALID' }));
+  });
+
+  it('names the bad input in the message', () => {
+    expect(() => parseDuration('soon')).toThrow('invalid duration "soon"');
+  });
+
+  it('only returns a finite non-negative number or throws DURATION_INVALID, for any input', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.stringMatching(/^[0-9.]{0,6}(ms|s|m|h|d|x)?[0-9]{0,3}[hmd]?$/), fc.anything()), (input) => {
+        try {
+          const ms = parseDuration(input);
+          expect(Number.isFinite(ms) && ms >= 0).toBe(true);
+        } catch (error) {
+          expect(error).toBeInstanceOf(MusterError);
+          expect((error as MusterError).code).toBe('DURATION_INVALID');
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('formatDuration → parseDuration round-trips whole seconds', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 * 365 * 86_400 }), (seconds) => {
+        expect(parseDuration(formatDuration(seconds * 1000))).toBe(seconds * 1000);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe('parseCertExpiry', () => {
+  it('accepts 1h and up, refuses less with its own code, never falls back', () => {
+    expect(parseCertExpiry('1h')).toBe(MIN_CERT_EXPIRY_MS);
+    expect(parseCertExpiry('2160h')).toBe(DEFAULT_CERT_EXPIRY_MS);
+    expect(() => parseCertExpiry('59m')).toThrow(expect.objectContaining({ code: 'CERT_EXPIRY_TOO_SHORT', exitCode: 2 }));
+    expect(() => parseCertExpiry('59m')).toThrow('certificate expiry 59m is below the minimum of 1h');
+    expect(() => parseCertExpiry('1')).toThrow(expect.objectContaining({ code: 'DURATION_INVALID' }));
+  });
+
+  it('formats compactly', () => {
+    expect(formatDuration(2160 * H)).toBe('2160h');
+    expect(formatDuration(90 * 60_000)).toBe('1h30m');
+    expect(formatDuration(45_000)).toBe('45s');
+  });
+});
