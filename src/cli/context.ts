@@ -16,6 +16,8 @@ export interface CliContext extends Output {
   random: Random;
   /** Resolves with the signal name when the process is asked to stop. */
   waitForStop(): Promise<string>;
+  /** Registers a handler for "renew now" requests (SIGHUP); returns an unregister function. */
+  onRenewRequest?: (handler: () => void) => () => void;
   /** Called once a foreground command is up (tests wait on it). */
   onReady?: (info: { address?: string; nodeId: string; role: string }) => void;
 }

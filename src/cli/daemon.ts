@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError } from '../core/errors.js';
 import { formatHostPort, parseHostPort, DEFAULT_PORT } from '../config/address.js';
-import { DEFAULT_CERT_EXPIRY_MS, formatDuration, parseCertExpiry } from '../config/duration.js';
+import { DEFAULT_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../config/duration.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { importRootCa, type RootMaterial } from '../pki/ca.js';
 import { createCsr } from '../pki/csr.js';
@@ -17,6 +17,7 @@ import { SCHEMA_VERSION } from '../store/records.js';
 import { KeyStore } from '../agent/key-store.js';
 import { joinCluster } from '../agent/join.js';
 import { NodeAgent } from '../agent/node-agent.js';
+import type { RenewerOptions } from '../agent/renewer.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import { Manager } from '../manager/manager.js';
 import { initManager } from '../manager/manager.js';
@@ -44,6 +45,14 @@ function loggerFor(ctx: CliContext, level?: string): PinoLogger {
 function dialable(listen: { host: string; port: number }): string {
   const host = listen.host === '0.0.0.0' || listen.host === '' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
   return formatHostPort({ host, port: listen.port });
+}
+
+/** Renewer tuning from the environment: MUSTER_POLL_INTERVAL and MUSTER_RENEW_BACKOFF_BASE (durations). */
+function renewerOptions(env: Record<string, string | undefined>): Partial<RenewerOptions> {
+  const options: Partial<RenewerOptions> = {};
+  if (env.MUSTER_POLL_INTERVAL) options.pollMs = parseDuration(env.MUSTER_POLL_INTERVAL);
+  if (env.MUSTER_RENEW_BACKOFF_BASE) options.backoffBaseMs = parseDuration(env.MUSTER_RENEW_BACKOFF_BASE);
+  return options;
 }
 
 /** The Swarm-shaped join instructions (DESIGN §5). */
@@ -220,6 +229,13 @@ async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger,
     });
     const bound = { host: listen.host, port: manager.address.port };
     const running = manager;
+    if (advertise.port === 0 || listen.port === 0) {
+      // Listening on port 0 (tests, ad-hoc clusters): advertise the port the OS picked.
+      const advertiseAddr = formatHostPort({ host: advertise.host, port: bound.port });
+      await running.service.setAdvertiseAddr(advertiseAddr);
+      const updated: NodeState = { ...state, managers: [advertiseAddr], manager: { ...state.manager, advertiseAddr } };
+      await writeNodeState(layout.nodeJson, updated);
+    }
     agent = await NodeAgent.load({
       layout,
       clock: ctx.clock,
@@ -228,11 +244,12 @@ async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger,
       managerAddr: dialable(bound),
       onRenewed: (tls) => running.updateTls(tls),
       onFatal,
+      renewerOptions: renewerOptions(ctx.env),
     });
     logger.info({ listen: formatHostPort(bound), clusterId: state.clusterId, nodeId: state.nodeId }, `manager listening on ${formatHostPort(bound)}`);
     if (options.printJoin) {
       const tokens = running.service.joinTokens();
-      const address = listen.port === 0 ? formatHostPort({ host: advertise.host, port: bound.port }) : tokens.managerAddr;
+      const address = tokens.managerAddr;
       ctx.stdout.write(
         `Cluster initialized: current node (${state.nodeId}) is now a manager.\n\n` +
           joinInstructions('worker', tokens.worker, address) +
@@ -241,16 +258,22 @@ async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger,
     }
     ctx.onReady?.({ address: formatHostPort(bound), nodeId: state.nodeId, role: state.role });
   } else {
-    agent = await NodeAgent.load({ layout, clock: ctx.clock, random: ctx.random, logger, onFatal });
+    agent = await NodeAgent.load({ layout, clock: ctx.clock, random: ctx.random, logger, onFatal, renewerOptions: renewerOptions(ctx.env) });
     ctx.onReady?.({ nodeId: state.nodeId, role: state.role });
   }
   agent.start();
+  const live = agent;
+  const unwatch = ctx.onRenewRequest?.(() => {
+    logger.info({ reason: 'SIGHUP' }, 'renewal requested');
+    void live.renewNow('requested');
+  });
   if (agent.nextRenewalAt !== undefined) {
     logger.info({ notAfter: new Date(agent.notAfter).toISOString(), nextRenewal: new Date(agent.nextRenewalAt).toISOString() }, `certificate valid until ${new Date(agent.notAfter).toISOString()}; next renewal ${new Date(agent.nextRenewalAt).toISOString()}`);
   }
 
   const signal = await Promise.race([ctx.waitForStop(), fatalSignal.then(() => 'fatal')]);
   logger.info({ signal }, signal === 'fatal' ? 'stopping' : `received ${signal}; shutting down`);
+  unwatch?.();
   await agent.stop();
   await manager?.stop();
   logger.flush?.();

@@ -25,6 +25,10 @@ const ctx: CliContext = {
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     }),
+  onRenewRequest: (handler) => {
+    process.on('SIGHUP', handler);
+    return () => process.off('SIGHUP', handler);
+  },
 };
 
 const code = await runCli(ctx, process.argv.slice(2));

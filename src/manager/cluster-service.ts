@@ -263,6 +263,13 @@ export class ClusterService {
     return { worker: this.tokens.worker, manager: this.tokens.manager, managerAddr: this.cluster.advertiseAddr };
   }
 
+  /** Records the address nodes are told to join (after a listener on port 0 learns its port). */
+  async setAdvertiseAddr(advertiseAddr: string): Promise<void> {
+    if (advertiseAddr === this.cluster.advertiseAddr) return;
+    this.cluster = { ...this.cluster, advertiseAddr };
+    await this.deps.store.putCluster(this.cluster);
+  }
+
   /** Replaces one role's token; the old one is refused from now on. */
   async rotateToken(role: NodeRole): Promise<JoinTokens> {
     const next: TokensRecord = {
