@@ -5,7 +5,7 @@
  * slow clients. Routes are thin: validate, call the service, return.
  */
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
@@ -117,7 +117,7 @@ export async function buildApp(options: AppOptions) {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const app = Fastify({
     loggerInstance: options.logger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the service
     bodyLimit: LIMITS.bodyBytes,
     connectionTimeout: timeouts.connectionMs,
     requestTimeout: timeouts.requestMs,
