@@ -89,7 +89,7 @@ async function pathExists(path: string): Promise<boolean> {
 /** `muster init`: found a cluster, then serve it. */
 export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<number> {
   const layout = layoutFor(ctx, flags);
-  const listen = parseHostPort(flags.listenAddr ?? `0.0.0.0:${DEFAULT_PORT}`, DEFAULT_PORT);
+  const listen = parseHostPort(flags.listenAddr ?? ctx.env.MUSTER_LISTEN_ADDR ?? `0.0.0.0:${DEFAULT_PORT}`, DEFAULT_PORT);
   const advertise = parseAdvertise(flags.advertiseAddr, listen);
   const certExpiryMs = flags.certExpiry === undefined ? DEFAULT_CERT_EXPIRY_MS : parseCertExpiry(flags.certExpiry);
   const root = await readRootMaterial(flags, ctx);
@@ -123,7 +123,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     },
   });
   logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs) }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
-  return serve(ctx, layout, logger, { printJoin: true });
+  return serve(ctx, layout, logger, { printJoin: 'init' });
 }
 
 /** Refuses init on a data dir that holds a node or a founded store (a store without a cluster is an init that crashed: redo it). */
@@ -155,11 +155,22 @@ function parseAdvertise(text: string | undefined, listen: { host: string; port: 
   return parseHostPort(text, listen.port);
 }
 
+/** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
+export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  if ((await readNodeState(layout.nodeJson)) === undefined) return initCommand(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  ctx.stderr.write(`${layout.dataDir} already holds node ${state?.nodeId ?? ''}; restarting it (muster run)\n`);
+  const listenAddr = flags.listenAddr ?? ctx.env.MUSTER_LISTEN_ADDR;
+  return serve(ctx, layout, loggerFor(ctx, flags.logLevel), { printJoin: state?.manager !== undefined ? 'restart' : false, ...(listenAddr === undefined ? {} : { listenAddr }) });
+}
+
 /** `muster run`: restart whatever this data dir holds. */
 export async function runCommand(ctx: CliContext, flags: { dataDir?: string; listenAddr?: string; logLevel?: string }): Promise<number> {
   const layout = layoutFor(ctx, flags);
   const logger = loggerFor(ctx, flags.logLevel);
-  return serve(ctx, layout, logger, { printJoin: false, ...(flags.listenAddr === undefined ? {} : { listenAddr: flags.listenAddr }) });
+  const listenAddr = flags.listenAddr ?? ctx.env.MUSTER_LISTEN_ADDR;
+  return serve(ctx, layout, logger, { printJoin: false, ...(listenAddr === undefined ? {} : { listenAddr }) });
 }
 
 /** `muster join`: join, then keep the node's identity fresh. */
@@ -196,7 +207,7 @@ function parseLabels(items: string[]): Record<string, string> {
 }
 
 /** Runs the node in this data dir (manager or not) until a stop signal. */
-async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger, options: { printJoin: boolean; listenAddr?: string }): Promise<number> {
+async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger, options: { printJoin: 'init' | 'restart' | false; listenAddr?: string }): Promise<number> {
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) {
     throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
@@ -247,11 +258,12 @@ async function serve(ctx: CliContext, layout: DataDirLayout, logger: PinoLogger,
       renewerOptions: renewerOptions(ctx.env),
     });
     logger.info({ listen: formatHostPort(bound), clusterId: state.clusterId, nodeId: state.nodeId }, `manager listening on ${formatHostPort(bound)}`);
-    if (options.printJoin) {
+    if (options.printJoin !== false) {
       const tokens = running.service.joinTokens();
       const address = tokens.managerAddr;
+      const banner = options.printJoin === 'init' ? 'Cluster initialized: current node' : 'Cluster restarted: current node';
       ctx.stdout.write(
-        `Cluster initialized: current node (${state.nodeId}) is now a manager.\n\n` +
+        `${banner} (${state.nodeId}) is now a manager.\n\n` +
           joinInstructions('worker', tokens.worker, address) +
           `To add a manager to this cluster, run 'muster join-token manager' and follow the instructions.\n`,
       );

@@ -16,7 +16,7 @@ import {
   nodeRoleCommand,
   updateCommand,
 } from './admin.js';
-import { initCommand, joinCommand, runCommand } from './daemon.js';
+import { initCommand, joinCommand, runCommand, upCommand } from './daemon.js';
 import { printError } from './output.js';
 import type { ConnectFlags } from './connect.js';
 
@@ -61,17 +61,23 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
       done(await fn(...args));
     };
 
-  program
-    .command('init')
-    .description('found a cluster: a root CA, this node as its first manager, join tokens; then serve')
-    .option('--data-dir <dir>', 'where the cluster state goes')
-    .option('--listen-addr <host:port>', 'address the API listens on', '0.0.0.0:4377')
-    .option('--advertise-addr <host[:port]>', 'address nodes use to reach this manager (default: the listen host, or 127.0.0.1 when listening on all interfaces)')
-    .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 1h)", '2160h')
-    .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
-    .option('--ca-key <file>', 'the private key of --ca-cert')
-    .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
-    .action(act((options: Record<string, string | undefined>) => initCommand(ctx, options)));
+  const initOptions = (command: Command): Command =>
+    command
+      .option('--data-dir <dir>', 'where the cluster state goes')
+      .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
+      .option('--advertise-addr <host[:port]>', 'address nodes use to reach this manager (default: the listen host, or 127.0.0.1 when listening on all interfaces)')
+      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 1h)", '2160h')
+      .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
+      .option('--ca-key <file>', 'the private key of --ca-cert')
+      .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']));
+
+  initOptions(program.command('init').description('found a cluster: a root CA, this node as its first manager, join tokens; then serve')).action(
+    act((options: Record<string, string | undefined>) => initCommand(ctx, options)),
+  );
+
+  initOptions(program.command('up').description('init when the data dir is empty, else run it (what `npm start` does)')).action(
+    act((options: Record<string, string | undefined>) => upCommand(ctx, options)),
+  );
 
   program
     .command('join')
@@ -98,7 +104,7 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
     .command('run')
     .description('restart the node (manager or worker) in a data dir')
     .option('--data-dir <dir>', 'the node data dir')
-    .option('--listen-addr <host:port>', 'override the manager listen address')
+    .option('--listen-addr <host:port>', 'override the manager listen address (default: $MUSTER_LISTEN_ADDR, else as at init)')
     .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']))
     .action(act((options: { dataDir?: string; listenAddr?: string; logLevel?: string }) => runCommand(ctx, options)));
 
