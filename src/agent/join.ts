@@ -7,7 +7,7 @@
  */
 import { X509Certificate, createHash, createPrivateKey, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
-import { MusterError } from '../core/errors.js';
+import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ROLE_OU } from '../core/roles.js';
 import { ApiClient } from '../api/client.js';
@@ -32,6 +32,26 @@ export interface JoinParams {
   logger: Logger;
   /** Progress lines for a person waiting ("contacting the manager…"). */
   progress?: (line: string) => void;
+  /** Attempts to reach the manager before giving up (default 5), the first delay doubling each time (default 1 s). */
+  retry?: { attempts: number; delayMs: number };
+}
+
+const sleep = (clock: Clock, ms: number): Promise<void> => new Promise((resolve) => clock.setTimer(ms, resolve));
+
+/** Runs `fn`, retrying while the manager cannot be reached, and says when the next attempt is. */
+async function whileUnreachable<T>(params: JoinParams, fn: () => Promise<T>): Promise<T> {
+  const { attempts, delayMs } = params.retry ?? { attempts: 5, delayMs: 1_000 };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!isMusterError(error, 'MANAGER_UNREACHABLE') || attempt >= attempts) throw error;
+      const delay = delayMs * 2 ** (attempt - 1);
+      const next = new Date(params.clock.now() + delay).toISOString();
+      params.progress?.(`${error.message}; attempt ${attempt} of ${attempts} failed, next attempt at ${next}`);
+      await sleep(params.clock, delay);
+    }
+  }
 }
 
 /** What a join leaves behind. */
@@ -79,10 +99,10 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   }
   const say = params.progress ?? (() => {});
   say(`contacting the manager at ${params.managerAddr}…`);
-  const bootstrap = new ApiClient({ address: params.managerAddr, tls: {} });
+  const bootstrap = new ApiClient({ address: params.managerAddr, tls: {}, timeoutMs: 10_000 });
   let rootBytes: Buffer;
   try {
-    rootBytes = await bootstrap.fetchRootCa();
+    rootBytes = await whileUnreachable(params, () => bootstrap.fetchRootCa());
   } finally {
     bootstrap.close();
   }
