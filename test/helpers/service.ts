@@ -24,6 +24,7 @@ export async function foundTestCluster(options: { certExpiryMs?: number } = {}) 
   await store.open();
   const clock = new FakeClock(Date.now());
   const logger = recordingLogger();
+  const managerKey = freshCsr();
   const { service, nodeId, certificate } = await ClusterService.found({
     store,
     clock,
@@ -32,7 +33,7 @@ export async function foundTestCluster(options: { certExpiryMs?: number } = {}) 
     advertiseAddr: '127.0.0.1:4377',
     advertiseHost: '127.0.0.1',
     certExpiryMs: options.certExpiryMs ?? 90 * 24 * HOUR,
-    csrPem: freshCsr().csr,
+    csrPem: managerKey.csr,
     hostname: 'manager-1',
   });
   return {
@@ -42,6 +43,8 @@ export async function foundTestCluster(options: { certExpiryMs?: number } = {}) 
     logger,
     managerId: nodeId,
     managerCert: new X509Certificate(certificate.certPem),
+    /** The first manager's TLS identity, for serving the app. */
+    managerTls: { keyPem: managerKey.keyPem, certPem: certificate.certPem, rootPem: service.rootPem },
     async cleanup() {
       await store.close();
       scratch.cleanup();
