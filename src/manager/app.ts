@@ -134,6 +134,8 @@ export async function buildApp(options: AppOptions) {
       minVersion: 'TLSv1.2',
       maxHeaderSize: 16 * 1024,
       headersTimeout: timeouts.headersMs,
+      // Node enforces header and request timeouts on this tick (default 30 s, which would stretch them).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(timeouts.headersMs / 2))),
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
