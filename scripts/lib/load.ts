@@ -1,0 +1,132 @@
+/**
+ * Shared pieces of the load benchmarks: a manager in its own process (so its
+ * memory is its own), fresh-connection HTTPS requests with TLS contexts made
+ * once, a bounded worker pool, and percentiles.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request, type RequestOptions } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSecureContext, type SecureContext } from 'node:tls';
+
+/** A manager process founded in a scratch dir. */
+export interface ManagerProcess {
+  child: ChildProcess;
+  token: string;
+  managerToken: string;
+  address: string;
+  rootPem: string;
+  /** VmRSS now and VmHWM (peak), in MiB. */
+  memory(): { rss: number; peak: number };
+  stop(): Promise<void>;
+}
+
+/** Starts `muster init` on 127.0.0.1:0 in its own process; gives up after `timeoutMs`. */
+export async function startManagerProcess(options: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<ManagerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'muster-bench-'));
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'dist/cli/main.js', 'init', '--data-dir', join(dir, 'm'), '--listen-addr', '127.0.0.1:0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const killer = setTimeout(() => {
+    console.error('benchmark: giving up on the time limit');
+    child.kill('SIGKILL');
+    process.exit(1);
+  }, options.timeoutMs ?? 600_000);
+  const printed = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      if (/muster join --token \S+ \S+/.test(out)) resolve(out);
+    });
+    child.on('exit', () => reject(new Error(`manager exited:\n${out}`)));
+  });
+  const [, token = '', address = ''] = /muster join --token (\S+) (\S+)/.exec(printed) ?? [];
+  const certs = join(dir, 'm', 'certificates');
+  const rootPem = readFileSync(join(certs, 'root-ca.crt'), 'utf8');
+  const admin = createSecureContext({ ca: rootPem, cert: readFileSync(join(certs, 'node.crt')), key: readFileSync(join(certs, 'node.key')) });
+  const tokens = await send({ address, method: 'GET', path: '/v1/join-tokens', secureContext: admin });
+  return {
+    child,
+    token,
+    managerToken: (JSON.parse(tokens.body) as { manager: string }).manager,
+    address,
+    rootPem,
+    memory() {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+      return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+    },
+    async stop() {
+      clearTimeout(killer);
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.on('exit', resolve));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One answer and how long it took. */
+export interface Timed {
+  status: number;
+  body: string;
+  ms: number;
+}
+
+/**
+ * One request over a fresh connection (agent: false), as a joining node
+ * makes it. Pass a SecureContext made once: building one per request
+ * (OpenSSL 3 re-parses the CA) would make the client the bottleneck.
+ */
+export function send(params: { address: string; method: string; path: string; body?: string; secureContext: SecureContext; servername?: string }): Promise<Timed> {
+  const [host, port] = params.address.split(':');
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const options: RequestOptions & { secureContext: SecureContext } = {
+      host,
+      port: Number(port),
+      method: params.method,
+      path: params.path,
+      secureContext: params.secureContext,
+      servername: params.servername ?? 'swarm-manager',
+      checkServerIdentity: () => undefined, // the context pins the root; the benchmark does not test names
+      agent: false,
+      headers: params.body === undefined ? {} : { 'content-type': 'application/json' },
+      timeout: 30_000,
+    };
+    const req = request(options, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, ms: performance.now() - started }));
+    });
+    req.on('error', (e) => resolve({ status: 0, body: e.message, ms: performance.now() - started }));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(params.body);
+  });
+}
+
+/** Runs `jobs` with at most `limit` in flight; results keep the jobs' order. */
+export async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const results: T[] = new Array<T>(jobs.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, jobs.length) }, async () => {
+      while (next < jobs.length) {
+        const i = next++;
+        results[i] = await jobs[i]!();
+      }
+    }),
+  );
+  return results;
+}
+
+/** The p-th percentile of `xs`. */
+export function percentile(xs: readonly number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
+/** Prints one line per kind of request: count, errors, p50 and p99. */
+export function report(name: string, rs: readonly Timed[]): void {
+  const errors = rs.filter((r) => r.status !== 200);
+  console.log(`${name.padEnd(9)} ${rs.length} requests, ${errors.length} errors, p50 ${percentile(rs.map((r) => r.ms), 50).toFixed(0)} ms, p99 ${percentile(rs.map((r) => r.ms), 99).toFixed(0)} ms`);
+  for (const e of errors.slice(0, 3)) console.log(`  error: ${e.status} ${e.body.slice(0, 200)}`);
+}
