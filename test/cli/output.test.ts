@@ -1,0 +1,48 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { MusterError } from '../../src/core/errors.js';
+import { formatTable, printError, relativeTime, useColour } from '../../src/cli/output.js';
+
+class Sink extends Writable {
+  text = '';
+  constructor(readonly isTTY: boolean) {
+    super();
+  }
+  override _write(chunk: Buffer, _e: string, done: () => void): void {
+    this.text += chunk.toString('utf8');
+    done();
+  }
+}
+
+describe('output', () => {
+  it('uses colour only on a TTY, and never with NO_COLOR or TERM=dumb', () => {
+    expect(useColour({ isTTY: true }, {})).toBe(true);
+    expect(useColour({ isTTY: false }, {})).toBe(false);
+    expect(useColour({}, {})).toBe(false);
+    expect(useColour({ isTTY: true }, { NO_COLOR: '1' })).toBe(false);
+    expect(useColour({ isTTY: true }, { TERM: 'dumb' })).toBe(false);
+  });
+
+  it('prints error: and hint: lines, coloured on a TTY only, and returns the exit code', () => {
+    const plain = new Sink(false);
+    expect(printError({ stdout: new Sink(false), stderr: plain, env: {} }, new MusterError('CERT_EXPIRY_TOO_SHORT'))).toBe(2);
+    expect(plain.text).toBe('error: certificate expiry is below the minimum of 1h\nhint: use --cert-expiry 1h or longer\n');
+    const tty = new Sink(true);
+    expect(printError({ stdout: new Sink(true), stderr: tty, env: {} }, new MusterError('NODE_REMOVED'))).toBe(1);
+    expect(tty.text).toBe("\u001b[31merror:\u001b[0m this node has been removed from the cluster\n\u001b[33mhint:\u001b[0m join again with 'muster join --token TOKEN ADDR'\n");
+    const other = new Sink(false);
+    expect(printError({ stdout: new Sink(false), stderr: other, env: {} }, new Error('boom'))).toBe(1);
+    expect(other.text).toBe('error: boom\n');
+  });
+
+  it('aligns table columns three spaces apart, without trailing spaces', () => {
+    expect(formatTable(['ID', 'ROLE'], [['a', 'manager'], ['longer-id', 'worker']])).toBe('ID          ROLE\na           manager\nlonger-id   worker\n');
+  });
+
+  it('writes relative times', () => {
+    expect(relativeTime(90 * 86_400_000, 0)).toBe('in 90 days');
+    expect(relativeTime(0, 3_000)).toBe('3 seconds ago');
+    expect(relativeTime(0, 1_000)).toBe('1 second ago');
+    expect(relativeTime(3_600_000, 0)).toBe('in 1 hour');
+  });
+});
