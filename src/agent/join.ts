@@ -38,14 +38,17 @@ export interface JoinParams {
 
 const sleep = (clock: Clock, ms: number): Promise<void> => new Promise((resolve) => clock.setTimer(ms, resolve));
 
-/** Runs `fn`, retrying while the manager cannot be reached, and says when the next attempt is. */
+/** Failures a join may retry: nothing was committed, and trying again later can work. */
+const RETRYABLE = new Set(['MANAGER_UNREACHABLE', 'EXTERNAL_CA_UNAVAILABLE']);
+
+/** Runs `fn`, retrying while the manager (or its external CA) cannot be reached, and says when the next attempt is. */
 async function whileUnreachable<T>(params: JoinParams, fn: () => Promise<T>): Promise<T> {
   const { attempts, delayMs } = params.retry ?? { attempts: 5, delayMs: 1_000 };
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (error) {
-      if (!isMusterError(error, 'MANAGER_UNREACHABLE') || attempt >= attempts) throw error;
+      if (!isMusterError(error) || !RETRYABLE.has(error.code) || attempt >= attempts) throw error;
       const delay = delayMs * 2 ** (attempt - 1);
       const next = new Date(params.clock.now() + delay).toISOString();
       params.progress?.(`${error.message}; attempt ${attempt} of ${attempts} failed, next attempt at ${next}`);
@@ -121,7 +124,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     say('sending the certificate request');
     const body: Parameters<ApiClient['join']>[0] = { token: params.token.trim(), csr, hostname: params.hostname };
     if (params.labels !== undefined) body.labels = params.labels;
-    response = await client.join(body);
+    response = await whileUnreachable(params, () => client.join(body));
   } finally {
     client.close();
   }

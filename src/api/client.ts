@@ -109,7 +109,7 @@ export class ApiClient {
   }
 
   /** PATCH /v1/cluster */
-  updateCluster(patch: { certExpiry: string }): Promise<ClusterView> {
+  updateCluster(patch: { certExpiry?: string; externalCAs?: { url: string; cacertPem?: string; authKeyHex?: string }[] }): Promise<ClusterView> {
     return this.call('PATCH', ROUTES.cluster, ClusterView, patch);
   }
 

@@ -118,7 +118,7 @@ export const ClusterView = Type.Object({
   certExpiry: Type.String(),
   certExpiryMs: Type.Integer(),
   advertiseAddr: Type.String(),
-  ca: Type.Object({ digest: Type.String(), subject: Type.String(), notAfter: Time, external: Type.Boolean() }),
+  ca: Type.Object({ digest: Type.String(), subject: Type.String(), notAfter: Time, external: Type.Boolean(), externalUrls: Type.Array(Type.String()) }),
   joinTokens: Type.Object({ worker: TokenInfo, manager: TokenInfo }),
 });
 export type ClusterView = Type.Static<typeof ClusterView>;
@@ -127,8 +127,22 @@ export type ClusterView = Type.Static<typeof ClusterView>;
 export const ClusterQuery = Type.Object({ tokens: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')])) });
 export type ClusterQuery = Type.Static<typeof ClusterQuery>;
 
+/** An external CA in a PATCH: cfssl URL, the PEM to verify its TLS with, and its authsign key (hex). */
+export const ExternalCa = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 2048, pattern: '^https?://' }),
+    cacertPem: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+    authKeyHex: Type.Optional(Type.String({ pattern: '^(?:[0-9a-f]{2}){16,128}$' })),
+  },
+  { additionalProperties: false },
+);
+export type ExternalCa = Type.Static<typeof ExternalCa>;
+
 /** PATCH /v1/cluster */
-export const ClusterPatch = Type.Object({ certExpiry: Type.String({ maxLength: 32 }) }, { additionalProperties: false });
+export const ClusterPatch = Type.Object(
+  { certExpiry: Type.Optional(Type.String({ maxLength: 32 })), externalCAs: Type.Optional(Type.Array(ExternalCa, { maxItems: 8 })) },
+  { additionalProperties: false },
+);
 export type ClusterPatch = Type.Static<typeof ClusterPatch>;
 
 /** GET /v1/join-tokens and the rotate answer. */

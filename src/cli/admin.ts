@@ -14,7 +14,7 @@ import { KeyStore, writeFileAtomic } from '../agent/key-store.js';
 import type { NodeView } from '../api/schemas.js';
 import type { CliContext } from './context.js';
 import { connect, type ConnectFlags, type Connection } from './connect.js';
-import { joinInstructions } from './daemon.js';
+import { joinInstructions, readExternalCas } from './daemon.js';
 import { formatTable, paint, relativeTime, useColour } from './output.js';
 
 async function withConnection<T>(ctx: CliContext, flags: ConnectFlags, fn: (connection: Connection) => Promise<T>): Promise<T> {
@@ -47,16 +47,24 @@ export async function joinTokenCommand(ctx: CliContext, roleText: string, flags:
   });
 }
 
-/** `muster update --cert-expiry DUR` */
-export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string }): Promise<number> {
-  if (flags.certExpiry === undefined) throw new MusterError('USAGE', 'nothing to update', { hint: 'pass --cert-expiry DUR, e.g. --cert-expiry 720h' });
-  const ms = parseCertExpiry(flags.certExpiry); // refuse bad input before connecting
+/** `muster update [--cert-expiry DUR] [--external-ca SPEC …]` */
+export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string; externalCa?: string[] }): Promise<number> {
+  const external = flags.externalCa ?? [];
+  if (flags.certExpiry === undefined && external.length === 0) {
+    throw new MusterError('USAGE', 'nothing to update', { hint: 'pass --cert-expiry DUR (e.g. 720h) or --external-ca protocol=cfssl,url=…' });
+  }
+  // Refuse bad input before connecting.
+  const ms = flags.certExpiry === undefined ? undefined : parseCertExpiry(flags.certExpiry);
+  const externalCAs = external.length === 0 ? undefined : await readExternalCas(external);
   return withConnection(ctx, flags, async ({ client }) => {
-    const view = await client.updateCluster({ certExpiry: formatDuration(ms) });
-    ctx.stdout.write(
-      `Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; ` +
-        `nodes whose certificates outlive that renew within a minute.\n`,
-    );
+    const view = await client.updateCluster({ ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }), ...(externalCAs === undefined ? {} : { externalCAs }) });
+    if (ms !== undefined) {
+      ctx.stdout.write(
+        `Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; ` +
+          `nodes whose certificates outlive that renew within a minute.\n`,
+      );
+    }
+    if (externalCAs !== undefined) ctx.stdout.write(`External CAs set to ${view.ca.externalUrls.join(', ')} (tried in that order).\n`);
     return 0;
   });
 }

@@ -9,7 +9,9 @@ import { MusterError } from '../core/errors.js';
 import { formatHostPort, parseHostPort, DEFAULT_PORT } from '../config/address.js';
 import { DEFAULT_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../config/duration.js';
 import type { DataDirLayout } from '../config/paths.js';
-import { importRootCa, type RootMaterial } from '../pki/ca.js';
+import { importRootCa, importRootCertificate } from '../pki/ca.js';
+import { parseExternalCaFlag } from '../config/external-ca.js';
+import type { ExternalCaRecord } from '../store/records.js';
 import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { LevelClusterStore } from '../store/cluster-store.js';
@@ -34,6 +36,8 @@ export interface InitFlags {
   certExpiry?: string;
   caCert?: string;
   caKey?: string;
+  /** Repeatable: protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]. */
+  externalCa?: string[];
   logLevel?: string;
 }
 
@@ -60,21 +64,44 @@ export function joinInstructions(role: 'worker' | 'manager', token: string, addr
   return `To add a ${role} to this cluster, run the following command:\n\n    muster join --token ${token} ${address}\n\n`;
 }
 
-async function readRootMaterial(flags: InitFlags, ctx: CliContext): Promise<RootMaterial | undefined> {
-  if (flags.caCert === undefined && flags.caKey === undefined) return undefined;
-  if (flags.caCert === undefined || flags.caKey === undefined) {
-    throw new MusterError('USAGE', '--ca-cert and --ca-key go together', { hint: 'pass both, or neither to found a new root' });
+async function readFileOr(file: string, code: 'CA_CERT_INVALID' | 'CA_KEY_INVALID' | 'USAGE'): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch {
+    throw new MusterError(code, `cannot read ${file}`);
   }
-  const read = async (file: string, code: 'CA_CERT_INVALID' | 'CA_KEY_INVALID'): Promise<string> => {
-    try {
-      return await readFile(file, 'utf8');
-    } catch {
-      throw new MusterError(code, `cannot read ${file}`);
-    }
-  };
-  const material = { certPem: await read(flags.caCert, 'CA_CERT_INVALID'), keyPem: await read(flags.caKey, 'CA_KEY_INVALID') };
+}
+
+/** Reads --external-ca flags, with their cacert files. */
+export async function readExternalCas(flags: readonly string[]): Promise<ExternalCaRecord[]> {
+  const cas: ExternalCaRecord[] = [];
+  for (const text of flags) {
+    const flag = parseExternalCaFlag(text);
+    const ca: ExternalCaRecord = { url: flag.url };
+    if (flag.cacertFile !== undefined) ca.cacertPem = await readFileOr(flag.cacertFile, 'USAGE');
+    if (flag.authKeyHex !== undefined) ca.authKeyHex = flag.authKeyHex;
+    cas.push(ca);
+  }
+  return cas;
+}
+
+/** The root to found with: none (muster founds one), cert + key, or cert alone with external CAs. */
+async function readRoot(flags: InitFlags, ctx: CliContext): Promise<{ root?: { certPem: string; keyPem?: string }; externalCAs?: ExternalCaRecord[] }> {
+  const external = flags.externalCa ?? [];
+  if (external.length > 0) {
+    if (flags.caCert === undefined) throw new MusterError('USAGE', '--external-ca needs --ca-cert, the root the external CA signs with', { hint: 'muster init --external-ca protocol=cfssl,url=https://ca:8888 --ca-cert root.pem' });
+    if (flags.caKey !== undefined) throw new MusterError('USAGE', 'with --external-ca the root key stays with the external CA; drop --ca-key');
+    const certPem = await readFileOr(flags.caCert, 'CA_CERT_INVALID');
+    importRootCertificate(certPem, ctx.clock); // each failure has its own code
+    return { root: { certPem }, externalCAs: await readExternalCas(external) };
+  }
+  if (flags.caCert === undefined && flags.caKey === undefined) return {};
+  if (flags.caCert === undefined || flags.caKey === undefined) {
+    throw new MusterError('USAGE', '--ca-cert and --ca-key go together', { hint: 'pass both, or neither to found a new root, or --ca-cert with --external-ca' });
+  }
+  const material = { certPem: await readFileOr(flags.caCert, 'CA_CERT_INVALID'), keyPem: await readFileOr(flags.caKey, 'CA_KEY_INVALID') };
   importRootCa(material, ctx.clock); // validates; each failure has its own code
-  return material;
+  return { root: material };
 }
 
 async function pathExists(path: string): Promise<boolean> {
@@ -92,7 +119,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   const listen = parseHostPort(flags.listenAddr ?? ctx.env.MUSTER_LISTEN_ADDR ?? `0.0.0.0:${DEFAULT_PORT}`, DEFAULT_PORT);
   const advertise = parseAdvertise(flags.advertiseAddr, listen);
   const certExpiryMs = flags.certExpiry === undefined ? DEFAULT_CERT_EXPIRY_MS : parseCertExpiry(flags.certExpiry);
-  const root = await readRootMaterial(flags, ctx);
+  const { root, externalCAs } = await readRoot(flags, ctx);
   await refuseExistingCluster(layout);
   const logger = loggerFor(ctx, flags.logLevel);
   const key = await generateNodeKey();
@@ -103,6 +130,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     advertiseHost: advertise.host,
     certExpiryMs,
     ...(root === undefined ? {} : { root }),
+    ...(externalCAs === undefined ? {} : { externalCAs }),
     hostname: ctx.hostname,
     csrPem: createCsr({ privateKey: key.privateKey }),
     clock: ctx.clock,

@@ -16,7 +16,7 @@ import {
   nodeRoleCommand,
   updateCommand,
 } from './admin.js';
-import { initCommand, joinCommand, runCommand, upCommand } from './daemon.js';
+import { initCommand, joinCommand, runCommand, upCommand, type InitFlags } from './daemon.js';
 import { printError } from './output.js';
 import type { ConnectFlags } from './connect.js';
 
@@ -61,6 +61,7 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
       done(await fn(...args));
     };
 
+  const collect = (value: string, previous: string[]): string[] => [...previous, value];
   const initOptions = (command: Command): Command =>
     command
       .option('--data-dir <dir>', 'where the cluster state goes')
@@ -69,14 +70,15 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
       .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 1h)", '2160h')
       .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
       .option('--ca-key <file>', 'the private key of --ca-cert')
+      .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
       .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']));
 
   initOptions(program.command('init').description('found a cluster: a root CA, this node as its first manager, join tokens; then serve')).action(
-    act((options: Record<string, string | undefined>) => initCommand(ctx, options)),
+    act((options: InitFlags) => initCommand(ctx, options)),
   );
 
   initOptions(program.command('up').description('init when the data dir is empty, else run it (what `npm start` does)')).action(
-    act((options: Record<string, string | undefined>) => upCommand(ctx, options)),
+    act((options: InitFlags) => upCommand(ctx, options)),
   );
 
   program
@@ -118,8 +120,16 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
   ).action(act((role: string, options: Record<string, unknown>) => joinTokenCommand(ctx, role, { ...connectFlags(options), quiet: options.quiet === true, rotate: options.rotate === true })));
 
   withConnectFlags(
-    program.command('update').description('change cluster settings').option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 1h)"),
-  ).action(act((options: Record<string, unknown>) => updateCommand(ctx, { ...connectFlags(options), ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}) })));
+    program
+      .command('update')
+      .description('change cluster settings')
+      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 1h)")
+      .option('--external-ca <spec>', 'replace the external CA list (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, []),
+  ).action(
+    act((options: Record<string, unknown>) =>
+      updateCommand(ctx, { ...connectFlags(options), ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}), externalCa: options.externalCa as string[] }),
+    ),
+  );
 
   const node = program.command('node').description('list and manage nodes');
   withConnectFlags(node.command('ls').description('list nodes').option('--format <format>', 'table or json', 'table')).action(

@@ -4,7 +4,7 @@
  * the node inventory and API users. Routes validate, call one method here,
  * and return; this class is tested without HTTP.
  */
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
@@ -12,16 +12,18 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { isNodeRole, type CertRole, type NodeRole } from '../core/roles.js';
 import { formatDuration, parseCertExpiry } from '../config/duration.js';
-import { createRootCa, loadSigningCa, rootDigest, type RootMaterial, type SigningCa } from '../pki/ca.js';
+import { createRootCa, loadSigningCa, rootDigest } from '../pki/ca.js';
 import { parseCsr } from '../pki/csr.js';
-import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
+import type { IssuedCertificate } from '../pki/issue.js';
 import { readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
 import { generateJoinToken, matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import type { ClusterStore } from '../store/cluster-store.js';
-import { SCHEMA_VERSION, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord, type TokensRecord } from '../store/records.js';
+import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type ExternalCaRecord, type IssueKind, type NodeRecord, type TokensRecord } from '../store/records.js';
 import type { ClusterView, JoinRequest, JoinTokens, NodeCertificateResponse, NodeView, RenewReason, SelfResponse, UserResponse } from '../api/schemas.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { KeyedLock } from './keyed-lock.js';
+import { CfsslIssuer } from './cfssl-issuer.js';
+import { LocalIssuer, type CertificateIssuer } from './issuer.js';
 
 /** A node that has not been heard from for this long is shown as down. */
 export const NODE_DOWN_AFTER_MS = 2 * 60_000;
@@ -49,8 +51,10 @@ export interface FoundParams extends ServiceDeps {
   /** The host part of the advertise address, written into the manager's SANs. */
   advertiseHost: string;
   certExpiryMs: number;
-  /** An existing root; a P-256 root is founded when absent. */
-  root?: RootMaterial;
+  /** An existing root; a P-256 root is founded when absent. Without a key, `externalCAs` sign. */
+  root?: { certPem: string; keyPem?: string };
+  /** External CAs (cfssl) holding the root key, tried in order. */
+  externalCAs?: ExternalCaRecord[];
   /** The first manager's CSR (its key stays in its data dir). */
   csrPem: string;
   hostname: string;
@@ -76,16 +80,25 @@ export class ClusterService {
   private readonly limiter: FailureLimiter;
   private readonly nodeLock = new KeyedLock();
   private readonly digestHex: string;
+  private readonly root: X509Certificate;
 
   private constructor(
     private readonly deps: ServiceDeps,
     private cluster: ClusterRecord,
-    private readonly ca: SigningCa,
+    private caRecord: CaRecord,
+    private readonly issuer: CertificateIssuer,
     private tokens: TokensRecord,
     private readonly advertiseHost: string,
   ) {
     this.limiter = new FailureLimiter(deps.clock, deps.failureLimits);
-    this.digestHex = rootDigest(ca.certPem).toString('hex');
+    this.digestHex = rootDigest(caRecord.rootPem).toString('hex');
+    this.root = new X509Certificate(caRecord.rootPem);
+  }
+
+  /** The signer for a stored CA: the local key, or the external CAs. */
+  private static issuerFor(caRecord: CaRecord, deps: ServiceDeps): CertificateIssuer {
+    if (caRecord.keyPem !== undefined) return new LocalIssuer(loadSigningCa({ certPem: caRecord.rootPem, keyPem: caRecord.keyPem }), deps.clock, deps.random);
+    return new CfsslIssuer(caRecord.external ?? [], new X509Certificate(caRecord.rootPem), deps.logger);
   }
 
   /** Founds a cluster: root, tokens, the first manager's record and certificate, in one batch. */
@@ -93,8 +106,11 @@ export class ClusterService {
     const { store, clock, random } = params;
     if ((await store.getCluster()) !== undefined) throw new MusterError('CLUSTER_EXISTS');
     const clusterId = newId(random);
-    const root = params.root ?? createRootCa({ clusterId, clock, random });
-    const ca = loadSigningCa(root);
+    const root: { certPem: string; keyPem?: string } = params.root ?? createRootCa({ clusterId, clock, random });
+    const caRecord: CaRecord = { schema: SCHEMA_VERSION, rootPem: root.certPem };
+    if (root.keyPem !== undefined) caRecord.keyPem = root.keyPem;
+    else caRecord.external = params.externalCAs ?? [];
+    const issuer = ClusterService.issuerFor(caRecord, params);
     const digest = rootDigest(root.certPem);
     const now = clock.now();
     const cluster: ClusterRecord = { schema: SCHEMA_VERSION, clusterId, certExpiryMs: params.certExpiryMs, createdAt: now, advertiseAddr: params.advertiseAddr };
@@ -105,21 +121,19 @@ export class ClusterService {
       rotatedAt: { worker: now, manager: now },
     };
     const nodeId = newId(random);
-    const certificate = issueCertificate({
-      ca,
+    const certificate = await issuer.issue({
+      csrPem: params.csrPem,
       csr: parseCsr(params.csrPem),
       role: 'manager',
       commonName: nodeId,
       clusterId,
       hosts: [params.advertiseHost],
       validityMs: params.certExpiryMs,
-      clock,
-      random,
     });
     const node = newNodeRecord({ id: nodeId, role: 'manager', hostname: params.hostname, labels: {}, now, certificate });
     await params.beforeCommit?.({ clusterId, nodeId, certificate, rootPem: root.certPem });
-    await store.initialise({ cluster, ca: { schema: SCHEMA_VERSION, rootPem: root.certPem, keyPem: root.keyPem }, tokens, node, certificate: certificateRecord(nodeId, 'manager', 'init', now, certificate) });
-    const service = new ClusterService(params, cluster, ca, tokens, params.advertiseHost);
+    await store.initialise({ cluster, ca: caRecord, tokens, node, certificate: certificateRecord(nodeId, 'manager', 'init', now, certificate) });
+    const service = new ClusterService(params, cluster, caRecord, issuer, tokens, params.advertiseHost);
     return { service, nodeId, certificate };
   }
 
@@ -129,18 +143,17 @@ export class ClusterService {
     if (cluster === undefined || caRecord === undefined || tokens === undefined) {
       throw new MusterError('STATE_CORRUPT', 'the cluster store holds no cluster', { hint: "found one with 'muster init'" });
     }
-    const ca = loadSigningCa({ certPem: caRecord.rootPem, keyPem: caRecord.keyPem });
-    return new ClusterService(deps, cluster, ca, tokens, deps.advertiseHost);
+    return new ClusterService(deps, cluster, caRecord, ClusterService.issuerFor(caRecord, deps), tokens, deps.advertiseHost);
   }
 
   /** The root bundle, exact bytes. */
   get rootPem(): string {
-    return this.ca.certPem;
+    return this.caRecord.rootPem;
   }
 
   /** The root certificate, for TLS and chain checks. */
   get rootCert(): X509Certificate {
-    return this.ca.cert;
+    return this.root;
   }
 
   get clusterId(): string {
@@ -155,7 +168,7 @@ export class ClusterService {
    */
   async authorize(cert: X509Certificate | undefined, allowed: readonly CertRole[]): Promise<Caller> {
     if (cert === undefined) throw new MusterError('AUTH_REQUIRED');
-    const identity = readPeerCertificate({ cert, roots: [this.ca.cert], now: this.deps.clock.now() });
+    const identity = readPeerCertificate({ cert, roots: [this.root], now: this.deps.clock.now() });
     if (identity.clusterId !== this.cluster.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
     }
@@ -196,7 +209,7 @@ export class ClusterService {
     const csr = parseCsr(request.csr);
     const now = this.deps.clock.now();
     const nodeId = newId(this.deps.random);
-    const certificate = this.issue({ csr, role, subject: nodeId });
+    const certificate = await this.issue({ csrPem: request.csr, csr, role, subject: nodeId });
     const node = newNodeRecord({ id: nodeId, role, hostname: request.hostname ?? nodeId, labels: request.labels ?? {}, now, certificate });
     // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
     await this.deps.store.putNodeWithCertificate(node, certificateRecord(nodeId, role, 'join', now, certificate));
@@ -210,7 +223,7 @@ export class ClusterService {
     return this.nodeLock.run(caller.nodeId, async () => {
       const current = await this.requireNode(caller.nodeId);
       const now = this.deps.clock.now();
-      const certificate = this.issue({ csr, role: current.role, subject: current.id });
+      const certificate = await this.issue({ csrPem, csr, role: current.role, subject: current.id });
       const node: NodeRecord = { ...current, certSerial: certificate.serial, certNotAfter: certificate.notAfter, certRole: current.role, lastSeenAt: now };
       await this.deps.store.putNodeWithCertificate(node, certificateRecord(node.id, node.role, 'renew', now, certificate));
       this.deps.logger.info({ nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'node renewed');
@@ -244,17 +257,37 @@ export class ClusterService {
       certExpiry: formatDuration(this.cluster.certExpiryMs),
       certExpiryMs: this.cluster.certExpiryMs,
       advertiseAddr: this.cluster.advertiseAddr,
-      ca: { digest: this.digestHex, subject: this.ca.cert.subject.split('\n').join(', '), notAfter: iso(this.ca.notAfter), external: false },
+      ca: {
+        digest: this.digestHex,
+        subject: this.root.subject.split('\n').join(', '),
+        notAfter: iso(Date.parse(this.root.validTo)),
+        external: this.issuer.external,
+        externalUrls: (this.caRecord.external ?? []).map((ca) => ca.url),
+      },
       joinTokens: { worker: token('worker'), manager: token('manager') },
     };
   }
 
-  /** Changes the certificate expiry (>= 1h); it applies from the next signing. */
-  async updateCluster(patch: { certExpiry: string }): Promise<ClusterView> {
-    const certExpiryMs = parseCertExpiry(patch.certExpiry);
-    this.cluster = { ...this.cluster, certExpiryMs };
-    await this.deps.store.putCluster(this.cluster);
-    this.deps.logger.info({ certExpiry: formatDuration(certExpiryMs) }, 'certificate expiry changed');
+  /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
+  async updateCluster(patch: { certExpiry?: string; externalCAs?: ExternalCaRecord[] }): Promise<ClusterView> {
+    if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry and/or externalCAs');
+    const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
+    if (patch.externalCAs !== undefined) {
+      if (!(this.issuer instanceof CfsslIssuer)) {
+        throw new MusterError('BODY_INVALID', 'this cluster signs with its own root key; external CAs apply only to a cluster founded with --external-ca');
+      }
+      if (patch.externalCAs.length === 0) throw new MusterError('BODY_INVALID', 'at least one external CA is needed');
+      const caRecord: CaRecord = { ...this.caRecord, external: patch.externalCAs };
+      await this.deps.store.putCa(caRecord);
+      this.caRecord = caRecord;
+      this.issuer.setCas(patch.externalCAs);
+      this.deps.logger.info({ urls: patch.externalCAs.map((ca) => ca.url) }, 'external CAs changed');
+    }
+    if (certExpiryMs !== undefined) {
+      this.cluster = { ...this.cluster, certExpiryMs };
+      await this.deps.store.putCluster(this.cluster);
+      this.deps.logger.info({ certExpiry: formatDuration(certExpiryMs) }, 'certificate expiry changed');
+    }
     return this.clusterView(false);
   }
 
@@ -274,7 +307,7 @@ export class ClusterService {
   async rotateToken(role: NodeRole): Promise<JoinTokens> {
     const next: TokensRecord = {
       ...this.tokens,
-      [role]: generateJoinToken(rootDigest(this.ca.certPem), this.deps.random),
+      [role]: generateJoinToken(rootDigest(this.caRecord.rootPem), this.deps.random),
       rotatedAt: { ...this.tokens.rotatedAt, [role]: this.deps.clock.now() },
     };
     await this.deps.store.putTokens(next);
@@ -338,23 +371,21 @@ export class ClusterService {
       throw new MusterError('BODY_INVALID', 'a user name may not have the shape of a node ID', { hint: 'pick a name such as alice or ci-bot' });
     }
     const now = this.deps.clock.now();
-    const certificate = this.issue({ csr, role: 'admin', subject: name });
+    const certificate = await this.issue({ csrPem, csr, role: 'admin', subject: name });
     await this.deps.store.putCertificate(certificateRecord(name, 'admin', 'user', now, certificate));
     this.deps.logger.info({ user: name, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'API user certificate issued');
-    return { name, clusterId: this.cluster.clusterId, certificate: certificate.certPem, rootCA: this.ca.certPem, notAfter: iso(certificate.notAfter) };
+    return { name, clusterId: this.cluster.clusterId, certificate: certificate.certPem, rootCA: this.caRecord.rootPem, notAfter: iso(certificate.notAfter) };
   }
 
-  private issue(params: { csr: ReturnType<typeof parseCsr>; role: CertRole; subject: string }): IssuedCertificate {
-    return issueCertificate({
-      ca: this.ca,
+  private issue(params: { csrPem: string; csr: ReturnType<typeof parseCsr>; role: CertRole; subject: string }): Promise<IssuedCertificate> {
+    return this.issuer.issue({
+      csrPem: params.csrPem,
       csr: params.csr,
       role: params.role,
       commonName: params.subject,
       clusterId: this.cluster.clusterId,
       hosts: params.role === 'manager' ? [this.advertiseHost] : [],
       validityMs: this.cluster.certExpiryMs,
-      clock: this.deps.clock,
-      random: this.deps.random,
     });
   }
 
@@ -410,7 +441,7 @@ export class ClusterService {
       role: node.role,
       clusterId: this.cluster.clusterId,
       certificate: certificate.certPem,
-      rootCA: this.ca.certPem,
+      rootCA: this.caRecord.rootPem,
       notAfter: iso(certificate.notAfter),
       renewAfter: iso(certificate.notBefore + (certificate.notAfter - certificate.notBefore) / 2),
     };

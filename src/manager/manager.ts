@@ -10,9 +10,9 @@ import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import type { DataDirLayout } from '../config/paths.js';
-import type { RootMaterial } from '../pki/ca.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { LevelClusterStore, type ClusterStore } from '../store/cluster-store.js';
+import type { ExternalCaRecord } from '../store/records.js';
 import { buildApp, updateServerCertificate, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
 import { ClusterService } from './cluster-service.js';
 import type { FailureLimits } from './failure-limiter.js';
@@ -91,7 +91,9 @@ export interface InitParams {
   advertiseAddr: string;
   advertiseHost: string;
   certExpiryMs: number;
-  root?: RootMaterial;
+  root?: { certPem: string; keyPem?: string };
+  /** External CAs holding the root key (cfssl); `root` then has no key. */
+  externalCAs?: ExternalCaRecord[];
   hostname: string;
   csrPem: string;
   clock: Clock;
@@ -119,6 +121,7 @@ export async function initManager(params: InitParams): Promise<{ clusterId: stri
       csrPem: params.csrPem,
       hostname: params.hostname,
       ...(params.root === undefined ? {} : { root: params.root }),
+      ...(params.externalCAs === undefined ? {} : { externalCAs: params.externalCAs }),
       beforeCommit: params.writeIdentity,
     });
     return { clusterId: founded.service.clusterId, nodeId: founded.nodeId, certificate: founded.certificate };

@@ -129,12 +129,12 @@ export function loadSigningCa(material: RootMaterial): SigningCa {
 }
 
 /**
- * Validates an existing root for `init --ca-cert/--ca-key`: one self-signed
- * CA:TRUE certificate, valid for at least another year, with a supported key
- * that matches it. Each failure has its own code.
+ * Validates an existing root certificate: one self-signed CA:TRUE
+ * certificate with a supported key, valid for at least another year. Each
+ * failure has its own code. Used alone when an external CA holds the key.
  */
-export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
-  const cert = readSingleCertificate(material.certPem);
+export function importRootCertificate(certPem: string, clock: Clock): X509Certificate {
+  const cert = readSingleCertificate(certPem);
   if (!cert.ca) throw new MusterError('CA_NOT_CA');
   let selfSigned = false;
   try {
@@ -147,9 +147,15 @@ export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
   if (!(notAfter - clock.now() >= ROOT_MIN_REMAINING_MS)) {
     throw new MusterError('CA_EXPIRES_SOON', `the CA certificate expires on ${new Date(notAfter).toISOString()}, within a year`);
   }
+  checkKeyPolicy(cert.publicKey, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
+  return cert;
+}
+
+/** Validates an existing root and its key for `init --ca-cert/--ca-key`: the certificate checks above, and a matching supported key. */
+export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
+  const cert = importRootCertificate(material.certPem, clock);
   const key = readPrivateKey(material.keyPem, 'CA_KEY_INVALID');
   checkKeyPolicy(key, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
-  checkKeyPolicy(cert.publicKey, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
   if (!cert.checkPrivateKey(key)) throw new MusterError('CA_KEY_MISMATCH');
   return loadSigningCa(material);
 }

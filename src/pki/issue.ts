@@ -42,10 +42,11 @@ export interface IssuedCertificate {
   notAfter: number;
 }
 
-function subjectAltNames(request: IssueRequest): string[] {
+/** The SANs of each profile (DESIGN §2): role and node ID, plus swarm-ca and the advertise host for managers. */
+export function subjectAltNames(request: Pick<IssueRequest, 'role' | 'commonName' | 'hosts'>): string[] {
   switch (request.role) {
     case 'manager':
-      return [ROLE_OU.manager, request.commonName, 'swarm-ca', ...(request.hosts ?? [])];
+      return [...new Set([ROLE_OU.manager, request.commonName, 'swarm-ca', ...(request.hosts ?? [])])];
     case 'worker':
       return [ROLE_OU.worker, request.commonName];
     case 'admin':

@@ -26,6 +26,7 @@ export interface ClusterStore {
   getCluster(): Promise<ClusterRecord | undefined>;
   putCluster(cluster: ClusterRecord): Promise<void>;
   getCa(): Promise<CaRecord | undefined>;
+  putCa(ca: CaRecord): Promise<void>;
   getTokens(): Promise<TokensRecord | undefined>;
   putTokens(tokens: TokensRecord): Promise<void>;
   getNode(id: string): Promise<NodeRecord | undefined>;
@@ -115,6 +116,10 @@ export class LevelClusterStore implements ClusterStore {
 
   async getCa(): Promise<CaRecord | undefined> {
     return (await this.meta.get('ca')) as CaRecord | undefined;
+  }
+
+  async putCa(ca: CaRecord): Promise<void> {
+    await this.meta.put('ca', ca, SYNC);
   }
 
   async getTokens(): Promise<TokensRecord | undefined> {

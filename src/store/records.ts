@@ -18,12 +18,23 @@ export interface ClusterRecord {
   advertiseAddr: string;
 }
 
-/** The root CA: the bundle bytes exactly as served and hashed, and its key. */
+/** An external CA the manager forwards signing to (cfssl protocol). */
+export interface ExternalCaRecord {
+  url: string;
+  /** Root(s) to verify the CA's TLS certificate with; system roots when absent. */
+  cacertPem?: string;
+  /** HMAC-SHA256 key for /api/v1/cfssl/authsign, hex. A secret, like the CA key. */
+  authKeyHex?: string;
+}
+
+/** The root CA: the bundle bytes exactly as served and hashed, and its key or the external CAs that hold it. */
 export interface CaRecord {
   schema: number;
   rootPem: string;
-  /** PKCS#8 PEM; never leaves the manager, never printed. */
-  keyPem: string;
+  /** PKCS#8 PEM; never leaves the manager, never printed. Absent when an external CA signs. */
+  keyPem?: string;
+  /** Set when the root key lives outside the cluster; tried in order. */
+  external?: ExternalCaRecord[];
 }
 
 /** The current join tokens, one per role. */

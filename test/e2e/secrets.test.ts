@@ -73,7 +73,7 @@ describe('secrets', () => {
     // What must never leak.
     const store = new LevelClusterStore(join(m, 'manager', 'db'));
     await store.open();
-    const caKey = (await store.getCa())!.keyPem;
+    const caKey = (await store.getCa())!.keyPem!;
     await store.close();
     const nodeKeys = [m, scratch.path('n1'), scratch.path('n2')].map((d) => readFileSync(join(d, 'certificates', 'node.key'), 'utf8'));
     const userKey = readFileSync(scratch.path('alice/alice.key'), 'utf8');

@@ -13,8 +13,10 @@ export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.u
 
 class Capture extends Writable {
   text = '';
+  readonly watchers = new Set<() => void>();
   override _write(chunk: Buffer, _enc: string, done: () => void): void {
     this.text += chunk.toString('utf8');
+    for (const watcher of this.watchers) watcher();
     done();
   }
 }
@@ -29,6 +31,10 @@ export interface InProcessRun {
   stop(): Promise<number>;
   stdout(): string;
   stderr(): string;
+  /** Asks the node to renew now, as SIGHUP does for a real process. */
+  renew(): void;
+  /** Resolves when stdout+stderr match `pattern` (checked as output arrives). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
 /** Runs `muster ARGV` in this process with its own streams and env. */
@@ -40,6 +46,7 @@ export function runInProcess(argv: string[], options: { env?: Record<string, str
     stopNow = resolve;
   });
   let onReady: (info: { address?: string; nodeId: string; role: string }) => void = () => {};
+  let renewHandler: (() => void) | undefined;
   const ready = new Promise<{ address?: string; nodeId: string; role: string }>((resolve) => {
     onReady = resolve;
   });
@@ -54,6 +61,12 @@ export function runInProcess(argv: string[], options: { env?: Record<string, str
     random: systemRandom,
     waitForStop: () => stopped,
     onReady: (info) => onReady(info),
+    onRenewRequest: (handler) => {
+      renewHandler = handler;
+      return () => {
+        renewHandler = undefined;
+      };
+    },
   };
   const exit = runCli(ctx, argv);
   const failedEarly = exit.then((code) => {
@@ -70,6 +83,27 @@ export function runInProcess(argv: string[], options: { env?: Record<string, str
     },
     stdout: () => stdout.text,
     stderr: () => stderr.text,
+    renew: () => renewHandler?.(),
+    waitFor(pattern, timeoutMs = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          const match = (stdout.text + stderr.text).match(pattern);
+          if (match === null) return;
+          clearTimeout(timer);
+          stdout.watchers.delete(check);
+          stderr.watchers.delete(check);
+          resolve(match);
+        };
+        const timer = setTimeout(() => {
+          stdout.watchers.delete(check);
+          stderr.watchers.delete(check);
+          reject(new Error(`timed out waiting for ${pattern} in:\n${stdout.text}\n${stderr.text}`));
+        }, timeoutMs);
+        stdout.watchers.add(check);
+        stderr.watchers.add(check);
+        check();
+      });
+    },
   };
 }
 

@@ -1,0 +1,200 @@
+/**
+ * Failure handling of the external CA, against a scriptable cfssl stand-in
+ * on loopback (the real cfssl serve is exercised in test/e2e/external-ca).
+ */
+import { X509Certificate, createHmac } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/core/clock.js';
+import { MusterError } from '../../src/core/errors.js';
+import { recordingLogger } from '../../src/core/logger.js';
+import { systemRandom } from '../../src/core/random.js';
+import { CfsslIssuer } from '../../src/manager/cfssl-issuer.js';
+import { ClusterService } from '../../src/manager/cluster-service.js';
+import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { parseCsr } from '../../src/pki/csr.js';
+import { issueCertificate } from '../../src/pki/issue.js';
+import { LevelClusterStore } from '../../src/store/cluster-store.js';
+import { freshCsr } from '../helpers/service.js';
+import { scratchDir } from '../helpers/openssl.js';
+
+type Mode = 'ok' | 'down' | 'slow' | 'refuse' | 'wrong-subject' | 'wrong-key' | 'foreign-root';
+const clock = new FakeClock(Date.now());
+const root = createRootCa({ clusterId: 'external', clock, random: systemRandom });
+const ca = loadSigningCa(root);
+const foreign = loadSigningCa(createRootCa({ clusterId: 'external', clock, random: systemRandom }));
+const scratch = scratchDir('muster-cfssl-fake-');
+
+/** A cfssl stand-in that signs with `root` the way cfssl does, or misbehaves as told. */
+class FakeCfssl {
+  mode: Mode = 'ok';
+  requests: Record<string, unknown>[] = [];
+  readonly server: Server;
+  url = '';
+  constructor(readonly authKeyHex?: string) {
+    this.server = createServer((req, res) => void this.handle(req, res));
+  }
+  async start(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+  }
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let raw = '';
+    for await (const chunk of req) raw += (chunk as Buffer).toString('utf8');
+    if (this.mode === 'down') return void req.socket.destroy();
+    if (this.mode === 'slow') return; // never answers
+    let body = JSON.parse(raw) as Record<string, unknown>;
+    if (this.authKeyHex !== undefined) {
+      const inner = Buffer.from(String(body.request), 'base64');
+      const expected = createHmac('sha256', Buffer.from(this.authKeyHex, 'hex')).update(inner).digest('base64');
+      if (req.url !== '/api/v1/cfssl/authsign' || body.token !== expected) return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 400, message: 'invalid token' }] }));
+      body = JSON.parse(inner.toString('utf8')) as Record<string, unknown>;
+    }
+    this.requests.push(body);
+    if (this.mode === 'refuse') return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 5300, message: 'policy violation: no' }] }));
+    const subject = body.subject as { CN: string; names: { O: string; OU: string }[] };
+    const csr = parseCsr(this.mode === 'wrong-key' ? freshCsr().csr : String(body.certificate_request));
+    const issued = issueCertificate({
+      ca: this.mode === 'foreign-root' ? foreign : ca,
+      csr,
+      role: subject.names[0]?.OU === 'swarm-manager' ? 'manager' : subject.names[0]?.OU === 'swarm-admin' ? 'admin' : 'worker',
+      commonName: this.mode === 'wrong-subject' ? 'evil' : subject.CN,
+      clusterId: subject.names[0]?.O ?? '',
+      validityMs: 3_600_000,
+      clock,
+      random: systemRandom,
+    });
+    res.end(JSON.stringify({ success: true, result: { certificate: issued.certPem }, errors: [], messages: [] }));
+  }
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+const first = new FakeCfssl();
+const second = new FakeCfssl();
+const authed = new FakeCfssl('0f'.repeat(32));
+let store: LevelClusterStore;
+let service: ClusterService;
+const logger = recordingLogger();
+
+beforeAll(async () => {
+  await Promise.all([first.start(), second.start(), authed.start()]);
+  store = new LevelClusterStore(scratch.path('db'));
+  await store.open();
+  const founded = await ClusterService.found({
+    store,
+    clock,
+    random: systemRandom,
+    logger,
+    advertiseAddr: '127.0.0.1:4377',
+    advertiseHost: '127.0.0.1',
+    certExpiryMs: 3_600_000,
+    root: { certPem: root.certPem },
+    externalCAs: [{ url: first.url }],
+    csrPem: freshCsr().csr,
+    hostname: 'm',
+  });
+  service = founded.service;
+});
+afterEach(() => {
+  first.mode = 'ok';
+  second.mode = 'ok';
+});
+afterAll(async () => {
+  await Promise.all([first.stop(), second.stop(), authed.stop()]);
+  await store.close();
+  scratch.cleanup();
+});
+
+const join = () => service.join({ token: service.joinTokens().worker, csr: freshCsr().csr }, `src-${Math.random()}`);
+const failure = async (promise: Promise<unknown>): Promise<MusterError> => {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof MusterError) return error;
+    throw error;
+  }
+  throw new Error('expected a failure');
+};
+
+describe('CfsslIssuer through the cluster service', () => {
+  it('sends the subject and hosts the manager chose, and hands out what chains to the root', async () => {
+    const response = await join();
+    const request = first.requests.at(-1)!;
+    expect(request).toMatchObject({ subject: { CN: response.nodeId, names: [{ O: service.clusterId, OU: 'swarm-worker' }] }, hosts: ['swarm-worker', response.nodeId], profile: 'node' });
+    expect(new X509Certificate(response.certificate).checkIssued(ca.cert)).toBe(true);
+    expect(service.clusterView(false).ca).toMatchObject({ external: true, externalUrls: [first.url] });
+  });
+
+  it.each([
+    ['unreachable', 'down', 503, 'EXTERNAL_CA_UNAVAILABLE', /cannot be reached|broke off/],
+    ['answering success:false', 'refuse', 502, 'EXTERNAL_CA_ERROR', /refused to sign: policy violation: no/],
+    ['returning another subject', 'wrong-subject', 502, 'EXTERNAL_CA_ERROR', /has the subject .*CN=evil.* it was refused/],
+    ['returning another key', 'wrong-key', 502, 'EXTERNAL_CA_ERROR', /does not hold the requester's key; it was refused/],
+    ['returning a certificate from another root', 'foreign-root', 502, 'EXTERNAL_CA_ERROR', /does not chain to the cluster root/],
+  ] as const)('a CA %s fails the join with %s and writes nothing', async (_name, mode, status, code, message) => {
+    first.mode = mode;
+    const nodesBefore = (await store.listNodes()).length;
+    const certsBefore = (await store.listCertificates()).length;
+    const error = await failure(join());
+    expect(error.statusCode).toBe(status);
+    expect(error.code).toBe(code);
+    expect(error.message).toMatch(message);
+    expect((await store.listNodes()).length).toBe(nodesBefore);
+    expect((await store.listCertificates()).length).toBe(certsBefore);
+  });
+
+  it('logs refused certificates', async () => {
+    first.mode = 'wrong-subject';
+    await failure(join());
+    expect(logger.records.some((r) => r.level === 'error' && r.message === 'external CA returned a certificate that was refused')).toBe(true);
+  });
+
+  it('gives a slow CA 5 seconds, then answers 503', async () => {
+    // The issuer on its own, with its 5 s timeout shortened to 200 ms.
+    first.mode = 'slow';
+    const issuer = new CfsslIssuer([{ url: first.url }], ca.cert, logger, 200);
+    const { csr } = freshCsr();
+    const error = await failure(issuer.issue({ csrPem: csr, csr: parseCsr(csr), role: 'worker', commonName: 'n', clusterId: 'c', hosts: [], validityMs: 1 }));
+    expect(error).toMatchObject({ code: 'EXTERNAL_CA_UNAVAILABLE', statusCode: 503 });
+    expect(error.message).toMatch(/did not answer within 0\.2 s/);
+  });
+
+  it('tries several CAs in order, and update switches the list on the running manager', async () => {
+    await service.updateCluster({ externalCAs: [{ url: first.url }, { url: second.url }] });
+    first.mode = 'down';
+    const before = second.requests.length;
+    await join();
+    expect(second.requests.length).toBe(before + 1);
+    await service.updateCluster({ externalCAs: [{ url: second.url }] });
+    expect((await store.getCa())?.external).toEqual([{ url: second.url }]);
+    const firstBefore = first.requests.length;
+    first.mode = 'ok';
+    await join();
+    expect(first.requests.length).toBe(firstBefore);
+  });
+
+  it('speaks authsign with an HMAC over the exact request', async () => {
+    await service.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: '0f'.repeat(32) }] });
+    await join();
+    expect(authed.requests).toHaveLength(1);
+    await service.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: 'ee'.repeat(32) }] });
+    expect((await failure(join())).message).toMatch(/refused to sign: invalid token/);
+    await service.updateCluster({ externalCAs: [{ url: first.url }] });
+  });
+
+  it('refuses external CAs on a cluster that holds its own key', async () => {
+    const local = scratchDir('muster-cfssl-local-');
+    const localStore = new LevelClusterStore(local.path('db'));
+    await localStore.open();
+    try {
+      const { service: own } = await ClusterService.found({ store: localStore, clock, random: systemRandom, logger, advertiseAddr: 'a:1', advertiseHost: 'a', certExpiryMs: 3_600_000, csrPem: freshCsr().csr, hostname: 'm' });
+      expect((await failure(own.updateCluster({ externalCAs: [{ url: first.url }] }))).code).toBe('BODY_INVALID');
+    } finally {
+      await localStore.close();
+      local.cleanup();
+    }
+  });
+});
