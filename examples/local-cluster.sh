@@ -5,28 +5,7 @@
 #   examples/local-cluster.sh            (after npm ci)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# An array, not a function: a backgrounded function would give $! of a subshell.
-muster=(node dist/cli/main.js)
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/muster-local-XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# wait_for FILE PATTERN: until the pattern shows up in a log (20 s at most)
-wait_for() {
-  for _ in $(seq 1 200); do
-    if grep -qE "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
+. examples/lib.sh local
 
 echo "== founding a cluster in $work/manager"
 "${muster[@]}" init --data-dir "$work/manager" --listen-addr 127.0.0.1:0 >"$work/manager.log" 2>&1 &

@@ -7,26 +7,9 @@
 #   examples/walkthrough.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# An array, not a function: a backgrounded function would give $! of a subshell.
-muster=(node dist/cli/main.js)
+. examples/lib.sh walkthrough
 # Nodes ask the manager every 30 s whether to renew early; 1 s keeps the demo short.
 export MUSTER_POLL_INTERVAL=${MUSTER_POLL_INTERVAL:-1s}
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/muster-walkthrough-XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_for() {
-  for _ in $(seq 1 300); do
-    if grep -qE "$2" "$1" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
-}
 step() { printf '\n$ %s\n' "$*"; }
 
 step muster init --data-dir "$work/manager" --listen-addr 127.0.0.1:0

@@ -8,15 +8,15 @@
  *
  *   npm run bench:join [-- --nodes 2000 --concurrency 64 --cfssl auto|off]
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
+import { startCfssl } from '../test/helpers/cfssl.js';
 import { percentile, pool, report, send, startManagerProcess, type Timed } from './lib/load.js';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '64' }, cfssl: { type: 'string', default: 'auto' } } });
@@ -55,33 +55,14 @@ if (values.cfssl === 'off' || !hasCfssl) {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'muster-bench-cfssl-'));
-const cfssl = (args: string[], input?: string): { cert: string; key: string } => JSON.parse(execFileSync('cfssl', args, { cwd: dir, input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })) as { cert: string; key: string };
-const ca = cfssl(['gencert', '-initca', '-'], JSON.stringify({ CN: 'bench-ca', key: { algo: 'ecdsa', size: 256 } }));
-writeFileSync(join(dir, 'ca.pem'), ca.cert);
-writeFileSync(join(dir, 'ca-key.pem'), ca.key);
-writeFileSync(join(dir, 'config.json'), JSON.stringify({ signing: { default: { usages: ['signing', 'key encipherment', 'server auth', 'client auth'], expiry: '2160h' } } }));
-const server = cfssl(['gencert', '-ca', 'ca.pem', '-ca-key', 'ca-key.pem', '-config', 'config.json', '-hostname', '127.0.0.1', '-'], JSON.stringify({ CN: '127.0.0.1', key: { algo: 'ecdsa', size: 256 } }));
-writeFileSync(join(dir, 'server.pem'), server.cert);
-writeFileSync(join(dir, 'server-key.pem'), server.key);
-const port = await new Promise<number>((resolve) => {
-  const probe = createServer().listen(0, '127.0.0.1', () => {
-    const p = (probe.address() as { port: number }).port;
-    probe.close(() => resolve(p));
-  });
-});
-const serve = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', 'ca.pem', '-ca-key', 'ca-key.pem', '-config', 'config.json', '-tls-cert', 'server.pem', '-tls-key', 'server-key.pem', '-loglevel', '5'], { cwd: dir, stdio: 'ignore' });
-const cfsslContext = createSecureContext({ ca: ca.cert });
-const address = `127.0.0.1:${port}`;
-for (let i = 0; i < 100; i++) {
-  const probe = await send({ address, method: 'POST', path: '/api/v1/cfssl/sign', body: JSON.stringify({ certificate_request: csrs[0] }), secureContext: cfsslContext, servername: 'localhost' });
-  if (probe.status === 200) break;
-  await new Promise((resolve) => setTimeout(resolve, 100)); // cfssl has no readiness signal
-}
+const cfsslServer = await startCfssl(dir); // a throwaway root, TLS on loopback, the default profile
+const cfsslContext = createSecureContext({ ca: cfsslServer.rootPem });
+const address = cfsslServer.url.replace('https://', '');
 started = performance.now();
 const signs: Timed[] = await pool(csrs.map((csr) => () => send({ address, method: 'POST', path: '/api/v1/cfssl/sign', body: JSON.stringify({ certificate_request: csr }), secureContext: cfsslContext, servername: 'localhost' })), C);
 const cfsslSeconds = (performance.now() - started) / 1000;
 const cfsslRate = signs.filter((s) => s.status === 200).length / cfsslSeconds;
-serve.kill('SIGTERM');
+await cfsslServer.stop();
 rmSync(dir, { recursive: true, force: true });
 console.log(`\ncfssl serve: ${N} signs, concurrency ${C}, fresh TLS each: ${cfsslRate.toFixed(0)} signs/s`);
 report('signs', signs);
