@@ -7,6 +7,7 @@ import { ClusterService } from '../../src/manager/cluster-service.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { LevelClusterStore } from '../../src/store/cluster-store.js';
+import type { ExternalCaRecord } from '../../src/store/records.js';
 import { scratchDir } from './openssl.js';
 
 export const HOUR = 3_600_000;
@@ -18,7 +19,7 @@ export function freshCsr(): { csr: string; keyPem: string } {
 }
 
 /** Founds a cluster and returns its service, store, clock and the first manager's certificate. */
-export async function foundTestCluster(options: { certExpiryMs?: number } = {}) {
+export async function foundTestCluster(options: { certExpiryMs?: number; root?: { certPem: string }; externalCAs?: ExternalCaRecord[] } = {}) {
   const scratch = scratchDir('muster-svc-');
   const store = new LevelClusterStore(scratch.path('db'));
   await store.open();
@@ -35,6 +36,8 @@ export async function foundTestCluster(options: { certExpiryMs?: number } = {}) 
     certExpiryMs: options.certExpiryMs ?? 90 * 24 * HOUR,
     csrPem: managerKey.csr,
     hostname: 'manager-1',
+    ...(options.root === undefined ? {} : { root: options.root }),
+    ...(options.externalCAs === undefined ? {} : { externalCAs: options.externalCAs }),
   });
   return {
     service,

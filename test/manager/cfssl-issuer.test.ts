@@ -15,7 +15,7 @@ import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { LevelClusterStore } from '../../src/store/cluster-store.js';
-import { freshCsr } from '../helpers/service.js';
+import { foundTestCluster, freshCsr } from '../helpers/service.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 type Mode = 'ok' | 'down' | 'slow' | 'refuse' | 'wrong-subject' | 'wrong-key' | 'foreign-root';
@@ -23,7 +23,6 @@ const clock = new FakeClock(Date.now());
 const root = createRootCa({ clusterId: 'external', clock, random: systemRandom });
 const ca = loadSigningCa(root);
 const foreign = loadSigningCa(createRootCa({ clusterId: 'external', clock, random: systemRandom }));
-const scratch = scratchDir('muster-cfssl-fake-');
 
 /** A cfssl stand-in that signs with `root` the way cfssl does, or misbehaves as told. */
 class FakeCfssl {
@@ -75,28 +74,15 @@ class FakeCfssl {
 const first = new FakeCfssl();
 const second = new FakeCfssl();
 const authed = new FakeCfssl('0f'.repeat(32));
+let cluster: Awaited<ReturnType<typeof foundTestCluster>>;
 let store: LevelClusterStore;
 let service: ClusterService;
-const logger = recordingLogger();
+let logger: ReturnType<typeof recordingLogger>;
 
 beforeAll(async () => {
   await Promise.all([first.start(), second.start(), authed.start()]);
-  store = new LevelClusterStore(scratch.path('db'));
-  await store.open();
-  const founded = await ClusterService.found({
-    store,
-    clock,
-    random: systemRandom,
-    logger,
-    advertiseAddr: '127.0.0.1:4377',
-    advertiseHost: '127.0.0.1',
-    certExpiryMs: 3_600_000,
-    root: { certPem: root.certPem },
-    externalCAs: [{ url: first.url }],
-    csrPem: freshCsr().csr,
-    hostname: 'm',
-  });
-  service = founded.service;
+  cluster = await foundTestCluster({ certExpiryMs: 3_600_000, root: { certPem: root.certPem }, externalCAs: [{ url: first.url }] });
+  ({ store, service, logger } = cluster);
 });
 afterEach(() => {
   first.mode = 'ok';
@@ -104,8 +90,7 @@ afterEach(() => {
 });
 afterAll(async () => {
   await Promise.all([first.stop(), second.stop(), authed.stop()]);
-  await store.close();
-  scratch.cleanup();
+  await cluster.cleanup();
 });
 
 const join = () => service.join({ token: service.joinTokens().worker, csr: freshCsr().csr }, `src-${Math.random()}`);
