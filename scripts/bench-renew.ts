@@ -51,7 +51,7 @@ const { service, certificate } = await ClusterService.found({
   hostname: 'bench-manager',
   failureLimits: { maxFailures: 1_000_000, windowMs: 1, maxAddresses: 10 },
 });
-const app = await buildApp({ service, tls: { keyPem: managerKey.privateKeyPem, certPem: certificate.certPem, rootPem: service.rootPem }, logger: pino({ level: 'silent' }) });
+const app = await buildApp({ service, tls: { keyPem: managerKey.privateKeyPem, certPem: certificate.certPem }, logger: pino({ level: 'silent' }) });
 await app.listen({ host: '127.0.0.1', port: 0 });
 const address = `127.0.0.1:${(app.server.address() as { port: number }).port}`;
 

@@ -36,7 +36,6 @@ import type { Caller, ClusterService } from './cluster-service.js';
 export interface ServerTls {
   keyPem: string;
   certPem: string;
-  rootPem: string;
 }
 
 /** Timeouts against slow or idle clients, in ms. */

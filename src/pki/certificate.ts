@@ -66,4 +66,3 @@ export function serialHex(serial: Buffer): string {
   return serial.toString('hex').toUpperCase();
 }
 
-export { OID };
