@@ -186,11 +186,11 @@ function parseAdvertise(text: string | undefined, listen: { host: string; port: 
 /** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
 export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<number> {
   const layout = layoutFor(ctx, flags);
-  if ((await readNodeState(layout.nodeJson)) === undefined) return initCommand(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
-  ctx.stderr.write(`${layout.dataDir} already holds node ${state?.nodeId ?? ''}; restarting it (muster run)\n`);
+  if (state === undefined) return initCommand(ctx, flags);
+  ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
   const listenAddr = flags.listenAddr ?? ctx.env.MUSTER_LISTEN_ADDR;
-  return serve(ctx, layout, loggerFor(ctx, flags.logLevel), { printJoin: state?.manager !== undefined ? 'restart' : false, ...(listenAddr === undefined ? {} : { listenAddr }) });
+  return serve(ctx, layout, loggerFor(ctx, flags.logLevel), { printJoin: state.manager !== undefined ? 'restart' : false, ...(listenAddr === undefined ? {} : { listenAddr }) });
 }
 
 /** `muster run`: restart whatever this data dir holds. */
