@@ -18,6 +18,7 @@ import {
   ROUTES,
   SelfResponse,
   UserResponse,
+  UserRevoked,
   type JoinRequest,
 } from './schemas.js';
 
@@ -142,6 +143,11 @@ export class ApiClient {
   setRole(id: string, role: 'worker' | 'manager'): Promise<NodeView> {
     const route = role === 'manager' ? ROUTES.promote : ROUTES.demote;
     return this.call('POST', route.replace(':id', encodeURIComponent(id)), NodeView);
+  }
+
+  /** DELETE /v1/users/{name}: revokes every certificate of that API user. */
+  revokeUser(name: string): Promise<UserRevoked> {
+    return this.call('DELETE', ROUTES.user.replace(':name', encodeURIComponent(name)), UserRevoked);
   }
 
   /** POST /v1/users */

@@ -167,6 +167,14 @@ export type UserRequest = Type.Static<typeof UserRequest>;
 export const UserResponse = Type.Object({ name: Type.String(), clusterId: Id, ...Issued });
 export type UserResponse = Type.Static<typeof UserResponse>;
 
+/** DELETE /v1/users/{name} */
+export const UserParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: LIMITS.userName }) });
+export type UserParams = Type.Static<typeof UserParams>;
+
+/** Answer to DELETE /v1/users/{name}. */
+export const UserRevoked = Type.Object({ name: Type.String(), revoked: Type.Integer(), serials: Type.Array(Type.String()) });
+export type UserRevoked = Type.Static<typeof UserRevoked>;
+
 /** Route paths, written once. */
 export const ROUTES = {
   ca: '/v1/ca',
@@ -181,4 +189,5 @@ export const ROUTES = {
   promote: '/v1/nodes/:id/promote',
   demote: '/v1/nodes/:id/demote',
   users: '/v1/users',
+  user: '/v1/users/:name',
 } as const;

@@ -148,6 +148,19 @@ export async function createApiCertificateCommand(ctx: CliContext, name: string,
   });
 }
 
+/** `muster ca revoke-api-certificate NAME`: the user's certificates are refused from now on. */
+export async function revokeApiCertificateCommand(ctx: CliContext, name: string, flags: ConnectFlags): Promise<number> {
+  return withConnection(ctx, flags, async ({ client }) => {
+    const result = await client.revokeUser(name);
+    ctx.stdout.write(
+      result.revoked === 0
+        ? `API user ${name} had no valid certificates left to revoke.\n`
+        : `Revoked ${result.revoked} certificate${result.revoked === 1 ? '' : 's'} of API user ${name}; the manager refuses ${result.revoked === 1 ? 'it' : 'them'} from now on.\n`,
+    );
+    return 0;
+  });
+}
+
 /** `muster leave [--force]` */
 export async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boolean }): Promise<number> {
   const connection = await connect(ctx, { ...flags, host: '' });

@@ -14,6 +14,7 @@ import {
   nodeListCommand,
   nodeRemoveCommand,
   nodeRoleCommand,
+  revokeApiCertificateCommand,
   updateCommand,
 } from './admin.js';
 import { initCommand, joinCommand, runCommand, upCommand, type InitFlags } from './daemon.js';
@@ -156,6 +157,10 @@ export function buildProgram(ctx: CliContext, done: (code: number) => void): Com
       .argument('<name>', 'the user name, e.g. alice')
       .option('--out <dir>', 'where to write NAME.crt, NAME.key and root-ca.crt', '.'),
   ).action(act((name: string, options: Record<string, unknown>) => createApiCertificateCommand(ctx, name, { ...connectFlags(options), out: String(options.out) })));
+
+  withConnectFlags(ca.command('revoke-api-certificate').description("revoke an API user's certificates; the manager refuses them from then on").argument('<name>', 'the user name')).action(
+    act((name: string, options: Record<string, unknown>) => revokeApiCertificateCommand(ctx, name, connectFlags(options))),
+  );
 
   withConnectFlags(program.command('leave').description('leave the cluster and delete this node’s key and certificate').option('-f, --force', 'leave even if this node is a manager')).action(
     act((options: Record<string, unknown>) => leaveCommand(ctx, { ...connectFlags(options), force: options.force === true })),

@@ -63,6 +63,8 @@ export const ERROR_CATALOGUE = {
   AUTH_REQUIRED: spec(401, 1, 'a client certificate from this cluster is required', 'pass --tls-cert/--tls-key/--tls-ca or set MUSTER_CERT_PATH'),
   AUTH_FORBIDDEN: spec(403, 1, 'this certificate is not allowed to call this route'),
   NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "join again with 'muster join --token TOKEN ADDR'"),
+  CERT_REVOKED: spec(403, 1, 'this API-user certificate has been revoked', "ask an admin for a new one: 'muster ca create-api-certificate NAME'"),
+  USER_NOT_FOUND: spec(404, 1, 'no API-user certificate has that name'),
 
   // Requests.
   BODY_INVALID: spec(400, 1, 'the request body is invalid'),

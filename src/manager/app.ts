@@ -27,8 +27,10 @@ import {
   RotateParams,
   ROUTES,
   SelfResponse,
+  UserParams,
   UserRequest,
   UserResponse,
+  UserRevoked,
 } from '../api/schemas.js';
 import type { Caller, ClusterService } from './cluster-service.js';
 
@@ -211,6 +213,10 @@ export async function buildApp(options: AppOptions) {
 
   app.post(ROUTES.demote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
     service.setRole(request.params.id, 'worker'),
+  );
+
+  app.delete(ROUTES.user, { config: { allow: ADMINS }, schema: { params: UserParams, response: { 200: UserRevoked, ...errors } } }, async (request) =>
+    service.revokeUser(request.params.name),
   );
 
   app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...errors } } }, async (request) =>

@@ -19,7 +19,7 @@ import { readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
 import { generateJoinToken, matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import type { ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type ExternalCaRecord, type IssueKind, type NodeRecord, type TokensRecord } from '../store/records.js';
-import type { ClusterView, JoinRequest, JoinTokens, NodeCertificateResponse, NodeView, RenewReason, SelfResponse, UserResponse } from '../api/schemas.js';
+import type { ClusterView, JoinRequest, JoinTokens, NodeCertificateResponse, NodeView, RenewReason, SelfResponse, UserResponse, UserRevoked } from '../api/schemas.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { KeyedLock } from './keyed-lock.js';
 import { CfsslIssuer } from './cfssl-issuer.js';
@@ -180,6 +180,13 @@ export class ClusterService {
       if (node.removed) throw new MusterError('NODE_REMOVED');
     }
     if (!allowed.includes(role)) throw new MusterError('AUTH_FORBIDDEN', `a ${role} certificate may not call this route`);
+    // An API user is only as good as the record of its certificate: one muster
+    // did not issue, or an admin revoked, is refused.
+    if (role === 'admin') {
+      const record = await this.deps.store.getCertificate(identity.serial);
+      if (record === undefined || record.role !== 'admin' || record.subject !== identity.nodeId) throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
+      if (record.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
+    }
     // A demoted manager keeps its OU until it renews; the store has the last word.
     if (role === 'manager' && node?.role !== 'manager' && !allowed.includes('worker')) {
       throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
@@ -375,6 +382,19 @@ export class ClusterService {
     await this.deps.store.putCertificate(certificateRecord(name, 'admin', 'user', now, certificate));
     this.deps.logger.info({ user: name, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'API user certificate issued');
     return { name, clusterId: this.cluster.clusterId, certificate: certificate.certPem, rootCA: this.caRecord.rootPem, notAfter: iso(certificate.notAfter) };
+  }
+
+  /** Revokes every certificate issued to API user `name`; they are refused from now on. */
+  async revokeUser(name: string): Promise<UserRevoked> {
+    return this.nodeLock.run(`user:${name}`, async () => {
+      const now = this.deps.clock.now();
+      const issued = (await this.deps.store.listCertificates()).filter((c) => c.role === 'admin' && c.subject === name);
+      if (issued.length === 0) throw new MusterError('USER_NOT_FOUND', `no API-user certificate named ${name.slice(0, 64)}`);
+      const live = issued.filter((c) => c.revokedAt === undefined);
+      for (const cert of live) await this.deps.store.putCertificate({ ...cert, revokedAt: now });
+      this.deps.logger.info({ user: name, revoked: live.length }, 'API user revoked');
+      return { name, revoked: live.length, serials: live.map((c) => c.serial) };
+    });
   }
 
   private issue(params: { csrPem: string; csr: ReturnType<typeof parseCsr>; role: CertRole; subject: string }): Promise<IssuedCertificate> {

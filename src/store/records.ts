@@ -77,4 +77,6 @@ export interface CertificateRecord {
   issuedAt: number;
   notBefore: number;
   notAfter: number;
+  /** Set when an admin revoked it (API users: muster ca revoke-api-certificate). */
+  revokedAt?: number;
 }

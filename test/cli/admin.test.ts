@@ -46,7 +46,7 @@ afterAll(async () => {
 });
 
 describe('--help', () => {
-  const commands = [[], ['init'], ['join'], ['run'], ['join-token'], ['update'], ['node'], ['node', 'ls'], ['node', 'inspect'], ['node', 'rm'], ['node', 'promote'], ['node', 'demote'], ['ca'], ['ca', 'create-api-certificate'], ['leave']];
+  const commands = [[], ['init'], ['join'], ['run'], ['join-token'], ['update'], ['node'], ['node', 'ls'], ['node', 'inspect'], ['node', 'rm'], ['node', 'promote'], ['node', 'demote'], ['ca'], ['ca', 'create-api-certificate'], ['ca', 'revoke-api-certificate'], ['leave']];
   it.each(commands.map((c) => [c.join(' ') || '(none)', c]))('muster %s --help', async (_name, command) => {
     const result = await cli([...(command as string[]), '--help']);
     expect(result.code).toBe(0);
@@ -233,6 +233,22 @@ describe('ca create-api-certificate and remote use', () => {
     const result = await runMuster(['join-token', '-q', 'worker'], { env: { MUSTER_HOST: address, MUSTER_CERT_PATH: certPath, MUSTER_DATA_DIR: scratch.path('nowhere') } });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^SWMTKN-1-/);
+  });
+
+  it("revoke-api-certificate makes the manager refuse alice's certificate", async () => {
+    const other = scratch.path('carol');
+    expect((await runMuster(['ca', 'create-api-certificate', 'carol', '--out', other, '--data-dir', managerDir])).code).toBe(0);
+    const tls = ['--cacert', join(other, 'root-ca.crt'), '--cert', join(other, 'carol.crt'), '--key', join(other, 'carol.key')];
+    expect((await curl([...tls, `https://${address}/v1/nodes`])).status).toBe(200);
+    const revoked = await cli(['ca', 'revoke-api-certificate', 'carol', '--data-dir', managerDir]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toBe('Revoked 1 certificate of API user carol; the manager refuses it from now on.\n');
+    const refused = await curl([...tls, `https://${address}/v1/nodes`]);
+    expect(refused.status).toBe(403);
+    expect(refused.json().code).toBe('CERT_REVOKED');
+    const unknown = await cli(['ca', 'revoke-api-certificate', 'nobody', '--data-dir', managerDir]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('error: no API-user certificate named nobody\n');
   });
 
   it('--host without a client certificate explains what is missing', async () => {

@@ -3,7 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MusterError } from '../../src/core/errors.js';
 import { systemRandom } from '../../src/core/random.js';
 import { ClusterService, NODE_DOWN_AFTER_MS } from '../../src/manager/cluster-service.js';
-import { createRootCa } from '../../src/pki/ca.js';
+import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { parseCsr } from '../../src/pki/csr.js';
+import { issueCertificate } from '../../src/pki/issue.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { HOUR, foundTestCluster, freshCsr } from '../helpers/service.js';
 
@@ -220,6 +222,35 @@ describe('API users', () => {
     expect(cert.subject).toBe(`O=${t.service.clusterId}\nOU=swarm-admin\nCN=alice`);
     expect((await t.service.authorize(cert, ['manager', 'admin'])).role).toBe('admin');
     expect(await codeOf(t.service.authorize(cert, ['manager', 'worker']))).toBe('AUTH_FORBIDDEN');
+  });
+});
+
+describe('revoking API users', () => {
+  it('refuses a revoked user with CERT_REVOKED and leaves other users alone', async () => {
+    const alice = new X509Certificate((await t.service.issueUser('alice', freshCsr().csr)).certificate);
+    const bob = new X509Certificate((await t.service.issueUser('bob', freshCsr().csr)).certificate);
+    const result = await t.service.revokeUser('alice');
+    expect(result).toEqual({ name: 'alice', revoked: 1, serials: [alice.serialNumber] });
+    expect(await codeOf(t.service.authorize(alice, ['manager', 'admin']))).toBe('CERT_REVOKED');
+    expect(new MusterError('CERT_REVOKED').statusCode).toBe(403);
+    expect((await t.service.authorize(bob, ['manager', 'admin'])).nodeId).toBe('bob');
+    expect((await t.service.revokeUser('alice')).revoked).toBe(0);
+    expect(await codeOf(t.service.revokeUser('nobody'))).toBe('USER_NOT_FOUND');
+  });
+
+  it('refuses an API-user certificate signed by the root but never recorded as issued', async () => {
+    const ca = await t.store.getCa();
+    const forged = issueCertificate({
+      ca: loadSigningCa({ certPem: ca!.rootPem, keyPem: ca!.keyPem! }),
+      csr: parseCsr(freshCsr().csr),
+      role: 'admin',
+      commonName: 'mallory',
+      clusterId: t.service.clusterId,
+      validityMs: HOUR,
+      clock: t.clock,
+      random: systemRandom,
+    });
+    expect(await codeOf(t.service.authorize(new X509Certificate(forged.certPem), ['manager', 'admin']))).toBe('AUTH_FORBIDDEN');
   });
 });
 
