@@ -1,70 +1,195 @@
 /**
  * npm run bench:join — N distinct nodes with pre-made keys and CSRs join one
  * manager (its own process) with concurrency C and a fresh TLS connection
- * per join, as real nodes do. Prints joins/s, p50/p99 latency and the
- * manager's peak RSS. When `cfssl` is installed (Debian: golang-cfssl), the
- * same CSRs go to `cfssl serve` over TLS on loopback with a throwaway CA,
- * with fresh connections too, and the ratio is printed.
+ * per join, as real nodes do. Prints joins/s, p50/p99 latency, the CPU the
+ * manager and the client spent per join, and the manager's peak RSS.
  *
- *   npm run bench:join [-- --nodes 2000 --concurrency 64 --cfssl auto|off]
+ * Two references run with the same client, the same concurrency and fresh
+ * connections too:
+ *  - a bare `node:https` server with muster's TLS settings and no work
+ *    behind it (scripts/lib/https-baseline.ts): the most any Node HTTPS
+ *    service gets from this machine;
+ *  - `cfssl serve` (Debian: golang-cfssl) with a throwaway CA, signing the
+ *    same CSRs, when cfssl is installed; the muster/cfssl ratio is printed.
+ *
+ * The client is scripts/loadgen (Go, stdlib only) when `go` is installed
+ * (Debian: golang-go): on a 2-core machine the client shares the cores with
+ * the server, and the Node client spends about as much CPU per handshake as
+ * the server it measures. Without Go, the Node client in scripts/lib/load.ts
+ * runs instead and the figures say so.
+ *
+ *   npm run bench:join [-- --nodes 3000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off]
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { parseArgs } from 'node:util';
-import { createCsr } from '../src/pki/csr.js';
+import { parseArgs, promisify } from 'node:util';
+import { systemClock } from '../src/core/clock.js';
+import { systemRandom } from '../src/core/random.js';
+import { createRootCa, loadSigningCa } from '../src/pki/ca.js';
+import { createCsr, parseCsr } from '../src/pki/csr.js';
+import { issueCertificate } from '../src/pki/issue.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
-import { percentile, pool, report, send, startManagerProcess, type Timed } from './lib/load.js';
+import { percentile, pool, send, startManagerProcess } from './lib/load.js';
 
-const { values } = parseArgs({ options: { nodes: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '64' }, cfssl: { type: 'string', default: 'auto' } } });
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '3000' },
+    concurrency: { type: 'string', default: '64' },
+    client: { type: 'string', default: 'auto' },
+    cfssl: { type: 'string', default: 'auto' },
+    baseline: { type: 'string', default: 'on' },
+  },
+});
 const N = Number(values.nodes);
 const C = Number(values.concurrency);
+const scratch = mkdtempSync(join(tmpdir(), 'muster-bench-join-'));
+const run = promisify(execFile);
 
-console.log(`preparing ${N} keys and CSRs…`);
-const csrs = Array.from({ length: N }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
-
-// --- muster
-const manager = await startManagerProcess();
-const context = createSecureContext({ ca: manager.rootPem });
-const rssBefore = manager.memory().rss;
-let started = performance.now();
-const joins = await pool(csrs.map((csr) => () => send({ address: manager.address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token: manager.token, csr }), secureContext: context })), C);
-const musterSeconds = (performance.now() - started) / 1000;
-const musterRate = joins.filter((j) => j.status === 200).length / musterSeconds;
-const memory = manager.memory();
-await manager.stop();
-console.log(`\nmuster: ${N} joins, concurrency ${C}, fresh TLS each: ${musterRate.toFixed(0)} joins/s (target >= 1,000)`);
-report('joins', joins);
-console.log(`manager RSS ${rssBefore.toFixed(0)} MiB before, peak ${memory.peak.toFixed(0)} MiB`);
-
-// --- cfssl serve, same CSRs
-const hasCfssl = (() => {
+const installed = (command: string, args: string[]): boolean => {
   try {
-    execFileSync('cfssl', ['version'], { stdio: 'ignore' });
+    execFileSync(command, args, { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
-})();
-if (values.cfssl === 'off' || !hasCfssl) {
-  console.log(values.cfssl === 'off' ? '\ncfssl: skipped (--cfssl off)' : '\ncfssl: not installed, comparison skipped (apt-get install golang-cfssl)');
-  process.exit(joins.some((j) => j.status !== 200) ? 1 : 0);
+};
+
+// --- the client
+const useGo = values.client === 'go' || (values.client === 'auto' && installed('go', ['version']));
+if (values.client === 'go' && !installed('go', ['version'])) {
+  console.error('--client go: go is not installed (apt-get install golang-go)');
+  process.exit(2);
+}
+const loadgen = join(scratch, 'loadgen');
+if (useGo) execFileSync('go', ['build', '-o', loadgen, '.'], { cwd: join(import.meta.dirname, 'loadgen'), stdio: 'inherit' });
+
+/** Where to send the load. */
+interface Target {
+  address: string;
+  path: string;
+  rootPem: string;
+  bodies: string[];
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'muster-bench-cfssl-'));
-const cfsslServer = await startCfssl(dir); // a throwaway root, TLS on loopback, the default profile
-const cfsslContext = createSecureContext({ ca: cfsslServer.rootPem });
-const address = cfsslServer.url.replace('https://', '');
-started = performance.now();
-const signs: Timed[] = await pool(csrs.map((csr) => () => send({ address, method: 'POST', path: '/api/v1/cfssl/sign', body: JSON.stringify({ certificate_request: csr }), secureContext: cfsslContext, servername: 'localhost' })), C);
-const cfsslSeconds = (performance.now() - started) / 1000;
-const cfsslRate = signs.filter((s) => s.status === 200).length / cfsslSeconds;
-await cfsslServer.stop();
-rmSync(dir, { recursive: true, force: true });
-console.log(`\ncfssl serve: ${N} signs, concurrency ${C}, fresh TLS each: ${cfsslRate.toFixed(0)} signs/s`);
-report('signs', signs);
-console.log(`\nratio muster/cfssl: ${(musterRate / cfsslRate).toFixed(2)} (p50 ${percentile(joins.map((j) => j.ms), 50).toFixed(0)} vs ${percentile(signs.map((s) => s.ms), 50).toFixed(0)} ms)`);
-process.exit(joins.some((j) => j.status !== 200) ? 1 : 0);
+/** What one load run measured. */
+interface LoadResult {
+  ok: number;
+  errors: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  clientCpuSeconds: number;
+  firstError: string;
+}
+
+async function load(target: Target): Promise<LoadResult> {
+  if (useGo) {
+    const bodies = join(scratch, 'bodies');
+    const ca = join(scratch, 'ca.pem');
+    writeFileSync(bodies, target.bodies.join('\n'));
+    writeFileSync(ca, target.rootPem);
+    // Asynchronously: cfssl logs every signature to a pipe this process must keep draining.
+    const { stdout } = await run(loadgen, ['-url', `https://${target.address}${target.path}`, '-cacert', ca, '-servername', '127.0.0.1', '-bodies', bodies, '-concurrency', String(C)]);
+    const r = JSON.parse(stdout) as Omit<LoadResult, 'clientCpuSeconds'> & { cpuSeconds: number };
+    return { ...r, clientCpuSeconds: r.cpuSeconds };
+  }
+  const context = createSecureContext({ ca: target.rootPem });
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const answers = await pool(target.bodies.map((body) => () => send({ address: target.address, method: 'POST', path: target.path, body, secureContext: context })), C);
+  const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  const failed = answers.filter((a) => a.status !== 200);
+  return {
+    ok: answers.length - failed.length,
+    errors: failed.length,
+    seconds,
+    p50: percentile(answers.map((a) => a.ms), 50),
+    p99: percentile(answers.map((a) => a.ms), 99),
+    clientCpuSeconds: (used.user + used.system) / 1e6,
+    firstError: failed[0] === undefined ? '' : `${failed[0].status} ${failed[0].body.slice(0, 200)}`,
+  };
+}
+
+const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+/** User + system CPU seconds of a process, all its threads. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / ticks;
+}
+
+/** One measured run: the load, and the CPU the server spent on it. */
+interface Measured extends LoadResult {
+  rate: number;
+  serverCpuMs: number;
+  clientCpuMs: number;
+}
+
+async function measure(name: string, serverPid: number | undefined, target: Target): Promise<Measured> {
+  const before = cpuSeconds(serverPid);
+  const result = await load(target);
+  const serverCpuMs = ((cpuSeconds(serverPid) - before) * 1000) / target.bodies.length;
+  const measured = { ...result, rate: result.ok / result.seconds, serverCpuMs, clientCpuMs: (result.clientCpuSeconds * 1000) / target.bodies.length };
+  console.log(
+    `${name.padEnd(22)} ${measured.rate.toFixed(0).padStart(5)}/s  ${result.ok} ok, ${result.errors} errors, p50 ${result.p50.toFixed(0)} ms, p99 ${result.p99.toFixed(0)} ms, ` +
+      `server ${serverCpuMs.toFixed(2)} ms CPU/request, client ${measured.clientCpuMs.toFixed(2)} ms`,
+  );
+  if (result.firstError !== '') console.log(`  first error: ${result.firstError}`);
+  return measured;
+}
+
+console.log(`preparing ${N} keys and CSRs…`);
+const csrs = Array.from({ length: N }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
+const cores = availableParallelism();
+console.log(`${N} requests per server, concurrency ${C}, a fresh TLS connection each, ${cores} cores shared by client and server`);
+console.log(`client: ${useGo ? 'scripts/loadgen (Go)' : 'Node (scripts/lib/load.ts; install golang-go for a cheaper client)'}\n`);
+
+// --- the floor: a bare Node HTTPS server with muster's TLS settings and a manager-profile certificate
+let floor: Measured | undefined;
+if (values.baseline !== 'off') {
+  const ca = loadSigningCa(createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom }));
+  const key = generateNodeKeySync();
+  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'manager', commonName: 'floor', clusterId: 'benchfloor000000000000000', hosts: ['127.0.0.1'], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
+  writeFileSync(join(scratch, 'floor.crt'), issued.certPem);
+  writeFileSync(join(scratch, 'floor.key'), key.privateKeyPem, { mode: 0o600 });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'lib', 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.stdout.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
+    child.once('exit', (code) => reject(new Error(`https-baseline exited with ${code}`)));
+  });
+  floor = await measure('bare node:https floor', child.pid, { address: `127.0.0.1:${port}`, path: '/', rootPem: ca.certPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+// --- muster
+const manager = await startManagerProcess();
+const rssBefore = manager.memory().rss;
+const muster = await measure('muster joins', manager.child.pid, { address: manager.address, path: '/v1/join', rootPem: manager.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: manager.token, csr })) });
+const memory = manager.memory();
+await manager.stop();
+
+// --- cfssl serve, same CSRs
+let cfssl: Measured | undefined;
+if (values.cfssl !== 'off' && installed('cfssl', ['version'])) {
+  const server = await startCfssl(mkdtempSync(join(scratch, 'cfssl-'))); // a throwaway root, TLS on loopback
+  cfssl = await measure('cfssl serve signs', server.pid, { address: server.url.replace('https://', ''), path: '/api/v1/cfssl/sign', rootPem: server.rootPem, bodies: csrs.map((csr) => JSON.stringify({ certificate_request: csr })) });
+  await server.stop();
+} else {
+  console.log(values.cfssl === 'off' ? 'cfssl serve: skipped (--cfssl off)' : 'cfssl serve: not installed, comparison skipped (apt-get install golang-cfssl)');
+}
+rmSync(scratch, { recursive: true, force: true });
+
+console.log(`\nmuster: ${muster.rate.toFixed(0)} joins/s (target >= 1,000), p50 ${muster.p50.toFixed(0)} ms, p99 ${muster.p99.toFixed(0)} ms`);
+console.log(`manager RSS ${rssBefore.toFixed(0)} MiB before, peak ${memory.peak.toFixed(0)} MiB`);
+if (cfssl !== undefined) console.log(`ratio muster/cfssl: ${(muster.rate / cfssl.rate).toFixed(2)} (goal >= 1.0)`);
+if (floor !== undefined) console.log(`ratio muster/bare node:https: ${(muster.rate / floor.rate).toFixed(2)}`);
+const ceiling = (cores * 1000) / (muster.serverCpuMs + muster.clientCpuMs);
+console.log(`CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`);
+process.exit(muster.errors > 0 ? 1 : 0);

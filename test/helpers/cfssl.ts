@@ -8,6 +8,8 @@ import { request } from 'node:https';
 /** A running cfssl serve. */
 export interface CfsslServer {
   url: string;
+  /** The cfssl process, to read its CPU time. */
+  pid: number | undefined;
   /** The throwaway root and its key, to start a second server with the same root. */
   root: { cert: string; key: string };
   /** The throwaway root, PEM, and its file. */
@@ -64,6 +66,7 @@ export async function startCfssl(dir: string, options: { authKeyHex?: string; ro
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
+    pid: child.pid,
     url,
     root,
     rootPem: root.cert,

@@ -60,4 +60,38 @@ describe('LevelClusterStore', () => {
     await expect(second.open()).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/locked/) });
     await first.close();
   });
+
+  it('group-commits concurrent writes, and close waits for every accepted write', async () => {
+    const location = scratch.path(`db-${Math.random().toString(36).slice(2)}`);
+    const first = new LevelClusterStore(location);
+    await first.open();
+    const ids = Array.from({ length: 300 }, (_, i) => `w${i}`);
+    const writes = ids.map((id, i) =>
+      i % 2 === 0
+        ? first.putNodeWithCertificate(node(id), { schema: SCHEMA_VERSION, serial: `S${id}`, subject: id, role: 'worker', kind: 'join', issuedAt: 2, notBefore: 1, notAfter: 3 })
+        : first.putNode(node(id)),
+    );
+    const closing = first.close(); // before any write has settled
+    await Promise.all(writes);
+    await closing;
+    // The first write goes alone; the rest queue behind it and share batches.
+    expect(first.commits).toBeGreaterThanOrEqual(2);
+    expect(first.commits).toBeLessThan(ids.length / 10);
+
+    const second = new LevelClusterStore(location);
+    await second.open();
+    expect((await second.listNodes()).map((n) => n.id).sort()).toEqual([...ids].sort());
+    expect((await second.listCertificates()).length).toBe(ids.length / 2);
+    await second.close();
+  });
+
+  it('fails only the caller whose record cannot be written when writes share a batch', async () => {
+    const store = new LevelClusterStore(scratch.path(`db-${Math.random().toString(36).slice(2)}`));
+    await store.open();
+    const bad = node('bad', { labels: { n: 1n } as unknown as Record<string, string> }); // JSON cannot encode a BigInt
+    const results = await Promise.allSettled([store.putNode(node('a')), store.putNode(node('b')), store.putNode(bad), store.putNode(node('c'))]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((await store.listNodes()).map((n) => n.id).sort()).toEqual(['a', 'b', 'c']);
+    await store.close();
+  });
 });

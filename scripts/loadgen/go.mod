@@ -1,0 +1,3 @@
+module muster/loadgen
+
+go 1.19
