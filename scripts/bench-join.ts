@@ -59,8 +59,8 @@ const installed = (command: string, args: string[]): boolean => {
 };
 
 // --- the client
-const useGo = values.client === 'go' || (values.client === 'auto' && installed('go', ['version']));
-if (values.client === 'go' && !installed('go', ['version'])) {
+const useGo = values.client !== 'node' && installed('go', ['version']);
+if (values.client === 'go' && !useGo) {
   console.error('--client go: go is not installed (apt-get install golang-go)');
   process.exit(2);
 }

@@ -2,9 +2,10 @@
 // body per line of -bodies to -url, at most -concurrency in flight, over a
 // fresh TLS connection per request (no keep-alive), as joining nodes do, and
 // prints one JSON line: {"ok":N,"errors":E,"seconds":S,"p50":ms,"p99":ms,
-// "cpuSeconds":C,"firstError":"..."}, C being its own user+system CPU time. It is Go so that the client costs the shared 2-core
-// machine far less CPU than the server it measures; the Node client in
-// scripts/lib/load.ts spends about as much per handshake as the server.
+// "cpuSeconds":C,"firstError":"..."}, C being its own user+system CPU time.
+// It is Go so that the client costs the shared 2-core machine far less CPU
+// than the server it measures; the Node client in scripts/lib/load.ts spends
+// about as much per handshake as the server.
 package main
 
 import (
@@ -48,7 +49,6 @@ func main() {
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: *serverName, MinVersion: tls.VersionTLS12},
 			DisableKeepAlives: true,
-			MaxConnsPerHost:   0,
 		},
 	}
 
