@@ -24,7 +24,6 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { parseArgs, promisify } from 'node:util';
 import { systemClock } from '../src/core/clock.js';
 import { systemRandom } from '../src/core/random.js';
@@ -33,7 +32,7 @@ import { createCsr, parseCsr } from '../src/pki/csr.js';
 import { issueCertificate } from '../src/pki/issue.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
-import { percentile, pool, send, startManagerProcess } from './lib/load.js';
+import { benchDispatcher, percentile, pool, send, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -97,10 +96,10 @@ async function load(target: Target): Promise<LoadResult> {
     const r = JSON.parse(stdout) as Omit<LoadResult, 'clientCpuSeconds'> & { cpuSeconds: number };
     return { ...r, clientCpuSeconds: r.cpuSeconds };
   }
-  const context = createSecureContext({ ca: target.rootPem });
+  const context = benchDispatcher({ rootPem: target.rootPem });
   const cpu = process.cpuUsage();
   const started = performance.now();
-  const answers = await pool(target.bodies.map((body) => () => send({ address: target.address, method: 'POST', path: target.path, body, secureContext: context })), C);
+  const answers = await pool(target.bodies.map((body) => () => send({ dispatcher: context, address: target.address, method: 'POST', path: target.path, body })), C);
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   const failed = answers.filter((a) => a.status !== 200);

@@ -8,10 +8,9 @@
  *   npm run bench:load [-- --nodes 2000 --concurrency 64]
  */
 import { parseArgs } from 'node:util';
-import { createSecureContext } from 'node:tls';
 import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
-import { pool, report, send, startManagerProcess } from './lib/load.js';
+import { benchDispatcher, pool, report, send, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '64' } } });
 const N = Number(values.nodes);
@@ -19,7 +18,7 @@ const C = Number(values.concurrency);
 
 const manager = await startManagerProcess({ nodeArgs: process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [] });
 const { address, token, rootPem } = manager;
-const anonymous = createSecureContext({ ca: rootPem });
+const anonymous = benchDispatcher({ rootPem });
 
 console.log(`preparing ${2 * N} keys and CSRs…`);
 const makeNode = () => {
@@ -32,8 +31,8 @@ const newcomers = Array.from({ length: N }, makeNode);
 console.log(`joining ${N} nodes that will renew (setup)…`);
 const setup = await pool(
   existing.map((n) => async () => {
-    const r = await send({ address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }), secureContext: anonymous });
-    if (r.status === 200) n.context = createSecureContext({ ca: rootPem, cert: (JSON.parse(r.body) as { certificate: string }).certificate, key: n.keyPem });
+    const r = await send({ dispatcher: anonymous, address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }) });
+    if (r.status === 200) n.context = benchDispatcher({ rootPem, certPem: (JSON.parse(r.body) as { certificate: string }).certificate, keyPem: n.keyPem });
     return r.status;
   }),
   C,
@@ -46,8 +45,8 @@ const started = performance.now();
 let peakRss = before.rss;
 const sampler = setInterval(() => (peakRss = Math.max(peakRss, manager.memory().rss)), 100);
 const [joins, renewals] = await Promise.all([
-  pool(newcomers.map((n) => () => send({ address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }), secureContext: anonymous })), C),
-  pool(existing.map((n) => () => send({ address, method: 'POST', path: '/v1/renew', body: JSON.stringify({ csr: n.renewCsr }), secureContext: n.context })), C),
+  pool(newcomers.map((n) => () => send({ dispatcher: anonymous, address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }) })), C),
+  pool(existing.map((n) => () => send({ dispatcher: n.context, address, method: 'POST', path: '/v1/renew', body: JSON.stringify({ csr: n.renewCsr }) })), C),
 ]);
 const seconds = (performance.now() - started) / 1000;
 clearInterval(sampler);

@@ -12,21 +12,15 @@
  *
  *   npm run bench:renew [-- --agents 2000 --minutes 90 --step 5]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { ApiClient } from '../src/api/client.js';
 import { Renewer, type Validity } from '../src/agent/renewer.js';
 import { FakeClock } from '../src/core/clock.js';
 import { silentLogger } from '../src/core/logger.js';
 import { systemRandom } from '../src/core/random.js';
-import { buildApp } from '../src/manager/app.js';
-import { ClusterService } from '../src/manager/cluster-service.js';
 import { createCsr } from '../src/pki/csr.js';
-import { generateNodeKey, generateNodeKeySync } from '../src/pki/keys.js';
-import { LevelClusterStore } from '../src/store/cluster-store.js';
+import { generateNodeKey } from '../src/pki/keys.js';
+import { startBenchManager } from './lib/bench-manager.js';
 
 const { values } = parseArgs({ options: { agents: { type: 'string', default: '2000' }, minutes: { type: 'string', default: '90' }, step: { type: 'string', default: '5' } } });
 const AGENTS = Number(values.agents);
@@ -34,29 +28,12 @@ const SIM_MS = Number(values.minutes) * 60_000;
 const STEP_MS = Number(values.step) * 1000;
 const HOUR = 3_600_000;
 
-const dir = mkdtempSync(join(tmpdir(), 'muster-bench-renew-'));
 const clock = new FakeClock(Date.now());
-const store = new LevelClusterStore(join(dir, 'db'));
-await store.open();
-const managerKey = generateNodeKeySync();
-const { service, certificate } = await ClusterService.found({
-  store,
-  clock,
-  random: systemRandom,
-  logger: silentLogger,
-  advertiseAddr: '127.0.0.1:0',
-  advertiseHost: '127.0.0.1',
-  certExpiryMs: HOUR,
-  csrPem: createCsr({ privateKey: managerKey.privateKey }),
-  hostname: 'bench-manager',
-  failureLimits: { maxFailures: 1_000_000, windowMs: 1, maxAddresses: 10 },
-});
-const app = await buildApp({ service, tls: { keyPem: managerKey.privateKeyPem, certPem: certificate.certPem }, logger: pino({ level: 'silent' }) });
-await app.listen({ host: '127.0.0.1', port: 0 });
-const address = `127.0.0.1:${(app.server.address() as { port: number }).port}`;
+const manager = await startBenchManager({ clock, certExpiryMs: HOUR });
+const { services, address } = manager;
 
 console.log(`joining ${AGENTS} agents (in-process, not timed)…`);
-const tokens = service.joinTokens();
+const tokens = services.settings.joinTokens();
 const start0 = clock.now();
 const inFlight = new Set<Promise<unknown>>();
 const renewedAt: number[] = []; // simulated time of each renewal
@@ -66,7 +43,7 @@ let failures = 0;
 const renewers: Renewer[] = [];
 for (let i = 0; i < AGENTS; i++) {
   const key = await generateNodeKey();
-  const joined = await service.join({ token: tokens.worker, csr: createCsr({ privateKey: key.privateKey }) }, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+  const joined = await services.caServer.join({ token: tokens.worker, csr: createCsr({ privateKey: key.privateKey }) }, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
   let tls = { rootPem: joined.rootCA, certPem: joined.certificate, keyPem: key.privateKeyPem };
   // Lifetime as issued (NotAfter - 1h); the 1h backdating is clock-skew slack, not lifetime.
   let validity: Validity = { notBefore: Date.parse(joined.notAfter) - HOUR, notAfter: Date.parse(joined.notAfter) };
@@ -82,9 +59,9 @@ for (let i = 0; i < AGENTS; i++) {
         fractions.push((clock.now() - validity.notBefore) / (validity.notAfter - validity.notBefore));
         renewedAt.push(clock.now() - start0);
         const fresh = await generateNodeKey();
-        const client = new ApiClient({ address, tls, keepAlive: false });
+        const client = new ApiClient({ managers: [address], tls, fresh: true });
         try {
-          const response = await client.renew(createCsr({ privateKey: fresh.privateKey }));
+          const response = await client.renew({ csr: createCsr({ privateKey: fresh.privateKey }) });
           tls = { ...tls, certPem: response.certificate, keyPem: fresh.privateKeyPem };
           validity = { notBefore: Date.parse(response.notAfter) - HOUR, notAfter: Date.parse(response.notAfter) };
           return validity;
@@ -92,7 +69,7 @@ for (let i = 0; i < AGENTS; i++) {
           failures += 1;
           throw error;
         } finally {
-          client.close();
+          await client.close();
         }
       })();
       inFlight.add(work);
@@ -121,9 +98,7 @@ for (let t = 0; t < SIM_MS; t += STEP_MS) {
 }
 const realTotal = (performance.now() - realStart) / 1000;
 await Promise.all(renewers.map((r) => r.stop()));
-await app.close();
-await store.close();
-rmSync(dir, { recursive: true, force: true });
+await manager.stop();
 
 // Per simulated second and per simulated minute.
 const perSecond = new Map<number, number>();

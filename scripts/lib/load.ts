@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import { createDispatcher, send as transportSend } from '../../src/api/transport.js';
 
 /** A manager process founded in a scratch dir. */
 export interface ManagerProcess {
@@ -42,8 +42,9 @@ export async function startManagerProcess(options: { nodeArgs?: string[]; timeou
   const [, token = '', address = ''] = /muster join --token (\S+) (\S+)/.exec(printed) ?? [];
   const certs = join(dir, 'm', 'certificates');
   const rootPem = readFileSync(join(certs, 'root-ca.crt'), 'utf8');
-  const admin = createSecureContext({ ca: rootPem, cert: readFileSync(join(certs, 'node.crt')), key: readFileSync(join(certs, 'node.key')) });
-  const tokens = await send({ address, method: 'GET', path: '/v1/join-tokens', secureContext: admin });
+  const admin = benchDispatcher({ rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') });
+  const tokens = await send({ dispatcher: admin, address, method: 'GET', path: '/v1/join-tokens' });
+  await admin.close();
   return {
     child,
     token,
@@ -72,34 +73,33 @@ export interface Timed {
 }
 
 /**
- * One request over a fresh connection (agent: false), as a joining node
- * makes it. Pass a SecureContext made once: building one per request
- * (OpenSSL 3 re-parses the CA) would make the client the bottleneck.
+ * One request over a fresh connection, as a joining node makes it, through
+ * muster's own transport. The dispatcher holds a TLS context made once:
+ * building one per request (OpenSSL 3 re-parses the CA) would make the
+ * client the bottleneck.
  */
-export function send(params: { address: string; method: string; path: string; body?: string; secureContext: SecureContext; servername?: string }): Promise<Timed> {
-  const [host, port] = params.address.split(':');
+export async function send(params: { dispatcher: Dispatcher; address: string; method: 'GET' | 'POST'; path: string; body?: string }): Promise<Timed> {
   const started = performance.now();
-  return new Promise((resolve) => {
-    const options: RequestOptions & { secureContext: SecureContext } = {
-      host,
-      port: Number(port),
+  try {
+    const response = await transportSend({
+      dispatcher: params.dispatcher,
+      url: `https://${params.address}${params.path}`,
       method: params.method,
-      path: params.path,
-      secureContext: params.secureContext,
-      servername: params.servername ?? 'swarm-manager',
-      checkServerIdentity: () => undefined, // the context pins the root; the benchmark does not test names
-      agent: false,
-      headers: params.body === undefined ? {} : { 'content-type': 'application/json' },
-      timeout: 30_000,
-    };
-    const req = request(options, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString('utf8')));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, ms: performance.now() - started }));
+      ...(params.body === undefined ? {} : { body: Buffer.from(params.body) }),
+      timeoutMs: 30_000,
+      fresh: true,
     });
-    req.on('error', (e) => resolve({ status: 0, body: e.message, ms: performance.now() - started }));
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.end(params.body);
+    return { status: response.status, body: response.body.toString('utf8'), ms: performance.now() - started };
+  } catch (error) {
+    return { status: 0, body: error instanceof Error ? error.message : String(error), ms: performance.now() - started };
+  }
+}
+
+/** A dispatcher for benchmark clients: pins the root, presents `cert`/`key` when given, does not check names. */
+export function benchDispatcher(tls: { rootPem: string; certPem?: string; keyPem?: string }): Dispatcher {
+  return createDispatcher({
+    tls: { ca: tls.rootPem, ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }), checkServerIdentity: () => undefined },
+    connections: 256,
   });
 }
 

@@ -2,24 +2,27 @@
  * `muster join`: trust on first use, pinned by the token. The root is
  * fetched without verification and compared with the digest inside the
  * token before anything else happens; from then on TLS verifies against
- * that root and the server must hold a manager certificate. The key is made
- * here and never leaves the node.
+ * that root and the server must hold a manager certificate. The token is
+ * checked (preflight) before the node makes its key; the key is made here
+ * and never leaves the node.
  */
-import { X509Certificate, createHash, createPrivateKey, timingSafeEqual } from 'node:crypto';
+import { X509Certificate, createPrivateKey, timingSafeEqual } from 'node:crypto';
+import { retry } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
 import { ROLE_OU } from '../core/roles.js';
+import type { DataDirLayout } from '../config/paths.js';
 import { ApiClient } from '../api/client.js';
-import type { NodeCertificateResponse } from '../api/schemas.js';
+import type { JoinRequest, ManagerBundle, NodeCertificateResponse } from '../api/schemas.js';
+import { rootDigest } from '../pki/ca.js';
 import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { readPeerCertificate } from '../pki/peer.js';
 import { parseJoinToken } from '../token/join-token.js';
 import { KeyStore } from './key-store.js';
-import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
-import { SCHEMA_VERSION } from '../store/records.js';
-import type { DataDirLayout } from '../config/paths.js';
+import { NODE_STATE_SCHEMA, readNodeState, writeNodeState, type NodeState } from './node-state.js';
 
 /** What a join needs. */
 export interface JoinParams {
@@ -28,39 +31,41 @@ export interface JoinParams {
   layout: DataDirLayout;
   hostname: string;
   labels?: Record<string, string>;
+  /** Where this node will listen and advertise when it serves as a manager. */
+  listenAddr?: string;
+  advertiseAddr?: string;
   clock: Clock;
+  random: Random;
   logger: Logger;
   /** Progress lines for a person waiting ("contacting the manager…"). */
   progress?: (line: string) => void;
-  /** Attempts to reach the manager before giving up (default 5), the first delay doubling each time (default 1 s). */
+  /** Attempts to reach the manager before giving up (default 5), backing off from `delayMs` (default 1 s). */
   retry?: { attempts: number; delayMs: number };
 }
 
-const sleep = (clock: Clock, ms: number): Promise<void> => new Promise((resolve) => clock.setTimer(ms, resolve));
-
 /** Failures a join may retry: nothing was committed, and trying again later can work. */
-const RETRYABLE = new Set(['MANAGER_UNREACHABLE', 'EXTERNAL_CA_UNAVAILABLE']);
+const RETRYABLE = new Set(['MANAGER_UNREACHABLE', 'EXTERNAL_CA_UNAVAILABLE', 'STORE_UNAVAILABLE']);
 
-/** Runs `fn`, retrying while the manager (or its external CA) cannot be reached, and says when the next attempt is. */
-async function whileUnreachable<T>(params: JoinParams, fn: () => Promise<T>): Promise<T> {
+/** Runs `fn`, retrying while the manager (or its store or external CA) cannot serve, and says when the next attempt is. */
+function whileUnavailable<T>(params: JoinParams, fn: () => Promise<T>): Promise<T> {
   const { attempts, delayMs } = params.retry ?? { attempts: 5, delayMs: 1_000 };
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (!isMusterError(error) || !RETRYABLE.has(error.code) || attempt >= attempts) throw error;
-      const delay = delayMs * 2 ** (attempt - 1);
-      const next = new Date(params.clock.now() + delay).toISOString();
-      params.progress?.(`${error.message}; attempt ${attempt} of ${attempts} failed, next attempt at ${next}`);
-      await sleep(params.clock, delay);
-    }
-  }
+  return retry(fn, {
+    clock: params.clock,
+    random: params.random,
+    policy: { baseMs: delayMs, capMs: 60_000 },
+    attempts,
+    retryable: (error) => isMusterError(error) && RETRYABLE.has(error.code),
+    onRetry: ({ error, attempt, nextAt }) =>
+      params.progress?.(`${(error as Error).message}; attempt ${attempt} of ${attempts} failed, next attempt at ${new Date(nextAt).toISOString()}`),
+  });
 }
 
 /** What a join leaves behind. */
 export interface JoinResult {
   state: NodeState;
   notAfter: number;
+  /** For a manager on a shared store: how to serve (the caller writes it under manager/). */
+  bundle?: ManagerBundle;
 }
 
 /**
@@ -91,7 +96,6 @@ export function checkIssued(params: { response: NodeCertificateResponse; rootPem
   return { notBefore: identity.notBefore, notAfter: identity.notAfter };
 }
 
-
 /** Joins a cluster and writes the node's identity into its data dir. */
 export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   const token = parseJoinToken(params.token);
@@ -102,38 +106,45 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   }
   const say = params.progress ?? (() => {});
   say(`contacting the manager at ${params.managerAddr}…`);
-  const bootstrap = new ApiClient({ address: params.managerAddr, tls: {}, timeoutMs: 10_000 });
-  let rootBytes: Buffer;
-  try {
-    rootBytes = await whileUnreachable(params, () => bootstrap.fetchRootCa());
-  } finally {
-    bootstrap.close();
-  }
-  const digest = createHash('sha256').update(rootBytes).digest();
+  const bootstrap = new ApiClient({ managers: [params.managerAddr], tls: {}, timeoutMs: 10_000 });
+  const rootBytes = await whileUnavailable(params, () => bootstrap.fetchRootCa());
+  const digest = rootDigest(rootBytes);
   if (digest.length !== token.digest.length || !timingSafeEqual(digest, token.digest)) {
     params.logger.warn({ manager: params.managerAddr }, 'join aborted: the root CA does not match the token');
     throw new MusterError('ROOT_DIGEST_MISMATCH', `the root CA served by ${params.managerAddr} does not match the join token; nothing was sent`);
   }
   const rootPem = rootBytes.toString('utf8');
-  say('root CA verified against the token; generating a key');
-  const key = await generateNodeKey();
-  const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: params.hostname } });
-  const client = new ApiClient({ address: params.managerAddr, tls: { rootPem } });
+  const client = new ApiClient({ managers: [params.managerAddr], tls: { rootPem } });
   let response: NodeCertificateResponse;
+  let keyPem: string;
   try {
+    const { role } = await whileUnavailable(params, () => client.preflight({ token: params.token.trim() }));
+    say(`root CA verified against the token; joining as a ${role}; generating a key`);
+    const key = await generateNodeKey();
+    keyPem = key.privateKeyPem;
+    const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: params.hostname } });
     say('sending the certificate request');
-    const body: Parameters<ApiClient['join']>[0] = { token: params.token.trim(), csr, hostname: params.hostname };
+    const body: JoinRequest = { token: params.token.trim(), csr, hostname: params.hostname };
     if (params.labels !== undefined) body.labels = params.labels;
-    response = await whileUnreachable(params, () => client.join(body));
+    if (params.advertiseAddr !== undefined) body.managerAddr = params.advertiseAddr;
+    response = await whileUnavailable(params, () => client.join(body));
   } finally {
-    client.close();
+    await client.close();
   }
-  const validity = checkIssued({ response, rootPem, keyPem: key.privateKeyPem, clock: params.clock });
+  const validity = checkIssued({ response, rootPem, keyPem, clock: params.clock });
   const store = new KeyStore(params.layout);
   await store.ensureDirs();
-  await store.writePair({ keyPem: key.privateKeyPem, certPem: response.certificate, rootPem });
-  const state: NodeState = { schema: SCHEMA_VERSION, clusterId: response.clusterId, nodeId: response.nodeId, role: response.role, managers: [params.managerAddr] };
+  await store.writePair({ keyPem, certPem: response.certificate, rootPem });
+  const state: NodeState = {
+    schema: NODE_STATE_SCHEMA,
+    clusterId: response.clusterId,
+    nodeId: response.nodeId,
+    role: response.role,
+    managers: response.managers.length > 0 ? response.managers : [params.managerAddr],
+    ...(params.listenAddr === undefined ? {} : { listenAddr: params.listenAddr }),
+    ...(params.advertiseAddr === undefined ? {} : { advertiseAddr: params.advertiseAddr }),
+  };
   await writeNodeState(params.layout.nodeJson, state);
   params.logger.info({ nodeId: state.nodeId, role: state.role, clusterId: state.clusterId, notAfter: response.notAfter }, `joined cluster ${state.clusterId} as ${state.role} ${state.nodeId}; certificate valid until ${response.notAfter}`);
-  return { state, notAfter: validity.notAfter };
+  return { state, notAfter: validity.notAfter, ...(response.manager === undefined ? {} : { bundle: response.manager }) };
 }

@@ -7,59 +7,10 @@
  * old matching pair or the new one. Keys are 0600, folders 0700.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { ensurePrivateDir, pathExists, syncDir, writeFileAtomic, writeNewFileSynced } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
-
-/** Writes `data` to `path` atomically: temp file in the same folder, fsync, chmod, rename, fsync the folder. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const temp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const handle = await open(temp, 'w', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.chmod(mode); // umask-proof
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await syncDir(dirname(path));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function writeSynced(path: string, data: string, mode: number): Promise<void> {
-  const handle = await open(path, 'w', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.chmod(mode);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A key, its certificate and the root they chain to. */
 export interface KeyPair {
@@ -91,19 +42,18 @@ export class KeyStore {
 
   /** Creates the data dir and certificates dir, 0700. */
   async ensureDirs(): Promise<void> {
-    for (const dir of [this.layout.dataDir, this.layout.certificatesDir]) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chmod(dir, 0o700);
-    }
+    for (const dir of [this.layout.dataDir, this.layout.certificatesDir]) await ensurePrivateDir(dir);
   }
 
   /** Replaces key and certificate as a pair (and the root, when given). */
   async writePair(pair: { keyPem: string; certPem: string; rootPem?: string }): Promise<void> {
     const step = (name: (typeof WRITE_STEPS)[number]): void => this.hooks.afterStep?.(name);
     if (pair.rootPem !== undefined) await writeFileAtomic(this.layout.rootCa, pair.rootPem, 0o644);
-    await writeSynced(this.keyNext, pair.keyPem, 0o600);
+    await rm(this.keyNext, { force: true });
+    await rm(this.certNext, { force: true });
+    await writeNewFileSynced(this.keyNext, pair.keyPem, 0o600);
     step('key-written');
-    await writeSynced(this.certNext, pair.certPem, 0o644);
+    await writeNewFileSynced(this.certNext, pair.certPem, 0o644);
     step('cert-written');
     await syncDir(this.layout.certificatesDir);
     step('dir-synced');
@@ -116,8 +66,8 @@ export class KeyStore {
 
   /** Finishes a replacement whose pair was complete, or drops one that was not. */
   async recover(): Promise<void> {
-    if (await exists(this.certNext)) {
-      if (await exists(this.keyNext)) await rename(this.keyNext, this.layout.nodeKey);
+    if (await pathExists(this.certNext)) {
+      if (await pathExists(this.keyNext)) await rename(this.keyNext, this.layout.nodeKey);
       await rename(this.certNext, this.layout.nodeCert);
       await syncDir(this.layout.certificatesDir);
     } else {
@@ -128,7 +78,7 @@ export class KeyStore {
   /** Loads the pair (after recovery), refusing files others can read and a pair that does not match. */
   async load(): Promise<KeyPair | undefined> {
     await this.checkMode(this.layout.dataDir, 0o077, 'DATA_DIR_INSECURE', `chmod 0700 ${this.layout.dataDir}`);
-    if (!(await exists(this.layout.nodeCert)) && !(await exists(this.certNext))) return undefined;
+    if (!(await pathExists(this.layout.nodeCert)) && !(await pathExists(this.certNext))) return undefined;
     await this.recover();
     await this.checkMode(this.layout.nodeKey, 0o077, 'KEY_FILE_INSECURE', `chmod 0600 ${this.layout.nodeKey}`);
     const [keyPem, certPem, rootPem] = await Promise.all([

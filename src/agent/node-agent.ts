@@ -1,7 +1,9 @@
 /**
  * The node agent: holds the node's key and certificate, renews them before
- * they expire (see Renewer), follows role changes, and keeps node.json in
- * step. Managers run one for their own certificate too.
+ * they expire (see Renewer), follows role changes and the list of serving
+ * managers, and keeps node.json in step. Managers run one for their own
+ * certificate too. Every call goes to one of the managers the cluster last
+ * named, moving to another when one is down.
  */
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
@@ -9,6 +11,7 @@ import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { ApiClient } from '../api/client.js';
+import type { ManagerBundle, NodeCertificateResponse, SelfResponse } from '../api/schemas.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
@@ -24,25 +27,35 @@ export interface NodeTls {
   rootPem: string;
 }
 
+/** What a renewal brought besides the new certificate. */
+export interface Renewed {
+  tls: NodeTls;
+  state: NodeState;
+  /** Set when the node became a manager on a shared store: how to serve. */
+  bundle?: ManagerBundle;
+}
+
 /** What an agent is built from. */
 export interface AgentParams {
   layout: DataDirLayout;
   clock: Clock;
   random: Random;
   logger: Logger;
-  /** Called after each renewal has been written to disk (a manager swaps its server certificate here). */
-  onRenewed?: (tls: NodeTls, state: NodeState) => void;
+  /** Called after each renewal has been written to disk (a manager swaps its server certificate here; a promotion starts serving). */
+  onRenewed?: (renewed: Renewed) => void | Promise<void>;
   /** Called when renewing can no longer work (certificate expired, node removed). */
   onFatal?: (reason: 'expired' | 'removed', message: string) => void;
   renewerOptions?: Partial<RenewerOptions>;
-  /** Overrides the manager address from node.json (a manager talks to its own listener). */
-  managerAddr?: string;
+  /** Talks to this manager first (a manager talks to its own listener). */
+  preferManager?: string;
 }
 
 function validityOf(certPem: string): Validity {
   const cert = new X509Certificate(certPem);
   return { notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
 }
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** A running node identity. */
 export class NodeAgent {
@@ -64,7 +77,7 @@ export class NodeAgent {
       logger: params.logger,
       current: () => this.validity,
       renew: (reason) => this.renew(reason),
-      check: () => this.client.self(),
+      check: () => this.check(),
       onFatal: (reason, message) => params.onFatal?.(reason, message),
       ...(params.renewerOptions === undefined ? {} : { options: params.renewerOptions }),
     });
@@ -98,12 +111,21 @@ export class NodeAgent {
     return this.renewer.nextRenewalAt;
   }
 
-  /** A client that authenticates as this node. */
-  makeClient(): ApiClient {
-    return new ApiClient({
-      address: this.params.managerAddr ?? this.nodeState.managers[0] ?? '',
-      tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem },
-    });
+  /** A client that authenticates as this node, to the managers it knows. */
+  private makeClient(): ApiClient {
+    const preferred = this.params.preferManager;
+    const managers = preferred === undefined ? this.shuffled(this.nodeState.managers) : [preferred, ...this.nodeState.managers.filter((m) => m !== preferred)];
+    return new ApiClient({ managers, tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem } });
+  }
+
+  /** Spreads nodes over the managers: each starts with a random one. */
+  private shuffled(list: readonly string[]): string[] {
+    const out = [...list];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = Math.floor(this.params.random.float() * (i + 1));
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    return out;
   }
 
   start(): void {
@@ -118,7 +140,7 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     await this.renewer.stop();
-    this.client.close();
+    await this.client.close();
   }
 
   /** Renews at once. */
@@ -126,10 +148,38 @@ export class NodeAgent {
     return this.renewer.renewNow(reason);
   }
 
+  /** Changes node.json (the agent is its one writer while it runs) and talks to the managers it then names. */
+  async updateState(change: (state: NodeState) => NodeState): Promise<void> {
+    this.nodeState = change(this.nodeState);
+    await writeNodeState(this.params.layout.nodeJson, this.nodeState);
+    await this.replaceClient();
+  }
+
+  /** Asks the managers whether to renew now, and learns the current manager list. */
+  private async check(): Promise<SelfResponse> {
+    const advice = await this.client.self();
+    await this.learnManagers(advice.managers);
+    return advice;
+  }
+
+  /** Keeps node.json's manager list as the managers last said it. */
+  private async learnManagers(managers: readonly string[]): Promise<void> {
+    if (managers.length === 0 || sameList([...managers].sort(), [...this.nodeState.managers].sort())) return;
+    await this.updateState((state) => ({ ...state, managers: [...managers] }));
+    this.params.logger.info({ managers }, `managers are now ${managers.join(', ')}`);
+  }
+
+  private async replaceClient(): Promise<void> {
+    const old = this.client;
+    this.client = this.makeClient();
+    await old.close();
+  }
+
   private async renew(reason: string): Promise<Validity> {
     const key = await generateNodeKey(); // a fresh key every time
     const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: this.nodeState.nodeId } });
-    const response = await this.client.renew(csr);
+    const advertise = this.nodeState.advertiseAddr;
+    const response: NodeCertificateResponse = await this.client.renew({ csr, ...(advertise === undefined ? {} : { managerAddr: advertise }) });
     const validity = checkIssued({ response, rootPem: this.material.rootPem, keyPem: key.privateKeyPem, clock: this.params.clock, expectNodeId: this.nodeState.nodeId });
     const next: NodeTls = { keyPem: key.privateKeyPem, certPem: response.certificate, rootPem: this.material.rootPem };
     await this.keyStore.writePair({ keyPem: next.keyPem, certPem: next.certPem });
@@ -141,10 +191,12 @@ export class NodeAgent {
     }
     this.material = next;
     this.validity = validity;
-    const old = this.client;
-    this.client = this.makeClient();
-    old.close();
-    this.params.onRenewed?.(next, this.nodeState);
+    if (response.managers.length > 0 && !sameList(response.managers, this.nodeState.managers)) {
+      this.nodeState = { ...this.nodeState, managers: response.managers };
+      await writeNodeState(this.params.layout.nodeJson, this.nodeState);
+    }
+    await this.replaceClient();
+    await this.params.onRenewed?.({ tls: next, state: this.nodeState, ...(response.manager === undefined ? {} : { bundle: response.manager }) });
     return validity;
   }
 }

@@ -1,44 +1,37 @@
 /**
- * node.json: who this node is (cluster ID, node ID, role) and where its
- * managers are. Written atomically next to the certificates.
+ * node.json: who this node is (cluster ID, node ID, role), where its
+ * managers are, and where it serves when it is a manager. Written
+ * atomically next to the certificates; read against its schema.
  */
-import { readFile } from 'node:fs/promises';
-import { MusterError } from '../core/errors.js';
-import { isNodeRole, type NodeRole } from '../core/roles.js';
-import { writeFileAtomic } from './key-store.js';
+import Type from 'typebox';
+import { writeFileAtomic } from '../core/atomic-file.js';
+import { readJsonFile } from '../core/json-file.js';
+
+/** The version of node.json's shape. */
+export const NODE_STATE_SCHEMA = 2;
 
 /** The contents of node.json. */
-export interface NodeState {
-  schema: number;
-  clusterId: string;
-  nodeId: string;
-  role: NodeRole;
-  /** Manager addresses (host:port) this node talks to, first one first. */
-  managers: string[];
-  /** Set on the manager that runs the API and store from this data dir. */
-  manager?: { listenAddr: string; advertiseAddr: string };
-}
+export const NodeState = Type.Object({
+  schema: Type.Literal(NODE_STATE_SCHEMA),
+  clusterId: Type.String({ pattern: '^[0-9a-z]{25}$' }),
+  nodeId: Type.String({ pattern: '^[0-9a-z]{25}$' }),
+  role: Type.Union([Type.Literal('worker'), Type.Literal('manager')]),
+  /** Manager addresses (host:port) this node talks to, as the managers last told it. */
+  managers: Type.Array(Type.String(), { minItems: 1 }),
+  /** Where this node listens and what it advertises when it serves as a manager. */
+  listenAddr: Type.Optional(Type.String()),
+  advertiseAddr: Type.Optional(Type.String()),
+  /** The address this node's manager serves on now (the advertise address, port 0 resolved); absent when it does not serve. */
+  servingAddr: Type.Optional(Type.String()),
+});
+export type NodeState = Type.Static<typeof NodeState>;
 
 /** Reads node.json, or undefined when the data dir holds no node yet. */
-export async function readNodeState(file: string): Promise<NodeState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    throw new MusterError('STATE_CORRUPT', `${file} is not valid JSON`, { cause });
-  }
-  const state = value as Partial<NodeState>;
-  if (typeof state.clusterId !== 'string' || typeof state.nodeId !== 'string' || !isNodeRole(state.role) || !Array.isArray(state.managers)) {
-    throw new MusterError('STATE_CORRUPT', `${file} is missing fields`);
-  }
-  return state as NodeState;
+export function readNodeState(file: string): Promise<NodeState | undefined> {
+  return readJsonFile(file, NodeState, (value) => {
+    const schema = (value as { schema?: unknown } | null)?.schema;
+    return schema !== NODE_STATE_SCHEMA ? `was written by another version of muster (schema ${String(schema)})` : 'is missing fields';
+  });
 }
 
 /** Writes node.json atomically (0600: it names managers and roles, not secrets, but nobody else needs it). */

@@ -5,6 +5,7 @@
  * 5 s, cap 1 h) for as long as the certificate is valid. Time and chance are
  * injected, so tests drive it with a fake clock and never sleep.
  */
+import { backoffDelay } from '../core/backoff.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -85,8 +86,7 @@ export class Renewer {
 
   /** The delay before retry number `failures` (1-based): full jitter over an exponential ceiling. */
   backoffDelay(failures: number): number {
-    const ceiling = Math.min(this.opts.backoffCapMs, this.opts.backoffBaseMs * 2 ** Math.min(failures - 1, 30));
-    return Math.floor(this.deps.random.float() * ceiling);
+    return backoffDelay({ baseMs: this.opts.backoffBaseMs, capMs: this.opts.backoffCapMs }, failures, this.deps.random);
   }
 
   /** Starts the schedule and the polling. */

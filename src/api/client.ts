@@ -1,16 +1,20 @@
 /**
- * The HTTPS client every muster component uses to talk to a manager: the
- * agent (join, renew, self) and the CLI (admin routes). It verifies the
- * manager against the pinned root and insists on a manager certificate;
- * only `fetchRootCa` runs unverified, before the root is pinned.
+ * The client of the manager API (DESIGN §4), used by agents (join, renew,
+ * self) and the CLI (admin routes). It verifies managers against the pinned
+ * root and insists on a manager certificate; only `fetchRootCa` runs
+ * unverified, before the root is pinned. Given several managers it sticks
+ * to one that answers and moves to another when one cannot be reached or
+ * answers that it cannot serve now (503), so a node survives losing a manager.
  */
-import { request as httpsRequest, Agent } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
-import type { TSchema, Static } from 'typebox';
+import type { Static, TSchema } from 'typebox';
 import Value from 'typebox/value';
-import { MusterError, isErrorCode } from '../core/errors.js';
+import type { Dispatcher } from 'undici';
+import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
+import { ROLE_OU } from '../core/roles.js';
 import {
   ClusterView,
+  JoinPreflight,
   JoinTokens,
   NodeCertificateResponse,
   NodeList,
@@ -19,12 +23,17 @@ import {
   SelfResponse,
   UserResponse,
   UserRevoked,
+  type ClusterPatch,
+  type JoinPreflightRequest,
   type JoinRequest,
+  type RenewRequest,
+  type UserRequest,
 } from './schemas.js';
+import { TransportError, createDispatcher, send, type TransportResponse } from './transport.js';
 
 /** TLS material for a client. */
 export interface ClientTls {
-  /** The pinned root; required for every call but fetchRootCa. */
+  /** The pinned root bundle; required for every call but fetchRootCa. */
   rootPem?: string;
   /** Client certificate and key (mTLS): a node's, a manager's, or an API user's. */
   certPem?: string;
@@ -33,45 +42,82 @@ export interface ClientTls {
 
 /** Options for {@link ApiClient}. */
 export interface ClientOptions {
-  /** The manager, as host:port. */
-  address: string;
+  /** Managers as host:port; the first is tried first. */
+  managers: readonly string[];
   tls: ClientTls;
   /** Per-request timeout. */
   timeoutMs?: number;
-  /** Reuse connections (the CLI and agents do); benchmarks that want a handshake per call turn it off. */
-  keepAlive?: boolean;
+  /** A fresh TLS connection per request (benchmarks measuring handshakes); connections are kept by default. */
+  fresh?: boolean;
 }
 
-/** A raw HTTP answer. */
-interface RawResponse {
-  status: number;
-  body: Buffer;
-  headers: Record<string, string | string[] | undefined>;
+/**
+ * Whether another manager may be asked after `error`: when this one refused
+ * before doing anything (503 from its store, no connection, the wrong
+ * certificate before a byte was sent), or for a read whose answer was lost.
+ */
+function mayTryAnother(error: unknown, method: string): boolean {
+  if (!isMusterError(error)) return false;
+  switch (error.code) {
+    case 'STORE_UNAVAILABLE':
+    case 'NOT_A_MANAGER':
+      return true;
+    case 'MANAGER_UNREACHABLE':
+      return error.details?.unsent === true || method === 'GET';
+    default:
+      return false;
+  }
 }
-
-const MANAGER_OU = 'swarm-manager';
 
 function peerOu(cert: PeerCertificate): string | undefined {
   const ou = cert.subject?.OU;
   return Array.isArray(ou) ? undefined : ou;
 }
 
-/** Talks to one manager. */
+/** The pinned root plus a manager OU is a server's identity (SwarmKit's model): a worker's certificate, though it chains to the root, may not serve. */
+function requireManager(_host: string, cert: PeerCertificate): Error | undefined {
+  return peerOu(cert) === ROLE_OU.manager ? undefined : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster');
+}
+
+/** Splits host:port (IPv6 in brackets) into a URL origin. */
+function origin(address: string): string {
+  return `https://${address}`;
+}
+
+/** Talks to the managers of one cluster. */
 export class ApiClient {
-  private readonly agent: Agent;
-  private readonly host: string;
-  private readonly port: number;
+  private readonly managers: string[];
+  private current = 0;
+  private dispatcher: Dispatcher | undefined;
 
   constructor(private readonly options: ClientOptions) {
-    const { host, port } = splitAddress(options.address);
-    this.host = host;
-    this.port = port;
-    this.agent = new Agent({ keepAlive: options.keepAlive ?? true, maxSockets: 8 });
+    if (options.managers.length === 0) throw new MusterError('ADDRESS_INVALID', 'no manager address to talk to');
+    this.managers = [...options.managers];
+  }
+
+  /** The manager this client talks to now. */
+  get address(): string {
+    return this.managers[this.current] ?? this.managers[0]!;
   }
 
   /** Closes kept-alive connections. */
-  close(): void {
-    this.agent.destroy();
+  async close(): Promise<void> {
+    const dispatcher = this.dispatcher;
+    this.dispatcher = undefined;
+    await dispatcher?.close();
+  }
+
+  private verified(): Dispatcher {
+    const { tls } = this.options;
+    if (tls.rootPem === undefined) throw new MusterError('INTERNAL', 'ApiClient: a pinned root is required');
+    this.dispatcher ??= createDispatcher({
+      tls: {
+        ca: tls.rootPem,
+        checkServerIdentity: requireManager,
+        ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
+      },
+    });
+    return this.dispatcher;
   }
 
   /**
@@ -79,9 +125,19 @@ export class ApiClient {
    * digest of these exact bytes with its token before trusting them.
    */
   async fetchRootCa(): Promise<Buffer> {
-    const response = await this.send('GET', ROUTES.ca, undefined, { verify: false });
-    if (response.status !== 200) throw this.errorFrom(response);
-    return response.body;
+    const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
+    try {
+      const response = await this.exchange(dispatcher, 'GET', ROUTES.ca, undefined, true);
+      if (response.status !== 200) throw this.errorFrom(response);
+      return response.body;
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  /** POST /v1/join/preflight: the role a token grants here, before any key is made. */
+  preflight(body: JoinPreflightRequest): Promise<JoinPreflight> {
+    return this.call('POST', ROUTES.joinPreflight, JoinPreflight, body);
   }
 
   /** POST /v1/join */
@@ -90,8 +146,8 @@ export class ApiClient {
   }
 
   /** POST /v1/renew (mTLS with the node's current certificate). */
-  renew(csr: string): Promise<NodeCertificateResponse> {
-    return this.call('POST', ROUTES.renew, NodeCertificateResponse, { csr });
+  renew(body: RenewRequest): Promise<NodeCertificateResponse> {
+    return this.call('POST', ROUTES.renew, NodeCertificateResponse, body);
   }
 
   /** GET /v1/nodes/self */
@@ -110,7 +166,7 @@ export class ApiClient {
   }
 
   /** PATCH /v1/cluster */
-  updateCluster(patch: { certExpiry?: string; externalCAs?: { url: string; cacertPem?: string; authKeyHex?: string }[] }): Promise<ClusterView> {
+  updateCluster(patch: ClusterPatch): Promise<ClusterView> {
     return this.call('PATCH', ROUTES.cluster, ClusterView, patch);
   }
 
@@ -151,13 +207,28 @@ export class ApiClient {
   }
 
   /** POST /v1/users */
-  createUser(name: string, csr: string): Promise<UserResponse> {
-    return this.call('POST', ROUTES.users, UserResponse, { name, csr });
+  createUser(body: UserRequest): Promise<UserResponse> {
+    return this.call('POST', ROUTES.users, UserResponse, body);
   }
 
-  private async call<S extends TSchema>(method: string, path: string, schema: S, body?: unknown): Promise<Static<S>> {
-    const response = await this.send(method, path, body, { verify: true });
-    if (response.status < 200 || response.status >= 300) throw this.errorFrom(response);
+  /** One verified call, moving to the next manager when this one cannot serve. */
+  private async call<S extends TSchema>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: S, body?: unknown): Promise<Static<S>> {
+    let lastError: unknown;
+    for (let tried = 0; tried < this.managers.length; tried++) {
+      try {
+        const response = await this.exchange(this.verified(), method, path, body);
+        if (response.status < 200 || response.status >= 300) throw this.errorFrom(response);
+        return this.decode(response, schema, method, path);
+      } catch (error) {
+        lastError = error;
+        if (this.managers.length === 1 || !mayTryAnother(error, method)) throw error;
+        this.current = (this.current + 1) % this.managers.length;
+      }
+    }
+    throw lastError;
+  }
+
+  private decode<S extends TSchema>(response: TransportResponse, schema: S, method: string, path: string): Static<S> {
     let parsed: unknown;
     try {
       parsed = JSON.parse(response.body.toString('utf8'));
@@ -168,8 +239,17 @@ export class ApiClient {
     return parsed as Static<S>;
   }
 
+  private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false): Promise<TransportResponse> {
+    const address = this.address;
+    try {
+      return await send({ dispatcher, url: `${origin(address)}${path}`, method, body, timeoutMs: this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
+    } catch (error) {
+      throw this.transportError(error, address);
+    }
+  }
+
   /** Turns an error answer into the manager's own code where it sent one. */
-  private errorFrom(response: RawResponse): MusterError {
+  private errorFrom(response: TransportResponse): MusterError {
     let body: { code?: unknown; message?: unknown; hint?: unknown } = {};
     try {
       body = JSON.parse(response.body.toString('utf8')) as typeof body;
@@ -179,67 +259,22 @@ export class ApiClient {
     const message = typeof body.message === 'string' ? body.message : `HTTP ${response.status}`;
     const hint = typeof body.hint === 'string' ? body.hint : undefined;
     const retry = response.headers['retry-after'];
-    const details = typeof retry === 'string' ? { retryAfterSeconds: Number(retry) } : undefined;
+    const details = typeof retry === 'string' && /^\d+$/.test(retry) ? { retryAfterSeconds: Number(retry) } : undefined;
     if (isErrorCode(body.code)) return new MusterError(body.code, message, { ...(hint === undefined ? {} : { hint }), ...(details === undefined ? {} : { details }) });
-    return new MusterError('MANAGER_ERROR', `the manager answered ${message}`);
+    return new MusterError('MANAGER_ERROR', `the manager at ${this.address} answered ${message}`);
   }
 
-  private send(method: string, path: string, body: unknown, mode: { verify: boolean }): Promise<RawResponse> {
-    const { tls } = this.options;
-    if (mode.verify && tls.rootPem === undefined) throw new Error('ApiClient: a pinned root is required');
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise<RawResponse>((resolve, reject) => {
-      const req = httpsRequest(
-        {
-          host: this.host,
-          port: this.port,
-          method,
-          path,
-          agent: mode.verify ? this.agent : false,
-          timeout: this.options.timeoutMs ?? 15_000,
-          minVersion: 'TLSv1.2',
-          ...(mode.verify
-            ? {
-                ca: tls.rootPem,
-                rejectUnauthorized: true,
-                // The pinned root plus a manager OU is the server's identity (SwarmKit's
-                // model): a worker's certificate, though it chains to the root, may not serve.
-                checkServerIdentity: (_host: string, cert: PeerCertificate) =>
-                  peerOu(cert) === MANAGER_OU ? undefined : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster'),
-              }
-            : { rejectUnauthorized: false }),
-          ...(tls.certPem !== undefined && tls.keyPem !== undefined && mode.verify ? { cert: tls.certPem, key: tls.keyPem } : {}),
-          headers: {
-            accept: 'application/json',
-            ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(payload.length) }),
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), headers: res.headers }));
-          res.on('error', (error) => reject(this.transportError(error)));
-        },
-      );
-      req.on('timeout', () => req.destroy(new MusterError('MANAGER_UNREACHABLE', `the manager at ${this.options.address} did not answer in time`)));
-      req.on('error', (error) => reject(this.transportError(error)));
-      req.end(payload);
-    });
-  }
-
-  private transportError(error: Error): MusterError {
-    if (error instanceof MusterError) return error;
-    const code = (error as NodeJS.ErrnoException).code ?? '';
-    if (/CERT|SELF_SIGNED|UNABLE_TO|SIGNATURE|ERR_TLS/.test(code)) {
-      return new MusterError('NOT_A_MANAGER', `the server at ${this.options.address} did not present a certificate from this cluster's root (${code})`, { cause: error });
+  private transportError(error: unknown, address: string): MusterError {
+    if (isMusterError(error)) return error;
+    if (error instanceof TransportError) {
+      if (error.failure === 'tls') {
+        return new MusterError('NOT_A_MANAGER', `the server at ${address} did not present a certificate from this cluster's root (${error.code})`, { cause: error.cause });
+      }
+      if (error.failure === 'timeout') return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });
+      // Refused or reset before a connection was made: the request was never sent.
+      const unsent = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECT/.test(error.code);
+      return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error.code}`, { cause: error.cause, details: { unsent } });
     }
-    return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${this.options.address}: ${code || error.message}`, { cause: error });
+    return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
-}
-
-/** Splits host:port (IPv6 in brackets); the port defaults to 4377. */
-function splitAddress(address: string): { host: string; port: number } {
-  const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(address) ?? /^([^:]+)(?::(\d+))?$/.exec(address);
-  if (match === null) throw new MusterError('ADDRESS_INVALID', `invalid manager address ${address}`);
-  return { host: match[1] ?? '', port: match[2] === undefined ? 4377 : Number(match[2]) };
 }

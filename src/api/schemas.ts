@@ -4,14 +4,13 @@
  * type, and is what the client checks answers against.
  */
 import Type from 'typebox';
+import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
+import { Labels } from '../core/labels.js';
 
 /** Limits every request body is held to. */
 export const LIMITS = {
   bodyBytes: 64 * 1024,
   hostname: 253,
-  labels: 32,
-  labelKey: 63,
-  labelValue: 253,
   userName: 64,
 } as const;
 
@@ -20,14 +19,31 @@ const Id = Type.String({ pattern: '^[0-9a-z]{25}$' });
 const Role = Type.Union([Type.Literal('worker'), Type.Literal('manager')]);
 const Time = Type.String({ format: 'date-time' });
 
+/** Every error code, as a schema. */
+const Code = Type.Union((Object.keys(ERROR_CATALOGUE) as ErrorCode[]).map((code) => Type.Literal(code)));
+
+/** A manager's address as nodes dial it: host:port (brackets around IPv6). */
+const ManagerAddr = Type.String({ minLength: 3, maxLength: 300, pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' });
+
 /** The error body of every failure. */
 export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
-  code: Type.String(),
+  code: Code,
   message: Type.String(),
   hint: Type.Optional(Type.String()),
 });
 export type ErrorBody = Type.Static<typeof ErrorBody>;
+
+/** The error answers every route may give. */
+export const ErrorResponses = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody, 503: ErrorBody } as const;
+
+/** A yes/no query flag (`?force=1`, `?tokens=true`). */
+const Flag = Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')]));
+
+/** True for a set query flag. */
+export function isYes(flag: '1' | 'true' | '0' | 'false' | undefined): boolean {
+  return flag === '1' || flag === 'true';
+}
 
 /** POST /v1/join */
 export const JoinRequest = Type.Object(
@@ -35,13 +51,21 @@ export const JoinRequest = Type.Object(
     token: Type.String({ maxLength: 200 }),
     csr: Type.String({ maxLength: 32 * 1024 }),
     hostname: Type.Optional(Type.String({ minLength: 1, maxLength: LIMITS.hostname, pattern: '^[A-Za-z0-9._-]+$' })),
-    labels: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,63}$' }), Type.String({ maxLength: LIMITS.labelValue }), { maxProperties: LIMITS.labels }),
-    ),
+    labels: Type.Optional(Labels),
+    /** Where the node will serve if it is or becomes a manager; its host goes into manager certificates. */
+    managerAddr: Type.Optional(ManagerAddr),
   },
   { additionalProperties: false },
 );
 export type JoinRequest = Type.Static<typeof JoinRequest>;
+
+/** POST /v1/join/preflight: is this token good here, and for which role? Asked before the node makes a key. */
+export const JoinPreflightRequest = Type.Object({ token: Type.String({ maxLength: 200 }) }, { additionalProperties: false });
+export type JoinPreflightRequest = Type.Static<typeof JoinPreflightRequest>;
+
+/** Answer to the preflight. */
+export const JoinPreflight = Type.Object({ role: Role });
+export type JoinPreflight = Type.Static<typeof JoinPreflight>;
 
 /** A certificate handed to a node or user, with the root it chains to. */
 const Issued = {
@@ -52,6 +76,19 @@ const Issued = {
   notAfter: Time,
 };
 
+/** How a new manager reaches the cluster's etcd (endpoints and, with TLS, the client credentials). */
+export const EtcdAccess = Type.Object({
+  endpoints: Type.Array(Type.String({ maxLength: 300 }), { minItems: 1, maxItems: 16 }),
+  cacertPem: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+  certPem: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+  keyPem: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+});
+export type EtcdAccess = Type.Static<typeof EtcdAccess>;
+
+/** What a node needs to serve as a manager: the store and the cluster data key (base64). Sent only to managers. */
+export const ManagerBundle = Type.Object({ etcd: EtcdAccess, dataKey: Type.String({ maxLength: 100 }) });
+export type ManagerBundle = Type.Static<typeof ManagerBundle>;
+
 /** Answer to a join or a renewal. */
 export const NodeCertificateResponse = Type.Object({
   nodeId: Id,
@@ -60,11 +97,15 @@ export const NodeCertificateResponse = Type.Object({
   ...Issued,
   /** Start of the renewal window (50% of the lifetime); the agent picks its moment inside 50–80%. */
   renewAfter: Time,
+  /** The serving managers, the answering one first. */
+  managers: Type.Array(ManagerAddr),
+  /** For a manager on a shared store: how to serve. */
+  manager: Type.Optional(ManagerBundle),
 });
 export type NodeCertificateResponse = Type.Static<typeof NodeCertificateResponse>;
 
 /** POST /v1/renew */
-export const RenewRequest = Type.Object({ csr: Type.String({ maxLength: 32 * 1024 }) }, { additionalProperties: false });
+export const RenewRequest = Type.Object({ csr: Type.String({ maxLength: 32 * 1024 }), managerAddr: Type.Optional(ManagerAddr) }, { additionalProperties: false });
 export type RenewRequest = Type.Static<typeof RenewRequest>;
 
 /** A node as the API shows it. */
@@ -72,8 +113,11 @@ export const NodeView = Type.Object({
   id: Id,
   role: Role,
   hostname: Type.String(),
-  labels: Type.Record(Type.String(), Type.String()),
+  labels: Labels,
   status: Type.Union([Type.Literal('ready'), Type.Literal('down'), Type.Literal('removed')]),
+  /** Managers only: Leader, Reachable or Unreachable (docker node ls's MANAGER STATUS). */
+  managerStatus: Type.Optional(Type.Union([Type.Literal('Leader'), Type.Literal('Reachable'), Type.Literal('Unreachable')])),
+  managerAddr: Type.Optional(Type.String()),
   certRole: Role,
   certSerial: Type.String(),
   certNotAfter: Time,
@@ -93,6 +137,8 @@ export const SelfResponse = Type.Object({
   renewNow: Type.Boolean(),
   reason: Type.Optional(RenewReason),
   certExpiry: Type.String(),
+  /** The serving managers, the answering one first. */
+  managers: Type.Array(ManagerAddr),
 });
 export type SelfResponse = Type.Static<typeof SelfResponse>;
 
@@ -105,7 +151,7 @@ export const NodeParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 export type NodeParams = Type.Static<typeof NodeParams>;
 
 /** DELETE /v1/nodes/{id}?force=1 */
-export const RemoveQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')])) });
+export const RemoveQuery = Type.Object({ force: Flag });
 export type RemoveQuery = Type.Static<typeof RemoveQuery>;
 
 /** Token status (the token itself only on request). */
@@ -117,14 +163,17 @@ export const ClusterView = Type.Object({
   createdAt: Time,
   certExpiry: Type.String(),
   certExpiryMs: Type.Integer(),
+  /** The answering manager's address. */
   advertiseAddr: Type.String(),
+  /** Where the cluster state lives (level or etcd endpoints). */
+  store: Type.String(),
   ca: Type.Object({ digest: Type.String(), subject: Type.String(), notAfter: Time, external: Type.Boolean(), externalUrls: Type.Array(Type.String()) }),
   joinTokens: Type.Object({ worker: TokenInfo, manager: TokenInfo }),
 });
 export type ClusterView = Type.Static<typeof ClusterView>;
 
 /** GET /v1/cluster?tokens=1 */
-export const ClusterQuery = Type.Object({ tokens: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('true'), Type.Literal('0'), Type.Literal('false')])) });
+export const ClusterQuery = Type.Object({ tokens: Flag });
 export type ClusterQuery = Type.Static<typeof ClusterQuery>;
 
 /** An external CA in a PATCH: cfssl URL, the PEM to verify its TLS with, and its authsign key (hex). */
@@ -179,6 +228,7 @@ export type UserRevoked = Type.Static<typeof UserRevoked>;
 export const ROUTES = {
   ca: '/v1/ca',
   join: '/v1/join',
+  joinPreflight: '/v1/join/preflight',
   renew: '/v1/renew',
   self: '/v1/nodes/self',
   cluster: '/v1/cluster',

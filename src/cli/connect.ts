@@ -1,16 +1,18 @@
 /**
  * Finding a manager to talk to, the way docker finds its daemon: --host with
  * --tls-cert/--tls-key/--tls-ca, or MUSTER_HOST with MUSTER_CERT_PATH
- * (ca.pem, cert.pem, key.pem), or else the local node's data dir.
+ * (ca.pem, cert.pem, key.pem), or else the local node's data dir (its own
+ * manager first, then the others it knows).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MusterError } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
-import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
+import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore } from '../agent/key-store.js';
 import { readNodeState, type NodeState } from '../agent/node-state.js';
 import type { CliContext } from './context.js';
+import { layoutFor, readEnv } from './settings.js';
 
 /** Connection flags shared by every client command. */
 export interface ConnectFlags {
@@ -24,7 +26,6 @@ export interface ConnectFlags {
 /** A connected client and, when it came from a data dir, the local node. */
 export interface Connection {
   client: ApiClient;
-  address: string;
   /** The local node, when the credentials are the node's own. */
   local?: { state: NodeState; layout: DataDirLayout };
 }
@@ -37,22 +38,18 @@ async function readRequired(file: string, what: string): Promise<string> {
   }
 }
 
-/** The address a local client uses to reach this host's manager. */
-export function localManagerAddress(state: NodeState): string | undefined {
-  if (state.manager === undefined) return undefined;
-  return state.manager.advertiseAddr;
-}
-
-/** Resolves the data dir from flags and environment. */
-export function layoutFor(ctx: CliContext, flags: { dataDir?: string }): DataDirLayout {
-  return dataDirLayout(resolveDataDir({ ...(flags.dataDir === undefined ? {} : { flag: flags.dataDir }), env: ctx.env, uid: ctx.uid, home: ctx.home }));
+/** The managers a local client tries: this node's own manager first. */
+export function localManagers(state: NodeState): string[] {
+  const own = state.servingAddr;
+  return own === undefined ? [...state.managers] : [own, ...state.managers.filter((m) => m !== own)];
 }
 
 /** Connects a client command to a manager. */
 export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Connection> {
-  const host = flags.host ?? ctx.env.MUSTER_HOST;
+  const env = readEnv(ctx);
+  const host = flags.host ?? env.host;
   if (host !== undefined && host !== '') {
-    const certPath = ctx.env.MUSTER_CERT_PATH;
+    const certPath = env.certPath;
     const certFile = flags.tlsCert ?? (certPath ? join(certPath, 'cert.pem') : undefined);
     const keyFile = flags.tlsKey ?? (certPath ? join(certPath, 'key.pem') : undefined);
     const caFile = flags.tlsCa ?? (certPath ? join(certPath, 'ca.pem') : undefined);
@@ -66,22 +63,29 @@ export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Con
       readRequired(keyFile, 'client key'),
       readRequired(caFile, 'root CA'),
     ]);
-    return { client: new ApiClient({ address: host, tls: { certPem, keyPem, rootPem } }), address: host };
+    return { client: new ApiClient({ managers: [host], tls: { certPem, keyPem, rootPem } }) };
   }
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) {
     throw new MusterError('NOT_INITIALISED', `no node in ${layout.dataDir}`, {
-      hint: "on a manager host pass --data-dir; elsewhere pass --host H:P with --tls-cert/--tls-key/--tls-ca, or set MUSTER_HOST and MUSTER_CERT_PATH",
+      hint: 'on a manager host pass --data-dir; elsewhere pass --host H:P with --tls-cert/--tls-key/--tls-ca, or set MUSTER_HOST and MUSTER_CERT_PATH',
     });
   }
   const pair = await new KeyStore(layout).load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no certificate`);
-  const address = localManagerAddress(state) ?? state.managers[0];
-  if (address === undefined) throw new MusterError('STATE_CORRUPT', `${layout.nodeJson} names no manager`);
   return {
-    client: new ApiClient({ address, tls: { certPem: pair.certPem, keyPem: pair.keyPem, rootPem: pair.rootPem } }),
-    address,
+    client: new ApiClient({ managers: localManagers(state), tls: { certPem: pair.certPem, keyPem: pair.keyPem, rootPem: pair.rootPem } }),
     local: { state, layout },
   };
+}
+
+/** Runs `fn` with a connection and closes it after. */
+export async function withConnection<T>(ctx: CliContext, flags: ConnectFlags, fn: (connection: Connection) => Promise<T>): Promise<T> {
+  const connection = await connect(ctx, flags);
+  try {
+    return await fn(connection);
+  } finally {
+    await connection.client.close();
+  }
 }

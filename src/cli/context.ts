@@ -9,6 +9,10 @@ import type { Output } from './output.js';
 
 /** The outside world of one CLI run. */
 export interface CliContext extends Output {
+  /** The environment; only settings.ts reads it. */
+  env: Record<string, string | undefined>;
+  /** Standard input, for secrets passed as '-' (join tokens). */
+  stdin?: NodeJS.ReadableStream;
   uid: number;
   home: string;
   hostname: string;
@@ -18,6 +22,8 @@ export interface CliContext extends Output {
   waitForStop(): Promise<string>;
   /** Registers a handler for "renew now" requests (SIGHUP); returns an unregister function. */
   onRenewRequest?: (handler: () => void) => () => void;
+  /** Replaces the process's visible arguments (/proc/PID/cmdline), so a secret given on the command line does not stay there. */
+  hideArguments?: (visible: string[]) => void;
   /** Called once a foreground command is up (tests wait on it). */
   onReady?: (info: { address?: string; nodeId: string; role: string }) => void;
 }

@@ -1,38 +1,55 @@
 #!/usr/bin/env node
-/** The muster executable: fills a CliContext from the process and runs the CLI. */
+/**
+ * The muster executable: fills a CliContext from the process and runs the
+ * CLI. SIGINT and SIGTERM ask a foreground command to stop; close-with-grace
+ * gives it 10 seconds to close its listeners, store and timers, and exits
+ * with the command's own code. Nothing forces an earlier exit: a command
+ * that returns has released everything, so the process ends by itself.
+ */
 import { hostname, homedir } from 'node:os';
+import closeWithGrace from 'close-with-grace';
 import { systemClock } from '../core/clock.js';
 import { systemRandom } from '../core/random.js';
 import type { CliContext } from './context.js';
 import { runCli } from './program.js';
 
+let requestStop: (signal: string) => void = () => {};
+const stopRequested = new Promise<string>((resolve) => {
+  requestStop = resolve;
+});
+
 const ctx: CliContext = {
   stdout: process.stdout,
   stderr: process.stderr,
+  // Only touched when a secret is read from it: a stdin stream that exists keeps the process alive.
+  get stdin() {
+    return process.stdin;
+  },
   env: process.env,
   uid: typeof process.getuid === 'function' ? process.getuid() : 1000,
   home: homedir(),
   hostname: hostname(),
   clock: systemClock,
   random: systemRandom,
-  waitForStop: () =>
-    new Promise<string>((resolve) => {
-      const stop = (signal: string): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve(signal);
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    }),
+  waitForStop: () => stopRequested,
   onRenewRequest: (handler) => {
     process.on('SIGHUP', handler);
     return () => process.off('SIGHUP', handler);
   },
+  // On Linux, process.title overwrites the argument area: /proc/PID/cmdline no longer shows what was typed.
+  hideArguments: (visible) => {
+    process.title = ['muster', ...visible].join(' ');
+  },
 };
 
-const code = await runCli(ctx, process.argv.slice(2));
+const finished = runCli(ctx, process.argv.slice(2));
+// SIGHUP means "renew now" (onRenewRequest), not "stop".
+const grace = closeWithGrace({ delay: 10_000, logger: false, skip: ['SIGHUP'] }, async ({ signal, err }) => {
+  if (err !== undefined) process.stderr.write(`error: ${err.message}\n`);
+  requestStop(signal ?? 'error');
+  const code = await finished;
+  process.exit(err !== undefined ? 1 : code);
+});
+const code = await finished;
+grace.uninstall();
 process.exitCode = code;
-// Foreground commands have stopped their servers and timers by now; exit
-// without waiting for stray keep-alive sockets.
-setTimeout(() => process.exit(code), 50).unref();

@@ -9,12 +9,6 @@ import { MusterError } from '../core/errors.js';
 export interface Output {
   stdout: Writable & { isTTY?: boolean };
   stderr: Writable & { isTTY?: boolean };
-  env: Record<string, string | undefined>;
-}
-
-/** True when colour may be used on `stream`. */
-export function useColour(stream: { isTTY?: boolean }, env: Record<string, string | undefined>): boolean {
-  return stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb';
 }
 
 /** Wraps text in an ANSI colour when allowed. */
@@ -35,9 +29,8 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-/** Prints an error the way every command does; returns the exit code. */
-export function printError(out: Output, error: unknown): number {
-  const colour = useColour(out.stderr, out.env);
+/** Prints an error the way every command does (`error:` and, where there is a fix, `hint:`); returns the exit code. */
+export function printError(out: Output, error: unknown, colour: boolean): number {
   if (error instanceof MusterError) {
     out.stderr.write(`${paint('error:', 'red', colour)} ${error.message}\n`);
     if (error.hint !== undefined) out.stderr.write(`${paint('hint:', 'yellow', colour)} ${error.hint}\n`);

@@ -2,12 +2,11 @@
 import { join, resolve } from 'node:path';
 
 /** Finds the data dir: --data-dir, else $MUSTER_DATA_DIR, else /var/lib/muster for root, else the XDG state dir. */
-export function resolveDataDir(params: { flag?: string; env: Record<string, string | undefined>; uid: number; home: string }): string {
+export function resolveDataDir(params: { flag?: string; envDir?: string; xdgStateHome?: string; uid: number; home: string }): string {
   if (params.flag !== undefined && params.flag !== '') return resolve(params.flag);
-  const fromEnv = params.env.MUSTER_DATA_DIR;
-  if (fromEnv !== undefined && fromEnv !== '') return resolve(fromEnv);
+  if (params.envDir !== undefined && params.envDir !== '') return resolve(params.envDir);
   if (params.uid === 0) return '/var/lib/muster';
-  const state = params.env.XDG_STATE_HOME;
+  const state = params.xdgStateHome;
   return join(state !== undefined && state !== '' ? state : join(params.home, '.local', 'state'), 'muster');
 }
 
@@ -20,7 +19,12 @@ export interface DataDirLayout {
   nodeCert: string;
   nodeKey: string;
   managerDir: string;
+  /** The embedded store (LevelDB). */
   dbDir: string;
+  /** Which store the manager serves: embedded, or etcd with its endpoints and credentials (0600). */
+  storeJson: string;
+  /** The cluster data key the CA key is sealed under (0600). */
+  dataKey: string;
 }
 
 /** The layout of `dataDir`. */
@@ -36,5 +40,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     nodeKey: join(certificatesDir, 'node.key'),
     managerDir,
     dbDir: join(managerDir, 'db'),
+    storeJson: join(managerDir, 'store.json'),
+    dataKey: join(managerDir, 'data.key'),
   };
 }

@@ -79,6 +79,16 @@ export const ERROR_CATALOGUE = {
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
   LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),
   LEAVE_MANAGER: spec(409, 2, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
+  EMBEDDED_STORE: spec(
+    409,
+    1,
+    'this cluster keeps its state in an embedded store, which only one manager can serve',
+    "move it to etcd first: stop the manager and run 'muster store migrate --to etcd://HOST:PORT'",
+  ),
+
+  // The cluster store.
+  STORE_UNAVAILABLE: spec(503, 1, 'the cluster store is unavailable', 'the request can be retried; check that the store (etcd, or the manager disk) is healthy'),
+  STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),
 
   // Talking to a manager.
   MANAGER_UNREACHABLE: spec(503, 1, 'cannot reach the manager', 'check the address and that the manager is running'),

@@ -2,37 +2,19 @@
  * The manager's HTTPS API (DESIGN §4) on fastify: TLS 1.2+, a client
  * certificate requested on every connection and judged per route, JSON
  * errors with stable codes, body and header limits, and timeouts against
- * slow clients. Routes are thin: validate, call the service, return.
+ * slow clients. Routes live in routes/, one plugin per service; they
+ * validate, call the service, and return.
  */
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
-import type { CertRole } from '../core/roles.js';
-import {
-  ClusterPatch,
-  ClusterQuery,
-  ClusterView,
-  ErrorBody,
-  JoinRequest,
-  JoinTokens,
-  LIMITS,
-  NodeCertificateResponse,
-  NodeList,
-  NodeParams,
-  NodeView,
-  RemoveQuery,
-  RenewRequest,
-  RotateParams,
-  ROUTES,
-  SelfResponse,
-  UserParams,
-  UserRequest,
-  UserResponse,
-  UserRevoked,
-} from '../api/schemas.js';
-import type { Caller, ClusterService } from './cluster-service.js';
+import { LIMITS } from '../api/schemas.js';
+import { caRoutes } from './routes/ca-routes.js';
+import { clusterRoutes } from './routes/cluster-routes.js';
+import { nodeRoutes } from './routes/node-routes.js';
+import type { Services } from './routes/route-kit.js';
 
 /** The manager's own TLS identity. */
 export interface ServerTls {
@@ -57,24 +39,14 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 
 
 /** Options for {@link buildApp}. */
 export interface AppOptions {
-  service: ClusterService;
+  services: Services;
   tls: ServerTls;
   logger: PinoLogger;
   timeouts?: ServerTimeouts;
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    caller?: Caller;
-  }
-  interface FastifyContextConfig {
-    /** Certificate roles allowed to call the route; absent means public. */
-    allow?: readonly CertRole[];
-  }
-}
-
-const ADMINS: readonly CertRole[] = ['manager', 'admin'];
-const NODES: readonly CertRole[] = ['manager', 'worker'];
+/** 5xx codes that say something about a peer (an external CA, the store), not about a bug here. */
+const EXPECTED_5XX: ReadonlySet<ErrorCode> = new Set(['EXTERNAL_CA_UNAVAILABLE', 'EXTERNAL_CA_ERROR', 'STORE_UNAVAILABLE', 'STORE_CONFLICT']);
 
 /** Maps fastify's own errors (bad JSON, limits, schema failures) to catalogue codes. */
 function toMusterError(error: FastifyError): MusterError {
@@ -114,11 +86,11 @@ function peerCertificate(request: FastifyRequest) {
 
 /** Builds the fastify app (not yet listening). */
 export async function buildApp(options: AppOptions) {
-  const { service } = options;
+  const { services } = options;
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const app = Fastify({
     loggerInstance: options.logger,
-    logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the service
+    logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the services
     bodyLimit: LIMITS.bodyBytes,
     connectionTimeout: timeouts.connectionMs,
     requestTimeout: timeouts.requestMs,
@@ -130,9 +102,9 @@ export async function buildApp(options: AppOptions) {
       key: options.tls.keyPem,
       cert: options.tls.certPem,
       // Ask every client for a certificate but send no CA list and let TLS judge
-      // nothing: the preHandler verifies chain, validity and identity itself
-      // (TLS still proves possession of the key). The CA list cost ~1.2 ms of
-      // OpenSSL 3.0 work per handshake, on every join.
+      // nothing: the authorisation hook verifies chain, validity and identity
+      // itself (TLS still proves possession of the key). The CA list cost
+      // ~1.2 ms of OpenSSL 3.0 work per handshake, on every join.
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -147,7 +119,7 @@ export async function buildApp(options: AppOptions) {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const mapped = toMusterError(error);
-    if (mapped.statusCode >= 500 && mapped.code !== 'EXTERNAL_CA_UNAVAILABLE' && mapped.code !== 'EXTERNAL_CA_ERROR') {
+    if (mapped.statusCode >= 500 && !EXPECTED_5XX.has(mapped.code)) {
       request.log.error({ err: error, route: request.routeOptions.url }, 'request failed');
     } else {
       request.log.debug({ code: mapped.code, route: request.routeOptions.url }, 'request refused');
@@ -160,69 +132,12 @@ export async function buildApp(options: AppOptions) {
   app.addHook('preHandler', async (request) => {
     const allow = request.routeOptions.config.allow;
     if (allow === undefined) return;
-    request.caller = await service.authorize(peerCertificate(request), allow);
+    request.caller = await services.authoriser.authorize(peerCertificate(request), allow);
   });
 
-  const caller = (request: FastifyRequest): Caller => {
-    if (request.caller === undefined) throw new MusterError('AUTH_REQUIRED');
-    return request.caller;
-  };
-  const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 429: ErrorBody };
-
-  app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(service.rootPem));
-
-  app.post(ROUTES.join, { schema: { body: JoinRequest, response: { 200: NodeCertificateResponse, ...errors } } }, async (request) =>
-    service.join(request.body, request.ip),
-  );
-
-  app.post(ROUTES.renew, { config: { allow: NODES }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...errors } } }, async (request) =>
-    service.renew(caller(request), request.body.csr),
-  );
-
-  app.get(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: SelfResponse, ...errors } } }, async (request) => service.self(caller(request)));
-
-  app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...errors } } }, async (request) => service.leave(caller(request)));
-
-  app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...errors } } }, async (request) =>
-    service.clusterView(request.query.tokens === '1' || request.query.tokens === 'true'),
-  );
-
-  app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...errors } } }, async (request) =>
-    service.updateCluster(request.body),
-  );
-
-  app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...errors } } }, async () => service.joinTokens());
-
-  app.post(ROUTES.rotate, { config: { allow: ADMINS }, schema: { params: RotateParams, response: { 200: JoinTokens, ...errors } } }, async (request) =>
-    service.rotateToken(request.params.role),
-  );
-
-  app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { response: { 200: NodeList, ...errors } } }, async () => ({ nodes: await service.listNodes() }));
-
-  app.get(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
-    service.getNode(request.params.id),
-  );
-
-  app.delete(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...errors } } }, async (request) =>
-    service.removeNode(request.params.id, { force: request.query.force === '1' || request.query.force === 'true' }),
-  );
-
-  app.post(ROUTES.promote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
-    service.setRole(request.params.id, 'manager'),
-  );
-
-  app.post(ROUTES.demote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...errors } } }, async (request) =>
-    service.setRole(request.params.id, 'worker'),
-  );
-
-  app.delete(ROUTES.user, { config: { allow: ADMINS }, schema: { params: UserParams, response: { 200: UserRevoked, ...errors } } }, async (request) =>
-    service.revokeUser(request.params.name),
-  );
-
-  app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...errors } } }, async (request) =>
-    service.issueUser(request.body.name, request.body.csr),
-  );
-
+  await app.register(caRoutes, { services });
+  await app.register(nodeRoutes, { services });
+  await app.register(clusterRoutes, { services });
   return app;
 }
 
@@ -231,9 +146,5 @@ export type MusterApp = Awaited<ReturnType<typeof buildApp>>;
 
 /** Swaps the server's certificate after the manager's own renewal; new connections use it. */
 export function updateServerCertificate(app: MusterApp, tls: ServerTls): void {
-  (app.server as unknown as { setSecureContext(options: object): void }).setSecureContext({
-    key: tls.keyPem,
-    cert: tls.certPem,
-    minVersion: 'TLSv1.2',
-  });
+  app.server.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
 }

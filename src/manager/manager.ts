@@ -1,36 +1,84 @@
 /**
- * The manager process: the cluster store, the service and the HTTPS API,
- * started together and stopped together. `initManager` founds a cluster in
- * a data dir; `Manager.start` serves one that exists.
+ * A serving manager: the cluster state, the services behind the API, the
+ * HTTPS listener and this manager's registration among the serving
+ * managers. `start()` brings them up in that order; `stop()` takes them down
+ * in reverse, once.
  */
-import { mkdir, chmod } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
+import { formatHostPort, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
-import type { DataDirLayout } from '../config/paths.js';
-import type { IssuedCertificate } from '../pki/issue.js';
-import { LevelClusterStore, type ClusterStore } from '../store/cluster-store.js';
-import type { ExternalCaRecord } from '../store/records.js';
+import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
+import type { ManagerBundle } from '../api/schemas.js';
 import { buildApp, updateServerCertificate, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
-import { ClusterService } from './cluster-service.js';
-import type { FailureLimits } from './failure-limiter.js';
+import { Authoriser } from './authoriser.js';
+import { CaServer } from './ca-server.js';
+import { ClusterState } from './cluster-state.js';
+import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { Inventory } from './inventory.js';
+import { Membership } from './membership.js';
+import type { Services } from './routes/route-kit.js';
+import { Settings } from './settings.js';
+import { createSigner } from './signer.js';
 
-/** What a manager runs with. */
+/** What a manager is started with. */
 export interface ManagerParams {
-  layout: DataDirLayout;
-  listen: { host: string; port: number };
-  /** The host written into the manager certificate's SANs and the join command. */
-  advertiseHost: string;
+  /** An open store; the manager closes it when it stops. */
+  store: ClusterStore;
+  /** The cluster data key the CA key is sealed under. */
+  dataKey: Buffer;
+  /** This manager's node ID. */
+  nodeId: string;
+  listen: HostPort;
+  /** The address nodes reach this manager on; port 0 means "the port the listener got". */
+  advertise: HostPort;
   tls: ServerTls;
   clock: Clock;
   random: Random;
   logger: PinoLogger;
   timeouts?: ServerTimeouts;
   failureLimits?: FailureLimits;
-  /** Tests pass a store; by default LevelDB under the data dir. */
-  store?: ClusterStore;
+  /** How a new manager reaches the store; undefined on an embedded store (one manager only). */
+  managerBundle?: () => ManagerBundle | undefined;
+}
+
+/** What the services are built from. */
+export interface ServiceParams {
+  store: ClusterStore;
+  dataKey: Buffer;
+  nodeId: string;
+  /** The address this manager advertises (port 0 until the listener has one). */
+  addr: string;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  failureLimits?: FailureLimits;
+  managerBundle: () => ManagerBundle | undefined;
+  /** The manager's own certificate, presented to external CAs. */
+  clientTls?: () => ServerTls;
+}
+
+/** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
+export async function buildServices(params: ServiceParams): Promise<{ services: Services; membership: Membership }> {
+  const { store, clock, random, logger, dataKey, managerBundle } = params;
+  const state = await ClusterState.load({
+    store,
+    logger,
+    createSigner: (ca) => createSigner(ca, { clock, random, logger, dataKey, ...(params.clientTls === undefined ? {} : { clientTls: params.clientTls }) }),
+  });
+  const membership = new Membership({ store, clock, nodeId: params.nodeId, startedAt: clock.now() }, params.addr);
+  const limiter = new FailureLimiter(clock, params.failureLimits);
+  const services: Services = {
+    state,
+    authoriser: new Authoriser({ state, store, clock }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined }),
+    settings: new Settings({ state, store, membership, clock, random, logger, dataKey }),
+  };
+  return { services, membership };
 }
 
 /** A serving manager. */
@@ -38,94 +86,72 @@ export class Manager {
   private stopped = false;
 
   private constructor(
-    readonly service: ClusterService,
+    readonly services: Services,
     private readonly app: MusterApp,
-    private readonly store: ClusterStore,
+    private readonly params: ManagerParams,
+    private readonly membership: Membership,
+    /** The certificate served now (and presented to external CAs). */
+    private readonly tls: { current: ServerTls },
     /** The bound address (port 0 resolved). */
-    readonly address: { host: string; port: number },
+    readonly address: HostPort,
   ) {}
 
-  /** Opens the store, loads the cluster and starts listening. */
+  /** The address nodes are told to reach this manager on. */
+  get advertiseAddr(): string {
+    return this.membership.address;
+  }
+
+  /** Loads the cluster from the store and starts serving. */
   static async start(params: ManagerParams): Promise<Manager> {
-    const store = params.store ?? new LevelClusterStore(params.layout.dbDir);
-    await store.open();
+    const { store, logger } = params;
+    const tls = { current: params.tls };
+    const managerBundle = params.managerBundle ?? (() => undefined);
+    let state: ClusterState | undefined;
+    let app: MusterApp | undefined;
     try {
-      const service = await ClusterService.open({
-        store,
-        clock: params.clock,
-        random: params.random,
-        logger: params.logger,
-        advertiseHost: params.advertiseHost,
-        ...(params.failureLimits === undefined ? {} : { failureLimits: params.failureLimits }),
-      });
-      const app = await buildApp({ service, tls: params.tls, logger: params.logger, ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }) });
+      const built = await buildServices({ ...params, managerBundle, clientTls: () => tls.current, addr: formatHostPort(params.advertise) });
+      state = built.services.state;
+      const { services, membership } = built;
+      app = await buildApp({ services, tls: params.tls, logger, ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }) });
       await app.listen({ host: params.listen.host, port: params.listen.port });
-      const bound = app.server.address() as AddressInfo;
-      return new Manager(service, app, store, { host: params.listen.host, port: bound.port });
+      const bound: HostPort = { host: params.listen.host, port: (app.server.address() as AddressInfo).port };
+      const advertiseAddr = formatHostPort({ host: params.advertise.host, port: params.advertise.port === 0 ? bound.port : params.advertise.port });
+      await recordManagerAddr(store, params.nodeId, advertiseAddr);
+      await membership.register(advertiseAddr);
+      return new Manager(services, app, params, membership, tls, bound);
     } catch (error) {
-      await store.close();
+      await app?.close().catch(() => undefined);
+      await state?.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
       if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-        throw new MusterError('ADDRESS_INVALID', `the address ${params.listen.host}:${params.listen.port} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
+        throw new MusterError('ADDRESS_INVALID', `the address ${formatHostPort(params.listen)} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
       }
       throw error;
     }
   }
 
-  /** Serves a renewed manager certificate on new connections. */
+  /** Serves a renewed manager certificate on new connections (and presents it to external CAs). */
   updateTls(tls: ServerTls): void {
+    this.tls.current = tls;
     updateServerCertificate(this.app, tls);
   }
 
-  /** Stops listening (in-flight requests finish) and closes the store. Idempotent. */
+  /** Stops serving: withdraws the registration, finishes in-flight requests, closes the store. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.membership.unregister().catch(() => undefined);
     await this.app.close();
-    await this.store.close();
+    await this.services.state.close();
+    await this.params.store.close();
   }
 }
 
-/** What founding a cluster needs. */
-export interface InitParams {
-  layout: DataDirLayout;
-  advertiseAddr: string;
-  advertiseHost: string;
-  certExpiryMs: number;
-  root?: { certPem: string; keyPem?: string };
-  /** External CAs holding the root key (cfssl); `root` then has no key. */
-  externalCAs?: ExternalCaRecord[];
-  hostname: string;
-  csrPem: string;
-  clock: Clock;
-  random: Random;
-  logger: PinoLogger;
-  /** Writes the node's key pair and node.json before the store commits. */
-  writeIdentity: (founded: { clusterId: string; nodeId: string; certificate: IssuedCertificate; rootPem: string }) => Promise<void>;
-}
-
-/** Founds a cluster in the data dir's store; the caller then starts a Manager on it. */
-export async function initManager(params: InitParams): Promise<{ clusterId: string; nodeId: string; certificate: IssuedCertificate }> {
-  await mkdir(params.layout.managerDir, { recursive: true, mode: 0o700 });
-  await chmod(params.layout.managerDir, 0o700);
-  const store = new LevelClusterStore(params.layout.dbDir);
-  await store.open();
-  try {
-    const founded = await ClusterService.found({
-      store,
-      clock: params.clock,
-      random: params.random,
-      logger: params.logger,
-      advertiseAddr: params.advertiseAddr,
-      advertiseHost: params.advertiseHost,
-      certExpiryMs: params.certExpiryMs,
-      csrPem: params.csrPem,
-      hostname: params.hostname,
-      ...(params.root === undefined ? {} : { root: params.root }),
-      ...(params.externalCAs === undefined ? {} : { externalCAs: params.externalCAs }),
-      beforeCommit: params.writeIdentity,
-    });
-    return { clusterId: founded.service.clusterId, nodeId: founded.nodeId, certificate: founded.certificate };
-  } finally {
-    await store.close();
-  }
+/** Keeps the node record's manager address in step with where this manager serves. */
+async function recordManagerAddr(store: ClusterStore, nodeId: string, managerAddr: string): Promise<void> {
+  await transact(store, async (tx) => {
+    const node = await tx.get(KEYS.nodes.ref(nodeId));
+    if (node === undefined) throw new MusterError('STATE_CORRUPT', `the store has no record of this manager (${nodeId})`);
+    if (node.managerAddr !== managerAddr) tx.put(KEYS.nodes.ref(nodeId), { ...node, managerAddr });
+  });
 }

@@ -6,7 +6,7 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import { OID, TAG, TRUE, bits, contentOf, decodeOid, octets, readChildren, readPemBlocks, readTlv, seq, sliceTlv, toPem, type Tlv } from './der.js';
+import { DerNode, OID, TAG, TRUE, bits, octets, readPemBlocks, seq, toPem } from './der.js';
 import { buildCertificate, extension, keyIdentifier, randomSerial } from './certificate.js';
 import { checkKeyPolicy, generateNodeKeySync, readPrivateKey, spkiDer, type KeyKind } from './keys.js';
 import { buildName } from './name.js';
@@ -71,30 +71,26 @@ interface RootFacts {
   keyId: Buffer | undefined;
 }
 
-/** Finds the subject Name and the SKI extension in a certificate's DER (RFC 5280 §4.1). */
+/**
+ * Finds the subject Name and the SKI extension in a certificate's DER
+ * (RFC 5280 §4.1): Certificate ::= SEQUENCE { tbsCertificate SEQUENCE {
+ * [0] version, serial, signature, issuer, validity, subject, spki, …,
+ * [3] extensions }, … }.
+ */
 function readRootFacts(der: Buffer): RootFacts {
-  const fail = (): never => {
-    throw new MusterError('CA_CERT_INVALID', 'the CA certificate is not a valid X.509 certificate');
-  };
-  const outer = readTlv(der, 0) ?? fail();
-  const tbs = (readChildren(der, outer) ?? fail())[0] ?? fail();
-  const fields = readChildren(der, tbs) ?? fail();
+  const fail = (): MusterError => new MusterError('CA_CERT_INVALID', 'the CA certificate is not a valid X.509 certificate');
+  const fields = DerNode.parse(der, fail).child(0, TAG.SEQUENCE).children();
   const offset = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version
-  const subject = fields[offset + 4] ?? fail();
+  const subject = fields[offset + 4];
+  if (subject === undefined) throw fail();
   let keyId: Buffer | undefined;
-  const extsWrapper = fields.find((f) => f.tag === 0xa3);
-  if (extsWrapper !== undefined) {
-    const extSeq = (readChildren(der, extsWrapper) ?? fail())[0] ?? fail();
-    for (const ext of readChildren(der, extSeq) ?? fail()) {
-      const parts = readChildren(der, ext) ?? fail();
-      const id = parts[0];
-      if (id?.tag !== TAG.OID || decodeOid(contentOf(der, id)) !== OID.subjectKeyIdentifier) continue;
-      const value = parts[parts.length - 1] ?? fail();
-      const inner: Tlv = readTlv(der, value.contentStart, value.end) ?? fail();
-      keyId = Buffer.from(contentOf(der, inner));
-    }
+  const extensions = fields.find((f) => f.tag === 0xa3)?.child(0, TAG.SEQUENCE).children() ?? [];
+  for (const ext of extensions) {
+    const parts = ext.children();
+    if (parts[0]?.oid() !== OID.subjectKeyIdentifier) continue;
+    keyId = Buffer.from(parts[parts.length - 1]!.inner().content);
   }
-  return { subjectDer: Buffer.from(sliceTlv(der, subject)), keyId };
+  return { subjectDer: Buffer.from(subject.bytes), keyId };
 }
 
 /** Reads the one certificate in a PEM bundle, or throws CA_CERT_INVALID. */

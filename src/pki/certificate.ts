@@ -4,7 +4,7 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Random } from '../core/random.js';
-import { OID, TAG, TRUE, bits, contentOf, explicit, octets, oid, readChildren, readTlv, seq, smallInt, time, uint } from './der.js';
+import { DerNode, TAG, TRUE, bits, explicit, octets, oid, seq, smallInt, time, uint } from './der.js';
 import { signWith, type SignatureAlgorithm } from './signature.js';
 
 /** Inputs to {@link buildCertificate}. */
@@ -48,10 +48,8 @@ export function extension(id: string, critical: boolean, value: Buffer): Buffer 
 
 /** Key identifier per RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
 export function keyIdentifier(spki: Buffer): Buffer {
-  const outer = readTlv(spki, 0);
-  const key = outer === undefined ? undefined : (readChildren(spki, outer) ?? [])[1];
-  if (key === undefined || key.tag !== TAG.BIT_STRING) throw new Error('not a SubjectPublicKeyInfo');
-  return createHash('sha1').update(contentOf(spki, key).subarray(1)).digest();
+  const key = DerNode.parse(spki, (why) => new Error(`not a SubjectPublicKeyInfo: ${why}`)).child(1, TAG.BIT_STRING);
+  return createHash('sha1').update(key.content.subarray(1)).digest();
 }
 
 /** A random positive serial of 20 bytes (RFC 5280 §4.1.2.2), first byte 0x10–0x7f so its hex has no leading zero. */

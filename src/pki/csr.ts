@@ -8,22 +8,7 @@ import { sign, verify, type KeyObject } from 'node:crypto';
 import { MusterError } from '../core/errors.js';
 import { checkKeyPolicy, spkiDer, type KeyKind } from './keys.js';
 import { buildName, type NameFields } from './name.js';
-import {
-  OID,
-  TAG,
-  contentOf,
-  decodeOid,
-  implicitConstructed,
-  readChildren,
-  readPemBlocks,
-  readTlv,
-  seq,
-  sliceTlv,
-  smallInt,
-  bits,
-  toPem,
-  type Tlv,
-} from './der.js';
+import { DerNode, OID, TAG, bits, implicitConstructed, readPemBlocks, seq, smallInt, toPem } from './der.js';
 import { signatureAlgorithm } from './signature.js';
 import { readPolicyKey } from './spki.js';
 
@@ -63,10 +48,6 @@ const SIGNATURE_OIDS: Readonly<Record<string, { hash: string; family: 'ec' | 'rs
 
 const malformed = (why: string): MusterError => new MusterError('CSR_MALFORMED', `the CSR is not a valid PKCS#10 request: ${why}`);
 
-function expect(tlv: Tlv | undefined, tag: number, what: string): Tlv {
-  if (tlv === undefined || tlv.tag !== tag) throw malformed(`${what} is missing or has the wrong type`);
-  return tlv;
-}
 
 /**
  * Reads a PEM CSR and returns its public key once the self-signature verifies.
@@ -90,29 +71,22 @@ export function parseCsr(pem: unknown): ParsedCsr {
   if (first.label !== 'CERTIFICATE REQUEST' && first.label !== 'NEW CERTIFICATE REQUEST') {
     throw malformed(`expected a CERTIFICATE REQUEST block, got ${first.label}`);
   }
-  const der = first.der;
-  const outer = expect(readTlv(der, 0), TAG.SEQUENCE, 'the request');
-  if (outer.end !== der.length) throw malformed('trailing bytes after the request');
-  const [info, algorithm, signature, ...extra] = readChildren(der, outer) ?? [];
-  if (extra.length > 0) throw malformed('unexpected fields');
-  expect(info, TAG.SEQUENCE, 'certificationRequestInfo');
-  expect(algorithm, TAG.SEQUENCE, 'signatureAlgorithm');
-  const sig = expect(signature, TAG.BIT_STRING, 'signature');
-
-  const infoTlv = info!;
-  const [version, subject, spkiTlv] = readChildren(der, infoTlv) ?? [];
-  const v = expect(version, TAG.INTEGER, 'version');
-  const versionBytes = contentOf(der, v);
+  const request = DerNode.parse(first.der, malformed).expect(TAG.SEQUENCE, 'the request');
+  const parts = request.children();
+  if (parts.length > 3) throw malformed('unexpected fields');
+  const info = request.child(0, TAG.SEQUENCE, 'certificationRequestInfo');
+  const algorithm = request.child(1, TAG.SEQUENCE, 'signatureAlgorithm');
+  const signature = request.child(2, TAG.BIT_STRING, 'signature');
+  const versionBytes = info.child(0, TAG.INTEGER, 'version').content;
   if (versionBytes.length !== 1 || versionBytes[0] !== 0) throw malformed('unsupported version');
-  expect(subject, TAG.SEQUENCE, 'subject');
-  const spkiElement = expect(spkiTlv, TAG.SEQUENCE, 'subjectPKInfo');
+  info.child(1, TAG.SEQUENCE, 'subject');
+  const spkiElement = info.child(2, TAG.SEQUENCE, 'subjectPKInfo');
 
-  const [algOid] = readChildren(der, algorithm!) ?? [];
-  const algId = decodeOid(contentOf(der, expect(algOid, TAG.OID, 'the signature algorithm OID')));
+  const algId = algorithm.child(0, TAG.OID, 'the signature algorithm OID').oid();
   const alg = SIGNATURE_OIDS[algId];
   if (alg === undefined) throw new MusterError('CSR_UNSUPPORTED_ALGORITHM', `the CSR signature algorithm ${algId} is not supported`);
 
-  const spki = Buffer.from(sliceTlv(der, spkiElement));
+  const spki = Buffer.from(spkiElement.bytes);
   const { publicKey, kind: keyKind } = readPolicyKey(spki, {
     weak: 'CSR_WEAK_KEY',
     unsupported: 'CSR_UNSUPPORTED_KEY',
@@ -122,11 +96,11 @@ export function parseCsr(pem: unknown): ParsedCsr {
     throw new MusterError('CSR_UNSUPPORTED_ALGORITHM', 'the CSR signature algorithm does not match its key');
   }
 
-  const sigContent = contentOf(der, sig);
+  const sigContent = signature.content;
   if (sigContent.length < 2 || sigContent[0] !== 0) throw new MusterError('CSR_BAD_SIGNATURE');
   let ok = false;
   try {
-    ok = verify(alg.hash, sliceTlv(der, infoTlv), publicKey, sigContent.subarray(1));
+    ok = verify(alg.hash, info.bytes, publicKey, sigContent.subarray(1));
   } catch {
     ok = false;
   }

@@ -94,6 +94,73 @@ export function readChildren(buf: Uint8Array, parent: Tlv): Tlv[] | undefined {
   return out;
 }
 
+/**
+ * A DER element to navigate by position and tag: the one way muster reads
+ * structures (CSRs, SPKIs, certificates). Every step that finds something
+ * other than what it expects throws the caller's own error, so junk input
+ * always becomes a typed refusal.
+ */
+export class DerNode {
+  private constructor(
+    readonly buf: Buffer,
+    readonly tlv: Tlv,
+    /** Makes the caller's error; `why` says what was wrong, for messages. */
+    private readonly fail: (why: string) => Error,
+  ) {}
+
+  /** The single element that makes up all of `buf`. */
+  static parse(buf: Buffer, fail: (why: string) => Error): DerNode {
+    const tlv = readTlv(buf, 0);
+    if (tlv === undefined) throw fail('it is not DER');
+    if (tlv.end !== buf.length) throw fail('trailing bytes after the structure');
+    return new DerNode(buf, tlv, fail);
+  }
+
+  get tag(): number {
+    return this.tlv.tag;
+  }
+
+  /** The content bytes. */
+  get content(): Buffer {
+    return contentOf(this.buf, this.tlv);
+  }
+
+  /** The element's bytes, header included (what a signature covers). */
+  get bytes(): Buffer {
+    return sliceTlv(this.buf, this.tlv);
+  }
+
+  /** Throws unless the element has `tag`; returns it for chaining. */
+  expect(tag: number, what = 'an element'): this {
+    if (this.tlv.tag !== tag) throw this.fail(`${what} has the wrong type`);
+    return this;
+  }
+
+  /** The direct children (they must tile the content exactly). */
+  children(): DerNode[] {
+    const children = readChildren(this.buf, this.tlv);
+    if (children === undefined) throw this.fail('an element does not parse');
+    return children.map((tlv) => new DerNode(this.buf, tlv, this.fail));
+  }
+
+  /** Child `index`, which must exist (and have `tag`, when given). */
+  child(index: number, tag?: number, what = 'an element'): DerNode {
+    const child = this.children()[index];
+    if (child === undefined || (tag !== undefined && child.tag !== tag)) throw this.fail(`${what} is missing or has the wrong type`);
+    return child;
+  }
+
+  /** The element inside this one's content (an OCTET STRING or BIT STRING wrapping DER). */
+  inner(skip = 0): DerNode {
+    return DerNode.parse(Buffer.from(this.content.subarray(skip)), this.fail);
+  }
+
+  /** The dotted OID of an OBJECT IDENTIFIER element. */
+  oid(what = 'an OID'): string {
+    return decodeOid(this.expect(TAG.OID, what).content);
+  }
+}
+
 /** The bytes of an element, header included. */
 export function sliceTlv(buf: Buffer, tlv: Tlv): Buffer {
   return buf.subarray(tlv.start, tlv.end);

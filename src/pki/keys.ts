@@ -37,21 +37,65 @@ export interface KeyPolicyCodes {
   unsupported: ErrorCode;
 }
 
-/** Checks a public or private key against the policy; returns its kind or throws with the context's codes. */
-export function checkKeyPolicy(key: KeyObject, codes: KeyPolicyCodes): KeyKind {
-  const type = key.asymmetricKeyType;
-  const details = key.asymmetricKeyDetails ?? {};
-  if (type === 'ec') {
-    if (details.namedCurve === 'prime256v1') return 'ec-p256';
-    if (details.namedCurve === 'secp384r1') return 'ec-p384';
-    throw new MusterError(codes.unsupported, `the EC curve ${details.namedCurve ?? 'unknown'} is not supported (use P-256 or P-384)`);
+/** A curve muster accepts, under every name it goes by (Node's, JOSE's, its OID). */
+export interface Curve {
+  kind: KeyKind;
+  /** The JWK `crv`. */
+  jwk: string;
+  /** Bytes of one coordinate. */
+  size: number;
+  names: readonly string[];
+}
+
+/**
+ * The key policy, written once: EC P-256 and P-384; RSA of 2048 to 8192 bits
+ * with a public exponent of at most 2^32+1 (65537 in practice). A huge
+ * modulus or exponent costs milliseconds per operation and buys nothing.
+ */
+export const KEY_POLICY = {
+  curves: [
+    { kind: 'ec-p256', jwk: 'P-256', size: 32, names: ['prime256v1', 'P-256', '1.2.840.10045.3.1.7'] },
+    { kind: 'ec-p384', jwk: 'P-384', size: 48, names: ['secp384r1', 'P-384', '1.3.132.0.34'] },
+  ] as const satisfies readonly Curve[],
+  rsa: { minBits: 2048, maxBits: 8192, maxExponent: 2n ** 32n + 1n },
+} as const;
+
+/** The accepted curve a name or OID denotes, if any. */
+export function curveNamed(name: string | undefined): Curve | undefined {
+  return KEY_POLICY.curves.find((curve) => name !== undefined && (curve.names as readonly string[]).includes(name));
+}
+
+/** What the policy looks at in a key. */
+export interface KeyFacts {
+  type: 'ec' | 'rsa' | string | undefined;
+  curve?: string | undefined;
+  modulusBits?: number | undefined;
+  publicExponent?: bigint | undefined;
+}
+
+/** Judges a key against the policy; returns its kind or throws with the context's codes. */
+export function judgeKey(facts: KeyFacts, codes: KeyPolicyCodes): KeyKind {
+  if (facts.type === 'ec') {
+    const curve = curveNamed(facts.curve);
+    if (curve === undefined) throw new MusterError(codes.unsupported, `the EC curve ${facts.curve ?? 'unknown'} is not supported (use P-256 or P-384)`);
+    return curve.kind;
   }
-  if (type === 'rsa') {
-    const bitsLength = details.modulusLength ?? 0;
-    if (bitsLength < 2048) throw new MusterError(codes.weak, `the RSA key has ${bitsLength} bits; at least 2048 are required`);
+  if (facts.type === 'rsa') {
+    const { minBits, maxBits, maxExponent } = KEY_POLICY.rsa;
+    const bits = facts.modulusBits ?? 0;
+    if (bits < minBits) throw new MusterError(codes.weak, `the RSA key has ${bits} bits; at least ${minBits} are required`);
+    if (bits > maxBits) throw new MusterError(codes.unsupported, `the RSA key has ${bits} bits; at most ${maxBits} are accepted`);
+    const exponent = facts.publicExponent ?? 0n;
+    if (exponent < 3n || exponent > maxExponent) throw new MusterError(codes.unsupported, 'the RSA public exponent is not accepted (use 65537)');
     return 'rsa';
   }
-  throw new MusterError(codes.unsupported, `keys of type ${type ?? 'unknown'} are not supported (use EC P-256/P-384 or RSA >= 2048)`);
+  throw new MusterError(codes.unsupported, `keys of type ${facts.type ?? 'unknown'} are not supported (use EC P-256/P-384 or RSA of 2048 to 8192 bits)`);
+}
+
+/** Checks a public or private key object against the policy. */
+export function checkKeyPolicy(key: KeyObject, codes: KeyPolicyCodes): KeyKind {
+  const details = key.asymmetricKeyDetails ?? {};
+  return judgeKey({ type: key.asymmetricKeyType, curve: details.namedCurve, modulusBits: details.modulusLength, publicExponent: details.publicExponent }, codes);
 }
 
 /** The signature hash muster pairs with a key kind. */

@@ -6,14 +6,8 @@
  * it on every request.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { MusterError } from '../core/errors.js';
-import { OID, TAG, contentOf, decodeOid, readChildren, readTlv } from './der.js';
-import type { KeyKind, KeyPolicyCodes } from './keys.js';
-
-const CURVES: Readonly<Record<string, { kind: KeyKind; crv: string; size: number }>> = {
-  '1.2.840.10045.3.1.7': { kind: 'ec-p256', crv: 'P-256', size: 32 },
-  '1.3.132.0.34': { kind: 'ec-p384', crv: 'P-384', size: 48 },
-};
+import { DerNode, OID, TAG } from './der.js';
+import { curveNamed, judgeKey, type KeyKind, type KeyPolicyCodes } from './keys.js';
 
 /** A public key that passed the policy. */
 export interface PolicyKey {
@@ -30,53 +24,54 @@ function bitLength(bytes: Buffer): number {
 }
 
 /**
- * Checks an SPKI against the policy (EC P-256/P-384, RSA >= 2048) and returns
- * it as a KeyObject. `malformed` is thrown for structure the policy cannot
- * read; the policy codes for a weak or unsupported key.
+ * Checks an SPKI against the policy and returns it as a KeyObject.
+ * `malformed` is thrown for structure the policy cannot read; the policy
+ * codes for a weak or unsupported key. The policy is judged on the DER,
+ * before OpenSSL parses anything (a 16384-bit modulus is refused unread).
+ *
+ *   SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+ *   RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }   (RFC 8017 §A.1.1)
  */
 export function readPolicyKey(spki: Buffer, codes: KeyPolicyCodes & { malformed: () => Error }): PolicyKey {
-  const outer = readTlv(spki, 0);
-  if (outer === undefined || outer.tag !== TAG.SEQUENCE || outer.end !== spki.length) throw codes.malformed();
-  const [algorithm, keyBits] = readChildren(spki, outer) ?? [];
-  if (algorithm?.tag !== TAG.SEQUENCE || keyBits?.tag !== TAG.BIT_STRING) throw codes.malformed();
-  const [algOid, params] = readChildren(spki, algorithm) ?? [];
-  if (algOid?.tag !== TAG.OID) throw codes.malformed();
-  const alg = decodeOid(contentOf(spki, algOid));
-  const key = contentOf(spki, keyBits);
-  if (key[0] !== 0) throw codes.malformed();
+  const root = DerNode.parse(spki, () => codes.malformed()).expect(TAG.SEQUENCE);
+  const algorithm = root.child(0, TAG.SEQUENCE);
+  const keyBits = root.child(1, TAG.BIT_STRING);
+  const alg = algorithm.child(0).oid();
+  if (keyBits.content[0] !== 0) throw codes.malformed();
 
   if (alg === OID.ecPublicKey) {
-    const curveId = params?.tag === TAG.OID ? decodeOid(contentOf(spki, params)) : 'explicit parameters';
-    const curve = CURVES[curveId];
-    if (curve === undefined) throw new MusterError(codes.unsupported, `the EC curve ${curveId} is not supported (use P-256 or P-384)`);
-    const point = key.subarray(1);
+    const params = algorithm.children()[1];
+    const curveId = params?.tag === TAG.OID ? params.oid() : 'explicit parameters';
+    const kind = judgeKey({ type: 'ec', curve: curveId }, codes);
+    const curve = curveNamed(curveId)!;
+    const point = keyBits.content.subarray(1);
     let publicKey: KeyObject;
     try {
       if (point[0] === 0x04 && point.length === 1 + 2 * curve.size) {
         const x = point.subarray(1, 1 + curve.size).toString('base64url');
         const y = point.subarray(1 + curve.size).toString('base64url');
-        publicKey = createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' });
+        publicKey = createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x, y }, format: 'jwk' });
       } else {
         publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' }); // compressed points: rare
       }
     } catch {
       throw codes.malformed();
     }
-    return { publicKey, kind: curve.kind };
+    return { publicKey, kind };
   }
 
   if (alg === OID.rsaEncryption) {
-    const rsaSeq = readTlv(key, 1);
-    const [n, e] = rsaSeq?.tag === TAG.SEQUENCE && rsaSeq.end === key.length ? readChildren(key, rsaSeq) ?? [] : [];
-    if (n?.tag !== TAG.INTEGER || e?.tag !== TAG.INTEGER) throw codes.malformed();
-    const modulusBits = bitLength(contentOf(key, n));
-    if (modulusBits < 2048) throw new MusterError(codes.weak, `the RSA key has ${modulusBits} bits; at least 2048 are required`);
+    const rsaKey = keyBits.inner(1).expect(TAG.SEQUENCE);
+    const modulus = rsaKey.child(0, TAG.INTEGER).content;
+    const exponent = rsaKey.child(1, TAG.INTEGER).content;
+    const kind = judgeKey({ type: 'rsa', modulusBits: bitLength(modulus), publicExponent: exponent.length > 8 ? 2n ** 64n : BigInt(`0x${exponent.toString('hex') || '0'}`) }, codes);
     try {
-      return { publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }), kind: 'rsa' };
+      return { publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }), kind };
     } catch {
       throw codes.malformed();
     }
   }
 
-  throw new MusterError(codes.unsupported, `keys of algorithm ${alg} are not supported (use EC P-256/P-384 or RSA >= 2048)`);
+  judgeKey({ type: alg }, codes); // throws: only EC and RSA keys pass the policy
+  throw codes.malformed();
 }

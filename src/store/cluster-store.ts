@@ -1,213 +1,193 @@
 /**
- * The cluster store: the interface the manager uses, and its implementation
- * on `level` (LevelDB). One sublevel per kind of record, JSON values, every
- * write fsync'd, and anything that changes two records at once in one batch.
+ * The cluster store (DESIGN §8, §10): the one truth every manager reads and
+ * changes. Records live under keys (`meta/cluster`, `nodes/<id>`, …); each
+ * read returns the record with its version (the store revision of its last
+ * change), and every change is a transaction that commits only if the
+ * versions it read are still current: compare-and-swap, as etcd's Txn does.
+ * `transact` turns that into read-modify-write with retries. The change feed
+ * lets managers keep caches that never serve what the store no longer holds.
  *
- * Writes are group-committed: while one fsync'd batch is in flight, the
- * writes that arrive queue up and go down together in the next one. Each
- * caller still resolves only once its own records are on disk, and each
- * caller's records stay all-or-nothing. Under a join storm one fsync then
- * covers many joins, so a disk with slow fsyncs (10 ms is common on cloud
- * volumes) does not cap joins at LevelDB's few concurrent writers per fsync.
+ * Backends: LevelDB (level-store.ts, one serving manager) and etcd
+ * (etcd-store.ts, several).
  */
-import { Level } from 'level';
+import type { Static, TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import type { CaRecord, CertificateRecord, ClusterRecord, NodeRecord, TokensRecord } from './records.js';
+import { CaRecord, CertificateRecord, ClusterRecord, ManagerRegistration, ManagersRecord, NodeRecord, SCHEMA_VERSION, TokensRecord } from './records.js';
 
-/** Everything `muster init` writes, committed at once. */
-export interface InitialState {
-  cluster: ClusterRecord;
-  ca: CaRecord;
-  tokens: TokensRecord;
-  node: NodeRecord;
-  certificate: CertificateRecord;
+/** A record and the store revision that last changed it. */
+export interface Entry<T> {
+  value: T;
+  version: number;
 }
 
-/** What the manager needs from its store. */
-export interface ClusterStore {
-  open(): Promise<void>;
-  /** Idempotent. */
-  close(): Promise<void>;
-  /** Writes the founding state; CLUSTER_EXISTS if the store already holds a cluster. */
-  initialise(state: InitialState): Promise<void>;
-  getCluster(): Promise<ClusterRecord | undefined>;
-  putCluster(cluster: ClusterRecord): Promise<void>;
-  getCa(): Promise<CaRecord | undefined>;
-  putCa(ca: CaRecord): Promise<void>;
-  getTokens(): Promise<TokensRecord | undefined>;
-  putTokens(tokens: TokensRecord): Promise<void>;
-  getNode(id: string): Promise<NodeRecord | undefined>;
-  listNodes(): Promise<NodeRecord[]>;
-  putNode(node: NodeRecord): Promise<void>;
-  /** Writes a node and the certificate just issued to it in one atomic batch. */
-  putNodeWithCertificate(node: NodeRecord, certificate: CertificateRecord): Promise<void>;
-  /** Records a certificate that belongs to no node (API users). */
-  putCertificate(certificate: CertificateRecord): Promise<void>;
-  getCertificate(serial: string): Promise<CertificateRecord | undefined>;
-  listCertificates(): Promise<CertificateRecord[]>;
+/** One record's key and schema. */
+export interface Ref<S extends TSchema> {
+  readonly key: string;
+  readonly schema: S;
 }
 
-/** classic-level's `sync` option: fsync the write-ahead log before the write resolves. */
-const SYNC = { sync: true };
-
-/** The slice of a level sublevel used here; level's generic typings do not carry `sync`. */
-interface Section {
-  get(key: string): Promise<unknown>;
-  values(): { all(): Promise<unknown[]> };
+/** A family of records under one prefix (nodes, certificates). */
+export interface Space<S extends TSchema> {
+  readonly prefix: string;
+  readonly schema: S;
+  ref(id: string): Ref<S>;
 }
 
-interface BatchPut {
-  type: 'put';
-  sublevel: Section;
+function ref<S extends TSchema>(key: string, schema: S): Ref<S> {
+  return { key, schema };
+}
+
+function space<S extends TSchema>(prefix: string, schema: S): Space<S> {
+  return { prefix, schema, ref: (id) => ref(`${prefix}${id}`, schema) };
+}
+
+/** Every record the store holds, by key. */
+export const KEYS = {
+  cluster: ref('meta/cluster', ClusterRecord),
+  ca: ref('meta/ca', CaRecord),
+  tokens: ref('meta/tokens', TokensRecord),
+  managers: ref('meta/managers', ManagersRecord),
+  nodes: space('nodes/', NodeRecord),
+  certificates: space('certs/', CertificateRecord),
+} as const;
+
+/** A raw change as the backend reports it: the new value, or undefined for a deletion. */
+export interface Change {
   key: string;
   value: unknown;
+  version: number;
 }
 
-/** A caller's writes waiting for the next group commit. */
-interface PendingWrite {
-  puts: BatchPut[];
-  resolve: () => void;
-  reject: (error: unknown) => void;
+/** What a change-feed listener hears: changes, or "resync" after the feed may have missed some (a reconnect). */
+export type ChangeEvent = { type: 'changes'; changes: Change[] } | { type: 'resync' };
+
+/** A transaction: it commits its writes only if every compared key still has that version (0: absent). */
+export interface Txn {
+  compares: { key: string; version: number }[];
+  puts: { key: string; value: unknown }[];
+  deletes: string[];
 }
 
-/** At most this many callers share one batch. */
-const MAX_GROUP = 256;
+/** A live manager as the store sees it. */
+export interface Member {
+  registration: ManagerRegistration;
+  /** The one manager that runs the cluster's singleton work (an etcd election). */
+  leader: boolean;
+}
 
-/** The default store: LevelDB in a folder (or in memory through `level`'s memory backends in tests). */
-export class LevelClusterStore implements ClusterStore {
-  private readonly db: Level<string, unknown>;
-  private readonly meta: Section;
-  private readonly nodes: Section;
-  private readonly certs: Section;
-  private closed = false;
-  private readonly queue: PendingWrite[] = [];
-  private draining: Promise<void> | undefined;
-  /** Batches written to LevelDB so far (each fsync'd); fewer than the writes when they were grouped. */
-  commits = 0;
+/** What the managers need from a store backend. */
+export interface ClusterStore {
+  /** Where the store lives, for status output; never credentials. */
+  readonly description: string;
+  /** Idempotent; writes already accepted reach the store first. */
+  close(): Promise<void>;
+  get<S extends TSchema>(ref: Ref<S>): Promise<Entry<Static<S>> | undefined>;
+  /** Records of a space in key order, after `after` (an ID), at most `limit`. */
+  list<S extends TSchema>(space: Space<S>, page?: { after?: string; limit?: number }): Promise<(Entry<Static<S>> & { id: string })[]>;
+  /** Commits `txn`; false when a compared version has changed (nothing was written). */
+  commit(txn: Txn): Promise<boolean>;
+  /** Subscribes to changes made by anyone; returns the unsubscribe function. */
+  watch(listener: (event: ChangeEvent) => void): () => void;
+  /** Registers this manager as serving for as long as it lives (etcd: bound to a lease). */
+  register(registration: ManagerRegistration): Promise<void>;
+  /** Withdraws the registration (stops serving). */
+  unregister(): Promise<void>;
+  /** The managers serving now, the leader marked. */
+  members(): Promise<Member[]>;
+}
 
-  constructor(location: string) {
-    this.db = new Level<string, unknown>(location, { valueEncoding: 'json' });
-    const section = (name: string): Section => this.db.sublevel<string, unknown>(name, { valueEncoding: 'json' }) as unknown as Section;
-    this.meta = section('cluster');
-    this.nodes = section('nodes');
-    this.certs = section('certificates');
+const validators = new Map<TSchema, ReturnType<typeof Compile>>();
+function validatorFor(schema: TSchema): ReturnType<typeof Compile> {
+  let validator = validators.get(schema);
+  if (validator === undefined) {
+    validator = Compile(schema);
+    validators.set(schema, validator);
   }
+  return validator;
+}
 
-  async open(): Promise<void> {
-    try {
-      await this.db.open();
-    } catch (cause) {
-      const locked = String((cause as { cause?: unknown }).cause ?? cause).includes('lock');
-      throw new MusterError('STATE_CORRUPT', locked ? 'the cluster store is locked: is another muster running on this data dir?' : 'the cluster store cannot be opened', { cause });
-    }
-  }
-
-  /** Queues `puts` for the next group commit; resolves once they are fsync'd. */
-  private batch(puts: BatchPut[]): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ puts, resolve, reject });
-      this.draining ??= this.drain();
+/** Checks a stored value against its schema; STATE_CORRUPT (naming the key) when it does not match. */
+export function decodeRecord<S extends TSchema>(schema: S, key: string, value: unknown): Static<S> {
+  if (validatorFor(schema).Check(value)) return value as Static<S>;
+  const version = (value as { schema?: unknown } | null)?.schema;
+  if (typeof version === 'number' && version !== SCHEMA_VERSION) {
+    throw new MusterError('STATE_CORRUPT', `the store record ${key} was written by another version of muster (schema ${version}, this one reads ${SCHEMA_VERSION})`, {
+      hint: 'run the muster version that wrote this cluster',
     });
   }
+  throw new MusterError('STATE_CORRUPT', `the store record ${key} does not match its schema`);
+}
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const group = this.queue.splice(0, MAX_GROUP);
-      try {
-        await this.commit(group.flatMap((write) => write.puts));
-        for (const write of group) write.resolve();
-      } catch (error) {
-        if (group.length === 1) {
-          group[0]!.reject(error);
-          continue;
-        }
-        // One caller's bad record must not fail the others: write each alone.
-        for (const write of group) {
-          await this.commit(write.puts).then(write.resolve, write.reject);
-        }
-      }
-    }
-    this.draining = undefined;
+/** The read and write set of one attempt of {@link transact}. */
+export class Tx {
+  private readonly compares = new Map<string, number>();
+  private readonly puts = new Map<string, unknown>();
+  private readonly deletes = new Set<string>();
+
+  constructor(private readonly store: ClusterStore) {}
+
+  /** Reads a record from the store; the commit requires it unchanged. */
+  async get<S extends TSchema>(ref: Ref<S>): Promise<Static<S> | undefined> {
+    const entry = await this.store.get(ref);
+    this.assume(ref, entry);
+    return entry?.value;
   }
 
-  private async commit(puts: BatchPut[]): Promise<void> {
-    this.commits++;
-    await (this.db.batch as unknown as (ops: BatchPut[], options: typeof SYNC) => Promise<void>)(puts, SYNC);
+  /** Uses a record read earlier (a cache); the commit requires that version still current. */
+  assume<S extends TSchema>(ref: Ref<S>, entry: Entry<Static<S>> | undefined): Static<S> | undefined {
+    if (!this.compares.has(ref.key)) this.compares.set(ref.key, entry?.version ?? 0);
+    return entry?.value;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.draining; // writes already accepted reach the disk first
-    await this.db.close();
+  /** Writes a record (validated against its schema first: a bad record is a bug, not a store failure). */
+  put<S extends TSchema>(ref: Ref<S>, value: Static<S>): void {
+    if (!validatorFor(ref.schema).Check(value)) throw new MusterError('INTERNAL', `refusing to write ${ref.key}: it does not match its schema`);
+    this.deletes.delete(ref.key);
+    this.puts.set(ref.key, value);
   }
 
-  async initialise(state: InitialState): Promise<void> {
-    if ((await this.getCluster()) !== undefined) throw new MusterError('CLUSTER_EXISTS');
-    await this.batch(
-      [
-        { type: 'put', sublevel: this.meta, key: 'ca', value: state.ca },
-        { type: 'put', sublevel: this.meta, key: 'tokens', value: state.tokens },
-        { type: 'put', sublevel: this.nodes, key: state.node.id, value: state.node },
-        { type: 'put', sublevel: this.certs, key: state.certificate.serial, value: state.certificate },
-        // Written last in the batch; the batch is atomic either way.
-        { type: 'put', sublevel: this.meta, key: 'cluster', value: state.cluster },
-      ],
-    );
+  /** Deletes a record. */
+  delete(ref: Ref<TSchema>): void {
+    this.puts.delete(ref.key);
+    this.deletes.add(ref.key);
   }
 
-  async getCluster(): Promise<ClusterRecord | undefined> {
-    return (await this.meta.get('cluster')) as ClusterRecord | undefined;
+  /** True when the attempt wrote nothing. */
+  get readOnly(): boolean {
+    return this.puts.size === 0 && this.deletes.size === 0;
   }
 
-  async putCluster(cluster: ClusterRecord): Promise<void> {
-    await this.batch([{ type: 'put', sublevel: this.meta, key: 'cluster', value: cluster }]);
+  /** The transaction to commit. */
+  toTxn(): Txn {
+    return {
+      compares: [...this.compares].map(([key, version]) => ({ key, version })),
+      puts: [...this.puts].map(([key, value]) => ({ key, value })),
+      deletes: [...this.deletes],
+    };
   }
+}
 
-  async getCa(): Promise<CaRecord | undefined> {
-    return (await this.meta.get('ca')) as CaRecord | undefined;
-  }
+/** Options for {@link transact}. */
+export interface TransactOptions {
+  /** Attempts before giving up with STORE_CONFLICT. */
+  attempts?: number;
+  /** Runs after a conflict, before the next attempt (refresh the caches `fn` assumed). */
+  beforeRetry?: () => Promise<void>;
+}
 
-  async putCa(ca: CaRecord): Promise<void> {
-    await this.batch([{ type: 'put', sublevel: this.meta, key: 'ca', value: ca }]);
+/**
+ * Read-modify-write: runs `fn` against a fresh Tx and commits what it wrote
+ * if nothing it read has changed since; otherwise runs it again. `fn` must
+ * have no effects outside the Tx that a rerun would repeat harmfully.
+ */
+export async function transact<T>(store: ClusterStore, fn: (tx: Tx) => Promise<T>, options: TransactOptions = {}): Promise<T> {
+  const attempts = options.attempts ?? 32;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    const tx = new Tx(store);
+    const result = await fn(tx);
+    if (tx.readOnly || (await store.commit(tx.toTxn()))) return result;
+    await options.beforeRetry?.();
   }
-
-  async getTokens(): Promise<TokensRecord | undefined> {
-    return (await this.meta.get('tokens')) as TokensRecord | undefined;
-  }
-
-  async putTokens(tokens: TokensRecord): Promise<void> {
-    await this.batch([{ type: 'put', sublevel: this.meta, key: 'tokens', value: tokens }]);
-  }
-
-  async getNode(id: string): Promise<NodeRecord | undefined> {
-    return (await this.nodes.get(id)) as NodeRecord | undefined;
-  }
-
-  async listNodes(): Promise<NodeRecord[]> {
-    return (await this.nodes.values().all()) as NodeRecord[];
-  }
-
-  async putNode(node: NodeRecord): Promise<void> {
-    await this.batch([{ type: 'put', sublevel: this.nodes, key: node.id, value: node }]);
-  }
-
-  async putNodeWithCertificate(node: NodeRecord, certificate: CertificateRecord): Promise<void> {
-    await this.batch([
-      { type: 'put', sublevel: this.nodes, key: node.id, value: node },
-      { type: 'put', sublevel: this.certs, key: certificate.serial, value: certificate },
-    ]);
-  }
-
-  async putCertificate(certificate: CertificateRecord): Promise<void> {
-    await this.batch([{ type: 'put', sublevel: this.certs, key: certificate.serial, value: certificate }]);
-  }
-
-  async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
-    return (await this.certs.get(serial)) as CertificateRecord | undefined;
-  }
-
-  async listCertificates(): Promise<CertificateRecord[]> {
-    return (await this.certs.values().all()) as CertificateRecord[];
-  }
+  throw new MusterError('STORE_CONFLICT');
 }

@@ -1,82 +1,114 @@
 /**
- * The records the cluster store keeps (DESIGN §8). Every value carries a
- * schema version so a later muster can migrate what an earlier one wrote.
+ * The records the cluster store keeps (DESIGN §8), one TypeBox schema each:
+ * the schema is the TypeScript type, and every read is checked against it.
+ * Every value carries a schema version; a record written by another version
+ * of muster is refused rather than guessed at.
  */
-import type { NodeRole } from '../core/roles.js';
+import Type from 'typebox';
+import { Labels } from '../core/labels.js';
 
 /** The schema version written into every record. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+
+const Schema = Type.Literal(SCHEMA_VERSION);
+const Millis = Type.Integer({ minimum: 0 });
+const Role = Type.Union([Type.Literal('worker'), Type.Literal('manager')]);
+
+
+/** A secret sealed under the cluster data key (AES-256-GCM): nonce and ciphertext with its tag, base64. */
+export const Sealed = Type.Object({ alg: Type.Literal('A256GCM'), iv: Type.String(), data: Type.String() });
+export type Sealed = Type.Static<typeof Sealed>;
 
 /** Cluster-wide settings. */
-export interface ClusterRecord {
-  schema: number;
-  clusterId: string;
+export const ClusterRecord = Type.Object({
+  schema: Schema,
+  clusterId: Type.String(),
   /** Lifetime of newly issued node certificates, in ms; read at signing time. */
-  certExpiryMs: number;
-  createdAt: number;
-  /** The address nodes are told to reach the first manager on (host:port). */
-  advertiseAddr: string;
-}
+  certExpiryMs: Millis,
+  createdAt: Millis,
+});
+export type ClusterRecord = Type.Static<typeof ClusterRecord>;
 
-/** An external CA the manager forwards signing to (cfssl protocol). */
-export interface ExternalCaRecord {
-  url: string;
+/** An external CA the managers forward signing to (cfssl protocol). */
+export const ExternalCaRecord = Type.Object({
+  url: Type.String(),
   /** Root(s) to verify the CA's TLS certificate with; system roots when absent. */
-  cacertPem?: string;
-  /** HMAC-SHA256 key for /api/v1/cfssl/authsign, hex. A secret, like the CA key. */
-  authKeyHex?: string;
-}
+  cacertPem: Type.Optional(Type.String()),
+  /** The HMAC key for cfssl's authsign, sealed like the CA key. */
+  authKey: Type.Optional(Sealed),
+});
+export type ExternalCaRecord = Type.Static<typeof ExternalCaRecord>;
 
-/** The root CA: the bundle bytes exactly as served and hashed, and its key or the external CAs that hold it. */
-export interface CaRecord {
-  schema: number;
-  rootPem: string;
-  /** PKCS#8 PEM; never leaves the manager, never printed. Absent when an external CA signs. */
-  keyPem?: string;
+/** The root CA: the bundle bytes exactly as served and hashed, and its sealed key or the external CAs that hold it. */
+export const CaRecord = Type.Object({
+  schema: Schema,
+  rootPem: Type.String(),
+  /** The PKCS#8 PEM key, sealed; absent when an external CA signs. */
+  key: Type.Optional(Sealed),
   /** Set when the root key lives outside the cluster; tried in order. */
-  external?: ExternalCaRecord[];
-}
+  external: Type.Optional(Type.Array(ExternalCaRecord)),
+});
+export type CaRecord = Type.Static<typeof CaRecord>;
 
 /** The current join tokens, one per role. */
-export interface TokensRecord {
-  schema: number;
-  worker: string;
-  manager: string;
-  rotatedAt: Record<NodeRole, number>;
-}
+export const TokensRecord = Type.Object({
+  schema: Schema,
+  worker: Type.String(),
+  manager: Type.String(),
+  rotatedAt: Type.Object({ worker: Millis, manager: Millis }),
+});
+export type TokensRecord = Type.Static<typeof TokensRecord>;
 
 /** One node of the cluster. */
-export interface NodeRecord {
-  schema: number;
-  id: string;
-  role: NodeRole;
-  hostname: string;
-  labels: Record<string, string>;
-  createdAt: number;
-  lastSeenAt: number;
+export const NodeRecord = Type.Object({
+  schema: Schema,
+  id: Type.String(),
+  role: Role,
+  hostname: Type.String(),
+  labels: Labels,
+  createdAt: Millis,
+  lastSeenAt: Millis,
   /** Serial (upper-case hex) and NotAfter of the newest certificate issued to the node. */
-  certSerial: string;
-  certNotAfter: number;
+  certSerial: Type.String(),
+  certNotAfter: Millis,
   /** The role that certificate carries; differs from `role` until the node renews after a promotion or demotion. */
-  certRole: NodeRole;
-  removed: boolean;
-  removedAt?: number;
-}
+  certRole: Role,
+  /** Where the node serves the API when it is a manager (host:port), as it reported. */
+  managerAddr: Type.Optional(Type.String()),
+  removed: Type.Boolean(),
+  removedAt: Type.Optional(Millis),
+});
+export type NodeRecord = Type.Static<typeof NodeRecord>;
 
 /** Why a certificate was issued. */
-export type IssueKind = 'init' | 'join' | 'renew' | 'user';
+export const IssueKind = Type.Union([Type.Literal('init'), Type.Literal('join'), Type.Literal('renew'), Type.Literal('user')]);
+export type IssueKind = Type.Static<typeof IssueKind>;
 
-/** One certificate the manager issued. */
-export interface CertificateRecord {
-  schema: number;
-  serial: string;
+/** One certificate the managers issued. */
+export const CertificateRecord = Type.Object({
+  schema: Schema,
+  serial: Type.String(),
   /** The node ID, or the API user's name. */
-  subject: string;
-  role: NodeRole | 'admin';
-  kind: IssueKind;
-  issuedAt: number;
-  notBefore: number;
-  notAfter: number;
+  subject: Type.String(),
+  role: Type.Union([Role, Type.Literal('admin')]),
+  kind: IssueKind,
+  issuedAt: Millis,
+  notBefore: Millis,
+  notAfter: Millis,
   /** Set when an admin revoked it (API users: muster ca revoke-api-certificate). */
-  revokedAt?: number;
-}
+  revokedAt: Type.Optional(Millis),
+});
+export type CertificateRecord = Type.Static<typeof CertificateRecord>;
+
+/** Which nodes hold the manager role: an index kept in the same transactions as the node records, so "is this the last manager?" is one compared read. */
+export const ManagersRecord = Type.Object({ schema: Schema, ids: Type.Array(Type.String()) });
+export type ManagersRecord = Type.Static<typeof ManagersRecord>;
+
+/** A serving manager's registration: held while it lives (bound to an etcd lease), gone when it dies. */
+export const ManagerRegistration = Type.Object({
+  nodeId: Type.String(),
+  /** Where nodes reach it (host:port). */
+  addr: Type.String(),
+  startedAt: Millis,
+});
+export type ManagerRegistration = Type.Static<typeof ManagerRegistration>;

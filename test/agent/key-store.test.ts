@@ -1,7 +1,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KeyStore, WRITE_STEPS, writeFileAtomic } from '../../src/agent/key-store.js';
+import { KeyStore, WRITE_STEPS } from '../../src/agent/key-store.js';
+import { writeFileAtomic } from '../../src/core/atomic-file.js';
 import { FakeClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
 import { dataDirLayout } from '../../src/config/paths.js';

@@ -133,8 +133,8 @@ describe('node', () => {
     const table = await cli(['node', 'ls', '--data-dir', managerDir]);
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+CERT EXPIRES\s+LAST SEEN$/);
-    expect(lines[1]).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+in \\d+ (days|hours)\\s+\\d+ seconds? ago$`));
+    expect(lines[0]).toMatch(/^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+MANAGER STATUS\s+CERT EXPIRES\s+LAST SEEN$/);
+    expect(lines[1]).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours)\\s+\\d+ seconds? ago$`));
     const column = (line: string): number => line.indexOf('ROLE');
     const roleAt = column(lines[0]!);
     for (const line of lines.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/);
@@ -171,7 +171,7 @@ describe('node', () => {
     for (const argv of [['node', 'demote', managerId], ['node', 'rm', '-f', managerId]]) {
       const last = await cli([...argv, '--data-dir', managerDir]);
       expect(last.code).toBe(1);
-      expect(last.stderr).toMatch(/error: cannot (demote|remove) \S+: it is the last manager of the cluster\nhint: promote another node first\n/);
+      expect(last.stderr).toMatch(/error: cannot (demote|remove) \S+: it is the last serving manager of the cluster\nhint: a cluster on the embedded store has exactly one manager\n/);
     }
   });
 });
@@ -286,7 +286,7 @@ describe('leave', () => {
     expect(refused.stderr).toMatch(/^error: this node \(\S+\) is a manager\nhint: use 'muster leave --force' to leave anyway\n$/);
     const last = await cli(['leave', '--force', '--data-dir', managerDir]);
     expect(last.code).toBe(1);
-    expect(last.stderr).toMatch(/it is the last manager of the cluster/);
+    expect(last.stderr).toMatch(/it is the last serving manager of the cluster/);
     expect(existsSync(join(certs, 'node.key'))).toBe(true);
   });
 });

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MusterError } from '../../src/core/errors.js';
-import { formatTable, printError, relativeTime, useColour } from '../../src/cli/output.js';
+import { formatTable, printError, relativeTime } from '../../src/cli/output.js';
+import { readEnv } from '../../src/cli/settings.js';
 
 class Sink extends Writable {
   text = '';
@@ -16,22 +17,23 @@ class Sink extends Writable {
 
 describe('output', () => {
   it('uses colour only on a TTY, and never with NO_COLOR or TERM=dumb', () => {
-    expect(useColour({ isTTY: true }, {})).toBe(true);
-    expect(useColour({ isTTY: false }, {})).toBe(false);
-    expect(useColour({}, {})).toBe(false);
-    expect(useColour({ isTTY: true }, { NO_COLOR: '1' })).toBe(false);
-    expect(useColour({ isTTY: true }, { TERM: 'dumb' })).toBe(false);
+    const colour = (stream: { isTTY?: boolean }, env: Record<string, string>): boolean => readEnv({ env }).colour(stream);
+    expect(colour({ isTTY: true }, {})).toBe(true);
+    expect(colour({ isTTY: false }, {})).toBe(false);
+    expect(colour({}, {})).toBe(false);
+    expect(colour({ isTTY: true }, { NO_COLOR: '1' })).toBe(false);
+    expect(colour({ isTTY: true }, { TERM: 'dumb' })).toBe(false);
   });
 
   it('prints error: and hint: lines, coloured on a TTY only, and returns the exit code', () => {
     const plain = new Sink(false);
-    expect(printError({ stdout: new Sink(false), stderr: plain, env: {} }, new MusterError('CERT_EXPIRY_TOO_SHORT'))).toBe(2);
+    expect(printError({ stdout: new Sink(false), stderr: plain }, new MusterError('CERT_EXPIRY_TOO_SHORT'), false)).toBe(2);
     expect(plain.text).toBe('error: certificate expiry is below the minimum of 1h\nhint: use --cert-expiry 1h or longer\n');
     const tty = new Sink(true);
-    expect(printError({ stdout: new Sink(true), stderr: tty, env: {} }, new MusterError('NODE_REMOVED'))).toBe(1);
+    expect(printError({ stdout: new Sink(true), stderr: tty }, new MusterError('NODE_REMOVED'), true)).toBe(1);
     expect(tty.text).toBe("\u001b[31merror:\u001b[0m this node has been removed from the cluster\n\u001b[33mhint:\u001b[0m join again with 'muster join --token TOKEN ADDR'\n");
     const other = new Sink(false);
-    expect(printError({ stdout: new Sink(false), stderr: other, env: {} }, new Error('boom'))).toBe(1);
+    expect(printError({ stdout: new Sink(false), stderr: other }, new Error('boom'), false)).toBe(1);
     expect(other.text).toBe('error: boom\n');
   });
 

@@ -16,7 +16,7 @@ let port: number;
 beforeAll(async () => {
   cluster = await foundTestCluster();
   app = await buildApp({
-    service: cluster.service,
+    services: cluster.services,
     tls: cluster.managerTls,
     logger: pino({ level: 'silent' }),
     timeouts: { headersMs: 300, requestMs: 600, keepAliveMs: 300, connectionMs: 2_000 },
@@ -33,7 +33,7 @@ afterAll(async () => {
 /** Opens a TLS connection that trusts the cluster root. */
 function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string } = {}): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: cluster.service.rootPem, servername: 'swarm-manager', ...options }, () => resolve(socket));
+    const socket = connect({ host: '127.0.0.1', port, ca: cluster.state.root.pem, servername: 'swarm-manager', ...options }, () => resolve(socket));
     socket.once('error', reject);
   });
 }

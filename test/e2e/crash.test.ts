@@ -74,7 +74,7 @@ describe('a manager killed during 300 concurrent joins', () => {
 
     manager = start(['run', '--data-dir', dir, '--listen-addr', address], { MUSTER_LOG_LEVEL: 'info' });
     await manager.waitFor(/manager listening on/); // the store opened cleanly
-    const admin = new ApiClient({ address, tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') } });
+    const admin = new ApiClient({ managers: [address], tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') } });
     try {
       const nodes = new Map((await admin.listNodes()).map((n) => [n.id, n]));
       for (const g of got) {
@@ -90,7 +90,7 @@ describe('a manager killed during 300 concurrent joins', () => {
         expect('status' in again && again.status).toBe(200);
       }
     } finally {
-      admin.close();
+      await admin.close();
     }
   });
 });

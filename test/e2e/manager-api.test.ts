@@ -113,11 +113,13 @@ describe('joins over HTTPS', () => {
     expect(Date.parse(String(body.renewAfter))).toBeLessThan(Date.parse(String(body.notAfter)));
   });
 
-  it('the manager token yields a manager certificate', async () => {
-    const { res, certFile } = await joinWith(managerToken, 'm2');
-    expect(res.status).toBe(200);
-    expect(opensslStatus(['verify', '-CAfile', root, certFile]).status).toBe(0);
-    expect(x509Text(readFileSync(certFile, 'utf8'))).toMatch(/OU = swarm-manager/);
+  it('the manager token is refused on the embedded store, at preflight already, with the way out', async () => {
+    const preflight = await postJson('/v1/join/preflight', { token: managerToken });
+    expect(preflight.status).toBe(409);
+    expect(preflight.json()).toMatchObject({ code: 'EMBEDDED_STORE', hint: expect.stringMatching(/muster store migrate --to etcd/) });
+    expect((await postJson('/v1/join/preflight', { token: workerToken })).json()).toEqual({ role: 'worker' });
+    const { res } = await joinWith(managerToken, 'm2');
+    expect(res.status).toBe(409);
   });
 
   it('accepts RSA CSRs from openssl', async () => {
@@ -157,18 +159,18 @@ describe('authorisation', () => {
     expect((await curl([...as(certFile, keyFile), `${base}/v1/nodes/self`])).status).toBe(200);
   });
 
-  it('a renewal after a promotion returns a manager certificate', async () => {
+  it('a promotion is refused on the embedded store; the worker renews as a worker', async () => {
     const { certFile, keyFile, res } = await joinWith(workerToken, 'w-promote');
     const nodeId = String(res.json().nodeId);
-    expect((await curl([...managerCreds(), '-X', 'POST', `${base}/v1/nodes/${nodeId}/promote`])).status).toBe(200);
-    const self = (await curl([...as(certFile, keyFile), `${base}/v1/nodes/self`])).json();
-    expect(self).toMatchObject({ renewNow: true, reason: 'role-change' });
-    const newKey = fx.key('ec:P-256');
-    const renewed = await postJson('/v1/renew', { csr: fx.csr(newKey) }, as(certFile, keyFile));
+    const promoted = await curl([...managerCreds(), '-X', 'POST', `${base}/v1/nodes/${nodeId}/promote`]);
+    expect(promoted.status).toBe(409);
+    expect(promoted.json().code).toBe('EMBEDDED_STORE');
+    expect((await curl([...as(certFile, keyFile), `${base}/v1/nodes/self`])).json()).toMatchObject({ renewNow: false });
+    const renewed = await postJson('/v1/renew', { csr: fx.csr(fx.key('ec:P-256')) }, as(certFile, keyFile));
     expect(renewed.status, renewed.body).toBe(200);
     const pem = String(renewed.json().certificate);
-    expect(x509Text(pem)).toMatch(new RegExp(`OU = swarm-manager, CN = ${nodeId}`));
-    expect(opensslStatus(['verify', '-CAfile', root, scratch.write('promoted.crt', pem)]).status).toBe(0);
+    expect(x509Text(pem)).toMatch(new RegExp(`OU = swarm-worker, CN = ${nodeId}`));
+    expect(opensslStatus(['verify', '-CAfile', root, scratch.write('renewed.crt', pem)]).status).toBe(0);
   });
 
   it("a removed node's certificate gets 403 on every route", async () => {
@@ -255,22 +257,26 @@ describe('expired and rate-limited callers', () => {
     expect((await patch('720h')).status).toBe(200);
     const certFile = scratch.write('shortlived.crt', String(res.json().certificate));
     expect((await curl([...as(certFile, keyFile), `${base}/v1/nodes`])).status).toBe(200);
+    const before = clock.now();
     clock.advance(2 * 3_600_000);
     const expired = await curl([...as(certFile, keyFile), `${base}/v1/nodes`]);
     expect(expired.status).toBe(401);
     expect(expired.json().code).toBe('CERT_EXPIRED');
-    clock.set(Date.now());
+    clock.set(before); // time only moves forward for the limiter
   });
 
   it('answers 429 with Retry-After after ten failed joins from one address', async () => {
     clock.advance(61_000);
     for (let i = 0; i < 10; i++) expect((await postJson('/v1/join', { token: 'invalidtoken', csr: 'x' })).status).toBe(400);
-    const limited = await curl([...anon(), '-D', '-', '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: workerToken, csr: 'x' }), `${base}/v1/join`]);
+    const wrong = workerToken.slice(0, -1) + (workerToken.endsWith('0') ? '1' : '0');
+    const limited = await curl([...anon(), '-D', '-', '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: wrong, csr: 'x' }), `${base}/v1/join`]);
     expect(limited.status).toBe(429);
     expect(limited.body).toMatch(/retry-after: 60/i);
     expect(limited.body).toMatch(/"code":"RATE_LIMITED"/);
+    // Only failures count: the right token from the same address still joins.
+    expect((await joinWith(workerToken, 'during-limit')).res.status).toBe(200);
     clock.advance(61_000);
-    expect((await joinWith(workerToken, 'after-limit')).res.status).toBe(200);
+    expect((await postJson('/v1/join', { token: wrong, csr: 'x' })).status).toBe(401);
   });
 });
 

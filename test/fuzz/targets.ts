@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { MusterError } from '../../src/core/errors.js';
-import { parseDuration } from '../../src/config/duration.js';
+import { parseDuration } from '../../src/core/duration.js';
 import { buildApp } from '../../src/manager/app.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { readPemBlocks, toPem } from '../../src/pki/der.js';
@@ -29,13 +29,13 @@ function isTypedRefusal(error: unknown): boolean {
 /** Builds the targets; call cleanup() when done. */
 export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: () => Promise<void> }> {
   const cluster = await foundTestCluster();
-  const app = await buildApp({ service: cluster.service, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
+  const app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
   await app.ready();
   const validCsr = freshCsr().csr;
   const validDer = readPemBlocks(validCsr)[0]!.der;
-  const token = cluster.service.joinTokens().worker;
-  const worker = await cluster.service.join({ token, csr: freshCsr().csr }, 'fuzz-setup');
-  const caller = await cluster.service.authorize(new X509Certificate(worker.certificate), ['worker']);
+  const token = cluster.settings.joinTokens().worker;
+  const worker = await cluster.caServer.join({ token, csr: freshCsr().csr }, 'fuzz-setup');
+  const caller = await cluster.authoriser.authorize(new X509Certificate(worker.certificate), ['worker']);
 
   /** A JSON body for POST /v1/join: valid, arbitrary, or a valid one with fields swapped for junk. */
   const joinBody = fc.oneof(
@@ -75,7 +75,7 @@ export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: (
         await fc.assert(
           fc.asyncProperty(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.uint8Array({ maxLength: 600 }).map((b) => toPem(b, 'CERTIFICATE REQUEST'))), async (csr) => {
             try {
-              await cluster.service.renew(caller, csr);
+              await cluster.caServer.renew(caller, { csr });
               throw new Error('a junk CSR was accepted');
             } catch (error) {
               if (!isTypedRefusal(error)) throw error;

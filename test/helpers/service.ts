@@ -1,14 +1,17 @@
-/** A founded cluster service on a real LevelDB in a scratch dir, with a fake clock. */
+/** A founded cluster and its services on a real (in-memory) LevelDB store, with a fake clock: the manager without HTTP. */
 import { X509Certificate } from 'node:crypto';
+import { MemoryLevel } from 'memory-level';
 import { FakeClock } from '../../src/core/clock.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
-import { ClusterService } from '../../src/manager/cluster-service.js';
+import { foundCluster, type ExternalCaSpec } from '../../src/manager/founding.js';
+import { buildServices } from '../../src/manager/manager.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
-import { LevelClusterStore } from '../../src/store/cluster-store.js';
-import type { ExternalCaRecord } from '../../src/store/records.js';
-import { scratchDir } from './openssl.js';
+import { generateDataKey } from '../../src/pki/seal.js';
+import type { ClusterStore } from '../../src/store/cluster-store.js';
+import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
+import type { ManagerBundle } from '../../src/api/schemas.js';
 
 export const HOUR = 3_600_000;
 
@@ -18,39 +21,92 @@ export function freshCsr(): { csr: string; keyPem: string } {
   return { csr: createCsr({ privateKey: key.privateKey }), keyPem: key.privateKeyPem };
 }
 
-/** Founds a cluster and returns its service, store, clock and the first manager's certificate. */
-export async function foundTestCluster(options: { certExpiryMs?: number; root?: { certPem: string }; externalCAs?: ExternalCaRecord[] } = {}) {
-  const scratch = scratchDir('muster-svc-');
-  const store = new LevelClusterStore(scratch.path('db'));
-  await store.open();
+/** An embedded store in memory. */
+export async function memoryStore(): Promise<LevelStore> {
+  return LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'level (memory)');
+}
+
+/** Options for {@link foundTestCluster}. */
+export interface TestClusterOptions {
+  certExpiryMs?: number;
+  root?: { certPem: string; keyPem?: string };
+  externalCAs?: ExternalCaSpec[];
+  /** Behave as on a shared store: manager joins and promotions are allowed (the bundle is what a new manager would be given). */
+  shared?: boolean;
+  /** Another store (default: a fresh in-memory LevelDB). */
+  store?: ClusterStore;
+}
+
+/** Founds a cluster and returns its services, store, clock and the first manager's certificate. */
+export async function foundTestCluster(options: TestClusterOptions = {}) {
+  const store = options.store ?? (await memoryStore());
   const clock = new FakeClock(Date.now());
   const logger = recordingLogger();
   const managerKey = freshCsr();
-  const { service, nodeId, certificate } = await ClusterService.found({
+  const dataKey = generateDataKey();
+  const founded = await foundCluster({
     store,
     clock,
     random: systemRandom,
     logger,
-    advertiseAddr: '127.0.0.1:4377',
-    advertiseHost: '127.0.0.1',
+    dataKey,
     certExpiryMs: options.certExpiryMs ?? 90 * 24 * HOUR,
     csrPem: managerKey.csr,
     hostname: 'manager-1',
+    managerAddr: '127.0.0.1:4377',
     ...(options.root === undefined ? {} : { root: options.root }),
     ...(options.externalCAs === undefined ? {} : { externalCAs: options.externalCAs }),
   });
+  const bundle: ManagerBundle | undefined = options.shared === true ? { etcd: { endpoints: ['127.0.0.1:2379'] }, dataKey: dataKey.toString('base64') } : undefined;
+  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle });
+  await membership.register();
   return {
-    service,
+    ...services,
+    services,
+    membership,
     store,
     clock,
     logger,
-    managerId: nodeId,
-    managerCert: new X509Certificate(certificate.certPem),
+    dataKey,
+    clusterId: founded.clusterId,
+    managerId: founded.nodeId,
+    managerCert: new X509Certificate(founded.certificate.certPem),
     /** The first manager's TLS identity, for serving the app. */
-    managerTls: { keyPem: managerKey.keyPem, certPem: certificate.certPem, rootPem: service.rootPem },
+    managerTls: { keyPem: managerKey.keyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem },
     async cleanup() {
+      await services.state.close();
       await store.close();
-      scratch.cleanup();
+    },
+  };
+}
+
+/** What {@link foundTestCluster} returns. */
+export type TestCluster = Awaited<ReturnType<typeof foundTestCluster>>;
+
+/**
+ * A store whose change feed is held back until `release()`: what a manager
+ * sees when another manager's change has not reached it yet (etcd watches
+ * lag). Everything else goes to the real store underneath.
+ */
+export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void } {
+  const listeners = new Set<Parameters<ClusterStore['watch']>[0]>();
+  const held: Parameters<Parameters<ClusterStore['watch']>[0]>[0][] = [];
+  inner.watch((event) => held.push(event));
+  return {
+    description: inner.description,
+    close: () => inner.close(),
+    get: (ref) => inner.get(ref),
+    list: (space, page) => inner.list(space, page),
+    commit: (txn) => inner.commit(txn),
+    watch: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    register: (registration) => inner.register(registration),
+    unregister: () => inner.unregister(),
+    members: () => inner.members(),
+    release() {
+      for (const event of held.splice(0)) for (const listener of listeners) listener(event);
     },
   };
 }

@@ -9,14 +9,12 @@ import { FakeClock } from '../../src/core/clock.js';
 import { MusterError } from '../../src/core/errors.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
-import { CfsslIssuer } from '../../src/manager/cfssl-issuer.js';
-import { ClusterService } from '../../src/manager/cluster-service.js';
+import { CfsslSigner, signEndpoint } from '../../src/manager/cfssl-signer.js';
 import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
-import { LevelClusterStore } from '../../src/store/cluster-store.js';
-import { foundTestCluster, freshCsr } from '../helpers/service.js';
-import { scratchDir } from '../helpers/openssl.js';
+import { KEYS } from '../../src/store/cluster-store.js';
+import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
 type Mode = 'ok' | 'down' | 'slow' | 'refuse' | 'wrong-subject' | 'wrong-key' | 'foreign-root';
 const clock = new FakeClock(Date.now());
@@ -74,15 +72,13 @@ class FakeCfssl {
 const first = new FakeCfssl();
 const second = new FakeCfssl();
 const authed = new FakeCfssl('0f'.repeat(32));
-let cluster: Awaited<ReturnType<typeof foundTestCluster>>;
-let store: LevelClusterStore;
-let service: ClusterService;
+let cluster: TestCluster;
 let logger: ReturnType<typeof recordingLogger>;
 
 beforeAll(async () => {
   await Promise.all([first.start(), second.start(), authed.start()]);
   cluster = await foundTestCluster({ certExpiryMs: 3_600_000, root: { certPem: root.certPem }, externalCAs: [{ url: first.url }] });
-  ({ store, service, logger } = cluster);
+  logger = cluster.logger;
 });
 afterEach(() => {
   first.mode = 'ok';
@@ -93,7 +89,8 @@ afterAll(async () => {
   await cluster.cleanup();
 });
 
-const join = () => service.join({ token: service.joinTokens().worker, csr: freshCsr().csr }, `src-${Math.random()}`);
+const join = () => cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: freshCsr().csr }, `src-${Math.random()}`);
+const count = async (): Promise<[number, number]> => [(await cluster.store.list(KEYS.nodes)).length, (await cluster.store.list(KEYS.certificates)).length];
 const failure = async (promise: Promise<unknown>): Promise<MusterError> => {
   try {
     await promise;
@@ -104,13 +101,13 @@ const failure = async (promise: Promise<unknown>): Promise<MusterError> => {
   throw new Error('expected a failure');
 };
 
-describe('CfsslIssuer through the cluster service', () => {
+describe('CfsslSigner through the CA server', () => {
   it('sends the subject and hosts the manager chose, and hands out what chains to the root', async () => {
     const response = await join();
     const request = first.requests.at(-1)!;
-    expect(request).toMatchObject({ subject: { CN: response.nodeId, names: [{ O: service.clusterId, OU: 'swarm-worker' }] }, hosts: ['swarm-worker', response.nodeId], profile: 'node' });
+    expect(request).toMatchObject({ subject: { CN: response.nodeId, names: [{ O: cluster.clusterId, OU: 'swarm-worker' }] }, hosts: ['swarm-worker', response.nodeId], profile: 'node' });
     expect(new X509Certificate(response.certificate).checkIssued(ca.cert)).toBe(true);
-    expect(service.clusterView(false).ca).toMatchObject({ external: true, externalUrls: [first.url] });
+    expect(cluster.settings.clusterView(false).ca).toMatchObject({ external: true, externalUrls: [first.url] });
   });
 
   it.each([
@@ -121,14 +118,12 @@ describe('CfsslIssuer through the cluster service', () => {
     ['returning a certificate from another root', 'foreign-root', 502, 'EXTERNAL_CA_ERROR', /does not chain to the cluster root/],
   ] as const)('a CA %s fails the join with %s and writes nothing', async (_name, mode, status, code, message) => {
     first.mode = mode;
-    const nodesBefore = (await store.listNodes()).length;
-    const certsBefore = (await store.listCertificates()).length;
+    const before = await count();
     const error = await failure(join());
     expect(error.statusCode).toBe(status);
     expect(error.code).toBe(code);
     expect(error.message).toMatch(message);
-    expect((await store.listNodes()).length).toBe(nodesBefore);
-    expect((await store.listCertificates()).length).toBe(certsBefore);
+    expect(await count()).toEqual(before);
   });
 
   it('logs refused certificates', async () => {
@@ -138,23 +133,31 @@ describe('CfsslIssuer through the cluster service', () => {
   });
 
   it('gives a slow CA 5 seconds, then answers 503', async () => {
-    // The issuer on its own, with its 5 s timeout shortened to 200 ms.
+    // The signer on its own, with its 5 s timeout shortened to 200 ms.
     first.mode = 'slow';
-    const issuer = new CfsslIssuer([{ url: first.url }], ca.cert, logger, 200);
+    const signer = new CfsslSigner([{ url: first.url }], root.certPem, { logger, timeoutMs: 200 });
     const { csr } = freshCsr();
-    const error = await failure(issuer.issue({ csrPem: csr, csr: parseCsr(csr), role: 'worker', commonName: 'n', clusterId: 'c', hosts: [], validityMs: 1 }));
+    const error = await failure(signer.issue({ csrPem: csr, csr: parseCsr(csr), role: 'worker', commonName: 'n', clusterId: 'c', hosts: [], validityMs: 1 }));
     expect(error).toMatchObject({ code: 'EXTERNAL_CA_UNAVAILABLE', statusCode: 503 });
     expect(error.message).toMatch(/did not answer within 0\.2 s/);
+    await signer.close();
+  });
+
+  it('uses a URL with a path as given (as SwarmKit does), and gives a bare origin cfssl\'s path', () => {
+    expect(signEndpoint({ url: 'https://ca:8888' })).toBe('https://ca:8888/api/v1/cfssl/sign');
+    expect(signEndpoint({ url: 'https://ca:8888/', authKeyHex: 'aa' })).toBe('https://ca:8888/api/v1/cfssl/authsign');
+    expect(signEndpoint({ url: 'https://ca:8888/api/v1/cfssl/sign' })).toBe('https://ca:8888/api/v1/cfssl/sign');
+    expect(signEndpoint({ url: 'https://ca:8888/custom/sign', authKeyHex: 'aa' })).toBe('https://ca:8888/custom/sign');
   });
 
   it('tries several CAs in order, and update switches the list on the running manager', async () => {
-    await service.updateCluster({ externalCAs: [{ url: first.url }, { url: second.url }] });
+    await cluster.settings.updateCluster({ externalCAs: [{ url: first.url }, { url: second.url }] });
     first.mode = 'down';
     const before = second.requests.length;
     await join();
     expect(second.requests.length).toBe(before + 1);
-    await service.updateCluster({ externalCAs: [{ url: second.url }] });
-    expect((await store.getCa())?.external).toEqual([{ url: second.url }]);
+    await cluster.settings.updateCluster({ externalCAs: [{ url: second.url }] });
+    expect((await cluster.store.get(KEYS.ca))?.value.external).toEqual([{ url: second.url }]);
     const firstBefore = first.requests.length;
     first.mode = 'ok';
     await join();
@@ -162,24 +165,13 @@ describe('CfsslIssuer through the cluster service', () => {
   });
 
   it('speaks authsign with an HMAC over the exact request', async () => {
-    await service.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: '0f'.repeat(32) }] });
+    await cluster.settings.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: '0f'.repeat(32) }] });
     await join();
     expect(authed.requests).toHaveLength(1);
-    await service.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: 'ee'.repeat(32) }] });
+    // The auth key is sealed in the store, never kept in clear.
+    expect(JSON.stringify((await cluster.store.get(KEYS.ca))?.value)).not.toContain('0f'.repeat(32));
+    await cluster.settings.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: 'ee'.repeat(32) }] });
     expect((await failure(join())).message).toMatch(/refused to sign: invalid token/);
-    await service.updateCluster({ externalCAs: [{ url: first.url }] });
-  });
-
-  it('refuses external CAs on a cluster that holds its own key', async () => {
-    const local = scratchDir('muster-cfssl-local-');
-    const localStore = new LevelClusterStore(local.path('db'));
-    await localStore.open();
-    try {
-      const { service: own } = await ClusterService.found({ store: localStore, clock, random: systemRandom, logger, advertiseAddr: 'a:1', advertiseHost: 'a', certExpiryMs: 3_600_000, csrPem: freshCsr().csr, hostname: 'm' });
-      expect((await failure(own.updateCluster({ externalCAs: [{ url: first.url }] }))).code).toBe('BODY_INVALID');
-    } finally {
-      await localStore.close();
-      local.cleanup();
-    }
+    await cluster.settings.updateCluster({ externalCAs: [{ url: first.url }] });
   });
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MusterError } from '../../src/core/errors.js';
-import { DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../../src/config/duration.js';
+import { DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../../src/core/duration.js';
 
 const H = 3_600_000;
 

@@ -1,6 +1,6 @@
 /** Network addresses as the CLI and node.json write them: `host:port`, `[v6]:port`. */
 import { isIP } from 'node:net';
-import { MusterError } from '../core/errors.js';
+import { MusterError } from './errors.js';
 
 /** The manager's default port. */
 export const DEFAULT_PORT = 4377;

@@ -2,7 +2,7 @@
  * Durations, written Go-style (`90m`, `1h30m`, `2160h`, `1.5h`) or with days
  * (`90d`, `1d12h`), as `--cert-expiry` and the API take them.
  */
-import { MusterError } from '../core/errors.js';
+import { MusterError } from './errors.js';
 
 const UNIT_MS: Readonly<Record<string, number>> = {
   ms: 1,

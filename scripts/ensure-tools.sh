@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The programs the test suite runs for real: openssl, curl, cfssl (external CA),
+# etcd (the shared store), faketime (clocks of whole processes). Installs the
+# missing ones from Debian when it can (as root, with apt-get); otherwise stops
+# before any test runs and prints the exact command to run. `npm test` runs this
+# first (pretest), so the README's test command works on a fresh machine.
+set -euo pipefail
+declare -A package=([openssl]=openssl [curl]=curl [cfssl]=golang-cfssl [etcd]=etcd-server [etcdctl]=etcd-client [faketime]=faketime)
+missing=()
+for tool in openssl curl cfssl etcd etcdctl faketime; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+command="apt-get install -y ${missing[*]}"
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing what the tests need: ${missing[*]}" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+  # Debian starts an etcd service on install; the tests run their own on random ports.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+  exit 0
+fi
+echo "error: the tests need ${missing[*]}, which are not installed" >&2
+echo "hint: run: sudo $command" >&2
+exit 1

@@ -1,0 +1,203 @@
+/**
+ * `muster init` founds a cluster and serves it; `muster up` (what `npm
+ * start` runs) does that on an empty data dir and restarts what the data dir
+ * holds otherwise. The listen address is checked before anything is written,
+ * and a failed init leaves the data dir as it found it.
+ */
+import { readFile, readdir, rm } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { ensurePrivateDir, pathExists } from '../../core/atomic-file.js';
+import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
+import { DEFAULT_CERT_EXPIRY_MS, formatDuration, parseCertExpiry } from '../../core/duration.js';
+import { MusterError } from '../../core/errors.js';
+import { newId } from '../../core/ids.js';
+import { readStoreSpec, writeManagerFiles, type StoreSpec } from '../../config/manager-files.js';
+import type { DataDirLayout } from '../../config/paths.js';
+import { parseStoreFlag } from '../../config/store-flag.js';
+import { createCsr } from '../../pki/csr.js';
+import { generateNodeKey } from '../../pki/keys.js';
+import { generateDataKey } from '../../pki/seal.js';
+import { KEYS } from '../../store/cluster-store.js';
+import { KeyStore } from '../../agent/key-store.js';
+import { NODE_STATE_SCHEMA, readNodeState, writeNodeState } from '../../agent/node-state.js';
+import { foundCluster } from '../../manager/founding.js';
+import { advertiseFor } from '../advertise.js';
+import { checkBindable } from '../bind-check.js';
+import { readRoot } from '../ca-files.js';
+import type { CliContext } from '../context.js';
+import { openStore } from '../open-store.js';
+import { act, collect, logLevelOption, type Done } from '../options.js';
+import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
+import { layoutFor, readEnv } from '../settings.js';
+
+/** Flags of `muster init` (and `up`). */
+export interface InitFlags {
+  dataDir?: string;
+  listenAddr?: string;
+  advertiseAddr?: string;
+  certExpiry?: string;
+  caCert?: string;
+  caKey?: string;
+  /** Repeatable: protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]. */
+  externalCa?: string[];
+  store?: string;
+  storeCacert?: string;
+  storeCert?: string;
+  storeKey?: string;
+  logLevel?: string;
+}
+
+async function readStoreFile(file: string | undefined, what: string): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  try {
+    return await readFile(file, 'utf8');
+  } catch {
+    throw new MusterError('USAGE', `cannot read the ${what} ${file}`);
+  }
+}
+
+/** The store to found on, with its TLS files read. */
+async function storeSpecFrom(flags: InitFlags): Promise<StoreSpec> {
+  const choice = parseStoreFlag(flags.store ?? 'level');
+  const tlsFlags = flags.storeCacert ?? flags.storeCert ?? flags.storeKey;
+  if (choice.kind === 'level') {
+    if (tlsFlags !== undefined) throw new MusterError('USAGE', '--store-cacert, --store-cert and --store-key go with --store etcd://…');
+    return choice;
+  }
+  if ((flags.storeCert === undefined) !== (flags.storeKey === undefined)) throw new MusterError('USAGE', '--store-cert and --store-key go together');
+  const [cacertPem, certPem, keyPem] = await Promise.all([
+    readStoreFile(flags.storeCacert, 'etcd CA certificate'),
+    readStoreFile(flags.storeCert, 'etcd client certificate'),
+    readStoreFile(flags.storeKey, 'etcd client key'),
+  ]);
+  return { kind: 'etcd', endpoints: choice.endpoints, ...(cacertPem === undefined ? {} : { cacertPem }), ...(certPem === undefined ? {} : { certPem }), ...(keyPem === undefined ? {} : { keyPem }) };
+}
+
+/** Refuses a data dir that holds a node of a founded cluster (a store without a cluster is an init that crashed: redo it). */
+async function refuseExistingCluster(ctx: CliContext, layout: DataDirLayout): Promise<void> {
+  const hint = `restart it with 'muster run --data-dir ${layout.dataDir}', or pick another --data-dir`;
+  const state = await readNodeState(layout.nodeJson).catch(() => undefined);
+  if (state === undefined) return;
+  const spec = await readStoreSpec(layout).catch(() => undefined);
+  let founded = spec === undefined;
+  if (spec !== undefined) {
+    try {
+      const store = await openStore(spec, { layout, clusterId: state.clusterId, logger: daemonLogger(ctx, 'error') });
+      try {
+        founded = (await store.get(KEYS.cluster)) !== undefined;
+      } finally {
+        await store.close();
+      }
+    } catch {
+      founded = true; // locked, damaged or unreachable: never found over it
+    }
+  }
+  if (founded) throw new MusterError('CLUSTER_EXISTS', `${layout.dataDir} already holds cluster ${state.clusterId}`, { hint });
+}
+
+/** Removes what a failed init wrote, so the data dir is as it was. */
+async function undoInit(layout: DataDirLayout, existedBefore: boolean): Promise<void> {
+  if (!existedBefore) {
+    await rm(layout.dataDir, { recursive: true, force: true });
+    return;
+  }
+  for (const path of [layout.nodeJson, layout.certificatesDir, layout.managerDir]) await rm(path, { recursive: true, force: true });
+}
+
+/** `muster init`: found a cluster, then serve it. */
+export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<number> {
+  const env = readEnv(ctx);
+  const layout = layoutFor(ctx, flags);
+  const listen = parseHostPort(flags.listenAddr ?? env.listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
+  const advertise = advertiseFor(flags.advertiseAddr, listen);
+  const certExpiryMs = flags.certExpiry === undefined ? DEFAULT_CERT_EXPIRY_MS : parseCertExpiry(flags.certExpiry);
+  const spec = await storeSpecFrom(flags);
+  const { root, externalCAs } = await readRoot(flags, ctx.clock);
+  await refuseExistingCluster(ctx, layout);
+  await checkBindable(listen);
+  const logger = daemonLogger(ctx, flags.logLevel);
+  const existedBefore = (await pathExists(layout.dataDir)) && (await readdir(layout.dataDir)).length > 0;
+  const founded = await (async () => {
+    try {
+      await ensurePrivateDir(layout.dataDir);
+      await rm(layout.managerDir, { recursive: true, force: true }); // what a crashed init left
+      const clusterId = newId(ctx.random);
+      const dataKey = generateDataKey();
+      await writeManagerFiles(layout, { store: spec, dataKey });
+      const store = await openStore(spec, { layout, clusterId, logger, create: true });
+      try {
+        const key = await generateNodeKey();
+        const advertiseAddr = formatHostPort(advertise);
+        return await foundCluster({
+          store,
+          clusterId,
+          clock: ctx.clock,
+          random: ctx.random,
+          logger,
+          dataKey,
+          certExpiryMs,
+          ...(root === undefined ? {} : { root }),
+          ...(externalCAs === undefined ? {} : { externalCAs }),
+          csrPem: createCsr({ privateKey: key.privateKey }),
+          hostname: ctx.hostname,
+          managerAddr: advertiseAddr,
+          beforeCommit: async (f) => {
+            const keyStore = new KeyStore(layout);
+            await keyStore.ensureDirs();
+            await keyStore.writePair({ keyPem: key.privateKeyPem, certPem: f.certificate.certPem, rootPem: f.rootPem });
+            await writeNodeState(layout.nodeJson, {
+              schema: NODE_STATE_SCHEMA,
+              clusterId: f.clusterId,
+              nodeId: f.nodeId,
+              role: 'manager',
+              managers: [advertiseAddr],
+              listenAddr: formatHostPort(listen),
+              advertiseAddr,
+            });
+          },
+        });
+      } finally {
+        await store.close();
+      }
+    } catch (error) {
+      await undoInit(layout, existedBefore);
+      throw error;
+    }
+  })();
+  logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: spec.kind }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster initialized: current node' });
+}
+
+/** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
+export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  if (state === undefined) return initCommand(ctx, flags);
+  ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr });
+}
+
+/** Adds the options of init and up. */
+function initOptions(command: Command): Command {
+  return command
+    .option('--data-dir <dir>', 'where the cluster state goes')
+    .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
+    .option('--advertise-addr <host[:port]>', "address nodes use to reach this manager (default: the listen host, or the default route's address when listening on all interfaces)")
+    .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 1h)", '2160h')
+    .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
+    .option('--ca-key <file>', 'the private key of --ca-cert')
+    .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+    .option('--store <store>', "where the cluster state lives: 'level' (embedded, one manager) or etcd://HOST:PORT[,HOST:PORT…] (several managers)", 'level')
+    .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
+    .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
+    .option('--store-key <file>', 'client key for etcd')
+    .addOption(logLevelOption());
+}
+
+/** Registers init and up. */
+export function registerInit(program: Command, ctx: CliContext, done: Done): void {
+  initOptions(program.command('init').description('found a cluster: a root CA, this node as its first manager, join tokens; then serve')).action(
+    act(done)((options: InitFlags) => initCommand(ctx, options)),
+  );
+  initOptions(program.command('up').description('init when the data dir is empty, else run it (what `npm start` does)')).action(act(done)((options: InitFlags) => upCommand(ctx, options)));
+}

@@ -1,0 +1,133 @@
+/**
+ * `muster join`: join a cluster with a join token, then keep this node's
+ * certificate fresh (and, joined with the manager token on a shared store,
+ * serve as a manager). The token can come from the command line, a file,
+ * MUSTER_TOKEN or standard input ('-'); it is never kept in the running
+ * process's arguments.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
+import { MusterError } from '../../core/errors.js';
+import { writeManagerFiles } from '../../config/manager-files.js';
+import { joinCluster } from '../../agent/join.js';
+import { advertiseFor } from '../advertise.js';
+import type { CliContext } from '../context.js';
+import { paint } from '../output.js';
+import { act, collect, logLevelOption, type Done } from '../options.js';
+import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
+import { layoutFor, readEnv } from '../settings.js';
+
+/** Flags of `muster join`. */
+export interface JoinFlags {
+  token?: string;
+  tokenFile?: string;
+  dataDir?: string;
+  label?: string[];
+  listenAddr?: string;
+  advertiseAddr?: string;
+  logLevel?: string;
+}
+
+function parseLabels(items: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new MusterError('USAGE', `a label is KEY=VALUE, got '${item.slice(0, 80)}'`);
+    labels[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return labels;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The token and the manager address from the arguments, --token, --token-file, MUSTER_TOKEN or standard input. */
+async function tokenAndAddress(ctx: CliContext, positional: string[], flags: JoinFlags): Promise<{ token: string; managerAddr: string }> {
+  const usage = new MusterError('USAGE', 'join needs a token and a manager address', {
+    hint: 'muster join --token-file FILE HOST:PORT (or MUSTER_TOKEN=… muster join HOST:PORT, or muster join - HOST:PORT with the token on standard input)',
+  });
+  const sources = [flags.token, flags.tokenFile].filter((x) => x !== undefined).length;
+  if (sources > 1) throw new MusterError('USAGE', 'give the token once: --token or --token-file', { hint: usage.hint });
+  let tokenText: string | undefined;
+  let rest = positional;
+  if (flags.token !== undefined) tokenText = flags.token;
+  else if (flags.tokenFile !== undefined) {
+    try {
+      tokenText = await readFile(flags.tokenFile, 'utf8');
+    } catch {
+      throw new MusterError('USAGE', `cannot read the token file ${flags.tokenFile}`);
+    }
+  } else if (positional.length === 2) {
+    tokenText = positional[0];
+    rest = positional.slice(1);
+  } else tokenText = readEnv(ctx).token;
+  if (tokenText === '-') {
+    if (ctx.stdin === undefined) throw usage;
+    tokenText = await readAll(ctx.stdin);
+  }
+  const managerAddr = rest[0];
+  if (tokenText === undefined || managerAddr === undefined || rest.length !== 1) throw usage;
+  return { token: tokenText.trim(), managerAddr };
+}
+
+/** `muster join`: join, then keep the node's identity fresh. */
+export async function joinCommand(ctx: CliContext, positional: string[], flags: JoinFlags): Promise<number> {
+  const { token, managerAddr } = await tokenAndAddress(ctx, positional, flags);
+  ctx.hideArguments?.(['join', '<token hidden>', managerAddr]);
+  const layout = layoutFor(ctx, flags);
+  const logger = daemonLogger(ctx, flags.logLevel);
+  const colour = readEnv(ctx).colour(ctx.stderr);
+  const listen = parseHostPort(flags.listenAddr ?? readEnv(ctx).listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
+  // Where this node would serve as a manager; without flags, the default route's address if there is one.
+  let advertise;
+  try {
+    advertise = advertiseFor(flags.advertiseAddr, listen);
+  } catch (error) {
+    if (flags.advertiseAddr !== undefined || flags.listenAddr !== undefined) throw error;
+  }
+  const result = await joinCluster({
+    token,
+    managerAddr: formatHostPort(parseHostPort(managerAddr, DEFAULT_PORT)),
+    layout,
+    hostname: ctx.hostname,
+    ...(flags.label === undefined || flags.label.length === 0 ? {} : { labels: parseLabels(flags.label) }),
+    ...(advertise === undefined ? {} : { listenAddr: formatHostPort(listen), advertiseAddr: formatHostPort(advertise) }),
+    clock: ctx.clock,
+    random: ctx.random,
+    logger,
+    progress: (line) => ctx.stderr.write(`${paint(line, 'dim', colour)}\n`),
+  });
+  if (result.bundle !== undefined) {
+    await writeManagerFiles(layout, { store: { kind: 'etcd', ...result.bundle.etcd }, dataKey: Buffer.from(result.bundle.dataKey, 'base64') });
+  }
+  ctx.stdout.write(
+    `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
+      `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
+  );
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false });
+}
+
+/** Registers join. */
+export function registerJoin(program: Command, ctx: CliContext, done: Done): void {
+  program
+    .command('join')
+    .description('join a cluster with a join token, then keep this node’s certificate fresh')
+    .argument('[token]', "the join token, or '-' to read it from standard input (better: --token-file or MUSTER_TOKEN)")
+    .argument('[manager-addr]', 'a manager address, host:port')
+    .option('--token <token>', 'the join token')
+    .option('--token-file <file>', 'read the join token from a file')
+    .option('--data-dir <dir>', 'where this node keeps its key and certificate')
+    .option('--label <key=value>', 'a node label (repeatable)', collect, [])
+    .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
+    .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
+    .addOption(logLevelOption())
+    .action(
+      act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>
+        joinCommand(ctx, [first, second].filter((x): x is string => x !== undefined), options),
+      ),
+    );
+}

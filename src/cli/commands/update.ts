@@ -1,0 +1,42 @@
+/** `muster update [--cert-expiry DUR] [--external-ca SPEC …]`: change cluster settings. */
+import type { Command } from 'commander';
+import { formatDuration, parseCertExpiry } from '../../core/duration.js';
+import { MusterError } from '../../core/errors.js';
+import { readExternalCas } from '../ca-files.js';
+import { withConnection, type ConnectFlags } from '../connect.js';
+import type { CliContext } from '../context.js';
+import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
+
+/** `muster update` */
+export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string; externalCa?: string[] }): Promise<number> {
+  const external = flags.externalCa ?? [];
+  if (flags.certExpiry === undefined && external.length === 0) {
+    throw new MusterError('USAGE', 'nothing to update', { hint: 'pass --cert-expiry DUR (e.g. 720h) or --external-ca protocol=cfssl,url=…' });
+  }
+  // Refuse bad input before connecting.
+  const ms = flags.certExpiry === undefined ? undefined : parseCertExpiry(flags.certExpiry);
+  const externalCAs = external.length === 0 ? undefined : await readExternalCas(external);
+  return withConnection(ctx, flags, async ({ client }) => {
+    const view = await client.updateCluster({ ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }), ...(externalCAs === undefined ? {} : { externalCAs }) });
+    if (ms !== undefined) {
+      ctx.stdout.write(`Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; nodes whose certificates outlive that renew within a minute.\n`);
+    }
+    if (externalCAs !== undefined) ctx.stdout.write(`External CAs set to ${view.ca.externalUrls.join(', ')} (tried in that order).\n`);
+    return 0;
+  });
+}
+
+/** Registers update. */
+export function registerUpdate(program: Command, ctx: CliContext, done: Done): void {
+  withConnectFlags(
+    program
+      .command('update')
+      .description('change cluster settings')
+      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 1h)")
+      .option('--external-ca <spec>', 'replace the external CA list (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, []),
+  ).action(
+    act(done)((options: Record<string, unknown>) =>
+      updateCommand(ctx, { ...connectFlags(options), ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}), externalCa: options.externalCa as string[] }),
+    ),
+  );
+}

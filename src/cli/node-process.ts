@@ -1,0 +1,202 @@
+/**
+ * The daemon of `init`, `join`, `run` and `up`: one node process that holds
+ * the node's identity (its agent) and, on a manager, serves the API. It
+ * follows role changes as they come with renewals: a node promoted on a
+ * shared store starts serving with what the renewal gave it, a demoted one
+ * stops. `start()` brings it up, `stop()` takes it down, once.
+ */
+import { rm } from 'node:fs/promises';
+import type { Logger as PinoLogger } from 'pino';
+import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import { readDataKey, readStoreSpec, writeManagerFiles } from '../config/manager-files.js';
+import type { DataDirLayout } from '../config/paths.js';
+import { KeyStore } from '../agent/key-store.js';
+import { NodeAgent, type NodeTls, type Renewed } from '../agent/node-agent.js';
+import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
+import type { RenewerOptions } from '../agent/renewer.js';
+import { Manager } from '../manager/manager.js';
+import { advertiseFor } from './advertise.js';
+import { bundleFor, openStore } from './open-store.js';
+
+/** What a node process is made of. */
+export interface NodeProcessParams {
+  layout: DataDirLayout;
+  clock: Clock;
+  random: Random;
+  logger: PinoLogger;
+  renewer: Partial<RenewerOptions>;
+  /** The default listen address of a manager (flags and node.json win). */
+  defaultListenAddr: string;
+  /** `run --listen-addr` / `--advertise-addr`: override node.json. */
+  listenAddr?: string;
+  advertiseAddr?: string;
+}
+
+/** Why a node process stopped by itself. */
+export interface FatalStop {
+  reason: 'expired' | 'removed';
+  message: string;
+}
+
+/** A running node: its agent, and its manager when it serves. */
+export class NodeProcess {
+  private agent: NodeAgent | undefined;
+  private manager: Manager | undefined;
+  private stopping: Promise<void> | undefined;
+  private roleChange: Promise<void> = Promise.resolve();
+  private fatalStop: FatalStop | undefined;
+  private wakeFatal: () => void = () => {};
+  /** Resolves when the node stops by itself (expired or removed). */
+  readonly fatal: Promise<FatalStop>;
+
+  constructor(private readonly params: NodeProcessParams) {
+    this.fatal = new Promise((resolve) => {
+      this.wakeFatal = () => {
+        if (this.fatalStop !== undefined) resolve(this.fatalStop);
+      };
+    });
+  }
+
+  /** The node's state as node.json holds it now. */
+  get state(): NodeState {
+    if (this.agent === undefined) throw new MusterError('INTERNAL', 'the node process has not started');
+    return this.agent.state;
+  }
+
+  /** The serving manager, when this node serves. */
+  get serving(): Manager | undefined {
+    return this.manager;
+  }
+
+  /** When the node certificate expires, and the next renewal. */
+  get certificate(): { notAfter: number; nextRenewalAt: number | undefined } {
+    return { notAfter: this.agent?.notAfter ?? 0, nextRenewalAt: this.agent?.nextRenewalAt };
+  }
+
+  /** Starts serving (a manager) and renewing. */
+  async start(): Promise<void> {
+    const { layout, logger } = this.params;
+    const state = await readNodeState(layout.nodeJson);
+    if (state === undefined) {
+      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
+    }
+    let current = state;
+    if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
+      const pair = await new KeyStore(layout).load();
+      if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
+      current = await this.startManager(state, pair);
+      await writeNodeState(layout.nodeJson, current); // the agent, loaded next, owns node.json from here on
+    }
+    this.agent = await NodeAgent.load({
+      layout,
+      clock: this.params.clock,
+      random: this.params.random,
+      logger,
+      renewerOptions: this.params.renewer,
+      ...(current.servingAddr === undefined ? {} : { preferManager: current.servingAddr }),
+      onRenewed: (renewed) => this.followRole(renewed),
+      onFatal: (reason, message) => {
+        this.fatalStop = { reason, message };
+        this.wakeFatal();
+      },
+    });
+    this.agent.start();
+  }
+
+  /** Renews now (SIGHUP). */
+  renewNow(reason: string): Promise<void> {
+    return this.agent?.renewNow(reason) ?? Promise.resolve();
+  }
+
+  /** Stops renewing and serving. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.agent?.stop();
+      await this.roleChange.catch(() => undefined);
+      await this.stopManager();
+      this.params.logger.flush?.();
+    })();
+    return this.stopping;
+  }
+
+  /** Starts serving; returns the node state that says where. */
+  private async startManager(state: NodeState, tls: NodeTls): Promise<NodeState> {
+    const { layout, logger, clock, random } = this.params;
+    const spec = await readStoreSpec(layout);
+    if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
+    const dataKey = await readDataKey(layout);
+    const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
+    const advertise: HostPort = advertiseFor(this.params.advertiseAddr ?? state.advertiseAddr, listen);
+    const store = await openStore(spec, { layout, clusterId: state.clusterId, logger });
+    const bundle = bundleFor(spec, dataKey);
+    const manager = await Manager.start({
+      store,
+      dataKey,
+      nodeId: state.nodeId,
+      listen,
+      advertise,
+      tls: { keyPem: tls.keyPem, certPem: tls.certPem },
+      clock,
+      random,
+      logger,
+      managerBundle: () => bundle,
+    });
+    this.manager = manager;
+    const servingAddr = manager.advertiseAddr;
+    logger.info({ listen: formatHostPort(manager.address), advertise: servingAddr, store: store.description, clusterId: state.clusterId, nodeId: state.nodeId }, `manager listening on ${formatHostPort(manager.address)}`);
+    return {
+      ...state,
+      listenAddr: formatHostPort(listen),
+      advertiseAddr: formatHostPort(advertise),
+      servingAddr,
+      // Its own address first; a port-0 placeholder or a previous address of its own is dropped.
+      managers: [servingAddr, ...state.managers.filter((m) => m !== servingAddr && m !== state.servingAddr && !m.endsWith(':0'))],
+    };
+  }
+
+  private async stopManager(): Promise<void> {
+    const manager = this.manager;
+    this.manager = undefined;
+    await manager?.stop();
+  }
+
+  /** After a renewal: serve the new certificate, and start or stop serving when the role changed. */
+  private followRole(renewed: Renewed): Promise<void> {
+    this.roleChange = this.roleChange.then(async () => {
+      const { layout, logger } = this.params;
+      if (renewed.state.role === 'manager') {
+        if (this.manager !== undefined) {
+          this.manager.updateTls(renewed.tls);
+          return;
+        }
+        if (renewed.bundle !== undefined) {
+          await writeManagerFiles(layout, { store: { kind: 'etcd', ...renewed.bundle.etcd }, dataKey: Buffer.from(renewed.bundle.dataKey, 'base64') });
+        }
+        if ((await readStoreSpec(layout)) === undefined) {
+          logger.warn({}, 'this node is a manager now, but no manager gave it access to the cluster store; it does not serve');
+          return;
+        }
+        const serving = await this.startManager(renewed.state, renewed.tls);
+        await this.agent?.updateState(() => serving);
+        logger.info({ nodeId: renewed.state.nodeId }, 'promoted: this node now serves as a manager');
+        return;
+      }
+      if (this.manager !== undefined || renewed.state.servingAddr !== undefined) {
+        await this.stopManager();
+        // A demoted node keeps nothing of the cluster's: the store credentials and the data key go.
+        // (The embedded store is never deleted: its only manager cannot be demoted.)
+        const spec = await readStoreSpec(layout);
+        if (spec?.kind === 'etcd') {
+          await rm(layout.storeJson, { force: true });
+          await rm(layout.dataKey, { force: true });
+        }
+        await this.agent?.updateState(({ servingAddr: _serving, ...rest }) => rest);
+        logger.info({ nodeId: renewed.state.nodeId }, 'demoted: this node no longer serves as a manager');
+      }
+    });
+    return this.roleChange;
+  }
+}

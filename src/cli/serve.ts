@@ -1,0 +1,86 @@
+/**
+ * Running a node process in the foreground until SIGINT/SIGTERM (exit 0) or
+ * until it stops by itself (removed, expired: exit 1), for init, join, run
+ * and up. SIGHUP asks it to renew now.
+ */
+import type { Logger as PinoLogger } from 'pino';
+import { DEFAULT_PORT } from '../core/address.js';
+import { MusterError } from '../core/errors.js';
+import type { DataDirLayout } from '../config/paths.js';
+import type { CliContext } from './context.js';
+import { managerBanner } from './instructions.js';
+import { createLogger } from './logger.js';
+import { NodeProcess } from './node-process.js';
+import { readEnv } from './settings.js';
+
+/** The process logger of a foreground command. */
+export function daemonLogger(ctx: CliContext, level?: string): PinoLogger {
+  return createLogger({ out: ctx.stderr, level: level ?? readEnv(ctx).logLevel });
+}
+
+/** Where a manager listens unless told otherwise. */
+export const DEFAULT_LISTEN_ADDR = `0.0.0.0:${DEFAULT_PORT}`;
+
+/** What {@link serveNode} runs. */
+export interface ServeOptions {
+  layout: DataDirLayout;
+  logLevel?: string | undefined;
+  /** The first words of the line printed once a manager serves (false: print nothing). */
+  banner: string | false;
+  /** Override node.json (run/up flags; MUSTER_LISTEN_ADDR for the listen address). */
+  listenAddr?: string | undefined;
+  advertiseAddr?: string | undefined;
+}
+
+/** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
+export async function serveNode(ctx: CliContext, options: ServeOptions): Promise<number> {
+  const env = readEnv(ctx);
+  const logger = daemonLogger(ctx, options.logLevel);
+  const listenAddr = options.listenAddr ?? env.listenAddr;
+  const node = new NodeProcess({
+    layout: options.layout,
+    clock: ctx.clock,
+    random: ctx.random,
+    logger,
+    renewer: env.renewer,
+    defaultListenAddr: DEFAULT_LISTEN_ADDR,
+    ...(listenAddr === undefined ? {} : { listenAddr }),
+    ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
+  });
+  const banner = options.banner;
+  return serveUntilStopped(ctx, node, logger, () => {
+    const manager = node.serving;
+    if (banner === false || manager === undefined) return;
+    const tokens = manager.services.settings.joinTokens();
+    ctx.stdout.write(managerBanner({ banner, nodeId: node.state.nodeId, workerToken: tokens.worker, address: tokens.managerAddr }));
+  });
+}
+
+/** Starts `node`, calls `onServing` once it serves, and runs until a stop signal or a fatal stop. */
+async function serveUntilStopped(ctx: CliContext, node: NodeProcess, logger: PinoLogger, onServing?: () => void): Promise<number> {
+  try {
+    await node.start();
+  } catch (error) {
+    // One structured line for the journal (with the code), then the error: and hint: lines.
+    logger.error({ code: error instanceof MusterError ? error.code : 'INTERNAL' }, `cannot start: ${error instanceof Error ? error.message : String(error)}`);
+    await node.stop();
+    throw error;
+  }
+  onServing?.();
+  const state = node.state;
+  ctx.onReady?.({ ...(state.servingAddr === undefined ? {} : { address: state.servingAddr }), nodeId: state.nodeId, role: state.role });
+  const unwatch = ctx.onRenewRequest?.(() => {
+    logger.info({ reason: 'SIGHUP' }, 'renewal requested');
+    void node.renewNow('requested');
+  });
+  const { notAfter, nextRenewalAt } = node.certificate;
+  if (nextRenewalAt !== undefined) {
+    logger.info({ notAfter: new Date(notAfter).toISOString(), nextRenewal: new Date(nextRenewalAt).toISOString() }, `certificate valid until ${new Date(notAfter).toISOString()}; next renewal ${new Date(nextRenewalAt).toISOString()}`);
+  }
+  const outcome = await Promise.race([ctx.waitForStop().then((signal) => ({ signal })), node.fatal.then((fatal) => ({ fatal }))]);
+  logger.info({ signal: 'signal' in outcome ? outcome.signal : 'fatal' }, 'signal' in outcome ? `received ${outcome.signal}; shutting down` : 'stopping');
+  unwatch?.();
+  await node.stop();
+  if ('fatal' in outcome) throw new MusterError(outcome.fatal.reason === 'removed' ? 'NODE_REMOVED' : 'CERT_EXPIRED', outcome.fatal.message);
+  return 0;
+}

@@ -1,0 +1,63 @@
+/**
+ * The one reader of the environment. Every MUSTER_* variable (and NO_COLOR,
+ * TERM, XDG_STATE_HOME) is read here and nowhere else, and parsed once.
+ */
+import { parseDuration } from '../core/duration.js';
+import { MusterError } from '../core/errors.js';
+import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
+import type { RenewerOptions } from '../agent/renewer.js';
+import type { CliContext } from './context.js';
+
+/** A node polls its manager at most this often. */
+export const MIN_POLL_MS = 1_000;
+
+/** Settings that come from the environment. */
+export interface EnvSettings {
+  logLevel: string;
+  /** MUSTER_LISTEN_ADDR: where a manager listens, over node.json. */
+  listenAddr?: string;
+  renewer: Partial<RenewerOptions>;
+  /** MUSTER_HOST and MUSTER_CERT_PATH, for client commands. */
+  host?: string;
+  certPath?: string;
+  /** MUSTER_TOKEN, for join. */
+  token?: string;
+  /** Whether colour may be used on a stream. */
+  colour(stream: { isTTY?: boolean }): boolean;
+}
+
+/** Reads the environment of a CLI run. */
+export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
+  const env = ctx.env;
+  const renewer: Partial<RenewerOptions> = {};
+  if (env.MUSTER_POLL_INTERVAL) {
+    const pollMs = parseDuration(env.MUSTER_POLL_INTERVAL);
+    if (pollMs < MIN_POLL_MS) throw new MusterError('USAGE', `MUSTER_POLL_INTERVAL=${env.MUSTER_POLL_INTERVAL} is below the minimum of 1s`, { hint: 'set it to 1s or more (default 30s)' });
+    renewer.pollMs = pollMs;
+  }
+  if (env.MUSTER_RENEW_BACKOFF_BASE) renewer.backoffBaseMs = parseDuration(env.MUSTER_RENEW_BACKOFF_BASE);
+  const settings: EnvSettings = {
+    logLevel: env.MUSTER_LOG_LEVEL ?? 'info',
+    renewer,
+    colour: (stream) => stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb',
+  };
+  if (env.MUSTER_LISTEN_ADDR) settings.listenAddr = env.MUSTER_LISTEN_ADDR;
+  if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;
+  if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;
+  if (env.MUSTER_TOKEN) settings.token = env.MUSTER_TOKEN;
+  return settings;
+}
+
+/** The data dir layout: --data-dir, else $MUSTER_DATA_DIR, else the default for this user. */
+export function layoutFor(ctx: Pick<CliContext, 'env' | 'uid' | 'home'>, flags: { dataDir?: string }): DataDirLayout {
+  const env = ctx.env;
+  return dataDirLayout(
+    resolveDataDir({
+      ...(flags.dataDir === undefined ? {} : { flag: flags.dataDir }),
+      ...(env.MUSTER_DATA_DIR ? { envDir: env.MUSTER_DATA_DIR } : {}),
+      ...(env.XDG_STATE_HOME ? { xdgStateHome: env.XDG_STATE_HOME } : {}),
+      uid: ctx.uid,
+      home: ctx.home,
+    }),
+  );
+}

@@ -1,0 +1,60 @@
+/**
+ * Who is calling (SwarmKit's ca/auth.go): a client certificate is an identity
+ * only if it chains to the cluster root, is within its validity, names this
+ * cluster, and its subject is still in good standing in the store: a node
+ * that exists and was not removed, an API user whose certificate the store
+ * records as issued and not revoked.
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import { isNodeRole, type CertRole } from '../core/roles.js';
+import { readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
+import { KEYS, type ClusterStore } from '../store/cluster-store.js';
+import type { NodeRecord } from '../store/records.js';
+import type { ClusterState } from './cluster-state.js';
+
+/** A verified caller: the identity its certificate carries, and its node record if it is a node. */
+export interface Caller extends PeerIdentity {
+  role: CertRole;
+  node: NodeRecord | undefined;
+}
+
+/** Decides who a client certificate belongs to and what it may call. */
+export class Authoriser {
+  constructor(private readonly deps: { state: ClusterState; store: ClusterStore; clock: Clock }) {}
+
+  /**
+   * 401 when there is no certificate or it is not one of ours (wrong root,
+   * expired, another cluster); 403 when it is ours but its role is not
+   * allowed, or its node has been removed or demoted, or the user revoked.
+   */
+  async authorize(cert: X509Certificate | undefined, allowed: readonly CertRole[]): Promise<Caller> {
+    if (cert === undefined) throw new MusterError('AUTH_REQUIRED');
+    const { state, store, clock } = this.deps;
+    const identity = readPeerCertificate({ cert, roots: [state.root.cert], now: clock.now() });
+    if (identity.clusterId !== state.clusterId || identity.role === undefined) {
+      throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
+    }
+    const role = identity.role;
+    let node: NodeRecord | undefined;
+    if (isNodeRole(role)) {
+      node = (await store.get(KEYS.nodes.ref(identity.nodeId)))?.value;
+      if (node === undefined) throw new MusterError('AUTH_FORBIDDEN', 'this certificate names no node of this cluster');
+      if (node.removed) throw new MusterError('NODE_REMOVED');
+    }
+    if (!allowed.includes(role)) throw new MusterError('AUTH_FORBIDDEN', `a ${role} certificate may not call this route`);
+    // An API user is only as good as the record of its certificate: one muster
+    // did not issue, or an admin revoked, is refused.
+    if (role === 'admin') {
+      const record = (await store.get(KEYS.certificates.ref(identity.serial)))?.value;
+      if (record === undefined || record.role !== 'admin' || record.subject !== identity.nodeId) throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
+      if (record.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
+    }
+    // A demoted manager keeps its OU until it renews; the store has the last word.
+    if (role === 'manager' && node?.role !== 'manager' && !allowed.includes('worker')) {
+      throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
+    }
+    return { ...identity, role, node };
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The CA server (SwarmKit's ca/server.go): admits nodes that present a join
+ * token, renews node certificates, and issues and revokes API-user
+ * certificates. The manager decides every identity field; the CSR gives
+ * only its key. A node record is committed before its certificate leaves,
+ * in the same store transaction that checks the token and the settings it
+ * was issued under, so a rotated token or a shortened expiry applies on
+ * every manager from the moment the change was acknowledged.
+ */
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import { ID_PATTERN, newId } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
+import type { CertRole, NodeRole } from '../core/roles.js';
+import { parseHostPort } from '../core/address.js';
+import { parseCsr, type ParsedCsr } from '../pki/csr.js';
+import type { IssuedCertificate } from '../pki/issue.js';
+import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
+import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
+import { SCHEMA_VERSION, type CertificateRecord, type IssueKind, type NodeRecord } from '../store/records.js';
+import type { JoinPreflight, JoinRequest, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type { Caller } from './authoriser.js';
+import type { ClusterState } from './cluster-state.js';
+import type { FailureLimiter } from './failure-limiter.js';
+import type { Membership } from './membership.js';
+import { addManager } from './managers-index.js';
+
+/** What the CA server works with. */
+export interface CaServerDeps {
+  state: ClusterState;
+  store: ClusterStore;
+  membership: Membership;
+  limiter: FailureLimiter;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** What a new manager needs to serve; undefined on an embedded store, where only one manager can. */
+  managerBundle: () => ManagerBundle | undefined;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The record of a certificate just issued. */
+export function certificateRecord(subject: string, role: CertRole, kind: IssueKind, now: number, certificate: IssuedCertificate): CertificateRecord {
+  return { schema: SCHEMA_VERSION, serial: certificate.serial, subject, role, kind, issuedAt: now, notBefore: certificate.notBefore, notAfter: certificate.notAfter };
+}
+
+/** The SAN host of a manager address (host:port). */
+function hostOf(addr: string | undefined): string[] {
+  return addr === undefined ? [] : [parseHostPort(addr).host];
+}
+
+/** Issues and renews the cluster's certificates. */
+export class CaServer {
+  constructor(private readonly deps: CaServerDeps) {}
+
+  /**
+   * The role a token grants, read against the store: a token the cache does
+   * not know is checked again after a refresh (it may be newer than the cache).
+   */
+  private async roleFor(token: string): Promise<NodeRole | undefined> {
+    const { state } = this.deps;
+    const role = matchJoinToken(token, state.tokens);
+    if (role !== undefined) return role;
+    await state.refresh();
+    return matchJoinToken(token, state.tokens);
+  }
+
+  /** Checks a token (and that its role can join here) before the node makes a key. */
+  async preflight(token: string, sourceAddr: string): Promise<JoinPreflight> {
+    const role = await this.admit(token, sourceAddr);
+    return { role };
+  }
+
+  /** The role a presented token grants, or the refusal (counted against the source). */
+  private async admit(token: string, sourceAddr: string): Promise<NodeRole> {
+    const { limiter, logger } = this.deps;
+    let malformed: unknown;
+    try {
+      parseJoinToken(token);
+    } catch (error) {
+      malformed = error;
+    }
+    const role = malformed === undefined ? await this.roleFor(token.trim()) : undefined;
+    if (role === undefined) {
+      // Only failures count, and a valid token always gets through: a NAT
+      // neighbour's bad guesses must not lock out a node with the right token.
+      const retryMs = limiter.retryAfterMs(sourceAddr);
+      if (retryMs > 0) throw new MusterError('RATE_LIMITED', undefined, { details: { retryAfterSeconds: Math.ceil(retryMs / 1000) } });
+      limiter.recordFailure(sourceAddr);
+      logger.warn({ source: sourceAddr }, 'join refused: token not accepted');
+      throw malformed ?? new MusterError('TOKEN_REJECTED');
+    }
+    if (role === 'manager' && this.deps.managerBundle() === undefined) throw new MusterError('EMBEDDED_STORE');
+    return role;
+  }
+
+  /** Admits a node that presents a join token: the token picks the role, the manager picks the ID. */
+  async join(request: JoinRequest, sourceAddr: string): Promise<NodeCertificateResponse> {
+    const { state, store, clock, random, logger } = this.deps;
+    await this.admit(request.token, sourceAddr);
+    const csr = parseCsr(request.csr);
+    const nodeId = newId(random);
+    const token = request.token.trim();
+    const { node, certificate } = await transact(
+      store,
+      async (tx) => {
+        // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
+        const tokens = tx.assume(KEYS.tokens, state.entry(KEYS.tokens))!;
+        const role = matchJoinToken(token, tokens);
+        if (role === undefined) throw new MusterError('TOKEN_REJECTED');
+        const now = clock.now();
+        const managerAddr = request.managerAddr;
+        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] });
+        const node: NodeRecord = {
+          schema: SCHEMA_VERSION,
+          id: nodeId,
+          role,
+          hostname: request.hostname ?? nodeId,
+          labels: request.labels ?? {},
+          createdAt: now,
+          lastSeenAt: now,
+          certSerial: certificate.serial,
+          certNotAfter: certificate.notAfter,
+          certRole: role,
+          removed: false,
+          ...(managerAddr === undefined ? {} : { managerAddr }),
+        };
+        // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
+        tx.put(KEYS.nodes.ref(nodeId), node);
+        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
+        if (role === 'manager') await addManager(tx, nodeId);
+        return { node, certificate };
+      },
+      { beforeRetry: () => state.refresh() },
+    );
+    logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr }, 'node joined');
+    return this.answer(node, certificate, node.role === 'manager');
+  }
+
+  /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */
+  async renew(caller: Caller, request: RenewRequest): Promise<NodeCertificateResponse> {
+    const { state, store, clock, logger } = this.deps;
+    const csr = parseCsr(request.csr);
+    const { node, certificate } = await transact(
+      store,
+      async (tx) => {
+        const current = await tx.get(KEYS.nodes.ref(caller.nodeId));
+        if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
+        if (current.removed) throw new MusterError('NODE_REMOVED');
+        const now = clock.now();
+        const managerAddr = request.managerAddr ?? current.managerAddr;
+        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: current.role, subject: current.id, hosts: current.role === 'manager' ? hostOf(managerAddr) : [] });
+        const node: NodeRecord = {
+          ...current,
+          certSerial: certificate.serial,
+          certNotAfter: certificate.notAfter,
+          certRole: current.role,
+          lastSeenAt: now,
+          ...(managerAddr === undefined ? {} : { managerAddr }),
+        };
+        tx.put(KEYS.nodes.ref(node.id), node);
+        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
+        return { node, certificate };
+      },
+      { beforeRetry: () => state.refresh() },
+    );
+    logger.info({ nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'node renewed');
+    // A node that becomes a manager learns here how to serve.
+    return this.answer(node, certificate, node.role === 'manager' && caller.role !== 'manager');
+  }
+
+  /** Issues an API-user certificate (Flocker's create-api-certificate): OU=swarm-admin, clientAuth only. */
+  async issueUser(request: UserRequest): Promise<UserResponse> {
+    const { state, store, clock, logger } = this.deps;
+    if (ID_PATTERN.test(request.name)) {
+      throw new MusterError('BODY_INVALID', 'a user name may not have the shape of a node ID', { hint: 'pick a name such as alice or ci-bot' });
+    }
+    const csr = parseCsr(request.csr);
+    const certificate = await transact(
+      store,
+      async (tx) => {
+        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [] });
+        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), certificate));
+        return certificate;
+      },
+      { beforeRetry: () => state.refresh() },
+    );
+    logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'API user certificate issued');
+    return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.root.pem, notAfter: iso(certificate.notAfter) };
+  }
+
+  /** Revokes every certificate issued to API user `name`; they are refused from now on. */
+  async revokeUser(name: string): Promise<UserRevoked> {
+    const { store, clock, logger } = this.deps;
+    const serials = await transact(store, async (tx) => {
+      const issued = (await store.list(KEYS.certificates)).filter((c) => c.value.role === 'admin' && c.value.subject === name);
+      if (issued.length === 0) throw new MusterError('USER_NOT_FOUND', `no API-user certificate named ${name.slice(0, 64)}`);
+      const live = issued.filter((c) => c.value.revokedAt === undefined);
+      for (const entry of live) {
+        const ref = KEYS.certificates.ref(entry.id);
+        tx.assume(ref, entry);
+        tx.put(ref, { ...entry.value, revokedAt: clock.now() });
+      }
+      return live.map((c) => c.value.serial);
+    });
+    logger.info({ user: name, revoked: serials.length }, 'API user revoked');
+    return { name, revoked: serials.length, serials };
+  }
+
+  /** Signs under the settings the transaction reads (the commit fails if they change meanwhile). */
+  private issue(tx: Tx, params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[] }): Promise<IssuedCertificate> {
+    const { state } = this.deps;
+    const cluster = tx.assume(KEYS.cluster, state.entry(KEYS.cluster))!;
+    tx.assume(KEYS.ca, state.entry(KEYS.ca)); // the root that signs
+    return state.signer.issue({
+      csrPem: params.csrPem,
+      csr: params.csr,
+      role: params.role,
+      commonName: params.subject,
+      clusterId: cluster.clusterId,
+      hosts: params.hosts,
+      validityMs: cluster.certExpiryMs,
+    });
+  }
+
+  private async answer(node: NodeRecord, certificate: IssuedCertificate, withBundle: boolean): Promise<NodeCertificateResponse> {
+    const { state, membership } = this.deps;
+    const response: NodeCertificateResponse = {
+      nodeId: node.id,
+      role: node.role,
+      clusterId: state.clusterId,
+      certificate: certificate.certPem,
+      rootCA: state.root.pem,
+      notAfter: iso(certificate.notAfter),
+      renewAfter: iso(certificate.notBefore + Math.floor((certificate.notAfter - certificate.notBefore) / 2)),
+      managers: await membership.addresses(),
+    };
+    const bundle = withBundle ? this.deps.managerBundle() : undefined;
+    if (bundle !== undefined) response.manager = bundle;
+    return response;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The cluster-wide records every request needs (settings, CA, tokens), read
+ * through the store and kept fresh from its change feed, and the signer made
+ * from the CA record. A cached record is only ever used together with its
+ * version: writes compare it (see `transact`), so a manager whose cache is
+ * behind fails its commit, refreshes and decides again instead of acting on
+ * what the store no longer holds (a rotated token, a shorter expiry).
+ */
+import { X509Certificate } from 'node:crypto';
+import { MusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { rootDigest } from '../pki/ca.js';
+import { KEYS, decodeRecord, type ClusterStore, type Entry, type Ref } from '../store/cluster-store.js';
+import type { CaRecord, ClusterRecord, TokensRecord } from '../store/records.js';
+import type { Signer } from './signer.js';
+import type { Static, TSchema } from 'typebox';
+
+/** What the state is built from. */
+export interface ClusterStateDeps {
+  store: ClusterStore;
+  logger: Logger;
+  /** Makes the signer for a CA record (see signer.ts). */
+  createSigner: (ca: CaRecord) => Signer;
+}
+
+/** The root bundle and the facts derived from it. */
+export interface RootFacts {
+  /** The bundle, exact bytes. */
+  pem: string;
+  cert: X509Certificate;
+  /** SHA-256 of the bundle, hex. */
+  digestHex: string;
+}
+
+function rootFacts(pem: string): RootFacts {
+  return { pem, cert: new X509Certificate(pem), digestHex: rootDigest(pem).toString('hex') };
+}
+
+/** The manager's view of the cluster-wide records. */
+export class ClusterState {
+  private signerNow: Signer;
+  private rootNow: RootFacts;
+  private readonly unwatch: () => void;
+
+  private constructor(
+    private readonly deps: ClusterStateDeps,
+    private clusterEntry: Entry<ClusterRecord>,
+    private caEntry: Entry<CaRecord>,
+    private tokensEntry: Entry<TokensRecord>,
+  ) {
+    this.signerNow = deps.createSigner(caEntry.value);
+    this.rootNow = rootFacts(caEntry.value.rootPem);
+    this.unwatch = deps.store.watch((event) => {
+      if (event.type === 'resync') {
+        void this.refresh().catch((error: unknown) => deps.logger.warn({ code: (error as MusterError).code }, 'cluster state refresh failed'));
+        return;
+      }
+      for (const change of event.changes) {
+        const ref = [KEYS.cluster, KEYS.ca, KEYS.tokens].find((r) => r.key === change.key);
+        if (ref === undefined || change.value === undefined) continue;
+        try {
+          this.apply(change.key, decodeRecord(ref.schema, change.key, change.value), change.version);
+        } catch (error) {
+          deps.logger.error({ key: change.key, code: (error as MusterError).code }, 'ignoring a store change that does not match its schema');
+        }
+      }
+    });
+  }
+
+  /** Reads the records; STATE_CORRUPT when the store holds no cluster. */
+  static async load(deps: ClusterStateDeps): Promise<ClusterState> {
+    const [cluster, ca, tokens] = await Promise.all([deps.store.get(KEYS.cluster), deps.store.get(KEYS.ca), deps.store.get(KEYS.tokens)]);
+    if (cluster === undefined || ca === undefined || tokens === undefined) {
+      throw new MusterError('STATE_CORRUPT', `the cluster store (${deps.store.description}) holds no complete cluster`, {
+        hint: 'restore the data dir or the store from a backup; starting over would give every node a new identity',
+      });
+    }
+    return new ClusterState(deps, cluster, ca, tokens);
+  }
+
+  /** Re-reads every record (after a commit conflict, or when the feed may have missed changes). */
+  async refresh(): Promise<void> {
+    const { store } = this.deps;
+    const [cluster, ca, tokens] = await Promise.all([store.get(KEYS.cluster), store.get(KEYS.ca), store.get(KEYS.tokens)]);
+    if (cluster !== undefined) this.apply(KEYS.cluster.key, cluster.value, cluster.version);
+    if (ca !== undefined) this.apply(KEYS.ca.key, ca.value, ca.version);
+    if (tokens !== undefined) this.apply(KEYS.tokens.key, tokens.value, tokens.version);
+  }
+
+  private apply(key: string, value: unknown, version: number): void {
+    if (key === KEYS.cluster.key && version > this.clusterEntry.version) this.clusterEntry = { value: value as ClusterRecord, version };
+    if (key === KEYS.tokens.key && version > this.tokensEntry.version) this.tokensEntry = { value: value as TokensRecord, version };
+    if (key === KEYS.ca.key && version > this.caEntry.version) {
+      const ca = value as CaRecord;
+      const previous = this.signerNow;
+      try {
+        this.signerNow = this.deps.createSigner(ca);
+      } catch (error) {
+        this.deps.logger.error({ code: (error as MusterError).code }, 'the new CA record cannot be used; keeping the previous signer');
+        return;
+      }
+      this.caEntry = { value: ca, version };
+      if (ca.rootPem !== this.rootNow.pem) this.rootNow = rootFacts(ca.rootPem);
+      void previous.close();
+    }
+  }
+
+  /** The cached entry of one of the three records, for a transaction to assume. */
+  entry<S extends TSchema>(ref: Ref<S>): Entry<Static<S>> {
+    if (ref.key === KEYS.cluster.key) return this.clusterEntry as unknown as Entry<Static<S>>;
+    if (ref.key === KEYS.ca.key) return this.caEntry as unknown as Entry<Static<S>>;
+    if (ref.key === KEYS.tokens.key) return this.tokensEntry as unknown as Entry<Static<S>>;
+    throw new MusterError('INTERNAL', `the cluster state does not cache ${ref.key}`);
+  }
+
+  get cluster(): ClusterRecord {
+    return this.clusterEntry.value;
+  }
+
+  get ca(): CaRecord {
+    return this.caEntry.value;
+  }
+
+  get tokens(): TokensRecord {
+    return this.tokensEntry.value;
+  }
+
+  get clusterId(): string {
+    return this.clusterEntry.value.clusterId;
+  }
+
+  get signer(): Signer {
+    return this.signerNow;
+  }
+
+  /** The root: its bundle's exact bytes (served and hashed as they are), the parsed certificate, its digest. */
+  get root(): RootFacts {
+    return this.rootNow;
+  }
+
+  /** Stops following the feed and releases the signer. Idempotent. */
+  async close(): Promise<void> {
+    this.unwatch();
+    await this.signerNow.close();
+  }
+}

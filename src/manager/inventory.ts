@@ -1,0 +1,181 @@
+/**
+ * The node inventory (SwarmKit's controlapi node.go): listing and showing
+ * nodes, a node's own view of itself (with "renew now" advice), removal,
+ * promotion and demotion. Every change is a store transaction; the managers
+ * index travels in the same transaction, so "the last manager" is decided
+ * on what the store holds, not on what one manager believes.
+ */
+import type { Clock } from '../core/clock.js';
+import { formatDuration } from '../core/duration.js';
+import { MusterError } from '../core/errors.js';
+import { ID_PATTERN } from '../core/ids.js';
+import type { Logger } from '../core/logger.js';
+import type { NodeRole } from '../core/roles.js';
+import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
+import type { NodeRecord } from '../store/records.js';
+import type { NodeView, RenewReason, SelfResponse } from '../api/schemas.js';
+import type { Caller } from './authoriser.js';
+import { addManager, removeManager } from './managers-index.js';
+import type { ClusterState } from './cluster-state.js';
+import type { ManagerStatus, Membership } from './membership.js';
+
+/** A node that has not been heard from for this long is shown as down. */
+export const NODE_DOWN_AFTER_MS = 2 * 60_000;
+/** lastSeenAt is written at most this often per node. */
+const LAST_SEEN_WRITE_MS = 15_000;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** What the inventory works with. */
+export interface InventoryDeps {
+  state: ClusterState;
+  store: ClusterStore;
+  membership: Membership;
+  clock: Clock;
+  logger: Logger;
+  /** False on an embedded store: only one manager can serve it. */
+  sharedStore: boolean;
+}
+
+/** A node as the API shows it. */
+export function nodeView(node: NodeRecord, now: number, managerStatus?: ManagerStatus): NodeView {
+  const view: NodeView = {
+    id: node.id,
+    role: node.role,
+    hostname: node.hostname,
+    labels: node.labels,
+    status: node.removed ? 'removed' : now - node.lastSeenAt <= NODE_DOWN_AFTER_MS ? 'ready' : 'down',
+    certRole: node.certRole,
+    certSerial: node.certSerial,
+    certNotAfter: iso(node.certNotAfter),
+    createdAt: iso(node.createdAt),
+    lastSeenAt: iso(node.lastSeenAt),
+    removed: node.removed,
+  };
+  if (node.role === 'manager' && !node.removed) view.managerStatus = managerStatus ?? 'Unreachable';
+  if (node.managerAddr !== undefined) view.managerAddr = node.managerAddr;
+  return view;
+}
+
+/** The nodes of the cluster. */
+export class Inventory {
+  constructor(private readonly deps: InventoryDeps) {}
+
+  private async view(node: NodeRecord): Promise<NodeView> {
+    const statuses = node.role === 'manager' ? await this.deps.membership.statuses() : undefined;
+    return nodeView(node, this.deps.clock.now(), statuses?.get(node.id));
+  }
+
+  /** Every node, removed ones included, oldest first. */
+  async listNodes(): Promise<NodeView[]> {
+    const [entries, statuses] = await Promise.all([this.deps.store.list(KEYS.nodes), this.deps.membership.statuses()]);
+    const now = this.deps.clock.now();
+    return entries
+      .map((e) => e.value)
+      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
+      .map((n) => nodeView(n, now, statuses.get(n.id)));
+  }
+
+  /** One node. */
+  async getNode(id: string): Promise<NodeView> {
+    return this.view(await this.find(id));
+  }
+
+  /** The caller's record, whether it should renew now, and the managers to talk to. */
+  async self(caller: Caller): Promise<SelfResponse> {
+    const node = await this.touch(caller.nodeId);
+    const reason = this.renewReason(caller, node);
+    const view: SelfResponse = {
+      node: await this.view(node),
+      renewNow: reason !== undefined,
+      certExpiry: formatDuration(this.deps.state.cluster.certExpiryMs),
+      managers: await this.deps.membership.addresses(),
+    };
+    if (reason !== undefined) view.reason = reason;
+    return view;
+  }
+
+  private renewReason(caller: Caller, node: NodeRecord): RenewReason | undefined {
+    if (caller.role !== node.role) return 'role-change';
+    // A shortened expiry applies at once to certificates that would outlive it.
+    if (caller.notAfter - this.deps.clock.now() > this.deps.state.cluster.certExpiryMs + 60_000) return 'cert-expiry';
+    return undefined;
+  }
+
+  /** Records that a node was heard from (at most one write per node every 15 s). */
+  private async touch(id: string): Promise<NodeRecord> {
+    return transact(this.deps.store, async (tx) => {
+      const node = await this.require(tx, id);
+      const now = this.deps.clock.now();
+      if (now - node.lastSeenAt < LAST_SEEN_WRITE_MS) return node;
+      const seen = { ...node, lastSeenAt: now };
+      tx.put(KEYS.nodes.ref(id), seen);
+      return seen;
+    });
+  }
+
+  /** Marks a node removed: its certificate is refused on every route from now on. */
+  async removeNode(id: string, options: { force: boolean }): Promise<NodeView> {
+    const removed = await transact(this.deps.store, async (tx) => {
+      const node = await this.require(tx, id);
+      if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
+      const now = this.deps.clock.now();
+      if (!options.force && now - node.lastSeenAt <= NODE_DOWN_AFTER_MS) {
+        throw new MusterError('NODE_ACTIVE', `node ${id} is still active (last seen ${iso(node.lastSeenAt)})`);
+      }
+      const removed: NodeRecord = { ...node, removed: true, removedAt: now };
+      tx.put(KEYS.nodes.ref(node.id), removed);
+      if (node.role === 'manager') await removeManager(tx, node.id);
+      return removed;
+    });
+    this.deps.logger.info({ nodeId: id }, 'node removed');
+    return this.view(removed);
+  }
+
+  /** A node removing itself (`muster leave`). */
+  async leave(caller: Caller): Promise<NodeView> {
+    return this.removeNode(caller.nodeId, { force: true });
+  }
+
+  /** Promotes or demotes a node; it is told to renew now, and gets the new role with that certificate. */
+  async setRole(id: string, role: NodeRole): Promise<NodeView> {
+    const { changed, node } = await transact(this.deps.store, async (tx) => {
+      const node = await this.require(tx, id);
+      if (node.role === role) return { changed: false, node };
+      if (role === 'manager' && !this.deps.sharedStore) throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
+      if (role === 'worker') await this.refuseLastManager(tx, node.id, 'demote');
+      const next: NodeRecord = { ...node, role };
+      tx.put(KEYS.nodes.ref(node.id), next);
+      if (role === 'manager') await addManager(tx, node.id);
+      else await removeManager(tx, node.id);
+      return { changed: true, node: next };
+    });
+    if (changed) this.deps.logger.info({ nodeId: id, role }, role === 'manager' ? 'node promoted' : 'node demoted');
+    return this.view(node);
+  }
+
+  /** Refuses to take away the last serving manager (another one must be a manager and serving now). */
+  private async refuseLastManager(tx: Tx, id: string, action: 'remove' | 'demote'): Promise<void> {
+    const index = await tx.get(KEYS.managers);
+    const statuses = await this.deps.membership.statuses();
+    const others = (index?.ids ?? []).filter((other) => other !== id && statuses.has(other));
+    if (others.length === 0) {
+      throw new MusterError('LAST_MANAGER', `cannot ${action} ${id}: it is the last serving manager of the cluster`, {
+        hint: this.deps.sharedStore ? 'promote another node first, and wait until it serves' : 'a cluster on the embedded store has exactly one manager',
+      });
+    }
+  }
+
+  private async find(id: string): Promise<NodeRecord> {
+    const node = ID_PATTERN.test(id) ? (await this.deps.store.get(KEYS.nodes.ref(id)))?.value : undefined;
+    if (node === undefined) throw new MusterError('NODE_NOT_FOUND', `no node ${id.slice(0, 64)}`);
+    return node;
+  }
+
+  private async require(tx: Tx, id: string): Promise<NodeRecord> {
+    const node = ID_PATTERN.test(id) ? await tx.get(KEYS.nodes.ref(id)) : undefined;
+    if (node === undefined) throw new MusterError('NODE_NOT_FOUND', `no node ${id.slice(0, 64)}`);
+    if (node.removed) throw new MusterError('NODE_REMOVED', `node ${id} has been removed`);
+    return node;
+  }
+}

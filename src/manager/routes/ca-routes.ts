@@ -1,0 +1,42 @@
+/** Routes of the CA server: the root, joins, renewals, API users. */
+import {
+  ErrorResponses,
+  JoinPreflight,
+  JoinPreflightRequest,
+  JoinRequest,
+  NodeCertificateResponse,
+  RenewRequest,
+  ROUTES,
+  UserParams,
+  UserRequest,
+  UserResponse,
+  UserRevoked,
+} from '../../api/schemas.js';
+import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
+
+/** Registers the CA routes. */
+export const caRoutes: RoutesPlugin = async (app, { services }) => {
+  const { caServer, state } = services;
+
+  app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
+
+  app.post(ROUTES.joinPreflight, { schema: { body: JoinPreflightRequest, response: { 200: JoinPreflight, ...ErrorResponses } } }, async (request) =>
+    caServer.preflight(request.body.token, request.ip),
+  );
+
+  app.post(ROUTES.join, { schema: { body: JoinRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
+    caServer.join(request.body, request.ip),
+  );
+
+  app.post(ROUTES.renew, { config: { allow: NODES }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
+    caServer.renew(callerOf(request), request.body),
+  );
+
+  app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...ErrorResponses } } }, async (request) =>
+    caServer.issueUser(request.body),
+  );
+
+  app.delete(ROUTES.user, { config: { allow: ADMINS }, schema: { params: UserParams, response: { 200: UserRevoked, ...ErrorResponses } } }, async (request) =>
+    caServer.revokeUser(request.params.name),
+  );
+};

@@ -1,0 +1,22 @@
+/** Routes of the settings: the cluster view and update, join tokens. */
+import { ClusterPatch, ClusterQuery, ClusterView, ErrorResponses, JoinTokens, ROUTES, RotateParams, isYes } from '../../api/schemas.js';
+import { ADMINS, type RoutesPlugin } from './route-kit.js';
+
+/** Registers the cluster routes. */
+export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
+  const { settings } = services;
+
+  app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
+    settings.clusterView(isYes(request.query.tokens)),
+  );
+
+  app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
+    settings.updateCluster(request.body),
+  );
+
+  app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...ErrorResponses } } }, async () => settings.joinTokens());
+
+  app.post(ROUTES.rotate, { config: { allow: ADMINS }, schema: { params: RotateParams, response: { 200: JoinTokens, ...ErrorResponses } } }, async (request) =>
+    settings.rotateToken(request.params.role),
+  );
+};

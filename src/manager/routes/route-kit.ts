@@ -1,0 +1,44 @@
+/** What every route plugin shares: the services behind the routes, who may call, and the verified caller. */
+import type { Server } from 'node:https';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyRequest } from 'fastify';
+import { MusterError } from '../../core/errors.js';
+import type { CertRole } from '../../core/roles.js';
+import type { Authoriser, Caller } from '../authoriser.js';
+import type { CaServer } from '../ca-server.js';
+import type { ClusterState } from '../cluster-state.js';
+import type { Inventory } from '../inventory.js';
+import type { Settings } from '../settings.js';
+
+/** The services the routes call. */
+export interface Services {
+  state: ClusterState;
+  authoriser: Authoriser;
+  caServer: CaServer;
+  inventory: Inventory;
+  settings: Settings;
+}
+
+/** A route plugin: registers routes that call the services. */
+export type RoutesPlugin = FastifyPluginAsyncTypebox<{ services: Services }, Server>;
+
+/** Routes for admins: managers and API users. */
+export const ADMINS: readonly CertRole[] = ['manager', 'admin'];
+/** Routes for nodes: managers and workers. */
+export const NODES: readonly CertRole[] = ['manager', 'worker'];
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: Caller;
+  }
+  interface FastifyContextConfig {
+    /** Certificate roles allowed to call the route; absent means public. */
+    allow?: readonly CertRole[];
+  }
+}
+
+/** The caller the authorisation hook verified. */
+export function callerOf(request: FastifyRequest): Caller {
+  if (request.caller === undefined) throw new MusterError('AUTH_REQUIRED');
+  return request.caller;
+}

@@ -1,0 +1,115 @@
+/**
+ * Cluster settings and join tokens (SwarmKit's controlapi cluster.go): the
+ * cluster view, `update` (certificate expiry, external CAs) and token
+ * rotation. Each change reads the record from the store and commits only if
+ * nobody changed it meanwhile, so two concurrent rotations both take effect.
+ */
+import type { Clock } from '../core/clock.js';
+import { formatDuration, parseCertExpiry } from '../core/duration.js';
+import { MusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
+import type { NodeRole } from '../core/roles.js';
+import { rootDigest } from '../pki/ca.js';
+import { seal } from '../pki/seal.js';
+import { generateJoinToken } from '../token/join-token.js';
+import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
+import type { ExternalCaRecord } from '../store/records.js';
+import type { ClusterPatch, ClusterView, JoinTokens } from '../api/schemas.js';
+import type { ClusterState } from './cluster-state.js';
+import type { Membership } from './membership.js';
+import { SEAL_CONTEXT } from './signer.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** What the settings work with. */
+export interface SettingsDeps {
+  state: ClusterState;
+  store: ClusterStore;
+  membership: Membership;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  dataKey: Buffer;
+}
+
+/** Cluster settings and tokens. */
+export class Settings {
+  constructor(private readonly deps: SettingsDeps) {}
+
+  /** Cluster settings and CA facts; tokens only when asked. */
+  clusterView(includeTokens: boolean): ClusterView {
+    const { state } = this.deps;
+    const { tokens, cluster, ca } = state;
+    const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
+      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: tokens[role] } : { rotatedAt: iso(tokens.rotatedAt[role]) };
+    return {
+      clusterId: cluster.clusterId,
+      createdAt: iso(cluster.createdAt),
+      certExpiry: formatDuration(cluster.certExpiryMs),
+      certExpiryMs: cluster.certExpiryMs,
+      advertiseAddr: this.deps.membership.address,
+      store: this.deps.store.description,
+      ca: {
+        digest: state.root.digestHex,
+        subject: state.root.cert.subject.split('\n').join(', '),
+        notAfter: iso(Date.parse(state.root.cert.validTo)),
+        external: state.signer.external,
+        externalUrls: (ca.external ?? []).map((external) => external.url),
+      },
+      joinTokens: { worker: token('worker'), manager: token('manager') },
+    };
+  }
+
+  /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
+  async updateCluster(patch: ClusterPatch): Promise<ClusterView> {
+    const { state, store, logger, dataKey } = this.deps;
+    if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry and/or externalCAs');
+    const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
+    const externalCAs = patch.externalCAs;
+    if (externalCAs !== undefined && externalCAs.length === 0) throw new MusterError('BODY_INVALID', 'at least one external CA is needed');
+    await transact(store, async (tx) => {
+      if (externalCAs !== undefined) {
+        const ca = await tx.get(KEYS.ca);
+        if (ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
+        if (ca.external === undefined) {
+          throw new MusterError('BODY_INVALID', 'this cluster signs with its own root key; external CAs apply only to a cluster founded with --external-ca');
+        }
+        const sealed: ExternalCaRecord[] = externalCAs.map((external) => ({
+          url: external.url,
+          ...(external.cacertPem === undefined ? {} : { cacertPem: external.cacertPem }),
+          ...(external.authKeyHex === undefined ? {} : { authKey: seal(dataKey, external.authKeyHex, SEAL_CONTEXT.authKey) }),
+        }));
+        tx.put(KEYS.ca, { ...ca, external: sealed });
+      }
+      if (certExpiryMs !== undefined) {
+        const cluster = await tx.get(KEYS.cluster);
+        if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster');
+        tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
+      }
+    });
+    await state.refresh();
+    if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url) }, 'external CAs changed');
+    if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs) }, 'certificate expiry changed');
+    return this.clusterView(false);
+  }
+
+  /** The current join tokens and the address to join (this manager's). */
+  joinTokens(): JoinTokens {
+    const { tokens } = this.deps.state;
+    return { worker: tokens.worker, manager: tokens.manager, managerAddr: this.deps.membership.address };
+  }
+
+  /** Replaces one role's token; the old one is refused by every manager from the moment this answers. */
+  async rotateToken(role: NodeRole): Promise<JoinTokens> {
+    const { state, store, clock, random, logger } = this.deps;
+    await transact(store, async (tx) => {
+      const [tokens, ca] = [await tx.get(KEYS.tokens), await tx.get(KEYS.ca)];
+      if (tokens === undefined || ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no tokens');
+      tx.put(KEYS.tokens, { ...tokens, [role]: generateJoinToken(rootDigest(ca.rootPem), random), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
+    });
+    await state.refresh();
+    logger.info({ role }, 'join token rotated');
+    return this.joinTokens();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Who signs: the managers themselves with the root key from the store, or
+ * external CAs they forward requests to. Either way the manager has already
+ * decided the subject, role and SANs; the signer only signs them. The choice
+ * is made here, once, from the CA record: callers see only a Signer.
+ */
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
+import type { CertRole } from '../core/roles.js';
+import { loadSigningCa } from '../pki/ca.js';
+import type { ParsedCsr } from '../pki/csr.js';
+import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
+import { unseal } from '../pki/seal.js';
+import type { CaRecord } from '../store/records.js';
+import { CfsslSigner } from './cfssl-signer.js';
+
+/** A signing request, after the manager has chosen every identity field. */
+export interface SignRequest {
+  csrPem: string;
+  csr: ParsedCsr;
+  role: CertRole;
+  commonName: string;
+  clusterId: string;
+  /** Extra SANs (managers: the advertise host). */
+  hosts: readonly string[];
+  validityMs: number;
+}
+
+/** Signs certificates under the cluster root. */
+export interface Signer {
+  /** True when the root key is outside the managers. */
+  readonly external: boolean;
+  issue(request: SignRequest): Promise<IssuedCertificate>;
+  /** Releases connections. */
+  close(): Promise<void>;
+}
+
+/** What a signer is built from. */
+export interface SignerDeps {
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  /** The cluster data key the CA key and auth keys are sealed under. */
+  dataKey: Buffer;
+  /** The manager's own certificate, presented to external CAs (mutual TLS). */
+  clientTls?: () => { certPem: string; keyPem: string } | undefined;
+}
+
+/** Where sealed secrets of the CA record are bound (the AEAD's additional data). */
+export const SEAL_CONTEXT = { caKey: 'meta/ca key', authKey: 'meta/ca external authkey' } as const;
+
+/** The signer for a CA record: the local key when the record holds one, else its external CAs. */
+export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
+  if (ca.key !== undefined) {
+    const signing = loadSigningCa({ certPem: ca.rootPem, keyPem: unseal(deps.dataKey, ca.key, SEAL_CONTEXT.caKey).toString('utf8') });
+    return {
+      external: false,
+      issue: async (request) => issueCertificate({ ...request, ca: signing, clock: deps.clock, random: deps.random }),
+      close: async () => {},
+    };
+  }
+  const cas = (ca.external ?? []).map((external) => ({
+    url: external.url,
+    ...(external.cacertPem === undefined ? {} : { cacertPem: external.cacertPem }),
+    ...(external.authKey === undefined ? {} : { authKeyHex: unseal(deps.dataKey, external.authKey, SEAL_CONTEXT.authKey).toString('utf8') }),
+  }));
+  return new CfsslSigner(cas, ca.rootPem, { logger: deps.logger, ...(deps.clientTls === undefined ? {} : { clientTls: deps.clientTls }) });
+}

@@ -1,0 +1,296 @@
+/**
+ * The embedded store: the ClusterStore contract on LevelDB (an injected
+ * abstract-level database: classic-level on disk, memory-level in tests).
+ * One serving manager owns it, so the change feed is in-process.
+ *
+ * Each value is stored as `{r, v}`: the record and the store revision of its
+ * last change, which is its version. A commit checks its compares against
+ * the database, assigns the next revision and writes puts, deletes and the
+ * revision counter in one fsync'd batch.
+ *
+ * Commits are grouped: while one batch is being fsync'd, the commits that
+ * arrive queue and go down together in the next one, each checked in order
+ * against the state the earlier ones leave. Every caller resolves only once
+ * its own writes are on disk. After a failed write (a full disk) the store
+ * acknowledges nothing more until LevelDB has been reopened and read back:
+ * LevelDB drops a torn log record on recovery together with everything
+ * written after it, so acknowledging writes after a write error loses them.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import type { AbstractLevel } from 'abstract-level';
+import { Level } from 'level';
+import type { Static, TSchema } from 'typebox';
+import { MusterError } from '../core/errors.js';
+import type { ManagerRegistration } from './records.js';
+import { decodeRecord, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn, type Change } from './cluster-store.js';
+
+/** The database a LevelStore runs on: string keys, JSON text values. */
+export type LevelDatabase = AbstractLevel<string | Buffer | Uint8Array, string, string>;
+
+interface Stored {
+  r: number;
+  v: unknown;
+}
+
+interface Pending {
+  txn: Txn;
+  resolve: (ok: boolean) => void;
+  reject: (error: unknown) => void;
+}
+
+/** The revision counter's key (outside every record prefix). */
+const REVISION_KEY = '~revision';
+/** At most this many commits share one batch. */
+const MAX_GROUP = 256;
+/** classic-level's `sync`: fsync the write-ahead log before the batch resolves. */
+const SYNC = { sync: true };
+
+const unavailable = (why: string, cause?: unknown): MusterError =>
+  new MusterError('STORE_UNAVAILABLE', `the cluster store ${why}`, cause === undefined ? {} : { cause });
+
+/** LevelDB's own files: a store folder without CURRENT is not a store. */
+async function checkStoreFiles(dir: string): Promise<void> {
+  const hint = 'restore the data dir from a backup, or move it aside and re-join this node; muster never re-creates a store in place';
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a directory');
+  } catch {
+    throw new MusterError('STATE_CORRUPT', `the cluster store ${dir} is missing`, { hint });
+  }
+  const files = await readdir(dir);
+  if (!files.includes('CURRENT')) throw new MusterError('STATE_CORRUPT', `the cluster store ${dir} has no CURRENT file: it is damaged`, { hint });
+}
+
+/** The embedded LevelDB store. */
+export class LevelStore implements ClusterStore {
+  private readonly listeners = new Set<(event: ChangeEvent) => void>();
+  private readonly queue: Pending[] = [];
+  private draining: Promise<void> | undefined;
+  private closed = false;
+  /** Set after a failed write; cleared once the database was reopened and read back. */
+  private failure: unknown;
+  private recovering: Promise<void> | undefined;
+  private revision = 0;
+  private registration: ManagerRegistration | undefined;
+  /** Batches written so far (each fsync'd); fewer than the commits when they were grouped. */
+  batches = 0;
+
+  private constructor(
+    private readonly db: LevelDatabase,
+    readonly description: string,
+  ) {}
+
+  /**
+   * Opens the store in `dir`. With `create`, the folder must not hold a store
+   * yet (init); without, it must hold one and it is never re-created: a
+   * missing or damaged store is STATE_CORRUPT and nothing is touched.
+   */
+  static async openDir(dir: string, options: { create: boolean }): Promise<LevelStore> {
+    if (!options.create) await checkStoreFiles(dir);
+    const db = new Level<string, string>(dir, { createIfMissing: options.create, errorIfExists: options.create }) as unknown as LevelDatabase;
+    return LevelStore.open(db, `level ${dir}`);
+  }
+
+  /** Opens a store over any abstract-level database (memory-level in tests). */
+  static async open(db: LevelDatabase, description: string): Promise<LevelStore> {
+    try {
+      await db.open();
+    } catch (cause) {
+      const text = String((cause as { cause?: unknown }).cause ?? cause);
+      if (/lock/i.test(text)) throw new MusterError('STATE_CORRUPT', 'the cluster store is locked: is another muster running on this data dir?', { cause });
+      throw new MusterError('STATE_CORRUPT', `the cluster store cannot be opened (${text.slice(0, 200)})`, { cause });
+    }
+    const store = new LevelStore(db, description);
+    store.revision = await store.readRevision();
+    return store;
+  }
+
+  private async readRevision(): Promise<number> {
+    const text = await this.db.get(REVISION_KEY);
+    if (text === undefined) return 0;
+    const revision = Number(text);
+    if (!Number.isSafeInteger(revision) || revision < 0) throw new MusterError('STATE_CORRUPT', 'the cluster store revision counter is damaged');
+    return revision;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.draining; // commits already accepted reach the disk first
+    await this.recovering?.catch(() => undefined);
+    await this.db.close();
+  }
+
+  private parse(key: string, text: string): Stored {
+    try {
+      const stored = JSON.parse(text) as Stored;
+      if (typeof stored?.r !== 'number') throw new Error('no revision');
+      return stored;
+    } catch (cause) {
+      throw new MusterError('STATE_CORRUPT', `the store record ${key} cannot be read`, { cause });
+    }
+  }
+
+  /** Reads a stored value; commits already accepted may still read while the store closes. */
+  private async read(key: string, accepted = false): Promise<Stored | undefined> {
+    if (this.closed && !accepted) throw unavailable('is closed');
+    let text: string | undefined;
+    try {
+      text = await this.db.get(key);
+    } catch (cause) {
+      throw unavailable('cannot be read', cause);
+    }
+    return text === undefined ? undefined : this.parse(key, text);
+  }
+
+  async get<S extends TSchema>(ref: Ref<S>): Promise<Entry<Static<S>> | undefined> {
+    const stored = await this.read(ref.key);
+    return stored === undefined ? undefined : { value: decodeRecord(ref.schema, ref.key, stored.v), version: stored.r };
+  }
+
+  async list<S extends TSchema>(space: Space<S>, page: { after?: string; limit?: number } = {}): Promise<(Entry<Static<S>> & { id: string })[]> {
+    if (this.closed) throw unavailable('is closed');
+    const range = {
+      ...(page.after === undefined ? { gte: space.prefix } : { gt: `${space.prefix}${page.after}` }),
+      lt: `${space.prefix}\uffff`,
+      ...(page.limit === undefined ? {} : { limit: page.limit }),
+    };
+    const out: (Entry<Static<S>> & { id: string })[] = [];
+    try {
+      for await (const [key, text] of this.db.iterator(range)) {
+        const stored = this.parse(key, text);
+        out.push({ id: key.slice(space.prefix.length), value: decodeRecord(space.schema, key, stored.v), version: stored.r });
+      }
+    } catch (error) {
+      if (error instanceof MusterError) throw error;
+      throw unavailable('cannot be read', error);
+    }
+    return out;
+  }
+
+  commit(txn: Txn): Promise<boolean> {
+    if (this.closed) return Promise.reject(unavailable('is closed'));
+    if (this.failure !== undefined) return Promise.reject(this.failedError());
+    return new Promise<boolean>((resolve, reject) => {
+      this.queue.push({ txn, resolve, reject });
+      this.draining ??= this.drain();
+    });
+  }
+
+  private failedError(): MusterError {
+    return unavailable('refuses writes until it has recovered from a failed write (is the disk full?); retry shortly', this.failure);
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const group = this.queue.splice(0, MAX_GROUP);
+      if (this.failure !== undefined) {
+        for (const pending of group) pending.reject(this.failedError());
+        continue;
+      }
+      await this.commitGroup(group);
+    }
+    this.draining = undefined;
+  }
+
+  /** Checks each commit of the group in order, then writes the accepted ones in one batch. */
+  private async commitGroup(group: Pending[]): Promise<void> {
+    const overlay = new Map<string, number>(); // key -> version after the earlier commits of this group (0: deleted)
+    const operations: { type: 'put' | 'del'; key: string; value?: string }[] = [];
+    const accepted: { pending: Pending; changes: Change[] }[] = [];
+    let revision = this.revision;
+    for (const pending of group) {
+      let ops: typeof operations;
+      let changes: Change[];
+      try {
+        if (!(await this.comparesHold(pending.txn, overlay))) {
+          pending.resolve(false);
+          continue;
+        }
+        // Encoded here, per commit: one commit's unencodable record fails that commit alone.
+        ops = [];
+        changes = [];
+        for (const { key, value } of pending.txn.puts) {
+          ops.push({ type: 'put', key, value: JSON.stringify({ r: revision + 1, v: value }) });
+          changes.push({ key, value, version: revision + 1 });
+        }
+        for (const key of pending.txn.deletes) {
+          ops.push({ type: 'del', key });
+          changes.push({ key, value: undefined, version: revision + 1 });
+        }
+      } catch (error) {
+        pending.reject(error);
+        continue;
+      }
+      revision += 1;
+      for (const change of changes) overlay.set(change.key, change.value === undefined ? 0 : revision);
+      operations.push(...ops);
+      accepted.push({ pending, changes });
+    }
+    if (accepted.length === 0) return;
+    operations.push({ type: 'put', key: REVISION_KEY, value: String(revision) });
+    try {
+      this.batches += 1;
+      await (this.db.batch as unknown as (ops: typeof operations, options: typeof SYNC) => Promise<void>)(operations, SYNC);
+    } catch (cause) {
+      this.failure = cause;
+      for (const { pending } of accepted) pending.reject(this.failedError());
+      this.recovering ??= this.recover();
+      return;
+    }
+    this.revision = revision;
+    for (const { pending } of accepted) pending.resolve(true);
+    this.emit({ type: 'changes', changes: accepted.flatMap((a) => a.changes) });
+  }
+
+  private async comparesHold(txn: Txn, overlay: Map<string, number>): Promise<boolean> {
+    for (const { key, version } of txn.compares) {
+      const current = overlay.get(key) ?? (await this.read(key, true))?.r ?? 0;
+      if (current !== version) return false;
+    }
+    return true;
+  }
+
+  /**
+   * After a failed write: reopen LevelDB (its recovery replays the log and
+   * drops a torn tail) and read the revision back, retrying until that works.
+   * Writes are refused until then; nothing refused was acknowledged.
+   */
+  private async recover(): Promise<void> {
+    for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        await this.db.close();
+        await this.db.open();
+        this.revision = await this.readRevision();
+        this.failure = undefined;
+        this.emit({ type: 'resync' });
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
+    }
+    this.recovering = undefined;
+  }
+
+  watch(listener: (event: ChangeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: ChangeEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  // One process serves an embedded store, so membership is this process alone.
+
+  async register(registration: ManagerRegistration): Promise<void> {
+    this.registration = registration;
+  }
+
+  async unregister(): Promise<void> {
+    this.registration = undefined;
+  }
+
+  async members(): Promise<Member[]> {
+    return this.registration === undefined ? [] : [{ registration: this.registration, leader: true }];
+  }
+}

@@ -1,0 +1,12 @@
+/** The code of the MusterError a promise rejects with, or undefined when it resolves. */
+import { MusterError } from '../../src/core/errors.js';
+
+export async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    if (error instanceof MusterError) return error.code;
+    throw error;
+  }
+}

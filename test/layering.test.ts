@@ -1,0 +1,66 @@
+/**
+ * The layering of STYLE.md, checked on the import lines of src/: core imports
+ * nothing; pki, token, store, api and config import only core; manager and
+ * agent never import each other, the CLI, or a store backend's internals
+ * (the agent no store at all, the manager no config); one CLI command file
+ * never imports another; only the CLI touches `process`.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = resolve(import.meta.dirname, '../src');
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** Every src file with the src files it imports (paths relative to src/). */
+const graph = filesUnder(SRC).map((file) => {
+  const text = readFileSync(file, 'utf8');
+  const imports = [...text.matchAll(/^import[^;]*?from '(\.[^']+)';/gms)].map((m) => relative(SRC, resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts'))));
+  return { file: relative(SRC, file), imports, text };
+});
+
+const layer = (path: string): string => path.split('/')[0]!;
+
+describe('layering (STYLE.md)', () => {
+  it('core imports nothing else from src/; pki, token, store, api and config import only core (and themselves)', () => {
+    const wrong = graph.flatMap(({ file, imports }) => {
+      const own = layer(file);
+      const allowed = own === 'core' ? ['core'] : ['pki', 'token', 'store', 'api', 'config'].includes(own) ? ['core', own] : undefined;
+      return allowed === undefined ? [] : imports.filter((i) => !allowed.includes(layer(i))).map((i) => `${file} -> ${i}`);
+    });
+    expect(wrong).toEqual([]);
+  });
+
+  it('manager and agent never import each other, the CLI, config (manager) or a store backend (both)', () => {
+    const wrong = graph.flatMap(({ file, imports }) => {
+      const own = layer(file);
+      if (own !== 'manager' && own !== 'agent') return [];
+      const banned = (i: string): boolean =>
+        ['cli', own === 'manager' ? 'agent' : 'manager'].includes(layer(i)) ||
+        i === 'store/level-store.ts' ||
+        i === 'store/etcd-store.ts' ||
+        (own === 'manager' && layer(i) === 'config') ||
+        (own === 'agent' && (layer(i) === 'store' || (layer(i) === 'config' && i !== 'config/paths.ts')));
+      return imports.filter(banned).map((i) => `${file} -> ${i}`);
+    });
+    expect(wrong).toEqual([]);
+  });
+
+  it('no CLI command file imports another', () => {
+    const wrong = graph.filter(({ file }) => file.startsWith('cli/commands/')).flatMap(({ file, imports }) => imports.filter((i) => i.startsWith('cli/commands/')).map((i) => `${file} -> ${i}`));
+    expect(wrong).toEqual([]);
+  });
+
+  it('only the CLI touches process (argv, env, exit, signals) and only settings.ts reads the environment', () => {
+    const touching = graph.filter(({ file, text }) => layer(file) !== 'cli' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text)).map((g) => g.file);
+    expect(touching).toEqual([]);
+    const readingEnv = graph.filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/main.ts').map((g) => g.file);
+    expect(readingEnv).toEqual([]);
+  });
+});

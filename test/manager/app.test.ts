@@ -1,0 +1,63 @@
+/** The routes through fastify's inject (no sockets): public routes, validation, error shapes, and what needs a certificate. */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { ERROR_CATALOGUE } from '../../src/core/errors.js';
+import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+
+let cluster: TestCluster;
+let app: MusterApp;
+
+beforeAll(async () => {
+  cluster = await foundTestCluster();
+  app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
+  await app.ready();
+});
+afterAll(async () => {
+  await app.close();
+  await cluster.cleanup();
+});
+
+const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
+
+describe('routes (inject)', () => {
+  it('GET /v1/ca serves the root bundle verbatim', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/ca' });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toBe(cluster.state.root.pem);
+    expect(res.headers['content-type']).toMatch(/application\/x-pem-file/);
+  });
+
+  it('POST /v1/join/preflight tells the role, POST /v1/join issues', async () => {
+    const token = cluster.settings.joinTokens().worker;
+    expect((await post('/v1/join/preflight', { token })).json()).toEqual({ role: 'worker' });
+    const joined = await post('/v1/join', { token, csr: freshCsr().csr, hostname: 'n1', labels: { zone: 'a' } });
+    expect(joined.statusCode).toBe(200);
+    expect(joined.json()).toMatchObject({ role: 'worker', clusterId: cluster.clusterId, managers: ['127.0.0.1:4377'] });
+  });
+
+  it.each([
+    ['an unknown field', { token: 'x', csr: 'y', admin: true }, 'BODY_INVALID'],
+    ['a label that is an object', { token: 'x', csr: 'y', labels: { a: { b: 1 } } }, 'BODY_INVALID'],
+    ['a bad token', { token: 'nope', csr: 'y' }, 'TOKEN_INVALID'],
+  ])('answers %s with a typed 4xx', async (_name, body, code) => {
+    const res = await post('/v1/join', body);
+    expect(res.statusCode).toBe(ERROR_CATALOGUE[code as keyof typeof ERROR_CATALOGUE].status);
+    expect(res.json()).toMatchObject({ statusCode: res.statusCode, code });
+  });
+
+  it('needs a client certificate on every other route', async () => {
+    for (const [method, url] of [['GET', '/v1/nodes'], ['GET', '/v1/cluster'], ['GET', '/v1/nodes/self'], ['POST', '/v1/join-tokens/worker/rotate']] as const) {
+      const res = await app.inject({ method, url });
+      expect(res.statusCode, url).toBe(401);
+      expect(res.json().code).toBe('AUTH_REQUIRED');
+    }
+  });
+
+  it('answers unknown routes and media types in the documented shape', async () => {
+    const missing = await app.inject({ method: 'GET', url: '/v1/nope' });
+    expect(missing.json()).toMatchObject({ statusCode: 404, code: 'ROUTE_NOT_FOUND' });
+    const text = await app.inject({ method: 'POST', url: '/v1/join', payload: 'x', headers: { 'content-type': 'text/plain' } });
+    expect(text.json()).toMatchObject({ statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+  });
+});

@@ -1,0 +1,69 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { KEYS } from '../../src/store/cluster-store.js';
+import { codeOf } from '../helpers/codes.js';
+import { foundTestCluster, heldFeed, memoryStore, type TestCluster } from '../helpers/service.js';
+
+let t: TestCluster;
+beforeEach(async () => {
+  t = await foundTestCluster();
+});
+afterEach(async () => {
+  await t.cleanup();
+});
+
+describe('settings', () => {
+  it('refuses an expiry below an hour and malformed ones, and keeps the old one', async () => {
+    expect(await codeOf(t.settings.updateCluster({ certExpiry: '59m' }))).toBe('CERT_EXPIRY_TOO_SHORT');
+    expect(await codeOf(t.settings.updateCluster({ certExpiry: 'soon' }))).toBe('DURATION_INVALID');
+    expect(await codeOf(t.settings.updateCluster({}))).toBe('BODY_INVALID');
+    expect(t.settings.clusterView(false).certExpiry).toBe('2160h');
+  });
+
+  it('refuses external CAs for a cluster that holds its own key', async () => {
+    expect(await codeOf(t.settings.updateCluster({ externalCAs: [{ url: 'https://ca:8888' }] }))).toBe('BODY_INVALID');
+  });
+
+  it('shows tokens only when asked, and where the store lives', async () => {
+    expect(t.settings.clusterView(false).joinTokens.worker.token).toBeUndefined();
+    expect(t.settings.clusterView(true).joinTokens.worker.token).toBe(t.settings.joinTokens().worker);
+    expect(t.settings.clusterView(false).store).toMatch(/^level/);
+  });
+});
+
+describe('concurrent rotations', () => {
+  it('worker and manager at once, and two of the same role: every rotation takes effect (100 rounds)', async () => {
+    for (let round = 0; round < 100; round++) {
+      const before = (await t.store.get(KEYS.tokens))!.value;
+      await Promise.all([t.settings.rotateToken('worker'), t.settings.rotateToken('manager')]);
+      const after = (await t.store.get(KEYS.tokens))!.value;
+      expect(after.worker).not.toBe(before.worker);
+      expect(after.manager).not.toBe(before.manager);
+      expect(t.settings.joinTokens()).toMatchObject({ worker: after.worker, manager: after.manager });
+    }
+  });
+
+  it('on two managers of one store whose caches lag, both rotations land', async () => {
+    const store = heldFeed(await memoryStore());
+    const a = await foundTestCluster({ store });
+    try {
+      const before = (await store.get(KEYS.tokens))!.value;
+      const first = await a.settings.rotateToken('worker');
+      // The second rotation starts from a cache that has not seen the first one.
+      store.release();
+      const second = await a.settings.rotateToken('manager');
+      const after = (await store.get(KEYS.tokens))!.value;
+      expect(after.worker).toBe(first.worker);
+      expect(after.manager).toBe(second.manager);
+      expect(after.worker).not.toBe(before.worker);
+    } finally {
+      await a.cleanup();
+    }
+  });
+
+  it('a rotation and an expiry change at once both land', async () => {
+    const before = t.settings.joinTokens().worker;
+    await Promise.all([t.settings.rotateToken('worker'), t.settings.updateCluster({ certExpiry: '1h' })]);
+    expect(t.settings.joinTokens().worker).not.toBe(before);
+    expect((await t.store.get(KEYS.cluster))!.value.certExpiryMs).toBe(3_600_000);
+  });
+});

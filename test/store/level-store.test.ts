@@ -1,0 +1,140 @@
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MemoryLevel } from 'memory-level';
+import { afterAll, describe, expect, it } from 'vitest';
+import { KEYS, type ChangeEvent } from '../../src/store/cluster-store.js';
+import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
+import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
+import { scratchDir } from '../helpers/openssl.js';
+
+const scratch = scratchDir('muster-store-');
+afterAll(() => scratch.cleanup());
+
+function node(id: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
+  return { schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides };
+}
+
+const put = (key: string, value: unknown, version = 0) => ({ compares: [{ key, version }], puts: [{ key, value }], deletes: [] });
+const fresh = (): string => scratch.path(`db-${Math.random().toString(36).slice(2)}`);
+
+describe('LevelStore', () => {
+  it('versions every record with the store revision, and commits only when the compared versions hold', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    expect(await store.commit(put(KEYS.nodes.ref('a').key, node('a')))).toBe(true);
+    const a = (await store.get(KEYS.nodes.ref('a')))!;
+    expect(a.version).toBe(1);
+    expect(await store.commit(put(KEYS.nodes.ref('a').key, node('a', { hostname: 'x' })))).toBe(false); // expected absent
+    expect(await store.commit(put(KEYS.nodes.ref('a').key, node('a', { hostname: 'x' }), a.version))).toBe(true);
+    expect(await store.commit(put(KEYS.nodes.ref('a').key, node('a', { hostname: 'y' }), a.version))).toBe(false); // stale
+    expect((await store.get(KEYS.nodes.ref('a')))!).toEqual({ value: node('a', { hostname: 'x' }), version: 2 });
+    expect(await store.commit({ compares: [{ key: KEYS.nodes.ref('a').key, version: 2 }], puts: [], deletes: [KEYS.nodes.ref('a').key] })).toBe(true);
+    expect(await store.get(KEYS.nodes.ref('a'))).toBeUndefined();
+    await store.close();
+    await store.close(); // idempotent
+  });
+
+  it('lists a space in key order, paged', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    for (const id of ['c', 'a', 'b', 'd']) await store.commit(put(KEYS.nodes.ref(id).key, node(id)));
+    await store.commit(put(KEYS.certificates.ref('S1').key, { schema: SCHEMA_VERSION, serial: 'S1', subject: 'a', role: 'worker', kind: 'join', issuedAt: 1, notBefore: 1, notAfter: 2 }));
+    expect((await store.list(KEYS.nodes)).map((e) => e.id)).toEqual(['a', 'b', 'c', 'd']);
+    expect((await store.list(KEYS.nodes, { limit: 2 })).map((e) => e.id)).toEqual(['a', 'b']);
+    expect((await store.list(KEYS.nodes, { after: 'b', limit: 5 })).map((e) => e.id)).toEqual(['c', 'd']);
+    await store.close();
+  });
+
+  it('refuses a record that does not match its schema on read (STATE_CORRUPT), and another version of muster by name', async () => {
+    const db = new MemoryLevel<string, string>() as unknown as LevelDatabase;
+    const store = await LevelStore.open(db, 'memory');
+    await db.put(KEYS.nodes.ref('x').key, JSON.stringify({ r: 1, v: { id: 'x' } }));
+    await db.put(KEYS.nodes.ref('y').key, JSON.stringify({ r: 1, v: { ...node('y'), schema: 1 } }));
+    await expect(store.get(KEYS.nodes.ref('x'))).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/does not match its schema/) });
+    await expect(store.get(KEYS.nodes.ref('y'))).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/another version of muster/) });
+    await store.close();
+  });
+
+  it('tells watchers about every committed change', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    const events: ChangeEvent[] = [];
+    const stop = store.watch((event) => events.push(event));
+    await store.commit(put(KEYS.nodes.ref('a').key, node('a')));
+    await store.commit(put(KEYS.nodes.ref('b').key, node('b'), 7)); // fails: no event
+    stop();
+    await store.commit(put(KEYS.nodes.ref('c').key, node('c')));
+    expect(events).toEqual([{ type: 'changes', changes: [{ key: 'nodes/a', value: node('a'), version: 1 }] }]);
+    await store.close();
+  });
+
+  it('keeps everything across a reopen on disk', async () => {
+    const dir = fresh();
+    const first = await LevelStore.openDir(dir, { create: true });
+    await first.commit(put(KEYS.nodes.ref('w1').key, node('w1')));
+    await first.close();
+    const second = await LevelStore.openDir(dir, { create: false });
+    expect((await second.get(KEYS.nodes.ref('w1')))?.value).toEqual(node('w1'));
+    expect(await second.commit(put(KEYS.nodes.ref('w2').key, node('w2')))).toBe(true);
+    expect((await second.get(KEYS.nodes.ref('w2')))?.version).toBe(2); // the revision counter survived
+    await second.close();
+  });
+
+  it('refuses a second opener of the same folder with a clear code', async () => {
+    const dir = fresh();
+    const first = await LevelStore.openDir(dir, { create: true });
+    await expect(LevelStore.openDir(dir, { create: false })).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/locked/) });
+    await first.close();
+  });
+
+  it('never re-creates a missing or damaged store, and touches nothing while refusing it', async () => {
+    const missing = fresh();
+    await expect(LevelStore.openDir(missing, { create: false })).rejects.toMatchObject({ code: 'STATE_CORRUPT' });
+    expect(() => statSync(missing)).toThrow();
+    const dir = fresh();
+    const store = await LevelStore.openDir(dir, { create: true });
+    await store.close();
+    rmSync(join(dir, 'CURRENT'));
+    const before = readdirSync(dir).map((f) => [f, statSync(join(dir, f)).mtimeMs]);
+    const error = await LevelStore.openDir(dir, { create: false }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'STATE_CORRUPT', hint: expect.not.stringMatching(/init/) });
+    expect(readdirSync(dir).map((f) => [f, statSync(join(dir, f)).mtimeMs])).toEqual(before);
+  });
+
+  it('refuses to create over an existing store', async () => {
+    const dir = fresh();
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'CURRENT'), 'MANIFEST-000001\n');
+    await expect(LevelStore.openDir(dir, { create: true })).rejects.toMatchObject({ code: 'STATE_CORRUPT' });
+  });
+
+  it('group-commits concurrent commits, and close waits for every accepted one', async () => {
+    const dir = fresh();
+    const first = await LevelStore.openDir(dir, { create: true });
+    const ids = Array.from({ length: 300 }, (_, i) => `w${String(i).padStart(3, '0')}`);
+    const writes = ids.map((id) => first.commit(put(KEYS.nodes.ref(id).key, node(id))));
+    const closing = first.close(); // before any commit has settled
+    expect(await Promise.all(writes)).toEqual(ids.map(() => true));
+    await closing;
+    // The first commit goes alone; the rest queue behind it and share batches.
+    expect(first.batches).toBeGreaterThanOrEqual(2);
+    expect(first.batches).toBeLessThan(ids.length / 10);
+    const second = await LevelStore.openDir(dir, { create: false });
+    expect((await second.list(KEYS.nodes)).map((e) => e.id)).toEqual(ids);
+    await second.close();
+  });
+
+  it('checks grouped commits in order: of two creations of one key in a batch, the second fails', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    const results = await Promise.all([store.commit(put('nodes/z', node('z'))), store.commit(put('nodes/z', node('z', { hostname: 'other' })))]);
+    expect(results).toEqual([true, false]);
+    expect((await store.get(KEYS.nodes.ref('z')))?.value.hostname).toBe('h');
+    await store.close();
+  });
+
+  it('fails only the commit whose record cannot be encoded when commits share a batch', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    const bad = node('bad', { labels: { n: 1n } as unknown as Record<string, string> }); // JSON cannot encode a BigInt
+    const results = await Promise.allSettled(['a', 'b', 'bad', 'c'].map((id) => store.commit(put(KEYS.nodes.ref(id).key, id === 'bad' ? bad : node(id)))));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((await store.list(KEYS.nodes)).map((e) => e.id)).toEqual(['a', 'b', 'c']);
+    await store.close();
+  });
+});
