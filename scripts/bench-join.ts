@@ -12,13 +12,17 @@
  *  - `cfssl serve` (Debian: golang-cfssl) with a throwaway CA, signing the
  *    same CSRs, when cfssl is installed; the muster/cfssl ratio is printed.
  *
+ * muster runs twice: on its embedded store, and on etcd (one etcd-server
+ * member on loopback, its CPU counted separately) when etcd is installed; the
+ * etcd/embedded ratio is printed (target >= 0.7).
+ *
  * The client is scripts/loadgen (Go, stdlib only) when `go` is installed
  * (Debian: golang-go): on a 2-core machine the client shares the cores with
  * the server, and the Node client spends about as much CPU per handshake as
  * the server it measures. Without Go, the Node client in scripts/lib/load.ts
  * runs instead and the figures say so.
  *
- *   npm run bench:join [-- --nodes 3000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off]
+ *   npm run bench:join [-- --nodes 3000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off --etcd auto|off]
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +36,7 @@ import { createCsr, parseCsr } from '../src/pki/csr.js';
 import { issueCertificate } from '../src/pki/issue.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
+import { startEtcd } from '../test/helpers/etcd.js';
 import { benchDispatcher, percentile, pool, send, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({
@@ -41,6 +46,7 @@ const { values } = parseArgs({
     client: { type: 'string', default: 'auto' },
     cfssl: { type: 'string', default: 'auto' },
     baseline: { type: 'string', default: 'on' },
+    etcd: { type: 'string', default: 'auto' },
   },
 });
 const N = Number(values.nodes);
@@ -174,6 +180,22 @@ const muster = await measure('muster joins', manager.child.pid, { address: manag
 const memory = manager.memory();
 await manager.stop();
 
+// --- muster on etcd, same CSRs
+let onEtcd: (Measured & { etcdCpuMs: number }) | undefined;
+if (values.etcd !== 'off' && installed('etcd', ['--version'])) {
+  const etcd = await startEtcd();
+  const etcdPid = etcd.pids()[0];
+  const ha = await startManagerProcess({ initArgs: ['--store', etcd.storeFlag] });
+  const etcdBefore = cpuSeconds(etcdPid);
+  const measured = await measure('muster joins, etcd store', ha.child.pid, { address: ha.address, path: '/v1/join', rootPem: ha.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: ha.token, csr })) });
+  onEtcd = { ...measured, etcdCpuMs: ((cpuSeconds(etcdPid) - etcdBefore) * 1000) / csrs.length };
+  console.log(`  etcd CPU per join ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
+  await ha.stop();
+  await etcd.stop();
+} else {
+  console.log(values.etcd === 'off' ? 'etcd: skipped (--etcd off)' : 'etcd: not installed, comparison skipped (apt-get install etcd-server)');
+}
+
 // --- cfssl serve, same CSRs
 let cfssl: Measured | undefined;
 if (values.cfssl !== 'off' && installed('cfssl', ['version'])) {
@@ -189,6 +211,7 @@ console.log(`\nmuster: ${muster.rate.toFixed(0)} joins/s (target >= 1,000), p50 
 console.log(`manager RSS ${rssBefore.toFixed(0)} MiB before, peak ${memory.peak.toFixed(0)} MiB`);
 if (cfssl !== undefined) console.log(`ratio muster/cfssl: ${(muster.rate / cfssl.rate).toFixed(2)} (goal >= 1.0)`);
 if (floor !== undefined) console.log(`ratio muster/bare node:https: ${(muster.rate / floor.rate).toFixed(2)}`);
+if (onEtcd !== undefined) console.log(`ratio etcd store/embedded store: ${(onEtcd.rate / muster.rate).toFixed(2)} (target >= 0.7); manager CPU per join ${onEtcd.serverCpuMs.toFixed(2)} ms vs ${muster.serverCpuMs.toFixed(2)} ms, plus etcd ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
 const ceiling = (cores * 1000) / (muster.serverCpuMs + muster.clientCpuMs);
 console.log(`CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`);
-process.exit(muster.errors > 0 ? 1 : 0);
+process.exit(muster.errors > 0 || (onEtcd?.errors ?? 0) > 0 ? 1 : 0);

@@ -23,9 +23,9 @@ export interface ManagerProcess {
 }
 
 /** Starts `muster init` on 127.0.0.1:0 in its own process; gives up after `timeoutMs`. */
-export async function startManagerProcess(options: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<ManagerProcess> {
+export async function startManagerProcess(options: { nodeArgs?: string[]; initArgs?: string[]; timeoutMs?: number } = {}): Promise<ManagerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'muster-bench-'));
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'dist/cli/main.js', 'init', '--data-dir', join(dir, 'm'), '--listen-addr', '127.0.0.1:0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'dist/cli/main.js', 'init', '--data-dir', join(dir, 'm'), '--listen-addr', '127.0.0.1:0', '--log-level', 'warn', ...(options.initArgs ?? [])], { stdio: ['ignore', 'pipe', 'inherit'] });
   const killer = setTimeout(() => {
     console.error('benchmark: giving up on the time limit');
     child.kill('SIGKILL');

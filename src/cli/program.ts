@@ -12,6 +12,7 @@ import { registerJoinToken } from './commands/join-token.js';
 import { registerLeave } from './commands/leave.js';
 import { registerNode } from './commands/node.js';
 import { registerRun } from './commands/run.js';
+import { registerStore } from './commands/store.js';
 import { registerUpdate } from './commands/update.js';
 import type { CliContext } from './context.js';
 import { printError } from './output.js';
@@ -28,7 +29,7 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => ctx.stdout.write(s), writeErr: (s) => ctx.stderr.write(s) })
     .exitOverride();
-  for (const register of [registerInit, registerJoin, registerRun, registerJoinToken, registerUpdate, registerNode, registerCa, registerLeave]) {
+  for (const register of [registerInit, registerJoin, registerRun, registerJoinToken, registerUpdate, registerNode, registerCa, registerStore, registerLeave]) {
     register(program, ctx, done);
   }
   return program;

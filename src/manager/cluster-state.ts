@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { rootDigest } from '../pki/ca.js';
-import { KEYS, decodeRecord, type ClusterStore, type Entry, type Ref } from '../store/cluster-store.js';
+import { KEYS, META_PREFIX, decodeRecord, type ClusterStore, type Entry, type Ref } from '../store/cluster-store.js';
 import type { CaRecord, ClusterRecord, TokensRecord } from '../store/records.js';
 import type { Signer } from './signer.js';
 import type { Static, TSchema } from 'typebox';
@@ -50,7 +50,7 @@ export class ClusterState {
   ) {
     this.signerNow = deps.createSigner(caEntry.value);
     this.rootNow = rootFacts(caEntry.value.rootPem);
-    this.unwatch = deps.store.watch((event) => {
+    this.unwatch = deps.store.watch(META_PREFIX, (event) => {
       if (event.type === 'resync') {
         void this.refresh().catch((error: unknown) => deps.logger.warn({ code: (error as MusterError).code }, 'cluster state refresh failed'));
         return;

@@ -53,9 +53,19 @@ export class Membership {
     return members;
   }
 
-  /** The addresses nodes should know: every serving manager, this one first. */
+  /**
+   * The addresses nodes should know: every serving manager, this one first.
+   * Never fails: when the store cannot be read, the last list read (or this
+   * manager alone) is still a good answer to a node that was just served.
+   */
   async addresses(): Promise<string[]> {
-    const others = (await this.members()).map((m) => m.registration.addr).filter((a) => a !== this.addr);
+    let members: Member[];
+    try {
+      members = await this.members();
+    } catch {
+      members = this.cached?.members ?? [];
+    }
+    const others = members.map((m) => m.registration.addr).filter((a) => a !== this.addr);
     return [this.addr, ...new Set(others)];
   }
 

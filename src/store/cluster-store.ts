@@ -42,6 +42,9 @@ function space<S extends TSchema>(prefix: string, schema: S): Space<S> {
   return { prefix, schema, ref: (id) => ref(`${prefix}${id}`, schema) };
 }
 
+/** The prefix of the cluster-wide records (settings, CA, tokens, managers index). */
+export const META_PREFIX = 'meta/';
+
 /** Every record the store holds, by key. */
 export const KEYS = {
   cluster: ref('meta/cluster', ClusterRecord),
@@ -87,8 +90,8 @@ export interface ClusterStore {
   list<S extends TSchema>(space: Space<S>, page?: { after?: string; limit?: number }): Promise<(Entry<Static<S>> & { id: string })[]>;
   /** Commits `txn`; false when a compared version has changed (nothing was written). */
   commit(txn: Txn): Promise<boolean>;
-  /** Subscribes to changes made by anyone; returns the unsubscribe function. */
-  watch(listener: (event: ChangeEvent) => void): () => void;
+  /** Subscribes to changes made by anyone to keys under `prefix`; returns the unsubscribe function. */
+  watch(prefix: string, listener: (event: ChangeEvent) => void): () => void;
   /** Registers this manager as serving for as long as it lives (etcd: bound to a lease). */
   register(registration: ManagerRegistration): Promise<void>;
   /** Withdraws the registration (stops serving). */

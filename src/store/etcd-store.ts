@@ -36,6 +36,67 @@ const LEASE_TTL_S = 10;
 /** Where registrations live, under the cluster prefix. */
 const MANAGERS_PREFIX = 'managers/';
 
+/**
+ * Grouped Txns in flight at once. One: while it commits, the next group
+ * gathers. A gRPC call costs the manager ~0.5 ms of CPU here, so fewer,
+ * larger Txns under load are worth the wait of one etcd round trip
+ * (bench:join: 2.6 joins per Txn with 4 in flight, more with 1; the manager
+ * spent 2.9 ms of CPU per join against 2.4 ms).
+ */
+const MAX_IN_FLIGHT = 1;
+/** etcd refuses a Txn with more than 128 compares or operations (--max-txn-ops); a group stays below. */
+const MAX_TXN_OPS = 120;
+
+interface PendingCommit {
+  txn: Txn;
+  resolve: (ok: boolean) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Takes from the head of `queue` the commits that can share one Txn: none
+ * writes a key another one compares or writes, they agree on every version
+ * they compare, and the Txn stays within etcd's operation limit. Merged, they
+ * commit together exactly when each would have committed on its own.
+ */
+function takeGroup(queue: PendingCommit[]): PendingCommit[] {
+  const group: PendingCommit[] = [];
+  const compared = new Map<string, number>();
+  const written = new Set<string>();
+  let ops = 0;
+  let compares = 0;
+  while (queue.length > 0) {
+    const { txn } = queue[0]!;
+    const writes = [...txn.puts.map((p) => p.key), ...txn.deletes];
+    const fits =
+      group.length === 0 ||
+      (ops + writes.length <= MAX_TXN_OPS &&
+        compares + txn.compares.length <= MAX_TXN_OPS &&
+        writes.every((key) => !written.has(key) && !compared.has(key)) &&
+        txn.compares.every((c) => !written.has(c.key) && (compared.get(c.key) ?? c.version) === c.version));
+    if (!fits) break;
+    group.push(queue.shift()!);
+    for (const c of txn.compares) {
+      if (!compared.has(c.key)) compares += 1;
+      compared.set(c.key, c.version);
+    }
+    for (const key of writes) written.add(key);
+    ops += writes.length;
+  }
+  return group;
+}
+
+/** One Txn doing what every Txn of a group does. */
+function mergeTxns(txns: Txn[]): Txn {
+  const compares = new Map<string, number>();
+  for (const txn of txns) for (const c of txn.compares) compares.set(c.key, c.version);
+  return {
+    compares: [...compares].map(([key, version]) => ({ key, version })),
+    puts: txns.flatMap((t) => t.puts),
+    deletes: txns.flatMap((t) => t.deletes),
+  };
+}
+
 /** The key range of a prefix: [prefix, prefix with its last byte + 1). */
 function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
@@ -75,10 +136,13 @@ export function etcdOptions(connection: EtcdConnection): IOptions {
 
 /** The shared store on etcd. */
 export class EtcdStore implements ClusterStore {
-  private readonly listeners = new Set<(event: ChangeEvent) => void>();
-  private watcher: Watcher | undefined;
+  /** One etcd watch per prefix asked for, with its listeners. */
+  private readonly watches = new Map<string, { watcher: Watcher; connected: Promise<void>; listeners: Set<(event: ChangeEvent) => void> }>();
   private lease: Lease | undefined;
   private registration: ManagerRegistration | undefined;
+  private readonly queue: PendingCommit[] = [];
+  private inFlight = 0;
+  private idle: (() => void)[] = [];
   private reregistering: Promise<void> | undefined;
   private closed = false;
 
@@ -105,8 +169,10 @@ export class EtcdStore implements ClusterStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Commits already accepted are sent first.
+    if (this.inFlight > 0 || this.queue.length > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
     await this.unregister().catch(() => undefined);
-    await this.watcher?.cancel().catch(() => undefined);
+    await Promise.all([...this.watches.values()].map((w) => w.watcher.cancel().catch(() => undefined)));
     this.client.close();
   }
 
@@ -146,7 +212,56 @@ export class EtcdStore implements ClusterStore {
     }
   }
 
-  async commit(txn: Txn): Promise<boolean> {
+  /**
+   * Commits `txn` as an etcd Txn. Concurrent commits are grouped: commits
+   * that touch no key another one writes (and agree on the versions they
+   * compare) go down as one Txn, so a join storm costs a handful of gRPC
+   * calls and raft entries instead of one per join. When a grouped Txn fails,
+   * each of its commits is tried alone, so every caller gets its own answer.
+   */
+  commit(txn: Txn): Promise<boolean> {
+    if (this.closed) return Promise.reject(new MusterError('STORE_UNAVAILABLE', 'the cluster store is closed'));
+    return new Promise<boolean>((resolve, reject) => {
+      this.queue.push({ txn, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Starts grouped commits while fewer than MAX_IN_FLIGHT are under way. */
+  private pump(): void {
+    if (this.inFlight === 0 && this.queue.length === 0) for (const wake of this.idle.splice(0)) wake();
+    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+      const group = takeGroup(this.queue);
+      this.inFlight += 1;
+      void this.commitGroup(group).finally(() => {
+        this.inFlight -= 1;
+        this.pump();
+      });
+    }
+  }
+
+  private async commitGroup(group: PendingCommit[]): Promise<void> {
+    if (group.length === 1) {
+      const [one] = group;
+      await this.send(one!.txn).then(one!.resolve, one!.reject);
+      return;
+    }
+    let merged: boolean;
+    try {
+      merged = await this.send(mergeTxns(group.map((p) => p.txn)));
+    } catch (error) {
+      for (const pending of group) pending.reject(error);
+      return;
+    }
+    if (merged) {
+      for (const pending of group) pending.resolve(true);
+      return;
+    }
+    // Somebody's compare failed: find out whose, one at a time.
+    for (const pending of group) await this.send(pending.txn).then(pending.resolve, pending.reject);
+  }
+
+  private async send(txn: Txn): Promise<boolean> {
     const compares = txn.compares.length > 0 ? txn.compares : [{ key: '~none', version: 0 }];
     const [first, ...rest] = compares;
     let builder = this.ns.if(first!.key, 'Mod', '==', first!.version);
@@ -162,15 +277,30 @@ export class EtcdStore implements ClusterStore {
     }
   }
 
-  watch(listener: (event: ChangeEvent) => void): () => void {
-    this.listeners.add(listener);
-    if (this.watcher === undefined && !this.closed) void this.startWatch();
-    return () => this.listeners.delete(listener);
+  watch(prefix: string, listener: (event: ChangeEvent) => void): () => void {
+    let watch = this.watches.get(prefix);
+    if (watch === undefined) {
+      watch = this.startWatch(prefix);
+      this.watches.set(prefix, watch);
+    }
+    const listeners = watch.listeners;
+    listeners.add(listener);
+    return () => listeners.delete(listener);
   }
 
-  private async startWatch(): Promise<void> {
-    const watcher = this.ns.watch().prefix('').watcher();
-    this.watcher = watcher;
+  /** Resolves once every change feed asked for is connected (changes from then on reach the listeners). */
+  async watching(): Promise<void> {
+    await Promise.all([...this.watches.values()].map((w) => w.connected));
+  }
+
+  /** Watches the keys under `prefix` (only those: a manager need not decode every node record that changes). */
+  private startWatch(prefix: string): { watcher: Watcher; connected: Promise<void>; listeners: Set<(event: ChangeEvent) => void> } {
+    const watcher = this.ns.watch().prefix(prefix).watcher();
+    const listeners = new Set<(event: ChangeEvent) => void>();
+    const emit = (event: ChangeEvent): void => {
+      for (const listener of listeners) listener(event);
+    };
+    const connected = new Promise<void>((resolve) => watcher.once('connected', () => resolve()));
     let lost = false;
     watcher.on('data', (response) => {
       const changes: Change[] = [];
@@ -188,21 +318,18 @@ export class EtcdStore implements ClusterStore {
         }
         changes.push({ key, value, version: Number(kv.mod_revision) });
       }
-      if (changes.length > 0) this.emit({ type: 'changes', changes });
+      if (changes.length > 0) emit({ type: 'changes', changes });
     });
     watcher.on('disconnected', () => {
       lost = true;
     });
     watcher.on('connected', () => {
       // The watch resumes from its last revision, but whatever it may have missed is re-read.
-      if (lost) this.emit({ type: 'resync' });
+      if (lost) emit({ type: 'resync' });
       lost = false;
     });
     watcher.on('error', (error) => this.logger.warn({ err: error.message }, 'etcd watch failed; it will reconnect'));
-  }
-
-  private emit(event: ChangeEvent): void {
-    for (const listener of this.listeners) listener(event);
+    return { watcher, connected, listeners };
   }
 
   async register(registration: ManagerRegistration): Promise<void> {

@@ -62,7 +62,7 @@ async function checkStoreFiles(dir: string): Promise<void> {
 
 /** The embedded LevelDB store. */
 export class LevelStore implements ClusterStore {
-  private readonly listeners = new Set<(event: ChangeEvent) => void>();
+  private readonly listeners = new Set<{ prefix: string; listener: (event: ChangeEvent) => void }>();
   private readonly queue: Pending[] = [];
   private draining: Promise<void> | undefined;
   private closed = false;
@@ -271,13 +271,21 @@ export class LevelStore implements ClusterStore {
     this.recovering = undefined;
   }
 
-  watch(listener: (event: ChangeEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  watch(prefix: string, listener: (event: ChangeEvent) => void): () => void {
+    const entry = { prefix, listener };
+    this.listeners.add(entry);
+    return () => this.listeners.delete(entry);
   }
 
   private emit(event: ChangeEvent): void {
-    for (const listener of this.listeners) listener(event);
+    for (const { prefix, listener } of this.listeners) {
+      if (event.type === 'resync') {
+        listener(event);
+        continue;
+      }
+      const changes = event.changes.filter((change) => change.key.startsWith(prefix));
+      if (changes.length > 0) listener({ type: 'changes', changes });
+    }
   }
 
   // One process serves an embedded store, so membership is this process alone.

@@ -19,6 +19,8 @@ const COMMANDS = [
   ['ca'],
   ['ca', 'create-api-certificate'],
   ['ca', 'revoke-api-certificate'],
+  ['store'],
+  ['store', 'migrate'],
   ['leave'],
 ];
 

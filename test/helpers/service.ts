@@ -9,7 +9,7 @@ import { buildServices } from '../../src/manager/manager.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { generateDataKey } from '../../src/pki/seal.js';
-import type { ClusterStore } from '../../src/store/cluster-store.js';
+import type { ChangeEvent, ClusterStore } from '../../src/store/cluster-store.js';
 import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
 import type { ManagerBundle } from '../../src/api/schemas.js';
 
@@ -89,16 +89,16 @@ export type TestCluster = Awaited<ReturnType<typeof foundTestCluster>>;
  * lag). Everything else goes to the real store underneath.
  */
 export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void } {
-  const listeners = new Set<Parameters<ClusterStore['watch']>[0]>();
-  const held: Parameters<Parameters<ClusterStore['watch']>[0]>[0][] = [];
-  inner.watch((event) => held.push(event));
+  const listeners = new Set<(event: ChangeEvent) => void>();
+  const held: ChangeEvent[] = [];
+  inner.watch('', (event) => held.push(event));
   return {
     description: inner.description,
     close: () => inner.close(),
     get: (ref) => inner.get(ref),
     list: (space, page) => inner.list(space, page),
     commit: (txn) => inner.commit(txn),
-    watch: (listener) => {
+    watch: (_prefix, listener) => {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },

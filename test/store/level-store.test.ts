@@ -53,15 +53,16 @@ describe('LevelStore', () => {
     await store.close();
   });
 
-  it('tells watchers about every committed change', async () => {
+  it('tells watchers about every committed change under their prefix', async () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     const events: ChangeEvent[] = [];
-    const stop = store.watch((event) => events.push(event));
+    const stop = store.watch('nodes/', (event) => events.push(event));
+    await store.commit(put(KEYS.certificates.ref('x').key, { schema: SCHEMA_VERSION, serial: 'x', subject: 'a', role: 'worker', kind: 'join', issuedAt: 1, notBefore: 1, notAfter: 2 })); // another prefix: not heard
     await store.commit(put(KEYS.nodes.ref('a').key, node('a')));
     await store.commit(put(KEYS.nodes.ref('b').key, node('b'), 7)); // fails: no event
     stop();
     await store.commit(put(KEYS.nodes.ref('c').key, node('c')));
-    expect(events).toEqual([{ type: 'changes', changes: [{ key: 'nodes/a', value: node('a'), version: 1 }] }]);
+    expect(events).toEqual([{ type: 'changes', changes: [{ key: 'nodes/a', value: node('a'), version: 2 }] }]);
     await store.close();
   });
 

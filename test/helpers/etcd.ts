@@ -1,0 +1,139 @@
+/**
+ * Real etcd for tests: Debian's etcd-server binary, one or three members on
+ * 127.0.0.1 with ports the OS handed out, optionally with TLS and client
+ * certificates made with openssl. Members can be SIGKILLed and started again
+ * on the same data dir.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { openssl, scratchDir } from './openssl.js';
+
+/** A free TCP port on 127.0.0.1 (bound, then let go). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** TLS material for an etcd cluster and one client: a CA, a server certificate for 127.0.0.1, a client certificate. */
+export interface EtcdTls {
+  caFile: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+function makeTls(scratch: ReturnType<typeof scratchDir>): EtcdTls {
+  const p = (name: string): string => scratch.path(name);
+  const cnf = scratch.write('san.cnf', '[req]\ndistinguished_name=dn\n[dn]\n[server]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n[client]\nextendedKeyUsage=clientAuth\n');
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-subj', '/CN=etcd-test-ca', '-days', '2']);
+  for (const [name, cn, ext] of [['server', '127.0.0.1', 'server'], ['client', 'muster', 'client']] as const) {
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`, '-config', cnf]);
+    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.crt`), '-days', '2', '-extfile', cnf, '-extensions', ext]);
+  }
+  return { caFile: p('ca.crt'), serverCert: p('server.crt'), serverKey: p('server.key'), clientCert: p('client.crt'), clientKey: p('client.key') };
+}
+
+interface Member {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  process?: ChildProcess;
+  log: string;
+}
+
+/** A running etcd cluster. */
+export interface EtcdCluster {
+  /** host:port of each member's client URL. */
+  endpoints: string[];
+  /** The `--store` flag value for muster. */
+  storeFlag: string;
+  tls?: EtcdTls;
+  /** etcdctl with the right endpoints (and TLS flags). */
+  ctlArgs(): string[];
+  /** Process IDs of the running members (for CPU accounting in benchmarks). */
+  pids(): number[];
+  /** SIGKILLs member `i`. */
+  kill(i: number): Promise<void>;
+  /** Starts member `i` again on its data dir. */
+  restart(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function waitHealthy(member: Member, scheme: string, tls: EtcdTls | undefined): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (/ready to serve client requests/.test(member.log)) return;
+    if (member.process?.exitCode !== null && member.process?.exitCode !== undefined) throw new Error(`etcd ${member.name} exited:\n${member.log}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`etcd ${member.name} did not become ready (${scheme}, tls ${tls !== undefined}):\n${member.log}`);
+}
+
+/** Starts `size` etcd members (1 or 3), with TLS and client-certificate auth when asked. */
+export async function startEtcd(options: { size?: 1 | 3; tls?: boolean } = {}): Promise<EtcdCluster> {
+  const scratch = scratchDir('muster-etcd-');
+  const size = options.size ?? 1;
+  const tls = options.tls === true ? makeTls(scratch) : undefined;
+  const scheme = tls === undefined ? 'http' : 'https';
+  const members: Member[] = [];
+  for (let i = 0; i < size; i++) members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: scratch.path(`m${i}`), log: '' });
+  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+  const launch = (member: Member, state: 'new' | 'existing'): void => {
+    const args = [
+      '--name', member.name,
+      '--data-dir', member.dataDir,
+      '--listen-client-urls', `${scheme}://127.0.0.1:${member.clientPort}`,
+      '--advertise-client-urls', `${scheme}://127.0.0.1:${member.clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
+      '--initial-cluster', initialCluster,
+      '--initial-cluster-state', state,
+      '--initial-cluster-token', 'muster-test',
+      // Fast elections on loopback.
+      '--heartbeat-interval', '50',
+      '--election-timeout', '500',
+      ...(tls === undefined ? [] : ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.caFile, '--client-cert-auth']),
+    ];
+    member.log = '';
+    const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const collect = (d: Buffer): void => {
+      member.log += d.toString('utf8');
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    member.process = child;
+  };
+  for (const member of members) launch(member, 'new');
+  await Promise.all(members.map((m) => waitHealthy(m, scheme, tls)));
+  const endpoints = members.map((m) => `127.0.0.1:${m.clientPort}`);
+  const killOne = async (member: Member): Promise<void> => {
+    const child = member.process;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  return {
+    endpoints,
+    storeFlag: `etcd://${endpoints.join(',')}`,
+    ...(tls === undefined ? {} : { tls }),
+    ctlArgs: () => [`--endpoints=${endpoints.map((e) => `${scheme}://${e}`).join(',')}`, ...(tls === undefined ? [] : [`--cacert=${tls.caFile}`, `--cert=${tls.clientCert}`, `--key=${tls.clientKey}`])],
+    pids: () => members.flatMap((m) => (m.process?.pid === undefined ? [] : [m.process.pid])),
+    kill: (i) => killOne(members[i]!),
+    async restart(i) {
+      const member = members[i]!;
+      await killOne(member);
+      launch(member, 'existing');
+      await waitHealthy(member, scheme, tls);
+    },
+    async stop() {
+      await Promise.all(members.map(killOne));
+      scratch.cleanup();
+    },
+  };
+}

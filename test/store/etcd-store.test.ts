@@ -1,0 +1,165 @@
+/** The ClusterStore contract on a real etcd (Debian's etcd-server on a random loopback port). */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { silentLogger } from '../../src/core/logger.js';
+import { KEYS, transact, type ChangeEvent } from '../../src/store/cluster-store.js';
+import { EtcdStore } from '../../src/store/etcd-store.js';
+import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
+import { codeOf } from '../helpers/codes.js';
+import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
+
+let etcd: EtcdCluster;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+let n = 0;
+const connect = (clusterId = `c${n++}`) => EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId, logger: silentLogger });
+const node = (id: string, overrides: Partial<NodeRecord> = {}): NodeRecord => ({ schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides });
+const put = (key: string, value: unknown, version = 0) => ({ compares: [{ key, version }], puts: [{ key, value }], deletes: [] });
+
+describe('EtcdStore', () => {
+  it('versions records by mod revision and commits only when the compared versions hold', async () => {
+    const store = await connect();
+    try {
+      expect(await store.commit(put('nodes/a', node('a')))).toBe(true);
+      const a = (await store.get(KEYS.nodes.ref('a')))!;
+      expect(a.value).toEqual(node('a'));
+      expect(await store.commit(put('nodes/a', node('a', { hostname: 'x' })))).toBe(false);
+      expect(await store.commit(put('nodes/a', node('a', { hostname: 'x' }), a.version))).toBe(true);
+      expect(await store.commit(put('nodes/a', node('a', { hostname: 'y' }), a.version))).toBe(false);
+      expect((await store.get(KEYS.nodes.ref('a')))?.value.hostname).toBe('x');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('keeps each cluster under its own prefix, lists in key order and pages', async () => {
+    const one = await connect();
+    const two = await connect();
+    try {
+      for (const id of ['c', 'a', 'b']) await one.commit(put(`nodes/${id}`, node(id)));
+      await two.commit(put('nodes/z', node('z')));
+      expect((await one.list(KEYS.nodes)).map((e) => e.id)).toEqual(['a', 'b', 'c']);
+      expect((await one.list(KEYS.nodes, { after: 'a', limit: 1 })).map((e) => e.id)).toEqual(['b']);
+      expect((await two.list(KEYS.nodes)).map((e) => e.id)).toEqual(['z']);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
+  it('read-modify-write from two clients at once loses nothing', async () => {
+    const id = `c${n++}`;
+    const [a, b] = [await connect(id), await connect(id)];
+    try {
+      await transact(a, async (tx) => tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, worker: '0', manager: 'm', rotatedAt: { worker: 1, manager: 1 } }));
+      const bump = (store: EtcdStore) =>
+        transact(store, async (tx) => {
+          const t = (await tx.get(KEYS.tokens))!;
+          tx.put(KEYS.tokens, { ...t, worker: String(Number(t.worker) + 1) });
+        }, { attempts: 200 });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => bump(i % 2 === 0 ? a : b)));
+      expect((await a.get(KEYS.tokens))?.value.worker).toBe('20');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('groups concurrent commits into one Txn, and a stale one in a group fails alone', async () => {
+    const store = await connect();
+    try {
+      await store.commit(put('nodes/shared', node('shared')));
+      const shared = (await store.get(KEYS.nodes.ref('shared')))!;
+      const results = await Promise.all([
+        ...Array.from({ length: 30 }, (_, i) => store.commit(put(`nodes/g${i}`, node(`g${i}`)))),
+        store.commit(put('nodes/shared', node('shared', { hostname: 'stale' }), shared.version + 1)), // a version it never had
+        store.commit(put('nodes/shared', node('shared', { hostname: 'fresh' }), shared.version)),
+        store.commit(put('nodes/shared', node('shared', { hostname: 'second' }), shared.version)), // loses to the one before
+      ]);
+      expect(results.slice(0, 30).every(Boolean)).toBe(true);
+      expect(results.slice(30)).toEqual([false, true, false]);
+      expect((await store.list(KEYS.nodes)).length).toBe(31);
+      expect((await store.get(KEYS.nodes.ref('shared')))?.value.hostname).toBe('fresh');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('tells watchers about changes made by another client', async () => {
+    const id = `c${n++}`;
+    const [watcher, writer] = [await connect(id), await connect(id)];
+    try {
+      const seen = new Promise<ChangeEvent>((resolve) => watcher.watch('nodes/', (event) => event.type === 'changes' && resolve(event)));
+      await watcher.watching(); // the watch stream is set up asynchronously
+      await writer.commit(put('nodes/w', node('w')));
+      const event = await seen;
+      expect(event).toMatchObject({ type: 'changes', changes: [{ key: 'nodes/w', value: node('w') }] });
+    } finally {
+      await watcher.close();
+      await writer.close();
+    }
+  });
+
+  it('registers managers under leases; the oldest registration leads; a closed one is gone', async () => {
+    const id = `c${n++}`;
+    const [a, b] = [await connect(id), await connect(id)];
+    try {
+      await a.register({ nodeId: 'a', addr: '127.0.0.1:1', startedAt: 1 });
+      await b.register({ nodeId: 'b', addr: '127.0.0.1:2', startedAt: 2 });
+      const members = await b.members();
+      expect(members.map((m) => [m.registration.nodeId, m.leader]).sort()).toEqual([
+        ['a', true],
+        ['b', false],
+      ]);
+      await a.close();
+      expect((await b.members()).map((m) => [m.registration.nodeId, m.leader])).toEqual([['b', true]]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('answers STORE_UNAVAILABLE quickly while etcd is down, and works again when it is back', async () => {
+    const store = await connect();
+    try {
+      await store.commit(put('nodes/before', node('before')));
+      await etcd.kill(0);
+      const started = Date.now();
+      expect(await codeOf(store.get(KEYS.nodes.ref('before')))).toBe('STORE_UNAVAILABLE');
+      expect(await codeOf(store.commit(put('nodes/during', node('during'))))).toBe('STORE_UNAVAILABLE');
+      expect(Date.now() - started).toBeLessThan(15_000);
+      await etcd.restart(0);
+      let back = false;
+      for (let i = 0; i < 100 && !back; i++) {
+        back = (await codeOf(store.get(KEYS.nodes.ref('before')))) === undefined;
+        if (!back) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(back).toBe(true);
+      expect(await store.get(KEYS.nodes.ref('during'))).toBeUndefined(); // nothing refused was written
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('EtcdStore over TLS with client certificates', () => {
+  it('connects with the CA and client certificate, and is refused without them', async () => {
+    const secured = await startEtcd({ tls: true });
+    try {
+      const tls = secured.tls!;
+      const connection = { endpoints: secured.endpoints, cacertPem: readFileSync(tls.caFile, 'utf8'), certPem: readFileSync(tls.clientCert, 'utf8'), keyPem: readFileSync(tls.clientKey, 'utf8') };
+      const store = await EtcdStore.connect({ connection, clusterId: 'tls', logger: silentLogger });
+      expect(await store.commit(put('nodes/t', node('t')))).toBe(true);
+      await store.close();
+      const { certPem: _c, keyPem: _k, ...noClientCert } = connection;
+      expect(await codeOf(EtcdStore.connect({ connection: noClientCert, clusterId: 'tls', logger: silentLogger }))).toBe('STORE_UNAVAILABLE');
+    } finally {
+      await secured.stop();
+    }
+  });
+});
