@@ -52,8 +52,8 @@ step muster node ls --data-dir "$work/manager"
 
 step muster ca create-api-certificate alice --out "$work/alice" --data-dir "$work/manager"
 "${muster[@]}" ca create-api-certificate alice --out "$work/alice" --data-dir "$work/manager"
-step curl --cacert "$work/alice/root-ca.crt" --cert "$work/alice/alice.crt" --key "$work/alice/alice.key" "https://$addr/v1/nodes"
-curl -sS --fail --cacert "$work/alice/root-ca.crt" --cert "$work/alice/alice.crt" --key "$work/alice/alice.key" "https://$addr/v1/nodes" |
+step curl --cacert "$work/alice/ca.pem" --cert "$work/alice/cert.pem" --key "$work/alice/key.pem" "https://$addr/v1/nodes"
+curl -sS --fail --cacert "$work/alice/ca.pem" --cert "$work/alice/cert.pem" --key "$work/alice/key.pem" "https://$addr/v1/nodes" |
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const n of JSON.parse(s).nodes)console.log(n.id,n.role,n.status,n.certNotAfter)})'
 echo
 echo "walkthrough complete"

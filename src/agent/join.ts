@@ -101,7 +101,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   const token = parseJoinToken(params.token);
   if ((await readNodeState(params.layout.nodeJson)) !== undefined) {
     throw new MusterError('CLUSTER_EXISTS', `the data dir ${params.layout.dataDir} already holds a node`, {
-      hint: "restart it with 'muster run', or pick another --data-dir",
+      hint: "restart it with 'muster run'; if it was removed or left, 'muster join --force' replaces it; or pick another --data-dir",
     });
   }
   const say = params.progress ?? (() => {});

@@ -128,12 +128,10 @@ export class NodeAgent {
     return out;
   }
 
+  /** Starts renewing; a certificate that has expired renews at once (the managers accept it within their grace). */
   start(): void {
     if (this.params.clock.now() >= this.validity.notAfter) {
-      const message = `the node certificate expired at ${new Date(this.validity.notAfter).toISOString()}; re-join the cluster with 'muster join --token TOKEN ADDR'`;
-      this.params.logger.error({ reason: 'expired' }, message);
-      this.params.onFatal?.('expired', message);
-      return;
+      this.params.logger.warn({ notAfter: new Date(this.validity.notAfter).toISOString() }, `the node certificate expired at ${new Date(this.validity.notAfter).toISOString()}; renewing it now`);
     }
     this.renewer.start();
   }

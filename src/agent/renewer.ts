@@ -59,6 +59,9 @@ export interface RenewerDeps {
   options?: Partial<RenewerOptions>;
 }
 
+/** Poll failures that mean no manager could be asked (as opposed to a manager that answered no). */
+const UNREACHABLE_CODES = new Set(['MANAGER_UNREACHABLE', 'STORE_UNAVAILABLE', 'NOT_A_MANAGER']);
+
 /** Error codes after which retrying cannot help. */
 const FATAL_CODES = new Set(['NODE_REMOVED', 'CERT_EXPIRED']);
 
@@ -70,6 +73,8 @@ export class Renewer {
   private running = false;
   private inFlight: Promise<void> | undefined;
   private failures = 0;
+  /** Whether the last poll reached a manager; a change either way is logged once. */
+  private reachable = true;
   /** When the next renewal is due (ms since epoch), for status output and tests. */
   nextRenewalAt: number | undefined;
 
@@ -125,17 +130,23 @@ export class Renewer {
     });
   }
 
-  private schedulePoll(): void {
-    if (!this.running) return;
-    const jitter = 0.8 + 0.4 * this.deps.random.float();
-    this.pollTimer = this.deps.clock.setTimer(Math.floor(this.opts.pollMs * jitter), () => {
+  /** Schedules the next poll; returns when it is due. */
+  private schedulePoll(): number {
+    const delay = Math.floor(this.opts.pollMs * (0.8 + 0.4 * this.deps.random.float()));
+    if (!this.running) return this.deps.clock.now() + delay;
+    this.pollTimer = this.deps.clock.setTimer(delay, () => {
       void this.poll();
     });
+    return this.deps.clock.now() + delay;
   }
 
   private async poll(): Promise<void> {
     try {
       const advice = await this.deps.check();
+      if (!this.reachable) {
+        this.reachable = true;
+        this.deps.logger.info({}, 'a manager answers again');
+      }
       if (advice.renewNow && this.running) {
         this.deps.logger.info({ reason: advice.reason ?? 'manager request' }, `the manager asks for a renewal now (${advice.reason ?? 'manager request'})`);
         await this.renewNow(advice.reason ?? 'manager request');
@@ -145,7 +156,16 @@ export class Renewer {
         this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
         return;
       }
-      this.deps.logger.debug({ code: isMusterError(error) ? error.code : 'UNKNOWN' }, 'manager poll failed');
+      const code = isMusterError(error) ? error.code : 'UNKNOWN';
+      const next = this.schedulePoll();
+      if (this.reachable && UNREACHABLE_CODES.has(code)) {
+        // Once per change of state, not at every poll.
+        this.reachable = false;
+        this.deps.logger.warn({ code, nextAttempt: new Date(next).toISOString() }, `cannot reach any manager (${error instanceof Error ? error.message : code}); next attempt at ${new Date(next).toISOString()}`);
+      } else {
+        this.deps.logger.debug({ code }, 'manager poll failed');
+      }
+      return;
     }
     this.schedulePoll();
   }
@@ -153,10 +173,10 @@ export class Renewer {
   private async attempt(reason: string): Promise<void> {
     const now = this.deps.clock.now();
     const held = this.deps.current();
-    if (now >= held.notAfter) {
-      this.fatal('expired', `the node certificate expired at ${new Date(held.notAfter).toISOString()} and cannot be renewed over mTLS; re-join the cluster with 'muster join --token TOKEN ADDR'`);
-      return;
-    }
+    // An expired certificate still renews within the cluster's grace (the
+    // managers accept it from the key that holds it); past the grace the
+    // managers say CERT_EXPIRED, which stops the renewer below.
+    const expired = now >= held.notAfter;
     try {
       const next = await this.deps.renew(reason);
       this.failures = 0;
@@ -172,7 +192,8 @@ export class Renewer {
         return;
       }
       this.failures += 1;
-      const delay = Math.min(this.backoffDelay(this.failures), Math.max(0, held.notAfter - now));
+      // Before expiry, retry no later than the expiry; after it, on the backoff alone.
+      const delay = expired ? this.backoffDelay(this.failures) : Math.min(this.backoffDelay(this.failures), Math.max(0, held.notAfter - now));
       const why = error instanceof Error ? error.message : String(error);
       this.deps.logger.warn(
         { attempt: this.failures, retryInMs: delay, code: isMusterError(error) ? error.code : 'UNKNOWN' },

@@ -14,6 +14,7 @@ import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
 import {
   ClusterView,
+  Health,
   JoinPreflight,
   JoinTokens,
   NodeCertificateResponse,
@@ -133,6 +134,13 @@ export class ApiClient {
     } finally {
       await dispatcher.close();
     }
+  }
+
+  /** GET /healthz of the manager this client talks to now (no failover: it asks about this one). */
+  async health(): Promise<Health> {
+    const response = await this.exchange(this.verified(), 'GET', ROUTES.health, undefined);
+    if (response.status !== 200 && response.status !== 503) throw this.errorFrom(response);
+    return this.decode(response, Health, 'GET', ROUTES.health);
   }
 
   /** POST /v1/join/preflight: the role a token grants here, before any key is made. */

@@ -137,6 +137,8 @@ export const SelfResponse = Type.Object({
   renewNow: Type.Boolean(),
   reason: Type.Optional(RenewReason),
   certExpiry: Type.String(),
+  /** How long after expiry the node may still renew (proving it holds its key). */
+  renewGrace: Type.String(),
   /** The serving managers, the answering one first. */
   managers: Type.Array(ManagerAddr),
 });
@@ -163,6 +165,7 @@ export const ClusterView = Type.Object({
   createdAt: Time,
   certExpiry: Type.String(),
   certExpiryMs: Type.Integer(),
+  renewGrace: Type.String(),
   /** The answering manager's address. */
   advertiseAddr: Type.String(),
   /** Where the cluster state lives (level or etcd endpoints). */
@@ -207,6 +210,8 @@ export const UserRequest = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: LIMITS.userName, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$' }),
     csr: Type.String({ maxLength: 32 * 1024 }),
+    /** Lifetime of the certificate (at least 1h); the cluster's certificate expiry when absent. */
+    expiry: Type.Optional(Type.String({ maxLength: 32 })),
   },
   { additionalProperties: false },
 );
@@ -224,8 +229,17 @@ export type UserParams = Type.Static<typeof UserParams>;
 export const UserRevoked = Type.Object({ name: Type.String(), revoked: Type.Integer(), serials: Type.Array(Type.String()) });
 export type UserRevoked = Type.Static<typeof UserRevoked>;
 
+/** GET /healthz: whether this manager serves, and whether its store answers. No secrets. */
+export const Health = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  role: Type.Literal('manager'),
+  store: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
+});
+export type Health = Type.Static<typeof Health>;
+
 /** Route paths, written once. */
 export const ROUTES = {
+  health: '/healthz',
   ca: '/v1/ca',
   join: '/v1/join',
   joinPreflight: '/v1/join/preflight',

@@ -7,15 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { parseHostPort, type HostPort } from '../core/address.js';
+import { isWildcard, parseHostPort, type HostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 
-const WILDCARDS = new Set(['0.0.0.0', '::', '']);
-
-/** True for a listen host that means "every interface". */
-export function isWildcard(host: string): boolean {
-  return WILDCARDS.has(host);
-}
 
 /** The interfaces that hold an IPv4 default route (/proc/net/route: destination 00000000). */
 function defaultRouteInterfaces(): string[] {

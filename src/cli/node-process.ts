@@ -35,6 +35,19 @@ export interface NodeProcessParams {
   advertiseAddr?: string;
 }
 
+/**
+ * Where this manager is reached after a restart: the --advertise-addr given
+ * now; else the one it had, whose port follows a moved listener when it had
+ * followed the listen port before (a manager moved with `run --listen-addr`
+ * is advertised at its new port); else from the listen address.
+ */
+function advertiseAfterMove(state: NodeState, listen: HostPort, override: string | undefined): HostPort {
+  if (override !== undefined || state.advertiseAddr === undefined) return advertiseFor(override, listen);
+  const before = parseHostPort(state.listenAddr ?? formatHostPort(listen));
+  const stored = parseHostPort(state.advertiseAddr, before.port);
+  return stored.port === before.port ? { host: stored.host, port: listen.port } : stored;
+}
+
 /** Why a node process stopped by itself. */
 export interface FatalStop {
   reason: 'expired' | 'removed';
@@ -89,6 +102,7 @@ export class NodeProcess {
       if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
       current = await this.startManager(state, pair);
       await writeNodeState(layout.nodeJson, current); // the agent, loaded next, owns node.json from here on
+      this.announce();
     }
     this.agent = await NodeAgent.load({
       layout,
@@ -129,7 +143,7 @@ export class NodeProcess {
     if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
     const dataKey = await readDataKey(layout);
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
-    const advertise: HostPort = advertiseFor(this.params.advertiseAddr ?? state.advertiseAddr, listen);
+    const advertise = advertiseAfterMove(state, listen, this.params.advertiseAddr);
     const store = await openStore(spec, { layout, clusterId: state.clusterId, logger });
     const bundle = bundleFor(spec, dataKey);
     const manager = await Manager.start({
@@ -143,10 +157,10 @@ export class NodeProcess {
       random,
       logger,
       managerBundle: () => bundle,
+      onOwnCertificate: (own) => new KeyStore(layout).writePair(own),
     });
     this.manager = manager;
     const servingAddr = manager.advertiseAddr;
-    logger.info({ listen: formatHostPort(manager.address), advertise: servingAddr, store: store.description, clusterId: state.clusterId, nodeId: state.nodeId }, `manager listening on ${formatHostPort(manager.address)}`);
     return {
       ...state,
       listenAddr: formatHostPort(listen),
@@ -155,6 +169,16 @@ export class NodeProcess {
       // Its own address first; a port-0 placeholder or a previous address of its own is dropped.
       managers: [servingAddr, ...state.managers.filter((m) => m !== servingAddr && m !== state.servingAddr && !m.endsWith(':0'))],
     };
+  }
+
+  /** The one line that says a manager serves, once node.json says where. */
+  private announce(): void {
+    const manager = this.manager;
+    if (manager === undefined) return;
+    this.params.logger.info(
+      { listen: formatHostPort(manager.address), advertise: manager.advertiseAddr, store: manager.storeDescription },
+      `manager listening on ${formatHostPort(manager.address)}`,
+    );
   }
 
   private async stopManager(): Promise<void> {
@@ -181,6 +205,7 @@ export class NodeProcess {
         }
         const serving = await this.startManager(renewed.state, renewed.tls);
         await this.agent?.updateState(() => serving);
+        this.announce();
         logger.info({ nodeId: renewed.state.nodeId }, 'promoted: this node now serves as a manager');
         return;
       }

@@ -29,8 +29,39 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
+/**
+ * What the operating system said, in words a person can act on: a file
+ * that cannot be read or written, a full disk, a host name that does not
+ * resolve. Undefined for anything else.
+ */
+export function describeSystemError(error: unknown): MusterError | undefined {
+  const { code, path, hostname, syscall } = error as { code?: unknown; path?: unknown; hostname?: unknown; syscall?: unknown };
+  const where = typeof path === 'string' ? path : 'a file muster uses';
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return new MusterError('FILE_ACCESS', `permission denied: ${where}`, { hint: 'run muster as the user that owns the data dir (root for /var/lib/muster), or choose another --data-dir' });
+    case 'ENOENT':
+      return new MusterError('FILE_ACCESS', `${where} does not exist`, { hint: 'check the path; a data dir is made by init or join' });
+    case 'ENOTDIR':
+    case 'EISDIR':
+      return new MusterError('FILE_ACCESS', `${where} is not what muster expects here (${code === 'ENOTDIR' ? 'a folder' : 'a file'} in the way)`, { hint: 'check --data-dir and the files inside it' });
+    case 'EROFS':
+      return new MusterError('FILE_ACCESS', `${where} is on a read-only file system`, { hint: 'choose a --data-dir on a writable disk' });
+    case 'ENOSPC':
+      return new MusterError('FILE_ACCESS', `no space left on the device of ${where}`, { hint: 'free some space and try again' });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new MusterError('ADDRESS_INVALID', `the host name ${typeof hostname === 'string' ? hostname : ''} cannot be resolved${syscall === 'getaddrinfo' ? '' : ` (${String(syscall)})`}`.replace('  ', ' '), { hint: 'check the address, or use an IP address' });
+    default:
+      return undefined;
+  }
+}
+
 /** Prints an error the way every command does (`error:` and, where there is a fix, `hint:`); returns the exit code. */
 export function printError(out: Output, error: unknown, colour: boolean): number {
+  const described = error instanceof MusterError ? error : describeSystemError(error);
+  if (described !== undefined) error = described;
   if (error instanceof MusterError) {
     out.stderr.write(`${paint('error:', 'red', colour)} ${error.message}\n`);
     if (error.hint !== undefined) out.stderr.write(`${paint('hint:', 'yellow', colour)} ${error.hint}\n`);

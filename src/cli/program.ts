@@ -12,6 +12,7 @@ import { registerJoinToken } from './commands/join-token.js';
 import { registerLeave } from './commands/leave.js';
 import { registerNode } from './commands/node.js';
 import { registerRun } from './commands/run.js';
+import { registerStatus } from './commands/status.js';
 import { registerStore } from './commands/store.js';
 import { registerUpdate } from './commands/update.js';
 import type { CliContext } from './context.js';
@@ -26,10 +27,14 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
   const program = new Command('muster')
     .description('Swarm-style cluster identity: a root CA, join tokens, and mTLS node certificates that renew themselves.')
     .version(VERSION, '-v, --version')
-    .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: (s) => ctx.stdout.write(s), writeErr: (s) => ctx.stderr.write(s) })
+    .configureOutput({
+      writeOut: (s) => ctx.stdout.write(s),
+      writeErr: (s) => ctx.stderr.write(s),
+      // commander's own refusals (unknown option, missing argument) in the same error:/hint: form as muster's.
+      outputError: (text, write) => write(`${text.trimEnd()}\nhint: run the command with --help for its usage\n`),
+    })
     .exitOverride();
-  for (const register of [registerInit, registerJoin, registerRun, registerJoinToken, registerUpdate, registerNode, registerCa, registerStore, registerLeave]) {
+  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerNode, registerCa, registerStore, registerLeave]) {
     register(program, ctx, done);
   }
   return program;

@@ -45,6 +45,11 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort {
   return { host, port };
 }
 
+/** True for a listen host that means "every interface". */
+export function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
 /** Writes a host and port, with brackets around IPv6 hosts. */
 export function formatHostPort(address: HostPort): string {
   return isIP(address.host) === 6 ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;

@@ -32,6 +32,8 @@ export const ERROR_CATALOGUE = {
   DATA_DIR_INSECURE: spec(400, 1, 'the data dir can be read by other users', 'run: chmod 0700 DIR'),
   KEY_FILE_INSECURE: spec(400, 1, 'a private key file can be read by other users', 'run: chmod 0600 FILE'),
   STATE_CORRUPT: spec(500, 1, 'the data dir holds unreadable state'),
+  FILE_ACCESS: spec(500, 1, 'a file or folder muster needs cannot be used'),
+  FILE_EXISTS: spec(409, 1, 'a file muster would write is already there', 'pick another --out, or move the old files away first'),
 
   // Join tokens.
   TOKEN_INVALID: spec(400, 2, 'invalid join token', "a join token looks like SWMTKN-1-<50 base36 chars>-<25 base36 chars>; get one with 'muster join-token worker'"),
@@ -58,11 +60,11 @@ export const ERROR_CATALOGUE = {
   // Peer certificates and authorisation.
   CERT_INVALID: spec(401, 1, 'the certificate cannot be parsed'),
   CERT_UNTRUSTED: spec(401, 1, 'the certificate was not issued by this cluster'),
-  CERT_EXPIRED: spec(401, 1, 'the certificate has expired', "re-join the cluster with 'muster join --token TOKEN ADDR'"),
+  CERT_EXPIRED: spec(401, 1, 'the certificate has expired', "a node renews by itself within the renewal grace after expiry; past it, clear the node with 'muster leave' and join again ('muster join --force --token-file FILE ADDR')"),
   CERT_NOT_YET_VALID: spec(401, 1, 'the certificate is not valid yet', 'check the clocks of this machine and the manager'),
   AUTH_REQUIRED: spec(401, 1, 'a client certificate from this cluster is required', 'pass --tls-cert/--tls-key/--tls-ca or set MUSTER_CERT_PATH'),
   AUTH_FORBIDDEN: spec(403, 1, 'this certificate is not allowed to call this route'),
-  NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "join again with 'muster join --token TOKEN ADDR'"),
+  NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both"),
   CERT_REVOKED: spec(403, 1, 'this API-user certificate has been revoked', "ask an admin for a new one: 'muster ca create-api-certificate NAME'"),
   USER_NOT_FOUND: spec(404, 1, 'no API-user certificate has that name'),
 
@@ -72,6 +74,7 @@ export const ERROR_CATALOGUE = {
   UNSUPPORTED_MEDIA_TYPE: spec(415, 1, 'the request body must be application/json'),
   ROUTE_NOT_FOUND: spec(404, 1, 'no such route'),
   NODE_NOT_FOUND: spec(404, 1, 'no such node', "list the nodes with 'muster node ls'"),
+  NODE_AMBIGUOUS: spec(409, 1, 'more than one node matches', 'give more of the node ID'),
   RATE_LIMITED: spec(429, 1, 'too many failed join attempts from this address', 'wait and try again'),
   REQUEST_TIMEOUT: spec(408, 1, 'the request took too long'),
 

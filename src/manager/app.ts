@@ -13,6 +13,7 @@ import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
 import { LIMITS } from '../api/schemas.js';
 import { caRoutes } from './routes/ca-routes.js';
 import { clusterRoutes } from './routes/cluster-routes.js';
+import { healthRoutes } from './routes/health-routes.js';
 import { nodeRoutes } from './routes/node-routes.js';
 import type { Services } from './routes/route-kit.js';
 
@@ -130,11 +131,12 @@ export async function buildApp(options: AppOptions) {
 
   // Authorisation, in one place: routes list the roles they allow in their config.
   app.addHook('preHandler', async (request) => {
-    const allow = request.routeOptions.config.allow;
+    const { allow, expiredWithinGrace } = request.routeOptions.config;
     if (allow === undefined) return;
-    request.caller = await services.authoriser.authorize(peerCertificate(request), allow);
+    request.caller = await services.authoriser.authorize(peerCertificate(request), allow, { expiredWithinGrace: expiredWithinGrace === true });
   });
 
+  await app.register(healthRoutes, { services });
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });
   await app.register(clusterRoutes, { services });

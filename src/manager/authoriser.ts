@@ -8,6 +8,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../core/duration.js';
 import { isNodeRole, type CertRole } from '../core/roles.js';
 import { readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
@@ -18,6 +19,19 @@ import type { ClusterState } from './cluster-state.js';
 export interface Caller extends PeerIdentity {
   role: CertRole;
   node: NodeRecord | undefined;
+  /** The certificate had expired, and was accepted within the renewal grace (renewal only). */
+  expired: boolean;
+}
+
+/** Who did something, for the logs: the caller's CN and role (never anything secret). */
+export function who(caller: Caller | undefined): { by?: string; byRole?: CertRole } {
+  return caller === undefined ? {} : { by: caller.nodeId, byRole: caller.role };
+}
+
+/** What a route accepts beyond a valid certificate. */
+export interface AuthOptions {
+  /** A node certificate that expired less than the cluster's renewal grace ago (the TLS handshake proved its key). */
+  expiredWithinGrace?: boolean;
 }
 
 /** Decides who a client certificate belongs to and what it may call. */
@@ -29,10 +43,13 @@ export class Authoriser {
    * expired, another cluster); 403 when it is ours but its role is not
    * allowed, or its node has been removed or demoted, or the user revoked.
    */
-  async authorize(cert: X509Certificate | undefined, allowed: readonly CertRole[]): Promise<Caller> {
+  async authorize(cert: X509Certificate | undefined, allowed: readonly CertRole[], options: AuthOptions = {}): Promise<Caller> {
     if (cert === undefined) throw new MusterError('AUTH_REQUIRED');
     const { state, store, clock } = this.deps;
-    const identity = readPeerCertificate({ cert, roots: [state.root.cert], now: clock.now() });
+    const now = clock.now();
+    const grace = state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS;
+    const identity = readPeerCertificate({ cert, roots: [state.root.cert], now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
+    const expired = now > identity.notAfter;
     if (identity.clusterId !== state.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
     }
@@ -55,6 +72,10 @@ export class Authoriser {
     if (role === 'manager' && node?.role !== 'manager' && !allowed.includes('worker')) {
       throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
     }
-    return { ...identity, role, node };
+    if (expired) {
+      // Only the newest certificate of a node that is still in the cluster can be renewed after it expired.
+      if (node === undefined || node.certSerial !== identity.serial) throw new MusterError('CERT_EXPIRED', 'the certificate has expired and is not the newest one issued to this node');
+    }
+    return { ...identity, role, node, expired };
   }
 }

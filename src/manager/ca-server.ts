@@ -14,13 +14,14 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole, NodeRole } from '../core/roles.js';
 import { parseHostPort } from '../core/address.js';
+import { parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CertificateRecord, type IssueKind, type NodeRecord } from '../store/records.js';
 import type { JoinPreflight, JoinRequest, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
-import type { Caller } from './authoriser.js';
+import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import type { Membership } from './membership.js';
@@ -141,12 +142,34 @@ export class CaServer {
 
   /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */
   async renew(caller: Caller, request: RenewRequest): Promise<NodeCertificateResponse> {
-    const { state, store, clock, logger } = this.deps;
+    const { node, certificate } = await this.reissue(caller.nodeId, request);
+    this.deps.logger.info(
+      { nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...(caller.expired ? { afterExpiry: true } : {}) },
+      caller.expired ? 'node renewed after its certificate expired' : 'node renewed',
+    );
+    // A node that becomes a manager learns here how to serve.
+    return this.answer(node, certificate, node.role === 'manager' && caller.role !== 'manager');
+  }
+
+  /**
+   * A manager re-issuing its own certificate at start, from the key it holds
+   * (its certificate expired while it was down, or its advertise address
+   * changed and must be in the certificate). Only for this manager's own node.
+   */
+  async reissueOwn(nodeId: string, request: RenewRequest): Promise<{ certPem: string; notAfter: number }> {
+    const { node, certificate } = await this.reissue(nodeId, request);
+    if (node.role !== 'manager') throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
+    this.deps.logger.info({ nodeId, serial: certificate.serial, notAfter: iso(certificate.notAfter), managerAddr: node.managerAddr }, 'this manager re-issued its own certificate');
+    return { certPem: certificate.certPem, notAfter: certificate.notAfter };
+  }
+
+  private async reissue(nodeId: string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+    const { state, store, clock } = this.deps;
     const csr = parseCsr(request.csr);
-    const { node, certificate } = await transact(
+    return transact(
       store,
       async (tx) => {
-        const current = await tx.get(KEYS.nodes.ref(caller.nodeId));
+        const current = await tx.get(KEYS.nodes.ref(nodeId));
         if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
         if (current.removed) throw new MusterError('NODE_REMOVED');
         const now = clock.now();
@@ -166,33 +189,31 @@ export class CaServer {
       },
       { beforeRetry: () => state.refresh() },
     );
-    logger.info({ nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'node renewed');
-    // A node that becomes a manager learns here how to serve.
-    return this.answer(node, certificate, node.role === 'manager' && caller.role !== 'manager');
   }
 
   /** Issues an API-user certificate (Flocker's create-api-certificate): OU=swarm-admin, clientAuth only. */
-  async issueUser(request: UserRequest): Promise<UserResponse> {
+  async issueUser(request: UserRequest, caller?: Caller): Promise<UserResponse> {
     const { state, store, clock, logger } = this.deps;
     if (ID_PATTERN.test(request.name)) {
       throw new MusterError('BODY_INVALID', 'a user name may not have the shape of a node ID', { hint: 'pick a name such as alice or ci-bot' });
     }
     const csr = parseCsr(request.csr);
+    const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
     const certificate = await transact(
       store,
       async (tx) => {
-        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [] });
+        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
         tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), certificate));
         return certificate;
       },
       { beforeRetry: () => state.refresh() },
     );
-    logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'API user certificate issued');
+    logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...who(caller) }, 'API user certificate issued');
     return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.root.pem, notAfter: iso(certificate.notAfter) };
   }
 
   /** Revokes every certificate issued to API user `name`; they are refused from now on. */
-  async revokeUser(name: string): Promise<UserRevoked> {
+  async revokeUser(name: string, caller?: Caller): Promise<UserRevoked> {
     const { store, clock, logger } = this.deps;
     const serials = await transact(store, async (tx) => {
       const issued = (await store.list(KEYS.certificates)).filter((c) => c.value.role === 'admin' && c.value.subject === name);
@@ -205,12 +226,12 @@ export class CaServer {
       }
       return live.map((c) => c.value.serial);
     });
-    logger.info({ user: name, revoked: serials.length }, 'API user revoked');
+    logger.info({ user: name, revoked: serials.length, ...who(caller) }, 'API user revoked');
     return { name, revoked: serials.length, serials };
   }
 
   /** Signs under the settings the transaction reads (the commit fails if they change meanwhile). */
-  private issue(tx: Tx, params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[] }): Promise<IssuedCertificate> {
+  private issue(tx: Tx, params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number }): Promise<IssuedCertificate> {
     const { state } = this.deps;
     const cluster = tx.assume(KEYS.cluster, state.entry(KEYS.cluster))!;
     tx.assume(KEYS.ca, state.entry(KEYS.ca)); // the root that signs
@@ -221,7 +242,7 @@ export class CaServer {
       commonName: params.subject,
       clusterId: cluster.clusterId,
       hosts: params.hosts,
-      validityMs: cluster.certExpiryMs,
+      validityMs: params.validityMs ?? cluster.certExpiryMs,
     });
   }
 

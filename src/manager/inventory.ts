@@ -6,7 +6,7 @@
  * on what the store holds, not on what one manager believes.
  */
 import type { Clock } from '../core/clock.js';
-import { formatDuration } from '../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
@@ -14,7 +14,7 @@ import type { NodeRole } from '../core/roles.js';
 import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
 import type { NodeView, RenewReason, SelfResponse } from '../api/schemas.js';
-import type { Caller } from './authoriser.js';
+import { who, type Caller } from './authoriser.js';
 import { addManager, removeManager } from './managers-index.js';
 import type { ClusterState } from './cluster-state.js';
 import type { ManagerStatus, Membership } from './membership.js';
@@ -76,9 +76,30 @@ export class Inventory {
       .map((n) => nodeView(n, now, statuses.get(n.id)));
   }
 
-  /** One node. */
-  async getNode(id: string): Promise<NodeView> {
-    return this.view(await this.find(id));
+  /** One node, by reference (see {@link resolve}). */
+  async getNode(ref: string, caller?: Caller): Promise<NodeView> {
+    return this.view(await this.resolve(ref, caller));
+  }
+
+  /**
+   * Finds a node the way `docker node` commands do: `self` (the caller's own
+   * node), a full ID, a unique ID prefix, or a unique hostname.
+   */
+  async resolve(ref: string, caller?: Caller): Promise<NodeRecord> {
+    if (ref === 'self') {
+      if (caller?.node === undefined) throw new MusterError('NODE_NOT_FOUND', "'self' names the node whose certificate makes the call; this caller is not a node", { hint: 'name the node by ID, ID prefix or hostname' });
+      return caller.node;
+    }
+    if (ID_PATTERN.test(ref)) {
+      const node = (await this.deps.store.get(KEYS.nodes.ref(ref)))?.value;
+      if (node !== undefined) return node;
+    }
+    const matches = ref === '' ? [] : (await this.deps.store.list(KEYS.nodes)).map((e) => e.value).filter((n) => n.id.startsWith(ref) || n.hostname === ref);
+    const live = matches.filter((n) => !n.removed);
+    const candidates = live.length > 0 ? live : matches;
+    if (candidates.length === 1) return candidates[0]!;
+    if (candidates.length === 0) throw new MusterError('NODE_NOT_FOUND', `no node ${ref.slice(0, 64)}`);
+    throw new MusterError('NODE_AMBIGUOUS', `${candidates.length} nodes match ${ref.slice(0, 64)}: ${candidates.slice(0, 5).map((n) => `${n.id} (${n.hostname})`).join(', ')}${candidates.length > 5 ? ', …' : ''}`);
   }
 
   /** The caller's record, whether it should renew now, and the managers to talk to. */
@@ -89,6 +110,7 @@ export class Inventory {
       node: await this.view(node),
       renewNow: reason !== undefined,
       certExpiry: formatDuration(this.deps.state.cluster.certExpiryMs),
+      renewGrace: formatDuration(this.deps.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS),
       managers: await this.deps.membership.addresses(),
     };
     if (reason !== undefined) view.reason = reason;
@@ -115,7 +137,8 @@ export class Inventory {
   }
 
   /** Marks a node removed: its certificate is refused on every route from now on. */
-  async removeNode(id: string, options: { force: boolean }): Promise<NodeView> {
+  async removeNode(ref: string, options: { force: boolean }, caller?: Caller): Promise<NodeView> {
+    const id = (await this.resolve(ref, caller)).id;
     const removed = await transact(this.deps.store, async (tx) => {
       const node = await this.require(tx, id);
       if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
@@ -128,17 +151,18 @@ export class Inventory {
       if (node.role === 'manager') await removeManager(tx, node.id);
       return removed;
     });
-    this.deps.logger.info({ nodeId: id }, 'node removed');
+    this.deps.logger.info({ nodeId: id, ...who(caller) }, caller?.nodeId === id ? 'node left' : 'node removed');
     return this.view(removed);
   }
 
   /** A node removing itself (`muster leave`). */
   async leave(caller: Caller): Promise<NodeView> {
-    return this.removeNode(caller.nodeId, { force: true });
+    return this.removeNode(caller.nodeId, { force: true }, caller);
   }
 
   /** Promotes or demotes a node; it is told to renew now, and gets the new role with that certificate. */
-  async setRole(id: string, role: NodeRole): Promise<NodeView> {
+  async setRole(ref: string, role: NodeRole, caller?: Caller): Promise<NodeView> {
+    const id = (await this.resolve(ref, caller)).id;
     const { changed, node } = await transact(this.deps.store, async (tx) => {
       const node = await this.require(tx, id);
       if (node.role === role) return { changed: false, node };
@@ -150,7 +174,7 @@ export class Inventory {
       else await removeManager(tx, node.id);
       return { changed: true, node: next };
     });
-    if (changed) this.deps.logger.info({ nodeId: id, role }, role === 'manager' ? 'node promoted' : 'node demoted');
+    if (changed) this.deps.logger.info({ nodeId: id, role, ...who(caller) }, role === 'manager' ? 'node promoted' : 'node demoted');
     return this.view(node);
   }
 
@@ -164,12 +188,6 @@ export class Inventory {
         hint: this.deps.sharedStore ? 'promote another node first, and wait until it serves' : 'a cluster on the embedded store has exactly one manager',
       });
     }
-  }
-
-  private async find(id: string): Promise<NodeRecord> {
-    const node = ID_PATTERN.test(id) ? (await this.deps.store.get(KEYS.nodes.ref(id)))?.value : undefined;
-    if (node === undefined) throw new MusterError('NODE_NOT_FOUND', `no node ${id.slice(0, 64)}`);
-    return node;
   }
 
   private async require(tx: Tx, id: string): Promise<NodeRecord> {

@@ -4,13 +4,16 @@
  * managers. `start()` brings them up in that order; `stop()` takes them down
  * in reverse, once.
  */
+import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
-import { formatHostPort, type HostPort } from '../core/address.js';
+import { formatHostPort, isWildcard, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
+import { createCsr } from '../pki/csr.js';
+import { generateNodeKey } from '../pki/keys.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { ManagerBundle } from '../api/schemas.js';
 import { buildApp, updateServerCertificate, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
@@ -43,7 +46,22 @@ export interface ManagerParams {
   failureLimits?: FailureLimits;
   /** How a new manager reaches the store; undefined on an embedded store (one manager only). */
   managerBundle?: () => ManagerBundle | undefined;
+  /**
+   * Keeps a certificate this manager re-issued for itself at start (its own
+   * had expired, or does not name the advertise host); the caller writes the
+   * pair where the node's key material lives.
+   */
+  onOwnCertificate?: (tls: ServerTls) => Promise<void>;
 }
+
+/** Whether a manager certificate can serve now at `host`: valid, and naming the host. */
+function servesAs(certPem: string, host: string, now: number): boolean {
+  const cert = new X509Certificate(certPem);
+  if (now >= Date.parse(cert.validTo)) return false;
+  const names = (cert.subjectAltName ?? '').split(', ');
+  return isWildcard(host) || names.includes(`IP Address:${host}`) || names.includes(`DNS:${host}`);
+}
+
 
 /** What the services are built from. */
 export interface ServiceParams {
@@ -73,6 +91,7 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const limiter = new FailureLimiter(clock, params.failureLimits);
   const services: Services = {
     state,
+    store,
     authoriser: new Authoriser({ state, store, clock }),
     caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle }),
     inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined }),
@@ -101,6 +120,11 @@ export class Manager {
     return this.membership.address;
   }
 
+  /** Where its store lives (no credentials). */
+  get storeDescription(): string {
+    return this.params.store.description;
+  }
+
   /** Loads the cluster from the store and starts serving. */
   static async start(params: ManagerParams): Promise<Manager> {
     const { store, logger } = params;
@@ -112,7 +136,13 @@ export class Manager {
       const built = await buildServices({ ...params, managerBundle, clientTls: () => tls.current, addr: formatHostPort(params.advertise) });
       state = built.services.state;
       const { services, membership } = built;
-      app = await buildApp({ services, tls: params.tls, logger, ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }) });
+      if (params.onOwnCertificate !== undefined && !servesAs(tls.current.certPem, params.advertise.host, params.clock.now())) {
+        const key = await generateNodeKey();
+        const reissued = await services.caServer.reissueOwn(params.nodeId, { csr: createCsr({ privateKey: key.privateKey }), managerAddr: formatHostPort(params.advertise) });
+        tls.current = { keyPem: key.privateKeyPem, certPem: reissued.certPem };
+        await params.onOwnCertificate(tls.current);
+      }
+      app = await buildApp({ services, tls: tls.current, logger, ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }) });
       await app.listen({ host: params.listen.host, port: params.listen.port });
       const bound: HostPort = { host: params.listen.host, port: (app.server.address() as AddressInfo).port };
       const advertiseAddr = formatHostPort({ host: params.advertise.host, port: params.advertise.port === 0 ? bound.port : params.advertise.port });

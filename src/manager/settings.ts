@@ -5,7 +5,7 @@
  * nobody changed it meanwhile, so two concurrent rotations both take effect.
  */
 import type { Clock } from '../core/clock.js';
-import { formatDuration, parseCertExpiry } from '../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration, parseCertExpiry } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
@@ -16,6 +16,7 @@ import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { ExternalCaRecord } from '../store/records.js';
 import type { ClusterPatch, ClusterView, JoinTokens } from '../api/schemas.js';
+import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
 import { SEAL_CONTEXT } from './signer.js';
@@ -48,6 +49,7 @@ export class Settings {
       createdAt: iso(cluster.createdAt),
       certExpiry: formatDuration(cluster.certExpiryMs),
       certExpiryMs: cluster.certExpiryMs,
+      renewGrace: formatDuration(cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS),
       advertiseAddr: this.deps.membership.address,
       store: this.deps.store.description,
       ca: {
@@ -62,7 +64,7 @@ export class Settings {
   }
 
   /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
-  async updateCluster(patch: ClusterPatch): Promise<ClusterView> {
+  async updateCluster(patch: ClusterPatch, caller?: Caller): Promise<ClusterView> {
     const { state, store, logger, dataKey } = this.deps;
     if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry and/or externalCAs');
     const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
@@ -89,8 +91,8 @@ export class Settings {
       }
     });
     await state.refresh();
-    if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url) }, 'external CAs changed');
-    if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs) }, 'certificate expiry changed');
+    if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url), ...who(caller) }, 'external CAs changed');
+    if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs), ...who(caller) }, 'certificate expiry changed');
     return this.clusterView(false);
   }
 
@@ -101,7 +103,7 @@ export class Settings {
   }
 
   /** Replaces one role's token; the old one is refused by every manager from the moment this answers. */
-  async rotateToken(role: NodeRole): Promise<JoinTokens> {
+  async rotateToken(role: NodeRole, caller?: Caller): Promise<JoinTokens> {
     const { state, store, clock, random, logger } = this.deps;
     await transact(store, async (tx) => {
       const [tokens, ca] = [await tx.get(KEYS.tokens), await tx.get(KEYS.ca)];
@@ -109,7 +111,7 @@ export class Settings {
       tx.put(KEYS.tokens, { ...tokens, [role]: generateJoinToken(rootDigest(ca.rootPem), random), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
     });
     await state.refresh();
-    logger.info({ role }, 'join token rotated');
+    logger.info({ role, ...who(caller) }, 'join token rotated');
     return this.joinTokens();
   }
 }

@@ -42,7 +42,11 @@ export interface IssuedCertificate {
   notAfter: number;
 }
 
-/** The SANs of each profile (DESIGN §2): role and node ID, plus swarm-ca and the advertise host for managers. */
+/**
+ * The SANs of each profile (DESIGN §2): role and node ID, plus swarm-ca and
+ * the advertise host for managers; an API user's name, so that verifiers
+ * that insist on a SAN (Python's cryptography) accept its certificate.
+ */
 export function subjectAltNames(request: Pick<IssueRequest, 'role' | 'commonName' | 'hosts'>): string[] {
   switch (request.role) {
     case 'manager':
@@ -50,18 +54,18 @@ export function subjectAltNames(request: Pick<IssueRequest, 'role' | 'commonName
     case 'worker':
       return [ROLE_OU.worker, request.commonName];
     case 'admin':
-      return [];
+      return [request.commonName];
   }
 }
 
-/** GeneralNames (RFC 5280 §4.2.1.6): dNSName [2] or iPAddress [7]. */
+/** GeneralNames (RFC 5280 §4.2.1.6): iPAddress [7], rfc822Name [1] for a name with '@', else dNSName [2] (as cfssl reads hosts). */
 function generalNames(names: readonly string[]): Buffer {
   const unique = [...new Set(names)];
   return seq(
     ...unique.map((name) => {
       const family = isIP(name);
-      if (family === 0) return implicitPrimitive(2, Buffer.from(name, 'ascii'));
-      return implicitPrimitive(7, ipBytes(name, family));
+      if (family !== 0) return implicitPrimitive(7, ipBytes(name, family));
+      return implicitPrimitive(name.includes('@') ? 1 : 2, Buffer.from(name, 'ascii'));
     }),
   );
 }

@@ -48,13 +48,17 @@ export function readPeerCertificate(params: {
   cert: X509Certificate | string | Buffer;
   roots: readonly X509Certificate[];
   now: number;
+  /** Accept a certificate that expired less than this long ago (renewal after expiry). */
+  graceMs?: number;
 }): PeerIdentity {
   const cert = toX509(params.cert);
   if (!params.roots.some((root) => isIssuedBy(cert, root))) throw new MusterError('CERT_UNTRUSTED');
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
   if (params.now < notBefore) throw new MusterError('CERT_NOT_YET_VALID');
-  if (params.now > notAfter) throw new MusterError('CERT_EXPIRED');
+  if (params.now > notAfter + (params.graceMs ?? 0)) {
+    throw new MusterError('CERT_EXPIRED', params.graceMs === undefined ? undefined : `the certificate expired on ${new Date(notAfter).toISOString()}, longer ago than the renewal grace`);
+  }
   const name = readNameFields(cert.subject);
   return {
     nodeId: name.commonName ?? '',

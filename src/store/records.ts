@@ -26,6 +26,8 @@ export const ClusterRecord = Type.Object({
   /** Lifetime of newly issued node certificates, in ms; read at signing time. */
   certExpiryMs: Millis,
   createdAt: Millis,
+  /** How long after its certificate expired a node may still renew by proving it holds the key (default 30 days). */
+  renewGraceMs: Type.Optional(Millis),
 });
 export type ClusterRecord = Type.Static<typeof ClusterRecord>;
 

@@ -119,15 +119,33 @@ describe('Renewer backoff', () => {
     await renewer.stop();
   });
 
-  it('says plainly that an expired certificate needs a re-join, and stops', async () => {
-    const { clock, renewer, fatal, logger } = harness({ seed: 2, fail: () => new MusterError('MANAGER_UNREACHABLE') });
+  it('keeps trying past expiry while the managers are down (they accept the expired key within the grace), without a tight loop', async () => {
+    let down = true;
+    const { clock, renewer, renewals, fatal, held } = harness({ seed: 2, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
+    const expiry = held().notAfter;
     renewer.start();
-    for (let i = 0; i < 200 && fatal.length === 0; i++) {
+    for (let i = 0; i < 200 && clock.now() < expiry + 6 * HOUR; i++) {
       clock.advance(Math.max(1, (renewer.nextRenewalAt ?? clock.now()) - clock.now()));
       await flush();
     }
+    expect(fatal).toEqual([]);
+    const afterExpiry = renewals.filter((r) => r.at > expiry);
+    expect(afterExpiry.length).toBeGreaterThan(0);
+    expect(afterExpiry.length).toBeLessThan(60); // backed off, not spinning
+    down = false;
+    clock.advance(renewer.nextRenewalAt! - clock.now());
+    await flush();
+    expect(held().notAfter).toBeGreaterThan(clock.now());
+    await renewer.stop();
+  });
+
+  it('stops plainly when the managers say the certificate expired beyond the grace', async () => {
+    const { clock, renewer, fatal, logger } = harness({ seed: 3, fail: () => new MusterError('CERT_EXPIRED', 'the certificate expired on 2026-01-01T00:00:00.000Z, longer ago than the renewal grace') });
+    renewer.start();
+    clock.advance(renewer.nextRenewalAt! - clock.now());
+    await flush();
     expect(fatal).toEqual(['expired']);
-    expect(logger.records.at(-1)?.message).toMatch(/expired at .* re-join the cluster with 'muster join/);
+    expect(logger.records.at(-1)?.message).toMatch(/longer ago than the renewal grace/);
     expect(clock.pending()).toBe(0);
   });
 
@@ -177,5 +195,40 @@ describe('Renewer renew-now triggers', () => {
     await renewer.stop();
     await renewer.stop();
     expect(clock.pending()).toBe(0);
+  });
+});
+
+describe('Renewer reachability', () => {
+  it('warns once when no manager answers a poll, with the next attempt, and says once when one answers again', async () => {
+    let down = true;
+    const clock = new FakeClock(Date.UTC(2026, 10, 22));
+    const logger = recordingLogger();
+    const held: Validity = { notBefore: clock.now(), notAfter: clock.now() + 24 * HOUR };
+    const renewer = new Renewer({
+      clock,
+      random: seededRandom(5),
+      logger,
+      current: () => held,
+      renew: async () => held,
+      check: async () => {
+        if (down) throw new MusterError('MANAGER_UNREACHABLE', 'cannot reach the manager at 10.0.0.1:4377: ECONNREFUSED');
+        return { renewNow: false };
+      },
+    });
+    renewer.start();
+    for (let i = 0; i < 5; i++) {
+      clock.advance(40_000);
+      await flush();
+    }
+    const warnings = logger.records.filter((r) => r.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.message).toMatch(/^cannot reach any manager \(cannot reach the manager at 10\.0\.0\.1:4377: ECONNREFUSED\); next attempt at \d{4}-/);
+    down = false;
+    clock.advance(40_000);
+    await flush();
+    clock.advance(40_000);
+    await flush();
+    expect(logger.records.filter((r) => r.message === 'a manager answers again')).toHaveLength(1);
+    await renewer.stop();
   });
 });

@@ -184,22 +184,45 @@ describe('ca create-api-certificate and remote use', () => {
   beforeAll(async () => {
     const result = await runMuster(['ca', 'create-api-certificate', 'alice', '--out', out, '--data-dir', managerDir]);
     expect(result.code, result.stderr).toBe(0);
-    aliceCert = join(out, 'alice.crt');
-    aliceKey = join(out, 'alice.key');
+    aliceCert = join(out, 'cert.pem');
+    aliceKey = join(out, 'key.pem');
     expect(normalise(result.stdout).replaceAll(out, '<OUT>')).toBe(
-      'Created <OUT>/alice.crt and <OUT>/alice.key (API user alice, valid until <TIME>), and <OUT>/root-ca.crt.\n' +
-        'Give these to the API user over a secure channel (scp, sftp) and delete your copies; anyone with alice.key can administer the cluster.\n\n' +
-        'List the nodes with curl:\n\n    curl --cacert <OUT>/root-ca.crt --cert <OUT>/alice.crt --key <OUT>/alice.key https://<ADDR>/v1/nodes\n\n',
+      'Created <OUT>/{ca.pem,cert.pem,key.pem} for API user alice, valid until <TIME>.\n' +
+        'Give the folder to the user over a secure channel (scp, sftp) and delete your copy; anyone with key.pem can administer the cluster.\n\n' +
+        'Use it with muster:\n\n    export MUSTER_HOST=<ADDR> MUSTER_CERT_PATH=<OUT>\n    muster node ls\n\n' +
+        'or with curl:\n\n    curl --cacert <OUT>/ca.pem --cert <OUT>/cert.pem --key <OUT>/key.pem https://<ADDR>/v1/nodes\n\n',
     );
   });
 
-  it('writes the key 0600 and a certificate with OU=swarm-admin, clientAuth only', () => {
+  it('writes the key 0600 in a 0700 folder, and a certificate with OU=swarm-admin, clientAuth only, and a SAN naming the user', () => {
     expect(statSync(aliceKey).mode & 0o777).toBe(0o600);
-    expect(new X509Certificate(readFileSync(aliceCert)).subject).toMatch(/OU=swarm-admin\nCN=alice$/);
+    expect(statSync(out).mode & 0o777).toBe(0o700);
+    const cert = new X509Certificate(readFileSync(aliceCert));
+    expect(cert.subject).toMatch(/OU=swarm-admin\nCN=alice$/);
+    expect(cert.subjectAltName).toBe('DNS:alice');
+  });
+
+  it('MUSTER_HOST and MUSTER_CERT_PATH work straight after, as printed', async () => {
+    const result = await runMuster(['node', 'ls'], { env: { MUSTER_HOST: address, MUSTER_CERT_PATH: out, MUSTER_DATA_DIR: scratch.path('nowhere') } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^ID\s+HOSTNAME/);
+  });
+
+  it('refuses to overwrite an existing key, and writes to ./NAME by default with --expiry', async () => {
+    const again = await runMuster(['ca', 'create-api-certificate', 'alice', '--out', out, '--data-dir', managerDir]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/error: \S+key\.pem already exists; it was not replaced\nhint: pick another --out/);
+    const cwd = scratch.path('cwd');
+    mkdirSync(cwd);
+    const bob = await runMuster(['ca', 'create-api-certificate', 'bob', '--expiry', '2h', '--data-dir', managerDir], { cwd });
+    expect(bob.code, bob.stderr).toBe(0);
+    const cert = new X509Certificate(readFileSync(join(cwd, 'bob', 'cert.pem')));
+    expect(Date.parse(cert.validTo)).toBeLessThanOrEqual(Date.now() + 2 * 3_600_000 + 1_000);
+    expect((await runMuster(['ca', 'create-api-certificate', 'eve', '--expiry', '5m', '--data-dir', managerDir], { cwd })).code).toBe(2);
   });
 
   it("curl with alice's certificate lists the nodes; with a worker's it gets 403", async () => {
-    const listed = await curl(['--cacert', join(out, 'root-ca.crt'), '--cert', aliceCert, '--key', aliceKey, `https://${address}/v1/nodes`]);
+    const listed = await curl(['--cacert', join(out, 'ca.pem'), '--cert', aliceCert, '--key', aliceKey, `https://${address}/v1/nodes`]);
     expect(listed.status).toBe(200);
     expect((listed.json().nodes as unknown[]).length).toBeGreaterThan(0);
     const token = (await cli(['join-token', '-q', 'worker', '--data-dir', managerDir])).stdout.trim();
@@ -213,32 +236,21 @@ describe('ca create-api-certificate and remote use', () => {
   });
 
   it("alice's certificate cannot serve as a server certificate", () => {
-    const check = opensslStatus(['verify', '-CAfile', join(out, 'root-ca.crt'), '-purpose', 'sslserver', aliceCert]);
+    const check = opensslStatus(['verify', '-CAfile', join(out, 'ca.pem'), '-purpose', 'sslserver', aliceCert]);
     expect(check.status).not.toBe(0);
     expect(check.output).toMatch(/error \d+ at 0 depth lookup: .*purpose/i);
   });
 
   it('client commands work remotely with --host and --tls-*', async () => {
-    const result = await runMuster(['node', 'ls', '--host', address, '--tls-cert', aliceCert, '--tls-key', aliceKey, '--tls-ca', join(out, 'root-ca.crt')]);
+    const result = await runMuster(['node', 'ls', '--host', address, '--tls-cert', aliceCert, '--tls-key', aliceKey, '--tls-ca', join(out, 'ca.pem')]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^ID\s+HOSTNAME/);
-  });
-
-  it('and with MUSTER_HOST + MUSTER_CERT_PATH (ca.pem, cert.pem, key.pem)', async () => {
-    const certPath = scratch.path('docker-style');
-    mkdirSync(certPath);
-    copyFileSync(join(out, 'root-ca.crt'), join(certPath, 'ca.pem'));
-    copyFileSync(aliceCert, join(certPath, 'cert.pem'));
-    copyFileSync(aliceKey, join(certPath, 'key.pem'));
-    const result = await runMuster(['join-token', '-q', 'worker'], { env: { MUSTER_HOST: address, MUSTER_CERT_PATH: certPath, MUSTER_DATA_DIR: scratch.path('nowhere') } });
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^SWMTKN-1-/);
   });
 
   it("revoke-api-certificate makes the manager refuse alice's certificate", async () => {
     const other = scratch.path('carol');
     expect((await runMuster(['ca', 'create-api-certificate', 'carol', '--out', other, '--data-dir', managerDir])).code).toBe(0);
-    const tls = ['--cacert', join(other, 'root-ca.crt'), '--cert', join(other, 'carol.crt'), '--key', join(other, 'carol.key')];
+    const tls = ['--cacert', join(other, 'ca.pem'), '--cert', join(other, 'cert.pem'), '--key', join(other, 'key.pem')];
     expect((await curl([...tls, `https://${address}/v1/nodes`])).status).toBe(200);
     const revoked = await cli(['ca', 'revoke-api-certificate', 'carol', '--data-dir', managerDir]);
     expect(revoked.code, revoked.stderr).toBe(0);
@@ -258,7 +270,7 @@ describe('ca create-api-certificate and remote use', () => {
   });
 
   it('a manager that is not running is reported plainly', async () => {
-    const result = await runMuster(['node', 'ls', '--host', '127.0.0.1:1', '--tls-cert', aliceCert, '--tls-key', aliceKey, '--tls-ca', join(out, 'root-ca.crt')]);
+    const result = await runMuster(['node', 'ls', '--host', '127.0.0.1:1', '--tls-cert', aliceCert, '--tls-key', aliceKey, '--tls-ca', join(out, 'ca.pem')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^error: cannot reach the manager at 127\.0\.0\.1:1: ECONNREFUSED\nhint: check the address and that the manager is running\n$/);
   });
@@ -273,7 +285,7 @@ describe('leave', () => {
     await worker.stop();
     const left = await runMuster(['leave', '--data-dir', dir]);
     expect(left.code, left.stderr).toBe(0);
-    expect(left.stdout).toBe(`Node ${nodeId} left the cluster; its certificate and key were deleted from ${dir}.\n`);
+    expect(left.stdout).toBe(`Node ${nodeId} left the cluster (the managers marked it removed); its key, certificates and node.json were deleted from ${dir}.\n`);
     expect(existsSync(join(dir, 'certificates'))).toBe(false);
     expect(existsSync(join(dir, 'node.json'))).toBe(false);
     const node = JSON.parse((await cli(['node', 'inspect', nodeId, '--data-dir', managerDir])).stdout) as { status: string };

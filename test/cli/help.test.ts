@@ -8,6 +8,7 @@ const COMMANDS = [
   ['up'],
   ['join'],
   ['run'],
+  ['status'],
   ['join-token'],
   ['update'],
   ['node'],

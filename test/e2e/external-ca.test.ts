@@ -92,7 +92,7 @@ describe('muster init --external-ca against cfssl serve', () => {
     const out = scratch.path('alice');
     const run = runInProcess(['ca', 'create-api-certificate', 'alice', '--out', out, '--data-dir', m]);
     expect(await run.exit, run.stderr()).toBe(0);
-    const text = x509Text(readFileSync(join(out, 'alice.crt'), 'utf8'));
+    const text = x509Text(readFileSync(join(out, 'cert.pem'), 'utf8'));
     expect(text).toMatch(/OU = swarm-admin, CN = alice/);
     expect(text).toMatch(/TLS Web Client Authentication/);
     expect(text).not.toMatch(/TLS Web Server Authentication/);

@@ -273,7 +273,7 @@ describe('promotion of a running worker on etcd', () => {
     const [, addr] = await w.run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/);
     await w.run.waitFor(/promoted: this node now serves as a manager/);
     expect((await curl(['-k', `https://${addr}/v1/ca`])).body).toBe(rootOf(scratch.path('p-f')));
-    expect((await nodesFrom(scratch.path('p-f'))).find((n) => n.id === id)?.managerStatus).toBe('Reachable');
+    await eventually('the promoted node to show Reachable', async () => ((await nodesFrom(scratch.path('p-f'))).find((n) => n.id === id)?.managerStatus === 'Reachable' ? true : undefined));
     expect((await runMuster(['node', 'demote', id, '--data-dir', scratch.path('p-f')])).code).toBe(0);
     await w.run.waitFor(/demoted: this node no longer serves as a manager/);
     expect((await curl(['-k', '--max-time', '2', `https://${addr}/v1/ca`])).status).toBe(0);

@@ -74,7 +74,7 @@ describe('secrets', () => {
     // What must never leak.
     const caKey = await readCaKey(m);
     const nodeKeys = [m, scratch.path('n1'), scratch.path('n2')].map((d) => readFileSync(join(d, 'certificates', 'node.key'), 'utf8'));
-    const userKey = readFileSync(scratch.path('alice/alice.key'), 'utf8');
+    const userKey = readFileSync(scratch.path("alice/key.pem"), 'utf8');
     const secrets = [...tokens, ...[...tokens].map((t) => t.split('-')[3]!), ...[caKey, userKey, ...nodeKeys].flatMap(keyBody)];
     const allLogs = logs.join('\n');
     expect(allLogs.split('\n').length).toBeGreaterThan(20); // the scenario did log

@@ -119,11 +119,14 @@ export interface ChildRun {
 }
 
 /** Spawns `node dist/cli/main.js ARGV`. */
-export function spawnMuster(argv: string[], options: { env?: Record<string, string | undefined> } = {}): ChildRun {
-  const child = spawn(process.execPath, [CLI, ...argv], {
+export function spawnMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {}): ChildRun {
+  const [command, ...args] = [...(options.prefix ?? []), process.execPath, CLI, ...argv];
+  const child = spawn(command!, args, {
     env: { ...process.env, NO_COLOR: '1', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (options.stdin !== undefined) child.stdin?.end(options.stdin);
   let out = '';
   let err = '';
   const listeners = new Set<() => void>();
@@ -176,7 +179,7 @@ export function spawnMuster(argv: string[], options: { env?: Record<string, stri
 }
 
 /** Runs a short muster command to completion. */
-export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[] } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = spawnMuster(argv, options);
   const code = await run.exit;
   return { code, stdout: run.stdout(), stderr: run.stderr() };

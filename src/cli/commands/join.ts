@@ -11,8 +11,10 @@ import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.
 import { MusterError } from '../../core/errors.js';
 import { writeManagerFiles } from '../../config/manager-files.js';
 import { joinCluster } from '../../agent/join.js';
+import { readNodeState } from '../../agent/node-state.js';
 import { advertiseFor } from '../advertise.js';
 import type { CliContext } from '../context.js';
+import { clearForRejoin } from '../node-files.js';
 import { paint } from '../output.js';
 import { act, collect, logLevelOption, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
@@ -27,6 +29,8 @@ export interface JoinFlags {
   listenAddr?: string;
   advertiseAddr?: string;
   logLevel?: string;
+  /** Replace a node this data dir holds (removed, left, or expired past the grace). */
+  force?: boolean;
 }
 
 function parseLabels(items: string[]): Record<string, string> {
@@ -79,6 +83,7 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
   const { token, managerAddr } = await tokenAndAddress(ctx, positional, flags);
   ctx.hideArguments?.(['join', '<token hidden>', managerAddr]);
   const layout = layoutFor(ctx, flags);
+  if (flags.force === true && (await readNodeState(layout.nodeJson).catch(() => 'unreadable')) !== undefined) await clearForRejoin(layout);
   const logger = daemonLogger(ctx, flags.logLevel);
   const colour = readEnv(ctx).colour(ctx.stderr);
   const listen = parseHostPort(flags.listenAddr ?? readEnv(ctx).listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
@@ -124,6 +129,7 @@ export function registerJoin(program: Command, ctx: CliContext, done: Done): voi
     .option('--label <key=value>', 'a node label (repeatable)', collect, [])
     .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
     .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
+    .option('--force', 'replace a node this data dir holds (removed, left, or expired past the grace)')
     .addOption(logLevelOption())
     .action(
       act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>

@@ -1,11 +1,14 @@
-/** `muster leave [--force]`: the node leaves the cluster and deletes its key and certificate. */
-import { rm } from 'node:fs/promises';
+/**
+ * `muster leave [--force]`: the node leaves the cluster and deletes its key
+ * and certificate. It also works on a node the cluster already removed, or
+ * whose certificate expired past the grace: it clears the node's files and
+ * says whether the managers were told.
+ */
 import type { Command } from 'commander';
-import { MusterError } from '../../core/errors.js';
-import { readStoreSpec } from '../../config/manager-files.js';
-import { KeyStore } from '../../agent/key-store.js';
+import { MusterError, isMusterError } from '../../core/errors.js';
 import { connect, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
+import { clearNodeFiles } from '../node-files.js';
 import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
 
 /** `muster leave [--force]` */
@@ -17,18 +20,18 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
     if (local.state.role === 'manager' && flags.force !== true) {
       throw new MusterError('LEAVE_MANAGER', `this node (${local.state.nodeId}) is a manager`, { hint: "use 'muster leave --force' to leave anyway" });
     }
-    // The managers refuse the last serving manager's leave: nothing below runs for it.
-    await connection.client.leave();
-    await new KeyStore(local.layout).remove();
-    await rm(local.layout.nodeJson, { force: true });
-    // A manager's own files go; shared state stays where it is (etcd), and the
-    // embedded store is never deleted here (its manager is always the last one).
-    const spec = await readStoreSpec(local.layout);
-    if (spec?.kind === 'etcd') {
-      await rm(local.layout.storeJson, { force: true });
-      await rm(local.layout.dataKey, { force: true });
+    let told = 'the managers marked it removed';
+    try {
+      // The managers refuse the last serving manager's leave: nothing below runs for it.
+      await connection.client.leave();
+    } catch (error) {
+      // Already out of the cluster: there is nothing to tell the managers, only files to clear.
+      if (isMusterError(error, 'NODE_REMOVED')) told = 'the cluster had already removed it';
+      else if (isMusterError(error, 'CERT_EXPIRED')) told = `its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`;
+      else throw error;
     }
-    ctx.stdout.write(`Node ${local.state.nodeId} left the cluster; its certificate and key were deleted from ${local.layout.dataDir}.\n`);
+    await clearNodeFiles(local.layout);
+    ctx.stdout.write(`Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}.\n`);
     return 0;
   } finally {
     await connection.client.close();

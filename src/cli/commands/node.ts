@@ -6,7 +6,7 @@ import type { NodeView } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { formatTable, relativeTime } from '../output.js';
-import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
+import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
 
 /** One row of `node ls`. */
 function nodeRow(node: NodeView, selfId: string | undefined, now: number): string[] {
@@ -21,12 +21,37 @@ function nodeRow(node: NodeView, selfId: string | undefined, now: number): strin
   ];
 }
 
-/** `muster node ls [--format table|json]` */
-export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { format?: string }): Promise<number> {
+/** The filters `node ls --filter` takes, as docker's: role and status. */
+const FILTERS: Record<string, (node: NodeView, value: string) => boolean> = {
+  role: (node, value) => node.role === value,
+  status: (node, value) => node.status === value,
+  id: (node, value) => node.id.startsWith(value),
+  hostname: (node, value) => node.hostname === value,
+};
+
+function parseFilters(items: readonly string[]): ((node: NodeView) => boolean)[] {
+  return items.map((item) => {
+    const eq = item.indexOf('=');
+    const key = eq > 0 ? item.slice(0, eq) : '';
+    const test = FILTERS[key];
+    if (test === undefined) throw new MusterError('USAGE', `unknown filter '${item.slice(0, 60)}'`, { hint: `filter on ${Object.keys(FILTERS).map((k) => `${k}=…`).join(', ')}` });
+    const value = item.slice(eq + 1);
+    return (node) => test(node, value);
+  });
+}
+
+/** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json]` */
+export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { format?: string; quiet?: boolean; filter?: string[]; all?: boolean }): Promise<number> {
   const format = flags.format ?? 'table';
   if (format !== 'table' && format !== 'json') throw new MusterError('USAGE', `unknown format '${format}'`, { hint: 'use --format table or --format json' });
+  const filters = parseFilters(flags.filter ?? []);
   return withConnection(ctx, flags, async ({ client, local }) => {
-    const nodes = await client.listNodes();
+    // Removed nodes only with --all (or when asked for by status).
+    const nodes = (await client.listNodes()).filter((n) => (flags.all === true || !n.removed || (flags.filter ?? []).includes('status=removed')) && filters.every((f) => f(n)));
+    if (flags.quiet === true) {
+      ctx.stdout.write(nodes.map((n) => `${n.id}\n`).join(''));
+      return 0;
+    }
     if (format === 'json') {
       ctx.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
       return 0;
@@ -37,19 +62,21 @@ export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { f
   });
 }
 
-/** `muster node inspect ID` */
-async function nodeInspectCommand(ctx: CliContext, id: string, flags: ConnectFlags): Promise<number> {
+/** `muster node inspect REF` (`self`: the node whose certificate makes the call, through /v1/nodes/self). */
+async function nodeInspectCommand(ctx: CliContext, ref: string, flags: ConnectFlags): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    ctx.stdout.write(`${JSON.stringify(await client.getNode(id), null, 2)}\n`);
+    const node = ref === 'self' ? (await client.self()).node : await client.getNode(ref);
+    ctx.stdout.write(`${JSON.stringify(node, null, 2)}\n`);
     return 0;
   });
 }
 
-/** `muster node rm [-f] ID` */
-async function nodeRemoveCommand(ctx: CliContext, id: string, flags: ConnectFlags & { force?: boolean }): Promise<number> {
-  return withConnection(ctx, flags, async ({ client }) => {
-    await client.removeNode(id, flags.force === true);
-    ctx.stdout.write(`Node ${id} removed; its certificate is refused from now on.\n`);
+/** `muster node rm [-f] REF` (`self` is this host's node; /v1/nodes/self would be a leave). */
+async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFlags & { force?: boolean }): Promise<number> {
+  return withConnection(ctx, flags, async ({ client, local }) => {
+    if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
+    const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true);
+    ctx.stdout.write(`Node ${node.id} removed; its certificate is refused from now on.\n`);
     return 0;
   });
 }
@@ -59,8 +86,8 @@ async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flag
   return withConnection(ctx, flags, async ({ client }) => {
     const node = await client.setRole(id, role);
     const verb = role === 'manager' ? 'promoted to a manager' : 'demoted to a worker';
-    const note = node.certRole === role ? '' : ' It receives a certificate with the new role at its next renewal, within a minute.';
-    ctx.stdout.write(`Node ${id} ${verb}.${note}\n`);
+    const note = node.certRole === role ? '' : ' It receives a certificate with the new role at its next renewal, which it is told to do now.';
+    ctx.stdout.write(`Node ${node.id} ${verb}.${note}\n`);
     return 0;
   });
 }
@@ -69,19 +96,29 @@ async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flag
 export function registerNode(program: Command, ctx: CliContext, done: Done): void {
   const run = act(done);
   const node = program.command('node').description('list and manage nodes');
-  withConnectFlags(node.command('ls').description('list nodes').option('--format <format>', 'table or json', 'table')).action(
-    run((options: Record<string, unknown>) => nodeListCommand(ctx, { ...connectFlags(options), format: String(options.format) })),
+  withConnectFlags(
+    node
+      .command('ls')
+      .description('list nodes')
+      .option('-q, --quiet', 'print node IDs only')
+      .option('-f, --filter <key=value>', 'keep nodes that match: role=manager|worker, status=ready|down|removed, id=PREFIX, hostname=NAME (repeatable)', collect, [])
+      .option('-a, --all', 'include removed nodes')
+      .option('--format <format>', 'table or json', 'table'),
+  ).action(
+    run((options: Record<string, unknown>) =>
+      nodeListCommand(ctx, { ...connectFlags(options), format: String(options.format), quiet: options.quiet === true, all: options.all === true, filter: options.filter as string[] }),
+    ),
   );
-  withConnectFlags(node.command('inspect').description('show one node as JSON').argument('<id>', 'node ID')).action(
+  withConnectFlags(node.command('inspect').description('show one node as JSON').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeInspectCommand(ctx, id, connectFlags(options))),
   );
-  withConnectFlags(node.command('rm').description('remove a node; its certificate is refused from then on').argument('<id>', 'node ID').option('-f, --force', 'remove a node that is still active')).action(
+  withConnectFlags(node.command('rm').description('remove a node; its certificate is refused from then on').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname').option('-f, --force', 'remove a node that is still active')).action(
     run((id: string, options: Record<string, unknown>) => nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true })),
   );
-  withConnectFlags(node.command('promote').description('make a worker a manager').argument('<id>', 'node ID')).action(
+  withConnectFlags(node.command('promote').description('make a worker a manager').argument('<node>', 'a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'manager', connectFlags(options))),
   );
-  withConnectFlags(node.command('demote').description('make a manager a worker').argument('<id>', 'node ID')).action(
+  withConnectFlags(node.command('demote').description('make a manager a worker').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'worker', connectFlags(options))),
   );
 }

@@ -28,15 +28,16 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
     caServer.join(request.body, request.ip),
   );
 
-  app.post(ROUTES.renew, { config: { allow: NODES }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
+  // A node whose certificate expired renews here too, within the grace: the TLS handshake proved it holds the expired key.
+  app.post(ROUTES.renew, { config: { allow: NODES, expiredWithinGrace: true }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
     caServer.renew(callerOf(request), request.body),
   );
 
   app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...ErrorResponses } } }, async (request) =>
-    caServer.issueUser(request.body),
+    caServer.issueUser(request.body, callerOf(request)),
   );
 
   app.delete(ROUTES.user, { config: { allow: ADMINS }, schema: { params: UserParams, response: { 200: UserRevoked, ...ErrorResponses } } }, async (request) =>
-    caServer.revokeUser(request.params.name),
+    caServer.revokeUser(request.params.name, callerOf(request)),
   );
 };

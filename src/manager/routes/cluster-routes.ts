@@ -1,6 +1,6 @@
 /** Routes of the settings: the cluster view and update, join tokens. */
 import { ClusterPatch, ClusterQuery, ClusterView, ErrorResponses, JoinTokens, ROUTES, RotateParams, isYes } from '../../api/schemas.js';
-import { ADMINS, type RoutesPlugin } from './route-kit.js';
+import { ADMINS, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the cluster routes. */
 export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
@@ -11,12 +11,12 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
   );
 
   app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
-    settings.updateCluster(request.body),
+    settings.updateCluster(request.body, callerOf(request)),
   );
 
   app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...ErrorResponses } } }, async () => settings.joinTokens());
 
   app.post(ROUTES.rotate, { config: { allow: ADMINS }, schema: { params: RotateParams, response: { 200: JoinTokens, ...ErrorResponses } } }, async (request) =>
-    settings.rotateToken(request.params.role),
+    settings.rotateToken(request.params.role, callerOf(request)),
   );
 };

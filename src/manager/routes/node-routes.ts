@@ -13,18 +13,18 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { response: { 200: NodeList, ...ErrorResponses } } }, async () => ({ nodes: await inventory.listNodes() }));
 
   app.get(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.getNode(request.params.id),
+    inventory.getNode(request.params.id, callerOf(request)),
   );
 
   app.delete(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.removeNode(request.params.id, { force: isYes(request.query.force) }),
+    inventory.removeNode(request.params.id, { force: isYes(request.query.force) }, callerOf(request)),
   );
 
   app.post(ROUTES.promote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.setRole(request.params.id, 'manager'),
+    inventory.setRole(request.params.id, 'manager', callerOf(request)),
   );
 
   app.post(ROUTES.demote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.setRole(request.params.id, 'worker'),
+    inventory.setRole(request.params.id, 'worker', callerOf(request)),
   );
 };

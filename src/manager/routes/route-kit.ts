@@ -9,10 +9,13 @@ import type { CaServer } from '../ca-server.js';
 import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
 import type { Settings } from '../settings.js';
+import type { ClusterStore } from '../../store/cluster-store.js';
 
 /** The services the routes call. */
 export interface Services {
   state: ClusterState;
+  /** The store itself, for the health check. */
+  store: ClusterStore;
   authoriser: Authoriser;
   caServer: CaServer;
   inventory: Inventory;
@@ -34,6 +37,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Certificate roles allowed to call the route; absent means public. */
     allow?: readonly CertRole[];
+    /** Also accept a node certificate that expired within the renewal grace (renewal only). */
+    expiredWithinGrace?: boolean;
   }
 }
 

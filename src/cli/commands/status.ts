@@ -1,0 +1,95 @@
+/**
+ * `muster status`: what `docker info` says of the Swarm: this node, its
+ * cluster, its certificate and when it renews, the managers it knows and
+ * which answer now, where the data dir and the store are. Read from the data
+ * dir, then from the managers where they can be reached.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Command } from 'commander';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration } from '../../core/duration.js';
+import { MusterError, isMusterError } from '../../core/errors.js';
+import { readStoreSpec } from '../../config/manager-files.js';
+import { ApiClient } from '../../api/client.js';
+import type { SelfResponse } from '../../api/schemas.js';
+import { KeyStore } from '../../agent/key-store.js';
+import { readNodeState } from '../../agent/node-state.js';
+import { localManagers } from '../connect.js';
+import type { CliContext } from '../context.js';
+import { formatTable, relativeTime } from '../output.js';
+import { act, type Done } from '../options.js';
+import { layoutFor } from '../settings.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** `muster status [--data-dir D]` */
+async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  if (state === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
+  const pair = await new KeyStore(layout).load();
+  if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has node.json but no certificate`);
+  const cert = new X509Certificate(pair.certPem);
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  const now = ctx.clock.now();
+  const spec = await readStoreSpec(layout);
+
+  // Ask each known manager whether it answers; the first that does says what the cluster thinks of this node.
+  let self: SelfResponse | undefined;
+  let selfError: MusterError | undefined;
+  const reach: string[][] = [];
+  for (const address of localManagers(state)) {
+    const client = new ApiClient({ managers: [address], tls: { rootPem: pair.rootPem, certPem: pair.certPem, keyPem: pair.keyPem }, timeoutMs: 3_000 });
+    try {
+      const health = await client.health();
+      reach.push([address, health.store === 'ok' ? 'reachable' : 'reachable, store unavailable']);
+      if (self === undefined && selfError === undefined) {
+        try {
+          self = await client.self();
+        } catch (error) {
+          if (!isMusterError(error)) throw error;
+          selfError = error;
+        }
+      }
+    } catch (error) {
+      reach.push([address, `unreachable (${isMusterError(error) ? error.code : 'error'})`]);
+    } finally {
+      await client.close();
+    }
+  }
+
+  const grace = self?.renewGrace ?? `${formatDuration(DEFAULT_RENEW_GRACE_MS)} (the default; no manager answered)`;
+  const windowStart = notBefore + Math.floor((notAfter - notBefore) * 0.5);
+  const windowEnd = notBefore + Math.floor((notAfter - notBefore) * 0.8);
+  const certificate =
+    now < notAfter
+      ? `valid until ${iso(notAfter)} (${relativeTime(notAfter, now)})`
+      : `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}); it renews by itself within the renewal grace once 'muster run' runs`;
+  const standing = selfError === undefined ? (self === undefined ? 'unknown (no manager answered)' : self.node.status) : `${selfError.code}: ${selfError.message}`;
+  const rows: [string, string][] = [
+    ['Node ID', state.nodeId],
+    ['Role', state.servingAddr === undefined ? state.role : `${state.role} (serves on ${state.servingAddr} when running)`],
+    ['Cluster ID', state.clusterId],
+    ['Standing', standing],
+    ['Data dir', layout.dataDir],
+    ['Certificate', certificate],
+    ['Renewal', `between ${iso(windowStart)} and ${iso(windowEnd)} (50–80% of the lifetime), with a fresh key`],
+    ['Renewal grace', `${grace} after expiry`],
+    ['Managers', `${reach.length} known, ${reach.filter(([, r]) => r!.startsWith('reachable')).length} reachable`],
+  ];
+  if (spec !== undefined) rows.push(['Store', spec.kind === 'level' ? `level ${layout.dbDir}` : `etcd ${spec.endpoints.join(',')}`]);
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
+  ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));
+  if (selfError !== undefined && selfError.hint !== undefined) ctx.stdout.write(`\nhint: ${selfError.hint}\n`);
+  return 0;
+}
+
+/** Registers status. */
+export function registerStatus(program: Command, ctx: CliContext, done: Done): void {
+  program
+    .command('status')
+    .description('this node, its cluster, its certificate and the managers it can reach (like docker info)')
+    .option('--data-dir <dir>', 'the node data dir')
+    .action(act(done)((options: { dataDir?: string }) => statusCommand(ctx, options)));
+}
