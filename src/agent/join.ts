@@ -9,6 +9,7 @@
 import { X509Certificate, createPrivateKey, timingSafeEqual } from 'node:crypto';
 import { retry } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
+import { formatDuration } from '../core/duration.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
@@ -18,6 +19,7 @@ import { ApiClient } from '../api/client.js';
 import type { JoinRequest, ManagerBundle, NodeCertificateResponse } from '../api/schemas.js';
 import { rootDigest } from '../pki/ca.js';
 import { createCsr } from '../pki/csr.js';
+import { LEAF_BACKDATE_MS } from '../pki/issue.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { readPeerCertificate } from '../pki/peer.js';
 import { parseJoinToken } from '../token/join-token.js';
@@ -44,7 +46,7 @@ export interface JoinParams {
 }
 
 /** Failures a join may retry: nothing was committed, and trying again later can work. */
-const RETRYABLE = new Set(['MANAGER_UNREACHABLE', 'EXTERNAL_CA_UNAVAILABLE', 'STORE_UNAVAILABLE']);
+const RETRYABLE = new Set(['MANAGER_UNREACHABLE', 'EXTERNAL_CA_UNAVAILABLE', 'STORE_UNAVAILABLE', 'STORE_CONFLICT', 'RATE_LIMITED']);
 
 /** Runs `fn`, retrying while the manager (or its store or external CA) cannot serve, and says when the next attempt is. */
 function whileUnavailable<T>(params: JoinParams, fn: () => Promise<T>): Promise<T> {
@@ -55,8 +57,17 @@ function whileUnavailable<T>(params: JoinParams, fn: () => Promise<T>): Promise<
     policy: { baseMs: delayMs, capMs: 60_000 },
     attempts,
     retryable: (error) => isMusterError(error) && RETRYABLE.has(error.code),
+    // A manager that rate-limits this address says when to come back.
+    delayFor: (error) => {
+      const seconds = isMusterError(error, 'RATE_LIMITED') ? error.details?.retryAfterSeconds : undefined;
+      return typeof seconds === 'number' ? seconds * 1000 : undefined;
+    },
     onRetry: ({ error, attempt, nextAt }) =>
-      params.progress?.(`${(error as Error).message}; attempt ${attempt} of ${attempts} failed, next attempt at ${new Date(nextAt).toISOString()}`),
+      params.progress?.(
+        isMusterError(error, 'RATE_LIMITED')
+          ? `the manager limits failed joins from this address and asks to wait until ${new Date(nextAt).toISOString()}; attempt ${attempt} of ${attempts} failed`
+          : `${(error as Error).message}; attempt ${attempt} of ${attempts} failed, next attempt at ${new Date(nextAt).toISOString()}`,
+      ),
   });
 }
 
@@ -87,6 +98,11 @@ export function checkIssued(params: { response: NodeCertificateResponse; rootPem
   try {
     identity = readPeerCertificate({ cert, roots: [new X509Certificate(params.rootPem)], now: params.clock.now() });
   } catch (error) {
+    if (isMusterError(error, 'CERT_NOT_YET_VALID')) {
+      // The manager backdates certificates by an hour: its clock read about NotBefore + 1 h when it signed.
+      const behindMs = Date.parse(cert.validFrom) + LEAF_BACKDATE_MS - params.clock.now();
+      throw new MusterError('CLOCK_SKEW', `the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about ${formatDuration(Math.max(Math.round(behindMs / 60_000), 1) * 60_000)}`);
+    }
     throw bad(`does not verify against the pinned root (${error instanceof MusterError ? error.code : 'error'})`);
   }
   if (!cert.checkPrivateKey(createPrivateKey(params.keyPem))) throw bad('does not hold this node’s key');

@@ -7,10 +7,32 @@
  * old matching pair or the new one. Keys are 0600, folders 0700.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { ensurePrivateDir, pathExists, syncDir, writeFileAtomic, writeNewFileSynced } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
+import { checkPrivate } from '../core/private-file.js';
+import { isIssuedBy } from '../pki/peer.js';
+
+/** How many times a reader looks again while the owner switches the pair (5 ms apart). */
+const SWITCH_READS = 100;
+
+/** Reads a file of the data dir, never through a symbolic link. */
+function readPrivate(path: string): Promise<string> {
+  return readFile(path, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW });
+}
+
+/** True when the key matches the certificate and, given a root, the certificate chains to it. */
+function pairHolds(keyPem: string, certPem: string, rootPem?: string): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
+    return rootPem === undefined || isIssuedBy(cert, new X509Certificate(rootPem));
+  } catch {
+    return false;
+  }
+}
 
 /** A key, its certificate and the root they chain to. */
 export interface KeyPair {
@@ -64,52 +86,53 @@ export class KeyStore {
     await syncDir(this.layout.certificatesDir);
   }
 
-  /** Finishes a replacement whose pair was complete, or drops one that was not. */
+  /**
+   * Finishes a replacement whose new pair is complete and sound (the key
+   * matches the certificate, which chains to the root), or drops it and keeps
+   * the current pair. A write cut short by a full disk leaves a short key or
+   * an empty certificate behind: those are never moved into place.
+   * Only the owner of the data dir (the node's own process) recovers.
+   */
   async recover(): Promise<void> {
     if (await pathExists(this.certNext)) {
-      if (await pathExists(this.keyNext)) await rename(this.keyNext, this.layout.nodeKey);
-      await rename(this.certNext, this.layout.nodeCert);
-      await syncDir(this.layout.certificatesDir);
-    } else {
-      await rm(this.keyNext, { force: true });
+      const keyFile = (await pathExists(this.keyNext)) ? this.keyNext : this.layout.nodeKey;
+      const [keyPem, certPem, rootPem] = await Promise.all([readPrivate(keyFile), readPrivate(this.certNext), readPrivate(this.layout.rootCa)]);
+      if (pairHolds(keyPem, certPem, rootPem)) {
+        if (keyFile === this.keyNext) await rename(this.keyNext, this.layout.nodeKey);
+        await rename(this.certNext, this.layout.nodeCert);
+        await syncDir(this.layout.certificatesDir);
+        return;
+      }
     }
+    await rm(this.keyNext, { force: true });
+    await rm(this.certNext, { force: true });
   }
 
-  /** Loads the pair (after recovery), refusing files others can read and a pair that does not match. */
-  async load(): Promise<KeyPair | undefined> {
-    await this.checkMode(this.layout.dataDir, 0o077, 'DATA_DIR_INSECURE', `chmod 0700 ${this.layout.dataDir}`);
+  /**
+   * Loads the pair, refusing files others can read and a pair that does not
+   * match. A reader in another process may arrive while the owner switches
+   * the pair (two renames): it reads again until it sees one pair, so no
+   * reader ever gets a new key with the old certificate. Only the owner
+   * (`recover: true`) finishes an interrupted switch first.
+   */
+  async load(options: { recover?: boolean } = {}): Promise<KeyPair | undefined> {
+    await checkPrivate(this.layout.dataDir, 'dir');
     if (!(await pathExists(this.layout.nodeCert)) && !(await pathExists(this.certNext))) return undefined;
-    await this.recover();
-    await this.checkMode(this.layout.nodeKey, 0o077, 'KEY_FILE_INSECURE', `chmod 0600 ${this.layout.nodeKey}`);
-    const [keyPem, certPem, rootPem] = await Promise.all([
-      readFile(this.layout.nodeKey, 'utf8'),
-      readFile(this.layout.nodeCert, 'utf8'),
-      readFile(this.layout.rootCa, 'utf8'),
-    ]);
-    let matches = false;
-    try {
-      matches = new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
-    } catch {
-      matches = false;
+    if (options.recover === true) await this.recover();
+    await checkPrivate(this.layout.nodeKey, 'file');
+    for (let attempt = 0; attempt < SWITCH_READS; attempt++) {
+      const certPem = await readPrivate(this.layout.nodeCert);
+      const [keyPem, rootPem, again] = await Promise.all([readPrivate(this.layout.nodeKey), readPrivate(this.layout.rootCa), readPrivate(this.layout.nodeCert)]);
+      if (certPem === again && pairHolds(keyPem, certPem)) return { keyPem, certPem, rootPem };
+      await new Promise((resolve) => setTimeout(resolve, 5)); // the owner is between its two renames
     }
-    if (!matches) throw new MusterError('STATE_CORRUPT', `${this.layout.nodeKey} does not match ${this.layout.nodeCert}`, { hint: "re-join the cluster with 'muster join'" });
-    return { keyPem, certPem, rootPem };
+    throw new MusterError('STATE_CORRUPT', `${this.layout.nodeKey} does not match ${this.layout.nodeCert}`, {
+      hint: "if the node's own process is not renewing right now, clear the node with 'muster leave' and join again",
+    });
   }
 
   /** Deletes the node's certificate files (muster leave). */
   async remove(): Promise<void> {
     await rm(this.layout.certificatesDir, { recursive: true, force: true });
-  }
-
-  private async checkMode(path: string, forbidden: number, code: 'DATA_DIR_INSECURE' | 'KEY_FILE_INSECURE', fix: string): Promise<void> {
-    let mode: number;
-    try {
-      mode = (await stat(path)).mode;
-    } catch {
-      return;
-    }
-    if ((mode & forbidden) !== 0) {
-      throw new MusterError(code, `${path} is readable or writable by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')})`, { hint: `run: ${fix}` });
-    }
   }
 }

@@ -88,7 +88,7 @@ export class NodeAgent {
     const state = await readNodeState(params.layout.nodeJson);
     if (state === undefined) throw new MusterError('NOT_INITIALISED', `${params.layout.dataDir} holds no node`);
     const keyStore = new KeyStore(params.layout);
-    const pair = await keyStore.load();
+    const pair = await keyStore.load({ recover: true }); // this process owns the data dir
     if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${params.layout.dataDir} has node.json but no certificate`, { hint: "re-join with 'muster join'" });
     return new NodeAgent(params, keyStore, state, pair);
   }

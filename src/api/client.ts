@@ -10,6 +10,7 @@ import type { PeerCertificate } from 'node:tls';
 import type { Static, TSchema } from 'typebox';
 import Value from 'typebox/value';
 import type { Dispatcher } from 'undici';
+import { formatDuration } from '../core/duration.js';
 import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
 import {
@@ -83,6 +84,48 @@ function requireManager(_host: string, cert: PeerCertificate): Error | undefined
 /** Splits host:port (IPv6 in brackets) into a URL origin. */
 function origin(address: string): string {
   return `https://${address}`;
+}
+
+/** What a failed TLS verification of a manager means, in words a person can act on. */
+function tlsRefusal(error: TransportError, address: string): MusterError {
+  const options = { cause: error.cause, details: { unsent: true } };
+  switch (error.code) {
+    case 'CERT_NOT_YET_VALID':
+      return new MusterError('CLOCK_SKEW', `the manager at ${address} presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's`, options);
+    case 'CERT_HAS_EXPIRED':
+      return new MusterError('CLOCK_SKEW', `the manager at ${address} presented a certificate that has expired by this machine's clock: this machine's clock is ahead of the manager's, or the manager has been down for long`, options);
+    case 'INVALID_PURPOSE':
+      return new MusterError('NOT_A_MANAGER', `the server at ${address} presented a certificate that may not serve TLS (an API-user certificate?), not a manager certificate`, options);
+    default:
+      return new MusterError('NOT_A_MANAGER', `the server at ${address} did not present a certificate from this cluster's root (${error.code})`, options);
+  }
+}
+
+/**
+ * A clock-skew refusal with the size of the skew, read from the manager's
+ * HTTP Date header over one unverified request. Nothing from that answer is
+ * trusted but the time it names, and only to word the error; when the
+ * manager does not answer it, the refusal stays as it was.
+ */
+async function measuredSkew(refusal: MusterError, address: string): Promise<MusterError> {
+  const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false }, connectTimeoutMs: 3_000 });
+  try {
+    const response = await send({ dispatcher, url: `${origin(address)}${ROUTES.health}`, method: 'GET', body: undefined, timeoutMs: 3_000, fresh: true });
+    const date = response.headers.date;
+    const theirs = typeof date === 'string' ? Date.parse(date) : Number.NaN;
+    if (Number.isNaN(theirs)) return refusal;
+    const skewMs = theirs - Date.now();
+    const by = formatDuration(Math.max(Math.round(Math.abs(skewMs) / 60_000), 1) * 60_000);
+    const words = skewMs > 0 ? `behind the manager's by about ${by}` : `ahead of the manager's by about ${by}`;
+    return new MusterError('CLOCK_SKEW', `${refusal.message.replace(/: this machine's clock is .*$/, '')}: this machine's clock is ${words}`, {
+      cause: refusal.cause,
+      ...(refusal.details === undefined ? {} : { details: refusal.details }),
+    });
+  } catch {
+    return refusal;
+  } finally {
+    await dispatcher.close();
+  }
 }
 
 /** Talks to the managers of one cluster. */
@@ -188,9 +231,24 @@ export class ApiClient {
     return this.call('POST', ROUTES.rotate.replace(':role', role), JoinTokens);
   }
 
-  /** GET /v1/nodes */
-  async listNodes(): Promise<NodeView[]> {
-    return (await this.call('GET', ROUTES.nodes, NodeList)).nodes;
+  /** GET /v1/nodes: one page in node-ID order; pass its `next` as `after` for the one after it. */
+  listNodes(options: { limit?: number; after?: string; all?: boolean } = {}): Promise<NodeList> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.after !== undefined) query.set('after', options.after);
+    if (options.all === true) query.set('all', '1');
+    const search = query.toString();
+    return this.call('GET', search === '' ? ROUTES.nodes : `${ROUTES.nodes}?${search}`, NodeList);
+  }
+
+  /** Every node, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
+  async *nodePages(options: { pageSize?: number; all?: boolean } = {}): AsyncGenerator<NodeView[]> {
+    let after: string | undefined;
+    do {
+      const page = await this.listNodes({ limit: options.pageSize, after, all: options.all });
+      yield page.nodes;
+      after = page.next;
+    } while (after !== undefined);
   }
 
   /** GET /v1/nodes/{id} */
@@ -252,7 +310,8 @@ export class ApiClient {
     try {
       return await send({ dispatcher, url: `${origin(address)}${path}`, method, body, timeoutMs: this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
     } catch (error) {
-      throw this.transportError(error, address);
+      const refused = this.transportError(error, address);
+      throw isMusterError(refused, 'CLOCK_SKEW') ? await measuredSkew(refused, address) : refused;
     }
   }
 
@@ -275,9 +334,7 @@ export class ApiClient {
   private transportError(error: unknown, address: string): MusterError {
     if (isMusterError(error)) return error;
     if (error instanceof TransportError) {
-      if (error.failure === 'tls') {
-        return new MusterError('NOT_A_MANAGER', `the server at ${address} did not present a certificate from this cluster's root (${error.code})`, { cause: error.cause });
-      }
+      if (error.failure === 'tls') return tlsRefusal(error, address);
       if (error.failure === 'timeout') return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });
       // Refused or reset before a connection was made: the request was never sent.
       const unsent = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECT/.test(error.code);

@@ -144,9 +144,23 @@ export const SelfResponse = Type.Object({
 });
 export type SelfResponse = Type.Static<typeof SelfResponse>;
 
-/** GET /v1/nodes */
-export const NodeList = Type.Object({ nodes: Type.Array(NodeView) });
+/** GET /v1/nodes: one page in node-ID order; `next` is the `after` of the next page, absent on the last one. */
+export const NodeList = Type.Object({ nodes: Type.Array(NodeView), next: Type.Optional(Type.String()) });
 export type NodeList = Type.Static<typeof NodeList>;
+
+/** Page sizes of GET /v1/nodes: an answer stays small however many nodes joined (30,000 nodes in one answer were 260 MB). */
+export const NODES_PAGE = { default: 500, max: 1000 } as const;
+
+/**
+ * GET /v1/nodes?limit=N&after=ID&all=1. Query values are strings (ajv does not
+ * coerce here), so `limit` is 1 to 1000 (NODES_PAGE.max) spelled as digits.
+ */
+export const NodesQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })),
+  after: Type.Optional(Id),
+  all: Flag,
+});
+export type NodesQuery = Type.Static<typeof NodesQuery>;
 
 /** Node ID in a route. */
 export const NodeParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
@@ -170,7 +184,15 @@ export const ClusterView = Type.Object({
   advertiseAddr: Type.String(),
   /** Where the cluster state lives (level or etcd endpoints). */
   store: Type.String(),
-  ca: Type.Object({ digest: Type.String(), subject: Type.String(), notAfter: Time, external: Type.Boolean(), externalUrls: Type.Array(Type.String()) }),
+  ca: Type.Object({
+    digest: Type.String(),
+    subject: Type.String(),
+    notAfter: Time,
+    external: Type.Boolean(),
+    externalUrls: Type.Array(Type.String()),
+    /** With an external CA: the lifetime of the last certificate it gave this manager, which is what its profile issues. */
+    externalLifetime: Type.Optional(Type.String()),
+  }),
   joinTokens: Type.Object({ worker: TokenInfo, manager: TokenInfo }),
 });
 export type ClusterView = Type.Static<typeof ClusterView>;

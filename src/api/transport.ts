@@ -89,7 +89,8 @@ export class TransportError extends Error {
   }
 }
 
-const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO|SIGNATURE|ERR_TLS|ERR_SSL|EPROTO/;
+/** OpenSSL's verification codes (as Node names them) and TLS protocol failures. */
+const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO|SIGNATURE|ERR_TLS|ERR_SSL|EPROTO|INVALID_PURPOSE|INVALID_CA|PATH_LENGTH|HOSTNAME_MISMATCH/;
 const TIMEOUT_CODE = /TIMEOUT/;
 
 function classify(error: unknown): TransportError {

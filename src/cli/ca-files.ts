@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import { MusterError, type ErrorCode } from '../core/errors.js';
-import { importRootCa, importRootCertificate } from '../pki/ca.js';
+import { canonicalRootPem, importRootCa, importRootCertificate } from '../pki/ca.js';
 import { parseExternalCaFlag } from '../config/external-ca.js';
 import type { ExternalCaSpec } from '../manager/founding.js';
 
@@ -36,7 +36,7 @@ export async function readRoot(
   if (external.length > 0) {
     if (flags.caCert === undefined) throw new MusterError('USAGE', '--external-ca needs --ca-cert, the root the external CA signs with', { hint: 'muster init --external-ca protocol=cfssl,url=https://ca:8888 --ca-cert root.pem' });
     if (flags.caKey !== undefined) throw new MusterError('USAGE', 'with --external-ca the root key stays with the external CA; drop --ca-key');
-    const certPem = await readFileOr(flags.caCert, 'CA_CERT_INVALID');
+    const certPem = canonicalRootPem(await readFileOr(flags.caCert, 'CA_CERT_INVALID'));
     importRootCertificate(certPem, clock); // each failure has its own code
     return { root: { certPem }, externalCAs: await readExternalCas(external) };
   }
@@ -44,7 +44,7 @@ export async function readRoot(
   if (flags.caCert === undefined || flags.caKey === undefined) {
     throw new MusterError('USAGE', '--ca-cert and --ca-key go together', { hint: 'pass both, or neither to found a new root, or --ca-cert with --external-ca' });
   }
-  const material = { certPem: await readFileOr(flags.caCert, 'CA_CERT_INVALID'), keyPem: await readFileOr(flags.caKey, 'CA_KEY_INVALID') };
+  const material = { certPem: canonicalRootPem(await readFileOr(flags.caCert, 'CA_CERT_INVALID')), keyPem: await readFileOr(flags.caKey, 'CA_KEY_INVALID') };
   importRootCa(material, clock); // validates; each failure has its own code
   return { root: material };
 }

@@ -13,6 +13,19 @@ import { systemRandom } from '../core/random.js';
 import type { CliContext } from './context.js';
 import { runCli } from './program.js';
 
+// Everything muster creates is its own: keys, LevelDB's files, folders (DESIGN §6), whatever umask it was started with.
+process.umask(0o077);
+
+// SIGHUP means "renew now". It is caught from the first moment: Node's default would end the
+// process, so a `systemctl reload` during start-up would kill the node. One that arrives before
+// the node can renew is kept for when it can.
+let renewHandler: (() => void) | undefined;
+let renewPending = false;
+process.on('SIGHUP', () => {
+  if (renewHandler === undefined) renewPending = true;
+  else renewHandler();
+});
+
 let requestStop: (signal: string) => void = () => {};
 const stopRequested = new Promise<string>((resolve) => {
   requestStop = resolve;
@@ -33,8 +46,14 @@ const ctx: CliContext = {
   random: systemRandom,
   waitForStop: () => stopRequested,
   onRenewRequest: (handler) => {
-    process.on('SIGHUP', handler);
-    return () => process.off('SIGHUP', handler);
+    renewHandler = handler;
+    if (renewPending) {
+      renewPending = false;
+      handler();
+    }
+    return () => {
+      renewHandler = undefined;
+    };
   },
   // On Linux, process.title overwrites the argument area: /proc/PID/cmdline no longer shows what was typed.
   hideArguments: (visible) => {

@@ -12,11 +12,13 @@ import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { readDataKey, readStoreSpec, writeManagerFiles } from '../config/manager-files.js';
+import { checkDataDir } from '../config/private-paths.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore } from '../agent/key-store.js';
 import { NodeAgent, type NodeTls, type Renewed } from '../agent/node-agent.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import type { RenewerOptions } from '../agent/renewer.js';
+import type { ConnectionLimits } from '../manager/app.js';
 import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
 import { bundleFor, openStore } from './open-store.js';
@@ -30,6 +32,9 @@ export interface NodeProcessParams {
   renewer: Partial<RenewerOptions>;
   /** The default listen address of a manager (flags and node.json win). */
   defaultListenAddr: string;
+  /** The user muster runs as: the data dir must be theirs. */
+  uid: number;
+  connectionLimits?: ConnectionLimits;
   /** `run --listen-addr` / `--advertise-addr`: override node.json. */
   listenAddr?: string;
   advertiseAddr?: string;
@@ -92,13 +97,14 @@ export class NodeProcess {
   /** Starts serving (a manager) and renewing. */
   async start(): Promise<void> {
     const { layout, logger } = this.params;
+    await checkDataDir(layout, this.params.uid);
     const state = await readNodeState(layout.nodeJson);
     if (state === undefined) {
       throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
     }
     let current = state;
     if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
-      const pair = await new KeyStore(layout).load();
+      const pair = await new KeyStore(layout).load({ recover: true }); // this process owns the data dir
       if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
       current = await this.startManager(state, pair);
       await writeNodeState(layout.nodeJson, current); // the agent, loaded next, owns node.json from here on
@@ -158,6 +164,7 @@ export class NodeProcess {
       logger,
       managerBundle: () => bundle,
       onOwnCertificate: (own) => new KeyStore(layout).writePair(own),
+      ...(this.params.connectionLimits === undefined ? {} : { connectionLimits: this.params.connectionLimits }),
     });
     this.manager = manager;
     const servingAddr = manager.advertiseAddr;

@@ -44,6 +44,8 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     logger,
     renewer: env.renewer,
     defaultListenAddr: DEFAULT_LISTEN_ADDR,
+    uid: ctx.uid,
+    connectionLimits: env.connectionLimits,
     ...(listenAddr === undefined ? {} : { listenAddr }),
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
   });

@@ -5,7 +5,9 @@
 import { parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
+import { NODES_PAGE } from '../api/schemas.js';
 import type { RenewerOptions } from '../agent/renewer.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/app.js';
 import type { CliContext } from './context.js';
 
 /** A node polls its manager at most this often. */
@@ -22,6 +24,10 @@ export interface EnvSettings {
   certPath?: string;
   /** MUSTER_TOKEN, for join. */
   token?: string;
+  /** MUSTER_MAX_CONNECTIONS, MUSTER_MAX_CONNECTIONS_PER_SOURCE, MUSTER_HANDSHAKE_TIMEOUT: a manager's connection caps. */
+  connectionLimits: ConnectionLimits;
+  /** MUSTER_PAGE_SIZE: nodes asked for per request by listing commands (1 to 1000). */
+  pageSize?: number;
   /** Whether colour may be used on a stream. */
   colour(stream: { isTTY?: boolean }): boolean;
 }
@@ -36,7 +42,26 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
     renewer.pollMs = pollMs;
   }
   if (env.MUSTER_RENEW_BACKOFF_BASE) renewer.backoffBaseMs = parseDuration(env.MUSTER_RENEW_BACKOFF_BASE);
+  let pageSize: number | undefined;
+  if (env.MUSTER_PAGE_SIZE) {
+    pageSize = /^[0-9]{1,4}$/.test(env.MUSTER_PAGE_SIZE) ? Number(env.MUSTER_PAGE_SIZE) : 0;
+    if (pageSize < 1 || pageSize > NODES_PAGE.max) {
+      throw new MusterError('USAGE', `MUSTER_PAGE_SIZE=${env.MUSTER_PAGE_SIZE.slice(0, 20)} is not a page size`, { hint: `set it to a whole number from 1 to ${NODES_PAGE.max} (default ${NODES_PAGE.default})` });
+    }
+  }
+  const count = (name: string, fallback: number): number => {
+    const text = env[name];
+    if (text === undefined || text === '') return fallback;
+    if (!/^[1-9][0-9]{0,6}$/.test(text)) throw new MusterError('USAGE', `${name}=${text.slice(0, 20)} is not a positive whole number`);
+    return Number(text);
+  };
+  const connectionLimits: ConnectionLimits = {
+    total: count('MUSTER_MAX_CONNECTIONS', DEFAULT_CONNECTION_LIMITS.total),
+    perSource: count('MUSTER_MAX_CONNECTIONS_PER_SOURCE', DEFAULT_CONNECTION_LIMITS.perSource),
+    handshakeMs: env.MUSTER_HANDSHAKE_TIMEOUT ? parseDuration(env.MUSTER_HANDSHAKE_TIMEOUT) : DEFAULT_CONNECTION_LIMITS.handshakeMs,
+  };
   const settings: EnvSettings = {
+    connectionLimits,
     logLevel: env.MUSTER_LOG_LEVEL ?? 'info',
     renewer,
     colour: (stream) => stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb',
@@ -45,6 +70,7 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;
   if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;
   if (env.MUSTER_TOKEN) settings.token = env.MUSTER_TOKEN;
+  if (pageSize !== undefined) settings.pageSize = pageSize;
   return settings;
 }
 

@@ -47,6 +47,8 @@ export interface RetryOptions {
   attempts: number;
   /** Whether a failure may be retried; others are thrown at once. */
   retryable: (error: unknown) => boolean;
+  /** A delay the failure itself asks for (a server's Retry-After), instead of the backoff. */
+  delayFor?: (error: unknown) => number | undefined;
   onRetry?: (notice: RetryNotice) => void;
 }
 
@@ -57,7 +59,7 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, options: Ret
       return await fn(attempt);
     } catch (error) {
       if (attempt >= options.attempts || !options.retryable(error)) throw error;
-      const delay = backoffDelay(options.policy, attempt, options.random);
+      const delay = options.delayFor?.(error) ?? backoffDelay(options.policy, attempt, options.random);
       options.onRetry?.({ error, attempt, attempts: options.attempts, nextAt: options.clock.now() + delay });
       await sleep(options.clock, delay);
     }

@@ -77,6 +77,9 @@ export const ERROR_CATALOGUE = {
   NODE_AMBIGUOUS: spec(409, 1, 'more than one node matches', 'give more of the node ID'),
   RATE_LIMITED: spec(429, 1, 'too many failed join attempts from this address', 'wait and try again'),
   REQUEST_TIMEOUT: spec(408, 1, 'the request took too long'),
+  REQUEST_MALFORMED: spec(400, 1, 'the request is not valid HTTP'),
+  URI_TOO_LONG: spec(414, 1, 'the request path is too long'),
+  HEADERS_TOO_LARGE: spec(431, 1, 'the request headers are too large'),
 
   // Node lifecycle.
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
@@ -98,6 +101,7 @@ export const ERROR_CATALOGUE = {
   MANAGER_ERROR: spec(502, 1, 'the manager answered with an error'),
   ROOT_DIGEST_MISMATCH: spec(400, 1, "the manager's root CA does not match the join token", 'the token belongs to another cluster, or someone in the middle is impersonating the manager; check the token and the address'),
   NOT_A_MANAGER: spec(400, 1, 'the server did not present a manager certificate of this cluster'),
+  CLOCK_SKEW: spec(400, 1, "this machine's clock disagrees with the manager's", "set the clock right (NTP: 'timedatectl set-ntp true') and try again"),
   ISSUED_CERT_INVALID: spec(502, 1, 'the certificate returned does not match the request'),
 
   // External CA.

@@ -5,6 +5,8 @@
  * slow clients. Routes live in routes/, one plugin per service; they
  * validate, call the service, and return.
  */
+import { constants } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -38,12 +40,57 @@ export interface ServerTimeouts {
 /** Defaults a loaded manager can live with. */
 export const DEFAULT_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 5_000, connectionMs: 10_000 };
 
+/** Caps on open connections, so that idle or slow ones cannot eat the manager's file descriptors. */
+export interface ConnectionLimits {
+  /** A connection must finish its TLS handshake within this (Node's default is 120 s). */
+  handshakeMs: number;
+  /** Open connections at most, in all. */
+  total: number;
+  /** Open connections at most from one source address. */
+  perSource: number;
+}
+
+/** Enough for every node of a large cluster to hold a connection; set the process's file limit above `total`. */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { handshakeMs: 10_000, total: 200_000, perSource: 1_024 };
+
+/**
+ * TLS 1.2 suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only
+ * (no CBC, CCM8 or ARIA; nothing LUCKY13 applies to). TLS 1.3's own suites
+ * are all AEAD and stay as OpenSSL orders them.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** The TLS settings of the listener (and of every certificate swap). */
+function tlsOptions(tls: ServerTls, rootPem: string) {
+  return {
+    key: tls.keyPem,
+    cert: tls.certPem,
+    // The CertificateRequest names the cluster root, as Swarm's does, so a client with
+    // several certificates knows which to send. TLS still judges nothing: the
+    // authorisation hook verifies chain, validity and identity per route.
+    ca: rootPem,
+    minVersion: 'TLSv1.2' as const,
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+    // A client may not renegotiate (a CPU sink, and nothing muster needs).
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
+
 /** Options for {@link buildApp}. */
 export interface AppOptions {
   services: Services;
   tls: ServerTls;
   logger: PinoLogger;
   timeouts?: ServerTimeouts;
+  limits?: ConnectionLimits;
 }
 
 /** 5xx codes that say something about a peer (an external CA, the store), not about a bug here. */
@@ -73,6 +120,56 @@ function toMusterError(error: FastifyError): MusterError {
   return new MusterError('INTERNAL', 'internal error', { cause: error });
 }
 
+/** Node's HTTP parser errors, as catalogue errors. */
+function clientError(error: NodeJS.ErrnoException): MusterError {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new MusterError('HEADERS_TOO_LARGE');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new MusterError('REQUEST_TIMEOUT');
+    default:
+      return new MusterError('REQUEST_MALFORMED');
+  }
+}
+
+/**
+ * Answers a request Node could not parse with the documented error body,
+ * then closes the connection. TLS failures (a handshake that timed out or
+ * went wrong) reach here too, on a connection that has no HTTP yet: those
+ * are closed without a word.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  const http = typeof error.code === 'string' && (error.code.startsWith('HPE_') || error.code.startsWith('ERR_HTTP_'));
+  if (!http || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage !== undefined) {
+    socket.destroy();
+    return;
+  }
+  const mapped = clientError(error);
+  const body = JSON.stringify(mapped.toJSON());
+  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[mapped.statusCode] ?? 'Bad Request';
+  socket.end(`HTTP/1.1 ${mapped.statusCode} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+/** Drops connections past the caps before TLS starts, so an idle flood cannot use up descriptors. */
+function capConnections(server: import('node:net').Server, limits: ConnectionLimits): void {
+  const perSource = new Map<string, number>();
+  server.maxConnections = limits.total;
+  server.on('connection', (socket: Socket) => {
+    const source = socket.remoteAddress ?? '';
+    const open = (perSource.get(source) ?? 0) + 1;
+    if (open > limits.perSource) {
+      socket.destroy();
+      return;
+    }
+    perSource.set(source, open);
+    socket.once('close', () => {
+      const left = (perSource.get(source) ?? 1) - 1;
+      if (left <= 0) perSource.delete(source);
+      else perSource.set(source, left);
+    });
+  });
+}
+
 function sendError(reply: FastifyReply, error: MusterError): FastifyReply {
   const retry = error.details?.retryAfterSeconds;
   if (typeof retry === 'number') void reply.header('retry-after', String(retry));
@@ -89,6 +186,7 @@ function peerCertificate(request: FastifyRequest) {
 export async function buildApp(options: AppOptions) {
   const { services } = options;
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
+  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const app = Fastify({
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the services
@@ -99,16 +197,17 @@ export async function buildApp(options: AppOptions) {
     return503OnClosing: true,
     // Refuse rather than repair: no type coercion, no silently dropped fields.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
+    // Errors Node's HTTP parser and fastify's router meet before a route runs, in the documented body too.
+    clientErrorHandler: answerClientError,
+    frameworkErrors: (error, _request, reply) => {
+      void sendError(reply, error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new MusterError('URI_TOO_LONG') : new MusterError('REQUEST_MALFORMED', 'the request path is not valid (bad percent-encoding)'));
+    },
     https: {
-      key: options.tls.keyPem,
-      cert: options.tls.certPem,
-      // Ask every client for a certificate but send no CA list and let TLS judge
-      // nothing: the authorisation hook verifies chain, validity and identity
-      // itself (TLS still proves possession of the key). The CA list cost
-      // ~1.2 ms of OpenSSL 3.0 work per handshake, on every join.
+      ...tlsOptions(options.tls, services.state.root.pem),
+      // Ask every client for a certificate; each route decides what it needs.
       requestCert: true,
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
+      handshakeTimeout: limits.handshakeMs,
       maxHeaderSize: 16 * 1024,
       headersTimeout: timeouts.headersMs,
       // Node enforces header and request timeouts on this tick (default 30 s, which would stretch them).
@@ -116,6 +215,7 @@ export async function buildApp(options: AppOptions) {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  capConnections(app.server, limits);
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -146,7 +246,7 @@ export async function buildApp(options: AppOptions) {
 /** The app type {@link buildApp} returns. */
 export type MusterApp = Awaited<ReturnType<typeof buildApp>>;
 
-/** Swaps the server's certificate after the manager's own renewal; new connections use it. */
-export function updateServerCertificate(app: MusterApp, tls: ServerTls): void {
-  app.server.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+/** Swaps the server's certificate (after the manager's own renewal, or a new root); new connections use it. */
+export function updateServerCertificate(app: MusterApp, tls: ServerTls, rootPem: string): void {
+  app.server.setSecureContext(tlsOptions(tls, rootPem));
 }

@@ -8,7 +8,7 @@
  * every manager from the moment the change was acknowledged.
  */
 import type { Clock } from '../core/clock.js';
-import { MusterError } from '../core/errors.js';
+import { MusterError, isMusterError } from '../core/errors.js';
 import { ID_PATTERN, newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
@@ -45,6 +45,21 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 /** The record of a certificate just issued. */
 export function certificateRecord(subject: string, role: CertRole, kind: IssueKind, now: number, certificate: IssuedCertificate): CertificateRecord {
   return { schema: SCHEMA_VERSION, serial: certificate.serial, subject, role, kind, issuedAt: now, notBefore: certificate.notBefore, notAfter: certificate.notAfter };
+}
+
+/**
+ * Runs a join's signing with an external CA's failures told without the CA's
+ * address or its words: a joining node is not yet trusted, and the CA's URL
+ * is the cluster's business. The details were logged where they happened.
+ */
+async function withoutCaDetails<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (isMusterError(error, 'EXTERNAL_CA_UNAVAILABLE')) throw new MusterError('EXTERNAL_CA_UNAVAILABLE', "the cluster's external CA could not be reached");
+    if (isMusterError(error, 'EXTERNAL_CA_ERROR')) throw new MusterError('EXTERNAL_CA_ERROR', "the cluster's external CA refused to sign; the managers' logs say why", { hint: 'ask the cluster admin' });
+    throw error;
+  }
 }
 
 /** The SAN host of a manager address (host:port). */
@@ -104,7 +119,7 @@ export class CaServer {
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
     const token = request.token.trim();
-    const { node, certificate } = await transact(
+    const { node, certificate } = await withoutCaDetails(() => transact(
       store,
       async (tx) => {
         // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
@@ -135,7 +150,7 @@ export class CaServer {
         return { node, certificate };
       },
       { beforeRetry: () => state.refresh() },
-    );
+    ));
     logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr }, 'node joined');
     return this.answer(node, certificate, node.role === 'manager');
   }

@@ -13,7 +13,7 @@ import type { Logger } from '../core/logger.js';
 import type { NodeRole } from '../core/roles.js';
 import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
-import type { NodeView, RenewReason, SelfResponse } from '../api/schemas.js';
+import { NODES_PAGE, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
 import { who, type Caller } from './authoriser.js';
 import { addManager, removeManager } from './managers-index.js';
 import type { ClusterState } from './cluster-state.js';
@@ -23,6 +23,12 @@ import type { ManagerStatus, Membership } from './membership.js';
 export const NODE_DOWN_AFTER_MS = 2 * 60_000;
 /** lastSeenAt is written at most this often per node. */
 const LAST_SEEN_WRITE_MS = 15_000;
+/** Node records read per store call: memory stays bounded however many nodes joined. */
+const SCAN_CHUNK = 500;
+/** Records one page of the node list reads at most; a page among many removed nodes ends early, with `next`. */
+const MAX_SCAN = 10_000;
+/** Matching nodes an ambiguous reference names in its error. */
+const SHOWN_MATCHES = 5;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -35,6 +41,27 @@ export interface InventoryDeps {
   logger: Logger;
   /** False on an embedded store: only one manager can serve it. */
   sharedStore: boolean;
+}
+
+/** What one page of the node list asks for (see NodesQuery). */
+export interface NodePageQuery {
+  /** The last node ID of the previous page. */
+  after?: string;
+  /** At most this many nodes (NODES_PAGE.default when absent, never over NODES_PAGE.max). */
+  limit?: number;
+  /** Include removed nodes. */
+  all?: boolean;
+}
+
+/** Nodes that match a reference: how many, and the first few. */
+interface Matches {
+  count: number;
+  first: NodeRecord[];
+}
+
+function noteMatch(matches: Matches, node: NodeRecord): void {
+  matches.count += 1;
+  if (matches.first.length < SHOWN_MATCHES) matches.first.push(node);
 }
 
 /** A node as the API shows it. */
@@ -66,14 +93,40 @@ export class Inventory {
     return nodeView(node, this.deps.clock.now(), statuses?.get(node.id));
   }
 
-  /** Every node, removed ones included, oldest first. */
-  async listNodes(): Promise<NodeView[]> {
-    const [entries, statuses] = await Promise.all([this.deps.store.list(KEYS.nodes), this.deps.membership.statuses()]);
+  /** The node records after `after` in ID order, a chunk at a time. */
+  private async *chunks(after?: string): AsyncGenerator<NodeRecord[]> {
+    for (;;) {
+      const chunk = await this.deps.store.list(KEYS.nodes, { after, limit: SCAN_CHUNK });
+      if (chunk.length > 0) yield chunk.map((e) => e.value);
+      const last = chunk.at(-1);
+      if (last === undefined || chunk.length < SCAN_CHUNK) return;
+      after = last.id;
+    }
+  }
+
+  /**
+   * One page of the node list in node-ID order, removed nodes only with
+   * `all`. Holds one page and one chunk of records, never the whole list;
+   * `next` is set when more may follow (a page can be short, even empty,
+   * when it stopped after MAX_SCAN records of removed nodes).
+   */
+  async listNodes(query: NodePageQuery = {}): Promise<NodeList> {
+    const limit = Math.min(Math.max(1, query.limit ?? NODES_PAGE.default), NODES_PAGE.max);
+    const statuses = await this.deps.membership.statuses();
     const now = this.deps.clock.now();
-    return entries
-      .map((e) => e.value)
-      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id))
-      .map((n) => nodeView(n, now, statuses.get(n.id)));
+    const nodes: NodeView[] = [];
+    let scanned = 0;
+    for await (const chunk of this.chunks(query.after)) {
+      for (const node of chunk) {
+        if (node.removed && query.all !== true) continue;
+        // A node beyond a full page: this page is not the last.
+        if (nodes.length === limit) return { nodes, next: nodes[limit - 1]!.id };
+        nodes.push(nodeView(node, now, statuses.get(node.id)));
+      }
+      scanned += chunk.length;
+      if (scanned >= MAX_SCAN) return { nodes, next: chunk[chunk.length - 1]!.id };
+    }
+    return { nodes };
   }
 
   /** One node, by reference (see {@link resolve}). */
@@ -94,12 +147,23 @@ export class Inventory {
       const node = (await this.deps.store.get(KEYS.nodes.ref(ref)))?.value;
       if (node !== undefined) return node;
     }
-    const matches = ref === '' ? [] : (await this.deps.store.list(KEYS.nodes)).map((e) => e.value).filter((n) => n.id.startsWith(ref) || n.hostname === ref);
-    const live = matches.filter((n) => !n.removed);
-    const candidates = live.length > 0 ? live : matches;
-    if (candidates.length === 1) return candidates[0]!;
-    if (candidates.length === 0) throw new MusterError('NODE_NOT_FOUND', `no node ${ref.slice(0, 64)}`);
-    throw new MusterError('NODE_AMBIGUOUS', `${candidates.length} nodes match ${ref.slice(0, 64)}: ${candidates.slice(0, 5).map((n) => `${n.id} (${n.hostname})`).join(', ')}${candidates.length > 5 ? ', …' : ''}`);
+    // Hostnames are not keys: every record is looked at, a chunk at a time, keeping counts and the first few.
+    const live: Matches = { count: 0, first: [] };
+    const all: Matches = { count: 0, first: [] };
+    if (ref !== '') {
+      for await (const chunk of this.chunks()) {
+        for (const node of chunk) {
+          if (!node.id.startsWith(ref) && node.hostname !== ref) continue;
+          noteMatch(all, node);
+          if (!node.removed) noteMatch(live, node);
+        }
+      }
+    }
+    const candidates = live.count > 0 ? live : all;
+    if (candidates.count === 1) return candidates.first[0]!;
+    if (candidates.count === 0) throw new MusterError('NODE_NOT_FOUND', `no node ${ref.slice(0, 64)}`);
+    const shown = candidates.first.map((n) => `${n.id} (${n.hostname})`).join(', ');
+    throw new MusterError('NODE_AMBIGUOUS', `${candidates.count} nodes match ${ref.slice(0, 64)}: ${shown}${candidates.count > SHOWN_MATCHES ? ', …' : ''}`);
   }
 
   /** The caller's record, whether it should renew now, and the managers to talk to. */
@@ -119,8 +183,9 @@ export class Inventory {
 
   private renewReason(caller: Caller, node: NodeRecord): RenewReason | undefined {
     if (caller.role !== node.role) return 'role-change';
-    // A shortened expiry applies at once to certificates that would outlive it.
-    if (caller.notAfter - this.deps.clock.now() > this.deps.state.cluster.certExpiryMs + 60_000) return 'cert-expiry';
+    // A shortened expiry applies at once to certificates that would outlive it, unless an
+    // external CA signs: its profile decides the lifetime, and a renewal could not be shorter.
+    if (!this.deps.state.signer.external && caller.notAfter - this.deps.clock.now() > this.deps.state.cluster.certExpiryMs + 60_000) return 'cert-expiry';
     return undefined;
   }
 

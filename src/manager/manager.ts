@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger as PinoLogger } from 'pino';
 import { formatHostPort, isWildcard, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
@@ -16,12 +17,13 @@ import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { ManagerBundle } from '../api/schemas.js';
-import { buildApp, updateServerCertificate, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
+import { buildApp, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
 import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { Inventory } from './inventory.js';
+import { Janitor } from './janitor.js';
 import { Membership } from './membership.js';
 import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
@@ -43,6 +45,7 @@ export interface ManagerParams {
   random: Random;
   logger: PinoLogger;
   timeouts?: ServerTimeouts;
+  connectionLimits?: ConnectionLimits;
   failureLimits?: FailureLimits;
   /** How a new manager reaches the store; undefined on an embedded store (one manager only). */
   managerBundle?: () => ManagerBundle | undefined;
@@ -95,7 +98,7 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     authoriser: new Authoriser({ state, store, clock }),
     caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle }),
     inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined }),
-    settings: new Settings({ state, store, membership, clock, random, logger, dataKey }),
+    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId }),
   };
   return { services, membership };
 }
@@ -113,6 +116,7 @@ export class Manager {
     private readonly tls: { current: ServerTls },
     /** The bound address (port 0 resolved). */
     readonly address: HostPort,
+    private readonly janitor: Janitor,
   ) {}
 
   /** The address nodes are told to reach this manager on. */
@@ -142,13 +146,21 @@ export class Manager {
         tls.current = { keyPem: key.privateKeyPem, certPem: reissued.certPem };
         await params.onOwnCertificate(tls.current);
       }
-      app = await buildApp({ services, tls: tls.current, logger, ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }) });
+      app = await buildApp({
+        services,
+        tls: tls.current,
+        logger,
+        ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }),
+        ...(params.connectionLimits === undefined ? {} : { limits: params.connectionLimits }),
+      });
       await app.listen({ host: params.listen.host, port: params.listen.port });
       const bound: HostPort = { host: params.listen.host, port: (app.server.address() as AddressInfo).port };
       const advertiseAddr = formatHostPort({ host: params.advertise.host, port: params.advertise.port === 0 ? bound.port : params.advertise.port });
       await recordManagerAddr(store, params.nodeId, advertiseAddr);
       await membership.register(advertiseAddr);
-      return new Manager(services, app, params, membership, tls, bound);
+      const janitor = new Janitor({ store, membership, clock: params.clock, logger, renewGraceMs: () => services.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS });
+      janitor.start();
+      return new Manager(services, app, params, membership, tls, bound, janitor);
     } catch (error) {
       await app?.close().catch(() => undefined);
       await state?.close().catch(() => undefined);
@@ -163,13 +175,14 @@ export class Manager {
   /** Serves a renewed manager certificate on new connections (and presents it to external CAs). */
   updateTls(tls: ServerTls): void {
     this.tls.current = tls;
-    updateServerCertificate(this.app, tls);
+    updateServerCertificate(this.app, tls, this.services.state.root.pem);
   }
 
   /** Stops serving: withdraws the registration, finishes in-flight requests, closes the store. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.janitor.stop();
     await this.membership.unregister().catch(() => undefined);
     await this.app.close();
     await this.services.state.close();

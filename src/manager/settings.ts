@@ -32,6 +32,8 @@ export interface SettingsDeps {
   random: Random;
   logger: Logger;
   dataKey: Buffer;
+  /** This manager's node ID (its own certificate tells what an external CA issues). */
+  nodeId: string;
 }
 
 /** Cluster settings and tokens. */
@@ -39,11 +41,12 @@ export class Settings {
   constructor(private readonly deps: SettingsDeps) {}
 
   /** Cluster settings and CA facts; tokens only when asked. */
-  clusterView(includeTokens: boolean): ClusterView {
+  async clusterView(includeTokens: boolean): Promise<ClusterView> {
     const { state } = this.deps;
     const { tokens, cluster, ca } = state;
     const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
       includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: tokens[role] } : { rotatedAt: iso(tokens.rotatedAt[role]) };
+    const externalLifetime = state.signer.external ? await this.externalLifetime() : undefined;
     return {
       clusterId: cluster.clusterId,
       createdAt: iso(cluster.createdAt),
@@ -58,9 +61,19 @@ export class Settings {
         notAfter: iso(Date.parse(state.root.cert.validTo)),
         external: state.signer.external,
         externalUrls: (ca.external ?? []).map((external) => external.url),
+        ...(externalLifetime === undefined ? {} : { externalLifetime }),
       },
       joinTokens: { worker: token('worker'), manager: token('manager') },
     };
+  }
+
+  /** How long the external CA's last certificate for this manager lasts: what its profile issues, whatever --cert-expiry says. */
+  private async externalLifetime(): Promise<string | undefined> {
+    const { store, nodeId } = this.deps;
+    const node = (await store.get(KEYS.nodes.ref(nodeId)))?.value;
+    const issued = node === undefined ? undefined : (await store.get(KEYS.certificates.ref(node.certSerial)))?.value;
+    // A CA profile's expiry counts from NotBefore (cfssl backdates it a few minutes).
+    return issued === undefined ? undefined : formatDuration(Math.round((issued.notAfter - issued.notBefore) / 60_000) * 60_000);
   }
 
   /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
@@ -93,7 +106,7 @@ export class Settings {
     await state.refresh();
     if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url), ...who(caller) }, 'external CAs changed');
     if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs), ...who(caller) }, 'certificate expiry changed');
-    return this.clusterView(false);
+    return await this.clusterView(false);
   }
 
   /** The current join tokens and the address to join (this manager's). */

@@ -16,8 +16,8 @@ import { signatureAlgorithm, type SignatureAlgorithm } from './signature.js';
 export const ROOT_COMMON_NAME = 'swarm-ca';
 /** Lifetime of a founded root: 20 years. */
 export const ROOT_VALIDITY_MS = 20 * 365 * 24 * 3600 * 1000;
-/** A founded root is backdated 5 minutes for clock skew. */
-export const ROOT_BACKDATE_MS = 5 * 60 * 1000;
+/** A founded root is backdated an hour, as node certificates are: a node whose clock is behind can still verify it. */
+export const ROOT_BACKDATE_MS = 60 * 60 * 1000;
 /** An imported root must stay valid at least this long. */
 export const ROOT_MIN_REMAINING_MS = 365 * 24 * 3600 * 1000;
 
@@ -104,6 +104,19 @@ function readSingleCertificate(certPem: string): X509Certificate {
   } catch (cause) {
     throw new MusterError('CA_CERT_INVALID', undefined, { cause });
   }
+}
+
+/**
+ * The canonical PEM of a root given as a file (DESIGN §2): the one
+ * CERTIFICATE block decoded and encoded again, 64-column base64, `\n` line
+ * ends, one final newline, no text around it. Docker Swarm stores and hashes
+ * a supplied root this way, so the same certificate gives the same token in
+ * both whatever the file's line ends or preamble; a clean file is unchanged.
+ */
+export function canonicalRootPem(text: string): string {
+  const blocks = readPemBlocks(text).filter((block) => block.label === 'CERTIFICATE');
+  if (blocks.length !== 1) throw new MusterError('CA_CERT_INVALID', `expected exactly one CERTIFICATE PEM block, found ${blocks.length}`);
+  return toPem(blocks[0]!.der, 'CERTIFICATE');
 }
 
 /** Parses a stored root + key into a signer. Trusts that the pair was validated when it was stored. */

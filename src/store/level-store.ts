@@ -17,6 +17,7 @@
  * written after it, so acknowledging writes after a write error loses them.
  */
 import { readdir, stat } from 'node:fs/promises';
+import { ensurePrivateDir } from '../core/atomic-file.js';
 import type { AbstractLevel } from 'abstract-level';
 import { Level } from 'level';
 import type { Static, TSchema } from 'typebox';
@@ -86,6 +87,7 @@ export class LevelStore implements ClusterStore {
    */
   static async openDir(dir: string, options: { create: boolean }): Promise<LevelStore> {
     if (!options.create) await checkStoreFiles(dir);
+    else await ensurePrivateDir(dir); // 0700 before LevelDB writes into it, whatever the umask
     const db = new Level<string, string>(dir, { createIfMissing: options.create, errorIfExists: options.create }) as unknown as LevelDatabase;
     return LevelStore.open(db, `level ${dir}`);
   }

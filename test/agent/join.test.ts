@@ -6,7 +6,10 @@ import { MusterError } from '../../src/core/errors.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom, type Random } from '../../src/core/random.js';
 import { dataDirLayout } from '../../src/config/paths.js';
+import { pino } from 'pino';
+import { buildApp } from '../../src/manager/app.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { foundTestCluster } from '../helpers/service.js';
 
 const scratch = scratchDir('muster-join-');
 afterAll(() => scratch.cleanup());
@@ -46,5 +49,47 @@ describe('joinCluster', () => {
     expect(lines[2]).toBe('cannot reach the manager at 127.0.0.1:1: ECONNREFUSED; attempt 2 of 3 failed, next attempt at 2026-11-22T12:00:01.500Z');
     expect(lines).toHaveLength(3);
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it('waits as long as a rate-limiting manager asks (Retry-After), says so, then reports the real refusal', async () => {
+    const t = await foundTestCluster();
+    const app = await buildApp({ services: t.services, tls: t.managerTls, logger: pino({ level: 'silent' }) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const managerAddr = `127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      // This cluster's root digest (the root pins) with a secret that is one character off.
+      const real = t.settings.joinTokens().worker;
+      const wrong = real.slice(0, -1) + (real.endsWith('a') ? 'b' : 'a');
+      for (let i = 0; i < 10; i++) await t.caServer.preflight(wrong, '127.0.0.1').catch(() => undefined); // a NAT neighbour's ten bad guesses
+      t.clock.advance(20_000); // the lockout has 40 s left
+      const lines: string[] = [];
+      const waits: number[] = [];
+      let settled: unknown;
+      const joining = joinCluster({ token: wrong, managerAddr, layout: dataDirLayout(scratch.path('limited')), hostname: 'h', clock: t.clock, random: half, logger: recordingLogger(), progress: (l) => lines.push(l), retry: { attempts: 3, delayMs: 1000 } }).then(
+        () => (settled = 'joined'),
+        (e: unknown) => (settled = e),
+      );
+      const deadline = Date.now() + 20_000;
+      while (settled === undefined && Date.now() < deadline) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (t.clock.pending() > 0) {
+          waits.push(t.clock.nextDue()! - t.clock.now());
+          t.clock.advance(t.clock.nextDue()! - t.clock.now());
+        }
+      }
+      await joining;
+      expect(waits).toEqual([40_000]); // the manager's Retry-After, not the 500 ms backoff
+      expect(lines[1]).toBe(`the manager limits failed joins from this address and asks to wait until ${new Date(t.clock.now()).toISOString()}; attempt 1 of 3 failed`);
+      expect((settled as MusterError).code).toBe('TOKEN_REJECTED'); // then the token's own refusal, at once
+      expect(lines).toHaveLength(2);
+
+      // The right token from the same address gets through the lockout.
+      for (let i = 0; i < 10; i++) await t.caServer.preflight(wrong, '127.0.0.1').catch(() => undefined);
+      const joined = await joinCluster({ token: real, managerAddr, layout: dataDirLayout(scratch.path('right')), hostname: 'h2', clock: t.clock, random: half, logger: recordingLogger() });
+      expect(joined.state.role).toBe('worker');
+    } finally {
+      await app.close();
+      await t.cleanup();
+    }
   });
 });

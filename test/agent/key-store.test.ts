@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KeyStore, WRITE_STEPS } from '../../src/agent/key-store.js';
 import { writeFileAtomic } from '../../src/core/atomic-file.js';
@@ -69,7 +69,7 @@ describe('KeyStore', () => {
       },
     });
     await expect(crashing.writePair(makePair('new'))).rejects.toThrow(/crash/);
-    const loaded = await new KeyStore(layout).load(); // a restart
+    const loaded = await new KeyStore(layout).load({ recover: true }); // a restart of the node's own process
     expect(loaded).toBeDefined();
     expect(matches(loaded!)).toBe(true);
     const cn = cnOf(loaded!.certPem);
@@ -90,7 +90,48 @@ describe('KeyStore', () => {
       },
     });
     await expect(crashing.writePair(makePair('next'))).rejects.toThrow('power cut');
-    expect(await new KeyStore(layout).load()).toEqual(previous);
+    expect(await new KeyStore(layout).load({ recover: true })).toEqual(previous);
+  });
+
+  it.each([
+    ['a short key and an empty certificate (a full disk)', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem.slice(0, 241), cert: '' })],
+    ['a certificate for another key', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem, cert: makePair('other').certPem })],
+    ['a certificate from another root', (pending: ReturnType<typeof makePair>) => {
+      const foreign = loadSigningCa(createRootCa({ clusterId: 'x', clock, random: systemRandom }));
+      const key = generateNodeKeySync();
+      const cert = issueCertificate({ ca: foreign, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'worker', commonName: 'foreign', clusterId: 'x', validityMs: 3_600_000, clock, random: systemRandom });
+      return { key: key.privateKeyPem, cert: cert.certPem };
+    }],
+  ])('recovery never moves an unsound pending pair into place: %s', async (_name, make) => {
+    const layout = dataDirLayout(fresh('node'));
+    await new KeyStore(layout).ensureDirs();
+    const current = makePair('current');
+    await new KeyStore(layout).writePair(current);
+    const { key, cert } = make(makePair('pending'));
+    writeFileSync(`${layout.nodeKey}.next`, key, { mode: 0o600 });
+    writeFileSync(`${layout.nodeCert}.next`, cert, { mode: 0o644 });
+    expect(await new KeyStore(layout).load({ recover: true })).toEqual(current);
+    expect(existsSync(`${layout.nodeKey}.next`) || existsSync(`${layout.nodeCert}.next`)).toBe(false);
+  });
+
+  it('a reader in another process never sees a new key with the old certificate while the owner switches pairs', async () => {
+    const layout = dataDirLayout(fresh('node'));
+    await new KeyStore(layout).ensureDirs();
+    await new KeyStore(layout).writePair(makePair('0'));
+    const pairs = Array.from({ length: 40 }, (_, i) => makePair(String(i + 1)));
+    let writing = true;
+    const writer = (async () => {
+      for (const pair of pairs) await new KeyStore(layout).writePair({ keyPem: pair.keyPem, certPem: pair.certPem });
+      writing = false;
+    })();
+    let reads = 0;
+    while (writing) {
+      const loaded = await new KeyStore(layout).load(); // a reader: never recovers
+      expect(matches(loaded!)).toBe(true);
+      reads += 1;
+    }
+    await writer;
+    expect(reads).toBeGreaterThan(5);
   });
 
   it('refuses a key file that others can read, with the fix as a hint', async () => {

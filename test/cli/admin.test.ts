@@ -134,13 +134,13 @@ describe('node', () => {
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+MANAGER STATUS\s+CERT EXPIRES\s+LAST SEEN$/);
-    expect(lines[1]).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours)\\s+\\d+ seconds? ago$`));
+    expect(lines.find((line) => line.startsWith(managerId))).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours)\\s+\\d+ seconds? ago$`));
     const column = (line: string): number => line.indexOf('ROLE');
     const roleAt = column(lines[0]!);
     for (const line of lines.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/);
     const json = await cli(['node', 'ls', '--format', 'json', '--data-dir', managerDir]);
     const nodes = JSON.parse(json.stdout) as { id: string; role: string }[];
-    expect(nodes[0]).toMatchObject({ id: managerId, role: 'manager' });
+    expect(nodes.find((n) => n.id === managerId)).toMatchObject({ id: managerId, role: 'manager' }); // in node-ID order
     expect((await cli(['node', 'ls', '--format', 'yaml', '--data-dir', managerDir])).code).toBe(2);
   });
 
@@ -300,5 +300,38 @@ describe('leave', () => {
     expect(last.code).toBe(1);
     expect(last.stderr).toMatch(/it is the last serving manager of the cluster/);
     expect(existsSync(join(certs, 'node.key'))).toBe(true);
+  });
+});
+
+describe('node ls, page by page', () => {
+  it('with pages of one node (MUSTER_PAGE_SIZE=1) still shows every node: the table, -q, --filter, --all and JSON', async () => {
+    const ls = async (args: string[], pageSize?: string) => cli(['node', 'ls', ...args, '--data-dir', managerDir], pageSize === undefined ? {} : { MUSTER_PAGE_SIZE: pageSize });
+    const ids = (await ls(['-q', '--all'])).stdout.trim().split('\n');
+    expect(ids.length).toBeGreaterThanOrEqual(4); // the manager, the joined nodes, and the removed ones
+    expect(ids).toEqual([...ids].sort());
+    expect((await ls(['-q', '--all'], '1')).stdout).toBe(`${ids.join('\n')}\n`);
+    const live = (await ls(['-q'], '1')).stdout.trim().split('\n');
+    const removed = (await ls(['-q', '--filter', 'status=removed'], '1')).stdout.trim().split('\n');
+    expect([...live, ...removed].sort()).toEqual(ids);
+    expect(removed.length).toBeGreaterThanOrEqual(2);
+
+    const table = (await ls(['--all'], '1')).stdout.trimEnd().split('\n');
+    expect(table.filter((line) => line.startsWith('ID '))).toHaveLength(1);
+    expect(table.slice(1).map((line) => line.slice(0, 25))).toEqual(ids);
+    const roleAt = table[0]!.indexOf('ROLE');
+    for (const line of table.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/); // later pages line up with the first
+
+    const json = await ls(['--all', '--format', 'json'], '1');
+    expect((JSON.parse(json.stdout) as { id: string }[]).map((n) => n.id)).toEqual(ids);
+    expect(json.stdout).toMatch(/^\[\n {2}\{\n {4}"id": /);
+    expect((await ls(['--filter', 'hostname=nowhere', '--format', 'json'], '2')).stdout).toBe('[]\n');
+  });
+
+  it('refuses a MUSTER_PAGE_SIZE that is not 1 to 1000', async () => {
+    for (const size of ['0', '1001', 'ten']) {
+      const result = await cli(['node', 'ls', '--data-dir', managerDir], { MUSTER_PAGE_SIZE: size });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`error: MUSTER_PAGE_SIZE=${size} is not a page size\nhint: set it to a whole number from 1 to 1000 (default 500)\n`);
+    }
   });
 });

@@ -3,6 +3,8 @@
  * versions, against a manager serving real HTTPS on 127.0.0.1 with short
  * timeouts (the defaults are 5 s for headers and 10 s a request).
  */
+import { execFile } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +22,7 @@ beforeAll(async () => {
     tls: cluster.managerTls,
     logger: pino({ level: 'silent' }),
     timeouts: { headersMs: 300, requestMs: 600, keepAliveMs: 300, connectionMs: 2_000 },
+    limits: { handshakeMs: 400, total: 100, perSource: 20 },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;
@@ -31,7 +34,7 @@ afterAll(async () => {
 });
 
 /** Opens a TLS connection that trusts the cluster root. */
-function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string } = {}): Promise<TLSSocket> {
+function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; ecdhCurve?: string } = {}): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, ca: cluster.state.root.pem, servername: 'swarm-manager', ...options }, () => resolve(socket));
     socket.once('error', reject);
@@ -71,12 +74,89 @@ describe('size limits', () => {
     const socket = await open();
     const { text } = await sendAndCollect(socket, `GET /v1/ca HTTP/1.1\r\nHost: swarm-manager\r\nX-Pad: ${'a'.repeat(20 * 1024)}\r\n\r\n`);
     expect(text).toMatch(/^HTTP\/1\.1 431/);
+    expect(bodyOf(text)).toEqual({ statusCode: 431, code: 'HEADERS_TOO_LARGE', message: 'the request headers are too large' });
   });
 
   it('bodies over 64 KiB get 413 with BODY_TOO_LARGE', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/join', payload: JSON.stringify({ token: 'x', csr: 'y'.repeat(70 * 1024) }), headers: { 'content-type': 'application/json' } });
     expect(res.statusCode).toBe(413);
     expect(JSON.parse(res.body)).toMatchObject({ code: 'BODY_TOO_LARGE' });
+  });
+});
+
+/** The JSON body of a raw HTTP answer. */
+function bodyOf(text: string): unknown {
+  return JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+}
+
+describe('every error answer has the documented body', () => {
+  it.each([
+    { name: 'a bad request line', request: 'GARBAGE\r\n\r\n', status: 400, code: 'REQUEST_MALFORMED' },
+    { name: 'a header timeout', request: 'GET /v1/ca HTTP/1.1\r\nHost: x\r\n', status: 408, code: 'REQUEST_TIMEOUT' },
+    { name: 'a 15 KB path', request: `GET /v1/nodes/${'a'.repeat(15 * 1024)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, status: 414, code: 'URI_TOO_LONG' },
+    { name: '%ZZ in the path', request: 'GET /v1/nodes/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', status: 400, code: 'REQUEST_MALFORMED' },
+  ])('$name: $status with {statusCode, code, message}, never echoing the request', async ({ request, status, code }) => {
+    const socket = await open();
+    const { text } = await sendAndCollect(socket, request);
+    expect(text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    const body = bodyOf(text) as Record<string, unknown>;
+    expect(body).toMatchObject({ statusCode: status, code });
+    expect(typeof body.message).toBe('string');
+    expect(text).not.toContain('aaaaaaaaaa');
+  });
+});
+
+describe('connections', () => {
+  /** A plain TCP connection that never starts TLS; resolves with how long the server kept it. */
+  const idle = (): Promise<number> =>
+    new Promise((resolve) => {
+      const start = performance.now();
+      const socket = createConnection({ host: '127.0.0.1', port }, () => undefined);
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(performance.now() - start));
+    });
+
+  it('drops a connection that never starts TLS after the handshake timeout (not 120 s)', async () => {
+    expect(await idle()).toBeLessThan(3_000);
+  });
+
+  it('drops connections from one source beyond its cap at once', async () => {
+    const sockets = Array.from({ length: 25 }, () => idle());
+    const kept = await Promise.all(sockets);
+    const dropped = kept.filter((ms) => ms < 200).length;
+    expect(dropped).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe('TLS 1.2 cipher suites and renegotiation', () => {
+  it.each(['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305'])('accepts %s', async (cipher) => {
+    const socket = await open({ maxVersion: 'TLSv1.2', ciphers: cipher });
+    expect(socket.getCipher().standardName).toMatch(/ECDHE_ECDSA/);
+    socket.destroy();
+  });
+
+  it.each(['ECDHE-ECDSA-AES128-SHA256', 'ECDHE-ECDSA-AES256-SHA', 'AES128-GCM-SHA256', 'ECDHE-ECDSA-AES128-CCM8', 'ECDHE-ECDSA-ARIA128-GCM-SHA256'])('refuses %s', async (cipher) => {
+    await expect(open({ maxVersion: 'TLSv1.2', ciphers: `${cipher}@SECLEVEL=0` })).rejects.toThrow();
+  });
+
+  it('refuses a renegotiation the client starts', async () => {
+    const socket = await open({ maxVersion: 'TLSv1.2' });
+    const result = await new Promise<Error | null>((resolve) => {
+      socket.on('error', (error) => resolve(error));
+      const started = socket.renegotiate({}, (error) => resolve(error ?? null));
+      if (!started) resolve(new Error('not started'));
+    });
+    expect(result).toBeInstanceOf(Error);
+    socket.destroy();
+  });
+
+  it('names the cluster root in its certificate request, as Swarm does', async () => {
+    // Asynchronously: the manager answers from this very process.
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2'], { encoding: 'utf8', timeout: 10_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      child.stdin?.end();
+    });
+    expect(out).toMatch(new RegExp(`Acceptable client certificate CA names\\n.*O = ${cluster.clusterId}, CN = swarm-ca`));
   });
 });
 

@@ -6,12 +6,13 @@
  * line, and what `status` and `/healthz` say.
  */
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
+import { faked, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 
@@ -23,25 +24,24 @@ afterAll(async () => {
   scratch.cleanup();
 });
 
-function start(argv: string[], options: { env?: Record<string, string>; prefix?: string[] } = {}): ChildRun {
-  const run = spawnMuster(argv, { env: { ...FAST, ...options.env }, ...(options.prefix === undefined ? {} : { prefix: options.prefix }) });
+function start(argv: string[], options: { env?: Record<string, string> } = {}): ChildRun {
+  const run = spawnMuster(argv, { env: { ...FAST, ...options.env } });
   running.push(run);
   return run;
 }
 
-const faked = (offset: string): string[] => ['faketime', '-f', offset];
 const nodeJson = (dir: string) => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string; clusterId: string; advertiseAddr?: string; servingAddr?: string; managers: string[] };
 const certOf = (dir: string): X509Certificate => new X509Certificate(readFileSync(join(dir, 'certificates', 'node.crt')));
 const contents = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir) : []);
 
-async function initManager(dir: string, extra: string[] = [], options: { prefix?: string[] } = {}) {
+async function initManager(dir: string, extra: string[] = [], options: { env?: Record<string, string> } = {}) {
   const run = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', ...extra], options);
   const [, token, address] = (await run.waitFor(/muster join --token (SWMTKN-1-\S+) (\S+:\d+)/)) as unknown as [string, string, string];
   return { run, token, address };
 }
 
-async function joinWorker(dir: string, token: string, address: string, options: { prefix?: string[] } = {}) {
-  const run = start(['join', address, '--data-dir', dir], { env: { MUSTER_TOKEN: token }, ...options });
+async function joinWorker(dir: string, token: string, address: string, options: { env?: Record<string, string> } = {}) {
+  const run = start(['join', address, '--data-dir', dir], { env: { MUSTER_TOKEN: token, ...options.env } });
   await run.waitFor(/This node joined cluster/);
   return run;
 }
@@ -125,10 +125,10 @@ describe('certificates that expired while the hosts were down', () => {
     expect(await w.stop()).toBe(0);
     expect(await m.run.stop()).toBe(0);
     // Two hours later (both certificates expired an hour ago).
-    const m2 = start(['run', '--data-dir', mDir, '--listen-addr', m.address], { prefix: faked('+2h') });
+    const m2 = start(['run', '--data-dir', mDir, '--listen-addr', m.address], { env: faked('+2h') });
     await m2.waitFor(/this manager re-issued its own certificate/);
     await m2.waitFor(/manager listening on/);
-    const w2 = start(['run', '--data-dir', wDir], { prefix: faked('+2h') });
+    const w2 = start(['run', '--data-dir', wDir], { env: faked('+2h') });
     await w2.waitFor(/the node certificate expired at .*; renewing it now/);
     await w2.waitFor(/renewed until/);
     expect(nodeJson(mDir).nodeId).toBe(ids.m);
@@ -147,20 +147,77 @@ describe('certificates that expired while the hosts were down', () => {
     const w = await joinWorker(wDir, m.token, m.address);
     await w.stop();
     await m.run.stop();
-    const m2 = start(['run', '--data-dir', mDir, '--listen-addr', m.address], { prefix: faked('+31d') });
+    const m2 = start(['run', '--data-dir', mDir, '--listen-addr', m.address], { env: faked('+31d') });
     const [, address] = await m2.waitFor(/"advertise":"([^"]+)"/);
-    const w2 = start(['run', '--data-dir', wDir], { prefix: faked('+31d') });
+    const w2 = start(['run', '--data-dir', wDir], { env: faked('+31d') });
     expect(await w2.exit).toBe(1);
     expect(w2.stderr()).toMatch(/error: the certificate expired on .*, longer ago than the renewal grace\nhint: .*'muster leave'.*'muster join --force/);
-    const left = await runMuster(['leave', '--data-dir', wDir], { prefix: faked('+31d') });
+    const left = await runMuster(['leave', '--data-dir', wDir], { env: faked('+31d') });
     expect(left.code, left.stderr).toBe(0);
     expect(left.stdout).toMatch(/its certificate expired, so the managers were not told/);
     expect(contents(wDir).filter((f) => f !== 'manager')).toEqual([]);
-    const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', mDir], { prefix: faked('+31d') })).stdout.trim();
-    const rejoined = start(['join', address!, '--data-dir', wDir], { env: { MUSTER_TOKEN: token }, prefix: faked('+31d') });
+    const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', mDir], { env: faked('+31d') })).stdout.trim();
+    const rejoined = start(['join', address!, '--data-dir', wDir], { env: { MUSTER_TOKEN: token, ...faked('+31d') } });
     await rejoined.waitFor(/This node joined cluster/);
     await rejoined.stop();
     await m2.stop();
+  });
+});
+
+describe('clocks that disagree, and servers that are not managers', () => {
+  it('a node 30 minutes behind joins a new cluster; 90 minutes behind, join stops at once saying by how much', { timeout: 60_000 }, async () => {
+    const m = await initManager(scratch.path('skew-m'));
+    const behind = await joinWorker(scratch.path('skew-30'), m.token, m.address, { env: faked('-30m') });
+    await behind.stop();
+    // The manager's certificates are not valid yet by this clock: TLS refuses, and the Date header says by how much.
+    const r = await runMuster(['join', m.address, '--data-dir', scratch.path('skew-90')], { env: { MUSTER_TOKEN: m.token, ...faked('-90m') } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: the manager at 127\.0\.0\.1:\d+ presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/);
+    expect(r.stderr).not.toMatch(/attempt \d of/);
+    await m.run.stop();
+  });
+
+  it('a node behind a long-running manager learns it from the certificate it was issued', { timeout: 60_000 }, async () => {
+    // Founded three hours ago (by the manager's clock), so its own certificate and the root are old enough for the node.
+    const dir = scratch.path('skew-old-m');
+    const founded = await initManager(dir, [], { env: faked('-3h') });
+    await founded.run.stop();
+    const m = start(['run', '--data-dir', dir, '--listen-addr', founded.address]);
+    await m.waitFor(/manager listening on/);
+    const r = await runMuster(['join', founded.address, '--data-dir', scratch.path('skew-old-w')], { env: { MUSTER_TOKEN: founded.token, ...faked('-90m') } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/);
+    await m.stop();
+  });
+
+  it('a server presenting an API-user certificate is named as such, not retried as unreachable', { timeout: 60_000 }, async () => {
+    const mDir = scratch.path('impostor-m');
+    const m = await initManager(mDir);
+    const out = scratch.path('impostor-user');
+    expect((await runMuster(['ca', 'create-api-certificate', 'mallory', '--out', out, '--data-dir', mDir])).code).toBe(0);
+    // openssl serves the cluster root at /v1/ca (so the join pins it) with the user's certificate as its own.
+    const www = scratch.path('impostor-www');
+    mkdirSync(join(www, 'v1'), { recursive: true });
+    copyFileSync(join(mDir, 'certificates', 'root-ca.crt'), join(www, 'v1', 'ca'));
+    const server = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', join(out, 'cert.pem'), '-key', join(out, 'key.pem'), '-WWW'], { cwd: www, stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const port = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        server.stdout.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+          const found = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(text);
+          if (found) resolve(found[1]!);
+        });
+        server.on('exit', () => reject(new Error(`openssl s_server exited: ${text}`)));
+      });
+      const r = await runMuster(['join', `127.0.0.1:${port}`, '--data-dir', scratch.path('impostor-w')], { env: { MUSTER_TOKEN: m.token } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/error: the server at 127\.0\.0\.1:\d+ presented a certificate that may not serve TLS \(an API-user certificate\?\), not a manager certificate/);
+      expect(r.stderr).not.toMatch(/attempt \d of/);
+    } finally {
+      server.kill();
+      await m.run.stop();
+    }
   });
 });
 

@@ -1,9 +1,8 @@
 /** A real `cfssl serve` on loopback over TLS, with a throwaway root (Debian: golang-cfssl; .ci/run installs it). */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { request } from 'node:https';
 
 /** A running cfssl serve. */
 export interface CfsslServer {
@@ -22,8 +21,12 @@ export interface CfsslServer {
 
 const USAGES = { node: ['signing', 'key encipherment', 'server auth', 'client auth'], client: ['signing', 'client auth'] };
 
-/** Makes a root once per folder and starts cfssl serve with it; `authKeyHex` turns on authsign. */
-export async function startCfssl(dir: string, options: { authKeyHex?: string; root?: { cert: string; key: string } } = {}): Promise<CfsslServer> {
+/**
+ * Makes a root once per folder and starts cfssl serve with it; `authKeyHex`
+ * turns on authsign, `mutualTlsCa` (a file) makes cfssl require client
+ * certificates signed by it, `expiry` sets the profiles' lifetime.
+ */
+export async function startCfssl(dir: string, options: { authKeyHex?: string; root?: { cert: string; key: string }; mutualTlsCa?: string; expiry?: string } = {}): Promise<CfsslServer> {
   const cfssl = (args: string[], input?: string): { cert: string; key: string } =>
     JSON.parse(execFileSync('cfssl', args, { cwd: dir, input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })) as { cert: string; key: string };
   const root = options.root ?? cfssl(['gencert', '-initca', '-'], JSON.stringify({ CN: 'corp-root', names: [{ O: 'Corp' }], key: { algo: 'ecdsa', size: 256 } }));
@@ -32,8 +35,8 @@ export async function startCfssl(dir: string, options: { authKeyHex?: string; ro
   const auth = options.authKeyHex === undefined ? {} : { auth_key: 'k' };
   const config = {
     signing: {
-      default: { usages: USAGES.node, expiry: '2160h', ...auth },
-      profiles: { node: { usages: USAGES.node, expiry: '2160h', ...auth }, client: { usages: USAGES.client, expiry: '2160h', ...auth } },
+      default: { usages: USAGES.node, expiry: options.expiry ?? '2160h', ...auth },
+      profiles: { node: { usages: USAGES.node, expiry: options.expiry ?? '2160h', ...auth }, client: { usages: USAGES.client, expiry: options.expiry ?? '2160h', ...auth } },
     },
     ...(options.authKeyHex === undefined ? {} : { auth_keys: { k: { type: 'standard', key: options.authKeyHex } } }),
   };
@@ -48,19 +51,19 @@ export async function startCfssl(dir: string, options: { authKeyHex?: string; ro
     });
   });
   let log = '';
-  const child: ChildProcess = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-tls-cert', 'tls.pem', '-tls-key', 'tls-key.pem'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const mutual = options.mutualTlsCa === undefined ? [] : ['-mutual-tls-ca', options.mutualTlsCa];
+  const child: ChildProcess = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-tls-cert', 'tls.pem', '-tls-key', 'tls-key.pem', ...mutual], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.on('data', (d: Buffer) => (log += d.toString('utf8')));
   child.stderr?.on('data', (d: Buffer) => (log += d.toString('utf8')));
   const url = `https://127.0.0.1:${port}`;
-  // cfssl prints nothing when it is ready: ask until it answers.
+  // cfssl prints nothing when it is ready: connect until it accepts (a TCP connect, so mutual TLS does not get in the way).
   for (let i = 0; i < 200; i++) {
     const up = await new Promise<boolean>((resolve) => {
-      const req = request(`${url}/api/v1/cfssl/info`, { method: 'POST', ca: root.cert, agent: false }, (res) => {
-        res.resume();
+      const socket = connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
         resolve(true);
       });
-      req.on('error', () => resolve(false));
-      req.end('{}');
+      socket.on('error', () => resolve(false));
     });
     if (up) break;
     await new Promise((resolve) => setTimeout(resolve, 50));

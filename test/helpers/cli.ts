@@ -1,5 +1,6 @@
 /** Running the CLI in-process (for speed) and as real child processes (for the real thing). */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
@@ -54,7 +55,7 @@ export function runInProcess(argv: string[], options: { env?: Record<string, str
     stdout,
     stderr,
     env: { MUSTER_LOG_LEVEL: 'info', ...options.env },
-    uid: 1000,
+    uid: process.getuid?.() ?? 1000,
     home: '/nonexistent-home',
     hostname: hostname(),
     clock: options.clock ?? systemClock,
@@ -179,6 +180,19 @@ export function spawnMuster(argv: string[], options: { env?: Record<string, stri
 }
 
 /** Runs a short muster command to completion. */
+const LIBFAKETIME = ['x86_64', 'aarch64'].map((arch) => `/usr/lib/${arch}-linux-gnu/faketime/libfaketime.so.1`).find((path) => existsSync(path));
+
+/**
+ * The environment that moves a whole process's clock by `offset` ('+2h',
+ * '-90m'): libfaketime preloaded into the process itself. Not the `faketime`
+ * wrapper, which forks and does not pass signals on, so stopping it would
+ * leave the real process running.
+ */
+export function faked(offset: string): Record<string, string> {
+  if (LIBFAKETIME === undefined) throw new Error('libfaketime is missing: run scripts/ensure-tools.sh');
+  return { LD_PRELOAD: LIBFAKETIME, FAKETIME: offset };
+}
+
 export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[] } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = spawnMuster(argv, options);
   const code = await run.exit;

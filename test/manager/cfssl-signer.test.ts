@@ -101,13 +101,16 @@ const failure = async (promise: Promise<unknown>): Promise<MusterError> => {
   throw new Error('expected a failure');
 };
 
+/** The reason the manager logged for the latest external CA failure. */
+const lastCaFailure = (): string => String(logger.records.filter((r) => r.message === 'external CA failed').at(-1)?.fields.reason);
+
 describe('CfsslSigner through the CA server', () => {
   it('sends the subject and hosts the manager chose, and hands out what chains to the root', async () => {
     const response = await join();
     const request = first.requests.at(-1)!;
     expect(request).toMatchObject({ subject: { CN: response.nodeId, names: [{ O: cluster.clusterId, OU: 'swarm-worker' }] }, hosts: ['swarm-worker', response.nodeId], profile: 'node' });
     expect(new X509Certificate(response.certificate).checkIssued(ca.cert)).toBe(true);
-    expect(cluster.settings.clusterView(false).ca).toMatchObject({ external: true, externalUrls: [first.url] });
+    expect((await cluster.settings.clusterView(false)).ca).toMatchObject({ external: true, externalUrls: [first.url] });
   });
 
   it.each([
@@ -116,13 +119,15 @@ describe('CfsslSigner through the CA server', () => {
     ['returning another subject', 'wrong-subject', 502, 'EXTERNAL_CA_ERROR', /has the subject .*CN=evil.* it was refused/],
     ['returning another key', 'wrong-key', 502, 'EXTERNAL_CA_ERROR', /does not hold the requester's key; it was refused/],
     ['returning a certificate from another root', 'foreign-root', 502, 'EXTERNAL_CA_ERROR', /does not chain to the cluster root/],
-  ] as const)('a CA %s fails the join with %s and writes nothing', async (_name, mode, status, code, message) => {
+  ] as const)('a CA %s fails the join with %s and writes nothing; the joining node is not told the CA\'s address or words, the log is', async (_name, mode, status, code, message) => {
     first.mode = mode;
     const before = await count();
     const error = await failure(join());
     expect(error.statusCode).toBe(status);
     expect(error.code).toBe(code);
-    expect(error.message).toMatch(message);
+    expect(error.message).toMatch(/^the cluster's external CA (could not be reached|refused to sign; the managers' logs say why)$/);
+    expect(lastCaFailure()).toMatch(message);
+    expect(lastCaFailure()).toContain(first.url);
     expect(await count()).toEqual(before);
   });
 
@@ -171,7 +176,8 @@ describe('CfsslSigner through the CA server', () => {
     // The auth key is sealed in the store, never kept in clear.
     expect(JSON.stringify((await cluster.store.get(KEYS.ca))?.value)).not.toContain('0f'.repeat(32));
     await cluster.settings.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: 'ee'.repeat(32) }] });
-    expect((await failure(join())).message).toMatch(/refused to sign: invalid token/);
+    expect((await failure(join())).code).toBe('EXTERNAL_CA_ERROR');
+    expect(lastCaFailure()).toMatch(/refused to sign: invalid token/);
     await cluster.settings.updateCluster({ externalCAs: [{ url: first.url }] });
   });
 });

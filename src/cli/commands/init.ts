@@ -13,6 +13,7 @@ import { MusterError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { readStoreSpec, writeManagerFiles, type StoreSpec } from '../../config/manager-files.js';
 import type { DataDirLayout } from '../../config/paths.js';
+import { checkDataDirOwner } from '../../config/private-paths.js';
 import { parseStoreFlag } from '../../config/store-flag.js';
 import { createCsr } from '../../pki/csr.js';
 import { generateNodeKey } from '../../pki/keys.js';
@@ -114,6 +115,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   const spec = await storeSpecFrom(flags);
   const { root, externalCAs } = await readRoot(flags, ctx.clock);
   await refuseExistingCluster(ctx, layout);
+  await checkDataDirOwner(layout, ctx.uid);
   await checkBindable(listen);
   const logger = daemonLogger(ctx, flags.logLevel);
   const existedBefore = (await pathExists(layout.dataDir)) && (await readdir(layout.dataDir)).length > 0;

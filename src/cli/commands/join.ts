@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
 import { MusterError } from '../../core/errors.js';
 import { writeManagerFiles } from '../../config/manager-files.js';
+import { checkDataDirOwner } from '../../config/private-paths.js';
 import { joinCluster } from '../../agent/join.js';
 import { readNodeState } from '../../agent/node-state.js';
 import { advertiseFor } from '../advertise.js';
@@ -83,6 +84,7 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
   const { token, managerAddr } = await tokenAndAddress(ctx, positional, flags);
   ctx.hideArguments?.(['join', '<token hidden>', managerAddr]);
   const layout = layoutFor(ctx, flags);
+  await checkDataDirOwner(layout, ctx.uid);
   if (flags.force === true && (await readNodeState(layout.nodeJson).catch(() => 'unreadable')) !== undefined) await clearForRejoin(layout);
   const logger = daemonLogger(ctx, flags.logLevel);
   const colour = readEnv(ctx).colour(ctx.stderr);

@@ -1,12 +1,17 @@
 /** `muster node ls | inspect | rm | promote | demote`: the node inventory. */
+import { once } from 'node:events';
 import type { Command } from 'commander';
 import { MusterError } from '../../core/errors.js';
+import { ID_LENGTH } from '../../core/ids.js';
 import type { NodeRole } from '../../core/roles.js';
-import type { NodeView } from '../../api/schemas.js';
+import { NODES_PAGE, type NodeView } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { formatTable, relativeTime } from '../output.js';
+import { formatTable, relativeTime, type Output } from '../output.js';
 import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
+import { readEnv } from '../settings.js';
+
+const HEADER = ['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'MANAGER STATUS', 'CERT EXPIRES', 'LAST SEEN'];
 
 /** One row of `node ls`. */
 function nodeRow(node: NodeView, selfId: string | undefined, now: number): string[] {
@@ -40,24 +45,64 @@ function parseFilters(items: readonly string[]): ((node: NodeView) => boolean)[]
   });
 }
 
-/** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json]` */
+/** How `node ls` prints: the text for each page as it arrives, and the text after the last. */
+interface ListPrinter {
+  page(nodes: readonly NodeView[]): string;
+  end(): string;
+}
+
+const quietPrinter = (): ListPrinter => ({ page: (nodes) => nodes.map((n) => `${n.id}\n`).join(''), end: () => '' });
+
+/** What `JSON.stringify(nodes, null, 2)` prints, an element at a time. */
+function jsonPrinter(): ListPrinter {
+  let count = 0;
+  return {
+    page: (nodes) => nodes.map((n) => `${count++ === 0 ? '[\n' : ',\n'}${JSON.stringify(n, null, 2).replace(/^/gm, '  ')}`).join(''),
+    end: () => (count === 0 ? '[]\n' : '\n]\n'),
+  };
+}
+
+/**
+ * The table, a page at a time: each column is as wide as its widest cell so
+ * far, starting from the widths known before any row (an ID, with " *" on
+ * this node's; the longest role and status words), so pages line up unless a
+ * later one brings a wider cell. formatTable sizes columns to their widest
+ * cell: a blank first row of the widths so far, whose line is dropped,
+ * carries them from page to page.
+ */
+function tablePrinter(selfId: string | undefined, now: number): ListPrinter {
+  let widths = [ID_LENGTH + (selfId === undefined ? 0 : 2), 0, 'manager'.length, 'removed'.length];
+  let started = false;
+  const page = (nodes: readonly NodeView[]): string => {
+    const rows = nodes.map((n) => nodeRow(n, selfId, now));
+    const [header = '', , ...body] = formatTable(HEADER, [widths.map((w) => ' '.repeat(w)), ...rows]).split('\n');
+    widths = HEADER.map((_, i) => Math.max(widths[i] ?? 0, ...rows.map((r) => (r[i] ?? '').length)));
+    const text = `${started ? '' : `${header}\n`}${body.join('\n')}`;
+    started = true;
+    return text;
+  };
+  return { page, end: () => (started ? '' : page([])) };
+}
+
+/** Writes `text`, waiting while the stream's buffer is full: a long listing is not held in memory. */
+async function emit(out: Output['stdout'], text: string): Promise<void> {
+  if (text !== '' && !out.write(text)) await once(out, 'drain');
+}
+
+/** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json]`: pages through the nodes, printing as they arrive. */
 export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { format?: string; quiet?: boolean; filter?: string[]; all?: boolean }): Promise<number> {
   const format = flags.format ?? 'table';
   if (format !== 'table' && format !== 'json') throw new MusterError('USAGE', `unknown format '${format}'`, { hint: 'use --format table or --format json' });
   const filters = parseFilters(flags.filter ?? []);
+  // Removed nodes only with --all (or when asked for by status); the manager leaves them out otherwise.
+  const all = flags.all === true || (flags.filter ?? []).includes('status=removed');
+  const pageSize = readEnv(ctx).pageSize ?? NODES_PAGE.default;
   return withConnection(ctx, flags, async ({ client, local }) => {
-    // Removed nodes only with --all (or when asked for by status).
-    const nodes = (await client.listNodes()).filter((n) => (flags.all === true || !n.removed || (flags.filter ?? []).includes('status=removed')) && filters.every((f) => f(n)));
-    if (flags.quiet === true) {
-      ctx.stdout.write(nodes.map((n) => `${n.id}\n`).join(''));
-      return 0;
+    const printer = flags.quiet === true ? quietPrinter() : format === 'json' ? jsonPrinter() : tablePrinter(local?.state.nodeId, ctx.clock.now());
+    for await (const page of client.nodePages({ pageSize, all })) {
+      await emit(ctx.stdout, printer.page(page.filter((n) => filters.every((f) => f(n)))));
     }
-    if (format === 'json') {
-      ctx.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
-      return 0;
-    }
-    const now = ctx.clock.now();
-    ctx.stdout.write(formatTable(['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'MANAGER STATUS', 'CERT EXPIRES', 'LAST SEEN'], nodes.map((n) => nodeRow(n, local?.state.nodeId, now))));
+    await emit(ctx.stdout, printer.end());
     return 0;
   });
 }

@@ -18,7 +18,12 @@ export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { cer
   const externalCAs = external.length === 0 ? undefined : await readExternalCas(external);
   return withConnection(ctx, flags, async ({ client }) => {
     const view = await client.updateCluster({ ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }), ...(externalCAs === undefined ? {} : { externalCAs }) });
-    if (ms !== undefined) {
+    if (ms !== undefined && view.ca.external) {
+      ctx.stdout.write(
+        `Certificate expiry set to ${view.certExpiry}, but an external CA signs for this cluster and its own profile sets the lifetime` +
+          `${view.ca.externalLifetime === undefined ? '' : ` (it issues ${view.ca.externalLifetime} certificates)`}; nodes renew on that. Change the expiry of the CA's 'node' profile to change it.\n`,
+      );
+    } else if (ms !== undefined) {
       ctx.stdout.write(`Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; nodes whose certificates outlive that renew within a minute.\n`);
     }
     if (externalCAs !== undefined) ctx.stdout.write(`External CAs set to ${view.ca.externalUrls.join(', ')} (tried in that order).\n`);

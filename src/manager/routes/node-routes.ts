@@ -1,5 +1,5 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodeView, RemoveQuery, ROUTES, SelfResponse, isYes } from '../../api/schemas.js';
+import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfResponse, isYes } from '../../api/schemas.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the node routes. */
@@ -10,7 +10,10 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
 
   app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
 
-  app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { response: { 200: NodeList, ...ErrorResponses } } }, async () => ({ nodes: await inventory.listNodes() }));
+  app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { querystring: NodesQuery, response: { 200: NodeList, ...ErrorResponses } } }, async (request) => {
+    const { limit, after, all } = request.query;
+    return inventory.listNodes({ limit: limit === undefined ? undefined : Number(limit), after, all: isYes(all) });
+  });
 
   app.get(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
     inventory.getNode(request.params.id, callerOf(request)),

@@ -1,0 +1,54 @@
+/** GET /v1/nodes: the query is checked (inject), and the client pages through it over HTTPS. */
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../../src/api/client.js';
+import { buildApp, type MusterApp } from '../../../src/manager/app.js';
+import { nodeIds, nodeRecord, seedNodes } from '../../helpers/node-records.js';
+import { foundTestCluster, type TestCluster } from '../../helpers/service.js';
+
+let cluster: TestCluster;
+let app: MusterApp;
+let client: ApiClient;
+const live = nodeIds('w', 25);
+const removed = nodeIds('v', 10);
+
+beforeAll(async () => {
+  cluster = await foundTestCluster();
+  await seedNodes(cluster.store, [...live.map((id) => nodeRecord(id)), ...removed.map((id) => nodeRecord(id, { removed: true }))]);
+  app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  client = new ApiClient({ managers: [`127.0.0.1:${port}`], tls: cluster.managerTls });
+});
+afterAll(async () => {
+  await client.close();
+  await app.close();
+  await cluster.cleanup();
+});
+
+describe('GET /v1/nodes', () => {
+  it.each([['limit=1001'], ['limit=0'], ['limit=10000'], ['limit=-1'], ['limit=1e3'], ['limit=abc'], ['after=..%2Fetc'], ['after=ABCDEFGHIJKLMNOPQRSTUVWXY'], ['all=yes']])('answers ?%s with 400 BODY_INVALID', async (query) => {
+    const res = await app.inject({ method: 'GET', url: `/v1/nodes?${query}` });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ code: 'BODY_INVALID' });
+  });
+
+  it.each([['limit=1000'], ['limit=1&after=0000000000000000000000000&all=1']])('accepts ?%s (then asks for a certificate)', async (query) => {
+    expect((await app.inject({ method: 'GET', url: `/v1/nodes?${query}` })).statusCode).toBe(401);
+  });
+
+  it('serves pages the client follows to the end; removed nodes only with all', async () => {
+    const first = await client.listNodes({ limit: 10 });
+    expect(first.nodes).toHaveLength(10);
+    expect(first.next).toBe(first.nodes[9]!.id);
+    const second = await client.listNodes({ limit: 10, after: first.next });
+    expect(second.nodes[0]!.id > first.next!).toBe(true);
+    const pages: string[][] = [];
+    for await (const page of client.nodePages({ pageSize: 4 })) pages.push(page.map((n) => n.id));
+    expect(pages.every((p) => p.length <= 4)).toBe(true);
+    expect(pages.flat()).toEqual([cluster.managerId, ...live].sort());
+    const all: string[] = [];
+    for await (const page of client.nodePages({ pageSize: 1000, all: true })) all.push(...page.map((n) => n.id));
+    expect(all).toEqual([cluster.managerId, ...live, ...removed].sort());
+  });
+});
