@@ -23,6 +23,7 @@ import { LEAF_BACKDATE_MS } from '../pki/issue.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { readPeerCertificate } from '../pki/peer.js';
 import { parseJoinToken } from '../token/join-token.js';
+import { requireUnrevokedManager } from './crl.js';
 import { KeyStore } from './key-store.js';
 import { NODE_STATE_SCHEMA, readNodeState, writeNodeState, type NodeState } from './node-state.js';
 
@@ -134,6 +135,8 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   let response: NodeCertificateResponse;
   let keyPem: string;
   try {
+    // Before the token leaves: a removed or demoted manager's certificate still chains to the root, the CRL tells it apart.
+    await whileUnavailable(params, () => requireUnrevokedManager(client, rootPem, params.clock));
     const { role } = await whileUnavailable(params, () => client.preflight({ token: params.token.trim() }));
     say(`root CA verified against the token; joining as a ${role}; generating a key`);
     const key = await generateNodeKey();

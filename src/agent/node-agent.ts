@@ -7,14 +7,16 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
-import { MusterError } from '../core/errors.js';
+import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { ApiClient } from '../api/client.js';
 import type { ManagerBundle, NodeCertificateResponse, SelfResponse } from '../api/schemas.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { createCsr } from '../pki/csr.js';
+import type { ParsedCrl } from '../pki/crl.js';
 import { generateNodeKey } from '../pki/keys.js';
+import { fetchCheckedCrl } from './crl.js';
 import { checkIssued } from './join.js';
 import { KeyStore } from './key-store.js';
 import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
@@ -62,6 +64,8 @@ export class NodeAgent {
   private client: ApiClient;
   private readonly renewer: Renewer;
   private validity: Validity;
+  /** The cluster's CRL as last fetched: managers on it are refused. */
+  private crl: ParsedCrl | undefined;
 
   private constructor(
     private readonly params: AgentParams,
@@ -115,7 +119,11 @@ export class NodeAgent {
   private makeClient(): ApiClient {
     const preferred = this.params.preferManager;
     const managers = preferred === undefined ? this.shuffled(this.nodeState.managers) : [preferred, ...this.nodeState.managers.filter((m) => m !== preferred)];
-    return new ApiClient({ managers, tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem } });
+    return new ApiClient({
+      managers,
+      tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem },
+      revoked: () => this.crl?.serials,
+    });
   }
 
   /** Spreads nodes over the managers: each starts with a random one. */
@@ -157,7 +165,38 @@ export class NodeAgent {
   private async check(): Promise<SelfResponse> {
     const advice = await this.client.self();
     await this.learnManagers(advice.managers);
+    if (advice.crlNumber !== undefined && advice.crlNumber > (this.crl?.number ?? -1)) await this.followCrl();
     return advice;
+  }
+
+  /** One poll now, as the renewer makes every poll interval: the renewal advice, the managers, the CRL. */
+  poll(): Promise<SelfResponse> {
+    return this.check();
+  }
+
+  /** The CRL number of the list this node holds (undefined before the first). */
+  get crlNumber(): number | undefined {
+    return this.crl?.number;
+  }
+
+  /**
+   * Fetches the newer CRL the managers announced; when the manager this node
+   * talks to is on it, moves to another. A CRL that cannot be had is retried
+   * at the next poll: the node keeps working with the list it holds.
+   */
+  private async followCrl(): Promise<void> {
+    try {
+      const { crl, managerRevoked } = await fetchCheckedCrl(this.client, this.material.rootPem, this.params.clock);
+      if (crl === undefined || crl.number <= (this.crl?.number ?? -1)) return;
+      this.crl = crl;
+      this.params.logger.info({ crlNumber: crl.number, revoked: crl.serials.size }, 'fetched the cluster CRL');
+      if (managerRevoked) {
+        this.params.logger.warn({ manager: this.client.address }, 'the manager this node talked to is on the CRL; moving to another');
+        await this.replaceClient();
+      }
+    } catch (error) {
+      this.params.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the CRL could not be fetched; trying again at the next poll');
+    }
   }
 
   /** Keeps node.json's manager list as the managers last said it. */

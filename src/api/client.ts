@@ -14,6 +14,7 @@ import { formatDuration } from '../core/duration.js';
 import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
 import {
+  CertificateList,
   ClusterView,
   Health,
   JoinPreflight,
@@ -22,6 +23,9 @@ import {
   NodeList,
   NodeView,
   ROUTES,
+  ScopedTokenCreated,
+  ScopedTokenList,
+  ScopedTokenView,
   SelfResponse,
   UserResponse,
   UserRevoked,
@@ -29,6 +33,7 @@ import {
   type JoinPreflightRequest,
   type JoinRequest,
   type RenewRequest,
+  type ScopedTokenRequest,
   type UserRequest,
 } from './schemas.js';
 import { TransportError, createDispatcher, send, type TransportResponse } from './transport.js';
@@ -51,6 +56,16 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** A fresh TLS connection per request (benchmarks measuring handshakes); connections are kept by default. */
   fresh?: boolean;
+  /** Serials on the cluster's CRL as this client last fetched it: a manager presenting one is refused. */
+  revoked?: () => ReadonlySet<string> | undefined;
+}
+
+/** What the last verified connection's manager presented. */
+export interface PeerSeen {
+  /** Upper-case hex. */
+  serial: string;
+  /** The certificate, DER. */
+  raw: Buffer;
 }
 
 /**
@@ -63,6 +78,7 @@ function mayTryAnother(error: unknown, method: string): boolean {
   switch (error.code) {
     case 'STORE_UNAVAILABLE':
     case 'NOT_A_MANAGER':
+    case 'CERT_REVOKED_BY_CRL':
       return true;
     case 'MANAGER_UNREACHABLE':
       return error.details?.unsent === true || method === 'GET';
@@ -79,6 +95,11 @@ function peerOu(cert: PeerCertificate): string | undefined {
 /** The pinned root plus a manager OU is a server's identity (SwarmKit's model): a worker's certificate, though it chains to the root, may not serve. */
 function requireManager(_host: string, cert: PeerCertificate): Error | undefined {
   return peerOu(cert) === ROLE_OU.manager ? undefined : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster');
+}
+
+/** The refusal of a manager whose certificate the cluster revoked (a removed or demoted manager). */
+export function revokedManager(address: string): MusterError {
+  return new MusterError('CERT_REVOKED_BY_CRL', `the server at ${address} presented a manager certificate that the cluster has revoked`, { details: { unsent: true } });
 }
 
 /** Splits host:port (IPv6 in brackets) into a URL origin. */
@@ -133,6 +154,7 @@ export class ApiClient {
   private readonly managers: string[];
   private current = 0;
   private dispatcher: Dispatcher | undefined;
+  private peer: PeerSeen | undefined;
 
   constructor(private readonly options: ClientOptions) {
     if (options.managers.length === 0) throw new MusterError('ADDRESS_INVALID', 'no manager address to talk to');
@@ -157,11 +179,35 @@ export class ApiClient {
     this.dispatcher ??= createDispatcher({
       tls: {
         ca: tls.rootPem,
-        checkServerIdentity: requireManager,
+        checkServerIdentity: (host: string, cert: PeerCertificate) => this.checkManager(host, cert),
         ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
       },
     });
     return this.dispatcher;
+  }
+
+  /** A manager's certificate: the manager OU, and not on the CRL this client holds. */
+  private checkManager(host: string, cert: PeerCertificate): Error | undefined {
+    const refused = requireManager(host, cert);
+    if (refused !== undefined) return refused;
+    this.peer = { serial: cert.serialNumber.toUpperCase(), raw: cert.raw };
+    if (this.options.revoked?.()?.has(this.peer.serial) === true) return revokedManager(this.address);
+    return undefined;
+  }
+
+  /**
+   * GET /v1/crl (DER) from the manager this client talks to, over the
+   * verified connection, with the certificate that manager presented; the
+   * caller verifies both (agent/crl.ts). `der` is undefined when the manager
+   * answered CRL_UNAVAILABLE (an external CA signs).
+   */
+  async fetchCrl(): Promise<{ der: Buffer | undefined; peer: PeerSeen | undefined }> {
+    const response = await this.exchange(this.verified(), 'GET', ROUTES.crl, undefined);
+    const peer = this.peer;
+    if (response.status === 200) return { der: response.body, peer };
+    const refused = this.errorFrom(response);
+    if (refused.code === 'CRL_UNAVAILABLE') return { der: undefined, peer };
+    throw refused;
   }
 
   /**
@@ -256,9 +302,37 @@ export class ApiClient {
     return this.call('GET', ROUTES.node.replace(':id', encodeURIComponent(id)), NodeView);
   }
 
-  /** DELETE /v1/nodes/{id} */
-  removeNode(id: string, force: boolean): Promise<NodeView> {
-    return this.call('DELETE', `${ROUTES.node.replace(':id', encodeURIComponent(id))}${force ? '?force=1' : ''}`, NodeView);
+  /** DELETE /v1/nodes/{id}; `revokeAll` lists every still-valid certificate of the node on the CRL (key compromise). */
+  removeNode(id: string, force: boolean, revokeAll = false): Promise<NodeView> {
+    const query = new URLSearchParams();
+    if (force) query.set('force', '1');
+    if (revokeAll) query.set('revokeAll', '1');
+    const search = query.toString();
+    return this.call('DELETE', `${ROUTES.node.replace(':id', encodeURIComponent(id))}${search === '' ? '' : `?${search}`}`, NodeView);
+  }
+
+  /** POST /v1/join-tokens/scoped: the answer is the only time the token is shown. */
+  createScopedToken(body: ScopedTokenRequest): Promise<ScopedTokenCreated> {
+    return this.call('POST', ROUTES.scopedTokens, ScopedTokenCreated, body);
+  }
+
+  /** GET /v1/join-tokens/scoped */
+  scopedTokens(): Promise<ScopedTokenList> {
+    return this.call('GET', ROUTES.scopedTokens, ScopedTokenList);
+  }
+
+  /** DELETE /v1/join-tokens/scoped/{id} */
+  removeScopedToken(id: string): Promise<ScopedTokenView> {
+    return this.call('DELETE', ROUTES.scopedToken.replace(':id', encodeURIComponent(id)), ScopedTokenView);
+  }
+
+  /** GET /v1/certificates: one page in serial order; pass its `next` as `after` for the one after it. */
+  certificates(options: { limit?: number; after?: string } = {}): Promise<CertificateList> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.after !== undefined) query.set('after', options.after);
+    const search = query.toString();
+    return this.call('GET', search === '' ? ROUTES.certificates : `${ROUTES.certificates}?${search}`, CertificateList);
   }
 
   /** POST /v1/nodes/{id}/promote or /demote */

@@ -124,6 +124,8 @@ export const NodeView = Type.Object({
   createdAt: Time,
   lastSeenAt: Time,
   removed: Type.Boolean(),
+  /** The scoped join token the node joined with. */
+  joinToken: Type.Optional(Type.String()),
 });
 export type NodeView = Type.Static<typeof NodeView>;
 
@@ -141,6 +143,8 @@ export const SelfResponse = Type.Object({
   renewGrace: Type.String(),
   /** The serving managers, the answering one first. */
   managers: Type.Array(ManagerAddr),
+  /** The number of the newest CRL; a node fetches GET /v1/crl when it holds an older one. Absent when the cluster publishes none (external CA). */
+  crlNumber: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type SelfResponse = Type.Static<typeof SelfResponse>;
 
@@ -167,7 +171,7 @@ export const NodeParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 export type NodeParams = Type.Static<typeof NodeParams>;
 
 /** DELETE /v1/nodes/{id}?force=1 */
-export const RemoveQuery = Type.Object({ force: Flag });
+export const RemoveQuery = Type.Object({ force: Flag, revokeAll: Flag });
 export type RemoveQuery = Type.Static<typeof RemoveQuery>;
 
 /** Token status (the token itself only on request). */
@@ -227,6 +231,70 @@ export type JoinTokens = Type.Static<typeof JoinTokens>;
 export const RotateParams = Type.Object({ role: Role });
 export type RotateParams = Type.Static<typeof RotateParams>;
 
+/** POST /v1/join-tokens/scoped: an extra token with a lifetime, a use count and labels. */
+export const ScopedTokenRequest = Type.Object(
+  {
+    role: Role,
+    /** Lifetime (`30m`, `24h`, `7d`); never expires when absent. */
+    ttl: Type.Optional(Type.String({ maxLength: 32 })),
+    /** Joins it admits; unlimited when absent. */
+    uses: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false },
+);
+export type ScopedTokenRequest = Type.Static<typeof ScopedTokenRequest>;
+
+/** A scoped token as `join-token ls` shows it: never its secret. */
+export const ScopedTokenView = Type.Object({
+  id: Type.String(),
+  role: Role,
+  createdAt: Type.String(),
+  expiresAt: Type.Optional(Type.String()),
+  uses: Type.Optional(Type.Integer()),
+  usesLeft: Type.Optional(Type.Integer()),
+  labels: Labels,
+  status: Type.Union([Type.Literal('active'), Type.Literal('expired'), Type.Literal('used')]),
+  createdBy: Type.Optional(Type.String()),
+});
+export type ScopedTokenView = Type.Static<typeof ScopedTokenView>;
+
+/** Answer to POST /v1/join-tokens/scoped: the only time the token itself is shown. */
+export const ScopedTokenCreated = Type.Object({ ...ScopedTokenView.properties, token: Type.String(), managerAddr: Type.String() });
+export type ScopedTokenCreated = Type.Static<typeof ScopedTokenCreated>;
+
+/** GET /v1/join-tokens/scoped */
+export const ScopedTokenList = Type.Object({ tokens: Type.Array(ScopedTokenView) });
+export type ScopedTokenList = Type.Static<typeof ScopedTokenList>;
+
+/** DELETE /v1/join-tokens/scoped/{id} */
+export const ScopedTokenParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+export type ScopedTokenParams = Type.Static<typeof ScopedTokenParams>;
+
+/** One issued certificate, as GET /v1/certificates exports it. */
+export const CertificateView = Type.Object({
+  serial: Type.String(),
+  subject: Type.String(),
+  role: Type.Union([Role, Type.Literal('admin')]),
+  kind: Type.String(),
+  issuedAt: Type.String(),
+  notBefore: Type.String(),
+  notAfter: Type.String(),
+  status: Type.Union([Type.Literal('valid'), Type.Literal('superseded'), Type.Literal('revoked'), Type.Literal('expired')]),
+});
+export type CertificateView = Type.Static<typeof CertificateView>;
+
+/** GET /v1/certificates */
+export const CertificateList = Type.Object({ certificates: Type.Array(CertificateView), next: Type.Optional(Type.String()) });
+export type CertificateList = Type.Static<typeof CertificateList>;
+
+/** Query of GET /v1/certificates: pages in serial order. */
+export const CertificatesQuery = Type.Object({
+  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
+  after: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9A-F]*$' })),
+});
+export type CertificatesQuery = Type.Static<typeof CertificatesQuery>;
+
 /** POST /v1/users */
 export const UserRequest = Type.Object(
   {
@@ -270,6 +338,11 @@ export const ROUTES = {
   cluster: '/v1/cluster',
   joinTokens: '/v1/join-tokens',
   rotate: '/v1/join-tokens/:role/rotate',
+  scopedTokens: '/v1/join-tokens/scoped',
+  scopedToken: '/v1/join-tokens/scoped/:id',
+  crl: '/v1/crl',
+  certificates: '/v1/certificates',
+  metrics: '/metrics',
   nodes: '/v1/nodes',
   node: '/v1/nodes/:id',
   promote: '/v1/nodes/:id/promote',

@@ -19,6 +19,7 @@ import { NodeAgent, type NodeTls, type Renewed } from '../agent/node-agent.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import type { RenewerOptions } from '../agent/renewer.js';
 import type { ConnectionLimits } from '../manager/app.js';
+import type { AuditSink } from '../manager/audit.js';
 import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
 import { bundleFor, openStore } from './open-store.js';
@@ -38,6 +39,10 @@ export interface NodeProcessParams {
   /** `run --listen-addr` / `--advertise-addr`: override node.json. */
   listenAddr?: string;
   advertiseAddr?: string;
+  /** Opens where a manager writes its audit trail (each time it starts serving). */
+  auditSink?: () => AuditSink;
+  /** `--metrics-addr`: plain-HTTP metrics of the manager. */
+  metricsAddr?: HostPort;
 }
 
 /**
@@ -164,6 +169,8 @@ export class NodeProcess {
       logger,
       managerBundle: () => bundle,
       onOwnCertificate: (own) => new KeyStore(layout).writePair(own),
+      ...(this.params.auditSink === undefined ? {} : { audit: this.params.auditSink() }),
+      ...(this.params.metricsAddr === undefined ? {} : { metricsAddr: this.params.metricsAddr }),
       ...(this.params.connectionLimits === undefined ? {} : { connectionLimits: this.params.connectionLimits }),
     });
     this.manager = manager;

@@ -1,5 +1,6 @@
 /** Options several commands share, declared once: the connection flags of client commands, and the log level. */
 import { Command, Option } from 'commander';
+import { MusterError } from '../core/errors.js';
 import type { ConnectFlags } from './connect.js';
 
 /** Adds --data-dir, --host and the --tls-* flags of a client command. */
@@ -22,6 +23,21 @@ export function connectFlags(options: Record<string, unknown>): ConnectFlags {
   return flags;
 }
 
+/** The options of the commands that may serve a manager: the audit trail and plain-HTTP metrics. */
+export function withManagerOptions(command: Command): Command {
+  return command
+    .option('--audit-log <file>', "where a manager appends its audit trail, or '-' for standard output (default: manager/audit.log in the data dir)")
+    .option('--metrics-addr <host:port>', 'also serve GET /metrics in plain HTTP here (loopback: it has no authentication)');
+}
+
+/** The manager options out of commander's parsed options. */
+export function managerFlags(options: Record<string, unknown>): { auditLog?: string; metricsAddr?: string } {
+  return {
+    ...(typeof options.auditLog === 'string' ? { auditLog: options.auditLog } : {}),
+    ...(typeof options.metricsAddr === 'string' ? { metricsAddr: options.metricsAddr } : {}),
+  };
+}
+
 /** --log-level for the foreground commands. */
 export function logLevelOption(): Option {
   return new Option('--log-level <level>', 'log level (default: $MUSTER_LOG_LEVEL, else info)').choices(['debug', 'info', 'warn', 'error']);
@@ -29,6 +45,17 @@ export function logLevelOption(): Option {
 
 /** Collects a repeatable option into a list. */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** `--label KEY=VALUE` items as labels. */
+export function parseLabels(items: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new MusterError('USAGE', `a label is KEY=VALUE, got '${item.slice(0, 80)}'`);
+    labels[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return labels;
+}
 
 /** How a command reports its exit code to the program. */
 export type Done = (code: number) => void;

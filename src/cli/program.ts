@@ -33,7 +33,9 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
       // commander's own refusals (unknown option, missing argument) in the same error:/hint: form as muster's.
       outputError: (text, write) => write(`${text.trimEnd()}\nhint: run the command with --help for its usage\n`),
     })
-    .exitOverride();
+    .exitOverride()
+    // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
+    .enablePositionalOptions();
   for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerNode, registerCa, registerStore, registerLeave]) {
     register(program, ctx, done);
   }

@@ -3,10 +3,12 @@
  * until it stops by itself (removed, expired: exit 1), for init, join, run
  * and up. SIGHUP asks it to renew now.
  */
+import { join } from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
-import { DEFAULT_PORT } from '../core/address.js';
+import { DEFAULT_PORT, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
+import { fileAuditSink, streamAuditSink } from '../manager/audit.js';
 import type { CliContext } from './context.js';
 import { managerBanner } from './instructions.js';
 import { createLogger } from './logger.js';
@@ -30,6 +32,10 @@ export interface ServeOptions {
   /** Override node.json (run/up flags; MUSTER_LISTEN_ADDR for the listen address). */
   listenAddr?: string | undefined;
   advertiseAddr?: string | undefined;
+  /** `--audit-log`: a file, or '-' for standard output; manager/audit.log in the data dir by default. */
+  auditLog?: string | undefined;
+  /** `--metrics-addr`: plain-HTTP metrics here. */
+  metricsAddr?: string | undefined;
 }
 
 /** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
@@ -37,6 +43,8 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
   const env = readEnv(ctx);
   const logger = daemonLogger(ctx, options.logLevel);
   const listenAddr = options.listenAddr ?? env.listenAddr;
+  // A bad address is a usage error before anything starts.
+  const metricsAddr = options.metricsAddr === undefined ? undefined : parseHostPort(options.metricsAddr);
   const node = new NodeProcess({
     layout: options.layout,
     clock: ctx.clock,
@@ -48,6 +56,8 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     connectionLimits: env.connectionLimits,
     ...(listenAddr === undefined ? {} : { listenAddr }),
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
+    auditSink: () => (options.auditLog === '-' ? streamAuditSink(ctx.stdout) : fileAuditSink(options.auditLog ?? join(options.layout.managerDir, 'audit.log'))),
+    ...(metricsAddr === undefined ? {} : { metricsAddr }),
   });
   const banner = options.banner;
   return serveUntilStopped(ctx, node, logger, () => {

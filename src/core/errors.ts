@@ -37,7 +37,8 @@ export const ERROR_CATALOGUE = {
 
   // Join tokens.
   TOKEN_INVALID: spec(400, 2, 'invalid join token', "a join token looks like SWMTKN-1-<50 base36 chars>-<25 base36 chars>; get one with 'muster join-token worker'"),
-  TOKEN_REJECTED: spec(401, 1, 'the join token was not accepted', "the token may have been rotated or belong to another cluster; ask an admin for 'muster join-token worker'"),
+  TOKEN_REJECTED: spec(401, 1, 'the join token was not accepted', "the token may have been rotated, expired, used up, or belong to another cluster; ask an admin for 'muster join-token worker'"),
+  TOKEN_NOT_FOUND: spec(404, 1, 'no scoped join token has that ID', "list them with 'muster join-token ls'"),
 
   // Certificate signing requests.
   CSR_TOO_LARGE: spec(400, 1, 'the CSR is larger than 16 KiB'),
@@ -67,6 +68,9 @@ export const ERROR_CATALOGUE = {
   NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both"),
   CERT_REVOKED: spec(403, 1, 'this API-user certificate has been revoked', "ask an admin for a new one: 'muster ca create-api-certificate NAME'"),
   USER_NOT_FOUND: spec(404, 1, 'no API-user certificate has that name'),
+  CERT_REVOKED_BY_CRL: spec(400, 1, "the manager's certificate is on the cluster's CRL", 'the server is a removed or demoted manager: ask an admin for the address of a current manager'),
+  CRL_INVALID: spec(400, 1, "the manager's CRL is missing, stale or not signed by the cluster root", 'check the clocks of this machine and the manager, and the manager address'),
+  CRL_UNAVAILABLE: spec(404, 1, 'this cluster publishes no CRL: an external CA signs its certificates', 'revocation is the external CA\'s: publish a CRL from it (cfssl gencrl)'),
 
   // Requests.
   BODY_INVALID: spec(400, 1, 'the request body is invalid'),

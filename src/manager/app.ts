@@ -15,7 +15,7 @@ import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
 import { LIMITS } from '../api/schemas.js';
 import { caRoutes } from './routes/ca-routes.js';
 import { clusterRoutes } from './routes/cluster-routes.js';
-import { healthRoutes } from './routes/health-routes.js';
+import { healthRoutes, metricsRoutes } from './routes/health-routes.js';
 import { nodeRoutes } from './routes/node-routes.js';
 import type { Services } from './routes/route-kit.js';
 
@@ -220,6 +220,7 @@ export async function buildApp(options: AppOptions) {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const mapped = toMusterError(error);
+    services.metrics.failures.inc({ code: mapped.code });
     if (mapped.statusCode >= 500 && !EXPECTED_5XX.has(mapped.code)) {
       request.log.error({ err: error, route: request.routeOptions.url }, 'request failed');
     } else {
@@ -227,7 +228,10 @@ export async function buildApp(options: AppOptions) {
     }
     return sendError(reply, mapped);
   });
-  app.setNotFoundHandler((request, reply) => sendError(reply, new MusterError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));
+  app.setNotFoundHandler((request, reply) => {
+    services.metrics.failures.inc({ code: 'ROUTE_NOT_FOUND' });
+    return sendError(reply, new MusterError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
+  });
 
   // Authorisation, in one place: routes list the roles they allow in their config.
   app.addHook('preHandler', async (request) => {
@@ -240,6 +244,7 @@ export async function buildApp(options: AppOptions) {
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });
   await app.register(clusterRoutes, { services });
+  await app.register(metricsRoutes, { services });
   return app;
 }
 

@@ -26,6 +26,10 @@ import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import type { Membership } from './membership.js';
 import { addManager } from './managers-index.js';
+import type { Audit } from './audit.js';
+import type { Metrics } from './metrics.js';
+import { supersede, type Revocations } from './revocation.js';
+import type { ScopedTokens } from './scoped-tokens.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -38,7 +42,23 @@ export interface CaServerDeps {
   logger: Logger;
   /** What a new manager needs to serve; undefined on an embedded store, where only one manager can. */
   managerBundle: () => ManagerBundle | undefined;
+  scopedTokens: ScopedTokens;
+  revocations: Revocations;
+  metrics: Metrics;
+  audit: Audit;
+  /** Where this manager publishes the CRL (written into the certificates it signs). */
+  crlUrl: () => string;
 }
+
+/** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
+interface Admission {
+  role: NodeRole;
+  /** The scoped token's ID; absent for a classic token. */
+  scoped?: string;
+}
+
+/** The code an error is counted under in the metrics. */
+const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 'INTERNAL');
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -69,28 +89,46 @@ function hostOf(addr: string | undefined): string[] {
 
 /** Issues and renews the cluster's certificates. */
 export class CaServer {
+  /** Errors already counted and audited by {@link admit}. */
+  private readonly refusedAtAdmission = new WeakSet<object>();
+
   constructor(private readonly deps: CaServerDeps) {}
 
   /**
-   * The role a token grants, read against the store: a token the cache does
-   * not know is checked again after a refresh (it may be newer than the cache).
+   * What a token admits, read against the store: a classic token the cache
+   * does not know is checked again after a refresh (it may be newer than the
+   * cache); a scoped token is looked up by the ID derived from it.
    */
-  private async roleFor(token: string): Promise<NodeRole | undefined> {
-    const { state } = this.deps;
-    const role = matchJoinToken(token, state.tokens);
-    if (role !== undefined) return role;
+  private async admissionFor(token: string): Promise<Admission | undefined> {
+    const { state, scopedTokens } = this.deps;
+    const classic = matchJoinToken(token, state.tokens);
+    if (classic !== undefined) return { role: classic };
+    const scoped = await scopedTokens.find(token);
+    if (scoped !== undefined) return { role: scoped.role, scoped: scoped.id };
     await state.refresh();
-    return matchJoinToken(token, state.tokens);
+    const role = matchJoinToken(token, state.tokens);
+    return role === undefined ? undefined : { role };
   }
 
   /** Checks a token (and that its role can join here) before the node makes a key. */
   async preflight(token: string, sourceAddr: string): Promise<JoinPreflight> {
-    const role = await this.admit(token, sourceAddr);
+    const { role } = await this.admit(token, sourceAddr);
     return { role };
   }
 
-  /** The role a presented token grants, or the refusal (counted against the source). */
-  private async admit(token: string, sourceAddr: string): Promise<NodeRole> {
+  /** What a presented token admits, or the refusal (counted against the source, in the metrics and in the audit trail). */
+  private async admit(token: string, sourceAddr: string): Promise<Admission> {
+    try {
+      return await this.admitOrRefuse(token, sourceAddr);
+    } catch (error) {
+      this.deps.metrics.joins.inc({ role: 'unknown', result: codeOf(error) });
+      this.deps.audit.record({ action: 'node.join', token: { id: 'unrecognised', source: sourceAddr }, result: error });
+      if (typeof error === 'object' && error !== null) this.refusedAtAdmission.add(error);
+      throw error;
+    }
+  }
+
+  private async admitOrRefuse(token: string, sourceAddr: string): Promise<Admission> {
     const { limiter, logger } = this.deps;
     let malformed: unknown;
     try {
@@ -98,8 +136,8 @@ export class CaServer {
     } catch (error) {
       malformed = error;
     }
-    const role = malformed === undefined ? await this.roleFor(token.trim()) : undefined;
-    if (role === undefined) {
+    const admission = malformed === undefined ? await this.admissionFor(token.trim()) : undefined;
+    if (admission === undefined) {
       // Only failures count, and a valid token always gets through: a NAT
       // neighbour's bad guesses must not lock out a node with the right token.
       const retryMs = limiter.retryAfterMs(sourceAddr);
@@ -108,23 +146,49 @@ export class CaServer {
       logger.warn({ source: sourceAddr }, 'join refused: token not accepted');
       throw malformed ?? new MusterError('TOKEN_REJECTED');
     }
-    if (role === 'manager' && this.deps.managerBundle() === undefined) throw new MusterError('EMBEDDED_STORE');
-    return role;
+    if (admission.role === 'manager' && this.deps.managerBundle() === undefined) throw new MusterError('EMBEDDED_STORE');
+    return admission;
   }
 
-  /** Admits a node that presents a join token: the token picks the role, the manager picks the ID. */
+  /** Admits a node that presents a join token: the token picks the role (and, a scoped one, labels), the manager picks the ID. */
   async join(request: JoinRequest, sourceAddr: string): Promise<NodeCertificateResponse> {
-    const { state, store, clock, random, logger } = this.deps;
-    await this.admit(request.token, sourceAddr);
+    const { metrics, audit } = this.deps;
+    const token = request.token.trim();
+    let role = 'unknown';
+    let tokenName = 'unrecognised';
+    try {
+      const admission = await this.admit(request.token, sourceAddr);
+      role = admission.role;
+      tokenName = admission.scoped ?? admission.role;
+      const { node, certificate } = await metrics.timeIssuance('join', () => this.admitNode(request, token, sourceAddr));
+      metrics.joins.inc({ role: node.role, result: 'ok' });
+      metrics.inventoryChanged();
+      audit.record({ action: 'node.join', token: { id: node.joinToken ?? node.role, source: sourceAddr }, target: { node: node.id, role: node.role, hostname: node.hostname }, serial: certificate.serial, result: 'ok' });
+      return await this.answer(node, certificate, node.role === 'manager');
+    } catch (error) {
+      // A refusal at admission was counted and audited there.
+      if (!(typeof error === 'object' && error !== null && this.refusedAtAdmission.has(error))) {
+        metrics.joins.inc({ role, result: codeOf(error) });
+        audit.record({ action: 'node.join', token: { id: tokenName, source: sourceAddr }, result: error });
+      }
+      throw error;
+    }
+  }
+
+  /** The join's transaction: the node record, and a use of a scoped token, committed before the certificate leaves. */
+  private async admitNode(request: JoinRequest, token: string, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+    const { state, store, clock, random, logger, scopedTokens } = this.deps;
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
-    const token = request.token.trim();
     const { node, certificate } = await withoutCaDetails(() => transact(
       store,
       async (tx) => {
         // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
         const tokens = tx.assume(KEYS.tokens, state.entry(KEYS.tokens))!;
-        const role = matchJoinToken(token, tokens);
+        const classic = matchJoinToken(token, tokens);
+        // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
+        const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
+        const role = classic ?? scoped?.role;
         if (role === undefined) throw new MusterError('TOKEN_REJECTED');
         const now = clock.now();
         const managerAddr = request.managerAddr;
@@ -134,7 +198,8 @@ export class CaServer {
           id: nodeId,
           role,
           hostname: request.hostname ?? nodeId,
-          labels: request.labels ?? {},
+          // The token's labels win: they are what the admin vouched for.
+          labels: { ...request.labels, ...scoped?.labels },
           createdAt: now,
           lastSeenAt: now,
           certSerial: certificate.serial,
@@ -142,6 +207,7 @@ export class CaServer {
           certRole: role,
           removed: false,
           ...(managerAddr === undefined ? {} : { managerAddr }),
+          ...(scoped === undefined ? {} : { joinToken: scoped.id }),
         };
         // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
         tx.put(KEYS.nodes.ref(nodeId), node);
@@ -151,13 +217,24 @@ export class CaServer {
       },
       { beforeRetry: () => state.refresh() },
     ));
-    logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr }, 'node joined');
-    return this.answer(node, certificate, node.role === 'manager');
+    logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
+    return { node, certificate };
   }
 
   /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */
   async renew(caller: Caller, request: RenewRequest): Promise<NodeCertificateResponse> {
-    const { node, certificate } = await this.reissue(caller.nodeId, request);
+    const { metrics, audit } = this.deps;
+    let renewed;
+    try {
+      renewed = await metrics.timeIssuance('renew', () => this.reissue(caller.nodeId, request));
+    } catch (error) {
+      metrics.renewals.inc({ role: caller.node?.role ?? caller.role, result: codeOf(error) });
+      audit.record({ action: 'node.renew', caller, target: { node: caller.nodeId }, result: error });
+      throw error;
+    }
+    const { node, certificate } = renewed;
+    metrics.renewals.inc({ role: node.role, result: 'ok' });
+    audit.record({ action: 'node.renew', caller, target: { node: node.id, role: node.role }, serial: certificate.serial, result: 'ok', details: caller.expired ? { afterExpiry: true } : undefined });
     this.deps.logger.info(
       { nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...(caller.expired ? { afterExpiry: true } : {}) },
       caller.expired ? 'node renewed after its certificate expired' : 'node renewed',
@@ -174,6 +251,7 @@ export class CaServer {
   async reissueOwn(nodeId: string, request: RenewRequest): Promise<{ certPem: string; notAfter: number }> {
     const { node, certificate } = await this.reissue(nodeId, request);
     if (node.role !== 'manager') throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
+    this.deps.audit.record({ action: 'manager.reissue-own', target: { node: nodeId }, serial: certificate.serial, result: 'ok' });
     this.deps.logger.info({ nodeId, serial: certificate.serial, notAfter: iso(certificate.notAfter), managerAddr: node.managerAddr }, 'this manager re-issued its own certificate');
     return { certPem: certificate.certPem, notAfter: certificate.notAfter };
   }
@@ -196,6 +274,7 @@ export class CaServer {
           certNotAfter: certificate.notAfter,
           certRole: current.role,
           lastSeenAt: now,
+          superseded: supersede(current, now),
           ...(managerAddr === undefined ? {} : { managerAddr }),
         };
         tx.put(KEYS.nodes.ref(node.id), node);
@@ -214,7 +293,7 @@ export class CaServer {
     }
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
-    const certificate = await transact(
+    const certificate = await this.deps.metrics.timeIssuance('user', () => transact(
       store,
       async (tx) => {
         const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
@@ -222,14 +301,18 @@ export class CaServer {
         return certificate;
       },
       { beforeRetry: () => state.refresh() },
-    );
+    )).catch((error: unknown) => {
+      this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, result: error });
+      throw error;
+    });
+    this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, serial: certificate.serial, result: 'ok' });
     logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...who(caller) }, 'API user certificate issued');
     return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.root.pem, notAfter: iso(certificate.notAfter) };
   }
 
   /** Revokes every certificate issued to API user `name`; they are refused from now on. */
   async revokeUser(name: string, caller?: Caller): Promise<UserRevoked> {
-    const { store, clock, logger } = this.deps;
+    const { store, clock, logger, revocations, audit } = this.deps;
     const serials = await transact(store, async (tx) => {
       const issued = (await store.list(KEYS.certificates)).filter((c) => c.value.role === 'admin' && c.value.subject === name);
       if (issued.length === 0) throw new MusterError('USER_NOT_FOUND', `no API-user certificate named ${name.slice(0, 64)}`);
@@ -239,8 +322,14 @@ export class CaServer {
         tx.assume(ref, entry);
         tx.put(ref, { ...entry.value, revokedAt: clock.now() });
       }
+      // The same transaction lists them on the CRL, so that verifiers outside the cluster refuse them too.
+      await revocations.revoke(tx, live.map((c) => ({ serial: c.value.serial, subject: name, role: 'admin', notAfter: c.value.notAfter })), 'privilegeWithdrawn');
       return live.map((c) => c.value.serial);
+    }).catch((error: unknown) => {
+      audit.record({ action: 'user.revoke', caller, target: { user: name.slice(0, 64) }, result: error });
+      throw error;
     });
+    audit.record({ action: 'user.revoke', caller, target: { user: name }, serials, result: 'ok' });
     logger.info({ user: name, revoked: serials.length, ...who(caller) }, 'API user revoked');
     return { name, revoked: serials.length, serials };
   }
@@ -258,6 +347,7 @@ export class CaServer {
       clusterId: cluster.clusterId,
       hosts: params.hosts,
       validityMs: params.validityMs ?? cluster.certExpiryMs,
+      crlUrl: this.deps.crlUrl(),
     });
   }
 

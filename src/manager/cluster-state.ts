@@ -11,7 +11,7 @@ import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { rootDigest } from '../pki/ca.js';
 import { KEYS, META_PREFIX, decodeRecord, type ClusterStore, type Entry, type Ref } from '../store/cluster-store.js';
-import type { CaRecord, ClusterRecord, TokensRecord } from '../store/records.js';
+import type { CaRecord, ClusterRecord, CrlRecord, TokensRecord } from '../store/records.js';
 import type { Signer } from './signer.js';
 import type { Static, TSchema } from 'typebox';
 
@@ -47,6 +47,8 @@ export class ClusterState {
     private clusterEntry: Entry<ClusterRecord>,
     private caEntry: Entry<CaRecord>,
     private tokensEntry: Entry<TokensRecord>,
+    /** The CRL's number and issue time; absent until the first revocation or CRL. */
+    private crlEntry: Entry<CrlRecord> | undefined,
   ) {
     this.signerNow = deps.createSigner(caEntry.value);
     this.rootNow = rootFacts(caEntry.value.rootPem);
@@ -56,7 +58,7 @@ export class ClusterState {
         return;
       }
       for (const change of event.changes) {
-        const ref = [KEYS.cluster, KEYS.ca, KEYS.tokens].find((r) => r.key === change.key);
+        const ref = [KEYS.cluster, KEYS.ca, KEYS.tokens, KEYS.crl].find((r) => r.key === change.key);
         if (ref === undefined || change.value === undefined) continue;
         try {
           this.apply(change.key, decodeRecord(ref.schema, change.key, change.value), change.version);
@@ -69,19 +71,20 @@ export class ClusterState {
 
   /** Reads the records; STATE_CORRUPT when the store holds no cluster. */
   static async load(deps: ClusterStateDeps): Promise<ClusterState> {
-    const [cluster, ca, tokens] = await Promise.all([deps.store.get(KEYS.cluster), deps.store.get(KEYS.ca), deps.store.get(KEYS.tokens)]);
+    const [cluster, ca, tokens, crl] = await Promise.all([deps.store.get(KEYS.cluster), deps.store.get(KEYS.ca), deps.store.get(KEYS.tokens), deps.store.get(KEYS.crl)]);
     if (cluster === undefined || ca === undefined || tokens === undefined) {
       throw new MusterError('STATE_CORRUPT', `the cluster store (${deps.store.description}) holds no complete cluster`, {
         hint: 'restore the data dir or the store from a backup; starting over would give every node a new identity',
       });
     }
-    return new ClusterState(deps, cluster, ca, tokens);
+    return new ClusterState(deps, cluster, ca, tokens, crl);
   }
 
   /** Re-reads every record (after a commit conflict, or when the feed may have missed changes). */
   async refresh(): Promise<void> {
     const { store } = this.deps;
-    const [cluster, ca, tokens] = await Promise.all([store.get(KEYS.cluster), store.get(KEYS.ca), store.get(KEYS.tokens)]);
+    const [cluster, ca, tokens, crl] = await Promise.all([store.get(KEYS.cluster), store.get(KEYS.ca), store.get(KEYS.tokens), store.get(KEYS.crl)]);
+    if (crl !== undefined) this.apply(KEYS.crl.key, crl.value, crl.version);
     if (cluster !== undefined) this.apply(KEYS.cluster.key, cluster.value, cluster.version);
     if (ca !== undefined) this.apply(KEYS.ca.key, ca.value, ca.version);
     if (tokens !== undefined) this.apply(KEYS.tokens.key, tokens.value, tokens.version);
@@ -90,6 +93,7 @@ export class ClusterState {
   private apply(key: string, value: unknown, version: number): void {
     if (key === KEYS.cluster.key && version > this.clusterEntry.version) this.clusterEntry = { value: value as ClusterRecord, version };
     if (key === KEYS.tokens.key && version > this.tokensEntry.version) this.tokensEntry = { value: value as TokensRecord, version };
+    if (key === KEYS.crl.key && version > (this.crlEntry?.version ?? 0)) this.crlEntry = { value: value as CrlRecord, version };
     if (key === KEYS.ca.key && version > this.caEntry.version) {
       const ca = value as CaRecord;
       const previous = this.signerNow;
@@ -123,6 +127,11 @@ export class ClusterState {
 
   get tokens(): TokensRecord {
     return this.tokensEntry.value;
+  }
+
+  /** The CRL's number and issue time as last seen (the feed keeps it fresh). */
+  get crl(): CrlRecord | undefined {
+    return this.crlEntry?.value;
   }
 
   get clusterId(): string {

@@ -17,6 +17,7 @@ import { seal } from '../pki/seal.js';
 import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type ExternalCaRecord } from '../store/records.js';
+import { ROUTES } from '../api/schemas.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
 
@@ -92,6 +93,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       clusterId,
       hosts: [parseHostPort(params.managerAddr).host],
       validityMs: params.certExpiryMs,
+      crlUrl: `https://${params.managerAddr}${ROUTES.crl}`,
     });
   } finally {
     await signer.close();

@@ -13,8 +13,10 @@ import type { Logger } from '../core/logger.js';
 import type { NodeRole } from '../core/roles.js';
 import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
-import { NODES_PAGE, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
+import { NODES_PAGE, type CertificateList, type CertificateView, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
+import type { Audit } from './audit.js';
 import { who, type Caller } from './authoriser.js';
+import { validCertificatesOf, type Revocations } from './revocation.js';
 import { addManager, removeManager } from './managers-index.js';
 import type { ClusterState } from './cluster-state.js';
 import type { ManagerStatus, Membership } from './membership.js';
@@ -41,6 +43,10 @@ export interface InventoryDeps {
   logger: Logger;
   /** False on an embedded store: only one manager can serve it. */
   sharedStore: boolean;
+  revocations: Revocations;
+  audit: Audit;
+  /** Told after this manager removed, promoted or demoted a node (the metrics read the inventory again). */
+  changed?: () => void;
 }
 
 /** What one page of the node list asks for (see NodesQuery). */
@@ -81,6 +87,7 @@ export function nodeView(node: NodeRecord, now: number, managerStatus?: ManagerS
   };
   if (node.role === 'manager' && !node.removed) view.managerStatus = managerStatus ?? 'Unreachable';
   if (node.managerAddr !== undefined) view.managerAddr = node.managerAddr;
+  if (node.joinToken !== undefined) view.joinToken = node.joinToken;
   return view;
 }
 
@@ -177,6 +184,8 @@ export class Inventory {
       renewGrace: formatDuration(this.deps.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS),
       managers: await this.deps.membership.addresses(),
     };
+    const crlNumber = this.deps.revocations.number;
+    if (crlNumber !== undefined) view.crlNumber = crlNumber;
     if (reason !== undefined) view.reason = reason;
     return view;
   }
@@ -201,23 +210,41 @@ export class Inventory {
     });
   }
 
-  /** Marks a node removed: its certificate is refused on every route from now on. */
-  async removeNode(ref: string, options: { force: boolean }, caller?: Caller): Promise<NodeView> {
-    const id = (await this.resolve(ref, caller)).id;
-    const removed = await transact(this.deps.store, async (tx) => {
-      const node = await this.require(tx, id);
-      if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
-      const now = this.deps.clock.now();
-      if (!options.force && now - node.lastSeenAt <= NODE_DOWN_AFTER_MS) {
-        throw new MusterError('NODE_ACTIVE', `node ${id} is still active (last seen ${iso(node.lastSeenAt)})`);
-      }
-      const removed: NodeRecord = { ...node, removed: true, removedAt: now };
-      tx.put(KEYS.nodes.ref(node.id), removed);
-      if (node.role === 'manager') await removeManager(tx, node.id);
-      return removed;
-    });
-    this.deps.logger.info({ nodeId: id, ...who(caller) }, caller?.nodeId === id ? 'node left' : 'node removed');
-    return this.view(removed);
+  /**
+   * Marks a node removed: its certificate is refused on every route from now
+   * on, and listed on the CRL (with its earlier manager certificates, which
+   * could still serve TLS). `revokeAll` (after a key compromise) lists every
+   * certificate of the node that is still valid.
+   */
+  async removeNode(ref: string, options: { force: boolean; revokeAll?: boolean }, caller?: Caller): Promise<NodeView> {
+    const { revocations, audit } = this.deps;
+    const action = caller?.nodeId === ref ? 'node.leave' : 'node.rm';
+    let id = ref;
+    try {
+      id = (await this.resolve(ref, caller)).id;
+      const { removed, serials } = await transact(this.deps.store, async (tx) => {
+        const node = await this.require(tx, id);
+        if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
+        const now = this.deps.clock.now();
+        if (!options.force && now - node.lastSeenAt <= NODE_DOWN_AFTER_MS) {
+          throw new MusterError('NODE_ACTIVE', `node ${id} is still active (last seen ${iso(node.lastSeenAt)})`);
+        }
+        const removed: NodeRecord = { ...node, removed: true, removedAt: now };
+        tx.put(KEYS.nodes.ref(node.id), removed);
+        if (node.role === 'manager') await removeManager(tx, node.id);
+        const valid = validCertificatesOf(node, now);
+        const listed = options.revokeAll === true ? valid : valid.filter((c) => c.serial === node.certSerial || c.role === 'manager');
+        const serials = await revocations.revoke(tx, listed, options.revokeAll === true ? 'keyCompromise' : 'cessationOfOperation');
+        return { removed, serials };
+      });
+      this.deps.logger.info({ nodeId: id, revoked: serials.length, ...who(caller) }, caller?.nodeId === id ? 'node left' : 'node removed');
+      audit.record({ action, caller, target: { node: id }, serials, result: 'ok', details: { force: options.force, revokeAll: options.revokeAll === true } });
+      this.deps.changed?.();
+      return await this.view(removed);
+    } catch (error) {
+      audit.record({ action, caller, target: { node: id.slice(0, 64) }, result: error });
+      throw error;
+    }
   }
 
   /** A node removing itself (`muster leave`). */
@@ -225,22 +252,78 @@ export class Inventory {
     return this.removeNode(caller.nodeId, { force: true }, caller);
   }
 
-  /** Promotes or demotes a node; it is told to renew now, and gets the new role with that certificate. */
+  /**
+   * Promotes or demotes a node; it is told to renew now, and gets the new
+   * role with that certificate. A demotion lists the node's manager
+   * certificates on the CRL: they may no longer serve.
+   */
   async setRole(ref: string, role: NodeRole, caller?: Caller): Promise<NodeView> {
-    const id = (await this.resolve(ref, caller)).id;
-    const { changed, node } = await transact(this.deps.store, async (tx) => {
-      const node = await this.require(tx, id);
-      if (node.role === role) return { changed: false, node };
-      if (role === 'manager' && !this.deps.sharedStore) throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
-      if (role === 'worker') await this.refuseLastManager(tx, node.id, 'demote');
-      const next: NodeRecord = { ...node, role };
-      tx.put(KEYS.nodes.ref(node.id), next);
-      if (role === 'manager') await addManager(tx, node.id);
-      else await removeManager(tx, node.id);
-      return { changed: true, node: next };
-    });
-    if (changed) this.deps.logger.info({ nodeId: id, role, ...who(caller) }, role === 'manager' ? 'node promoted' : 'node demoted');
-    return this.view(node);
+    const action = role === 'manager' ? 'node.promote' : 'node.demote';
+    let id = ref;
+    try {
+      id = (await this.resolve(ref, caller)).id;
+      const { changed, node, serials } = await transact(this.deps.store, async (tx) => {
+        const node = await this.require(tx, id);
+        if (node.role === role) return { changed: false, node, serials: [] };
+        if (role === 'manager' && !this.deps.sharedStore) throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
+        if (role === 'worker') await this.refuseLastManager(tx, node.id, 'demote');
+        const next: NodeRecord = { ...node, role };
+        tx.put(KEYS.nodes.ref(node.id), next);
+        if (role === 'manager') await addManager(tx, node.id);
+        else await removeManager(tx, node.id);
+        const managerCerts = role === 'worker' ? validCertificatesOf(node, this.deps.clock.now()).filter((c) => c.role === 'manager') : [];
+        const serials = await this.deps.revocations.revoke(tx, managerCerts, 'privilegeWithdrawn');
+        return { changed: true, node: next, serials };
+      });
+      if (changed) {
+        this.deps.logger.info({ nodeId: id, role, ...who(caller) }, role === 'manager' ? 'node promoted' : 'node demoted');
+        this.deps.changed?.();
+      }
+      this.deps.audit.record({ action, caller, target: { node: id }, serials, result: 'ok', details: changed ? undefined : { unchanged: true } });
+      return await this.view(node);
+    } catch (error) {
+      this.deps.audit.record({ action, caller, target: { node: id.slice(0, 64) }, result: error });
+      throw error;
+    }
+  }
+
+  /**
+   * One page of the certificates the managers issued, in serial order, with
+   * what became of each: valid, superseded (a newer one was issued to the
+   * node), revoked, or expired. Records of long-expired certificates are
+   * swept by the janitor.
+   */
+  async listCertificates(query: { after?: string; limit?: number }): Promise<CertificateList> {
+    const { store, clock } = this.deps;
+    const limit = Math.min(Math.max(1, query.limit ?? NODES_PAGE.default), NODES_PAGE.max);
+    const page = await store.list(KEYS.certificates, { ...(query.after === undefined ? {} : { after: query.after }), limit: limit + 1 });
+    const shown = page.slice(0, limit);
+    const now = clock.now();
+    const nodes = new Map<string, Promise<NodeRecord | undefined>>();
+    const revoked = await Promise.all(shown.map(async (e) => (await store.get(KEYS.revoked.ref(e.id))) !== undefined));
+    const certificates: CertificateView[] = [];
+    for (const [i, { value: cert }] of shown.entries()) {
+      let status: CertificateView['status'] = 'valid';
+      if (cert.notAfter <= now) status = 'expired';
+      else if (cert.revokedAt !== undefined || revoked[i] === true) status = 'revoked';
+      else if (cert.role !== 'admin') {
+        if (!nodes.has(cert.subject)) nodes.set(cert.subject, store.get(KEYS.nodes.ref(cert.subject)).then((e) => e?.value));
+        const node = await nodes.get(cert.subject);
+        if (node === undefined || node.removed) status = 'revoked';
+        else if (node.certSerial !== cert.serial) status = 'superseded';
+      }
+      certificates.push({
+        serial: cert.serial,
+        subject: cert.subject,
+        role: cert.role,
+        kind: cert.kind,
+        issuedAt: iso(cert.issuedAt),
+        notBefore: iso(cert.notBefore),
+        notAfter: iso(cert.notAfter),
+        status,
+      });
+    }
+    return page.length > limit ? { certificates, next: shown.at(-1)!.id } : { certificates };
   }
 
   /** Refuses to take away the last serving manager (another one must be a manager and serving now). */

@@ -4,9 +4,10 @@
  * certificate record, and nothing else deletes them: one worker token made
  * 66,000 nodes. The janitor deletes the record of a removed node once its
  * last certificate has expired and the renewal grace after it has passed,
- * and certificate records that have expired and no longer matter: superseded
+ * certificate records that have expired and no longer matter: superseded
  * node certificates (not the node's current one, or of a removed or deleted
- * node) and API-user certificates.
+ * node) and API-user certificates, scoped join tokens a day after they
+ * expired or were used up, and denylist entries of expired certificates.
  *
  * A sweep pages through the store in bounded chunks and deletes in
  * transactions that compare the versions it read, so a record that changed
@@ -19,6 +20,7 @@ import { KEYS, Tx, type ClusterStore, type Entry, type Space } from '../store/cl
 import type { NodeRecord } from '../store/records.js';
 import type { Static, TSchema } from 'typebox';
 import type { Membership } from './membership.js';
+import { ENDED_TOKEN_KEPT_MS, tokenEndedAt } from './scoped-tokens.js';
 
 /** How often the leader sweeps unless told otherwise. */
 export const SWEEP_EVERY_MS = 10 * 60_000;
@@ -34,6 +36,10 @@ type Listed<T> = Entry<T> & { id: string };
 export interface SweepCounts {
   nodes: number;
   certificates: number;
+  /** Scoped join tokens that expired or were used up over a day ago. */
+  tokens: number;
+  /** Denylist entries of certificates that have expired. */
+  revoked: number;
 }
 
 /** What the janitor works with. */
@@ -46,6 +52,8 @@ export interface JanitorDeps {
   renewGraceMs: () => number;
   /** Time between sweeps (default SWEEP_EVERY_MS). */
   everyMs?: number;
+  /** Deletes denylist entries of expired certificates and moves the CRL on (revocation.ts); returns how many went. */
+  pruneDenylist?: () => Promise<number>;
 }
 
 /** Sweeps expired records out of the store, on the leader, every few minutes of the injected clock. */
@@ -91,7 +99,7 @@ export class Janitor {
       // Two sweeps at once would be safe (every deletion compares), but they would only repeat each other's work.
       if (!(await membership.isLeader())) return;
       const counts = await this.sweep();
-      if (counts.nodes + counts.certificates > 0) logger.info({ ...counts }, 'swept expired records from the store');
+      if (counts.nodes + counts.certificates + counts.tokens + counts.revoked > 0) logger.info({ ...counts }, 'swept expired records from the store');
     } catch (error) {
       logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the store sweep failed; the next one tries again');
     }
@@ -119,7 +127,14 @@ export class Janitor {
       }
       return doomed;
     });
-    return { nodes, certificates };
+    const tokens = await this.sweepSpace(KEYS.scopedTokens, async (chunk) =>
+      chunk.filter((e) => {
+        const ended = tokenEndedAt(e.value, now);
+        return ended !== undefined && ended + ENDED_TOKEN_KEPT_MS < now;
+      }),
+    );
+    const revoked = this.deps.pruneDenylist === undefined ? 0 : await this.deps.pruneDenylist();
+    return { nodes, certificates, tokens, revoked };
   }
 
   /** A removed node whose last certificate has expired longer than the renewal grace ago: nothing can present one for it any more. */

@@ -16,8 +16,9 @@ import type { Random } from '../core/random.js';
 import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
-import type { ManagerBundle } from '../api/schemas.js';
+import { ROUTES, type ManagerBundle } from '../api/schemas.js';
 import { buildApp, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
+import { Audit, type AuditSink } from './audit.js';
 import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
@@ -25,6 +26,9 @@ import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { Inventory } from './inventory.js';
 import { Janitor } from './janitor.js';
 import { Membership } from './membership.js';
+import { Metrics, serveMetrics, timedStore, type MetricsServer } from './metrics.js';
+import { Revocations } from './revocation.js';
+import { ScopedTokens } from './scoped-tokens.js';
 import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
 import { createSigner } from './signer.js';
@@ -49,6 +53,10 @@ export interface ManagerParams {
   failureLimits?: FailureLimits;
   /** How a new manager reaches the store; undefined on an embedded store (one manager only). */
   managerBundle?: () => ManagerBundle | undefined;
+  /** Where the audit trail goes; none when absent. */
+  audit?: AuditSink;
+  /** Also serve GET /metrics in plain HTTP here (meant for a loopback address). */
+  metricsAddr?: HostPort;
   /**
    * Keeps a certificate this manager re-issued for itself at start (its own
    * had expired, or does not name the advertise host); the caller writes the
@@ -80,11 +88,14 @@ export interface ServiceParams {
   managerBundle: () => ManagerBundle | undefined;
   /** The manager's own certificate, presented to external CAs. */
   clientTls?: () => ServerTls;
+  audit?: AuditSink;
 }
 
 /** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
 export async function buildServices(params: ServiceParams): Promise<{ services: Services; membership: Membership }> {
-  const { store, clock, random, logger, dataKey, managerBundle } = params;
+  const { clock, random, logger, dataKey, managerBundle } = params;
+  const metrics = new Metrics({ store: () => store, clock });
+  const store = timedStore(params.store, metrics);
   const state = await ClusterState.load({
     store,
     logger,
@@ -92,13 +103,21 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   });
   const membership = new Membership({ store, clock, nodeId: params.nodeId, startedAt: clock.now() }, params.addr);
   const limiter = new FailureLimiter(clock, params.failureLimits);
+  const audit = new Audit({ sink: params.audit, clock, logger, managerId: params.nodeId });
+  const revocations = new Revocations({ store, state, clock, logger });
+  const scopedTokens = new ScopedTokens({ state, store, membership, clock, random, logger, audit });
+  const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle }),
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined }),
-    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, changed: () => metrics.inventoryChanged() }),
+    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit }),
+    scopedTokens,
+    revocations,
+    metrics,
+    audit,
   };
   return { services, membership };
 }
@@ -117,7 +136,13 @@ export class Manager {
     /** The bound address (port 0 resolved). */
     readonly address: HostPort,
     private readonly janitor: Janitor,
+    private readonly metricsServer: MetricsServer | undefined,
   ) {}
+
+  /** Where plain-HTTP metrics are served, if they are. */
+  get metricsAddress(): HostPort | undefined {
+    return this.metricsServer?.address;
+  }
 
   /** The address nodes are told to reach this manager on. */
   get advertiseAddr(): string {
@@ -136,6 +161,7 @@ export class Manager {
     const managerBundle = params.managerBundle ?? (() => undefined);
     let state: ClusterState | undefined;
     let app: MusterApp | undefined;
+    let metricsServer: MetricsServer | undefined;
     try {
       const built = await buildServices({ ...params, managerBundle, clientTls: () => tls.current, addr: formatHostPort(params.advertise) });
       state = built.services.state;
@@ -158,11 +184,21 @@ export class Manager {
       const advertiseAddr = formatHostPort({ host: params.advertise.host, port: params.advertise.port === 0 ? bound.port : params.advertise.port });
       await recordManagerAddr(store, params.nodeId, advertiseAddr);
       await membership.register(advertiseAddr);
-      const janitor = new Janitor({ store, membership, clock: params.clock, logger, renewGraceMs: () => services.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS });
+      const janitor = new Janitor({
+        store,
+        membership,
+        clock: params.clock,
+        logger,
+        renewGraceMs: () => services.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS,
+        pruneDenylist: () => services.revocations.prune(),
+      });
       janitor.start();
-      return new Manager(services, app, params, membership, tls, bound, janitor);
+      metricsServer = params.metricsAddr === undefined ? undefined : await serveMetrics(params.metricsAddr, services.metrics);
+      return new Manager(services, app, params, membership, tls, bound, janitor, metricsServer);
     } catch (error) {
       await app?.close().catch(() => undefined);
+      await metricsServer?.close().catch(() => undefined);
+      params.audit?.close();
       await state?.close().catch(() => undefined);
       await store.close().catch(() => undefined);
       if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
@@ -185,6 +221,8 @@ export class Manager {
     await this.janitor.stop();
     await this.membership.unregister().catch(() => undefined);
     await this.app.close();
+    await this.metricsServer?.close();
+    this.services.audit.close();
     await this.services.state.close();
     await this.params.store.close();
   }

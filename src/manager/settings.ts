@@ -16,6 +16,7 @@ import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { ExternalCaRecord } from '../store/records.js';
 import type { ClusterPatch, ClusterView, JoinTokens } from '../api/schemas.js';
+import type { Audit } from './audit.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
@@ -34,6 +35,7 @@ export interface SettingsDeps {
   dataKey: Buffer;
   /** This manager's node ID (its own certificate tells what an external CA issues). */
   nodeId: string;
+  audit: Audit;
 }
 
 /** Cluster settings and tokens. */
@@ -102,16 +104,21 @@ export class Settings {
         if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster');
         tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
       }
+    }).catch((error: unknown) => {
+      this.deps.audit.record({ action: 'cluster.update', caller, result: error });
+      throw error;
     });
     await state.refresh();
+    this.deps.audit.record({ action: 'cluster.update', caller, result: 'ok', details: { certExpiry: patch.certExpiry, externalCAs: externalCAs?.map((ca) => ca.url) } });
     if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url), ...who(caller) }, 'external CAs changed');
     if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs), ...who(caller) }, 'certificate expiry changed');
     return await this.clusterView(false);
   }
 
-  /** The current join tokens and the address to join (this manager's). */
-  joinTokens(): JoinTokens {
+  /** The current join tokens and the address to join (this manager's); who asked is audited. */
+  joinTokens(caller?: Caller): JoinTokens {
     const { tokens } = this.deps.state;
+    if (caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
     return { worker: tokens.worker, manager: tokens.manager, managerAddr: this.deps.membership.address };
   }
 
@@ -124,6 +131,7 @@ export class Settings {
       tx.put(KEYS.tokens, { ...tokens, [role]: generateJoinToken(rootDigest(ca.rootPem), random), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
     });
     await state.refresh();
+    this.deps.audit.record({ action: 'join-token.rotate', caller, target: { role }, result: 'ok' });
     logger.info({ role, ...who(caller) }, 'join token rotated');
     return this.joinTokens();
   }

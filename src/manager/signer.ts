@@ -9,6 +9,7 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole } from '../core/roles.js';
 import { loadSigningCa } from '../pki/ca.js';
+import { buildCrl, type CrlFields } from '../pki/crl.js';
 import type { ParsedCsr } from '../pki/csr.js';
 import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
 import { unseal } from '../pki/seal.js';
@@ -25,6 +26,8 @@ export interface SignRequest {
   /** Extra SANs (managers: the advertise host). */
   hosts: readonly string[];
   validityMs: number;
+  /** The CRL Distribution Point to write in (managers' own signing only). */
+  crlUrl?: string;
 }
 
 /** Signs certificates under the cluster root. */
@@ -32,6 +35,8 @@ export interface Signer {
   /** True when the root key is outside the managers. */
   readonly external: boolean;
   issue(request: SignRequest): Promise<IssuedCertificate>;
+  /** Signs a CRL under the root; absent when the root key is outside the managers (see revocation.ts). */
+  signCrl?(fields: Omit<CrlFields, 'ca'>): Buffer;
   /** Releases connections. */
   close(): Promise<void>;
 }
@@ -57,6 +62,7 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
     return {
       external: false,
       issue: async (request) => issueCertificate({ ...request, ca: signing, clock: deps.clock, random: deps.random }),
+      signCrl: (fields) => buildCrl({ ...fields, ca: signing }),
       close: async () => {},
     };
   }

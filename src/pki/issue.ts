@@ -11,7 +11,7 @@ import { ROLE_OU, type CertRole } from '../core/roles.js';
 import type { SigningCa } from './ca.js';
 import { buildCertificate, extension, keyIdentifier, randomSerial, serialHex } from './certificate.js';
 import type { ParsedCsr } from './csr.js';
-import { OID, bits, implicitPrimitive, octets, oid, seq, toPem } from './der.js';
+import { OID, bits, implicitConstructed, implicitPrimitive, octets, oid, seq, toPem } from './der.js';
 import type { KeyKind } from './keys.js';
 import { buildName } from './name.js';
 
@@ -29,6 +29,8 @@ export interface IssueRequest {
   /** Extra SANs for manager certificates: the advertise host (IP or DNS name). */
   hosts?: readonly string[];
   validityMs: number;
+  /** Where the CRL that would list this certificate is published (a CRL Distribution Point); absent: none. */
+  crlUrl?: string;
   clock: Clock;
   random: Random;
 }
@@ -83,6 +85,12 @@ function ipBytes(ip: string, family: number): Buffer {
   return out;
 }
 
+/** CRLDistributionPoints (RFC 5280 §4.2.1.13) with one point: its fullName, a URI. */
+function distributionPoint(url: string): Buffer {
+  // distributionPoint [0] (explicit: it tags a CHOICE) holding fullName [0] GeneralNames with uniformResourceIdentifier [6].
+  return seq(seq(implicitConstructed(0, [implicitConstructed(0, [implicitPrimitive(6, Buffer.from(url, 'ascii'))])])));
+}
+
 /** keyUsage bits (RFC 5280 §4.2.1.3): digitalSignature, plus keyEncipherment for RSA keys. */
 function keyUsage(kind: KeyKind): Buffer {
   return kind === 'rsa' ? bits(Buffer.of(0xa0), 5) : bits(Buffer.of(0x80), 7);
@@ -104,6 +112,7 @@ export function issueCertificate(request: IssueRequest): IssuedCertificate {
     extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, request.ca.keyId))),
   ];
   if (sans.length > 0) extensions.push(extension(OID.subjectAltName, false, generalNames(sans)));
+  if (request.crlUrl !== undefined) extensions.push(extension(OID.crlDistributionPoints, false, distributionPoint(request.crlUrl)));
   const der = buildCertificate({
     serial,
     issuer: request.ca.subjectDer,

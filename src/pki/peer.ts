@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { MusterError } from '../core/errors.js';
 import { roleFromOu, type CertRole } from '../core/roles.js';
+import { DerNode, OID, TAG } from './der.js';
 import { readNameFields } from './name.js';
 
 /** Who a verified certificate says its holder is. */
@@ -68,4 +69,16 @@ export function readPeerCertificate(params: {
     notBefore,
     notAfter,
   };
+}
+
+/** Whether a certificate (DER) carries a CRL Distribution Point: its issuer publishes a CRL that a verifier must check. */
+export function hasCrlDistributionPoint(der: Buffer): boolean {
+  try {
+    const tbs = DerNode.parse(der, (why) => new Error(why)).child(0, TAG.SEQUENCE);
+    const wrapped = tbs.children().find((c) => c.tag === 0xa3);
+    if (wrapped === undefined) return false;
+    return wrapped.inner().children().some((ext) => ext.child(0).oid() === OID.crlDistributionPoints);
+  } catch {
+    return false;
+  }
 }

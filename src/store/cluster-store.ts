@@ -13,7 +13,7 @@
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import { CaRecord, CertificateRecord, ClusterRecord, ManagerRegistration, ManagersRecord, NodeRecord, SCHEMA_VERSION, TokensRecord } from './records.js';
+import { CaRecord, CertificateRecord, ClusterRecord, CrlRecord, ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
 
 /** A record and the store revision that last changed it. */
 export interface Entry<T> {
@@ -51,8 +51,11 @@ export const KEYS = {
   ca: ref('meta/ca', CaRecord),
   tokens: ref('meta/tokens', TokensRecord),
   managers: ref('meta/managers', ManagersRecord),
+  crl: ref('meta/crl', CrlRecord),
   nodes: space('nodes/', NodeRecord),
   certificates: space('certs/', CertificateRecord),
+  scopedTokens: space('jointokens/', ScopedTokenRecord),
+  revoked: space('revoked/', RevokedRecord),
 } as const;
 
 /** A raw change as the backend reports it: the new value, or undefined for a deletion. */

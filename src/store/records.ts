@@ -13,6 +13,8 @@ export const SCHEMA_VERSION = 2;
 const Schema = Type.Literal(SCHEMA_VERSION);
 const Millis = Type.Integer({ minimum: 0 });
 const Role = Type.Union([Type.Literal('worker'), Type.Literal('manager')]);
+/** The role a certificate names: a node role, or an API user. */
+const CertRole = Type.Union([Role, Type.Literal('admin')]);
 
 
 /** A secret sealed under the cluster data key (AES-256-GCM): nonce and ciphertext with its tag, base64. */
@@ -79,6 +81,10 @@ export const NodeRecord = Type.Object({
   managerAddr: Type.Optional(Type.String()),
   removed: Type.Boolean(),
   removedAt: Type.Optional(Millis),
+  /** The scoped join token the node joined with (its ID), when it was one. */
+  joinToken: Type.Optional(Type.String()),
+  /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
+  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role }))),
 });
 export type NodeRecord = Type.Static<typeof NodeRecord>;
 
@@ -92,7 +98,7 @@ export const CertificateRecord = Type.Object({
   serial: Type.String(),
   /** The node ID, or the API user's name. */
   subject: Type.String(),
-  role: Type.Union([Role, Type.Literal('admin')]),
+  role: CertRole,
   kind: IssueKind,
   issuedAt: Millis,
   notBefore: Millis,
@@ -114,3 +120,54 @@ export const ManagerRegistration = Type.Object({
   startedAt: Millis,
 });
 export type ManagerRegistration = Type.Static<typeof ManagerRegistration>;
+
+/** An extra join token (`join-token create`): its role, limits and the labels it gives; only a hash of the token is kept. */
+export const ScopedTokenRecord = Type.Object({
+  schema: Schema,
+  id: Type.String(),
+  role: Role,
+  /** SHA-256 of the whole token, hex. */
+  secretHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  createdAt: Millis,
+  /** Refused from this instant on; absent: never expires. */
+  expiresAt: Type.Optional(Millis),
+  /** Joins it was created for, and how many are left; absent: unlimited. */
+  uses: Type.Optional(Type.Integer({ minimum: 1 })),
+  usesLeft: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Labels every node that joins with it gets (they win over the node's own). */
+  labels: Labels,
+  /** Who created it (CN of the caller). */
+  createdBy: Type.Optional(Type.String()),
+  lastUsedAt: Type.Optional(Millis),
+});
+export type ScopedTokenRecord = Type.Static<typeof ScopedTokenRecord>;
+
+/** Why a certificate was revoked (RFC 5280 §5.3.1 reason codes muster uses). */
+export const RevocationReason = Type.Union([
+  Type.Literal('keyCompromise'),
+  Type.Literal('cessationOfOperation'),
+  Type.Literal('privilegeWithdrawn'),
+  Type.Literal('superseded'),
+]);
+export type RevocationReason = Type.Static<typeof RevocationReason>;
+
+/** One entry of the denylist the CRL is signed from; deleted once the certificate has expired. */
+export const RevokedRecord = Type.Object({
+  schema: Schema,
+  serial: Type.String(),
+  /** The node ID or API user the certificate names. */
+  subject: Type.String(),
+  role: CertRole,
+  notAfter: Millis,
+  revokedAt: Millis,
+  reason: RevocationReason,
+});
+export type RevokedRecord = Type.Static<typeof RevokedRecord>;
+
+/**
+ * The CRL's number and issue time: bumped in every transaction that changes
+ * the denylist, and when the last CRL is due for renewal. `changedAt` is the
+ * number of the last change of the list itself: nodes fetch again only then.
+ */
+export const CrlRecord = Type.Object({ schema: Schema, number: Type.Integer({ minimum: 0 }), thisUpdate: Millis, changedAt: Type.Integer({ minimum: 0 }) });
+export type CrlRecord = Type.Static<typeof CrlRecord>;

@@ -90,7 +90,7 @@ describe('join-token', () => {
     expect(fresh).not.toBe(old);
     const refused = await runMuster(['join', '--token', old, address, '--data-dir', scratch.path('stale-node')]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/error: the join token was not accepted\nhint: the token may have been rotated or belong to another cluster/);
+    expect(refused.stderr).toMatch(/error: the join token was not accepted\nhint: the token may have been rotated, expired, used up, or belong to another cluster/);
     expect(existsSync(join(scratch.path('stale-node'), 'node.json'))).toBe(false);
     const joined = runInProcess(['join', '--token', fresh, address, '--data-dir', scratch.path('fresh-node')]);
     await joined.ready;

@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readCaRecord } from '../helpers/store-files.js';
 import { startCfssl, type CfsslServer } from '../helpers/cfssl.js';
 import { runInProcess, type InProcessRun } from '../helpers/cli.js';
+import { curl } from '../helpers/curl.js';
 import { opensslStatus, x509Text } from '../helpers/openssl.js';
 import { testScope } from '../helpers/scope.js';
 
@@ -68,6 +69,14 @@ describe('muster init --external-ca against cfssl serve', () => {
     node.renew();
     await node.waitFor(/renewed until/);
     expect(signatures(cfssl)).toBe(before + 1);
+  });
+
+  it('publishes no CRL (the root key is the CA\'s), and its certificates name none, so nodes join without one', async () => {
+    const answer = await curl(['-k', `https://${address}/v1/crl`]);
+    expect(answer.status).toBe(404);
+    expect(answer.json().code).toBe('CRL_UNAVAILABLE');
+    const certFile = join(m, 'certificates', 'node.crt');
+    expect(opensslStatus(['x509', '-in', certFile, '-noout', '-ext', 'crlDistributionPoints']).output).not.toMatch(/URI:/);
   });
 
   it('API users are signed by cfssl with the client profile: clientAuth only', async () => {

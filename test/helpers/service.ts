@@ -5,6 +5,7 @@ import { FakeClock } from '../../src/core/clock.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { foundCluster, type ExternalCaSpec } from '../../src/manager/founding.js';
+import { memoryAuditSink } from '../../src/manager/audit.js';
 import { buildServices } from '../../src/manager/manager.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
@@ -58,12 +59,15 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
     ...(options.externalCAs === undefined ? {} : { externalCAs: options.externalCAs }),
   });
   const bundle: ManagerBundle | undefined = options.shared === true ? { etcd: { endpoints: ['127.0.0.1:2379'] }, dataKey: dataKey.toString('base64') } : undefined;
-  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle });
+  const audit = memoryAuditSink();
+  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle, audit });
   await membership.register();
   return {
     ...services,
     services,
     membership,
+    /** The audit lines written so far. */
+    auditLines: audit.lines,
     store,
     clock,
     logger,

@@ -95,9 +95,9 @@ describe('the janitor', () => {
     expect(await t.store.get(KEYS.nodes.ref(nodeB))).toBeUndefined();
     expect((await t.inventory.listNodes({ all: true })).nodes.map((n) => n.hostname).sort()).toEqual(['a', 'manager-1']);
     expect(sweepLogs()).toEqual([
-      { nodes: 0, certificates: 1 },
-      { nodes: 0, certificates: 2 },
-      { nodes: 1, certificates: 0 },
+      { nodes: 0, certificates: 1, tokens: 0, revoked: 0 },
+      { nodes: 0, certificates: 2, tokens: 0, revoked: 0 },
+      { nodes: 1, certificates: 0, tokens: 0, revoked: 0 },
     ]);
 
     await nextSweep(); // 181 minutes: bob's expired
@@ -148,9 +148,9 @@ describe('the janitor', () => {
     }) as ClusterStore;
     const swept = await new Janitor({ store: racing, membership: t.membership, clock: t.clock, logger: t.logger, renewGraceMs: () => GRACE_MS }).sweep();
     expect(raced).toBe(true);
-    expect(swept).toEqual({ nodes: 1, certificates: 2 }); // b1 and alice; a1 changed meanwhile
+    expect(swept).toEqual({ nodes: 1, certificates: 2, tokens: 0, revoked: 0 }); // b1 and alice; a1 changed meanwhile
     expect(await certificatesLeft()).toEqual(['a1', 'a2', 'bob', 'manager']);
-    expect(await janitor.sweep()).toEqual({ nodes: 0, certificates: 1 }); // the next sweep takes it
+    expect(await janitor.sweep()).toEqual({ nodes: 0, certificates: 1, tokens: 0, revoked: 0 }); // the next sweep takes it
   });
 
   it('pages through thousands of records in chunks of 500 and deletes them 100 to a transaction', async () => {
@@ -158,7 +158,7 @@ describe('the janitor', () => {
     await seedNodes(t.store, removed, { certificates: true });
     const list = vi.spyOn(t.store, 'list');
     const commit = vi.spyOn(t.store, 'commit');
-    expect(await janitor.sweep()).toEqual({ nodes: 1_250, certificates: 1_250 });
+    expect(await janitor.sweep()).toEqual({ nodes: 1_250, certificates: 1_250, tokens: 0, revoked: 0 });
     expect(list.mock.calls.every(([, page]) => page?.limit === 500)).toBe(true);
     const deletes = commit.mock.calls.map(([txn]) => txn.deletes.length);
     expect(Math.max(...deletes)).toBe(100);

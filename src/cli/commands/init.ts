@@ -27,7 +27,7 @@ import { checkBindable } from '../bind-check.js';
 import { readRoot } from '../ca-files.js';
 import type { CliContext } from '../context.js';
 import { openStore } from '../open-store.js';
-import { act, collect, logLevelOption, type Done } from '../options.js';
+import { act, collect, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
 
@@ -35,6 +35,8 @@ import { layoutFor, readEnv } from '../settings.js';
 export interface InitFlags {
   dataDir?: string;
   listenAddr?: string;
+  auditLog?: string;
+  metricsAddr?: string;
   advertiseAddr?: string;
   certExpiry?: string;
   caCert?: string;
@@ -167,7 +169,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     }
   })();
   logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: spec.kind }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster initialized: current node' });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster initialized: current node', auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
 }
 
 /** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
@@ -176,12 +178,12 @@ export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<numb
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) return initCommand(ctx, flags);
   ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
 }
 
 /** Adds the options of init and up. */
 function initOptions(command: Command): Command {
-  return command
+  return withManagerOptions(command
     .option('--data-dir <dir>', 'where the cluster state goes')
     .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
     .option('--advertise-addr <host[:port]>', "address nodes use to reach this manager (default: the listen host, or the default route's address when listening on all interfaces)")
@@ -193,7 +195,7 @@ function initOptions(command: Command): Command {
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
     .option('--store-key <file>', 'client key for etcd')
-    .addOption(logLevelOption());
+    .addOption(logLevelOption()));
 }
 
 /** Registers init and up. */

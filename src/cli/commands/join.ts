@@ -17,7 +17,7 @@ import { advertiseFor } from '../advertise.js';
 import type { CliContext } from '../context.js';
 import { clearForRejoin } from '../node-files.js';
 import { paint } from '../output.js';
-import { act, collect, logLevelOption, type Done } from '../options.js';
+import { act, collect, logLevelOption, parseLabels, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
 
@@ -28,20 +28,12 @@ export interface JoinFlags {
   dataDir?: string;
   label?: string[];
   listenAddr?: string;
+  auditLog?: string;
+  metricsAddr?: string;
   advertiseAddr?: string;
   logLevel?: string;
   /** Replace a node this data dir holds (removed, left, or expired past the grace). */
   force?: boolean;
-}
-
-function parseLabels(items: string[]): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const item of items) {
-    const eq = item.indexOf('=');
-    if (eq <= 0) throw new MusterError('USAGE', `a label is KEY=VALUE, got '${item.slice(0, 80)}'`);
-    labels[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return labels;
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -115,12 +107,12 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
 }
 
 /** Registers join. */
 export function registerJoin(program: Command, ctx: CliContext, done: Done): void {
-  program
+  withManagerOptions(program
     .command('join')
     .description('join a cluster with a join token, then keep this node’s certificate fresh')
     .argument('[token]', "the join token, or '-' to read it from standard input (better: --token-file or MUSTER_TOKEN)")
@@ -132,7 +124,7 @@ export function registerJoin(program: Command, ctx: CliContext, done: Done): voi
     .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
     .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
     .option('--force', 'replace a node this data dir holds (removed, left, or expired past the grace)')
-    .addOption(logLevelOption())
+    .addOption(logLevelOption()))
     .action(
       act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>
         joinCommand(ctx, [first, second].filter((x): x is string => x !== undefined), options),

@@ -117,10 +117,10 @@ async function nodeInspectCommand(ctx: CliContext, ref: string, flags: ConnectFl
 }
 
 /** `muster node rm [-f] REF` (`self` is this host's node; /v1/nodes/self would be a leave). */
-async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFlags & { force?: boolean }): Promise<number> {
+async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFlags & { force?: boolean; revokeAll?: boolean }): Promise<number> {
   return withConnection(ctx, flags, async ({ client, local }) => {
     if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
-    const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true);
+    const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true, flags.revokeAll === true);
     ctx.stdout.write(`Node ${node.id} removed; its certificate is refused from now on.\n`);
     return 0;
   });
@@ -157,8 +157,15 @@ export function registerNode(program: Command, ctx: CliContext, done: Done): voi
   withConnectFlags(node.command('inspect').description('show one node as JSON').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeInspectCommand(ctx, id, connectFlags(options))),
   );
-  withConnectFlags(node.command('rm').description('remove a node; its certificate is refused from then on').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname').option('-f, --force', 'remove a node that is still active')).action(
-    run((id: string, options: Record<string, unknown>) => nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true })),
+  withConnectFlags(
+    node
+      .command('rm')
+      .description('remove a node; its certificate is refused from then on and listed on the CRL')
+      .argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')
+      .option('-f, --force', 'remove a node that is still active')
+      .option('--revoke-all', "after a key compromise: list every still-valid certificate of the node on the CRL, not only its current one"),
+  ).action(
+    run((id: string, options: Record<string, unknown>) => nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true, revokeAll: options.revokeAll === true })),
   );
   withConnectFlags(node.command('promote').description('make a worker a manager').argument('<node>', 'a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'manager', connectFlags(options))),

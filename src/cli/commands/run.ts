@@ -1,7 +1,7 @@
 /** `muster run`: restart the node (manager or worker) in a data dir, in the foreground. */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { act, logLevelOption, type Done } from '../options.js';
+import { act, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { serveNode } from '../serve.js';
 import { layoutFor } from '../settings.js';
 
@@ -11,21 +11,23 @@ export interface RunFlags {
   listenAddr?: string;
   advertiseAddr?: string;
   logLevel?: string;
+  auditLog?: string;
+  metricsAddr?: string;
 }
 
 /** `muster run`: restart whatever this data dir holds. */
 export function runCommand(ctx: CliContext, flags: RunFlags): Promise<number> {
-  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr });
+  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
 }
 
 /** Registers run. */
 export function registerRun(program: Command, ctx: CliContext, done: Done): void {
-  program
+  withManagerOptions(program
     .command('run')
     .description('restart the node (manager or worker) in a data dir')
     .option('--data-dir <dir>', 'the node data dir')
     .option('--listen-addr <host:port>', 'where a manager listens (default: $MUSTER_LISTEN_ADDR, else as before)')
     .option('--advertise-addr <host[:port]>', 'the address nodes reach this manager on (default: as before)')
-    .addOption(logLevelOption())
+    .addOption(logLevelOption()))
     .action(act(done)((options: RunFlags) => runCommand(ctx, options)));
 }

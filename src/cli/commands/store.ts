@@ -44,11 +44,11 @@ async function readOptional(file: string | undefined): Promise<string | undefine
 /** Every record of the embedded store, meta records last (their presence marks a complete copy). */
 async function readAll(store: ClusterStore): Promise<{ key: string; value: unknown }[]> {
   const records: { key: string; value: unknown }[] = [];
-  const spaces: Space<TSchema>[] = [KEYS.nodes, KEYS.certificates];
+  const spaces: Space<TSchema>[] = [KEYS.nodes, KEYS.certificates, KEYS.scopedTokens, KEYS.revoked];
   for (const space of spaces) {
     for (const entry of await store.list(space)) records.push({ key: space.ref(entry.id).key, value: entry.value });
   }
-  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.cluster];
+  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.cluster];
   for (const ref of refs) {
     const entry = await store.get(ref);
     if (entry !== undefined) records.push({ key: ref.key, value: entry.value });

@@ -1,5 +1,7 @@
-/** Routes of the CA server: the root, joins, renewals, API users. */
+/** Routes of the CA server: the root, joins, renewals, API users, the CRL and the certificate inventory. */
 import {
+  CertificateList,
+  CertificatesQuery,
   ErrorResponses,
   JoinPreflight,
   JoinPreflightRequest,
@@ -12,11 +14,13 @@ import {
   UserResponse,
   UserRevoked,
 } from '../../api/schemas.js';
+import { CRL_PEM_LABEL } from '../../pki/crl.js';
+import { toPem } from '../../pki/der.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the CA routes. */
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
-  const { caServer, state } = services;
+  const { caServer, state, revocations, inventory } = services;
 
   app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
 
@@ -36,6 +40,19 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...ErrorResponses } } }, async (request) =>
     caServer.issueUser(request.body, callerOf(request)),
   );
+
+  // The CRL is public, as the root is: verifiers outside the cluster fetch it without a certificate.
+  app.get(ROUTES.crl, async (request, reply) => {
+    const crl = await revocations.crl();
+    const pem = request.query !== null && typeof request.query === 'object' && (request.query as Record<string, unknown>).format === 'pem';
+    void reply.header('cache-control', 'max-age=60');
+    return pem ? reply.type('application/x-pem-file').send(toPem(crl.der, CRL_PEM_LABEL)) : reply.type('application/pkix-crl').send(crl.der);
+  });
+
+  app.get(ROUTES.certificates, { config: { allow: ADMINS }, schema: { querystring: CertificatesQuery, response: { 200: CertificateList, ...ErrorResponses } } }, async (request) => {
+    const { limit, after } = request.query;
+    return inventory.listCertificates({ ...(after === undefined ? {} : { after }), ...(limit === undefined ? {} : { limit: Number(limit) }) });
+  });
 
   app.delete(ROUTES.user, { config: { allow: ADMINS }, schema: { params: UserParams, response: { 200: UserRevoked, ...ErrorResponses } } }, async (request) =>
     caServer.revokeUser(request.params.name, callerOf(request)),

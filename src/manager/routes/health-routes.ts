@@ -1,7 +1,7 @@
-/** GET /healthz: for load balancers and `muster status`; no authentication, no secrets. */
+/** GET /healthz: for load balancers and `muster status`; no authentication, no secrets. GET /metrics: for managers and admins. */
 import { KEYS } from '../../store/cluster-store.js';
 import { ErrorResponses, Health, ROUTES } from '../../api/schemas.js';
-import type { RoutesPlugin } from './route-kit.js';
+import { ADMINS, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the health route: 200 when the store answers, 503 when it does not (the manager itself is up either way). */
 export const healthRoutes: RoutesPlugin = async (app, { services }) => {
@@ -14,5 +14,13 @@ export const healthRoutes: RoutesPlugin = async (app, { services }) => {
     }
     const health: Health = { status: store === 'ok' ? 'ok' : 'degraded', role: 'manager', store };
     return reply.code(store === 'ok' ? 200 : 503).send(health);
+  });
+};
+
+/** Registers GET /metrics (Prometheus text format), for manager and admin certificates. */
+export const metricsRoutes: RoutesPlugin = async (app, { services }) => {
+  app.get(ROUTES.metrics, { config: { allow: ADMINS } }, async (_request, reply) => {
+    const { contentType, body } = await services.metrics.text();
+    return reply.type(contentType).send(body);
   });
 };

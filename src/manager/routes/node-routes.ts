@@ -20,7 +20,7 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   );
 
   app.delete(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.removeNode(request.params.id, { force: isYes(request.query.force) }, callerOf(request)),
+    inventory.removeNode(request.params.id, { force: isYes(request.query.force), revokeAll: isYes(request.query.revokeAll) }, callerOf(request)),
   );
 
   app.post(ROUTES.promote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>

@@ -9,6 +9,10 @@ import type { CaServer } from '../ca-server.js';
 import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
 import type { Settings } from '../settings.js';
+import type { Audit } from '../audit.js';
+import type { Metrics } from '../metrics.js';
+import type { Revocations } from '../revocation.js';
+import type { ScopedTokens } from '../scoped-tokens.js';
 import type { ClusterStore } from '../../store/cluster-store.js';
 
 /** The services the routes call. */
@@ -20,6 +24,10 @@ export interface Services {
   caServer: CaServer;
   inventory: Inventory;
   settings: Settings;
+  scopedTokens: ScopedTokens;
+  revocations: Revocations;
+  metrics: Metrics;
+  audit: Audit;
 }
 
 /** A route plugin: registers routes that call the services. */

@@ -1,0 +1,160 @@
+/**
+ * Revocation: the store's denylist (`revoked/<serial>`) and the CRL signed
+ * from it. A revocation adds its entries and bumps the CRL number in one
+ * transaction, so every manager signs the same list for the same number.
+ * An entry is deleted once its certificate has expired (the number bumps
+ * again): the list never holds more than the certificates still valid,
+ * where Swarm's removed-node list grows for ever (moby/moby#36792).
+ *
+ * Every manager signs the CRL itself, for the current number, and keeps it
+ * until the number changes. A CRL is valid for CRL_LIFETIME_MS; the first
+ * fetch after half of that has passed issues the next one. With an external
+ * CA there is no CRL: signing one would mean sending the root key to the CA
+ * (cfssl's gencrl takes the key in the request), which is what an external
+ * CA exists to avoid. Its revocation is the external CA's own.
+ */
+import type { Clock } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { CertRole } from '../core/roles.js';
+import type { CrlEntry } from '../pki/crl.js';
+import { KEYS, Tx, transact, type ClusterStore } from '../store/cluster-store.js';
+import { SCHEMA_VERSION, type CrlRecord, type NodeRecord, type RevocationReason, type RevokedRecord } from '../store/records.js';
+import type { ClusterState } from './cluster-state.js';
+
+/** How long a CRL is valid (its nextUpdate is thisUpdate plus this). */
+export const CRL_LIFETIME_MS = 60 * 60_000;
+/**
+ * A CRL older than this is replaced at the next fetch: a node whose clock is
+ * up to CRL_LIFETIME_MS - CRL_REFRESH_AFTER_MS ahead still finds it fresh.
+ */
+export const CRL_REFRESH_AFTER_MS = 10 * 60_000;
+/** Entries deleted per transaction (etcd allows 128 operations in one). */
+const DELETES_PER_TXN = 100;
+
+/** A certificate to put on the denylist. */
+export interface Revoke {
+  serial: string;
+  subject: string;
+  role: CertRole;
+  notAfter: number;
+}
+
+/** A signed CRL and what it was signed from. */
+export interface SignedCrl {
+  der: Buffer;
+  number: number;
+  thisUpdate: number;
+  nextUpdate: number;
+  serials: ReadonlySet<string>;
+}
+
+/** The certificates of a node that are still valid: its current one and those it superseded. */
+export function validCertificatesOf(node: NodeRecord, now: number): Revoke[] {
+  const current = { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
+  return [current, ...(node.superseded ?? [])].filter((c) => c.notAfter > now).map((c) => ({ ...c, subject: node.id }));
+}
+
+/** The node's superseded list after it was issued `next`: the previous certificate added, expired ones dropped. */
+export function supersede(node: NodeRecord, now: number): NodeRecord['superseded'] {
+  const previous = { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
+  return [...(node.superseded ?? []), previous].filter((c) => c.notAfter > now);
+}
+
+/** The denylist and the CRL. */
+export class Revocations {
+  private signed: SignedCrl | undefined;
+  private pending: Promise<SignedCrl> | undefined;
+
+  constructor(private readonly deps: { store: ClusterStore; state: ClusterState; clock: Clock; logger: Logger }) {}
+
+  /** Puts `certs` on the denylist within `tx` and moves the CRL on; expired ones are skipped. Returns the serials listed. */
+  async revoke(tx: Tx, certs: readonly Revoke[], reason: RevocationReason): Promise<string[]> {
+    const now = this.deps.clock.now();
+    const live = certs.filter((c) => c.notAfter > now);
+    if (live.length === 0) return [];
+    for (const cert of live) {
+      const record: RevokedRecord = { schema: SCHEMA_VERSION, serial: cert.serial, subject: cert.subject, role: cert.role, notAfter: cert.notAfter, revokedAt: now, reason };
+      tx.put(KEYS.revoked.ref(cert.serial), record);
+    }
+    await this.bump(tx, now, true);
+    return live.map((c) => c.serial);
+  }
+
+  /**
+   * The number of the last change to the list: a node holding a CRL of this
+   * number or newer knows every revocation. Undefined when the cluster
+   * publishes no CRL.
+   */
+  get number(): number | undefined {
+    if (this.deps.state.signer.signCrl === undefined) return undefined;
+    return this.deps.state.crl?.changedAt ?? 0;
+  }
+
+  /** The current CRL, signed by this manager; CRL_UNAVAILABLE with an external CA. */
+  async crl(): Promise<SignedCrl> {
+    if (this.deps.state.signer.signCrl === undefined) throw new MusterError('CRL_UNAVAILABLE');
+    const now = this.deps.clock.now();
+    const record = this.deps.state.crl;
+    const signed = this.signed;
+    const fresh = record !== undefined && now - record.thisUpdate < CRL_REFRESH_AFTER_MS;
+    if (fresh && signed !== undefined && signed.number === record.number) return signed;
+    this.pending ??= this.build(fresh ? record : undefined).finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  /**
+   * Deletes the entries of certificates that have expired and moves the CRL
+   * on if it changed or is due; returns how many entries went. The janitor
+   * calls this on the leader; a CRL fetch does the same when it is due.
+   */
+  async prune(): Promise<number> {
+    const { store, clock } = this.deps;
+    const now = clock.now();
+    const expired = (await store.list(KEYS.revoked)).filter((e) => e.value.notAfter <= now);
+    let deleted = 0;
+    do {
+      const batch = expired.splice(0, DELETES_PER_TXN);
+      const record = await transact(store, async (tx) => {
+        for (const entry of batch) {
+          const ref = KEYS.revoked.ref(entry.id);
+          tx.assume(ref, entry);
+          tx.delete(ref);
+        }
+        const current = await tx.get(KEYS.crl);
+        if (batch.length === 0 && current !== undefined && now - current.thisUpdate < CRL_REFRESH_AFTER_MS) return current;
+        return this.bump(tx, now, batch.length > 0);
+      });
+      deleted += batch.length;
+      await this.deps.state.refresh();
+      if (this.deps.state.crl === undefined || this.deps.state.crl.number < record.number) throw new MusterError('STORE_UNAVAILABLE', 'the CRL record did not read back');
+    } while (expired.length > 0);
+    return deleted;
+  }
+
+  /** Signs the CRL for the stored record (after a prune when it is due). */
+  private async build(due: CrlRecord | undefined): Promise<SignedCrl> {
+    const { store, state, clock } = this.deps;
+    if (due === undefined) await this.prune();
+    const record = state.crl ?? { number: 0, thisUpdate: clock.now(), changedAt: 0 };
+    const listed = (await store.list(KEYS.revoked)).map((e) => e.value);
+    const entries: CrlEntry[] = listed.map((r) => ({ serial: r.serial, revokedAt: r.revokedAt, reason: r.reason }));
+    const nextUpdate = record.thisUpdate + CRL_LIFETIME_MS;
+    const der = state.signer.signCrl!({ number: record.number, thisUpdate: record.thisUpdate, nextUpdate, entries });
+    const signed: SignedCrl = { der, number: record.number, thisUpdate: record.thisUpdate, nextUpdate, serials: new Set(listed.map((r) => r.serial)) };
+    // A store change may have raced the listing: keep it only if the number is still the one signed.
+    if (state.crl === undefined || state.crl.number === record.number) this.signed = signed;
+    return signed;
+  }
+
+  /** The next CRL record, written within `tx`; `changed` when the list itself changes. */
+  private async bump(tx: Tx, now: number, changed: boolean): Promise<CrlRecord> {
+    const current = await tx.get(KEYS.crl);
+    const number = (current?.number ?? 0) + 1;
+    const next: CrlRecord = { schema: SCHEMA_VERSION, number, thisUpdate: now, changedAt: changed ? number : (current?.changedAt ?? 0) };
+    tx.put(KEYS.crl, next);
+    return next;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * The denylist and the signed CRL (issue 17): removed nodes, revoked API
+ * users, demoted managers' manager certificates and, with --revoke-all,
+ * superseded certificates are listed; `openssl crl -verify` and `openssl
+ * verify -crl_check` accept the CRL; entries leave it (and the store) when
+ * their certificates expire, so the list is bounded by what is still valid.
+ */
+import { X509Certificate } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Caller } from '../../src/manager/authoriser.js';
+import { CRL_LIFETIME_MS, CRL_REFRESH_AFTER_MS } from '../../src/manager/revocation.js';
+import { CRL_PEM_LABEL, parseCrl } from '../../src/pki/crl.js';
+import { toPem } from '../../src/pki/der.js';
+import { KEYS } from '../../src/store/cluster-store.js';
+import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+
+const scratch = scratchDir('muster-crl-');
+let t: TestCluster;
+let admin: Caller;
+let rootFile: string;
+beforeAll(async () => {
+  t = await foundTestCluster({ shared: true, certExpiryMs: 24 * HOUR });
+  admin = await t.authoriser.authorize(t.managerCert, ['manager', 'admin']);
+  rootFile = scratch.write('root.pem', t.state.root.pem);
+});
+afterAll(async () => {
+  await t.cleanup();
+  scratch.cleanup();
+});
+
+let files = 0;
+const write = (text: string | Buffer): string => scratch.write(`f${files++}.pem`, text);
+const crlNow = async () => parseCrl((await t.revocations.crl()).der, new X509Certificate(t.state.root.pem));
+const crlFile = async (): Promise<string> => write(toPem((await t.revocations.crl()).der, CRL_PEM_LABEL));
+
+async function joinNode(role: 'worker' | 'manager' = 'worker') {
+  const tokens = t.settings.joinTokens();
+  const response = await t.caServer.join({ token: tokens[role], csr: freshCsr().csr, managerAddr: '127.0.0.9:4377' }, '10.0.0.1');
+  return { id: response.nodeId, certPem: response.certificate, serial: new X509Certificate(response.certificate).serialNumber };
+}
+
+async function renew(id: string, certPem: string) {
+  const caller = await t.authoriser.authorize(new X509Certificate(certPem), ['manager', 'worker'], { expiredWithinGrace: true });
+  const response = await t.caServer.renew(caller, { csr: freshCsr().csr });
+  return { certPem: response.certificate, serial: new X509Certificate(response.certificate).serialNumber, id };
+}
+
+describe('the CRL', () => {
+  it('starts empty, verifies with openssl, and names a distribution point in every certificate the managers sign', async () => {
+    const empty = await crlNow();
+    expect(empty.serials.size).toBe(0);
+    const check = opensslStatus(['crl', '-in', await crlFile(), '-CAfile', rootFile, '-noout', '-verify']);
+    expect(check.output).toMatch(/verify OK/);
+    const worker = await joinNode();
+    const text = opensslStatus(['x509', '-in', write(worker.certPem), '-noout', '-ext', 'crlDistributionPoints']).output;
+    expect(text).toMatch(/URI:https:\/\/127\.0\.0\.1:4377\/v1\/crl/);
+  });
+
+  it("lists a removed node's certificate and a revoked API user's; openssl verify -crl_check refuses both and accepts the others", async () => {
+    const removed = await joinNode();
+    const kept = await joinNode();
+    await t.inventory.removeNode(removed.id, { force: true }, admin);
+    const user = await t.caServer.issueUser({ name: 'alice', csr: freshCsr().csr }, admin);
+    const userSerial = new X509Certificate(user.certificate).serialNumber;
+    const before = (await crlNow()).number;
+    await t.caServer.revokeUser('alice', admin);
+    const crl = await crlNow();
+    expect(crl.number).toBeGreaterThan(before);
+    expect([...crl.serials].sort()).toEqual([removed.serial, userSerial].sort());
+    expect(crl.entries.find((e) => e.serial === removed.serial)?.reason).toBe('cessationOfOperation');
+    expect(crl.entries.find((e) => e.serial === userSerial)?.reason).toBe('privilegeWithdrawn');
+
+    const file = await crlFile();
+    expect(opensslStatus(['crl', '-in', file, '-CAfile', rootFile, '-noout', '-verify']).output).toMatch(/verify OK/);
+    const text = opensslStatus(['crl', '-in', file, '-noout', '-text']).output;
+    expect(text).toContain(`Serial Number: ${removed.serial}`);
+    expect(text).toContain(`Serial Number: ${userSerial}`);
+    const verify = (pem: string) => opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-CRLfile', file, write(pem)]);
+    expect(verify(removed.certPem).output).toMatch(/certificate revoked/);
+    expect(verify(user.certificate).output).toMatch(/certificate revoked/);
+    const ok = verify(kept.certPem);
+    expect(ok.output).toMatch(/OK/);
+    expect(ok.status).toBe(0);
+  });
+
+  it("lists a demoted manager's manager certificates, not its worker one", async () => {
+    const manager = await joinNode('manager');
+    await t.inventory.setRole(manager.id, 'worker', admin);
+    const renewed = await renew(manager.id, manager.certPem);
+    const crl = await crlNow();
+    expect(crl.serials.has(manager.serial)).toBe(true);
+    expect(crl.entries.find((e) => e.serial === manager.serial)?.reason).toBe('privilegeWithdrawn');
+    expect(crl.serials.has(renewed.serial)).toBe(false);
+  });
+
+  it('node rm lists the current certificate; --revoke-all every still-valid one, as a key compromise', async () => {
+    const a = await joinNode();
+    const a2 = await renew(a.id, a.certPem);
+    const b = await joinNode();
+    const b2 = await renew(b.id, b.certPem);
+    expect((await t.store.get(KEYS.nodes.ref(b.id)))!.value.superseded?.map((s) => s.serial)).toEqual([b.serial]);
+    await t.inventory.removeNode(a.id, { force: true }, admin);
+    await t.inventory.removeNode(b.id, { force: true, revokeAll: true }, admin);
+    const crl = await crlNow();
+    expect(crl.serials.has(a2.serial)).toBe(true);
+    expect(crl.serials.has(a.serial)).toBe(false);
+    expect(crl.serials.has(b2.serial) && crl.serials.has(b.serial)).toBe(true);
+    expect(crl.entries.find((e) => e.serial === b.serial)?.reason).toBe('keyCompromise');
+  });
+
+  it('is valid for an hour and re-issued with a higher number once it is older than the refresh age', async () => {
+    const first = await crlNow();
+    expect(first.nextUpdate - first.thisUpdate).toBe(CRL_LIFETIME_MS);
+    expect((await crlNow()).number).toBe(first.number); // cached: same number
+    t.clock.advance(CRL_REFRESH_AFTER_MS + 1000);
+    const next = await crlNow();
+    expect(next.number).toBe(first.number + 1);
+    expect(next.thisUpdate).toBeGreaterThan(first.thisUpdate);
+    expect([...next.serials].sort()).toEqual([...first.serials].sort());
+    // A refresh alone does not make nodes fetch again: the list did not change.
+    expect(t.revocations.number).toBeLessThan(next.number);
+  });
+
+  it('drops entries, from the CRL and the store, once their certificates have expired', async () => {
+    const listed = (await t.store.list(KEYS.revoked)).length;
+    expect(listed).toBeGreaterThan(0);
+    t.clock.advance(25 * HOUR); // every certificate issued so far (24h) has expired
+    const crl = await crlNow();
+    expect(crl.serials.size).toBe(0);
+    expect(await t.store.list(KEYS.revoked)).toHaveLength(0);
+    expect(t.revocations.number).toBe(crl.number); // the list changed: nodes fetch it
+  });
+
+  it('the audit trail has the removals, the revocation and the demotion with their serials', () => {
+    const lines = t.auditLines.map((l) => JSON.parse(l) as { action: string; serials?: string[]; actor: { cn?: string } });
+    for (const action of ['node.rm', 'user.revoke', 'node.demote']) {
+      const line = lines.find((l) => l.action === action);
+      expect(line?.actor.cn).toBe(t.managerId);
+      expect(line?.serials?.length).toBeGreaterThan(0);
+    }
+  });
+});
