@@ -5,13 +5,12 @@
  * certificate that still chains to the root; without this check it could
  * pose as a manager to joining nodes and collect their tokens.
  */
-import { X509Certificate } from 'node:crypto';
 import type { ApiClient } from '../api/client.js';
 import { revokedManager } from '../api/client.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import { parseCrl, type ParsedCrl } from '../pki/crl.js';
-import { hasCrlDistributionPoint } from '../pki/peer.js';
+import { hasCrlDistributionPoint, readBundle } from '../pki/peer.js';
 
 /** A checked CRL, and whether the manager that served it is on it. */
 export interface CheckedCrl {
@@ -35,12 +34,18 @@ export async function fetchCheckedCrl(client: ApiClient, rootPem: string, clock:
     if (!names) return { crl: undefined, managerRevoked: false };
     throw new MusterError('CRL_INVALID', `the manager at ${address} serves no CRL, though its certificate names one`);
   }
-  let crl: ParsedCrl;
-  try {
-    crl = parseCrl(der, new X509Certificate(rootPem));
-  } catch (error) {
-    throw new MusterError('CRL_INVALID', `the CRL from ${address} is not one the cluster root signed: ${(error as Error).message}`);
+  // Signed by one of the trusted roots (the old one, while a root rotation runs).
+  let crl: ParsedCrl | undefined;
+  let refusal: unknown;
+  for (const root of readBundle(rootPem)) {
+    try {
+      crl = parseCrl(der, root);
+      break;
+    } catch (error) {
+      refusal = error;
+    }
   }
+  if (crl === undefined) throw new MusterError('CRL_INVALID', `the CRL from ${address} is not one the cluster root signed: ${(refusal as Error | undefined)?.message ?? 'no root'}`);
   const now = clock.now();
   // Only staleness counts: a CRL "from the future" (this clock is behind) cannot be forged, a stale one can be replayed.
   if (now >= crl.nextUpdate) {

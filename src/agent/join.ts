@@ -21,7 +21,7 @@ import { rootDigest } from '../pki/ca.js';
 import { createCsr } from '../pki/csr.js';
 import { LEAF_BACKDATE_MS } from '../pki/issue.js';
 import { generateNodeKey } from '../pki/keys.js';
-import { readPeerCertificate } from '../pki/peer.js';
+import { isIssuedBy, readBundle, readPeerCertificate } from '../pki/peer.js';
 import { parseJoinToken } from '../token/join-token.js';
 import { requireUnrevokedManager } from './crl.js';
 import { KeyStore } from './key-store.js';
@@ -81,14 +81,32 @@ export interface JoinResult {
 }
 
 /**
- * Checks an issued certificate before it is stored: it chains to the pinned
- * root, holds our key, and names the node, role and cluster the manager
- * said. Used for joins and renewals alike.
+ * The trust bundle a manager hands out, when the node may take it: it shares
+ * a root with the bundle the node trusts now (a root rotation adds the new
+ * root, and drops the old one when it completes), or each of its roots is
+ * vouched for by a cross-signed copy that a trusted root signed (a node that
+ * was down while a rotation ran from start to end).
+ */
+export function acceptBundle(offered: string, trusted: string, crossSignedPem = ''): boolean {
+  const mine = readBundle(trusted);
+  const fingerprints = new Set(mine.map((cert) => cert.fingerprint256));
+  const theirs = readBundle(offered);
+  if (theirs.length === 0) return false;
+  if (theirs.some((cert) => fingerprints.has(cert.fingerprint256))) return true;
+  const vouchers = readBundle(crossSignedPem);
+  return theirs.every((root) => vouchers.some((cross) => cross.subject === root.subject && cross.publicKey.equals(root.publicKey) && mine.some((t) => isIssuedBy(cross, t))));
+}
+
+/**
+ * Checks an issued certificate before it is stored: it chains to a root of
+ * the bundle it came with, which shares a root with the one the node trusts,
+ * holds our key, and names the node, role and cluster the manager said.
+ * Used for joins and renewals alike.
  */
 export function checkIssued(params: { response: NodeCertificateResponse; rootPem: string; keyPem: string; clock: Clock; expectNodeId?: string }): { notBefore: number; notAfter: number } {
   const { response } = params;
   const bad = (why: string): MusterError => new MusterError('ISSUED_CERT_INVALID', `the certificate returned by the manager ${why}`);
-  if (response.rootCA !== params.rootPem) throw bad('comes with a different root CA');
+  if (response.rootCA !== params.rootPem && !acceptBundle(response.rootCA, params.rootPem)) throw bad('comes with a different root CA');
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(response.certificate);
@@ -97,7 +115,7 @@ export function checkIssued(params: { response: NodeCertificateResponse; rootPem
   }
   let identity;
   try {
-    identity = readPeerCertificate({ cert, roots: [new X509Certificate(params.rootPem)], now: params.clock.now() });
+    identity = readPeerCertificate({ cert, roots: readBundle(response.rootCA), now: params.clock.now() });
   } catch (error) {
     if (isMusterError(error, 'CERT_NOT_YET_VALID')) {
       // The manager backdates certificates by an hour: its clock read about NotBefore + 1 h when it signed.
@@ -153,7 +171,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   const validity = checkIssued({ response, rootPem, keyPem, clock: params.clock });
   const store = new KeyStore(params.layout);
   await store.ensureDirs();
-  await store.writePair({ keyPem, certPem: response.certificate, rootPem });
+  await store.writePair({ keyPem, certPem: response.certificate, rootPem: response.rootCA });
   const state: NodeState = {
     schema: NODE_STATE_SCHEMA,
     clusterId: response.clusterId,

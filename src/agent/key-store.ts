@@ -13,7 +13,7 @@ import { ensurePrivateDir, pathExists, syncDir, writeFileAtomic, writeNewFileSyn
 import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { checkPrivate } from '../core/private-file.js';
-import { isIssuedBy } from '../pki/peer.js';
+import { isIssuedBy, readBundle } from '../pki/peer.js';
 
 /** How many times a reader looks again while the owner switches the pair (5 ms apart). */
 const SWITCH_READS = 100;
@@ -28,7 +28,7 @@ function pairHolds(keyPem: string, certPem: string, rootPem?: string): boolean {
   try {
     const cert = new X509Certificate(certPem);
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
-    return rootPem === undefined || isIssuedBy(cert, new X509Certificate(rootPem));
+    return rootPem === undefined || readBundle(rootPem).some((root) => isIssuedBy(cert, root));
   } catch {
     return false;
   }

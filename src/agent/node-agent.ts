@@ -6,6 +6,7 @@
  * named, moving to another when one is down.
  */
 import { X509Certificate } from 'node:crypto';
+import { writeFileAtomic } from '../core/atomic-file.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -15,9 +16,10 @@ import type { ManagerBundle, NodeCertificateResponse, SelfResponse } from '../ap
 import type { DataDirLayout } from '../config/paths.js';
 import { createCsr } from '../pki/csr.js';
 import type { ParsedCrl } from '../pki/crl.js';
+import { readBundle } from '../pki/peer.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { fetchCheckedCrl } from './crl.js';
-import { checkIssued } from './join.js';
+import { acceptBundle, checkIssued } from './join.js';
 import { KeyStore } from './key-store.js';
 import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
 import { Renewer, type RenewerOptions, type Validity } from './renewer.js';
@@ -161,10 +163,20 @@ export class NodeAgent {
     await this.replaceClient();
   }
 
-  /** Asks the managers whether to renew now, and learns the current manager list. */
+  /** Asks the managers whether to renew now, and learns the current manager list and trust bundle. */
   private async check(): Promise<SelfResponse> {
-    const advice = await this.client.self();
+    let advice: SelfResponse;
+    try {
+      advice = await this.client.self();
+    } catch (error) {
+      // Every manager presents a certificate this node cannot verify: the cluster may have rotated its root while it was down.
+      if (!isMusterError(error, 'NOT_A_MANAGER')) throw error;
+      this.params.logger.warn({ err: error.message }, 'the manager presented a certificate this node cannot verify; checking whether the cluster rotated its root');
+      if (!(await this.followRotatedRoot())) throw error;
+      advice = await this.client.self();
+    }
     await this.learnManagers(advice.managers);
+    if (advice.rootCA !== undefined && advice.rootCA !== this.material.rootPem) await this.adoptBundle(advice.rootCA);
     if (advice.crlNumber !== undefined && advice.crlNumber > (this.crl?.number ?? -1)) await this.followCrl();
     return advice;
   }
@@ -172,6 +184,55 @@ export class NodeAgent {
   /** One poll now, as the renewer makes every poll interval: the renewal advice, the managers, the CRL. */
   poll(): Promise<SelfResponse> {
     return this.check();
+  }
+
+  /**
+   * Keeps the trust bundle the managers name now (a root rotation started, or
+   * completed) when it shares a root with the one held, or the root held
+   * vouches for it through a cross-signed certificate (this node slept
+   * through a whole rotation).
+   */
+  private async adoptBundle(bundle: string): Promise<boolean> {
+    let accepted = acceptBundle(bundle, this.material.rootPem);
+    if (!accepted) {
+      accepted = acceptBundle(bundle, this.material.rootPem, (await this.client.fetchCrossSigned()).toString('utf8'));
+      if (accepted) this.params.logger.info({}, 'the cluster rotated its root while this node was away; the old root vouches for the new one');
+    }
+    if (!accepted) {
+      this.params.logger.warn({}, "a manager named a trust bundle that shares no root with this node's and that no root it trusts vouches for; keeping the one held");
+      return false;
+    }
+    await writeFileAtomic(this.params.layout.rootCa, bundle, 0o644);
+    this.material = { ...this.material, rootPem: bundle };
+    this.params.logger.info({ roots: readBundle(bundle).length }, "the cluster's trust bundle changed; keeping the new one");
+    await this.replaceClient();
+    return true;
+  }
+
+  /**
+   * After a root rotation this node missed: the managers' certificates chain
+   * to a new root. The root served at /v1/ca is trusted only when a
+   * cross-signed copy of it, served at /v1/ca/cross-signed, verifies against
+   * a root this node already trusts (the old root vouches for the new, as
+   * during the rotation). Returns whether the bundle changed.
+   */
+  private async followRotatedRoot(): Promise<boolean> {
+    for (const address of this.nodeState.managers) {
+      const bootstrap = new ApiClient({ managers: [address], tls: {}, timeoutMs: 10_000 });
+      try {
+        const root = (await bootstrap.fetchRootCa()).toString('utf8');
+        // A root already trusted explains nothing: the refusal has another cause.
+        if (acceptBundle(root, this.material.rootPem)) continue;
+        if (!acceptBundle(root, this.material.rootPem, (await bootstrap.fetchCrossSigned()).toString('utf8'))) continue;
+        this.params.logger.info({ manager: address }, 'the cluster rotated its root while this node was away; the old root vouches for the new one');
+        return await this.adoptBundle(`${this.material.rootPem}${root}`);
+      } catch {
+        // try the next manager
+      } finally {
+        await bootstrap.close();
+      }
+    }
+    return false;
   }
 
   /** The CRL number of the list this node holds (undefined before the first). */
@@ -218,8 +279,9 @@ export class NodeAgent {
     const advertise = this.nodeState.advertiseAddr;
     const response: NodeCertificateResponse = await this.client.renew({ csr, ...(advertise === undefined ? {} : { managerAddr: advertise }) });
     const validity = checkIssued({ response, rootPem: this.material.rootPem, keyPem: key.privateKeyPem, clock: this.params.clock, expectNodeId: this.nodeState.nodeId });
-    const next: NodeTls = { keyPem: key.privateKeyPem, certPem: response.certificate, rootPem: this.material.rootPem };
-    await this.keyStore.writePair({ keyPem: next.keyPem, certPem: next.certPem });
+    // The trust bundle comes with the certificate (checkIssued accepted it): two roots while a root rotation runs.
+    const next: NodeTls = { keyPem: key.privateKeyPem, certPem: response.certificate, rootPem: response.rootCA };
+    await this.keyStore.writePair({ keyPem: next.keyPem, certPem: next.certPem, ...(next.rootPem === this.material.rootPem ? {} : { rootPem: next.rootPem }) });
     if (response.role !== this.nodeState.role) {
       const previous = this.nodeState.role;
       this.nodeState = { ...this.nodeState, role: response.role };

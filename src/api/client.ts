@@ -23,6 +23,7 @@ import {
   NodeList,
   NodeView,
   ROUTES,
+  RotationStatus,
   ScopedTokenCreated,
   ScopedTokenList,
   ScopedTokenView,
@@ -33,6 +34,7 @@ import {
   type JoinPreflightRequest,
   type JoinRequest,
   type RenewRequest,
+  type RotationRequest,
   type ScopedTokenRequest,
   type UserRequest,
 } from './schemas.js';
@@ -218,6 +220,35 @@ export class ApiClient {
     const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
     try {
       const response = await this.exchange(dispatcher, 'GET', ROUTES.ca, undefined, true);
+      if (response.status !== 200) throw this.errorFrom(response);
+      return response.body;
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  /** GET /v1/ca over the verified connection: the root the cluster serves now. */
+  async rootCa(): Promise<string> {
+    const response = await this.exchange(this.verified(), 'GET', ROUTES.ca, undefined);
+    if (response.status !== 200) throw this.errorFrom(response);
+    return response.body.toString('utf8');
+  }
+
+  /** POST /v1/ca/rotate: starts a root rotation (or gives the one under way a new target). */
+  rotateRoot(body: RotationRequest): Promise<RotationStatus> {
+    return this.call('POST', ROUTES.rotateRoot, RotationStatus, body);
+  }
+
+  /** GET /v1/ca/rotation */
+  rotationStatus(): Promise<RotationStatus> {
+    return this.call('GET', ROUTES.rotation, RotationStatus);
+  }
+
+  /** GET /v1/ca/cross-signed without verifying the server: the caller checks each certificate against a root it trusts. */
+  async fetchCrossSigned(): Promise<Buffer> {
+    const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
+    try {
+      const response = await this.exchange(dispatcher, 'GET', ROUTES.crossSigned, undefined, true);
       if (response.status !== 200) throw this.errorFrom(response);
       return response.body;
     } finally {

@@ -143,6 +143,8 @@ export const SelfResponse = Type.Object({
   renewGrace: Type.String(),
   /** The serving managers, the answering one first. */
   managers: Type.Array(ManagerAddr),
+  /** The roots nodes trust now (two while a root rotation runs); a node keeps it as its trust bundle. */
+  rootCA: Type.Optional(Pem),
   /** The number of the newest CRL; a node fetches GET /v1/crl when it holds an older one. Absent when the cluster publishes none (external CA). */
   crlNumber: Type.Optional(Type.Integer({ minimum: 0 })),
 });
@@ -295,6 +297,31 @@ export const CertificatesQuery = Type.Object({
 });
 export type CertificatesQuery = Type.Static<typeof CertificatesQuery>;
 
+/** POST /v1/ca/rotate: a new root given with its key, or none (a new one is founded). */
+export const RotationRequest = Type.Object(
+  {
+    caCertPem: Type.Optional(Type.String({ minLength: 1, maxLength: 20_000 })),
+    caKeyPem: Type.Optional(Type.String({ minLength: 1, maxLength: 20_000 })),
+    /** External CAs that hold the new root's key (with caCertPem, without caKeyPem). */
+    externalCAs: Type.Optional(Type.Array(ExternalCa, { minItems: 1, maxItems: 8 })),
+    certExpiry: Type.Optional(Type.String({ maxLength: 32 })),
+  },
+  { additionalProperties: false },
+);
+export type RotationRequest = Type.Static<typeof RotationRequest>;
+
+/** GET /v1/ca/rotation and the answer to POST: where a root rotation stands. */
+export const RotationStatus = Type.Object({
+  rotating: Type.Boolean(),
+  /** SHA-256 (hex) of the root /v1/ca serves (the old one while rotating). */
+  rootDigest: Type.String(),
+  targetDigest: Type.Optional(Type.String()),
+  startedAt: Type.Optional(Type.String()),
+  /** Nodes that are up, and how many of them hold a certificate under the root that signs now. */
+  nodes: Type.Object({ total: Type.Integer(), rotated: Type.Integer() }),
+});
+export type RotationStatus = Type.Static<typeof RotationStatus>;
+
 /** POST /v1/users */
 export const UserRequest = Type.Object(
   {
@@ -341,6 +368,9 @@ export const ROUTES = {
   scopedTokens: '/v1/join-tokens/scoped',
   scopedToken: '/v1/join-tokens/scoped/:id',
   crl: '/v1/crl',
+  crossSigned: '/v1/ca/cross-signed',
+  rotation: '/v1/ca/rotation',
+  rotateRoot: '/v1/ca/rotate',
   certificates: '/v1/certificates',
   metrics: '/metrics',
   nodes: '/v1/nodes',

@@ -43,6 +43,8 @@ export interface NodeProcessParams {
   auditSink?: () => AuditSink;
   /** `--metrics-addr`: plain-HTTP metrics of the manager. */
   metricsAddr?: HostPort;
+  /** MUSTER_NODE_DOWN_AFTER: when a silent node counts as down. */
+  nodeDownAfterMs?: number;
 }
 
 /**
@@ -171,6 +173,7 @@ export class NodeProcess {
       onOwnCertificate: (own) => new KeyStore(layout).writePair(own),
       ...(this.params.auditSink === undefined ? {} : { audit: this.params.auditSink() }),
       ...(this.params.metricsAddr === undefined ? {} : { metricsAddr: this.params.metricsAddr }),
+      ...(this.params.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: this.params.nodeDownAfterMs }),
       ...(this.params.connectionLimits === undefined ? {} : { connectionLimits: this.params.connectionLimits }),
     });
     this.manager = manager;

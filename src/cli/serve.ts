@@ -54,6 +54,7 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     defaultListenAddr: DEFAULT_LISTEN_ADDR,
     uid: ctx.uid,
     connectionLimits: env.connectionLimits,
+    ...(env.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: env.nodeDownAfterMs }),
     ...(listenAddr === undefined ? {} : { listenAddr }),
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
     auditSink: () => (options.auditLog === '-' ? streamAuditSink(ctx.stdout) : fileAuditSink(options.auditLog ?? join(options.layout.managerDir, 'audit.log'))),

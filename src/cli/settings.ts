@@ -26,6 +26,8 @@ export interface EnvSettings {
   token?: string;
   /** MUSTER_MAX_CONNECTIONS, MUSTER_MAX_CONNECTIONS_PER_SOURCE, MUSTER_HANDSHAKE_TIMEOUT: a manager's connection caps. */
   connectionLimits: ConnectionLimits;
+  /** MUSTER_NODE_DOWN_AFTER: how long a silent node is still shown as ready (a manager's setting, like Swarm's heartbeat period). */
+  nodeDownAfterMs?: number;
   /** MUSTER_PAGE_SIZE: nodes asked for per request by listing commands (1 to 1000). */
   pageSize?: number;
   /** Whether colour may be used on a stream. */
@@ -71,6 +73,7 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;
   if (env.MUSTER_TOKEN) settings.token = env.MUSTER_TOKEN;
   if (pageSize !== undefined) settings.pageSize = pageSize;
+  if (env.MUSTER_NODE_DOWN_AFTER) settings.nodeDownAfterMs = parseDuration(env.MUSTER_NODE_DOWN_AFTER);
   return settings;
 }
 

@@ -57,6 +57,7 @@ export const ERROR_CATALOGUE = {
   CA_EXPIRES_SOON: spec(400, 2, 'the CA certificate expires within a year'),
   CA_KEY_MISMATCH: spec(400, 2, 'the CA key does not match the CA certificate'),
   CA_UNSUPPORTED_KEY: spec(400, 2, 'the CA key type is not supported', 'use RSA of at least 2048 bits or EC P-256/P-384'),
+  CA_ROTATION_REPLACED: spec(409, 1, 'another root rotation replaced this one before it completed', "follow it with 'muster ca --rotate' again, or see where it stands with 'muster ca'"),
 
   // Peer certificates and authorisation.
   CERT_INVALID: spec(401, 1, 'the certificate cannot be parsed'),

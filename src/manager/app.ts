@@ -203,7 +203,7 @@ export async function buildApp(options: AppOptions) {
       void sendError(reply, error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new MusterError('URI_TOO_LONG') : new MusterError('REQUEST_MALFORMED', 'the request path is not valid (bad percent-encoding)'));
     },
     https: {
-      ...tlsOptions(options.tls, services.state.root.pem),
+      ...tlsOptions(options.tls, services.state.trust.bundlePem),
       // Ask every client for a certificate; each route decides what it needs.
       requestCert: true,
       rejectUnauthorized: false,

@@ -10,7 +10,7 @@ import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../core/duration.js';
 import { isNodeRole, type CertRole } from '../core/roles.js';
-import { readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
+import { isIssuedBy, readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
 import type { ClusterState } from './cluster-state.js';
@@ -21,6 +21,8 @@ export interface Caller extends PeerIdentity {
   node: NodeRecord | undefined;
   /** The certificate had expired, and was accepted within the renewal grace (renewal only). */
   expired: boolean;
+  /** Issued by the root that signs now; false for a certificate from a root a rotation is replacing (or replaced). */
+  fromSigningRoot: boolean;
 }
 
 /** Who did something, for the logs: the caller's CN and role (never anything secret). */
@@ -48,7 +50,9 @@ export class Authoriser {
     const { state, store, clock } = this.deps;
     const now = clock.now();
     const grace = state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS;
-    const identity = readPeerCertificate({ cert, roots: [state.root.cert], now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
+    // During a root rotation both roots are trusted, and a root it replaced until every certificate it issued has expired.
+    const roots = state.trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
+    const identity = readPeerCertificate({ cert, roots, now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
     const expired = now > identity.notAfter;
     if (identity.clusterId !== state.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
@@ -76,6 +80,6 @@ export class Authoriser {
       // Only the newest certificate of a node that is still in the cluster can be renewed after it expired.
       if (node === undefined || node.certSerial !== identity.serial) throw new MusterError('CERT_EXPIRED', 'the certificate has expired and is not the newest one issued to this node');
     }
-    return { ...identity, role, node, expired };
+    return { ...identity, role, node, expired, fromSigningRoot: isIssuedBy(cert, state.trust.signing.cert) };
   }
 }

@@ -205,6 +205,7 @@ export class CaServer {
           certSerial: certificate.serial,
           certNotAfter: certificate.notAfter,
           certRole: role,
+          certRoot: state.trust.signing.digestHex,
           removed: false,
           ...(managerAddr === undefined ? {} : { managerAddr }),
           ...(scoped === undefined ? {} : { joinToken: scoped.id }),
@@ -273,6 +274,7 @@ export class CaServer {
           certSerial: certificate.serial,
           certNotAfter: certificate.notAfter,
           certRole: current.role,
+          certRoot: state.trust.signing.digestHex,
           lastSeenAt: now,
           superseded: supersede(current, now),
           ...(managerAddr === undefined ? {} : { managerAddr }),
@@ -307,7 +309,7 @@ export class CaServer {
     });
     this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, serial: certificate.serial, result: 'ok' });
     logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...who(caller) }, 'API user certificate issued');
-    return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.root.pem, notAfter: iso(certificate.notAfter) };
+    return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter) };
   }
 
   /** Revokes every certificate issued to API user `name`; they are refused from now on. */
@@ -358,7 +360,7 @@ export class CaServer {
       role: node.role,
       clusterId: state.clusterId,
       certificate: certificate.certPem,
-      rootCA: state.root.pem,
+      rootCA: state.trust.bundlePem,
       notAfter: iso(certificate.notAfter),
       renewAfter: iso(certificate.notBefore + Math.floor((certificate.notAfter - certificate.notBefore) / 2)),
       managers: await membership.addresses(),

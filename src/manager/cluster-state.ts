@@ -36,10 +36,34 @@ function rootFacts(pem: string): RootFacts {
   return { pem, cert: new X509Certificate(pem), digestHex: rootDigest(pem).toString('hex') };
 }
 
+/** Which roots are trusted, and which one signs, as the CA record says (a rotation moves them). */
+export interface TrustFacts {
+  /** What nodes trust: the root, and the new root too while a rotation runs (PEM blocks, concatenated). */
+  bundlePem: string;
+  /** Roots a caller's certificate may chain to: the current root, the rotation's new one, and roots a rotation replaced until `until`. */
+  roots: { cert: X509Certificate; until?: number }[];
+  /** The root that signs now (the new one while a rotation runs): a node whose certificate is from another is told to renew. */
+  signing: RootFacts;
+  /** The new root cross-signed by the root before it, for each root a rotation replaced or is replacing (PEM). */
+  crossSigned: string[];
+}
+
+function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
+  const next = ca.rotation === undefined ? undefined : rootFacts(ca.rotation.rootPem);
+  const previous = ca.previous ?? [];
+  return {
+    bundlePem: next === undefined ? current.pem : `${current.pem}${next.pem}`,
+    roots: [{ cert: current.cert }, ...(next === undefined ? [] : [{ cert: next.cert }]), ...previous.map((p) => ({ cert: new X509Certificate(p.rootPem), until: p.until }))],
+    signing: next ?? current,
+    crossSigned: [...(ca.rotation === undefined ? [] : [ca.rotation.crossSignedPem]), ...previous.map((p) => p.crossSignedPem)],
+  };
+}
+
 /** The manager's view of the cluster-wide records. */
 export class ClusterState {
   private signerNow: Signer;
   private rootNow: RootFacts;
+  private trustNow: TrustFacts;
   private readonly unwatch: () => void;
 
   private constructor(
@@ -52,6 +76,7 @@ export class ClusterState {
   ) {
     this.signerNow = deps.createSigner(caEntry.value);
     this.rootNow = rootFacts(caEntry.value.rootPem);
+    this.trustNow = trustFacts(caEntry.value, this.rootNow);
     this.unwatch = deps.store.watch(META_PREFIX, (event) => {
       if (event.type === 'resync') {
         void this.refresh().catch((error: unknown) => deps.logger.warn({ code: (error as MusterError).code }, 'cluster state refresh failed'));
@@ -105,6 +130,7 @@ export class ClusterState {
       }
       this.caEntry = { value: ca, version };
       if (ca.rootPem !== this.rootNow.pem) this.rootNow = rootFacts(ca.rootPem);
+      this.trustNow = trustFacts(ca, this.rootNow);
       void previous.close();
     }
   }
@@ -140,6 +166,11 @@ export class ClusterState {
 
   get signer(): Signer {
     return this.signerNow;
+  }
+
+  /** The trusted roots, the trust bundle nodes keep, and the root that signs (see {@link TrustFacts}). */
+  get trust(): TrustFacts {
+    return this.trustNow;
   }
 
   /** The root: its bundle's exact bytes (served and hashed as they are), the parsed certificate, its digest. */

@@ -118,6 +118,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       certSerial: certificate.serial,
       certNotAfter: certificate.notAfter,
       certRole: 'manager',
+      certRoot: digest.toString('hex'),
       managerAddr: params.managerAddr,
       removed: false,
     });

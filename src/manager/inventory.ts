@@ -45,6 +45,8 @@ export interface InventoryDeps {
   sharedStore: boolean;
   revocations: Revocations;
   audit: Audit;
+  /** When a silent node counts as down (default NODE_DOWN_AFTER_MS). */
+  downAfterMs?: number;
   /** Told after this manager removed, promoted or demoted a node (the metrics read the inventory again). */
   changed?: () => void;
 }
@@ -70,14 +72,19 @@ function noteMatch(matches: Matches, node: NodeRecord): void {
   if (matches.first.length < SHOWN_MATCHES) matches.first.push(node);
 }
 
+/** Whether a node is removed, heard from lately (ready), or silent (down). */
+export function nodeStatus(node: NodeRecord, now: number, downAfterMs = NODE_DOWN_AFTER_MS): NodeView['status'] {
+  return node.removed ? 'removed' : now - node.lastSeenAt <= downAfterMs ? 'ready' : 'down';
+}
+
 /** A node as the API shows it. */
-export function nodeView(node: NodeRecord, now: number, managerStatus?: ManagerStatus): NodeView {
+export function nodeView(node: NodeRecord, now: number, managerStatus?: ManagerStatus, downAfterMs = NODE_DOWN_AFTER_MS): NodeView {
   const view: NodeView = {
     id: node.id,
     role: node.role,
     hostname: node.hostname,
     labels: node.labels,
-    status: node.removed ? 'removed' : now - node.lastSeenAt <= NODE_DOWN_AFTER_MS ? 'ready' : 'down',
+    status: nodeStatus(node, now, downAfterMs),
     certRole: node.certRole,
     certSerial: node.certSerial,
     certNotAfter: iso(node.certNotAfter),
@@ -97,7 +104,7 @@ export class Inventory {
 
   private async view(node: NodeRecord): Promise<NodeView> {
     const statuses = node.role === 'manager' ? await this.deps.membership.statuses() : undefined;
-    return nodeView(node, this.deps.clock.now(), statuses?.get(node.id));
+    return nodeView(node, this.deps.clock.now(), statuses?.get(node.id), this.deps.downAfterMs);
   }
 
   /** The node records after `after` in ID order, a chunk at a time. */
@@ -128,7 +135,7 @@ export class Inventory {
         if (node.removed && query.all !== true) continue;
         // A node beyond a full page: this page is not the last.
         if (nodes.length === limit) return { nodes, next: nodes[limit - 1]!.id };
-        nodes.push(nodeView(node, now, statuses.get(node.id)));
+        nodes.push(nodeView(node, now, statuses.get(node.id), this.deps.downAfterMs));
       }
       scanned += chunk.length;
       if (scanned >= MAX_SCAN) return { nodes, next: chunk[chunk.length - 1]!.id };
@@ -183,6 +190,7 @@ export class Inventory {
       certExpiry: formatDuration(this.deps.state.cluster.certExpiryMs),
       renewGrace: formatDuration(this.deps.state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS),
       managers: await this.deps.membership.addresses(),
+      rootCA: this.deps.state.trust.bundlePem,
     };
     const crlNumber = this.deps.revocations.number;
     if (crlNumber !== undefined) view.crlNumber = crlNumber;
@@ -192,6 +200,8 @@ export class Inventory {
 
   private renewReason(caller: Caller, node: NodeRecord): RenewReason | undefined {
     if (caller.role !== node.role) return 'role-change';
+    // A root rotation: every node renews under the new root (each hears it at its next poll, so renewals spread over a poll interval).
+    if (!caller.fromSigningRoot) return 'ca-rotation';
     // A shortened expiry applies at once to certificates that would outlive it, unless an
     // external CA signs: its profile decides the lifetime, and a renewal could not be shorter.
     if (!this.deps.state.signer.external && caller.notAfter - this.deps.clock.now() > this.deps.state.cluster.certExpiryMs + 60_000) return 'cert-expiry';
@@ -226,7 +236,7 @@ export class Inventory {
         const node = await this.require(tx, id);
         if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
         const now = this.deps.clock.now();
-        if (!options.force && now - node.lastSeenAt <= NODE_DOWN_AFTER_MS) {
+        if (!options.force && nodeStatus(node, now, this.deps.downAfterMs) === 'ready') {
           throw new MusterError('NODE_ACTIVE', `node ${id} is still active (last seen ${iso(node.lastSeenAt)})`);
         }
         const removed: NodeRecord = { ...node, removed: true, removedAt: now };

@@ -23,11 +23,12 @@ import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
-import { Inventory } from './inventory.js';
+import { Inventory, NODE_DOWN_AFTER_MS } from './inventory.js';
 import { Janitor } from './janitor.js';
 import { Membership } from './membership.js';
 import { Metrics, serveMetrics, timedStore, type MetricsServer } from './metrics.js';
 import { Revocations } from './revocation.js';
+import { RootRotation } from './rotation.js';
 import { ScopedTokens } from './scoped-tokens.js';
 import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
@@ -57,6 +58,8 @@ export interface ManagerParams {
   audit?: AuditSink;
   /** Also serve GET /metrics in plain HTTP here (meant for a loopback address). */
   metricsAddr?: HostPort;
+  /** When a silent node counts as down (default NODE_DOWN_AFTER_MS). */
+  nodeDownAfterMs?: number;
   /**
    * Keeps a certificate this manager re-issued for itself at start (its own
    * had expired, or does not name the advertise host); the caller writes the
@@ -89,12 +92,14 @@ export interface ServiceParams {
   /** The manager's own certificate, presented to external CAs. */
   clientTls?: () => ServerTls;
   audit?: AuditSink;
+  nodeDownAfterMs?: number;
 }
 
 /** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
 export async function buildServices(params: ServiceParams): Promise<{ services: Services; membership: Membership }> {
   const { clock, random, logger, dataKey, managerBundle } = params;
-  const metrics = new Metrics({ store: () => store, clock });
+  const downAfterMs = params.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS;
+  const metrics = new Metrics({ store: () => store, clock, downAfterMs });
   const store = timedStore(params.store, metrics);
   const state = await ClusterState.load({
     store,
@@ -112,10 +117,11 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     store,
     authoriser: new Authoriser({ state, store, clock }),
     caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl }),
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, changed: () => metrics.inventoryChanged() }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, changed: () => metrics.inventoryChanged() }),
     settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit }),
     scopedTokens,
     revocations,
+    rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKey, downAfterMs }),
     metrics,
     audit,
   };
@@ -193,6 +199,7 @@ export class Manager {
         pruneDenylist: () => services.revocations.prune(),
       });
       janitor.start();
+      services.rotation.run();
       metricsServer = params.metricsAddr === undefined ? undefined : await serveMetrics(params.metricsAddr, services.metrics);
       return new Manager(services, app, params, membership, tls, bound, janitor, metricsServer);
     } catch (error) {
@@ -211,7 +218,7 @@ export class Manager {
   /** Serves a renewed manager certificate on new connections (and presents it to external CAs). */
   updateTls(tls: ServerTls): void {
     this.tls.current = tls;
-    updateServerCertificate(this.app, tls, this.services.state.root.pem);
+    updateServerCertificate(this.app, tls, this.services.state.trust.bundlePem);
   }
 
   /** Stops serving: withdraws the registration, finishes in-flight requests, closes the store. Idempotent. */
@@ -219,6 +226,7 @@ export class Manager {
     if (this.stopped) return;
     this.stopped = true;
     await this.janitor.stop();
+    await this.services.rotation.stop();
     await this.membership.unregister().catch(() => undefined);
     await this.app.close();
     await this.metricsServer?.close();

@@ -14,7 +14,7 @@ import type { HostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
-import { NODE_DOWN_AFTER_MS } from './inventory.js';
+import { nodeStatus } from './inventory.js';
 import { tokenStatus } from './scoped-tokens.js';
 
 /** How long a scan of the inventory serves scrapes. */
@@ -39,7 +39,7 @@ export class Metrics {
   readonly storeLatency: Histogram<'op'>;
   private scan: { at: number; value: Promise<Scan> } | undefined;
 
-  constructor(private readonly deps: { store: () => ClusterStore; clock: Clock }) {
+  constructor(private readonly deps: { store: () => ClusterStore; clock: Clock; downAfterMs: number }) {
     const registers = [this.registry];
     this.joins = new Counter({ name: 'muster_joins_total', help: 'Join requests answered, by the role the token grants and result (ok or the error code).', labelNames: ['role', 'result'], registers });
     this.renewals = new Counter({ name: 'muster_renewals_total', help: 'Renewals answered, by node role and result (ok or the error code).', labelNames: ['role', 'result'], registers });
@@ -135,7 +135,7 @@ export class Metrics {
     for (;;) {
       const chunk = await store.list(KEYS.nodes, { ...(after === undefined ? {} : { after }), limit: SCAN_CHUNK });
       for (const { value: node } of chunk) {
-        const status = node.removed ? 'removed' : now - node.lastSeenAt <= NODE_DOWN_AFTER_MS ? 'ready' : 'down';
+        const status = nodeStatus(node, now, this.deps.downAfterMs);
         const key = `${node.role}/${status}`;
         nodes.set(key, (nodes.get(key) ?? 0) + 1);
         if (!node.removed && (soonestExpiry === undefined || node.certNotAfter < soonestExpiry)) soonestExpiry = node.certNotAfter;

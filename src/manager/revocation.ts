@@ -149,6 +149,11 @@ export class Revocations {
     return signed;
   }
 
+  /** Moves the CRL on within `tx` (a completed root rotation: the new root signs from now on, and nodes fetch it again). */
+  async reissue(tx: Tx): Promise<void> {
+    await this.bump(tx, this.deps.clock.now(), true);
+  }
+
   /** The next CRL record, written within `tx`; `changed` when the list itself changes. */
   private async bump(tx: Tx, now: number, changed: boolean): Promise<CrlRecord> {
     const current = await tx.get(KEYS.crl);

@@ -11,16 +11,14 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { NodeRole } from '../core/roles.js';
 import { rootDigest } from '../pki/ca.js';
-import { seal } from '../pki/seal.js';
 import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
-import type { ExternalCaRecord } from '../store/records.js';
 import type { ClusterPatch, ClusterView, JoinTokens } from '../api/schemas.js';
 import type { Audit } from './audit.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
-import { SEAL_CONTEXT } from './signer.js';
+import { sealExternalCas } from './signer.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -92,12 +90,7 @@ export class Settings {
         if (ca.external === undefined) {
           throw new MusterError('BODY_INVALID', 'this cluster signs with its own root key; external CAs apply only to a cluster founded with --external-ca');
         }
-        const sealed: ExternalCaRecord[] = externalCAs.map((external) => ({
-          url: external.url,
-          ...(external.cacertPem === undefined ? {} : { cacertPem: external.cacertPem }),
-          ...(external.authKeyHex === undefined ? {} : { authKey: seal(dataKey, external.authKeyHex, SEAL_CONTEXT.authKey) }),
-        }));
-        tx.put(KEYS.ca, { ...ca, external: sealed });
+        tx.put(KEYS.ca, { ...ca, external: sealExternalCas(dataKey, externalCAs) });
       }
       if (certExpiryMs !== undefined) {
         const cluster = await tx.get(KEYS.cluster);

@@ -8,12 +8,13 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole } from '../core/roles.js';
-import { loadSigningCa } from '../pki/ca.js';
+import { loadSigningCa, type SigningCa } from '../pki/ca.js';
 import { buildCrl, type CrlFields } from '../pki/crl.js';
 import type { ParsedCsr } from '../pki/csr.js';
 import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
-import { unseal } from '../pki/seal.js';
-import type { CaRecord } from '../store/records.js';
+import { seal, unseal } from '../pki/seal.js';
+import type { CaRecord, ExternalCaRecord } from '../store/records.js';
+import type { ExternalCa } from '../api/schemas.js';
 import { CfsslSigner } from './cfssl-signer.js';
 
 /** A signing request, after the manager has chosen every identity field. */
@@ -55,14 +56,48 @@ export interface SignerDeps {
 /** Where sealed secrets of the CA record are bound (the AEAD's additional data). */
 export const SEAL_CONTEXT = { caKey: 'meta/ca key', authKey: 'meta/ca external authkey' } as const;
 
-/** The signer for a CA record: the local key when the record holds one, else its external CAs. */
+/** External CAs as the store keeps them: the authsign keys sealed under the data key. */
+export function sealExternalCas(dataKey: Buffer, list: readonly ExternalCa[]): ExternalCaRecord[] {
+  return list.map((external) => ({
+    url: external.url,
+    ...(external.cacertPem === undefined ? {} : { cacertPem: external.cacertPem }),
+    ...(external.authKeyHex === undefined ? {} : { authKey: seal(dataKey, external.authKeyHex, SEAL_CONTEXT.authKey) }),
+  }));
+}
+
+/** The current root's signing CA, when the managers hold its key. */
+export function currentSigningCa(ca: CaRecord, dataKey: Buffer): SigningCa | undefined {
+  return ca.key === undefined ? undefined : loadSigningCa({ certPem: ca.rootPem, keyPem: unseal(dataKey, ca.key, SEAL_CONTEXT.caKey).toString('utf8') });
+}
+
+/**
+ * The signer for a CA record: while a root rotation runs, the new root's key,
+ * each certificate sent with the cross-signed new root so that nodes still
+ * trusting only the old root accept it; else the local key when the record
+ * holds one, else its external CAs. CRLs stay signed by the current root
+ * until the rotation completes.
+ */
 export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
-  if (ca.key !== undefined) {
-    const signing = loadSigningCa({ certPem: ca.rootPem, keyPem: unseal(deps.dataKey, ca.key, SEAL_CONTEXT.caKey).toString('utf8') });
+  const current = currentSigningCa(ca, deps.dataKey);
+  if (ca.rotation !== undefined) {
+    const { rotation } = ca;
+    const chain = rotation.crossSignedPem;
+    const next = createSigner({ schema: ca.schema, rootPem: rotation.rootPem, ...(rotation.key === undefined ? {} : { key: rotation.key }), ...(rotation.external === undefined ? {} : { external: rotation.external }) }, deps);
+    return {
+      external: next.external,
+      issue: async (request) => {
+        const issued = await next.issue(request);
+        return { ...issued, certPem: `${issued.certPem}${chain}` };
+      },
+      ...(current === undefined ? {} : { signCrl: (fields: Omit<CrlFields, 'ca'>) => buildCrl({ ...fields, ca: current }) }),
+      close: () => next.close(),
+    };
+  }
+  if (current !== undefined) {
     return {
       external: false,
-      issue: async (request) => issueCertificate({ ...request, ca: signing, clock: deps.clock, random: deps.random }),
-      signCrl: (fields) => buildCrl({ ...fields, ca: signing }),
+      issue: async (request) => issueCertificate({ ...request, ca: current, clock: deps.clock, random: deps.random }),
+      signCrl: (fields) => buildCrl({ ...fields, ca: current }),
       close: async () => {},
     };
   }

@@ -6,7 +6,7 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import { DerNode, OID, TAG, TRUE, bits, octets, readPemBlocks, seq, toPem } from './der.js';
+import { DerNode, OID, TAG, TRUE, bits, implicitPrimitive, octets, readPemBlocks, seq, toPem } from './der.js';
 import { buildCertificate, extension, keyIdentifier, randomSerial } from './certificate.js';
 import { checkKeyPolicy, generateNodeKeySync, readPrivateKey, spkiDer, type KeyKind } from './keys.js';
 import { buildName } from './name.js';
@@ -40,6 +40,16 @@ export interface SigningCa {
 export interface RootMaterial {
   certPem: string;
   keyPem: string;
+}
+
+/** What a root is, apart from its key: enough to cross-sign it. */
+export type RootIdentity = Pick<SigningCa, 'cert' | 'subjectDer' | 'keyId' | 'notBefore' | 'notAfter'>;
+
+/** The identity of a root certificate (one PEM block). */
+export function rootIdentity(certPem: string): RootIdentity {
+  const cert = readSingleCertificate(certPem);
+  const facts = readRootFacts(cert.raw);
+  return { cert, subjectDer: facts.subjectDer, keyId: facts.keyId ?? keyIdentifier(spkiDer(cert.publicKey)), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
 }
 
 /** Founds a self-signed ECDSA P-256 root (fields per DESIGN §2). */
@@ -167,6 +177,33 @@ export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
   checkKeyPolicy(key, { weak: 'CA_UNSUPPORTED_KEY', unsupported: 'CA_UNSUPPORTED_KEY' });
   if (!cert.checkPrivateKey(key)) throw new MusterError('CA_KEY_MISMATCH');
   return loadSigningCa(material);
+}
+
+/**
+ * The new root cross-signed by the old one, for a root rotation (as
+ * SwarmKit's): an intermediate with the new root's subject, key and key
+ * identifier, issued and signed by the old root. A certificate the new key
+ * issues, sent with this intermediate, verifies against the old root too, so
+ * nodes that trust only the old root accept it while the rotation runs.
+ */
+export function crossSignRoot(params: { next: RootIdentity; by: SigningCa; random: Random }): string {
+  const { next, by } = params;
+  const der = buildCertificate({
+    serial: randomSerial(params.random),
+    issuer: by.subjectDer,
+    subject: next.subjectDer,
+    notBefore: next.notBefore,
+    notAfter: Math.min(next.notAfter, by.notAfter),
+    spki: spkiDer(next.cert.publicKey),
+    extensions: [
+      extension(OID.basicConstraints, true, seq(TRUE)), // CA:TRUE
+      extension(OID.keyUsage, true, bits(Buffer.of(0x06), 1)), // keyCertSign, cRLSign
+      extension(OID.subjectKeyIdentifier, false, octets(next.keyId)),
+      extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, by.keyId))),
+    ],
+    signer: { key: by.key, algorithm: by.algorithm },
+  });
+  return toPem(der, 'CERTIFICATE');
 }
 
 /** SHA-256 of the root bundle's exact bytes: the digest inside every join token. */

@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { MusterError } from '../core/errors.js';
 import { roleFromOu, type CertRole } from '../core/roles.js';
-import { DerNode, OID, TAG } from './der.js';
+import { DerNode, OID, TAG, readPemBlocks } from './der.js';
 import { readNameFields } from './name.js';
 
 /** Who a verified certificate says its holder is. */
@@ -29,6 +29,13 @@ export function toX509(cert: X509Certificate | string | Buffer): X509Certificate
   } catch (cause) {
     throw new MusterError('CERT_INVALID', undefined, { cause });
   }
+}
+
+/** The certificates of a PEM bundle (a trust bundle holds two roots while a rotation runs). */
+export function readBundle(pem: string): X509Certificate[] {
+  return readPemBlocks(pem)
+    .filter((block) => block.label === 'CERTIFICATE')
+    .map((block) => toX509(block.der));
 }
 
 /** True when `cert` was issued and signed by `issuer`. */

@@ -51,6 +51,24 @@ export const CaRecord = Type.Object({
   key: Type.Optional(Sealed),
   /** Set when the root key lives outside the cluster; tried in order. */
   external: Type.Optional(Type.Array(ExternalCaRecord)),
+  /** A root rotation under way (`muster ca --rotate`): the new root, its sealed key, and the new root cross-signed by the current one. */
+  rotation: Type.Optional(
+    Type.Object({
+      rootPem: Type.String(),
+      /** The new root's key, sealed; absent when external CAs hold it. */
+      key: Type.Optional(Sealed),
+      /** The external CAs that sign under the new root. */
+      external: Type.Optional(Type.Array(ExternalCaRecord)),
+      crossSignedPem: Type.String(),
+      startedAt: Millis,
+    }),
+  ),
+  /**
+   * Roots a rotation replaced, kept until every certificate they issued has
+   * expired (`until`): a node that was down during the rotation still renews
+   * with its old certificate, and learns the new root through the cross-signed one.
+   */
+  previous: Type.Optional(Type.Array(Type.Object({ rootPem: Type.String(), crossSignedPem: Type.String(), until: Millis }))),
 });
 export type CaRecord = Type.Static<typeof CaRecord>;
 
@@ -77,6 +95,8 @@ export const NodeRecord = Type.Object({
   certNotAfter: Millis,
   /** The role that certificate carries; differs from `role` until the node renews after a promotion or demotion. */
   certRole: Role,
+  /** SHA-256 (hex) of the root that signed that certificate: a root rotation counts nodes by it. */
+  certRoot: Type.Optional(Type.String()),
   /** Where the node serves the API when it is a manager (host:port), as it reported. */
   managerAddr: Type.Optional(Type.String()),
   removed: Type.Boolean(),

@@ -10,35 +10,23 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { faked, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
+import { faked, runMuster } from '../helpers/cli.js';
+import { processScope } from '../helpers/processes.js';
 import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
 
 const scratch = scratchDir('muster-obs-');
-const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
-const running: ChildRun[] = [];
 const servers: Server[] = [];
 let etcd: EtcdCluster | undefined;
 afterAll(async () => {
-  await Promise.all(running.map((r) => r.stop('SIGKILL')));
   for (const server of servers) server.close();
   await etcd?.stop();
   scratch.cleanup();
 });
-
-function start(argv: string[], env: Record<string, string> = {}): ChildRun {
-  const run = spawnMuster(argv, { env: { ...FAST, ...env } });
-  running.push(run);
-  return run;
-}
-
-async function joinWith(dir: string, token: string, address: string, extra: string[] = []): Promise<ChildRun> {
-  const run = start(['join', address, '--data-dir', dir, ...extra], { MUSTER_TOKEN: token });
-  await run.waitFor(/This node joined cluster/);
-  return run;
-}
+// Registered after the cleanup above, so it runs first: processes die before their store and files go.
+const { running, start, joinNode: joinWith } = processScope();
 
 const nodeIdOf = (dir: string): string => (JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
 

@@ -1,4 +1,9 @@
-/** `muster ca create-api-certificate | revoke-api-certificate`: API users (Flocker's model: the certificate is the identity). */
+/**
+ * `muster ca [--rotate …]`: the root CA and its rotation; `muster ca
+ * create-api-certificate | revoke-api-certificate`: API users (Flocker's
+ * model: the certificate is the identity).
+ */
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ensurePrivateDir, pathExists, writeFileAtomic } from '../../core/atomic-file.js';
@@ -6,10 +11,13 @@ import { formatDuration, parseCertExpiry } from '../../core/duration.js';
 import { MusterError } from '../../core/errors.js';
 import { createCsr } from '../../pki/csr.js';
 import { generateNodeKey } from '../../pki/keys.js';
+import type { RotationRequest, RotationStatus } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { paint } from '../output.js';
-import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
+import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
+import { readExternalCas } from '../ca-files.js';
+import { progressLines } from '../rotation-progress.js';
 import { readEnv } from '../settings.js';
 
 /**
@@ -53,10 +61,110 @@ async function revokeApiCertificateCommand(ctx: CliContext, name: string, flags:
   });
 }
 
+/** Flags of `muster ca`. */
+export interface CaFlags extends ConnectFlags {
+  rotate?: boolean;
+  caCert?: string;
+  caKey?: string;
+  externalCa?: string[];
+  certExpiry?: string;
+  detach?: boolean;
+  quiet?: boolean;
+}
+
+async function readInput(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch {
+    throw new MusterError('USAGE', `cannot read ${file}`);
+  }
+}
+
+/** Waits `ms` on the injected clock. */
+const pause = (ctx: CliContext, ms: number): Promise<void> => new Promise((resolve) => void ctx.clock.setTimer(ms, resolve));
+
+/**
+ * `muster ca`: prints the current root. `muster ca --rotate [--ca-cert F
+ * --ca-key F] [--cert-expiry DUR] [--detach] [-q]`: rotates the cluster to a
+ * new root (founded, or given), shows progress as `docker swarm ca --rotate`
+ * does and prints the new root once every node holds a certificate under it.
+ */
+export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number> {
+  const rotating = flags.rotate === true;
+  if (!rotating && (flags.caCert !== undefined || flags.caKey !== undefined || flags.certExpiry !== undefined || flags.detach === true)) {
+    throw new MusterError('USAGE', '--ca-cert, --ca-key, --cert-expiry and --detach go with --rotate');
+  }
+  const external = flags.externalCa ?? [];
+  if (external.length > 0 && (flags.caCert === undefined || flags.caKey !== undefined)) {
+    throw new MusterError('USAGE', '--external-ca needs --ca-cert (the new root) and no --ca-key (the external CA holds it)');
+  }
+  if (external.length === 0 && (flags.caCert === undefined) !== (flags.caKey === undefined)) throw new MusterError('USAGE', '--ca-cert and --ca-key go together');
+  if (flags.certExpiry !== undefined) parseCertExpiry(flags.certExpiry);
+  const request: RotationRequest = {};
+  if (flags.caCert !== undefined) request.caCertPem = await readInput(flags.caCert);
+  if (flags.caKey !== undefined) request.caKeyPem = await readInput(flags.caKey);
+  if (external.length > 0) request.externalCAs = await readExternalCas(external);
+  if (flags.certExpiry !== undefined) request.certExpiry = flags.certExpiry;
+  return withConnection(ctx, flags, async ({ client }) => {
+    if (!rotating) {
+      ctx.stdout.write(await client.rootCa());
+      return 0;
+    }
+    const say = (lines: string[]): void => {
+      if (flags.quiet !== true) for (const line of lines) ctx.stdout.write(`${line}\n`);
+    };
+    let status = await client.rotateRoot(request);
+    const target = status.targetDigest ?? status.rootDigest;
+    if (flags.detach === true) {
+      say([`desired root digest: sha256:${target}`, "the rotation runs in the background; 'muster ca --rotate' again replaces its target, 'muster ca' prints the root"]);
+      return 0;
+    }
+    let previous: RotationStatus | undefined;
+    for (;;) {
+      say(progressLines(status, previous, target));
+      if (!status.rotating) break;
+      previous = status;
+      await pause(ctx, PROGRESS_POLL_MS);
+      status = await client.rotationStatus();
+      if (status.rotating && status.targetDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `another rotation, to sha256:${status.targetDigest ?? '?'}, replaced this one`);
+    }
+    if (status.rootDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `the root is now sha256:${status.rootDigest}, not this rotation's`);
+    ctx.stdout.write(await client.rootCa());
+    return 0;
+  });
+}
+
+/** How often `ca --rotate` asks how the rotation stands. */
+const PROGRESS_POLL_MS = 1_000;
+
 /** Registers the ca commands. */
 export function registerCa(program: Command, ctx: CliContext, done: Done): void {
   const run = act(done);
-  const ca = program.command('ca').description('certificate authority tasks');
+  const ca = withConnectFlags(
+    program
+      .command('ca')
+      .description('print the root CA; rotate it (--rotate); API-user certificates')
+      .option('--rotate', 'rotate the root CA: a new one is founded unless --ca-cert/--ca-key give it; nodes move to it without downtime')
+      .option('--ca-cert <file>', 'the new root certificate (with --ca-key)')
+      .option('--ca-key <file>', 'the key of --ca-cert')
+      .option('--external-ca <spec>', 'external CAs that hold the key of --ca-cert (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+      .option('--cert-expiry <duration>', 'also change the lifetime of node certificates')
+      .option('-d, --detach', 'return at once instead of waiting for the rotation to complete')
+      .option('-q, --quiet', 'no progress output'),
+  ).action(
+    run((options: Record<string, unknown>) =>
+      caCommand(ctx, {
+        ...connectFlags(options),
+        rotate: options.rotate === true,
+        ...(typeof options.caCert === 'string' ? { caCert: options.caCert } : {}),
+        ...(typeof options.caKey === 'string' ? { caKey: options.caKey } : {}),
+        externalCa: options.externalCa as string[],
+        ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}),
+        detach: options.detach === true,
+        quiet: options.quiet === true,
+      }),
+    ),
+  );
   withConnectFlags(
     ca
       .command('create-api-certificate')

@@ -2,6 +2,8 @@
 import {
   CertificateList,
   CertificatesQuery,
+  RotationRequest,
+  RotationStatus,
   ErrorResponses,
   JoinPreflight,
   JoinPreflightRequest,
@@ -20,9 +22,13 @@ import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the CA routes. */
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
-  const { caServer, state, revocations, inventory } = services;
+  const { caServer, state, revocations, inventory, rotation } = services;
 
   app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
+
+  // The new root cross-signed by the one before it (public, like the root): a node that was down through a
+  // rotation checks it against the root it trusts, and so learns the new root without a new token.
+  app.get(ROUTES.crossSigned, async (_request, reply) => reply.type('application/x-pem-file').send(state.trust.crossSigned.join('')));
 
   app.post(ROUTES.joinPreflight, { schema: { body: JoinPreflightRequest, response: { 200: JoinPreflight, ...ErrorResponses } } }, async (request) =>
     caServer.preflight(request.body.token, request.ip),
@@ -48,6 +54,12 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
     void reply.header('cache-control', 'max-age=60');
     return pem ? reply.type('application/x-pem-file').send(toPem(crl.der, CRL_PEM_LABEL)) : reply.type('application/pkix-crl').send(crl.der);
   });
+
+  app.post(ROUTES.rotateRoot, { config: { allow: ADMINS }, schema: { body: RotationRequest, response: { 200: RotationStatus, ...ErrorResponses } } }, async (request) =>
+    rotation.start(request.body, callerOf(request)),
+  );
+
+  app.get(ROUTES.rotation, { config: { allow: ADMINS }, schema: { response: { 200: RotationStatus, ...ErrorResponses } } }, async () => rotation.status());
 
   app.get(ROUTES.certificates, { config: { allow: ADMINS }, schema: { querystring: CertificatesQuery, response: { 200: CertificateList, ...ErrorResponses } } }, async (request) => {
     const { limit, after } = request.query;

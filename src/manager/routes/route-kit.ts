@@ -12,6 +12,7 @@ import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
 import type { Metrics } from '../metrics.js';
 import type { Revocations } from '../revocation.js';
+import type { RootRotation } from '../rotation.js';
 import type { ScopedTokens } from '../scoped-tokens.js';
 import type { ClusterStore } from '../../store/cluster-store.js';
 
@@ -26,6 +27,7 @@ export interface Services {
   settings: Settings;
   scopedTokens: ScopedTokens;
   revocations: Revocations;
+  rotation: RootRotation;
   metrics: Metrics;
   audit: Audit;
 }

@@ -1,0 +1,23 @@
+/**
+ * What `muster ca --rotate` prints while it waits, in Docker's words
+ * (`rotated TLS certificates`, `rotated CA certificates`), one line each time
+ * a count moves, so the output reads the same in a terminal and in a log.
+ */
+import type { RotationStatus } from '../api/schemas.js';
+
+/** The lines a new status adds after `previous` (undefined: the first status). */
+export function progressLines(status: RotationStatus, previous: RotationStatus | undefined, target: string): string[] {
+  const lines: string[] = [];
+  if (previous === undefined) lines.push(`desired root digest: sha256:${target}`);
+  const { total, rotated } = status.nodes;
+  if (status.rotating) {
+    const moved = previous === undefined || previous.nodes.rotated !== rotated || previous.nodes.total !== total;
+    if (moved) lines.push(`  rotated TLS certificates: ${rotated}/${total} nodes`);
+    return lines;
+  }
+  if (previous === undefined || previous.rotating) {
+    if (previous?.nodes.rotated !== total || previous.nodes.total !== total) lines.push(`  rotated TLS certificates: ${total}/${total} nodes`);
+    lines.push(`  rotated CA certificates: ${total}/${total} nodes`);
+  }
+  return lines;
+}

@@ -1,0 +1,235 @@
+/**
+ * Root CA rotation (`muster ca --rotate`, as SwarmKit's): the new root is
+ * cross-signed by the current one and every certificate is issued under the
+ * new key with that intermediate, so nodes still trusting only the old root
+ * accept managers and peers on the new chain. Nodes are told to renew at
+ * their next poll and get the new root in their trust bundle (old and new
+ * while the rotation runs). When every node that is up holds a certificate
+ * under the new root, the leader completes the rotation in one transaction:
+ * the new root becomes the root, the old one is dropped from the bundle and
+ * the chain, and the join tokens get the new root's digest (their secrets
+ * stay). The old root is kept, with the cross-signed certificate, until every
+ * certificate it issued has expired: a node that was down throughout learns
+ * the new root from it and renews with its old certificate.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { DEFAULT_RENEW_GRACE_MS, parseCertExpiry } from '../core/duration.js';
+import { MusterError, isMusterError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Random } from '../core/random.js';
+import { canonicalRootPem, createRootCa, crossSignRoot, importRootCa, importRootCertificate, loadSigningCa, rootDigest, rootIdentity, type RootIdentity } from '../pki/ca.js';
+import { seal } from '../pki/seal.js';
+import { formatJoinToken, parseJoinToken } from '../token/join-token.js';
+import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
+import type { CaRecord } from '../store/records.js';
+import type { RotationRequest, RotationStatus } from '../api/schemas.js';
+import type { Audit } from './audit.js';
+import { who, type Caller } from './authoriser.js';
+import type { ClusterState } from './cluster-state.js';
+import { nodeStatus } from './inventory.js';
+import type { Membership } from './membership.js';
+import type { Revocations } from './revocation.js';
+import { SEAL_CONTEXT, currentSigningCa, sealExternalCas } from './signer.js';
+
+/** How often the leader looks at a rotation's progress. */
+export const ROTATION_CHECK_MS = 1_000;
+/** Node records read per store call when counting. */
+const CHUNK = 1_000;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** What the rotation works with. */
+export interface RotationDeps {
+  state: ClusterState;
+  store: ClusterStore;
+  membership: Pick<Membership, 'isLeader'>;
+  revocations: Revocations;
+  clock: Clock;
+  random: Random;
+  logger: Logger;
+  audit: Audit;
+  dataKey: Buffer;
+  /** When a silent node counts as down (and is not waited for). */
+  downAfterMs: number;
+}
+
+/** The token with the digest part of `rootPem`, the secret kept. */
+function redigest(token: string, rootPem: string): string {
+  return formatJoinToken({ ...parseJoinToken(token), digest: rootDigest(rootPem) });
+}
+
+/** Starts, follows and completes root rotations. */
+export class RootRotation {
+  private timer: TimerHandle | undefined;
+  private checking: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(private readonly deps: RotationDeps) {}
+
+  /**
+   * Starts a rotation to a new founded root, or to the given one (with its
+   * key). A rotation under way gets the new target: it is cross-signed by the
+   * current root again, and nodes renew under it.
+   */
+  async start(request: RotationRequest, caller?: Caller): Promise<RotationStatus> {
+    const { store, state, clock, random, dataKey, audit, logger } = this.deps;
+    const certExpiryMs = request.certExpiry === undefined ? undefined : parseCertExpiry(request.certExpiry);
+    const external = request.externalCAs;
+    if (external !== undefined ? request.caCertPem === undefined || request.caKeyPem !== undefined : (request.caCertPem === undefined) !== (request.caKeyPem === undefined)) {
+      throw new MusterError('BODY_INVALID', 'a new root needs its certificate and either its key or the external CAs that hold it');
+    }
+    try {
+      // The new root: given with its key, given with the external CAs that hold its key, or founded here.
+      const target: { certPem: string; identity: RootIdentity; keyPem?: string } =
+        external !== undefined && request.caCertPem !== undefined
+          ? (() => {
+              const certPem = canonicalRootPem(request.caCertPem);
+              importRootCertificate(certPem, clock);
+              return { certPem, identity: rootIdentity(certPem) };
+            })()
+          : (() => {
+              const ca = request.caCertPem !== undefined && request.caKeyPem !== undefined
+                ? importRootCa({ certPem: canonicalRootPem(request.caCertPem), keyPem: request.caKeyPem }, clock)
+                : loadSigningCa(createRootCa({ clusterId: state.clusterId, clock, random }));
+              return { certPem: ca.certPem, identity: ca, keyPem: ca.key.export({ type: 'pkcs8', format: 'pem' }).toString() };
+            })();
+      await transact(store, async (tx) => {
+        const ca = await tx.get(KEYS.ca);
+        if (ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
+        const current = currentSigningCa(ca, dataKey);
+        if (current === undefined) {
+          throw new MusterError('BODY_INVALID', "this cluster's root key is held by an external CA: cross-signing a new root needs it", {
+            hint: 'cross-sign the new root with the external CA, then found a cluster on it; or rotate a cluster whose managers hold the root key',
+          });
+        }
+        if (target.certPem === ca.rootPem) throw new MusterError('BODY_INVALID', 'the new root is the current root');
+        const rotation: NonNullable<CaRecord['rotation']> = {
+          rootPem: target.certPem,
+          ...(target.keyPem === undefined ? {} : { key: seal(dataKey, target.keyPem, SEAL_CONTEXT.caKey) }),
+          ...(external === undefined ? {} : { external: sealExternalCas(dataKey, external) }),
+          crossSignedPem: crossSignRoot({ next: target.identity, by: current, random }),
+          startedAt: clock.now(),
+        };
+        tx.put(KEYS.ca, { ...ca, rotation });
+        if (certExpiryMs !== undefined) {
+          const cluster = await tx.get(KEYS.cluster);
+          if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster');
+          tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
+        }
+      });
+    } catch (error) {
+      audit.record({ action: 'ca.rotate', caller, result: error });
+      throw error;
+    }
+    await state.refresh();
+    logger.info({ target: state.trust.signing.digestHex, ...who(caller) }, 'root CA rotation started');
+    audit.record({ action: 'ca.rotate', caller, result: 'ok', details: { target: state.trust.signing.digestHex, certExpiry: request.certExpiry } });
+    this.arm();
+    return this.status();
+  }
+
+  /** Where a rotation stands: nodes up and counted, and how many hold a certificate under the new root. */
+  async status(): Promise<RotationStatus> {
+    const { state } = this.deps;
+    const rotation = state.ca.rotation;
+    const { total, rotated } = await this.count(state.trust.signing.digestHex);
+    return {
+      rotating: rotation !== undefined,
+      rootDigest: state.root.digestHex,
+      ...(rotation === undefined ? {} : { targetDigest: state.trust.signing.digestHex, startedAt: iso(rotation.startedAt) }),
+      nodes: { total, rotated },
+    };
+  }
+
+  /** Counts the nodes that are not removed or down, and those of them whose certificate the signing root issued. */
+  private async count(signingDigest: string): Promise<{ total: number; rotated: number }> {
+    const now = this.deps.clock.now();
+    let total = 0;
+    let rotated = 0;
+    let after: string | undefined;
+    for (;;) {
+      const chunk = await this.deps.store.list(KEYS.nodes, { ...(after === undefined ? {} : { after }), limit: CHUNK });
+      for (const { value: node } of chunk) {
+        if (nodeStatus(node, now, this.deps.downAfterMs) !== 'ready') continue;
+        total += 1;
+        if (node.certRoot === signingDigest) rotated += 1;
+      }
+      if (chunk.length < CHUNK) break;
+      after = chunk.at(-1)!.id;
+    }
+    return { total, rotated };
+  }
+
+  /**
+   * Completes the rotation when every node that is up has rotated (leader
+   * only): one transaction swaps the root, keeps the old one for stragglers,
+   * re-digests the tokens and moves the CRL on (the new root signs it now).
+   * Returns true when it completed one.
+   */
+  async reconcile(): Promise<boolean> {
+    const { state, store, clock, logger, revocations, audit } = this.deps;
+    const rotation = state.ca.rotation;
+    if (rotation === undefined) return false;
+    const { total, rotated } = await this.count(rootDigest(rotation.rootPem).toString('hex'));
+    if (rotated < total) return false;
+    const now = clock.now();
+    const keepUntil = now + state.cluster.certExpiryMs + (state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS);
+    const done = await transact(store, async (tx) => {
+      const ca = await tx.get(KEYS.ca);
+      const tokens = await tx.get(KEYS.tokens);
+      if (ca === undefined || tokens === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
+      // The record the count was made for: a new target meanwhile starts the count again.
+      if (ca.rotation === undefined || ca.rotation.rootPem !== rotation.rootPem) return false;
+      const next: CaRecord = {
+        schema: ca.schema,
+        rootPem: ca.rotation.rootPem,
+        ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }),
+        ...(ca.rotation.external === undefined ? {} : { external: ca.rotation.external }),
+        previous: [{ rootPem: ca.rootPem, crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
+      };
+      tx.put(KEYS.ca, next);
+      tx.put(KEYS.tokens, { ...tokens, worker: redigest(tokens.worker, next.rootPem), manager: redigest(tokens.manager, next.rootPem) });
+      await revocations.reissue(tx);
+      return true;
+    });
+    if (!done) return false;
+    await state.refresh();
+    logger.info({ root: state.root.digestHex, nodes: total }, 'root CA rotation complete');
+    audit.record({ action: 'ca.rotate.complete', result: 'ok', details: { root: state.root.digestHex, nodes: total } });
+    return true;
+  }
+
+  /** Follows a rotation under way (after a restart, or one another manager started). Idempotent. */
+  run(): void {
+    this.stopped = false;
+    this.arm();
+  }
+
+  /** Stops following, and waits for a check under way. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.checking;
+  }
+
+  private arm(): void {
+    if (this.stopped || this.timer !== undefined) return;
+    this.timer = this.deps.clock.setTimer(ROTATION_CHECK_MS, () => {
+      this.timer = undefined;
+      this.checking = this.tick().finally(() => {
+        this.checking = undefined;
+        this.arm();
+      });
+    });
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      if (this.deps.state.ca.rotation === undefined || !(await this.deps.membership.isLeader())) return;
+      await this.reconcile();
+    } catch (error) {
+      this.deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the rotation check failed; the next one tries again');
+    }
+  }
+}

@@ -1,0 +1,29 @@
+/** Real muster processes for one e2e file: started with a shared environment, killed after the file. */
+import { afterAll } from 'vitest';
+import { spawnMuster, type ChildRun } from './cli.js';
+
+/** Nodes that poll every second and retry renewals quickly: e2e time, not production time. */
+export const FAST_ENV = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' } as const;
+
+/** Starts processes with `env` (FAST_ENV by default); all are SIGKILLed after the file. */
+export function processScope(env: Record<string, string> = FAST_ENV) {
+  const running: ChildRun[] = [];
+  afterAll(async () => {
+    await Promise.all(running.map((r) => r.stop('SIGKILL')));
+  });
+  const start = (argv: string[], extra: Record<string, string> = {}): ChildRun => {
+    const run = spawnMuster(argv, { env: { ...env, ...extra } });
+    running.push(run);
+    return run;
+  };
+  return {
+    running,
+    start,
+    /** `muster join ADDRESS` with the token in MUSTER_TOKEN (never in the arguments); resolves once it joined. */
+    async joinNode(dir: string, token: string, address: string, extra: string[] = []): Promise<ChildRun> {
+      const run = start(['join', address, '--data-dir', dir, ...extra], { MUSTER_TOKEN: token });
+      await run.waitFor(/This node joined cluster/);
+      return run;
+    },
+  };
+}
