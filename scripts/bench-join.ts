@@ -37,7 +37,7 @@ import { issueCertificate } from '../src/pki/issue.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
 import { startEtcd } from '../test/helpers/etcd.js';
-import { benchDispatcher, percentile, pool, send, startManagerProcess } from './lib/load.js';
+import { benchDispatcher, percentile, pool, send, startManagerProcess, runtimeLine } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -148,6 +148,7 @@ async function measure(name: string, serverPid: number | undefined, target: Targ
   return measured;
 }
 
+console.log(runtimeLine());
 console.log(`preparing ${N} keys and CSRs…`);
 const csrs = Array.from({ length: N }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
 const cores = availableParallelism();

@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
-import { benchDispatcher, pool, report, send, startManagerProcess } from './lib/load.js';
+import { benchDispatcher, pool, report, send, startManagerProcess, runtimeLine } from './lib/load.js';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '64' } } });
 const N = Number(values.nodes);
@@ -20,6 +20,7 @@ const manager = await startManagerProcess({ nodeArgs: process.env.BENCH_NODE_ARG
 const { address, token, rootPem } = manager;
 const anonymous = benchDispatcher({ rootPem });
 
+console.log(runtimeLine());
 console.log(`preparing ${2 * N} keys and CSRs…`);
 const makeNode = () => {
   const key = generateNodeKeySync();

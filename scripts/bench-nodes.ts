@@ -25,7 +25,7 @@ import { randomSerial, serialHex } from '../src/pki/certificate.js';
 import { KEYS } from '../src/store/cluster-store.js';
 import { LevelStore } from '../src/store/level-store.js';
 import { SCHEMA_VERSION, type CertificateRecord, type NodeRecord } from '../src/store/records.js';
-import { startManagerProcess } from './lib/load.js';
+import { startManagerProcess, runtimeLine } from './lib/load.js';
 
 const { values } = parseArgs({ options: { nodes: { type: 'string', default: '100000' } } });
 const N = Number(values.nodes);
@@ -76,6 +76,7 @@ const floor = founder.memory();
 founder.child.kill('SIGTERM');
 await once(founder.child, 'exit');
 
+console.log(runtimeLine());
 console.log(`writing ${N.toLocaleString('en')} node and certificate records into ${layout.dbDir}…`);
 let started = performance.now();
 const store = await LevelStore.openDir(layout.dbDir, { create: false });

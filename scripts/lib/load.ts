@@ -119,6 +119,11 @@ export async function pool<T>(jobs: (() => Promise<T>)[], limit: number): Promis
 }
 
 /** The p-th percentile of `xs`. */
+/** The runtime a benchmark ran on, printed first: figures differ between Node/OpenSSL versions. */
+export function runtimeLine(): string {
+  return `node ${process.version}, OpenSSL ${process.versions.openssl}`;
+}
+
 export function percentile(xs: readonly number[], p: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;

@@ -81,20 +81,19 @@ export interface JoinResult {
 }
 
 /**
- * The trust bundle a manager hands out, when the node may take it: it shares
- * a root with the bundle the node trusts now (a root rotation adds the new
- * root, and drops the old one when it completes), or each of its roots is
- * vouched for by a cross-signed copy that a trusted root signed (a node that
- * was down while a rotation ran from start to end).
+ * The trust bundle a manager hands out, when the node may take it: every
+ * root in it is one the node holds already, or a new root that a held root
+ * vouches for through a cross-signed copy (a root rotation). A manager's
+ * word alone never adds a root: a removed manager's certificate could
+ * otherwise plant its own.
  */
 export function acceptBundle(offered: string, trusted: string, crossSignedPem = ''): boolean {
   const mine = readBundle(trusted);
   const fingerprints = new Set(mine.map((cert) => cert.fingerprint256));
   const theirs = readBundle(offered);
-  if (theirs.length === 0) return false;
-  if (theirs.some((cert) => fingerprints.has(cert.fingerprint256))) return true;
   const vouchers = readBundle(crossSignedPem);
-  return theirs.every((root) => vouchers.some((cross) => cross.subject === root.subject && cross.publicKey.equals(root.publicKey) && mine.some((t) => isIssuedBy(cross, t))));
+  const vouched = (root: X509Certificate): boolean => vouchers.some((cross) => cross.subject === root.subject && cross.publicKey.equals(root.publicKey) && mine.some((held) => isIssuedBy(cross, held)));
+  return theirs.length > 0 && theirs.every((root) => fingerprints.has(root.fingerprint256) || vouched(root));
 }
 
 /**
@@ -106,7 +105,7 @@ export function acceptBundle(offered: string, trusted: string, crossSignedPem = 
 export function checkIssued(params: { response: NodeCertificateResponse; rootPem: string; keyPem: string; clock: Clock; expectNodeId?: string }): { notBefore: number; notAfter: number } {
   const { response } = params;
   const bad = (why: string): MusterError => new MusterError('ISSUED_CERT_INVALID', `the certificate returned by the manager ${why}`);
-  if (response.rootCA !== params.rootPem && !acceptBundle(response.rootCA, params.rootPem)) throw bad('comes with a different root CA');
+  if (response.rootCA !== params.rootPem && !acceptBundle(response.rootCA, params.rootPem, response.crossSigned)) throw bad('comes with a root CA that no root this node trusts vouches for');
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(response.certificate);

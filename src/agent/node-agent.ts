@@ -59,6 +59,9 @@ function validityOf(certPem: string): Validity {
   return { notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
 }
 
+/** How often a node fetches a fresh CRL even when no newer list was announced. */
+const CRL_RECHECK_MS = 30 * 60_000;
+
 const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** A running node identity. */
@@ -68,6 +71,8 @@ export class NodeAgent {
   private validity: Validity;
   /** The cluster's CRL as last fetched: managers on it are refused. */
   private crl: ParsedCrl | undefined;
+  /** When a fresh CRL was last fetched (0: never). */
+  private crlCheckedAt = 0;
 
   private constructor(
     private readonly params: AgentParams,
@@ -176,8 +181,10 @@ export class NodeAgent {
       advice = await this.client.self();
     }
     await this.learnManagers(advice.managers);
-    if (advice.rootCA !== undefined && advice.rootCA !== this.material.rootPem) await this.adoptBundle(advice.rootCA);
-    if (advice.crlNumber !== undefined && advice.crlNumber > (this.crl?.number ?? -1)) await this.followCrl();
+    if (advice.rootCA !== undefined && advice.rootCA !== this.material.rootPem) await this.adoptBundle(advice.rootCA, advice.crossSigned);
+    // A newer list, or a while since the last fresh one: a removed manager could keep announcing an old number, but not sign a fresh CRL.
+    const due = this.params.clock.now() >= this.crlCheckedAt + CRL_RECHECK_MS;
+    if (advice.crlNumber !== undefined && (advice.crlNumber > (this.crl?.number ?? -1) || due)) await this.followCrl();
     return advice;
   }
 
@@ -188,20 +195,16 @@ export class NodeAgent {
 
   /**
    * Keeps the trust bundle the managers name now (a root rotation started, or
-   * completed) when it shares a root with the one held, or the root held
-   * vouches for it through a cross-signed certificate (this node slept
-   * through a whole rotation).
+   * completed) when each of its roots is held already or vouched for by a
+   * held root through a cross-signed certificate (see acceptBundle).
    */
-  private async adoptBundle(bundle: string): Promise<boolean> {
-    let accepted = acceptBundle(bundle, this.material.rootPem);
-    if (!accepted) {
-      accepted = acceptBundle(bundle, this.material.rootPem, (await this.client.fetchCrossSigned()).toString('utf8'));
-      if (accepted) this.params.logger.info({}, 'the cluster rotated its root while this node was away; the old root vouches for the new one');
-    }
-    if (!accepted) {
-      this.params.logger.warn({}, "a manager named a trust bundle that shares no root with this node's and that no root it trusts vouches for; keeping the one held");
+  private async adoptBundle(bundle: string, crossSigned: string | undefined): Promise<boolean> {
+    if (!acceptBundle(bundle, this.material.rootPem, crossSigned)) {
+      this.params.logger.warn({}, 'a manager named a trust bundle with a root that no root this node holds vouches for; keeping the one held');
       return false;
     }
+    const held = new Set(readBundle(this.material.rootPem).map((root) => root.fingerprint256));
+    if (readBundle(bundle).some((root) => !held.has(root.fingerprint256))) this.params.logger.info({}, 'the cluster is rotating its root (or rotated it); the root this node holds vouches for the new one');
     await writeFileAtomic(this.params.layout.rootCa, bundle, 0o644);
     this.material = { ...this.material, rootPem: bundle };
     this.params.logger.info({ roots: readBundle(bundle).length }, "the cluster's trust bundle changed; keeping the new one");
@@ -223,9 +226,9 @@ export class NodeAgent {
         const root = (await bootstrap.fetchRootCa()).toString('utf8');
         // A root already trusted explains nothing: the refusal has another cause.
         if (acceptBundle(root, this.material.rootPem)) continue;
-        if (!acceptBundle(root, this.material.rootPem, (await bootstrap.fetchCrossSigned()).toString('utf8'))) continue;
-        this.params.logger.info({ manager: address }, 'the cluster rotated its root while this node was away; the old root vouches for the new one');
-        return await this.adoptBundle(`${this.material.rootPem}${root}`);
+        const crossSigned = (await bootstrap.fetchCrossSigned()).toString('utf8');
+        if (!acceptBundle(root, this.material.rootPem, crossSigned)) continue;
+        return await this.adoptBundle(`${this.material.rootPem}${root}`, crossSigned);
       } catch {
         // try the next manager
       } finally {
@@ -248,6 +251,7 @@ export class NodeAgent {
   private async followCrl(): Promise<void> {
     try {
       const { crl, managerRevoked } = await fetchCheckedCrl(this.client, this.material.rootPem, this.params.clock);
+      this.crlCheckedAt = this.params.clock.now();
       if (crl === undefined || crl.number <= (this.crl?.number ?? -1)) return;
       this.crl = crl;
       this.params.logger.info({ crlNumber: crl.number, revoked: crl.serials.size }, 'fetched the cluster CRL');
@@ -256,6 +260,12 @@ export class NodeAgent {
         await this.replaceClient();
       }
     } catch (error) {
+      if (isMusterError(error, 'CRL_INVALID')) {
+        // A manager that cannot show a fresh CRL signed by the root is not one to stay with.
+        this.params.logger.warn({ manager: this.client.address, err: error.message }, 'the manager this node talked to served no valid CRL; moving to another');
+        await this.replaceClient();
+        return;
+      }
       this.params.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the CRL could not be fetched; trying again at the next poll');
     }
   }

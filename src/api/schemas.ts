@@ -101,6 +101,8 @@ export const NodeCertificateResponse = Type.Object({
   managers: Type.Array(ManagerAddr),
   /** For a manager on a shared store: how to serve. */
   manager: Type.Optional(ManagerBundle),
+  /** During and after a root rotation: each new root cross-signed by the root before it, so a node takes a new root only on the word of one it holds. */
+  crossSigned: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
 });
 export type NodeCertificateResponse = Type.Static<typeof NodeCertificateResponse>;
 
@@ -145,6 +147,8 @@ export const SelfResponse = Type.Object({
   managers: Type.Array(ManagerAddr),
   /** The roots nodes trust now (two while a root rotation runs); a node keeps it as its trust bundle. */
   rootCA: Type.Optional(Pem),
+  /** Each new root cross-signed by the root before it (see NodeCertificateResponse). */
+  crossSigned: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
   /** The number of the newest CRL; a node fetches GET /v1/crl when it holds an older one. Absent when the cluster publishes none (external CA). */
   crlNumber: Type.Optional(Type.Integer({ minimum: 0 })),
 });

@@ -122,7 +122,8 @@ export class CaServer {
       return await this.admitOrRefuse(token, sourceAddr);
     } catch (error) {
       this.deps.metrics.joins.inc({ role: 'unknown', result: codeOf(error) });
-      this.deps.audit.record({ action: 'node.join', token: { id: 'unrecognised', source: sourceAddr }, result: error });
+      // A rate-limited flood is counted, not written line by line: anonymous traffic must not fill the disk.
+      if (!isMusterError(error, 'RATE_LIMITED')) this.deps.audit.record({ action: 'node.join', token: { id: 'unrecognised', source: sourceAddr }, result: error });
       if (typeof error === 'object' && error !== null) this.refusedAtAdmission.add(error);
       throw error;
     }
@@ -365,6 +366,7 @@ export class CaServer {
       renewAfter: iso(certificate.notBefore + Math.floor((certificate.notAfter - certificate.notBefore) / 2)),
       managers: await membership.addresses(),
     };
+    if (state.trust.crossSigned.length > 0) response.crossSigned = state.trust.crossSigned.join('');
     const bundle = withBundle ? this.deps.managerBundle() : undefined;
     if (bundle !== undefined) response.manager = bundle;
     return response;

@@ -15,6 +15,7 @@ import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-sto
 import type { NodeRecord } from '../store/records.js';
 import { NODES_PAGE, type CertificateList, type CertificateView, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
 import type { Audit } from './audit.js';
+import type { LastSeen } from './last-seen.js';
 import { who, type Caller } from './authoriser.js';
 import { validCertificatesOf, type Revocations } from './revocation.js';
 import { addManager, removeManager } from './managers-index.js';
@@ -23,8 +24,6 @@ import type { ManagerStatus, Membership } from './membership.js';
 
 /** A node that has not been heard from for this long is shown as down. */
 export const NODE_DOWN_AFTER_MS = 2 * 60_000;
-/** lastSeenAt is written at most this often per node. */
-const LAST_SEEN_WRITE_MS = 15_000;
 /** Node records read per store call: memory stays bounded however many nodes joined. */
 const SCAN_CHUNK = 500;
 /** Records one page of the node list reads at most; a page among many removed nodes ends early, with `next`. */
@@ -47,6 +46,8 @@ export interface InventoryDeps {
   audit: Audit;
   /** When a silent node counts as down (default NODE_DOWN_AFTER_MS). */
   downAfterMs?: number;
+  /** Last-seen marks, written in batches (no durable write per poll). */
+  lastSeen: LastSeen;
   /** Told after this manager removed, promoted or demoted a node (the metrics read the inventory again). */
   changed?: () => void;
 }
@@ -104,7 +105,7 @@ export class Inventory {
 
   private async view(node: NodeRecord): Promise<NodeView> {
     const statuses = node.role === 'manager' ? await this.deps.membership.statuses() : undefined;
-    return nodeView(node, this.deps.clock.now(), statuses?.get(node.id), this.deps.downAfterMs);
+    return nodeView(this.deps.lastSeen.merged(node), this.deps.clock.now(), statuses?.get(node.id), this.deps.downAfterMs);
   }
 
   /** The node records after `after` in ID order, a chunk at a time. */
@@ -135,7 +136,7 @@ export class Inventory {
         if (node.removed && query.all !== true) continue;
         // A node beyond a full page: this page is not the last.
         if (nodes.length === limit) return { nodes, next: nodes[limit - 1]!.id };
-        nodes.push(nodeView(node, now, statuses.get(node.id), this.deps.downAfterMs));
+        nodes.push(nodeView(this.deps.lastSeen.merged(node), now, statuses.get(node.id), this.deps.downAfterMs));
       }
       scanned += chunk.length;
       if (scanned >= MAX_SCAN) return { nodes, next: chunk[chunk.length - 1]!.id };
@@ -192,6 +193,7 @@ export class Inventory {
       managers: await this.deps.membership.addresses(),
       rootCA: this.deps.state.trust.bundlePem,
     };
+    if (this.deps.state.trust.crossSigned.length > 0) view.crossSigned = this.deps.state.trust.crossSigned.join('');
     const crlNumber = this.deps.revocations.number;
     if (crlNumber !== undefined) view.crlNumber = crlNumber;
     if (reason !== undefined) view.reason = reason;
@@ -208,16 +210,13 @@ export class Inventory {
     return undefined;
   }
 
-  /** Records that a node was heard from (at most one write per node every 15 s). */
+  /** Notes that a node was heard from (in memory; written in the next batch) and returns its record as of now. */
   private async touch(id: string): Promise<NodeRecord> {
-    return transact(this.deps.store, async (tx) => {
-      const node = await this.require(tx, id);
-      const now = this.deps.clock.now();
-      if (now - node.lastSeenAt < LAST_SEEN_WRITE_MS) return node;
-      const seen = { ...node, lastSeenAt: now };
-      tx.put(KEYS.nodes.ref(id), seen);
-      return seen;
-    });
+    const node = ID_PATTERN.test(id) ? (await this.deps.store.get(KEYS.nodes.ref(id)))?.value : undefined;
+    if (node === undefined) throw new MusterError('NODE_NOT_FOUND', `no node ${id.slice(0, 64)}`);
+    if (node.removed) throw new MusterError('NODE_REMOVED', `node ${id} has been removed`);
+    this.deps.lastSeen.mark(id);
+    return this.deps.lastSeen.merged(node);
   }
 
   /**
@@ -236,7 +235,7 @@ export class Inventory {
         const node = await this.require(tx, id);
         if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
         const now = this.deps.clock.now();
-        if (!options.force && nodeStatus(node, now, this.deps.downAfterMs) === 'ready') {
+        if (!options.force && nodeStatus(this.deps.lastSeen.merged(node), now, this.deps.downAfterMs) === 'ready') {
           throw new MusterError('NODE_ACTIVE', `node ${id} is still active (last seen ${iso(node.lastSeenAt)})`);
         }
         const removed: NodeRecord = { ...node, removed: true, removedAt: now };

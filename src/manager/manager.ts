@@ -25,6 +25,7 @@ import { ClusterState } from './cluster-state.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
 import { Inventory, NODE_DOWN_AFTER_MS } from './inventory.js';
 import { Janitor } from './janitor.js';
+import { LAST_SEEN_FLUSH_MS, LastSeen } from './last-seen.js';
 import { Membership } from './membership.js';
 import { Metrics, serveMetrics, timedStore, type MetricsServer } from './metrics.js';
 import { Revocations } from './revocation.js';
@@ -101,6 +102,8 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const downAfterMs = params.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS;
   const metrics = new Metrics({ store: () => store, clock, downAfterMs });
   const store = timedStore(params.store, metrics);
+  // Marks reach the store well within the down-after window, so every manager's view of `ready` stays right.
+  const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))) });
   const state = await ClusterState.load({
     store,
     logger,
@@ -117,13 +120,14 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     store,
     authoriser: new Authoriser({ state, store, clock }),
     caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl }),
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, changed: () => metrics.inventoryChanged() }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
     settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit }),
     scopedTokens,
     revocations,
     rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKey, downAfterMs }),
     metrics,
     audit,
+    lastSeen,
   };
   return { services, membership };
 }
@@ -227,6 +231,7 @@ export class Manager {
     this.stopped = true;
     await this.janitor.stop();
     await this.services.rotation.stop();
+    await this.services.lastSeen.stop();
     await this.membership.unregister().catch(() => undefined);
     await this.app.close();
     await this.metricsServer?.close();

@@ -117,17 +117,21 @@ export class Revocations {
     let deleted = 0;
     do {
       const batch = expired.splice(0, DELETES_PER_TXN);
-      const record = await transact(store, async (tx) => {
+      const { record, removed } = await transact(store, async (tx) => {
+        // Read again inside the transaction: another manager's prune (or the janitor's) may have taken some already.
+        let removed = 0;
         for (const entry of batch) {
           const ref = KEYS.revoked.ref(entry.id);
-          tx.assume(ref, entry);
+          const current = await tx.get(ref);
+          if (current === undefined || current.notAfter > now) continue;
           tx.delete(ref);
+          removed += 1;
         }
         const current = await tx.get(KEYS.crl);
-        if (batch.length === 0 && current !== undefined && now - current.thisUpdate < CRL_REFRESH_AFTER_MS) return current;
-        return this.bump(tx, now, batch.length > 0);
+        if (removed === 0 && current !== undefined && now - current.thisUpdate < CRL_REFRESH_AFTER_MS) return { record: current, removed };
+        return { record: await this.bump(tx, now, removed > 0), removed };
       });
-      deleted += batch.length;
+      deleted += removed;
       await this.deps.state.refresh();
       if (this.deps.state.crl === undefined || this.deps.state.crl.number < record.number) throw new MusterError('STORE_UNAVAILABLE', 'the CRL record did not read back');
     } while (expired.length > 0);

@@ -21,7 +21,7 @@ import { canonicalRootPem, createRootCa, crossSignRoot, importRootCa, importRoot
 import { seal } from '../pki/seal.js';
 import { formatJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
-import type { CaRecord } from '../store/records.js';
+import type { CaRecord, ClusterRecord } from '../store/records.js';
 import type { RotationRequest, RotationStatus } from '../api/schemas.js';
 import type { Audit } from './audit.js';
 import { who, type Caller } from './authoriser.js';
@@ -31,8 +31,10 @@ import type { Membership } from './membership.js';
 import type { Revocations } from './revocation.js';
 import { SEAL_CONTEXT, currentSigningCa, sealExternalCas } from './signer.js';
 
-/** How often the leader looks at a rotation's progress. */
-export const ROTATION_CHECK_MS = 1_000;
+/** How often the leader looks at a rotation's progress (each look reads every node record). */
+export const ROTATION_CHECK_MS = 3_000;
+/** How long a count serves status requests. */
+const COUNT_TTL_MS = 2_000;
 /** Node records read per store call when counting. */
 const CHUNK = 1_000;
 
@@ -53,6 +55,11 @@ export interface RotationDeps {
   downAfterMs: number;
 }
 
+/** How long a root a rotation replaced stays trusted: until the certificates it issued have expired, and the renewal grace after. */
+function keptFor(cluster: ClusterRecord): number {
+  return cluster.certExpiryMs + (cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS);
+}
+
 /** The token with the digest part of `rootPem`, the secret kept. */
 function redigest(token: string, rootPem: string): string {
   return formatJoinToken({ ...parseJoinToken(token), digest: rootDigest(rootPem) });
@@ -63,6 +70,7 @@ export class RootRotation {
   private timer: TimerHandle | undefined;
   private checking: Promise<void> | undefined;
   private stopped = false;
+  private counted: { at: number; digest: string; value: Promise<{ total: number; rotated: number }> } | undefined;
 
   constructor(private readonly deps: RotationDeps) {}
 
@@ -110,12 +118,15 @@ export class RootRotation {
           crossSignedPem: crossSignRoot({ next: target.identity, by: current, random }),
           startedAt: clock.now(),
         };
-        tx.put(KEYS.ca, { ...ca, rotation });
-        if (certExpiryMs !== undefined) {
-          const cluster = await tx.get(KEYS.cluster);
-          if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster');
-          tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
-        }
+        const cluster = await tx.get(KEYS.cluster);
+        if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster');
+        // A target this rotation replaces stays trusted (with its cross-signed copy) while certificates it issued are valid:
+        // nodes that renewed under it renew again under the new target.
+        const now = clock.now();
+        const replaced = ca.rotation === undefined ? [] : [{ rootPem: ca.rotation.rootPem, crossSignedPem: ca.rotation.crossSignedPem, until: now + keptFor(cluster) }];
+        const previous = [...replaced, ...(ca.previous ?? []).filter((p) => p.until > now)];
+        tx.put(KEYS.ca, { ...ca, rotation, ...(previous.length === 0 ? {} : { previous }) });
+        if (certExpiryMs !== undefined) tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
       });
     } catch (error) {
       audit.record({ action: 'ca.rotate', caller, result: error });
@@ -132,7 +143,14 @@ export class RootRotation {
   async status(): Promise<RotationStatus> {
     const { state } = this.deps;
     const rotation = state.ca.rotation;
-    const { total, rotated } = await this.count(state.trust.signing.digestHex);
+    const digest = state.trust.signing.digestHex;
+    const now = this.deps.clock.now();
+    if (this.counted === undefined || this.counted.digest !== digest || now - this.counted.at > COUNT_TTL_MS) {
+      const value = this.count(digest);
+      value.catch(() => (this.counted = undefined));
+      this.counted = { at: now, digest, value };
+    }
+    const { total, rotated } = await this.counted.value;
     return {
       rotating: rotation !== undefined,
       rootDigest: state.root.digestHex,
@@ -173,7 +191,7 @@ export class RootRotation {
     const { total, rotated } = await this.count(rootDigest(rotation.rootPem).toString('hex'));
     if (rotated < total) return false;
     const now = clock.now();
-    const keepUntil = now + state.cluster.certExpiryMs + (state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS);
+    const keepUntil = now + keptFor(state.cluster);
     const done = await transact(store, async (tx) => {
       const ca = await tx.get(KEYS.ca);
       const tokens = await tx.get(KEYS.tokens);

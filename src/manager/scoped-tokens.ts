@@ -30,9 +30,10 @@ export function scopedTokenId(token: string): string {
   return sha256(`muster scoped join token id\0${token}`).toString('hex').slice(0, SCOPED_TOKEN_ID_LENGTH);
 }
 
-/** Whether a token can still admit a node, and if not, why. */
-export function tokenStatus(record: ScopedTokenRecord, now: number): ScopedTokenView['status'] {
+/** Whether a token can still admit a node, and if not, why (given the current root's digest: a token of an earlier root has ended). */
+export function tokenStatus(record: ScopedTokenRecord, now: number, rootDigestHex?: string): ScopedTokenView['status'] {
   if (record.expiresAt !== undefined && now >= record.expiresAt) return 'expired';
+  if (rootDigestHex !== undefined && record.rootDigest !== undefined && record.rootDigest !== rootDigestHex) return 'expired';
   if (record.usesLeft !== undefined && record.usesLeft <= 0) return 'used';
   return 'active';
 }
@@ -47,7 +48,7 @@ export function tokenEndedAt(record: ScopedTokenRecord, now: number): number | u
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function view(record: ScopedTokenRecord, now: number): ScopedTokenView {
+function view(record: ScopedTokenRecord, now: number, rootDigestHex: string): ScopedTokenView {
   return {
     id: record.id,
     role: record.role,
@@ -55,7 +56,7 @@ function view(record: ScopedTokenRecord, now: number): ScopedTokenView {
     ...(record.expiresAt === undefined ? {} : { expiresAt: iso(record.expiresAt) }),
     ...(record.uses === undefined ? {} : { uses: record.uses, usesLeft: record.usesLeft ?? 0 }),
     labels: record.labels,
-    status: tokenStatus(record, now),
+    status: tokenStatus(record, now, rootDigestHex),
     ...(record.createdBy === undefined ? {} : { createdBy: record.createdBy }),
   };
 }
@@ -84,6 +85,7 @@ export class ScopedTokens {
       ...(request.uses === undefined ? {} : { uses: request.uses, usesLeft: request.uses }),
       labels: request.labels ?? {},
       ...(caller === undefined ? {} : { createdBy: caller.nodeId }),
+      rootDigest: state.root.digestHex,
     };
     await transact(store, async (tx) => {
       const ref = KEYS.scopedTokens.ref(record.id);
@@ -92,7 +94,7 @@ export class ScopedTokens {
     });
     logger.info({ tokenId: record.id, role: record.role, ...who(caller) }, 'scoped join token created');
     audit.record({ action: 'join-token.create', caller, target: { token: record.id, role: record.role }, result: 'ok', details: { ttl: request.ttl, uses: request.uses, labels: record.labels } });
-    return { ...view(record, now), token, managerAddr: membership.address };
+    return { ...view(record, now, state.root.digestHex), token, managerAddr: membership.address };
   }
 
   /** Every scoped token, newest first, without secrets. */
@@ -100,7 +102,7 @@ export class ScopedTokens {
     const now = this.deps.clock.now();
     const records = (await this.deps.store.list(KEYS.scopedTokens)).map((e) => e.value);
     records.sort((a, b) => b.createdAt - a.createdAt || a.id.localeCompare(b.id));
-    return { tokens: records.map((r) => view(r, now)) };
+    return { tokens: records.map((r) => view(r, now, this.deps.state.root.digestHex)) };
   }
 
   /** Deletes a token: it is refused by every manager from the moment this answers. */
@@ -118,7 +120,7 @@ export class ScopedTokens {
     });
     logger.info({ tokenId: id, ...who(caller) }, 'scoped join token removed');
     audit.record({ action: 'join-token.rm', caller, target: { token: id, role: removed.role }, result: 'ok' });
-    return view(removed, clock.now());
+    return view(removed, clock.now(), this.deps.state.root.digestHex);
   }
 
   /** The record of `token` when it is a scoped token that can still admit a node (a read, no use taken). */
@@ -146,6 +148,6 @@ export class ScopedTokens {
 
   private admits(record: ScopedTokenRecord, token: string): boolean {
     const matches = timingSafeEqual(Buffer.from(record.secretHash, 'hex'), sha256(token));
-    return matches && tokenStatus(record, this.deps.clock.now()) === 'active';
+    return matches && tokenStatus(record, this.deps.clock.now(), this.deps.state.root.digestHex) === 'active';
   }
 }

@@ -41,8 +41,9 @@ export class Settings {
   constructor(private readonly deps: SettingsDeps) {}
 
   /** Cluster settings and CA facts; tokens only when asked. */
-  async clusterView(includeTokens: boolean): Promise<ClusterView> {
+  async clusterView(includeTokens: boolean, caller?: Caller): Promise<ClusterView> {
     const { state } = this.deps;
+    if (includeTokens && caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
     const { tokens, cluster, ca } = state;
     const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
       includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: tokens[role] } : { rotatedAt: iso(tokens.rotatedAt[role]) };

@@ -158,6 +158,8 @@ export const ScopedTokenRecord = Type.Object({
   labels: Labels,
   /** Who created it (CN of the caller). */
   createdBy: Type.Optional(Type.String()),
+  /** SHA-256 (hex) of the root it pins: a root rotation ends it. */
+  rootDigest: Type.Optional(Type.String()),
   lastUsedAt: Type.Optional(Millis),
 });
 export type ScopedTokenRecord = Type.Static<typeof ScopedTokenRecord>;

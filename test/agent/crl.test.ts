@@ -71,6 +71,13 @@ describe('a running node and the CRL', () => {
       await agent.poll(); // m2's certificate is refused at the handshake now; the founder answers
       expect(hits.get('m2')).toEqual([]);
       expect(hits.get('founder')).toContain('/v1/nodes/self');
+      // With no newer list announced, a node still fetches a fresh CRL every half hour.
+      hits.set('founder', []);
+      await agent.poll();
+      expect(hits.get('founder')).not.toContain('/v1/crl');
+      t.clock.advance(31 * 60_000);
+      await agent.poll();
+      expect(hits.get('founder')).toContain('/v1/crl');
     } finally {
       await agent.stop();
     }

@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rootDigest } from '../../src/pki/ca.js';
+import { readBundle } from '../../src/pki/peer.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { FAST_ENV, processScope } from '../helpers/processes.js';
@@ -53,6 +54,7 @@ describe('root rotation on the embedded store', () => {
     for (const dir of workers) daemons.push(await joinNode(dir, oldToken, address));
     const oldRootFile = scratch.write('old-root.pem', readFileSync(join(m, 'certificates', 'root-ca.crt')));
     await daemons[4]!.stop('SIGTERM'); // w5 sleeps through the rotation
+    await daemons[3]!.stop('SIGTERM'); // and w4, until the manager has renewed again after it
 
     const rotate = spawnMuster(['ca', '--rotate', '--data-dir', m], { env: FAST });
     running.push(rotate);
@@ -72,7 +74,7 @@ describe('root rotation on the embedded store', () => {
     expect((await runMuster(['ca', '--data-dir', m])).stdout).toBe(newRootPem);
 
     // Every running node ends on the new root alone (their trust bundles drop the old one at their next poll).
-    const live = [m, ...workers.slice(0, 4), scratch.path('w6')];
+    const live = [m, ...workers.slice(0, 3), scratch.path('w6')];
     await waitUntil('every running node verifies against the new root and trusts it alone', () =>
       live.every((dir) => verifiesAgainst(dir, newRootFile) && readFileSync(join(dir, 'certificates', 'root-ca.crt'), 'utf8') === newRootPem),
     );
@@ -90,8 +92,19 @@ describe('root rotation on the embedded store', () => {
 
     // w5 comes back: the old root vouches for the new one (cross-signed), and it renews with its old certificate.
     const back = start(['run', '--data-dir', workers[4]!]);
-    await back.waitFor(/the cluster rotated its root while this node was away/);
+    await back.waitFor(/the root this node holds vouches for the new one/);
     await waitUntil('w5 renewed under the new root', () => verifiesAgainst(workers[4]!, newRootFile));
+
+    // The manager renews once more (SIGHUP): its certificate no longer carries the cross-signed intermediate.
+    const renewals = (): number => (manager.stderr().match(/renewed until/g) ?? []).length;
+    const before = renewals();
+    manager.child.kill('SIGHUP');
+    await waitUntil('the manager renewed again', () => renewals() > before);
+    expect(readBundle(readFileSync(join(m, 'certificates', 'node.crt'), 'utf8'))).toHaveLength(1);
+    // w4 comes back: it cannot verify the manager at all, checks /v1/ca against the cross-signed copy, and renews.
+    const w4 = start(['run', '--data-dir', workers[3]!]);
+    await w4.waitFor(/the manager presented a certificate this node cannot verify; checking whether the cluster rotated its root/);
+    await waitUntil('w4 renewed under the new root', () => verifiesAgainst(workers[3]!, newRootFile));
   });
 
   it('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: 120_000 }, async () => {

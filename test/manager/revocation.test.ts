@@ -132,6 +132,16 @@ describe('the CRL', () => {
     expect(t.revocations.number).toBe(crl.number); // the list changed: nodes fetch it
   });
 
+  it('two prunes at once (two managers, or the janitor and a fetch) both finish, and delete each entry once', async () => {
+    const node = await joinNode();
+    await t.inventory.removeNode(node.id, { force: true }, admin);
+    expect((await t.store.list(KEYS.revoked)).length).toBe(1);
+    t.clock.advance(25 * HOUR);
+    const [a, b] = await Promise.all([t.revocations.prune(), t.revocations.prune()]);
+    expect(a + b).toBe(1);
+    expect(await t.store.list(KEYS.revoked)).toHaveLength(0);
+  });
+
   it('the audit trail has the removals, the revocation and the demotion with their serials', () => {
     const lines = t.auditLines.map((l) => JSON.parse(l) as { action: string; serials?: string[]; actor: { cn?: string } });
     for (const action of ['node.rm', 'user.revoke', 'node.demote']) {

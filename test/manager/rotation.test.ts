@@ -7,7 +7,9 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../../src/manager/authoriser.js';
-import { rootDigest } from '../../src/pki/ca.js';
+import { acceptBundle } from '../../src/agent/join.js';
+import { systemRandom } from '../../src/core/random.js';
+import { createRootCa, rootDigest } from '../../src/pki/ca.js';
 import { readBundle } from '../../src/pki/peer.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
@@ -76,6 +78,7 @@ describe('root rotation', () => {
     expect(opensslStatus(['verify', '-CAfile', file(oldCert!.toString()), leaf]).status).not.toBe(0);
     // A node that renewed is not told again; the joins of the rotation are under the new root too.
     expect((await poll(renewed.certificate)).renewNow).toBe(false);
+    t.clock.advance(2_500); // past the status cache
     expect((await t.rotation.status()).nodes).toEqual({ total: 3, rotated: 1 });
   });
 
@@ -85,6 +88,7 @@ describe('root rotation', () => {
     // The manager and node 0 are heard from again (their polls), the sleeper is not.
     nodes[0]!.certPem = (await renew(nodes[0]!.certPem)).certificate;
     const manager = await renew(t.managerTls.certPem);
+    t.clock.advance(2_500);
     expect((await t.rotation.status()).nodes).toEqual({ total: 2, rotated: 2 });
     expect(await t.rotation.reconcile()).toBe(true);
     const newRoot = t.state.root.pem;
@@ -107,10 +111,28 @@ describe('root rotation', () => {
     expect(readBundle(renewed.certificate)).toHaveLength(1); // no intermediate once the rotation is over
   });
 
-  it('a rotation to a given root, replaced by another target while it runs, and refused for a bad key', async () => {
+  it('a rotation replaced by another target while it runs: a node that renewed under the first target renews under the second', async () => {
     const first = await t.rotation.start({}, admin);
+    const node = await join(); // issued under the first target
     const replaced = await t.rotation.start({}, admin);
     expect(replaced.targetDigest).not.toBe(first.targetDigest);
+    const advice = await poll(node.certPem); // still accepted: the replaced target stays trusted
+    expect(advice).toMatchObject({ renewNow: true, reason: 'ca-rotation' });
+    const renewed = await renew(node.certPem);
+    expect(rootDigest(readBundle(renewed.rootCA)[1]!.toString()).toString('hex')).toBe(replaced.targetDigest);
+    // The node takes the new bundle: the current root (held) and the new target, vouched for by the current root.
+    expect(acceptBundle(renewed.rootCA, node.rootCA, renewed.crossSigned)).toBe(true);
+  });
+
+  it('a node takes a new root only when a root it holds vouches for it', () => {
+    const held = t.state.root.pem;
+    const stranger = createRootCa({ clusterId: t.clusterId, clock: t.clock, random: systemRandom }).certPem;
+    expect(acceptBundle(`${held}${stranger}`, held)).toBe(false); // a manager's word alone adds nothing
+    expect(acceptBundle(`${held}${stranger}`, held, t.state.trust.crossSigned.join(''))).toBe(false); // vouchers for other roots do not count
+    expect(acceptBundle(t.state.trust.bundlePem, held, t.state.trust.crossSigned.join(''))).toBe(true);
+  });
+
+  it('refuses a new root that is the current one', async () => {
     expect(await codeOf(t.rotation.start({ caCertPem: t.state.root.pem }, admin))).toBe('BODY_INVALID');
     expect(t.auditLines.filter((l) => l.includes('"ca.rotate"')).length).toBeGreaterThanOrEqual(3);
   });

@@ -21,7 +21,7 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
   const { settings, scopedTokens } = services;
 
   app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
-    settings.clusterView(isYes(request.query.tokens)),
+    settings.clusterView(isYes(request.query.tokens), callerOf(request)),
   );
 
   app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>

@@ -10,6 +10,7 @@ import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
 import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
+import type { LastSeen } from '../last-seen.js';
 import type { Metrics } from '../metrics.js';
 import type { Revocations } from '../revocation.js';
 import type { RootRotation } from '../rotation.js';
@@ -30,6 +31,7 @@ export interface Services {
   rotation: RootRotation;
   metrics: Metrics;
   audit: Audit;
+  lastSeen: LastSeen;
 }
 
 /** A route plugin: registers routes that call the services. */

