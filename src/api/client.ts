@@ -216,10 +216,15 @@ export class ApiClient {
    * GET /v1/ca without verifying the server: the caller must compare the
    * digest of these exact bytes with its token before trusting them.
    */
-  async fetchRootCa(): Promise<Buffer> {
+  fetchRootCa(): Promise<Buffer> {
+    return this.unverifiedGet(ROUTES.ca);
+  }
+
+  /** A GET on a fresh connection that verifies nothing: only for what the caller checks itself (the root, cross-signed roots). */
+  private async unverifiedGet(path: string): Promise<Buffer> {
     const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
     try {
-      const response = await this.exchange(dispatcher, 'GET', ROUTES.ca, undefined, true);
+      const response = await this.exchange(dispatcher, 'GET', path, undefined, true);
       if (response.status !== 200) throw this.errorFrom(response);
       return response.body;
     } finally {
@@ -245,15 +250,8 @@ export class ApiClient {
   }
 
   /** GET /v1/ca/cross-signed without verifying the server: the caller checks each certificate against a root it trusts. */
-  async fetchCrossSigned(): Promise<Buffer> {
-    const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
-    try {
-      const response = await this.exchange(dispatcher, 'GET', ROUTES.crossSigned, undefined, true);
-      if (response.status !== 200) throw this.errorFrom(response);
-      return response.body;
-    } finally {
-      await dispatcher.close();
-    }
+  fetchCrossSigned(): Promise<Buffer> {
+    return this.unverifiedGet(ROUTES.crossSigned);
   }
 
   /** GET /healthz of the manager this client talks to now (no failover: it asks about this one). */

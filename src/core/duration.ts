@@ -56,3 +56,8 @@ export function formatDuration(ms: number): string {
   const s = totalSeconds % 60;
   return `${h > 0 ? `${h}h` : ''}${m > 0 ? `${m}m` : ''}${s > 0 ? `${s}s` : ''}`;
 }
+
+/** An instant as ISO 8601 UTC (`2026-11-24T08:00:00.000Z`), as the API and the logs write times. */
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -10,7 +10,7 @@ import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../core/duration.js';
 import { isNodeRole, type CertRole } from '../core/roles.js';
-import { isIssuedBy, readPeerCertificate, type PeerIdentity } from '../pki/peer.js';
+import { verifyPeerCertificate, type PeerIdentity } from '../pki/peer.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
 import type { ClusterState } from './cluster-state.js';
@@ -51,8 +51,9 @@ export class Authoriser {
     const now = clock.now();
     const grace = state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS;
     // During a root rotation both roots are trusted, and a root it replaced until every certificate it issued has expired.
-    const roots = state.trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
-    const identity = readPeerCertificate({ cert, roots, now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
+    const trust = state.trust; // one snapshot: the roots checked and the signing root come from the same CA record
+    const roots = trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
+    const { identity, issuer } = verifyPeerCertificate({ cert, roots, now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
     const expired = now > identity.notAfter;
     if (identity.clusterId !== state.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
@@ -80,6 +81,7 @@ export class Authoriser {
       // Only the newest certificate of a node that is still in the cluster can be renewed after it expired.
       if (node === undefined || node.certSerial !== identity.serial) throw new MusterError('CERT_EXPIRED', 'the certificate has expired and is not the newest one issued to this node');
     }
-    return { ...identity, role, node, expired, fromSigningRoot: isIssuedBy(cert, state.trust.signing.cert) };
+    // The roots checked are the very objects of that snapshot, so the one that verified the certificate says whether it is the signing root.
+    return { ...identity, role, node, expired, fromSigningRoot: issuer === trust.signing.cert };
   }
 }

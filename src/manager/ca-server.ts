@@ -14,7 +14,7 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole, NodeRole } from '../core/roles.js';
 import { parseHostPort } from '../core/address.js';
-import { parseCertExpiry } from '../core/duration.js';
+import { iso, parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
@@ -59,8 +59,6 @@ interface Admission {
 
 /** The code an error is counted under in the metrics. */
 const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 'INTERNAL');
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** The record of a certificate just issued. */
 export function certificateRecord(subject: string, role: CertRole, kind: IssueKind, now: number, certificate: IssuedCertificate): CertificateRecord {

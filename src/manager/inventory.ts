@@ -6,12 +6,12 @@
  * on what the store holds, not on what one manager believes.
  */
 import type { Clock } from '../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration } from '../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { ID_PATTERN } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { NodeRole } from '../core/roles.js';
-import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
+import { KEYS, pages, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
 import { NODES_PAGE, type CertificateList, type CertificateView, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
 import type { Audit } from './audit.js';
@@ -30,8 +30,6 @@ const SCAN_CHUNK = 500;
 const MAX_SCAN = 10_000;
 /** Matching nodes an ambiguous reference names in its error. */
 const SHOWN_MATCHES = 5;
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** What the inventory works with. */
 export interface InventoryDeps {
@@ -110,13 +108,7 @@ export class Inventory {
 
   /** The node records after `after` in ID order, a chunk at a time. */
   private async *chunks(after?: string): AsyncGenerator<NodeRecord[]> {
-    for (;;) {
-      const chunk = await this.deps.store.list(KEYS.nodes, { after, limit: SCAN_CHUNK });
-      if (chunk.length > 0) yield chunk.map((e) => e.value);
-      const last = chunk.at(-1);
-      if (last === undefined || chunk.length < SCAN_CHUNK) return;
-      after = last.id;
-    }
+    for await (const chunk of pages(this.deps.store, KEYS.nodes, { after, limit: SCAN_CHUNK })) yield chunk.map((e) => e.value);
   }
 
   /**
@@ -309,12 +301,13 @@ export class Inventory {
     const shown = page.slice(0, limit);
     const now = clock.now();
     const nodes = new Map<string, Promise<NodeRecord | undefined>>();
-    const revoked = await Promise.all(shown.map(async (e) => (await store.get(KEYS.revoked.ref(e.id))) !== undefined));
+    // One read of the denylist (it holds only revoked certificates that are still valid), not one per certificate.
+    const revoked = new Set((await store.list(KEYS.revoked)).map((e) => e.id));
     const certificates: CertificateView[] = [];
-    for (const [i, { value: cert }] of shown.entries()) {
+    for (const { value: cert } of shown) {
       let status: CertificateView['status'] = 'valid';
       if (cert.notAfter <= now) status = 'expired';
-      else if (cert.revokedAt !== undefined || revoked[i] === true) status = 'revoked';
+      else if (cert.revokedAt !== undefined || revoked.has(cert.serial)) status = 'revoked';
       else if (cert.role !== 'admin') {
         if (!nodes.has(cert.subject)) nodes.set(cert.subject, store.get(KEYS.nodes.ref(cert.subject)).then((e) => e?.value));
         const node = await nodes.get(cert.subject);

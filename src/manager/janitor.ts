@@ -16,7 +16,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { KEYS, Tx, type ClusterStore, type Entry, type Space } from '../store/cluster-store.js';
+import { KEYS, Tx, pages, type ClusterStore, type Entry, type Space } from '../store/cluster-store.js';
 import type { NodeRecord } from '../store/records.js';
 import type { Static, TSchema } from 'typebox';
 import type { Membership } from './membership.js';
@@ -145,14 +145,10 @@ export class Janitor {
   /** Pages through `space`, deleting what `select` picks from each chunk; returns how many it deleted. */
   private async sweepSpace<S extends TSchema>(space: Space<S>, select: (chunk: Listed<Static<S>>[]) => Promise<Listed<Static<S>>[]>): Promise<number> {
     let deleted = 0;
-    let after: string | undefined;
-    while (!this.stopped) {
-      const chunk = await this.deps.store.list(space, { after, limit: CHUNK });
+    for await (const chunk of pages(this.deps.store, space, { limit: CHUNK })) {
+      if (this.stopped) break;
       const doomed = await select(chunk);
       for (let i = 0; i < doomed.length; i += DELETES_PER_TXN) deleted += await this.deleteAll(space, doomed.slice(i, i + DELETES_PER_TXN));
-      const last = chunk.at(-1);
-      if (last === undefined || chunk.length < CHUNK) break;
-      after = last.id;
     }
     return deleted;
   }

@@ -13,7 +13,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { HostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
-import { KEYS, type ClusterStore } from '../store/cluster-store.js';
+import { KEYS, pages, type ClusterStore } from '../store/cluster-store.js';
 import { nodeStatus } from './inventory.js';
 import { tokenStatus } from './scoped-tokens.js';
 
@@ -131,17 +131,13 @@ export class Metrics {
     const store = this.deps.store();
     const nodes = new Map<string, number>();
     let soonestExpiry: number | undefined;
-    let after: string | undefined;
-    for (;;) {
-      const chunk = await store.list(KEYS.nodes, { ...(after === undefined ? {} : { after }), limit: SCAN_CHUNK });
+    for await (const chunk of pages(store, KEYS.nodes, { limit: SCAN_CHUNK })) {
       for (const { value: node } of chunk) {
         const status = nodeStatus(node, now, this.deps.downAfterMs);
         const key = `${node.role}/${status}`;
         nodes.set(key, (nodes.get(key) ?? 0) + 1);
         if (!node.removed && (soonestExpiry === undefined || node.certNotAfter < soonestExpiry)) soonestExpiry = node.certNotAfter;
       }
-      if (chunk.length < SCAN_CHUNK) break;
-      after = chunk.at(-1)!.id;
     }
     const tokens = (await store.list(KEYS.scopedTokens))
       .map((e) => e.value)

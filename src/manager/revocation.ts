@@ -51,14 +51,16 @@ export interface SignedCrl {
 
 /** The certificates of a node that are still valid: its current one and those it superseded. */
 export function validCertificatesOf(node: NodeRecord, now: number): Revoke[] {
-  const current = { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
-  return [current, ...(node.superseded ?? [])].filter((c) => c.notAfter > now).map((c) => ({ ...c, subject: node.id }));
+  return [currentCertificate(node), ...(node.superseded ?? [])].filter((c) => c.notAfter > now).map((c) => ({ ...c, subject: node.id }));
 }
 
-/** The node's superseded list after it was issued `next`: the previous certificate added, expired ones dropped. */
+/** The node's superseded list once a new certificate replaces its current one: that one added, expired ones dropped. */
 export function supersede(node: NodeRecord, now: number): NodeRecord['superseded'] {
-  const previous = { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
-  return [...(node.superseded ?? []), previous].filter((c) => c.notAfter > now);
+  return [...(node.superseded ?? []), currentCertificate(node)].filter((c) => c.notAfter > now);
+}
+
+function currentCertificate(node: NodeRecord): { serial: string; notAfter: number; role: NodeRecord['certRole'] } {
+  return { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
 }
 
 /** The denylist and the CRL. */

@@ -13,14 +13,14 @@
  * the new root from it and renews with its old certificate.
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, parseCertExpiry } from '../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, iso, parseCertExpiry } from '../core/duration.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { canonicalRootPem, createRootCa, crossSignRoot, importRootCa, importRootCertificate, loadSigningCa, rootDigest, rootIdentity, type RootIdentity } from '../pki/ca.js';
 import { seal } from '../pki/seal.js';
 import { formatJoinToken, parseJoinToken } from '../token/join-token.js';
-import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
+import { KEYS, pages, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { CaRecord, ClusterRecord } from '../store/records.js';
 import type { RotationRequest, RotationStatus } from '../api/schemas.js';
 import type { Audit } from './audit.js';
@@ -37,8 +37,6 @@ export const ROTATION_CHECK_MS = 3_000;
 const COUNT_TTL_MS = 2_000;
 /** Node records read per store call when counting. */
 const CHUNK = 1_000;
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** What the rotation works with. */
 export interface RotationDeps {
@@ -87,20 +85,7 @@ export class RootRotation {
       throw new MusterError('BODY_INVALID', 'a new root needs its certificate and either its key or the external CAs that hold it');
     }
     try {
-      // The new root: given with its key, given with the external CAs that hold its key, or founded here.
-      const target: { certPem: string; identity: RootIdentity; keyPem?: string } =
-        external !== undefined && request.caCertPem !== undefined
-          ? (() => {
-              const certPem = canonicalRootPem(request.caCertPem);
-              importRootCertificate(certPem, clock);
-              return { certPem, identity: rootIdentity(certPem) };
-            })()
-          : (() => {
-              const ca = request.caCertPem !== undefined && request.caKeyPem !== undefined
-                ? importRootCa({ certPem: canonicalRootPem(request.caCertPem), keyPem: request.caKeyPem }, clock)
-                : loadSigningCa(createRootCa({ clusterId: state.clusterId, clock, random }));
-              return { certPem: ca.certPem, identity: ca, keyPem: ca.key.export({ type: 'pkcs8', format: 'pem' }).toString() };
-            })();
+      const target = this.newRoot(request);
       await transact(store, async (tx) => {
         const ca = await tx.get(KEYS.ca);
         if (ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
@@ -139,6 +124,20 @@ export class RootRotation {
     return this.status();
   }
 
+  /** The rotation's new root: given with the external CAs that hold its key, given with its key, or founded here. */
+  private newRoot(request: RotationRequest): { certPem: string; identity: RootIdentity; keyPem?: string } {
+    const { state, clock, random } = this.deps;
+    if (request.caCertPem !== undefined && request.externalCAs !== undefined) {
+      const certPem = canonicalRootPem(request.caCertPem);
+      importRootCertificate(certPem, clock);
+      return { certPem, identity: rootIdentity(certPem) };
+    }
+    const given = request.caCertPem !== undefined && request.caKeyPem !== undefined ? { certPem: canonicalRootPem(request.caCertPem), keyPem: request.caKeyPem } : undefined;
+    const material = given ?? createRootCa({ clusterId: state.clusterId, clock, random });
+    const ca = given === undefined ? loadSigningCa(material) : importRootCa(material, clock);
+    return { certPem: ca.certPem, identity: ca, keyPem: material.keyPem };
+  }
+
   /** Where a rotation stands: nodes up and counted, and how many hold a certificate under the new root. */
   async status(): Promise<RotationStatus> {
     const { state } = this.deps;
@@ -164,16 +163,12 @@ export class RootRotation {
     const now = this.deps.clock.now();
     let total = 0;
     let rotated = 0;
-    let after: string | undefined;
-    for (;;) {
-      const chunk = await this.deps.store.list(KEYS.nodes, { ...(after === undefined ? {} : { after }), limit: CHUNK });
+    for await (const chunk of pages(this.deps.store, KEYS.nodes, { limit: CHUNK })) {
       for (const { value: node } of chunk) {
         if (nodeStatus(node, now, this.deps.downAfterMs) !== 'ready') continue;
         total += 1;
         if (node.certRoot === signingDigest) rotated += 1;
       }
-      if (chunk.length < CHUNK) break;
-      after = chunk.at(-1)!.id;
     }
     return { total, rotated };
   }

@@ -8,7 +8,7 @@
  * managers, give exactly N certificates.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { parseDuration } from '../core/duration.js';
+import { iso, parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { rootDigest } from '../pki/ca.js';
 import { generateJoinToken } from '../token/join-token.js';
@@ -45,8 +45,6 @@ export function tokenEndedAt(record: ScopedTokenRecord, now: number): number | u
   if (status === 'used') return record.lastUsedAt ?? record.createdAt;
   return undefined;
 }
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 function view(record: ScopedTokenRecord, now: number, rootDigestHex: string): ScopedTokenView {
   return {

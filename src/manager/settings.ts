@@ -5,7 +5,7 @@
  * nobody changed it meanwhile, so two concurrent rotations both take effect.
  */
 import type { Clock } from '../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration, parseCertExpiry } from '../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseCertExpiry } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
@@ -19,8 +19,6 @@ import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
 import { sealExternalCas } from './signer.js';
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** What the settings work with. */
 export interface SettingsDeps {

@@ -21,6 +21,15 @@ export interface PeerIdentity {
   notAfter: number;
 }
 
+/** What to verify a presented certificate against. */
+export interface PeerCheck {
+  cert: X509Certificate | string | Buffer;
+  roots: readonly X509Certificate[];
+  now: number;
+  /** Accept a certificate that expired less than this long ago (renewal after expiry). */
+  graceMs?: number;
+}
+
 /** Parses a certificate from PEM/DER or passes an X509Certificate through; CERT_INVALID on junk. */
 export function toX509(cert: X509Certificate | string | Buffer): X509Certificate {
   if (cert instanceof X509Certificate) return cert;
@@ -52,15 +61,15 @@ export function isIssuedBy(cert: X509Certificate, issuer: X509Certificate): bool
  * returns the identity it carries. The caller decides what the identity may
  * do (cluster ID, role, removed nodes).
  */
-export function readPeerCertificate(params: {
-  cert: X509Certificate | string | Buffer;
-  roots: readonly X509Certificate[];
-  now: number;
-  /** Accept a certificate that expired less than this long ago (renewal after expiry). */
-  graceMs?: number;
-}): PeerIdentity {
+export function readPeerCertificate(params: PeerCheck): PeerIdentity {
+  return verifyPeerCertificate(params).identity;
+}
+
+/** {@link readPeerCertificate}, and which of the roots issued the certificate. */
+export function verifyPeerCertificate(params: PeerCheck): { identity: PeerIdentity; issuer: X509Certificate } {
   const cert = toX509(params.cert);
-  if (!params.roots.some((root) => isIssuedBy(cert, root))) throw new MusterError('CERT_UNTRUSTED');
+  const issuer = params.roots.find((root) => isIssuedBy(cert, root));
+  if (issuer === undefined) throw new MusterError('CERT_UNTRUSTED');
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
   if (params.now < notBefore) throw new MusterError('CERT_NOT_YET_VALID');
@@ -68,7 +77,7 @@ export function readPeerCertificate(params: {
     throw new MusterError('CERT_EXPIRED', params.graceMs === undefined ? undefined : `the certificate expired on ${new Date(notAfter).toISOString()}, longer ago than the renewal grace`);
   }
   const name = readNameFields(cert.subject);
-  return {
+  const identity: PeerIdentity = {
     nodeId: name.commonName ?? '',
     role: roleFromOu(name.organizationalUnit),
     clusterId: name.organization,
@@ -76,6 +85,7 @@ export function readPeerCertificate(params: {
     notBefore,
     notAfter,
   };
+  return { identity, issuer };
 }
 
 /** Whether a certificate (DER) carries a CRL Distribution Point: its issuer publishes a CRL that a verifier must check. */

@@ -113,6 +113,20 @@ function validatorFor(schema: TSchema): ReturnType<typeof Compile> {
   return validator;
 }
 
+/**
+ * The records of a space in key order, one page (`limit` records) at a time,
+ * starting after `after`: a scan holds one page however large the space.
+ */
+export async function* pages<S extends TSchema>(store: ClusterStore, space: Space<S>, page: { after?: string | undefined; limit: number }): AsyncGenerator<(Entry<Static<S>> & { id: string })[]> {
+  let after = page.after;
+  for (;;) {
+    const chunk = await store.list(space, { after, limit: page.limit });
+    if (chunk.length > 0) yield chunk;
+    if (chunk.length < page.limit) return;
+    after = chunk.at(-1)!.id;
+  }
+}
+
 /** Checks a stored value against its schema; STATE_CORRUPT (naming the key) when it does not match. */
 export function decodeRecord<S extends TSchema>(schema: S, key: string, value: unknown): Static<S> {
   if (validatorFor(schema).Check(value)) return value as Static<S>;

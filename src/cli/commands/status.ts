@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso } from '../../core/duration.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { readStoreSpec } from '../../config/manager-files.js';
 import { ApiClient } from '../../api/client.js';
@@ -18,8 +18,6 @@ import type { CliContext } from '../context.js';
 import { formatTable, relativeTime } from '../output.js';
 import { act, type Done } from '../options.js';
 import { layoutFor } from '../settings.js';
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** `muster status [--data-dir D]` */
 async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Promise<number> {
