@@ -4,7 +4,9 @@
  * files and fsync'd, the certificate last (its presence marks a complete
  * pending pair), then renamed into place. `recover()` finishes or rolls
  * back an interrupted replacement, so a crash at any point leaves either the
- * old matching pair or the new one. Keys are 0600, folders 0700.
+ * old matching pair or the new one. Keys are 0600, folders 0700. Under
+ * autolock a manager's key is written sealed under the cluster data key
+ * (pki/sealed-key.ts) and read back through the same cipher.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -14,6 +16,7 @@ import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { checkPrivate } from '../core/private-file.js';
 import { isIssuedBy, readBundle } from '../pki/peer.js';
+import { isSealedKey, openNodeKey, sealNodeKey } from '../pki/sealed-key.js';
 
 /** How many times a reader looks again while the owner switches the pair (5 ms apart). */
 const SWITCH_READS = 100;
@@ -41,9 +44,31 @@ export interface KeyPair {
   rootPem: string;
 }
 
-/** Fault injection for tests: throw from `afterStep` to simulate a crash there. */
+/** Autolock's hold on node.key: the data key sealed keys open with, and whether new keys are written sealed. */
+export interface KeyCipher {
+  /** Undefined while the manager is locked: a sealed key then cannot be read. */
+  dataKey(): Buffer | undefined;
+  /** Autolock is on here: keys are written sealed. */
+  sealing(): boolean;
+}
+
+/** Options of a KeyStore: the autolock cipher, and fault injection for tests (throw from `afterStep` to simulate a crash there). */
 export interface KeyStoreHooks {
   afterStep?: (step: string) => void;
+  cipher?: KeyCipher;
+}
+
+/** Writers of one node.key in this process, one after another (a renewal and an autolock change must not interleave). */
+const writers = new Map<string, Promise<unknown>>();
+
+function serialized<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const run = (writers.get(path) ?? Promise.resolve()).catch(() => undefined).then(fn);
+  const tail = run.catch(() => undefined);
+  writers.set(path, tail);
+  void tail.then(() => {
+    if (writers.get(path) === tail) writers.delete(path);
+  });
+  return run;
 }
 
 /** Step names of {@link KeyStore.writePair}, in order. */
@@ -67,13 +92,56 @@ export class KeyStore {
     for (const dir of [this.layout.dataDir, this.layout.certificatesDir]) await ensurePrivateDir(dir);
   }
 
+  /** The key as it goes on disk: sealed under the data key while autolock is on. */
+  private encode(keyPem: string): string {
+    const cipher = this.hooks.cipher;
+    if (cipher === undefined || !cipher.sealing()) return keyPem;
+    const dataKey = cipher.dataKey();
+    if (dataKey === undefined) throw new MusterError('MANAGER_LOCKED');
+    return sealNodeKey(dataKey, keyPem);
+  }
+
+  /** The key as PEM, from what is on disk. */
+  private decode(text: string): string {
+    if (!isSealedKey(text)) return text;
+    const dataKey = this.hooks.cipher?.dataKey();
+    if (dataKey === undefined) {
+      throw new MusterError('MANAGER_LOCKED', `${this.layout.nodeKey} is sealed under the cluster data key (autolock is on)`, {
+        hint: "on this host, talk to the running manager: it must be unlocked first ('muster unlock'); elsewhere use an API-user certificate (--host with --tls-cert/--tls-key/--tls-ca)",
+      });
+    }
+    return openNodeKey(dataKey, text);
+  }
+
+  /** Whether node.key is sealed (autolock). */
+  async keySealed(): Promise<boolean> {
+    return (await pathExists(this.layout.nodeKey)) && isSealedKey(await readPrivate(this.layout.nodeKey));
+  }
+
   /** Replaces key and certificate as a pair (and the root, when given). */
-  async writePair(pair: { keyPem: string; certPem: string; rootPem?: string }): Promise<void> {
+  writePair(pair: { keyPem: string; certPem: string; rootPem?: string }): Promise<void> {
+    return serialized(this.layout.nodeKey, () => this.writePairNow(pair));
+  }
+
+  /** Writes node.key again in the cipher's current mode (sealed or clear), as a pair with its certificate; true when it wrote. */
+  rewriteKey(): Promise<boolean> {
+    return serialized(this.layout.nodeKey, async () => {
+      const pair = await this.load();
+      if (pair === undefined) return false;
+      const text = await readPrivate(this.layout.nodeKey);
+      if (isSealedKey(text) === (this.hooks.cipher?.sealing() === true)) return false;
+      await this.writePairNow({ keyPem: pair.keyPem, certPem: pair.certPem });
+      return true;
+    });
+  }
+
+  private async writePairNow(pair: { keyPem: string; certPem: string; rootPem?: string }): Promise<void> {
     const step = (name: (typeof WRITE_STEPS)[number]): void => this.hooks.afterStep?.(name);
+    const keyText = this.encode(pair.keyPem);
     if (pair.rootPem !== undefined) await writeFileAtomic(this.layout.rootCa, pair.rootPem, 0o644);
     await rm(this.keyNext, { force: true });
     await rm(this.certNext, { force: true });
-    await writeNewFileSynced(this.keyNext, pair.keyPem, 0o600);
+    await writeNewFileSynced(this.keyNext, keyText, 0o600);
     step('key-written');
     await writeNewFileSynced(this.certNext, pair.certPem, 0o644);
     step('cert-written');
@@ -96,8 +164,8 @@ export class KeyStore {
   async recover(): Promise<void> {
     if (await pathExists(this.certNext)) {
       const keyFile = (await pathExists(this.keyNext)) ? this.keyNext : this.layout.nodeKey;
-      const [keyPem, certPem, rootPem] = await Promise.all([readPrivate(keyFile), readPrivate(this.certNext), readPrivate(this.layout.rootCa)]);
-      if (pairHolds(keyPem, certPem, rootPem)) {
+      const [keyText, certPem, rootPem] = await Promise.all([readPrivate(keyFile), readPrivate(this.certNext), readPrivate(this.layout.rootCa)]);
+      if (pairHolds(this.decodeOrEmpty(keyText), certPem, rootPem)) {
         if (keyFile === this.keyNext) await rename(this.keyNext, this.layout.nodeKey);
         await rename(this.certNext, this.layout.nodeCert);
         await syncDir(this.layout.certificatesDir);
@@ -122,13 +190,32 @@ export class KeyStore {
     await checkPrivate(this.layout.nodeKey, 'file');
     for (let attempt = 0; attempt < SWITCH_READS; attempt++) {
       const certPem = await readPrivate(this.layout.nodeCert);
-      const [keyPem, rootPem, again] = await Promise.all([readPrivate(this.layout.nodeKey), readPrivate(this.layout.rootCa), readPrivate(this.layout.nodeCert)]);
+      const [keyText, rootPem, again] = await Promise.all([readPrivate(this.layout.nodeKey), readPrivate(this.layout.rootCa), readPrivate(this.layout.nodeCert)]);
+      const keyPem = this.decode(keyText);
       if (certPem === again && pairHolds(keyPem, certPem)) return { keyPem, certPem, rootPem };
       await new Promise((resolve) => setTimeout(resolve, 5)); // the owner is between its two renames
     }
     throw new MusterError('STATE_CORRUPT', `${this.layout.nodeKey} does not match ${this.layout.nodeCert}`, {
       hint: "if the node's own process is not renewing right now, clear the node with 'muster leave' and join again",
     });
+  }
+
+  /** The certificate and root alone (public: readable while the key is sealed). */
+  async loadPublic(): Promise<{ certPem: string; rootPem: string } | undefined> {
+    await checkPrivate(this.layout.dataDir, 'dir');
+    if (!(await pathExists(this.layout.nodeCert))) return undefined;
+    const [certPem, rootPem] = await Promise.all([readPrivate(this.layout.nodeCert), readPrivate(this.layout.rootCa)]);
+    return { certPem, rootPem };
+  }
+
+  /** A key read during recovery: a sealed one that cannot be opened is no key (the pending pair is then dropped). */
+  private decodeOrEmpty(text: string): string {
+    try {
+      return this.decode(text);
+    } catch (error) {
+      if (error instanceof MusterError && error.code === 'MANAGER_LOCKED') throw error;
+      return '';
+    }
   }
 
   /** Deletes the node's certificate files (muster leave). */

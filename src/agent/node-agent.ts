@@ -20,7 +20,7 @@ import { readBundle } from '../pki/peer.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { fetchCheckedCrl } from './crl.js';
 import { acceptBundle, checkIssued } from './join.js';
-import { KeyStore } from './key-store.js';
+import { KeyStore, type KeyCipher } from './key-store.js';
 import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
 import { Renewer, type RenewerOptions, type Validity } from './renewer.js';
 
@@ -52,6 +52,8 @@ export interface AgentParams {
   renewerOptions?: Partial<RenewerOptions>;
   /** Talks to this manager first (a manager talks to its own listener). */
   preferManager?: string;
+  /** Autolock: node.key is sealed under the data key this cipher holds. */
+  cipher?: KeyCipher;
 }
 
 function validityOf(certPem: string): Validity {
@@ -98,7 +100,7 @@ export class NodeAgent {
   static async load(params: AgentParams): Promise<NodeAgent> {
     const state = await readNodeState(params.layout.nodeJson);
     if (state === undefined) throw new MusterError('NOT_INITIALISED', `${params.layout.dataDir} holds no node`);
-    const keyStore = new KeyStore(params.layout);
+    const keyStore = new KeyStore(params.layout, params.cipher === undefined ? {} : { cipher: params.cipher });
     const pair = await keyStore.load({ recover: true }); // this process owns the data dir
     if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${params.layout.dataDir} has node.json but no certificate`, { hint: "re-join with 'muster join'" });
     return new NodeAgent(params, keyStore, state, pair);

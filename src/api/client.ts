@@ -30,6 +30,8 @@ import {
   SelfResponse,
   UserResponse,
   UserRevoked,
+  UnlockKeyView,
+  UnlockResult,
   type ClusterPatch,
   type JoinPreflightRequest,
   type JoinRequest,
@@ -60,6 +62,8 @@ export interface ClientOptions {
   fresh?: boolean;
   /** Serials on the cluster's CRL as this client last fetched it: a manager presenting one is refused. */
   revoked?: () => ReadonlySet<string> | undefined;
+  /** Talk to the manager on this host over its local socket (plain HTTP; the socket's folder is the guard) instead of `managers`. */
+  socketPath?: string;
 }
 
 /** What the last verified connection's manager presented. */
@@ -177,6 +181,10 @@ export class ApiClient {
 
   private verified(): Dispatcher {
     const { tls } = this.options;
+    if (this.options.socketPath !== undefined) {
+      this.dispatcher ??= createDispatcher({ tls: {}, socketPath: this.options.socketPath });
+      return this.dispatcher;
+    }
     if (tls.rootPem === undefined) throw new MusterError('INTERNAL', 'ApiClient: a pinned root is required');
     this.dispatcher ??= createDispatcher({
       tls: {
@@ -242,6 +250,21 @@ export class ApiClient {
   /** POST /v1/ca/rotate: starts a root rotation (or gives the one under way a new target). */
   rotateRoot(body: RotationRequest): Promise<RotationStatus> {
     return this.call('POST', ROUTES.rotateRoot, RotationStatus, body);
+  }
+
+  /** GET /v1/unlock-key */
+  unlockKey(): Promise<UnlockKeyView> {
+    return this.call('GET', ROUTES.unlockKey, UnlockKeyView);
+  }
+
+  /** POST /v1/unlock-key/rotate */
+  rotateUnlockKey(): Promise<UnlockKeyView> {
+    return this.call('POST', ROUTES.rotateUnlockKey, UnlockKeyView);
+  }
+
+  /** POST /v1/unlock: a locked manager, over its local socket. */
+  unlock(unlockKey: string): Promise<UnlockResult> {
+    return this.call('POST', ROUTES.unlock, UnlockResult, { unlockKey });
   }
 
   /** GET /v1/ca/rotation */
@@ -411,7 +434,8 @@ export class ApiClient {
   private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false): Promise<TransportResponse> {
     const address = this.address;
     try {
-      return await send({ dispatcher, url: `${origin(address)}${path}`, method, body, timeoutMs: this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
+      const base = this.options.socketPath === undefined ? origin(address) : 'http://localhost';
+      return await send({ dispatcher, url: `${base}${path}`, method, body, timeoutMs: this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
     } catch (error) {
       const refused = this.transportError(error, address);
       throw isMusterError(refused, 'CLOCK_SKEW') ? await measuredSkew(refused, address) : refused;

@@ -204,6 +204,10 @@ export const ClusterView = Type.Object({
     externalLifetime: Type.Optional(Type.String()),
   }),
   joinTokens: Type.Object({ worker: TokenInfo, manager: TokenInfo }),
+  /** Managers keep their keys encrypted under an unlock key at rest. */
+  autolock: Type.Boolean(),
+  /** Only in the answer to the update that turned autolock on: the unlock key. */
+  unlockKey: Type.Optional(Type.String()),
 });
 export type ClusterView = Type.Static<typeof ClusterView>;
 
@@ -224,10 +228,22 @@ export type ExternalCa = Type.Static<typeof ExternalCa>;
 
 /** PATCH /v1/cluster */
 export const ClusterPatch = Type.Object(
-  { certExpiry: Type.Optional(Type.String({ maxLength: 32 })), externalCAs: Type.Optional(Type.Array(ExternalCa, { maxItems: 8 })) },
+  { certExpiry: Type.Optional(Type.String({ maxLength: 32 })), externalCAs: Type.Optional(Type.Array(ExternalCa, { maxItems: 8 })), autolock: Type.Optional(Type.Boolean()) },
   { additionalProperties: false },
 );
 export type ClusterPatch = Type.Static<typeof ClusterPatch>;
+
+/** GET /v1/unlock-key and the rotate answer: the key a locked manager is unlocked with. */
+export const UnlockKeyView = Type.Object({ unlockKey: Type.String(), keyId: Type.String() });
+export type UnlockKeyView = Type.Static<typeof UnlockKeyView>;
+
+/** POST /v1/unlock (the manager's local socket only). */
+export const UnlockRequest = Type.Object({ unlockKey: Type.String({ maxLength: 128 }) }, { additionalProperties: false });
+export type UnlockRequest = Type.Static<typeof UnlockRequest>;
+
+/** The answer to an accepted unlock. */
+export const UnlockResult = Type.Object({ unlocked: Type.Boolean() });
+export type UnlockResult = Type.Static<typeof UnlockResult>;
 
 /** GET /v1/join-tokens and the rotate answer. */
 export const JoinTokens = Type.Object({ worker: Type.String(), manager: Type.String(), managerAddr: Type.String() });
@@ -352,9 +368,13 @@ export type UserRevoked = Type.Static<typeof UserRevoked>;
 
 /** GET /healthz: whether this manager serves, and whether its store answers. No secrets. */
 export const Health = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded'), Type.Literal('locked')]),
   role: Type.Literal('manager'),
   store: Type.Union([Type.Literal('ok'), Type.Literal('unavailable')]),
+  /** A locked manager (autolock): serves only /v1/ca and /healthz until 'muster unlock'. */
+  locked: Type.Optional(Type.Boolean()),
+  /** Wrong unlock keys offered since it started locked. */
+  unlockFailures: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type Health = Type.Static<typeof Health>;
 
@@ -375,6 +395,9 @@ export const ROUTES = {
   crossSigned: '/v1/ca/cross-signed',
   rotation: '/v1/ca/rotation',
   rotateRoot: '/v1/ca/rotate',
+  unlockKey: '/v1/unlock-key',
+  rotateUnlockKey: '/v1/unlock-key/rotate',
+  unlock: '/v1/unlock',
   certificates: '/v1/certificates',
   metrics: '/metrics',
   nodes: '/v1/nodes',

@@ -31,11 +31,16 @@ export interface DispatcherOptions {
   connections?: number;
   /** TCP connect plus TLS handshake, at most. */
   connectTimeoutMs?: number;
+  /** Plain HTTP over this Unix socket instead (a manager's local socket; `tls` is then unused). */
+  socketPath?: string;
 }
 
 /** A pool of connections with one TLS identity. The TLS context is built once: OpenSSL 3 re-parses roots and keys for every context. */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { tls } = options;
+  if (options.socketPath !== undefined) {
+    return new Agent({ connections: 1, connect: { socketPath: options.socketPath, timeout: options.connectTimeoutMs ?? 10_000 } });
+  }
   const secureContext = createSecureContext({
     minVersion: 'TLSv1.2',
     ...(tls.ca === undefined ? {} : { ca: tls.ca }),

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathExists } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { DataDirLayout } from '../config/paths.js';
@@ -72,7 +73,17 @@ export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Con
       hint: 'on a manager host pass --data-dir; elsewhere pass --host H:P with --tls-cert/--tls-key/--tls-ca, or set MUSTER_HOST and MUSTER_CERT_PATH',
     });
   }
-  const pair = await new KeyStore(layout).load();
+  const keyStore = new KeyStore(layout);
+  if (await keyStore.keySealed()) {
+    // Autolock: this manager's key is sealed; its running process answers on the local socket, as itself.
+    if (!(await pathExists(layout.controlSocket))) {
+      throw new MusterError('MANAGER_LOCKED', `the key in ${layout.dataDir} is sealed under the unlock key, and no manager runs on it`, {
+        hint: "start it ('muster run'; then 'muster unlock'), or use an API-user certificate (--host with --tls-cert/--tls-key/--tls-ca)",
+      });
+    }
+    return { client: new ApiClient({ managers: [`unix:${layout.controlSocket}`], tls: {}, socketPath: layout.controlSocket }), local: { state, layout } };
+  }
+  const pair = await keyStore.load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no certificate`);
   return {
     client: new ApiClient({ managers: localManagers(state), tls: { certPem: pair.certPem, keyPem: pair.keyPem, rootPem: pair.rootPem } }),

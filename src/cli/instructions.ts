@@ -13,3 +13,14 @@ export function managerBanner(params: { banner: string; nodeId: string; workerTo
     `To add a manager to this cluster, run 'muster join-token manager' and follow the instructions.\n`
   );
 }
+
+/** Docker's words for an unlock key (swarm init --autolock, update --autolock=true, unlock-key). */
+export function unlockKeyInstructions(unlockKey: string): string {
+  return (
+    "To unlock a manager after it restarts, run the `muster unlock`\n" +
+    'command and provide the following key:\n\n' +
+    `    ${unlockKey}\n\n` +
+    'Please remember to store this key in a password manager, since without it you\n' +
+    'will not be able to restart the manager.\n'
+  );
+}

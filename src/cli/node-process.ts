@@ -11,10 +11,10 @@ import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import { readDataKey, readStoreSpec, writeManagerFiles } from '../config/manager-files.js';
+import { readDataKeyFile, readStoreSpec, writeManagerFiles } from '../config/manager-files.js';
 import { checkDataDir } from '../config/private-paths.js';
 import type { DataDirLayout } from '../config/paths.js';
-import { KeyStore } from '../agent/key-store.js';
+import { KeyStore, type KeyCipher } from '../agent/key-store.js';
 import { NodeAgent, type NodeTls, type Renewed } from '../agent/node-agent.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import type { RenewerOptions } from '../agent/renewer.js';
@@ -22,6 +22,8 @@ import type { ConnectionLimits } from '../manager/app.js';
 import type { AuditSink } from '../manager/audit.js';
 import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
+import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
+import { serveLocked } from './locked-manager.js';
 import { bundleFor, openStore } from './open-store.js';
 
 /** What a node process is made of. */
@@ -45,6 +47,10 @@ export interface NodeProcessParams {
   metricsAddr?: HostPort;
   /** MUSTER_NODE_DOWN_AFTER: when a silent node counts as down. */
   nodeDownAfterMs?: number;
+  /** Autolock: the unlock key given at start (--unlock-key-file, MUSTER_UNLOCK_KEY, a systemd credential); without it a locked manager waits for 'muster unlock'. */
+  unlockKey?: Buffer;
+  /** Resolves when the process is asked to stop (a locked manager stops waiting then). */
+  stopRequested?: Promise<unknown>;
 }
 
 /**
@@ -74,6 +80,10 @@ export class NodeProcess {
   private roleChange: Promise<void> = Promise.resolve();
   private fatalStop: FatalStop | undefined;
   private wakeFatal: () => void = () => {};
+  /** This manager's files under autolock; undefined on a node that does not serve. */
+  private lock: LocalLock | undefined;
+  /** What the agent's key store seals node.key with: whatever the lock says now (a promotion or demotion changes it). */
+  private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), sealing: () => this.lock?.sealing() ?? false };
   /** Resolves when the node stops by itself (expired or removed). */
   readonly fatal: Promise<FatalStop>;
 
@@ -101,8 +111,8 @@ export class NodeProcess {
     return { notAfter: this.agent?.notAfter ?? 0, nextRenewalAt: this.agent?.nextRenewalAt };
   }
 
-  /** Starts serving (a manager) and renewing. */
-  async start(): Promise<void> {
+  /** Starts serving (a manager) and renewing; false when asked to stop while it was still locked. */
+  async start(): Promise<boolean> {
     const { layout, logger } = this.params;
     await checkDataDir(layout, this.params.uid);
     const state = await readNodeState(layout.nodeJson);
@@ -111,9 +121,12 @@ export class NodeProcess {
     }
     let current = state;
     if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
-      const pair = await new KeyStore(layout).load({ recover: true }); // this process owns the data dir
+      const dataKey = await this.openDataKey(state);
+      if (dataKey === undefined) return false;
+      this.lock = new LocalLock({ layout, dataKey, clock: this.params.clock, logger }, await new KeyStore(layout).keySealed());
+      const pair = await new KeyStore(layout, { cipher: this.cipher }).load({ recover: true }); // this process owns the data dir
       if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
-      current = await this.startManager(state, pair);
+      current = await this.startManager(state, pair, dataKey);
       await writeNodeState(layout.nodeJson, current); // the agent, loaded next, owns node.json from here on
       this.announce();
     }
@@ -124,6 +137,7 @@ export class NodeProcess {
       logger,
       renewerOptions: this.params.renewer,
       ...(current.servingAddr === undefined ? {} : { preferManager: current.servingAddr }),
+      cipher: this.cipher,
       onRenewed: (renewed) => this.followRole(renewed),
       onFatal: (reason, message) => {
         this.fatalStop = { reason, message };
@@ -131,6 +145,20 @@ export class NodeProcess {
       },
     });
     this.agent.start();
+    return true;
+  }
+
+  /** The data key: in clear, or opened with the unlock key given at start, or after serving locked until 'muster unlock'. */
+  private async openDataKey(state: NodeState): Promise<Buffer | undefined> {
+    const { layout } = this.params;
+    const file = await readDataKeyFile(layout);
+    if (!file.locked) return file.key;
+    if (this.params.unlockKey !== undefined) return openWithUnlockKey(layout, this.params.unlockKey);
+    const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
+    return serveLocked(
+      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key) },
+      this.params.stopRequested ?? new Promise(() => {}),
+    );
   }
 
   /** Renews now (SIGHUP). */
@@ -144,17 +172,18 @@ export class NodeProcess {
       await this.agent?.stop();
       await this.roleChange.catch(() => undefined);
       await this.stopManager();
+      this.lock?.stop();
       this.params.logger.flush?.();
     })();
     return this.stopping;
   }
 
   /** Starts serving; returns the node state that says where. */
-  private async startManager(state: NodeState, tls: NodeTls): Promise<NodeState> {
+  private async startManager(state: NodeState, tls: NodeTls, dataKey: Buffer): Promise<NodeState> {
     const { layout, logger, clock, random } = this.params;
-    const spec = await readStoreSpec(layout);
-    if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
-    const dataKey = await readDataKey(layout);
+    const stored = await readStoreSpec(layout);
+    if (stored === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
+    const spec = openStoreSpec(stored, dataKey);
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
     const advertise = advertiseAfterMove(state, listen, this.params.advertiseAddr);
     const store = await openStore(spec, { layout, clusterId: state.clusterId, logger });
@@ -170,7 +199,9 @@ export class NodeProcess {
       random,
       logger,
       managerBundle: () => bundle,
-      onOwnCertificate: (own) => new KeyStore(layout).writePair(own),
+      onOwnCertificate: (own) => new KeyStore(layout, { cipher: this.cipher }).writePair(own),
+      ...(this.lock === undefined ? {} : { localLock: this.lock }),
+      controlSocket: layout.controlSocket,
       ...(this.params.auditSink === undefined ? {} : { audit: this.params.auditSink() }),
       ...(this.params.metricsAddr === undefined ? {} : { metricsAddr: this.params.metricsAddr }),
       ...(this.params.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: this.params.nodeDownAfterMs }),
@@ -220,7 +251,10 @@ export class NodeProcess {
           logger.warn({}, 'this node is a manager now, but no manager gave it access to the cluster store; it does not serve');
           return;
         }
-        const serving = await this.startManager(renewed.state, renewed.tls);
+        const file = await readDataKeyFile(layout);
+        if (file.locked) throw new MusterError('STATE_CORRUPT', `${layout.dataKey} is wrapped, but this node was not serving`);
+        this.lock = new LocalLock({ layout, dataKey: file.key, clock: this.params.clock, logger }, false);
+        const serving = await this.startManager(renewed.state, renewed.tls, file.key);
         await this.agent?.updateState(() => serving);
         this.announce();
         logger.info({ nodeId: renewed.state.nodeId }, 'promoted: this node now serves as a manager');
@@ -228,8 +262,12 @@ export class NodeProcess {
       }
       if (this.manager !== undefined || renewed.state.servingAddr !== undefined) {
         await this.stopManager();
-        // A demoted node keeps nothing of the cluster's: the store credentials and the data key go.
+        // A demoted node keeps nothing of the cluster's: the store credentials and the data key go,
+        // and its key is opened first (it would be sealed under a data key it no longer has).
         // (The embedded store is never deleted: its only manager cannot be demoted.)
+        await this.lock?.release();
+        this.lock?.stop();
+        this.lock = undefined;
         const spec = await readStoreSpec(layout);
         if (spec?.kind === 'etcd') {
           await rm(layout.storeJson, { force: true });

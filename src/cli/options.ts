@@ -27,13 +27,15 @@ export function connectFlags(options: Record<string, unknown>): ConnectFlags {
 export function withManagerOptions(command: Command): Command {
   return command
     .option('--audit-log <file>', "where a manager appends its audit trail, or '-' for standard output (default: manager/audit.log in the data dir)")
-    .option('--metrics-addr <host:port>', 'also serve GET /metrics in plain HTTP here (loopback: it has no authentication)');
+    .option('--metrics-addr <host:port>', 'also serve GET /metrics in plain HTTP here (loopback: it has no authentication)')
+    .option('--unlock-key-file <file>', "autolock: a file holding the unlock key, or '-' for standard input (default: $MUSTER_UNLOCK_KEY, else the systemd credential muster-unlock-key; else the manager starts locked)");
 }
 
 /** The manager options out of commander's parsed options. */
-export function managerFlags(options: Record<string, unknown>): { auditLog?: string; metricsAddr?: string } {
+export function managerFlags(options: Record<string, unknown>): { auditLog?: string; metricsAddr?: string; unlockKeyFile?: string } {
   return {
     ...(typeof options.auditLog === 'string' ? { auditLog: options.auditLog } : {}),
+    ...(typeof options.unlockKeyFile === 'string' ? { unlockKeyFile: options.unlockKeyFile } : {}),
     ...(typeof options.metricsAddr === 'string' ? { metricsAddr: options.metricsAddr } : {}),
   };
 }

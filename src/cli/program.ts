@@ -5,6 +5,7 @@
  * lines and an exit code (0 success, 1 operational failure, 2 usage error).
  */
 import { Command, CommanderError } from 'commander';
+import { registerAutolock } from './commands/autolock.js';
 import { registerCa } from './commands/ca.js';
 import { registerInit } from './commands/init.js';
 import { registerJoin } from './commands/join.js';
@@ -36,7 +37,7 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
     .exitOverride()
     // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
     .enablePositionalOptions();
-  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerNode, registerCa, registerStore, registerLeave]) {
+  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerAutolock, registerNode, registerCa, registerStore, registerLeave]) {
     register(program, ctx, done);
   }
   return program;

@@ -14,6 +14,8 @@ import { managerBanner } from './instructions.js';
 import { createLogger } from './logger.js';
 import { NodeProcess } from './node-process.js';
 import { readEnv } from './settings.js';
+import { readUnlockKey } from './unlock-key-input.js';
+import { armFailpoints } from '../core/failpoint.js';
 
 /** The process logger of a foreground command. */
 export function daemonLogger(ctx: CliContext, level?: string): PinoLogger {
@@ -36,6 +38,11 @@ export interface ServeOptions {
   auditLog?: string | undefined;
   /** `--metrics-addr`: plain-HTTP metrics here. */
   metricsAddr?: string | undefined;
+  /** Autolock: the unlock key, when given at start (`--unlock-key-file`; else MUSTER_UNLOCK_KEY or the systemd credential); a locked manager otherwise waits for 'muster unlock'. */
+  unlockKey?: Buffer | undefined;
+  unlockKeyFile?: string | undefined;
+  /** Printed once the manager serves (init --autolock: the unlock key). */
+  afterBanner?: (manager: NonNullable<NodeProcess['serving']>) => Promise<void>;
 }
 
 /** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
@@ -45,6 +52,8 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
   const listenAddr = options.listenAddr ?? env.listenAddr;
   // A bad address is a usage error before anything starts.
   const metricsAddr = options.metricsAddr === undefined ? undefined : parseHostPort(options.metricsAddr);
+  const unlockKey = options.unlockKey ?? (await readUnlockKey(ctx, options.unlockKeyFile));
+  armFailpoints(env.failpoints, () => process.kill(process.pid, 'SIGKILL'));
   const node = new NodeProcess({
     layout: options.layout,
     clock: ctx.clock,
@@ -59,27 +68,33 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
     auditSink: () => (options.auditLog === '-' ? streamAuditSink(ctx.stdout) : fileAuditSink(options.auditLog ?? join(options.layout.managerDir, 'audit.log'))),
     ...(metricsAddr === undefined ? {} : { metricsAddr }),
+    ...(unlockKey === undefined ? {} : { unlockKey }),
+    stopRequested: ctx.waitForStop(),
   });
   const banner = options.banner;
-  return serveUntilStopped(ctx, node, logger, () => {
+  return serveUntilStopped(ctx, node, logger, async () => {
     const manager = node.serving;
     if (banner === false || manager === undefined) return;
     const tokens = manager.services.settings.joinTokens();
     ctx.stdout.write(managerBanner({ banner, nodeId: node.state.nodeId, workerToken: tokens.worker, address: tokens.managerAddr }));
+    await options.afterBanner?.(manager);
   });
 }
 
 /** Starts `node`, calls `onServing` once it serves, and runs until a stop signal or a fatal stop. */
-async function serveUntilStopped(ctx: CliContext, node: NodeProcess, logger: PinoLogger, onServing?: () => void): Promise<number> {
+async function serveUntilStopped(ctx: CliContext, node: NodeProcess, logger: PinoLogger, onServing?: () => Promise<void>): Promise<number> {
   try {
-    await node.start();
+    if (!(await node.start())) {
+      logger.info({}, 'stopped while locked');
+      return 0;
+    }
   } catch (error) {
     // One structured line for the journal (with the code), then the error: and hint: lines.
     logger.error({ code: error instanceof MusterError ? error.code : 'INTERNAL' }, `cannot start: ${error instanceof Error ? error.message : String(error)}`);
     await node.stop();
     throw error;
   }
-  onServing?.();
+  await onServing?.();
   const state = node.state;
   ctx.onReady?.({ ...(state.servingAddr === undefined ? {} : { address: state.servingAddr }), nodeId: state.nodeId, role: state.role });
   const unwatch = ctx.onRenewRequest?.(() => {

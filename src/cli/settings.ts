@@ -30,6 +30,12 @@ export interface EnvSettings {
   nodeDownAfterMs?: number;
   /** MUSTER_PAGE_SIZE: nodes asked for per request by listing commands (1 to 1000). */
   pageSize?: number;
+  /** MUSTER_UNLOCK_KEY: autolock's unlock key, for run and unlock. */
+  unlockKey?: string;
+  /** CREDENTIALS_DIRECTORY: where systemd put the unit's credentials (LoadCredential=muster-unlock-key:…). */
+  credentialsDirectory?: string;
+  /** MUSTER_FAILPOINTS: crash points armed for fault-injection tests (core/failpoint.ts). */
+  failpoints: string[];
   /** Whether colour may be used on a stream. */
   colour(stream: { isTTY?: boolean }): boolean;
 }
@@ -66,12 +72,15 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
     connectionLimits,
     logLevel: env.MUSTER_LOG_LEVEL ?? 'info',
     renewer,
+    failpoints: (env.MUSTER_FAILPOINTS ?? '').split(',').filter((name) => name !== ''),
     colour: (stream) => stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb',
   };
   if (env.MUSTER_LISTEN_ADDR) settings.listenAddr = env.MUSTER_LISTEN_ADDR;
   if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;
   if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;
   if (env.MUSTER_TOKEN) settings.token = env.MUSTER_TOKEN;
+  if (env.MUSTER_UNLOCK_KEY) settings.unlockKey = env.MUSTER_UNLOCK_KEY;
+  if (env.CREDENTIALS_DIRECTORY) settings.credentialsDirectory = env.CREDENTIALS_DIRECTORY;
   if (pageSize !== undefined) settings.pageSize = pageSize;
   if (env.MUSTER_NODE_DOWN_AFTER) settings.nodeDownAfterMs = parseDuration(env.MUSTER_NODE_DOWN_AFTER);
   return settings;

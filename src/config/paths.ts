@@ -25,6 +25,8 @@ export interface DataDirLayout {
   storeJson: string;
   /** The cluster data key the CA key is sealed under (0600). */
   dataKey: string;
+  /** The running manager's local API socket (0600): local admin commands and `muster unlock`. */
+  controlSocket: string;
 }
 
 /** The layout of `dataDir`. */
@@ -42,5 +44,6 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     dbDir: join(managerDir, 'db'),
     storeJson: join(managerDir, 'store.json'),
     dataKey: join(managerDir, 'data.key'),
+    controlSocket: join(managerDir, 'control.sock'),
   };
 }

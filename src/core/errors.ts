@@ -97,6 +97,13 @@ export const ERROR_CATALOGUE = {
     "move it to etcd first: stop the manager and run 'muster store migrate --to etcd://HOST:PORT'",
   ),
 
+  // Autolock.
+  MANAGER_LOCKED: spec(503, 1, 'this manager is locked: its keys are encrypted under the unlock key', "unlock it on its host with 'muster unlock' (the key from 'muster unlock-key' on another manager, or where you keep it)"),
+  UNLOCK_KEY_INVALID: spec(400, 2, 'invalid unlock key', 'an unlock key looks like SWMKEY-1-<43 base64 characters>'),
+  UNLOCK_KEY_WRONG: spec(403, 1, 'the unlock key does not unlock this manager', 'if the key was rotated while this manager was down, give the key before the rotation'),
+  AUTOLOCK_OFF: spec(409, 1, 'autolock is off for this cluster', "turn it on with 'muster update --autolock=true'"),
+  NOT_LOCKED: spec(409, 1, 'this manager is not locked'),
+
   // The cluster store.
   STORE_UNAVAILABLE: spec(503, 1, 'the cluster store is unavailable', 'the request can be retried; check that the store (etcd, or the manager disk) is healthy'),
   STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),

@@ -5,7 +5,9 @@
  * slow clients. Routes live in routes/, one plugin per service; they
  * validate, call the service, and return.
  */
-import { constants } from 'node:crypto';
+import { constants, type X509Certificate } from 'node:crypto';
+import { chmod, lstat, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -91,6 +93,8 @@ export interface AppOptions {
   logger: PinoLogger;
   timeouts?: ServerTimeouts;
   limits?: ConnectionLimits;
+  /** The manager's own certificate: the caller of requests on its local socket. */
+  own?: () => X509Certificate;
 }
 
 /** 5xx codes that say something about a peer (an external CA, the store), not about a bug here. */
@@ -176,10 +180,43 @@ function sendError(reply: FastifyReply, error: MusterError): FastifyReply {
   return reply.code(error.statusCode).type('application/json').send(error.toJSON());
 }
 
-/** The peer certificate of a TLS request, if the client sent one. */
-function peerCertificate(request: FastifyRequest) {
+/** Connections of the manager's local Unix socket: their caller is the manager itself (the socket's folder is 0700). */
+const localSockets = new WeakSet<Socket>();
+
+/** The peer certificate of a TLS request, if the client sent one; on the local socket, the manager's own. */
+function peerCertificate(request: FastifyRequest, own: (() => X509Certificate) | undefined) {
   const socket = request.raw.socket as TLSSocket;
+  if (localSockets.has(socket)) return own?.();
   return typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+}
+
+/**
+ * Serves the app on a Unix socket too (Docker's /var/run/docker.sock): plain
+ * HTTP, every request acting as this manager. A stale socket a killed
+ * process left is replaced; the socket is made 0600 inside the 0700
+ * manager folder.
+ */
+export async function serveLocalSocket(
+  app: { routing: (req: IncomingMessage, res: ServerResponse) => void },
+  path: string,
+  mark: (socket: Socket) => void = (socket) => localSockets.add(socket),
+): Promise<{ close(): Promise<void> }> {
+  const stale = await lstat(path).catch(() => undefined);
+  if (stale?.isSocket() === true) await rm(path, { force: true });
+  const server = createHttpServer((req, res) => app.routing(req, res));
+  server.on('connection', mark);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  await chmod(path, 0o600);
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /** Builds the fastify app (not yet listening). */
@@ -237,7 +274,7 @@ export async function buildApp(options: AppOptions) {
   app.addHook('preHandler', async (request) => {
     const { allow, expiredWithinGrace } = request.routeOptions.config;
     if (allow === undefined) return;
-    request.caller = await services.authoriser.authorize(peerCertificate(request), allow, { expiredWithinGrace: expiredWithinGrace === true });
+    request.caller = await services.authoriser.authorize(peerCertificate(request, options.own), allow, { expiredWithinGrace: expiredWithinGrace === true });
   });
 
   await app.register(healthRoutes, { services });

@@ -18,6 +18,7 @@ import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type ExternalCaRecord } from '../store/records.js';
 import { ROUTES } from '../api/schemas.js';
+import { autolockRecord } from './autolock.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
 
@@ -53,6 +54,8 @@ export interface FoundParams {
    * commit leaves a store without a cluster, which init may then redo.
    */
   beforeCommit?: (founded: Founded) => Promise<void>;
+  /** `init --autolock`: the unlock key the managers' files are wrapped under from the start. */
+  unlockKey?: Buffer;
 }
 
 /** A founded cluster. */
@@ -107,6 +110,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
     tx.put(KEYS.ca, ca);
     tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random), rotatedAt: { worker: now, manager: now } });
     tx.put(KEYS.managers, { schema: SCHEMA_VERSION, ids: [nodeId] });
+    if (params.unlockKey !== undefined) tx.put(KEYS.autolock, autolockRecord(params.dataKey, params.unlockKey, now));
     tx.put(KEYS.nodes.ref(nodeId), {
       schema: SCHEMA_VERSION,
       id: nodeId,

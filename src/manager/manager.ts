@@ -17,8 +17,9 @@ import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import { ROUTES, type ManagerBundle } from '../api/schemas.js';
-import { buildApp, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
+import { buildApp, serveLocalSocket, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
 import { Audit, type AuditSink } from './audit.js';
+import { Autolock, type LocalLock } from './autolock.js';
 import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
@@ -67,6 +68,10 @@ export interface ManagerParams {
    * pair where the node's key material lives.
    */
   onOwnCertificate?: (tls: ServerTls) => Promise<void>;
+  /** This manager's files under autolock (see autolock.ts). */
+  localLock?: LocalLock;
+  /** Also serve the API on this Unix socket, as this manager itself (local admin commands; the folder's modes guard it). */
+  controlSocket?: string;
 }
 
 /** Whether a manager certificate can serve now at `host`: valid, and naming the host. */
@@ -94,6 +99,7 @@ export interface ServiceParams {
   clientTls?: () => ServerTls;
   audit?: AuditSink;
   nodeDownAfterMs?: number;
+  localLock?: LocalLock;
 }
 
 /** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
@@ -114,6 +120,7 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const audit = new Audit({ sink: params.audit, clock, logger, managerId: params.nodeId });
   const revocations = new Revocations({ store, state, clock, logger });
   const scopedTokens = new ScopedTokens({ state, store, membership, clock, random, logger, audit });
+  const autolock = new Autolock({ store, dataKey, clock, random, logger, audit, ...(params.localLock === undefined ? {} : { local: params.localLock }) });
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const services: Services = {
     state,
@@ -121,7 +128,8 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     authoriser: new Authoriser({ state, store, clock }),
     caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl }),
     inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
-    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit }),
+    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
+    autolock,
     scopedTokens,
     revocations,
     rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKey, downAfterMs }),
@@ -147,6 +155,7 @@ export class Manager {
     readonly address: HostPort,
     private readonly janitor: Janitor,
     private readonly metricsServer: MetricsServer | undefined,
+    private readonly local: { close(): Promise<void> } | undefined,
   ) {}
 
   /** Where plain-HTTP metrics are served, if they are. */
@@ -172,10 +181,14 @@ export class Manager {
     let state: ClusterState | undefined;
     let app: MusterApp | undefined;
     let metricsServer: MetricsServer | undefined;
+    let autolock: Autolock | undefined;
+    let local: { close(): Promise<void> } | undefined;
     try {
       const built = await buildServices({ ...params, managerBundle, clientTls: () => tls.current, addr: formatHostPort(params.advertise) });
       state = built.services.state;
       const { services, membership } = built;
+      autolock = services.autolock;
+      await autolock.start(); // this manager's files follow the cluster's autolock setting before it serves
       if (params.onOwnCertificate !== undefined && !servesAs(tls.current.certPem, params.advertise.host, params.clock.now())) {
         const key = await generateNodeKey();
         const reissued = await services.caServer.reissueOwn(params.nodeId, { csr: createCsr({ privateKey: key.privateKey }), managerAddr: formatHostPort(params.advertise) });
@@ -186,10 +199,12 @@ export class Manager {
         services,
         tls: tls.current,
         logger,
+        own: () => new X509Certificate(tls.current.certPem),
         ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }),
         ...(params.connectionLimits === undefined ? {} : { limits: params.connectionLimits }),
       });
       await app.listen({ host: params.listen.host, port: params.listen.port });
+      local = params.controlSocket === undefined ? undefined : await serveLocalSocket(app, params.controlSocket);
       const bound: HostPort = { host: params.listen.host, port: (app.server.address() as AddressInfo).port };
       const advertiseAddr = formatHostPort({ host: params.advertise.host, port: params.advertise.port === 0 ? bound.port : params.advertise.port });
       await recordManagerAddr(store, params.nodeId, advertiseAddr);
@@ -205,9 +220,11 @@ export class Manager {
       janitor.start();
       services.rotation.run();
       metricsServer = params.metricsAddr === undefined ? undefined : await serveMetrics(params.metricsAddr, services.metrics);
-      return new Manager(services, app, params, membership, tls, bound, janitor, metricsServer);
+      return new Manager(services, app, params, membership, tls, bound, janitor, metricsServer, local);
     } catch (error) {
+      await local?.close();
       await app?.close().catch(() => undefined);
+      await autolock?.stop();
       await metricsServer?.close().catch(() => undefined);
       params.audit?.close();
       await state?.close().catch(() => undefined);
@@ -233,6 +250,8 @@ export class Manager {
     await this.services.rotation.stop();
     await this.services.lastSeen.stop();
     await this.membership.unregister().catch(() => undefined);
+    await this.services.autolock.stop();
+    await this.local?.close();
     await this.app.close();
     await this.metricsServer?.close();
     this.services.audit.close();

@@ -32,6 +32,8 @@ export interface SettingsDeps {
   /** This manager's node ID (its own certificate tells what an external CA issues). */
   nodeId: string;
   audit: Audit;
+  /** Whether autolock is on (the autolock service knows). */
+  autolockEnabled: () => boolean;
 }
 
 /** Cluster settings and tokens. */
@@ -63,6 +65,7 @@ export class Settings {
         ...(externalLifetime === undefined ? {} : { externalLifetime }),
       },
       joinTokens: { worker: token('worker'), manager: token('manager') },
+      autolock: this.deps.autolockEnabled(),
     };
   }
 
@@ -78,7 +81,7 @@ export class Settings {
   /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
   async updateCluster(patch: ClusterPatch, caller?: Caller): Promise<ClusterView> {
     const { state, store, logger, dataKey } = this.deps;
-    if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry and/or externalCAs');
+    if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry, externalCAs and/or autolock');
     const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
     const externalCAs = patch.externalCAs;
     if (externalCAs !== undefined && externalCAs.length === 0) throw new MusterError('BODY_INVALID', 'at least one external CA is needed');

@@ -13,7 +13,7 @@
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import { CaRecord, CertificateRecord, ClusterRecord, CrlRecord, ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
+import { AutolockRecord, CaRecord, CertificateRecord, ClusterRecord, CrlRecord, ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
 
 /** A record and the store revision that last changed it. */
 export interface Entry<T> {
@@ -52,6 +52,7 @@ export const KEYS = {
   tokens: ref('meta/tokens', TokensRecord),
   managers: ref('meta/managers', ManagersRecord),
   crl: ref('meta/crl', CrlRecord),
+  autolock: ref('meta/autolock', AutolockRecord),
   nodes: space('nodes/', NodeRecord),
   certificates: space('certs/', CertificateRecord),
   scopedTokens: space('jointokens/', ScopedTokenRecord),

@@ -193,3 +193,19 @@ export type RevokedRecord = Type.Static<typeof RevokedRecord>;
  */
 export const CrlRecord = Type.Object({ schema: Schema, number: Type.Integer({ minimum: 0 }), thisUpdate: Millis, changedAt: Type.Integer({ minimum: 0 }) });
 export type CrlRecord = Type.Static<typeof CrlRecord>;
+
+/**
+ * Autolock (`muster update --autolock`): whether managers keep their data key
+ * wrapped under an unlock key, and that key sealed under the data key (so any
+ * unlocked manager can show it, and rewraps when it changes).
+ */
+export const AutolockRecord = Type.Object({
+  schema: Schema,
+  enabled: Type.Boolean(),
+  /** The unlock key, sealed; absent while autolock is off. */
+  unlockKey: Type.Optional(Sealed),
+  /** Its public ID (see token/unlock-key.ts). */
+  keyId: Type.Optional(Type.String()),
+  changedAt: Millis,
+});
+export type AutolockRecord = Type.Static<typeof AutolockRecord>;

@@ -22,6 +22,7 @@ describe('resolveDataDir', () => {
       dbDir: '/d/manager/db',
       storeJson: '/d/manager/store.json',
       dataKey: '/d/manager/data.key',
+      controlSocket: '/d/manager/control.sock',
     });
   });
 });

@@ -193,7 +193,7 @@ export function faked(offset: string): Record<string, string> {
   return { LD_PRELOAD: LIBFAKETIME, FAKETIME: offset };
 }
 
-export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[] } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = spawnMuster(argv, options);
   const code = await run.exit;
   return { code, stdout: run.stdout(), stderr: run.stderr() };

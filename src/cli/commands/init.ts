@@ -18,6 +18,7 @@ import { parseStoreFlag } from '../../config/store-flag.js';
 import { createCsr } from '../../pki/csr.js';
 import { generateNodeKey } from '../../pki/keys.js';
 import { generateDataKey } from '../../pki/seal.js';
+import { formatUnlockKey, generateUnlockKey } from '../../token/unlock-key.js';
 import { KEYS } from '../../store/cluster-store.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { NODE_STATE_SCHEMA, readNodeState, writeNodeState } from '../../agent/node-state.js';
@@ -27,6 +28,7 @@ import { checkBindable } from '../bind-check.js';
 import { readRoot } from '../ca-files.js';
 import type { CliContext } from '../context.js';
 import { openStore } from '../open-store.js';
+import { unlockKeyInstructions } from '../instructions.js';
 import { act, collect, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
@@ -37,6 +39,7 @@ export interface InitFlags {
   listenAddr?: string;
   auditLog?: string;
   metricsAddr?: string;
+  unlockKeyFile?: string;
   advertiseAddr?: string;
   certExpiry?: string;
   caCert?: string;
@@ -48,6 +51,7 @@ export interface InitFlags {
   storeCert?: string;
   storeKey?: string;
   logLevel?: string;
+  autolock?: boolean;
 }
 
 async function readStoreFile(file: string | undefined, what: string): Promise<string | undefined> {
@@ -116,6 +120,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   const certExpiryMs = flags.certExpiry === undefined ? DEFAULT_CERT_EXPIRY_MS : parseCertExpiry(flags.certExpiry);
   const spec = await storeSpecFrom(flags);
   const { root, externalCAs } = await readRoot(flags, ctx.clock);
+  const unlockKey = flags.autolock === true ? generateUnlockKey(ctx.random) : undefined;
   await refuseExistingCluster(ctx, layout);
   await checkDataDirOwner(layout, ctx.uid);
   await checkBindable(listen);
@@ -127,6 +132,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
       await rm(layout.managerDir, { recursive: true, force: true }); // what a crashed init left
       const clusterId = newId(ctx.random);
       const dataKey = generateDataKey();
+      // With autolock the manager wraps its files as it starts (before it serves), and is given the key now.
       await writeManagerFiles(layout, { store: spec, dataKey });
       const store = await openStore(spec, { layout, clusterId, logger, create: true });
       try {
@@ -145,6 +151,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
           csrPem: createCsr({ privateKey: key.privateKey }),
           hostname: ctx.hostname,
           managerAddr: advertiseAddr,
+          ...(unlockKey === undefined ? {} : { unlockKey }),
           beforeCommit: async (f) => {
             const keyStore = new KeyStore(layout);
             await keyStore.ensureDirs();
@@ -169,7 +176,14 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     }
   })();
   logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: spec.kind }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster initialized: current node', auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
+  return serveNode(ctx, {
+    layout,
+    logLevel: flags.logLevel,
+    banner: 'Cluster initialized: current node',
+    auditLog: flags.auditLog,
+    metricsAddr: flags.metricsAddr,
+    ...(unlockKey === undefined ? {} : { unlockKey, afterBanner: async () => void ctx.stdout.write(`\n${unlockKeyInstructions(formatUnlockKey(unlockKey))}`) }),
+  });
 }
 
 /** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
@@ -178,7 +192,7 @@ export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<numb
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) return initCommand(ctx, flags);
   ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
 }
 
 /** Adds the options of init and up. */
@@ -195,6 +209,7 @@ function initOptions(command: Command): Command {
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
     .option('--store-key <file>', 'client key for etcd')
+    .option('--autolock', "init: encrypt the managers' keys at rest under an unlock key (printed once; 'muster unlock' after each restart)")
     .addOption(logLevelOption()));
 }
 

@@ -30,6 +30,7 @@ export interface JoinFlags {
   listenAddr?: string;
   auditLog?: string;
   metricsAddr?: string;
+  unlockKeyFile?: string;
   advertiseAddr?: string;
   logLevel?: string;
   /** Replace a node this data dir holds (removed, left, or expired past the grace). */
@@ -107,7 +108,7 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
 }
 
 /** Registers join. */

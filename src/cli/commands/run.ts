@@ -13,11 +13,12 @@ export interface RunFlags {
   logLevel?: string;
   auditLog?: string;
   metricsAddr?: string;
+  unlockKeyFile?: string;
 }
 
 /** `muster run`: restart whatever this data dir holds. */
 export function runCommand(ctx: CliContext, flags: RunFlags): Promise<number> {
-  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr });
+  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
 }
 
 /** Registers run. */

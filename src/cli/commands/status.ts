@@ -8,7 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso } from '../../core/duration.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
-import { readStoreSpec } from '../../config/manager-files.js';
+import { readDataKeyFile, readStoreSpec } from '../../config/manager-files.js';
+import { pathExists } from '../../core/atomic-file.js';
 import { ApiClient } from '../../api/client.js';
 import type { SelfResponse } from '../../api/schemas.js';
 import { KeyStore } from '../../agent/key-store.js';
@@ -24,8 +25,12 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
-  const pair = await new KeyStore(layout).load();
+  const keyStore = new KeyStore(layout);
+  // Under autolock the key is sealed: the manager on this host is asked over its local socket, as itself.
+  const sealed = await keyStore.keySealed();
+  const pair = sealed ? await keyStore.loadPublic() : await keyStore.load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has node.json but no certificate`);
+  const socketUp = sealed && (await pathExists(layout.controlSocket));
   const cert = new X509Certificate(pair.certPem);
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
@@ -37,9 +42,22 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
   let selfError: MusterError | undefined;
   const reach: string[][] = [];
   for (const address of localManagers(state)) {
-    const client = new ApiClient({ managers: [address], tls: { rootPem: pair.rootPem, certPem: pair.certPem, keyPem: pair.keyPem }, timeoutMs: 3_000 });
+    const own = address === state.servingAddr;
+    if (sealed && !(own && socketUp)) {
+      reach.push([address, own ? 'not running' : 'not checked (this node\'s key is sealed: autolock)']);
+      continue;
+    }
+    const keyPem = 'keyPem' in pair && typeof pair.keyPem === 'string' ? pair.keyPem : undefined;
+    const client =
+      keyPem === undefined
+        ? new ApiClient({ managers: [address], tls: {}, socketPath: layout.controlSocket, timeoutMs: 3_000 })
+        : new ApiClient({ managers: [address], tls: { rootPem: pair.rootPem, certPem: pair.certPem, keyPem }, timeoutMs: 3_000 });
     try {
       const health = await client.health();
+      if (health.locked === true) {
+        reach.push([address, `locked (run 'muster unlock'; ${health.unlockFailures ?? 0} wrong keys so far)`]);
+        continue;
+      }
       reach.push([address, health.store === 'ok' ? 'reachable' : 'reachable, store unavailable']);
       if (self === undefined && selfError === undefined) {
         try {
@@ -76,6 +94,10 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     ['Managers', `${reach.length} known, ${reach.filter(([, r]) => r!.startsWith('reachable')).length} reachable`],
   ];
   if (spec !== undefined) rows.push(['Store', spec.kind === 'level' ? `level ${layout.dbDir}` : `etcd ${spec.endpoints.join(',')}`]);
+  if (spec !== undefined) {
+    const wrapped = (await readDataKeyFile(layout)).locked;
+    rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
+  }
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
   ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));

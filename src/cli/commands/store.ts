@@ -48,7 +48,7 @@ async function readAll(store: ClusterStore): Promise<{ key: string; value: unkno
   for (const space of spaces) {
     for (const entry of await store.list(space)) records.push({ key: space.ref(entry.id).key, value: entry.value });
   }
-  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.cluster];
+  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.autolock, KEYS.cluster];
   for (const ref of refs) {
     const entry = await store.get(ref);
     if (entry !== undefined) records.push({ key: ref.key, value: entry.value });
@@ -67,7 +67,10 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
   if (current.kind !== 'level') throw new MusterError('USAGE', `this cluster already lives in etcd (${current.endpoints.join(',')})`);
   const [cacertPem, certPem, keyPem] = await Promise.all([readOptional(flags.storeCacert), readOptional(flags.storeCert), readOptional(flags.storeKey)]);
   const spec: EtcdSpec = { kind: 'etcd', endpoints: choice.endpoints, ...(cacertPem === undefined ? {} : { cacertPem }), ...(certPem === undefined ? {} : { certPem }), ...(keyPem === undefined ? {} : { keyPem }) };
-  const dataKey = await readDataKey(layout);
+  const dataKey = await readDataKey(layout).catch((error: unknown) => {
+    if (!isMusterError(error, 'MANAGER_LOCKED')) throw error;
+    throw new MusterError('MANAGER_LOCKED', 'autolock is on: the migration would have to unwrap the data key', { hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again" });
+  });
 
   let level: LevelStore;
   try {

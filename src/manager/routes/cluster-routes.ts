@@ -12,21 +12,55 @@ import {
   ScopedTokenParams,
   ScopedTokenRequest,
   ScopedTokenView,
+  UnlockKeyView,
+  UnlockRequest,
   isYes,
 } from '../../api/schemas.js';
+import type { FastifyReply } from 'fastify';
+import { MusterError } from '../../core/errors.js';
 import { ADMINS, callerOf, type RoutesPlugin } from './route-kit.js';
+
+/** Runs `fn` once the answer has been handed to the connection (or the connection went). */
+function afterAnswer(reply: FastifyReply, fn: () => Promise<void>): void {
+  reply.raw.once('close', () => {
+    void fn().catch(() => undefined);
+  });
+}
 
 /** Registers the cluster routes. */
 export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
-  const { settings, scopedTokens } = services;
+  const { settings, scopedTokens, autolock } = services;
 
   app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
     settings.clusterView(isYes(request.query.tokens), callerOf(request)),
   );
 
-  app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
-    settings.updateCluster(request.body, callerOf(request)),
-  );
+  app.patch(ROUTES.cluster, { config: { allow: ADMINS }, schema: { body: ClusterPatch, response: { 200: ClusterView, ...ErrorResponses } } }, async (request, reply) => {
+    const { autolock: wanted, ...rest } = request.body;
+    const caller = callerOf(request);
+    let unlockKey: string | undefined;
+    if (wanted !== undefined) {
+      // The key goes out in this answer before this manager wraps its files under it.
+      const change = await autolock.setEnabled(wanted, caller);
+      afterAnswer(reply, change.applied);
+      unlockKey = change.result?.unlockKey;
+    }
+    const view = wanted === undefined || rest.certExpiry !== undefined || rest.externalCAs !== undefined ? await settings.updateCluster(rest, caller) : await settings.clusterView(false);
+    return unlockKey === undefined ? view : { ...view, unlockKey };
+  });
+
+  app.get(ROUTES.unlockKey, { config: { allow: ADMINS }, schema: { response: { 200: UnlockKeyView, ...ErrorResponses } } }, async (request) => autolock.show(callerOf(request)));
+
+  app.post(ROUTES.rotateUnlockKey, { config: { allow: ADMINS }, schema: { response: { 200: UnlockKeyView, ...ErrorResponses } } }, async (request, reply) => {
+    const change = await autolock.rotate(callerOf(request));
+    afterAnswer(reply, change.applied);
+    return change.result;
+  });
+
+  // Unlocking is for a locked manager (its local socket); one that serves is not locked.
+  app.post(ROUTES.unlock, { schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
+    throw new MusterError('NOT_LOCKED', 'this manager is not locked: it serves');
+  });
 
   app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...ErrorResponses } } }, async (request) => settings.joinTokens(callerOf(request)));
 

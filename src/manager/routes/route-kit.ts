@@ -10,6 +10,7 @@ import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
 import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
+import type { Autolock } from '../autolock.js';
 import type { LastSeen } from '../last-seen.js';
 import type { Metrics } from '../metrics.js';
 import type { Revocations } from '../revocation.js';
@@ -32,6 +33,7 @@ export interface Services {
   metrics: Metrics;
   audit: Audit;
   lastSeen: LastSeen;
+  autolock: Autolock;
 }
 
 /** A route plugin: registers routes that call the services. */

@@ -1,0 +1,190 @@
+/**
+ * A manager's own files under autolock (the LocalLock of manager/autolock.ts,
+ * and the KeyCipher of its node key). With autolock on:
+ * - manager/data.key holds the data key wrapped with AES-256-GCM under a key
+ *   derived from the unlock key (token/unlock-key.ts: HKDF-SHA256);
+ * - certificates/node.key is sealed under the data key (pki/sealed-key.ts);
+ * - the etcd client key in manager/store.json is sealed under the data key.
+ * So one atomic rename of data.key is all a rotation or a change of the
+ * setting needs to switch keys; node.key and store.json change only when
+ * autolock is turned on or off, in an order (seal first, wrap last; unwrap
+ * first, open last) that a crash cannot turn into a manager nobody can open.
+ *
+ * After a rotation data.key is wrapped under the previous key too, for
+ * PREVIOUS_KEY_WINDOW_MS; a running manager then drops that wrap. A manager
+ * that was down during the rotation still opens with the previous key, until
+ * it has been unlocked once.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { MusterError } from '../core/errors.js';
+import { failpoint } from '../core/failpoint.js';
+import type { Logger } from '../core/logger.js';
+import { seal, unseal } from '../pki/seal.js';
+import { keyEncryptionKey, unlockKeyId } from '../token/unlock-key.js';
+import {
+  readDataKeyFile,
+  readStoreSpec,
+  writeDataKeyFile,
+  writeStoreSpec,
+  type DataKeyWrap,
+  type StoreSpec,
+  type WrappedDataKey,
+} from '../config/manager-files.js';
+import type { DataDirLayout } from '../config/paths.js';
+import { KeyStore, type KeyCipher } from '../agent/key-store.js';
+import type { AutolockDesired, LocalLock as LocalLockPort } from '../manager/autolock.js';
+
+/** How long the key before a rotation still opens a running manager's data key. */
+export const PREVIOUS_KEY_WINDOW_MS = 10 * 60_000;
+
+const DATA_KEY_CONTEXT = 'manager/data.key';
+const STORE_KEY_CONTEXT = 'manager/store.json key';
+
+/** The data key wrapped under one unlock key. */
+function wrapUnder(unlockKey: Buffer, dataKey: Buffer): DataKeyWrap {
+  return { keyId: unlockKeyId(unlockKey), sealed: seal(keyEncryptionKey(unlockKey), dataKey, DATA_KEY_CONTEXT) };
+}
+
+function wrappedFile(wraps: DataKeyWrap[], until: number): WrappedDataKey {
+  return { format: 'muster-wrapped-data-key/1', kdf: 'HKDF-SHA256', wraps, ...(wraps.length > 1 ? { previousUntil: until } : {}) };
+}
+
+/** store.json with the etcd client key in clear (for connecting), from either shape. */
+export function openStoreSpec(spec: StoreSpec, dataKey: Buffer): StoreSpec {
+  if (spec.kind !== 'etcd' || spec.keySealed === undefined) return spec;
+  const { keySealed, ...rest } = spec;
+  return { ...rest, keyPem: unseal(dataKey, keySealed, STORE_KEY_CONTEXT).toString('utf8') };
+}
+
+function sealStoreSpec(spec: StoreSpec, dataKey: Buffer): StoreSpec {
+  if (spec.kind !== 'etcd' || spec.keyPem === undefined) return spec;
+  const { keyPem, ...rest } = spec;
+  return { ...rest, keySealed: seal(dataKey, keyPem, STORE_KEY_CONTEXT) };
+}
+
+/**
+ * Opens a manager's data key with an unlock key, all or nothing: the key
+ * must open data.key, node.key and the store client key, or nothing is
+ * unlocked. UNLOCK_KEY_WRONG for a key that opens none of them.
+ */
+export async function openWithUnlockKey(layout: DataDirLayout, unlockKey: Buffer): Promise<Buffer> {
+  const file = await readDataKeyFile(layout);
+  if (!file.locked) throw new MusterError('NOT_LOCKED', 'autolock is off on this manager: its data key is not wrapped');
+  const wrap = file.wrapped.wraps.find((w) => w.keyId === unlockKeyId(unlockKey));
+  if (wrap === undefined) throw new MusterError('UNLOCK_KEY_WRONG');
+  let dataKey: Buffer;
+  try {
+    dataKey = unseal(keyEncryptionKey(unlockKey), wrap.sealed, DATA_KEY_CONTEXT);
+  } catch {
+    throw new MusterError('UNLOCK_KEY_WRONG');
+  }
+  const fixed: KeyCipher = { dataKey: () => dataKey, sealing: () => true };
+  await new KeyStore(layout, { cipher: fixed }).load({ recover: true }); // node.key opens and matches its certificate
+  const spec = await readStoreSpec(layout);
+  if (spec !== undefined) openStoreSpec(spec, dataKey);
+  return dataKey;
+}
+
+/** One manager's files following the cluster's autolock setting. */
+export class LocalLock implements LocalLockPort, KeyCipher {
+  private sealingNow: boolean;
+  private dropTimer: TimerHandle | undefined;
+  private readonly keyStore: KeyStore;
+
+  constructor(
+    private readonly deps: { layout: DataDirLayout; dataKey: Buffer; clock: Clock; logger: Logger },
+    /** Whether node.key is sealed now (it stays so until the setting says otherwise). */
+    sealed: boolean,
+  ) {
+    this.sealingNow = sealed;
+    this.keyStore = new KeyStore(deps.layout, { cipher: this });
+  }
+
+  dataKey(): Buffer {
+    return this.deps.dataKey;
+  }
+
+  sealing(): boolean {
+    return this.sealingNow;
+  }
+
+  async apply(desired: AutolockDesired): Promise<void> {
+    const { layout, logger, dataKey, clock } = this.deps;
+    const file = await readDataKeyFile(layout);
+    if (!desired.enabled) {
+      if (file.locked) {
+        await writeDataKeyFile(layout, { key: dataKey });
+        logger.info({}, 'autolock off: the data key is no longer wrapped');
+      }
+      if (file.locked) failpoint('autolock:data-key');
+      this.sealingNow = false;
+      if (await this.keyStore.rewriteKey()) failpoint('autolock:node-key');
+      if (await this.rewriteStoreSpec(false)) failpoint('autolock:store-json');
+      return;
+    }
+    this.sealingNow = true;
+    if (await this.keyStore.rewriteKey()) failpoint('autolock:node-key');
+    if (await this.rewriteStoreSpec(true)) failpoint('autolock:store-json');
+    const id = unlockKeyId(desired.unlockKey);
+    if (file.locked && file.wrapped.wraps[0]!.keyId === id) {
+      await this.dropPrevious(file.wrapped);
+      return;
+    }
+    // Wrapped under a key the store no longer holds (a rotation, or one that failed to commit): the new
+    // key first, the one before for PREVIOUS_KEY_WINDOW_MS.
+    const wraps = [wrapUnder(desired.unlockKey, dataKey), ...(file.locked ? [file.wrapped.wraps[0]!] : [])];
+    await writeDataKeyFile(layout, { wrapped: wrappedFile(wraps, clock.now() + PREVIOUS_KEY_WINDOW_MS) });
+    failpoint('autolock:data-key');
+    logger.info({ keyId: id }, file.locked ? 'data key wrapped under the new unlock key' : 'autolock on: the data key is wrapped under the unlock key');
+    this.scheduleDrop();
+  }
+
+  async prepareRotation(next: Buffer): Promise<void> {
+    const { layout, dataKey, clock } = this.deps;
+    const file = await readDataKeyFile(layout);
+    if (!file.locked) throw new MusterError('AUTOLOCK_OFF', 'this manager has not wrapped its data key yet');
+    await writeDataKeyFile(layout, { wrapped: wrappedFile([wrapUnder(next, dataKey), file.wrapped.wraps[0]!], clock.now() + PREVIOUS_KEY_WINDOW_MS) });
+  }
+
+  /** Drops the previous key's wrap once its window has passed (a running manager; also called at start). */
+  async dropPrevious(wrapped?: WrappedDataKey): Promise<void> {
+    const current = wrapped ?? (await readDataKeyFile(this.deps.layout).then((f) => (f.locked ? f.wrapped : undefined)));
+    if (current === undefined || current.wraps.length < 2) return;
+    if ((current.previousUntil ?? 0) > this.deps.clock.now()) {
+      this.scheduleDrop();
+      return;
+    }
+    await writeDataKeyFile(this.deps.layout, { wrapped: wrappedFile([current.wraps[0]!], 0) });
+    this.deps.logger.info({}, 'the unlock key before the last rotation no longer opens this manager');
+  }
+
+  private scheduleDrop(): void {
+    if (this.dropTimer !== undefined) return;
+    this.dropTimer = this.deps.clock.setTimer(PREVIOUS_KEY_WINDOW_MS + 1_000, () => {
+      this.dropTimer = undefined;
+      void this.dropPrevious().catch((error: unknown) => this.deps.logger.warn({ code: (error as MusterError).code }, 'cannot drop the previous unlock key'));
+    });
+  }
+
+  /** Seals or opens the etcd client key in store.json; true when it wrote. */
+  private async rewriteStoreSpec(sealed: boolean): Promise<boolean> {
+    const spec = await readStoreSpec(this.deps.layout);
+    if (spec?.kind !== 'etcd') return false;
+    const next = sealed ? sealStoreSpec(spec, this.deps.dataKey) : openStoreSpec(spec, this.deps.dataKey);
+    if (next === spec) return false;
+    await writeStoreSpec(this.deps.layout, next);
+    return true;
+  }
+
+  /** Before the manager files go (a demotion): node.key back in clear, so the node keeps its identity. */
+  async release(): Promise<void> {
+    this.sealingNow = false;
+    await this.keyStore.rewriteKey();
+  }
+
+  /** Stops the timer. */
+  stop(): void {
+    this.dropTimer?.cancel();
+    this.dropTimer = undefined;
+  }
+}
