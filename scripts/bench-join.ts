@@ -24,20 +24,16 @@
  *
  *   npm run bench:join [-- --nodes 3000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off --etcd auto|off]
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { systemClock } from '../src/core/clock.js';
-import { systemRandom } from '../src/core/random.js';
-import { createRootCa, loadSigningCa } from '../src/pki/ca.js';
-import { createCsr, parseCsr } from '../src/pki/csr.js';
-import { issueCertificate } from '../src/pki/issue.js';
+import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
 import { startEtcd } from '../test/helpers/etcd.js';
-import { benchDispatcher, percentile, pool, send, startManagerProcess, runtimeLine } from './lib/load.js';
+import { benchDispatcher, percentile, pool, send, startFloorServer, startManagerProcess, runtimeLine } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -158,20 +154,9 @@ console.log(`client: ${useGo ? 'scripts/loadgen (Go)' : 'Node (scripts/lib/load.
 // --- the floor: a bare Node HTTPS server with muster's TLS settings and a manager-profile certificate
 let floor: Measured | undefined;
 if (values.baseline !== 'off') {
-  const ca = loadSigningCa(createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom }));
-  const key = generateNodeKeySync();
-  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'manager', commonName: 'floor', clusterId: 'benchfloor000000000000000', hosts: ['127.0.0.1'], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
-  writeFileSync(join(scratch, 'floor.crt'), issued.certPem);
-  writeFileSync(join(scratch, 'floor.key'), key.privateKeyPem, { mode: 0o600 });
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'lib', 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<string>((resolve, reject) => {
-    child.stdout.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
-    child.once('exit', (code) => reject(new Error(`https-baseline exited with ${code}`)));
-  });
-  floor = await measure('bare node:https floor', child.pid, { address: `127.0.0.1:${port}`, path: '/', rootPem: ca.certPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
+  const server = await startFloorServer(scratch);
+  floor = await measure('bare node:https floor', server.child.pid, { address: server.address, path: '/', rootPem: server.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
+  await server.stop();
 }
 
 // --- muster

@@ -4,11 +4,52 @@
  * once, a bounded worker pool, and percentiles.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { createDispatcher, send as transportSend } from '../../src/api/transport.js';
+import { systemClock } from '../../src/core/clock.js';
+import { systemRandom } from '../../src/core/random.js';
+import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { createCsr, parseCsr } from '../../src/pki/csr.js';
+import { issueCertificate } from '../../src/pki/issue.js';
+import { generateNodeKeySync } from '../../src/pki/keys.js';
+
+/** The floor server of the benchmarks, running. */
+export interface FloorServer {
+  child: ChildProcess;
+  address: string;
+  rootPem: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts scripts/lib/https-baseline.ts in its own process with a
+ * manager-profile certificate from a throwaway root (files in `scratch`).
+ */
+export async function startFloorServer(scratch: string): Promise<FloorServer> {
+  const ca = loadSigningCa(createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom }));
+  const key = generateNodeKeySync();
+  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'manager', commonName: 'floor', clusterId: 'benchfloor000000000000000', hosts: ['127.0.0.1'], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
+  writeFileSync(join(scratch, 'floor.crt'), issued.certPem);
+  writeFileSync(join(scratch, 'floor.key'), key.privateKeyPem, { mode: 0o600 });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
+    child.once('exit', (code) => reject(new Error(`https-baseline exited with ${code}`)));
+  });
+  return {
+    child,
+    address: `127.0.0.1:${port}`,
+    rootPem: ca.certPem,
+    async stop() {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
 
 /** A manager process founded in a scratch dir. */
 export interface ManagerProcess {
@@ -17,6 +58,8 @@ export interface ManagerProcess {
   managerToken: string;
   address: string;
   rootPem: string;
+  /** The manager's own certificate and key: an admin caller for benchmarks. */
+  adminTls: { certPem: string; keyPem: string };
   /** VmRSS now and VmHWM (peak), in MiB. */
   memory(): { rss: number; peak: number };
   stop(): Promise<void>;
@@ -42,7 +85,8 @@ export async function startManagerProcess(options: { nodeArgs?: string[]; initAr
   const [, token = '', address = ''] = /muster join --token (\S+) (\S+)/.exec(printed) ?? [];
   const certs = join(dir, 'm', 'certificates');
   const rootPem = readFileSync(join(certs, 'root-ca.crt'), 'utf8');
-  const admin = benchDispatcher({ rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') });
+  const adminTls = { certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') };
+  const admin = benchDispatcher({ rootPem, ...adminTls });
   const tokens = await send({ dispatcher: admin, address, method: 'GET', path: '/v1/join-tokens' });
   await admin.close();
   return {
@@ -51,6 +95,7 @@ export async function startManagerProcess(options: { nodeArgs?: string[]; initAr
     managerToken: (JSON.parse(tokens.body) as { manager: string }).manager,
     address,
     rootPem,
+    adminTls,
     memory() {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
       const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);

@@ -90,7 +90,7 @@ export class NodeAgent {
       logger: params.logger,
       current: () => this.validity,
       renew: (reason) => this.renew(reason),
-      check: () => this.check(),
+      check: (waitMs) => this.check(waitMs),
       onFatal: (reason, message) => params.onFatal?.(reason, message),
       ...(params.renewerOptions === undefined ? {} : { options: params.renewerOptions }),
     });
@@ -155,7 +155,7 @@ export class NodeAgent {
 
   async stop(): Promise<void> {
     await this.renewer.stop();
-    await this.client.close();
+    await this.client.destroy(); // a long poll may be waiting on it
   }
 
   /** Renews at once. */
@@ -171,10 +171,10 @@ export class NodeAgent {
   }
 
   /** Asks the managers whether to renew now, and learns the current manager list and trust bundle. */
-  private async check(): Promise<SelfResponse> {
+  private async check(waitMs?: number): Promise<SelfResponse> {
     let advice: SelfResponse;
     try {
-      advice = await this.client.self();
+      advice = await this.client.self(waitMs);
     } catch (error) {
       // Every manager presents a certificate this node cannot verify: the cluster may have rotated its root while it was down.
       if (!isMusterError(error, 'NOT_A_MANAGER')) throw error;
@@ -282,7 +282,8 @@ export class NodeAgent {
   private async replaceClient(): Promise<void> {
     const old = this.client;
     this.client = this.makeClient();
-    await old.close();
+    // A long poll may be waiting on the old connections: it answers there (at most one wait), the next poll uses the new client.
+    void old.close().catch(() => undefined);
   }
 
   private async renew(reason: string): Promise<Validity> {

@@ -23,6 +23,12 @@ export interface RenewAdvice {
   reason?: string;
 }
 
+/** Reasons that reach every node at once (a shorter expiry, a root rotation): renewals are spread over a window. */
+const CLUSTER_WIDE_REASONS: ReadonlySet<string> = new Set(['cert-expiry', 'ca-rotation']);
+
+/** In a session, polls start at least this far apart (an early answer is followed by a pause, never a tight loop). */
+const SESSION_MIN_GAP_MS = 1_000;
+
 /** Tuning; the defaults follow DESIGN §7. */
 export interface RenewerOptions {
   /** Fraction of the lifetime where the window opens and closes. */
@@ -30,8 +36,16 @@ export interface RenewerOptions {
   windowEnd: number;
   backoffBaseMs: number;
   backoffCapMs: number;
-  /** How often the manager is asked whether to renew now (jittered ±20%). */
+  /** How often the manager is asked whether to renew now (jittered ±20%); in a session, how long each long poll waits. */
   pollMs: number;
+  /**
+   * A session (issue 20): each poll is a long poll that the manager answers
+   * at once when the node must act, so polls follow each other on one
+   * kept-alive connection instead of every pollMs.
+   */
+  session: boolean;
+  /** Renewals the whole cluster is asked for at once start at a random point within this window (default: 2 polls, at most 60 s). */
+  spreadMs?: number;
 }
 
 /** DESIGN §7 defaults; the 30 s poll keeps promotions and expiry changes prompt. */
@@ -41,7 +55,13 @@ export const DEFAULT_RENEWER_OPTIONS: RenewerOptions = {
   backoffBaseMs: 5_000,
   backoffCapMs: 3_600_000,
   pollMs: 30_000,
+  session: false,
 };
+
+/** The spread window of cluster-wide renewals. */
+export function spreadWindowMs(options: Pick<RenewerOptions, 'pollMs' | 'spreadMs'>): number {
+  return options.spreadMs ?? Math.min(60_000, 2 * options.pollMs);
+}
 
 /** What the renewer works with. */
 export interface RenewerDeps {
@@ -52,8 +72,8 @@ export interface RenewerDeps {
   current(): Validity;
   /** Makes a fresh key, gets it certified and stores the pair atomically; returns the new validity. */
   renew(reason: string): Promise<Validity>;
-  /** Asks the manager whether to renew now (role change, shorter expiry, CA rotation). */
-  check(): Promise<RenewAdvice>;
+  /** Asks the manager whether to renew now (role change, shorter expiry, CA rotation); with `waitMs`, a long poll. */
+  check(waitMs?: number): Promise<RenewAdvice>;
   /** Called once when the renewer stops for good: the certificate expired, or the node was removed. */
   onFatal?(reason: 'expired' | 'removed', message: string): void;
   options?: Partial<RenewerOptions>;
@@ -70,6 +90,8 @@ export class Renewer {
   private readonly opts: RenewerOptions;
   private renewTimer: TimerHandle | undefined;
   private pollTimer: TimerHandle | undefined;
+  /** A spread renewal waiting for its moment; stop() ends the wait. */
+  private spreadWait: { timer: TimerHandle; done: () => void } | undefined;
   private running = false;
   private inFlight: Promise<void> | undefined;
   private failures = 0;
@@ -99,7 +121,7 @@ export class Renewer {
     if (this.running) return;
     this.running = true;
     this.schedule(this.pickRenewalTime(this.deps.current()));
-    this.schedulePoll();
+    this.schedulePoll(this.opts.session ? 0 : undefined); // a session opens at once
   }
 
   /** Stops all timers; waits for a renewal under way. Idempotent. */
@@ -109,6 +131,8 @@ export class Renewer {
     this.pollTimer?.cancel();
     this.renewTimer = undefined;
     this.pollTimer = undefined;
+    this.spreadWait?.timer.cancel();
+    this.spreadWait?.done();
     await this.inFlight;
   }
 
@@ -130,9 +154,9 @@ export class Renewer {
     });
   }
 
-  /** Schedules the next poll; returns when it is due. */
-  private schedulePoll(): number {
-    const delay = Math.floor(this.opts.pollMs * (0.8 + 0.4 * this.deps.random.float()));
+  /** Schedules the next poll (after `delayMs`, else a jittered poll interval); returns when it is due. */
+  private schedulePoll(delayMs?: number): number {
+    const delay = delayMs ?? Math.floor(this.opts.pollMs * (0.8 + 0.4 * this.deps.random.float()));
     if (!this.running) return this.deps.clock.now() + delay;
     this.pollTimer = this.deps.clock.setTimer(delay, () => {
       void this.poll();
@@ -140,18 +164,38 @@ export class Renewer {
     return this.deps.clock.now() + delay;
   }
 
+  /** Waits `ms` of the clock (a spread renewal); stop() ends it early. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.spreadWait = undefined;
+        resolve();
+      };
+      this.spreadWait = { timer: this.deps.clock.setTimer(ms, done), done };
+    });
+  }
+
   private async poll(): Promise<void> {
+    // A renewal under way answers first (an expired certificate at start: the renewal says why it cannot go on).
+    await this.inFlight?.catch(() => undefined);
+    if (!this.running) return;
+    const started = this.deps.clock.now();
     try {
-      const advice = await this.deps.check();
+      const advice = await this.deps.check(this.opts.session ? this.opts.pollMs : undefined);
       if (!this.reachable) {
         this.reachable = true;
         this.deps.logger.info({}, 'a manager answers again');
       }
       if (advice.renewNow && this.running) {
-        this.deps.logger.info({ reason: advice.reason ?? 'manager request' }, `the manager asks for a renewal now (${advice.reason ?? 'manager request'})`);
-        await this.renewNow(advice.reason ?? 'manager request');
+        const reason = advice.reason ?? 'manager request';
+        // Told at once; a renewal the whole cluster was asked for waits for its random moment in the window.
+        const delay = CLUSTER_WIDE_REASONS.has(reason) ? Math.floor(spreadWindowMs(this.opts) * this.deps.random.float()) : 0;
+        this.deps.logger.info({ reason, inMs: delay }, `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${spreadWindowMs(this.opts) / 1000}s)` : ''}`);
+        if (delay > 0) await this.pause(delay);
+        if (this.running) await this.renewNow(reason);
       }
     } catch (error) {
+      if (!this.running) return; // stopping: the poll was cut short on purpose
       if (isMusterError(error) && FATAL_CODES.has(error.code)) {
         this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
         return;
@@ -167,7 +211,8 @@ export class Renewer {
       }
       return;
     }
-    this.schedulePoll();
+    // A session polls again at once (the manager paces it); an early answer is followed by a short pause.
+    this.schedulePoll(this.opts.session ? Math.max(0, SESSION_MIN_GAP_MS - (this.deps.clock.now() - started)) : undefined);
   }
 
   private async attempt(reason: string): Promise<void> {

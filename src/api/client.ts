@@ -172,11 +172,18 @@ export class ApiClient {
     return this.managers[this.current] ?? this.managers[0]!;
   }
 
-  /** Closes kept-alive connections. */
+  /** Closes kept-alive connections once the requests on them have answered. */
   async close(): Promise<void> {
     const dispatcher = this.dispatcher;
     this.dispatcher = undefined;
     await dispatcher?.close();
+  }
+
+  /** Closes the connections now, failing requests still waiting (a session's long poll, when the node stops). */
+  async destroy(): Promise<void> {
+    const dispatcher = this.dispatcher;
+    this.dispatcher = undefined;
+    await dispatcher?.destroy();
   }
 
   private verified(): Dispatcher {
@@ -299,9 +306,15 @@ export class ApiClient {
     return this.call('POST', ROUTES.renew, NodeCertificateResponse, body);
   }
 
-  /** GET /v1/nodes/self */
-  self(): Promise<SelfResponse> {
-    return this.call('GET', ROUTES.self, SelfResponse);
+  /**
+   * GET /v1/nodes/self; with `waitMs`, a long poll on the kept-alive
+   * connection (the session): the manager answers at once when the node must
+   * act, else when something changes or after the wait.
+   */
+  self(waitMs?: number): Promise<SelfResponse> {
+    if (waitMs === undefined) return this.call('GET', ROUTES.self, SelfResponse);
+    const seconds = Math.max(1, Math.min(120, Math.round(waitMs / 1000)));
+    return this.call('GET', `${ROUTES.self}?wait=${seconds}`, SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
   }
 
   /** DELETE /v1/nodes/self: the node leaves. */
@@ -404,11 +417,11 @@ export class ApiClient {
   }
 
   /** One verified call, moving to the next manager when this one cannot serve. */
-  private async call<S extends TSchema>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: S, body?: unknown): Promise<Static<S>> {
+  private async call<S extends TSchema>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: S, body?: unknown, timeoutMs?: number): Promise<Static<S>> {
     let lastError: unknown;
     for (let tried = 0; tried < this.managers.length; tried++) {
       try {
-        const response = await this.exchange(this.verified(), method, path, body);
+        const response = await this.exchange(this.verified(), method, path, body, false, timeoutMs);
         if (response.status < 200 || response.status >= 300) throw this.errorFrom(response);
         return this.decode(response, schema, method, path);
       } catch (error) {
@@ -431,11 +444,11 @@ export class ApiClient {
     return parsed as Static<S>;
   }
 
-  private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false): Promise<TransportResponse> {
+  private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false, timeoutMs?: number): Promise<TransportResponse> {
     const address = this.address;
     try {
       const base = this.options.socketPath === undefined ? origin(address) : 'http://localhost';
-      return await send({ dispatcher, url: `${base}${path}`, method, body, timeoutMs: this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
+      return await send({ dispatcher, url: `${base}${path}`, method, body, timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
     } catch (error) {
       const refused = this.transportError(error, address);
       throw isMusterError(refused, 'CLOCK_SKEW') ? await measuredSkew(refused, address) : refused;

@@ -135,6 +135,10 @@ export type NodeView = Type.Static<typeof NodeView>;
 export const RenewReason = Type.Union([Type.Literal('role-change'), Type.Literal('cert-expiry'), Type.Literal('ca-rotation')]);
 export type RenewReason = Type.Static<typeof RenewReason>;
 
+/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1-120). */
+export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })) }, { additionalProperties: false });
+export type SelfQuery = Type.Static<typeof SelfQuery>;
+
 /** GET /v1/nodes/self */
 export const SelfResponse = Type.Object({
   node: NodeView,

@@ -43,13 +43,15 @@ export interface EnvSettings {
 /** Reads the environment of a CLI run. */
 export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   const env = ctx.env;
-  const renewer: Partial<RenewerOptions> = {};
+  // Agents hold a session: a long poll on one kept-alive connection (issue 20).
+  const renewer: Partial<RenewerOptions> = { session: true };
   if (env.MUSTER_POLL_INTERVAL) {
     const pollMs = parseDuration(env.MUSTER_POLL_INTERVAL);
     if (pollMs < MIN_POLL_MS) throw new MusterError('USAGE', `MUSTER_POLL_INTERVAL=${env.MUSTER_POLL_INTERVAL} is below the minimum of 1s`, { hint: 'set it to 1s or more (default 30s)' });
     renewer.pollMs = pollMs;
   }
   if (env.MUSTER_RENEW_BACKOFF_BASE) renewer.backoffBaseMs = parseDuration(env.MUSTER_RENEW_BACKOFF_BASE);
+  if (env.MUSTER_RENEW_SPREAD) renewer.spreadMs = parseDuration(env.MUSTER_RENEW_SPREAD);
   let pageSize: number | undefined;
   if (env.MUSTER_PAGE_SIZE) {
     pageSize = /^[0-9]{1,4}$/.test(env.MUSTER_PAGE_SIZE) ? Number(env.MUSTER_PAGE_SIZE) : 0;

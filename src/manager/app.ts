@@ -183,11 +183,17 @@ function sendError(reply: FastifyReply, error: MusterError): FastifyReply {
 /** Connections of the manager's local Unix socket: their caller is the manager itself (the socket's folder is 0700). */
 const localSockets = new WeakSet<Socket>();
 
+/** The client certificate of each connection, parsed once (its requests share it, and the authoriser's check of it). */
+const peerCertificates = new WeakMap<Socket, X509Certificate | undefined>();
+
 /** The peer certificate of a TLS request, if the client sent one; on the local socket, the manager's own. */
 function peerCertificate(request: FastifyRequest, own: (() => X509Certificate) | undefined) {
   const socket = request.raw.socket as TLSSocket;
   if (localSockets.has(socket)) return own?.();
-  return typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+  if (peerCertificates.has(socket)) return peerCertificates.get(socket);
+  const cert = typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+  peerCertificates.set(socket, cert);
+  return cert;
 }
 
 /**

@@ -36,9 +36,38 @@ export interface AuthOptions {
   expiredWithinGrace?: boolean;
 }
 
+/**
+ * A certificate's chain, checked once per connection (issue 20): the TLS
+ * layer hands the same certificate object to every request of a kept-alive
+ * connection (app.ts), so a session's long polls verify it once. The check is
+ * done again when the trusted roots change (a rotation), and its validity
+ * window is compared with the time on every request. The store is still
+ * read on every request: removal, demotion and revocation apply to the next
+ * request of an open connection, as to a new one.
+ */
+interface Verified {
+  trust: ClusterState['trust'];
+  identity: PeerIdentity;
+  issuer: X509Certificate;
+}
+
 /** Decides who a client certificate belongs to and what it may call. */
 export class Authoriser {
+  private readonly verified = new WeakMap<X509Certificate, Verified>();
+
   constructor(private readonly deps: { state: ClusterState; store: ClusterStore; clock: Clock }) {}
+
+  /** The chain check, from the connection's cache when the roots have not changed and the certificate is in its validity. */
+  private verify(cert: X509Certificate, trust: ClusterState['trust'], now: number, graceMs: number | undefined): { identity: PeerIdentity; issuer: X509Certificate } {
+    const cached = this.verified.get(cert);
+    if (cached !== undefined && cached.trust === trust && graceMs === undefined && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
+      if (trust.roots.every((root) => root.until === undefined || root.until > now || root.cert !== cached.issuer)) return cached;
+    }
+    const roots = trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
+    const result = verifyPeerCertificate({ cert, roots, now, ...(graceMs === undefined ? {} : { graceMs }) });
+    if (graceMs === undefined) this.verified.set(cert, { trust, ...result });
+    return result;
+  }
 
   /**
    * 401 when there is no certificate or it is not one of ours (wrong root,
@@ -52,8 +81,7 @@ export class Authoriser {
     const grace = state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS;
     // During a root rotation both roots are trusted, and a root it replaced until every certificate it issued has expired.
     const trust = state.trust; // one snapshot: the roots checked and the signing root come from the same CA record
-    const roots = trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
-    const { identity, issuer } = verifyPeerCertificate({ cert, roots, now, ...(options.expiredWithinGrace === true ? { graceMs: grace } : {}) });
+    const { identity, issuer } = this.verify(cert, trust, now, options.expiredWithinGrace === true ? grace : undefined);
     const expired = now > identity.notAfter;
     if (identity.clusterId !== state.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');

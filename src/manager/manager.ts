@@ -32,6 +32,7 @@ import { Metrics, serveMetrics, timedStore, type MetricsServer } from './metrics
 import { Revocations } from './revocation.js';
 import { RootRotation } from './rotation.js';
 import { ScopedTokens } from './scoped-tokens.js';
+import { Sessions } from './sessions.js';
 import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
 import { createSigner } from './signer.js';
@@ -130,6 +131,7 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
     settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
+    sessions: new Sessions({ store, clock, logger, membership }),
     scopedTokens,
     revocations,
     rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKey, downAfterMs }),
@@ -220,6 +222,7 @@ export class Manager {
       janitor.start();
       services.rotation.run();
       metricsServer = params.metricsAddr === undefined ? undefined : await serveMetrics(params.metricsAddr, services.metrics);
+      services.sessions.start();
       return new Manager(services, app, params, membership, tls, bound, janitor, metricsServer, local);
     } catch (error) {
       await local?.close();
@@ -251,6 +254,7 @@ export class Manager {
     await this.services.lastSeen.stop();
     await this.membership.unregister().catch(() => undefined);
     await this.services.autolock.stop();
+    this.services.sessions.stop(); // parked long-polls answer now, so closing does not wait for them
     await this.local?.close();
     await this.app.close();
     await this.metricsServer?.close();

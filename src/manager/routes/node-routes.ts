@@ -1,12 +1,38 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfResponse, isYes } from '../../api/schemas.js';
+import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
+import { MAX_SESSION_WAIT_S } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
+
+/** A parked request's connection is cut this long after its wait, if nothing was sent. */
+const SESSION_SLACK_MS = 15_000;
+
+/** Whether a node's answer changed in what it acts on: renew, its role or standing, the managers, the trust bundle, the CRL. */
+function actionable(before: SelfResponse, now: SelfResponse): boolean {
+  return (
+    now.renewNow ||
+    now.node.role !== before.node.role ||
+    now.node.status !== before.node.status ||
+    now.managers.join(',') !== before.managers.join(',') ||
+    now.rootCA !== before.rootCA ||
+    now.crlNumber !== before.crlNumber ||
+    now.certExpiry !== before.certExpiry
+  );
+}
 
 /** Registers the node routes. */
 export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
-  const { inventory } = services;
+  const { inventory, sessions } = services;
 
-  app.get(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: SelfResponse, ...ErrorResponses } } }, async (request) => inventory.self(callerOf(request)));
+  // A session: the agent long-polls on a kept-alive connection; answered at once when the node must act.
+  app.get(ROUTES.self, { config: { allow: NODES }, schema: { querystring: SelfQuery, response: { 200: SelfResponse, ...ErrorResponses } } }, async (request) => {
+    const caller = callerOf(request);
+    const first = await inventory.self(caller);
+    const waitS = request.query.wait === undefined ? 0 : Math.min(Number(request.query.wait), MAX_SESSION_WAIT_S);
+    if (waitS === 0 || first.renewNow) return first;
+    // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
+    request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
+    return sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller), actionable);
+  });
 
   app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
 

@@ -16,6 +16,7 @@ import type { Metrics } from '../metrics.js';
 import type { Revocations } from '../revocation.js';
 import type { RootRotation } from '../rotation.js';
 import type { ScopedTokens } from '../scoped-tokens.js';
+import type { Sessions } from '../sessions.js';
 import type { ClusterStore } from '../../store/cluster-store.js';
 
 /** The services the routes call. */
@@ -34,6 +35,8 @@ export interface Services {
   audit: Audit;
   lastSeen: LastSeen;
   autolock: Autolock;
+  /** Parked long-polls of node sessions. */
+  sessions: Sessions;
 }
 
 /** A route plugin: registers routes that call the services. */

@@ -1,0 +1,232 @@
+/**
+ * npm run bench:idle — what a manager costs at rest, per connected node
+ * (issue 20). N real nodes (joined with the token, real client
+ * certificates) each hold one kept-alive connection and long-poll
+ * `GET /v1/nodes/self?wait=30` on it, as agents do at the default heartbeat.
+ * Measured on the manager's process (/proc): CPU per node per minute over a
+ * minute of rest, extrapolated to nodes per core, and RSS per connected
+ * node. Then, at the first size: `update --cert-expiry 1h` — time until
+ * every node has been told, and until every node has renewed (each at a
+ * random moment of the agents' 60 s spread window) with the failures; and
+ * `node rm` — time until the node is told.
+ *
+ * The floor, same run, same client: a bare node:https server holding the
+ * same connections and answering each long poll after its wait, with no
+ * work (scripts/lib/https-baseline.ts).
+ *
+ * Every process here may hold at most RLIMIT_NOFILE descriptors (20,000 on
+ * these machines, and not raisable without CAP_SYS_RESOURCE), so the sizes
+ * stay below it; the default is 10,000 and 18,000.
+ *
+ *   npm run bench:idle [-- --nodes 10000,18000 --spread 60 --floor on|off]
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { parseArgs } from 'node:util';
+import { Client } from 'undici';
+import { createCsr } from '../src/pki/csr.js';
+import { generateNodeKeySync } from '../src/pki/keys.js';
+import { send as transportSend } from '../src/api/transport.js';
+import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
+
+const { values } = parseArgs({ options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string', default: '60' }, floor: { type: 'string', default: 'on' } } });
+const SIZES = values.nodes.split(',').map(Number);
+const SPREAD_MS = Number(values.spread) * 1000;
+const WAIT_S = 30;
+const REST_MS = 60_000;
+const scratch = mkdtempSync(join(tmpdir(), 'muster-bench-idle-'));
+const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+// Every simulated node connects from 127.0.0.1: lift the per-source cap for the manager this script starts.
+process.env.MUSTER_MAX_CONNECTIONS_PER_SOURCE = '1000000';
+
+function cpuMs(pid: number): number {
+  const fields = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
+}
+function rssMiB(pid: number): number {
+  const status = execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' });
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One simulated node: its credentials, its connection, and what it saw. */
+interface SimNode {
+  id: string;
+  certPem: string;
+  keyPem: string;
+  client?: Client;
+  polling: boolean;
+  toldAt?: number;
+  renewedAt?: number;
+  removedAt?: number;
+  failures: number;
+}
+
+function connect(address: string, rootPem: string, node: Pick<SimNode, 'certPem' | 'keyPem'>): Client {
+  return new Client(`https://${address}`, {
+    connect: { secureContext: createSecureContext({ ca: rootPem, cert: node.certPem, key: node.keyPem }), rejectUnauthorized: true, checkServerIdentity: () => undefined },
+    keepAliveTimeout: 120_000,
+    headersTimeout: (WAIT_S + 30) * 1000,
+    bodyTimeout: (WAIT_S + 30) * 1000,
+    pipelining: 1,
+  });
+}
+
+async function request(client: Client, method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; body: string }> {
+  const r = await client.request({ method, path, ...(body === undefined ? {} : { body, headers: { 'content-type': 'application/json' } }) });
+  return { status: r.statusCode, body: await r.body.text() };
+}
+
+/** The long-poll loop of one node, until `stop()`. */
+function runSession(node: SimNode, address: string, rootPem: string, state: { stopping: boolean; renewing: boolean }): Promise<void> {
+  node.client = connect(address, rootPem, node);
+  node.polling = true;
+  return (async () => {
+    while (!state.stopping) {
+      let answer: { status: number; body: string };
+      try {
+        answer = await request(node.client!, 'GET', `/v1/nodes/self?wait=${WAIT_S}`);
+      } catch {
+        if (state.stopping) return;
+        node.failures += 1;
+        await sleep(1000);
+        continue;
+      }
+      if (answer.status === 403 && answer.body.includes('NODE_REMOVED')) {
+        node.removedAt = Date.now();
+        return;
+      }
+      if (answer.status !== 200) {
+        node.failures += 1;
+        await sleep(1000);
+        continue;
+      }
+      const self = JSON.parse(answer.body) as { renewNow: boolean };
+      if (self.renewNow && state.renewing) {
+        node.toldAt ??= Date.now();
+        // As the agent does: a renewal the whole cluster was asked for waits for its moment in the spread window.
+        await sleep(Math.floor(Math.random() * SPREAD_MS));
+        const key = generateNodeKeySync();
+        const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch((error: unknown) => ({ status: 0, body: String(error) }));
+        if (renewed.status !== 200) {
+          node.failures += 1;
+          continue;
+        }
+        node.renewedAt = Date.now();
+        node.certPem = (JSON.parse(renewed.body) as { certificate: string }).certificate;
+        node.keyPem = key.privateKeyPem;
+        const old = node.client!;
+        node.client = connect(address, rootPem, node);
+        void old.close();
+      }
+    }
+  })();
+}
+
+async function waitFor(what: string, check: () => boolean, limitMs: number): Promise<number> {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out: ${what}`);
+    await sleep(20);
+  }
+  return Date.now() - started;
+}
+
+/** Idle cost of `n` long-polling connections to a process: CPU per node per minute, RSS per node. */
+async function measureRest(label: string, pid: number, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
+  const before = cpuMs(pid);
+  await sleep(REST_MS);
+  const used = cpuMs(pid) - before;
+  const cpuPerNodeMin = (used / n) * (60_000 / REST_MS);
+  const rssPerNodeKb = ((rssMiB(pid) - rssBefore) * 1024) / n;
+  console.log(
+    `${label.padEnd(28)} ${n} nodes: ${(used / 1000).toFixed(2)} s CPU in ${REST_MS / 1000} s = ${(cpuPerNodeMin * 1000).toFixed(1)} µs/node/min ` +
+      `→ ${Math.floor(60_000 / cpuPerNodeMin).toLocaleString('en')} nodes per core; RSS ${rssMiB(pid).toFixed(0)} MiB, ${rssPerNodeKb.toFixed(1)} KB/node`,
+  );
+  return { cpuPerNodeMin, rssPerNodeKb };
+}
+
+console.log(runtimeLine());
+console.log(`long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores\n`);
+
+for (const [index, n] of SIZES.entries()) {
+  const manager = await startManagerProcess({ timeoutMs: 1_800_000 });
+  const pid = manager.child.pid!;
+  console.log(`— ${n} nodes —`);
+  console.log(`joining ${n} nodes…`);
+  const joiner = benchDispatcher({ rootPem: manager.rootPem });
+  const joinStarted = Date.now();
+  const nodes = await pool(
+    Array.from({ length: n }, () => async (): Promise<SimNode> => {
+      const key = generateNodeKeySync();
+      const r = await send({ dispatcher: joiner, address: manager.address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token: manager.token, csr: createCsr({ privateKey: key.privateKey }) }) });
+      if (r.status !== 200) throw new Error(`join failed: ${r.status} ${r.body.slice(0, 200)}`);
+      const joined = JSON.parse(r.body) as { nodeId: string; certificate: string };
+      return { id: joined.nodeId, certPem: joined.certificate, keyPem: key.privateKeyPem, polling: false, failures: 0 };
+    }),
+    64,
+  );
+  await joiner.close();
+  console.log(`  joined in ${((Date.now() - joinStarted) / 1000).toFixed(1)} s`);
+  await sleep(6_000); // the last-seen batch of the joins is written
+  const rssBefore = rssMiB(pid);
+  const state = { stopping: false, renewing: false };
+  const sessions: Promise<void>[] = [];
+  for (const [i, node] of nodes.entries()) {
+    sessions.push(runSession(node, manager.address, manager.rootPem, state));
+    if (i % 200 === 199) await sleep(50); // open the connections at a pace the handshakes allow
+  }
+  await sleep(WAIT_S * 1000 + 5_000); // every node has made its first long poll, and its second is parked
+  const rest = await measureRest('muster', pid, n, rssBefore);
+
+  if (index === 0) {
+    const admin = benchDispatcher({ rootPem: manager.rootPem, ...manager.adminTls });
+    state.renewing = true;
+    const cut = Date.now();
+    await transportSend({ dispatcher: admin, url: `https://${manager.address}/v1/cluster`, method: 'PATCH', body: { certExpiry: '1h' }, timeoutMs: 30_000 });
+    const told = await waitFor('every node told', () => nodes.every((node) => node.toldAt !== undefined), 120_000);
+    const toldTimes = nodes.map((node) => node.toldAt! - cut).sort((a, b) => a - b);
+    console.log(`update --cert-expiry 1h: every node told within ${(told / 1000).toFixed(2)} s (p50 ${toldTimes[Math.floor(n / 2)]} ms, max ${toldTimes.at(-1)} ms)`);
+    const renewed = await waitFor('every node renewed', () => nodes.every((node) => node.renewedAt !== undefined), SPREAD_MS + 240_000);
+    const failures = nodes.reduce((sum, node) => sum + node.failures, 0);
+    console.log(`  every node renewed within ${(renewed / 1000 + told / 1000).toFixed(1)} s of the change (spread window ${SPREAD_MS / 1000} s); ${failures} failed requests`);
+    const victim = nodes[0]!;
+    await transportSend({ dispatcher: admin, url: `https://${manager.address}/v1/nodes/${victim.id}?force=1`, method: 'DELETE', timeoutMs: 30_000 });
+    const removed = await waitFor('the removed node told', () => victim.removedAt !== undefined, 60_000);
+    console.log(`node rm: the node was told in ${removed} ms (its long poll answered 403 NODE_REMOVED)`);
+    await admin.close();
+  }
+  state.stopping = true;
+  await manager.stop();
+  await Promise.all(nodes.map((node) => node.client?.destroy().catch(() => undefined)));
+  await Promise.allSettled(sessions);
+
+  if (values.floor !== 'off') {
+    // The floor: the same connections, long-polling a bare node:https server.
+    const server = await startFloorServer(scratch);
+    const child = server.child;
+    const port = server.address.split(':')[1]!;
+    const ca = { certPem: server.rootPem };
+    await sleep(1000);
+    const floorRss = rssMiB(child.pid!);
+    const floorState = { stopping: false, renewing: false };
+    const floorNodes: SimNode[] = nodes.map(({ client: _client, ...node }) => ({ ...node, polling: false }));
+    const floorSessions: Promise<void>[] = [];
+    for (const [i, node] of floorNodes.entries()) {
+      floorSessions.push(runSession(node, `127.0.0.1:${port}`, ca.certPem, floorState));
+      if (i % 200 === 199) await sleep(50);
+    }
+    await sleep(WAIT_S * 1000 + 5_000);
+    const floor = await measureRest('bare node:https floor', child.pid!, n, floorRss);
+    console.log(`  muster / floor: CPU ${(rest.cpuPerNodeMin / floor.cpuPerNodeMin).toFixed(2)}×, RSS per node ${(rest.rssPerNodeKb / floor.rssPerNodeKb).toFixed(2)}×`);
+    floorState.stopping = true;
+    await server.stop();
+    await Promise.all(floorNodes.map((node) => node.client?.destroy().catch(() => undefined)));
+    await Promise.allSettled(floorSessions);
+  }
+  console.log('');
+}
+rmSync(scratch, { recursive: true, force: true });

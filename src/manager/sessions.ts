@@ -1,0 +1,146 @@
+/**
+ * Node sessions (issue 20): an agent holds one kept-alive connection and
+ * long-polls `GET /v1/nodes/self?wait=N` on it; the manager answers at once
+ * when there is something for the node to do, and otherwise parks the
+ * request here until something that may concern the node happens, or the
+ * wait runs out (the answer is then the heartbeat's). What wakes a parked
+ * request, from the store's change feed and the member list:
+ * - a change of the node's own record that matters to it (role, removal);
+ * - a change of the cluster settings, the CA record or the CRL (every node);
+ * - a change in the list of serving managers (every node; checked each second).
+ * The route then answers if the node's answer changed, and parks again if not.
+ * Nothing here writes to the store: a parked request costs a timer and a set entry.
+ */
+import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Logger } from '../core/logger.js';
+import { KEYS, META_PREFIX, type ClusterStore } from '../store/cluster-store.js';
+import type { NodeRecord } from '../store/records.js';
+import type { Membership } from './membership.js';
+
+/** Longest a node may ask to wait (seconds). */
+export const MAX_SESSION_WAIT_S = 120;
+
+/** How often the member list is compared for a change. */
+const MEMBERS_CHECK_MS = 1_000;
+
+/** The meta records whose change may concern every node. */
+const WAKE_ALL_KEYS: ReadonlySet<string> = new Set([KEYS.cluster.key, KEYS.ca.key, KEYS.crl.key]);
+
+interface Parked {
+  nodeId: string;
+  /** What the node's record said when the request parked: a change of these wakes it. */
+  role: NodeRecord['role'];
+  wake: () => void;
+}
+
+/** Parked long-polls, by node. */
+export class Sessions {
+  private readonly byNode = new Map<string, Set<Parked>>();
+  private unwatch: (() => void)[] = [];
+  private membersTimer: TimerHandle | undefined;
+  private lastMembers = '';
+  private stopped = false;
+
+  constructor(private readonly deps: { store: ClusterStore; clock: Clock; logger: Logger; membership: Membership }) {}
+
+  /** Follows the change feed and the member list. */
+  start(): void {
+    const { store } = this.deps;
+    this.unwatch.push(
+      store.watch(KEYS.nodes.prefix, (event) => {
+        if (event.type === 'resync') return this.wakeAll();
+        for (const change of event.changes) this.nodeChanged(change.key.slice(KEYS.nodes.prefix.length), change.value as NodeRecord | undefined);
+      }),
+      store.watch(META_PREFIX, (event) => {
+        if (event.type === 'resync' || event.changes.some((change) => WAKE_ALL_KEYS.has(change.key))) this.wakeAll();
+      }),
+    );
+    void this.checkMembers();
+  }
+
+  /** Wakes every parked request and stops following. Idempotent. */
+  stop(): void {
+    this.stopped = true;
+    for (const unwatch of this.unwatch) unwatch();
+    this.unwatch = [];
+    this.membersTimer?.cancel();
+    this.wakeAll();
+  }
+
+  /** Parked requests now. */
+  get parked(): number {
+    let n = 0;
+    for (const set of this.byNode.values()) n += set.size;
+    return n;
+  }
+
+  /**
+   * A long poll: `first` is the answer as of now; until `ms` have passed,
+   * parks, and on each wake computes the answer again, returning it as soon
+   * as `changed(first, answer)`. At the deadline (or when the manager stops)
+   * returns the answer as it is then.
+   */
+  async hold<T>(node: Pick<NodeRecord, 'id' | 'role'>, ms: number, first: T, answer: () => Promise<T>, changed: (before: T, now: T) => boolean): Promise<T> {
+    const deadline = this.deps.clock.now() + ms;
+    for (;;) {
+      const left = deadline - this.deps.clock.now();
+      if (!(await this.park(node, left))) return left > 0 && !this.stopped ? answer() : first;
+      const now = await answer();
+      if (changed(first, now) || this.stopped) return now;
+    }
+  }
+
+  /** Waits until something may concern the node, or `ms` passed, or the manager stops; resolves true when woken. */
+  park(node: Pick<NodeRecord, 'id' | 'role'>, ms: number): Promise<boolean> {
+    if (this.stopped || ms <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let timer: TimerHandle | undefined;
+      const parked: Parked = {
+        nodeId: node.id,
+        role: node.role,
+        wake: () => {
+          this.unpark(parked);
+          timer?.cancel();
+          resolve(true);
+        },
+      };
+      timer = this.deps.clock.setTimer(ms, () => {
+        this.unpark(parked);
+        resolve(false);
+      });
+      let set = this.byNode.get(node.id);
+      if (set === undefined) this.byNode.set(node.id, (set = new Set()));
+      set.add(parked);
+    });
+  }
+
+  private unpark(parked: Parked): void {
+    const set = this.byNode.get(parked.nodeId);
+    if (set === undefined) return;
+    set.delete(parked);
+    if (set.size === 0) this.byNode.delete(parked.nodeId);
+  }
+
+  private nodeChanged(id: string, record: NodeRecord | undefined): void {
+    const set = this.byNode.get(id);
+    if (set === undefined) return;
+    // Last-seen batches rewrite records all the time: only a change the node must act on wakes it.
+    for (const parked of [...set]) if (record === undefined || record.removed || record.role !== parked.role) parked.wake();
+  }
+
+  private wakeAll(): void {
+    for (const set of [...this.byNode.values()]) for (const parked of [...set]) parked.wake();
+  }
+
+  private async checkMembers(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const now = (await this.deps.membership.addresses()).slice().sort().join(',');
+      if (this.lastMembers !== '' && now !== this.lastMembers) this.wakeAll();
+      this.lastMembers = now;
+    } catch (error) {
+      this.deps.logger.debug({ code: (error as { code?: string }).code }, 'sessions: cannot read the member list');
+    }
+    if (!this.stopped) this.membersTimer = this.deps.clock.setTimer(MEMBERS_CHECK_MS, () => void this.checkMembers());
+  }
+}

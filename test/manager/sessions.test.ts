@@ -1,0 +1,101 @@
+/**
+ * Node sessions over real HTTPS (issue 20): a worker long-polls
+ * GET /v1/nodes/self?wait= on one kept-alive connection. The answer waits
+ * while nothing concerns the node (the fake clock never reaches the wait),
+ * comes at once when the cluster's expiry is cut and when the node is
+ * removed, and the connection is the same one throughout;
+ * last-seen writes do not wake it; a stopping manager answers parked polls.
+ */
+import type { AddressInfo, Socket } from 'node:net';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
+import { isMusterError } from '../../src/core/errors.js';
+import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+
+let cluster: TestCluster;
+let app: MusterApp;
+let address = '';
+const connections = new Set<Socket>();
+
+beforeAll(async () => {
+  cluster = await foundTestCluster();
+  cluster.services.sessions.start();
+  app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
+  app.server.on('secureConnection', (socket: Socket) => connections.add(socket));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  address = `127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  cluster.services.sessions.stop();
+  await app.close();
+  await cluster.cleanup();
+});
+
+async function worker(): Promise<{ client: ApiClient; nodeId: string }> {
+  const { csr, keyPem } = freshCsr();
+  const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr }, '10.0.0.1');
+  return { client: new ApiClient({ managers: [address], tls: { rootPem: joined.rootCA, certPem: joined.certificate, keyPem } }), nodeId: joined.nodeId };
+}
+
+/** Whether `promise` is still pending after the event loop has had `ms` to run. */
+async function pending(promise: Promise<unknown>, ms = 300): Promise<boolean> {
+  const marker = Symbol('pending');
+  return (await Promise.race([promise.then(() => undefined, () => undefined), new Promise((resolve) => setTimeout(() => resolve(marker), ms))])) === marker;
+}
+
+describe('GET /v1/nodes/self?wait= (a session)', () => {
+  it('parks while nothing concerns the node, and answers at once when the expiry is cut; one connection throughout', async () => {
+    const { client } = await worker();
+    const first = await client.self(); // a plain poll, on the connection the session will keep
+    expect(first.renewNow).toBe(false);
+    const opened = connections.size;
+    await new Promise((resolve) => setTimeout(resolve, 20)); // as the agent polls: on a later tick, when undici has the connection back
+    const poll = client.self(30_000);
+    expect(await pending(poll)).toBe(true);
+    expect(cluster.services.sessions.parked).toBe(1);
+    await cluster.services.lastSeen.flush(); // last-seen batches rewrite the record: that does not wake it
+    expect(await pending(poll)).toBe(true);
+    await cluster.settings.updateCluster({ certExpiry: '1h' });
+    const answer = await poll;
+    expect(answer).toMatchObject({ renewNow: true, reason: 'cert-expiry', certExpiry: '1h' });
+    expect(connections.size).toBe(opened);
+    await client.close();
+  });
+
+  it('answers with NODE_REMOVED the moment the node is removed', async () => {
+    await cluster.settings.updateCluster({ certExpiry: '2160h' });
+    const { client, nodeId } = await worker();
+    const poll = client.self(30_000);
+    expect(await pending(poll)).toBe(true);
+    await cluster.inventory.removeNode(nodeId, { force: true });
+    const refused = await poll.then(
+      () => 'answered',
+      (error: unknown) => (isMusterError(error) ? error.code : String(error)),
+    );
+    expect(refused).toBe('NODE_REMOVED');
+    await client.close();
+  });
+
+  it('a wait runs out at the deadline of the clock; a stopping manager answers what is parked', async () => {
+    const { client } = await worker();
+    const poll = client.self(30_000);
+    expect(await pending(poll)).toBe(true);
+    cluster.clock.advance(30_000);
+    expect((await poll).renewNow).toBe(false);
+    const again = client.self(30_000);
+    expect(await pending(again)).toBe(true);
+    cluster.services.sessions.stop();
+    expect((await again).renewNow).toBe(false);
+    expect(cluster.services.sessions.parked).toBe(0);
+    await client.close();
+  });
+
+  it('refuses a wait that is not 1-120 seconds', async () => {
+    for (const wait of ['0', '121x', '-1', 'abc', '1000']) {
+      const res = await app.inject({ method: 'GET', url: `/v1/nodes/self?wait=${wait}` });
+      expect(res.statusCode, wait).toBe(400);
+    }
+  });
+});
