@@ -174,8 +174,9 @@ export class Inventory {
   }
 
   /** The caller's record, whether it should renew now, and the managers to talk to. */
-  async self(caller: Caller): Promise<SelfResponse> {
-    const node = await this.touch(caller.nodeId);
+  async self(caller: Caller, options: { fresh?: boolean } = {}): Promise<SelfResponse> {
+    // The authoriser read the node's record for this very request; a long poll woken later reads it again.
+    const node = await this.touch(caller.nodeId, options.fresh === true ? undefined : caller.node);
     const reason = this.renewReason(caller, node);
     const view: SelfResponse = {
       node: await this.view(node),
@@ -203,11 +204,11 @@ export class Inventory {
   }
 
   /** Notes that a node was heard from (in memory; written in the next batch) and returns its record as of now. */
-  private async touch(id: string): Promise<NodeRecord> {
-    const node = ID_PATTERN.test(id) ? (await this.deps.store.get(KEYS.nodes.ref(id)))?.value : undefined;
+  private async touch(id: string, read?: NodeRecord): Promise<NodeRecord> {
+    const node = read ?? (ID_PATTERN.test(id) ? (await this.deps.store.get(KEYS.nodes.ref(id)))?.value : undefined);
     if (node === undefined) throw new MusterError('NODE_NOT_FOUND', `no node ${id.slice(0, 64)}`);
     if (node.removed) throw new MusterError('NODE_REMOVED', `node ${id} has been removed`);
-    this.deps.lastSeen.mark(id);
+    this.deps.lastSeen.mark(id, node.lastSeenAt);
     return this.deps.lastSeen.merged(node);
   }
 

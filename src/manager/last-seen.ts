@@ -6,6 +6,11 @@
  * it read, so a removal, a renewal or another manager's batch in between
  * is never overwritten: that node is read again and written alone.
  *
+ * A node whose stored time is recent (newer than `refreshMs`, a fraction
+ * of the down-after window) is not written again at every heartbeat: with
+ * sessions a node polls twice a minute, and its record is rewritten about
+ * once per `refreshMs` instead.
+ *
  * Nothing else loses durability. A last-seen time is advisory (the `ready`
  * or `down` status, and whom a root rotation waits for); a manager that
  * dies loses at most one flush interval of marks, and the node's next poll
@@ -24,16 +29,22 @@ export const LAST_SEEN_FLUSH_MS = 5_000;
 
 /** Last-seen marks held in memory and written in batches. */
 export class LastSeen {
+  /** Heard-from times this manager has not written (or chose not to): merged into its views. */
   private readonly marks = new Map<string, number>();
+  /** Nodes whose mark is due to be written. */
+  private readonly due = new Set<string>();
   private timer: TimerHandle | undefined;
   private flushing: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly deps: { store: ClusterStore; clock: Clock; logger: Logger; flushMs: number }) {}
+  constructor(private readonly deps: { store: ClusterStore; clock: Clock; logger: Logger; flushMs: number; refreshMs?: number }) {}
 
-  /** Notes that node `id` was heard from now. */
-  mark(id: string): void {
-    this.marks.set(id, this.deps.clock.now());
+  /** Notes that node `id` was heard from now; `storedAt` is the time its record holds (written only when older than refreshMs). */
+  mark(id: string, storedAt = 0): void {
+    const now = this.deps.clock.now();
+    this.marks.set(id, now);
+    if (now - storedAt < (this.deps.refreshMs ?? 0)) return;
+    this.due.add(id);
     this.arm();
   }
 
@@ -43,9 +54,9 @@ export class LastSeen {
     return mark !== undefined && mark > node.lastSeenAt ? { ...node, lastSeenAt: mark } : node;
   }
 
-  /** Marks not yet written (for tests and metrics). */
+  /** Marks due to be written (for tests and metrics). */
   get pending(): number {
-    return this.marks.size;
+    return this.due.size;
   }
 
   /** Writes every mark now. */
@@ -77,7 +88,7 @@ export class LastSeen {
   }
 
   private async writeAll(): Promise<void> {
-    const batch = [...this.marks];
+    const batch = [...this.due].map((id): [string, number] => [id, this.marks.get(id) ?? 0]);
     for (let i = 0; i < batch.length; i += MARKS_PER_TXN) {
       const slice = batch.slice(i, i + MARKS_PER_TXN);
       if (await this.write(slice)) this.clear(slice);
@@ -87,7 +98,11 @@ export class LastSeen {
 
   /** Drops written marks; a mark newer than the one written stays for the next flush. */
   private clear(written: readonly [string, number][]): void {
-    for (const [id, at] of written) if (this.marks.get(id) === at) this.marks.delete(id);
+    for (const [id, at] of written) {
+      if (this.marks.get(id) !== at) continue;
+      this.marks.delete(id);
+      this.due.delete(id);
+    }
   }
 
   /** Writes `marks` in one transaction that compares every record read; false when one changed meanwhile. */

@@ -110,7 +110,8 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const metrics = new Metrics({ store: () => store, clock, downAfterMs });
   const store = timedStore(params.store, metrics);
   // Marks reach the store well within the down-after window, so every manager's view of `ready` stays right.
-  const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))) });
+  // A node's record is rewritten about once per half the down-after window (60 s by default), not at every heartbeat.
+  const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))), refreshMs: Math.floor(downAfterMs / 2) });
   const state = await ClusterState.load({
     store,
     logger,

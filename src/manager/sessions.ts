@@ -14,7 +14,7 @@
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { KEYS, META_PREFIX, type ClusterStore } from '../store/cluster-store.js';
-import type { NodeRecord } from '../store/records.js';
+import type { CrlRecord, NodeRecord } from '../store/records.js';
 import type { Membership } from './membership.js';
 
 /** Longest a node may ask to wait (seconds). */
@@ -23,8 +23,8 @@ export const MAX_SESSION_WAIT_S = 120;
 /** How often the member list is compared for a change. */
 const MEMBERS_CHECK_MS = 1_000;
 
-/** The meta records whose change may concern every node. */
-const WAKE_ALL_KEYS: ReadonlySet<string> = new Set([KEYS.cluster.key, KEYS.ca.key, KEYS.crl.key]);
+/** The meta records whose change may concern every node (the CRL's only when the list itself changed: see crlChanged). */
+const WAKE_ALL_KEYS: ReadonlySet<string> = new Set([KEYS.cluster.key, KEYS.ca.key]);
 
 interface Parked {
   nodeId: string;
@@ -39,6 +39,7 @@ export class Sessions {
   private unwatch: (() => void)[] = [];
   private membersTimer: TimerHandle | undefined;
   private lastMembers = '';
+  private crlChangedAt: number | undefined;
   private stopped = false;
 
   constructor(private readonly deps: { store: ClusterStore; clock: Clock; logger: Logger; membership: Membership }) {}
@@ -52,9 +53,15 @@ export class Sessions {
         for (const change of event.changes) this.nodeChanged(change.key.slice(KEYS.nodes.prefix.length), change.value as NodeRecord | undefined);
       }),
       store.watch(META_PREFIX, (event) => {
-        if (event.type === 'resync' || event.changes.some((change) => WAKE_ALL_KEYS.has(change.key))) this.wakeAll();
+        if (event.type === 'resync' || event.changes.some((change) => WAKE_ALL_KEYS.has(change.key) || this.crlChanged(change))) this.wakeAll();
       }),
     );
+    void store
+      .get(KEYS.crl)
+      .then((entry) => {
+        this.crlChangedAt ??= entry?.value.changedAt;
+      })
+      .catch(() => undefined);
     void this.checkMembers();
   }
 
@@ -78,13 +85,14 @@ export class Sessions {
    * A long poll: `first` is the answer as of now; until `ms` have passed,
    * parks, and on each wake computes the answer again, returning it as soon
    * as `changed(first, answer)`. At the deadline (or when the manager stops)
-   * returns the answer as it is then.
+   * returns `first`: nothing that would change it has happened (else the
+   * poll would have been woken), so it is not computed again.
    */
   async hold<T>(node: Pick<NodeRecord, 'id' | 'role'>, ms: number, first: T, answer: () => Promise<T>, changed: (before: T, now: T) => boolean): Promise<T> {
     const deadline = this.deps.clock.now() + ms;
     for (;;) {
       const left = deadline - this.deps.clock.now();
-      if (!(await this.park(node, left))) return left > 0 && !this.stopped ? answer() : first;
+      if (!(await this.park(node, left))) return first;
       const now = await answer();
       if (changed(first, now) || this.stopped) return now;
     }
@@ -119,6 +127,19 @@ export class Sessions {
     if (set === undefined) return;
     set.delete(parked);
     if (set.size === 0) this.byNode.delete(parked.nodeId);
+  }
+
+  /**
+   * A new CRL number wakes every node only when the list changed (a
+   * revocation); the hourly re-signing does not (nodes fetch a fresh one
+   * every 30 minutes anyway), so 10,000 nodes do not fetch it at once.
+   */
+  private crlChanged(change: { key: string; value: unknown }): boolean {
+    if (change.key !== KEYS.crl.key) return false;
+    const changedAt = (change.value as CrlRecord | undefined)?.changedAt;
+    const changed = changedAt !== this.crlChangedAt;
+    this.crlChangedAt = changedAt;
+    return changed;
   }
 
   private nodeChanged(id: string, record: NodeRecord | undefined): void {

@@ -64,4 +64,25 @@ describe('last-seen marks', () => {
     expect(bStored.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
     expect(t.lastSeen.pending).toBe(0);
   });
+
+  it('a node heard from again within half the down-after window is not written again, and views still see the newer time', async () => {
+    const [a] = await joined(1);
+    t.clock.advance(NODE_DOWN_AFTER_MS);
+    await poll(a!.certPem);
+    await t.lastSeen.flush();
+    const written = (await t.store.get(KEYS.nodes.ref(a!.id)))!.value.lastSeenAt;
+    t.clock.advance(30_000); // the next heartbeat of a session
+    const commit = vi.spyOn(t.store, 'commit');
+    await poll(a!.certPem);
+    expect(t.lastSeen.pending).toBe(0);
+    await t.lastSeen.flush();
+    expect(commit).not.toHaveBeenCalled();
+    commit.mockRestore();
+    expect((await t.store.get(KEYS.nodes.ref(a!.id)))!.value.lastSeenAt).toBe(written);
+    const view = (await t.inventory.listNodes({ limit: 1000 })).nodes.find((n) => n.id === a!.id)!;
+    expect(Date.parse(view.lastSeenAt!)).toBe(t.clock.now());
+    t.clock.advance(NODE_DOWN_AFTER_MS / 2); // half the window since the write: the next heartbeat is written
+    await poll(a!.certPem);
+    expect(t.lastSeen.pending).toBe(1);
+  });
 });

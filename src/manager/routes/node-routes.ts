@@ -31,7 +31,7 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
     if (waitS === 0 || first.renewNow) return first;
     // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
     request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
-    return sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller), actionable);
+    return sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller, { fresh: true }), actionable);
   });
 
   app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
