@@ -11,12 +11,13 @@ const flush = async (): Promise<void> => {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 };
 
-function harness(opts: { lifetime?: number; fail?: () => Error | undefined; advice?: () => RenewAdvice; seed?: number } = {}) {
+function harness(opts: { lifetime?: number; fail?: () => Error | undefined; advice?: () => RenewAdvice; seed?: number; session?: boolean } = {}) {
   const clock = new FakeClock(Date.UTC(2026, 10, 22));
   const lifetime = opts.lifetime ?? HOUR;
   let held: Validity = { notBefore: clock.now(), notAfter: clock.now() + lifetime };
   const renewals: { at: number; reason: string }[] = [];
   const fatal: string[] = [];
+  const polls: { at: number; waitMs: number | undefined }[] = [];
   const logger = recordingLogger();
   const renewer = new Renewer({
     clock,
@@ -30,10 +31,14 @@ function harness(opts: { lifetime?: number; fail?: () => Error | undefined; advi
       held = { notBefore: clock.now(), notAfter: clock.now() + lifetime };
       return held;
     },
-    check: async () => opts.advice?.() ?? { renewNow: false },
+    check: async (waitMs) => {
+      polls.push({ at: clock.now(), waitMs });
+      return opts.advice?.() ?? { renewNow: false };
+    },
     onFatal: (reason) => fatal.push(reason),
+    ...(opts.session === true ? { options: { session: true, pollMs: 30_000 } } : {}),
   });
-  return { clock, renewer, renewals, fatal, logger, held: () => held };
+  return { clock, renewer, renewals, fatal, logger, polls, held: () => held };
 }
 
 describe('Renewer schedule', () => {
@@ -229,6 +234,53 @@ describe('Renewer reachability', () => {
     clock.advance(40_000);
     await flush();
     expect(logger.records.filter((r) => r.message === 'a manager answers again')).toHaveLength(1);
+    await renewer.stop();
+  });
+});
+
+describe('Renewer in a session (issue 20)', () => {
+  it('opens at once, long-polls with the heartbeat as the wait, and polls again at least a second apart', async () => {
+    const { clock, renewer, polls } = harness({ seed: 3, session: true, lifetime: 90 * 24 * HOUR });
+    renewer.start();
+    clock.advance(0);
+    await flush();
+    expect(polls).toEqual([{ at: clock.now(), waitMs: 30_000 }]);
+    clock.advance(999); // the fake long poll answered at once: the next one waits for the gap
+    await flush();
+    expect(polls).toHaveLength(1);
+    clock.advance(1);
+    await flush();
+    expect(polls).toHaveLength(2);
+    await renewer.stop();
+  });
+
+  it('spreads a cluster-wide renewal over the window (two heartbeats, at most 60 s); a role change renews at once', async () => {
+    const delays: number[] = [];
+    for (let seed = 1; seed <= 40; seed++) {
+      let asked = false;
+      const { clock, renewer, renewals } = harness({ seed, session: true, lifetime: 90 * 24 * HOUR, advice: () => (asked ? { renewNow: false } : ((asked = true), { renewNow: true, reason: 'cert-expiry' })) });
+      renewer.start();
+      const told = clock.now();
+      clock.advance(0);
+      await flush();
+      for (let step = 0; step < 61 && renewals.length === 0; step++) {
+        clock.advance(1_000);
+        await flush();
+      }
+      expect(renewals, `seed ${seed}`).toHaveLength(1);
+      delays.push(renewals[0]!.at - told);
+      await renewer.stop();
+    }
+    expect(Math.max(...delays)).toBeLessThanOrEqual(60_000);
+    expect(Math.min(...delays)).toBeLessThan(15_000);
+    expect(Math.max(...delays)).toBeGreaterThan(45_000);
+
+    let asked = false;
+    const { clock, renewer, renewals } = harness({ seed: 9, session: true, lifetime: 90 * 24 * HOUR, advice: () => (asked ? { renewNow: false } : ((asked = true), { renewNow: true, reason: 'role-change' })) });
+    renewer.start();
+    clock.advance(0);
+    await flush();
+    expect(renewals).toEqual([{ at: clock.now(), reason: 'role-change' }]);
     await renewer.stop();
   });
 });
