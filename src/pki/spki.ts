@@ -1,13 +1,25 @@
 /**
  * Reading a SubjectPublicKeyInfo (RFC 5280 §4.1.2.7) under the key policy.
  * The algorithm and curve come from the SPKI's own OIDs, and EC keys are
- * imported from their coordinates: OpenSSL 3.0's generic DER decoder costs
- * ~230 µs a key here, a JWK import about half that, and the join path pays
- * it on every request.
+ * imported the cheapest way the linked OpenSSL offers, since the join path
+ * pays it on every request. Measured on these machines (P-256): OpenSSL 3.0
+ * (Node 20) takes 84 µs from a JWK, 138 µs from DER or PEM; OpenSSL 3.5
+ * (Node 24) takes 42 µs from a JWK and 18 µs from PEM.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { DerNode, OID, TAG } from './der.js';
 import { curveNamed, judgeKey, type KeyKind, type KeyPolicyCodes } from './keys.js';
+
+/** OpenSSL 3.2 and later decode a PEM SPKI faster than anything else; 3.0 decodes a JWK fastest. */
+const PEM_IMPORT_IS_CHEAPEST = (() => {
+  const [major = 0, minor = 0] = (process.versions.openssl ?? '').split('.').map(Number);
+  return major > 3 || (major === 3 && minor >= 2);
+})();
+
+/** The SPKI as a PEM block. */
+function spkiPem(spki: Buffer): string {
+  return `-----BEGIN PUBLIC KEY-----\n${(spki.toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END PUBLIC KEY-----\n`;
+}
 
 /** A public key that passed the policy. */
 export interface PolicyKey {
@@ -47,7 +59,9 @@ export function readPolicyKey(spki: Buffer, codes: KeyPolicyCodes & { malformed:
     const point = keyBits.content.subarray(1);
     let publicKey: KeyObject;
     try {
-      if (point[0] === 0x04 && point.length === 1 + 2 * curve.size) {
+      if (PEM_IMPORT_IS_CHEAPEST) {
+        publicKey = createPublicKey(spkiPem(spki));
+      } else if (point[0] === 0x04 && point.length === 1 + 2 * curve.size) {
         const x = point.subarray(1, 1 + curve.size).toString('base64url');
         const y = point.subarray(1 + curve.size).toString('base64url');
         publicKey = createPublicKey({ key: { kty: 'EC', crv: curve.jwk, x, y }, format: 'jwk' });
