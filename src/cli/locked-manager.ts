@@ -16,7 +16,7 @@ import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
-import type { HostPort } from '../core/address.js';
+import { formatHostPort, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
@@ -83,7 +83,12 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
       throw new MusterError('UNLOCK_KEY_WRONG', undefined, { details: { failures } });
     }
   });
-  await app.listen({ host: params.listen.host, port: params.listen.port });
+  try {
+    await app.listen({ host: params.listen.host, port: params.listen.port });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    throw new MusterError('ADDRESS_INVALID', `the address ${formatHostPort(params.listen)} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
+  }
   const socket = await serveLocalSocket(app, layout.controlSocket, (s) => local.add(s));
   logger.warn({ socket: layout.controlSocket }, "this manager is locked (autolock): run 'muster unlock' on this host to unlock it");
   try {
