@@ -43,6 +43,8 @@ interface Pending {
 const REVISION_KEY = '~revision';
 /** At most this many commits share one batch. */
 const MAX_GROUP = 256;
+/** Keys whose versions are kept at most (about 10 MB); past it the cache starts over: it only saves reads. */
+const MAX_CACHED_VERSIONS = 100_000;
 /** classic-level's `sync`: fsync the write-ahead log before the batch resolves. */
 const SYNC = { sync: true };
 
@@ -71,6 +73,14 @@ export class LevelStore implements ClusterStore {
   private failure: unknown;
   private recovering: Promise<void> | undefined;
   private revision = 0;
+  /**
+   * The version of every key a group commit has compared or written, as it
+   * is now. Only the drain loop (one group at a time) reads or writes it, and
+   * every write goes through that loop, so it is exact: the compares of a
+   * commit need no database read for a key seen before. Emptied when the
+   * database is reopened after a failed write.
+   */
+  private readonly versions = new Map<string, number>();
   private registration: ManagerRegistration | undefined;
   /** Batches written so far (each fsync'd); fewer than the commits when they were grouped. */
   batches = 0;
@@ -196,6 +206,7 @@ export class LevelStore implements ClusterStore {
 
   /** Checks each commit of the group in order, then writes the accepted ones in one batch. */
   private async commitGroup(group: Pending[]): Promise<void> {
+    await this.loadVersions(group);
     const overlay = new Map<string, number>(); // key -> version after the earlier commits of this group (0: deleted)
     const operations: { type: 'put' | 'del'; key: string; value?: string }[] = [];
     const accepted: { pending: Pending; changes: Change[] }[] = [];
@@ -240,13 +251,30 @@ export class LevelStore implements ClusterStore {
       return;
     }
     this.revision = revision;
+    for (const [key, version] of overlay) this.versions.set(key, version);
     for (const { pending } of accepted) pending.resolve(true);
     this.emit({ type: 'changes', changes: accepted.flatMap((a) => a.changes) });
   }
 
+  /** Reads, all at once, the versions of the group's compared keys that no earlier group saw. */
+  private async loadVersions(group: Pending[]): Promise<void> {
+    if (this.versions.size > MAX_CACHED_VERSIONS) this.versions.clear();
+    const missing = new Set<string>();
+    for (const { txn } of group) for (const { key } of txn.compares) if (!this.versions.has(key)) missing.add(key);
+    await Promise.all(
+      [...missing].map(async (key) => {
+        try {
+          this.versions.set(key, (await this.read(key, true))?.r ?? 0);
+        } catch {
+          // comparesHold reads it again and the commit fails with the read's error
+        }
+      }),
+    );
+  }
+
   private async comparesHold(txn: Txn, overlay: Map<string, number>): Promise<boolean> {
     for (const { key, version } of txn.compares) {
-      const current = overlay.get(key) ?? (await this.read(key, true))?.r ?? 0;
+      const current = overlay.get(key) ?? this.versions.get(key) ?? (await this.read(key, true))?.r ?? 0;
       if (current !== version) return false;
     }
     return true;
@@ -262,6 +290,7 @@ export class LevelStore implements ClusterStore {
       try {
         await this.db.close();
         await this.db.open();
+        this.versions.clear();
         this.revision = await this.readRevision();
         this.failure = undefined;
         this.emit({ type: 'resync' });

@@ -33,6 +33,18 @@ describe('LevelStore', () => {
     await store.close(); // idempotent
   });
 
+  it('of commits racing on one key, in one group or across groups, exactly one wins each round (versions known from earlier groups included)', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    const key = KEYS.nodes.ref('race').key;
+    for (let round = 0; round < 5; round++) {
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => store.commit(put(key, node('race', { hostname: `h${round}-${i}` }), round))));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect((await store.get(KEYS.nodes.ref('race')))!.version).toBe(round + 1);
+    }
+    expect(await store.commit(put(key, node('race'), 3))).toBe(false); // a version long gone
+    await store.close();
+  });
+
   it('lists a space in key order, paged', async () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     for (const id of ['c', 'a', 'b', 'd']) await store.commit(put(KEYS.nodes.ref(id).key, node(id)));
