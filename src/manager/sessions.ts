@@ -53,7 +53,9 @@ export class Sessions {
         for (const change of event.changes) this.nodeChanged(change.key.slice(KEYS.nodes.prefix.length), change.value as NodeRecord | undefined);
       }),
       store.watch(META_PREFIX, (event) => {
-        if (event.type === 'resync' || event.changes.some((change) => WAKE_ALL_KEYS.has(change.key) || this.crlChanged(change))) this.wakeAll();
+        if (event.type === 'resync') return this.wakeAll();
+        const crl = event.changes.map((change) => this.crlChanged(change)).some(Boolean); // every change seen, so the CRL's is remembered
+        if (crl || event.changes.some((change) => WAKE_ALL_KEYS.has(change.key))) this.wakeAll();
       }),
     );
     void store

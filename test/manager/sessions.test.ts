@@ -78,6 +78,21 @@ describe('GET /v1/nodes/self?wait= (a session)', () => {
     await client.close();
   });
 
+  it("another node's removal changes the CRL list: every parked node hears the new CRL number at once", async () => {
+    const a = await worker();
+    const b = await worker();
+    const before = await a.client.self();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const poll = a.client.self(30_000);
+    expect(await pending(poll)).toBe(true);
+    await cluster.inventory.removeNode(b.nodeId, { force: true });
+    const answer = await poll;
+    expect(answer.renewNow).toBe(false);
+    expect(answer.crlNumber).toBeGreaterThan(before.crlNumber ?? -1);
+    await a.client.close();
+    await b.client.close();
+  });
+
   it('a wait runs out at the deadline of the clock; a stopping manager answers what is parked', async () => {
     const { client } = await worker();
     const poll = client.self(30_000);
