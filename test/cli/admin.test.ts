@@ -134,7 +134,7 @@ describe('node', () => {
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+MANAGER STATUS\s+CERT EXPIRES\s+LAST SEEN$/);
-    expect(lines.find((line) => line.startsWith(managerId))).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours)\\s+\\d+ seconds? ago$`));
+    expect(lines.find((line) => line.startsWith(managerId))).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours|minutes)\\s+\\d+ seconds? ago$`));
     const column = (line: string): number => line.indexOf('ROLE');
     const roleAt = column(lines[0]!);
     for (const line of lines.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/);
