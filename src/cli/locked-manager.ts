@@ -59,7 +59,9 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
       hint: "on the manager's host run 'muster unlock' (the key from standard input, --unlock-key-file or MUSTER_UNLOCK_KEY)",
     });
   app.setErrorHandler((error, _request, reply) => {
-    const mapped = isMusterError(error) ? error : new MusterError('BODY_INVALID', (error as Error).message);
+    // fastify's own refusals (a body that is not the schema's, not JSON, too large) are 4xx; anything else is a bug.
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    const mapped = isMusterError(error) ? error : status < 500 ? new MusterError('BODY_INVALID', `the request is invalid: ${(error as Error).message}`) : new MusterError('INTERNAL', 'internal error', { cause: error });
     return reply.code(mapped.statusCode).type('application/json').send(mapped.toJSON());
   });
   app.setNotFoundHandler((_request, reply) => reply.code(503).type('application/json').send(locked().toJSON()));

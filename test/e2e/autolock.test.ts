@@ -114,6 +114,11 @@ describe('autolock on the embedded store', () => {
     const malformed = await runMuster(['unlock', '--data-dir', m], { stdin: 'SWMKEY-1-nope\n' });
     expect(malformed.code).toBe(2);
     expect((await curl(['-k', `https://${address}/healthz`])).json().unlockFailures).toBe(1);
+    // Bad bodies on the socket are 400s with a code, never a crash.
+    for (const body of ['{"nope":1}', 'not json', JSON.stringify({ unlockKey: 'x'.repeat(500) })]) {
+      const bad = await curl(['--unix-socket', join(m, 'manager', 'control.sock'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', 'http://localhost/v1/unlock'], body);
+      expect([bad.status, bad.json().code], body).toEqual([400, 'BODY_INVALID']);
+    }
     await locked.waitFor(/a wrong unlock key was offered \(1 so far\)/);
 
     // The right key, from the environment: it serves, and a worker joins.
