@@ -39,6 +39,11 @@ async function readRequired(file: string, what: string): Promise<string> {
   }
 }
 
+/** A client of the manager running on this data dir, over its local socket (acting as that manager). */
+export function localSocketClient(layout: DataDirLayout, timeoutMs?: number): ApiClient {
+  return new ApiClient({ managers: [`unix:${layout.controlSocket}`], tls: {}, socketPath: layout.controlSocket, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+}
+
 /** The managers a local client tries: this node's own manager first. */
 export function localManagers(state: NodeState): string[] {
   const own = state.servingAddr;
@@ -81,7 +86,7 @@ export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Con
         hint: "start it ('muster run'; then 'muster unlock'), or use an API-user certificate (--host with --tls-cert/--tls-key/--tls-ca)",
       });
     }
-    return { client: new ApiClient({ managers: [`unix:${layout.controlSocket}`], tls: {}, socketPath: layout.controlSocket }), local: { state, layout } };
+    return { client: localSocketClient(layout), local: { state, layout } };
   }
   const pair = await keyStore.load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no certificate`);

@@ -11,15 +11,11 @@ import { MusterError } from '../core/errors.js';
 import { parseUnlockKey } from '../token/unlock-key.js';
 import type { CliContext } from './context.js';
 import { readEnv } from './settings.js';
+import { readAll } from './stdin.js';
 
 /** The name of the systemd credential muster reads the unlock key from. */
 export const UNLOCK_KEY_CREDENTIAL = 'muster-unlock-key';
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 async function fromFile(ctx: CliContext, file: string): Promise<string> {
   if (file === '-') {

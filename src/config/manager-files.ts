@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import Type from 'typebox';
 import { ensurePrivateDir, writeFileAtomic } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
-import { readJsonFile } from '../core/json-file.js';
+import { parseJsonText, readJsonFile } from '../core/json-file.js';
 import type { DataDirLayout } from './paths.js';
 
 /** A secret sealed with AES-256-GCM: nonce and ciphertext with its tag, base64. */
@@ -69,11 +69,7 @@ export async function readDataKeyFile(layout: DataDirLayout): Promise<DataKeyFil
   } catch (cause) {
     throw new MusterError('STATE_CORRUPT', `${layout.dataKey} is missing: this manager cannot unseal the CA key`, { cause, hint: 'restore it from a backup of this manager' });
   }
-  if (text.trimStart().startsWith('{')) {
-    const wrapped = await readJsonFile(layout.dataKey, WrappedDataKey, () => 'is not a wrapped data key');
-    if (wrapped === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataKey} vanished while being read`);
-    return { locked: true, wrapped };
-  }
+  if (text.trimStart().startsWith('{')) return { locked: true, wrapped: parseJsonText(layout.dataKey, text, WrappedDataKey, () => 'is not a wrapped data key') };
   const key = Buffer.from(text.trim(), 'base64');
   if (key.length !== 32) throw new MusterError('STATE_CORRUPT', `${layout.dataKey} does not hold a 256-bit key`);
   return { locked: false, key };

@@ -16,6 +16,11 @@ export async function readJsonFile<S extends TSchema>(file: string, schema: S, w
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+  return parseJsonText(file, text, schema, why);
+}
+
+/** `text`, read from `file`, as JSON matching `schema` (see {@link readJsonFile}). */
+export function parseJsonText<S extends TSchema>(file: string, text: string, schema: S, why: (value: unknown) => string): Static<S> {
   let value: unknown;
   try {
     value = JSON.parse(text);

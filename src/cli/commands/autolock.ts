@@ -9,8 +9,7 @@ import { pathExists } from '../../core/atomic-file.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { formatUnlockKey } from '../../token/unlock-key.js';
 import { readDataKeyFile } from '../../config/manager-files.js';
-import { ApiClient } from '../../api/client.js';
-import { withConnection, type ConnectFlags } from '../connect.js';
+import { localSocketClient, withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { unlockKeyInstructions } from '../instructions.js';
 import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
@@ -50,7 +49,7 @@ export async function unlockCommand(ctx: CliContext, flags: { dataDir?: string; 
   }
   const key = await readUnlockKey(ctx, flags.unlockKeyFile, { stdinFallback: true });
   if (key === undefined) throw new MusterError('USAGE', 'no unlock key given');
-  const client = new ApiClient({ managers: [`unix:${layout.controlSocket}`], tls: {}, socketPath: layout.controlSocket, timeoutMs: 30_000 });
+  const client = localSocketClient(layout, 30_000);
   try {
     await client.unlock(formatUnlockKey(key));
   } catch (error) {

@@ -20,6 +20,7 @@ import { paint } from '../output.js';
 import { act, collect, logLevelOption, parseLabels, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
+import { readAll } from '../stdin.js';
 
 /** Flags of `muster join`. */
 export interface JoinFlags {
@@ -37,11 +38,6 @@ export interface JoinFlags {
   force?: boolean;
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 /** The token and the manager address from the arguments, --token, --token-file, MUSTER_TOKEN or standard input. */
 async function tokenAndAddress(ctx: CliContext, positional: string[], flags: JoinFlags): Promise<{ token: string; managerAddr: string }> {

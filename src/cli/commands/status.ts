@@ -14,7 +14,7 @@ import { ApiClient } from '../../api/client.js';
 import type { SelfResponse } from '../../api/schemas.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { readNodeState } from '../../agent/node-state.js';
-import { localManagers } from '../connect.js';
+import { localManagers, localSocketClient } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { formatTable, relativeTime } from '../output.js';
 import { act, type Done } from '../options.js';
@@ -50,7 +50,7 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     const keyPem = 'keyPem' in pair && typeof pair.keyPem === 'string' ? pair.keyPem : undefined;
     const client =
       keyPem === undefined
-        ? new ApiClient({ managers: [address], tls: {}, socketPath: layout.controlSocket, timeoutMs: 3_000 })
+        ? localSocketClient(layout, 3_000)
         : new ApiClient({ managers: [address], tls: { rootPem: pair.rootPem, certPem: pair.certPem, keyPem }, timeoutMs: 3_000 });
     try {
       const health = await client.health();
