@@ -8,7 +8,9 @@
  * connections too:
  *  - a bare `node:https` server with muster's TLS settings and no work
  *    behind it (scripts/lib/https-baseline.ts): the most any Node HTTPS
- *    service gets from this machine;
+ *    service gets from this machine; and the same server doing a join's
+ *    cryptography too (CSR key import, signature check, signing, with
+ *    muster's own code): what no join can do without;
  *  - `cfssl serve` (Debian: golang-cfssl) with a throwaway CA, signing the
  *    same CSRs, when cfssl is installed; the muster/cfssl ratio is printed.
  *
@@ -175,10 +177,15 @@ console.log(`client: ${useGo ? 'scripts/loadgen (Go)' : 'Node (scripts/lib/load.
 
 // --- the floor: a bare Node HTTPS server with muster's TLS settings and a manager-profile certificate
 let floor: Measured | undefined;
+/** The floor that also reads, checks and signs each CSR (muster's own parseCsr and issueCertificate): what a join cannot do without. */
+let floorSigns: Measured | undefined;
 if (values.baseline !== 'off') {
   const server = await startFloorServer(scratch);
   floor = await measure('bare node:https floor', server.child.pid, { address: server.address, path: '/', rootPem: server.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
   await server.stop();
+  const signing = await startFloorServer(scratch, { signs: true });
+  floorSigns = await measure('floor + CSR check, sign', signing.child.pid, { address: signing.address, path: '/', rootPem: signing.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
+  await signing.stop();
 }
 
 // --- muster
@@ -219,6 +226,9 @@ console.log(`\nmuster: ${muster.rate.toFixed(0)} joins/s (target >= 1,000), p50 
 console.log(`manager RSS ${rssBefore.toFixed(0)} MiB before, peak ${memory.peak.toFixed(0)} MiB`);
 if (cfssl !== undefined) console.log(`rate muster/cfssl: ${(muster.rate / cfssl.rate).toFixed(2)} (target >= 0.7); bare node:https/cfssl ${floor === undefined ? 'not measured' : (floor.rate / cfssl.rate).toFixed(2)}`);
 if (floor !== undefined) console.log(`server CPU per join muster/bare node:https: ${(muster.serverCpuMs / floor.serverCpuMs).toFixed(2)} (target <= 1.6); rate ${(muster.rate / floor.rate).toFixed(2)}`);
+if (floor !== undefined && floorSigns !== undefined) {
+  console.log(`  the floor that also checks and signs each CSR (muster's parseCsr + issueCertificate) costs ${(floorSigns.serverCpuMs / floor.serverCpuMs).toFixed(2)} × the floor; muster ${(muster.serverCpuMs / floorSigns.serverCpuMs).toFixed(2)}× that`);
+}
 if (onEtcd !== undefined) console.log(`ratio etcd store/embedded store: ${(onEtcd.rate / muster.rate).toFixed(2)} (target >= 0.7); manager CPU per join ${onEtcd.serverCpuMs.toFixed(2)} ms vs ${muster.serverCpuMs.toFixed(2)} ms, plus etcd ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
 const ceiling = (cores * 1000) / (muster.serverCpuMs + muster.clientCpuMs);
 console.log(`CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`);

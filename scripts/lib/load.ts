@@ -26,15 +26,23 @@ export interface FloorServer {
 
 /**
  * Starts scripts/lib/https-baseline.ts in its own process with a
- * manager-profile certificate from a throwaway root (files in `scratch`).
+ * manager-profile certificate from a throwaway root (files in `scratch`);
+ * with `signs`, it also checks and signs the CSR of each `{csr}` body.
  */
-export async function startFloorServer(scratch: string): Promise<FloorServer> {
-  const ca = loadSigningCa(createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom }));
+export async function startFloorServer(scratch: string, options: { signs?: boolean } = {}): Promise<FloorServer> {
+  const material = createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom });
+  const ca = loadSigningCa(material);
   const key = generateNodeKeySync();
   const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'manager', commonName: 'floor', clusterId: 'benchfloor000000000000000', hosts: ['127.0.0.1'], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
   writeFileSync(join(scratch, 'floor.crt'), issued.certPem);
   writeFileSync(join(scratch, 'floor.key'), key.privateKeyPem, { mode: 0o600 });
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const caFiles: string[] = [];
+  if (options.signs === true) {
+    writeFileSync(join(scratch, 'floor-ca.crt'), material.certPem);
+    writeFileSync(join(scratch, 'floor-ca.key'), material.keyPem, { mode: 0o600 });
+    caFiles.push(join(scratch, 'floor-ca.crt'), join(scratch, 'floor-ca.key'));
+  }
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key'), ...caFiles], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<string>((resolve, reject) => {
     child.stdout?.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
     child.once('exit', (code) => reject(new Error(`https-baseline exited with ${code}`)));
