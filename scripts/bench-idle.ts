@@ -7,7 +7,8 @@
  * minute of rest, extrapolated to nodes per core, and RSS per connected
  * node. Then, at the first size: `update --cert-expiry 1h` — time until
  * every node has been told, and until every node has renewed (each at a
- * random moment of the agents' 60 s spread window) with the failures; and
+ * random moment of the spread window: the agents' own 60 s, or the longer
+ * one the manager asks for with that many nodes) with the failures; and
  * `node rm` — time until the node is told.
  *
  * The floor, same run, same client: a bare node:https server holding the
@@ -18,7 +19,7 @@
  * these machines, and not raisable without CAP_SYS_RESOURCE), so the sizes
  * stay below it; the default is 10,000 and 18,000.
  *
- *   npm run bench:idle [-- --nodes 10000,18000 --spread 60 --floor on|off]
+ *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -29,12 +30,14 @@ import { parseArgs } from 'node:util';
 import { Client } from 'undici';
 import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
+import { spreadDelayMs, spreadWindowMs } from '../src/agent/renewer.js';
 import { send as transportSend } from '../src/api/transport.js';
 import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
 
-const { values } = parseArgs({ options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string', default: '60' }, floor: { type: 'string', default: 'on' } } });
+const { values } = parseArgs({ options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' } } });
 const SIZES = values.nodes.split(',').map(Number);
-const SPREAD_MS = Number(values.spread) * 1000;
+/** --spread N: every node's window, as MUSTER_RENEW_SPREAD sets it; by default the agents' own rule (spreadWindowMs), which follows the window a busy manager asks for. */
+const SPREAD_OVERRIDE_MS = values.spread === undefined ? undefined : Number(values.spread) * 1000;
 const WAIT_S = 30;
 const REST_MS = 60_000;
 const scratch = mkdtempSync(join(tmpdir(), 'muster-bench-idle-'));
@@ -88,7 +91,7 @@ async function request(client: Client, method: 'GET' | 'POST', path: string, bod
 }
 
 /** The long-poll loop of one node, until `stop()`. */
-function runSession(node: SimNode, address: string, rootPem: string, state: { stopping: boolean; renewing: boolean }): Promise<void> {
+function runSession(node: SimNode, address: string, rootPem: string, state: { stopping: boolean; renewing: boolean; windowMs: number }): Promise<void> {
   node.client = connect(address, rootPem, node);
   node.polling = true;
   return (async () => {
@@ -111,11 +114,13 @@ function runSession(node: SimNode, address: string, rootPem: string, state: { st
         await sleep(1000);
         continue;
       }
-      const self = JSON.parse(answer.body) as { renewNow: boolean };
+      const self = JSON.parse(answer.body) as { renewNow: boolean; renewSpread?: string };
       if (self.renewNow && state.renewing) {
         node.toldAt ??= Date.now();
         // As the agent does: a renewal the whole cluster was asked for waits for its moment in the spread window.
-        await sleep(Math.floor(Math.random() * SPREAD_MS));
+        const windowMs = spreadWindowMs({ pollMs: WAIT_S * 1000, spreadMs: SPREAD_OVERRIDE_MS }, self);
+        state.windowMs = Math.max(state.windowMs, windowMs);
+        await sleep(spreadDelayMs(windowMs, Math.random()));
         const key = generateNodeKeySync();
         const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch((error: unknown) => ({ status: 0, body: String(error) }));
         if (renewed.status !== 200) {
@@ -180,7 +185,7 @@ for (const [index, n] of SIZES.entries()) {
   console.log(`  joined in ${((Date.now() - joinStarted) / 1000).toFixed(1)} s`);
   await sleep(6_000); // the last-seen batch of the joins is written
   const rssBefore = rssMiB(pid);
-  const state = { stopping: false, renewing: false };
+  const state = { stopping: false, renewing: false, windowMs: 0 };
   const sessions: Promise<void>[] = [];
   for (const [i, node] of nodes.entries()) {
     sessions.push(runSession(node, manager.address, manager.rootPem, state));
@@ -197,10 +202,10 @@ for (const [index, n] of SIZES.entries()) {
     await waitFor('every node told', () => nodes.every((node) => node.toldAt !== undefined), 120_000);
     const toldTimes = nodes.map((node) => node.toldAt! - cut).sort((a, b) => a - b);
     console.log(`update --cert-expiry 1h: every node told within ${(toldTimes.at(-1)! / 1000).toFixed(2)} s of the change (p50 ${toldTimes[Math.floor(n / 2)]} ms)`);
-    await waitFor('every node renewed', () => nodes.every((node) => node.renewedAt !== undefined), SPREAD_MS + 240_000);
+    await waitFor('every node renewed', () => nodes.every((node) => node.renewedAt !== undefined), 300_000 + 240_000);
     const renewedAll = Math.max(...nodes.map((node) => node.renewedAt!));
     const failures = nodes.reduce((sum, node) => sum + node.failures, 0);
-    console.log(`  every node renewed within ${((renewedAll - cut) / 1000).toFixed(1)} s of the change (spread window ${SPREAD_MS / 1000} s); ${failures} failed requests`);
+    console.log(`  every node renewed within ${((renewedAll - cut) / 1000).toFixed(1)} s of the change (spread window ${state.windowMs / 1000} s${SPREAD_OVERRIDE_MS === undefined ? ', as the manager asked' : ', --spread'}); ${failures} failed requests`);
     for (const [what, count] of failureKinds) console.log(`    ${count} × ${what}`);
     const victim = nodes[0]!;
     await transportSend({ dispatcher: admin, url: `https://${manager.address}/v1/nodes/${victim.id}?force=1`, method: 'DELETE', timeoutMs: 30_000 });
@@ -221,7 +226,7 @@ for (const [index, n] of SIZES.entries()) {
     const ca = { certPem: server.rootPem };
     await sleep(1000);
     const floorRss = rssMiB(child.pid!);
-    const floorState = { stopping: false, renewing: false };
+    const floorState = { stopping: false, renewing: false, windowMs: 0 };
     const floorNodes: SimNode[] = nodes.map(({ client: _client, ...node }) => ({ ...node, polling: false }));
     const floorSessions: Promise<void>[] = [];
     for (const [i, node] of floorNodes.entries()) {

@@ -6,6 +6,7 @@
  * injected, so tests drive it with a fake clock and never sleep.
  */
 import { backoffDelay } from '../core/backoff.js';
+import { parseDuration } from '../core/duration.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -21,6 +22,8 @@ export interface Validity {
 export interface RenewAdvice {
   renewNow: boolean;
   reason?: string;
+  /** A busy manager's window for a renewal asked of every node (a duration: `1m40s`). */
+  renewSpread?: string;
 }
 
 /** Reasons that reach every node at once (a shorter expiry, a root rotation): renewals are spread over a window. */
@@ -58,9 +61,36 @@ export const DEFAULT_RENEWER_OPTIONS: RenewerOptions = {
   session: false,
 };
 
-/** The spread window of cluster-wide renewals. */
-export function spreadWindowMs(options: Pick<RenewerOptions, 'pollMs' | 'spreadMs'>): number {
-  return options.spreadMs ?? Math.min(60_000, 2 * options.pollMs);
+/**
+ * A spread renewal starts at a random moment of the first 90% of its
+ * window: the rest is for the renewal itself (a key, a CSR, a request to a
+ * busy manager), so the renewals also end within the window.
+ */
+const SPREAD_START_SHARE = 0.9;
+
+/** When, within `windowMs`, a spread renewal starts: `float` is uniform in [0, 1). */
+export function spreadDelayMs(windowMs: number, float: number): number {
+  return Math.floor(windowMs * SPREAD_START_SHARE * float);
+}
+
+/** A manager never asks for a longer window than this (one that does is read as asking this). */
+const MAX_MANAGER_SPREAD_MS = 300_000;
+
+/**
+ * The spread window of cluster-wide renewals: MUSTER_RENEW_SPREAD when set;
+ * else two heartbeats (at most 60 s), or the longer window a busy manager
+ * asks for (up to 5 minutes).
+ */
+export function spreadWindowMs(options: Pick<RenewerOptions, 'pollMs' | 'spreadMs'>, advice: Pick<RenewAdvice, 'renewSpread'> = {}): number {
+  if (options.spreadMs !== undefined) return options.spreadMs;
+  const own = Math.min(60_000, 2 * options.pollMs);
+  let asked = 0;
+  try {
+    if (advice.renewSpread !== undefined) asked = Math.min(parseDuration(advice.renewSpread), MAX_MANAGER_SPREAD_MS);
+  } catch {
+    asked = 0; // an unreadable window is the agent's own
+  }
+  return Math.max(own, asked);
 }
 
 /** What the renewer works with. */
@@ -189,8 +219,9 @@ export class Renewer {
       if (advice.renewNow && this.running) {
         const reason = advice.reason ?? 'manager request';
         // Told at once; a renewal the whole cluster was asked for waits for its random moment in the window.
-        const delay = CLUSTER_WIDE_REASONS.has(reason) ? Math.floor(spreadWindowMs(this.opts) * this.deps.random.float()) : 0;
-        this.deps.logger.info({ reason, inMs: delay }, `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${spreadWindowMs(this.opts) / 1000}s)` : ''}`);
+        const windowMs = spreadWindowMs(this.opts, advice);
+        const delay = CLUSTER_WIDE_REASONS.has(reason) ? spreadDelayMs(windowMs, this.deps.random.float()) : 0;
+        this.deps.logger.info({ reason, inMs: delay }, `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${windowMs / 1000}s)` : ''}`);
         if (delay > 0) await this.pause(delay);
         if (this.running) await this.renewNow(reason);
       }

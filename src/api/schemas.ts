@@ -155,6 +155,8 @@ export const SelfResponse = Type.Object({
   crossSigned: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
   /** The number of the newest CRL; a node fetches GET /v1/crl when it holds an older one. Absent when the cluster publishes none (external CA). */
   crlNumber: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** With a renewal asked of every node (cert-expiry, ca-rotation) on a busy manager: spread it over at least this long (at most 5m). */
+  renewSpread: Type.Optional(Type.String({ maxLength: 32 })),
 });
 export type SelfResponse = Type.Static<typeof SelfResponse>;
 

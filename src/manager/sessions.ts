@@ -20,6 +20,17 @@ import type { Membership } from './membership.js';
 /** Longest a node may ask to wait (seconds). */
 export const MAX_SESSION_WAIT_S = 120;
 
+/**
+ * Renewals the whole cluster is asked for at once are spread over at least
+ * this much time per node in session here: 100 renewals a second, well
+ * under what one manager signs (bench:join), so they end within the window
+ * (bench:idle: 10,000 nodes told at once, all renewed within the window).
+ */
+export const SPREAD_PER_NODE_MS = 10;
+/** The agents' own window (two heartbeats, at most a minute) suffices below this; the manager never asks for more than 5 minutes. */
+export const MIN_ASKED_SPREAD_MS = 60_000;
+export const MAX_ASKED_SPREAD_MS = 300_000;
+
 /** How often the member list is compared for a change. */
 const MEMBERS_CHECK_MS = 1_000;
 
@@ -41,6 +52,10 @@ export class Sessions {
   private lastMembers = '';
   private crlChangedAt: number | undefined;
   private stopped = false;
+  /** Requests parked now. */
+  private count = 0;
+  /** How many were woken together the last time everyone was. */
+  private wokenTogether = 0;
 
   constructor(private readonly deps: { store: ClusterStore; clock: Clock; logger: Logger; membership: Membership }) {}
 
@@ -78,9 +93,17 @@ export class Sessions {
 
   /** Parked requests now. */
   get parked(): number {
-    let n = 0;
-    for (const set of this.byNode.values()) n += set.size;
-    return n;
+    return this.count;
+  }
+
+  /**
+   * The window over which this manager asks its nodes to spread a renewal
+   * asked of them all, from the number in session here (those woken
+   * together, or parked now); undefined while the agents' own window does.
+   */
+  renewSpreadMs(): number | undefined {
+    const ms = Math.max(this.count, this.wokenTogether) * SPREAD_PER_NODE_MS;
+    return ms <= MIN_ASKED_SPREAD_MS ? undefined : Math.min(ms, MAX_ASKED_SPREAD_MS);
   }
 
   /**
@@ -121,13 +144,14 @@ export class Sessions {
       let set = this.byNode.get(node.id);
       if (set === undefined) this.byNode.set(node.id, (set = new Set()));
       set.add(parked);
+      this.count += 1;
     });
   }
 
   private unpark(parked: Parked): void {
     const set = this.byNode.get(parked.nodeId);
-    if (set === undefined) return;
-    set.delete(parked);
+    if (set === undefined || !set.delete(parked)) return;
+    this.count -= 1;
     if (set.size === 0) this.byNode.delete(parked.nodeId);
   }
 
@@ -152,6 +176,7 @@ export class Sessions {
   }
 
   private wakeAll(): void {
+    this.wokenTogether = this.count;
     for (const set of [...this.byNode.values()]) for (const parked of [...set]) parked.wake();
   }
 

@@ -3,7 +3,7 @@ import { FakeClock } from '../../src/core/clock.js';
 import { MusterError } from '../../src/core/errors.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { seededRandom, systemRandom } from '../../src/core/random.js';
-import { Renewer, type RenewAdvice, type Validity } from '../../src/agent/renewer.js';
+import { Renewer, spreadWindowMs, type RenewAdvice, type Validity } from '../../src/agent/renewer.js';
 
 const HOUR = 3_600_000;
 /** Lets pending promise callbacks run; no time passes on any clock. */
@@ -254,7 +254,7 @@ describe('Renewer in a session (issue 20)', () => {
     await renewer.stop();
   });
 
-  it('spreads a cluster-wide renewal over the window (two heartbeats, at most 60 s); a role change renews at once', async () => {
+  it('spreads a cluster-wide renewal over the window (two heartbeats, at most 60 s, or the longer one the manager asks); a role change renews at once', async () => {
     const delays: number[] = [];
     for (let seed = 1; seed <= 40; seed++) {
       let asked = false;
@@ -271,9 +271,34 @@ describe('Renewer in a session (issue 20)', () => {
       delays.push(renewals[0]!.at - told);
       await renewer.stop();
     }
-    expect(Math.max(...delays)).toBeLessThanOrEqual(60_000);
+    expect(Math.max(...delays)).toBeLessThanOrEqual(54_000); // started in the first 90% of the window, so it ends within it
     expect(Math.min(...delays)).toBeLessThan(15_000);
     expect(Math.max(...delays)).toBeGreaterThan(45_000);
+
+    // A busy manager's longer window is followed (up to 5 minutes); MUSTER_RENEW_SPREAD (spreadMs) wins over it.
+    expect(spreadWindowMs({ pollMs: 30_000 }, { renewSpread: '1m40s' })).toBe(100_000);
+    expect(spreadWindowMs({ pollMs: 30_000 }, { renewSpread: '10s' })).toBe(60_000);
+    expect(spreadWindowMs({ pollMs: 30_000 }, { renewSpread: '2h' })).toBe(300_000);
+    expect(spreadWindowMs({ pollMs: 30_000 }, { renewSpread: 'soon' })).toBe(60_000);
+    expect(spreadWindowMs({ pollMs: 30_000, spreadMs: 5_000 }, { renewSpread: '1m40s' })).toBe(5_000);
+    const waited: number[] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      let told = false;
+      const { clock, renewer, renewals } = harness({ seed, session: true, lifetime: 90 * 24 * HOUR, advice: () => (told ? { renewNow: false } : ((told = true), { renewNow: true, reason: 'ca-rotation', renewSpread: '4m' })) });
+      renewer.start();
+      const at = clock.now();
+      clock.advance(0);
+      await flush();
+      for (let step = 0; step < 241 && renewals.length === 0; step++) {
+        clock.advance(1_000);
+        await flush();
+      }
+      expect(renewals, `seed ${seed}`).toHaveLength(1);
+      waited.push(renewals[0]!.at - at);
+      await renewer.stop();
+    }
+    expect(Math.max(...waited)).toBeLessThanOrEqual(216_000);
+    expect(Math.max(...waited)).toBeGreaterThan(60_000);
 
     let asked = false;
     const { clock, renewer, renewals } = harness({ seed: 9, session: true, lifetime: 90 * 24 * HOUR, advice: () => (asked ? { renewNow: false } : ((asked = true), { renewNow: true, reason: 'role-change' })) });

@@ -93,6 +93,29 @@ describe('GET /v1/nodes/self?wait= (a session)', () => {
     await b.client.close();
   });
 
+  it('asks for a longer spread window when many nodes are in session here (10 ms each, from 60 s up to 5 minutes), on every node told at once', async () => {
+    const sessions = cluster.services.sessions;
+    expect(sessions.renewSpreadMs()).toBeUndefined();
+    const many = Array.from({ length: 7_000 }, (_, i) => sessions.park({ id: `many${i}`, role: 'worker' }, 3_600_000));
+    expect(sessions.parked).toBe(7_000);
+    expect(sessions.renewSpreadMs()).toBe(70_000);
+    // A real node parked among them is told to renew with that window when the expiry is cut.
+    const { client } = await worker();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const poll = client.self(30_000);
+    expect(await pending(poll)).toBe(true);
+    await cluster.settings.updateCluster({ certExpiry: '1h' });
+    expect(await poll).toMatchObject({ renewNow: true, reason: 'cert-expiry', renewSpread: '1m10s' });
+    expect(await Promise.all(many)).toEqual(many.map(() => true));
+    expect(sessions.parked).toBe(0);
+    expect(sessions.renewSpreadMs()).toBe(70_010); // the 7,001 woken together count until the next time
+    const more = Array.from({ length: 40_000 }, (_, i) => sessions.park({ id: `more${i}`, role: 'worker' }, 3_600_000));
+    expect(sessions.renewSpreadMs()).toBe(300_000);
+    await cluster.settings.updateCluster({ certExpiry: '2160h' });
+    await Promise.all(more);
+    await client.close();
+  });
+
   it('a wait runs out at the deadline of the clock; a stopping manager answers what is parked', async () => {
     const { client } = await worker();
     const poll = client.self(30_000);

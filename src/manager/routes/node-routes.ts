@@ -1,6 +1,7 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
 import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
-import { MAX_SESSION_WAIT_S } from '../sessions.js';
+import { formatDuration } from '../../core/duration.js';
+import { MAX_SESSION_WAIT_S, type Sessions } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** A parked request's connection is cut this long after its wait, if nothing was sent. */
@@ -19,6 +20,12 @@ function actionable(before: SelfResponse, now: SelfResponse): boolean {
   );
 }
 
+/** The answer, with the spread window a busy manager asks for when every node is told to renew. */
+function withSpread(answer: SelfResponse, sessions: Sessions): SelfResponse {
+  const spreadMs = answer.reason === 'cert-expiry' || answer.reason === 'ca-rotation' ? sessions.renewSpreadMs() : undefined;
+  return spreadMs === undefined ? answer : { ...answer, renewSpread: formatDuration(spreadMs) };
+}
+
 /** Registers the node routes. */
 export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   const { inventory, sessions } = services;
@@ -28,10 +35,10 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
     const caller = callerOf(request);
     const first = await inventory.self(caller);
     const waitS = request.query.wait === undefined ? 0 : Math.min(Number(request.query.wait), MAX_SESSION_WAIT_S);
-    if (waitS === 0 || first.renewNow) return first;
+    if (waitS === 0 || first.renewNow) return withSpread(first, sessions);
     // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
     request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
-    return sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller, { fresh: true }), actionable);
+    return withSpread(await sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller, { fresh: true }), actionable), sessions);
   });
 
   app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
