@@ -164,6 +164,10 @@ async function measureRest(label: string, pid: number, n: number, rssBefore: num
 console.log(runtimeLine());
 console.log(`long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores\n`);
 
+/** The manager's CPU per minute of rest at each size, for the extrapolation at the end. */
+const measured: { n: number; cpuMsPerMin: number }[] = [];
+const TARGET_NODES = 150_000;
+
 for (const [index, n] of SIZES.entries()) {
   const manager = await startManagerProcess({ timeoutMs: 1_800_000 });
   const pid = manager.child.pid!;
@@ -193,6 +197,7 @@ for (const [index, n] of SIZES.entries()) {
   }
   await sleep(WAIT_S * 1000 + 5_000); // every node has made its first long poll, and its second is parked
   const rest = await measureRest('muster', pid, n, rssBefore);
+  measured.push({ n, cpuMsPerMin: rest.cpuPerNodeMin * n });
 
   if (index === 0) {
     const admin = benchDispatcher({ rootPem: manager.rootPem, ...manager.adminTls });
@@ -242,5 +247,12 @@ for (const [index, n] of SIZES.entries()) {
     await Promise.allSettled(floorSessions);
   }
   console.log('');
+}
+const [small, large] = [measured[0], measured.at(-1)];
+if (small !== undefined && large !== undefined && large.n > small.n) {
+  // A straight line through the smallest and largest size: a fixed cost plus a cost per node.
+  const perNode = (large.cpuMsPerMin - small.cpuMsPerMin) / (large.n - small.n);
+  const cores = (small.cpuMsPerMin + perNode * (TARGET_NODES - small.n)) / 60_000;
+  console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes: ${TARGET_NODES.toLocaleString('en')} nodes at rest take ${cores.toFixed(2)} of a core (target <= 1)`);
 }
 rmSync(scratch, { recursive: true, force: true });

@@ -7,6 +7,7 @@
  */
 import { backoffDelay } from '../core/backoff.js';
 import { parseDuration } from '../core/duration.js';
+import { MAX_RENEW_SPREAD_MS } from '../api/schemas.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -73,9 +74,6 @@ export function spreadDelayMs(windowMs: number, float: number): number {
   return Math.floor(windowMs * SPREAD_START_SHARE * float);
 }
 
-/** A manager never asks for a longer window than this (one that does is read as asking this). */
-const MAX_MANAGER_SPREAD_MS = 300_000;
-
 /**
  * The spread window of cluster-wide renewals: MUSTER_RENEW_SPREAD when set;
  * else two heartbeats (at most 60 s), or the longer window a busy manager
@@ -86,7 +84,7 @@ export function spreadWindowMs(options: Pick<RenewerOptions, 'pollMs' | 'spreadM
   const own = Math.min(60_000, 2 * options.pollMs);
   let asked = 0;
   try {
-    if (advice.renewSpread !== undefined) asked = Math.min(parseDuration(advice.renewSpread), MAX_MANAGER_SPREAD_MS);
+    if (advice.renewSpread !== undefined) asked = Math.min(parseDuration(advice.renewSpread), MAX_RENEW_SPREAD_MS);
   } catch {
     asked = 0; // an unreadable window is the agent's own
   }

@@ -13,6 +13,7 @@
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
+import { MAX_RENEW_SPREAD_MS } from '../api/schemas.js';
 import { KEYS, META_PREFIX, type ClusterStore } from '../store/cluster-store.js';
 import type { CrlRecord, NodeRecord } from '../store/records.js';
 import type { Membership } from './membership.js';
@@ -27,9 +28,8 @@ export const MAX_SESSION_WAIT_S = 120;
  * (bench:idle: 10,000 nodes told at once, all renewed within the window).
  */
 export const SPREAD_PER_NODE_MS = 10;
-/** The agents' own window (two heartbeats, at most a minute) suffices below this; the manager never asks for more than 5 minutes. */
-export const MIN_ASKED_SPREAD_MS = 60_000;
-export const MAX_ASKED_SPREAD_MS = 300_000;
+/** The agents' own window (two heartbeats, at most a minute) suffices below this. */
+const MIN_ASKED_SPREAD_MS = 60_000;
 
 /** How often the member list is compared for a change. */
 const MEMBERS_CHECK_MS = 1_000;
@@ -103,7 +103,7 @@ export class Sessions {
    */
   renewSpreadMs(): number | undefined {
     const ms = Math.max(this.count, this.wokenTogether) * SPREAD_PER_NODE_MS;
-    return ms <= MIN_ASKED_SPREAD_MS ? undefined : Math.min(ms, MAX_ASKED_SPREAD_MS);
+    return ms <= MIN_ASKED_SPREAD_MS ? undefined : Math.min(ms, MAX_RENEW_SPREAD_MS);
   }
 
   /**
