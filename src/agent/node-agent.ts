@@ -75,6 +75,8 @@ export class NodeAgent {
   private crl: ParsedCrl | undefined;
   /** When a fresh CRL was last fetched (0: never). */
   private crlCheckedAt = 0;
+  /** stop() was called: requests it cuts short are not failures to report. */
+  private stopping = false;
 
   private constructor(
     private readonly params: AgentParams,
@@ -154,6 +156,7 @@ export class NodeAgent {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.renewer.stop();
     await this.client.destroy(); // a long poll may be waiting on it
   }
@@ -268,6 +271,7 @@ export class NodeAgent {
         await this.replaceClient();
         return;
       }
+      if (this.stopping) return; // the stop cut the fetch
       this.params.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the CRL could not be fetched; trying again at the next poll');
     }
   }

@@ -82,4 +82,34 @@ describe('a running node and the CRL', () => {
       await agent.stop();
     }
   });
+
+  it('a node stopping while it fetches the CRL stops quietly (its stop cut the fetch; nothing to warn about)', async () => {
+    // A manager whose CRL answer waits until released: the node is stopped while its fetch is under way.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let fetching: () => void = () => undefined;
+    const fetchStarted = new Promise<void>((resolve) => (fetching = resolve));
+    const app = await buildApp({ services: t.services, tls: t.managerTls, logger: pino({ level: 'silent' }) });
+    app.addHook('onRequest', async (request) => {
+      if (!request.url.startsWith('/v1/crl')) return;
+      fetching();
+      await held;
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    apps.push(app);
+    const slow = `127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const layout = dataDirLayout(scratch.path('quiet'));
+    const logger = recordingLogger();
+    await joinCluster({ token: t.settings.joinTokens().worker, managerAddr: founder, layout, hostname: 'quiet', clock: t.clock, random: systemRandom, logger });
+    const agent = await NodeAgent.load({ layout, clock: t.clock, random: systemRandom, logger, preferManager: slow });
+    try {
+      const polled = agent.poll().catch((error: unknown) => error);
+      await fetchStarted;
+      await agent.stop();
+      await polled;
+      expect(logger.records.filter((r) => r.level === 'warn').map((r) => r.message)).toEqual([]);
+    } finally {
+      release();
+    }
+  });
 });
