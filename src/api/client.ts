@@ -19,6 +19,7 @@ import {
   Health,
   JoinPreflight,
   JoinTokens,
+  MAX_SESSION_WAIT_S,
   NodeCertificateResponse,
   NodeList,
   NodeView,
@@ -313,7 +314,7 @@ export class ApiClient {
    */
   self(waitMs?: number): Promise<SelfResponse> {
     if (waitMs === undefined) return this.call('GET', ROUTES.self, SelfResponse);
-    const seconds = Math.max(1, Math.min(120, Math.round(waitMs / 1000)));
+    const seconds = Math.max(1, Math.min(MAX_SESSION_WAIT_S, Math.round(waitMs / 1000)));
     return this.call('GET', `${ROUTES.self}?wait=${seconds}`, SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
   }
 

@@ -135,10 +135,13 @@ export type NodeView = Type.Static<typeof NodeView>;
 export const RenewReason = Type.Union([Type.Literal('role-change'), Type.Literal('cert-expiry'), Type.Literal('ca-rotation')]);
 export type RenewReason = Type.Static<typeof RenewReason>;
 
-/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1-120). */
 /** The longest window a manager asks nodes to spread a renewal over (`renewSpread`); an agent reads a longer one as this. */
 export const MAX_RENEW_SPREAD_MS = 300_000;
 
+/** Longest a node may ask GET /v1/nodes/self to wait (seconds). */
+export const MAX_SESSION_WAIT_S = 120;
+
+/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1-120). */
 export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })) }, { additionalProperties: false });
 export type SelfQuery = Type.Static<typeof SelfQuery>;
 

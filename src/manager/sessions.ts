@@ -18,8 +18,6 @@ import { KEYS, META_PREFIX, type ClusterStore } from '../store/cluster-store.js'
 import type { CrlRecord, NodeRecord } from '../store/records.js';
 import type { Membership } from './membership.js';
 
-/** Longest a node may ask to wait (seconds). */
-export const MAX_SESSION_WAIT_S = 120;
 
 /**
  * Renewals the whole cluster is asked for at once are spread over at least

@@ -7,7 +7,7 @@
  * (Node 24) takes 42 µs from a JWK and 18 µs from PEM.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { DerNode, OID, TAG } from './der.js';
+import { DerNode, OID, TAG, toPem } from './der.js';
 import { curveNamed, judgeKey, type KeyKind, type KeyPolicyCodes } from './keys.js';
 
 /** OpenSSL 3.2 and later decode a PEM SPKI faster than anything else; 3.0 decodes a JWK fastest. */
@@ -15,11 +15,6 @@ const PEM_IMPORT_IS_CHEAPEST = (() => {
   const [major = 0, minor = 0] = (process.versions.openssl ?? '').split('.').map(Number);
   return major > 3 || (major === 3 && minor >= 2);
 })();
-
-/** The SPKI as a PEM block. */
-function spkiPem(spki: Buffer): string {
-  return `-----BEGIN PUBLIC KEY-----\n${(spki.toString('base64').match(/.{1,64}/g) ?? []).join('\n')}\n-----END PUBLIC KEY-----\n`;
-}
 
 /** A public key that passed the policy. */
 export interface PolicyKey {
@@ -60,7 +55,7 @@ export function readPolicyKey(spki: Buffer, codes: KeyPolicyCodes & { malformed:
     let publicKey: KeyObject;
     try {
       if (PEM_IMPORT_IS_CHEAPEST) {
-        publicKey = createPublicKey(spkiPem(spki));
+        publicKey = createPublicKey(toPem(spki, 'PUBLIC KEY'));
       } else if (point[0] === 0x04 && point.length === 1 + 2 * curve.size) {
         const x = point.subarray(1, 1 + curve.size).toString('base64url');
         const y = point.subarray(1 + curve.size).toString('base64url');

@@ -1,7 +1,7 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
+import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, MAX_SESSION_WAIT_S, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
 import { formatDuration } from '../../core/duration.js';
-import { MAX_SESSION_WAIT_S, type Sessions } from '../sessions.js';
+import type { Sessions } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** A parked request's connection is cut this long after its wait, if nothing was sent. */
