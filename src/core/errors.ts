@@ -107,6 +107,8 @@ export const ERROR_CATALOGUE = {
   // The cluster store.
   STORE_UNAVAILABLE: spec(503, 1, 'the cluster store is unavailable', 'the request can be retried; check that the store (etcd, or the manager disk) is healthy'),
   STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),
+  ETCD_MISSING: spec(400, 1, 'the etcd server muster runs for a managed store is missing', "install Debian's etcd server: 'sudo apt-get install etcd-server', or name a binary with --etcd-binary PATH"),
+  ETCD_MEMBER_FAILED: spec(503, 1, "this manager's etcd member could not start or serve", "see the member's log lines above; check that its client and peer ports are free (--etcd-client-addr, --etcd-peer-addr)"),
 
   // Talking to a manager.
   MANAGER_UNREACHABLE: spec(503, 1, 'cannot reach the manager', 'check the address and that the manager is running'),
