@@ -3,7 +3,8 @@
  * nothing; pki, token, store, api and config import only core; manager and
  * agent never import each other, the CLI, or a store backend's internals
  * (the agent no store at all, the manager no config); one CLI command file
- * never imports another; only the CLI touches `process`.
+ * never imports another; only the CLI touches `process` (and muster-ca's
+ * entry, ca-tool/main.ts, which imports only core and pki).
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -37,6 +38,11 @@ describe('layering (STYLE.md)', () => {
     expect(wrong).toEqual([]);
   });
 
+  it('muster-ca (ca-tool) imports only core and pki: it runs offline, with no manager, agent, store or CLI', () => {
+    const wrong = graph.filter(({ file }) => layer(file) === 'ca-tool').flatMap(({ file, imports }) => imports.filter((i) => !['core', 'pki', 'ca-tool'].includes(layer(i))).map((i) => `${file} -> ${i}`));
+    expect(wrong).toEqual([]);
+  });
+
   it('manager and agent never import each other, the CLI, config (manager) or a store backend (both)', () => {
     const wrong = graph.flatMap(({ file, imports }) => {
       const own = layer(file);
@@ -58,7 +64,8 @@ describe('layering (STYLE.md)', () => {
   });
 
   it('only the CLI touches process (argv, env, exit, signals) and only settings.ts reads the environment', () => {
-    const touching = graph.filter(({ file, text }) => layer(file) !== 'cli' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text)).map((g) => g.file);
+    // ca-tool/main.ts is muster-ca's own composition root, as cli/ is muster's.
+    const touching = graph.filter(({ file, text }) => layer(file) !== 'cli' && file !== 'ca-tool/main.ts' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text)).map((g) => g.file);
     expect(touching).toEqual([]);
     const readingEnv = graph.filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/main.ts').map((g) => g.file);
     expect(readingEnv).toEqual([]);

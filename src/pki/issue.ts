@@ -61,7 +61,7 @@ export function subjectAltNames(request: Pick<IssueRequest, 'role' | 'commonName
 }
 
 /** GeneralNames (RFC 5280 §4.2.1.6): iPAddress [7], rfc822Name [1] for a name with '@', else dNSName [2] (as cfssl reads hosts). */
-function generalNames(names: readonly string[]): Buffer {
+export function generalNames(names: readonly string[]): Buffer {
   const unique = [...new Set(names)];
   return seq(
     ...unique.map((name) => {
