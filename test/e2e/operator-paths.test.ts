@@ -168,6 +168,8 @@ describe('certificates that expired while the hosts were down', () => {
     const w2 = start(['run', '--data-dir', wDir], { env: faked('+31d') });
     expect(await w2.exit).toBe(1);
     expect(w2.stderr()).toMatch(/error: the certificate expired on .*, longer ago than the renewal grace\nhint: .*'muster leave'.*'muster join --force/);
+    const copy = scratch.path('grace-w-copy');
+    cpSync(wDir, copy, { recursive: true });
     const left = await runMuster(['leave', '--data-dir', wDir], { env: faked('+31d') });
     expect(left.code, left.stderr).toBe(0);
     expect(left.stdout).toMatch(/its certificate expired, so the managers were not told/);
@@ -176,6 +178,11 @@ describe('certificates that expired while the hosts were down', () => {
     const rejoined = start(['join', address!, '--data-dir', wDir], { env: { MUSTER_TOKEN: token, ...faked('+31d') } });
     await rejoined.waitFor(/This node joined cluster/);
     await rejoined.stop();
+    // join --force over the expired worker itself: its certificate says it is out, whatever a manager would say.
+    const forced = start(['join', address!, '--data-dir', copy, '--force'], { env: { MUSTER_TOKEN: token, ...faked('+31d') } });
+    await forced.waitFor(/This node joined cluster/);
+    expect(forced.stderr()).toMatch(/replacing node [0-9a-z]{25}: its certificate expired at \S+, longer ago than the renewal grace/);
+    await forced.stop();
     await m2.stop();
   });
 });
