@@ -61,8 +61,9 @@ async function isAlive(holder: Holder): Promise<boolean> {
 async function readHolder(path: string): Promise<{ holder: Holder | undefined; ino: number } | undefined> {
   try {
     const [info, text] = await Promise.all([lstat(path), readFile(path, 'utf8')]);
-    const value = JSON.parse(text) as Partial<Holder> | null;
-    const holder = Number.isSafeInteger(value?.pid) && value!.pid! > 0 ? { pid: value!.pid!, ...(typeof value?.start === 'string' ? { start: value.start } : {}) } : undefined;
+    const value: unknown = JSON.parse(text);
+    const { pid, start } = (typeof value === 'object' && value !== null ? value : {}) as { pid?: unknown; start?: unknown };
+    const holder = typeof pid === 'number' && Number.isSafeInteger(pid) && pid > 0 ? { pid, ...(typeof start === 'string' ? { start } : {}) } : undefined;
     return { holder, ino: info.ino };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -100,13 +101,13 @@ export async function lockDataDir(layout: DataDirLayout): Promise<DataDirLock> {
       if (found.holder !== undefined && (await isAlive(found.holder))) throw busy(dataDir, found.holder.pid);
       if ((await lstat(path).catch(() => undefined))?.ino === found.ino) await unlink(path).catch(() => undefined); // stale: its holder died
     }
+    if (ino === undefined) throw busy(dataDir, undefined);
   } catch (error) {
     await removeCreated(dataDir, created);
     throw error;
   } finally {
     await unlink(temp).catch(() => undefined);
   }
-  if (ino === undefined) throw busy(dataDir, undefined);
   let released = false;
   return {
     release: async () => {
