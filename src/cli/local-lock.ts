@@ -11,9 +11,11 @@
  * first, open last) that a crash cannot turn into a manager nobody can open.
  *
  * After a rotation data.key is wrapped under the previous key too, for
- * PREVIOUS_KEY_WINDOW_MS; a running manager then drops that wrap. A manager
- * that was down during the rotation still opens with the previous key, until
- * it has been unlocked once.
+ * PREVIOUS_KEY_WINDOW_MS from the rotation; a running manager then drops that
+ * wrap, once the store holds the new key (a rotation prepared here whose
+ * commit failed keeps the key the store holds). A manager that was down
+ * during the rotation still opens with the previous key, until it has been
+ * unlocked once.
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
@@ -89,6 +91,8 @@ export async function openWithUnlockKey(layout: DataDirLayout, unlockKey: Buffer
 export class LocalLock implements LocalLockPort, KeyCipher {
   private sealingNow: boolean;
   private dropTimer: TimerHandle | undefined;
+  /** The unlock key the store last said (apply): only then is the wrap under the one before it dropped. */
+  private appliedKeyId: string | undefined;
   private readonly keyStore: KeyStore;
 
   constructor(
@@ -111,6 +115,7 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   async apply(desired: AutolockDesired): Promise<void> {
     const { layout, logger, dataKey, clock } = this.deps;
     const file = await readDataKeyFile(layout);
+    this.appliedKeyId = desired.enabled ? unlockKeyId(desired.unlockKey) : undefined;
     if (!desired.enabled) {
       if (file.locked) {
         await writeDataKeyFile(layout, { key: dataKey });
@@ -136,7 +141,7 @@ export class LocalLock implements LocalLockPort, KeyCipher {
     await writeDataKeyFile(layout, { wrapped: wrappedFile(wraps, clock.now() + PREVIOUS_KEY_WINDOW_MS) });
     failpoint('autolock:data-key');
     logger.info({ keyId: id }, file.locked ? 'data key wrapped under the new unlock key' : 'autolock on: the data key is wrapped under the unlock key');
-    this.scheduleDrop();
+    if (wraps.length > 1) this.scheduleDrop(PREVIOUS_KEY_WINDOW_MS);
   }
 
   async prepareRotation(next: Buffer): Promise<void> {
@@ -150,17 +155,21 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   async dropPrevious(wrapped?: WrappedDataKey): Promise<void> {
     const current = wrapped ?? (await readDataKeyFile(this.deps.layout).then((f) => (f.locked ? f.wrapped : undefined)));
     if (current === undefined || current.wraps.length < 2) return;
-    if ((current.previousUntil ?? 0) > this.deps.clock.now()) {
-      this.scheduleDrop();
+    // Prepared for a rotation the store has not taken (yet, or ever): both keys stay.
+    if (current.wraps[0]!.keyId !== this.appliedKeyId) return;
+    const left = (current.previousUntil ?? 0) - this.deps.clock.now();
+    if (left > 0) {
+      this.scheduleDrop(left);
       return;
     }
     await writeDataKeyFile(this.deps.layout, { wrapped: wrappedFile([current.wraps[0]!], 0) });
     this.deps.logger.info({}, 'the unlock key before the last rotation no longer opens this manager');
   }
 
-  private scheduleDrop(): void {
-    if (this.dropTimer !== undefined) return;
-    this.dropTimer = this.deps.clock.setTimer(PREVIOUS_KEY_WINDOW_MS + 1_000, () => {
+  /** Arms the drop for `ms` from now; a timer armed before (an earlier window) is replaced, it would fire a window late. */
+  private scheduleDrop(ms: number): void {
+    this.dropTimer?.cancel();
+    this.dropTimer = this.deps.clock.setTimer(ms + 1_000, () => {
       this.dropTimer = undefined;
       void this.dropPrevious().catch((error: unknown) => this.deps.logger.warn({ code: (error as MusterError).code }, 'cannot drop the previous unlock key'));
     });

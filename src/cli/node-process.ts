@@ -22,6 +22,7 @@ import type { ConnectionLimits } from '../manager/app.js';
 import type { AuditSink } from '../manager/audit.js';
 import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
 import { serveLocked } from './locked-manager.js';
 import { bundleFor, openStore } from './open-store.js';
@@ -51,6 +52,8 @@ export interface NodeProcessParams {
   unlockKey?: Buffer;
   /** Resolves when the process is asked to stop (a locked manager stops waiting then). */
   stopRequested?: Promise<unknown>;
+  /** The data dir's lock, when the command that starts this process took it already (join, init); else start takes it. */
+  dirLock?: DataDirLock;
 }
 
 /**
@@ -82,6 +85,8 @@ export class NodeProcess {
   private wakeFatal: () => void = () => {};
   /** This manager's files under autolock; undefined on a node that does not serve. */
   private lock: LocalLock | undefined;
+  /** One daemon per data dir, from start to stop (see data-dir-lock.ts). */
+  private dirLock: DataDirLock | undefined;
   /** What the agent's key store seals node.key with: whatever the lock says now (a promotion or demotion changes it). */
   private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), sealing: () => this.lock?.sealing() ?? false };
   /** Resolves when the node stops by itself (expired or removed). */
@@ -115,6 +120,7 @@ export class NodeProcess {
   async start(): Promise<boolean> {
     const { layout, logger } = this.params;
     await checkDataDir(layout, this.params.uid);
+    this.dirLock = this.params.dirLock ?? (await lockDataDir(layout));
     const state = await readNodeState(layout.nodeJson);
     if (state === undefined) {
       throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
@@ -122,7 +128,10 @@ export class NodeProcess {
     let current = state;
     if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
       const dataKey = await this.openDataKey(state);
-      if (dataKey === undefined) return false;
+      if (dataKey === undefined) {
+        await this.dirLock.release();
+        return false;
+      }
       this.lock = new LocalLock({ layout, dataKey, clock: this.params.clock, logger }, await new KeyStore(layout).keySealed());
       const pair = await new KeyStore(layout, { cipher: this.cipher }).load({ recover: true }); // this process owns the data dir
       if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
@@ -173,6 +182,7 @@ export class NodeProcess {
       await this.roleChange.catch(() => undefined);
       await this.stopManager();
       this.lock?.stop();
+      await this.dirLock?.release();
       this.params.logger.flush?.();
     })();
     return this.stopping;

@@ -12,6 +12,7 @@ import { fileAuditSink, streamAuditSink } from '../manager/audit.js';
 import type { CliContext } from './context.js';
 import { managerBanner } from './instructions.js';
 import { createLogger } from './logger.js';
+import type { DataDirLock } from './data-dir-lock.js';
 import { NodeProcess } from './node-process.js';
 import { readEnv } from './settings.js';
 import { readUnlockKey } from './unlock-key-input.js';
@@ -43,6 +44,8 @@ export interface ServeOptions {
   unlockKeyFile?: string | undefined;
   /** Printed once the manager serves (init --autolock: the unlock key). */
   afterBanner?: (manager: NonNullable<NodeProcess['serving']>) => Promise<void>;
+  /** The data dir's lock, taken by the command before it wrote (init, join); the node process takes it otherwise. */
+  dirLock?: DataDirLock;
 }
 
 /** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
@@ -70,6 +73,7 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     ...(metricsAddr === undefined ? {} : { metricsAddr }),
     ...(unlockKey === undefined ? {} : { unlockKey }),
     stopRequested: ctx.waitForStop(),
+    ...(options.dirLock === undefined ? {} : { dirLock: options.dirLock }),
   });
   const banner = options.banner;
   return serveUntilStopped(ctx, node, logger, async () => {

@@ -27,6 +27,10 @@ export interface DataDirLayout {
   dataKey: string;
   /** The running manager's local API socket (0600): local admin commands and `muster unlock`. */
   controlSocket: string;
+  /** What `muster leave` keeps of a node that left: which node, which cluster, how, when (0600). */
+  leftJson: string;
+  /** Held by the daemon that runs on this data dir: its pid and start time (0600; see cli/data-dir-lock.ts). */
+  lockFile: string;
 }
 
 /** The layout of `dataDir`. */
@@ -45,5 +49,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     storeJson: join(managerDir, 'store.json'),
     dataKey: join(managerDir, 'data.key'),
     controlSocket: join(managerDir, 'control.sock'),
+    leftJson: join(dataDir, 'left.json'),
+    lockFile: join(dataDir, 'muster.lock'),
   };
 }

@@ -30,6 +30,7 @@ export const ERROR_CATALOGUE = {
   CLUSTER_EXISTS: spec(409, 1, 'the data dir already holds a cluster', "restart it with 'muster run --data-dir DIR', or pick another --data-dir"),
   NOT_INITIALISED: spec(404, 1, 'the data dir holds no node', "create a cluster with 'muster init' or join one with 'muster join'"),
   DATA_DIR_INSECURE: spec(400, 1, 'the data dir can be read by other users', 'run: chmod 0700 DIR'),
+  DATA_DIR_LOCKED: spec(409, 1, 'another muster process runs on this data dir', 'stop it first; a second node on this machine needs its own --data-dir'),
   KEY_FILE_INSECURE: spec(400, 1, 'a private key file can be read by other users', 'run: chmod 0600 FILE'),
   STATE_CORRUPT: spec(500, 1, 'the data dir holds unreadable state'),
   FILE_ACCESS: spec(500, 1, 'a file or folder muster needs cannot be used'),

@@ -24,6 +24,7 @@ import type { AbstractLevel } from 'abstract-level';
 import { Level } from 'level';
 import type { Static, TSchema } from 'typebox';
 import { MusterError } from '../core/errors.js';
+import { levelDamage } from './level-files.js';
 import type { ManagerRegistration } from './records.js';
 import { decodeRecord, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn, type Change } from './cluster-store.js';
 
@@ -53,7 +54,7 @@ const SYNC = { sync: true };
 const unavailable = (why: string, cause?: unknown): MusterError =>
   new MusterError('STORE_UNAVAILABLE', `the cluster store ${why}`, cause === undefined ? {} : { cause });
 
-/** LevelDB's own files: a store folder without CURRENT is not a store. */
+/** LevelDB's own files, read only: a store folder without CURRENT is not a store, and one with a damaged MANIFEST or table is refused before LevelDB writes to it. */
 async function checkStoreFiles(dir: string): Promise<void> {
   const hint = 'restore the data dir from a backup, or move it aside and re-join this node; muster never re-creates a store in place';
   try {
@@ -63,6 +64,8 @@ async function checkStoreFiles(dir: string): Promise<void> {
   }
   const files = await readdir(dir);
   if (!files.includes('CURRENT')) throw new MusterError('STATE_CORRUPT', `the cluster store ${dir} has no CURRENT file: it is damaged`, { hint });
+  const damage = await levelDamage(dir); // a file it cannot read is the CLI's FILE_ACCESS (cli/output.ts)
+  if (damage !== undefined) throw new MusterError('STATE_CORRUPT', `the cluster store ${dir} is damaged: ${damage}`, { hint });
 }
 
 /** The embedded LevelDB store. */

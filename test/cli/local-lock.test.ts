@@ -84,4 +84,31 @@ describe('LocalLock', () => {
     expect((await openWithUnlockKey(layout, k2)).equals(dataKey)).toBe(true);
     lock.stop();
   });
+
+  it('the manager that served a rotation soon after autolock was turned on drops the old key when the window ends, not a window later', async () => {
+    const { layout, clock, dataKey, lock } = await managerDir('rotate-soon');
+    const [k1, k2] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    await lock.apply({ enabled: true, unlockKey: k1 }); // init --autolock: wrapped as the manager starts
+    clock.advance(5 * 60_000);
+    await lock.prepareRotation(k2);
+    await lock.apply({ enabled: true, unlockKey: k2 }); // the store holds k2 now
+    clock.advance(PREVIOUS_KEY_WINDOW_MS - 1_000);
+    expect((await openWithUnlockKey(layout, k1)).equals(dataKey)).toBe(true);
+    clock.advance(2_001);
+    await expect.poll(async () => failsWith(openWithUnlockKey(layout, k1))).toBe('UNLOCK_KEY_WRONG');
+    expect((await openWithUnlockKey(layout, k2)).equals(dataKey)).toBe(true);
+    lock.stop();
+  });
+
+  it('a rotation the store never took keeps the key the store holds, however long it waits', async () => {
+    const { layout, clock, dataKey, lock } = await managerDir('rotate-uncommitted');
+    const [k1, k2] = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+    await lock.apply({ enabled: true, unlockKey: k1 });
+    clock.advance(5 * 60_000);
+    await lock.prepareRotation(k2); // the commit then failed, and so did re-reading the store
+    clock.advance(3 * PREVIOUS_KEY_WINDOW_MS);
+    await lock.dropPrevious();
+    expect((await openWithUnlockKey(layout, k1)).equals(dataKey)).toBe(true);
+    lock.stop();
+  });
 });

@@ -5,15 +5,16 @@
  * whole process's clock), removal and rejoining, secrets off the command
  * line, and what `status` and `/healthz` say.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { faked, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
+import { startEtcd } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-ops-');
@@ -33,6 +34,21 @@ function start(argv: string[], options: { env?: Record<string, string> } = {}): 
 const nodeJson = (dir: string) => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string; clusterId: string; advertiseAddr?: string; servingAddr?: string; managers: string[] };
 const certOf = (dir: string): X509Certificate => new X509Certificate(readFileSync(join(dir, 'certificates', 'node.crt')));
 const contents = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir) : []);
+
+/** Every entry under `dir`, and for each file the SHA-256 of its bytes. */
+function hashes(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const path = join(d, name);
+      const info = lstatSync(path);
+      out[path.slice(dir.length)] = info.isFile() ? createHash('sha256').update(readFileSync(path)).digest('hex') : info.isDirectory() ? 'folder' : 'other';
+      if (info.isDirectory()) walk(path);
+    }
+  };
+  walk(dir);
+  return out;
+}
 
 async function initManager(dir: string, extra: string[] = [], options: { env?: Record<string, string> } = {}) {
   const run = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', ...extra], options);
@@ -152,14 +168,21 @@ describe('certificates that expired while the hosts were down', () => {
     const w2 = start(['run', '--data-dir', wDir], { env: faked('+31d') });
     expect(await w2.exit).toBe(1);
     expect(w2.stderr()).toMatch(/error: the certificate expired on .*, longer ago than the renewal grace\nhint: .*'muster leave'.*'muster join --force/);
+    const copy = scratch.path('grace-w-copy');
+    cpSync(wDir, copy, { recursive: true });
     const left = await runMuster(['leave', '--data-dir', wDir], { env: faked('+31d') });
     expect(left.code, left.stderr).toBe(0);
     expect(left.stdout).toMatch(/its certificate expired, so the managers were not told/);
-    expect(contents(wDir).filter((f) => f !== 'manager')).toEqual([]);
+    expect(contents(wDir).filter((f) => f !== 'manager')).toEqual(['left.json']);
     const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', mDir], { env: faked('+31d') })).stdout.trim();
     const rejoined = start(['join', address!, '--data-dir', wDir], { env: { MUSTER_TOKEN: token, ...faked('+31d') } });
     await rejoined.waitFor(/This node joined cluster/);
     await rejoined.stop();
+    // join --force over the expired worker itself: its certificate says it is out, whatever a manager would say.
+    const forced = start(['join', address!, '--data-dir', copy, '--force'], { env: { MUSTER_TOKEN: token, ...faked('+31d') } });
+    await forced.waitFor(/This node joined cluster/);
+    expect(forced.stderr()).toMatch(/replacing node [0-9a-z]{25}: its certificate expired at \S+, longer ago than the renewal grace/);
+    await forced.stop();
     await m2.stop();
   });
 });
@@ -245,12 +268,89 @@ describe('removal', () => {
     const left = await runMuster(['leave', '--data-dir', scratch.path('rm-w2')]);
     expect(left.code, left.stderr).toBe(0);
     expect(left.stdout).toMatch(/the cluster had already removed it/);
-    expect(contents(scratch.path('rm-w2'))).toEqual([]);
-    // join --force never destroys a cluster's embedded store.
+    expect(contents(scratch.path('rm-w2'))).toEqual(['left.json']);
+    // join --force never destroys a cluster's embedded store: not while its manager runs, nor after.
+    const running = await runMuster(['join', m.address, '--data-dir', mDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+    expect(running.code).toBe(1);
+    expect(running.stderr).toMatch(/is in use by another muster process/);
+    await m.run.stop();
     const destroy = await runMuster(['join', m.address, '--data-dir', mDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
     expect(destroy.code).toBe(1);
     expect(destroy.stderr).toMatch(/holds the embedded store of a cluster; --force would destroy that cluster/);
     await forced.stop();
+  });
+});
+
+describe('one daemon per data dir, and join --force only over a node that is out', () => {
+  it('a running worker: a second daemon and join --force are refused and change no file; SIGKILLed it leaves the dir free; stopped it is still a member; after leave, left.json is enough', { timeout: 90_000 }, async () => {
+    const m = await initManager(scratch.path('lock-m'));
+    const wDir = scratch.path('lock-w');
+    const w = await joinWorker(wDir, m.token, m.address);
+    const id = nodeJson(wDir).nodeId;
+    const before = hashes(wDir);
+    const second = start(['run', '--data-dir', wDir]); // tracked: killed after the file if it were to run
+    expect(await second.exit).toBe(1);
+    expect(second.stderr()).toContain(`error: ${wDir} is in use by another muster process (pid ${w.child.pid})\nhint: stop that process first (kill ${w.child.pid}); a second node on this machine needs its own --data-dir\n`);
+    const forced = start(['join', m.address, '--data-dir', wDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+    expect(await forced.exit).toBe(1);
+    expect(forced.stderr()).toContain(`error: ${wDir} is in use by another muster process (pid ${w.child.pid})`);
+    expect(hashes(wDir)).toEqual(before);
+
+    await w.stop('SIGKILL');
+    expect(existsSync(join(wDir, 'muster.lock'))).toBe(true); // nobody removed it
+    const again = start(['run', '--data-dir', wDir]);
+    await again.waitFor(/certificate valid until/);
+    expect(await again.stop()).toBe(0);
+    expect(existsSync(join(wDir, 'muster.lock'))).toBe(false);
+
+    // Stopped, but the cluster still counts it.
+    const stopped = hashes(wDir);
+    const active = start(['join', m.address, '--data-dir', wDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+    expect(await active.exit).toBe(1);
+    expect(active.stderr()).toMatch(new RegExp(`error: node ${id} is still a worker of cluster [0-9a-z]{25}: join --force replaces only a node that was removed or left\\nhint: 'muster leave' here`));
+    expect(hashes(wDir)).toEqual(stopped);
+
+    // Left: left.json says so. With the node's files back (a backup restored), join --force trusts it without asking.
+    const backup = scratch.path('lock-w-backup');
+    cpSync(wDir, backup, { recursive: true });
+    const left = await runMuster(['leave', '--data-dir', wDir]);
+    expect(left.code, left.stderr).toBe(0);
+    expect(contents(wDir)).toEqual(['left.json']);
+    expect(JSON.parse(readFileSync(join(wDir, 'left.json'), 'utf8'))).toMatchObject({ schema: 1, nodeId: id, how: 'left' });
+    cpSync(backup, wDir, { recursive: true });
+    const rejoined = start(['join', m.address, '--data-dir', wDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+    await rejoined.waitFor(/This node joined cluster/);
+    expect(rejoined.stderr()).toMatch(new RegExp(`replacing node ${id}: it left the cluster at \\S+Z`));
+    expect(nodeJson(wDir).nodeId).not.toBe(id);
+    expect(existsSync(join(wDir, 'left.json'))).toBe(false);
+    await rejoined.stop();
+    await m.run.stop();
+  });
+
+  it('a running manager on etcd: join --force and a second daemon are refused and change no file; stopped, with no manager to ask, join --force keeps its data key', { timeout: 90_000 }, async () => {
+    const store = await startEtcd();
+    try {
+      const mDir = scratch.path('lock-etcd-m');
+      const m = await initManager(mDir, ['--store', store.storeFlag]);
+      const before = hashes(mDir);
+      const forced = start(['join', m.address, '--data-dir', mDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+      expect(await forced.exit).toBe(1);
+      expect(forced.stderr()).toContain(`error: ${mDir} is in use by another muster process (pid ${m.run.child.pid})`);
+      const second = start(['run', '--data-dir', mDir, '--listen-addr', '127.0.0.1:0']);
+      expect(await second.exit).toBe(1);
+      expect(second.stderr()).toContain(`is in use by another muster process (pid ${m.run.child.pid})`);
+      expect(hashes(mDir)).toEqual(before);
+
+      expect(await m.run.stop()).toBe(0);
+      const stopped = hashes(mDir);
+      const offline = start(['join', m.address, '--data-dir', mDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
+      expect(await offline.exit).toBe(1);
+      expect(offline.stderr()).toMatch(/error: no manager said whether node [0-9a-z]{25} left the cluster \(.*\); join --force replaces only a node that was removed or left\nhint: try again when a manager answers/);
+      expect(hashes(mDir)).toEqual(stopped);
+      expect(existsSync(join(mDir, 'manager', 'data.key'))).toBe(true);
+    } finally {
+      await store.stop();
+    }
   });
 });
 

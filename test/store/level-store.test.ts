@@ -1,4 +1,5 @@
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryLevel } from 'memory-level';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,9 @@ function node(id: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
 
 const put = (key: string, value: unknown, version = 0) => ({ compares: [{ key, version }], puts: [{ key, value }], deletes: [] });
 const fresh = (): string => scratch.path(`db-${Math.random().toString(36).slice(2)}`);
+/** Every file of a folder and the SHA-256 of its bytes. */
+const filesOf = (dir: string): Record<string, string> =>
+  Object.fromEntries(readdirSync(dir).map((f) => [f, createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')]));
 
 describe('LevelStore', () => {
   it('versions every record with the store revision, and commits only when the compared versions hold', async () => {
@@ -109,6 +113,53 @@ describe('LevelStore', () => {
     const error = await LevelStore.openDir(dir, { create: false }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'STATE_CORRUPT', hint: expect.not.stringMatching(/init/) });
     expect(readdirSync(dir).map((f) => [f, statSync(join(dir, f)).mtimeMs])).toEqual(before);
+  });
+
+  it('refuses a store with a truncated table as STATE_CORRUPT before LevelDB opens it: every file stays byte-identical', async () => {
+    const dir = fresh();
+    const first = await LevelStore.openDir(dir, { create: true });
+    for (let i = 0; i < 50; i++) await first.commit(put(KEYS.nodes.ref(`n${i}`).key, node(`n${i}`)));
+    await first.close();
+    await (await LevelStore.openDir(dir, { create: false })).close(); // reopening flushes the log into a table
+    const table = readdirSync(dir).find((f) => /\.(ldb|sst)$/.test(f));
+    expect(table).toBeDefined();
+    const path = join(dir, table!);
+    truncateSync(path, Math.floor(statSync(path).size / 2));
+    const before = filesOf(dir);
+    const error = await LevelStore.openDir(dir, { create: false }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringContaining(`${table} is truncated`), hint: expect.stringMatching(/backup/) });
+    expect(filesOf(dir)).toEqual(before);
+  });
+
+  it('refuses a store whose MANIFEST is damaged or whose table is missing, and opens one whose MANIFEST ends in a torn record', async () => {
+    const dir = fresh();
+    const first = await LevelStore.openDir(dir, { create: true });
+    await first.commit(put(KEYS.nodes.ref('a').key, node('a')));
+    await first.close();
+    await (await LevelStore.openDir(dir, { create: false })).close();
+    const manifest = join(dir, readFileSync(join(dir, 'CURRENT'), 'utf8').trim());
+    const whole = readFileSync(manifest);
+    const table = readdirSync(dir).find((f) => /\.(ldb|sst)$/.test(f))!;
+
+    const flipped = Buffer.from(whole);
+    flipped[10] = flipped[10]! ^ 0xff;
+    writeFileSync(manifest, flipped);
+    let before = filesOf(dir);
+    await expect(LevelStore.openDir(dir, { create: false })).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/checksum/) });
+    expect(filesOf(dir)).toEqual(before);
+
+    writeFileSync(manifest, whole);
+    const tableBytes = readFileSync(join(dir, table));
+    rmSync(join(dir, table));
+    before = filesOf(dir);
+    await expect(LevelStore.openDir(dir, { create: false })).rejects.toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/missing/) });
+    expect(filesOf(dir)).toEqual(before);
+
+    writeFileSync(join(dir, table), tableBytes);
+    writeFileSync(manifest, Buffer.concat([whole, Buffer.from([1, 2, 3, 4, 200, 0, 1, 9])])); // a crash mid-append
+    const store = await LevelStore.openDir(dir, { create: false });
+    expect((await store.get(KEYS.nodes.ref('a')))?.value).toEqual(node('a'));
+    await store.close();
   });
 
   it('refuses to create over an existing store', async () => {

@@ -27,6 +27,7 @@ import { advertiseFor } from '../advertise.js';
 import { checkBindable } from '../bind-check.js';
 import { readRoot } from '../ca-files.js';
 import type { CliContext } from '../context.js';
+import { lockDataDir } from '../data-dir-lock.js';
 import { openStore } from '../open-store.js';
 import { unlockKeyInstructions } from '../instructions.js';
 import { act, collect, logLevelOption, withManagerOptions, type Done } from '../options.js';
@@ -126,6 +127,8 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   await checkBindable(listen);
   const logger = daemonLogger(ctx, flags.logLevel);
   const existedBefore = (await pathExists(layout.dataDir)) && (await readdir(layout.dataDir)).length > 0;
+  // Held from here until the manager stops: two inits at once found one cluster, not two into one folder.
+  const dirLock = await lockDataDir(layout);
   const founded = await (async () => {
     try {
       await ensurePrivateDir(layout.dataDir);
@@ -172,6 +175,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
       }
     } catch (error) {
       await undoInit(layout, existedBefore);
+      await dirLock.release();
       throw error;
     }
   })();
@@ -183,7 +187,8 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     auditLog: flags.auditLog,
     metricsAddr: flags.metricsAddr,
     ...(unlockKey === undefined ? {} : { unlockKey, afterBanner: async () => void ctx.stdout.write(`\n${unlockKeyInstructions(formatUnlockKey(unlockKey))}`) }),
-  });
+    dirLock,
+  }).finally(() => dirLock.release());
 }
 
 /** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */

@@ -5,16 +5,17 @@
  * MUSTER_TOKEN or standard input ('-'); it is never kept in the running
  * process's arguments.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
 import { MusterError } from '../../core/errors.js';
 import { writeManagerFiles } from '../../config/manager-files.js';
 import { checkDataDirOwner } from '../../config/private-paths.js';
+import type { DataDirLayout } from '../../config/paths.js';
 import { joinCluster } from '../../agent/join.js';
-import { readNodeState } from '../../agent/node-state.js';
 import { advertiseFor } from '../advertise.js';
 import type { CliContext } from '../context.js';
+import { lockDataDir, type DataDirLock } from '../data-dir-lock.js';
 import { clearForRejoin } from '../node-files.js';
 import { paint } from '../output.js';
 import { act, collect, logLevelOption, parseLabels, withManagerOptions, type Done } from '../options.js';
@@ -34,7 +35,7 @@ export interface JoinFlags {
   unlockKeyFile?: string;
   advertiseAddr?: string;
   logLevel?: string;
-  /** Replace a node this data dir holds (removed, left, or expired past the grace). */
+  /** Replace a node this data dir holds, once it is out of the cluster (removed, left, or a worker expired past the grace). */
   force?: boolean;
 }
 
@@ -74,9 +75,20 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
   ctx.hideArguments?.(['join', '<token hidden>', managerAddr]);
   const layout = layoutFor(ctx, flags);
   await checkDataDirOwner(layout, ctx.uid);
-  if (flags.force === true && (await readNodeState(layout.nodeJson).catch(() => 'unreadable')) !== undefined) await clearForRejoin(layout);
-  const logger = daemonLogger(ctx, flags.logLevel);
+  // Held until this node stops: --force never clears the folder of a node that runs, and no second daemon starts on it.
+  const dirLock = await lockDataDir(layout);
+  return joinHolding(ctx, { token, managerAddr, layout, flags, dirLock }).finally(() => dirLock.release());
+}
+
+/** The rest of `muster join`, holding the data dir's lock. */
+async function joinHolding(ctx: CliContext, params: { token: string; managerAddr: string; layout: DataDirLayout; flags: JoinFlags; dirLock: DataDirLock }): Promise<number> {
+  const { token, managerAddr, layout, flags, dirLock } = params;
   const colour = readEnv(ctx).colour(ctx.stderr);
+  if (flags.force === true) {
+    const replacing = await clearForRejoin(layout, ctx.clock);
+    if (replacing !== undefined) ctx.stderr.write(`${paint(replacing, 'dim', colour)}\n`);
+  }
+  const logger = daemonLogger(ctx, flags.logLevel);
   const listen = parseHostPort(flags.listenAddr ?? readEnv(ctx).listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
   // Where this node would serve as a manager; without flags, the default route's address if there is one.
   let advertise;
@@ -100,11 +112,12 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
   if (result.bundle !== undefined) {
     await writeManagerFiles(layout, { store: { kind: 'etcd', ...result.bundle.etcd }, dataKey: Buffer.from(result.bundle.dataKey, 'base64') });
   }
+  await rm(layout.leftJson, { force: true }); // a node again: what leave recorded is history
   ctx.stdout.write(
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock });
 }
 
 /** Registers join. */

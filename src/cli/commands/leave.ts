@@ -2,13 +2,14 @@
  * `muster leave [--force]`: the node leaves the cluster and deletes its key
  * and certificate. It also works on a node the cluster already removed, or
  * whose certificate expired past the grace: it clears the node's files and
- * says whether the managers were told.
+ * says whether the managers were told. left.json stays behind to say so
+ * (see node-files.ts).
  */
 import type { Command } from 'commander';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { connect, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { clearNodeFiles } from '../node-files.js';
+import { clearNodeFiles, writeLeftRecord, type LeftRecord } from '../node-files.js';
 import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
 
 /** `muster leave [--force]` */
@@ -21,15 +22,18 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
       throw new MusterError('LEAVE_MANAGER', `this node (${local.state.nodeId}) is a manager`, { hint: "use 'muster leave --force' to leave anyway" });
     }
     let told = 'the managers marked it removed';
+    let how: LeftRecord['how'] = 'left';
     try {
       // The managers refuse the last serving manager's leave: nothing below runs for it.
       await connection.client.leave();
     } catch (error) {
       // Already out of the cluster: there is nothing to tell the managers, only files to clear.
-      if (isMusterError(error, 'NODE_REMOVED')) told = 'the cluster had already removed it';
-      else if (isMusterError(error, 'CERT_EXPIRED')) told = `its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`;
+      if (isMusterError(error, 'NODE_REMOVED')) [told, how] = ['the cluster had already removed it', 'removed'];
+      else if (isMusterError(error, 'CERT_EXPIRED')) [told, how] = [`its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`, 'expired'];
       else throw error;
     }
+    // First the record, then the files: a leave cut short still says this node is out (join --force trusts it).
+    await writeLeftRecord(local.layout, { state: local.state, how, clock: ctx.clock });
     await clearNodeFiles(local.layout);
     ctx.stdout.write(`Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}.\n`);
     return 0;
