@@ -370,6 +370,10 @@ export type UserRequest = Type.Static<typeof UserRequest>;
 export const UserResponse = Type.Object({ name: Type.String(), clusterId: Id, ...Issued });
 export type UserResponse = Type.Static<typeof UserResponse>;
 
+/** GET /v1/crl/{issuer}: the key identifier (hex) of the root whose CRL is asked for, as each certificate's distribution point names it. */
+export const CrlParams = Type.Object({ issuer: Type.String({ pattern: '^[0-9A-Fa-f]{2,128}$' }) });
+export type CrlParams = Type.Static<typeof CrlParams>;
+
 /** DELETE /v1/users/{name} */
 export const UserParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: LIMITS.userName }) });
 export type UserParams = Type.Static<typeof UserParams>;
@@ -404,6 +408,7 @@ export const ROUTES = {
   scopedTokens: '/v1/join-tokens/scoped',
   scopedToken: '/v1/join-tokens/scoped/:id',
   crl: '/v1/crl',
+  issuerCrl: '/v1/crl/:issuer',
   crossSigned: '/v1/ca/cross-signed',
   rotation: '/v1/ca/rotation',
   rotateRoot: '/v1/ca/rotate',

@@ -35,6 +35,18 @@ describe('routes (inject)', () => {
     expect(res.headers['content-type']).toMatch(/application\/x-pem-file/);
   });
 
+  it("GET /v1/crl/{issuer} serves the root's CRL under its key identifier, the one the distribution point names; other identifiers get a typed 4xx", async () => {
+    const [crl] = await cluster.revocations.crls();
+    expect(crl!.issuer).toMatch(/^[0-9a-f]{40}$/);
+    const byIssuer = await app.inject({ method: 'GET', url: `/v1/crl/${crl!.issuer}` });
+    expect(byIssuer.statusCode).toBe(200);
+    expect(byIssuer.headers['content-type']).toMatch(/application\/pkix-crl/);
+    expect(byIssuer.rawPayload.equals((await app.inject({ method: 'GET', url: '/v1/crl' })).rawPayload)).toBe(true);
+    expect((await app.inject({ method: 'GET', url: `/v1/crl/${crl!.issuer.toUpperCase()}?format=pem` })).body).toMatch(/^-----BEGIN X509 CRL-----\n/);
+    expect((await app.inject({ method: 'GET', url: `/v1/crl/${'ab'.repeat(20)}` })).json()).toMatchObject({ statusCode: 404, code: 'CRL_ISSUER_UNKNOWN' });
+    expect((await app.inject({ method: 'GET', url: '/v1/crl/not-hex' })).json()).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+  });
+
   it('POST /v1/join/preflight tells the role, POST /v1/join issues', async () => {
     const token = cluster.settings.joinTokens().worker;
     expect((await post('/v1/join/preflight', { token })).json()).toEqual({ role: 'worker' });
