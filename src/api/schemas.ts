@@ -351,6 +351,8 @@ export const RotationStatus = Type.Object({
   startedAt: Type.Optional(Type.String()),
   /** Nodes that are up, and how many of them hold a certificate under the root that signs now. */
   nodes: Type.Object({ total: Type.Integer(), rotated: Type.Integer() }),
+  /** Once a rotation completed: until when the roots it replaced stay trusted (certificates under them work until then, API users' made before it among them). */
+  oldRootUntil: Type.Optional(Type.String()),
 });
 export type RotationStatus = Type.Static<typeof RotationStatus>;
 

@@ -10,8 +10,10 @@
  * the chain, and the join tokens get the new root's digest (their secrets
  * stay). The old root is kept, with the cross-signed certificate, until every
  * certificate it issued has expired: a node that was down throughout learns
- * the new root from it and renews with its old certificate, and the old
- * key signs the old root's CRL.
+ * the new root from it and renews with its old certificate, managers serve
+ * their certificates with the cross-signed copy so that clients holding only
+ * the old root (API users) still verify them, and the old key signs the old
+ * root's CRL.
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { DEFAULT_RENEW_GRACE_MS, iso, parseCertExpiry } from '../core/duration.js';
@@ -154,11 +156,13 @@ export class RootRotation {
       this.counted = { at: now, digest, value };
     }
     const { total, rotated } = await this.counted.value;
+    const kept = (state.ca.previous ?? []).map((p) => p.until).filter((until) => until > now);
     return {
       rotating: rotation !== undefined,
       rootDigest: state.root.digestHex,
       ...(rotation === undefined ? {} : { targetDigest: state.trust.signing.digestHex, startedAt: iso(rotation.startedAt) }),
       nodes: { total, rotated },
+      ...(rotation !== undefined || kept.length === 0 ? {} : { oldRootUntil: iso(Math.max(...kept)) }),
     };
   }
 
