@@ -5,6 +5,7 @@
  * is made here, once, from the CA record: callers see only a Signer.
  */
 import type { Clock } from '../core/clock.js';
+import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole } from '../core/roles.js';
@@ -95,7 +96,7 @@ function sealedSigningCa(rootPem: string, key: Sealed | undefined, dataKey: Buff
  * own CRL: a verifier such as nginx (ssl_crl) looks the CRL up by the
  * issuer of each certificate and refuses one it finds none for.
  */
-function crlIssuersOf(ca: CaRecord, dataKey: Buffer): CrlIssuer[] {
+function crlIssuersOf(ca: CaRecord, deps: Pick<SignerDeps, 'dataKey' | 'logger'>): CrlIssuer[] {
   if (ca.key === undefined) return [];
   const roots: { rootPem: string; key: Sealed | undefined; until?: number }[] = [
     { rootPem: ca.rootPem, key: ca.key },
@@ -104,7 +105,15 @@ function crlIssuersOf(ca: CaRecord, dataKey: Buffer): CrlIssuer[] {
   ];
   const issuers: CrlIssuer[] = [];
   for (const root of roots) {
-    const signing = sealedSigningCa(root.rootPem, root.key, dataKey);
+    let signing: SigningCa | undefined;
+    try {
+      signing = sealedSigningCa(root.rootPem, root.key, deps.dataKey);
+    } catch (error) {
+      // A replaced root's key signs nothing but its CRL: an unreadable one costs that CRL, never the signer.
+      if (root.until === undefined) throw error;
+      deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, "the key of a root a rotation replaced cannot be read; that root's CRL is not published");
+      continue;
+    }
     if (signing === undefined) continue;
     const keyIdHex = signing.keyId.toString('hex');
     if (issuers.some((issuer) => issuer.keyIdHex === keyIdHex)) continue;
@@ -132,7 +141,7 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
         const issued = await next.issue(request);
         return { ...issued, certPem: `${issued.certPem}${chain}` };
       },
-      crlIssuers: crlIssuersOf(ca, deps.dataKey),
+      crlIssuers: crlIssuersOf(ca, deps),
       close: () => next.close(),
     };
   }
@@ -140,7 +149,7 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
     return {
       external: false,
       issue: async (request) => issueCertificate({ ...request, ca: current, clock: deps.clock, random: deps.random }),
-      crlIssuers: crlIssuersOf(ca, deps.dataKey),
+      crlIssuers: crlIssuersOf(ca, deps),
       close: async () => {},
     };
   }

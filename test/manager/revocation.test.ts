@@ -13,7 +13,7 @@ import { DEFAULT_RENEW_GRACE_MS } from '../../src/core/duration.js';
 import { rootIdentity } from '../../src/pki/ca.js';
 import { CRL_PEM_LABEL, parseCrl } from '../../src/pki/crl.js';
 import { toPem } from '../../src/pki/der.js';
-import { KEYS } from '../../src/store/cluster-store.js';
+import { KEYS, transact } from '../../src/store/cluster-store.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
@@ -207,5 +207,18 @@ describe('CRLs across a root rotation', () => {
     r.clock.advance(24 * HOUR + DEFAULT_RENEW_GRACE_MS + 60_000);
     expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot)]);
     await expect(r.revocations.crlOf(keyIdOf(oldRoot))).rejects.toMatchObject({ code: 'CRL_ISSUER_UNKNOWN' });
+  });
+
+  it("a replaced root's key that cannot be read costs its CRL, not the signer", async () => {
+    await transact(r.store, async (tx) => {
+      const ca = (await tx.get(KEYS.ca))!;
+      const [old] = ca.previous!;
+      tx.put(KEYS.ca, { ...ca, previous: [{ ...old!, key: { ...old!.key!, data: Buffer.alloc(48).toString('base64') } }] });
+    });
+    await r.state.refresh();
+    expect(r.logger.records.some((l) => l.level === 'warn' && /replaced cannot be read/.test(l.message))).toBe(true);
+    expect(r.logger.records.some((l) => /keeping the previous signer/.test(l.message))).toBe(false);
+    const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.2');
+    expect(new X509Certificate(joined.certificate).checkIssued(newRoot)).toBe(true);
   });
 });
