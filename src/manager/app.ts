@@ -109,11 +109,7 @@ function tlsOptions(tls: ServerTls, trust: TrustFacts, now: number) {
   const live = (until: number | undefined): boolean => until === undefined || until > now;
   return {
     key: tls.keyPem,
-    cert: servedChain(
-      tls.certPem,
-      trust.bundlePem,
-      trust.vouchers.filter((v) => live(v.until)).map((v) => v.pem),
-    ),
+    cert: servedChain(tls.certPem, trust.bundlePem, trust.vouchers.filter((v) => live(v.until)).map((v) => v.pem)),
     // The CertificateRequest names the cluster roots, as Swarm's does, so a client with
     // several certificates knows which to send: every root a client certificate may
     // chain to, old roots too while their certificates are valid (API users made before

@@ -17,7 +17,7 @@ import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { startNginx } from '../helpers/nginx.js';
 import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
-import { FAST_ENV, processScope } from '../helpers/processes.js';
+import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
 
 const scratch = scratchDir('muster-rot-clients-');
 afterAll(() => scratch.cleanup());
@@ -25,14 +25,6 @@ afterAll(() => scratch.cleanup());
 const FAST = { ...FAST_ENV, MUSTER_NODE_DOWN_AFTER: '10m' };
 // Registered after the cleanup above, so it runs first: processes die before their files go.
 const { running, start, joinNode } = processScope(FAST);
-
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 /** The issuer line openssl prints for the first certificate of a file. */
 const issuerOf = (file: string): string => opensslStatus(['x509', '-in', file, '-noout', '-issuer']).output;

@@ -13,7 +13,7 @@ import { rootDigest } from '../../src/pki/ca.js';
 import { readBundle } from '../../src/pki/peer.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
-import { FAST_ENV, processScope } from '../helpers/processes.js';
+import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
 import { startCfssl } from '../helpers/cfssl.js';
 import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
@@ -32,14 +32,6 @@ const { running, start, joinNode } = processScope(FAST);
 
 /** Whether the node's certificate verifies against `rootFile` alone (no intermediates). */
 const verifiesAgainst = (dir: string, rootFile: string): boolean => opensslStatus(['verify', '-CAfile', rootFile, join(dir, 'certificates', 'node.crt')]).status === 0;
-
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 describe('root rotation on the embedded store', () => {
   const m = scratch.path('m');
