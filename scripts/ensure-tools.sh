@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The programs the test suite runs for real: openssl, curl, cfssl (external CA),
 # etcd (the shared store), faketime (clocks of whole processes), systemd-analyze
-# (the example units' hardening score). Installs the
+# (the example units' hardening score), nginx (a CRL-checking service). Installs the
 # missing ones from Debian when it can (as root, with apt-get); otherwise stops
 # before any test runs and prints the exact command to run. `npm test` runs this
 # first (pretest), so the README's test command works on a fresh machine.
@@ -11,6 +11,8 @@ missing=()
 for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
 done
+# nginx lives in /usr/sbin, which a user's PATH may leave out; the tests run it from there.
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ ${#missing[@]} -eq 0 ] && exit 0
 command="apt-get install -y ${missing[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -351,6 +351,8 @@ export const RotationStatus = Type.Object({
   startedAt: Type.Optional(Type.String()),
   /** Nodes that are up, and how many of them hold a certificate under the root that signs now. */
   nodes: Type.Object({ total: Type.Integer(), rotated: Type.Integer() }),
+  /** Once a rotation completed: until when the roots it replaced stay trusted (certificates under them work until then, API users' made before it among them). */
+  oldRootUntil: Type.Optional(Type.String()),
 });
 export type RotationStatus = Type.Static<typeof RotationStatus>;
 
@@ -369,6 +371,10 @@ export type UserRequest = Type.Static<typeof UserRequest>;
 /** Answer to POST /v1/users. */
 export const UserResponse = Type.Object({ name: Type.String(), clusterId: Id, ...Issued });
 export type UserResponse = Type.Static<typeof UserResponse>;
+
+/** GET /v1/crl/{issuer}: the key identifier (hex) of the root whose CRL is asked for, as each certificate's distribution point names it. */
+export const CrlParams = Type.Object({ issuer: Type.String({ pattern: '^[0-9A-Fa-f]{2,128}$' }) });
+export type CrlParams = Type.Static<typeof CrlParams>;
 
 /** DELETE /v1/users/{name} */
 export const UserParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: LIMITS.userName }) });
@@ -404,6 +410,7 @@ export const ROUTES = {
   scopedTokens: '/v1/join-tokens/scoped',
   scopedToken: '/v1/join-tokens/scoped/:id',
   crl: '/v1/crl',
+  issuerCrl: '/v1/crl/:issuer',
   crossSigned: '/v1/ca/cross-signed',
   rotation: '/v1/ca/rotation',
   rotateRoot: '/v1/ca/rotate',

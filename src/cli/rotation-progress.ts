@@ -21,3 +21,27 @@ export function progressLines(status: RotationStatus, previous: RotationStatus |
   }
   return lines;
 }
+
+/**
+ * What `muster ca --rotate` says about API users once it is done (or
+ * detached): their folders hold the old root in ca.pem and a certificate
+ * under it, which the managers accept, and serve their certificates for
+ * (through the cross-signed copy), only until the old root's certificates
+ * have expired.
+ */
+export function apiUserLines(status: RotationStatus): string[] {
+  const reissue = '    muster ca create-api-certificate NAME --out NEW_DIR';
+  if (status.rotating) {
+    return [
+      'API users: folders made before this rotation keep working for the certificate expiry plus the renewal grace after it completes.',
+      'Once it has completed, give each user a new folder:',
+      reissue,
+    ];
+  }
+  if (status.oldRootUntil === undefined) return [];
+  return [
+    `API users: folders made before this rotation (their ca.pem holds only the old root) keep working until ${status.oldRootUntil}.`,
+    'Give each user a new folder before then:',
+    reissue,
+  ];
+}

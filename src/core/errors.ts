@@ -73,6 +73,7 @@ export const ERROR_CATALOGUE = {
   CERT_REVOKED_BY_CRL: spec(400, 1, "the manager's certificate is on the cluster's CRL", 'the server is a removed or demoted manager: ask an admin for the address of a current manager'),
   CRL_INVALID: spec(400, 1, "the manager's CRL is missing, stale or not signed by the cluster root", 'check the clocks of this machine and the manager, and the manager address'),
   CRL_UNAVAILABLE: spec(404, 1, 'this cluster publishes no CRL: an external CA signs its certificates', 'revocation is the external CA\'s: publish a CRL from it (cfssl gencrl)'),
+  CRL_ISSUER_UNKNOWN: spec(404, 1, 'no root this cluster trusts with that key identifier signs a CRL here', "'GET /v1/crl?format=pem' serves the CRL of every root the cluster trusts"),
 
   // Requests.
   BODY_INVALID: spec(400, 1, 'the request body is invalid'),

@@ -15,7 +15,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
 import { LIMITS } from '../api/schemas.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { readPemBlocks, toPem } from '../pki/der.js';
+import { isIssuedBy, readBundle } from '../pki/peer.js';
+import type { TrustFacts } from './cluster-state.js';
 import { caRoutes } from './routes/ca-routes.js';
 import { clusterRoutes } from './routes/cluster-routes.js';
 import { healthRoutes, metricsRoutes } from './routes/health-routes.js';
@@ -71,32 +74,48 @@ export const TLS12_CIPHERS = [
 ].join(':');
 
 /**
- * The chain the listener sends: a certificate that came alone goes out with
- * the root that issued it. Given a single certificate and a `ca`, OpenSSL
- * builds and verifies the chain again on every handshake (Node offers no
- * SSL_MODE_NO_AUTO_CHAIN): 0.13 ms of server CPU per fresh connection on
- * OpenSSL 3.0 (bench:join), for the same bytes on the wire. A certificate
- * with its chain (a cross-signed root during a rotation) goes as it is.
+ * The chain the listener sends. A certificate goes out with the
+ * cross-signed copies that lead from its root to the roots a rotation
+ * replaced (`crossSigned`), so that a client holding only an old root (an
+ * API user's ca.pem made before the rotation) still verifies it, while a
+ * client holding the new root stops at that root. A certificate that came
+ * alone, with no such copies, goes out with the root that issued it: given
+ * a single certificate and a `ca`, OpenSSL builds and verifies the chain
+ * again on every handshake (Node offers no SSL_MODE_NO_AUTO_CHAIN): 0.13 ms
+ * of server CPU per fresh connection on OpenSSL 3.0 (bench:join), for the
+ * same bytes on the wire. A certificate that brings its chain (a
+ * cross-signed root during a rotation) keeps it, the copies above it added.
  */
-export function servedChain(certPem: string, rootPem: string): string {
-  const [leaf, ...rest] = readPemBlocks(certPem);
-  if (leaf === undefined || rest.length > 0) return certPem;
-  const cert = new X509Certificate(leaf.der);
-  const issuer = readPemBlocks(rootPem)
-    .map((block) => new X509Certificate(block.der))
-    .find((root) => cert.checkIssued(root) && cert.verify(root.publicKey));
-  return issuer === undefined ? certPem : `${toPem(leaf.der, 'CERTIFICATE')}${issuer.toString()}`;
+export function servedChain(certPem: string, rootPem: string, crossSigned: readonly string[] = []): string {
+  const blocks = readPemBlocks(certPem);
+  const [leaf] = blocks;
+  if (leaf === undefined) return certPem;
+  const given = blocks.map((block) => new X509Certificate(block.der));
+  const vouchers = crossSigned.flatMap((pem) => readBundle(pem)).filter((v) => !given.some((g) => g.fingerprint256 === v.fingerprint256));
+  // Each copy up the chain is the one that signed the certificate below it (several rotations: several copies).
+  const added: X509Certificate[] = [];
+  const issuedBy = (below: X509Certificate): X509Certificate | undefined => vouchers.find((v) => !added.includes(v) && isIssuedBy(below, v));
+  for (let next = issuedBy(given.at(-1)!); next !== undefined; next = issuedBy(next)) added.push(next);
+  if (added.length === 0 && blocks.length === 1) {
+    const issuer = readBundle(rootPem).find((root) => isIssuedBy(given[0]!, root));
+    if (issuer !== undefined) added.push(issuer);
+  }
+  if (added.length === 0) return certPem;
+  return [...blocks.map((block) => toPem(block.der, 'CERTIFICATE')), ...added.map((c) => c.toString())].join('');
 }
 
-/** The TLS settings of the listener (and of every certificate swap). */
-function tlsOptions(tls: ServerTls, rootPem: string) {
+/** The TLS settings of the listener (and of every certificate swap), with the roots a rotation replaced that still count at `now`. */
+function tlsOptions(tls: ServerTls, trust: TrustFacts, now: number) {
+  const live = (until: number | undefined): boolean => until === undefined || until > now;
   return {
     key: tls.keyPem,
-    cert: servedChain(tls.certPem, rootPem),
-    // The CertificateRequest names the cluster root, as Swarm's does, so a client with
-    // several certificates knows which to send. TLS still judges nothing: the
-    // authorisation hook verifies chain, validity and identity per route.
-    ca: rootPem,
+    cert: servedChain(tls.certPem, trust.bundlePem, trust.vouchers.filter((v) => live(v.until)).map((v) => v.pem)),
+    // The CertificateRequest names the cluster roots, as Swarm's does, so a client with
+    // several certificates knows which to send: every root a client certificate may
+    // chain to, old roots too while their certificates are valid (API users made before
+    // a rotation). TLS still judges nothing: the authorisation hook verifies chain,
+    // validity and identity per route.
+    ca: [trust.bundlePem, ...trust.roots.filter((r) => r.until !== undefined && live(r.until)).map((r) => r.cert.toString())].join(''),
     minVersion: 'TLSv1.2' as const,
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,
@@ -114,6 +133,8 @@ export interface AppOptions {
   limits?: ConnectionLimits;
   /** The manager's own certificate: the caller of requests on its local socket. */
   own?: () => X509Certificate;
+  /** Judges which roots a rotation replaced still count (default: the system clock). */
+  clock?: Clock;
 }
 
 /** 5xx codes that say something about a peer (an external CA, the store), not about a bug here. */
@@ -265,7 +286,7 @@ export async function buildApp(options: AppOptions) {
       void sendError(reply, error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new MusterError('URI_TOO_LONG') : new MusterError('REQUEST_MALFORMED', 'the request path is not valid (bad percent-encoding)'));
     },
     https: {
-      ...tlsOptions(options.tls, services.state.trust.bundlePem),
+      ...tlsOptions(options.tls, services.state.trust, (options.clock ?? systemClock).now()),
       // Ask every client for a certificate; each route decides what it needs.
       requestCert: true,
       rejectUnauthorized: false,
@@ -314,6 +335,6 @@ export async function buildApp(options: AppOptions) {
 export type MusterApp = Awaited<ReturnType<typeof buildApp>>;
 
 /** Swaps the server's certificate (after the manager's own renewal, or a new root); new connections use it. */
-export function updateServerCertificate(app: MusterApp, tls: ServerTls, rootPem: string): void {
-  app.server.setSecureContext(tlsOptions(tls, rootPem));
+export function updateServerCertificate(app: MusterApp, tls: ServerTls, trust: TrustFacts, now: number): void {
+  app.server.setSecureContext(tlsOptions(tls, trust, now));
 }

@@ -46,7 +46,7 @@ export interface CaServerDeps {
   revocations: Revocations;
   metrics: Metrics;
   audit: Audit;
-  /** Where this manager publishes the CRL (written into the certificates it signs). */
+  /** Where this manager publishes the CRLs (each certificate it signs names its issuer's under it). */
   crlUrl: () => string;
 }
 

@@ -71,6 +71,8 @@ export function signEndpoint(ca: CfsslCa): string {
 /** Signs through one or more cfssl servers. */
 export class CfsslSigner implements Signer {
   readonly external = true;
+  /** An external CA's cluster publishes no CRL (see revocation.ts). */
+  readonly crlIssuers = [];
   private readonly dispatchers = new Map<string, { certPem: string | undefined; dispatcher: Dispatcher }>();
 
   constructor(

@@ -46,6 +46,8 @@ export interface TrustFacts {
   signing: RootFacts;
   /** The new root cross-signed by the root before it, for each root a rotation replaced or is replacing (PEM). */
   crossSigned: string[];
+  /** The same, each with the end of the trust in the root it was kept for (none for the rotation under way): what managers serve their certificates with. */
+  vouchers: { pem: string; until?: number }[];
 }
 
 function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
@@ -56,6 +58,7 @@ function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
     roots: [{ cert: current.cert }, ...(next === undefined ? [] : [{ cert: next.cert }]), ...previous.map((p) => ({ cert: new X509Certificate(p.rootPem), until: p.until }))],
     signing: next ?? current,
     crossSigned: [...(ca.rotation === undefined ? [] : [ca.rotation.crossSignedPem]), ...previous.map((p) => p.crossSignedPem)],
+    vouchers: [...(ca.rotation === undefined ? [] : [{ pem: ca.rotation.crossSignedPem }]), ...previous.map((p) => ({ pem: p.crossSignedPem, until: p.until }))],
   };
 }
 

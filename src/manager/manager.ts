@@ -203,6 +203,7 @@ export class Manager {
         tls: tls.current,
         logger,
         own: () => new X509Certificate(tls.current.certPem),
+        clock: params.clock,
         ...(params.timeouts === undefined ? {} : { timeouts: params.timeouts }),
         ...(params.connectionLimits === undefined ? {} : { limits: params.connectionLimits }),
       });
@@ -243,7 +244,7 @@ export class Manager {
   /** Serves a renewed manager certificate on new connections (and presents it to external CAs). */
   updateTls(tls: ServerTls): void {
     this.tls.current = tls;
-    updateServerCertificate(this.app, tls, this.services.state.trust.bundlePem);
+    updateServerCertificate(this.app, tls, this.services.state.trust, this.params.clock.now());
   }
 
   /** Stops serving: withdraws the registration, finishes in-flight requests, closes the store. Idempotent. */

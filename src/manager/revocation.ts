@@ -8,7 +8,13 @@
  *
  * Every manager signs the CRL itself, for the current number, and keeps it
  * until the number changes. A CRL is valid for CRL_LIFETIME_MS; the first
- * fetch after half of that has passed issues the next one. With an external
+ * fetch after CRL_REFRESH_AFTER_MS has passed issues the next one. Each root
+ * the cluster trusts and holds the key of signs its own CRL, all of one
+ * number and one list (serials are random, so a serial names one
+ * certificate whatever its root): during a root rotation the old and the
+ * new root, and after it the old one until its certificates expire. A
+ * verifier (nginx's ssl_crl) looks for the CRL of each certificate's
+ * issuer. With an external
  * CA there is no CRL: signing one would mean sending the root key to the CA
  * (cfssl's gencrl takes the key in the request), which is what an external
  * CA exists to avoid. Its revocation is the external CA's own.
@@ -21,6 +27,7 @@ import type { CrlEntry } from '../pki/crl.js';
 import { KEYS, Tx, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CrlRecord, type NodeRecord, type RevocationReason, type RevokedRecord } from '../store/records.js';
 import type { ClusterState } from './cluster-state.js';
+import type { Signer } from './signer.js';
 
 /** How long a CRL is valid (its nextUpdate is thisUpdate plus this). */
 export const CRL_LIFETIME_MS = 60 * 60_000;
@@ -42,6 +49,8 @@ export interface Revoke {
 
 /** A signed CRL and what it was signed from. */
 export interface SignedCrl {
+  /** The key identifier (hex) of the root that signed it: it is served at /v1/crl/<issuer>. */
+  issuer: string;
   der: Buffer;
   number: number;
   thisUpdate: number;
@@ -63,10 +72,17 @@ function currentCertificate(node: NodeRecord): { serial: string; notAfter: numbe
   return { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
 }
 
+/** Whether the signer's issuer with this key identifier still counts at `now` (a replaced root's certificates have not all expired). */
+function live(signer: Signer, keyIdHex: string, now: number): boolean {
+  const until = signer.crlIssuers.find((issuer) => issuer.keyIdHex === keyIdHex)?.until;
+  return until === undefined || until > now;
+}
+
 /** The denylist and the CRL. */
 export class Revocations {
-  private signed: SignedCrl | undefined;
-  private pending: Promise<SignedCrl> | undefined;
+  /** The CRLs signed last, and the signer that signed them (a new CA record brings new issuers). */
+  private signed: { signer: Signer; crls: SignedCrl[] } | undefined;
+  private pending: Promise<SignedCrl[]> | undefined;
 
   constructor(private readonly deps: { store: ClusterStore; state: ClusterState; clock: Clock; logger: Logger }) {}
 
@@ -89,22 +105,35 @@ export class Revocations {
    * publishes no CRL.
    */
   get number(): number | undefined {
-    if (this.deps.state.signer.signCrl === undefined) return undefined;
+    if (this.deps.state.signer.crlIssuers.length === 0) return undefined;
     return this.deps.state.crl?.changedAt ?? 0;
   }
 
-  /** The current CRL, signed by this manager; CRL_UNAVAILABLE with an external CA. */
+  /** The current root's CRL (what nodes check), signed by this manager; CRL_UNAVAILABLE with an external CA. */
   async crl(): Promise<SignedCrl> {
-    if (this.deps.state.signer.signCrl === undefined) throw new MusterError('CRL_UNAVAILABLE');
+    return (await this.crls())[0]!;
+  }
+
+  /** The CRL of each root the cluster trusts and holds the key of, the current root's first; CRL_UNAVAILABLE with an external CA. */
+  async crls(): Promise<SignedCrl[]> {
+    const signer = this.deps.state.signer;
+    if (signer.crlIssuers.length === 0) throw new MusterError('CRL_UNAVAILABLE');
     const now = this.deps.clock.now();
     const record = this.deps.state.crl;
     const signed = this.signed;
     const fresh = record !== undefined && now - record.thisUpdate < CRL_REFRESH_AFTER_MS;
-    if (fresh && signed !== undefined && signed.number === record.number) return signed;
+    if (fresh && signed !== undefined && signed.signer === signer && signed.crls[0]?.number === record.number && signed.crls.every((crl) => live(signer, crl.issuer, now))) return signed.crls;
     this.pending ??= this.build(fresh ? record : undefined).finally(() => {
       this.pending = undefined;
     });
     return this.pending;
+  }
+
+  /** The CRL of the root with this key identifier (hex); CRL_ISSUER_UNKNOWN when no trusted root of that key signs one here. */
+  async crlOf(issuer: string): Promise<SignedCrl> {
+    const found = (await this.crls()).find((crl) => crl.issuer === issuer.toLowerCase());
+    if (found === undefined) throw new MusterError('CRL_ISSUER_UNKNOWN', `no root of this cluster with key identifier ${issuer} signs a CRL here`);
+    return found;
   }
 
   /**
@@ -140,19 +169,23 @@ export class Revocations {
     return deleted;
   }
 
-  /** Signs the CRL for the stored record (after a prune when it is due). */
-  private async build(due: CrlRecord | undefined): Promise<SignedCrl> {
+  /** Signs the CRLs for the stored record (after a prune when it is due), one per issuer still trusted. */
+  private async build(due: CrlRecord | undefined): Promise<SignedCrl[]> {
     const { store, state, clock } = this.deps;
     if (due === undefined) await this.prune();
+    const signer = state.signer;
     const record = state.crl ?? { number: 0, thisUpdate: clock.now(), changedAt: 0 };
     const listed = (await store.list(KEYS.revoked)).map((e) => e.value);
     const entries: CrlEntry[] = listed.map((r) => ({ serial: r.serial, revokedAt: r.revokedAt, reason: r.reason }));
     const nextUpdate = record.thisUpdate + CRL_LIFETIME_MS;
-    const der = state.signer.signCrl!({ number: record.number, thisUpdate: record.thisUpdate, nextUpdate, entries });
-    const signed: SignedCrl = { der, number: record.number, thisUpdate: record.thisUpdate, nextUpdate, serials: new Set(listed.map((r) => r.serial)) };
+    const serials = new Set(listed.map((r) => r.serial));
+    const now = clock.now();
+    const crls = signer.crlIssuers
+      .filter((issuer) => live(signer, issuer.keyIdHex, now))
+      .map((issuer): SignedCrl => ({ issuer: issuer.keyIdHex, der: issuer.sign({ number: record.number, thisUpdate: record.thisUpdate, nextUpdate, entries }), number: record.number, thisUpdate: record.thisUpdate, nextUpdate, serials }));
     // A store change may have raced the listing: keep it only if the number is still the one signed.
-    if (state.crl === undefined || state.crl.number === record.number) this.signed = signed;
-    return signed;
+    if (state.crl === undefined || state.crl.number === record.number) this.signed = { signer, crls };
+    return crls;
   }
 
   /** Moves the CRL on within `tx` (a completed root rotation: the new root signs from now on, and nodes fetch it again). */

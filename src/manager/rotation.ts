@@ -10,7 +10,10 @@
  * the chain, and the join tokens get the new root's digest (their secrets
  * stay). The old root is kept, with the cross-signed certificate, until every
  * certificate it issued has expired: a node that was down throughout learns
- * the new root from it and renews with its old certificate.
+ * the new root from it and renews with its old certificate, managers serve
+ * their certificates with the cross-signed copy so that clients holding only
+ * the old root (API users) still verify them, and the old key signs the old
+ * root's CRL.
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { DEFAULT_RENEW_GRACE_MS, iso, parseCertExpiry } from '../core/duration.js';
@@ -108,7 +111,10 @@ export class RootRotation {
         // A target this rotation replaces stays trusted (with its cross-signed copy) while certificates it issued are valid:
         // nodes that renewed under it renew again under the new target.
         const now = clock.now();
-        const replaced = ca.rotation === undefined ? [] : [{ rootPem: ca.rotation.rootPem, crossSignedPem: ca.rotation.crossSignedPem, until: now + keptFor(cluster) }];
+        const replaced =
+          ca.rotation === undefined
+            ? []
+            : [{ rootPem: ca.rotation.rootPem, ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }), crossSignedPem: ca.rotation.crossSignedPem, until: now + keptFor(cluster) }];
         const previous = [...replaced, ...(ca.previous ?? []).filter((p) => p.until > now)];
         tx.put(KEYS.ca, { ...ca, rotation, ...(previous.length === 0 ? {} : { previous }) });
         if (certExpiryMs !== undefined) tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
@@ -150,11 +156,13 @@ export class RootRotation {
       this.counted = { at: now, digest, value };
     }
     const { total, rotated } = await this.counted.value;
+    const kept = (state.ca.previous ?? []).map((p) => p.until).filter((until) => until > now);
     return {
       rotating: rotation !== undefined,
       rootDigest: state.root.digestHex,
       ...(rotation === undefined ? {} : { targetDigest: state.trust.signing.digestHex, startedAt: iso(rotation.startedAt) }),
       nodes: { total, rotated },
+      ...(rotation !== undefined || kept.length === 0 ? {} : { oldRootUntil: iso(Math.max(...kept)) }),
     };
   }
 
@@ -198,7 +206,8 @@ export class RootRotation {
         rootPem: ca.rotation.rootPem,
         ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }),
         ...(ca.rotation.external === undefined ? {} : { external: ca.rotation.external }),
-        previous: [{ rootPem: ca.rootPem, crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
+        // The old key stays (sealed) only to sign the old root's CRL while its certificates are valid; it signs no certificate.
+        previous: [{ rootPem: ca.rootPem, ...(ca.key === undefined ? {} : { key: ca.key }), crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
       };
       tx.put(KEYS.ca, next);
       tx.put(KEYS.tokens, { ...tokens, worker: redigest(tokens.worker, next.rootPem), manager: redigest(tokens.manager, next.rootPem) });

@@ -5,6 +5,7 @@
  * is made here, once, from the CA record: callers see only a Signer.
  */
 import type { Clock } from '../core/clock.js';
+import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole } from '../core/roles.js';
@@ -13,7 +14,7 @@ import { buildCrl, type CrlFields } from '../pki/crl.js';
 import type { ParsedCsr } from '../pki/csr.js';
 import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
 import { seal, unseal } from '../pki/seal.js';
-import type { CaRecord, ExternalCaRecord } from '../store/records.js';
+import type { CaRecord, ExternalCaRecord, Sealed } from '../store/records.js';
 import type { ExternalCa } from '../api/schemas.js';
 import { CfsslSigner } from './cfssl-signer.js';
 
@@ -27,8 +28,17 @@ export interface SignRequest {
   /** Extra SANs (managers: the advertise host). */
   hosts: readonly string[];
   validityMs: number;
-  /** The CRL Distribution Point to write in (managers' own signing only). */
+  /** Where the CRLs are published; each certificate names its issuer's under it (managers' own signing only, see IssueRequest). */
   crlUrl?: string;
+}
+
+/** A root whose key the managers hold, signing the CRL of the certificates under it. */
+export interface CrlIssuer {
+  /** The root's key identifier, hex: its CRL's path is /v1/crl/<keyIdHex>, which each certificate it issues names. */
+  keyIdHex: string;
+  /** Until when certificates under it count (a root a rotation replaced); absent: for as long as it is a root. */
+  until?: number;
+  sign(fields: Omit<CrlFields, 'ca'>): Buffer;
 }
 
 /** Signs certificates under the cluster root. */
@@ -36,8 +46,12 @@ export interface Signer {
   /** True when the root key is outside the managers. */
   readonly external: boolean;
   issue(request: SignRequest): Promise<IssuedCertificate>;
-  /** Signs a CRL under the root; absent when the root key is outside the managers (see revocation.ts). */
-  signCrl?(fields: Omit<CrlFields, 'ca'>): Buffer;
+  /**
+   * The roots that sign a CRL, the current root first: every root the
+   * cluster trusts whose key the managers hold. Empty when no such root
+   * signs (an external CA holds the key: see revocation.ts).
+   */
+  readonly crlIssuers: readonly CrlIssuer[];
   /** Releases connections. */
   close(): Promise<void>;
 }
@@ -67,15 +81,53 @@ export function sealExternalCas(dataKey: Buffer, list: readonly ExternalCa[]): E
 
 /** The current root's signing CA, when the managers hold its key. */
 export function currentSigningCa(ca: CaRecord, dataKey: Buffer): SigningCa | undefined {
-  return ca.key === undefined ? undefined : loadSigningCa({ certPem: ca.rootPem, keyPem: unseal(dataKey, ca.key, SEAL_CONTEXT.caKey).toString('utf8') });
+  return sealedSigningCa(ca.rootPem, ca.key, dataKey);
+}
+
+function sealedSigningCa(rootPem: string, key: Sealed | undefined, dataKey: Buffer): SigningCa | undefined {
+  return key === undefined ? undefined : loadSigningCa({ certPem: rootPem, keyPem: unseal(dataKey, key, SEAL_CONTEXT.caKey).toString('utf8') });
+}
+
+/**
+ * The CRL issuers of a CA record: the current root, a rotation's new root,
+ * and the roots a rotation replaced (until their certificates expire), each
+ * whose key the record holds, once per key; none when an external CA holds
+ * the current root's key. Every root a certificate may chain to needs its
+ * own CRL: a verifier such as nginx (ssl_crl) looks the CRL up by the
+ * issuer of each certificate and refuses one it finds none for.
+ */
+function crlIssuersOf(ca: CaRecord, deps: Pick<SignerDeps, 'dataKey' | 'logger'>): CrlIssuer[] {
+  if (ca.key === undefined) return [];
+  const roots: { rootPem: string; key: Sealed | undefined; until?: number }[] = [
+    { rootPem: ca.rootPem, key: ca.key },
+    ...(ca.rotation === undefined ? [] : [{ rootPem: ca.rotation.rootPem, key: ca.rotation.key }]),
+    ...(ca.previous ?? []).map((p) => ({ rootPem: p.rootPem, key: p.key, until: p.until })),
+  ];
+  const issuers: CrlIssuer[] = [];
+  for (const root of roots) {
+    let signing: SigningCa | undefined;
+    try {
+      signing = sealedSigningCa(root.rootPem, root.key, deps.dataKey);
+    } catch (error) {
+      // A replaced root's key signs nothing but its CRL: an unreadable one costs that CRL, never the signer.
+      if (root.until === undefined) throw error;
+      deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, "the key of a root a rotation replaced cannot be read; that root's CRL is not published");
+      continue;
+    }
+    if (signing === undefined) continue;
+    const keyIdHex = signing.keyId.toString('hex');
+    if (issuers.some((issuer) => issuer.keyIdHex === keyIdHex)) continue;
+    issuers.push({ keyIdHex, ...(root.until === undefined ? {} : { until: root.until }), sign: (fields) => buildCrl({ ...fields, ca: signing }) });
+  }
+  return issuers;
 }
 
 /**
  * The signer for a CA record: while a root rotation runs, the new root's key,
  * each certificate sent with the cross-signed new root so that nodes still
  * trusting only the old root accept it; else the local key when the record
- * holds one, else its external CAs. CRLs stay signed by the current root
- * until the rotation completes.
+ * holds one, else its external CAs. Each root whose key the record holds
+ * signs its own CRL (see crlIssuersOf).
  */
 export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
   const current = currentSigningCa(ca, deps.dataKey);
@@ -89,7 +141,7 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
         const issued = await next.issue(request);
         return { ...issued, certPem: `${issued.certPem}${chain}` };
       },
-      ...(current === undefined ? {} : { signCrl: (fields: Omit<CrlFields, 'ca'>) => buildCrl({ ...fields, ca: current }) }),
+      crlIssuers: crlIssuersOf(ca, deps),
       close: () => next.close(),
     };
   }
@@ -97,7 +149,7 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
     return {
       external: false,
       issue: async (request) => issueCertificate({ ...request, ca: current, clock: deps.clock, random: deps.random }),
-      signCrl: (fields) => buildCrl({ ...fields, ca: current }),
+      crlIssuers: crlIssuersOf(ca, deps),
       close: async () => {},
     };
   }

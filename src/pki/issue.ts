@@ -29,7 +29,13 @@ export interface IssueRequest {
   /** Extra SANs for manager certificates: the advertise host (IP or DNS name). */
   hosts?: readonly string[];
   validityMs: number;
-  /** Where the CRL that would list this certificate is published (a CRL Distribution Point); absent: none. */
+  /**
+   * Where the CRLs are published (`https://<manager>/v1/crl`); absent: no
+   * CRL Distribution Point. The point names the list of this certificate's
+   * issuer, `<crlUrl>/<issuer key identifier, hex>`: a verifier that fetches
+   * it gets the CRL it can check this certificate against, also while a
+   * root rotation has two roots sign.
+   */
   crlUrl?: string;
   clock: Clock;
   random: Random;
@@ -112,7 +118,7 @@ export function issueCertificate(request: IssueRequest): IssuedCertificate {
     extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, request.ca.keyId))),
   ];
   if (sans.length > 0) extensions.push(extension(OID.subjectAltName, false, generalNames(sans)));
-  if (request.crlUrl !== undefined) extensions.push(extension(OID.crlDistributionPoints, false, distributionPoint(request.crlUrl)));
+  if (request.crlUrl !== undefined) extensions.push(extension(OID.crlDistributionPoints, false, distributionPoint(`${request.crlUrl}/${request.ca.keyId.toString('hex')}`)));
   const der = buildCertificate({
     serial,
     issuer: request.ca.subjectDer,

@@ -67,8 +67,9 @@ export const CaRecord = Type.Object({
    * Roots a rotation replaced, kept until every certificate they issued has
    * expired (`until`): a node that was down during the rotation still renews
    * with its old certificate, and learns the new root through the cross-signed one.
+   * The key (sealed, when the managers held it) signs that root's CRL until then.
    */
-  previous: Type.Optional(Type.Array(Type.Object({ rootPem: Type.String(), crossSignedPem: Type.String(), until: Millis }))),
+  previous: Type.Optional(Type.Array(Type.Object({ rootPem: Type.String(), key: Type.Optional(Sealed), crossSignedPem: Type.String(), until: Millis }))),
 });
 export type CaRecord = Type.Static<typeof CaRecord>;
 

@@ -1,7 +1,7 @@
 /** What `muster ca --rotate` prints as a rotation moves (issue 18), snapshot-tested on a scripted run. */
 import { describe, expect, it } from 'vitest';
 import type { RotationStatus } from '../../src/api/schemas.js';
-import { progressLines } from '../../src/cli/rotation-progress.js';
+import { apiUserLines, progressLines } from '../../src/cli/rotation-progress.js';
 
 const TARGET = 'ab'.repeat(32);
 const OLD = 'cd'.repeat(32);
@@ -39,5 +39,19 @@ describe('rotation progress', () => {
         rotated CA certificates: 3/3 nodes
       "
     `);
+  });
+
+  it('says how and until when API users made before the rotation work, once it completed; and before, when detached', () => {
+    expect(apiUserLines({ ...done(3), oldRootUntil: '2027-01-01T10:00:00.000Z' }).join('\n')).toMatchInlineSnapshot(`
+      "API users: folders made before this rotation (their ca.pem holds only the old root) keep working until 2027-01-01T10:00:00.000Z.
+      Give each user a new folder before then:
+          muster ca create-api-certificate NAME --out NEW_DIR"
+    `);
+    expect(apiUserLines(rotating(0, 3)).join('\n')).toMatchInlineSnapshot(`
+      "API users: folders made before this rotation keep working for the certificate expiry plus the renewal grace after it completes.
+      Once it has completed, give each user a new folder:
+          muster ca create-api-certificate NAME --out NEW_DIR"
+    `);
+    expect(apiUserLines(done(3))).toEqual([]); // no root was replaced (or its certificates have expired)
   });
 });

@@ -27,3 +27,12 @@ export function processScope(env: Record<string, string> = FAST_ENV) {
     },
   };
 }
+
+/** Polls `check` every 200 ms until it holds (what a process writes to its files), or fails after `timeoutMs`. */
+export async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -5,12 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, servedChain, type MusterApp } from '../../src/manager/app.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
-import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
+import { createRootCa, crossSignRoot, loadSigningCa } from '../../src/pki/ca.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { readPemBlocks } from '../../src/pki/der.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { ERROR_CATALOGUE } from '../../src/core/errors.js';
+import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+
+const scratch = scratchDir('muster-app-');
 
 let cluster: TestCluster;
 let app: MusterApp;
@@ -23,6 +26,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app.close();
   await cluster.cleanup();
+  scratch.cleanup();
 });
 
 const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
@@ -33,6 +37,18 @@ describe('routes (inject)', () => {
     expect(res.statusCode).toBe(200);
     expect(res.body).toBe(cluster.state.root.pem);
     expect(res.headers['content-type']).toMatch(/application\/x-pem-file/);
+  });
+
+  it("GET /v1/crl/{issuer} serves the root's CRL under its key identifier, the one the distribution point names; other identifiers get a typed 4xx", async () => {
+    const [crl] = await cluster.revocations.crls();
+    expect(crl!.issuer).toMatch(/^[0-9a-f]{40}$/);
+    const byIssuer = await app.inject({ method: 'GET', url: `/v1/crl/${crl!.issuer}` });
+    expect(byIssuer.statusCode).toBe(200);
+    expect(byIssuer.headers['content-type']).toMatch(/application\/pkix-crl/);
+    expect(byIssuer.rawPayload.equals((await app.inject({ method: 'GET', url: '/v1/crl' })).rawPayload)).toBe(true);
+    expect((await app.inject({ method: 'GET', url: `/v1/crl/${crl!.issuer.toUpperCase()}?format=pem` })).body).toMatch(/^-----BEGIN X509 CRL-----\n/);
+    expect((await app.inject({ method: 'GET', url: `/v1/crl/${'ab'.repeat(20)}` })).json()).toMatchObject({ statusCode: 404, code: 'CRL_ISSUER_UNKNOWN' });
+    expect((await app.inject({ method: 'GET', url: '/v1/crl/not-hex' })).json()).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
   });
 
   it('POST /v1/join/preflight tells the role, POST /v1/join issues', async () => {
@@ -84,10 +100,36 @@ describe('servedChain', () => {
     expect(served[1]!.raw.equals(new X509Certificate(rootB.certPem).raw)).toBe(true);
   });
 
+  it('after rotations, sends a lone certificate with the cross-signed copies up to the oldest root: clients of any of them verify it', () => {
+    const rootC = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
+    const bByA = crossSignRoot({ next: rootB, by: rootA, random: systemRandom });
+    const cByB = crossSignRoot({ next: rootC, by: rootB, random: systemRandom });
+    const leaf = leafOf(rootC);
+    const unrelated = crossSignRoot({ next: loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom })), by: rootA, random: systemRandom });
+    const served = servedChain(leaf, rootC.certPem, [unrelated, cByB, bByA]);
+    // Only the copies on the way up, in order; the self-signed new root is not needed (a client holding it stops there).
+    expect(readPemBlocks(served).map((b) => new X509Certificate(b.der).fingerprint256)).toEqual([leaf, cByB, bByA].map((pem) => new X509Certificate(pem).fingerprint256));
+    const chainFile = scratch.write('chain.pem', served);
+    for (const root of [rootA, rootB, rootC]) {
+      const result = opensslStatus(['verify', '-CAfile', scratch.write('root.pem', root.certPem), '-untrusted', chainFile, chainFile]);
+      expect(result.status, result.output).toBe(0);
+    }
+  });
+
   it('leaves a certificate that brings its chain, or that no root of the bundle signed, as it is', () => {
     const withChain = leafOf(rootB) + rootA.certPem;
     expect(servedChain(withChain, rootA.certPem + rootB.certPem)).toBe(withChain);
     const foreign = leafOf(rootA);
     expect(servedChain(foreign, rootB.certPem)).toBe(foreign);
+    expect(servedChain(foreign, rootB.certPem, [crossSignRoot({ next: rootB, by: rootA, random: systemRandom })])).toBe(foreign);
+  });
+
+  it('adds the copies above a chain a certificate brings (a rotation while the root before it is still trusted)', () => {
+    const rootC = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
+    const bByA = crossSignRoot({ next: rootB, by: rootA, random: systemRandom });
+    const cByB = crossSignRoot({ next: rootC, by: rootB, random: systemRandom });
+    const issued = leafOf(rootC) + cByB; // as the signer sends it while C replaces B
+    const served = servedChain(issued, rootB.certPem + rootC.certPem, [cByB, bByA]);
+    expect(served).toBe(issued + new X509Certificate(bByA).toString());
   });
 });

@@ -9,9 +9,11 @@ import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../../src/manager/authoriser.js';
 import { CRL_LIFETIME_MS, CRL_REFRESH_AFTER_MS } from '../../src/manager/revocation.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../src/core/duration.js';
+import { rootIdentity } from '../../src/pki/ca.js';
 import { CRL_PEM_LABEL, parseCrl } from '../../src/pki/crl.js';
 import { toPem } from '../../src/pki/der.js';
-import { KEYS } from '../../src/store/cluster-store.js';
+import { KEYS, transact } from '../../src/store/cluster-store.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
@@ -149,5 +151,74 @@ describe('the CRL', () => {
       expect(line?.actor.cn).toBe(t.managerId);
       expect(line?.serials?.length).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('CRLs across a root rotation', () => {
+  let r: TestCluster;
+  let owner: Caller;
+  let oldRoot: X509Certificate;
+  let newRoot: X509Certificate;
+  let removedSerial = '';
+  const keyIdOf = (cert: X509Certificate): string => rootIdentity(cert.toString()).keyId.toString('hex');
+  beforeAll(async () => {
+    r = await foundTestCluster({ certExpiryMs: 24 * HOUR });
+    await r.rotation.stop(); // the test completes the rotation itself, on the fake clock
+    owner = await r.authoriser.authorize(r.managerCert, ['manager', 'admin']);
+  });
+  afterAll(() => r.cleanup());
+
+  it("while it runs, the old and the new root each sign a CRL of the same number and list; each certificate names its issuer's", async () => {
+    oldRoot = new X509Certificate(r.state.root.pem);
+    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(oldRoot)]);
+    await r.rotation.start({}, owner);
+    newRoot = new X509Certificate(r.state.trust.signing.pem);
+    const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.1');
+    removedSerial = new X509Certificate(joined.certificate).serialNumber;
+    await r.inventory.removeNode(joined.nodeId, { force: true }, owner);
+
+    const [current, next] = await r.revocations.crls();
+    expect([current?.issuer, next?.issuer]).toEqual([keyIdOf(oldRoot), keyIdOf(newRoot)]);
+    const [a, b] = [parseCrl(current!.der, oldRoot), parseCrl(next!.der, newRoot)];
+    expect(a.number).toBe(b.number);
+    expect([...a.serials]).toEqual([removedSerial]);
+    expect([...b.serials]).toEqual([removedSerial]);
+    expect((await r.revocations.crl()).der.equals(current!.der)).toBe(true); // what nodes fetch: the current root's
+    expect((await r.revocations.crlOf(keyIdOf(newRoot))).der.equals(next!.der)).toBe(true);
+    const point = opensslStatus(['x509', '-in', write(joined.certificate), '-noout', '-ext', 'crlDistributionPoints']).output;
+    expect(point).toContain(`URI:https://127.0.0.1:4377/v1/crl/${keyIdOf(newRoot)}`);
+    // openssl checks the new root's certificate against the new root's CRL.
+    const bundle = write(`${oldRoot.toString()}${newRoot.toString()}`);
+    const crls = write([current!, next!].map((c) => toPem(c.der, CRL_PEM_LABEL)).join(''));
+    expect(opensslStatus(['verify', '-crl_check_all', '-CAfile', bundle, '-CRLfile', crls, write(joined.certificate)]).output).toMatch(/certificate revoked/);
+  });
+
+  it("after it, the old root's kept key signs its CRL until the old root's certificates have expired, then no more", async () => {
+    const renewed = await r.caServer.renew(await r.authoriser.authorize(r.managerCert, ['manager', 'worker']), { csr: freshCsr().csr });
+    expect(new X509Certificate(renewed.certificate).checkIssued(newRoot)).toBe(true);
+    r.clock.advance(2_500);
+    expect(await r.rotation.reconcile()).toBe(true);
+    expect(r.state.ca.previous?.[0]?.key).toBeDefined(); // sealed, as the root key is
+    const after = await r.revocations.crls();
+    expect(after.map((c) => c.issuer)).toEqual([keyIdOf(newRoot), keyIdOf(oldRoot)]);
+    expect(parseCrl(after[1]!.der, oldRoot).serials.has(removedSerial)).toBe(true);
+    expect(parseCrl(after[0]!.der, newRoot).number).toBeGreaterThan(0);
+
+    r.clock.advance(24 * HOUR + DEFAULT_RENEW_GRACE_MS + 60_000);
+    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot)]);
+    await expect(r.revocations.crlOf(keyIdOf(oldRoot))).rejects.toMatchObject({ code: 'CRL_ISSUER_UNKNOWN' });
+  });
+
+  it("a replaced root's key that cannot be read costs its CRL, not the signer", async () => {
+    await transact(r.store, async (tx) => {
+      const ca = (await tx.get(KEYS.ca))!;
+      const [old] = ca.previous!;
+      tx.put(KEYS.ca, { ...ca, previous: [{ ...old!, key: { ...old!.key!, data: Buffer.alloc(48).toString('base64') } }] });
+    });
+    await r.state.refresh();
+    expect(r.logger.records.some((l) => l.level === 'warn' && /replaced cannot be read/.test(l.message))).toBe(true);
+    expect(r.logger.records.some((l) => /keeping the previous signer/.test(l.message))).toBe(false);
+    const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.2');
+    expect(new X509Certificate(joined.certificate).checkIssued(newRoot)).toBe(true);
   });
 });

@@ -17,7 +17,7 @@ import type { CliContext } from '../context.js';
 import { paint } from '../output.js';
 import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
 import { readExternalCas } from '../ca-files.js';
-import { progressLines } from '../rotation-progress.js';
+import { apiUserLines, progressLines } from '../rotation-progress.js';
 import { readEnv } from '../settings.js';
 
 /**
@@ -113,10 +113,15 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
     const say = (lines: string[]): void => {
       if (flags.quiet !== true) for (const line of lines) ctx.stdout.write(`${line}\n`);
     };
+    // On stderr: stdout ends with the new root, which scripts keep.
+    const note = (lines: string[]): void => {
+      if (flags.quiet !== true) for (const line of lines) ctx.stderr.write(`${line}\n`);
+    };
     let status = await client.rotateRoot(request);
     const target = status.targetDigest ?? status.rootDigest;
     if (flags.detach === true) {
       say([`desired root digest: sha256:${target}`, "the rotation runs in the background; 'muster ca --rotate' again replaces its target, 'muster ca' prints the root"]);
+      note(apiUserLines(status));
       return 0;
     }
     let previous: RotationStatus | undefined;
@@ -130,6 +135,7 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
     }
     if (status.rootDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `the root is now sha256:${status.rootDigest}, not this rotation's`);
     ctx.stdout.write(await client.rootCa());
+    note(apiUserLines(status));
     return 0;
   });
 }

@@ -2,6 +2,7 @@
 import {
   CertificateList,
   CertificatesQuery,
+  CrlParams,
   RotationRequest,
   RotationStatus,
   ErrorResponses,
@@ -19,6 +20,9 @@ import {
 import { CRL_PEM_LABEL } from '../../pki/crl.js';
 import { toPem } from '../../pki/der.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
+
+/** `?format=pem` on a CRL route (DER otherwise). */
+const wantsPem = (query: unknown): boolean => query !== null && typeof query === 'object' && (query as Record<string, unknown>).format === 'pem';
 
 /** Registers the CA routes. */
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
@@ -48,11 +52,19 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   );
 
   // The CRL is public, as the root is: verifiers outside the cluster fetch it without a certificate.
+  // DER: the current root's CRL (what nodes check). PEM: one CRL per root the cluster trusts, so that one
+  // ssl_crl file covers every certificate, whichever root issued it (both while a rotation runs).
   app.get(ROUTES.crl, async (request, reply) => {
-    const crl = await revocations.crl();
-    const pem = request.query !== null && typeof request.query === 'object' && (request.query as Record<string, unknown>).format === 'pem';
     void reply.header('cache-control', 'max-age=60');
-    return pem ? reply.type('application/x-pem-file').send(toPem(crl.der, CRL_PEM_LABEL)) : reply.type('application/pkix-crl').send(crl.der);
+    if (!wantsPem(request.query)) return reply.type('application/pkix-crl').send((await revocations.crl()).der);
+    return reply.type('application/x-pem-file').send((await revocations.crls()).map((crl) => toPem(crl.der, CRL_PEM_LABEL)).join(''));
+  });
+
+  // One root's CRL, by its key identifier: the distribution point each certificate names (its issuer's list).
+  app.get(ROUTES.issuerCrl, { schema: { params: CrlParams } }, async (request, reply) => {
+    const crl = await revocations.crlOf(request.params.issuer);
+    void reply.header('cache-control', 'max-age=60');
+    return wantsPem(request.query) ? reply.type('application/x-pem-file').send(toPem(crl.der, CRL_PEM_LABEL)) : reply.type('application/pkix-crl').send(crl.der);
   });
 
   app.post(ROUTES.rotateRoot, { config: { allow: ADMINS }, schema: { body: RotationRequest, response: { 200: RotationStatus, ...ErrorResponses } } }, async (request) =>

@@ -1,0 +1,100 @@
+/**
+ * Real nginx for tests: one TLS server on 127.0.0.1 and a free port that
+ * asks for a client certificate and checks it against a CA bundle and CRLs,
+ * in the foreground with its own prefix and configuration in a scratch
+ * folder; stop() ends it. It answers 200 with the client's subject when the
+ * certificate passed, and nginx's own 400 when it did not.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { freePort } from './etcd.js';
+import { openssl } from './openssl.js';
+
+/** Debian's nginx (nginx-light). */
+export const NGINX = '/usr/sbin/nginx';
+
+/** What an nginx with client-certificate checks is given. */
+export interface NginxClientAuth {
+  /** ssl_client_certificate: the CA bundle client certificates must chain to. */
+  clientCa: string;
+  /** ssl_crl: the CRL file (PEM, one CRL or several). */
+  crl: string;
+  /** ssl_verify_depth. */
+  verifyDepth: number;
+}
+
+/** A running nginx. */
+export interface NginxServer {
+  url: string;
+  /** Its own server certificate (self-signed, for 127.0.0.1): the CA file for curl. */
+  serverCert: string;
+  /** What nginx wrote to stderr (its error log). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts nginx in `dir` (created) with `auth`; resolves once it accepts connections. */
+export async function startNginx(dir: string, auth: NginxClientAuth): Promise<NginxServer> {
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const serverKey = join(dir, 'server.key');
+  const serverCert = join(dir, 'server.crt');
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', serverKey, '-out', serverCert, '-subj', '/CN=nginx-test', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+  const port = await freePort();
+  const temp = (name: string): string => join(dir, name);
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `pid ${join(dir, 'nginx.pid')};
+worker_processes 1;
+error_log stderr info;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${temp('body')};
+  proxy_temp_path ${temp('proxy')};
+  fastcgi_temp_path ${temp('fastcgi')};
+  uwsgi_temp_path ${temp('uwsgi')};
+  scgi_temp_path ${temp('scgi')};
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${serverCert};
+    ssl_certificate_key ${serverKey};
+    ssl_verify_client on;
+    ssl_client_certificate ${auth.clientCa};
+    ssl_crl ${auth.crl};
+    ssl_verify_depth ${auth.verifyDepth};
+    location / { default_type text/plain; return 200 "$ssl_client_s_dn\\n"; }
+  }
+}
+`,
+  );
+  const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', 'stderr', '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (d: Buffer) => (log += d.toString('utf8')));
+  child.stderr.on('data', (d: Buffer) => (log += d.toString('utf8')));
+  const exit = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exit;
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`nginx exited at start:\n${log}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (open) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`nginx did not listen on ${port}:\n${log}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { url: `https://127.0.0.1:${port}/`, serverCert, log: () => log, stop };
+}
