@@ -60,7 +60,7 @@ describe('layering (STYLE.md)', () => {
   it('only the CLI touches process (argv, env, exit, signals) and only settings.ts reads the environment', () => {
     const touching = graph.filter(({ file, text }) => layer(file) !== 'cli' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text)).map((g) => g.file);
     expect(touching).toEqual([]);
-    const readingEnv = graph.filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/main.ts').map((g) => g.file);
+    const readingEnv = graph.filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/process-context.ts').map((g) => g.file);
     expect(readingEnv).toEqual([]);
   });
 });
