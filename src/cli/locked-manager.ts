@@ -89,7 +89,7 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     await app.listen({ host: params.listen.host, port: params.listen.port });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
-    throw new MusterError('ADDRESS_INVALID', `the address ${formatHostPort(params.listen)} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
+    throw new MusterError('ADDRESS_IN_USE', `the address ${formatHostPort(params.listen)} is already in use`);
   }
   const socket = await serveLocalSocket(app, layout.controlSocket, (s) => local.add(s));
   logger.warn({ socket: layout.controlSocket }, "this manager is locked (autolock): run 'muster unlock' on this host to unlock it");

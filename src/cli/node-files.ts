@@ -1,6 +1,6 @@
 /** A node's own files in its data dir, cleared when it leaves or is joined again with --force. */
-import { rm } from 'node:fs/promises';
-import { pathExists } from '../core/atomic-file.js';
+import { readFile, rm } from 'node:fs/promises';
+import { pathExists, writeFileAtomic } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
 import { readStoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
@@ -29,4 +29,28 @@ export async function clearForRejoin(layout: DataDirLayout): Promise<void> {
     });
   }
   await clearNodeFiles(layout);
+}
+
+/*
+ * <data-dir>/left holds the ID of the node that `muster leave` takes out,
+ * written before the managers are told. Its daemon, told a moment later
+ * that the node was removed, reads it to tell a leave (exit 0) from a
+ * removal by an admin (exit 3). It names one node ID, so it never speaks
+ * for a node joined later into the same data dir.
+ */
+
+/** Notes that node `nodeId` leaves (before the managers are told). */
+export async function markLeaving(layout: DataDirLayout, nodeId: string): Promise<void> {
+  await writeFileAtomic(layout.leftMarker, `${nodeId}\n`, 0o600);
+}
+
+/** Takes the note back: the managers did not take the leave. */
+export async function unmarkLeaving(layout: DataDirLayout): Promise<void> {
+  await rm(layout.leftMarker, { force: true });
+}
+
+/** Whether node `nodeId` left with `muster leave` (rather than being removed). */
+export async function hasLeft(layout: DataDirLayout, nodeId: string): Promise<boolean> {
+  const text = await readFile(layout.leftMarker, 'utf8').catch(() => '');
+  return text.trim() === nodeId;
 }

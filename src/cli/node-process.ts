@@ -117,7 +117,8 @@ export class NodeProcess {
     await checkDataDir(layout, this.params.uid);
     const state = await readNodeState(layout.nodeJson);
     if (state === undefined) {
-      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
+      // Fatal (exit 3): a unit that restarts it would find no node again, every few seconds.
+      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'", fatal: true });
     }
     let current = state;
     if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {

@@ -27,6 +27,10 @@ export interface DataDirLayout {
   dataKey: string;
   /** The running manager's local API socket (0600): local admin commands and `muster unlock`. */
   controlSocket: string;
+  /** Where a manager appends its audit trail unless told otherwise; kept when the node leaves. */
+  auditLog: string;
+  /** The ID of the node that `muster leave` took out (so its daemon tells a leave from a removal). */
+  leftMarker: string;
 }
 
 /** The layout of `dataDir`. */
@@ -45,5 +49,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     storeJson: join(managerDir, 'store.json'),
     dataKey: join(managerDir, 'data.key'),
     controlSocket: join(managerDir, 'control.sock'),
+    auditLog: join(managerDir, 'audit.log'),
+    leftMarker: join(dataDir, 'left'),
   };
 }

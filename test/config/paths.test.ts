@@ -23,6 +23,8 @@ describe('resolveDataDir', () => {
       storeJson: '/d/manager/store.json',
       dataKey: '/d/manager/data.key',
       controlSocket: '/d/manager/control.sock',
+      auditLog: '/d/manager/audit.log',
+      leftMarker: '/d/left',
     });
   });
 });
