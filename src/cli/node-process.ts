@@ -23,7 +23,7 @@ import type { AuditSink } from '../manager/audit.js';
 import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
 import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
-import { serveLocked } from './locked-manager.js';
+import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openStore } from './open-store.js';
 
 /** What a node process is made of. */
@@ -156,8 +156,10 @@ export class NodeProcess {
     if (!file.locked) return file.key;
     if (this.params.unlockKey !== undefined) return openWithUnlockKey(layout, this.params.unlockKey);
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
+    const spec = await readStoreSpec(layout);
+    if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
     return serveLocked(
-      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key) },
+      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key), store: lockedStoreCheck(spec, layout) },
       this.params.stopRequested ?? new Promise(() => {}),
     );
   }
