@@ -3,7 +3,8 @@
  * cannot read its own key, so it serves on its listen address with a
  * throwaway self-signed certificate only what needs no key — GET /v1/ca (the
  * root, public; joiners check it against their token) and /healthz (503,
- * status "locked") — and answers everything else 503 MANAGER_LOCKED. Nodes
+ * status "locked", with the store's health as far as it can see it without
+ * its keys) — and answers everything else 503 MANAGER_LOCKED. Nodes
  * that verify managers refuse that certificate and move to another manager.
  *
  * `muster unlock` talks to it over manager/control.sock (0600 in the 0700
@@ -13,18 +14,75 @@
  * before the manager goes on, so there is no partial unlock.
  */
 import { readFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import Fastify, { LogController } from 'fastify';
 import type { Logger as PinoLogger } from 'pino';
-import { formatHostPort, type HostPort } from '../core/address.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { createRootCa } from '../pki/ca.js';
 import { parseUnlockKey } from '../token/unlock-key.js';
 import { ROUTES, UnlockRequest, type Health } from '../api/schemas.js';
+import type { StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
+import { KEYS } from '../store/cluster-store.js';
+import { LevelStore } from '../store/level-store.js';
 import { serveLocalSocket } from '../manager/app.js';
+
+/** The health of the cluster store as a locked manager sees it. */
+export interface LockedStoreCheck {
+  /** True when the store is well, as far as can be told without the manager's keys. */
+  check(): Promise<boolean>;
+  /** Lets go of the store (before the unlocked manager opens it). */
+  close(): Promise<void>;
+}
+
+/** Whether any of `endpoints` accepts a TCP connection within `timeoutMs`. */
+async function anyAccepts(endpoints: readonly string[], timeoutMs: number): Promise<boolean> {
+  const tries = endpoints.map(
+    (endpoint) =>
+      new Promise<boolean>((resolve) => {
+        const { host, port } = parseHostPort(endpoint);
+        const socket = connect({ host, port, timeout: timeoutMs });
+        const done = (ok: boolean): void => {
+          socket.destroy();
+          resolve(ok);
+        };
+        socket.once('connect', () => done(true));
+        socket.once('timeout', () => done(false));
+        socket.once('error', () => done(false));
+      }),
+  );
+  return (await Promise.all(tries)).some(Boolean);
+}
+
+/**
+ * What a locked manager can check of its store without its keys: the
+ * embedded store opens and holds the cluster (it is held open while locked,
+ * as the manager holds it once unlocked); an etcd member accepts connections
+ * (the client key that would log in is sealed under the data key).
+ */
+export function lockedStoreCheck(spec: StoreSpec, layout: DataDirLayout): LockedStoreCheck {
+  if (spec.kind === 'etcd') return { check: () => anyAccepts(spec.endpoints, 2_000), close: async () => {} };
+  let opening: Promise<LevelStore> | undefined;
+  return {
+    async check() {
+      try {
+        opening ??= LevelStore.openDir(layout.dbDir, { create: false });
+        return (await (await opening).get(KEYS.cluster)) !== undefined;
+      } catch {
+        opening = undefined; // tried again at the next check
+        return false;
+      }
+    },
+    async close() {
+      const store = await opening?.catch(() => undefined);
+      opening = undefined;
+      await store?.close();
+    },
+  };
+}
 
 /** What a locked manager needs. */
 export interface LockedParams {
@@ -35,6 +93,8 @@ export interface LockedParams {
   logger: PinoLogger;
   /** Tries a key: the data key when it opens everything; throws UNLOCK_KEY_WRONG otherwise. */
   open: (unlockKey: Buffer) => Promise<Buffer>;
+  /** What /healthz says of the store. */
+  store: LockedStoreCheck;
 }
 
 /** Serves locked until a right key arrives on the local socket; resolves with the data key (both listeners closed), or undefined when `stop` fires first. */
@@ -67,7 +127,7 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
   app.setNotFoundHandler((_request, reply) => reply.code(503).type('application/json').send(locked().toJSON()));
   app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(rootPem));
   app.get(ROUTES.health, async (_request, reply) => {
-    const health: Health = { status: 'locked', role: 'manager', store: 'unavailable', locked: true, unlockFailures: failures };
+    const health: Health = { status: 'locked', role: 'manager', store: (await params.store.check()) ? 'ok' : 'unavailable', locked: true, unlockFailures: failures };
     return reply.code(503).send(health);
   });
   app.post(ROUTES.unlock, { schema: { body: UnlockRequest } }, async (request) => {
@@ -89,7 +149,7 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     await app.listen({ host: params.listen.host, port: params.listen.port });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
-    throw new MusterError('ADDRESS_INVALID', `the address ${formatHostPort(params.listen)} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
+    throw new MusterError('ADDRESS_IN_USE', `the address ${formatHostPort(params.listen)} is already in use`);
   }
   const socket = await serveLocalSocket(app, layout.controlSocket, (s) => local.add(s));
   logger.warn({ socket: layout.controlSocket }, "this manager is locked (autolock): run 'muster unlock' on this host to unlock it");
@@ -98,5 +158,6 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
   } finally {
     await socket.close();
     await app.close();
+    await params.store.close();
   }
 }

@@ -1,24 +1,48 @@
 #!/usr/bin/env node
 /**
- * The muster executable: fills a CliContext from the process and runs the
- * CLI. SIGINT and SIGTERM ask a foreground command to stop; close-with-grace
- * gives it 10 seconds to close its listeners, store and timers, and exits
- * with the command's own code. Nothing forces an earlier exit: a command
- * that returns has released everything, so the process ends by itself.
+ * The muster executable, small on purpose. Loading the program takes 1.5 s
+ * on an idle machine and seconds more under load; before that, this module
+ * sets the umask, catches SIGHUP and hides a join token given on the command
+ * line, and only then imports the program (process-context.ts). It imports
+ * nothing at load time: an ESM module's static imports all load before its
+ * first statement runs.
  */
-import { hostname, homedir } from 'node:os';
-import closeWithGrace from 'close-with-grace';
-import { systemClock } from '../core/clock.js';
-import { systemRandom } from '../core/random.js';
-import type { CliContext } from './context.js';
-import { runCli } from './program.js';
+import type { EarlyStart } from './process-context.js';
 
 // Everything muster creates is its own: keys, LevelDB's files, folders (DESIGN §6), whatever umask it was started with.
 process.umask(0o077);
 
-// SIGHUP means "renew now". It is caught from the first moment: Node's default would end the
-// process, so a `systemctl reload` during start-up would kill the node. One that arrives before
-// the node can renew is kept for when it can.
+/**
+ * The arguments with every join token replaced (`--token T`, `--token=T`,
+ * anything that starts like a token, such as join's positional one);
+ * undefined when there is none. join.ts hides its token again once it has
+ * parsed its arguments, including one that does not look like a token.
+ */
+function withoutTokens(args: readonly string[]): string[] | undefined {
+  let hidden = false;
+  const visible = args.map((arg, i) => {
+    if (args[i - 1] === '--token' || /^swmtkn-/i.test(arg)) {
+      hidden = true;
+      return '<token hidden>';
+    }
+    if (arg.startsWith('--token=')) {
+      hidden = true;
+      return '--token=<token hidden>';
+    }
+    return arg;
+  });
+  return hidden ? visible : undefined;
+}
+
+// On Linux, process.title overwrites the argument area: /proc/PID/cmdline no longer shows the token.
+// Before the SIGHUP handler, microseconds apart: a caught SIGHUP then shows the token is gone (test/cli/main.test.ts).
+const visible = withoutTokens(process.argv.slice(2));
+if (visible !== undefined) process.title = ['muster', ...visible].join(' ');
+
+// SIGHUP means "renew now". Node's default would end the process, and systemd does not restart a
+// process that SIGHUP ended: a `systemctl reload` in the first seconds would take the node down for
+// good. One that arrives before the node can renew is kept for when it can; a client command never
+// asks for it, so there it does nothing.
 let renewHandler: (() => void) | undefined;
 let renewPending = false;
 process.on('SIGHUP', () => {
@@ -26,25 +50,7 @@ process.on('SIGHUP', () => {
   else renewHandler();
 });
 
-let requestStop: (signal: string) => void = () => {};
-const stopRequested = new Promise<string>((resolve) => {
-  requestStop = resolve;
-});
-
-const ctx: CliContext = {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  // Only touched when a secret is read from it: a stdin stream that exists keeps the process alive.
-  get stdin() {
-    return process.stdin;
-  },
-  env: process.env,
-  uid: typeof process.getuid === 'function' ? process.getuid() : 1000,
-  home: homedir(),
-  hostname: hostname(),
-  clock: systemClock,
-  random: systemRandom,
-  waitForStop: () => stopRequested,
+const early: EarlyStart = {
   onRenewRequest: (handler) => {
     renewHandler = handler;
     if (renewPending) {
@@ -55,20 +61,7 @@ const ctx: CliContext = {
       renewHandler = undefined;
     };
   },
-  // On Linux, process.title overwrites the argument area: /proc/PID/cmdline no longer shows what was typed.
-  hideArguments: (visible) => {
-    process.title = ['muster', ...visible].join(' ');
-  },
 };
 
-const finished = runCli(ctx, process.argv.slice(2));
-// SIGHUP means "renew now" (onRenewRequest), not "stop".
-const grace = closeWithGrace({ delay: 10_000, logger: false, skip: ['SIGHUP'] }, async ({ signal, err }) => {
-  if (err !== undefined) process.stderr.write(`error: ${err.message}\n`);
-  requestStop(signal ?? 'error');
-  const code = await finished;
-  process.exit(err !== undefined ? 1 : code);
-});
-const code = await finished;
-grace.uninstall();
-process.exitCode = code;
+const { runProcess } = await import('./process-context.js');
+await runProcess(early);

@@ -20,13 +20,18 @@ import { localManagers } from './connect.js';
  * `{"schema":1,"nodeId":…,"clusterId":…,"how":…,"at":"<ISO time>"}`, `how`
  * being `left` (the managers marked it removed at its request), `removed`
  * (they had removed it already) or `expired` (its certificate had expired:
- * the managers were not told). A join deletes it.
+ * the managers were not told), or `leaving`: written before the managers are
+ * told, so that the node's daemon, told a moment later that the node was
+ * removed, stops as one that left (exit 0) rather than one an admin removed
+ * (exit 3); join --force does not take `leaving` as out. It names one node
+ * ID, so it never speaks for a node joined later into the same data dir. A
+ * join deletes it.
  */
 export const LeftRecord = Type.Object({
   schema: Type.Literal(1),
   nodeId: Type.String(),
   clusterId: Type.String(),
-  how: Type.Union([Type.Literal('left'), Type.Literal('removed'), Type.Literal('expired')]),
+  how: Type.Union([Type.Literal('left'), Type.Literal('removed'), Type.Literal('expired'), Type.Literal('leaving')]),
   at: Type.String(),
 });
 export type LeftRecord = Type.Static<typeof LeftRecord>;
@@ -62,7 +67,7 @@ export async function clearNodeFiles(layout: DataDirLayout): Promise<void> {
 async function outOfCluster(layout: DataDirLayout, state: NodeState, clock: Clock): Promise<string> {
   const id = state.nodeId;
   const left = await readJsonFile(layout.leftJson, LeftRecord, () => 'is not a left.json').catch(() => undefined);
-  if (left?.nodeId === id) return `it left the cluster at ${left.at}`;
+  if (left?.nodeId === id && left.how !== 'leaving') return `it left the cluster at ${left.at}`;
   const aside = `join into another --data-dir, or move ${layout.dataDir} aside`;
   const keyStore = new KeyStore(layout);
   if (await keyStore.keySealed()) {
@@ -129,4 +134,20 @@ export async function clearForRejoin(layout: DataDirLayout, clock: Clock): Promi
   await clearNodeFiles(layout);
   await rm(layout.leftJson, { force: true });
   return `replacing node ${state.nodeId}: ${how}`;
+}
+
+/** Notes that the node leaves, before the managers are told (left.json, `leaving`). */
+export async function markLeaving(layout: DataDirLayout, state: NodeState, clock: Clock): Promise<void> {
+  await writeLeftRecord(layout, { state, how: 'leaving', clock });
+}
+
+/** Takes the note back: the managers did not take the leave. */
+export async function unmarkLeaving(layout: DataDirLayout): Promise<void> {
+  await rm(layout.leftJson, { force: true });
+}
+
+/** Whether node `nodeId` left (or is leaving) with `muster leave`, rather than being removed by an admin. */
+export async function hasLeft(layout: DataDirLayout, nodeId: string): Promise<boolean> {
+  const left = await readJsonFile(layout.leftJson, LeftRecord, () => 'is not a left.json').catch(() => undefined);
+  return left?.nodeId === nodeId;
 }

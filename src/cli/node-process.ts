@@ -24,7 +24,7 @@ import { Manager } from '../manager/manager.js';
 import { advertiseFor } from './advertise.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
-import { serveLocked } from './locked-manager.js';
+import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openStore } from './open-store.js';
 
 /** What a node process is made of. */
@@ -123,7 +123,8 @@ export class NodeProcess {
     this.dirLock = this.params.dirLock ?? (await lockDataDir(layout));
     const state = await readNodeState(layout.nodeJson);
     if (state === undefined) {
-      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
+      // Fatal (exit 3): a unit that restarts it would find no node again, every few seconds.
+      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'", fatal: true });
     }
     let current = state;
     if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
@@ -164,8 +165,10 @@ export class NodeProcess {
     if (!file.locked) return file.key;
     if (this.params.unlockKey !== undefined) return openWithUnlockKey(layout, this.params.unlockKey);
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
+    const spec = await readStoreSpec(layout);
+    if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
     return serveLocked(
-      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key) },
+      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key), store: lockedStoreCheck(spec, layout) },
       this.params.stopRequested ?? new Promise(() => {}),
     );
   }

@@ -60,6 +60,10 @@ export function describeSystemError(error: unknown): MusterError | undefined {
 
 /** Prints an error the way every command does (`error:` and, where there is a fix, `hint:`); returns the exit code. */
 export function printError(out: Output, error: unknown, colour: boolean): number {
+  // A reader of the output that went away (`muster node ls | head`) is no failure: end quietly, as other CLIs do.
+  // (A manager connection that breaks reaches here as MANAGER_UNREACHABLE, never as a raw EPIPE.)
+  const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  if (code === 'EPIPE' && syscall === 'write') return 0;
   const described = error instanceof MusterError ? error : describeSystemError(error);
   if (described !== undefined) error = described;
   if (error instanceof MusterError) {

@@ -1,9 +1,9 @@
 /**
  * Running a node process in the foreground until SIGINT/SIGTERM (exit 0) or
- * until it stops by itself (removed, expired: exit 1), for init, join, run
- * and up. SIGHUP asks it to renew now.
+ * until it stops by itself: left with 'muster leave' (exit 0); removed, or
+ * expired past the renewal grace (exit 3, EXIT_FATAL: no restart can help),
+ * for init, join, run and up. SIGHUP asks it to renew now.
  */
-import { join } from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
 import { DEFAULT_PORT, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
@@ -13,6 +13,7 @@ import type { CliContext } from './context.js';
 import { managerBanner } from './instructions.js';
 import { createLogger } from './logger.js';
 import type { DataDirLock } from './data-dir-lock.js';
+import { hasLeft } from './node-files.js';
 import { NodeProcess } from './node-process.js';
 import { readEnv } from './settings.js';
 import { readUnlockKey } from './unlock-key-input.js';
@@ -69,14 +70,14 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     ...(env.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: env.nodeDownAfterMs }),
     ...(listenAddr === undefined ? {} : { listenAddr }),
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),
-    auditSink: () => (options.auditLog === '-' ? streamAuditSink(ctx.stdout) : fileAuditSink(options.auditLog ?? join(options.layout.managerDir, 'audit.log'))),
+    auditSink: () => (options.auditLog === '-' ? streamAuditSink(ctx.stdout) : fileAuditSink(options.auditLog ?? options.layout.auditLog)),
     ...(metricsAddr === undefined ? {} : { metricsAddr }),
     ...(unlockKey === undefined ? {} : { unlockKey }),
     stopRequested: ctx.waitForStop(),
     ...(options.dirLock === undefined ? {} : { dirLock: options.dirLock }),
   });
   const banner = options.banner;
-  return serveUntilStopped(ctx, node, logger, async () => {
+  return serveUntilStopped(ctx, node, options.layout, logger, async () => {
     const manager = node.serving;
     if (banner === false || manager === undefined) return;
     const tokens = manager.services.settings.joinTokens();
@@ -86,7 +87,7 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
 }
 
 /** Starts `node`, calls `onServing` once it serves, and runs until a stop signal or a fatal stop. */
-async function serveUntilStopped(ctx: CliContext, node: NodeProcess, logger: PinoLogger, onServing?: () => Promise<void>): Promise<number> {
+async function serveUntilStopped(ctx: CliContext, node: NodeProcess, layout: DataDirLayout, logger: PinoLogger, onServing?: () => Promise<void>): Promise<number> {
   try {
     if (!(await node.start())) {
       logger.info({}, 'stopped while locked');
@@ -113,6 +114,11 @@ async function serveUntilStopped(ctx: CliContext, node: NodeProcess, logger: Pin
   logger.info({ signal: 'signal' in outcome ? outcome.signal : 'fatal' }, 'signal' in outcome ? `received ${outcome.signal}; shutting down` : 'stopping');
   unwatch?.();
   await node.stop();
-  if ('fatal' in outcome) throw new MusterError(outcome.fatal.reason === 'removed' ? 'NODE_REMOVED' : 'CERT_EXPIRED', outcome.fatal.message);
-  return 0;
+  if (!('fatal' in outcome)) return 0;
+  // 'muster leave' marks the node before it tells the managers, so its removal is known as a leave here: done, not failed.
+  if (outcome.fatal.reason === 'removed' && (await hasLeft(layout, state.nodeId))) {
+    logger.info({ nodeId: state.nodeId }, "this node left the cluster ('muster leave'); its daemon stops");
+    return 0;
+  }
+  throw new MusterError(outcome.fatal.reason === 'removed' ? 'NODE_REMOVED' : 'CERT_EXPIRED', outcome.fatal.message, { fatal: true });
 }

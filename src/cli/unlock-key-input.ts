@@ -2,10 +2,12 @@
  * Where an unlock key comes from, never the command line (DESIGN §11):
  * --unlock-key-file FILE ('-': standard input), else MUSTER_UNLOCK_KEY, else
  * the systemd credential `muster-unlock-key` ($CREDENTIALS_DIRECTORY, from
- * LoadCredential=), else, for `muster unlock`, standard input.
+ * LoadCredential=), else, for `muster unlock`, standard input: typed at a
+ * prompt that does not echo on a terminal, piped otherwise.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ReadStream } from 'node:tty';
 import { pathExists } from '../core/atomic-file.js';
 import { MusterError } from '../core/errors.js';
 import { parseUnlockKey } from '../token/unlock-key.js';
@@ -39,6 +41,43 @@ export async function readUnlockKey(ctx: CliContext, file: string | undefined, o
     if (await pathExists(credential)) return parseUnlockKey(await fromFile(ctx, credential));
   }
   if (options.stdinFallback !== true) return undefined;
-  if ((ctx.stdin as { isTTY?: boolean } | undefined)?.isTTY === true) ctx.stderr.write('Enter the unlock key (SWMKEY-1-…) and press Ctrl-D: ');
+  const terminal = ctx.stdin as Partial<ReadStream> | undefined;
+  if (terminal?.isTTY === true && typeof terminal.setRawMode === 'function') return parseUnlockKey(await readHidden(terminal as ReadStream, ctx.stderr, 'Enter the unlock key (SWMKEY-1-…): '));
   return parseUnlockKey(await fromFile(ctx, '-'));
+}
+
+/**
+ * One line typed on a terminal, not echoed, as `docker swarm unlock` reads
+ * the key: Enter submits; Backspace deletes; Ctrl-C, or Ctrl-D on an empty
+ * line, gives up. The terminal's own echo is off (raw mode) while it reads.
+ */
+function readHidden(terminal: ReadStream, prompt: NodeJS.WritableStream, text: string): Promise<string> {
+  prompt.write(text);
+  terminal.setRawMode(true);
+  terminal.resume();
+  return new Promise((resolve, reject) => {
+    let typed = '';
+    const finish = (error?: MusterError): void => {
+      terminal.off('data', onData);
+      terminal.off('end', onEnd);
+      if (!terminal.destroyed) terminal.setRawMode(false); // a terminal that went away has no mode to restore
+      terminal.pause(); // nothing more is read: the process may end
+      prompt.write('\n');
+      if (error === undefined) resolve(typed);
+      else reject(error);
+    };
+    const onData = (chunk: Buffer | string): void => {
+      for (const char of chunk.toString()) {
+        if (char === '\r' || char === '\n') return finish();
+        if (char === '\u0003' || (char === '\u0004' && typed === '')) return finish(new MusterError('USAGE', 'no unlock key given'));
+        if (char === '\u0004') return finish();
+        if (char === '\u007f' || char === '\b') typed = typed.slice(0, -1);
+        else typed += char;
+      }
+    };
+    // The terminal went away (a closed window): nothing more will be typed.
+    const onEnd = (): void => finish(new MusterError('USAGE', 'no unlock key given'));
+    terminal.on('data', onData);
+    terminal.on('end', onEnd);
+  });
 }

@@ -27,10 +27,12 @@ export interface DataDirLayout {
   dataKey: string;
   /** The running manager's local API socket (0600): local admin commands and `muster unlock`. */
   controlSocket: string;
-  /** What `muster leave` keeps of a node that left: which node, which cluster, how, when (0600). */
+  /** What `muster leave` keeps of a node that left: which node, which cluster, how, when (0600); its daemon tells a leave from a removal by it. */
   leftJson: string;
   /** Held by the daemon that runs on this data dir: its pid and start time (0600; see cli/data-dir-lock.ts). */
   lockFile: string;
+  /** Where a manager appends its audit trail unless told otherwise; kept when the node leaves. */
+  auditLog: string;
 }
 
 /** The layout of `dataDir`. */
@@ -51,5 +53,6 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     controlSocket: join(managerDir, 'control.sock'),
     leftJson: join(dataDir, 'left.json'),
     lockFile: join(dataDir, 'muster.lock'),
+    auditLog: join(managerDir, 'audit.log'),
   };
 }

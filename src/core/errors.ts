@@ -5,6 +5,15 @@
  * checks it).
  */
 
+/**
+ * The exit status of a node process that stopped for good: it was removed,
+ * or its certificate expired past the renewal grace, or its data dir holds no
+ * node. Starting it again cannot help until an operator acts, so the example
+ * systemd units do not restart it (RestartPreventExitStatus=3). The other
+ * exit codes: 0 success, 1 operational failure, 2 usage error.
+ */
+export const EXIT_FATAL = 3;
+
 /** How one error code surfaces on the wire and in the shell. */
 export interface ErrorSpec {
   /** HTTP status when the error crosses the API. */
@@ -27,6 +36,7 @@ export const ERROR_CATALOGUE = {
   DURATION_INVALID: spec(400, 2, 'invalid duration', "write durations like '90m', '1h', '2160h' or '90d'"),
   CERT_EXPIRY_TOO_SHORT: spec(400, 2, 'certificate expiry is below the minimum of 1h', 'use --cert-expiry 1h or longer'),
   ADDRESS_INVALID: spec(400, 2, 'invalid address', "write addresses as HOST:PORT, e.g. '127.0.0.1:4377'"),
+  ADDRESS_IN_USE: spec(409, 1, 'the address is already in use', 'pick another --listen-addr, or stop the process holding the port'),
   CLUSTER_EXISTS: spec(409, 1, 'the data dir already holds a cluster', "restart it with 'muster run --data-dir DIR', or pick another --data-dir"),
   NOT_INITIALISED: spec(404, 1, 'the data dir holds no node', "create a cluster with 'muster init' or join one with 'muster join'"),
   DATA_DIR_INSECURE: spec(400, 1, 'the data dir can be read by other users', 'run: chmod 0700 DIR'),
@@ -91,7 +101,8 @@ export const ERROR_CATALOGUE = {
   // Node lifecycle.
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
   LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),
-  LEAVE_MANAGER: spec(409, 2, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
+  LEAVE_MANAGER: spec(409, 1, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
+  MANAGER_RUNNING: spec(409, 1, 'the manager is running on this data dir', 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the command again'),
   EMBEDDED_STORE: spec(
     409,
     1,
@@ -137,13 +148,15 @@ export interface MusterErrorOptions {
   cause?: unknown;
   /** Extra fields for the JSON error body (never secrets). */
   details?: Record<string, unknown>;
+  /** The node process stops for good: exit {@link EXIT_FATAL} instead of the code's own exit code. */
+  fatal?: boolean;
 }
 
 /** An expected failure with a stable code; safe to show to users. */
 export class MusterError extends Error {
   readonly code: ErrorCode;
   readonly statusCode: number;
-  readonly exitCode: 1 | 2;
+  readonly exitCode: 1 | 2 | typeof EXIT_FATAL;
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
 
@@ -153,7 +166,7 @@ export class MusterError extends Error {
     this.name = 'MusterError';
     this.code = code;
     this.statusCode = entry.status;
-    this.exitCode = entry.exit;
+    this.exitCode = options.fatal === true ? EXIT_FATAL : entry.exit;
     this.hint = options.hint ?? entry.hint;
     this.details = options.details;
   }

@@ -235,7 +235,7 @@ export class Manager {
       await state?.close().catch(() => undefined);
       await store.close().catch(() => undefined);
       if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-        throw new MusterError('ADDRESS_INVALID', `the address ${formatHostPort(params.listen)} is already in use`, { hint: 'pick another --listen-addr, or stop the process holding the port' });
+        throw new MusterError('ADDRESS_IN_USE', `the address ${formatHostPort(params.listen)} is already in use`);
       }
       throw error;
     }

@@ -196,7 +196,7 @@ export async function serveMetrics(listen: HostPort, metrics: Metrics): Promise<
   server.requestTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'EADDRINUSE' ? new MusterError('ADDRESS_INVALID', `the metrics address ${listen.host}:${listen.port} is already in use`) : error),
+      reject(error.code === 'EADDRINUSE' ? new MusterError('ADDRESS_IN_USE', `the metrics address ${listen.host}:${listen.port} is already in use`, { hint: 'pick another --metrics-addr, or stop the process holding the port' }) : error),
     );
     server.listen(listen.port, listen.host, () => resolve());
   });

@@ -292,9 +292,9 @@ describe('leave', () => {
     expect(node.status).toBe('removed');
   });
 
-  it('a manager needs --force, and the last manager cannot leave', async () => {
+  it('a manager needs --force (exit 1: not a usage error), and the last manager cannot leave', async () => {
     const refused = await cli(['leave', '--data-dir', managerDir]);
-    expect(refused.code).toBe(2);
+    expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^error: this node \(\S+\) is a manager\nhint: use 'muster leave --force' to leave anyway\n$/);
     const last = await cli(['leave', '--force', '--data-dir', managerDir]);
     expect(last.code).toBe(1);

@@ -23,6 +23,9 @@ describe('resolveDataDir', () => {
       storeJson: '/d/manager/store.json',
       dataKey: '/d/manager/data.key',
       controlSocket: '/d/manager/control.sock',
+      auditLog: '/d/manager/audit.log',
+      leftJson: '/d/left.json',
+      lockFile: '/d/muster.lock',
     });
   });
 });

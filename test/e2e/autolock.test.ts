@@ -18,6 +18,7 @@ import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { FAST_ENV, processScope } from '../helpers/processes.js';
 import { openssl, scratchDir } from '../helpers/openssl.js';
+import { runInTerminal } from '../helpers/terminal.js';
 
 const scratch = scratchDir('muster-lock-');
 let etcd: EtcdCluster | undefined;
@@ -96,7 +97,8 @@ describe('autolock on the embedded store', () => {
     expect(ca.status).toBe(200);
     expect(ca.body).toBe(readFileSync(join(m, 'certificates', 'root-ca.crt'), 'utf8'));
     const health = await curl(['-k', `https://${address}/healthz`]);
-    expect([health.status, health.json()]).toEqual([503, { status: 'locked', role: 'manager', store: 'unavailable', locked: true, unlockFailures: 0 }]);
+    // Locked, and its store is fine: a locked manager does not send anyone chasing a store problem.
+    expect([health.status, health.json()]).toEqual([503, { status: 'locked', role: 'manager', store: 'ok', locked: true, unlockFailures: 0 }]);
     const nodes = await curl(['-k', `https://${address}/v1/nodes`]);
     expect([nodes.status, nodes.json().code]).toEqual([503, 'MANAGER_LOCKED']);
     // Never over the network: the key would go to a server nobody has verified.
@@ -121,14 +123,43 @@ describe('autolock on the embedded store', () => {
     }
     await locked.waitFor(/a wrong unlock key was offered \(1 so far\)/);
 
-    // The right key, from the environment: it serves, and a worker joins.
+    // The right key, from the environment: once unlock says it serves, its port answers; a worker joins.
     const right = await runMuster(['unlock', '--data-dir', m], { env: { MUSTER_UNLOCK_KEY: unlockKey } });
     expect(right.code, right.stderr).toBe(0);
+    expect(right.stdout).toBe('Manager unlocked: it serves.\n');
+    const serving = await curl(['-k', `https://${address}/healthz`]);
+    expect(serving.status).toBe(200);
+    expect(serving.json()).toEqual({ status: 'ok', role: 'manager', store: 'ok' });
     await locked.waitFor(/manager listening on/);
     expect((await runMuster(['node', 'ls', '-q', '--data-dir', m])).code).toBe(0);
     await joinNode(scratch.path('w1'), token, address);
     expect(locked.stdout() + locked.stderr()).not.toContain(unlockKey);
     expect(await locked.stop('SIGTERM')).toBe(0);
+  });
+
+  it('muster unlock on a terminal: a prompt that does not echo the key, Enter submits (no Ctrl-D)', { timeout: 90_000 }, async () => {
+    const locked = await started(start(['run', '--data-dir', m]));
+    await locked.waitFor(/this manager is locked/);
+    const terminal = runInTerminal(['unlock', '--data-dir', m]);
+    try {
+      await terminal.waitFor(/Enter the unlock key \(SWMKEY-1-…\)[^:]*: $/);
+      terminal.type(`${unlockKey}\r`);
+      await terminal.waitFor(/Manager unlocked: it serves\./, 30_000);
+      expect(await terminal.exit).toBe(0);
+    } finally {
+      terminal.kill();
+    }
+    expect(terminal.screen()).not.toContain(unlockKey);
+    expect(terminal.screen()).not.toContain(unlockKey.slice(9, 20)); // not a part of it either
+    expect(terminal.screen()).not.toMatch(/Ctrl-D/);
+    expect((await curl(['-k', `https://${address}/healthz`])).status).toBe(200);
+    // Piped standard input keeps working (the key from a password manager, a file).
+    expect(await locked.stop('SIGTERM')).toBe(0);
+    const again = await started(start(['run', '--data-dir', m]));
+    await again.waitFor(/this manager is locked/);
+    const piped = await runMuster(['unlock', '--data-dir', m], { stdin: `${unlockKey}\n` });
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(await again.stop('SIGTERM')).toBe(0);
   });
 
   /**

@@ -263,6 +263,32 @@ describe('three managers on etcd', () => {
   });
 });
 
+describe('a manager that leaves', () => {
+  it('leave --force: its daemon exits 0 and says it left; its audit trail stays, through a new init in the same data dir', { timeout: 90_000 }, async () => {
+    const store = await etcd();
+    const f = await found(store, scratch.path('lv-f'));
+    const dir = scratch.path('lv-m2');
+    const m2 = await joinNode(dir, f.tokens.manager, f.address, 'manager');
+    const audit = join(dir, 'manager', 'audit.log');
+    expect((await runMuster(['join-token', '--rotate', 'worker', '--data-dir', dir])).code).toBe(0); // an audited action on m2
+    const trail = readFileSync(audit, 'utf8');
+    expect(trail).toMatch(/"action":"join-token.rotate"/);
+    const left = await runMuster(['leave', '--force', '--data-dir', dir]);
+    expect(left.code, left.stderr).toBe(0);
+    expect(left.stdout).toContain(`its audit trail stays in ${audit}`);
+    expect(await m2.run.exit).toBe(0);
+    expect(m2.run.stderr()).toMatch(/this node left the cluster \('muster leave'\); its daemon stops/);
+    const afterLeave = readFileSync(audit, 'utf8'); // m2 took its own leave first, and audited it
+    expect(afterLeave.startsWith(trail)).toBe(true);
+    expect(afterLeave).toMatch(/"action":"node.leave"/);
+    // A new cluster founded in the same data dir appends to the trail, never replaces it.
+    const again = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
+    await again.waitFor(/muster join --token/);
+    expect(readFileSync(audit, 'utf8').startsWith(afterLeave)).toBe(true);
+    expect(await again.stop()).toBe(0);
+  });
+});
+
 describe('promotion of a running worker on etcd', () => {
   it('starts serving on its listen address; demotion stops it', { timeout: 60_000 }, async () => {
     const store = await etcd();
@@ -373,7 +399,7 @@ describe('the embedded store', () => {
     const before = { cluster: nodeJson(dir).clusterId, root: rootOf(dir), worker: token, manager: (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim() };
     const store = await etcd();
     const busy = await runMuster(['store', 'migrate', '--to', store.storeFlag, '--data-dir', dir]);
-    expect(busy.code).toBe(2);
+    expect(busy.code).toBe(1); // an operational failure, not a usage error
     expect(busy.stderr).toMatch(/the manager is running/);
     expect(await m.stop()).toBe(0);
     const migrated = await runMuster(['store', 'migrate', '--to', store.storeFlag, '--data-dir', dir]);

@@ -63,14 +63,14 @@ async function joinWorker(dir: string, token: string, address: string, options: 
 }
 
 describe('addresses', () => {
-  it('init on a busy port exits with a hint and leaves no data dir behind', async () => {
+  it('init on a busy port exits 1 (an operational failure, not a usage error) with a hint and leaves no data dir behind', async () => {
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
     const port = (busy.address() as { port: number }).port;
     const dir = scratch.path('busy');
     try {
       const r = await runMuster(['init', '--data-dir', dir, '--listen-addr', `127.0.0.1:${port}`]);
-      expect(r.code).toBe(2);
+      expect(r.code).toBe(1);
       expect(r.stderr).toMatch(new RegExp(`error: the address 127\\.0\\.0\\.1:${port} is already in use\\nhint: pick another --listen-addr`));
       expect(existsSync(dir)).toBe(false);
     } finally {
@@ -156,7 +156,7 @@ describe('certificates that expired while the hosts were down', () => {
     await m2.stop();
   });
 
-  it('past the grace the node stops with exit 1 and a hint that works: leave, then join again', { timeout: 90_000 }, async () => {
+  it('past the grace the node stops with exit 3 and a hint that works, and status says so: leave, then join again', { timeout: 90_000 }, async () => {
     const mDir = scratch.path('grace-m');
     const wDir = scratch.path('grace-w');
     const m = await initManager(mDir, ['--cert-expiry', '1h']);
@@ -166,10 +166,17 @@ describe('certificates that expired while the hosts were down', () => {
     const m2 = start(['run', '--data-dir', mDir, '--listen-addr', m.address], { env: faked('+31d') });
     const [, address] = await m2.waitFor(/"advertise":"([^"]+)"/);
     const w2 = start(['run', '--data-dir', wDir], { env: faked('+31d') });
-    expect(await w2.exit).toBe(1);
+    expect(await w2.exit).toBe(3);
     expect(w2.stderr()).toMatch(/error: the certificate expired on .*, longer ago than the renewal grace\nhint: .*'muster leave'.*'muster join --force/);
     const copy = scratch.path('grace-w-copy');
     cpSync(wDir, copy, { recursive: true });
+    // status does not promise a renewal that cannot come, and does not say no manager answered while one does.
+    const status = await runMuster(['status', '--data-dir', wDir], { env: faked('+31d') });
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^Certificate: +expired .*, longer ago than the renewal grace: it cannot renew; clear the node with 'muster leave' and join again/m);
+    expect(status.stdout).not.toMatch(/^Certificate: .*renews by itself/m);
+    expect(status.stdout).toMatch(/^Managers: +1 known, 1 reachable$/m);
+    expect(status.stdout).toMatch(/^Renewal grace: +720h \(the default; the managers that answered refused this node's certificate\) after expiry$/m);
     const left = await runMuster(['leave', '--data-dir', wDir], { env: faked('+31d') });
     expect(left.code, left.stderr).toBe(0);
     expect(left.stdout).toMatch(/its certificate expired, so the managers were not told/);
@@ -245,14 +252,14 @@ describe('clocks that disagree, and servers that are not managers', () => {
 });
 
 describe('removal', () => {
-  it('a removed node stops with exit 1 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: 60_000 }, async () => {
+  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: 60_000 }, async () => {
     const mDir = scratch.path('rm-m');
     const m = await initManager(mDir);
     const w1 = await joinWorker(scratch.path('rm-w1'), m.token, m.address);
     const w2 = await joinWorker(scratch.path('rm-w2'), m.token, m.address);
     const id1 = nodeJson(scratch.path('rm-w1')).nodeId;
     expect((await runMuster(['node', 'rm', '-f', id1.slice(0, 6), '--data-dir', mDir])).code).toBe(0); // a unique ID prefix
-    expect(await w1.exit).toBe(1);
+    expect(await w1.exit).toBe(3);
     expect(w1.stderr()).toMatch(/hint: clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both/);
     const refused = await runMuster(['join', m.address, '--data-dir', scratch.path('rm-w1')], { env: { MUSTER_TOKEN: m.token } });
     expect(refused.code).toBe(1);
@@ -351,6 +358,24 @@ describe('one daemon per data dir, and join --force only over a node that is out
     } finally {
       await store.stop();
     }
+  });
+});
+
+describe('leaving', () => {
+  it('a running node that leaves: its daemon exits 0 and says it left; run on the emptied data dir exits 3', { timeout: 60_000 }, async () => {
+    const m = await initManager(scratch.path('leave-m'));
+    const wDir = scratch.path('leave-w');
+    const w = await joinWorker(wDir, m.token, m.address);
+    const left = await runMuster(['leave', '--data-dir', wDir]);
+    expect(left.code, left.stderr).toBe(0);
+    expect(await w.exit).toBe(0);
+    expect(w.stderr()).toMatch(/this node left the cluster \('muster leave'\); its daemon stops/);
+    expect(w.stderr()).not.toMatch(/error:|hint:/);
+    // Started again (a unit after a reboot): nothing to run, and no restart can change that.
+    const again = await runMuster(['run', '--data-dir', wDir]);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toMatch(/error: \S+ holds no node\nhint: /);
+    await m.run.stop();
   });
 });
 

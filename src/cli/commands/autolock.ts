@@ -6,9 +6,11 @@
  */
 import type { Command } from 'commander';
 import { pathExists } from '../../core/atomic-file.js';
+import { sleep } from '../../core/backoff.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { formatUnlockKey } from '../../token/unlock-key.js';
 import { readDataKeyFile } from '../../config/manager-files.js';
+import type { DataDirLayout } from '../../config/paths.js';
 import { localSocketClient, withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { unlockKeyInstructions } from '../instructions.js';
@@ -58,8 +60,36 @@ export async function unlockCommand(ctx: CliContext, flags: { dataDir?: string; 
   } finally {
     await client.close();
   }
+  await waitUntilServing(ctx, layout);
   ctx.stdout.write('Manager unlocked: it serves.\n');
   return 0;
+}
+
+/** How long an unlocked manager may take to load its cluster and listen. */
+const SERVING_TIMEOUT_MS = 60_000;
+
+/**
+ * Waits until the unlocked manager accepts connections: it takes the key,
+ * closes its locked listeners, loads the cluster and listens, seconds later.
+ * Its control socket answers as unlocked only then (the manager binds it
+ * after its port).
+ */
+async function waitUntilServing(ctx: CliContext, layout: DataDirLayout): Promise<void> {
+  const deadline = ctx.clock.now() + SERVING_TIMEOUT_MS;
+  for (;;) {
+    const client = localSocketClient(layout, 5_000);
+    try {
+      if ((await client.health()).locked !== true) return;
+    } catch {
+      // Between the locked listeners and the manager's: nothing answers for a moment.
+    } finally {
+      await client.close();
+    }
+    if (ctx.clock.now() > deadline) {
+      throw new MusterError('MANAGER_UNREACHABLE', `the manager took the unlock key but does not serve after ${SERVING_TIMEOUT_MS / 1000}s`, { hint: "see the manager's log (journalctl -u muster-manager)" });
+    }
+    await sleep(ctx.clock, 100);
+  }
 }
 
 /** Registers unlock and unlock-key. */

@@ -5,6 +5,7 @@
  * and a failed init leaves the data dir as it found it.
  */
 import { readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ensurePrivateDir, pathExists } from '../../core/atomic-file.js';
 import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
@@ -103,13 +104,23 @@ async function refuseExistingCluster(ctx: CliContext, layout: DataDirLayout): Pr
   if (founded) throw new MusterError('CLUSTER_EXISTS', `${layout.dataDir} already holds cluster ${state.clusterId}`, { hint });
 }
 
+/** Removes what a manager left in its folder but its audit trail, which outlives the node (a leave, then an init in the same data dir). */
+async function clearManagerDir(layout: DataDirLayout): Promise<void> {
+  const names = await readdir(layout.managerDir).catch(() => []);
+  for (const name of names) {
+    const path = join(layout.managerDir, name);
+    if (path !== layout.auditLog) await rm(path, { recursive: true, force: true });
+  }
+}
+
 /** Removes what a failed init wrote, so the data dir is as it was. */
 async function undoInit(layout: DataDirLayout, existedBefore: boolean): Promise<void> {
   if (!existedBefore) {
     await rm(layout.dataDir, { recursive: true, force: true });
     return;
   }
-  for (const path of [layout.nodeJson, layout.certificatesDir, layout.managerDir]) await rm(path, { recursive: true, force: true });
+  for (const path of [layout.nodeJson, layout.certificatesDir]) await rm(path, { recursive: true, force: true });
+  await clearManagerDir(layout);
 }
 
 /** `muster init`: found a cluster, then serve it. */
@@ -132,7 +143,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   const founded = await (async () => {
     try {
       await ensurePrivateDir(layout.dataDir);
-      await rm(layout.managerDir, { recursive: true, force: true }); // what a crashed init left
+      await clearManagerDir(layout); // what a crashed init left
       const clusterId = newId(ctx.random);
       const dataKey = generateDataKey();
       // With autolock the manager wraps its files as it starts (before it serves), and is given the key now.

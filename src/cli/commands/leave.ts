@@ -6,10 +6,11 @@
  * (see node-files.ts).
  */
 import type { Command } from 'commander';
+import { pathExists } from '../../core/atomic-file.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { connect, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { clearNodeFiles, writeLeftRecord, type LeftRecord } from '../node-files.js';
+import { clearNodeFiles, markLeaving, unmarkLeaving, writeLeftRecord, type LeftRecord } from '../node-files.js';
 import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
 
 /** `muster leave [--force]` */
@@ -23,6 +24,8 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
     }
     let told = 'the managers marked it removed';
     let how: LeftRecord['how'] = 'left';
+    // Before the managers hear of it: the node's daemon, told a moment later that it was removed, then stops as one that left (exit 0).
+    await markLeaving(local.layout, local.state, ctx.clock);
     try {
       // The managers refuse the last serving manager's leave: nothing below runs for it.
       await connection.client.leave();
@@ -30,12 +33,17 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
       // Already out of the cluster: there is nothing to tell the managers, only files to clear.
       if (isMusterError(error, 'NODE_REMOVED')) [told, how] = ['the cluster had already removed it', 'removed'];
       else if (isMusterError(error, 'CERT_EXPIRED')) [told, how] = [`its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`, 'expired'];
-      else throw error;
+      else {
+        await unmarkLeaving(local.layout);
+        throw error;
+      }
     }
     // First the record, then the files: a leave cut short still says this node is out (join --force trusts it).
     await writeLeftRecord(local.layout, { state: local.state, how, clock: ctx.clock });
     await clearNodeFiles(local.layout);
-    ctx.stdout.write(`Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}.\n`);
+    // A manager's audit trail stays: it is the record of what this manager did, not part of its identity.
+    const kept = (await pathExists(local.layout.auditLog)) ? `; its audit trail stays in ${local.layout.auditLog}` : '';
+    ctx.stdout.write(`Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}${kept}.\n`);
     return 0;
   } finally {
     await connection.client.close();

@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseDuration } from '../../core/duration.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { readDataKeyFile, readStoreSpec } from '../../config/manager-files.js';
 import { pathExists } from '../../core/atomic-file.js';
@@ -74,13 +74,18 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     }
   }
 
-  const grace = self?.renewGrace ?? `${formatDuration(DEFAULT_RENEW_GRACE_MS)} (the default; no manager answered)`;
+  // The cluster's grace comes with the node's record; a manager that answers but refuses this node's certificate does not say it.
+  const reachable = reach.filter(([, r]) => r!.startsWith('reachable')).length;
+  const graceMs = self === undefined ? DEFAULT_RENEW_GRACE_MS : parseDuration(self.renewGrace);
+  const grace = self?.renewGrace ?? `${formatDuration(DEFAULT_RENEW_GRACE_MS)} (the default; ${reachable === 0 ? 'no manager answered' : "the managers that answered refused this node's certificate"})`;
   const windowStart = notBefore + Math.floor((notAfter - notBefore) * 0.5);
   const windowEnd = notBefore + Math.floor((notAfter - notBefore) * 0.8);
   const certificate =
     now < notAfter
       ? `valid until ${iso(notAfter)} (${relativeTime(notAfter, now)})`
-      : `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}); it renews by itself within the renewal grace once 'muster run' runs`;
+      : now <= notAfter + graceMs
+        ? `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}); it renews by itself within the renewal grace once 'muster run' runs`
+        : `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}), longer ago than the renewal grace: it cannot renew; clear the node with 'muster leave' and join again ('muster join --force --token-file FILE ADDR')`;
   const standing = selfError === undefined ? (self === undefined ? 'unknown (no manager answered)' : self.node.status) : `${selfError.code}: ${selfError.message}`;
   const rows: [string, string][] = [
     ['Node ID', state.nodeId],
@@ -91,7 +96,7 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     ['Certificate', certificate],
     ['Renewal', `between ${iso(windowStart)} and ${iso(windowEnd)} (50–80% of the lifetime), with a fresh key`],
     ['Renewal grace', `${grace} after expiry`],
-    ['Managers', `${reach.length} known, ${reach.filter(([, r]) => r!.startsWith('reachable')).length} reachable`],
+    ['Managers', `${reach.length} known, ${reachable} reachable`],
   ];
   if (spec !== undefined) rows.push(['Store', spec.kind === 'level' ? `level ${layout.dbDir}` : `etcd ${spec.endpoints.join(',')}`]);
   if (spec !== undefined) {

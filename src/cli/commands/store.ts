@@ -77,7 +77,7 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
     level = await LevelStore.openDir(layout.dbDir, { create: false });
   } catch (error) {
     if (isMusterError(error, 'STATE_CORRUPT') && /locked/.test(error.message)) {
-      throw new MusterError('USAGE', 'the manager is running on this data dir', { hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again' });
+      throw new MusterError('MANAGER_RUNNING', 'the manager is running on this data dir', { hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again' });
     }
     throw error;
   }
