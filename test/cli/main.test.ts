@@ -52,6 +52,21 @@ function proc(pid: number, file: string): string | undefined {
 /** Whether `pid` has a handler for SIGHUP (signal 1: bit 0 of SigCgt). */
 const catchesSighup = (status: string): boolean => (BigInt(`0x${/^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0'}`) & 1n) === 1n;
 
+/**
+ * Waits until `pid` catches SIGHUP (or is gone). On a busy machine the entry
+ * module may run later than a fixed delay after the process's JavaScript
+ * starts; the ordering test above proves the handler comes before the program
+ * loads, so a probe sends its signal no earlier than the handler exists.
+ */
+async function untilCatching(pid: number): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    const status = proc(pid, 'status');
+    if (status === undefined || catchesSighup(status) || performance.now() > deadline) return;
+    await delay(5);
+  }
+}
+
 describe('a join token on the command line', () => {
   it('is out of /proc/PID/cmdline as soon as the entry module runs, before the program loads', { timeout: 60_000 }, async () => {
     const t0 = performance.now();
@@ -114,6 +129,7 @@ describe('SIGHUP in the first second', () => {
     const run = start(argv, { NODE_OPTIONS: `--import ${marker}`, ...env });
     await run.waitFor(STARTS);
     await delay(afterMs);
+    await untilCatching(run.child.pid!);
     run.child.kill('SIGHUP');
     await run.waitFor(/"reason":"SIGHUP","msg":"renewal requested"/, 30_000);
     await run.waitFor(/"reason":"requested","msg":"renewed until/, 30_000);
@@ -134,7 +150,7 @@ describe('SIGHUP in the first second', () => {
   it('a client command sent SIGHUP as it starts ignores it', { timeout: 60_000 }, async () => {
     const run = spawnMuster(['node', 'ls', '-q', '--data-dir', managerDir], { env: { NODE_OPTIONS: `--import ${marker}` } });
     await run.waitFor(STARTS);
-    await delay(100);
+    await untilCatching(run.child.pid!);
     run.child.kill('SIGHUP');
     expect(await run.exit).toBe(0);
     expect(run.stdout()).toMatch(/^[0-9a-z]{25}\n/);
