@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The programs the test suite runs for real: openssl, curl, cfssl (external CA),
 # etcd (the shared store), faketime (clocks of whole processes), systemd-analyze
-# (the example units' hardening score). Installs the
+# (the example units' hardening score), zsh (the completion script, typed into
+# a real interactive zsh). Installs the
 # missing ones from Debian when it can (as root, with apt-get); otherwise stops
 # before any test runs and prints the exact command to run. `npm test` runs this
 # first (pretest), so the README's test command works on a fresh machine.
 set -euo pipefail
-declare -A package=([systemd-analyze]=systemd [openssl]=openssl [curl]=curl [cfssl]=golang-cfssl [etcd]=etcd-server [etcdctl]=etcd-client [faketime]=faketime)
+declare -A package=([systemd-analyze]=systemd [openssl]=openssl [curl]=curl [cfssl]=golang-cfssl [etcd]=etcd-server [etcdctl]=etcd-client [faketime]=faketime [zsh]=zsh)
 missing=()
-for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze; do
+for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze zsh; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
