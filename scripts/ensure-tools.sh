@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The programs the test suite runs for real: openssl, curl, cfssl (external CA),
 # etcd (the shared store), faketime (clocks of whole processes), systemd-analyze
-# (the example units' hardening score), nginx (a CRL-checking service). Installs the
+# (the example units' hardening score), nginx (a CRL-checking service), zsh
+# (the completion script, typed into a real interactive zsh). Installs the
 # missing ones from Debian when it can (as root, with apt-get); otherwise stops
 # before any test runs and prints the exact command to run. `npm test` runs this
 # first (pretest), so the README's test command works on a fresh machine.
 set -euo pipefail
-declare -A package=([systemd-analyze]=systemd [openssl]=openssl [curl]=curl [cfssl]=golang-cfssl [etcd]=etcd-server [etcdctl]=etcd-client [faketime]=faketime)
+declare -A package=([systemd-analyze]=systemd [openssl]=openssl [curl]=curl [cfssl]=golang-cfssl [etcd]=etcd-server [etcdctl]=etcd-client [faketime]=faketime [zsh]=zsh)
 missing=()
-for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze; do
+for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze zsh; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package[$tool]}")
 done
 # nginx lives in /usr/sbin, which a user's PATH may leave out; the tests run it from there.
@@ -20,7 +21,8 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
   # Debian starts an etcd service on install; the tests run their own on random ports.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+  # Debian starts nginx on port 80 the same way; the tests start their own on loopback.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd nginx >/dev/null 2>&1 || true; fi
   exit 0
 fi
 echo "error: the tests need ${missing[*]}, which are not installed" >&2

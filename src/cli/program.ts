@@ -7,6 +7,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAutolock } from './commands/autolock.js';
 import { registerCa } from './commands/ca.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerInit } from './commands/init.js';
 import { registerJoin } from './commands/join.js';
 import { registerJoinToken } from './commands/join-token.js';
@@ -37,7 +38,7 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
     .exitOverride()
     // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
     .enablePositionalOptions();
-  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerAutolock, registerNode, registerCa, registerStore, registerLeave]) {
+  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerAutolock, registerNode, registerCa, registerStore, registerLeave, registerCompletion]) {
     register(program, ctx, done);
   }
   return program;

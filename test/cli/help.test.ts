@@ -23,6 +23,7 @@ const COMMANDS = [
   ['store'],
   ['store', 'migrate'],
   ['leave'],
+  ['completion'],
 ];
 
 describe('--help', () => {
