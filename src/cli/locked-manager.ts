@@ -24,7 +24,7 @@ import { createRootCa } from '../pki/ca.js';
 import { parseUnlockKey } from '../token/unlock-key.js';
 import { ROUTES, UnlockRequest, type Health } from '../api/schemas.js';
 import type { DataDirLayout } from '../config/paths.js';
-import { serveLocalSocket } from '../manager/app.js';
+import { TLS12_CIPHERS, TLS_GROUPS, serveLocalSocket } from '../manager/app.js';
 
 /** What a locked manager needs. */
 export interface LockedParams {
@@ -52,7 +52,8 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4096,
-    https: { key: throwaway.keyPem, cert: throwaway.certPem, minVersion: 'TLSv1.2' },
+    // The listener's cipher suites and groups, as when it serves: an unauthenticated client may not pick ffdhe8192 here either.
+    https: { key: throwaway.keyPem, cert: throwaway.certPem, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, ecdhCurve: TLS_GROUPS },
   });
   const locked = (): MusterError =>
     new MusterError('MANAGER_LOCKED', 'this manager is locked: its keys are encrypted under the unlock key', {

@@ -163,6 +163,36 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
   });
 });
 
+/** Runs openssl s_client against the manager (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
+function sClient(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
+    );
+    child.stdin?.end();
+  });
+}
+
+describe('key-exchange groups', () => {
+  it('offers X25519, P-256 and P-384 only: a client that insists on ffdhe8192 or X448 cannot connect, one with X25519 can', async () => {
+    const x25519 = await sClient(['-tls1_3', '-groups', 'X25519']);
+    expect(x25519.code).toBe(0);
+    expect(x25519.out).toMatch(/Server Temp Key: X25519/);
+    for (const group of ['ffdhe8192', 'ffdhe2048', 'X448']) {
+      const refused = await sClient(['-tls1_3', '-groups', group]);
+      expect(refused.code, group).not.toBe(0);
+      expect(refused.out, group).not.toMatch(/Server Temp Key/);
+    }
+    for (const group of ['P-256', 'P-384']) expect((await sClient(['-tls1_3', '-groups', group])).code, group).toBe(0);
+  });
+
+  it('TLS 1.2 takes the same curves, and no finite-field DHE suite', async () => {
+    expect((await sClient(['-tls1_2', '-curves', 'P-256'])).code).toBe(0);
+    expect((await sClient(['-tls1_2', '-curves', 'X448'])).code).not.toBe(0);
+    expect((await sClient(['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305'])).code).not.toBe(0);
+  });
+});
+
 describe('TLS versions', () => {
   it('refuses TLS 1.1', async () => {
     // Lowering the client's own floor and security level, so the refusal is the server's.
