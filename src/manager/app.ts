@@ -183,6 +183,28 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(`HTTP/1.1 ${mapped.statusCode} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
+/**
+ * Lingering close (RFC 9112 §9.6; nginx's lingering_close) for a connection
+ * answered before its request body was all read (413, or a refusal before
+ * the body was parsed). Node would close it as soon as the answer is
+ * written, and the kernel would answer what the client still sends with a
+ * reset, which takes the unread answer with it: a client that reads only
+ * once it has sent everything (Python's http.client, many scripts) got no
+ * answer at all. Instead the answer is followed by a half-close, and what
+ * still comes is read and dropped until the client closes, for `ms` at most.
+ */
+function lingerOnClose(socket: Socket, ms: number): void {
+  const closing = socket as Socket & { destroySoon?: () => void };
+  if (typeof closing.destroySoon !== 'function') return;
+  // Node's HTTP server ends a connection it will not keep with destroySoon (after the answer is written).
+  closing.destroySoon = () => {
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), ms);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+}
+
 /** Drops connections past the caps before TLS starts, so an idle flood cannot use up descriptors. */
 function capConnections(server: import('node:net').Server, limits: ConnectionLimits): void {
   const perSource = new Map<string, number>();
@@ -298,6 +320,7 @@ export async function buildApp(options: AppOptions) {
     } else {
       request.log.debug({ code: mapped.code, route: request.routeOptions.url }, 'request refused');
     }
+    if (!request.raw.complete) lingerOnClose(request.raw.socket, timeouts.requestMs);
     return sendError(reply, mapped);
   });
   app.setNotFoundHandler((request, reply) => {
