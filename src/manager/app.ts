@@ -328,8 +328,10 @@ export async function buildApp(options: AppOptions) {
     return sendError(reply, new MusterError('ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
   });
 
-  // Authorisation, in one place: routes list the roles they allow in their config.
-  app.addHook('preHandler', async (request) => {
+  // Authorisation, in one place: routes list the roles they allow in their config. It runs before the body is
+  // read or anything is validated, so a caller without the right certificate learns nothing from validation
+  // errors and costs no parsing.
+  app.addHook('onRequest', async (request) => {
     const { allow, expiredWithinGrace } = request.routeOptions.config;
     if (allow === undefined) return;
     request.caller = await services.authoriser.authorize(peerCertificate(request, options.own), allow, { expiredWithinGrace: expiredWithinGrace === true });

@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDispatcher, send } from '../../src/api/transport.js';
 import { buildApp, servedChain, type MusterApp } from '../../src/manager/app.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
@@ -15,10 +16,13 @@ import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service
 let cluster: TestCluster;
 let app: MusterApp;
 
+let port: number;
+
 beforeAll(async () => {
   cluster = await foundTestCluster();
   app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
-  await app.ready();
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as { port: number }).port;
 });
 afterAll(async () => {
   await app.close();
@@ -66,6 +70,37 @@ describe('routes (inject)', () => {
     expect(missing.json()).toMatchObject({ statusCode: 404, code: 'ROUTE_NOT_FOUND' });
     const text = await app.inject({ method: 'POST', url: '/v1/join', payload: 'x', headers: { 'content-type': 'text/plain' } });
     expect(text.json()).toMatchObject({ statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+  });
+});
+
+describe('authorisation comes before validation', () => {
+  /** Sends over HTTPS with `tls` (a client certificate, or none); a Buffer body goes as it is. */
+  async function call(tls: { cert?: string; key?: string }, method: 'GET' | 'POST' | 'PATCH', path: string, body?: unknown) {
+    const dispatcher = createDispatcher({ tls: { ca: cluster.managerTls.rootPem, ...tls } });
+    try {
+      const res = await send({ dispatcher, url: `https://127.0.0.1:${port}${path}`, method, body, timeoutMs: 10_000 });
+      return { status: res.status, json: JSON.parse(res.body.toString('utf8')) as Record<string, unknown> };
+    } finally {
+      await dispatcher.close();
+    }
+  }
+
+  const badRequests: [string, 'GET' | 'POST' | 'PATCH', string, unknown][] = [
+    ['an expiry of the wrong type', 'PATCH', '/v1/cluster', { certExpiry: 5 }],
+    ['an unknown field in a rotation', 'POST', '/v1/ca/rotate', { nope: 1 }],
+    ['a user without a CSR', 'POST', '/v1/users', { name: 'alice' }],
+    ['a scoped token of no role', 'POST', '/v1/join-tokens/scoped', { role: 'admin' }],
+    ['a body that is not JSON', 'POST', '/v1/users', Buffer.from('{"name":')],
+    ['an unknown role in the path', 'POST', '/v1/join-tokens/admin/rotate', undefined],
+    ['a page size out of range', 'GET', '/v1/nodes?limit=0', undefined],
+  ];
+
+  it.each(badRequests)('a worker sending %s to an admin route gets 403, a caller without a certificate 401, a manager 400', async (_name, method, path, body) => {
+    const key = freshCsr();
+    const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.9');
+    expect((await call({ cert: joined.certificate, key: key.keyPem }, method, path, body)).json).toMatchObject({ statusCode: 403, code: 'AUTH_FORBIDDEN' });
+    expect((await call({}, method, path, body)).json).toMatchObject({ statusCode: 401, code: 'AUTH_REQUIRED' });
+    expect((await call({ cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem }, method, path, body)).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
   });
 });
 
