@@ -141,8 +141,8 @@ export const MAX_RENEW_SPREAD_MS = 300_000;
 /** Longest a node may ask GET /v1/nodes/self to wait (seconds). */
 export const MAX_SESSION_WAIT_S = 120;
 
-/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1-120). */
-export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })) }, { additionalProperties: false });
+/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1 to MAX_SESSION_WAIT_S; more is refused, not cut). */
+export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|1[01][0-9]|120)$' })) }, { additionalProperties: false });
 export type SelfQuery = Type.Static<typeof SelfQuery>;
 
 /** GET /v1/nodes/self */

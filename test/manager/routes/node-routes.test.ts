@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Dispatcher } from 'undici';
 import { ApiClient } from '../../../src/api/client.js';
 import { createDispatcher, send } from '../../../src/api/transport.js';
+import { MAX_SESSION_WAIT_S, SelfQuery } from '../../../src/api/schemas.js';
+import { Compile } from 'typebox/compile';
 import { buildApp, type MusterApp } from '../../../src/manager/app.js';
 import { nodeIds, nodeRecord, seedNodes } from '../../helpers/node-records.js';
 import { foundTestCluster, type TestCluster } from '../../helpers/service.js';
@@ -64,5 +66,13 @@ describe('GET /v1/nodes', () => {
     const all: string[] = [];
     for await (const page of client.nodePages({ pageSize: 1000, all: true })) all.push(...page.map((n) => n.id));
     expect(all).toEqual([cluster.managerId, ...live, ...removed].sort());
+  });
+});
+
+describe('GET /v1/nodes/self?wait=', () => {
+  it('takes a wait of 1 to MAX_SESSION_WAIT_S seconds exactly, so the schema and the constant agree (sessions.test.ts refuses the rest over HTTPS)', () => {
+    const check = Compile(SelfQuery);
+    for (let wait = 0; wait <= 1000; wait++) expect(check.Check({ wait: String(wait) }), String(wait)).toBe(wait >= 1 && wait <= MAX_SESSION_WAIT_S);
+    expect(check.Check({ wait: '060' })).toBe(false);
   });
 });
