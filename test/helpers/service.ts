@@ -11,7 +11,7 @@ import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { generateDataKey } from '../../src/pki/seal.js';
 import type { Static, TSchema } from 'typebox';
-import type { ChangeEvent, ClusterStore, Ref } from '../../src/store/cluster-store.js';
+import type { ChangeEvent, ClusterStore, Ref, Txn } from '../../src/store/cluster-store.js';
 import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
 import type { ManagerBundle } from '../../src/api/schemas.js';
 
@@ -125,23 +125,16 @@ export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void 
 export function contendedStore(inner: ClusterStore): ClusterStore & { contend<S extends TSchema>(ref: Ref<S>, times: number, change?: (value: Static<S>) => Static<S>): void; readonly conflicts: number } {
   let armed: { key: string; times: number; write: () => Promise<void> } | undefined;
   let conflicts = 0;
+  const store = interceptCommits(inner, async (txn) => {
+    if (armed !== undefined && armed.times > 0 && txn.compares.some((c) => c.key === armed?.key)) {
+      armed.times -= 1;
+      await armed.write();
+      conflicts += 1;
+    }
+    return inner.commit(txn);
+  });
   return {
-    description: inner.description,
-    close: () => inner.close(),
-    get: (ref) => inner.get(ref),
-    list: (space, page) => inner.list(space, page),
-    async commit(txn) {
-      if (armed !== undefined && armed.times > 0 && txn.compares.some((c) => c.key === armed?.key)) {
-        armed.times -= 1;
-        await armed.write();
-        conflicts += 1;
-      }
-      return inner.commit(txn);
-    },
-    watch: (prefix, listener) => inner.watch(prefix, listener),
-    register: (registration) => inner.register(registration),
-    unregister: () => inner.unregister(),
-    members: () => inner.members(),
+    ...store,
     contend(ref, times, change = (value) => value) {
       armed = {
         key: ref.key,
@@ -155,5 +148,20 @@ export function contendedStore(inner: ClusterStore): ClusterStore & { contend<S 
     get conflicts() {
       return conflicts;
     },
+  };
+}
+
+/** `inner` with every commit going through `commit` (which calls `inner.commit` itself, before or after what it adds); the rest as it is. */
+export function interceptCommits(inner: ClusterStore, commit: (txn: Txn) => Promise<boolean>): ClusterStore {
+  return {
+    description: inner.description,
+    close: () => inner.close(),
+    get: (ref) => inner.get(ref),
+    list: (space, page) => inner.list(space, page),
+    commit,
+    watch: (prefix, listener) => inner.watch(prefix, listener),
+    register: (registration) => inner.register(registration),
+    unregister: () => inner.unregister(),
+    members: () => inner.members(),
   };
 }
