@@ -141,8 +141,8 @@ export const MAX_RENEW_SPREAD_MS = 300_000;
 /** Longest a node may ask GET /v1/nodes/self to wait (seconds). */
 export const MAX_SESSION_WAIT_S = 120;
 
-/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1-120). */
-export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })) }, { additionalProperties: false });
+/** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1 to MAX_SESSION_WAIT_S; more is refused, not cut). */
+export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|1[01][0-9]|120)$' })) }, { additionalProperties: false });
 export type SelfQuery = Type.Static<typeof SelfQuery>;
 
 /** GET /v1/nodes/self */
@@ -177,19 +177,22 @@ export const NODES_PAGE = { default: 500, max: 1000 } as const;
  * GET /v1/nodes?limit=N&after=ID&all=1. Query values are strings (ajv does not
  * coerce here), so `limit` is 1 to 1000 (NODES_PAGE.max) spelled as digits.
  */
-export const NodesQuery = Type.Object({
-  limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })),
-  after: Type.Optional(Id),
-  all: Flag,
-});
+export const NodesQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$' })),
+    after: Type.Optional(Id),
+    all: Flag,
+  },
+  { additionalProperties: false },
+);
 export type NodesQuery = Type.Static<typeof NodesQuery>;
 
 /** Node ID in a route. */
 export const NodeParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 export type NodeParams = Type.Static<typeof NodeParams>;
 
-/** DELETE /v1/nodes/{id}?force=1 */
-export const RemoveQuery = Type.Object({ force: Flag, revokeAll: Flag });
+/** DELETE /v1/nodes/{id}?force=1: a misspelt flag (`revoke-all`) is refused, never ignored. */
+export const RemoveQuery = Type.Object({ force: Flag, revokeAll: Flag }, { additionalProperties: false });
 export type RemoveQuery = Type.Static<typeof RemoveQuery>;
 
 /** Token status (the token itself only on request). */
@@ -224,7 +227,7 @@ export const ClusterView = Type.Object({
 export type ClusterView = Type.Static<typeof ClusterView>;
 
 /** GET /v1/cluster?tokens=1 */
-export const ClusterQuery = Type.Object({ tokens: Flag });
+export const ClusterQuery = Type.Object({ tokens: Flag }, { additionalProperties: false });
 export type ClusterQuery = Type.Static<typeof ClusterQuery>;
 
 /** An external CA in a PATCH: cfssl URL, the PEM to verify its TLS with, and its authsign key (hex). */
@@ -323,10 +326,13 @@ export const CertificateList = Type.Object({ certificates: Type.Array(Certificat
 export type CertificateList = Type.Static<typeof CertificateList>;
 
 /** Query of GET /v1/certificates: pages in serial order. */
-export const CertificatesQuery = Type.Object({
-  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
-  after: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9A-F]*$' })),
-});
+export const CertificatesQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$' })),
+    after: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9A-F]*$' })),
+  },
+  { additionalProperties: false },
+);
 export type CertificatesQuery = Type.Static<typeof CertificatesQuery>;
 
 /** POST /v1/ca/rotate: a new root given with its key, or none (a new one is founded). */

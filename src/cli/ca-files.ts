@@ -14,11 +14,12 @@ async function readFileOr(file: string, code: ErrorCode): Promise<string> {
   }
 }
 
-/** Reads --external-ca flags, with their cacert files. */
-export async function readExternalCas(flags: readonly string[]): Promise<ExternalCaSpec[]> {
+/** Reads --external-ca flags, with their cacert files; `insecure` (--external-ca-insecure) lets http:// URLs through. */
+export async function readExternalCas(flags: readonly string[], insecure = false): Promise<ExternalCaSpec[]> {
+  if (insecure && flags.length === 0) throw new MusterError('USAGE', '--external-ca-insecure goes with --external-ca');
   const cas: ExternalCaSpec[] = [];
   for (const text of flags) {
-    const flag = parseExternalCaFlag(text);
+    const flag = parseExternalCaFlag(text, { insecure });
     const ca: ExternalCaSpec = { url: flag.url };
     if (flag.cacertFile !== undefined) ca.cacertPem = await readFileOr(flag.cacertFile, 'USAGE');
     if (flag.authKeyHex !== undefined) ca.authKeyHex = flag.authKeyHex;
@@ -29,16 +30,17 @@ export async function readExternalCas(flags: readonly string[]): Promise<Externa
 
 /** The root to found with: none (muster founds one), cert + key, or cert alone with external CAs. */
 export async function readRoot(
-  flags: { caCert?: string; caKey?: string; externalCa?: string[] },
+  flags: { caCert?: string; caKey?: string; externalCa?: string[]; externalCaInsecure?: boolean },
   clock: Clock,
 ): Promise<{ root?: { certPem: string; keyPem?: string }; externalCAs?: ExternalCaSpec[] }> {
   const external = flags.externalCa ?? [];
+  if (flags.externalCaInsecure === true && external.length === 0) throw new MusterError('USAGE', '--external-ca-insecure goes with --external-ca');
   if (external.length > 0) {
     if (flags.caCert === undefined) throw new MusterError('USAGE', '--external-ca needs --ca-cert, the root the external CA signs with', { hint: 'muster init --external-ca protocol=cfssl,url=https://ca:8888 --ca-cert root.pem' });
     if (flags.caKey !== undefined) throw new MusterError('USAGE', 'with --external-ca the root key stays with the external CA; drop --ca-key');
     const certPem = canonicalRootPem(await readFileOr(flags.caCert, 'CA_CERT_INVALID'));
     importRootCertificate(certPem, clock); // each failure has its own code
-    return { root: { certPem }, externalCAs: await readExternalCas(external) };
+    return { root: { certPem }, externalCAs: await readExternalCas(external, flags.externalCaInsecure === true) };
   }
   if (flags.caCert === undefined && flags.caKey === undefined) return {};
   if (flags.caCert === undefined || flags.caKey === undefined) {

@@ -28,7 +28,7 @@ import type { StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KEYS } from '../store/cluster-store.js';
 import { LevelStore } from '../store/level-store.js';
-import { serveLocalSocket } from '../manager/app.js';
+import { TLS12_CIPHERS, TLS_GROUPS, serveLocalSocket } from '../manager/app.js';
 
 /** The health of the cluster store as a locked manager sees it. */
 export interface LockedStoreCheck {
@@ -112,7 +112,8 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 4096,
-    https: { key: throwaway.keyPem, cert: throwaway.certPem, minVersion: 'TLSv1.2' },
+    // The listener's cipher suites and groups, as when it serves: an unauthenticated client may not pick ffdhe8192 here either.
+    https: { key: throwaway.keyPem, cert: throwaway.certPem, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, ecdhCurve: TLS_GROUPS },
   });
   const locked = (): MusterError =>
     new MusterError('MANAGER_LOCKED', 'this manager is locked: its keys are encrypted under the unlock key', {

@@ -13,8 +13,13 @@ export interface ExternalCaFlag {
   authKeyHex?: string;
 }
 
-/** Parses one --external-ca value; USAGE with a hint on anything malformed. */
-export function parseExternalCaFlag(text: string): ExternalCaFlag {
+/**
+ * Parses one --external-ca value; USAGE with a hint on anything malformed.
+ * An http:// URL needs `insecure` (--external-ca-insecure): the CSRs, the
+ * certificates and the authsign MAC would cross the network in clear, and
+ * anyone on the path could answer as the CA.
+ */
+export function parseExternalCaFlag(text: string, options: { insecure?: boolean } = {}): ExternalCaFlag {
   const hint = 'write --external-ca protocol=cfssl,url=https://HOST:PORT[,cacert=FILE][,authkey=HEX]';
   const fields = new Map<string, string>();
   for (const part of text.split(',')) {
@@ -36,6 +41,11 @@ export function parseExternalCaFlag(text: string): ExternalCaFlag {
     throw new MusterError('USAGE', `--external-ca url '${url.slice(0, 80)}' is not a URL`, { hint });
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new MusterError('USAGE', '--external-ca url must be http(s)', { hint });
+  if (parsed.protocol === 'http:' && options.insecure !== true) {
+    throw new MusterError('USAGE', `--external-ca url ${parsed.origin} is plain http: certificate requests and certificates would travel in clear, and anyone on the path could answer as the CA`, {
+      hint: 'use https:// (cacert=FILE verifies the CA), or add --external-ca-insecure if the CA is reachable only over a network you trust',
+    });
+  }
   const flag: ExternalCaFlag = { protocol: 'cfssl', url: url.replace(/\/+$/, '') };
   const cacert = fields.get('cacert');
   if (cacert !== undefined && cacert !== '') flag.cacertFile = cacert;

@@ -2,8 +2,9 @@
  * Who is calling (SwarmKit's ca/auth.go): a client certificate is an identity
  * only if it chains to the cluster root, is within its validity, names this
  * cluster, and its subject is still in good standing in the store: a node
- * that exists and was not removed, an API user whose certificate the store
- * records as issued and not revoked.
+ * that exists and was not removed, holding the certificate its record names
+ * (or the one before it), an API user whose certificate the store records
+ * as issued and not revoked.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
@@ -92,6 +93,12 @@ export class Authoriser {
       node = (await store.get(KEYS.nodes.ref(identity.nodeId)))?.value;
       if (node === undefined) throw new MusterError('AUTH_FORBIDDEN', 'this certificate names no node of this cluster');
       if (node.removed) throw new MusterError('NODE_REMOVED');
+      // Chaining to the root is not enough: a certificate the root's key signed outside muster (an external CA
+      // that signs for anyone, a corporate root) must not act as a node. Only the serial the node record holds
+      // passes, or the one it replaced, which the node keeps using until its renewal has landed.
+      if (identity.serial !== node.certSerial && identity.serial !== node.superseded?.at(-1)?.serial) {
+        throw new MusterError('CERT_UNTRUSTED', "this certificate is not one the cluster recorded for this node (neither its current certificate nor the one before it)");
+      }
     }
     if (!allowed.includes(role)) throw new MusterError('AUTH_FORBIDDEN', `a ${role} certificate may not call this route`);
     // An API user is only as good as the record of its certificate: one muster

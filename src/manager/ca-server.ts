@@ -5,7 +5,9 @@
  * only its key. A node record is committed before its certificate leaves,
  * in the same store transaction that checks the token and the settings it
  * was issued under, so a rotated token or a shortened expiry applies on
- * every manager from the moment the change was acknowledged.
+ * every manager from the moment the change was acknowledged. The
+ * certificate is signed once, before that transaction: its reruns after a
+ * conflict reuse it, and refuse it if what it was signed under changed.
  */
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
@@ -18,8 +20,8 @@ import { iso, parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
-import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
-import { SCHEMA_VERSION, type CertificateRecord, type IssueKind, type NodeRecord } from '../store/records.js';
+import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
+import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord } from '../store/records.js';
 import type { JoinPreflight, JoinRequest, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
@@ -55,6 +57,16 @@ interface Admission {
   role: NodeRole;
   /** The scoped token's ID; absent for a classic token. */
   scoped?: string;
+}
+
+/** A certificate signed before the transaction that records it, and what it was signed under. */
+interface Signed {
+  certificate: IssuedCertificate;
+  /** The settings and CA records (with their versions) it was signed under. */
+  cluster: Entry<ClusterRecord>;
+  ca: Entry<CaRecord>;
+  /** SHA-256 (hex) of the root that signed it. */
+  root: string;
 }
 
 /** The code an error is counted under in the metrics. */
@@ -159,7 +171,7 @@ export class CaServer {
       const admission = await this.admit(request.token, sourceAddr);
       role = admission.role;
       tokenName = admission.scoped ?? admission.role;
-      const { node, certificate } = await metrics.timeIssuance('join', () => this.admitNode(request, token, sourceAddr));
+      const { node, certificate } = await metrics.timeIssuance('join', () => this.admitNode(request, token, admission.role, sourceAddr));
       metrics.joins.inc({ role: node.role, result: 'ok' });
       metrics.inventoryChanged();
       audit.record({ action: 'node.join', token: { id: node.joinToken ?? node.role, source: sourceAddr }, target: { node: node.id, role: node.role, hostname: node.hostname }, serial: certificate.serial, result: 'ok' });
@@ -174,12 +186,19 @@ export class CaServer {
     }
   }
 
-  /** The join's transaction: the node record, and a use of a scoped token, committed before the certificate leaves. */
-  private async admitNode(request: JoinRequest, token: string, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+  /**
+   * The join: the certificate is signed once for the role the token admitted,
+   * then the transaction commits the node record, and a use of a scoped
+   * token, before the certificate leaves.
+   */
+  private async admitNode(request: JoinRequest, token: string, role: NodeRole, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
     const { state, store, clock, random, logger, scopedTokens } = this.deps;
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
-    const { node, certificate } = await withoutCaDetails(() => transact(
+    const managerAddr = request.managerAddr;
+    const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] }));
+    const { certificate } = signed;
+    const node = await transact(
       store,
       async (tx) => {
         // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
@@ -187,11 +206,10 @@ export class CaServer {
         const classic = matchJoinToken(token, tokens);
         // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
         const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
-        const role = classic ?? scoped?.role;
-        if (role === undefined) throw new MusterError('TOKEN_REJECTED');
+        // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.
+        if ((classic ?? scoped?.role) !== role) throw new MusterError('TOKEN_REJECTED');
+        this.assumeSigned(tx, signed);
         const now = clock.now();
-        const managerAddr = request.managerAddr;
-        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] });
         const node: NodeRecord = {
           schema: SCHEMA_VERSION,
           id: nodeId,
@@ -204,7 +222,7 @@ export class CaServer {
           certSerial: certificate.serial,
           certNotAfter: certificate.notAfter,
           certRole: role,
-          certRoot: state.trust.signing.digestHex,
+          certRoot: signed.root,
           removed: false,
           ...(managerAddr === undefined ? {} : { managerAddr }),
           ...(scoped === undefined ? {} : { joinToken: scoped.id }),
@@ -213,10 +231,10 @@ export class CaServer {
         tx.put(KEYS.nodes.ref(nodeId), node);
         tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
         if (role === 'manager') await addManager(tx, nodeId);
-        return { node, certificate };
+        return node;
       },
       { beforeRetry: () => state.refresh() },
-    ));
+    );
     logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
     return { node, certificate };
   }
@@ -226,7 +244,7 @@ export class CaServer {
     const { metrics, audit } = this.deps;
     let renewed;
     try {
-      renewed = await metrics.timeIssuance('renew', () => this.reissue(caller.nodeId, request));
+      renewed = await metrics.timeIssuance('renew', () => this.reissue(caller.node ?? caller.nodeId, request));
     } catch (error) {
       metrics.renewals.inc({ role: caller.node?.role ?? caller.role, result: codeOf(error) });
       audit.record({ action: 'node.renew', caller, target: { node: caller.nodeId }, result: error });
@@ -256,24 +274,40 @@ export class CaServer {
     return { certPem: certificate.certPem, notAfter: certificate.notAfter };
   }
 
-  private async reissue(nodeId: string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+  /**
+   * Signs a node's new certificate once, for the role and host of its record
+   * as the caller's authorisation read it (`known`; read here when absent),
+   * then records it in a transaction that refuses it if the node changed in
+   * what the certificate says.
+   */
+  private async reissue(known: NodeRecord | string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
     const { state, store, clock } = this.deps;
     const csr = parseCsr(request.csr);
+    const before = typeof known === 'string' ? (await store.get(KEYS.nodes.ref(known)))?.value : known;
+    if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
+    if (before.removed) throw new MusterError('NODE_REMOVED');
+    const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? hostOf(request.managerAddr ?? node.managerAddr) : []);
+    const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
+    const { certificate } = signed;
     return transact(
       store,
       async (tx) => {
-        const current = await tx.get(KEYS.nodes.ref(nodeId));
+        const current = await tx.get(KEYS.nodes.ref(before.id));
         if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
         if (current.removed) throw new MusterError('NODE_REMOVED');
+        // A promotion, demotion or new manager address since the signing: the certificate says otherwise, so it is refused (the node renews again).
+        if (current.role !== before.role || hostsOf(current).join(',') !== hostsOf(before).join(',')) {
+          throw new MusterError('STORE_CONFLICT', "the node's role or address changed while its certificate was signed");
+        }
+        this.assumeSigned(tx, signed);
         const now = clock.now();
         const managerAddr = request.managerAddr ?? current.managerAddr;
-        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: current.role, subject: current.id, hosts: current.role === 'manager' ? hostOf(managerAddr) : [] });
         const node: NodeRecord = {
           ...current,
           certSerial: certificate.serial,
           certNotAfter: certificate.notAfter,
           certRole: current.role,
-          certRoot: state.trust.signing.digestHex,
+          certRoot: signed.root,
           lastSeenAt: now,
           superseded: supersede(current, now),
           ...(managerAddr === undefined ? {} : { managerAddr }),
@@ -294,15 +328,18 @@ export class CaServer {
     }
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
-    const certificate = await this.deps.metrics.timeIssuance('user', () => transact(
-      store,
-      async (tx) => {
-        const certificate = await this.issue(tx, { csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
-        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), certificate));
-        return certificate;
-      },
-      { beforeRetry: () => state.refresh() },
-    )).catch((error: unknown) => {
+    const certificate = await this.deps.metrics.timeIssuance('user', async () => {
+      const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
+      return transact(
+        store,
+        async (tx) => {
+          this.assumeSigned(tx, signed);
+          tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), signed.certificate));
+          return signed.certificate;
+        },
+        { beforeRetry: () => state.refresh() },
+      );
+    }).catch((error: unknown) => {
       this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, result: error });
       throw error;
     });
@@ -335,21 +372,46 @@ export class CaServer {
     return { name, revoked: serials.length, serials };
   }
 
-  /** Signs under the settings the transaction reads (the commit fails if they change meanwhile). */
-  private issue(tx: Tx, params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number }): Promise<IssuedCertificate> {
+  /**
+   * Signs once, before the transaction that records the certificate:
+   * `transact` reruns its function on every commit conflict (up to 32
+   * times), and an external CA must not be asked to sign again for each
+   * rerun. The settings and root it signs under are those of this manager's
+   * view; the transaction requires them unchanged ({@link assumeSigned}).
+   */
+  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number }): Promise<Signed> {
     const { state } = this.deps;
-    const cluster = tx.assume(KEYS.cluster, state.entry(KEYS.cluster))!;
-    tx.assume(KEYS.ca, state.entry(KEYS.ca)); // the root that signs
-    return state.signer.issue({
+    // One synchronous snapshot: the signer is the one made from this very CA record.
+    const cluster = state.entry(KEYS.cluster);
+    const ca = state.entry(KEYS.ca);
+    const root = state.trust.signing.digestHex;
+    const certificate = await state.signer.issue({
       csrPem: params.csrPem,
       csr: params.csr,
       role: params.role,
       commonName: params.subject,
-      clusterId: cluster.clusterId,
+      clusterId: cluster.value.clusterId,
       hosts: params.hosts,
-      validityMs: params.validityMs ?? cluster.certExpiryMs,
+      validityMs: params.validityMs ?? cluster.value.certExpiryMs,
       crlUrl: this.deps.crlUrl(),
     });
+    return { certificate, cluster, ca, root };
+  }
+
+  /**
+   * In the transaction that records a certificate: the commit requires the
+   * settings and root it was signed under. Once they changed (a new expiry,
+   * a rotation, or this manager's view was behind the store), the
+   * certificate is refused, never signed again here: STORE_CONFLICT, which
+   * the node retries.
+   */
+  private assumeSigned(tx: Tx, signed: Signed): void {
+    const { state } = this.deps;
+    if (state.entry(KEYS.cluster).version !== signed.cluster.version || state.entry(KEYS.ca).version !== signed.ca.version) {
+      throw new MusterError('STORE_CONFLICT', 'the cluster settings or root changed while the certificate was signed');
+    }
+    tx.assume(KEYS.cluster, signed.cluster);
+    tx.assume(KEYS.ca, signed.ca);
   }
 
   private async answer(node: NodeRecord, certificate: IssuedCertificate, withBundle: boolean): Promise<NodeCertificateResponse> {

@@ -87,8 +87,10 @@ export class RootRotation {
     if (external !== undefined ? request.caCertPem === undefined || request.caKeyPem !== undefined : (request.caCertPem === undefined) !== (request.caKeyPem === undefined)) {
       throw new MusterError('BODY_INVALID', 'a new root needs its certificate and either its key or the external CAs that hold it');
     }
+    let own = ''; // SHA-256 (hex) of this call's target
     try {
       const target = this.newRoot(request);
+      own = rootDigest(target.certPem).toString('hex');
       await transact(store, async (tx) => {
         const ca = await tx.get(KEYS.ca);
         if (ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
@@ -125,7 +127,8 @@ export class RootRotation {
     }
     await state.refresh();
     logger.info({ target: state.trust.signing.digestHex, ...who(caller) }, 'root CA rotation started');
-    audit.record({ action: 'ca.rotate', caller, result: 'ok', details: { target: state.trust.signing.digestHex, certExpiry: request.certExpiry } });
+    // This call's own target, and whether it still stands: a rotation started at the same time may have replaced it since the commit.
+    audit.record({ action: 'ca.rotate', caller, result: state.trust.signing.digestHex === own ? 'ok' : new MusterError('CA_ROTATION_REPLACED'), details: { target: own, certExpiry: request.certExpiry } });
     this.arm();
     return this.status();
   }

@@ -49,15 +49,17 @@ export interface Curve {
 
 /**
  * The key policy, written once: EC P-256 and P-384; RSA of 2048 to 8192 bits
- * with a public exponent of at most 2^32+1 (65537 in practice). A huge
- * modulus or exponent costs milliseconds per operation and buys nothing.
+ * with the public exponent 65537, as every key generator makes them. A huge
+ * modulus or exponent costs milliseconds per operation and buys nothing; a
+ * small one (3) is where RSA's known pitfalls live (forged signatures
+ * against lax verifiers, Coppersmith's attacks on encryption).
  */
 export const KEY_POLICY = {
   curves: [
     { kind: 'ec-p256', jwk: 'P-256', size: 32, names: ['prime256v1', 'P-256', '1.2.840.10045.3.1.7'] },
     { kind: 'ec-p384', jwk: 'P-384', size: 48, names: ['secp384r1', 'P-384', '1.3.132.0.34'] },
   ] as const satisfies readonly Curve[],
-  rsa: { minBits: 2048, maxBits: 8192, maxExponent: 2n ** 32n + 1n },
+  rsa: { minBits: 2048, maxBits: 8192, exponent: 65537n },
 } as const;
 
 /** The accepted curve a name or OID denotes, if any. */
@@ -81,12 +83,12 @@ export function judgeKey(facts: KeyFacts, codes: KeyPolicyCodes): KeyKind {
     return curve.kind;
   }
   if (facts.type === 'rsa') {
-    const { minBits, maxBits, maxExponent } = KEY_POLICY.rsa;
+    const { minBits, maxBits, exponent: wanted } = KEY_POLICY.rsa;
     const bits = facts.modulusBits ?? 0;
     if (bits < minBits) throw new MusterError(codes.weak, `the RSA key has ${bits} bits; at least ${minBits} are required`);
     if (bits > maxBits) throw new MusterError(codes.unsupported, `the RSA key has ${bits} bits; at most ${maxBits} are accepted`);
     const exponent = facts.publicExponent ?? 0n;
-    if (exponent < 3n || exponent > maxExponent) throw new MusterError(codes.unsupported, 'the RSA public exponent is not accepted (use 65537)');
+    if (exponent !== wanted) throw new MusterError(codes.unsupported, `the RSA public exponent is ${exponent > 2n ** 32n ? 'over 2^32' : String(exponent)}; only ${wanted} is accepted`);
     return 'rsa';
   }
   throw new MusterError(codes.unsupported, `keys of type ${facts.type ?? 'unknown'} are not supported (use EC P-256/P-384 or RSA of 2048 to 8192 bits)`);

@@ -5,7 +5,7 @@
  * of muster is refused rather than guessed at.
  */
 import Type from 'typebox';
-import { Labels } from '../core/labels.js';
+import { StoredLabels as Labels } from '../core/labels.js';
 
 /** The schema version written into every record. */
 export const SCHEMA_VERSION = 2;

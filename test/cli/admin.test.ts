@@ -6,6 +6,9 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/core/clock.js';
+import { systemRandom } from '../../src/core/random.js';
+import { createRootCa } from '../../src/pki/ca.js';
 import { runInProcess, runMuster, type InProcessRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
@@ -125,6 +128,26 @@ describe('update --cert-expiry', () => {
     expect(Date.parse(cert.validTo)).toBeLessThanOrEqual(Date.now() + 3_600_000);
     await joined.stop();
     expect((await cli(['update', '--cert-expiry', '2160h', '--data-dir', managerDir])).code).toBe(0);
+  });
+});
+
+describe('--external-ca with a plain http:// URL', () => {
+  it('is refused by init, update and ca --rotate with exit 2 and the way out, unless --external-ca-insecure is given', async () => {
+    const rootFile = scratch.write('http-ca-root.pem', createRootCa({ clusterId: 'httpca', clock: systemClock, random: systemRandom }).certPem);
+    const spec = 'protocol=cfssl,url=http://127.0.0.1:9';
+    const initArgv = ['init', '--data-dir', scratch.path('http-ca'), '--listen-addr', '127.0.0.1:0', '--ca-cert', rootFile, '--external-ca', spec];
+    for (const argv of [initArgv, ['update', '--external-ca', spec, '--data-dir', managerDir], ['ca', '--rotate', '--ca-cert', rootFile, '--external-ca', spec, '--data-dir', managerDir]]) {
+      const refused = await cli(argv);
+      expect(refused.code, argv[0]).toBe(2);
+      expect(refused.stderr, argv[0]).toMatch(/^error: --external-ca url http:\/\/127\.0\.0\.1:9 is plain http: .*\nhint: use https:\/\/.*--external-ca-insecure/);
+    }
+    expect(existsSync(join(scratch.path('http-ca'), 'node.json'))).toBe(false);
+    expect((await cli(['update', '--external-ca-insecure', '--cert-expiry', '2160h', '--data-dir', managerDir])).stderr).toMatch(/--external-ca-insecure goes with --external-ca/);
+    // With the flag the URL is taken: init goes on to ask that CA for its certificate (nothing listens there) and fails on that.
+    const insecure = await cli([...initArgv, '--external-ca-insecure']);
+    expect(insecure.code).toBe(1);
+    expect(insecure.stderr).toMatch(/external CA/);
+    expect(existsSync(join(scratch.path('http-ca'), 'node.json'))).toBe(false);
   });
 });
 

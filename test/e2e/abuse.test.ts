@@ -77,6 +77,53 @@ describe('size limits', () => {
     expect(bodyOf(text)).toEqual({ statusCode: 431, code: 'HEADERS_TOO_LARGE', message: 'the request headers are too large' });
   });
 
+  /**
+   * A client that sends its whole request before it reads (Python's
+   * http.client, many scripts): it must still find the 413 waiting, so the
+   * manager reads what is left of the body instead of closing on the client
+   * (its writes would then be answered with a reset, which takes the unread
+   * answer with it).
+   */
+  async function sendAllThenRead(head: string, body: Iterable<string>): Promise<string> {
+    const socket = await open();
+    socket.pause(); // read nothing until everything is written
+    const failed = new Promise<void>((resolve) => socket.once('error', () => resolve()));
+    const write = (data: string): Promise<void> => new Promise((resolve) => (socket.write(data) ? resolve() : socket.once('drain', resolve)));
+    await Promise.race([
+      (async () => {
+        await write(head);
+        for (const piece of body) await write(piece);
+      })(),
+      failed,
+    ]);
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('utf8')));
+    socket.on('error', () => undefined);
+    socket.resume();
+    await new Promise((resolve) => (socket.destroyed ? resolve(undefined) : socket.once('close', resolve)));
+    return text;
+  }
+
+  const MiB = 1024 * 1024;
+  const chunks = function* (total: number): Generator<string> {
+    const piece = 'y'.repeat(64 * 1024);
+    for (let sent = 0; sent < total; sent += piece.length) yield `${piece.length.toString(16)}\r\n${piece}\r\n`;
+    yield '0\r\n\r\n';
+  };
+
+  it('a chunked body over 64 KiB gets 413 with BODY_TOO_LARGE, even for a client that reads only once it has sent it all', async () => {
+    const text = await sendAllThenRead('POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n', chunks(4 * MiB));
+    expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(bodyOf(text)).toMatchObject({ statusCode: 413, code: 'BODY_TOO_LARGE' });
+  });
+
+  it('so does a body over 64 KiB with its Content-Length', async () => {
+    const piece = 'y'.repeat(64 * 1024);
+    const text = await sendAllThenRead(`POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nContent-Length: ${4 * MiB}\r\nConnection: close\r\n\r\n`, Array.from({ length: 64 }, () => piece));
+    expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(bodyOf(text)).toMatchObject({ statusCode: 413, code: 'BODY_TOO_LARGE' });
+  });
+
   it('bodies over 64 KiB get 413 with BODY_TOO_LARGE', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/join', payload: JSON.stringify({ token: 'x', csr: 'y'.repeat(70 * 1024) }), headers: { 'content-type': 'application/json' } });
     expect(res.statusCode).toBe(413);
@@ -160,6 +207,36 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
     // The chain is set explicitly (servedChain), the same two certificates OpenSSL would have built per handshake.
     const chain = [...out.matchAll(/^ *(\d) s:(.*)$/gm)].map((m) => `${m[1]} ${m[2]}`);
     expect(chain).toEqual([`0 O = ${cluster.clusterId}, OU = swarm-manager, CN = ${cluster.managerId}`, `1 O = ${cluster.clusterId}, CN = swarm-ca`]);
+  });
+});
+
+/** Runs openssl s_client against the manager (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
+function sClient(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
+    );
+    child.stdin?.end();
+  });
+}
+
+describe('key-exchange groups', () => {
+  it('offers X25519, P-256 and P-384 only: a client that insists on ffdhe8192 or X448 cannot connect, one with X25519 can', async () => {
+    const x25519 = await sClient(['-tls1_3', '-groups', 'X25519']);
+    expect(x25519.code).toBe(0);
+    expect(x25519.out).toMatch(/Server Temp Key: X25519/);
+    for (const group of ['ffdhe8192', 'ffdhe2048', 'X448']) {
+      const refused = await sClient(['-tls1_3', '-groups', group]);
+      expect(refused.code, group).not.toBe(0);
+      expect(refused.out, group).not.toMatch(/Server Temp Key/);
+    }
+    for (const group of ['P-256', 'P-384']) expect((await sClient(['-tls1_3', '-groups', group])).code, group).toBe(0);
+  });
+
+  it('TLS 1.2 takes the same curves, and no finite-field DHE suite', async () => {
+    expect((await sClient(['-tls1_2', '-curves', 'P-256'])).code).toBe(0);
+    expect((await sClient(['-tls1_2', '-curves', 'X448'])).code).not.toBe(0);
+    expect((await sClient(['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305'])).code).not.toBe(0);
   });
 });
 

@@ -40,12 +40,12 @@ export function opensslFixtures(scratch: ReturnType<typeof scratchDir>) {
   const nextName = (ext: string): string => `f${n++}.${ext}`;
   const next = (ext: string): string => scratch.path(nextName(ext));
   return {
-    /** A private key: 'ec:P-256', 'ec:secp256k1', 'rsa:2048', 'ed25519'. */
+    /** A private key: 'ec:P-256', 'ec:secp256k1', 'rsa:2048', 'rsa:2048:3' (public exponent 3), 'ed25519'. */
     key(spec: string): string {
       const file = next('key');
-      const [alg, param] = spec.split(':');
+      const [alg, param, exponent] = spec.split(':');
       if (alg === 'ec') openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${param}`, '-out', file]);
-      else if (alg === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${param}`, '-out', file]);
+      else if (alg === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${param}`, ...(exponent === undefined ? [] : ['-pkeyopt', `rsa_keygen_pubexp:${exponent}`]), '-out', file]);
       else openssl(['genpkey', '-algorithm', spec.toUpperCase(), '-out', file]);
       return file;
     },

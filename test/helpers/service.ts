@@ -10,7 +10,8 @@ import { buildServices } from '../../src/manager/manager.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { generateDataKey } from '../../src/pki/seal.js';
-import type { ChangeEvent, ClusterStore } from '../../src/store/cluster-store.js';
+import type { Static, TSchema } from 'typebox';
+import type { ChangeEvent, ClusterStore, Ref, Txn } from '../../src/store/cluster-store.js';
 import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
 import type { ManagerBundle } from '../../src/api/schemas.js';
 
@@ -112,5 +113,55 @@ export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void 
     release() {
       for (const event of held.splice(0)) for (const listener of listeners) listener(event);
     },
+  };
+}
+
+/**
+ * A store where another writer gets in first: before each of the next
+ * `times` commits that compare `ref`, the record is written again (by
+ * default the same value, which still gives it a new version), so that
+ * commit fails as a real conflict does and `transact` runs again.
+ */
+export function contendedStore(inner: ClusterStore): ClusterStore & { contend<S extends TSchema>(ref: Ref<S>, times: number, change?: (value: Static<S>) => Static<S>): void; readonly conflicts: number } {
+  let armed: { key: string; times: number; write: () => Promise<void> } | undefined;
+  let conflicts = 0;
+  const store = interceptCommits(inner, async (txn) => {
+    if (armed !== undefined && armed.times > 0 && txn.compares.some((c) => c.key === armed?.key)) {
+      armed.times -= 1;
+      await armed.write();
+      conflicts += 1;
+    }
+    return inner.commit(txn);
+  });
+  return {
+    ...store,
+    contend(ref, times, change = (value) => value) {
+      armed = {
+        key: ref.key,
+        times,
+        write: async () => {
+          const entry = (await inner.get(ref))!;
+          if (!(await inner.commit({ compares: [{ key: ref.key, version: entry.version }], puts: [{ key: ref.key, value: change(entry.value) }], deletes: [] }))) throw new Error('the contending write failed');
+        },
+      };
+    },
+    get conflicts() {
+      return conflicts;
+    },
+  };
+}
+
+/** `inner` with every commit going through `commit` (which calls `inner.commit` itself, before or after what it adds); the rest as it is. */
+export function interceptCommits(inner: ClusterStore, commit: (txn: Txn) => Promise<boolean>): ClusterStore {
+  return {
+    description: inner.description,
+    close: () => inner.close(),
+    get: (ref) => inner.get(ref),
+    list: (space, page) => inner.list(space, page),
+    commit,
+    watch: (prefix, listener) => inner.watch(prefix, listener),
+    register: (registration) => inner.register(registration),
+    unregister: () => inner.unregister(),
+    members: () => inner.members(),
   };
 }

@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDispatcher, send } from '../../src/api/transport.js';
 import { buildApp, servedChain, type MusterApp } from '../../src/manager/app.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
@@ -11,6 +12,7 @@ import { readPemBlocks } from '../../src/pki/der.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { ERROR_CATALOGUE } from '../../src/core/errors.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { KEYS } from '../../src/store/cluster-store.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
 const scratch = scratchDir('muster-app-');
@@ -18,16 +20,33 @@ const scratch = scratchDir('muster-app-');
 let cluster: TestCluster;
 let app: MusterApp;
 
+let port: number;
+
 beforeAll(async () => {
   cluster = await foundTestCluster();
   app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
-  await app.ready();
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  port = (app.server.address() as { port: number }).port;
 });
 afterAll(async () => {
   await app.close();
   await cluster.cleanup();
   scratch.cleanup();
 });
+
+/** Sends over HTTPS with `tls` (a client certificate, or none); a Buffer body goes as it is. */
+async function call(tls: { cert?: string; key?: string }, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown) {
+  const dispatcher = createDispatcher({ tls: { ca: cluster.managerTls.rootPem, ...tls } });
+  try {
+    const res = await send({ dispatcher, url: `https://127.0.0.1:${port}${path}`, method, body, timeoutMs: 10_000 });
+    return { status: res.status, json: JSON.parse(res.body.toString('utf8')) as Record<string, unknown> };
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/** The first manager's client certificate. */
+const asManager = () => ({ cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem });
 
 const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
 
@@ -69,6 +88,37 @@ describe('routes (inject)', () => {
     expect(res.json()).toMatchObject({ statusCode: res.statusCode, code });
   });
 
+  it('refuses a label whose key is outside the pattern, whatever its value, on a join and on a scoped token', async () => {
+    const before = (await cluster.store.list(KEYS.nodes)).length;
+    for (const labels of [{ ü: { nested: [1] } }, { 'a b': 'c' }, { ok: 'fine', '': 'x' }]) {
+      const res = await post('/v1/join', { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, labels });
+      expect(res.json(), JSON.stringify(labels)).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+      expect((await call(asManager(), 'POST', '/v1/join-tokens/scoped', { role: 'worker', labels })).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    }
+    expect((await cluster.store.list(KEYS.nodes)).length).toBe(before);
+    expect((await post('/v1/join', { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, labels: { 'zone/a.b_c-d': 'x' } })).statusCode).toBe(200);
+  });
+
+  it('still reads, lists and renews a node that an earlier version stored with such a label', async () => {
+    const key = freshCsr();
+    const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.8');
+    const ref = KEYS.nodes.ref(joined.nodeId);
+    const entry = (await cluster.store.get(ref))!;
+    expect(await cluster.store.commit({ compares: [{ key: ref.key, version: entry.version }], puts: [{ key: ref.key, value: { ...entry.value, labels: { zone: 'a', ü: { nested: [1] } } } }], deletes: [] })).toBe(true);
+    const listed = await call(asManager(), 'GET', `/v1/nodes/${joined.nodeId}`);
+    expect(listed.status).toBe(200);
+    expect(listed.json.labels).toEqual({ zone: 'a' });
+    expect((await call({ cert: joined.certificate, key: key.keyPem }, 'POST', '/v1/renew', { csr: freshCsr().csr })).status).toBe(200);
+  });
+
+  it('refuses a query parameter it does not know (a misspelt flag is never ignored)', async () => {
+    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revoke-all=1')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    expect((await call(asManager(), 'GET', '/v1/cluster?token=1')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    expect((await call(asManager(), 'GET', '/v1/nodes?limt=5')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    expect((await call(asManager(), 'GET', '/v1/certificates?page=2')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revokeAll=1')).json).toMatchObject({ statusCode: 404, code: 'NODE_NOT_FOUND' });
+  });
+
   it('needs a client certificate on every other route', async () => {
     for (const [method, url] of [['GET', '/v1/nodes'], ['GET', '/v1/cluster'], ['GET', '/v1/nodes/self'], ['POST', '/v1/join-tokens/worker/rotate']] as const) {
       const res = await app.inject({ method, url });
@@ -82,6 +132,26 @@ describe('routes (inject)', () => {
     expect(missing.json()).toMatchObject({ statusCode: 404, code: 'ROUTE_NOT_FOUND' });
     const text = await app.inject({ method: 'POST', url: '/v1/join', payload: 'x', headers: { 'content-type': 'text/plain' } });
     expect(text.json()).toMatchObject({ statusCode: 415, code: 'UNSUPPORTED_MEDIA_TYPE' });
+  });
+});
+
+describe('authorisation comes before validation', () => {
+  const badRequests: [string, 'GET' | 'POST' | 'PATCH', string, unknown][] = [
+    ['an expiry of the wrong type', 'PATCH', '/v1/cluster', { certExpiry: 5 }],
+    ['an unknown field in a rotation', 'POST', '/v1/ca/rotate', { nope: 1 }],
+    ['a user without a CSR', 'POST', '/v1/users', { name: 'alice' }],
+    ['a scoped token of no role', 'POST', '/v1/join-tokens/scoped', { role: 'admin' }],
+    ['a body that is not JSON', 'POST', '/v1/users', Buffer.from('{"name":')],
+    ['an unknown role in the path', 'POST', '/v1/join-tokens/admin/rotate', undefined],
+    ['a page size out of range', 'GET', '/v1/nodes?limit=0', undefined],
+  ];
+
+  it.each(badRequests)('a worker sending %s to an admin route gets 403, a caller without a certificate 401, a manager 400', async (_name, method, path, body) => {
+    const key = freshCsr();
+    const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.9');
+    expect((await call({ cert: joined.certificate, key: key.keyPem }, method, path, body)).json).toMatchObject({ statusCode: 403, code: 'AUTH_FORBIDDEN' });
+    expect((await call({}, method, path, body)).json).toMatchObject({ statusCode: 401, code: 'AUTH_REQUIRED' });
+    expect((await call(asManager(), method, path, body)).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
   });
 });
 

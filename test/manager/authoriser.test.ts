@@ -58,18 +58,47 @@ describe('authorize', () => {
     expect(await codeOf(t.authoriser.authorize(second.cert, ['manager', 'admin']))).toBe('AUTH_FORBIDDEN');
   });
 
-  it('refuses an API-user certificate signed by the root but never recorded as issued', async () => {
+  /** A certificate signed with the cluster's own root key, but not by a manager: nothing in the store records it. */
+  async function forge(role: 'worker' | 'manager' | 'admin', commonName: string): Promise<X509Certificate> {
     const ca = (await t.store.get(KEYS.ca))!.value;
     const forged = issueCertificate({
       ca: loadSigningCa({ certPem: ca.rootPem, keyPem: unseal(t.dataKey, ca.key!, SEAL_CONTEXT.caKey).toString('utf8') }),
       csr: parseCsr(freshCsr().csr),
-      role: 'admin',
-      commonName: 'mallory',
+      role,
+      commonName,
       clusterId: t.clusterId,
       validityMs: HOUR,
       clock: t.clock,
       random: systemRandom,
     });
-    expect(await codeOf(t.authoriser.authorize(new X509Certificate(forged.certPem), ['manager', 'admin']))).toBe('AUTH_FORBIDDEN');
+    return new X509Certificate(forged.certPem);
+  }
+
+  it('refuses an API-user certificate signed by the root but never recorded as issued', async () => {
+    expect(await codeOf(t.authoriser.authorize(await forge('admin', 'mallory'), ['manager', 'admin']))).toBe('AUTH_FORBIDDEN');
+  });
+
+  it('refuses a node certificate signed by the root but never issued by a manager, for a live node and its role', async () => {
+    const worker = await joinAs('worker');
+    const forgedWorker = await forge('worker', worker.response.nodeId);
+    expect(await codeOf(t.authoriser.authorize(forgedWorker, ['manager', 'worker']))).toBe('CERT_UNTRUSTED');
+    expect(await codeOf(t.authoriser.authorize(forgedWorker, ['manager', 'worker'], { expiredWithinGrace: true }))).toBe('CERT_UNTRUSTED');
+    // The founding manager's own certificate is recorded and passes; one forged in its name does not.
+    expect((await t.authoriser.authorize(t.managerCert, ['manager', 'admin'])).nodeId).toBe(t.managerId);
+    expect(await codeOf(t.authoriser.authorize(await forge('manager', t.managerId), ['manager', 'admin']))).toBe('CERT_UNTRUSTED');
+    // The genuine certificate of the same node still passes.
+    expect((await t.authoriser.authorize(worker.cert, ['manager', 'worker'])).nodeId).toBe(worker.response.nodeId);
+  });
+
+  it('accepts the certificate a renewal replaced while the new one lands, and no older one', async () => {
+    const first = await joinAs('worker');
+    const renew = async (cert: X509Certificate) => new X509Certificate((await t.caServer.renew(await t.authoriser.authorize(cert, ['manager', 'worker']), { csr: freshCsr().csr })).certificate);
+    const second = await renew(first.cert);
+    expect((await t.authoriser.authorize(first.cert, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
+    expect((await t.authoriser.authorize(second, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
+    const third = await renew(second);
+    expect(await codeOf(t.authoriser.authorize(first.cert, ['manager', 'worker']))).toBe('CERT_UNTRUSTED');
+    expect((await t.authoriser.authorize(second, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
+    expect((await t.authoriser.authorize(third, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
   });
 });

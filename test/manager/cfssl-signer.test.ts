@@ -14,7 +14,8 @@ import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { KEYS } from '../../src/store/cluster-store.js';
-import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+import { codeOf } from '../helpers/codes.js';
+import { HOUR, contendedStore, foundTestCluster, freshCsr, memoryStore, type TestCluster } from '../helpers/service.js';
 
 type Mode = 'ok' | 'down' | 'slow' | 'refuse' | 'wrong-subject' | 'wrong-key' | 'foreign-root';
 const clock = new FakeClock(Date.now());
@@ -167,6 +168,35 @@ describe('CfsslSigner through the CA server', () => {
     first.mode = 'ok';
     await join();
     expect(first.requests.length).toBe(firstBefore);
+  });
+
+  it('asks the CA once per join and renewal however often the store transaction runs again, and refuses, unsigned again, once the settings changed', async () => {
+    const store = contendedStore(await memoryStore());
+    const contended = await foundTestCluster({ store, certExpiryMs: HOUR, root: { certPem: root.certPem }, externalCAs: [{ url: first.url }] });
+    try {
+      const asked = first.requests.length;
+      // Another manager writes the tokens record before each of three commits: the join's transaction runs four times.
+      store.contend(KEYS.tokens, 3);
+      const joined = await contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended');
+      expect(store.conflicts).toBe(3);
+      expect(first.requests.length).toBe(asked + 1);
+      const cert = new X509Certificate(joined.certificate);
+      expect((await store.get(KEYS.nodes.ref(joined.nodeId)))?.value.certSerial).toBe(cert.serialNumber);
+      // A renewal whose node record another writer touches (a last-seen flush) three times.
+      store.contend(KEYS.nodes.ref(joined.nodeId), 3);
+      const renewed = await contended.caServer.renew(await contended.authoriser.authorize(cert, ['manager', 'worker']), { csr: freshCsr().csr });
+      expect(store.conflicts).toBe(6);
+      expect(first.requests.length).toBe(asked + 2);
+      expect((await store.get(KEYS.nodes.ref(joined.nodeId)))?.value.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
+      // The expiry changes between the signing and the commit: the certificate is refused, and the CA is not asked again.
+      const nodes = (await store.list(KEYS.nodes)).length;
+      store.contend(KEYS.cluster, 1, (cluster) => ({ ...cluster, certExpiryMs: 2 * HOUR }));
+      expect(await codeOf(contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended'))).toBe('STORE_CONFLICT');
+      expect(first.requests.length).toBe(asked + 3);
+      expect((await store.list(KEYS.nodes)).length).toBe(nodes);
+    } finally {
+      await contended.cleanup();
+    }
   });
 
   it('speaks authsign with an HMAC over the exact request', async () => {

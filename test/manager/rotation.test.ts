@@ -13,7 +13,8 @@ import { createRootCa, rootDigest } from '../../src/pki/ca.js';
 import { readBundle } from '../../src/pki/peer.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
-import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+import { KEYS } from '../../src/store/cluster-store.js';
+import { HOUR, foundTestCluster, freshCsr, interceptCommits, memoryStore, type TestCluster } from '../helpers/service.js';
 
 const scratch = scratchDir('muster-rotation-');
 let t: TestCluster;
@@ -135,5 +136,37 @@ describe('root rotation', () => {
   it('refuses a new root that is the current one', async () => {
     expect(await codeOf(t.rotation.start({ caCertPem: t.state.root.pem }, admin))).toBe('BODY_INVALID');
     expect(t.auditLines.filter((l) => l.includes('"ca.rotate"')).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('two rotations started at once', () => {
+  it('the one replaced before it answered is audited with its own target as replaced, the one that stands as ok', async () => {
+    const inner = await memoryStore();
+    let interleave: (() => Promise<unknown>) | undefined;
+    // The second rotation commits right after the first one's commit, before the first one writes its audit line.
+    const store = interceptCommits(inner, async (txn) => {
+      const committed = await inner.commit(txn);
+      const second = interleave;
+      if (committed && second !== undefined && txn.puts.some((p) => p.key === KEYS.ca.key)) {
+        interleave = undefined;
+        await second();
+      }
+      return committed;
+    });
+    const c = await foundTestCluster({ store, certExpiryMs: 24 * HOUR });
+    try {
+      const caller = await c.authoriser.authorize(c.managerCert, ['manager', 'admin']);
+      const [first, second] = [0, 1].map(() => createRootCa({ clusterId: c.clusterId, clock: c.clock, random: systemRandom }));
+      const digest = (pem: string): string => rootDigest(pem).toString('hex');
+      interleave = () => c.rotation.start({ caCertPem: second!.certPem, caKeyPem: second!.keyPem }, caller);
+      const answer = await c.rotation.start({ caCertPem: first!.certPem, caKeyPem: first!.keyPem }, caller);
+      expect(answer.targetDigest).toBe(digest(second!.certPem));
+      const lines = c.auditLines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.action === 'ca.rotate');
+      expect(lines).toHaveLength(2);
+      expect(lines).toContainEqual(expect.objectContaining({ target: digest(second!.certPem), result: 'ok' }));
+      expect(lines).toContainEqual(expect.objectContaining({ target: digest(first!.certPem), result: 'error', code: 'CA_ROTATION_REPLACED' }));
+    } finally {
+      await c.cleanup();
+    }
   });
 });

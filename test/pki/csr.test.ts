@@ -45,7 +45,7 @@ describe('parseCsr', () => {
   const keys: Record<string, string> = {};
   beforeAll(() => {
     fx = opensslFixtures(scratch);
-    for (const spec of ['ec:P-256', 'ec:P-384', 'rsa:2048', 'rsa:4096', 'rsa:1024', 'ec:secp256k1', 'ec:P-521', 'ed25519']) keys[spec] = fx.key(spec);
+    for (const spec of ['ec:P-256', 'ec:P-384', 'rsa:2048', 'rsa:4096', 'rsa:1024', 'rsa:2048:3', 'rsa:2048:17', 'ec:secp256k1', 'ec:P-521', 'ed25519']) keys[spec] = fx.key(spec);
   });
 
   it.each([['ec:P-256'], ['ec:P-384'], ['rsa:2048'], ['rsa:4096']])('accepts an openssl req CSR with a %s key', (spec) => {
@@ -73,6 +73,8 @@ describe('parseCsr', () => {
     ['a flipped signature byte', () => editDer(valid(), (d) => { d[d.length - 3]! ^= 0x01; return d; }), 'CSR_BAD_SIGNATURE'],
     ['a tampered subject', () => editDer(valid(), (d) => { const i = d.indexOf(Buffer.from('node')); d[i] = 0x4e; return d; }), 'CSR_BAD_SIGNATURE'],
     ['an RSA-1024 key', () => fx.csr(keys['rsa:1024']!), 'CSR_WEAK_KEY'],
+    ['an RSA key with exponent 3', () => fx.csr(keys['rsa:2048:3']!), 'CSR_UNSUPPORTED_KEY'],
+    ['an RSA key with exponent 17', () => fx.csr(keys['rsa:2048:17']!), 'CSR_UNSUPPORTED_KEY'],
     ['a secp256k1 key', () => fx.csr(keys['ec:secp256k1']!), 'CSR_UNSUPPORTED_KEY'],
     ['a P-521 key', () => fx.csr(keys['ec:P-521']!), 'CSR_UNSUPPORTED_KEY'],
     ['an Ed25519 key', () => fx.csr(keys['ed25519']!), 'CSR_UNSUPPORTED_ALGORITHM'],

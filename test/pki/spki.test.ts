@@ -50,6 +50,16 @@ describe('the key policy', () => {
     expect(codeOf(() => readPolicyKey(rsaSpki(3072, Buffer.from([1])), codes))).toBe('CSR_UNSUPPORTED_KEY'); // e = 1
   });
 
+  it('takes the exponent 65537 only (the README says so): 3, 17 and 65539 are refused with a message naming it', () => {
+    for (const exponent of [[3], [17], [1, 0, 3]]) {
+      expect(codeOf(() => readPolicyKey(rsaSpki(2048, Buffer.from(exponent)), codes))).toBe('CSR_UNSUPPORTED_KEY');
+    }
+    expect(() => readPolicyKey(rsaSpki(2048, Buffer.from([3])), codes)).toThrow(/exponent is 3; only 65537 is accepted/);
+    const e3 = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 }).publicKey;
+    expect(codeOf(() => checkKeyPolicy(e3, codes))).toBe('CSR_UNSUPPORTED_KEY');
+    expect(KEY_POLICY.rsa.exponent).toBe(65537n);
+  });
+
   it('calls an RSA key below 2048 bits weak, and other algorithms unsupported', () => {
     expect(codeOf(() => readPolicyKey(rsaSpki(1024, Buffer.from([1, 0, 1])), codes))).toBe('CSR_WEAK_KEY');
     const { publicKey } = generateKeyPairSync('ed25519');

@@ -67,6 +67,8 @@ export interface CaFlags extends ConnectFlags {
   caCert?: string;
   caKey?: string;
   externalCa?: string[];
+  /** Lets an --external-ca url be plain http://. */
+  externalCaInsecure?: boolean;
   certExpiry?: string;
   detach?: boolean;
   quiet?: boolean;
@@ -103,7 +105,7 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
   const request: RotationRequest = {};
   if (flags.caCert !== undefined) request.caCertPem = await readInput(flags.caCert);
   if (flags.caKey !== undefined) request.caKeyPem = await readInput(flags.caKey);
-  if (external.length > 0) request.externalCAs = await readExternalCas(external);
+  if (external.length > 0 || flags.externalCaInsecure === true) request.externalCAs = await readExternalCas(external, flags.externalCaInsecure === true);
   if (flags.certExpiry !== undefined) request.certExpiry = flags.certExpiry;
   return withConnection(ctx, flags, async ({ client }) => {
     if (!rotating) {
@@ -154,6 +156,7 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
       .option('--ca-cert <file>', 'the new root certificate (with --ca-key)')
       .option('--ca-key <file>', 'the key of --ca-cert')
       .option('--external-ca <spec>', 'external CAs that hold the key of --ca-cert (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+      .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
       .option('--cert-expiry <duration>', 'also change the lifetime of node certificates')
       .option('-d, --detach', 'return at once instead of waiting for the rotation to complete')
       .option('-q, --quiet', 'no progress output'),
@@ -165,6 +168,7 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
         ...(typeof options.caCert === 'string' ? { caCert: options.caCert } : {}),
         ...(typeof options.caKey === 'string' ? { caKey: options.caKey } : {}),
         externalCa: options.externalCa as string[],
+        externalCaInsecure: options.externalCaInsecure === true,
         ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}),
         detach: options.detach === true,
         quiet: options.quiet === true,

@@ -48,6 +48,8 @@ export interface InitFlags {
   caKey?: string;
   /** Repeatable: protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]. */
   externalCa?: string[];
+  /** Lets an --external-ca url be plain http://. */
+  externalCaInsecure?: boolean;
   store?: string;
   storeCacert?: string;
   storeCert?: string;
@@ -221,6 +223,7 @@ function initOptions(command: Command): Command {
     .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
     .option('--ca-key <file>', 'the private key of --ca-cert')
     .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+    .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
     .option('--store <store>', "where the cluster state lives: 'level' (embedded, one manager) or etcd://HOST:PORT[,HOST:PORT…] (several managers)", 'level')
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')

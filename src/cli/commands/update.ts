@@ -15,7 +15,7 @@ function parseBool(text: string): boolean {
 }
 
 /** `muster update` */
-export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string; externalCa?: string[]; autolock?: string }): Promise<number> {
+export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string; externalCa?: string[]; externalCaInsecure?: boolean; autolock?: string }): Promise<number> {
   const external = flags.externalCa ?? [];
   if (flags.certExpiry === undefined && external.length === 0 && flags.autolock === undefined) {
     throw new MusterError('USAGE', 'nothing to update', { hint: 'pass --cert-expiry DUR (e.g. 720h), --external-ca protocol=cfssl,url=… or --autolock=true|false' });
@@ -23,7 +23,8 @@ export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { cer
   const autolock = flags.autolock === undefined ? undefined : parseBool(flags.autolock);
   // Refuse bad input before connecting.
   const ms = flags.certExpiry === undefined ? undefined : parseCertExpiry(flags.certExpiry);
-  const externalCAs = external.length === 0 ? undefined : await readExternalCas(external);
+  const insecure = flags.externalCaInsecure === true;
+  const externalCAs = external.length === 0 && !insecure ? undefined : await readExternalCas(external, insecure);
   return withConnection(ctx, flags, async ({ client }) => {
     const view = await client.updateCluster({
       ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }),
@@ -53,6 +54,7 @@ export function registerUpdate(program: Command, ctx: CliContext, done: Done): v
       .description('change cluster settings')
       .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 1h)")
       .option('--external-ca <spec>', 'replace the external CA list (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+      .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
       .option('--autolock <true|false>', "encrypt the managers' keys at rest under an unlock key ('muster unlock' after each restart), or stop"),
   ).action(
     act(done)((options: Record<string, unknown>) =>
@@ -61,6 +63,7 @@ export function registerUpdate(program: Command, ctx: CliContext, done: Done): v
         ...(typeof options.certExpiry === 'string' ? { certExpiry: options.certExpiry } : {}),
         ...(typeof options.autolock === 'string' ? { autolock: options.autolock } : {}),
         externalCa: options.externalCa as string[],
+        externalCaInsecure: options.externalCaInsecure === true,
       }),
     ),
   );

@@ -1,5 +1,5 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, MAX_SESSION_WAIT_S, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
+import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
 import { formatDuration } from '../../core/duration.js';
 import type { Sessions } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
@@ -34,7 +34,7 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   app.get(ROUTES.self, { config: { allow: NODES }, schema: { querystring: SelfQuery, response: { 200: SelfResponse, ...ErrorResponses } } }, async (request) => {
     const caller = callerOf(request);
     const first = await inventory.self(caller);
-    const waitS = request.query.wait === undefined ? 0 : Math.min(Number(request.query.wait), MAX_SESSION_WAIT_S);
+    const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
     if (waitS === 0 || first.renewNow) return withSpread(first, sessions);
     // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
     request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
