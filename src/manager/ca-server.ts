@@ -111,12 +111,12 @@ export class CaServer {
    */
   private async admissionFor(token: string): Promise<Admission | undefined> {
     const { state, scopedTokens } = this.deps;
-    const classic = matchJoinToken(token, state.tokens);
+    const classic = matchJoinToken(token, state.tokenHashes);
     if (classic !== undefined) return { role: classic };
     const scoped = await scopedTokens.find(token);
     if (scoped !== undefined) return { role: scoped.role, scoped: scoped.id };
     await state.refresh();
-    const role = matchJoinToken(token, state.tokens);
+    const role = matchJoinToken(token, state.tokenHashes);
     return role === undefined ? undefined : { role };
   }
 
@@ -202,8 +202,9 @@ export class CaServer {
       store,
       async (tx) => {
         // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
-        const tokens = tx.assume(KEYS.tokens, state.entry(KEYS.tokens))!;
-        const classic = matchJoinToken(token, tokens);
+        tx.assume(KEYS.tokens, state.entry(KEYS.tokens));
+        // The hashes of that same record (read in the same turn): the commit fails if it changed.
+        const classic = matchJoinToken(token, state.tokenHashes);
         // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
         const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
         // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.

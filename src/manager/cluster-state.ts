@@ -14,6 +14,8 @@ import { KEYS, META_PREFIX, decodeRecord, type ClusterStore, type Entry, type Re
 import type { CaRecord, ClusterRecord, CrlRecord, TokensRecord } from '../store/records.js';
 import type { Signer } from './signer.js';
 import type { Static, TSchema } from 'typebox';
+import { storedTokenHash } from './stored-tokens.js';
+import type { NodeRole } from '../core/roles.js';
 
 /** What the state is built from. */
 export interface ClusterStateDeps {
@@ -156,6 +158,15 @@ export class ClusterState {
 
   get tokens(): TokensRecord {
     return this.tokensEntry.value;
+  }
+
+  private hashesFor: { record: TokensRecord; hashes: Readonly<Record<NodeRole, Buffer>> } | undefined;
+
+  /** The current tokens' SHA-256 hashes, which joins are checked against (made once per record). */
+  get tokenHashes(): Readonly<Record<NodeRole, Buffer>> {
+    const record = this.tokensEntry.value;
+    if (this.hashesFor?.record !== record) this.hashesFor = { record, hashes: { worker: storedTokenHash(record.worker), manager: storedTokenHash(record.manager) } };
+    return this.hashesFor.hashes;
   }
 
   /** The CRL's number and issue time as last seen (the feed keeps it fresh). */

@@ -21,6 +21,7 @@ import { ROUTES } from '../api/schemas.js';
 import { autolockRecord } from './autolock.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
+import { storeTokens } from './stored-tokens.js';
 
 /** An external CA as `init --external-ca` gives it (the auth key still in clear, sealed here). */
 export interface ExternalCaSpec {
@@ -108,7 +109,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
   await transact(store, async (tx) => {
     if ((await tx.get(KEYS.cluster)) !== undefined) throw new MusterError('CLUSTER_EXISTS');
     tx.put(KEYS.ca, ca);
-    tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random), rotatedAt: { worker: now, manager: now } });
+    tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, ...storeTokens(dataKey, { worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random) }), rotatedAt: { worker: now, manager: now } });
     tx.put(KEYS.managers, { schema: SCHEMA_VERSION, ids: [nodeId] });
     if (params.unlockKey !== undefined) tx.put(KEYS.autolock, autolockRecord(params.dataKey, params.unlockKey, now));
     tx.put(KEYS.nodes.ref(nodeId), {

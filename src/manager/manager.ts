@@ -36,6 +36,7 @@ import { Sessions } from './sessions.js';
 import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
 import { createSigner } from './signer.js';
+import { sealClearTokens } from './stored-tokens.js';
 
 /** What a manager is started with. */
 export interface ManagerParams {
@@ -112,6 +113,8 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   // Marks reach the store well within the down-after window, so every manager's view of `ready` stays right.
   // A node's record is rewritten about once per half the down-after window (60 s by default), not at every heartbeat.
   const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))), refreshMs: Math.floor(downAfterMs / 2) });
+  // A store written before join tokens were sealed gets them sealed before anything reads them.
+  if (await sealClearTokens(store, dataKey)) logger.info({}, 'sealed the join tokens the store held in clear');
   const state = await ClusterState.load({
     store,
     logger,

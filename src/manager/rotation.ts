@@ -33,6 +33,7 @@ import { nodeStatus } from './inventory.js';
 import type { Membership } from './membership.js';
 import type { Revocations } from './revocation.js';
 import { SEAL_CONTEXT, currentSigningCa, sealExternalCas } from './signer.js';
+import { openToken, storeTokens } from './stored-tokens.js';
 
 /** How often the leader looks at a rotation's progress (each look reads every node record). */
 export const ROTATION_CHECK_MS = 3_000;
@@ -191,7 +192,7 @@ export class RootRotation {
    * Returns true when it completed one.
    */
   async reconcile(): Promise<boolean> {
-    const { state, store, clock, logger, revocations, audit } = this.deps;
+    const { state, store, clock, logger, revocations, audit, dataKey } = this.deps;
     const rotation = state.ca.rotation;
     if (rotation === undefined) return false;
     const { total, rotated } = await this.count(rootDigest(rotation.rootPem).toString('hex'));
@@ -213,7 +214,10 @@ export class RootRotation {
         previous: [{ rootPem: ca.rootPem, ...(ca.key === undefined ? {} : { key: ca.key }), crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
       };
       tx.put(KEYS.ca, next);
-      tx.put(KEYS.tokens, { ...tokens, worker: redigest(tokens.worker, next.rootPem), manager: redigest(tokens.manager, next.rootPem) });
+      tx.put(KEYS.tokens, {
+        ...tokens,
+        ...storeTokens(dataKey, { worker: redigest(openToken(dataKey, 'worker', tokens.worker), next.rootPem), manager: redigest(openToken(dataKey, 'manager', tokens.manager), next.rootPem) }),
+      });
       await revocations.reissue(tx);
       return true;
     });

@@ -19,6 +19,7 @@ import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
 import { sealExternalCas } from './signer.js';
+import { openToken, storeToken } from './stored-tokens.js';
 
 /** What the settings work with. */
 export interface SettingsDeps {
@@ -46,7 +47,7 @@ export class Settings {
     if (includeTokens && caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
     const { tokens, cluster, ca } = state;
     const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
-      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: tokens[role] } : { rotatedAt: iso(tokens.rotatedAt[role]) };
+      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: openToken(this.deps.dataKey, role, tokens[role]) } : { rotatedAt: iso(tokens.rotatedAt[role]) };
     const externalLifetime = state.signer.external ? await this.externalLifetime() : undefined;
     return {
       clusterId: cluster.clusterId,
@@ -114,7 +115,8 @@ export class Settings {
   joinTokens(caller?: Caller): JoinTokens {
     const { tokens } = this.deps.state;
     if (caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
-    return { worker: tokens.worker, manager: tokens.manager, managerAddr: this.deps.membership.address };
+    const { dataKey } = this.deps;
+    return { worker: openToken(dataKey, 'worker', tokens.worker), manager: openToken(dataKey, 'manager', tokens.manager), managerAddr: this.deps.membership.address };
   }
 
   /** Replaces one role's token; the old one is refused by every manager from the moment this answers. */
@@ -123,7 +125,7 @@ export class Settings {
     await transact(store, async (tx) => {
       const [tokens, ca] = [await tx.get(KEYS.tokens), await tx.get(KEYS.ca)];
       if (tokens === undefined || ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no tokens');
-      tx.put(KEYS.tokens, { ...tokens, [role]: generateJoinToken(rootDigest(ca.rootPem), random), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
+      tx.put(KEYS.tokens, { ...tokens, [role]: storeToken(this.deps.dataKey, role, generateJoinToken(rootDigest(ca.rootPem), random)), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
     });
     await state.refresh();
     this.deps.audit.record({ action: 'join-token.rotate', caller, target: { role }, result: 'ok' });

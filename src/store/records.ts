@@ -73,11 +73,22 @@ export const CaRecord = Type.Object({
 });
 export type CaRecord = Type.Static<typeof CaRecord>;
 
+/**
+ * One role's join token as the store keeps it: its SHA-256 (hex), which joins
+ * are checked against, and the token sealed under the data key, for showing
+ * it to admins. No store holds a join token in clear.
+ */
+export const StoredToken = Type.Object({ hash: Type.String({ pattern: '^[0-9a-f]{64}$' }), sealed: Sealed }, { additionalProperties: false });
+export type StoredToken = Type.Static<typeof StoredToken>;
+
+/** A token as stores written before sealing held it (in clear); a manager seals it when it starts. */
+export const ClearToken = Type.String();
+
 /** The current join tokens, one per role. */
 export const TokensRecord = Type.Object({
   schema: Schema,
-  worker: Type.String(),
-  manager: Type.String(),
+  worker: Type.Union([StoredToken, ClearToken]),
+  manager: Type.Union([StoredToken, ClearToken]),
   rotatedAt: Type.Object({ worker: Millis, manager: Millis }),
 });
 export type TokensRecord = Type.Static<typeof TokensRecord>;

@@ -86,29 +86,16 @@ export function generateJoinToken(digest: Buffer, random: Random): string {
   return formatJoinToken({ version: 1, fips: false, digest, secret: random.bytes(SECRET_BYTES) });
 }
 
-const hashed = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
-
-/** The hashes of a set of current tokens, made once per set (a rotation makes a new set): a join matches twice. */
-const hashesOf = new WeakMap<object, { texts: Readonly<Record<NodeRole, string>>; hashes: Readonly<Record<NodeRole, Buffer>> }>();
-function currentHashes(current: Readonly<Record<NodeRole, string>>): Readonly<Record<NodeRole, Buffer>> {
-  const known = hashesOf.get(current);
-  // Both sides are the server's own tokens: comparing them says nothing about a presented one.
-  if (known !== undefined && known.texts.worker === current.worker && known.texts.manager === current.manager) return known.hashes;
-  const hashes = { worker: hashed(current.worker), manager: hashed(current.manager) };
-  hashesOf.set(current, { texts: { worker: current.worker, manager: current.manager }, hashes });
-  return hashes;
-}
-
 /**
- * The role whose current token equals `presented`, or undefined. Compares
- * against both tokens every time, in constant time over equal-length SHA-256
+ * The role whose current token has the SHA-256 `presented` hashes to, or
+ * undefined. The store keeps only the tokens' hashes (and sealed copies).
+ * Compares against both every time, in constant time over equal-length
  * hashes, so neither timing nor length tells an attacker how close a guess was.
  */
-export function matchJoinToken(presented: string, current: Readonly<Record<NodeRole, string>>): NodeRole | undefined {
-  const probe = hashed(presented);
-  const known = currentHashes(current);
-  const worker = timingSafeEqual(probe, known.worker);
-  const manager = timingSafeEqual(probe, known.manager);
+export function matchJoinToken(presented: string, current: Readonly<Record<NodeRole, Buffer>>): NodeRole | undefined {
+  const probe = createHash('sha256').update(presented, 'utf8').digest();
+  const worker = timingSafeEqual(probe, current.worker);
+  const manager = timingSafeEqual(probe, current.manager);
   if (manager) return 'manager';
   if (worker) return 'worker';
   return undefined;

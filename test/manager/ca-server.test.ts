@@ -5,6 +5,7 @@ import { KEYS } from '../../src/store/cluster-store.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { codeOf } from '../helpers/codes.js';
 import { HOUR, foundTestCluster, freshCsr, heldFeed, memoryStore, type TestCluster } from '../helpers/service.js';
+import { storeToken } from '../../src/manager/stored-tokens.js';
 
 let t: TestCluster;
 beforeEach(async () => {
@@ -87,11 +88,12 @@ describe('join', () => {
       const old = m.settings.joinTokens().worker;
       // Another manager rotates: the store changes, this manager's feed has not told it yet.
       const tokens = (await store.get(KEYS.tokens))!;
-      const rotated = { ...tokens.value, worker: old.replace(/.{25}$/, '0'.repeat(24) + '1') };
+      const successor = old.replace(/.{25}$/, '0'.repeat(24) + '1');
+      const rotated = { ...tokens.value, worker: storeToken(m.dataKey, 'worker', successor) };
       expect(await store.commit({ compares: [{ key: KEYS.tokens.key, version: tokens.version }], puts: [{ key: KEYS.tokens.key, value: rotated }], deletes: [] })).toBe(true);
       expect(m.settings.joinTokens().worker).toBe(old); // the cache is behind
       expect(await codeOf(m.caServer.join({ token: old, csr: freshCsr().csr }, 'e'))).toBe('TOKEN_REJECTED');
-      await expect(m.caServer.join({ token: rotated.worker, csr: freshCsr().csr }, 'e')).resolves.toMatchObject({ role: 'worker' });
+      await expect(m.caServer.join({ token: successor, csr: freshCsr().csr }, 'e')).resolves.toMatchObject({ role: 'worker' });
     } finally {
       await m.cleanup();
     }

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { KEYS } from '../../src/store/cluster-store.js';
 import { codeOf } from '../helpers/codes.js';
 import { foundTestCluster, heldFeed, memoryStore, type TestCluster } from '../helpers/service.js';
+import { openToken } from '../../src/manager/stored-tokens.js';
 
 let t: TestCluster;
 beforeEach(async () => {
@@ -36,9 +37,10 @@ describe('concurrent rotations', () => {
       const before = (await t.store.get(KEYS.tokens))!.value;
       await Promise.all([t.settings.rotateToken('worker'), t.settings.rotateToken('manager')]);
       const after = (await t.store.get(KEYS.tokens))!.value;
-      expect(after.worker).not.toBe(before.worker);
-      expect(after.manager).not.toBe(before.manager);
-      expect(t.settings.joinTokens()).toMatchObject({ worker: after.worker, manager: after.manager });
+      const text = (value: typeof after, role: 'worker' | 'manager'): string => openToken(t.dataKey, role, value[role]);
+      expect(text(after, 'worker')).not.toBe(text(before, 'worker'));
+      expect(text(after, 'manager')).not.toBe(text(before, 'manager'));
+      expect(t.settings.joinTokens()).toMatchObject({ worker: text(after, 'worker'), manager: text(after, 'manager') });
     }
   });
 
@@ -52,9 +54,10 @@ describe('concurrent rotations', () => {
       store.release();
       const second = await a.settings.rotateToken('manager');
       const after = (await store.get(KEYS.tokens))!.value;
-      expect(after.worker).toBe(first.worker);
-      expect(after.manager).toBe(second.manager);
-      expect(after.worker).not.toBe(before.worker);
+      const text = (value: typeof after, role: 'worker' | 'manager'): string => openToken(a.dataKey, role, value[role]);
+      expect(text(after, 'worker')).toBe(first.worker);
+      expect(text(after, 'manager')).toBe(second.manager);
+      expect(text(after, 'worker')).not.toBe(text(before, 'worker'));
     } finally {
       await a.cleanup();
     }
