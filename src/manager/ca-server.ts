@@ -69,6 +69,22 @@ interface Signed {
   root: string;
 }
 
+/**
+ * A certificate signed under settings, a root or a node record that changed
+ * before the transaction could record it: it is never recorded, and the
+ * request signs once more under what is current (at most {@link MAX_SIGNINGS}
+ * times in all, so an external CA is asked a bounded number of times, never
+ * once per transaction rerun).
+ */
+class StaleSignature extends MusterError {
+  constructor(message: string) {
+    super('STORE_CONFLICT', message);
+  }
+}
+
+/** Signings of one request at most: the first, and two more after what it was signed under changed. */
+const MAX_SIGNINGS = 3;
+
 /** The code an error is counted under in the metrics. */
 const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 'INTERNAL');
 
@@ -196,46 +212,49 @@ export class CaServer {
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
     const managerAddr = request.managerAddr;
-    const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] }));
-    const { certificate } = signed;
-    const node = await transact(
-      store,
-      async (tx) => {
-        // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
-        tx.assume(KEYS.tokens, state.entry(KEYS.tokens));
-        // The hashes of that same record (read in the same turn): the commit fails if it changed.
-        const classic = matchJoinToken(token, state.tokenHashes);
-        // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
-        const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
-        // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.
-        if ((classic ?? scoped?.role) !== role) throw new MusterError('TOKEN_REJECTED');
-        this.assumeSigned(tx, signed);
-        const now = clock.now();
-        const node: NodeRecord = {
-          schema: SCHEMA_VERSION,
-          id: nodeId,
-          role,
-          hostname: request.hostname ?? nodeId,
-          // The token's labels win: they are what the admin vouched for.
-          labels: { ...request.labels, ...scoped?.labels },
-          createdAt: now,
-          lastSeenAt: now,
-          certSerial: certificate.serial,
-          certNotAfter: certificate.notAfter,
-          certRole: role,
-          certRoot: signed.root,
-          removed: false,
-          ...(managerAddr === undefined ? {} : { managerAddr }),
-          ...(scoped === undefined ? {} : { joinToken: scoped.id }),
-        };
-        // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
-        tx.put(KEYS.nodes.ref(nodeId), node);
-        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
-        if (role === 'manager') await addManager(tx, nodeId);
-        return node;
-      },
-      { beforeRetry: () => state.refresh() },
-    );
+    const { node, certificate } = await this.signAgainWhenStale(async () => {
+      const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] }));
+      const { certificate } = signed;
+      const node = await transact(
+        store,
+        async (tx) => {
+          // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
+          tx.assume(KEYS.tokens, state.entry(KEYS.tokens));
+          // The hashes of that same record (read in the same turn): the commit fails if it changed.
+          const classic = matchJoinToken(token, state.tokenHashes);
+          // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
+          const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
+          // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.
+          if ((classic ?? scoped?.role) !== role) throw new MusterError('TOKEN_REJECTED');
+          this.assumeSigned(tx, signed);
+          const now = clock.now();
+          const node: NodeRecord = {
+            schema: SCHEMA_VERSION,
+            id: nodeId,
+            role,
+            hostname: request.hostname ?? nodeId,
+            // The token's labels win: they are what the admin vouched for.
+            labels: { ...request.labels, ...scoped?.labels },
+            createdAt: now,
+            lastSeenAt: now,
+            certSerial: certificate.serial,
+            certNotAfter: certificate.notAfter,
+            certRole: role,
+            certRoot: signed.root,
+            removed: false,
+            ...(managerAddr === undefined ? {} : { managerAddr }),
+            ...(scoped === undefined ? {} : { joinToken: scoped.id }),
+          };
+          // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
+          tx.put(KEYS.nodes.ref(nodeId), node);
+          tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
+          if (role === 'manager') await addManager(tx, nodeId);
+          return node;
+        },
+        { beforeRetry: () => state.refresh() },
+      );
+      return { node, certificate };
+    });
     logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
     return { node, certificate };
   }
@@ -284,41 +303,45 @@ export class CaServer {
   private async reissue(known: NodeRecord | string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
     const { state, store, clock } = this.deps;
     const csr = parseCsr(request.csr);
-    const before = typeof known === 'string' ? (await store.get(KEYS.nodes.ref(known)))?.value : known;
-    if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
-    if (before.removed) throw new MusterError('NODE_REMOVED');
-    const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? hostOf(request.managerAddr ?? node.managerAddr) : []);
-    const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
-    const { certificate } = signed;
-    return transact(
-      store,
-      async (tx) => {
-        const current = await tx.get(KEYS.nodes.ref(before.id));
-        if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
-        if (current.removed) throw new MusterError('NODE_REMOVED');
-        // A promotion, demotion or new manager address since the signing: the certificate says otherwise, so it is refused (the node renews again).
-        if (current.role !== before.role || hostsOf(current).join(',') !== hostsOf(before).join(',')) {
-          throw new MusterError('STORE_CONFLICT', "the node's role or address changed while its certificate was signed");
-        }
-        this.assumeSigned(tx, signed);
-        const now = clock.now();
-        const managerAddr = request.managerAddr ?? current.managerAddr;
-        const node: NodeRecord = {
-          ...current,
-          certSerial: certificate.serial,
-          certNotAfter: certificate.notAfter,
-          certRole: current.role,
-          certRoot: signed.root,
-          lastSeenAt: now,
-          superseded: supersede(current, now),
-          ...(managerAddr === undefined ? {} : { managerAddr }),
-        };
-        tx.put(KEYS.nodes.ref(node.id), node);
-        tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
-        return { node, certificate };
-      },
-      { beforeRetry: () => state.refresh() },
-    );
+    return this.signAgainWhenStale(async (signing) => {
+      // After a stale signing, the record as the store holds it now (the caller's copy is what changed).
+      const nodeId = typeof known === 'string' ? known : known.id;
+      const before = typeof known === 'string' || signing > 1 ? (await store.get(KEYS.nodes.ref(nodeId)))?.value : known;
+      if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
+      if (before.removed) throw new MusterError('NODE_REMOVED');
+      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? hostOf(request.managerAddr ?? node.managerAddr) : []);
+      const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
+      const { certificate } = signed;
+      return transact(
+        store,
+        async (tx) => {
+          const current = await tx.get(KEYS.nodes.ref(before.id));
+          if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
+          if (current.removed) throw new MusterError('NODE_REMOVED');
+          // A promotion, demotion or new manager address since the signing: the certificate says otherwise, so it is refused (the node renews again).
+          if (current.role !== before.role || hostsOf(current).join(',') !== hostsOf(before).join(',')) {
+            throw new StaleSignature("the node's role or address changed while its certificate was signed");
+          }
+          this.assumeSigned(tx, signed);
+          const now = clock.now();
+          const managerAddr = request.managerAddr ?? current.managerAddr;
+          const node: NodeRecord = {
+            ...current,
+            certSerial: certificate.serial,
+            certNotAfter: certificate.notAfter,
+            certRole: current.role,
+            certRoot: signed.root,
+            lastSeenAt: now,
+            superseded: supersede(current, now),
+            ...(managerAddr === undefined ? {} : { managerAddr }),
+          };
+          tx.put(KEYS.nodes.ref(node.id), node);
+          tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
+          return { node, certificate };
+        },
+        { beforeRetry: () => state.refresh() },
+      );
+    });
   }
 
   /** Issues an API-user certificate (Flocker's create-api-certificate): OU=swarm-admin, clientAuth only. */
@@ -329,7 +352,7 @@ export class CaServer {
     }
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
-    const certificate = await this.deps.metrics.timeIssuance('user', async () => {
+    const certificate = await this.deps.metrics.timeIssuance('user', () => this.signAgainWhenStale(async () => {
       const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
       return transact(
         store,
@@ -340,7 +363,7 @@ export class CaServer {
         },
         { beforeRetry: () => state.refresh() },
       );
-    }).catch((error: unknown) => {
+    })).catch((error: unknown) => {
       this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, result: error });
       throw error;
     });
@@ -400,16 +423,31 @@ export class CaServer {
   }
 
   /**
+   * Runs a sign-then-record `attempt` again when what it signed under changed
+   * before the record (StaleSignature), at most MAX_SIGNINGS times in all;
+   * then STORE_CONFLICT, which the node retries.
+   */
+  private async signAgainWhenStale<T>(attempt: (signing: number) => Promise<T>): Promise<T> {
+    for (let signing = 1; ; signing++) {
+      try {
+        return await attempt(signing);
+      } catch (error) {
+        if (!(error instanceof StaleSignature) || signing >= MAX_SIGNINGS) throw error;
+        await this.deps.state.refresh();
+      }
+    }
+  }
+
+  /**
    * In the transaction that records a certificate: the commit requires the
    * settings and root it was signed under. Once they changed (a new expiry,
    * a rotation, or this manager's view was behind the store), the
-   * certificate is refused, never signed again here: STORE_CONFLICT, which
-   * the node retries.
+   * certificate is refused: {@link signAgainWhenStale} signs once more.
    */
   private assumeSigned(tx: Tx, signed: Signed): void {
     const { state } = this.deps;
     if (state.entry(KEYS.cluster).version !== signed.cluster.version || state.entry(KEYS.ca).version !== signed.ca.version) {
-      throw new MusterError('STORE_CONFLICT', 'the cluster settings or root changed while the certificate was signed');
+      throw new StaleSignature('the cluster settings or root changed while the certificate was signed');
     }
     tx.assume(KEYS.cluster, signed.cluster);
     tx.assume(KEYS.ca, signed.ca);

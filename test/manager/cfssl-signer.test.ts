@@ -170,7 +170,7 @@ describe('CfsslSigner through the CA server', () => {
     expect(first.requests.length).toBe(firstBefore);
   });
 
-  it('asks the CA once per join and renewal however often the store transaction runs again, and refuses, unsigned again, once the settings changed', async () => {
+  it('asks the CA once per join and renewal however often the store transaction runs again, and signs again (three times at most) only when the settings changed under its signature', async () => {
     const store = contendedStore(await memoryStore());
     const contended = await foundTestCluster({ store, certExpiryMs: HOUR, root: { certPem: root.certPem }, externalCAs: [{ url: first.url }] });
     try {
@@ -188,12 +188,19 @@ describe('CfsslSigner through the CA server', () => {
       expect(store.conflicts).toBe(6);
       expect(first.requests.length).toBe(asked + 2);
       expect((await store.get(KEYS.nodes.ref(joined.nodeId)))?.value.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
-      // The expiry changes between the signing and the commit: the certificate is refused, and the CA is not asked again.
+      // The expiry changes between the signing and the commit: that certificate is never recorded; the join signs once more, under the new expiry.
       const nodes = (await store.list(KEYS.nodes)).length;
       store.contend(KEYS.cluster, 1, (cluster) => ({ ...cluster, certExpiryMs: 2 * HOUR }));
+      const resigned = await contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended');
+      expect(first.requests.length).toBe(asked + 4);
+      expect((await store.get(KEYS.nodes.ref(resigned.nodeId)))?.value.certSerial).toBe(new X509Certificate(resigned.certificate).serialNumber);
+      expect((await store.list(KEYS.nodes)).length).toBe(nodes + 1);
+      // Changed under every signing: three signings at most, then STORE_CONFLICT (which the node retries), nothing recorded.
+      let expiry = 2 * HOUR;
+      store.contend(KEYS.cluster, 3, (cluster) => ({ ...cluster, certExpiryMs: (expiry += HOUR) }));
       expect(await codeOf(contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended'))).toBe('STORE_CONFLICT');
-      expect(first.requests.length).toBe(asked + 3);
-      expect((await store.list(KEYS.nodes)).length).toBe(nodes);
+      expect(first.requests.length).toBe(asked + 7);
+      expect((await store.list(KEYS.nodes)).length).toBe(nodes + 1);
     } finally {
       await contended.cleanup();
     }
