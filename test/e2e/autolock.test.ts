@@ -204,7 +204,7 @@ describe('autolock on the embedded store', () => {
     return keys;
   }
 
-  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', { timeout: 180_000 }, async () => {
+  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', { timeout: 360_000 }, async () => {
     let keys = [unlockKey];
     for (const failpoint of ['unlock-key-rotate:wrapped', 'unlock-key-rotate:committed']) {
       keys = await killedDuring(failpoint, ['unlock-key', '--rotate', '-q'], keys);
