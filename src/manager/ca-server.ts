@@ -11,7 +11,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { MusterError, isMusterError } from '../core/errors.js';
-import { ID_PATTERN, newId } from '../core/ids.js';
+import { newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole, NodeRole } from '../core/roles.js';
@@ -32,6 +32,7 @@ import type { Audit } from './audit.js';
 import type { Metrics } from './metrics.js';
 import { supersede, type Revocations } from './revocation.js';
 import type { ScopedTokens } from './scoped-tokens.js';
+import { isStoreUserName } from '../store/etcd-access.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -347,8 +348,9 @@ export class CaServer {
   /** Issues an API-user certificate (Flocker's create-api-certificate): OU=swarm-admin, clientAuth only. */
   async issueUser(request: UserRequest, caller?: Caller): Promise<UserResponse> {
     const { state, store, clock, logger } = this.deps;
-    if (ID_PATTERN.test(request.name)) {
-      throw new MusterError('BODY_INVALID', 'a user name may not have the shape of a node ID', { hint: 'pick a name such as alice or ci-bot' });
+    // A managed store (etcd) reads a client certificate's CN as its user: no API user may be named like a manager or etcd's root.
+    if (isStoreUserName(request.name)) {
+      throw new MusterError('BODY_INVALID', `a user name may not be 'root' or have the shape of a node ID`, { hint: 'pick a name such as alice or ci-bot' });
     }
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
