@@ -2,21 +2,13 @@
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildLeafCertificate, buildRootCertificate, checkClusterName, checkHostname, checkUsername, parseFlockerRoot, uuidV4, FLOCKER_VALIDITY_MS, type CredentialKey } from '../../src/ca-tool/profiles.js';
-import { MusterError } from '../../src/core/errors.js';
 import { seededRandom } from '../../src/core/random.js';
 import { extensionsOf } from '../helpers/muster-ca.js';
 import { OID } from '../../src/pki/der.js';
+import { codeOfSync } from '../helpers/codes.js';
 
 const p256 = (): CredentialKey => ({ ...generateKeyPairSync('ec', { namedCurve: 'P-256' }), kind: 'ec-p256' });
 const T0 = Date.UTC(2026, 0, 1);
-const codeOf = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-    return undefined;
-  } catch (error) {
-    return error instanceof MusterError ? error.code : 'not a MusterError';
-  }
-};
 
 describe('muster-ca profiles', () => {
   it('uuidV4: 8-4-4-4-12 hex with the version-4 and RFC variant bits, from the Random given', () => {
@@ -54,11 +46,11 @@ describe('muster-ca profiles', () => {
     expect(checkUsername('alice')).toBe('alice');
     expect(checkUsername('a'.repeat(59))).toBe('a'.repeat(59));
     expect(checkUsername('élodie')).toBe('élodie');
-    for (const bad of ['', '.', '..', '../x', '/etc/x', 'a/b', 'a\\b', 'a\nb', 'a'.repeat(60)]) expect(codeOf(() => checkUsername(bad)), JSON.stringify(bad)).toBe('USAGE');
+    for (const bad of ['', '.', '..', '../x', '/etc/x', 'a/b', 'a\\b', 'a\nb', 'a'.repeat(60)]) expect(codeOfSync(() => checkUsername(bad)), JSON.stringify(bad)).toBe('USAGE');
     expect(checkHostname('control.example.org')).toBe('control.example.org');
     expect(checkHostname('10.0.0.1')).toBe('10.0.0.1');
-    for (const bad of ['', '../x', '/etc/x', 'a..b', '-a.org', 'a_b.org', '*.example.org', 'example.org.', `${'a'.repeat(64)}.org`]) expect(codeOf(() => checkHostname(bad)), bad).toBe('USAGE');
+    for (const bad of ['', '../x', '/etc/x', 'a..b', '-a.org', 'a_b.org', '*.example.org', 'example.org.', `${'a'.repeat(64)}.org`]) expect(codeOfSync(() => checkHostname(bad)), bad).toBe('USAGE');
     expect(checkClusterName('mycluster')).toBe('mycluster');
-    for (const bad of ['', 'a'.repeat(65), 'a\tb']) expect(codeOf(() => checkClusterName(bad)), bad).toBe('USAGE');
+    for (const bad of ['', 'a'.repeat(65), 'a\tb']) expect(codeOfSync(() => checkClusterName(bad)), bad).toBe('USAGE');
   });
 });

@@ -10,3 +10,13 @@ export async function codeOf(promise: Promise<unknown>): Promise<string | undefi
     throw error;
   }
 }
+
+/** The code of the MusterError `fn` throws, 'not a MusterError' for another throw, or undefined when it returns. */
+export function codeOfSync(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (error) {
+    return error instanceof MusterError ? error.code : 'not a MusterError';
+  }
+}

@@ -1,14 +1,13 @@
 /** The classic join tokens at rest: hashed to check joins, sealed to show; no store holds one in clear. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryLevel } from 'memory-level';
-import { MusterError } from '../../src/core/errors.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { buildServices } from '../../src/manager/manager.js';
 import { hashToken, openToken, sealClearTokens, storeToken } from '../../src/manager/stored-tokens.js';
 import { KEYS } from '../../src/store/cluster-store.js';
 import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
-import { codeOf } from '../helpers/codes.js';
+import { codeOf, codeOfSync } from '../helpers/codes.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
 const clusters: TestCluster[] = [];
@@ -76,19 +75,11 @@ describe('join tokens at rest', () => {
     const { worker } = t.settings.joinTokens();
     const sealed = storeToken(t.dataKey, 'worker', worker);
     expect(openToken(t.dataKey, 'worker', sealed)).toBe(worker);
-    const corrupt = (fn: () => unknown): string | undefined => {
-      try {
-        fn();
-        return undefined;
-      } catch (error) {
-        return error instanceof MusterError ? error.code : 'not a MusterError';
-      }
-    };
     // Moved to the other role's field.
-    expect(corrupt(() => openToken(t.dataKey, 'manager', sealed))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => openToken(t.dataKey, 'manager', sealed))).toBe('STATE_CORRUPT');
     // Another cluster's data key.
-    expect(corrupt(() => openToken(Buffer.alloc(32, 1), 'worker', sealed))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => openToken(Buffer.alloc(32, 1), 'worker', sealed))).toBe('STATE_CORRUPT');
     // A hash that does not belong to the sealed token (someone swapped the hash to admit another token).
-    expect(corrupt(() => openToken(t.dataKey, 'worker', { ...sealed, hash: hashToken('SWMTKN-1-x').toString('hex') }))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => openToken(t.dataKey, 'worker', { ...sealed, hash: hashToken('SWMTKN-1-x').toString('hex') }))).toBe('STATE_CORRUPT');
   });
 });

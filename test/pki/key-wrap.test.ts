@@ -1,18 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { MusterError } from '../../src/core/errors.js';
 import { unwrapKey, wrapKey, type WrappedKey } from '../../src/pki/key-wrap.js';
+import { codeOfSync } from '../helpers/codes.js';
 
 const secret = Buffer.alloc(32, 7);
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-    return undefined;
-  } catch (error) {
-    return error instanceof MusterError ? error.code : 'not a MusterError';
-  }
-}
 
 describe('a data key wrapped for one manager', () => {
   const kinds = {
@@ -29,11 +21,11 @@ describe('a data key wrapped for one manager', () => {
       expect(unwrapKey(wrapped, mine.privateKey, 'data key 1')).toEqual(secret);
       // Fresh randomness each time: two wraps of one key differ.
       expect(wrapKey(secret, mine.publicKey, 'data key 1').data).not.toBe(wrapped.data);
-      expect(code(() => unwrapKey(wrapped, other.privateKey, 'data key 1'))).toBe('STATE_CORRUPT');
-      expect(code(() => unwrapKey(wrapped, mine.privateKey, 'data key 2'))).toBe('STATE_CORRUPT');
+      expect(codeOfSync(() => unwrapKey(wrapped, other.privateKey, 'data key 1'))).toBe('STATE_CORRUPT');
+      expect(codeOfSync(() => unwrapKey(wrapped, mine.privateKey, 'data key 2'))).toBe('STATE_CORRUPT');
       const data = Buffer.from(wrapped.data, 'base64');
       data[data.length - 1]! ^= 1;
-      expect(code(() => unwrapKey({ ...wrapped, data: data.toString('base64') } as WrappedKey, mine.privateKey, 'data key 1'))).toBe('STATE_CORRUPT');
+      expect(codeOfSync(() => unwrapKey({ ...wrapped, data: data.toString('base64') } as WrappedKey, mine.privateKey, 'data key 1'))).toBe('STATE_CORRUPT');
     });
   }
 
@@ -41,10 +33,10 @@ describe('a data key wrapped for one manager', () => {
     const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const wrapped = wrapKey(secret, mine.publicKey, 'c');
     if (wrapped.alg !== 'ECDH-ES+A256GCM') throw new Error('expected an EC wrap');
-    expect(code(() => unwrapKey({ ...wrapped, iv: 'AAAA' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
-    expect(code(() => unwrapKey({ ...wrapped, epk: 'AAAA' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
-    expect(code(() => unwrapKey({ ...wrapped, data: '' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => unwrapKey({ ...wrapped, iv: 'AAAA' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => unwrapKey({ ...wrapped, epk: 'AAAA' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => unwrapKey({ ...wrapped, data: '' }, mine.privateKey, 'c'))).toBe('STATE_CORRUPT');
     const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    expect(code(() => unwrapKey(wrapped, p384.privateKey, 'c'))).toBe('STATE_CORRUPT');
+    expect(codeOfSync(() => unwrapKey(wrapped, p384.privateKey, 'c'))).toBe('STATE_CORRUPT');
   });
 });

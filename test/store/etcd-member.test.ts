@@ -16,7 +16,7 @@ import { createCsr, parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { EtcdMember, etcdArgs, findEtcdBinary, parseEtcdVersion, type EtcdMemberConfig } from '../../src/store/etcd-member.js';
 import { enableManagerAccess, grantManagerAccess, isStoreUserName, managersWithAccess, revokeManagerAccess } from '../../src/store/etcd-access.js';
-import { codeOf } from '../helpers/codes.js';
+import { codeOf, codeOfSync } from '../helpers/codes.js';
 import { freePort } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
 
@@ -106,14 +106,8 @@ describe('etcd member arguments', () => {
     expect(parseEtcdVersion('nonsense')).toBeUndefined();
     const scratch = scratchDir('muster-member-bin-');
     cleanups.push(() => scratch.cleanup());
-    let error: unknown;
-    try {
-      findEtcdBinary({ searchPath: scratch.dir });
-    } catch (caught) {
-      error = caught;
-    }
-    expect(await codeOf(Promise.reject(error))).toBe('ETCD_MISSING');
-    expect(String((error as { hint?: string }).hint)).toContain('apt-get install etcd-server');
+    expect(codeOfSync(() => findEtcdBinary({ searchPath: scratch.dir }))).toBe('ETCD_MISSING');
+    expect(() => findEtcdBinary({ searchPath: scratch.dir })).toThrow(expect.objectContaining({ hint: expect.stringContaining('apt-get install etcd-server') }));
     const old = scratch.write('etcd', '#!/bin/sh\necho "etcd Version: 3.3.25"\n');
     chmodSync(old, 0o755);
     expect(() => findEtcdBinary({ explicit: old, searchPath: '' })).toThrow(/3\.3\.25; muster needs 3\.4/);
@@ -171,11 +165,7 @@ describe('a managed etcd member', () => {
     const squatter = createServer();
     await new Promise<void>((resolve) => squatter.listen(Number(port), host, resolve));
     cleanups.push(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
-    let error: unknown;
-    await member.start().catch((caught: unknown) => {
-      error = caught;
-    });
-    expect(await codeOf(Promise.reject(error))).toBe('ETCD_MEMBER_FAILED');
+    expect(await codeOf(member.start())).toBe('ETCD_MEMBER_FAILED');
     expect(member.logTail()).toMatch(/address already in use/);
     expect(member.state).toBe('stopped');
   });
