@@ -62,7 +62,7 @@ export interface EtcdMemberConfig {
   forceNewCluster?: boolean;
 }
 
-/** The URL of a host:port over TLS (IPv6 hosts in brackets). */
+/** The URL of a host:port over TLS (an IPv6 host comes in brackets, as formatHostPort writes it). */
 export function httpsUrl(hostPort: string): string {
   return `https://${hostPort}`;
 }
