@@ -252,7 +252,7 @@ describe('clocks that disagree, and servers that are not managers', () => {
 });
 
 describe('removal', () => {
-  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: 60_000 }, async () => {
+  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: 120_000 }, async () => {
     const mDir = scratch.path('rm-m');
     const m = await initManager(mDir);
     const w1 = await joinWorker(scratch.path('rm-w1'), m.token, m.address);
