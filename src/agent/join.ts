@@ -37,6 +37,10 @@ export interface JoinParams {
   /** Where this node will listen and advertise when it serves as a manager. */
   listenAddr?: string;
   advertiseAddr?: string;
+  /** Runs once the token is known to make this node a manager, before a key is made (the CLI checks the ports it will serve on). */
+  beforeManagerJoin?: () => Promise<void>;
+  /** Where this node's etcd member is reached, should it join a managed store as a manager. */
+  storeMember?: { clientAddr: string; peerAddr: string };
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -155,6 +159,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     // Before the token leaves: a removed or demoted manager's certificate still chains to the root, the CRL tells it apart.
     await whileUnavailable(params, () => requireUnrevokedManager(client, rootPem, params.clock));
     const { role } = await whileUnavailable(params, () => client.preflight({ token: params.token.trim() }));
+    if (role === 'manager') await params.beforeManagerJoin?.();
     say(`root CA verified against the token; joining as a ${role}; generating a key`);
     const key = await generateNodeKey();
     keyPem = key.privateKeyPem;
@@ -163,6 +168,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     const body: JoinRequest = { token: params.token.trim(), csr, hostname: params.hostname };
     if (params.labels !== undefined) body.labels = params.labels;
     if (params.advertiseAddr !== undefined) body.managerAddr = params.advertiseAddr;
+    if (role === 'manager' && params.storeMember !== undefined) body.storeMember = params.storeMember;
     response = await whileUnavailable(params, () => client.join(body));
   } finally {
     await client.close();

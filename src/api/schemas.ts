@@ -54,6 +54,8 @@ export const JoinRequest = Type.Object(
     labels: Type.Optional(Labels),
     /** Where the node will serve if it is or becomes a manager; its host goes into manager certificates. */
     managerAddr: Type.Optional(ManagerAddr),
+    /** A manager joining a managed store: where its etcd member will be reached (client and peer host:port). */
+    storeMember: Type.Optional(Type.Object({ clientAddr: ManagerAddr, peerAddr: ManagerAddr }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -85,8 +87,20 @@ export const EtcdAccess = Type.Object({
 });
 export type EtcdAccess = Type.Static<typeof EtcdAccess>;
 
-/** What a node needs to serve as a manager: the store and the cluster data key (base64). Sent only to managers. */
-export const ManagerBundle = Type.Object({ etcd: EtcdAccess, dataKey: Type.String({ maxLength: 100 }) });
+/** How a new manager's own etcd member joins a managed store: the members it starts with, and the cluster's member token. */
+export const ManagedAccess = Type.Object({
+  initialCluster: Type.String({ maxLength: 16 * 1024 }),
+  endpoints: Type.Array(Type.String({ maxLength: 300 }), { maxItems: 16 }),
+  clusterToken: Type.String({ maxLength: 100 }),
+});
+export type ManagedAccess = Type.Static<typeof ManagedAccess>;
+
+/**
+ * What a node needs to serve as a manager: the store (an etcd the user runs,
+ * or a member of the managed store) and the cluster data key (base64). Sent
+ * only to managers.
+ */
+export const ManagerBundle = Type.Object({ etcd: Type.Optional(EtcdAccess), member: Type.Optional(ManagedAccess), dataKey: Type.String({ maxLength: 100 }) });
 export type ManagerBundle = Type.Static<typeof ManagerBundle>;
 
 /** Answer to a join or a renewal. */

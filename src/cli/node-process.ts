@@ -25,7 +25,9 @@ import { advertiseFor } from './advertise.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
 import { lockedStoreCheck, serveLocked } from './locked-manager.js';
-import { bundleFor, openStore } from './open-store.js';
+import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMember, type ManagedStore } from './open-store.js';
+import { KEYS, type ClusterStore } from '../store/cluster-store.js';
+import { memberAddrs, writeMemberTls } from '../store/managed-etcd.js';
 
 /** What a node process is made of. */
 export interface NodeProcessParams {
@@ -54,6 +56,10 @@ export interface NodeProcessParams {
   stopRequested?: Promise<unknown>;
   /** The data dir's lock, when the command that starts this process took it already (join, init); else start takes it. */
   dirLock?: DataDirLock;
+  /** `init --force-new-cluster`: this manager's member starts as a one-member store that keeps the data. */
+  forceNewCluster?: boolean;
+  /** Where this node's etcd member runs should it become a manager of a managed store (join's --etcd-* flags). */
+  localMember?: LocalMember;
 }
 
 /**
@@ -91,6 +97,10 @@ export class NodeProcess {
   private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), sealing: () => this.lock?.sealing() ?? false };
   /** Resolves when the node stops by itself (expired or removed). */
   readonly fatal: Promise<FatalStop>;
+  /** A managed store's member and client, while this node serves one. */
+  private managed: ManagedStore | undefined;
+  /** The node's key and certificates as the manager serves them now (what its etcd member presents). */
+  private tls: NodeTls | undefined;
 
   constructor(private readonly params: NodeProcessParams) {
     this.fatal = new Promise((resolve) => {
@@ -184,6 +194,8 @@ export class NodeProcess {
       await this.agent?.stop();
       await this.roleChange.catch(() => undefined);
       await this.stopManager();
+      // A removed manager keeps no copy of the store: its member's data goes with its access.
+      if (this.fatalStop?.reason === 'removed') await this.dropManagedStore();
       this.lock?.stop();
       await this.dirLock?.release();
       this.params.logger.flush?.();
@@ -199,8 +211,23 @@ export class NodeProcess {
     const spec = openStoreSpec(stored, dataKey);
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
     const advertise = advertiseAfterMove(state, listen, this.params.advertiseAddr);
-    const store = await openStore(spec, { layout, clusterId: state.clusterId, logger });
+    this.tls = tls;
+    let store: ClusterStore;
+    if (spec.kind === 'etcd-managed') {
+      this.managed = await openManagedStore(spec, {
+        layout,
+        nodeId: state.nodeId,
+        clusterId: state.clusterId,
+        tls: () => this.tls ?? tls,
+        logger,
+        clock,
+        random,
+        ...(this.params.forceNewCluster === true ? { forceNewCluster: true } : {}),
+      });
+      store = this.managed.store;
+    } else store = await openStore(spec, { layout, clusterId: state.clusterId, logger });
     const bundle = bundleFor(spec, dataKey);
+    const membership = this.managed?.membership;
     const manager = await Manager.start({
       store,
       dataKey,
@@ -212,6 +239,7 @@ export class NodeProcess {
       random,
       logger,
       managerBundle: () => bundle,
+      ...(membership === undefined ? {} : { storeMembership: () => membership }),
       onOwnCertificate: (own) => new KeyStore(layout, { cipher: this.cipher }).writePair(own),
       ...(this.lock === undefined ? {} : { localLock: this.lock }),
       controlSocket: layout.controlSocket,
@@ -221,6 +249,7 @@ export class NodeProcess {
       ...(this.params.connectionLimits === undefined ? {} : { connectionLimits: this.params.connectionLimits }),
     });
     this.manager = manager;
+    if (this.params.forceNewCluster === true) await this.dropLostManagers(manager, state.nodeId);
     const servingAddr = manager.advertiseAddr;
     return {
       ...state,
@@ -230,6 +259,29 @@ export class NodeProcess {
       // Its own address first; a port-0 placeholder or a previous address of its own is dropped.
       managers: [servingAddr, ...state.managers.filter((m) => m !== servingAddr && m !== state.servingAddr && !m.endsWith(':0'))],
     };
+  }
+
+  /**
+   * After --force-new-cluster: every other manager is gone (its member is no
+   * longer in the store, and it is removed like `node rm --force`: its access
+   * revoked, its certificates on the CRL). Workers go on as they were.
+   */
+  private async dropLostManagers(manager: Manager, nodeId: string): Promise<void> {
+    const { logger } = this.params;
+    const { inventory, store } = manager.services;
+    const others = ((await store.get(KEYS.managers))?.value.ids ?? []).filter((id) => id !== nodeId);
+    for (const id of others) {
+      await inventory.removeNode(id, { force: true });
+      logger.warn({ nodeId: id }, 'a manager lost with the quorum was removed; it must join again (muster join --force) to serve');
+    }
+    logger.info({ removed: others.length }, 'the store goes on with this manager alone; other managers can join again with the manager token');
+  }
+
+  /** A promoted node's member: etcd's ports on the host it advertises. */
+  private defaultMember(state: NodeState): LocalMember | undefined {
+    const advertise = state.advertiseAddr ?? this.params.advertiseAddr;
+    if (advertise === undefined) return undefined;
+    return memberAddrs(parseHostPort(advertise).host, {});
   }
 
   /** The one line that says a manager serves, once node.json says where. */
@@ -246,6 +298,37 @@ export class NodeProcess {
     const manager = this.manager;
     this.manager = undefined;
     await manager?.stop();
+    const managed = this.managed;
+    this.managed = undefined;
+    await managed?.stopMember();
+  }
+
+  /** Deletes what this node held of a managed store (its member's data, and the files that opened it): it no longer serves one. */
+  private async dropManagedStore(): Promise<void> {
+    const { layout } = this.params;
+    const spec = await readStoreSpec(layout).catch(() => undefined);
+    if (spec?.kind !== 'etcd-managed') return;
+    await rm(layout.etcdDir, { recursive: true, force: true });
+    await rm(layout.etcdTlsDir, { recursive: true, force: true });
+    await rm(layout.storeJson, { force: true });
+    await rm(layout.dataKey, { force: true });
+  }
+
+  /**
+   * A renewed manager certificate: the member presents it from now on (etcd
+   * reads its files at each handshake); new trusted roots (a root rotation)
+   * need a restart of the member, which this manager does for its own.
+   */
+  private async renewMember(tls: NodeTls): Promise<void> {
+    const before = this.tls;
+    this.tls = tls;
+    const managed = this.managed;
+    if (managed === undefined) return;
+    await writeMemberTls(this.params.layout, tls);
+    if (before !== undefined && before.rootPem !== tls.rootPem) {
+      this.params.logger.info({}, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
+      await managed.member.restartWith({});
+    }
   }
 
   /** After a renewal: serve the new certificate, and start or stop serving when the role changed. */
@@ -255,10 +338,12 @@ export class NodeProcess {
       if (renewed.state.role === 'manager') {
         if (this.manager !== undefined) {
           this.manager.updateTls(renewed.tls);
+          await this.renewMember(renewed.tls);
           return;
         }
         if (renewed.bundle !== undefined) {
-          await writeManagerFiles(layout, { store: { kind: 'etcd', ...renewed.bundle.etcd }, dataKey: Buffer.from(renewed.bundle.dataKey, 'base64') });
+          const local = this.params.localMember ?? this.defaultMember(renewed.state);
+          await writeManagerFiles(layout, { store: specFromBundle(renewed.bundle, local), dataKey: Buffer.from(renewed.bundle.dataKey, 'base64') });
         }
         if ((await readStoreSpec(layout)) === undefined) {
           logger.warn({}, 'this node is a manager now, but no manager gave it access to the cluster store; it does not serve');
@@ -286,6 +371,7 @@ export class NodeProcess {
           await rm(layout.storeJson, { force: true });
           await rm(layout.dataKey, { force: true });
         }
+        await this.dropManagedStore();
         await this.agent?.updateState(({ servingAddr: _serving, ...rest }) => rest);
         logger.info({ nodeId: renewed.state.nodeId }, 'demoted: this node no longer serves as a manager');
       }

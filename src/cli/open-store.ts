@@ -1,22 +1,105 @@
-/** Opens the store a manager serves, from its manager/store.json: the embedded LevelDB or etcd. */
+/** Opens the store a manager serves, from its manager/store.json: the embedded LevelDB, an etcd the user runs, or its own etcd member. */
 import type { Logger } from '../core/logger.js';
-import type { StoreSpec } from '../config/manager-files.js';
+import type { Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
+import { writeStoreSpec, type ManagedEtcdSpec, type StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import type { ClusterStore } from '../store/cluster-store.js';
+import { EtcdMember, findEtcdBinary } from '../store/etcd-member.js';
 import { EtcdStore } from '../store/etcd-store.js';
 import { LevelStore } from '../store/level-store.js';
+import { ManagedMembership, managedConnection, memberConfig, promoteSelf, removeMemberTls, writeMemberTls, type MemberTls } from '../store/managed-etcd.js';
 import type { ManagerBundle } from '../api/schemas.js';
+import { findSetpriv } from './setpriv.js';
 
-/** Opens the store; `create` only for a cluster being founded on the embedded store. */
+/** Opens the store; `create` only for a cluster being founded on the embedded store. Not for a managed store (see {@link openManagedStore}). */
 export async function openStore(spec: StoreSpec, params: { layout: DataDirLayout; clusterId: string; logger: Logger; create?: boolean }): Promise<ClusterStore> {
   if (spec.kind === 'level') return LevelStore.openDir(params.layout.dbDir, { create: params.create === true });
-  const { kind: _kind, ...connection } = spec;
+  if (spec.kind === 'etcd-managed') throw new Error('a managed store is opened with its member (openManagedStore)');
+  const { kind: _kind, keySealed: _sealed, ...connection } = spec;
   return EtcdStore.connect({ connection, clusterId: params.clusterId, logger: params.logger });
 }
 
-/** What a new manager is given to serve the same store: etcd access and the data key. None on the embedded store. */
+/** A managed store as its manager holds it: the member it runs, the store client, and the membership it changes. */
+export interface ManagedStore {
+  member: EtcdMember;
+  store: EtcdStore;
+  membership: ManagedMembership;
+  /** Stops the member and takes its TLS files (the key in clear among them) away. */
+  stopMember(): Promise<void>;
+}
+
+/**
+ * Starts this manager's etcd member with its certificate, promotes it to a
+ * voting member on its first start after a join (once it has caught up),
+ * and opens the store through it.
+ */
+export async function openManagedStore(
+  spec: ManagedEtcdSpec,
+  params: { layout: DataDirLayout; nodeId: string; clusterId: string; tls: () => MemberTls; logger: Logger; clock: Clock; random: Random; forceNewCluster?: boolean },
+): Promise<ManagedStore> {
+  const { layout, logger } = params;
+  const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: process.env.PATH ?? '' });
+  await writeMemberTls(layout, params.tls());
+  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary, ...(params.forceNewCluster === true ? { forceNewCluster: true } : {}) }), {
+    logger,
+    clock: params.clock,
+    random: params.random,
+    setpriv: findSetpriv(),
+  });
+  const stopMember = async (): Promise<void> => {
+    await member.stop();
+    await removeMemberTls(layout);
+  };
+  try {
+    await member.start();
+    // --force-new-cluster is for this one start: a restart later must not cut the members that joined since.
+    member.configure({ forceNewCluster: false });
+    if (spec.learner === true) {
+      await promoteSelf({ connection: managedConnection(spec, params.tls(), 'others'), memberName: params.nodeId, logger });
+      const { learner: _learner, ...promoted } = spec;
+      await writeStoreSpec(layout, promoted);
+    }
+    const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls()), clusterId: params.clusterId, logger });
+    const membership = new ManagedMembership({ client: store.etcd, clusterToken: spec.clusterToken, tls: params.tls, logger, now: () => params.clock.now() });
+    return { member, store, membership, stopMember };
+  } catch (error) {
+    await stopMember();
+    throw error;
+  }
+}
+
+/** What a new manager is given to serve the same store: etcd access (an etcd the user runs) and the data key. None on the embedded store. */
 export function bundleFor(spec: StoreSpec, dataKey: Buffer): ManagerBundle | undefined {
-  if (spec.kind !== 'etcd') return undefined;
-  const { kind: _kind, ...etcd } = spec;
+  if (spec.kind === 'level') return undefined;
+  if (spec.kind === 'etcd-managed') return { dataKey: dataKey.toString('base64') };
+  const { kind: _kind, keySealed: _sealed, ...etcd } = spec;
   return { etcd, dataKey: dataKey.toString('base64') };
+}
+
+/** Where this node's own member runs, should it serve a managed store (join flags, or etcd's ports on its advertise host). */
+export interface LocalMember {
+  clientAddr: string;
+  peerAddr: string;
+  listenClientAddr: string;
+  listenPeerAddr: string;
+  binary?: string;
+}
+
+/** The store.json a manager writes from what the managers gave it. */
+export function specFromBundle(bundle: ManagerBundle, local: LocalMember | undefined): StoreSpec {
+  if (bundle.member !== undefined) {
+    if (local === undefined) throw new Error('a managed store needs this node to run a member');
+    return {
+      kind: 'etcd-managed',
+      ...local,
+      clusterToken: bundle.member.clusterToken,
+      initialCluster: bundle.member.initialCluster,
+      clusterState: 'existing',
+      endpoints: bundle.member.endpoints,
+      learner: true,
+    };
+  }
+  if (bundle.etcd === undefined) throw new Error('the managers named no store');
+  return { kind: 'etcd', ...bundle.etcd, endpoints: bundle.etcd.endpoints };
 }

@@ -15,6 +15,7 @@ import { createLogger } from './logger.js';
 import type { DataDirLock } from './data-dir-lock.js';
 import { hasLeft } from './node-files.js';
 import { NodeProcess } from './node-process.js';
+import type { LocalMember } from './open-store.js';
 import { readEnv } from './settings.js';
 import { readUnlockKey } from './unlock-key-input.js';
 import { armFailpoints } from '../core/failpoint.js';
@@ -47,6 +48,10 @@ export interface ServeOptions {
   afterBanner?: (manager: NonNullable<NodeProcess['serving']>) => Promise<void>;
   /** The data dir's lock, taken by the command before it wrote (init, join); the node process takes it otherwise. */
   dirLock?: DataDirLock;
+  /** `init --force-new-cluster`: the manager's etcd member starts as a one-member store. */
+  forceNewCluster?: boolean;
+  /** Where this node's etcd member runs should it become a manager of a managed store. */
+  localMember?: LocalMember;
 }
 
 /** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
@@ -75,6 +80,8 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     ...(unlockKey === undefined ? {} : { unlockKey }),
     stopRequested: ctx.waitForStop(),
     ...(options.dirLock === undefined ? {} : { dirLock: options.dirLock }),
+    ...(options.forceNewCluster === true ? { forceNewCluster: true } : {}),
+    ...(options.localMember === undefined ? {} : { localMember: options.localMember }),
   });
   const banner = options.banner;
   return serveUntilStopped(ctx, node, options.layout, logger, async () => {

@@ -32,8 +32,35 @@ export const EtcdSpec = Type.Object({
 });
 export type EtcdSpec = Type.Static<typeof EtcdSpec>;
 
+/**
+ * A managed store (`init --store etcd`): this manager runs its own etcd
+ * member, and opens it with its own certificate (no credential of its own in
+ * this file: the member's TLS files are the node's key and certificate).
+ */
+export const ManagedEtcdSpec = Type.Object({
+  kind: Type.Literal('etcd-managed'),
+  /** host:port clients and peers reach this member on, and where it listens. */
+  clientAddr: Type.String(),
+  peerAddr: Type.String(),
+  listenClientAddr: Type.String(),
+  listenPeerAddr: Type.String(),
+  /** Unique per founded cluster (its ID), so members of two clusters never mix. */
+  clusterToken: Type.String(),
+  /** name=https://peer,… as etcd reads it on the member's first start. */
+  initialCluster: Type.String(),
+  /** 'new' for the founder, 'existing' for a member added to a running cluster. */
+  clusterState: Type.Union([Type.Literal('new'), Type.Literal('existing')]),
+  /** Client host:port of the other members, last known (the client tries them too). */
+  endpoints: Type.Array(Type.String()),
+  /** Set when this member joined as a learner and has not yet been promoted to a voting member. */
+  learner: Type.Optional(Type.Boolean()),
+  /** --etcd-binary, when not the `etcd` on the PATH. */
+  binary: Type.Optional(Type.String()),
+});
+export type ManagedEtcdSpec = Type.Static<typeof ManagedEtcdSpec>;
+
 /** Where a manager's cluster state lives. */
-export const StoreSpec = Type.Union([Type.Object({ kind: Type.Literal('level') }), EtcdSpec]);
+export const StoreSpec = Type.Union([Type.Object({ kind: Type.Literal('level') }), EtcdSpec, ManagedEtcdSpec]);
 export type StoreSpec = Type.Static<typeof StoreSpec>;
 
 /** Reads manager/store.json; undefined when the node does not serve (no manager files). */

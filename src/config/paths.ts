@@ -25,6 +25,10 @@ export interface DataDirLayout {
   storeJson: string;
   /** The cluster data key the CA key is sealed under (0600). */
   dataKey: string;
+  /** A managed store's etcd member: its data (0700). */
+  etcdDir: string;
+  /** The member's TLS files, written by the manager as it starts the member (0700; removed when it stops). */
+  etcdTlsDir: string;
   /** The running manager's local API socket (0600): local admin commands and `muster unlock`. */
   controlSocket: string;
   /** What `muster leave` keeps of a node that left: which node, which cluster, how, when (0600); its daemon tells a leave from a removal by it. */
@@ -50,6 +54,8 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     dbDir: join(managerDir, 'db'),
     storeJson: join(managerDir, 'store.json'),
     dataKey: join(managerDir, 'data.key'),
+    etcdDir: join(managerDir, 'etcd'),
+    etcdTlsDir: join(managerDir, 'etcd-tls'),
     controlSocket: join(managerDir, 'control.sock'),
     leftJson: join(dataDir, 'left.json'),
     lockFile: join(dataDir, 'muster.lock'),

@@ -101,6 +101,7 @@ export const ERROR_CATALOGUE = {
   // Node lifecycle.
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
   LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),
+  QUORUM_AT_RISK: spec(409, 1, 'the change would leave the managed store without a quorum of reachable members', 'bring the unreachable managers back first; if a quorum is lost for good, recover with `muster init --force-new-cluster` on a surviving manager'),
   LEAVE_MANAGER: spec(409, 1, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
   MANAGER_RUNNING: spec(409, 1, 'the manager is running on this data dir', 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the command again'),
   EMBEDDED_STORE: spec(

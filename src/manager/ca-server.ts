@@ -15,14 +15,14 @@ import { newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole, NodeRole } from '../core/roles.js';
-import { parseHostPort } from '../core/address.js';
+import { formatHostPort, parseHostPort } from '../core/address.js';
 import { iso, parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord } from '../store/records.js';
-import type { JoinPreflight, JoinRequest, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
@@ -33,6 +33,7 @@ import type { Metrics } from './metrics.js';
 import { supersede, type Revocations } from './revocation.js';
 import type { ScopedTokens } from './scoped-tokens.js';
 import { isStoreUserName } from '../store/etcd-access.js';
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, type ManagedMembership, type MemberAddrs } from '../store/managed-etcd.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -51,6 +52,8 @@ export interface CaServerDeps {
   audit: Audit;
   /** Where this manager publishes the CRLs (each certificate it signs names its issuer's under it). */
   crlUrl: () => string;
+  /** On a managed store: the etcd membership a new manager is added to. */
+  storeMembership?: () => ManagedMembership | undefined;
 }
 
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
@@ -112,6 +115,23 @@ async function withoutCaDetails<T>(fn: () => Promise<T>): Promise<T> {
 /** The SAN host of a manager address (host:port). */
 function hostOf(addr: string | undefined): string[] {
   return addr === undefined ? [] : [parseHostPort(addr).host];
+}
+
+/**
+ * The SAN hosts of a manager's certificate: where it serves the API and, on a
+ * managed store, where its etcd member is reached by peers, and loopback
+ * (its own manager reaches its member there).
+ */
+function managerHosts(managerAddr: string | undefined, member: MemberAddrs | undefined): string[] {
+  if (member === undefined) return hostOf(managerAddr);
+  return [...new Set([...hostOf(managerAddr), ...hostOf(member.peerAddr), ...hostOf(member.clientAddr), '127.0.0.1'])];
+}
+
+/** Where a node promoted on a managed store runs its member: etcd's ports on the host it serves the API on. */
+function defaultMemberAddrs(managerAddr: string | undefined): MemberAddrs | undefined {
+  if (managerAddr === undefined) return undefined;
+  const { host } = parseHostPort(managerAddr);
+  return { clientAddr: formatHostPort({ host, port: ETCD_CLIENT_PORT }), peerAddr: formatHostPort({ host, port: ETCD_PEER_PORT }) };
 }
 
 /** Issues and renews the cluster's certificates. */
@@ -188,11 +208,11 @@ export class CaServer {
       const admission = await this.admit(request.token, sourceAddr);
       role = admission.role;
       tokenName = admission.scoped ?? admission.role;
-      const { node, certificate } = await metrics.timeIssuance('join', () => this.admitNode(request, token, admission.role, sourceAddr));
+      const { node, certificate, member } = await metrics.timeIssuance('join', () => this.admitNode(request, token, admission.role, sourceAddr));
       metrics.joins.inc({ role: node.role, result: 'ok' });
       metrics.inventoryChanged();
       audit.record({ action: 'node.join', token: { id: node.joinToken ?? node.role, source: sourceAddr }, target: { node: node.id, role: node.role, hostname: node.hostname }, serial: certificate.serial, result: 'ok' });
-      return await this.answer(node, certificate, node.role === 'manager');
+      return await this.answer(node, certificate, node.role === 'manager', member);
     } catch (error) {
       // A refusal at admission was counted and audited there.
       if (!(typeof error === 'object' && error !== null && this.refusedAtAdmission.has(error))) {
@@ -208,13 +228,18 @@ export class CaServer {
    * then the transaction commits the node record, and a use of a scoped
    * token, before the certificate leaves.
    */
-  private async admitNode(request: JoinRequest, token: string, role: NodeRole, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+  private async admitNode(request: JoinRequest, token: string, role: NodeRole, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate; member?: ManagedAccess }> {
     const { state, store, clock, random, logger, scopedTokens } = this.deps;
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
     const managerAddr = request.managerAddr;
+    const storeMembership = role === 'manager' ? this.deps.storeMembership?.() : undefined;
+    const storeMember = storeMembership === undefined ? undefined : (request.storeMember ?? defaultMemberAddrs(managerAddr));
+    if (storeMembership !== undefined && storeMember === undefined) throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
+    // Its member joins the store before the node is recorded (a learner until it caught up; a retried join reuses it), so a recorded manager can always serve.
+    const member = storeMembership === undefined || storeMember === undefined ? undefined : await storeMembership.admit(nodeId, storeMember);
     const { node, certificate } = await this.signAgainWhenStale(async () => {
-      const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? hostOf(managerAddr) : [] }));
+      const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? managerHosts(managerAddr, storeMember) : [] }));
       const { certificate } = signed;
       const node = await transact(
         store,
@@ -244,6 +269,7 @@ export class CaServer {
             certRoot: signed.root,
             removed: false,
             ...(managerAddr === undefined ? {} : { managerAddr }),
+            ...(storeMember === undefined ? {} : { storeMember }),
             ...(scoped === undefined ? {} : { joinToken: scoped.id }),
           };
           // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
@@ -257,7 +283,7 @@ export class CaServer {
       return { node, certificate };
     });
     logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
-    return { node, certificate };
+    return { node, certificate, ...(member === undefined ? {} : { member }) };
   }
 
   /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */
@@ -310,7 +336,7 @@ export class CaServer {
       const before = typeof known === 'string' || signing > 1 ? (await store.get(KEYS.nodes.ref(nodeId)))?.value : known;
       if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
       if (before.removed) throw new MusterError('NODE_REMOVED');
-      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? hostOf(request.managerAddr ?? node.managerAddr) : []);
+      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? managerHosts(request.managerAddr ?? node.managerAddr, this.memberOf(node, request.managerAddr)) : []);
       const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
       const { certificate } = signed;
       return transact(
@@ -326,8 +352,10 @@ export class CaServer {
           this.assumeSigned(tx, signed);
           const now = clock.now();
           const managerAddr = request.managerAddr ?? current.managerAddr;
+          const storeMember = current.role === 'manager' ? this.memberOf(current, request.managerAddr) : undefined;
           const node: NodeRecord = {
             ...current,
+            ...(storeMember === undefined ? {} : { storeMember }),
             certSerial: certificate.serial,
             certNotAfter: certificate.notAfter,
             certRole: current.role,
@@ -455,7 +483,13 @@ export class CaServer {
     tx.assume(KEYS.ca, signed.ca);
   }
 
-  private async answer(node: NodeRecord, certificate: IssuedCertificate, withBundle: boolean): Promise<NodeCertificateResponse> {
+  /** Where a manager's etcd member is reached, on a managed store: as it joined, else (a promoted node) etcd's ports on its API host. */
+  private memberOf(node: NodeRecord, managerAddr: string | undefined): MemberAddrs | undefined {
+    if (this.deps.storeMembership?.() === undefined) return undefined;
+    return node.storeMember ?? defaultMemberAddrs(managerAddr ?? node.managerAddr);
+  }
+
+  private async answer(node: NodeRecord, certificate: IssuedCertificate, withBundle: boolean, member?: ManagedAccess): Promise<NodeCertificateResponse> {
     const { state, membership } = this.deps;
     const response: NodeCertificateResponse = {
       nodeId: node.id,
@@ -470,6 +504,13 @@ export class CaServer {
     if (state.trust.crossSigned.length > 0) response.crossSigned = state.trust.crossSigned.join('');
     const bundle = withBundle ? this.deps.managerBundle() : undefined;
     if (bundle !== undefined) response.manager = bundle;
+    const storeMembership = withBundle ? this.deps.storeMembership?.() : undefined;
+    if (bundle !== undefined && storeMembership !== undefined) {
+      // A manager on a managed store: its member joins the store's (a learner until it caught up), and its certificate opens it.
+      const addrs = node.storeMember ?? defaultMemberAddrs(node.managerAddr);
+      if (addrs === undefined) throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
+      response.manager = { dataKey: bundle.dataKey, member: member ?? (await storeMembership.admit(node.id, addrs)) };
+    }
     return response;
   }
 }

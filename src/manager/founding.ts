@@ -49,6 +49,8 @@ export interface FoundParams {
   hostname: string;
   /** Where the first manager serves (host:port); its host goes into its certificate. */
   managerAddr: string;
+  /** More hosts the first manager's certificate names (a managed store: its etcd member's, and loopback). */
+  extraHosts?: string[];
   /**
    * Runs after the first certificate is issued and before the store commits
    * (the caller writes the key pair and node.json here). A crash before the
@@ -95,7 +97,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       role: 'manager',
       commonName: nodeId,
       clusterId,
-      hosts: [parseHostPort(params.managerAddr).host],
+      hosts: [...new Set([parseHostPort(params.managerAddr).host, ...(params.extraHosts ?? [])])],
       validityMs: params.certExpiryMs,
       crlUrl: `https://${params.managerAddr}${ROUTES.crl}`,
     });

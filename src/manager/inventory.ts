@@ -19,6 +19,7 @@ import type { LastSeen } from './last-seen.js';
 import { who, type Caller } from './authoriser.js';
 import { validCertificatesOf, type Revocations } from './revocation.js';
 import { addManager, removeManager } from './managers-index.js';
+import type { ManagedMembership } from '../store/managed-etcd.js';
 import type { ClusterState } from './cluster-state.js';
 import type { ManagerStatus, Membership } from './membership.js';
 
@@ -40,6 +41,8 @@ export interface InventoryDeps {
   logger: Logger;
   /** False on an embedded store: only one manager can serve it. */
   sharedStore: boolean;
+  /** On a managed store: the etcd membership a removed or demoted manager is taken out of. */
+  storeMembership?: () => ManagedMembership | undefined;
   revocations: Revocations;
   audit: Audit;
   /** When a silent node counts as down (default NODE_DOWN_AFTER_MS). */
@@ -102,8 +105,22 @@ export class Inventory {
   constructor(private readonly deps: InventoryDeps) {}
 
   private async view(node: NodeRecord): Promise<NodeView> {
-    const statuses = node.role === 'manager' ? await this.deps.membership.statuses() : undefined;
+    const statuses = node.role === 'manager' ? await this.managerStatuses() : undefined;
     return nodeView(this.deps.lastSeen.merged(node), this.deps.clock.now(), statuses?.get(node.id), this.deps.downAfterMs);
+  }
+
+  /**
+   * Each serving manager's status: Leader or Reachable while it is
+   * registered; on a managed store, Unreachable too while its etcd member
+   * does not answer (its store member is what the quorum counts).
+   */
+  private async managerStatuses(): Promise<Map<string, ManagerStatus>> {
+    const statuses = await this.deps.membership.statuses();
+    const managed = this.deps.storeMembership?.();
+    if (managed === undefined) return statuses;
+    const health = await managed.health().catch(() => undefined);
+    for (const member of health ?? []) if (!member.healthy && statuses.has(member.name)) statuses.set(member.name, 'Unreachable');
+    return statuses;
   }
 
   /** The node records after `after` in ID order, a chunk at a time. */
@@ -119,7 +136,7 @@ export class Inventory {
    */
   async listNodes(query: NodePageQuery = {}): Promise<NodeList> {
     const limit = Math.min(Math.max(1, query.limit ?? NODES_PAGE.default), NODES_PAGE.max);
-    const statuses = await this.deps.membership.statuses();
+    const statuses = await this.managerStatuses();
     const now = this.deps.clock.now();
     const nodes: NodeView[] = [];
     let scanned = 0;
@@ -223,7 +240,9 @@ export class Inventory {
     const action = caller?.nodeId === ref ? 'node.leave' : 'node.rm';
     let id = ref;
     try {
-      id = (await this.resolve(ref, caller)).id;
+      const target = await this.resolve(ref, caller);
+      id = target.id;
+      if (target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
       const { removed, serials } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
@@ -239,6 +258,7 @@ export class Inventory {
         const serials = await revocations.revoke(tx, listed, options.revokeAll === true ? 'keyCompromise' : 'cessationOfOperation');
         return { removed, serials };
       });
+      if (target.role === 'manager') await this.leaveStore(removed);
       this.deps.logger.info({ nodeId: id, revoked: serials.length, ...who(caller) }, caller?.nodeId === id ? 'node left' : 'node removed');
       audit.record({ action, caller, target: { node: id }, serials, result: 'ok', details: { force: options.force, revokeAll: options.revokeAll === true } });
       this.deps.changed?.();
@@ -263,7 +283,9 @@ export class Inventory {
     const action = role === 'manager' ? 'node.promote' : 'node.demote';
     let id = ref;
     try {
-      id = (await this.resolve(ref, caller)).id;
+      const target = await this.resolve(ref, caller);
+      id = target.id;
+      if (role === 'worker' && target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
       const { changed, node, serials } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === role) return { changed: false, node, serials: [] };
@@ -277,6 +299,7 @@ export class Inventory {
         const serials = await this.deps.revocations.revoke(tx, managerCerts, 'privilegeWithdrawn');
         return { changed: true, node: next, serials };
       });
+      if (changed && role === 'worker') await this.leaveStore(node);
       if (changed) {
         this.deps.logger.info({ nodeId: id, role, ...who(caller) }, role === 'manager' ? 'node promoted' : 'node demoted');
         this.deps.changed?.();
@@ -330,9 +353,24 @@ export class Inventory {
   }
 
   /** Refuses to take away the last serving manager (another one must be a manager and serving now). */
+  /**
+   * A manager demoted, removed or gone: on a managed store its etcd member
+   * leaves the store and its certificate's access goes. When the store
+   * cannot do it now, the leader's reconciling finishes it later.
+   */
+  private async leaveStore(node: NodeRecord): Promise<void> {
+    const membership = this.deps.storeMembership?.();
+    if (membership === undefined) return;
+    try {
+      await membership.remove(node.id, node.storeMember?.peerAddr);
+    } catch (error) {
+      this.deps.logger.warn({ nodeId: node.id, err: error instanceof Error ? error.message : String(error) }, 'the store could not take the manager out now; it is retried');
+    }
+  }
+
   private async refuseLastManager(tx: Tx, id: string, action: 'remove' | 'demote'): Promise<void> {
     const index = await tx.get(KEYS.managers);
-    const statuses = await this.deps.membership.statuses();
+    const statuses = await this.managerStatuses();
     const others = (index?.ids ?? []).filter((other) => other !== id && statuses.has(other));
     if (others.length === 0) {
       throw new MusterError('LAST_MANAGER', `cannot ${action} ${id}: it is the last serving manager of the cluster`, {

@@ -17,6 +17,7 @@ import { createCsr } from '../pki/csr.js';
 import { generateNodeKey } from '../pki/keys.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import { ROUTES, type ManagerBundle } from '../api/schemas.js';
+import type { ManagedMembership } from '../store/managed-etcd.js';
 import { buildApp, serveLocalSocket, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
 import { Audit, type AuditSink } from './audit.js';
 import { Autolock, type LocalLock } from './autolock.js';
@@ -58,6 +59,8 @@ export interface ManagerParams {
   failureLimits?: FailureLimits;
   /** How a new manager reaches the store; undefined on an embedded store (one manager only). */
   managerBundle?: () => ManagerBundle | undefined;
+  /** On a managed store: its etcd membership (managers added and removed as members). */
+  storeMembership?: () => ManagedMembership | undefined;
   /** Where the audit trail goes; none when absent. */
   audit?: AuditSink;
   /** Also serve GET /metrics in plain HTTP here (meant for a loopback address). */
@@ -102,6 +105,7 @@ export interface ServiceParams {
   audit?: AuditSink;
   nodeDownAfterMs?: number;
   localLock?: LocalLock;
+  storeMembership?: () => ManagedMembership | undefined;
 }
 
 /** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
@@ -127,12 +131,13 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const scopedTokens = new ScopedTokens({ state, store, membership, clock, random, logger, audit });
   const autolock = new Autolock({ store, dataKey, clock, random, logger, audit, ...(params.localLock === undefined ? {} : { local: params.localLock }) });
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
+  const storeMembership = params.storeMembership === undefined ? {} : { storeMembership: params.storeMembership };
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl }),
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, ...storeMembership }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
     settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
     sessions: new Sessions({ store, clock, logger, membership }),

@@ -217,6 +217,11 @@ export class EtcdMember {
     await this.start();
   }
 
+  /** Changes the configuration its next (re)start uses, without restarting it now (the end of --force-new-cluster). */
+  configure(change: Partial<EtcdMemberConfig>): void {
+    this.config = { ...this.config, ...change };
+  }
+
   /** Stops the member (SIGTERM, SIGKILL after a grace); idempotent. */
   async stop(): Promise<void> {
     this.stopping = true;
@@ -291,6 +296,12 @@ export class EtcdMember {
     const wasStarting = this.currentState === 'starting';
     this.child = undefined;
     if (this.stopping) return;
+    // A member the store removed (its manager demoted or removed) ends by itself, for good: nothing to restart.
+    if (this.tail.some((line) => /permanently removed from the cluster/.test(line))) {
+      this.currentState = 'stopped';
+      this.deps.logger.info({ member: this.config.name }, 'the etcd member was removed from the store and stopped');
+      return;
+    }
     const error = new MusterError('ETCD_MEMBER_FAILED', `the etcd member ended (${how})`, { details: { log: this.logTail() } });
     if (wasStarting && this.readyWaiters.size > 0) {
       this.currentState = 'stopped';

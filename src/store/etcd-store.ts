@@ -27,6 +27,8 @@ export interface EtcdConnection {
   cacertPem?: string;
   certPem?: string;
   keyPem?: string;
+  /** The name the members' certificates are checked against, when not the endpoint's host (a managed store: every manager certificate names swarm-manager). */
+  serverName?: string;
 }
 
 /** How long one etcd call may take before the store is called unavailable. */
@@ -122,6 +124,7 @@ export function etcdOptions(connection: EtcdConnection): IOptions {
           },
         }
       : {}),
+    ...(connection.serverName === undefined ? {} : { grpcOptions: { 'grpc.ssl_target_name_override': connection.serverName, 'grpc.default_authority': connection.serverName } }),
     dialTimeout: CALL_DEADLINE_MS,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
     faultHandling: {
@@ -164,6 +167,11 @@ export class EtcdStore implements ClusterStore {
       throw unavailable(error);
     }
     return store;
+  }
+
+  /** The etcd client itself, for a managed store's membership and access changes (etcd-admin.ts). */
+  get etcd(): Etcd3 {
+    return this.client;
   }
 
   async close(): Promise<void> {

@@ -111,6 +111,8 @@ export const NodeRecord = Type.Object({
   certRoot: Type.Optional(Type.String()),
   /** Where the node serves the API when it is a manager (host:port), as it reported. */
   managerAddr: Type.Optional(Type.String()),
+  /** A manager on a managed store: where its etcd member is reached (its hosts go into its certificate). */
+  storeMember: Type.Optional(Type.Object({ clientAddr: Type.String(), peerAddr: Type.String() })),
   removed: Type.Boolean(),
   removedAt: Type.Optional(Millis),
   /** The scoped join token the node joined with (its ID), when it was one. */

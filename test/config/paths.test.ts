@@ -22,6 +22,8 @@ describe('resolveDataDir', () => {
       dbDir: '/d/manager/db',
       storeJson: '/d/manager/store.json',
       dataKey: '/d/manager/data.key',
+      etcdDir: '/d/manager/etcd',
+      etcdTlsDir: '/d/manager/etcd-tls',
       controlSocket: '/d/manager/control.sock',
       auditLog: '/d/manager/audit.log',
       leftJson: '/d/left.json',

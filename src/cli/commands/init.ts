@@ -12,7 +12,8 @@ import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.
 import { DEFAULT_CERT_EXPIRY_MS, formatDuration, parseCertExpiry } from '../../core/duration.js';
 import { MusterError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
-import { readStoreSpec, writeManagerFiles, type StoreSpec } from '../../config/manager-files.js';
+import { readStoreSpec, writeManagerFiles, writeStoreSpec, type StoreSpec } from '../../config/manager-files.js';
+import { foundManagedStore, prepareFirstMember } from '../managed-found.js';
 import type { DataDirLayout } from '../../config/paths.js';
 import { checkDataDirOwner } from '../../config/private-paths.js';
 import { parseStoreFlag } from '../../config/store-flag.js';
@@ -56,6 +57,12 @@ export interface InitFlags {
   storeKey?: string;
   logLevel?: string;
   autolock?: boolean;
+  /** A managed store (`--store etcd`): where this manager's etcd member serves, and which etcd runs it. */
+  etcdClientAddr?: string;
+  etcdPeerAddr?: string;
+  etcdBinary?: string;
+  /** Recover a managed store that lost its quorum: this manager's member goes on alone with the whole state. */
+  forceNewCluster?: boolean;
 }
 
 async function readStoreFile(file: string | undefined, what: string): Promise<string | undefined> {
@@ -67,13 +74,15 @@ async function readStoreFile(file: string | undefined, what: string): Promise<st
   }
 }
 
-/** The store to found on, with its TLS files read. */
+/** The store to found on, with its TLS files read; a managed store is founded on the embedded one, then moved. */
 async function storeSpecFrom(flags: InitFlags): Promise<StoreSpec> {
   const choice = parseStoreFlag(flags.store ?? 'level');
   const tlsFlags = flags.storeCacert ?? flags.storeCert ?? flags.storeKey;
-  if (choice.kind === 'level') {
+  const memberFlags = flags.etcdClientAddr ?? flags.etcdPeerAddr ?? flags.etcdBinary;
+  if (choice.kind !== 'etcd-managed' && memberFlags !== undefined) throw new MusterError('USAGE', '--etcd-client-addr, --etcd-peer-addr and --etcd-binary go with --store etcd');
+  if (choice.kind === 'level' || choice.kind === 'etcd-managed') {
     if (tlsFlags !== undefined) throw new MusterError('USAGE', '--store-cacert, --store-cert and --store-key go with --store etcd://…');
-    return choice;
+    return { kind: 'level' };
   }
   if ((flags.storeCert === undefined) !== (flags.storeKey === undefined)) throw new MusterError('USAGE', '--store-cert and --store-key go together');
   const [cacertPem, certPem, keyPem] = await Promise.all([
@@ -132,7 +141,10 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   const listen = parseHostPort(flags.listenAddr ?? env.listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
   const advertise = advertiseFor(flags.advertiseAddr, listen);
   const certExpiryMs = flags.certExpiry === undefined ? DEFAULT_CERT_EXPIRY_MS : parseCertExpiry(flags.certExpiry);
+  if (flags.forceNewCluster === true) return forceNewCluster(ctx, flags);
   const spec = await storeSpecFrom(flags);
+  // A managed store: etcd must be there and its ports free before anything is written.
+  const managed = parseStoreFlag(flags.store ?? 'level').kind === 'etcd-managed' ? await prepareFirstMember({ advertise: formatHostPort(advertise), flags, searchPath: ctx.env.PATH ?? '' }) : undefined;
   const { root, externalCAs } = await readRoot(flags, ctx.clock);
   const unlockKey = flags.autolock === true ? generateUnlockKey(ctx.random) : undefined;
   await refuseExistingCluster(ctx, layout);
@@ -154,7 +166,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
       try {
         const key = await generateNodeKey();
         const advertiseAddr = formatHostPort(advertise);
-        return await foundCluster({
+        const founded = await foundCluster({
           store,
           clusterId,
           clock: ctx.clock,
@@ -167,6 +179,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
           csrPem: createCsr({ privateKey: key.privateKey }),
           hostname: ctx.hostname,
           managerAddr: advertiseAddr,
+          ...(managed === undefined ? {} : { extraHosts: managed.hosts }),
           ...(unlockKey === undefined ? {} : { unlockKey }),
           beforeCommit: async (f) => {
             const keyStore = new KeyStore(layout);
@@ -183,8 +196,16 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
             });
           },
         });
+        if (managed !== undefined) {
+          // Founded on the embedded store; now the same records go into this manager's own etcd member.
+          const managedSpec = managed.spec(founded.nodeId, founded.clusterId);
+          await foundManagedStore({ from: store, spec: managedSpec, layout, nodeId: founded.nodeId, clusterId: founded.clusterId, tls: { keyPem: key.privateKeyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem }, logger, clock: ctx.clock, random: ctx.random });
+          await writeStoreSpec(layout, managedSpec);
+        }
+        return founded;
       } finally {
         await store.close();
+        if (managed !== undefined) await rm(layout.dbDir, { recursive: true, force: true });
       }
     } catch (error) {
       await undoInit(layout, existedBefore);
@@ -192,7 +213,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
       throw error;
     }
   })();
-  logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: spec.kind }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
+  logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: managed === undefined ? spec.kind : 'etcd-managed' }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
   return serveNode(ctx, {
     layout,
     logLevel: flags.logLevel,
@@ -202,6 +223,35 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
     ...(unlockKey === undefined ? {} : { unlockKey, afterBanner: async () => void ctx.stdout.write(`\n${unlockKeyInstructions(formatUnlockKey(unlockKey))}`) }),
     dirLock,
   }).finally(() => dirLock.release());
+}
+
+/**
+ * `muster init --force-new-cluster` (Swarm's flag) on a surviving manager of
+ * a managed store that lost its quorum: its etcd member restarts as a
+ * one-member store that keeps the whole state, the other managers are marked
+ * gone (their access and members removed), and it serves.
+ */
+async function forceNewCluster(ctx: CliContext, flags: InitFlags): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  const spec = await readStoreSpec(layout).catch(() => undefined);
+  if (state === undefined || state.role !== 'manager' || spec === undefined) {
+    throw new MusterError('USAGE', `--force-new-cluster recovers a manager that holds the cluster's state, and ${layout.dataDir} holds none`, { hint: 'run it with --data-dir on a surviving manager' });
+  }
+  if (spec.kind !== 'etcd-managed') {
+    throw new MusterError('USAGE', `--force-new-cluster recovers a managed store (--store etcd); this manager's store is ${spec.kind === 'level' ? 'the embedded one, which has no quorum to lose' : 'an etcd you run: recover it with etcd\'s own --force-new-cluster'}`);
+  }
+  return serveNode(ctx, {
+    layout,
+    logLevel: flags.logLevel,
+    banner: 'Cluster recovered (one manager, the whole state): current node',
+    listenAddr: flags.listenAddr,
+    advertiseAddr: flags.advertiseAddr,
+    auditLog: flags.auditLog,
+    metricsAddr: flags.metricsAddr,
+    unlockKeyFile: flags.unlockKeyFile,
+    forceNewCluster: true,
+  });
 }
 
 /** `muster up`: found a cluster when the data dir is empty, else restart what it holds (what `npm start` runs). */
@@ -224,7 +274,11 @@ function initOptions(command: Command): Command {
     .option('--ca-key <file>', 'the private key of --ca-cert')
     .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
     .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
-    .option('--store <store>', "where the cluster state lives: 'level' (embedded, one manager) or etcd://HOST:PORT[,HOST:PORT…] (several managers)", 'level')
+    .option('--store <store>', "where the cluster state lives: 'level' (embedded, one manager), 'etcd' (the managers run etcd themselves: several managers) or etcd://HOST:PORT[,HOST:PORT…] (an etcd you run)", 'level')
+    .option('--etcd-client-addr <host:port>', 'with --store etcd: where this manager\'s etcd member serves the managers (default: the advertise host, port 2379)')
+    .option('--etcd-peer-addr <host:port>', 'with --store etcd: where this manager\'s etcd member talks to the other members (default: the advertise host, port 2380)')
+    .option('--etcd-binary <path>', "with --store etcd: the etcd server to run (default: 'etcd' on the PATH)")
+    .option('--force-new-cluster', "recover a managed store that lost its quorum: run on a surviving manager's data dir; it goes on alone with the whole state")
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
     .option('--store-key <file>', 'client key for etcd')

@@ -10,10 +10,13 @@ import type { Command } from 'commander';
 import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
 import { MusterError } from '../../core/errors.js';
 import { writeManagerFiles } from '../../config/manager-files.js';
+import { memberAddrs } from '../../store/managed-etcd.js';
+import { specFromBundle, type LocalMember } from '../open-store.js';
 import { checkDataDirOwner } from '../../config/private-paths.js';
 import type { DataDirLayout } from '../../config/paths.js';
 import { joinCluster } from '../../agent/join.js';
 import { advertiseFor } from '../advertise.js';
+import { checkBindable } from '../bind-check.js';
 import type { CliContext } from '../context.js';
 import { lockDataDir, type DataDirLock } from '../data-dir-lock.js';
 import { clearForRejoin } from '../node-files.js';
@@ -37,6 +40,10 @@ export interface JoinFlags {
   logLevel?: string;
   /** Replace a node this data dir holds, once it is out of the cluster (removed, left, or a worker expired past the grace). */
   force?: boolean;
+  /** A manager of a managed store: where its etcd member serves clients and peers, and which etcd runs it. */
+  etcdClientAddr?: string;
+  etcdPeerAddr?: string;
+  etcdBinary?: string;
 }
 
 
@@ -97,6 +104,9 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
   } catch (error) {
     if (flags.advertiseAddr !== undefined || flags.listenAddr !== undefined) throw error;
   }
+  // Should the token make this node a manager of a managed store: where its etcd member runs.
+  const member: LocalMember | undefined =
+    advertise === undefined ? undefined : { ...memberAddrs(advertise.host, { clientAddr: flags.etcdClientAddr, peerAddr: flags.etcdPeerAddr }), ...(flags.etcdBinary === undefined ? {} : { binary: flags.etcdBinary }) };
   const result = await joinCluster({
     token,
     managerAddr: formatHostPort(parseHostPort(managerAddr, DEFAULT_PORT)),
@@ -104,20 +114,30 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     hostname: ctx.hostname,
     ...(flags.label === undefined || flags.label.length === 0 ? {} : { labels: parseLabels(flags.label) }),
     ...(advertise === undefined ? {} : { listenAddr: formatHostPort(listen), advertiseAddr: formatHostPort(advertise) }),
+    ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr } }),
+    // A manager that joined and then cannot serve (a port in use) would leave a store member that never answers: check first.
+    beforeManagerJoin: async () => {
+      await checkBindable(listen);
+      if (member !== undefined && (flags.etcdClientAddr !== undefined || flags.etcdPeerAddr !== undefined)) {
+        await checkBindable(parseHostPort(member.listenClientAddr));
+        await checkBindable(parseHostPort(member.listenPeerAddr));
+      }
+    },
     clock: ctx.clock,
     random: ctx.random,
     logger,
     progress: (line) => ctx.stderr.write(`${paint(line, 'dim', colour)}\n`),
   });
   if (result.bundle !== undefined) {
-    await writeManagerFiles(layout, { store: { kind: 'etcd', ...result.bundle.etcd }, dataKey: Buffer.from(result.bundle.dataKey, 'base64') });
+    if (result.bundle.member !== undefined && member === undefined) throw new MusterError('USAGE', 'a manager of this cluster runs an etcd member, and this node has no address for it', { hint: 'join with --advertise-addr HOST' });
+    await writeManagerFiles(layout, { store: specFromBundle(result.bundle, member), dataKey: Buffer.from(result.bundle.dataKey, 'base64') });
   }
   await rm(layout.leftJson, { force: true }); // a node again: what leave recorded is history
   ctx.stdout.write(
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock, ...(member === undefined ? {} : { localMember: member }) });
 }
 
 /** Registers join. */
@@ -134,6 +154,9 @@ export function registerJoin(program: Command, ctx: CliContext, done: Done): voi
     .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
     .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
     .option('--force', 'replace a node this data dir holds (removed, left, or expired past the grace)')
+    .option('--etcd-client-addr <host:port>', "a manager of a managed store: where its etcd member serves the managers (default: the advertise host, port 2379)")
+    .option('--etcd-peer-addr <host:port>', 'a manager of a managed store: where its etcd member talks to the other members (default: the advertise host, port 2380)')
+    .option('--etcd-binary <path>', "the etcd server a manager of a managed store runs (default: 'etcd' on the PATH)")
     .addOption(logLevelOption()))
     .action(
       act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>

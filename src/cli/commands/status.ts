@@ -8,7 +8,9 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseDuration } from '../../core/duration.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
-import { readDataKeyFile, readStoreSpec } from '../../config/manager-files.js';
+import { readDataKeyFile, readStoreSpec, type StoreSpec } from '../../config/manager-files.js';
+import type { DataDirLayout } from '../../config/paths.js';
+import { memberAnswers } from '../../store/managed-etcd.js';
 import { pathExists } from '../../core/atomic-file.js';
 import { ApiClient } from '../../api/client.js';
 import type { SelfResponse } from '../../api/schemas.js';
@@ -98,7 +100,7 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     ['Renewal grace', `${grace} after expiry`],
     ['Managers', `${reach.length} known, ${reachable} reachable`],
   ];
-  if (spec !== undefined) rows.push(['Store', spec.kind === 'level' ? `level ${layout.dbDir}` : `etcd ${spec.endpoints.join(',')}`]);
+  if (spec !== undefined) rows.push(['Store', await storeLine(spec, layout, pair)]);
   if (spec !== undefined) {
     const wrapped = (await readDataKeyFile(layout)).locked;
     rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
@@ -108,6 +110,17 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
   ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));
   if (selfError !== undefined && selfError.hint !== undefined) ctx.stdout.write(`\nhint: ${selfError.hint}\n`);
   return 0;
+}
+
+/** The store line: where it lives and, for a managed store, whether this manager's own etcd member answers. */
+async function storeLine(spec: StoreSpec, layout: DataDirLayout, pair: { certPem: string; rootPem: string; keyPem?: string }): Promise<string> {
+  if (spec.kind === 'level') return `level ${layout.dbDir}`;
+  if (spec.kind === 'etcd') return `etcd ${spec.endpoints.join(',')}`;
+  const where = `etcd member on ${spec.clientAddr} (peers ${spec.peerAddr}), data in ${layout.etcdDir}`;
+  // Under autolock the key is sealed: the member's health is then the manager's to tell (node ls).
+  if (pair.keyPem === undefined) return `managed: ${where}`;
+  const answers = await memberAnswers([spec.clientAddr], { certPem: pair.certPem, keyPem: pair.keyPem, rootPem: pair.rootPem });
+  return `managed: ${where}; ${answers ? 'the member answers' : 'the member does not answer'}`;
 }
 
 /** Registers status. */

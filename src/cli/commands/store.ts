@@ -42,7 +42,7 @@ async function readOptional(file: string | undefined): Promise<string | undefine
 }
 
 /** Every record of the embedded store, meta records last (their presence marks a complete copy). */
-async function readAll(store: ClusterStore): Promise<{ key: string; value: unknown }[]> {
+export async function readAll(store: ClusterStore): Promise<{ key: string; value: unknown }[]> {
   const records: { key: string; value: unknown }[] = [];
   const spaces: Space<TSchema>[] = [KEYS.nodes, KEYS.certificates, KEYS.scopedTokens, KEYS.revoked];
   for (const space of spaces) {
