@@ -33,6 +33,7 @@ import type { Metrics } from './metrics.js';
 import { supersede, type Revocations } from './revocation.js';
 import type { ScopedTokens } from './scoped-tokens.js';
 import { isStoreUserName } from '../store/etcd-access.js';
+import { grantDataKey, type DataKeyRing } from './data-key.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -51,6 +52,8 @@ export interface CaServerDeps {
   audit: Audit;
   /** Where this manager publishes the CRLs (each certificate it signs names its issuer's under it). */
   crlUrl: () => string;
+  /** The cluster data key: a manager it admits or renews gets its copy, wrapped to the new certificate, in the same transaction. */
+  dataKeys: DataKeyRing;
 }
 
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
@@ -250,6 +253,7 @@ export class CaServer {
           tx.put(KEYS.nodes.ref(nodeId), node);
           tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
           if (role === 'manager') await addManager(tx, nodeId);
+          if (role === 'manager') await grantDataKey(tx, this.deps.dataKeys, nodeId, certificate.certPem);
           return node;
         },
         { beforeRetry: () => state.refresh() },
@@ -338,6 +342,7 @@ export class CaServer {
           };
           tx.put(KEYS.nodes.ref(node.id), node);
           tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
+          if (node.role === 'manager') await grantDataKey(tx, this.deps.dataKeys, node.id, certificate.certPem);
           return { node, certificate };
         },
         { beforeRetry: () => state.refresh() },

@@ -21,6 +21,31 @@ const CertRole = Type.Union([Role, Type.Literal('admin')]);
 export const Sealed = Type.Object({ alg: Type.Literal('A256GCM'), iv: Type.String(), data: Type.String() });
 export type Sealed = Type.Static<typeof Sealed>;
 
+/** The data key wrapped to one manager's certificate key (pki/key-wrap.ts). */
+export const WrappedKey = Type.Union([
+  Type.Object({ alg: Type.Literal('ECDH-ES+A256GCM'), epk: Type.String(), iv: Type.String(), data: Type.String() }),
+  Type.Object({ alg: Type.Literal('RSA-OAEP-256'), data: Type.String() }),
+]);
+
+/**
+ * The current cluster data key (DESIGN §10), once per serving manager: each
+ * copy wrapped to that manager's certificate key, next to that key (SPKI DER,
+ * base64) so a re-key can wrap to every manager that stays. A re-key replaces
+ * the key and the wraps in the transaction that re-seals every secret.
+ */
+export const DataKeyRecord = Type.Object({
+  schema: Schema,
+  /** The first 16 hex digits of the key's SHA-256: which key this is, never the key. */
+  keyId: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+  /** Counts the re-keys. */
+  generation: Type.Integer({ minimum: 1 }),
+  changedAt: Millis,
+  wraps: Type.Record(Type.String(), WrappedKey),
+  /** The public key each wrap was made to (SPKI DER, base64), by node ID. */
+  publicKeys: Type.Record(Type.String(), Type.String()),
+});
+export type DataKeyRecord = Type.Static<typeof DataKeyRecord>;
+
 /** Cluster-wide settings. */
 export const ClusterRecord = Type.Object({
   schema: Schema,
