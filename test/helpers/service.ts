@@ -79,6 +79,7 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
     /** The first manager's TLS identity, for serving the app. */
     managerTls: { keyPem: managerKey.keyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem },
     async cleanup() {
+      await services.dataKeys.stop();
       await services.state.close();
       await store.close();
     },
