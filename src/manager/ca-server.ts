@@ -34,6 +34,7 @@ import { supersede, type Revocations } from './revocation.js';
 import type { ScopedTokens } from './scoped-tokens.js';
 import { isStoreUserName } from '../store/etcd-access.js';
 import { grantDataKey, type DataKeyRing } from './data-key.js';
+import { certificateSha256 } from '../pki/certificate.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -243,6 +244,7 @@ export class CaServer {
             lastSeenAt: now,
             certSerial: certificate.serial,
             certNotAfter: certificate.notAfter,
+            certSha256: certificateSha256(certificate.certPem),
             certRole: role,
             certRoot: signed.root,
             removed: false,
@@ -334,6 +336,7 @@ export class CaServer {
             ...current,
             certSerial: certificate.serial,
             certNotAfter: certificate.notAfter,
+            certSha256: certificateSha256(certificate.certPem),
             certRole: current.role,
             certRoot: signed.root,
             lastSeenAt: now,

@@ -23,6 +23,7 @@ import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
 import { storeTokens } from './stored-tokens.js';
 import { dataKeyRecord } from './data-key.js';
+import { certificateSha256 } from '../pki/certificate.js';
 
 /** An external CA as `init --external-ca` gives it (the auth key still in clear, sealed here). */
 export interface ExternalCaSpec {
@@ -124,6 +125,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       lastSeenAt: now,
       certSerial: certificate.serial,
       certNotAfter: certificate.notAfter,
+      certSha256: certificateSha256(certificate.certPem),
       certRole: 'manager',
       certRoot: digest.toString('hex'),
       managerAddr: params.managerAddr,

@@ -130,6 +130,8 @@ export const NodeRecord = Type.Object({
   /** Serial (upper-case hex) and NotAfter of the newest certificate issued to the node. */
   certSerial: Type.String(),
   certNotAfter: Millis,
+  /** SHA-256 (hex) of that certificate's DER: the serial alone can be copied by whoever holds the issuing key (a removed manager holds a replaced root's). */
+  certSha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   /** The role that certificate carries; differs from `role` until the node renews after a promotion or demotion. */
   certRole: Role,
   /** SHA-256 (hex) of the root that signed that certificate: a root rotation counts nodes by it. */
@@ -141,7 +143,7 @@ export const NodeRecord = Type.Object({
   /** The scoped join token the node joined with (its ID), when it was one. */
   joinToken: Type.Optional(Type.String()),
   /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
-  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role }))),
+  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) }))),
 });
 export type NodeRecord = Type.Static<typeof NodeRecord>;
 
