@@ -50,6 +50,8 @@ export interface KeyCipher {
   dataKey(): Buffer | undefined;
   /** Autolock is on here: keys are written sealed. */
   sealing(): boolean;
+  /** While the manager moves to a new data key (a re-key): the one before it, which node.key may still be sealed under. */
+  previousDataKey?(): Buffer | undefined;
 }
 
 /** Options of a KeyStore: the autolock cipher, and fault injection for tests (throw from `afterStep` to simulate a crash there). */
@@ -110,7 +112,13 @@ export class KeyStore {
         hint: "on this host, talk to the running manager: it must be unlocked first ('muster unlock'); elsewhere use an API-user certificate (--host with --tls-cert/--tls-key/--tls-ca)",
       });
     }
-    return openNodeKey(dataKey, text);
+    const previous = this.hooks.cipher?.previousDataKey?.();
+    try {
+      return openNodeKey(dataKey, text);
+    } catch (error) {
+      if (previous === undefined) throw error;
+      return openNodeKey(previous, text);
+    }
   }
 
   /** Whether node.key is sealed (autolock). */
@@ -123,13 +131,14 @@ export class KeyStore {
     return serialized(this.layout.nodeKey, () => this.writePairNow(pair));
   }
 
-  /** Writes node.key again in the cipher's current mode (sealed or clear), as a pair with its certificate; true when it wrote. */
-  rewriteKey(): Promise<boolean> {
+  /** Writes node.key again in the cipher's current mode (sealed or clear), as a pair with its certificate; true when it wrote. `reseal`: a sealed key is written again too (under the cipher's new data key). */
+  rewriteKey(options: { reseal?: boolean } = {}): Promise<boolean> {
     return serialized(this.layout.nodeKey, async () => {
       const pair = await this.load();
       if (pair === undefined) return false;
       const text = await readPrivate(this.layout.nodeKey);
-      if (isSealedKey(text) === (this.hooks.cipher?.sealing() === true)) return false;
+      const sealed = isSealedKey(text);
+      if (sealed === (this.hooks.cipher?.sealing() === true) && !(sealed && options.reseal === true)) return false;
       await this.writePairNow({ keyPem: pair.keyPem, certPem: pair.certPem });
       return true;
     });

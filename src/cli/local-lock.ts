@@ -16,6 +16,11 @@
  * commit failed keeps the key the store holds). A manager that was down
  * during the rotation still opens with the previous key, until it has been
  * unlocked once.
+ *
+ * A re-key of the cluster (manager/data-key.ts) moves all three to the new
+ * data key: data.key first, holding the new key with the old one sealed
+ * under it (`retired`), then node.key and store.json, then data.key without
+ * the old key. Opening a data dir a crash left in between finishes the move.
  */
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
@@ -41,6 +46,7 @@ export const PREVIOUS_KEY_WINDOW_MS = 10 * 60_000;
 
 const DATA_KEY_CONTEXT = 'manager/data.key';
 const STORE_KEY_CONTEXT = 'manager/store.json key';
+const RETIRED_CONTEXT = 'manager/data.key retired';
 
 /** The data key wrapped under one unlock key. */
 function wrapUnder(unlockKey: Buffer, dataKey: Buffer): DataKeyWrap {
@@ -56,6 +62,35 @@ export function openStoreSpec(spec: StoreSpec, dataKey: Buffer): StoreSpec {
   if (spec.kind !== 'etcd' || spec.keySealed === undefined) return spec;
   const { keySealed, ...rest } = spec;
   return { ...rest, keyPem: unseal(dataKey, keySealed, STORE_KEY_CONTEXT).toString('utf8') };
+}
+
+/** store.json with the etcd client key sealed under `next`, from one sealed under `previous` (or `next`); undefined when nothing is sealed. */
+function resealStoreSpec(spec: StoreSpec | undefined, previous: Buffer, next: Buffer): StoreSpec | undefined {
+  if (spec?.kind !== 'etcd' || spec.keySealed === undefined) return undefined;
+  let opened: StoreSpec;
+  try {
+    opened = openStoreSpec(spec, next);
+    return undefined; // sealed under the new key already
+  } catch {
+    opened = openStoreSpec(spec, previous);
+  }
+  return sealStoreSpec(opened, next);
+}
+
+/**
+ * Finishes a re-key a crash interrupted (data.key holds the key before it as
+ * `retired`): node.key and store.json sealed under the new key, then data.key
+ * without the old one.
+ */
+async function finishRekey(layout: DataDirLayout, wrapped: WrappedDataKey, dataKey: Buffer): Promise<void> {
+  if (wrapped.retired === undefined) return;
+  const previous = unseal(dataKey, wrapped.retired, RETIRED_CONTEXT);
+  const cipher: KeyCipher = { dataKey: () => dataKey, previousDataKey: () => previous, sealing: () => true };
+  await new KeyStore(layout, { cipher }).rewriteKey({ reseal: true });
+  const spec = resealStoreSpec(await readStoreSpec(layout), previous, dataKey);
+  if (spec !== undefined) await writeStoreSpec(layout, spec);
+  const { retired: _retired, ...rest } = wrapped;
+  await writeDataKeyFile(layout, { wrapped: rest });
 }
 
 function sealStoreSpec(spec: StoreSpec, dataKey: Buffer): StoreSpec {
@@ -80,6 +115,7 @@ export async function openWithUnlockKey(layout: DataDirLayout, unlockKey: Buffer
   } catch {
     throw new MusterError('UNLOCK_KEY_WRONG');
   }
+  await finishRekey(layout, file.wrapped, dataKey);
   const fixed: KeyCipher = { dataKey: () => dataKey, sealing: () => true };
   await new KeyStore(layout, { cipher: fixed }).load({ recover: true }); // node.key opens and matches its certificate
   const spec = await readStoreSpec(layout);
@@ -94,6 +130,10 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   /** The unlock key the store last said (apply): only then is the wrap under the one before it dropped. */
   private appliedKeyId: string | undefined;
   private readonly keyStore: KeyStore;
+  /** The data key; a re-key of the cluster replaces it. */
+  private dataKeyNow: Buffer;
+  /** The key before, while a re-key moves node.key and store.json off it. */
+  private previousKey: Buffer | undefined;
 
   constructor(
     private readonly deps: { layout: DataDirLayout; dataKey: Buffer; clock: Clock; logger: Logger },
@@ -101,11 +141,39 @@ export class LocalLock implements LocalLockPort, KeyCipher {
     sealed: boolean,
   ) {
     this.sealingNow = sealed;
+    this.dataKeyNow = deps.dataKey;
     this.keyStore = new KeyStore(deps.layout, { cipher: this });
   }
 
   dataKey(): Buffer {
-    return this.deps.dataKey;
+    return this.dataKeyNow;
+  }
+
+  previousDataKey(): Buffer | undefined {
+    return this.previousKey;
+  }
+
+  async rekey(next: Buffer, desired: AutolockDesired): Promise<void> {
+    const { layout, logger } = this.deps;
+    const previous = this.dataKeyNow;
+    if (previous.equals(next)) return;
+    const file = await readDataKeyFile(layout);
+    const wrapped = file.locked && desired.enabled;
+    // data.key first, with the key before it: whatever a crash leaves, the file opens node.key and store.json (see finishRekey).
+    if (wrapped) await writeDataKeyFile(layout, { wrapped: { ...wrappedFile([wrapUnder(desired.unlockKey, next)], 0), retired: seal(next, previous, RETIRED_CONTEXT) } });
+    else await writeDataKeyFile(layout, { key: next });
+    failpoint('rekey:data-key');
+    this.previousKey = previous;
+    this.dataKeyNow = next;
+    try {
+      await this.keyStore.rewriteKey({ reseal: true });
+      const spec = resealStoreSpec(await readStoreSpec(layout), previous, next);
+      if (spec !== undefined) await writeStoreSpec(layout, spec);
+      if (wrapped) await writeDataKeyFile(layout, { wrapped: wrappedFile([wrapUnder(desired.unlockKey, next)], 0) });
+    } finally {
+      this.previousKey = undefined;
+    }
+    logger.info({ wrapped }, 'manager/data.key holds the new cluster data key');
   }
 
   sealing(): boolean {
@@ -113,7 +181,8 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   }
 
   async apply(desired: AutolockDesired): Promise<void> {
-    const { layout, logger, dataKey, clock } = this.deps;
+    const { layout, logger, clock } = this.deps;
+    const dataKey = this.dataKeyNow;
     const file = await readDataKeyFile(layout);
     this.appliedKeyId = desired.enabled ? unlockKeyId(desired.unlockKey) : undefined;
     if (!desired.enabled) {
@@ -145,7 +214,8 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   }
 
   async prepareRotation(next: Buffer): Promise<void> {
-    const { layout, dataKey, clock } = this.deps;
+    const { layout, clock } = this.deps;
+    const dataKey = this.dataKeyNow;
     const file = await readDataKeyFile(layout);
     if (!file.locked) throw new MusterError('AUTOLOCK_OFF', 'this manager has not wrapped its data key yet');
     await writeDataKeyFile(layout, { wrapped: wrappedFile([wrapUnder(next, dataKey), file.wrapped.wraps[0]!], clock.now() + PREVIOUS_KEY_WINDOW_MS) });
@@ -179,7 +249,7 @@ export class LocalLock implements LocalLockPort, KeyCipher {
   private async rewriteStoreSpec(sealed: boolean): Promise<boolean> {
     const spec = await readStoreSpec(this.deps.layout);
     if (spec?.kind !== 'etcd') return false;
-    const next = sealed ? sealStoreSpec(spec, this.deps.dataKey) : openStoreSpec(spec, this.deps.dataKey);
+    const next = sealed ? sealStoreSpec(spec, this.dataKeyNow) : openStoreSpec(spec, this.dataKeyNow);
     if (next === spec) return false;
     await writeStoreSpec(this.deps.layout, next);
     return true;

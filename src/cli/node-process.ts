@@ -94,7 +94,7 @@ export class NodeProcess {
   /** One daemon per data dir, from start to stop (see data-dir-lock.ts). */
   private dirLock: DataDirLock | undefined;
   /** What the agent's key store seals node.key with: whatever the lock says now (a promotion or demotion changes it). */
-  private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), sealing: () => this.lock?.sealing() ?? false };
+  private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), previousDataKey: () => this.lock?.previousDataKey(), sealing: () => this.lock?.sealing() ?? false };
   /** Resolves when the node stops by itself (expired or removed). */
   readonly fatal: Promise<FatalStop>;
   /** A managed store's member and client, while this node serves one. */

@@ -82,6 +82,8 @@ export const WrappedDataKey = Type.Object({
   wraps: Type.Array(DataKeyWrap, { minItems: 1, maxItems: 2 }),
   /** A running manager drops the second wrap at this instant (ms since the epoch). */
   previousUntil: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** During a re-key: the data key before it, sealed under the new one, until node.key and store.json are sealed under the new key. */
+  retired: Type.Optional(SealedFile),
 });
 export type WrappedDataKey = Type.Static<typeof WrappedDataKey>;
 

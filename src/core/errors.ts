@@ -121,6 +121,7 @@ export const ERROR_CATALOGUE = {
   // The cluster store.
   STORE_UNAVAILABLE: spec(503, 1, 'the cluster store is unavailable', 'the request can be retried; check that the store (etcd, or the manager disk) is healthy'),
   STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),
+  DATA_KEY_UNAVAILABLE: spec(503, 1, "this manager holds no copy of the cluster's current data key", 'restart it after its certificate renewed; a demoted or removed manager gets none'),
   ETCD_MISSING: spec(400, 1, 'the etcd server muster runs for a managed store is missing', "install Debian's etcd server: 'sudo apt-get install etcd-server', or name a binary with --etcd-binary PATH"),
   ETCD_MEMBER_FAILED: spec(503, 1, "this manager's etcd member could not start or serve", "see the member's log lines above; check that its client and peer ports are free (--etcd-client-addr, --etcd-peer-addr)"),
 

@@ -52,6 +52,11 @@ interface Verified {
   issuer: X509Certificate;
 }
 
+/** SHA-256 (hex) of a certificate's DER, as node records pin it. */
+function fingerprintOf(cert: X509Certificate): string {
+  return cert.fingerprint256.replaceAll(':', '').toLowerCase();
+}
+
 /** Decides who a client certificate belongs to and what it may call. */
 export class Authoriser {
   private readonly verified = new WeakMap<X509Certificate, Verified>();
@@ -96,8 +101,15 @@ export class Authoriser {
       // Chaining to the root is not enough: a certificate the root's key signed outside muster (an external CA
       // that signs for anyone, a corporate root) must not act as a node. Only the serial the node record holds
       // passes, or the one it replaced, which the node keeps using until its renewal has landed.
-      if (identity.serial !== node.certSerial && identity.serial !== node.superseded?.at(-1)?.serial) {
+      const before = node.superseded?.at(-1);
+      if (identity.serial !== node.certSerial && identity.serial !== before?.serial) {
         throw new MusterError('CERT_UNTRUSTED', "this certificate is not one the cluster recorded for this node (neither its current certificate nor the one before it)");
+      }
+      // The same serial is not the same certificate: whoever holds a root's key (a removed manager, the root a
+      // rotation replaced) can sign another with it. The record pins the certificate itself (records from before the pin: the serial).
+      const pinned = identity.serial === node.certSerial ? node.certSha256 : before?.sha256;
+      if (pinned !== undefined && pinned !== fingerprintOf(cert)) {
+        throw new MusterError('CERT_UNTRUSTED', 'this certificate has the serial of one the cluster recorded for this node, but is not that certificate');
       }
     }
     if (!allowed.includes(role)) throw new MusterError('AUTH_FORBIDDEN', `a ${role} certificate may not call this route`);

@@ -24,11 +24,12 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { seal, unseal } from '../pki/seal.js';
 import { formatUnlockKey, generateUnlockKey, unlockKeyId } from '../token/unlock-key.js';
-import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
+import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type AutolockRecord } from '../store/records.js';
 import type { UnlockKeyView } from '../api/schemas.js';
 import type { Audit } from './audit.js';
 import { who, type Caller } from './authoriser.js';
+import type { DataKeyRing } from './data-key.js';
 
 /** What a manager's files should look like. */
 export type AutolockDesired = { enabled: false } | { enabled: true; unlockKey: Buffer };
@@ -39,12 +40,15 @@ export interface LocalLock {
   apply(desired: AutolockDesired): Promise<void>;
   /** Before a rotation commits: wrap the data key under `next` as well as under the key it is wrapped under now. */
   prepareRotation(next: Buffer): Promise<void>;
+  /** The cluster re-keyed: the data key in data.key (wrapped as `desired` says), and everything sealed under it, move to `dataKey`. */
+  rekey(dataKey: Buffer, desired: AutolockDesired): Promise<void>;
 }
 
 /** What the service works with. */
 export interface AutolockDeps {
   store: ClusterStore;
-  dataKey: Buffer;
+  /** The cluster data key the unlock key is sealed under (it changes when the cluster re-keys). */
+  dataKeys: DataKeyRing;
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -121,11 +125,26 @@ export class Autolock {
 
   private desired(record: AutolockRecord | undefined): AutolockDesired {
     if (record?.enabled !== true || record.unlockKey === undefined) return { enabled: false };
-    return { enabled: true, unlockKey: unseal(this.deps.dataKey, record.unlockKey, CONTEXT) };
+    const sealed = record.unlockKey;
+    return { enabled: true, unlockKey: this.deps.dataKeys.withKey((key) => unseal(key, sealed, CONTEXT)) };
   }
 
-  private recordFor(unlockKey: Buffer | undefined): AutolockRecord {
-    return autolockRecord(this.deps.dataKey, unlockKey, this.deps.clock.now());
+  /** The record for `unlockKey`, sealed under the key the store names in `tx`. */
+  private async recordFor(tx: Tx, unlockKey: Buffer | undefined): Promise<AutolockRecord> {
+    return autolockRecord(await this.deps.dataKeys.keyFor(tx), unlockKey, this.deps.clock.now());
+  }
+
+  /** The cluster re-keyed to `key`: this manager's files follow (after any change being applied). */
+  followDataKey(key: Buffer): Promise<void> {
+    const local = this.deps.local;
+    if (local === undefined) return Promise.resolve();
+    this.following = this.following
+      .catch(() => undefined)
+      .then(async () => {
+        const entry = await this.deps.store.get(KEYS.autolock);
+        await local.rekey(key, this.desired(entry?.value));
+      });
+    return this.following;
   }
 
   /** The unlock key (admins); AUTOLOCK_OFF when autolock is off. */
@@ -158,7 +177,7 @@ export class Autolock {
    * manager's files follow once `applied` is called, after the answer.
    */
   async setEnabled(enabled: boolean, caller?: Caller): Promise<Change<UnlockKeyView | undefined>> {
-    const { store, random, logger, audit, dataKey } = this.deps;
+    const { store, random, logger, audit } = this.deps;
     const action = enabled ? 'autolock.enable' : 'autolock.disable';
     const applied = this.holdApplications();
     let record: AutolockRecord | undefined;
@@ -167,7 +186,7 @@ export class Autolock {
         const current = await tx.get(KEYS.autolock);
         record = current;
         if ((current?.enabled === true) === enabled) return; // already so: the key stays
-        record = this.recordFor(enabled ? generateUnlockKey(random) : undefined);
+        record = await this.recordFor(tx, enabled ? generateUnlockKey(random) : undefined);
         tx.put(KEYS.autolock, record);
       });
       failpoint('autolock:committed');
@@ -179,7 +198,8 @@ export class Autolock {
     this.record = record;
     audit.record({ action, caller, result: 'ok' });
     logger.info({ ...who(caller) }, enabled ? 'autolock turned on: managers start locked' : 'autolock turned off');
-    const key = record?.unlockKey === undefined ? undefined : unseal(dataKey, record.unlockKey, CONTEXT);
+    const desired = this.desired(record);
+    const key = desired.enabled ? desired.unlockKey : undefined;
     return { result: key === undefined ? undefined : { unlockKey: formatUnlockKey(key), keyId: unlockKeyId(key) }, applied };
   }
 
@@ -196,7 +216,7 @@ export class Autolock {
       await transact(store, async (tx) => {
         const current = await tx.get(KEYS.autolock);
         if (current?.enabled !== true) throw new MusterError('AUTOLOCK_OFF');
-        tx.put(KEYS.autolock, this.recordFor(next));
+        tx.put(KEYS.autolock, await this.recordFor(tx, next));
       });
       failpoint('unlock-key-rotate:committed');
     } catch (error) {

@@ -34,6 +34,8 @@ import { supersede, type Revocations } from './revocation.js';
 import type { ScopedTokens } from './scoped-tokens.js';
 import { isStoreUserName } from '../store/etcd-access.js';
 import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, type ManagedMembership, type MemberAddrs } from '../store/managed-etcd.js';
+import { grantDataKey, type DataKeyRing } from './data-key.js';
+import { certificateSha256 } from '../pki/certificate.js';
 
 /** What the CA server works with. */
 export interface CaServerDeps {
@@ -54,6 +56,8 @@ export interface CaServerDeps {
   crlUrl: () => string;
   /** On a managed store: the etcd membership a new manager is added to. */
   storeMembership?: () => ManagedMembership | undefined;
+  /** The cluster data key: a manager it admits or renews gets its copy, wrapped to the new certificate, in the same transaction. */
+  dataKeys: DataKeyRing;
 }
 
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
@@ -265,6 +269,7 @@ export class CaServer {
             lastSeenAt: now,
             certSerial: certificate.serial,
             certNotAfter: certificate.notAfter,
+            certSha256: certificateSha256(certificate.certPem),
             certRole: role,
             certRoot: signed.root,
             removed: false,
@@ -276,6 +281,7 @@ export class CaServer {
           tx.put(KEYS.nodes.ref(nodeId), node);
           tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
           if (role === 'manager') await addManager(tx, nodeId);
+          if (role === 'manager') await grantDataKey(tx, this.deps.dataKeys, nodeId, certificate.certPem);
           return node;
         },
         { beforeRetry: () => state.refresh() },
@@ -358,6 +364,7 @@ export class CaServer {
             ...(storeMember === undefined ? {} : { storeMember }),
             certSerial: certificate.serial,
             certNotAfter: certificate.notAfter,
+            certSha256: certificateSha256(certificate.certPem),
             certRole: current.role,
             certRoot: signed.root,
             lastSeenAt: now,
@@ -366,6 +373,7 @@ export class CaServer {
           };
           tx.put(KEYS.nodes.ref(node.id), node);
           tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
+          if (node.role === 'manager') await grantDataKey(tx, this.deps.dataKeys, node.id, certificate.certPem);
           return { node, certificate };
         },
         { beforeRetry: () => state.refresh() },

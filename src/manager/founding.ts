@@ -22,6 +22,8 @@ import { autolockRecord } from './autolock.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
 import { storeTokens } from './stored-tokens.js';
+import { dataKeyRecord } from './data-key.js';
+import { certificateSha256 } from '../pki/certificate.js';
 
 /** An external CA as `init --external-ca` gives it (the auth key still in clear, sealed here). */
 export interface ExternalCaSpec {
@@ -113,6 +115,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
     tx.put(KEYS.ca, ca);
     tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, ...storeTokens(dataKey, { worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random) }), rotatedAt: { worker: now, manager: now } });
     tx.put(KEYS.managers, { schema: SCHEMA_VERSION, ids: [nodeId] });
+    tx.put(KEYS.dataKey, dataKeyRecord(dataKey, { nodeId, certPem: certificate.certPem }, now));
     if (params.unlockKey !== undefined) tx.put(KEYS.autolock, autolockRecord(params.dataKey, params.unlockKey, now));
     tx.put(KEYS.nodes.ref(nodeId), {
       schema: SCHEMA_VERSION,
@@ -124,6 +127,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       lastSeenAt: now,
       certSerial: certificate.serial,
       certNotAfter: certificate.notAfter,
+      certSha256: certificateSha256(certificate.certPem),
       certRole: 'manager',
       certRoot: digest.toString('hex'),
       managerAddr: params.managerAddr,

@@ -22,6 +22,7 @@ import { addManager, removeManager } from './managers-index.js';
 import type { ManagedMembership } from '../store/managed-etcd.js';
 import type { ClusterState } from './cluster-state.js';
 import type { ManagerStatus, Membership } from './membership.js';
+import { noteRekey, rekeyIn, type DataKeyRing, type Rekeyed } from './data-key.js';
 
 /** A node that has not been heard from for this long is shown as down. */
 export const NODE_DOWN_AFTER_MS = 2 * 60_000;
@@ -51,6 +52,8 @@ export interface InventoryDeps {
   lastSeen: LastSeen;
   /** Told after this manager removed, promoted or demoted a node (the metrics read the inventory again). */
   changed?: () => void;
+  /** The cluster data key: replaced when a manager is demoted, removed or leaves. */
+  dataKeys: DataKeyRing;
 }
 
 /** What one page of the node list asks for (see NodesQuery). */
@@ -243,7 +246,7 @@ export class Inventory {
       const target = await this.resolve(ref, caller);
       id = target.id;
       if (target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
-      const { removed, serials } = await transact(this.deps.store, async (tx) => {
+      const { removed, serials, rekeyed } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
         const now = this.deps.clock.now();
@@ -256,9 +259,11 @@ export class Inventory {
         const valid = validCertificatesOf(node, now);
         const listed = options.revokeAll === true ? valid : valid.filter((c) => c.serial === node.certSerial || c.role === 'manager');
         const serials = await revocations.revoke(tx, listed, options.revokeAll === true ? 'keyCompromise' : 'cessationOfOperation');
-        return { removed, serials };
+        // A manager that goes keeps its copy of the data key: the same transaction replaces the key (see data-key.ts).
+        return { removed, serials, rekeyed: node.role === 'manager' ? await rekeyIn(tx, this.deps.dataKeys, { now, leaving: node.id }) : undefined };
       });
       if (target.role === 'manager') await this.leaveStore(removed);
+      this.rekeyed(rekeyed, id);
       this.deps.logger.info({ nodeId: id, revoked: serials.length, ...who(caller) }, caller?.nodeId === id ? 'node left' : 'node removed');
       audit.record({ action, caller, target: { node: id }, serials, result: 'ok', details: { force: options.force, revokeAll: options.revokeAll === true } });
       this.deps.changed?.();
@@ -286,9 +291,9 @@ export class Inventory {
       const target = await this.resolve(ref, caller);
       id = target.id;
       if (role === 'worker' && target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
-      const { changed, node, serials } = await transact(this.deps.store, async (tx) => {
+      const { changed, node, serials, rekeyed } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
-        if (node.role === role) return { changed: false, node, serials: [] };
+        if (node.role === role) return { changed: false, node, serials: [], rekeyed: undefined };
         if (role === 'manager' && !this.deps.sharedStore) throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
         if (role === 'worker') await this.refuseLastManager(tx, node.id, 'demote');
         const next: NodeRecord = { ...node, role };
@@ -297,9 +302,11 @@ export class Inventory {
         else await removeManager(tx, node.id);
         const managerCerts = role === 'worker' ? validCertificatesOf(node, this.deps.clock.now()).filter((c) => c.role === 'manager') : [];
         const serials = await this.deps.revocations.revoke(tx, managerCerts, 'privilegeWithdrawn');
-        return { changed: true, node: next, serials };
+        const rekeyed = role === 'worker' ? await rekeyIn(tx, this.deps.dataKeys, { now: this.deps.clock.now(), leaving: node.id }) : undefined;
+        return { changed: true, node: next, serials, rekeyed };
       });
       if (changed && role === 'worker') await this.leaveStore(node);
+      this.rekeyed(rekeyed, id);
       if (changed) {
         this.deps.logger.info({ nodeId: id, role, ...who(caller) }, role === 'manager' ? 'node promoted' : 'node demoted');
         this.deps.changed?.();
@@ -377,6 +384,13 @@ export class Inventory {
         hint: this.deps.sharedStore ? 'promote another node first, and wait until it serves' : 'a cluster on the embedded store has exactly one manager',
       });
     }
+  }
+
+  /** After a commit that re-keyed: this manager switches to the new key. */
+  private rekeyed(rekeyed: Rekeyed | undefined, leaving: string): void {
+    if (rekeyed === undefined) return;
+    this.deps.dataKeys.adopt(rekeyed);
+    noteRekey(this.deps.logger, rekeyed, leaving);
   }
 
   private async require(tx: Tx, id: string): Promise<NodeRecord> {

@@ -38,6 +38,7 @@ import type { Services } from './routes/route-kit.js';
 import { Settings } from './settings.js';
 import { createSigner } from './signer.js';
 import { sealClearTokens } from './stored-tokens.js';
+import { DataKeyRing } from './data-key.js';
 
 /** What a manager is started with. */
 export interface ManagerParams {
@@ -91,6 +92,7 @@ function servesAs(certPem: string, host: string, now: number): boolean {
 /** What the services are built from. */
 export interface ServiceParams {
   store: ClusterStore;
+  /** The data key this manager holds at start (data.key); the services follow the cluster's re-keys from there. */
   dataKey: Buffer;
   nodeId: string;
   /** The address this manager advertises (port 0 until the listener has one). */
@@ -110,43 +112,57 @@ export interface ServiceParams {
 
 /** Loads the cluster state and builds the services behind the routes (SwarmKit's seams), wired to one store. */
 export async function buildServices(params: ServiceParams): Promise<{ services: Services; membership: Membership }> {
-  const { clock, random, logger, dataKey, managerBundle } = params;
+  const { clock, random, logger } = params;
   const downAfterMs = params.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS;
   const metrics = new Metrics({ store: () => store, clock, downAfterMs });
   const store = timedStore(params.store, metrics);
   // Marks reach the store well within the down-after window, so every manager's view of `ready` stays right.
   // A node's record is rewritten about once per half the down-after window (60 s by default), not at every heartbeat.
   const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))), refreshMs: Math.floor(downAfterMs / 2) });
+  let autolockNow: Autolock | undefined;
+  // Started (watching) before the cluster state: a re-key reaches this ring before the records it re-sealed reach the state.
+  const dataKeys = new DataKeyRing(
+    { store, nodeId: params.nodeId, clock, logger, ...(params.clientTls === undefined ? {} : { identity: params.clientTls }), onChange: async (key) => autolockNow?.followDataKey(key) },
+    params.dataKey,
+  );
+  await dataKeys.start();
+  // A new manager is given the key the cluster holds now.
+  const managerBundle = (): ManagerBundle | undefined => {
+    const bundle = params.managerBundle();
+    return bundle === undefined ? undefined : { ...bundle, dataKey: dataKeys.current().toString('base64') };
+  };
   // A store written before join tokens were sealed gets them sealed before anything reads them.
-  if (await sealClearTokens(store, dataKey)) logger.info({}, 'sealed the join tokens the store held in clear');
+  if (await sealClearTokens(store, dataKeys.current())) logger.info({}, 'sealed the join tokens the store held in clear');
   const state = await ClusterState.load({
     store,
     logger,
-    createSigner: (ca) => createSigner(ca, { clock, random, logger, dataKey, ...(params.clientTls === undefined ? {} : { clientTls: params.clientTls }) }),
+    createSigner: (ca) => dataKeys.withKey((dataKey) => createSigner(ca, { clock, random, logger, dataKey, ...(params.clientTls === undefined ? {} : { clientTls: params.clientTls }) })),
   });
   const membership = new Membership({ store, clock, nodeId: params.nodeId, startedAt: clock.now() }, params.addr);
   const limiter = new FailureLimiter(clock, params.failureLimits);
   const audit = new Audit({ sink: params.audit, clock, logger, managerId: params.nodeId });
   const revocations = new Revocations({ store, state, clock, logger });
   const scopedTokens = new ScopedTokens({ state, store, membership, clock, random, logger, audit });
-  const autolock = new Autolock({ store, dataKey, clock, random, logger, audit, ...(params.localLock === undefined ? {} : { local: params.localLock }) });
+  const autolock = new Autolock({ store, dataKeys, clock, random, logger, audit, ...(params.localLock === undefined ? {} : { local: params.localLock }) });
+  autolockNow = autolock;
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const storeMembership = params.storeMembership === undefined ? {} : { storeMembership: params.storeMembership };
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, ...storeMembership }),
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged() }),
-    settings: new Settings({ state, store, membership, clock, random, logger, dataKey, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, ...storeMembership }),
+    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged(), dataKeys }),
+    settings: new Settings({ state, store, membership, clock, random, logger, dataKeys, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
     sessions: new Sessions({ store, clock, logger, membership }),
     scopedTokens,
     revocations,
-    rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKey, downAfterMs }),
+    rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKeys, downAfterMs }),
     metrics,
     audit,
     lastSeen,
+    dataKeys,
   };
   return { services, membership };
 }
@@ -193,12 +209,14 @@ export class Manager {
     let app: MusterApp | undefined;
     let metricsServer: MetricsServer | undefined;
     let autolock: Autolock | undefined;
+    let dataKeys: DataKeyRing | undefined;
     let local: { close(): Promise<void> } | undefined;
     try {
       const built = await buildServices({ ...params, managerBundle, clientTls: () => tls.current, addr: formatHostPort(params.advertise) });
       state = built.services.state;
       const { services, membership } = built;
       autolock = services.autolock;
+      dataKeys = services.dataKeys;
       await autolock.start(); // this manager's files follow the cluster's autolock setting before it serves
       if (params.onOwnCertificate !== undefined && !servesAs(tls.current.certPem, params.advertise.host, params.clock.now())) {
         const key = await generateNodeKey();
@@ -237,6 +255,7 @@ export class Manager {
     } catch (error) {
       await local?.close();
       await app?.close().catch(() => undefined);
+      await dataKeys?.stop();
       await autolock?.stop();
       await metricsServer?.close().catch(() => undefined);
       params.audit?.close();
@@ -252,6 +271,7 @@ export class Manager {
   /** Serves a renewed manager certificate on new connections (and presents it to external CAs). */
   updateTls(tls: ServerTls): void {
     this.tls.current = tls;
+    this.services.dataKeys.retry(); // a re-key wrapped to this certificate opens now
     updateServerCertificate(this.app, tls, this.services.state.trust, this.params.clock.now());
   }
 
@@ -263,6 +283,7 @@ export class Manager {
     await this.services.rotation.stop();
     await this.services.lastSeen.stop();
     await this.membership.unregister().catch(() => undefined);
+    await this.services.dataKeys.stop();
     await this.services.autolock.stop();
     this.services.sessions.stop(); // parked long-polls answer now, so closing does not wait for them
     await this.local?.close();

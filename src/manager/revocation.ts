@@ -68,8 +68,8 @@ export function supersede(node: NodeRecord, now: number): NodeRecord['superseded
   return [...(node.superseded ?? []), currentCertificate(node)].filter((c) => c.notAfter > now);
 }
 
-function currentCertificate(node: NodeRecord): { serial: string; notAfter: number; role: NodeRecord['certRole'] } {
-  return { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole };
+function currentCertificate(node: NodeRecord): NonNullable<NodeRecord['superseded']>[number] {
+  return { serial: node.certSerial, notAfter: node.certNotAfter, role: node.certRole, ...(node.certSha256 === undefined ? {} : { sha256: node.certSha256 }) };
 }
 
 /** Whether the signer's issuer with this key identifier still counts at `now` (a replaced root's certificates have not all expired). */

@@ -34,6 +34,7 @@ import type { Membership } from './membership.js';
 import type { Revocations } from './revocation.js';
 import { SEAL_CONTEXT, currentSigningCa, sealExternalCas } from './signer.js';
 import { openToken, storeTokens } from './stored-tokens.js';
+import { noteRekey, rekeyIn, type DataKeyRing } from './data-key.js';
 
 /** How often the leader looks at a rotation's progress (each look reads every node record). */
 export const ROTATION_CHECK_MS = 3_000;
@@ -52,7 +53,8 @@ export interface RotationDeps {
   random: Random;
   logger: Logger;
   audit: Audit;
-  dataKey: Buffer;
+  /** The cluster data key; a rotation replaces it (see data-key.ts). */
+  dataKeys: DataKeyRing;
   /** When a silent node counts as down (and is not waited for). */
   downAfterMs: number;
 }
@@ -82,7 +84,7 @@ export class RootRotation {
    * current root again, and nodes renew under it.
    */
   async start(request: RotationRequest, caller?: Caller): Promise<RotationStatus> {
-    const { store, state, clock, random, dataKey, audit, logger } = this.deps;
+    const { store, state, clock, random, dataKeys, audit, logger } = this.deps;
     const certExpiryMs = request.certExpiry === undefined ? undefined : parseCertExpiry(request.certExpiry);
     const external = request.externalCAs;
     if (external !== undefined ? request.caCertPem === undefined || request.caKeyPem !== undefined : (request.caCertPem === undefined) !== (request.caKeyPem === undefined)) {
@@ -92,9 +94,10 @@ export class RootRotation {
     try {
       const target = this.newRoot(request);
       own = rootDigest(target.certPem).toString('hex');
-      await transact(store, async (tx) => {
+      const rekeyed = await transact(store, async (tx) => {
         const ca = await tx.get(KEYS.ca);
         if (ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
+        const dataKey = await dataKeys.keyFor(tx);
         const current = currentSigningCa(ca, dataKey);
         if (current === undefined) {
           throw new MusterError('BODY_INVALID', "this cluster's root key is held by an external CA: cross-signing a new root needs it", {
@@ -121,7 +124,11 @@ export class RootRotation {
         const previous = [...replaced, ...(ca.previous ?? []).filter((p) => p.until > now)];
         tx.put(KEYS.ca, { ...ca, rotation, ...(previous.length === 0 ? {} : { previous }) });
         if (certExpiryMs !== undefined) tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
+        // The same transaction replaces the data key: the new root's key is never sealed under a key a removed manager may hold.
+        return rekeyIn(tx, dataKeys, { now });
       });
+      dataKeys.adopt(rekeyed);
+      noteRekey(logger, rekeyed);
     } catch (error) {
       audit.record({ action: 'ca.rotate', caller, result: error });
       throw error;
@@ -192,7 +199,7 @@ export class RootRotation {
    * Returns true when it completed one.
    */
   async reconcile(): Promise<boolean> {
-    const { state, store, clock, logger, revocations, audit, dataKey } = this.deps;
+    const { state, store, clock, logger, revocations, audit, dataKeys } = this.deps;
     const rotation = state.ca.rotation;
     if (rotation === undefined) return false;
     const { total, rotated } = await this.count(rootDigest(rotation.rootPem).toString('hex'));
@@ -205,6 +212,7 @@ export class RootRotation {
       if (ca === undefined || tokens === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no CA');
       // The record the count was made for: a new target meanwhile starts the count again.
       if (ca.rotation === undefined || ca.rotation.rootPem !== rotation.rootPem) return false;
+      const dataKey = await dataKeys.keyFor(tx);
       const next: CaRecord = {
         schema: ca.schema,
         rootPem: ca.rotation.rootPem,

@@ -60,7 +60,7 @@ function view(record: ScopedTokenRecord, now: number, rootDigestHex: string): Sc
 }
 
 /** What the scoped tokens work with: what the settings do, but the keys. */
-export type ScopedTokensDeps = Omit<SettingsDeps, 'dataKey' | 'nodeId' | 'autolockEnabled'>;
+export type ScopedTokensDeps = Omit<SettingsDeps, 'dataKeys' | 'nodeId' | 'autolockEnabled'>;
 
 /** Creates, lists, removes and spends scoped join tokens. */
 export class ScopedTokens {

@@ -20,6 +20,7 @@ import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
 import { sealExternalCas } from './signer.js';
 import { openToken, storeToken } from './stored-tokens.js';
+import type { DataKeyRing } from './data-key.js';
 
 /** What the settings work with. */
 export interface SettingsDeps {
@@ -29,7 +30,8 @@ export interface SettingsDeps {
   clock: Clock;
   random: Random;
   logger: Logger;
-  dataKey: Buffer;
+  /** The cluster data key (it changes when the cluster re-keys). */
+  dataKeys: DataKeyRing;
   /** This manager's node ID (its own certificate tells what an external CA issues). */
   nodeId: string;
   audit: Audit;
@@ -47,7 +49,7 @@ export class Settings {
     if (includeTokens && caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
     const { tokens, cluster, ca } = state;
     const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
-      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: openToken(this.deps.dataKey, role, tokens[role]) } : { rotatedAt: iso(tokens.rotatedAt[role]) };
+      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: this.deps.dataKeys.withKey((key) => openToken(key, role, tokens[role])) } : { rotatedAt: iso(tokens.rotatedAt[role]) };
     const externalLifetime = state.signer.external ? await this.externalLifetime() : undefined;
     return {
       clusterId: cluster.clusterId,
@@ -81,7 +83,7 @@ export class Settings {
 
   /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
   async updateCluster(patch: ClusterPatch, caller?: Caller): Promise<ClusterView> {
-    const { state, store, logger, dataKey } = this.deps;
+    const { state, store, logger, dataKeys } = this.deps;
     if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry, externalCAs and/or autolock');
     const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
     const externalCAs = patch.externalCAs;
@@ -93,7 +95,7 @@ export class Settings {
         if (ca.external === undefined) {
           throw new MusterError('BODY_INVALID', 'this cluster signs with its own root key; external CAs apply only to a cluster founded with --external-ca');
         }
-        tx.put(KEYS.ca, { ...ca, external: sealExternalCas(dataKey, externalCAs) });
+        tx.put(KEYS.ca, { ...ca, external: sealExternalCas(await dataKeys.keyFor(tx), externalCAs) });
       }
       if (certExpiryMs !== undefined) {
         const cluster = await tx.get(KEYS.cluster);
@@ -115,8 +117,7 @@ export class Settings {
   joinTokens(caller?: Caller): JoinTokens {
     const { tokens } = this.deps.state;
     if (caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
-    const { dataKey } = this.deps;
-    return { worker: openToken(dataKey, 'worker', tokens.worker), manager: openToken(dataKey, 'manager', tokens.manager), managerAddr: this.deps.membership.address };
+    return this.deps.dataKeys.withKey((key) => ({ worker: openToken(key, 'worker', tokens.worker), manager: openToken(key, 'manager', tokens.manager), managerAddr: this.deps.membership.address }));
   }
 
   /** Replaces one role's token; the old one is refused by every manager from the moment this answers. */
@@ -125,7 +126,7 @@ export class Settings {
     await transact(store, async (tx) => {
       const [tokens, ca] = [await tx.get(KEYS.tokens), await tx.get(KEYS.ca)];
       if (tokens === undefined || ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no tokens');
-      tx.put(KEYS.tokens, { ...tokens, [role]: storeToken(this.deps.dataKey, role, generateJoinToken(rootDigest(ca.rootPem), random)), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
+      tx.put(KEYS.tokens, { ...tokens, [role]: storeToken(await this.deps.dataKeys.keyFor(tx), role, generateJoinToken(rootDigest(ca.rootPem), random)), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
     });
     await state.refresh();
     this.deps.audit.record({ action: 'join-token.rotate', caller, target: { role }, result: 'ok' });

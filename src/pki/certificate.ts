@@ -23,6 +23,16 @@ export interface CertificateFields {
   signer: { key: KeyObject; algorithm: SignatureAlgorithm };
 }
 
+/**
+ * SHA-256 (hex) of a certificate's DER, from its PEM (the first block): what
+ * the store pins a node's certificates by. A serial alone can be copied by
+ * whoever holds the issuing key (a removed manager holds a replaced root's).
+ */
+export function certificateSha256(pem: string): string {
+  const body = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem)?.[1] ?? '';
+  return createHash('sha256').update(Buffer.from(body.replace(/\s+/g, ''), 'base64')).digest('hex');
+}
+
 const V3 = explicit(0, smallInt(2));
 
 /** Builds the TBSCertificate, signs it natively and returns the certificate DER. */

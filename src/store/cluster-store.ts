@@ -13,7 +13,7 @@
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import { AutolockRecord, CaRecord, CertificateRecord, ClusterRecord, CrlRecord, ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
+import { AutolockRecord, CaRecord, DataKeyRecord, CertificateRecord, ClusterRecord, CrlRecord, ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
 
 /** A record and the store revision that last changed it. */
 export interface Entry<T> {
@@ -53,6 +53,7 @@ export const KEYS = {
   managers: ref('meta/managers', ManagersRecord),
   crl: ref('meta/crl', CrlRecord),
   autolock: ref('meta/autolock', AutolockRecord),
+  dataKey: ref('meta/datakey', DataKeyRecord),
   nodes: space('nodes/', NodeRecord),
   certificates: space('certs/', CertificateRecord),
   scopedTokens: space('jointokens/', ScopedTokenRecord),
@@ -166,6 +167,11 @@ export class Tx {
     if (!validatorFor(ref.schema).Check(value)) throw new MusterError('INTERNAL', `refusing to write ${ref.key}: it does not match its schema`);
     this.deletes.delete(ref.key);
     this.puts.set(ref.key, value);
+  }
+
+  /** What this attempt wrote to a record so far (undefined: nothing, or a deletion). */
+  written<S extends TSchema>(ref: Ref<S>): Static<S> | undefined {
+    return this.puts.get(ref.key) as Static<S> | undefined;
   }
 
   /** Deletes a record. */

@@ -21,6 +21,31 @@ const CertRole = Type.Union([Role, Type.Literal('admin')]);
 export const Sealed = Type.Object({ alg: Type.Literal('A256GCM'), iv: Type.String(), data: Type.String() });
 export type Sealed = Type.Static<typeof Sealed>;
 
+/** The data key wrapped to one manager's certificate key (pki/key-wrap.ts). */
+export const WrappedKey = Type.Union([
+  Type.Object({ alg: Type.Literal('ECDH-ES+A256GCM'), epk: Type.String(), iv: Type.String(), data: Type.String() }),
+  Type.Object({ alg: Type.Literal('RSA-OAEP-256'), data: Type.String() }),
+]);
+
+/**
+ * The current cluster data key (DESIGN §10), once per serving manager: each
+ * copy wrapped to that manager's certificate key, next to that key (SPKI DER,
+ * base64) so a re-key can wrap to every manager that stays. A re-key replaces
+ * the key and the wraps in the transaction that re-seals every secret.
+ */
+export const DataKeyRecord = Type.Object({
+  schema: Schema,
+  /** The first 16 hex digits of the key's SHA-256: which key this is, never the key. */
+  keyId: Type.String({ pattern: '^[0-9a-f]{16}$' }),
+  /** Counts the re-keys. */
+  generation: Type.Integer({ minimum: 1 }),
+  changedAt: Millis,
+  wraps: Type.Record(Type.String(), WrappedKey),
+  /** The public key each wrap was made to (SPKI DER, base64), by node ID. */
+  publicKeys: Type.Record(Type.String(), Type.String()),
+});
+export type DataKeyRecord = Type.Static<typeof DataKeyRecord>;
+
 /** Cluster-wide settings. */
 export const ClusterRecord = Type.Object({
   schema: Schema,
@@ -105,6 +130,8 @@ export const NodeRecord = Type.Object({
   /** Serial (upper-case hex) and NotAfter of the newest certificate issued to the node. */
   certSerial: Type.String(),
   certNotAfter: Millis,
+  /** SHA-256 (hex) of that certificate's DER: the serial alone can be copied by whoever holds the issuing key (a removed manager holds a replaced root's). */
+  certSha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   /** The role that certificate carries; differs from `role` until the node renews after a promotion or demotion. */
   certRole: Role,
   /** SHA-256 (hex) of the root that signed that certificate: a root rotation counts nodes by it. */
@@ -118,7 +145,7 @@ export const NodeRecord = Type.Object({
   /** The scoped join token the node joined with (its ID), when it was one. */
   joinToken: Type.Optional(Type.String()),
   /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
-  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role }))),
+  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) }))),
 });
 export type NodeRecord = Type.Static<typeof NodeRecord>;
 

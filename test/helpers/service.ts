@@ -61,7 +61,7 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
   });
   const bundle: ManagerBundle | undefined = options.shared === true ? { etcd: { endpoints: ['127.0.0.1:2379'] }, dataKey: dataKey.toString('base64') } : undefined;
   const audit = memoryAuditSink();
-  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle, audit });
+  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle, audit, clientTls: () => ({ keyPem: managerKey.keyPem, certPem: founded.certificate.certPem }) });
   await membership.register();
   return {
     ...services,
@@ -79,6 +79,7 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
     /** The first manager's TLS identity, for serving the app. */
     managerTls: { keyPem: managerKey.keyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem },
     async cleanup() {
+      await services.dataKeys.stop();
       await services.state.close();
       await store.close();
     },

@@ -116,12 +116,22 @@ async function nodeInspectCommand(ctx: CliContext, ref: string, flags: ConnectFl
   });
 }
 
+/**
+ * What removing a manager does not take away: the cluster's data key was
+ * replaced, but the manager knew the current CA key (and may have kept a
+ * copy of the store); only a new root cuts it off.
+ */
+const FORMER_MANAGER_NOTE =
+  "The cluster's data key was replaced, but that manager knew the current CA key.\n" +
+  "To cut it off, rotate the root CA: 'muster ca --rotate' (the new root's key is sealed under a key it never had).\n";
+
 /** `muster node rm [-f] REF` (`self` is this host's node; /v1/nodes/self would be a leave). */
 async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFlags & { force?: boolean; revokeAll?: boolean }): Promise<number> {
   return withConnection(ctx, flags, async ({ client, local }) => {
     if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
     const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true, flags.revokeAll === true);
     ctx.stdout.write(`Node ${node.id} removed; its certificate is refused from now on.\n`);
+    if (node.role === 'manager') ctx.stdout.write(FORMER_MANAGER_NOTE);
     return 0;
   });
 }
@@ -133,6 +143,8 @@ async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flag
     const verb = role === 'manager' ? 'promoted to a manager' : 'demoted to a worker';
     const note = node.certRole === role ? '' : ' It receives a certificate with the new role at its next renewal, which it is told to do now.';
     ctx.stdout.write(`Node ${node.id} ${verb}.${note}\n`);
+    // Just demoted: its certificate still says manager until it renews.
+    if (role === 'worker' && node.certRole === 'manager') ctx.stdout.write(FORMER_MANAGER_NOTE);
     return 0;
   });
 }

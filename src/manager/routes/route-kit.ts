@@ -17,6 +17,7 @@ import type { Revocations } from '../revocation.js';
 import type { RootRotation } from '../rotation.js';
 import type { ScopedTokens } from '../scoped-tokens.js';
 import type { Sessions } from '../sessions.js';
+import type { DataKeyRing } from '../data-key.js';
 import type { ClusterStore } from '../../store/cluster-store.js';
 
 /** The services the routes call. */
@@ -37,6 +38,8 @@ export interface Services {
   autolock: Autolock;
   /** Parked long-polls of node sessions. */
   sessions: Sessions;
+  /** The cluster data key this manager holds (it follows re-keys). */
+  dataKeys: DataKeyRing;
 }
 
 /** A route plugin: registers routes that call the services. */
