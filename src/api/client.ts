@@ -14,6 +14,7 @@ import { formatDuration } from '../core/duration.js';
 import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
 import {
+  BackupResponse,
   CertificateList,
   ClusterView,
   Health,
@@ -33,6 +34,7 @@ import {
   UserRevoked,
   UnlockKeyView,
   UnlockResult,
+  type BackupRequest,
   type ClusterPatch,
   type JoinPreflightRequest,
   type JoinRequest,
@@ -273,6 +275,11 @@ export class ApiClient {
   /** POST /v1/unlock: a locked manager, over its local socket. */
   unlock(unlockKey: string): Promise<UnlockResult> {
     return this.call('POST', ROUTES.unlock, UnlockResult, { unlockKey });
+  }
+
+  /** POST /v1/store/backup: the manager on this host, over its local socket (a backup can take a while on a large store). */
+  backup(body: BackupRequest): Promise<BackupResponse> {
+    return this.call('POST', ROUTES.backup, BackupResponse, body, 120_000);
   }
 
   /** GET /v1/ca/rotation */

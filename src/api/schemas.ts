@@ -270,6 +270,18 @@ export type UnlockKeyView = Type.Static<typeof UnlockKeyView>;
 export const UnlockRequest = Type.Object({ unlockKey: Type.String({ maxLength: 128 }) }, { additionalProperties: false });
 export type UnlockRequest = Type.Static<typeof UnlockRequest>;
 
+/**
+ * POST /v1/store/backup (the manager's local socket only): the backup file
+ * (its format is the store's, checked by the CLI before it is written), and
+ * the backup key made for it when autolock is off (shown once, kept nowhere).
+ */
+export const BackupResponse = Type.Object({ backup: Type.Unknown(), backupKey: Type.Optional(Type.String()) });
+export type BackupResponse = Type.Static<typeof BackupResponse>;
+
+/** POST /v1/store/backup: wrap under this backup key (scheduled backups, one key for all) instead of a fresh one. */
+export const BackupRequest = Type.Object({ backupKey: Type.Optional(Type.String({ maxLength: 128 })) }, { additionalProperties: false });
+export type BackupRequest = Type.Static<typeof BackupRequest>;
+
 /** The answer to an accepted unlock. */
 export const UnlockResult = Type.Object({ unlocked: Type.Boolean() });
 export type UnlockResult = Type.Static<typeof UnlockResult>;
@@ -437,6 +449,7 @@ export const ROUTES = {
   unlockKey: '/v1/unlock-key',
   rotateUnlockKey: '/v1/unlock-key/rotate',
   unlock: '/v1/unlock',
+  backup: '/v1/store/backup',
   certificates: '/v1/certificates',
   metrics: '/metrics',
   nodes: '/v1/nodes',

@@ -57,6 +57,11 @@ function wrappedFile(wraps: DataKeyWrap[], until: number): WrappedDataKey {
   return { format: 'muster-wrapped-data-key/1', kdf: 'HKDF-SHA256', wraps, ...(wraps.length > 1 ? { previousUntil: until } : {}) };
 }
 
+/** data.key for a manager under autolock from the start (a restore): the data key wrapped under `unlockKey` alone. */
+export function wrappedDataKey(unlockKey: Buffer, dataKey: Buffer): WrappedDataKey {
+  return wrappedFile([wrapUnder(unlockKey, dataKey)], 0);
+}
+
 /** store.json with the etcd client key in clear (for connecting), from either shape. */
 export function openStoreSpec(spec: StoreSpec, dataKey: Buffer): StoreSpec {
   if (spec.kind !== 'etcd' || spec.keySealed === undefined) return spec;

@@ -123,6 +123,8 @@ export const ERROR_CATALOGUE = {
   STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),
   DATA_KEY_UNAVAILABLE: spec(503, 1, "this manager holds no copy of the cluster's current data key", 'restart it after its certificate renewed; a demoted or removed manager gets none'),
   ETCD_MISSING: spec(400, 1, 'the etcd server muster runs for a managed store is missing', "install Debian's etcd server: 'sudo apt-get install etcd-server', or name a binary with --etcd-binary PATH"),
+  BACKUP_INVALID: spec(400, 1, 'the file is not a complete, intact muster backup', "make a new one with 'muster store backup --out FILE' on a running manager"),
+  BACKUP_KEY_WRONG: spec(403, 1, 'the key does not open this backup', 'give the key the backup names: the unlock key under autolock, else the backup key printed when it was made'),
   ETCD_MEMBER_FAILED: spec(503, 1, "this manager's etcd member could not start or serve", "see the member's log lines above; check that its client and peer ports are free (--etcd-client-addr, --etcd-peer-addr)"),
 
   // Talking to a manager.

@@ -353,7 +353,8 @@ export async function buildApp(options: AppOptions) {
   // read or anything is validated, so a caller without the right certificate learns nothing from validation
   // errors and costs no parsing.
   app.addHook('onRequest', async (request) => {
-    const { allow, expiredWithinGrace } = request.routeOptions.config;
+    const { allow, expiredWithinGrace, localOnly } = request.routeOptions.config;
+    if (localOnly === true && !localSockets.has(request.raw.socket)) throw new MusterError('AUTH_FORBIDDEN', "this route answers only on the manager's host, through its local socket");
     if (allow === undefined) return;
     request.caller = await services.authoriser.authorize(peerCertificate(request, options.own), allow, { expiredWithinGrace: expiredWithinGrace === true });
   });

@@ -21,6 +21,7 @@ import type { ManagedMembership } from '../store/managed-etcd.js';
 import { buildApp, serveLocalSocket, updateServerCertificate, type ConnectionLimits, type MusterApp, type ServerTimeouts, type ServerTls } from './app.js';
 import { Audit, type AuditSink } from './audit.js';
 import { Autolock, type LocalLock } from './autolock.js';
+import { Backups } from './backup.js';
 import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
@@ -156,6 +157,7 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
     settings: new Settings({ state, store, membership, clock, random, logger, dataKeys, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
     sessions: new Sessions({ store, clock, logger, membership }),
+    backups: new Backups({ store, dataKeys, nodeId: params.nodeId, clock, random, logger, audit }),
     scopedTokens,
     revocations,
     rotation: new RootRotation({ state, store, membership, revocations, clock, random, logger, audit, dataKeys, downAfterMs }),

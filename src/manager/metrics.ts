@@ -171,6 +171,7 @@ export function timedStore(store: ClusterStore, metrics: Metrics): ClusterStore 
     register: (registration) => store.register(registration),
     unregister: () => store.unregister(),
     members: () => store.members(),
+    dump: () => store.dump(),
   };
 }
 

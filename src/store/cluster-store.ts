@@ -84,6 +84,14 @@ export interface Member {
   leader: boolean;
 }
 
+/** Every record of a store as it was at one store revision (a backup's content): values exactly as stored. */
+export interface StoreDump {
+  /** The store revision the records were read at. */
+  revision: number;
+  /** Records in key order; never the backend's own bookkeeping (revision counter, live manager registrations). */
+  records: { key: string; value: unknown }[];
+}
+
 /** What the managers need from a store backend. */
 export interface ClusterStore {
   /** Where the store lives, for status output; never credentials. */
@@ -103,6 +111,8 @@ export interface ClusterStore {
   unregister(): Promise<void>;
   /** The managers serving now, the leader marked. */
   members(): Promise<Member[]>;
+  /** Every record at one consistent point (a LevelDB snapshot, an etcd revision), however many pages it takes. */
+  dump(): Promise<StoreDump>;
 }
 
 const validators = new Map<TSchema, ReturnType<typeof Compile>>();

@@ -17,7 +17,7 @@ import type { Static, TSchema } from 'typebox';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ManagerRegistration } from './records.js';
-import { decodeRecord, type Change, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn } from './cluster-store.js';
+import { decodeRecord, type Change, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type StoreDump, type Txn } from './cluster-store.js';
 
 /** How to reach an etcd cluster. */
 export interface EtcdConnection {
@@ -37,6 +37,8 @@ const CALL_DEADLINE_MS = 3_000;
 const LEASE_TTL_S = 10;
 /** Where registrations live, under the cluster prefix. */
 const MANAGERS_PREFIX = 'managers/';
+/** Records per read of a dump. */
+const DUMP_PAGE = 500;
 
 /**
  * Grouped Txns in flight at once. One: while it commits, the next group
@@ -210,6 +212,38 @@ export class EtcdStore implements ClusterStore {
       const key = kv.key.toString('utf8');
       return { id: key.slice(space.prefix.length), value: decodeRecord(space.schema, key, this.parse(key, kv.value)), version: Number(kv.mod_revision) };
     });
+  }
+
+  /**
+   * Every record under the cluster prefix as of one etcd revision: the first
+   * page fixes the revision, the later ones read at it, so writes made
+   * meanwhile are not seen. The live registrations are left out (leases: they
+   * mean nothing to another cluster). A revision compacted away meanwhile
+   * fails the dump (STORE_UNAVAILABLE) rather than mixing points in time.
+   */
+  async dump(pageSize = DUMP_PAGE): Promise<StoreDump> {
+    const records: StoreDump['records'] = [];
+    let revision: string | undefined;
+    let start = '';
+    for (;;) {
+      let builder = this.ns.getAll().inRange(new Range(start, '\0')).sort('Key', 'Ascend').limit(pageSize);
+      if (revision !== undefined) builder = builder.revision(revision);
+      let response;
+      try {
+        response = await builder.exec();
+      } catch (error) {
+        throw unavailable(error);
+      }
+      revision ??= response.header.revision;
+      for (const kv of response.kvs) {
+        const key = kv.key.toString('utf8');
+        if (!key.startsWith(MANAGERS_PREFIX)) records.push({ key, value: this.parse(key, kv.value) });
+      }
+      const last = response.kvs.at(-1);
+      if (!response.more || last === undefined) break;
+      start = `${last.key.toString('utf8')}\0`;
+    }
+    return { revision: Number(revision), records };
   }
 
   private parse(key: string, value: Buffer): unknown {

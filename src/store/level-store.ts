@@ -26,7 +26,7 @@ import type { Static, TSchema } from 'typebox';
 import { MusterError } from '../core/errors.js';
 import { levelDamage } from './level-files.js';
 import type { ManagerRegistration } from './records.js';
-import { decodeRecord, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn, type Change } from './cluster-store.js';
+import { decodeRecord, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn, type Change, type StoreDump } from './cluster-store.js';
 
 /** The database a LevelStore runs on: string keys, JSON text values. */
 export type LevelDatabase = AbstractLevel<string | Buffer | Uint8Array, string, string>;
@@ -182,6 +182,27 @@ export class LevelStore implements ClusterStore {
       throw unavailable('cannot be read', error);
     }
     return out;
+  }
+
+  /** One iterator over the whole database: LevelDB iterators read from an implicit snapshot, so the records and the revision counter are of one point. */
+  async dump(): Promise<StoreDump> {
+    if (this.closed) throw unavailable('is closed');
+    const records: StoreDump['records'] = [];
+    let revision = 0;
+    try {
+      for await (const [key, text] of this.db.iterator()) {
+        if (key === REVISION_KEY) {
+          revision = Number(text);
+          if (!Number.isSafeInteger(revision) || revision < 0) throw new MusterError('STATE_CORRUPT', 'the cluster store revision counter is damaged');
+          continue;
+        }
+        records.push({ key, value: this.parse(key, text).v });
+      }
+    } catch (error) {
+      if (error instanceof MusterError) throw error;
+      throw unavailable('cannot be read', error);
+    }
+    return { revision, records };
   }
 
   commit(txn: Txn): Promise<boolean> {

@@ -22,6 +22,8 @@ const COMMANDS = [
   ['ca', 'revoke-api-certificate'],
   ['store'],
   ['store', 'migrate'],
+  ['store', 'backup'],
+  ['store', 'restore'],
   ['leave'],
   ['completion'],
 ];

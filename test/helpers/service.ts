@@ -111,6 +111,7 @@ export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void 
     register: (registration) => inner.register(registration),
     unregister: () => inner.unregister(),
     members: () => inner.members(),
+    dump: () => inner.dump(),
     release() {
       for (const event of held.splice(0)) for (const listener of listeners) listener(event);
     },
@@ -164,5 +165,6 @@ export function interceptCommits(inner: ClusterStore, commit: (txn: Txn) => Prom
     register: (registration) => inner.register(registration),
     unregister: () => inner.unregister(),
     members: () => inner.members(),
+    dump: () => inner.dump(),
   };
 }

@@ -1,14 +1,44 @@
 /**
+ * The store commands.
+ *
  * `muster store migrate --to etcd://…`: moves a cluster from the embedded
  * store into etcd, with the manager stopped: same cluster ID, root, tokens,
  * nodes and certificate records. The embedded store stays behind, renamed,
  * as a backup; from then on `muster run` serves the cluster from etcd and
  * manager-token joins and promotions work.
+ *
+ * `muster store backup --out FILE`: the running manager on this host dumps
+ * its store at one point (its local socket); the file is written 0600. The
+ * data key in it is wrapped under the unlock key (autolock), a backup key
+ * given with --key-file, or a fresh backup key printed once here.
+ *
+ * `muster store restore FILE --data-dir D`: founds a one-manager cluster
+ * from a backup in a new data dir, on the embedded store (manager/backup.ts);
+ * `muster run` then serves it.
  */
-import { readFile, rename } from 'node:fs/promises';
+import { readFile, readdir, rename, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { ensurePrivateDir, pathExists, writeFileAtomic } from '../../core/atomic-file.js';
+import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../../core/address.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
-import { readStoreSpec, writeManagerFiles, readDataKey, type EtcdSpec } from '../../config/manager-files.js';
+import { readStoreSpec, writeManagerFiles, readDataKey, writeDataKeyFile, writeStoreSpec, type EtcdSpec } from '../../config/manager-files.js';
+import { checkDataDirOwner } from '../../config/private-paths.js';
+import { createCsr } from '../../pki/csr.js';
+import { generateNodeKey } from '../../pki/keys.js';
+import { formatUnlockKey } from '../../token/unlock-key.js';
+import { checkBackup, parseBackup } from '../../store/backup.js';
+import { KeyStore } from '../../agent/key-store.js';
+import { NODE_STATE_SCHEMA, writeNodeState } from '../../agent/node-state.js';
+import { openBackup, restoreCluster } from '../../manager/backup.js';
+import { advertiseFor } from '../advertise.js';
+import { localSocketClient } from '../connect.js';
+import { lockDataDir } from '../data-dir-lock.js';
+import { wrappedDataKey } from '../local-lock.js';
+import { openStore } from '../open-store.js';
+import { DEFAULT_LISTEN_ADDR, daemonLogger } from '../serve.js';
+import { readEnv } from '../settings.js';
+import { readUnlockKey } from '../unlock-key-input.js';
 import { parseStoreFlag } from '../../config/store-flag.js';
 import type { TSchema } from 'typebox';
 import { KEYS, type ClusterStore, type Ref, type Space } from '../../store/cluster-store.js';
@@ -117,6 +147,149 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
   return 0;
 }
 
+/** Flags of `muster store backup`. */
+export interface BackupFlags {
+  out: string;
+  dataDir?: string;
+  keyFile?: string;
+}
+
+/** `muster store backup --out FILE`: a backup made by the manager running on this data dir. */
+export async function backupCommand(ctx: CliContext, flags: BackupFlags): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  if (state === undefined || (await readStoreSpec(layout)) === undefined) {
+    throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the backup on a manager host, with its --data-dir' });
+  }
+  if (!(await pathExists(layout.controlSocket))) {
+    throw new MusterError('MANAGER_UNREACHABLE', `no manager runs on ${layout.dataDir}`, { hint: `the running manager makes the backup: start it ('muster run --data-dir ${layout.dataDir}'), then run the backup again` });
+  }
+  const backupKey = flags.keyFile === undefined ? undefined : await readUnlockKey(ctx, flags.keyFile);
+  const client = localSocketClient(layout, 120_000);
+  let answer;
+  try {
+    answer = await client.backup(backupKey === undefined ? {} : { backupKey: formatUnlockKey(backupKey) });
+  } finally {
+    await client.close();
+  }
+  const backup = checkBackup("the manager's answer", answer.backup);
+  const out = resolve(flags.out);
+  await writeFileAtomic(out, `${JSON.stringify(backup)}\n`, 0o600);
+  ctx.stdout.write(`Backed up cluster ${backup.clusterId} (${backup.records.length} records at store revision ${backup.revision}, from ${backup.source}) to ${out}.\n`);
+  if (answer.backupKey !== undefined) {
+    ctx.stdout.write(
+      "\nIts data key is sealed under this backup key, shown only now:\n\n" +
+        `    ${answer.backupKey}\n\n` +
+        'Keep it apart from the backup file (a password manager): the backup cannot be restored without it.\n' +
+        'Later backups can use the same key: --key-file FILE, with the key in FILE.\n',
+    );
+  } else if (backup.dataKey.under === 'unlock-key') {
+    ctx.stdout.write("It opens with the cluster's unlock key ('muster unlock-key').\n");
+  } else {
+    ctx.stdout.write(`It opens with the backup key in ${flags.keyFile ?? 'the key file'}.\n`);
+  }
+  ctx.stdout.write(`Restore it with 'muster store restore ${out} --data-dir NEW_DIR'.\n`);
+  return 0;
+}
+
+/** Flags of `muster store restore`. */
+export interface RestoreFlags {
+  dataDir?: string;
+  keyFile?: string;
+  listenAddr?: string;
+  advertiseAddr?: string;
+}
+
+/** Refuses a data dir that is not new or empty: a restore founds its own node there. */
+async function refuseUsedDataDir(dataDir: string, nodeJson: string): Promise<void> {
+  const state = await readNodeState(nodeJson).catch(() => undefined);
+  const hint = 'restore into a new or empty --data-dir';
+  if (state !== undefined) throw new MusterError('CLUSTER_EXISTS', `${dataDir} already holds node ${state.nodeId} of cluster ${state.clusterId}`, { hint });
+  const names = await readdir(dataDir).catch(() => []);
+  if (names.length > 0) throw new MusterError('FILE_EXISTS', `${dataDir} is not empty`, { hint });
+}
+
+/** `muster store restore FILE --data-dir D`: a one-manager cluster from a backup, ready for 'muster run'. */
+export async function restoreCommand(ctx: CliContext, file: string, flags: RestoreFlags): Promise<number> {
+  const env = readEnv(ctx);
+  const layout = layoutFor(ctx, flags);
+  const listen = parseHostPort(flags.listenAddr ?? env.listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
+  const advertise = advertiseFor(flags.advertiseAddr, listen);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new MusterError('USAGE', `cannot read the backup ${file}`);
+  }
+  const backup = parseBackup(file, text);
+  await refuseUsedDataDir(layout.dataDir, layout.nodeJson);
+  await checkDataDirOwner(layout, ctx.uid);
+  const key = await readUnlockKey(ctx, flags.keyFile, { stdinFallback: true });
+  if (key === undefined) throw new MusterError('USAGE', 'no key given', { hint: 'give the backup key (or, under autolock, the unlock key) with --key-file FILE or on standard input' });
+  const dataKey = openBackup(backup, key); // nothing is written before the key has opened the backup and its MAC holds
+  const existedBefore = await pathExists(layout.dataDir);
+  const dirLock = await lockDataDir(layout);
+  const logger = daemonLogger(ctx, 'warn');
+  const advertiseAddr = formatHostPort(advertise);
+  let restored;
+  try {
+    await ensurePrivateDir(layout.dataDir);
+    const autolock = backup.dataKey.under === 'unlock-key';
+    // Under autolock the restored manager is locked from the start, with the same unlock key: data.key wrapped, node.key sealed.
+    await writeStoreSpec(layout, { kind: 'level' });
+    await writeDataKeyFile(layout, autolock ? { wrapped: wrappedDataKey(key, dataKey) } : { key: dataKey });
+    const store = await openStore({ kind: 'level' }, { layout, clusterId: backup.clusterId, logger, create: true });
+    try {
+      const nodeKey = await generateNodeKey();
+      restored = await restoreCluster({
+        store,
+        backup,
+        dataKey,
+        clock: ctx.clock,
+        random: ctx.random,
+        logger,
+        csrPem: createCsr({ privateKey: nodeKey.privateKey }),
+        hostname: ctx.hostname,
+        managerAddr: advertiseAddr,
+        beforeCommit: async (r) => {
+          const keyStore = new KeyStore(layout, { cipher: { dataKey: () => dataKey, sealing: () => autolock } });
+          await keyStore.ensureDirs();
+          await keyStore.writePair({ keyPem: nodeKey.privateKeyPem, certPem: r.certificate.certPem, rootPem: r.rootPem });
+          await writeNodeState(layout.nodeJson, {
+            schema: NODE_STATE_SCHEMA,
+            clusterId: r.clusterId,
+            nodeId: r.nodeId,
+            role: 'manager',
+            managers: [advertiseAddr],
+            listenAddr: formatHostPort(listen),
+            advertiseAddr,
+          });
+        },
+      });
+    } finally {
+      await store.close();
+    }
+  } catch (error) {
+    // The data dir was new or empty: it goes back to that.
+    if (existedBefore) for (const name of await readdir(layout.dataDir).catch(() => [])) if (resolve(layout.dataDir, name) !== layout.lockFile) await rm(resolve(layout.dataDir, name), { recursive: true, force: true });
+    await dirLock.release();
+    if (!existedBefore) await rm(layout.dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  await dirLock.release();
+  const made = new Date(backup.createdAt).toISOString();
+  ctx.stdout.write(
+    `Restored cluster ${restored.clusterId} from ${file} (made ${made} at store revision ${backup.revision}) into ${layout.dataDir}: ${restored.nodes} node${restored.nodes === 1 ? '' : 's'}.\n` +
+      `This node (${restored.nodeId}) is its only manager, at ${advertiseAddr}, on the embedded store.\n` +
+      (restored.droppedManagers.length === 0 ? '' : `The backup's managers are removed and their manager certificates revoked: ${restored.droppedManagers.join(', ')}.\n`) +
+      (restored.skipped.length === 0 ? '' : `Left out ${restored.skipped.length} record${restored.skipped.length === 1 ? '' : 's'} of kinds this muster does not know: ${restored.skipped.slice(0, 5).join(', ')}${restored.skipped.length > 5 ? ', …' : ''}.\n`) +
+      `\nStart it with 'muster run --data-dir ${layout.dataDir}'` +
+      (restored.autolock ? ", then unlock it with 'muster unlock' and the same unlock key (autolock stays on).\n" : '.\n') +
+      `Workers renew against it once they reach it at ${advertiseAddr}; new nodes join with the same join tokens.\n`,
+  );
+  return 0;
+}
+
 /** Registers the store commands. */
 export function registerStore(program: Command, ctx: CliContext, done: Done): void {
   const store = program.command('store').description('where the cluster state lives');
@@ -129,4 +302,20 @@ export function registerStore(program: Command, ctx: CliContext, done: Done): vo
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
     .option('--store-key <file>', 'client key for etcd')
     .action(act(done)((options: MigrateFlags) => migrateCommand(ctx, options)));
+  store
+    .command('backup')
+    .description('write a backup of the cluster store, made by the manager running on this host')
+    .requiredOption('--out <file>', 'where the backup goes (written 0600)')
+    .option('--data-dir <dir>', "the manager's data dir")
+    .option('--key-file <file>', 'seal the backup under the backup key in this file instead of a fresh one (not under autolock)')
+    .action(act(done)((options: BackupFlags) => backupCommand(ctx, options)));
+  store
+    .command('restore')
+    .description('found a one-manager cluster from a backup in a new data dir (then: muster run)')
+    .argument('<file>', 'the backup file')
+    .option('--data-dir <dir>', 'a new or empty data dir for the restored manager')
+    .option('--key-file <file>', "a file holding the backup key (the unlock key under autolock), or '-' for standard input")
+    .option('--listen-addr <host:port>', 'where the restored manager will listen (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
+    .option('--advertise-addr <host[:port]>', 'the address nodes reach it on (default: the listen host)')
+    .action(act(done)((file: string, options: RestoreFlags) => restoreCommand(ctx, file, options)));
 }

@@ -1,5 +1,7 @@
 /** Routes of the settings: the cluster view and update, join tokens (classic and scoped). */
 import {
+  BackupRequest,
+  BackupResponse,
   ClusterPatch,
   ClusterQuery,
   ClusterView,
@@ -18,6 +20,7 @@ import {
 } from '../../api/schemas.js';
 import type { FastifyReply } from 'fastify';
 import { MusterError } from '../../core/errors.js';
+import { parseUnlockKey } from '../../token/unlock-key.js';
 import { ADMINS, callerOf, type RoutesPlugin } from './route-kit.js';
 
 /** Runs `fn` once the answer has been handed to the connection (or the connection went). */
@@ -29,7 +32,7 @@ function afterAnswer(reply: FastifyReply, fn: () => Promise<void>): void {
 
 /** Registers the cluster routes. */
 export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
-  const { settings, scopedTokens, autolock } = services;
+  const { settings, scopedTokens, autolock, backups } = services;
 
   app.get(ROUTES.cluster, { config: { allow: ADMINS }, schema: { querystring: ClusterQuery, response: { 200: ClusterView, ...ErrorResponses } } }, async (request) =>
     settings.clusterView(isYes(request.query.tokens), callerOf(request)),
@@ -61,6 +64,11 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
   app.post(ROUTES.unlock, { schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
     throw new MusterError('NOT_LOCKED', 'this manager is not locked: it serves');
   });
+
+  // A backup holds the sealed CA key and, without autolock, goes out with the key that opens it: only to the manager's host.
+  app.post(ROUTES.backup, { config: { allow: ['manager'], localOnly: true }, schema: { body: BackupRequest, response: { 200: BackupResponse, ...ErrorResponses } } }, async (request) =>
+    backups.make(request.body.backupKey === undefined ? undefined : parseUnlockKey(request.body.backupKey), callerOf(request)),
+  );
 
   app.get(ROUTES.joinTokens, { config: { allow: ADMINS }, schema: { response: { 200: JoinTokens, ...ErrorResponses } } }, async (request) => settings.joinTokens(callerOf(request)));
 

@@ -11,6 +11,7 @@ import type { Inventory } from '../inventory.js';
 import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
 import type { Autolock } from '../autolock.js';
+import type { Backups } from '../backup.js';
 import type { LastSeen } from '../last-seen.js';
 import type { Metrics } from '../metrics.js';
 import type { Revocations } from '../revocation.js';
@@ -40,6 +41,7 @@ export interface Services {
   sessions: Sessions;
   /** The cluster data key this manager holds (it follows re-keys). */
   dataKeys: DataKeyRing;
+  backups: Backups;
 }
 
 /** A route plugin: registers routes that call the services. */
@@ -59,6 +61,8 @@ declare module 'fastify' {
     allow?: readonly CertRole[];
     /** Also accept a node certificate that expired within the renewal grace (renewal only). */
     expiredWithinGrace?: boolean;
+    /** Only on the manager's local socket (what only the manager host's root or owner reaches), never over the network. */
+    localOnly?: boolean;
   }
 }
 
