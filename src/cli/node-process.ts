@@ -27,7 +27,7 @@ import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
 import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMember, type ManagedStore } from './open-store.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
-import { memberAddrs, writeMemberTls } from '../store/managed-etcd.js';
+import { memberAddrs, removeMemberTls, writeMemberTls } from '../store/managed-etcd.js';
 
 /** What a node process is made of. */
 export interface NodeProcessParams {
@@ -137,7 +137,10 @@ export class NodeProcess {
       throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'", fatal: true });
     }
     let current = state;
-    if (state.role === 'manager' && (await readStoreSpec(layout)) !== undefined) {
+    const stored = state.role === 'manager' ? await readStoreSpec(layout) : undefined;
+    // A member's TLS files that a crash left behind (the node's key in clear among them) go before anything waits for an unlock.
+    if (stored?.kind === 'etcd-managed') await removeMemberTls(layout);
+    if (stored !== undefined) {
       const dataKey = await this.openDataKey(state);
       if (dataKey === undefined) {
         await this.dirLock.release();

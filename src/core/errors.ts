@@ -108,7 +108,7 @@ export const ERROR_CATALOGUE = {
     409,
     1,
     'this cluster keeps its state in an embedded store, which only one manager can serve',
-    "move it to etcd first: stop the manager and run 'muster store migrate --to etcd://HOST:PORT'",
+    "move it to etcd first: stop the manager and run 'muster store migrate --to etcd'",
   ),
 
   // Autolock.

@@ -303,3 +303,41 @@ describe('three managers that run etcd themselves', () => {
     await client.close();
   });
 });
+
+describe('a managed store from scratch or grown in place', () => {
+  it('init --store etcd without etcd: ETCD_MISSING with the install command, and nothing written', { timeout: 60_000 }, async () => {
+    const dir = scratch.path('no-etcd');
+    const r = await runMuster(['init', '--store', 'etcd', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--etcd-binary', scratch.path('no-such-etcd')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('was not found');
+    expect(r.stderr).toContain('apt-get install etcd-server');
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('store migrate --to etcd grows an embedded cluster onto its own member: same cluster, root and tokens; the worker renews; a manager joins', { timeout: 240_000 }, async () => {
+    const dir = scratch.path('grow');
+    const founder = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
+    const [, token, address] = (await founder.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, 60_000)) as unknown as [string, string, string];
+    const w = await joinWorker(scratch.path('grow-w'), token, address);
+    const managerToken = (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim();
+    const running = await runMuster(['store', 'migrate', '--to', 'etcd', '--data-dir', dir]);
+    expect(running.code).toBe(1);
+    expect(running.stderr).toContain('the manager is running on this data dir');
+    await founder.stop('SIGTERM');
+    const member = await memberFlags();
+    const moved = await runMuster(['store', 'migrate', '--to', 'etcd', '--data-dir', dir, ...member.flags]);
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toContain('managed store');
+    const back = start(['run', '--data-dir', dir, '--listen-addr', address]);
+    await back.waitFor(/manager listening on/, 90_000);
+    expect((await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim()).toBe(managerToken);
+    const before = readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8');
+    w.child.kill('SIGHUP');
+    await eventually('the worker to renew against the migrated manager', async () => (readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8') !== before ? true : undefined));
+    const m2 = await joinManager(scratch.path('grow-m2'), managerToken, address);
+    expect(nodeJson(m2.dir).role).toBe('manager');
+    expect(rootOf(m2.dir)).toBe(rootOf(dir));
+    const managers = (await nodesFrom(m2.dir)).filter((n) => n.role === 'manager');
+    expect(managers).toHaveLength(2);
+  });
+});

@@ -7,6 +7,7 @@
  */
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Level } from 'level';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readCaKey } from '../helpers/store-files.js';
 import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
@@ -83,6 +84,19 @@ describe('secrets', () => {
     expect(allLogs).not.toMatch(/PRIVATE KEY|SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}/);
     for (const answer of answers) expect(answer.body).not.toMatch(/PRIVATE KEY/);
     for (const secret of [caKey, userKey, ...nodeKeys].flatMap(keyBody)) expect(answers.some((a) => a.body.includes(secret))).toBe(false);
+
+    // The embedded store, read through a LevelDB reader (its blocks are compressed: grep on the files proves nothing): no token, key or data key in clear.
+    const db = new Level<string, string>(join(m, 'manager', 'db'), { createIfMissing: false });
+    const entries: string[] = [];
+    for await (const [key, value] of db.iterator()) entries.push(`${key} ${value}`);
+    await db.close();
+    const dump = entries.join('\n');
+    expect(dump).toContain('meta/tokens');
+    expect(dump).toContain('meta/ca');
+    for (const secret of [...tokens, ...[...tokens].map((t) => t.split('-')[3]!), ...keyBody(caKey), readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim()]) {
+      expect(dump.includes(secret), 'a secret sits in clear in the LevelDB').toBe(false);
+    }
+    expect(dump).not.toMatch(/PRIVATE KEY|SWMTKN-1-/);
 
     // Modes.
     for (const d of [m, scratch.path('n1')]) {

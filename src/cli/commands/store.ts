@@ -16,6 +16,7 @@
  * from a backup in a new data dir, on the embedded store (manager/backup.ts);
  * `muster run` then serves it.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile, readdir, rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -36,6 +37,8 @@ import { localSocketClient } from '../connect.js';
 import { lockDataDir } from '../data-dir-lock.js';
 import { wrappedDataKey } from '../local-lock.js';
 import { openStore } from '../open-store.js';
+import { foundManagedStore, prepareFirstMember } from '../managed-found.js';
+import type { DataDirLayout } from '../../config/paths.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger } from '../serve.js';
 import { readEnv } from '../settings.js';
 import { readUnlockKey } from '../unlock-key-input.js';
@@ -54,6 +57,10 @@ import { layoutFor } from '../settings.js';
 export interface MigrateFlags {
   to: string;
   dataDir?: string;
+  /** --to etcd (a managed store): where this manager's member serves, and which etcd runs it. */
+  etcdClientAddr?: string;
+  etcdPeerAddr?: string;
+  etcdBinary?: string;
   storeCacert?: string;
   storeCert?: string;
   storeKey?: string;
@@ -78,7 +85,7 @@ export async function readAll(store: ClusterStore): Promise<{ key: string; value
   for (const space of spaces) {
     for (const entry of await store.list(space)) records.push({ key: space.ref(entry.id).key, value: entry.value });
   }
-  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.autolock, KEYS.cluster];
+  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.autolock, KEYS.dataKey, KEYS.cluster];
   for (const ref of refs) {
     const entry = await store.get(ref);
     if (entry !== undefined) records.push({ key: ref.key, value: entry.value });
@@ -86,10 +93,71 @@ export async function readAll(store: ClusterStore): Promise<{ key: string; value
   return records;
 }
 
+/** Opens the embedded store of a stopped manager (MANAGER_RUNNING while it serves). */
+async function openStopped(layout: DataDirLayout): Promise<LevelStore> {
+  try {
+    return await LevelStore.openDir(layout.dbDir, { create: false });
+  } catch (error) {
+    if (isMusterError(error, 'STATE_CORRUPT') && /locked/.test(error.message)) {
+      throw new MusterError('MANAGER_RUNNING', 'the manager is running on this data dir', { hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again' });
+    }
+    throw error;
+  }
+}
+
+/**
+ * `muster store migrate --to etcd`: grows an embedded cluster in place onto
+ * this manager's own etcd member (a managed store), with the manager
+ * stopped; the embedded store stays behind, renamed, as a backup. Manager
+ * joins work once it runs again.
+ */
+async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<number> {
+  const layout = layoutFor(ctx, flags);
+  const state = await readNodeState(layout.nodeJson);
+  const current = await readStoreSpec(layout);
+  if (state === undefined || current === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the migration on the manager, with --data-dir' });
+  if (current.kind !== 'level') throw new MusterError('USAGE', `this cluster already lives in etcd (${current.kind === 'etcd-managed' ? 'its managers run it' : current.endpoints.join(',')})`);
+  const advertise = state.advertiseAddr ?? state.servingAddr;
+  if (advertise === undefined) throw new MusterError('STATE_CORRUPT', `${layout.nodeJson} does not say where this manager is reached`);
+  const keyStore = new KeyStore(layout);
+  if (await keyStore.keySealed()) {
+    throw new MusterError('MANAGER_LOCKED', "autolock is on: the migration would have to open this manager's key", { hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again" });
+  }
+  const pair = await keyStore.load();
+  if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
+  const first = await prepareFirstMember({ advertise, flags, searchPath: ctx.env.PATH ?? '' });
+  const spec = first.spec(state.nodeId, state.clusterId);
+  // Peers check a member's certificate against the host they dial: this manager's certificate must name its peer host (until it renews with them all).
+  const cert = new X509Certificate(pair.certPem);
+  const peerHost = parseHostPort(spec.peerAddr).host;
+  if (cert.checkHost(peerHost) === undefined && cert.checkIP(peerHost) === undefined) {
+    throw new MusterError('USAGE', `this manager's certificate does not name ${peerHost}, the host of --etcd-peer-addr`, { hint: `leave --etcd-peer-addr out (its advertise host ${parseHostPort(advertise).host} is named), or migrate and move the member later` });
+  }
+  const level = await openStopped(layout);
+  try {
+    await foundManagedStore({ from: level, spec, layout, nodeId: state.nodeId, clusterId: state.clusterId, tls: pair, logger: silentLogger, clock: ctx.clock, random: ctx.random });
+  } catch (error) {
+    await rm(layout.etcdDir, { recursive: true, force: true }); // a failed move leaves the embedded store as it was, and nothing else
+    throw error;
+  } finally {
+    await level.close();
+  }
+  const backup = `${layout.dbDir}.migrated-${new Date(ctx.clock.now()).toISOString().replace(/[:.]/g, '-')}`;
+  await writeStoreSpec(layout, spec);
+  await rename(layout.dbDir, backup);
+  ctx.stdout.write(
+    `Migrated cluster ${state.clusterId} to a managed store: this manager's own etcd member (clients ${spec.clientAddr}, peers ${spec.peerAddr}, data in ${layout.etcdDir}).\n` +
+      `The embedded store is kept as a backup in ${backup}.\n` +
+      `Start the manager again with 'muster run --data-dir ${layout.dataDir}'; managers can then join with the token from 'muster join-token manager'.\n`,
+  );
+  return 0;
+}
+
 /** `muster store migrate --to etcd://…` */
 export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Promise<number> {
   const choice = parseStoreFlag(flags.to);
-  if (choice.kind !== 'etcd') throw new MusterError('USAGE', 'migrate moves a cluster into etcd', { hint: 'muster store migrate --to etcd://HOST:PORT' });
+  if (choice.kind === 'etcd-managed') return migrateToManaged(ctx, flags);
+  if (choice.kind !== 'etcd') throw new MusterError('USAGE', 'migrate moves a cluster into etcd', { hint: 'muster store migrate --to etcd (the managers run etcd themselves) or --to etcd://HOST:PORT (an etcd you run)' });
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   const current = await readStoreSpec(layout);
@@ -102,15 +170,7 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
     throw new MusterError('MANAGER_LOCKED', 'autolock is on: the migration would have to unwrap the data key', { hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again" });
   });
 
-  let level: LevelStore;
-  try {
-    level = await LevelStore.openDir(layout.dbDir, { create: false });
-  } catch (error) {
-    if (isMusterError(error, 'STATE_CORRUPT') && /locked/.test(error.message)) {
-      throw new MusterError('MANAGER_RUNNING', 'the manager is running on this data dir', { hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again' });
-    }
-    throw error;
-  }
+  const level = await openStopped(layout);
   let records: { key: string; value: unknown }[];
   try {
     records = await readAll(level);
@@ -296,7 +356,10 @@ export function registerStore(program: Command, ctx: CliContext, done: Done): vo
   store
     .command('migrate')
     .description('move the cluster from the embedded store into etcd (run it with the manager stopped)')
-    .requiredOption('--to <store>', 'etcd://HOST:PORT[,HOST:PORT…]')
+    .requiredOption('--to <store>', "'etcd' (this manager runs its own etcd member; others join it) or etcd://HOST:PORT[,HOST:PORT…] (an etcd you run)")
+    .option('--etcd-client-addr <host:port>', "with --to etcd: where this manager's etcd member serves the managers (default: the advertise host, port 2379)")
+    .option('--etcd-peer-addr <host:port>', "with --to etcd: where this manager's etcd member talks to the other members (default: the advertise host, port 2380)")
+    .option('--etcd-binary <path>', "with --to etcd: the etcd server to run (default: 'etcd' on the PATH)")
     .option('--data-dir <dir>', "the manager's data dir")
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
