@@ -431,6 +431,7 @@ export type Health = Type.Static<typeof Health>;
 /** Route paths, written once. */
 export const ROUTES = {
   health: '/healthz',
+  openapi: '/v1/openapi.json',
   ca: '/v1/ca',
   join: '/v1/join',
   joinPreflight: '/v1/join/preflight',

@@ -4,6 +4,7 @@
  * with the given context, and turns every failure into `error:`/`hint:`
  * lines and an exit code (0 success, 1 operational failure, 2 usage error).
  */
+import { MUSTER_VERSION } from '../core/version.js';
 import { Command, CommanderError } from 'commander';
 import { registerAutolock } from './commands/autolock.js';
 import { registerCa } from './commands/ca.js';
@@ -22,7 +23,7 @@ import { printError } from './output.js';
 import type { Done } from './options.js';
 import { readEnv } from './settings.js';
 
-const VERSION = '0.2.0';
+const VERSION = MUSTER_VERSION;
 
 /** Builds the program; `done` receives the exit code of the chosen command. */
 export function buildProgram(ctx: CliContext, done: Done): Command {

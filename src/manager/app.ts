@@ -14,7 +14,9 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
-import { LIMITS } from '../api/schemas.js';
+import swagger from '@fastify/swagger';
+import { LIMITS, ROUTES } from '../api/schemas.js';
+import { MUSTER_VERSION } from '../core/version.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { readPemBlocks, toPem } from '../pki/der.js';
 import { isIssuedBy, readBundle } from '../pki/peer.js';
@@ -359,6 +361,24 @@ export async function buildApp(options: AppOptions) {
     request.caller = await services.authoriser.authorize(peerCertificate(request, options.own), allow, { expiredWithinGrace: expiredWithinGrace === true });
   });
 
+  // The OpenAPI description, made from the schemas the routes validate with (GET /v1/openapi.json, public: it holds no secret).
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'muster', version: MUSTER_VERSION, description: "muster's manager API: join tokens, node certificates that renew themselves, nodes, the root CA and its CRLs (README: API)." },
+      components: { securitySchemes: { clusterCertificate: MUTUAL_TLS } },
+    },
+    transform: ({ schema, url, route }) => {
+      const allow = (route.config as { allow?: readonly string[] } | undefined)?.allow;
+      const described = { ...(schema ?? {}) } as Record<string, unknown>;
+      if (allow !== undefined) {
+        described.security = [{ clusterCertificate: [] }];
+        described.description = `${typeof described.description === 'string' ? `${described.description} ` : ''}Callers: ${allow.join(', ')} certificates.`;
+      }
+      return { schema: described as typeof schema, url };
+    },
+  });
+  app.get(ROUTES.openapi, { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { services });
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });
@@ -366,6 +386,12 @@ export async function buildApp(options: AppOptions) {
   await app.register(metricsRoutes, { services });
   return app;
 }
+
+/** OpenAPI 3.1's mutual-TLS security scheme (openapi-types knows only 3.0's, hence the cast). */
+const MUTUAL_TLS = {
+  type: 'mutualTLS',
+  description: 'a client certificate from the cluster: a node (manager or worker) or an API user, as the route allows',
+} as unknown as { type: 'http'; scheme: 'mutual-tls' };
 
 /** The app type {@link buildApp} returns. */
 export type MusterApp = Awaited<ReturnType<typeof buildApp>>;
