@@ -73,6 +73,7 @@ export async function foundManagedStore(params: {
   logger: Logger;
   clock: Clock;
   random: Random;
+  searchPath: string;
 }): Promise<{ records: number }> {
   const { spec, layout, logger } = params;
   const records = await readAll(params.from);
@@ -80,9 +81,9 @@ export async function foundManagedStore(params: {
   // The first manager's record says where its member is reached (its certificate names those hosts from now on).
   const own = records.find((r) => r.key === KEYS.nodes.ref(params.nodeId).key);
   if (own !== undefined) own.value = { ...(own.value as NodeRecord), storeMember: { clientAddr: spec.clientAddr, peerAddr: spec.peerAddr } };
-  const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: process.env.PATH ?? '' });
+  const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: params.searchPath });
   await writeMemberTls(layout, params.tls);
-  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary }), { logger, clock: params.clock, random: params.random, setpriv: findSetpriv() });
+  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary }), { logger, clock: params.clock, random: params.random, setpriv: findSetpriv(params.searchPath) });
   try {
     await member.start();
     const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls), clusterId: params.clusterId, logger });

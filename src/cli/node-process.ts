@@ -60,6 +60,8 @@ export interface NodeProcessParams {
   forceNewCluster?: boolean;
   /** Where this node's etcd member runs should it become a manager of a managed store (join's --etcd-* flags). */
   localMember?: LocalMember;
+  /** PATH: where a managed store's etcd is found. */
+  searchPath: string;
 }
 
 /**
@@ -225,6 +227,7 @@ export class NodeProcess {
         logger,
         clock,
         random,
+        searchPath: this.params.searchPath,
         ...(this.params.forceNewCluster === true ? { forceNewCluster: true } : {}),
       });
       store = this.managed.store;

@@ -36,16 +36,16 @@ export interface ManagedStore {
  */
 export async function openManagedStore(
   spec: ManagedEtcdSpec,
-  params: { layout: DataDirLayout; nodeId: string; clusterId: string; tls: () => MemberTls; logger: Logger; clock: Clock; random: Random; forceNewCluster?: boolean },
+  params: { layout: DataDirLayout; nodeId: string; clusterId: string; tls: () => MemberTls; logger: Logger; clock: Clock; random: Random; searchPath: string; forceNewCluster?: boolean },
 ): Promise<ManagedStore> {
   const { layout, logger } = params;
-  const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: process.env.PATH ?? '' });
+  const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: params.searchPath });
   await writeMemberTls(layout, params.tls());
   const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary, ...(params.forceNewCluster === true ? { forceNewCluster: true } : {}) }), {
     logger,
     clock: params.clock,
     random: params.random,
-    setpriv: findSetpriv(),
+    setpriv: findSetpriv(params.searchPath),
   });
   const stopMember = async (): Promise<void> => {
     await member.stop();

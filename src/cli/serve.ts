@@ -71,6 +71,7 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     renewer: env.renewer,
     defaultListenAddr: DEFAULT_LISTEN_ADDR,
     uid: ctx.uid,
+    searchPath: env.searchPath,
     connectionLimits: env.connectionLimits,
     ...(env.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: env.nodeDownAfterMs }),
     ...(listenAddr === undefined ? {} : { listenAddr }),

@@ -38,6 +38,8 @@ export interface EnvSettings {
   failpoints: string[];
   /** Whether colour may be used on a stream. */
   colour(stream: { isTTY?: boolean }): boolean;
+  /** PATH: where a managed store's etcd (and setpriv) are looked for. */
+  searchPath: string;
 }
 
 /** Reads the environment of a CLI run. */
@@ -76,6 +78,7 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
     renewer,
     failpoints: (env.MUSTER_FAILPOINTS ?? '').split(',').filter((name) => name !== ''),
     colour: (stream) => stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb',
+    searchPath: env.PATH ?? '',
   };
   if (env.MUSTER_LISTEN_ADDR) settings.listenAddr = env.MUSTER_LISTEN_ADDR;
   if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;

@@ -16,11 +16,28 @@ import { ensurePrivateDir, writeFileAtomic } from '../core/atomic-file.js';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { ManagedEtcdSpec } from '../config/manager-files.js';
-import type { DataDirLayout } from '../config/paths.js';
 import { grantManagerAccess, revokeManagerAccess } from './etcd-access.js';
 import { MEMBER_PEER_HOSTNAME, httpsUrl, type EtcdMemberConfig } from './etcd-member.js';
 import { etcdOptions, type EtcdConnection } from './etcd-store.js';
+
+/** What a manager's store.json says of its member (config/manager-files.ts MemberSpec). */
+export interface MemberSpec {
+  clientAddr: string;
+  peerAddr: string;
+  listenClientAddr: string;
+  listenPeerAddr: string;
+  clusterToken: string;
+  initialCluster: string;
+  clusterState: 'new' | 'existing';
+  endpoints: string[];
+}
+
+/** Where a manager keeps its member's files (config/paths.ts MemberDirs). */
+export interface MemberDirs {
+  managerDir: string;
+  etcdDir: string;
+  etcdTlsDir: string;
+}
 
 /** The default ports of a member: etcd's own. */
 export const ETCD_CLIENT_PORT = 2379;
@@ -48,7 +65,7 @@ export function memberAddrs(advertiseHost: string, flags: { clientAddr?: string 
 }
 
 /** The TLS files of this manager's member, written (0600 in 0700) each time it starts. */
-export function memberTlsPaths(layout: DataDirLayout): { certFile: string; keyFile: string; trustedCaFile: string } {
+export function memberTlsPaths(layout: MemberDirs): { certFile: string; keyFile: string; trustedCaFile: string } {
   return { certFile: join(layout.etcdTlsDir, 'member.crt'), keyFile: join(layout.etcdTlsDir, 'member.key'), trustedCaFile: join(layout.etcdTlsDir, 'trust.pem') };
 }
 
@@ -57,7 +74,7 @@ export function memberTlsPaths(layout: DataDirLayout): { certFile: string; keyFi
  * etcd while the member runs; {@link removeMemberTls} takes it away when
  * the member stops (under autolock it exists only while unlocked).
  */
-export async function writeMemberTls(layout: DataDirLayout, tls: MemberTls): Promise<void> {
+export async function writeMemberTls(layout: MemberDirs, tls: MemberTls): Promise<void> {
   await ensurePrivateDir(layout.managerDir);
   await ensurePrivateDir(layout.etcdTlsDir);
   await chmod(layout.etcdTlsDir, 0o700);
@@ -68,12 +85,12 @@ export async function writeMemberTls(layout: DataDirLayout, tls: MemberTls): Pro
 }
 
 /** Removes the member's TLS files (the key in clear among them). */
-export async function removeMemberTls(layout: DataDirLayout): Promise<void> {
+export async function removeMemberTls(layout: MemberDirs): Promise<void> {
   await rm(layout.etcdTlsDir, { recursive: true, force: true });
 }
 
 /** The member's configuration from store.json. */
-export function memberConfig(spec: ManagedEtcdSpec, params: { layout: DataDirLayout; nodeId: string; binary: string; forceNewCluster?: boolean }): EtcdMemberConfig {
+export function memberConfig(spec: MemberSpec, params: { layout: MemberDirs; nodeId: string; binary: string; forceNewCluster?: boolean }): EtcdMemberConfig {
   return {
     binary: params.binary,
     name: params.nodeId,
@@ -96,7 +113,7 @@ export function memberConfig(spec: ManagedEtcdSpec, params: { layout: DataDirLay
  * checked as managers' (every one names swarm-manager), whatever address
  * they are reached on.
  */
-export function managedConnection(spec: ManagedEtcdSpec, tls: MemberTls, only?: 'others'): EtcdConnection {
+export function managedConnection(spec: MemberSpec, tls: MemberTls, only?: 'others'): EtcdConnection {
   const endpoints = only === 'others' ? spec.endpoints.filter((e) => e !== spec.clientAddr) : [spec.clientAddr, ...spec.endpoints.filter((e) => e !== spec.clientAddr)];
   return { endpoints, cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME };
 }

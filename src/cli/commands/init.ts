@@ -144,7 +144,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   if (flags.forceNewCluster === true) return forceNewCluster(ctx, flags);
   const spec = await storeSpecFrom(flags);
   // A managed store: etcd must be there and its ports free before anything is written.
-  const managed = parseStoreFlag(flags.store ?? 'level').kind === 'etcd-managed' ? await prepareFirstMember({ advertise: formatHostPort(advertise), flags, searchPath: ctx.env.PATH ?? '' }) : undefined;
+  const managed = parseStoreFlag(flags.store ?? 'level').kind === 'etcd-managed' ? await prepareFirstMember({ advertise: formatHostPort(advertise), flags, searchPath: readEnv(ctx).searchPath }) : undefined;
   const { root, externalCAs } = await readRoot(flags, ctx.clock);
   const unlockKey = flags.autolock === true ? generateUnlockKey(ctx.random) : undefined;
   await refuseExistingCluster(ctx, layout);
@@ -199,7 +199,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
         if (managed !== undefined) {
           // Founded on the embedded store; now the same records go into this manager's own etcd member.
           const managedSpec = managed.spec(founded.nodeId, founded.clusterId);
-          await foundManagedStore({ from: store, spec: managedSpec, layout, nodeId: founded.nodeId, clusterId: founded.clusterId, tls: { keyPem: key.privateKeyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem }, logger, clock: ctx.clock, random: ctx.random });
+          await foundManagedStore({ from: store, spec: managedSpec, layout, nodeId: founded.nodeId, clusterId: founded.clusterId, tls: { keyPem: key.privateKeyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem }, logger, clock: ctx.clock, random: ctx.random, searchPath: readEnv(ctx).searchPath });
           await writeStoreSpec(layout, managedSpec);
         }
         return founded;

@@ -125,7 +125,8 @@ async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<n
   }
   const pair = await keyStore.load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
-  const first = await prepareFirstMember({ advertise, flags, searchPath: ctx.env.PATH ?? '' });
+  const { searchPath } = readEnv(ctx);
+  const first = await prepareFirstMember({ advertise, flags, searchPath });
   const spec = first.spec(state.nodeId, state.clusterId);
   // Peers check a member's certificate against the host they dial: this manager's certificate must name its peer host (until it renews with them all).
   const cert = new X509Certificate(pair.certPem);
@@ -135,7 +136,7 @@ async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<n
   }
   const level = await openStopped(layout);
   try {
-    await foundManagedStore({ from: level, spec, layout, nodeId: state.nodeId, clusterId: state.clusterId, tls: pair, logger: silentLogger, clock: ctx.clock, random: ctx.random });
+    await foundManagedStore({ from: level, spec, layout, nodeId: state.nodeId, clusterId: state.clusterId, tls: pair, logger: silentLogger, clock: ctx.clock, random: ctx.random, searchPath });
   } catch (error) {
     await rm(layout.etcdDir, { recursive: true, force: true }); // a failed move leaves the embedded store as it was, and nothing else
     throw error;
