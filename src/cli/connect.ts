@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathExists } from '../core/atomic-file.js';
+import { DEFAULT_PORT, formatHostPort, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { DataDirLayout } from '../config/paths.js';
@@ -50,11 +51,36 @@ export function localManagers(state: NodeState): string[] {
   return own === undefined ? [...state.managers] : [own, ...state.managers.filter((m) => m !== own)];
 }
 
+/** Where --host / MUSTER_HOST points: a manager over TCP (TLS), or a manager's local socket. */
+export type HostTarget = { kind: 'tcp'; addr: string } | { kind: 'unix'; path: string };
+
+/**
+ * Reads --host / MUSTER_HOST as docker reads DOCKER_HOST: `tcp://H[:P]`,
+ * `unix:///PATH` (a manager's control socket, on its host) or `H[:P]`, with
+ * 4377 as the default port. Anything else is a usage error, not a lookup of
+ * a strange host name.
+ */
+export function parseHostTarget(text: string): HostTarget {
+  const hint = 'write it as HOST[:PORT], tcp://HOST[:PORT] or unix:///PATH/TO/control.sock (the default port is 4377)';
+  const value = text.trim();
+  if (value.startsWith('unix://')) {
+    const path = value.slice('unix://'.length);
+    if (!path.startsWith('/')) throw new MusterError('ADDRESS_INVALID', `--host ${value.slice(0, 80)} names no absolute socket path`, { hint });
+    return { kind: 'unix', path };
+  }
+  const rest = value.startsWith('tcp://') ? value.slice('tcp://'.length).replace(/\/+$/, '') : value;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest) || rest.includes('/')) throw new MusterError('ADDRESS_INVALID', `--host ${value.slice(0, 80)} is not an address muster can reach`, { hint });
+  return { kind: 'tcp', addr: formatHostPort(parseHostPort(rest, DEFAULT_PORT)) };
+}
+
 /** Connects a client command to a manager. */
 export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Connection> {
   const env = readEnv(ctx);
   const host = flags.host ?? env.host;
   if (host !== undefined && host !== '') {
+    const target = parseHostTarget(host);
+    // A manager's local socket: whoever may open it (its owner) acts as that manager, no certificate needed.
+    if (target.kind === 'unix') return { client: new ApiClient({ managers: [`unix:${target.path}`], tls: {}, socketPath: target.path }) };
     const certPath = env.certPath;
     const certFile = flags.tlsCert ?? (certPath ? join(certPath, 'cert.pem') : undefined);
     const keyFile = flags.tlsKey ?? (certPath ? join(certPath, 'key.pem') : undefined);
@@ -69,7 +95,7 @@ export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Con
       readRequired(keyFile, 'client key'),
       readRequired(caFile, 'root CA'),
     ]);
-    return { client: new ApiClient({ managers: [host], tls: { certPem, keyPem, rootPem } }) };
+    return { client: new ApiClient({ managers: [target.addr], tls: { certPem, keyPem, rootPem } }) };
   }
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);

@@ -7,7 +7,7 @@ import type { ConnectFlags } from './connect.js';
 export function withConnectFlags(command: Command): Command {
   return command
     .option('--data-dir <dir>', 'the local node data dir (default: $MUSTER_DATA_DIR, /var/lib/muster as root, ~/.local/state/muster otherwise)')
-    .option('-H, --host <host:port>', 'talk to this manager (default: $MUSTER_HOST, else the manager in the data dir)')
+    .option('-H, --host <host>', 'talk to this manager: HOST[:PORT], tcp://HOST[:PORT] or unix:///PATH (default: $MUSTER_HOST, else the manager in the data dir; port 4377)')
     .option('--tls-cert <file>', 'client certificate for --host (default: $MUSTER_CERT_PATH/cert.pem)')
     .option('--tls-key <file>', 'client key for --host (default: $MUSTER_CERT_PATH/key.pem)')
     .option('--tls-ca <file>', 'root CA to verify the manager (default: $MUSTER_CERT_PATH/ca.pem)');

@@ -16,14 +16,65 @@ import { ApiClient } from '../../api/client.js';
 import type { SelfResponse } from '../../api/schemas.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { readNodeState } from '../../agent/node-state.js';
-import { localManagers, localSocketClient } from '../connect.js';
+import { connect, localManagers, localSocketClient, parseHostTarget, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { formatTable, relativeTime } from '../output.js';
 import { act, type Done } from '../options.js';
-import { layoutFor } from '../settings.js';
+import { layoutFor, readEnv } from '../settings.js';
 
-/** `muster status [--data-dir D]` */
-async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Promise<number> {
+/** Flags of `muster status`. */
+interface StatusFlags extends ConnectFlags {
+  format?: string;
+}
+
+/** Exit status of a status run in which no manager answered (docker info's, when the daemon is down). */
+const NO_MANAGER = 1;
+
+function checkFormat(format: string | undefined): 'table' | 'json' {
+  if (format === undefined || format === 'table') return 'table';
+  if (format === 'json') return 'json';
+  throw new MusterError('USAGE', `unknown --format ${format.slice(0, 40)}`, { hint: 'use --format json, or leave it out for the table' });
+}
+
+/**
+ * `muster status --host H` (or MUSTER_HOST): one manager as a client sees it,
+ * like `docker -H H info`: whether it answers, its store and, with a
+ * certificate it accepts, the cluster's facts.
+ */
+async function remoteStatus(ctx: CliContext, flags: StatusFlags, format: 'table' | 'json'): Promise<number> {
+  const target = parseHostTarget(flags.host ?? readEnv(ctx).host ?? '');
+  const where = target.kind === 'tcp' ? target.addr : `unix://${target.path}`;
+  let connection: Awaited<ReturnType<typeof connect>> | undefined;
+  const facts: Record<string, unknown> = { manager: where };
+  try {
+    connection = await connect(ctx, flags);
+    const health = await connection.client.health();
+    facts.state = health.locked === true ? 'locked' : 'reachable';
+    facts.store = health.store ?? (health.locked === true ? 'locked' : 'unknown');
+    if (health.locked !== true) {
+      const cluster = await connection.client.cluster().catch((error: unknown) => (isMusterError(error) ? error : Promise.reject(error)));
+      if (cluster instanceof MusterError) facts.cluster = `${cluster.code}: ${cluster.message}`;
+      else Object.assign(facts, { clusterId: cluster.clusterId, certExpiry: cluster.certExpiry, renewGrace: cluster.renewGrace, rootDigest: cluster.ca.digest, rootNotAfter: cluster.ca.notAfter, storeKind: cluster.store });
+    }
+  } catch (error) {
+    if (!isMusterError(error) || !['MANAGER_UNREACHABLE', 'MANAGER_ERROR', 'NOT_A_MANAGER'].includes(error.code)) throw error;
+    facts.state = `unreachable (${error.code})`;
+  } finally {
+    await connection?.client.close();
+  }
+  if (format === 'json') ctx.stdout.write(`${JSON.stringify(facts)}\n`);
+  else {
+    const rows = Object.entries(facts).map(([k, v]) => [k, String(v)] as const);
+    const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+    ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
+  }
+  return facts.state === 'reachable' || facts.state === 'locked' ? 0 : NO_MANAGER;
+}
+
+/** `muster status [--data-dir D] [--host H] [--format json]`: exits 1 when no manager answers. */
+async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<number> {
+  const format = checkFormat(flags.format);
+  if ((flags.host ?? readEnv(ctx).host ?? '') !== '') return remoteStatus(ctx, flags, format);
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
@@ -105,11 +156,17 @@ async function statusCommand(ctx: CliContext, flags: { dataDir?: string }): Prom
     const wrapped = (await readDataKeyFile(layout)).locked;
     rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
   }
-  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
-  ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
-  ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));
-  if (selfError !== undefined && selfError.hint !== undefined) ctx.stdout.write(`\nhint: ${selfError.hint}\n`);
-  return 0;
+  if (format === 'json') {
+    const facts = Object.fromEntries(rows.map(([k, v]) => [k.replace(/ (\w)/g, (_, c: string) => c.toUpperCase()).replace(/^\w/, (c) => c.toLowerCase()), v]));
+    ctx.stdout.write(`${JSON.stringify({ ...facts, managers: reach.map(([address, state]) => ({ address, state })), reachable, ...(selfError === undefined ? {} : { error: selfError.code }) })}\n`);
+  } else {
+    const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+    ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
+    ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));
+    if (selfError !== undefined && selfError.hint !== undefined) ctx.stdout.write(`\nhint: ${selfError.hint}\n`);
+  }
+  // As docker info does when its daemon is down: a script learns it from the exit status.
+  return reach.some(([, r]) => r!.startsWith('reachable') || r!.startsWith('locked')) ? 0 : NO_MANAGER;
 }
 
 /** The store line: where it lives and, for a managed store, whether this manager's own etcd member answers. */
@@ -129,5 +186,10 @@ export function registerStatus(program: Command, ctx: CliContext, done: Done): v
     .command('status')
     .description('this node, its cluster, its certificate and the managers it can reach (like docker info)')
     .option('--data-dir <dir>', 'the node data dir')
-    .action(act(done)((options: { dataDir?: string }) => statusCommand(ctx, options)));
+    .option('-H, --host <host>', 'ask this manager instead: HOST[:PORT], tcp://HOST[:PORT] or unix:///PATH (default: $MUSTER_HOST)')
+    .option('--tls-cert <file>', 'client certificate for --host (default: $MUSTER_CERT_PATH/cert.pem)')
+    .option('--tls-key <file>', 'client key for --host')
+    .option('--tls-ca <file>', 'root CA for --host')
+    .option('--format <format>', "'json': one JSON object")
+    .action(act(done)((options: StatusFlags) => statusCommand(ctx, options)));
 }
