@@ -16,7 +16,13 @@
  *
  * muster runs twice: on its embedded store, and on etcd (one etcd-server
  * member on loopback, its CPU counted separately) when etcd is installed; the
- * etcd/embedded ratio is printed (target >= 0.7).
+ * etcd/embedded ratio is printed (target >= 0.7). With etcd, muster also runs
+ * on three etcd members the same way, and on its managed store (issue 27):
+ * three managers on this machine, founded with `init --store etcd` and two
+ * manager-token joins, each running its own etcd member (TLS, etcd's access
+ * control). The load goes to the founder alone, as it goes to the one
+ * manager of the embedded store; the managed/embedded ratio is printed
+ * (target >= 0.6), with the CPU each manager and each member spent.
  *
  * Every server first answers --warmup requests that are not measured (the
  * same CSRs), so the figures are the steady state and not V8 compiling
@@ -33,7 +39,7 @@
  * the server it measures. Without Go, the Node client in scripts/lib/load.ts
  * runs instead and the figures say so.
  *
- *   npm run bench:join [-- --nodes 3000 --warmup 1000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off --etcd auto|off --node24]
+ *   npm run bench:join [-- --nodes 3000 --warmup 1000 --concurrency 64 --client auto|go|node --cfssl auto|off --baseline on|off --etcd auto|off --managed auto|off --node24]
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,7 +50,7 @@ import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
 import { startCfssl } from '../test/helpers/cfssl.js';
 import { startEtcd } from '../test/helpers/etcd.js';
-import { benchDispatcher, percentile, pool, send, startFloorServer, startManagerProcess, runtimeLine } from './lib/load.js';
+import { benchDispatcher, percentile, pool, send, startFloorServer, startManagedCluster, startManagerProcess, runtimeLine } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -56,6 +62,7 @@ const { values } = parseArgs({
     cfssl: { type: 'string', default: 'auto' },
     baseline: { type: 'string', default: 'on' },
     etcd: { type: 'string', default: 'auto' },
+    managed: { type: 'string', default: 'auto' },
   },
 });
 if (values.node24) {
@@ -196,19 +203,48 @@ const memory = manager.memory();
 await manager.stop();
 
 // --- muster on etcd, same CSRs
+/** CPU per join of each process in `pids`, measured over `work`. */
+async function cpuPerJoin<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; ms: number[] }> {
+  const before = pids.map(cpuSeconds);
+  const result = await work();
+  return { result, ms: pids.map((pid, i) => ((cpuSeconds(pid) - before[i]!) * 1000) / csrs.length) };
+}
+const list = (ms: number[]): string => ms.map((m) => m.toFixed(2)).join(' + ');
+
 let onEtcd: (Measured & { etcdCpuMs: number }) | undefined;
+/** On three plain etcd members (no TLS, no access control): what raft's replication alone costs. */
+let onEtcd3: (Measured & { etcdCpuMs: number[] }) | undefined;
 if (values.etcd !== 'off' && installed('etcd', ['--version'])) {
-  const etcd = await startEtcd();
-  const etcdPid = etcd.pids()[0];
-  const ha = await startManagerProcess({ initArgs: ['--store', etcd.storeFlag] });
-  const etcdBefore = cpuSeconds(etcdPid);
-  const measured = await measure('muster joins, etcd store', ha.child.pid, { address: ha.address, path: '/v1/join', rootPem: ha.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: ha.token, csr })) });
-  onEtcd = { ...measured, etcdCpuMs: ((cpuSeconds(etcdPid) - etcdBefore) * 1000) / csrs.length };
-  console.log(`  etcd CPU per join ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
-  await ha.stop();
-  await etcd.stop();
+  for (const size of [1, 3] as const) {
+    const etcd = await startEtcd({ size });
+    const ha = await startManagerProcess({ initArgs: ['--store', etcd.storeFlag] });
+    const { result: measured, ms } = await cpuPerJoin(etcd.pids(), () =>
+      measure(size === 1 ? 'muster joins, etcd store' : 'muster, etcd 3 members', ha.child.pid, { address: ha.address, path: '/v1/join', rootPem: ha.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: ha.token, csr })) }),
+    );
+    console.log(`  etcd CPU per join ${list(ms)} ms`);
+    if (size === 1) onEtcd = { ...measured, etcdCpuMs: ms[0]! };
+    else onEtcd3 = { ...measured, etcdCpuMs: ms };
+    await ha.stop();
+    await etcd.stop();
+  }
 } else {
   console.log(values.etcd === 'off' ? 'etcd: skipped (--etcd off)' : 'etcd: not installed, comparison skipped (apt-get install etcd-server)');
+}
+
+// --- muster on its managed store: three managers on this machine, each with its own etcd member
+let managed: (Measured & { otherManagersCpuMs: number[]; membersCpuMs: number[] }) | undefined;
+if (values.managed !== 'off' && installed('etcd', ['--version']) && installed('etcdctl', ['version'])) {
+  const cluster = await startManagedCluster(scratch);
+  const { founder } = cluster;
+  const { result: measured, ms } = await cpuPerJoin([...cluster.managerPids.slice(1), ...cluster.memberPids], () =>
+    measure('muster, managed store', founder.child.pid, { address: founder.address, path: '/v1/join', rootPem: founder.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: founder.token, csr })) }),
+  );
+  managed = { ...measured, otherManagersCpuMs: ms.slice(0, 2), membersCpuMs: ms.slice(2) };
+  console.log(`  (3 members) CPU per join: the other two managers ${list(managed.otherManagersCpuMs)} ms, the etcd members (the founder's first) ${list(managed.membersCpuMs)} ms`);
+  const { leftRunning } = await cluster.stop();
+  console.log(`  stopped 3 managers and their 3 etcd members${leftRunning.length === 0 ? '' : `; members ${leftRunning.join(', ')} outlived their managers and were killed`}`);
+} else {
+  console.log(values.managed === 'off' ? 'managed store: skipped (--managed off)' : 'managed store: etcd or etcdctl not installed, skipped (apt-get install etcd-server etcd-client)');
 }
 
 // --- cfssl serve, same CSRs
@@ -230,6 +266,14 @@ if (floor !== undefined && floorSigns !== undefined) {
   console.log(`  the floor that also checks and signs each CSR (muster's parseCsr + issueCertificate) costs ${(floorSigns.serverCpuMs / floor.serverCpuMs).toFixed(2)} × the floor; muster ${(muster.serverCpuMs / floorSigns.serverCpuMs).toFixed(2)}× that`);
 }
 if (onEtcd !== undefined) console.log(`ratio etcd store/embedded store: ${(onEtcd.rate / muster.rate).toFixed(2)} (target >= 0.7); manager CPU per join ${onEtcd.serverCpuMs.toFixed(2)} ms vs ${muster.serverCpuMs.toFixed(2)} ms, plus etcd ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
+if (onEtcd3 !== undefined) console.log(`  on three etcd members (plain, one manager): ${(onEtcd3.rate / muster.rate).toFixed(2)}× embedded; manager ${onEtcd3.serverCpuMs.toFixed(2)} ms, etcd ${list(onEtcd3.etcdCpuMs)} ms per join`);
+if (managed !== undefined) {
+  const all = managed.serverCpuMs + [...managed.otherManagersCpuMs, ...managed.membersCpuMs].reduce((a, b) => a + b, 0);
+  console.log(
+    `managed store (3 members): ${managed.rate.toFixed(0)} joins/s vs embedded ${muster.rate.toFixed(0)} joins/s, ratio ${(managed.rate / muster.rate).toFixed(2)} (target >= 0.6); ` +
+      `server-side CPU per join ${all.toFixed(2)} ms (loaded manager ${managed.serverCpuMs.toFixed(2)}, other managers ${list(managed.otherManagersCpuMs)}, members ${list(managed.membersCpuMs)}) vs ${muster.serverCpuMs.toFixed(2)} ms embedded`,
+  );
+}
 const ceiling = (cores * 1000) / (muster.serverCpuMs + muster.clientCpuMs);
 console.log(`CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`);
-process.exit(muster.errors > 0 || (onEtcd?.errors ?? 0) > 0 ? 1 : 0);
+process.exit(muster.errors > 0 || (onEtcd?.errors ?? 0) > 0 || (onEtcd3?.errors ?? 0) > 0 || (managed?.errors ?? 0) > 0 ? 1 : 0);

@@ -3,8 +3,8 @@
  * memory is its own), fresh-connection HTTPS requests with TLS contexts made
  * once, a bounded worker pool, and percentiles.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dispatcher } from 'undici';
@@ -15,6 +15,8 @@ import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
 import { createCsr, parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
+import { spawnMuster, type ChildRun } from '../../test/helpers/cli.js';
+import { freePort } from '../../test/helpers/etcd.js';
 
 /** The floor server of the benchmarks, running. */
 export interface FloorServer {
@@ -114,6 +116,95 @@ export async function startManagerProcess(options: { nodeArgs?: string[]; initAr
       child.kill('SIGTERM');
       await new Promise((resolve) => child.on('exit', resolve));
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Three managers on this machine that run their own etcd members. */
+export interface ManagedCluster {
+  /** The founder (`init --store etcd`): the manager the benchmark loads. */
+  founder: ManagerProcess;
+  /** Process IDs of the three managers, the founder first, and of their etcd members in the same order. */
+  managerPids: number[];
+  memberPids: number[];
+  /** Stops the managers (their members stop with them); says which member processes had to be killed after all. */
+  stop(): Promise<{ leftRunning: number[] }>;
+}
+
+/** The etcd member a managed manager runs: its child process (setpriv execs etcd, so the child is the member). */
+function memberPidOf(managerPid: number): number {
+  const children = readdirSync(`/proc/${managerPid}/task`).flatMap((tid) => readFileSync(`/proc/${managerPid}/task/${tid}/children`, 'utf8').trim().split(' ').filter((s) => s !== '').map(Number));
+  const member = children.find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'etcd');
+  if (member === undefined) throw new Error(`manager ${managerPid} runs no etcd member`);
+  return member;
+}
+
+/** Whether a process still runs (a zombie does not). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Founds a managed store as test/e2e/managed-store.test.ts does: `init --store
+ * etcd` and two manager-token joins (`--token-file`, so the token is in no
+ * process's arguments), all on 127.0.0.1 with free ports, and waits until
+ * etcd has three voting members.
+ */
+export async function startManagedCluster(scratch: string): Promise<ManagedCluster> {
+  const member = async (): Promise<string[]> => ['--etcd-client-addr', `127.0.0.1:${await freePort()}`, '--etcd-peer-addr', `127.0.0.1:${await freePort()}`];
+  const founderMember = await member();
+  const founder = await startManagerProcess({ initArgs: ['--store', 'etcd', ...founderMember] });
+  const joined: ChildRun[] = [];
+  const stopAll = async (): Promise<void> => {
+    // Together: one at a time, the last two would wait on a store that lost its quorum.
+    const killer = setTimeout(() => [founder.child, ...joined.map((j) => j.child)].forEach((c) => c.kill('SIGKILL')), 30_000);
+    await Promise.all([founder.stop(), ...joined.map((j) => j.stop('SIGTERM'))]);
+    clearTimeout(killer);
+  };
+  try {
+    const dir = mkdtempSync(join(scratch, 'managed-'));
+    const file = (name: string, text: string): string => {
+      writeFileSync(join(dir, name), text, { mode: 0o600 });
+      return join(dir, name);
+    };
+    const tokenFile = file('manager.token', founder.managerToken);
+    for (const name of ['m2', 'm3']) {
+      const run = spawnMuster(['join', founder.address, '--token-file', tokenFile, '--data-dir', join(dir, name), '--listen-addr', `127.0.0.1:${await freePort()}`, '--advertise-addr', '127.0.0.1', ...(await member()), '--log-level', 'warn']);
+      joined.push(run);
+      await run.waitFor(/This node joined cluster/, 120_000);
+    }
+    // A joined manager's member is a learner until it has caught up and promoted itself: measure three voters.
+    const ctl = ['--endpoints', `https://${founderMember[1]}`, '--cacert', file('root.crt', founder.rootPem), '--cert', file('node.crt', founder.adminTls.certPem), '--key', file('node.key', founder.adminTls.keyPem), '--dial-timeout', '3s', '--command-timeout', '5s'];
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const listed = spawnSync('etcdctl', [...ctl, 'member', 'list', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 20_000 });
+      const members = listed.status === 0 ? (JSON.parse(listed.stdout) as { members?: { isLearner?: boolean; clientURLs?: string[] }[] }).members ?? [] : [];
+      if (members.length === 3 && members.every((m) => m.isLearner !== true && (m.clientURLs ?? []).length > 0)) break;
+      if (Date.now() > deadline) throw new Error(`etcd did not reach three voting members: ${listed.stdout}${listed.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  const managerPids = [founder.child.pid!, ...joined.map((j) => j.child.pid!)];
+  const memberPids = managerPids.map(memberPidOf);
+  return {
+    founder,
+    managerPids,
+    memberPids,
+    async stop() {
+      await stopAll();
+      // A member stops with its manager (SIGTERM), or dies with it (setpriv's parent-death signal): check, and kill what is left.
+      const deadline = Date.now() + 10_000;
+      while (memberPids.some(alive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const leftRunning = memberPids.filter(alive);
+      for (const pid of leftRunning) process.kill(pid, 'SIGKILL');
+      return { leftRunning };
     },
   };
 }
