@@ -157,7 +157,7 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
     rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
   }
   if (format === 'json') {
-    const facts = Object.fromEntries(rows.map(([k, v]) => [k.replace(/ (\w)/g, (_, c: string) => c.toUpperCase()).replace(/^\w/, (c) => c.toLowerCase()), v]));
+    const facts = Object.fromEntries(rows.map(([k, v]) => [k.toLowerCase().replace(/ (\w)/g, (_, c: string) => c.toUpperCase()), v]));
     ctx.stdout.write(`${JSON.stringify({ ...facts, managers: reach.map(([address, state]) => ({ address, state })), reachable, ...(selfError === undefined ? {} : { error: selfError.code }) })}\n`);
   } else {
     const width = Math.max(...rows.map(([k]) => k.length)) + 2;
