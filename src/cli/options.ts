@@ -45,6 +45,11 @@ export function logLevelOption(): Option {
   return new Option('--log-level <level>', 'log level (default: $MUSTER_LOG_LEVEL, else info)').choices(['debug', 'info', 'warn', 'error']);
 }
 
+/** --log-format for the foreground commands. */
+export function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log lines as text or json (default: $MUSTER_LOG_FORMAT, else text on a terminal and under journald, json otherwise)').choices(['text', 'json']);
+}
+
 /** Collects a repeatable option into a list. */
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
 

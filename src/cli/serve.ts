@@ -16,13 +16,15 @@ import type { DataDirLock } from './data-dir-lock.js';
 import { hasLeft } from './node-files.js';
 import { NodeProcess } from './node-process.js';
 import type { LocalMember } from './open-store.js';
-import { readEnv } from './settings.js';
+import { parseLogFormat, readEnv } from './settings.js';
 import { readUnlockKey } from './unlock-key-input.js';
 import { armFailpoints } from '../core/failpoint.js';
 
-/** The process logger of a foreground command. */
-export function daemonLogger(ctx: CliContext, level?: string): PinoLogger {
-  return createLogger({ out: ctx.stderr, level: level ?? readEnv(ctx).logLevel });
+/** The process logger of a foreground command: --log-level and --log-format over MUSTER_LOG_LEVEL and MUSTER_LOG_FORMAT. */
+export function daemonLogger(ctx: CliContext, level?: string, format?: string): PinoLogger {
+  const env = readEnv(ctx);
+  const chosen = format === undefined ? env.logFormat : parseLogFormat(format, '--log-format');
+  return createLogger({ out: ctx.stderr, level: level ?? env.logLevel, journald: env.journald, ...(chosen === undefined ? {} : { format: chosen }) });
 }
 
 /** Where a manager listens unless told otherwise. */
@@ -32,6 +34,7 @@ export const DEFAULT_LISTEN_ADDR = `0.0.0.0:${DEFAULT_PORT}`;
 export interface ServeOptions {
   layout: DataDirLayout;
   logLevel?: string | undefined;
+  logFormat?: string | undefined;
   /** The first words of the line printed once a manager serves (false: print nothing). */
   banner: string | false;
   /** Override node.json (run/up flags; MUSTER_LISTEN_ADDR for the listen address). */
@@ -57,7 +60,7 @@ export interface ServeOptions {
 /** Runs the node in a data dir in the foreground; prints the join instructions once a manager serves. */
 export async function serveNode(ctx: CliContext, options: ServeOptions): Promise<number> {
   const env = readEnv(ctx);
-  const logger = daemonLogger(ctx, options.logLevel);
+  const logger = daemonLogger(ctx, options.logLevel, options.logFormat);
   const listenAddr = options.listenAddr ?? env.listenAddr;
   // A bad address is a usage error before anything starts.
   const metricsAddr = options.metricsAddr === undefined ? undefined : parseHostPort(options.metricsAddr);

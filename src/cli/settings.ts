@@ -2,6 +2,7 @@
  * The one reader of the environment. Every MUSTER_* variable (and NO_COLOR,
  * TERM, XDG_STATE_HOME) is read here and nowhere else, and parsed once.
  */
+import { LOG_FORMATS, type LogFormat } from './logger.js';
 import { parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
@@ -16,6 +17,10 @@ export const MIN_POLL_MS = 1_000;
 /** Settings that come from the environment. */
 export interface EnvSettings {
   logLevel: string;
+  /** MUSTER_LOG_FORMAT: text or json (default: text on a terminal and under journald, else json). */
+  logFormat?: LogFormat;
+  /** JOURNAL_STREAM: stderr goes to journald, which reads a priority prefix on each line. */
+  journald: boolean;
   /** MUSTER_LISTEN_ADDR: where a manager listens, over node.json. */
   listenAddr?: string;
   renewer: Partial<RenewerOptions>;
@@ -40,6 +45,12 @@ export interface EnvSettings {
   colour(stream: { isTTY?: boolean }): boolean;
   /** PATH: where a managed store's etcd (and setpriv) are looked for. */
   searchPath: string;
+}
+
+/** A log format by name (`--log-format`, MUSTER_LOG_FORMAT); USAGE for anything else. */
+export function parseLogFormat(text: string, where: string): LogFormat {
+  if ((LOG_FORMATS as readonly string[]).includes(text)) return text as LogFormat;
+  throw new MusterError('USAGE', `${where}=${text.slice(0, 20)} is not a log format`, { hint: 'use text or json' });
 }
 
 /** Reads the environment of a CLI run. */
@@ -79,7 +90,9 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
     failpoints: (env.MUSTER_FAILPOINTS ?? '').split(',').filter((name) => name !== ''),
     colour: (stream) => stream.isTTY === true && env.NO_COLOR === undefined && env.TERM !== 'dumb',
     searchPath: env.PATH ?? '',
+    journald: (env.JOURNAL_STREAM ?? '') !== '',
   };
+  if (env.MUSTER_LOG_FORMAT) settings.logFormat = parseLogFormat(env.MUSTER_LOG_FORMAT, 'MUSTER_LOG_FORMAT');
   if (env.MUSTER_LISTEN_ADDR) settings.listenAddr = env.MUSTER_LISTEN_ADDR;
   if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;
   if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;

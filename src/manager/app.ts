@@ -305,7 +305,8 @@ export async function buildApp(options: AppOptions) {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const app = Fastify({
-    loggerInstance: options.logger,
+    // fastify's own lines ("Server listening at …") are not muster's: below debug, only its warnings and errors come through.
+    loggerInstance: ['debug', 'trace'].includes(options.logger.level) ? options.logger : options.logger.child({}, { level: 'warn' }),
     logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the services
     bodyLimit: LIMITS.bodyBytes,
     connectionTimeout: timeouts.connectionMs,

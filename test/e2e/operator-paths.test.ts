@@ -426,7 +426,7 @@ describe('seeing what is going on', () => {
     expect(health.json()).toEqual({ status: 'ok', role: 'manager', store: 'ok' });
     // With the manager down, the worker warns once and status says unreachable.
     await m.run.stop();
-    await w.waitFor(/"level":40.*cannot reach any manager .* next attempt at /);
+    await w.waitFor(/"level":"warn".*cannot reach any manager .* next attempt at /);
     const down = await runMuster(['status', '--data-dir', wDir]);
     expect(down.code).toBe(1); // as docker info when its daemon is down
     expect(normalise(down.stdout)).toMatch(/Managers: +1 known, 0 reachable\n.*127\.0\.0\.1:<PORT> +unreachable \(MANAGER_UNREACHABLE\)/s);

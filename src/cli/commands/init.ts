@@ -32,7 +32,7 @@ import type { CliContext } from '../context.js';
 import { lockDataDir } from '../data-dir-lock.js';
 import { openStore } from '../open-store.js';
 import { unlockKeyInstructions } from '../instructions.js';
-import { act, collect, logLevelOption, withManagerOptions, type Done } from '../options.js';
+import { act, collect, logFormatOption, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
 
@@ -56,6 +56,7 @@ export interface InitFlags {
   storeCert?: string;
   storeKey?: string;
   logLevel?: string;
+  logFormat?: string;
   autolock?: boolean;
   /** A managed store (`--store etcd`): where this manager's etcd member serves, and which etcd runs it. */
   etcdClientAddr?: string;
@@ -150,7 +151,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   await refuseExistingCluster(ctx, layout);
   await checkDataDirOwner(layout, ctx.uid);
   await checkBindable(listen);
-  const logger = daemonLogger(ctx, flags.logLevel);
+  const logger = daemonLogger(ctx, flags.logLevel, flags.logFormat);
   const existedBefore = (await pathExists(layout.dataDir)) && (await readdir(layout.dataDir)).length > 0;
   // Held from here until the manager stops: two inits at once found one cluster, not two into one folder.
   const dirLock = await lockDataDir(layout);
@@ -216,7 +217,7 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: managed === undefined ? spec.kind : 'etcd-managed' }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
   return serveNode(ctx, {
     layout,
-    logLevel: flags.logLevel,
+    logLevel: flags.logLevel, logFormat: flags.logFormat,
     banner: 'Cluster initialized: current node',
     auditLog: flags.auditLog,
     metricsAddr: flags.metricsAddr,
@@ -243,7 +244,7 @@ async function forceNewCluster(ctx: CliContext, flags: InitFlags): Promise<numbe
   }
   return serveNode(ctx, {
     layout,
-    logLevel: flags.logLevel,
+    logLevel: flags.logLevel, logFormat: flags.logFormat,
     banner: 'Cluster recovered (one manager, the whole state): current node',
     listenAddr: flags.listenAddr,
     advertiseAddr: flags.advertiseAddr,
@@ -260,7 +261,7 @@ export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<numb
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) return initCommand(ctx, flags);
   ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, logFormat: flags.logFormat, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
 }
 
 /** Adds the options of init and up. */
@@ -283,7 +284,7 @@ function initOptions(command: Command): Command {
     .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
     .option('--store-key <file>', 'client key for etcd')
     .option('--autolock', "init: encrypt the managers' keys at rest under an unlock key (printed once; 'muster unlock' after each restart)")
-    .addOption(logLevelOption()));
+    .addOption(logLevelOption()).addOption(logFormatOption()));
 }
 
 /** Registers init and up. */

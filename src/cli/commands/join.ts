@@ -21,7 +21,7 @@ import type { CliContext } from '../context.js';
 import { lockDataDir, type DataDirLock } from '../data-dir-lock.js';
 import { clearForRejoin } from '../node-files.js';
 import { paint } from '../output.js';
-import { act, collect, logLevelOption, parseLabels, withManagerOptions, type Done } from '../options.js';
+import { act, collect, logFormatOption, logLevelOption, parseLabels, withManagerOptions, type Done } from '../options.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger, serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
 import { readAll } from '../stdin.js';
@@ -38,6 +38,7 @@ export interface JoinFlags {
   unlockKeyFile?: string;
   advertiseAddr?: string;
   logLevel?: string;
+  logFormat?: string;
   /** Replace a node this data dir holds, once it is out of the cluster (removed, left, or a worker expired past the grace). */
   force?: boolean;
   /** A manager of a managed store: where its etcd member serves clients and peers, and which etcd runs it. */
@@ -95,7 +96,7 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     const replacing = await clearForRejoin(layout, ctx.clock);
     if (replacing !== undefined) ctx.stderr.write(`${paint(replacing, 'dim', colour)}\n`);
   }
-  const logger = daemonLogger(ctx, flags.logLevel);
+  const logger = daemonLogger(ctx, flags.logLevel, flags.logFormat);
   const listen = parseHostPort(flags.listenAddr ?? readEnv(ctx).listenAddr ?? DEFAULT_LISTEN_ADDR, DEFAULT_PORT);
   // Where this node would serve as a manager; without flags, the default route's address if there is one.
   let advertise;
@@ -137,7 +138,7 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock, ...(member === undefined ? {} : { localMember: member }) });
+  return serveNode(ctx, { layout, logLevel: flags.logLevel, logFormat: flags.logFormat, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock, ...(member === undefined ? {} : { localMember: member }) });
 }
 
 /** Registers join. */
@@ -157,7 +158,7 @@ export function registerJoin(program: Command, ctx: CliContext, done: Done): voi
     .option('--etcd-client-addr <host:port>', "a manager of a managed store: where its etcd member serves the managers (default: the advertise host, port 2379)")
     .option('--etcd-peer-addr <host:port>', 'a manager of a managed store: where its etcd member talks to the other members (default: the advertise host, port 2380)')
     .option('--etcd-binary <path>', "the etcd server a manager of a managed store runs (default: 'etcd' on the PATH)")
-    .addOption(logLevelOption()))
+    .addOption(logLevelOption()).addOption(logFormatOption()))
     .action(
       act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>
         joinCommand(ctx, [first, second].filter((x): x is string => x !== undefined), options),

@@ -1,7 +1,7 @@
 /** `muster run`: restart the node (manager or worker) in a data dir, in the foreground. */
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-import { act, logLevelOption, withManagerOptions, type Done } from '../options.js';
+import { act, logFormatOption, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { serveNode } from '../serve.js';
 import { layoutFor } from '../settings.js';
 
@@ -11,6 +11,7 @@ export interface RunFlags {
   listenAddr?: string;
   advertiseAddr?: string;
   logLevel?: string;
+  logFormat?: string;
   auditLog?: string;
   metricsAddr?: string;
   unlockKeyFile?: string;
@@ -18,7 +19,7 @@ export interface RunFlags {
 
 /** `muster run`: restart whatever this data dir holds. */
 export function runCommand(ctx: CliContext, flags: RunFlags): Promise<number> {
-  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
+  return serveNode(ctx, { layout: layoutFor(ctx, flags), logLevel: flags.logLevel, logFormat: flags.logFormat, banner: false, listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
 }
 
 /** Registers run. */
@@ -29,6 +30,6 @@ export function registerRun(program: Command, ctx: CliContext, done: Done): void
     .option('--data-dir <dir>', 'the node data dir')
     .option('--listen-addr <host:port>', 'where a manager listens (default: $MUSTER_LISTEN_ADDR, else as before)')
     .option('--advertise-addr <host[:port]>', 'the address nodes reach this manager on (default: as before)')
-    .addOption(logLevelOption()))
+    .addOption(logLevelOption()).addOption(logFormatOption()))
     .action(act(done)((options: RunFlags) => runCommand(ctx, options)));
 }

@@ -1,0 +1,63 @@
+/** The process logger: level names, text or JSON, and journald's priority prefix on every line under JOURNAL_STREAM. */
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/cli/logger.js';
+import { runMuster } from '../helpers/cli.js';
+import { scratchDir } from '../helpers/openssl.js';
+import { afterAll } from 'vitest';
+
+const scratch = scratchDir('muster-logger-');
+afterAll(() => scratch.cleanup());
+
+/** The lines a logger wrote, once its stream has passed them on. */
+function capture(): { out: PassThrough; lines: () => Promise<string[]> } {
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  return { out, lines: async () => (await new Promise((resolve) => setImmediate(resolve)), text.split('\n').filter((l) => l !== '')) };
+}
+
+describe('createLogger', () => {
+  it('writes JSON with level names, never numbers', async () => {
+    const c = capture();
+    const logger = createLogger({ out: c.out, format: 'json' });
+    logger.warn({ nodeId: 'n1' }, 'a warning');
+    const [line] = await c.lines();
+    expect(JSON.parse(line!)).toMatchObject({ level: 'warn', nodeId: 'n1', msg: 'a warning' });
+  });
+
+  it('writes text lines: time, LEVEL, message, fields', async () => {
+    const c = capture();
+    const logger = createLogger({ out: c.out, format: 'text' });
+    logger.info({ nodeId: 'n1' }, 'joined');
+    expect(await c.lines()).toEqual([expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z INFO joined {2}nodeId=n1$/)]);
+  });
+
+  it("under journald, starts each line with its syslog priority, text by default", async () => {
+    const c = capture();
+    const logger = createLogger({ out: c.out, level: 'debug', journald: true });
+    logger.debug('d');
+    logger.info('i');
+    logger.warn('w');
+    logger.error('e');
+    logger.fatal('f');
+    const lines = await c.lines();
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['<7>', '<6>', '<4>', '<3>', '<2>']);
+    expect(lines[2]).toMatch(/^<4>\S+ WARN w$/);
+    const j = capture();
+    createLogger({ out: j.out, journald: true, format: 'json' }).warn('w');
+    expect((await j.lines())[0]).toMatch(/^<4>\{"level":"warn",/);
+  });
+
+  it('a muster process under journald writes its error at priority 3; --log-format json is JSON; a bad MUSTER_LOG_FORMAT is a usage error', { timeout: 60_000 }, async () => {
+    const empty = scratch.path('empty');
+    const journal = await runMuster(['run', '--data-dir', empty], { env: { JOURNAL_STREAM: '8:12345' } });
+    expect(journal.code).toBe(3);
+    expect(journal.stderr).toMatch(/^<3>\S+ ERROR cannot start: .* holds no node/m);
+    const json = await runMuster(['run', '--data-dir', empty, '--log-format', 'json']);
+    expect(json.stderr).toMatch(/^\{"level":"error",.*"msg":"cannot start: /m);
+    const bad = await runMuster(['run', '--data-dir', empty], { env: { MUSTER_LOG_FORMAT: 'xml' } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('MUSTER_LOG_FORMAT=xml is not a log format');
+  });
+});
