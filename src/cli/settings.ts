@@ -21,6 +21,12 @@ export interface EnvSettings {
   logFormat?: LogFormat;
   /** JOURNAL_STREAM: stderr goes to journald, which reads a priority prefix on each line. */
   journald: boolean;
+  /** MUSTER_LOG_LEVEL as set (logLevel has the default filled in). */
+  explicitLogLevel?: string;
+  /** MUSTER_DATA_DIR, as set. */
+  dataDir?: string;
+  /** MUSTER_CONFIG: the config file of `muster run`. */
+  configFile?: string;
   /** MUSTER_LISTEN_ADDR: where a manager listens, over node.json. */
   listenAddr?: string;
   renewer: Partial<RenewerOptions>;
@@ -94,6 +100,9 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   };
   if (env.MUSTER_LOG_FORMAT) settings.logFormat = parseLogFormat(env.MUSTER_LOG_FORMAT, 'MUSTER_LOG_FORMAT');
   if (env.MUSTER_LISTEN_ADDR) settings.listenAddr = env.MUSTER_LISTEN_ADDR;
+  if (env.MUSTER_LOG_LEVEL) settings.explicitLogLevel = env.MUSTER_LOG_LEVEL;
+  if (env.MUSTER_DATA_DIR) settings.dataDir = env.MUSTER_DATA_DIR;
+  if (env.MUSTER_CONFIG) settings.configFile = env.MUSTER_CONFIG;
   if (env.MUSTER_HOST) settings.host = env.MUSTER_HOST;
   if (env.MUSTER_CERT_PATH) settings.certPath = env.MUSTER_CERT_PATH;
   if (env.MUSTER_TOKEN) settings.token = env.MUSTER_TOKEN;
