@@ -9,8 +9,8 @@ import { Command, CommanderError } from 'commander';
 import { registerAutolock } from './commands/autolock.js';
 import { registerCa } from './commands/ca.js';
 import { registerCompletion } from './commands/completion.js';
-import { registerInit } from './commands/init.js';
-import { registerJoin } from './commands/join.js';
+import { initCommand, registerInit } from './commands/init.js';
+import { joinCommand, registerJoin } from './commands/join.js';
 import { registerJoinToken } from './commands/join-token.js';
 import { registerLeave } from './commands/leave.js';
 import { registerNode } from './commands/node.js';
@@ -39,7 +39,10 @@ export function buildProgram(ctx: CliContext, done: Done): Command {
     .exitOverride()
     // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
     .enablePositionalOptions();
-  for (const register of [registerInit, registerJoin, registerRun, registerStatus, registerJoinToken, registerUpdate, registerAutolock, registerNode, registerCa, registerStore, registerLeave, registerCompletion]) {
+  registerInit(program, ctx, done);
+  registerJoin(program, ctx, done);
+  registerRun(program, ctx, done, { init: initCommand, join: joinCommand });
+  for (const register of [registerStatus, registerJoinToken, registerUpdate, registerAutolock, registerNode, registerCa, registerStore, registerLeave, registerCompletion]) {
     register(program, ctx, done);
   }
   return program;

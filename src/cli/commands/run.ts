@@ -15,8 +15,33 @@ import type { CliContext } from '../context.js';
 import { act, logFormatOption, logLevelOption, withManagerOptions, type Done } from '../options.js';
 import { serveNode } from '../serve.js';
 import { layoutFor, readEnv } from '../settings.js';
-import { initCommand } from './init.js';
-import { joinCommand } from './join.js';
+/** The flags run passes on to init (a part of init's). */
+interface SetUpInitFlags extends Omit<RunFlags, 'config'> {
+  store?: string;
+  certExpiry?: string;
+  autolock?: boolean;
+  caCert?: string;
+  caKey?: string;
+  externalCa?: string[];
+  etcdClientAddr?: string;
+  etcdPeerAddr?: string;
+  etcdBinary?: string;
+}
+
+/** The flags run passes on to join (a part of join's). */
+interface SetUpJoinFlags extends Omit<RunFlags, 'config'> {
+  tokenFile: string;
+  label?: string[];
+  etcdClientAddr?: string;
+  etcdPeerAddr?: string;
+  etcdBinary?: string;
+}
+
+/** What run sets a node up with: init's and join's own commands (program.ts hands them in: command files do not import each other). */
+export interface SetUp {
+  init(ctx: CliContext, flags: SetUpInitFlags): Promise<number>;
+  join(ctx: CliContext, positional: string[], flags: SetUpJoinFlags): Promise<number>;
+}
 
 /** Flags of `muster run`. */
 export interface RunFlags {
@@ -51,7 +76,7 @@ function mergeConfig(ctx: CliContext, flags: RunFlags, config: ConfigFile): RunF
 }
 
 /** Sets the node up from the config when the data dir holds none, then runs it (or runs what it holds). */
-export async function runCommand(ctx: CliContext, flags: RunFlags): Promise<number> {
+export async function runCommand(ctx: CliContext, flags: RunFlags, setUp: SetUp): Promise<number> {
   const named = flags.config ?? readEnv(ctx).configFile;
   const config = await readConfigFile(named ?? DEFAULT_CONFIG_FILE, named === undefined);
   const settings = config === undefined ? flags : mergeConfig(ctx, flags, config);
@@ -67,7 +92,7 @@ export async function runCommand(ctx: CliContext, flags: RunFlags): Promise<numb
     }
     if (config.init !== undefined) {
       const init = config.init;
-      return initCommand(ctx, {
+      return setUp.init(ctx, {
         ...common,
         ...(init.store === undefined ? {} : { store: init.store }),
         ...(init['cert-expiry'] === undefined ? {} : { certExpiry: init['cert-expiry'] }),
@@ -82,7 +107,7 @@ export async function runCommand(ctx: CliContext, flags: RunFlags): Promise<numb
     }
     if (config.join !== undefined) {
       const join = config.join;
-      return joinCommand(ctx, [join.manager], {
+      return setUp.join(ctx, [join.manager], {
         ...common,
         tokenFile: join['token-file'],
         ...(join.labels === undefined ? {} : { label: Object.entries(join.labels).map(([k, v]) => `${k}=${v}`) }),
@@ -96,7 +121,7 @@ export async function runCommand(ctx: CliContext, flags: RunFlags): Promise<numb
 }
 
 /** Registers run. */
-export function registerRun(program: Command, ctx: CliContext, done: Done): void {
+export function registerRun(program: Command, ctx: CliContext, done: Done, setUp: SetUp): void {
   withManagerOptions(program
     .command('run')
     .description('run the node in a data dir; with a config file, found or join first when the data dir holds no node')
@@ -105,5 +130,5 @@ export function registerRun(program: Command, ctx: CliContext, done: Done): void
     .option('--advertise-addr <host[:port]>', 'the address nodes reach this manager on (default: as before)')
     .option('--config <file>', `settings, and init: or join: for an empty data dir (default: $MUSTER_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists)`)
     .addOption(logLevelOption()).addOption(logFormatOption()))
-    .action(act(done)((options: RunFlags) => runCommand(ctx, options)));
+    .action(act(done)((options: RunFlags) => runCommand(ctx, options, setUp)));
 }
