@@ -79,7 +79,7 @@ function manPage(program: Command): string {
   return `${lines.join('\n')}\n`;
 }
 
-const program = buildProgram(
+const program = await buildProgram(
   { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 0, home: '/root', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
   () => {},
 );

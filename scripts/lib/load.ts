@@ -67,6 +67,8 @@ export interface ManagerProcess {
   token: string;
   managerToken: string;
   address: string;
+  /** Its data dir (client commands on its host read it). */
+  dataDir: string;
   rootPem: string;
   /** The manager's own certificate and key: an admin caller for benchmarks. */
   adminTls: { certPem: string; keyPem: string };
@@ -104,6 +106,7 @@ export async function startManagerProcess(options: { nodeArgs?: string[]; initAr
     token,
     managerToken: (JSON.parse(tokens.body) as { manager: string }).manager,
     address,
+    dataDir: join(dir, 'm'),
     rootPem,
     adminTls,
     memory() {

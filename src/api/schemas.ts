@@ -6,6 +6,7 @@
 import Type from 'typebox';
 import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
 import { Labels } from '../core/labels.js';
+import { NODES_PAGE } from './pages.js';
 
 /** Limits every request body is held to. */
 export const LIMITS = {
@@ -184,8 +185,7 @@ export type SelfResponse = Type.Static<typeof SelfResponse>;
 export const NodeList = Type.Object({ nodes: Type.Array(NodeView), next: Type.Optional(Type.String()) });
 export type NodeList = Type.Static<typeof NodeList>;
 
-/** Page sizes of GET /v1/nodes: an answer stays small however many nodes joined (30,000 nodes in one answer were 260 MB). */
-export const NODES_PAGE = { default: 500, max: 1000 } as const;
+export { NODES_PAGE };
 
 /**
  * GET /v1/nodes?limit=N&after=ID&all=1. Query values are strings (ajv does not

@@ -9,6 +9,7 @@
  */
 import { Transform, type Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
+import type { LogFormat } from './log-format.js';
 
 /** Field paths whose values are never written. */
 export const REDACT_PATHS = [
@@ -27,9 +28,6 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
 ];
 
-/** The log formats `--log-format` and MUSTER_LOG_FORMAT take. */
-export const LOG_FORMATS = ['text', 'json'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** syslog priorities (sd-daemon(3)) of pino's levels. */
 const PRIORITY: Record<string, number> = { trace: 7, debug: 7, info: 6, warn: 4, error: 3, fatal: 2 };

@@ -2,13 +2,13 @@
  * The one reader of the environment. Every MUSTER_* variable (and NO_COLOR,
  * TERM, XDG_STATE_HOME) is read here and nowhere else, and parsed once.
  */
-import { LOG_FORMATS, type LogFormat } from './logger.js';
+import { LOG_FORMATS, type LogFormat } from './log-format.js';
 import { parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
 import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
-import { NODES_PAGE } from '../api/schemas.js';
+import { NODES_PAGE } from '../api/pages.js';
 import type { RenewerOptions } from '../agent/renewer.js';
-import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/app.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/connection-limits.js';
 import type { CliContext } from './context.js';
 
 /** A node polls its manager at most this often. */

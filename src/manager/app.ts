@@ -26,6 +26,7 @@ import { clusterRoutes } from './routes/cluster-routes.js';
 import { healthRoutes, metricsRoutes } from './routes/health-routes.js';
 import { nodeRoutes } from './routes/node-routes.js';
 import type { Services } from './routes/route-kit.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 
 /** The manager's own TLS identity. */
 export interface ServerTls {
@@ -48,18 +49,7 @@ export interface ServerTimeouts {
 /** Defaults a loaded manager can live with. */
 export const DEFAULT_TIMEOUTS: ServerTimeouts = { requestMs: 10_000, headersMs: 5_000, keepAliveMs: 5_000, connectionMs: 10_000 };
 
-/** Caps on open connections, so that idle or slow ones cannot eat the manager's file descriptors. */
-export interface ConnectionLimits {
-  /** A connection must finish its TLS handshake within this (Node's default is 120 s). */
-  handshakeMs: number;
-  /** Open connections at most, in all. */
-  total: number;
-  /** Open connections at most from one source address. */
-  perSource: number;
-}
-
-/** Enough for every node of a large cluster to hold a connection; set the process's file limit above `total`. */
-export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = { handshakeMs: 10_000, total: 200_000, perSource: 1_024 };
+export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits };
 
 /**
  * TLS 1.2 suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only

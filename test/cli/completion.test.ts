@@ -24,12 +24,14 @@ async function script(shell: string): Promise<string> {
   return run.stdout();
 }
 
+/** The whole program, every command loaded. */
+const program = await buildProgram(
+    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
+  () => {},
+);
+
 /** Every command of the program with its words after `muster`. */
 function commands(): { path: string[]; command: Command }[] {
-  const program = buildProgram(
-    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
-    () => {},
-  );
   const all: { path: string[]; command: Command }[] = [];
   const visit = (command: Command, path: string[]): void => {
     all.push({ path, command });

@@ -11,12 +11,14 @@ import { systemRandom } from '../../src/core/random.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
+/** The whole program, every command loaded. */
+const program = await buildProgram(
+    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
+  () => {},
+);
+
 /** Every command of the program but commander's own `help`, with its full name ('muster node ls'). */
 function commands(): { name: string; command: Command }[] {
-  const program = buildProgram(
-    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
-    () => {},
-  );
   const all: { name: string; command: Command }[] = [];
   const visit = (command: Command, name: string): void => {
     for (const sub of command.commands) {
