@@ -35,6 +35,7 @@ import {
   UnlockKeyView,
   UnlockResult,
   type BackupRequest,
+  type CertificateView,
   type ClusterPatch,
   type JoinPreflightRequest,
   type JoinRequest,
@@ -406,6 +407,16 @@ export class ApiClient {
     if (options.after !== undefined) query.set('after', options.after);
     const search = query.toString();
     return this.call('GET', search === '' ? ROUTES.certificates : `${ROUTES.certificates}?${search}`, CertificateList);
+  }
+
+  /** Every issued certificate, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
+  async *certificatePages(options: { pageSize?: number } = {}): AsyncGenerator<CertificateView[]> {
+    let after: string | undefined;
+    do {
+      const page = await this.certificates({ ...(options.pageSize === undefined ? {} : { limit: options.pageSize }), ...(after === undefined ? {} : { after }) });
+      yield page.certificates;
+      after = page.next;
+    } while (after !== undefined);
   }
 
   /** POST /v1/nodes/{id}/promote or /demote */

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
 import { createRootCa } from '../../src/pki/ca.js';
-import { runInProcess, runMuster, type InProcessRun } from '../helpers/cli.js';
+import { jsonLines, runInProcess, runMuster, type InProcessRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 
@@ -162,7 +162,7 @@ describe('node', () => {
     const roleAt = column(lines[0]!);
     for (const line of lines.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/);
     const json = await cli(['node', 'ls', '--format', 'json', '--data-dir', managerDir]);
-    const nodes = JSON.parse(json.stdout) as { id: string; role: string }[];
+    const nodes = jsonLines<{ id: string; role: string }>(json.stdout);
     expect(nodes.find((n) => n.id === managerId)).toMatchObject({ id: managerId, role: 'manager' }); // in node-ID order
     expect((await cli(['node', 'ls', '--format', 'yaml', '--data-dir', managerDir])).code).toBe(2);
   });
@@ -345,9 +345,9 @@ describe('node ls, page by page', () => {
     for (const line of table.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/); // later pages line up with the first
 
     const json = await ls(['--all', '--format', 'json'], '1');
-    expect((JSON.parse(json.stdout) as { id: string }[]).map((n) => n.id)).toEqual(ids);
-    expect(json.stdout).toMatch(/^\[\n {2}\{\n {4}"id": /);
-    expect((await ls(['--filter', 'hostname=nowhere', '--format', 'json'], '2')).stdout).toBe('[]\n');
+    expect(jsonLines<{ id: string }>(json.stdout).map((n) => n.id)).toEqual(ids);
+    expect(json.stdout).toMatch(/^\{"id":"[0-9a-z]{25}",[^\n]*\}\n\{"id":/); // one object per line, as docker's --format json
+    expect((await ls(['--filter', 'hostname=nowhere', '--format', 'json'], '2')).stdout).toBe('');
   });
 
   it('refuses a MUSTER_PAGE_SIZE that is not 1 to 1000', async () => {

@@ -22,6 +22,7 @@ const COMMANDS = [
   ['node', 'promote'],
   ['node', 'demote'],
   ['ca'],
+  ['ca', 'certs'],
   ['ca', 'create-api-certificate'],
   ['ca', 'revoke-api-certificate'],
   ['store'],

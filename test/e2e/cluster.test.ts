@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
+import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-e2e-cluster-');
@@ -119,7 +119,7 @@ describe('a man in the middle', () => {
     expect(existsSync(dirs.victim) ? readdirSync(dirs.victim) : []).toEqual([]);
     // The impostor saw no join: it still lists only itself.
     const nodes = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', dirs.mitm]);
-    expect(JSON.parse(nodes.stdout)).toHaveLength(1);
+    expect(jsonLines(nodes.stdout)).toHaveLength(1);
     expect(impostor.stderr()).not.toMatch(/node joined/);
   });
 });

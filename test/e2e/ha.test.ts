@@ -15,7 +15,7 @@ import type { NodeView } from '../../src/api/schemas.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
-import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
+import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
@@ -58,7 +58,7 @@ function clientOf(dir: string, managers?: string[]): ApiClient {
 async function nodesFrom(dir: string): Promise<NodeView[]> {
   const r = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', dir]);
   if (r.code !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout) as NodeView[];
+  return jsonLines<NodeView>(r.stdout);
 }
 
 /** Waits (on real time, bounded) until `check` holds; for states that other processes reach. */

@@ -198,3 +198,11 @@ export async function runMuster(argv: string[], options: { env?: Record<string, 
   const code = await run.exit;
   return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
+
+/** The objects of a list command's `--format json`: one JSON object per line (NDJSON), none for an empty list. */
+export function jsonLines<T>(text: string): T[] {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as T);
+}

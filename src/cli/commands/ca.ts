@@ -7,14 +7,16 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ensurePrivateDir, pathExists, writeFileAtomic } from '../../core/atomic-file.js';
-import { formatDuration, parseCertExpiry } from '../../core/duration.js';
+import { formatDuration, parseCertExpiry, parseDuration } from '../../core/duration.js';
+import { ID_LENGTH } from '../../core/ids.js';
 import { MusterError } from '../../core/errors.js';
 import { createCsr } from '../../pki/csr.js';
 import { generateNodeKey } from '../../pki/keys.js';
-import type { RotationRequest, RotationStatus } from '../../api/schemas.js';
+import { CertificateView, NODES_PAGE, type RotationRequest, type RotationStatus } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { paint } from '../output.js';
+import { emit, formatHelp, listFields, listPrinter, listText, pagedTablePrinter, parseListFormat, type ListField, type ListFields, type ListPrinter } from '../list-format.js';
+import { paint, relativeTime } from '../output.js';
 import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
 import { readExternalCas } from '../ca-files.js';
 import { apiUserLines, progressLines } from '../rotation-progress.js';
@@ -57,6 +59,58 @@ async function revokeApiCertificateCommand(ctx: CliContext, name: string, flags:
         ? `API user ${name} had no valid certificates left to revoke.\n`
         : `Revoked ${result.revoked} certificate${result.revoked === 1 ? '' : 's'} of API user ${name}; the manager refuses ${result.revoked === 1 ? 'it' : 'them'} from now on.\n`,
     );
+    return 0;
+  });
+}
+
+/** The columns of `ca certs`, by their template names. */
+function certificateColumns(now: number): Record<string, ListField<CertificateView>> {
+  return {
+    Serial: { header: 'SERIAL', value: (c) => c.serial },
+    Subject: { header: 'NODE/USER', value: (c) => c.subject },
+    Role: { header: 'ROLE', value: (c) => c.role },
+    Kind: { header: 'KIND', value: (c) => c.kind },
+    Status: { header: 'STATUS', value: (c) => c.status },
+    Expires: { header: 'EXPIRES', value: (c) => relativeTime(Date.parse(c.notAfter), now) },
+  };
+}
+
+/** What `ca certs --format` templates may name: the table's columns, then the JSON fields (`.NotAfter`, `.IssuedAt`…). */
+function certificateFields(now: number): ListFields<CertificateView> {
+  return listFields(certificateColumns(now), Object.keys(CertificateView.properties));
+}
+
+/** Column widths known before any row, so pages line up: a 20-byte serial in hex, a node ID, the longest role, kind and status words. */
+const CERT_WIDTHS = [40, ID_LENGTH, 'manager'.length, 'renew'.length, 'superseded'.length];
+
+/**
+ * `muster ca certs [--expiring DUR] [-q] [--format …]`: the certificates the
+ * managers issued, a page at a time. With --expiring, only the valid ones
+ * (not superseded, revoked or expired) that expire within DUR, and their
+ * count on stderr: the answer to "what will stop working soon?".
+ */
+async function listCertificatesCommand(ctx: CliContext, flags: ConnectFlags & { expiring?: string; quiet?: boolean; format?: string }): Promise<number> {
+  const now = ctx.clock.now();
+  const format = parseListFormat(flags.format, certificateFields(now));
+  const within = flags.expiring === undefined ? undefined : parseDuration(flags.expiring);
+  const keep = (c: CertificateView): boolean => within === undefined || (c.status === 'valid' && Date.parse(c.notAfter) - now <= within);
+  const pageSize = readEnv(ctx).pageSize ?? NODES_PAGE.default;
+  return withConnection(ctx, flags, async ({ client }) => {
+    const columns = Object.values(certificateColumns(now));
+    const printer: ListPrinter<CertificateView> =
+      flags.quiet === true
+        ? { page: (certs) => certs.map((c) => `${c.serial}\n`).join(''), end: () => '' }
+        : listPrinter(format, () => pagedTablePrinter(columns.map((c) => c.header), (cert: CertificateView) => columns.map((c) => listText(c.value(cert))), CERT_WIDTHS));
+    let count = 0;
+    for await (const page of client.certificatePages({ pageSize })) {
+      const kept = page.filter(keep);
+      count += kept.length;
+      await emit(ctx.stdout, printer.page(kept));
+    }
+    await emit(ctx.stdout, printer.end());
+    if (within !== undefined && flags.quiet !== true) {
+      ctx.stderr.write(`${count === 0 ? 'no' : count} certificate${count === 1 ? ' expires' : 's expire'} within ${flags.expiring}\n`);
+    }
     return 0;
   });
 }
@@ -185,6 +239,23 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
   ).action(
     run((name: string, options: Record<string, unknown>) =>
       createApiCertificateCommand(ctx, name, { ...connectFlags(options), ...(typeof options.out === 'string' ? { out: options.out } : {}), ...(typeof options.expiry === 'string' ? { expiry: options.expiry } : {}) }),
+    ),
+  );
+  withConnectFlags(
+    ca
+      .command('certs')
+      .description('list the certificates the managers issued: nodes\' and API users\', with what became of each')
+      .option('--expiring <duration>', "only valid certificates that expire within this long, e.g. '72h' (their count goes to stderr)")
+      .option('-q, --quiet', 'print the serials only')
+      .option('--format <format>', formatHelp(certificateFields(0))),
+  ).action(
+    run((options: Record<string, unknown>) =>
+      listCertificatesCommand(ctx, {
+        ...connectFlags(options),
+        ...(typeof options.expiring === 'string' ? { expiring: options.expiring } : {}),
+        ...(typeof options.format === 'string' ? { format: options.format } : {}),
+        quiet: options.quiet === true,
+      }),
     ),
   );
   withConnectFlags(ca.command('revoke-api-certificate').description("revoke an API user's certificates; the manager refuses them from then on").argument('<name>', 'the user name')).action(

@@ -7,11 +7,12 @@ import type { Command } from 'commander';
 import { parseDuration } from '../../core/duration.js';
 import { MusterError } from '../../core/errors.js';
 import type { NodeRole } from '../../core/roles.js';
-import type { ScopedTokenRequest, ScopedTokenView } from '../../api/schemas.js';
+import { ScopedTokenView, type ScopedTokenRequest } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { joinInstructions } from '../instructions.js';
-import { formatTable, relativeTime } from '../output.js';
+import { formatHelp, listFields, listPrinter, listText, pagedTablePrinter, parseListFormat, type ListField, type ListFields } from '../list-format.js';
+import { relativeTime } from '../output.js';
 import { act, collect, connectFlags, parseLabels, withConnectFlags, type Done } from '../options.js';
 
 /** A role named on the command line. */
@@ -77,24 +78,36 @@ export async function createTokenCommand(ctx: CliContext, roleText: string, flag
   });
 }
 
-function tokenRow(token: ScopedTokenView, now: number): string[] {
-  return [
-    token.id,
-    token.role,
-    token.status,
-    token.usesLeft === undefined ? 'unlimited' : `${token.usesLeft}/${token.uses ?? token.usesLeft}`,
-    token.expiresAt === undefined ? 'never' : relativeTime(Date.parse(token.expiresAt), now),
-    Object.entries(token.labels).map(([k, v]) => `${k}=${v}`).join(','),
-  ];
+/** The columns of `join-token ls`, by their template names. */
+function tokenColumns(now: number): Record<string, ListField<ScopedTokenView>> {
+  return {
+    ID: { header: 'ID', value: (t) => t.id },
+    Role: { header: 'ROLE', value: (t) => t.role },
+    Status: { header: 'STATUS', value: (t) => t.status },
+    UsesLeft: { header: 'USES LEFT', value: (t) => (t.usesLeft === undefined ? 'unlimited' : `${t.usesLeft}/${t.uses ?? t.usesLeft}`) },
+    Expires: { header: 'EXPIRES', value: (t) => (t.expiresAt === undefined ? 'never' : relativeTime(Date.parse(t.expiresAt), now)) },
+    Labels: { header: 'LABELS', value: (t) => t.labels },
+  };
 }
 
-/** `muster join-token ls [-q] [--format json]` */
-export async function listTokensCommand(ctx: CliContext, flags: ConnectFlags & { quiet?: boolean; json?: boolean }): Promise<number> {
+/** What `join-token ls --format` templates may name: the table's columns, then the JSON fields (`.CreatedAt`, `.ExpiresAt`…). */
+function tokenFields(now: number): ListFields<ScopedTokenView> {
+  return listFields(tokenColumns(now), Object.keys(ScopedTokenView.properties));
+}
+
+/** `muster join-token ls [-q] [--format table|json|TEMPLATE]` */
+export async function listTokensCommand(ctx: CliContext, flags: ConnectFlags & { quiet?: boolean; format?: string }): Promise<number> {
+  const now = ctx.clock.now();
+  const format = parseListFormat(flags.format, tokenFields(now));
   return withConnection(ctx, flags, async ({ client }) => {
     const { tokens } = await client.scopedTokens();
-    if (flags.json === true) ctx.stdout.write(`${JSON.stringify(tokens, null, 2)}\n`);
-    else if (flags.quiet === true) ctx.stdout.write(tokens.map((t) => `${t.id}\n`).join(''));
-    else ctx.stdout.write(formatTable(['ID', 'ROLE', 'STATUS', 'USES LEFT', 'EXPIRES', 'LABELS'], tokens.map((t) => tokenRow(t, ctx.clock.now()))));
+    if (flags.quiet === true) {
+      ctx.stdout.write(tokens.map((t) => `${t.id}\n`).join(''));
+      return 0;
+    }
+    const columns = Object.values(tokenColumns(now));
+    const printer = listPrinter(format, () => pagedTablePrinter(columns.map((c) => c.header), (t: ScopedTokenView) => columns.map((c) => listText(c.value(t)))));
+    ctx.stdout.write(printer.page(tokens) + printer.end());
     return 0;
   });
 }
@@ -152,12 +165,11 @@ export function registerJoinToken(program: Command, ctx: CliContext, done: Done)
       .command('ls')
       .description('list the scoped join tokens (never their secrets)')
       .option('-q, --quiet', 'print the IDs only')
-      .option('--format <format>', "'json' for the raw list"),
+      .option('--format <format>', formatHelp(tokenFields(0))),
   ).action(
-    act(done)((options: Record<string, unknown>) => {
-      if (options.format !== undefined && options.format !== 'json') throw new MusterError('USAGE', `unknown format '${String(options.format).slice(0, 20)}'`, { hint: '--format json' });
-      return listTokensCommand(ctx, { ...connectFlags(options), quiet: options.quiet === true, json: options.format === 'json' });
-    }),
+    act(done)((options: Record<string, unknown>) =>
+      listTokensCommand(ctx, { ...connectFlags(options), quiet: options.quiet === true, ...(typeof options.format === 'string' ? { format: options.format } : {}) }),
+    ),
   );
   withConnectFlags(group.command('rm').description('remove scoped join tokens: they are refused from then on').argument('<id...>', 'token IDs as join-token ls shows them')).action(
     act(done)((ids: string[], options: Record<string, unknown>) => removeTokensCommand(ctx, ids, connectFlags(options))),

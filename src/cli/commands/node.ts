@@ -1,13 +1,13 @@
 /** `muster node ls | inspect | rm | promote | demote`: the node inventory. */
-import { once } from 'node:events';
 import type { Command } from 'commander';
 import { MusterError } from '../../core/errors.js';
 import { ID_LENGTH } from '../../core/ids.js';
 import type { NodeRole } from '../../core/roles.js';
-import { NODES_PAGE, type NodeView } from '../../api/schemas.js';
+import { NODES_PAGE, NodeView } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { formatTable, relativeTime, type Output } from '../output.js';
+import { emit, formatHelp, listFields, listPrinter, pagedTablePrinter, parseListFormat, type ListFields, type ListPrinter } from '../list-format.js';
+import { relativeTime } from '../output.js';
 import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
 import { readEnv } from '../settings.js';
 
@@ -26,12 +26,20 @@ function nodeRow(node: NodeView, selfId: string | undefined, now: number): strin
   ];
 }
 
-/** The filters `node ls --filter` takes, as docker's: role and status. */
+/** `label=K` matches a node that has label K, `label=K=V` one whose K is V (docker's semantics). */
+function hasLabel(node: NodeView, value: string): boolean {
+  const eq = value.indexOf('=');
+  const key = eq < 0 ? value : value.slice(0, eq);
+  return Object.hasOwn(node.labels, key) && (eq < 0 || node.labels[key] === value.slice(eq + 1));
+}
+
+/** The filters `node ls --filter` takes, as docker's: role, status, labels. */
 const FILTERS: Record<string, (node: NodeView, value: string) => boolean> = {
   role: (node, value) => node.role === value,
   status: (node, value) => node.status === value,
   id: (node, value) => node.id.startsWith(value),
   hostname: (node, value) => node.hostname === value,
+  label: hasLabel,
 };
 
 function parseFilters(items: readonly string[]): ((node: NodeView) => boolean)[] {
@@ -41,64 +49,55 @@ function parseFilters(items: readonly string[]): ((node: NodeView) => boolean)[]
     const test = FILTERS[key];
     if (test === undefined) throw new MusterError('USAGE', `unknown filter '${item.slice(0, 60)}'`, { hint: `filter on ${Object.keys(FILTERS).map((k) => `${k}=…`).join(', ')}` });
     const value = item.slice(eq + 1);
+    if (key === 'role' && value !== 'manager' && value !== 'worker') throw new MusterError('USAGE', `--filter ${item.slice(0, 60)}: a role is manager or worker`);
+    if (key === 'label' && (value === '' || value.startsWith('='))) throw new MusterError('USAGE', `--filter ${item.slice(0, 60)} names no label`, { hint: 'label=KEY matches nodes that have the label, label=KEY=VALUE those where it has that value' });
     return (node) => test(node, value);
   });
 }
 
-/** How `node ls` prints: the text for each page as it arrives, and the text after the last. */
-interface ListPrinter {
-  page(nodes: readonly NodeView[]): string;
-  end(): string;
+/**
+ * What `node ls --format` templates may name: the table's columns (plain:
+ * `.ID` without the " *" of this node, `.Role` without "(renewing)"),
+ * `.Self`, then the JSON fields (`.Labels`, `.CertNotAfter`…).
+ */
+function nodeFields(now: number, selfId: () => string | undefined): ListFields<NodeView> {
+  return listFields<NodeView>(
+    {
+      ID: { header: 'ID', value: (n) => n.id },
+      Hostname: { header: 'HOSTNAME', value: (n) => n.hostname },
+      Role: { header: 'ROLE', value: (n) => n.role },
+      Status: { header: 'STATUS', value: (n) => n.status },
+      ManagerStatus: { header: 'MANAGER STATUS', value: (n) => n.managerStatus },
+      CertExpires: { header: 'CERT EXPIRES', value: (n) => (n.removed ? '-' : relativeTime(Date.parse(n.certNotAfter), now)) },
+      LastSeen: { header: 'LAST SEEN', value: (n) => relativeTime(Date.parse(n.lastSeenAt), now) },
+      Self: { header: 'SELF', value: (n) => n.id === selfId() },
+    },
+    Object.keys(NodeView.properties),
+  );
 }
 
-const quietPrinter = (): ListPrinter => ({ page: (nodes) => nodes.map((n) => `${n.id}\n`).join(''), end: () => '' });
-
-/** What `JSON.stringify(nodes, null, 2)` prints, an element at a time. */
-function jsonPrinter(): ListPrinter {
-  let count = 0;
-  return {
-    page: (nodes) => nodes.map((n) => `${count++ === 0 ? '[\n' : ',\n'}${JSON.stringify(n, null, 2).replace(/^/gm, '  ')}`).join(''),
-    end: () => (count === 0 ? '[]\n' : '\n]\n'),
-  };
-}
+const quietPrinter = (): ListPrinter<NodeView> => ({ page: (nodes) => nodes.map((n) => `${n.id}\n`).join(''), end: () => '' });
 
 /**
- * The table, a page at a time: each column is as wide as its widest cell so
- * far, starting from the widths known before any row (an ID, with " *" on
- * this node's; the longest role and status words), so pages line up unless a
- * later one brings a wider cell. formatTable sizes columns to their widest
- * cell: a blank first row of the widths so far, whose line is dropped,
- * carries them from page to page.
+ * The table: pages line up from the widths known before any row (an ID,
+ * with " *" on this node's; the longest role and status words).
  */
-function tablePrinter(selfId: string | undefined, now: number): ListPrinter {
-  let widths = [ID_LENGTH + (selfId === undefined ? 0 : 2), 0, 'manager'.length, 'removed'.length];
-  let started = false;
-  const page = (nodes: readonly NodeView[]): string => {
-    const rows = nodes.map((n) => nodeRow(n, selfId, now));
-    const [header = '', , ...body] = formatTable(HEADER, [widths.map((w) => ' '.repeat(w)), ...rows]).split('\n');
-    widths = HEADER.map((_, i) => Math.max(widths[i] ?? 0, ...rows.map((r) => (r[i] ?? '').length)));
-    const text = `${started ? '' : `${header}\n`}${body.join('\n')}`;
-    started = true;
-    return text;
-  };
-  return { page, end: () => (started ? '' : page([])) };
+function tablePrinter(selfId: string | undefined, now: number): ListPrinter<NodeView> {
+  return pagedTablePrinter(HEADER, (n) => nodeRow(n, selfId, now), [ID_LENGTH + (selfId === undefined ? 0 : 2), 0, 'manager'.length, 'removed'.length]);
 }
 
-/** Writes `text`, waiting while the stream's buffer is full: a long listing is not held in memory. */
-async function emit(out: Output['stdout'], text: string): Promise<void> {
-  if (text !== '' && !out.write(text)) await once(out, 'drain');
-}
-
-/** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json]`: pages through the nodes, printing as they arrive. */
+/** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json|TEMPLATE]`: pages through the nodes, printing as they arrive. */
 export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { format?: string; quiet?: boolean; filter?: string[]; all?: boolean }): Promise<number> {
-  const format = flags.format ?? 'table';
-  if (format !== 'table' && format !== 'json') throw new MusterError('USAGE', `unknown format '${format}'`, { hint: 'use --format table or --format json' });
+  const now = ctx.clock.now();
+  let selfId: string | undefined;
+  const format = parseListFormat(flags.format, nodeFields(now, () => selfId));
   const filters = parseFilters(flags.filter ?? []);
   // Removed nodes only with --all (or when asked for by status); the manager leaves them out otherwise.
   const all = flags.all === true || (flags.filter ?? []).includes('status=removed');
   const pageSize = readEnv(ctx).pageSize ?? NODES_PAGE.default;
   return withConnection(ctx, flags, async ({ client, local }) => {
-    const printer = flags.quiet === true ? quietPrinter() : format === 'json' ? jsonPrinter() : tablePrinter(local?.state.nodeId, ctx.clock.now());
+    selfId = local?.state.nodeId;
+    const printer = flags.quiet === true ? quietPrinter() : listPrinter(format, () => tablePrinter(selfId, now));
     for await (const page of client.nodePages({ pageSize, all })) {
       await emit(ctx.stdout, printer.page(page.filter((n) => filters.every((f) => f(n)))));
     }
@@ -158,12 +157,12 @@ export function registerNode(program: Command, ctx: CliContext, done: Done): voi
       .command('ls')
       .description('list nodes')
       .option('-q, --quiet', 'print node IDs only')
-      .option('-f, --filter <key=value>', 'keep nodes that match: role=manager|worker, status=ready|down|removed, id=PREFIX, hostname=NAME (repeatable)', collect, [])
+      .option('-f, --filter <key=value>', 'keep nodes that match all of: role=manager|worker, status=ready|down|removed, id=PREFIX, hostname=NAME, label=KEY (has it), label=KEY=VALUE (repeatable)', collect, [])
       .option('-a, --all', 'include removed nodes')
-      .option('--format <format>', 'table or json', 'table'),
+      .option('--format <format>', formatHelp(nodeFields(0, () => undefined))),
   ).action(
     run((options: Record<string, unknown>) =>
-      nodeListCommand(ctx, { ...connectFlags(options), format: String(options.format), quiet: options.quiet === true, all: options.all === true, filter: options.filter as string[] }),
+      nodeListCommand(ctx, { ...connectFlags(options), ...(typeof options.format === 'string' ? { format: options.format } : {}), quiet: options.quiet === true, all: options.all === true, filter: options.filter as string[] }),
     ),
   );
   withConnectFlags(node.command('inspect').description('show one node as JSON').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
