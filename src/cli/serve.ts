@@ -92,7 +92,9 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     const manager = node.serving;
     if (banner === false || manager === undefined) return;
     const tokens = manager.services.settings.joinTokens();
-    ctx.stdout.write(managerBanner({ banner, nodeId: node.state.nodeId, workerToken: tokens.worker, address: tokens.managerAddr }));
+    // On a terminal the banner stands apart from the log lines around it (they go to stderr, the same screen).
+    const apart = (ctx.stdout as { isTTY?: boolean }).isTTY === true ? '\n' : '';
+    ctx.stdout.write(`${apart}${managerBanner({ banner, nodeId: node.state.nodeId, workerToken: tokens.worker, address: tokens.managerAddr })}${apart}`);
     await options.afterBanner?.(manager);
   });
 }

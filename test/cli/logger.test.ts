@@ -3,6 +3,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/cli/logger.js';
 import { runMuster } from '../helpers/cli.js';
+import { runInTerminal } from '../helpers/terminal.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { afterAll } from 'vitest';
 
@@ -59,5 +60,22 @@ describe('createLogger', () => {
     const bad = await runMuster(['run', '--data-dir', empty], { env: { MUSTER_LOG_FORMAT: 'xml' } });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('MUSTER_LOG_FORMAT=xml is not a log format');
+  });
+});
+
+describe('on a terminal', () => {
+  it("shows muster's lines only (no fastify line), as text, and the init banner apart from them", { timeout: 60_000 }, async () => {
+    const run = runInTerminal(['init', '--data-dir', scratch.path('tty'), '--listen-addr', '127.0.0.1:0']);
+    try {
+      await run.waitFor(/To add a worker to this cluster/);
+      await run.waitFor(/INFO certificate valid until/);
+      const screen = run.screen();
+      expect(screen).toMatch(/\S+Z INFO manager listening on 127\.0\.0\.1:\d+/);
+      expect(screen).not.toMatch(/Server listening at|"level"/);
+      expect(screen).toMatch(/\r?\n\r?\nCluster initialized: current node/);
+    } finally {
+      run.kill();
+      await run.exit;
+    }
   });
 });
