@@ -386,7 +386,7 @@ describe('the embedded store', () => {
     const r = await runMuster(['join', address!, '--data-dir', dir], { env: { MUSTER_TOKEN: token } });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error: this cluster keeps its state in an embedded store, which only one manager can serve/);
-    expect(r.stderr).toMatch(/hint: .*muster store migrate --to etcd:\/\//);
+    expect(r.stderr).toMatch(/hint: .*muster store migrate --to etcd/);
     expect(r.stderr).not.toMatch(/generating a key/);
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
   });
