@@ -39,8 +39,8 @@ export interface JoinParams {
   advertiseAddr?: string;
   /** Runs once the token is known to make this node a manager, before a key is made (the CLI checks the ports it will serve on). */
   beforeManagerJoin?: () => Promise<void>;
-  /** Where this node's etcd member is reached, should it join a managed store as a manager. */
-  storeMember?: { clientAddr: string; peerAddr: string };
+  /** Where this node's etcd member is reached, should it join a managed store as a manager or be promoted later (kept in node.json), and the etcd that runs it. */
+  storeMember?: { clientAddr: string; peerAddr: string; binary?: string };
   clock: Clock;
   random: Random;
   logger: Logger;
@@ -168,7 +168,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     const body: JoinRequest = { token: params.token.trim(), csr, hostname: params.hostname };
     if (params.labels !== undefined) body.labels = params.labels;
     if (params.advertiseAddr !== undefined) body.managerAddr = params.advertiseAddr;
-    if (role === 'manager' && params.storeMember !== undefined) body.storeMember = params.storeMember;
+    if (role === 'manager' && params.storeMember !== undefined) body.storeMember = { clientAddr: params.storeMember.clientAddr, peerAddr: params.storeMember.peerAddr };
     response = await whileUnavailable(params, () => client.join(body));
   } finally {
     await client.close();
@@ -185,6 +185,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     managers: response.managers.length > 0 ? response.managers : [params.managerAddr],
     ...(params.listenAddr === undefined ? {} : { listenAddr: params.listenAddr }),
     ...(params.advertiseAddr === undefined ? {} : { advertiseAddr: params.advertiseAddr }),
+    ...(params.storeMember === undefined ? {} : { storeMember: params.storeMember }),
   };
   await writeNodeState(params.layout.nodeJson, state);
   params.logger.info({ nodeId: state.nodeId, role: state.role, clusterId: state.clusterId, notAfter: response.notAfter }, `joined cluster ${state.clusterId} as ${state.role} ${state.nodeId}; certificate valid until ${response.notAfter}`);

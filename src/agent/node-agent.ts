@@ -293,8 +293,12 @@ export class NodeAgent {
   private async renew(reason: string): Promise<Validity> {
     const key = await generateNodeKey(); // a fresh key every time
     const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: this.nodeState.nodeId } });
-    const advertise = this.nodeState.advertiseAddr;
-    const response: NodeCertificateResponse = await this.client.renew({ csr, ...(advertise === undefined ? {} : { managerAddr: advertise }) });
+    const { advertiseAddr: advertise, storeMember: member } = this.nodeState;
+    const response: NodeCertificateResponse = await this.client.renew({
+      csr,
+      ...(advertise === undefined ? {} : { managerAddr: advertise }),
+      ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr } }),
+    });
     const validity = checkIssued({ response, rootPem: this.material.rootPem, keyPem: key.privateKeyPem, clock: this.params.clock, expectNodeId: this.nodeState.nodeId });
     // The trust bundle comes with the certificate (checkIssued accepted it): two roots while a root rotation runs.
     const next: NodeTls = { keyPem: key.privateKeyPem, certPem: response.certificate, rootPem: response.rootCA };

@@ -23,6 +23,12 @@ export const NodeState = Type.Object({
   advertiseAddr: Type.Optional(Type.String()),
   /** The address this node's manager serves on now (the advertise address, port 0 resolved); absent when it does not serve. */
   servingAddr: Type.Optional(Type.String()),
+  /**
+   * Where this node's etcd member runs should it serve a managed store (its
+   * join's --etcd-* flags, else etcd's ports on its advertise host): sent
+   * with each renewal, so a promotion adds its member there.
+   */
+  storeMember: Type.Optional(Type.Object({ clientAddr: Type.String(), peerAddr: Type.String(), binary: Type.Optional(Type.String()) })),
 });
 export type NodeState = Type.Static<typeof NodeState>;
 

@@ -26,6 +26,9 @@ const Code = Type.Union((Object.keys(ERROR_CATALOGUE) as ErrorCode[]).map((code)
 /** A manager's address as nodes dial it: host:port (brackets around IPv6). */
 const ManagerAddr = Type.String({ minLength: 3, maxLength: 300, pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' });
 
+/** Where a node's etcd member is reached should it serve a managed store (client and peer host:port). */
+const StoreMember = Type.Object({ clientAddr: ManagerAddr, peerAddr: ManagerAddr }, { additionalProperties: false });
+
 /** The error body of every failure. */
 export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
@@ -56,7 +59,7 @@ export const JoinRequest = Type.Object(
     /** Where the node will serve if it is or becomes a manager; its host goes into manager certificates. */
     managerAddr: Type.Optional(ManagerAddr),
     /** A manager joining a managed store: where its etcd member will be reached (client and peer host:port). */
-    storeMember: Type.Optional(Type.Object({ clientAddr: ManagerAddr, peerAddr: ManagerAddr }, { additionalProperties: false })),
+    storeMember: Type.Optional(StoreMember),
   },
   { additionalProperties: false },
 );
@@ -122,7 +125,15 @@ export const NodeCertificateResponse = Type.Object({
 export type NodeCertificateResponse = Type.Static<typeof NodeCertificateResponse>;
 
 /** POST /v1/renew */
-export const RenewRequest = Type.Object({ csr: Type.String({ maxLength: 32 * 1024 }), managerAddr: Type.Optional(ManagerAddr) }, { additionalProperties: false });
+export const RenewRequest = Type.Object(
+  {
+    csr: Type.String({ maxLength: 32 * 1024 }),
+    managerAddr: Type.Optional(ManagerAddr),
+    /** Where this node's etcd member would run (its join's --etcd-* flags): used when a promotion makes it a manager of a managed store. */
+    storeMember: Type.Optional(StoreMember),
+  },
+  { additionalProperties: false },
+);
 export type RenewRequest = Type.Static<typeof RenewRequest>;
 
 /** A node as the API shows it. */

@@ -29,6 +29,9 @@ import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMembe
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
 import { memberAddrs, removeMemberTls, writeMemberTls } from '../store/managed-etcd.js';
 
+/** How long a demoted manager waits for the store to remove its etcd member before it stops it. */
+const MEMBER_REMOVAL_WAIT_MS = 60_000;
+
 /** What a node process is made of. */
 export interface NodeProcessParams {
   layout: DataDirLayout;
@@ -91,6 +94,11 @@ export class NodeProcess {
   private roleChange: Promise<void> = Promise.resolve();
   private fatalStop: FatalStop | undefined;
   private wakeFatal: () => void = () => {};
+  private askStop: () => void = () => {};
+  /** Resolves when stop() is called (a role change waiting on the store stops waiting). */
+  private readonly stopAsked = new Promise<void>((resolve) => {
+    this.askStop = resolve;
+  });
   /** This manager's files under autolock; undefined on a node that does not serve. */
   private lock: LocalLock | undefined;
   /** One daemon per data dir, from start to stop (see data-dir-lock.ts). */
@@ -195,6 +203,7 @@ export class NodeProcess {
 
   /** Stops renewing and serving. Idempotent. */
   stop(): Promise<void> {
+    this.askStop();
     this.stopping ??= (async () => {
       await this.agent?.stop();
       await this.roleChange.catch(() => undefined);
@@ -283,7 +292,14 @@ export class NodeProcess {
     logger.info({ removed: others.length }, 'the store goes on with this manager alone; other managers can join again with the manager token');
   }
 
-  /** A promoted node's member: etcd's ports on the host it advertises. */
+  /** A promoted node's member as its join placed it (node.json; the managers added it there). */
+  private storedMember(state: NodeState): LocalMember | undefined {
+    const member = state.storeMember;
+    if (member === undefined) return undefined;
+    return { ...memberAddrs(parseHostPort(member.clientAddr).host, member), ...(member.binary === undefined ? {} : { binary: member.binary }) };
+  }
+
+  /** A promoted node's member, for a node.json without one (joined before it was kept): etcd's ports on the host it advertises. */
   private defaultMember(state: NodeState): LocalMember | undefined {
     const advertise = state.advertiseAddr ?? this.params.advertiseAddr;
     if (advertise === undefined) return undefined;
@@ -348,7 +364,7 @@ export class NodeProcess {
           return;
         }
         if (renewed.bundle !== undefined) {
-          const local = this.params.localMember ?? this.defaultMember(renewed.state);
+          const local = this.params.localMember ?? this.storedMember(renewed.state) ?? this.defaultMember(renewed.state);
           await writeManagerFiles(layout, { store: specFromBundle(renewed.bundle, local), dataKey: Buffer.from(renewed.bundle.dataKey, 'base64') });
         }
         if ((await readStoreSpec(layout)) === undefined) {
@@ -365,6 +381,10 @@ export class NodeProcess {
         return;
       }
       if (this.manager !== undefined || renewed.state.servingAddr !== undefined) {
+        // The managers take its member out of the store; stopped before that, it would be a voter missing from the quorum that removes it.
+        if (this.managed !== undefined && !(await Promise.race([this.managed.member.whenRemoved(MEMBER_REMOVAL_WAIT_MS), this.stopAsked.then(() => true)]))) {
+          logger.warn({}, 'the store did not remove this etcd member in time; stopping it anyway');
+        }
         await this.stopManager();
         // A demoted node keeps nothing of the cluster's: the store credentials and the data key go,
         // and its key is opened first (it would be sealed under a data key it no longer has).

@@ -342,7 +342,7 @@ export class CaServer {
       const before = typeof known === 'string' || signing > 1 ? (await store.get(KEYS.nodes.ref(nodeId)))?.value : known;
       if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
       if (before.removed) throw new MusterError('NODE_REMOVED');
-      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? managerHosts(request.managerAddr ?? node.managerAddr, this.memberOf(node, request.managerAddr)) : []);
+      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? managerHosts(request.managerAddr ?? node.managerAddr, this.memberOf(node, request)) : []);
       const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
       const { certificate } = signed;
       return transact(
@@ -358,7 +358,7 @@ export class CaServer {
           this.assumeSigned(tx, signed);
           const now = clock.now();
           const managerAddr = request.managerAddr ?? current.managerAddr;
-          const storeMember = current.role === 'manager' ? this.memberOf(current, request.managerAddr) : undefined;
+          const storeMember = current.role === 'manager' ? this.memberOf(current, request) : undefined;
           const node: NodeRecord = {
             ...current,
             ...(storeMember === undefined ? {} : { storeMember }),
@@ -491,10 +491,15 @@ export class CaServer {
     tx.assume(KEYS.ca, signed.ca);
   }
 
-  /** Where a manager's etcd member is reached, on a managed store: as it joined, else (a promoted node) etcd's ports on its API host. */
-  private memberOf(node: NodeRecord, managerAddr: string | undefined): MemberAddrs | undefined {
+  /**
+   * Where a manager's etcd member is reached, on a managed store: as it
+   * joined (never moved later: its peers know it there); else, for a node
+   * promoted now, where its renewal says (its join's --etcd-* flags), else
+   * etcd's ports on its API host.
+   */
+  private memberOf(node: NodeRecord, request: RenewRequest): MemberAddrs | undefined {
     if (this.deps.storeMembership?.() === undefined) return undefined;
-    return node.storeMember ?? defaultMemberAddrs(managerAddr ?? node.managerAddr);
+    return node.storeMember ?? request.storeMember ?? defaultMemberAddrs(request.managerAddr ?? node.managerAddr);
   }
 
   private async answer(node: NodeRecord, certificate: IssuedCertificate, withBundle: boolean, member?: ManagedAccess): Promise<NodeCertificateResponse> {

@@ -173,7 +173,10 @@ export class EtcdMember {
   private restartTimer: TimerHandle | undefined;
   private restarts = 0;
   private currentState: MemberState = 'stopped';
+  /** The store removed this member, and it ended. */
+  private removed = false;
   private readonly readyWaiters = new Set<{ resolve: () => void; reject: (error: Error) => void }>();
+  private readonly endWaiters = new Set<() => void>();
 
   constructor(
     private config: EtcdMemberConfig,
@@ -220,6 +223,26 @@ export class EtcdMember {
   /** Changes the configuration its next (re)start uses, without restarting it now (the end of --force-new-cluster). */
   configure(change: Partial<EtcdMemberConfig>): void {
     this.config = { ...this.config, ...change };
+  }
+
+  /**
+   * Resolves true once the member has ended because the store removed it
+   * (etcd stops a removed member by itself), false after `timeoutMs` or when
+   * it is not running. A demoted manager waits for this before it stops its
+   * member: stopped first, a member still counted in the quorum would be
+   * missing while the others remove it (two members: no quorum to do so).
+   */
+  whenRemoved(timeoutMs: number): Promise<boolean> {
+    if (this.child === undefined) return Promise.resolve(this.currentState === 'stopped' && this.removed);
+    return new Promise<boolean>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.endWaiters.delete(done);
+        resolve(this.removed);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.endWaiters.add(done);
+    });
   }
 
   /** Stops the member (SIGTERM, SIGKILL after a grace); idempotent. */
@@ -299,6 +322,8 @@ export class EtcdMember {
     // A member the store removed (its manager demoted or removed) ends by itself, for good: nothing to restart.
     if (this.tail.some((line) => /permanently removed from the cluster/.test(line))) {
       this.currentState = 'stopped';
+      this.removed = true;
+      for (const waiter of [...this.endWaiters]) waiter();
       this.deps.logger.info({ member: this.config.name }, 'the etcd member was removed from the store and stopped');
       return;
     }

@@ -133,6 +133,8 @@ export interface MemberHealth {
 const HEALTH_DEADLINE_MS = 2_000;
 /** How long a join waits for etcd to accept one more learner (etcd 3.4 takes one at a time, and none while a member joined moments ago). */
 const LEARNER_WAIT_MS = 60_000;
+/** How long a removal waits for etcd to accept it (it refuses while the members left have not been connected for a few seconds). */
+const REMOVE_WAIT_MS = 30_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -275,12 +277,26 @@ export class ManagedMembership {
   /** Takes manager `nodeId`'s member out of the store and its certificate's access away. Idempotent. */
   async remove(nodeId: string, peerAddr?: string): Promise<void> {
     const { client, logger } = this.deps;
+    const deadline = this.deps.now() + REMOVE_WAIT_MS;
     try {
       // Access first: from this moment its certificate opens nothing, whatever becomes of its member.
       await revokeManagerAccess(client, nodeId);
-      const list = (await client.cluster.memberList({})).members;
-      const member = list.find((m) => m.name === nodeId || (peerAddr !== undefined && m.peerURLs.includes(httpsUrl(peerAddr))));
-      if (member !== undefined) await client.cluster.memberRemove({ ID: member.ID });
+      for (;;) {
+        const list = (await client.cluster.memberList({})).members;
+        const member = list.find((m) => m.name === nodeId || (peerAddr !== undefined && m.peerURLs.includes(httpsUrl(peerAddr))));
+        if (member === undefined) break;
+        try {
+          await client.cluster.memberRemove({ ID: member.ID });
+          break;
+        } catch (error) {
+          // etcd refuses to remove a voter until the members left have been connected a few seconds (a member promoted moments ago): wait.
+          if (/unhealthy cluster|not enough started members/i.test(etcdMessage(error)) && this.deps.now() < deadline) {
+            await sleep(500);
+            continue;
+          }
+          throw error;
+        }
+      }
     } catch (error) {
       throw storeError(`cannot remove manager ${nodeId} from the store`, error);
     }

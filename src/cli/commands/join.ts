@@ -115,7 +115,7 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     hostname: ctx.hostname,
     ...(flags.label === undefined || flags.label.length === 0 ? {} : { labels: parseLabels(flags.label) }),
     ...(advertise === undefined ? {} : { listenAddr: formatHostPort(listen), advertiseAddr: formatHostPort(advertise) }),
-    ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr } }),
+    ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr, ...(member.binary === undefined ? {} : { binary: member.binary }) } }),
     // A manager that joined and then cannot serve (a port in use) would leave a store member that never answers: check first.
     beforeManagerJoin: async () => {
       await checkBindable(listen);
