@@ -27,6 +27,7 @@ import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
 import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMember, type ManagedStore } from './open-store.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
+import { readBundle } from '../pki/peer.js';
 import { memberAddrs, removeMemberTls, writeMemberTls } from '../store/managed-etcd.js';
 
 /** How long a demoted manager waits for the store to remove its etcd member before it stops it. */
@@ -111,6 +112,8 @@ export class NodeProcess {
   private managed: ManagedStore | undefined;
   /** The node's key and certificates as the manager serves them now (what its etcd member presents). */
   private tls: NodeTls | undefined;
+  /** The roots this manager's etcd member trusts: the bundle it started with, and roots added since. */
+  private memberTrustPem = '';
 
   constructor(private readonly params: NodeProcessParams) {
     this.fatal = new Promise((resolve) => {
@@ -226,6 +229,7 @@ export class NodeProcess {
     const listen = parseHostPort(this.params.listenAddr ?? state.listenAddr ?? this.params.defaultListenAddr);
     const advertise = advertiseAfterMove(state, listen, this.params.advertiseAddr);
     this.tls = tls;
+    this.memberTrustPem = tls.rootPem;
     let store: ClusterStore;
     if (spec.kind === 'etcd-managed') {
       this.managed = await openManagedStore(spec, {
@@ -342,13 +346,18 @@ export class NodeProcess {
    * need a restart of the member, which this manager does for its own.
    */
   private async renewMember(tls: NodeTls): Promise<void> {
-    const before = this.tls;
     this.tls = tls;
     const managed = this.managed;
     if (managed === undefined) return;
-    await writeMemberTls(this.params.layout, tls);
-    if (before !== undefined && before.rootPem !== tls.rootPem) {
-      this.params.logger.info({}, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
+    // The member trusts every root it trusted since this process started, and the new ones: this manager's store
+    // client presents the certificate it started with, which a member trusting only a newer root would refuse.
+    // A root dropped by a completed rotation leaves etcd's trust when the manager restarts (README: HA with etcd).
+    const held = new Set(readBundle(this.memberTrustPem).map((root) => root.fingerprint256));
+    const added = readBundle(tls.rootPem).filter((root) => !held.has(root.fingerprint256));
+    if (added.length > 0) this.memberTrustPem = `${this.memberTrustPem.trimEnd()}\n${added.map((root) => root.toString()).join('')}`;
+    await writeMemberTls(this.params.layout, { ...tls, rootPem: this.memberTrustPem });
+    if (added.length > 0) {
+      this.params.logger.info({ roots: held.size + added.length }, "the cluster trusts a new root: restarting this manager's etcd member to trust it too");
       await managed.member.restartWith({});
     }
   }

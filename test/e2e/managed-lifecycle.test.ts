@@ -16,7 +16,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
-import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
+import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { freePort } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
 
@@ -144,7 +144,7 @@ describe('node promote and demote on a managed store', () => {
     expect(etcdctl(member.client, join(certs(wDir), 'root-ca.crt'), ownCred(wDir), ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']).status).toBe(0);
     const nodes = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', wDir]);
     expect(nodes.code, nodes.stderr).toBe(0);
-    expect((JSON.parse(nodes.stdout) as { id: string; managerStatus?: string }[]).find((n) => n.id === wId)?.managerStatus).toBe('Reachable');
+    expect(jsonLines<{ id: string; managerStatus?: string }>(nodes.stdout).find((n) => n.id === wId)?.managerStatus).toBe('Reachable');
 
     const demoted = await runMuster(['node', 'demote', wId, '--data-dir', f.dir]);
     expect(demoted.code, demoted.stderr).toBe(0);
