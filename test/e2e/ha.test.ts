@@ -19,6 +19,7 @@ import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli
 import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { eventually, nodesFrom } from '../helpers/processes.js';
 
 const scratch = scratchDir('muster-ha-');
 const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
@@ -53,28 +54,6 @@ function clientOf(dir: string, managers?: string[]): ApiClient {
     managers: managers ?? nodeJson(dir).managers,
     tls: { rootPem: rootOf(dir), certPem: readFileSync(join(certs(dir), 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs(dir), 'node.key'), 'utf8') },
   });
-}
-
-async function nodesFrom(dir: string): Promise<NodeView[]> {
-  const r = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', dir]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return jsonLines<NodeView>(r.stdout);
-}
-
-/** Waits (on real time, bounded) until `check` holds; for states that other processes reach. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
 }
 
 /** Founds a cluster on etcd and returns the founder with its address and tokens. */

@@ -17,7 +17,8 @@ import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
-import { freePort } from '../helpers/etcd.js';
+import { freePort, memberFlags } from '../helpers/etcd.js';
+import { eventually } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-managed-life-');
@@ -39,29 +40,6 @@ const rootOf = (dir: string): string => readFileSync(join(certs(dir), 'root-ca.c
 const nodeJson = (dir: string): { nodeId: string; role: string; managers: string[] } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8'));
 const ownCred = (dir: string) => ({ cert: join(certs(dir), 'node.crt'), key: join(certs(dir), 'node.key') });
 const memberKeyFile = (dir: string) => join(dir, 'manager', 'etcd-tls', 'member.key');
-
-/** Waits (on real time, bounded) until `check` holds; for states that other processes reach. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-}
-
-/** A manager's etcd member addresses: ports the OS handed out. */
-async function memberFlags(): Promise<{ client: string; peer: string; flags: string[] }> {
-  const client = `127.0.0.1:${await freePort()}`;
-  const peer = `127.0.0.1:${await freePort()}`;
-  return { client, peer, flags: ['--etcd-client-addr', client, '--etcd-peer-addr', peer] };
-}
 
 /** etcdctl against `endpoint`, presenting `cert`/`key`, trusting the roots in `rootFile`. */
 function etcdctl(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {

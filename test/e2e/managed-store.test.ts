@@ -18,7 +18,8 @@ import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
-import { freePort } from '../helpers/etcd.js';
+import { memberFlags } from '../helpers/etcd.js';
+import { eventually, nodesFrom } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-managed-');
@@ -38,35 +39,6 @@ function start(argv: string[], env: Record<string, string> = {}): ChildRun {
 const certs = (dir: string) => join(dir, 'certificates');
 const rootOf = (dir: string): string => readFileSync(join(certs(dir), 'root-ca.crt'), 'utf8');
 const nodeJson = (dir: string): { nodeId: string; role: string; managers: string[] } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8'));
-
-async function nodesFrom(dir: string): Promise<NodeView[]> {
-  const r = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', dir]);
-  if (r.code !== 0) throw new Error(r.stderr);
-  return jsonLines<NodeView>(r.stdout);
-}
-
-/** Waits (on real time, bounded) until `check` holds; for states that other processes reach. */
-async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-}
-
-/** A manager's etcd member addresses: ports the OS handed out. */
-async function memberFlags(): Promise<{ client: string; peer: string; flags: string[] }> {
-  const client = `127.0.0.1:${await freePort()}`;
-  const peer = `127.0.0.1:${await freePort()}`;
-  return { client, peer, flags: ['--etcd-client-addr', client, '--etcd-peer-addr', peer] };
-}
 
 /** A copy of a node's certificate and key (what an attacker who kept its files holds). */
 function keepCredentials(dir: string, name: string): { cert: string; key: string } {

@@ -17,6 +17,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** A managed member's --etcd-client-addr/--etcd-peer-addr on 127.0.0.1, with ports the OS handed out. */
+export async function memberFlags(): Promise<{ client: string; peer: string; flags: string[] }> {
+  const client = `127.0.0.1:${await freePort()}`;
+  const peer = `127.0.0.1:${await freePort()}`;
+  return { client, peer, flags: ['--etcd-client-addr', client, '--etcd-peer-addr', peer] };
+}
+
 /** TLS material for an etcd cluster and one client: a CA, a server certificate for 127.0.0.1, a client certificate. */
 export interface EtcdTls {
   caFile: string;

@@ -1,6 +1,7 @@
 /** Real muster processes for one e2e file: started with a shared environment, killed after the file. */
 import { afterAll } from 'vitest';
-import { spawnMuster, type ChildRun } from './cli.js';
+import type { NodeView } from '../../src/api/schemas.js';
+import { jsonLines, runMuster, spawnMuster, type ChildRun } from './cli.js';
 
 /** Nodes that poll every second and retry renewals quickly: e2e time, not production time. */
 export const FAST_ENV = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' } as const;
@@ -35,4 +36,27 @@ export async function waitUntil(what: string, check: () => boolean, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+/** Waits (on real time, bounded) until `check` gives a value; for states that other processes reach. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+}
+
+/** `muster node ls --format json` on a manager's data dir, one node per line. */
+export async function nodesFrom(dir: string): Promise<NodeView[]> {
+  const r = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', dir]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  return jsonLines<NodeView>(r.stdout);
 }
