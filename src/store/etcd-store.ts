@@ -139,6 +139,16 @@ export function etcdOptions(connection: EtcdConnection): IOptions {
   };
 }
 
+/** `step`, or nothing more after one call deadline: a close must not hang on a store that no longer answers this manager. */
+function bounded(step: Promise<unknown>): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise((resolve) => {
+    timer = setTimeout(resolve, CALL_DEADLINE_MS);
+    timer.unref();
+  });
+  return Promise.race([step, limit]).finally(() => clearTimeout(timer));
+}
+
 /** The shared store on etcd. */
 export class EtcdStore implements ClusterStore {
   /** One etcd watch per prefix asked for, with its listeners. */
@@ -181,8 +191,9 @@ export class EtcdStore implements ClusterStore {
     this.closed = true;
     // Commits already accepted are sent first.
     if (this.inFlight > 0 || this.queue.length > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
-    await this.unregister().catch(() => undefined);
-    await Promise.all([...this.watches.values()].map((w) => w.watcher.cancel().catch(() => undefined)));
+    await bounded(this.unregister().catch(() => undefined));
+    // A watch whose stream is down (etcd refuses this manager now: it was demoted) waits for a reconnect to cancel: never wait long.
+    await Promise.all([...this.watches.values()].map((w) => bounded(w.watcher.cancel().catch(() => undefined))));
     this.client.close();
   }
 

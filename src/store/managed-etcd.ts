@@ -278,27 +278,23 @@ export class ManagedMembership {
   async remove(nodeId: string, peerAddr?: string): Promise<void> {
     const { client, logger } = this.deps;
     const deadline = this.deps.now() + REMOVE_WAIT_MS;
-    try {
-      // Access first: from this moment its certificate opens nothing, whatever becomes of its member.
-      await revokeManagerAccess(client, nodeId);
-      for (;;) {
+    for (;;) {
+      try {
+        // Access first: from this moment its certificate opens nothing, whatever becomes of its member.
+        await revokeManagerAccess(client, nodeId);
         const list = (await client.cluster.memberList({})).members;
         const member = list.find((m) => m.name === nodeId || (peerAddr !== undefined && m.peerURLs.includes(httpsUrl(peerAddr))));
-        if (member === undefined) break;
-        try {
-          await client.cluster.memberRemove({ ID: member.ID });
-          break;
-        } catch (error) {
-          // etcd refuses to remove a voter until the members left have been connected a few seconds (a member promoted moments ago): wait.
-          if (/unhealthy cluster|not enough started members/i.test(etcdMessage(error)) && this.deps.now() < deadline) {
-            await sleep(500);
-            continue;
-          }
-          throw error;
+        if (member !== undefined) await client.cluster.memberRemove({ ID: member.ID });
+        break;
+      } catch (error) {
+        // etcd refuses to remove a voter until the members left have been connected a few seconds (a member promoted
+        // moments ago), and a member that just restarted or left makes the client skip it for a moment: try again, a while.
+        if (this.deps.now() < deadline) {
+          await sleep(500);
+          continue;
         }
+        throw storeError(`cannot remove manager ${nodeId} from the store`, error);
       }
-    } catch (error) {
-      throw storeError(`cannot remove manager ${nodeId} from the store`, error);
     }
     this.cachedHealth = undefined;
     logger.info({ nodeId }, 'removed the manager from the store: its etcd member and its access');
