@@ -62,10 +62,27 @@ export async function openManagedStore(
     }
     const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls()), clusterId: params.clusterId, logger });
     const membership = new ManagedMembership({ client: store.etcd, clusterToken: spec.clusterToken, tls: params.tls, logger, now: () => params.clock.now() });
+    await rememberMembers(spec, store, layout, logger);
     return { member, store, membership, stopMember };
   } catch (error) {
     await stopMember();
     throw error;
+  }
+}
+
+/**
+ * Keeps store.json's list of the other members as etcd has it now (members
+ * that joined since this one did), so that the next start can reach the
+ * store through them while its own member is still starting or restarting.
+ */
+async function rememberMembers(spec: ManagedEtcdSpec, store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<void> {
+  try {
+    const members = (await store.etcd.cluster.memberList({})).members;
+    const endpoints = [...new Set(members.flatMap((m) => m.clientURLs.map((url) => url.replace(/^https?:\/\//, '').replace(/\/+$/, ''))))].filter((e) => e !== spec.clientAddr).sort();
+    const { learner: _learner, ...current } = spec;
+    if (endpoints.join(',') !== [...spec.endpoints].filter((e) => e !== spec.clientAddr).sort().join(',')) await writeStoreSpec(layout, { ...current, endpoints });
+  } catch (error) {
+    logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not read the store members to remember them; keeping the list store.json has');
   }
 }
 

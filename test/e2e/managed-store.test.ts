@@ -181,6 +181,9 @@ describe('three managers that run etcd themselves', () => {
     await eventually('the worker to renew with the leader down', async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined));
     // The leader comes back: its member rejoins the store and it serves again.
     await restart(f);
+    // It remembers the members that joined after it (the next start can reach the store through them).
+    const remembered = JSON.parse(readFileSync(join(dirs.f, 'manager', 'store.json'), 'utf8')) as { endpoints: string[] };
+    expect([...remembered.endpoints].sort()).toEqual([m2.member.client, m3.member.client].sort());
     await eventually('three reachable managers again', async () => {
       const nodes = await nodesFrom(dirs.m2);
       return nodes.filter((n) => n.role === 'manager' && n.managerStatus !== 'Unreachable').length === 3 ? true : undefined;
