@@ -16,40 +16,20 @@ import { ApiClient } from '../../src/api/client.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
-import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
-import { freePort, memberFlags } from '../helpers/etcd.js';
-import { eventually } from '../helpers/processes.js';
+import { jsonLines, runMuster, type ChildRun } from '../helpers/cli.js';
+import { etcdctlAs as etcdctl, freePort, memberFlags } from '../helpers/etcd.js';
+import { eventually, processScope } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-managed-life-');
-const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
-const running: ChildRun[] = [];
-afterAll(async () => {
-  await Promise.all(running.map((r) => r.stop('SIGKILL')));
-  scratch.cleanup();
-});
-
-function start(argv: string[], env: Record<string, string> = {}): ChildRun {
-  const run = spawnMuster(argv, { env: { ...FAST, ...env } });
-  running.push(run);
-  return run;
-}
+afterAll(() => scratch.cleanup());
+const { start } = processScope();
 
 const certs = (dir: string) => join(dir, 'certificates');
 const rootOf = (dir: string): string => readFileSync(join(certs(dir), 'root-ca.crt'), 'utf8');
 const nodeJson = (dir: string): { nodeId: string; role: string; managers: string[] } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8'));
 const ownCred = (dir: string) => ({ cert: join(certs(dir), 'node.crt'), key: join(certs(dir), 'node.key') });
 const memberKeyFile = (dir: string) => join(dir, 'manager', 'etcd-tls', 'member.key');
-
-/** etcdctl against `endpoint`, presenting `cert`/`key`, trusting the roots in `rootFile`. */
-function etcdctl(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
-  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', '3s', '--command-timeout', '5s', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeout: 20_000,
-  });
-  return { status: run.status, out: `${run.stdout}${run.stderr}` };
-}
 
 /** The members etcd lists, asked through `endpoint` with a manager's credentials. */
 function memberList(endpoint: string, dir: string): { name: string; isLearner?: boolean; peerURLs: string[]; clientURLs?: string[] }[] {

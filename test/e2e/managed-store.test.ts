@@ -17,24 +17,14 @@ import type { NodeView } from '../../src/api/schemas.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
-import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
-import { memberFlags } from '../helpers/etcd.js';
-import { eventually, nodesFrom } from '../helpers/processes.js';
+import { runMuster, type ChildRun } from '../helpers/cli.js';
+import { etcdctlAs as etcdctl, memberFlags } from '../helpers/etcd.js';
+import { eventually, nodesFrom, processScope } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-managed-');
-const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
-const running: ChildRun[] = [];
-afterAll(async () => {
-  await Promise.all(running.map((r) => r.stop('SIGKILL')));
-  scratch.cleanup();
-});
-
-function start(argv: string[], env: Record<string, string> = {}): ChildRun {
-  const run = spawnMuster(argv, { env: { ...FAST, ...env } });
-  running.push(run);
-  return run;
-}
+afterAll(() => scratch.cleanup());
+const { start } = processScope();
 
 const certs = (dir: string) => join(dir, 'certificates');
 const rootOf = (dir: string): string => readFileSync(join(certs(dir), 'root-ca.crt'), 'utf8');
@@ -47,16 +37,6 @@ function keepCredentials(dir: string, name: string): { cert: string; key: string
   copyFileSync(join(certs(dir), 'node.crt'), join(out, 'node.crt'));
   copyFileSync(join(certs(dir), 'node.key'), join(out, 'node.key'));
   return { cert: join(out, 'node.crt'), key: join(out, 'node.key') };
-}
-
-/** etcdctl against `endpoint`, presenting `cert`/`key`, trusting the cluster's roots. */
-function etcdctl(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
-  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', '3s', '--command-timeout', '5s', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeout: 20_000,
-  });
-  return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
 
 interface Manager {

@@ -4,7 +4,7 @@
  * certificates made with openssl. Members can be SIGKILLed and started again
  * on the same data dir.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { openssl, scratchDir } from './openssl.js';
 
@@ -15,6 +15,16 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/** etcdctl (v3 API) against `endpoint` over TLS, presenting `cred`, trusting the roots in `rootFile`. */
+export function etcdctlAs(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
+  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', '3s', '--command-timeout', '5s', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ETCDCTL_API: '3' },
+    timeout: 20_000,
+  });
+  return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
 
 /** A managed member's --etcd-client-addr/--etcd-peer-addr on 127.0.0.1, with ports the OS handed out. */
