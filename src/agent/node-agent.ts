@@ -47,6 +47,8 @@ export interface AgentParams {
   logger: Logger;
   /** Called after each renewal has been written to disk (a manager swaps its server certificate here; a promotion starts serving). */
   onRenewed?: (renewed: Renewed) => void | Promise<void>;
+  /** Called when the node took a new trust bundle between renewals (a root rotation started or completed): a manager's etcd member trusts it too. */
+  onTrustChanged?: (tls: NodeTls) => void;
   /** Called when renewing can no longer work (certificate expired, node removed). */
   onFatal?: (reason: 'expired' | 'removed', message: string) => void;
   renewerOptions?: Partial<RenewerOptions>;
@@ -214,6 +216,7 @@ export class NodeAgent {
     this.material = { ...this.material, rootPem: bundle };
     this.params.logger.info({ roots: readBundle(bundle).length }, "the cluster's trust bundle changed; keeping the new one");
     await this.replaceClient();
+    this.params.onTrustChanged?.(this.material);
     return true;
   }
 

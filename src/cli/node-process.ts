@@ -5,6 +5,7 @@
  * shared store starts serving with what the renewal gave it, a demoted one
  * stops. `start()` brings it up, `stop()` takes it down, once.
  */
+import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger as PinoLogger } from 'pino';
 import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
@@ -27,8 +28,8 @@ import { LocalLock, openStoreSpec, openWithUnlockKey } from './local-lock.js';
 import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMember, type ManagedStore } from './open-store.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
-import { readBundle } from '../pki/peer.js';
-import { memberAddrs, removeMemberTls, writeMemberTls } from '../store/managed-etcd.js';
+import { isIssuedBy, readBundle } from '../pki/peer.js';
+import { memberAddrs, removeMemberTls, restartInTurn, useClientTls, writeMemberTls } from '../store/managed-etcd.js';
 
 /** How long a demoted manager waits for the store to remove its etcd member before it stops it. */
 const MEMBER_REMOVAL_WAIT_MS = 60_000;
@@ -112,8 +113,12 @@ export class NodeProcess {
   private managed: ManagedStore | undefined;
   /** The node's key and certificates as the manager serves them now (what its etcd member presents). */
   private tls: NodeTls | undefined;
-  /** The roots this manager's etcd member trusts: the bundle it started with, and roots added since. */
+  /** The roots this manager's etcd member was started to trust (etcd reads them only when it starts). */
   private memberTrustPem = '';
+  /** The root that issued the certificate this manager's store client presents, and the roots it trusts. */
+  private clientTrust = { issuer: '', roots: '' };
+  /** Member restarts onto new trusted roots, one after the other. */
+  private memberSync: Promise<void> = Promise.resolve();
 
   constructor(private readonly params: NodeProcessParams) {
     this.fatal = new Promise((resolve) => {
@@ -175,6 +180,7 @@ export class NodeProcess {
       ...(current.servingAddr === undefined ? {} : { preferManager: current.servingAddr }),
       cipher: this.cipher,
       onRenewed: (renewed) => this.followRole(renewed),
+      onTrustChanged: (tls) => this.followTrust(tls),
       onFatal: (reason, message) => {
         this.fatalStop = { reason, message };
         this.wakeFatal();
@@ -211,6 +217,7 @@ export class NodeProcess {
       await this.agent?.stop();
       await this.roleChange.catch(() => undefined);
       await this.stopManager();
+      await this.memberSync;
       // A removed manager keeps no copy of the store: its member's data goes with its access.
       if (this.fatalStop?.reason === 'removed') await this.dropManagedStore();
       this.lock?.stop();
@@ -230,6 +237,7 @@ export class NodeProcess {
     const advertise = advertiseAfterMove(state, listen, this.params.advertiseAddr);
     this.tls = tls;
     this.memberTrustPem = tls.rootPem;
+    this.clientTrust = clientTrustOf(tls);
     let store: ClusterStore;
     if (spec.kind === 'etcd-managed') {
       this.managed = await openManagedStore(spec, {
@@ -341,25 +349,71 @@ export class NodeProcess {
   }
 
   /**
-   * A renewed manager certificate: the member presents it from now on (etcd
-   * reads its files at each handshake); new trusted roots (a root rotation)
-   * need a restart of the member, which this manager does for its own.
+   * A renewed manager certificate, or a new trust bundle (a root rotation
+   * started or completed): the member presents the certificate from its next
+   * handshake on (etcd reads its files at each one), and the store client
+   * from now on once it comes from another root or the trusted roots
+   * changed: a member that trusts only the new root refuses a certificate
+   * from the old one. etcd reads its trusted roots only when it starts, so
+   * the member restarts onto new ones, in turn with the other managers'
+   * (syncMemberTrust); renewals do not wait for that.
    */
   private async renewMember(tls: NodeTls): Promise<void> {
     this.tls = tls;
     const managed = this.managed;
     if (managed === undefined) return;
-    // The member trusts every root it trusted since this process started, and the new ones: this manager's store
-    // client presents the certificate it started with, which a member trusting only a newer root would refuse.
-    // A root dropped by a completed rotation leaves etcd's trust when the manager restarts (README: HA with etcd).
-    const held = new Set(readBundle(this.memberTrustPem).map((root) => root.fingerprint256));
-    const added = readBundle(tls.rootPem).filter((root) => !held.has(root.fingerprint256));
-    if (added.length > 0) this.memberTrustPem = `${this.memberTrustPem.trimEnd()}\n${added.map((root) => root.toString()).join('')}`;
-    await writeMemberTls(this.params.layout, { ...tls, rootPem: this.memberTrustPem });
-    if (added.length > 0) {
-      this.params.logger.info({ roots: held.size + added.length }, "the cluster trusts a new root: restarting this manager's etcd member to trust it too");
-      await managed.member.restartWith({});
+    await writeMemberTls(this.params.layout, tls);
+    const client = clientTrustOf(tls);
+    if (client.issuer !== this.clientTrust.issuer || client.roots !== this.clientTrust.roots) {
+      useClientTls(managed.store.etcd, tls);
+      this.clientTrust = client;
+      this.params.logger.info({}, "this manager's store client presents its certificate from the cluster's current root");
     }
+    if (rootSet(tls.rootPem) !== rootSet(this.memberTrustPem)) this.syncMemberTrust(managed);
+  }
+
+  /**
+   * Restarts this manager's member until it trusts the roots the node holds
+   * now: one manager at a time across the cluster (restartInTurn), so a root
+   * rotation, which every manager learns of at once, never takes the quorum
+   * down. The old root leaves etcd's trust when the rotation completes; by
+   * then every manager's certificate, and so its store client, is from the
+   * new root.
+   */
+  private syncMemberTrust(managed: ManagedStore): void {
+    const { logger } = this.params;
+    this.memberSync = this.memberSync.then(async () => {
+      const current = (): boolean => this.managed !== managed || this.stopping !== undefined || this.tls === undefined;
+      if (current() || rootSet(this.tls!.rootPem) === rootSet(this.memberTrustPem)) return;
+      await restartInTurn({
+        client: managed.store.etcd,
+        clusterId: this.state.clusterId,
+        logger,
+        cancelled: current,
+        restart: async () => {
+          const tls = this.tls;
+          if (current() || tls === undefined) return;
+          logger.info({ roots: readBundle(tls.rootPem).length }, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
+          await writeMemberTls(this.params.layout, tls);
+          await managed.member.restartWith({});
+          this.memberTrustPem = tls.rootPem;
+        },
+      });
+      // The roots changed again while it waited for its turn (a rotation completed): once more.
+      if (!current() && rootSet(this.tls!.rootPem) !== rootSet(this.memberTrustPem)) this.syncMemberTrust(managed);
+    }).catch((error: unknown) => {
+      logger.warn({ err: error instanceof Error ? error.message : String(error) }, "the etcd member could not restart onto the cluster's trusted roots; it tries again at the next renewal");
+    });
+  }
+
+  /** The node took a new trust bundle between renewals (a rotation started or completed): a serving manager's store follows. */
+  private followTrust(tls: NodeTls): void {
+    this.roleChange = this.roleChange.then(async () => {
+      if (this.manager === undefined) return;
+      await this.renewMember(tls);
+    }).catch((error: unknown) => {
+      this.params.logger.warn({ err: error instanceof Error ? error.message : String(error) }, "the store could not follow the cluster's new trust bundle; it does at the next renewal");
+    });
   }
 
   /** After a renewal: serve the new certificate, and start or stop serving when the role changed. */
@@ -413,4 +467,19 @@ export class NodeProcess {
     });
     return this.roleChange;
   }
+}
+
+/** A certificate's roots as a comparable set (the fingerprints, sorted). */
+function rootSet(bundlePem: string): string {
+  return readBundle(bundlePem)
+    .map((root) => root.fingerprint256)
+    .sort()
+    .join(',');
+}
+
+/** Which root of its bundle issued a node certificate, and the bundle: what the store client presents and trusts. */
+function clientTrustOf(tls: NodeTls): { issuer: string; roots: string } {
+  const leaf = new X509Certificate(tls.certPem);
+  const issuer = readBundle(tls.rootPem).find((root) => isIssuedBy(leaf, root));
+  return { issuer: issuer?.fingerprint256 ?? leaf.issuer, roots: rootSet(tls.rootPem) };
 }

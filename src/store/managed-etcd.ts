@@ -11,7 +11,7 @@
  */
 import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Etcd3, type IMember } from 'etcd3';
+import { Etcd3, EtcdLockFailedError, type IMember } from 'etcd3';
 import { ensurePrivateDir, writeFileAtomic } from '../core/atomic-file.js';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
@@ -331,5 +331,66 @@ export async function promoteSelf(params: { connection: EtcdConnection; memberNa
     }
   } finally {
     client.close();
+  }
+}
+
+/** How long one manager may hold the right to restart its member (its lease ends it should the manager die meanwhile). */
+const MEMBER_RESTART_LOCK_TTL_S = 30;
+/** How long a manager waits for its turn to restart its member before it goes ahead anyway. */
+const MEMBER_RESTART_TURN_MS = 120_000;
+
+/**
+ * Runs `restart` (this manager's member restarting to trust new roots)
+ * while no other manager of the cluster restarts its own: an etcd lock under
+ * the cluster's prefix. Every manager learns of a root rotation at the same
+ * moment; members restarting together would take the quorum down. `restart`
+ * resolves once the member serves again, so the next one waits for that.
+ */
+export async function restartInTurn(params: { client: Etcd3; clusterId: string; logger: Logger; restart: () => Promise<void>; cancelled?: () => boolean }): Promise<void> {
+  const lock = params.client.lock(`/muster/${params.clusterId}/locks/member-restart`).ttl(MEMBER_RESTART_LOCK_TTL_S);
+  const deadline = Date.now() + MEMBER_RESTART_TURN_MS;
+  for (;;) {
+    try {
+      await lock.acquire();
+      break;
+    } catch (error) {
+      // Another manager's member is restarting (or the store is busy): wait for the turn; past the deadline, go ahead.
+      if (params.cancelled?.() === true) return;
+      if (Date.now() > deadline) {
+        params.logger.warn({ err: etcdMessage(error) }, 'no turn to restart the etcd member came; restarting it now');
+        await params.restart();
+        return;
+      }
+      if (!(error instanceof EtcdLockFailedError)) params.logger.debug({ err: etcdMessage(error) }, 'waiting for a turn to restart the etcd member');
+      await sleep(500);
+    }
+  }
+  try {
+    await params.restart();
+  } finally {
+    await lock.release().catch(() => undefined); // its lease ends it otherwise
+  }
+}
+
+/**
+ * Makes the store client present `tls` (and trust its roots) from its next
+ * connections on, and opens them now. etcd3 builds its gRPC credentials once,
+ * with no API to change them; after a root rotation the members trust only
+ * the new root, so a client presenting its certificate from the old root
+ * would be refused. The new credentials come from a client built (never
+ * connected) with the new files, so they are etcd3's own kind; watches and
+ * leases reconnect on their own as after any lost connection.
+ */
+export function useClientTls(client: Etcd3, tls: MemberTls): void {
+  type Pool = { hosts?: { channelCredentials: unknown; resetAllServices(): void }[] };
+  const poolOf = (etcd: Etcd3): Pool | undefined => (etcd as unknown as { pool?: Pool }).pool;
+  const donor = new Etcd3({ hosts: 'https://127.0.0.1:1', credentials: { rootCertificate: Buffer.from(tls.rootPem), privateKey: Buffer.from(tls.keyPem), certChain: Buffer.from(tls.certPem) } });
+  const next = poolOf(donor)?.hosts?.[0]?.channelCredentials;
+  donor.close();
+  const hosts = poolOf(client)?.hosts;
+  if (hosts === undefined || next === undefined) throw new MusterError('INTERNAL', 'the etcd client has no hosts to give new credentials (etcd3 changed its connection pool)');
+  for (const host of hosts) {
+    host.channelCredentials = next;
+    host.resetAllServices();
   }
 }

@@ -3,7 +3,7 @@
  * root, checked by a real etcd client presenting certificates of each kind.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { createRootCa, loadSigningCa, type SigningCa } from '../../src/pki/ca.js
 import { createCsr, parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { EtcdMember, etcdArgs, findEtcdBinary, parseEtcdVersion, type EtcdMemberConfig } from '../../src/store/etcd-member.js';
+import { useClientTls } from '../../src/store/managed-etcd.js';
 import { enableManagerAccess, grantManagerAccess, isStoreUserName, managersWithAccess, revokeManagerAccess } from '../../src/store/etcd-access.js';
 import { codeOf, codeOfSync } from '../helpers/codes.js';
 import { freePort } from '../helpers/etcd.js';
@@ -142,6 +143,36 @@ describe('a managed etcd member', () => {
     const foreign = certFiles(scratch, foreignCa, 'manager', 'f'.repeat(25));
     const etcd = client(config.clientAddr, root.certPem, foreign);
     await expect(etcd.get('k').string()).rejects.toThrow();
+  });
+
+  it('useClientTls: a running client presents a new root\'s certificate from then on; once the member trusts only the new root, a client left on the old certificate is refused, and watches go on', async () => {
+    const { config, member, root, manager, scratch } = await memberSetup();
+    const next = createRootCa({ clusterId: 'c'.repeat(25), clock: systemClock, random: systemRandom });
+    const both = `${root.certPem}${next.certPem}`;
+    writeFileSync(config.tls.trustedCaFile, both);
+    await member.start();
+    const moved = client(config.clientAddr, both, manager);
+    const left = client(config.clientAddr, both, manager);
+    cleanups.push(() => moved.close(), () => left.close());
+    await moved.put('k').value('v');
+    expect(await left.get('k').string()).toBe('v');
+    const seen: string[] = [];
+    const watcher = await moved.watch().key('w').create();
+    watcher.on('put', (kv) => seen.push(kv.value.toString()));
+    // The rotation: certificates from the new root (the member's too), then the member restarts trusting it alone.
+    const renewed = certFiles(scratch, loadSigningCa(next), 'manager', 'm'.repeat(25));
+    useClientTls(moved, { certPem: renewed.certPem, keyPem: renewed.keyPem, rootPem: both });
+    writeFileSync(config.tls.certFile, renewed.certPem);
+    writeFileSync(config.tls.keyFile, renewed.keyPem);
+    writeFileSync(config.tls.trustedCaFile, next.certPem);
+    await member.restartWith({});
+    expect(await moved.get('k').string()).toBe('v');
+    await expect(left.get('k').string()).rejects.toThrow();
+    await moved.put('w').value('after');
+    const deadline = Date.now() + 20_000;
+    while (!seen.includes('after') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(seen).toContain('after');
+    await watcher.cancel();
   });
 
   it('restarts a member that dies, and keeps its data', async () => {
