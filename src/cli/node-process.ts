@@ -29,7 +29,7 @@ import { lockedStoreCheck, serveLocked } from './locked-manager.js';
 import { bundleFor, openManagedStore, openStore, specFromBundle, type LocalMember, type ManagedStore } from './open-store.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
 import { isIssuedBy, readBundle } from '../pki/peer.js';
-import { memberAddrs, removeMemberTls, restartInTurn, useClientTls, writeMemberTls } from '../store/managed-etcd.js';
+import { handOverLead, memberAddrs, removeMemberTls, restartInTurn, useClientTls, writeMemberTls } from '../store/managed-etcd.js';
 
 /** How long a demoted manager waits for the store to remove its etcd member before it stops it. */
 const MEMBER_REMOVAL_WAIT_MS = 60_000;
@@ -394,6 +394,7 @@ export class NodeProcess {
           const tls = this.tls;
           if (current() || tls === undefined) return;
           logger.info({ roots: readBundle(tls.rootPem).length }, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
+          await handOverLead({ selfEndpoint: managed.member.clientAddr, tls, logger });
           await writeMemberTls(this.params.layout, tls);
           await managed.member.restartWith({});
           this.memberTrustPem = tls.rootPem;

@@ -188,6 +188,11 @@ export class EtcdMember {
     return this.currentState;
   }
 
+  /** Where the member serves clients (host:port). */
+  get clientAddr(): string {
+    return this.config.clientAddr;
+  }
+
   /** The member's process ID while it runs. */
   get pid(): number | undefined {
     return this.child?.pid;
