@@ -1,14 +1,14 @@
 /** Opens the store a manager serves, from its manager/store.json: the embedded LevelDB, an etcd the user runs, or its own etcd member. */
 import type { Logger } from '../core/logger.js';
-import type { Clock } from '../core/clock.js';
+import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Random } from '../core/random.js';
-import { writeStoreSpec, type ManagedEtcdSpec, type StoreSpec } from '../config/manager-files.js';
+import { readStoreSpec, writeStoreSpec, type ManagedEtcdSpec, type StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import type { ClusterStore } from '../store/cluster-store.js';
 import { EtcdMember, findEtcdBinary } from '../store/etcd-member.js';
 import { EtcdStore } from '../store/etcd-store.js';
 import { LevelStore } from '../store/level-store.js';
-import { ManagedMembership, managedConnection, memberConfig, promoteSelf, removeMemberTls, writeMemberTls, type MemberTls } from '../store/managed-etcd.js';
+import { ManagedMembership, addClientEndpoints, managedConnection, memberConfig, promoteSelf, removeMemberTls, writeMemberTls, type MemberTls } from '../store/managed-etcd.js';
 import type { ManagerBundle } from '../api/schemas.js';
 import { findSetpriv } from './setpriv.js';
 
@@ -47,7 +47,13 @@ export async function openManagedStore(
     random: params.random,
     setpriv: findSetpriv(params.searchPath),
   });
+  let following: TimerHandle | undefined;
+  let stopped = false;
+  let checking: Promise<void> = Promise.resolve();
   const stopMember = async (): Promise<void> => {
+    stopped = true;
+    following?.cancel();
+    await checking; // a check in flight would write store.json after a demotion deleted it
     await member.stop();
     await removeMemberTls(layout);
   };
@@ -62,7 +68,23 @@ export async function openManagedStore(
     }
     const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls()), clusterId: params.clusterId, logger });
     const membership = new ManagedMembership({ client: store.etcd, clusterToken: spec.clusterToken, tls: params.tls, logger, now: () => params.clock.now() });
-    await rememberMembers(spec, store, layout, logger);
+    // The members etcd lists now, and from then on every MEMBERS_CHECK_MS: store.json remembers them, the client reaches them.
+    const follow = async (): Promise<void> => {
+      if (stopped) return;
+      const endpoints = await rememberMembers(spec, store, layout, logger);
+      const added = addClientEndpoints(store.etcd, endpoints, managedConnection(spec, params.tls()));
+      if (added.length > 0) logger.info({ members: added }, "this manager's store client reaches the members that joined since it started");
+    };
+    await follow();
+    const again = (): void => {
+      following = params.clock.setTimer(MEMBERS_CHECK_MS, () => {
+        checking = follow().catch(() => undefined);
+        void checking.then(() => {
+          if (!stopped) again();
+        });
+      });
+    };
+    again();
     return { member, store, membership, stopMember };
   } catch (error) {
     await stopMember();
@@ -70,19 +92,26 @@ export async function openManagedStore(
   }
 }
 
+/** How often a manager reads the members etcd lists, to reach those that joined since it started. */
+const MEMBERS_CHECK_MS = 10_000;
+
 /**
  * Keeps store.json's list of the other members as etcd has it now (members
  * that joined since this one did), so that the next start can reach the
  * store through them while its own member is still starting or restarting.
  */
-async function rememberMembers(spec: ManagedEtcdSpec, store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<void> {
+async function rememberMembers(spec: ManagedEtcdSpec, store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<string[]> {
   try {
     const members = (await store.etcd.cluster.memberList({})).members;
     const endpoints = [...new Set(members.flatMap((m) => m.clientURLs.map((url) => url.replace(/^https?:\/\//, '').replace(/\/+$/, ''))))].filter((e) => e !== spec.clientAddr).sort();
     const { learner: _learner, ...current } = spec;
-    if (endpoints.join(',') !== [...spec.endpoints].filter((e) => e !== spec.clientAddr).sort().join(',')) await writeStoreSpec(layout, { ...current, endpoints });
+    const stored = await readStoreSpec(layout).catch(() => undefined);
+    const known = stored?.kind === 'etcd-managed' ? stored.endpoints : spec.endpoints;
+    if (endpoints.join(',') !== [...known].filter((e) => e !== spec.clientAddr).sort().join(',')) await writeStoreSpec(layout, { ...current, endpoints });
+    return endpoints;
   } catch (error) {
     logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not read the store members to remember them; keeping the list store.json has');
+    return [];
   }
 }
 

@@ -10,6 +10,7 @@
  * conflict reuse it, and refuse it if what it was signed under changed.
  */
 import type { Clock } from '../core/clock.js';
+import { failpoint } from '../core/failpoint.js';
 import { MusterError, isMusterError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
@@ -242,7 +243,8 @@ export class CaServer {
     if (storeMembership !== undefined && storeMember === undefined) throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
     // Its member joins the store before the node is recorded (a learner until it caught up; a retried join reuses it), so a recorded manager can always serve.
     const member = storeMembership === undefined || storeMember === undefined ? undefined : await storeMembership.admit(nodeId, storeMember);
-    const { node, certificate } = await this.signAgainWhenStale(async () => {
+    failpoint('manager-join:member-added');
+    const { node, certificate } = await this.unlessRefused(member === undefined ? undefined : () => storeMembership?.remove(nodeId, storeMember?.peerAddr), () => this.signAgainWhenStale(async () => {
       const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? managerHosts(managerAddr, storeMember) : [] }));
       const { certificate } = signed;
       const node = await transact(
@@ -287,9 +289,21 @@ export class CaServer {
         { beforeRetry: () => state.refresh() },
       );
       return { node, certificate };
-    });
+    }));
     logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
     return { node, certificate, ...(member === undefined ? {} : { member }) };
+  }
+
+  /** Runs `join`; when it fails, `undo` takes back what was done before it (a learner added for a manager that will not be recorded). */
+  private async unlessRefused<T>(undo: (() => Promise<void> | undefined) | undefined, join: () => Promise<T>): Promise<T> {
+    try {
+      return await join();
+    } catch (error) {
+      await Promise.resolve(undo?.()).catch((cleanup: unknown) => {
+        this.deps.logger.warn({ err: cleanup instanceof Error ? cleanup.message : String(cleanup) }, 'a manager join failed and its etcd learner could not be removed; a later manager join removes it');
+      });
+      throw error;
+    }
   }
 
   /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */

@@ -133,6 +133,8 @@ export interface MemberHealth {
 const HEALTH_DEADLINE_MS = 2_000;
 /** How long a join waits for etcd to accept one more learner (etcd 3.4 takes one at a time, and none while a member joined moments ago). */
 const LEARNER_WAIT_MS = 60_000;
+/** How long a learner that never started may stand in the way of a manager join before it is taken as left behind. */
+const DANGLING_LEARNER_MS = 20_000;
 /** How long a removal waits for etcd to accept it (it refuses while the members left have not been connected for a few seconds). */
 const REMOVE_WAIT_MS = 30_000;
 
@@ -214,7 +216,8 @@ export class ManagedMembership {
   async admit(nodeId: string, addrs: MemberAddrs): Promise<{ initialCluster: string; endpoints: string[]; clusterToken: string }> {
     const { client } = this.deps;
     const peerUrl = httpsUrl(addrs.peerAddr);
-    const deadline = this.deps.now() + LEARNER_WAIT_MS;
+    const started = this.deps.now();
+    const deadline = started + LEARNER_WAIT_MS;
     for (;;) {
       let list: IMember[];
       try {
@@ -232,6 +235,7 @@ export class ManagedMembership {
         } catch (error) {
           // etcd 3.4 takes one learner at a time, and no new member until every member has been connected a few seconds: wait.
           if (/too many learner|unhealthy cluster/i.test(etcdMessage(error)) && this.deps.now() < deadline) {
+            if (this.deps.now() - started > DANGLING_LEARNER_MS) await this.dropDanglingLearners(list, peerUrl);
             await sleep(500);
             continue;
           }
@@ -252,6 +256,25 @@ export class ManagedMembership {
       .map((m) => `${m.name === '' || m.peerURLs.includes(peerUrl) ? nodeId : m.name}=${m.peerURLs[0]!}`);
     const endpoints = members.flatMap((m) => m.clientURLs.map(hostPortOf));
     return { initialCluster: [...new Set(initial)].join(','), endpoints: [...new Set(endpoints)], clusterToken: this.deps.clusterToken };
+  }
+
+  /**
+   * Removes learners whose member never started (etcd names a member when it
+   * first starts) and that are not `peerUrl`'s: left by a manager join whose
+   * node gave up, or whose answering manager died between adding the
+   * learner and recording the node. etcd 3.4 takes one learner at a time, so
+   * one left behind would refuse every later manager join.
+   */
+  private async dropDanglingLearners(list: readonly IMember[], peerUrl: string): Promise<void> {
+    for (const m of list) {
+      if (m.isLearner !== true || m.name !== '' || m.peerURLs.includes(peerUrl)) continue;
+      try {
+        await this.deps.client.cluster.memberRemove({ ID: m.ID });
+        this.deps.logger.warn({ peer: m.peerURLs.join(',') }, 'removed an etcd learner whose member never started (a manager join that did not finish)');
+      } catch (error) {
+        this.deps.logger.debug({ err: etcdMessage(error) }, 'could not remove a learner that never started');
+      }
+    }
   }
 
   /**
@@ -382,17 +405,45 @@ export async function restartInTurn(params: { client: Etcd3; clusterId: string; 
  * leases reconnect on their own as after any lost connection.
  */
 export function useClientTls(client: Etcd3, tls: MemberTls): void {
-  type Pool = { hosts?: { channelCredentials: unknown; resetAllServices(): void }[] };
-  const poolOf = (etcd: Etcd3): Pool | undefined => (etcd as unknown as { pool?: Pool }).pool;
   const donor = new Etcd3({ hosts: 'https://127.0.0.1:1', credentials: { rootCertificate: Buffer.from(tls.rootPem), privateKey: Buffer.from(tls.keyPem), certChain: Buffer.from(tls.certPem) } });
-  const next = poolOf(donor)?.hosts?.[0]?.channelCredentials;
+  const next = poolHosts(donor)[0]?.channelCredentials;
   donor.close();
-  const hosts = poolOf(client)?.hosts;
-  if (hosts === undefined || next === undefined) throw new MusterError('INTERNAL', 'the etcd client has no hosts to give new credentials (etcd3 changed its connection pool)');
+  const hosts = poolHosts(client);
+  if (hosts.length === 0 || next === undefined) throw new MusterError('INTERNAL', 'the etcd client has no hosts to give new credentials (etcd3 changed its connection pool)');
   for (const host of hosts) {
     host.channelCredentials = next;
     host.resetAllServices();
   }
+}
+
+/** What muster touches of etcd3's connection pool, which has no API to change its hosts (pinned by package-lock; test/store/etcd-member.test.ts covers both uses). */
+interface PoolHost {
+  host: string;
+  channelCredentials: unknown;
+  resetAllServices(): void;
+}
+
+function poolHosts(client: Etcd3): PoolHost[] {
+  return (client as unknown as { pool?: { hosts?: PoolHost[] } }).pool?.hosts ?? [];
+}
+
+/**
+ * Adds the members at `endpoints` that the store client does not reach yet
+ * (managers that joined after this one started): etcd3 takes its hosts once,
+ * so a manager would otherwise reach only the members it knew at its start,
+ * and lose the store whenever its own member restarts. The new hosts are
+ * built by etcd3 itself (a client built with them, never used) with the
+ * same options. Returns the endpoints added.
+ */
+export function addClientEndpoints(client: Etcd3, endpoints: readonly string[], connection: EtcdConnection): string[] {
+  const hosts = poolHosts(client);
+  if (hosts.length === 0) return [];
+  const known = new Set(hosts.map((h) => h.host));
+  const missing = endpoints.filter((e) => !known.has(e));
+  if (missing.length === 0) return [];
+  const donor = new Etcd3(etcdOptions({ ...connection, endpoints: missing }));
+  hosts.push(...poolHosts(donor)); // the donor is never closed: its hosts are the client's now, closed with it
+  return missing;
 }
 
 /**

@@ -274,3 +274,24 @@ describe('a root rotation on three managers that run etcd', () => {
     await eventually('the worker to hold the new root', async () => (rootOf(scratch.path('r-w')) === newRoot ? true : undefined), 60_000);
   });
 });
+
+describe('a manager join that does not finish', () => {
+  it('a learner left by a manager join whose answering manager died before recording the node goes when the next manager join needs its place; that join succeeds', { timeout: 300_000 }, async () => {
+    const dir = scratch.path('d-f');
+    const f = await foundManaged(dir, [], { MUSTER_FAILPOINTS: 'manager-join:member-added' });
+    const lost = await memberFlags();
+    const gone = start(['join', f.address, '--data-dir', scratch.path('d-a'), '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...lost.flags], { MUSTER_TOKEN: f.tokens.manager });
+    await f.run.exit; // the failpoint: SIGKILLed after etcd took the learner, before the node was recorded
+    await gone.stop('SIGKILL');
+    const again = start(['run', '--data-dir', dir, '--listen-addr', f.address]);
+    await again.waitFor(/manager listening/, 90_000);
+    const learner = memberList(f.member.client, dir).find((m) => m.peerURLs.includes(`https://${lost.peer}`));
+    expect(learner?.isLearner, 'the unfinished join left a learner').toBe(true);
+    expect(learner?.name ?? '', 'whose member never started').toBe('');
+    const m2 = await joinManager(scratch.path('d-m2'), f.tokens.manager, f.address);
+    const list = memberList(f.member.client, dir);
+    expect(list.some((m) => m.peerURLs.includes(`https://${lost.peer}`)), 'the learner left behind is gone').toBe(false);
+    expect(list.map((m) => m.name).sort()).toEqual([nodeJson(dir).nodeId, nodeJson(m2.dir).nodeId].sort());
+    expect(again.stderr()).toMatch(/removed an etcd learner whose member never started/);
+  });
+});

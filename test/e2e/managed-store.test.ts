@@ -115,6 +115,25 @@ describe('three managers that run etcd themselves', () => {
     expect(nodes.filter((n) => n.role === 'manager').map((n) => n.managerStatus).sort()).toEqual(['Leader', 'Reachable', 'Reachable']);
   });
 
+  it("the founder reaches the members that joined after it: store.json lists them, and with its own member frozen (SIGSTOP) it still serves joins through theirs", { timeout: 120_000 }, async () => {
+    const storeJson = (): { endpoints: string[] } => JSON.parse(readFileSync(join(dirs.f, 'manager', 'store.json'), 'utf8')) as { endpoints: string[] };
+    await eventually('the founder to list the members that joined after it', async () => ([m2.member.client, m3.member.client].every((e) => storeJson().endpoints.includes(e)) ? true : undefined), 40_000);
+    const pid = spawnSync('pgrep', ['-f', `etcd .*--name ${nodeJson(dirs.f).nodeId}`], { encoding: 'utf8' }).stdout.trim();
+    expect(pid, "the founder's etcd member runs").toMatch(/^\d+$/);
+    process.kill(Number(pid), 'SIGSTOP');
+    try {
+      const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: 20_000 });
+      try {
+        const answer = await eventually('a join through the founder while its member is frozen', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined), 60_000);
+        expect(answer.nodeId).toMatch(/^[a-z0-9]{25}$/);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      process.kill(Number(pid), 'SIGCONT');
+    }
+  });
+
   it('a 300-join storm over the three managers while the leader manager is SIGKILLed (its member dies with it): no join fails for good, every certified node is listed; the worker fails over and renews', { timeout: 300_000 }, async () => {
     const managers = [f.address, m2.address, m3.address];
     const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: 20_000 }));
