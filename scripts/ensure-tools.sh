@@ -2,7 +2,8 @@
 # The programs the test suite runs for real: openssl, curl, cfssl (external CA),
 # etcd (the shared store), faketime (clocks of whole processes), systemd-analyze
 # (the example units' hardening score), nginx (a CRL-checking service), zsh
-# (the completion script, typed into a real interactive zsh). Installs the
+# (the completion script, typed into a real interactive zsh), docker.io (a Docker
+# Engine served with a service certificate). Installs the
 # missing ones from Debian when it can (as root, with apt-get); otherwise stops
 # before any test runs and prints the exact command to run. `npm test` runs this
 # first (pretest), so the README's test command works on a fresh machine.
@@ -14,6 +15,8 @@ for tool in openssl curl cfssl etcd etcdctl faketime systemd-analyze zsh; do
 done
 # nginx lives in /usr/sbin, which a user's PATH may leave out; the tests run it from there.
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# Docker Engine (dockerd and the docker CLI): the service-certificate recipe runs a real daemon with --tlsverify.
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)
 [ ${#missing[@]} -eq 0 ] && exit 0
 command="apt-get install -y ${missing[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -22,7 +25,8 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
   # Debian starts an etcd service on install; the tests run their own on random ports.
   # Debian starts nginx on port 80 the same way; the tests start their own on loopback.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd nginx >/dev/null 2>&1 || true; fi
+  # Debian's docker.io starts dockerd and containerd too; each test starts its own, isolated.
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd nginx docker docker.socket containerd >/dev/null 2>&1 || true; fi
   exit 0
 fi
 echo "error: the tests need ${missing[*]}, which are not installed" >&2
