@@ -54,7 +54,7 @@ for (let i = 0; i < AGENTS; i++) {
     options: { pollMs: 10 * HOUR }, // polling is not what this measures
     current: () => validity,
     check: async () => ({ renewNow: false }),
-    renew: (reason) => {
+    renew: (_reason) => {
       const work = (async () => {
         fractions.push((clock.now() - validity.notBefore) / (validity.notAfter - validity.notBefore));
         renewedAt.push(clock.now() - start0);

@@ -164,7 +164,9 @@ export async function startManagedCluster(scratch: string): Promise<ManagedClust
   const joined: ChildRun[] = [];
   const stopAll = async (): Promise<void> => {
     // Together: one at a time, the last two would wait on a store that lost its quorum.
-    const killer = setTimeout(() => [founder.child, ...joined.map((j) => j.child)].forEach((c) => c.kill('SIGKILL')), 30_000);
+    const killer = setTimeout(() => {
+      for (const c of [founder.child, ...joined.map((j) => j.child)]) c.kill('SIGKILL');
+    }, 30_000);
     await Promise.all([founder.stop(), ...joined.map((j) => j.stop('SIGTERM'))]);
     clearTimeout(killer);
   };

@@ -1,5 +1,5 @@
 /** Options several commands share, declared once: the connection flags of client commands, and the log level. */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { MusterError } from '../core/errors.js';
 import type { ConnectFlags } from './connect.js';
 

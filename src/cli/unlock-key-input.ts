@@ -68,9 +68,18 @@ function readHidden(terminal: ReadStream, prompt: NodeJS.WritableStream, text: s
     };
     const onData = (chunk: Buffer | string): void => {
       for (const char of chunk.toString()) {
-        if (char === '\r' || char === '\n') return finish();
-        if (char === '\u0003' || (char === '\u0004' && typed === '')) return finish(new MusterError('USAGE', 'no unlock key given'));
-        if (char === '\u0004') return finish();
+        if (char === '\r' || char === '\n') {
+          finish();
+          return;
+        }
+        if (char === '\u0003' || (char === '\u0004' && typed === '')) {
+          finish(new MusterError('USAGE', 'no unlock key given'));
+          return;
+        }
+        if (char === '\u0004') {
+          finish();
+          return;
+        }
         if (char === '\u007f' || char === '\b') typed = typed.slice(0, -1);
         else typed += char;
       }

@@ -24,7 +24,7 @@ import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { CertRole } from '../core/roles.js';
 import type { CrlEntry } from '../pki/crl.js';
-import { KEYS, Tx, transact, type ClusterStore } from '../store/cluster-store.js';
+import { KEYS, type Tx, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CrlRecord, type NodeRecord, type RevocationReason, type RevokedRecord } from '../store/records.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Signer } from './signer.js';

@@ -140,7 +140,10 @@ export class Sessions {
         resolve(false);
       });
       let set = this.byNode.get(node.id);
-      if (set === undefined) this.byNode.set(node.id, (set = new Set()));
+      if (set === undefined) {
+        set = new Set();
+        this.byNode.set(node.id, set);
+      }
       set.add(parked);
       this.count += 1;
     });

@@ -87,7 +87,7 @@ function ipBytes(ip: string, family: number): Buffer {
   const t = parse(tail);
   const groups = [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(g, i * 2);
   return out;
 }
 

@@ -96,7 +96,7 @@ describe('KeyStore', () => {
   it.each([
     ['a short key and an empty certificate (a full disk)', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem.slice(0, 241), cert: '' })],
     ['a certificate for another key', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem, cert: makePair('other').certPem })],
-    ['a certificate from another root', (pending: ReturnType<typeof makePair>) => {
+    ['a certificate from another root', (_pending: ReturnType<typeof makePair>) => {
       const foreign = loadSigningCa(createRootCa({ clusterId: 'x', clock, random: systemRandom }));
       const key = generateNodeKeySync();
       const cert = issueCertificate({ ca: foreign, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'worker', commonName: 'foreign', clusterId: 'x', validityMs: 3_600_000, clock, random: systemRandom });

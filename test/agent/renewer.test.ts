@@ -257,7 +257,12 @@ describe('Renewer in a session (issue 20)', () => {
   /** How long after being told (once, with `told`) the renewal of seed `seed` starts; the clock moves a second at a time up to `maxS`. */
   async function spreadDelay(seed: number, told: RenewAdvice, maxS: number): Promise<number> {
     let asked = false;
-    const { clock, renewer, renewals } = harness({ seed, session: true, lifetime: 90 * 24 * HOUR, advice: () => (asked ? { renewNow: false } : ((asked = true), told)) });
+    const { clock, renewer, renewals } = harness({ seed, session: true, lifetime: 90 * 24 * HOUR, advice: () => {
+        if (asked) return { renewNow: false };
+        asked = true;
+        return told;
+      },
+    });
     renewer.start();
     const at = clock.now();
     clock.advance(0);
@@ -290,7 +295,12 @@ describe('Renewer in a session (issue 20)', () => {
     expect(Math.max(...waited)).toBeGreaterThan(60_000);
 
     let asked = false;
-    const { clock, renewer, renewals } = harness({ seed: 9, session: true, lifetime: 90 * 24 * HOUR, advice: () => (asked ? { renewNow: false } : ((asked = true), { renewNow: true, reason: 'role-change' })) });
+    const { clock, renewer, renewals } = harness({ seed: 9, session: true, lifetime: 90 * 24 * HOUR, advice: () => {
+        if (asked) return { renewNow: false };
+        asked = true;
+        return { renewNow: true, reason: 'role-change' };
+      },
+    });
     renewer.start();
     clock.advance(0);
     await flush();

@@ -34,7 +34,11 @@ async function holder(dir: string) {
     child.on('exit', (code) => reject(new Error(`the holder exited ${code}`)));
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  return { pid: child.pid!, kill: async (signal: NodeJS.Signals) => (child.kill(signal), await exited) };
+  return { pid: child.pid!, kill: async (signal: NodeJS.Signals) => {
+      child.kill(signal);
+      return await exited;
+    },
+  };
 }
 
 const LOCK_FILE = 'muster.lock';

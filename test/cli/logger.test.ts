@@ -15,7 +15,11 @@ function capture(): { out: PassThrough; lines: () => Promise<string[]> } {
   const out = new PassThrough();
   let text = '';
   out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  return { out, lines: async () => (await new Promise((resolve) => setImmediate(resolve)), text.split('\n').filter((l) => l !== '')) };
+  return { out, lines: async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return text.split('\n').filter((l) => l !== '');
+    },
+  };
 }
 
 describe('createLogger', () => {

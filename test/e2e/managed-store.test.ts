@@ -13,7 +13,6 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
-import type { NodeView } from '../../src/api/schemas.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';

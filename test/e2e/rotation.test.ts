@@ -58,7 +58,7 @@ describe('root rotation on the embedded store', () => {
     expect(await rotate.exit).toBe(0);
     const out = rotate.stdout();
     expect(out).toMatch(/^desired root digest: sha256:([0-9a-f]{64})\n/);
-    expect(out).toMatch(/\n  rotated TLS certificates: (\d+)\/\1 nodes\n  rotated CA certificates: \1\/\1 nodes\n-----BEGIN CERTIFICATE-----\n/);
+    expect(out).toMatch(/\n {2}rotated TLS certificates: (\d+)\/\1 nodes\n {2}rotated CA certificates: \1\/\1 nodes\n-----BEGIN CERTIFICATE-----\n/);
     const newRootPem = out.slice(out.indexOf('-----BEGIN CERTIFICATE-----'));
     const target = /desired root digest: sha256:([0-9a-f]{64})/.exec(out)![1]!;
     expect(rootDigest(newRootPem).toString('hex')).toBe(target);

@@ -2,7 +2,7 @@
  * The store is the truth (issue 13): concurrent changes through the real
  * HTTPS API all take effect, and a damaged store is refused, never re-created.
  */
-import { existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';

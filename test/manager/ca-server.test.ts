@@ -88,7 +88,7 @@ describe('join', () => {
       const old = m.settings.joinTokens().worker;
       // Another manager rotates: the store changes, this manager's feed has not told it yet.
       const tokens = (await store.get(KEYS.tokens))!;
-      const successor = old.replace(/.{25}$/, '0'.repeat(24) + '1');
+      const successor = old.replace(/.{25}$/, `${'0'.repeat(24)}1`);
       const rotated = { ...tokens.value, worker: storeToken(m.dataKey, 'worker', successor) };
       expect(await store.commit({ compares: [{ key: KEYS.tokens.key, version: tokens.version }], puts: [{ key: KEYS.tokens.key, value: rotated }], deletes: [] })).toBe(true);
       expect(m.settings.joinTokens().worker).toBe(old); // the cache is behind

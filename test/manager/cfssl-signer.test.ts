@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/core/clock.js';
 import { MusterError } from '../../src/core/errors.js';
-import { recordingLogger } from '../../src/core/logger.js';
+import type { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { CfsslSigner, signEndpoint } from '../../src/manager/cfssl-signer.js';
 import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
@@ -197,7 +197,10 @@ describe('CfsslSigner through the CA server', () => {
       expect((await store.list(KEYS.nodes)).length).toBe(nodes + 1);
       // Changed under every signing: three signings at most, then STORE_CONFLICT (which the node retries), nothing recorded.
       let expiry = 2 * HOUR;
-      store.contend(KEYS.cluster, 3, (cluster) => ({ ...cluster, certExpiryMs: (expiry += HOUR) }));
+      store.contend(KEYS.cluster, 3, (cluster) => {
+        expiry += HOUR;
+        return { ...cluster, certExpiryMs: expiry };
+      });
       expect(await codeOf(contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended'))).toBe('STORE_CONFLICT');
       expect(first.requests.length).toBe(asked + 7);
       expect((await store.list(KEYS.nodes)).length).toBe(nodes + 1);

@@ -77,7 +77,7 @@ describe('parseCsr', () => {
     ['an RSA key with exponent 17', () => fx.csr(keys['rsa:2048:17']!), 'CSR_UNSUPPORTED_KEY'],
     ['a secp256k1 key', () => fx.csr(keys['ec:secp256k1']!), 'CSR_UNSUPPORTED_KEY'],
     ['a P-521 key', () => fx.csr(keys['ec:P-521']!), 'CSR_UNSUPPORTED_KEY'],
-    ['an Ed25519 key', () => fx.csr(keys['ed25519']!), 'CSR_UNSUPPORTED_ALGORITHM'],
+    ['an Ed25519 key', () => fx.csr(keys.ed25519!), 'CSR_UNSUPPORTED_ALGORITHM'],
     ['a SHA-1 signature', () => fx.csr(keys['ec:P-256']!, { digest: 'sha1' }), 'CSR_UNSUPPORTED_ALGORITHM'],
   ];
 
