@@ -61,7 +61,7 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
   });
 
   // Unlocking is for a locked manager (its local socket); one that serves is not locked.
-  app.post(ROUTES.unlock, { schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
+  app.post(ROUTES.unlock, { config: { public: 'a locked manager has no CA key to check certificates with; the unlock key is the credential (here it only answers NOT_LOCKED)' }, schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
     throw new MusterError('NOT_LOCKED', 'this manager is not locked: it serves');
   });
 
