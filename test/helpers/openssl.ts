@@ -4,6 +4,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+/**
+ * A real RSA-8192 CSR (public material only; the key was thrown away), made once with
+ * `openssl req -new -newkey rsa:8192 -nodes -subj /CN=rsa-8192-fixture`: generating an
+ * 8192-bit key takes from seconds to over a minute on a busy machine.
+ */
+export const RSA_8192_CSR = new URL('../pki/fixtures/rsa-8192.csr', import.meta.url);
+
 /** A scratch folder that tests remove in afterAll. */
 export function scratchDir(prefix = 'muster-test-'): { dir: string; path: (name: string) => string; write: (name: string, data: string | Buffer) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
