@@ -21,7 +21,6 @@ const PUBLIC: Record<string, string> = {
   'POST /v1/join': 'a joining node has no certificate yet; its join token is the credential (rate-limited)',
   'GET /v1/crl': 'revocation lists are public by nature: verifiers outside the cluster (nginx, curl) fetch them with no certificate',
   'GET /v1/crl/:issuer': 'the CRL distribution point each certificate names, fetched by the same outside verifiers',
-  'POST /v1/unlock': 'a locked manager cannot check certificates (its CA key is sealed); the unlock key is the credential. A serving manager only answers NOT_LOCKED',
 };
 
 /** Routes for admins: managers and API users, never workers. */
@@ -51,8 +50,13 @@ const ADMIN_ROUTES = [
 /** Routes for nodes: managers and workers, never API users. */
 const NODE_ROUTES = ['POST /v1/renew', 'GET /v1/nodes/self', 'DELETE /v1/nodes/self'];
 
-/** Only on the manager's local socket: over the network every caller gets 403, a manager too. */
-const LOCAL_ROUTES = ['POST /v1/store/backup'];
+/**
+ * Only on the manager's local socket: over the network every caller gets 403, a manager too. Backup hands out
+ * the sealed CA key (and, without autolock, the key that opens it). Unlock takes no certificate (a locked
+ * manager cannot check one, its CA key is sealed; the unlock key is the credential), so only the local socket,
+ * which only the host's root or owner reaches, guards it.
+ */
+const LOCAL_ROUTES = ['POST /v1/store/backup', 'POST /v1/unlock'];
 
 type Decision = 'public' | 'admin' | 'node' | 'local';
 
@@ -149,11 +153,12 @@ describe('route audit', () => {
   });
 
   it('matches what each route declares: public ones say why, admin routes allow managers and API users, node routes managers and workers', () => {
-    for (const { method, url, access } of registeredRoutes(app)) {
+    for (const { method, url, access, localOnly } of registeredRoutes(app)) {
       const name = `${method} ${url}`;
       const decision = decisionOf(method, url);
+      expect(localOnly, name).toBe(decision === 'local');
       if (decision === 'public') expect('public' in access && access.public.length > 10, name).toBe(true);
-      else expect('allow' in access ? [...access.allow].sort() : access, name).toEqual([...(decision === 'admin' ? ADMINS : decision === 'node' ? NODES : ['manager'])].sort());
+      else if (decision !== 'local') expect('allow' in access ? [...access.allow].sort() : access, name).toEqual([...(decision === 'admin' ? ADMINS : NODES)].sort());
     }
   });
 
@@ -222,7 +227,7 @@ describe('route audit', () => {
     const manager = { cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem };
     for (const route of LOCAL_ROUTES) {
       const [method, url] = route.split(' ') as [string, string];
-      for (const tls of [manager, worker, apiUser]) expect(await call(tls, method, url), route).toEqual({ status: 403, code: 'AUTH_FORBIDDEN' });
+      for (const tls of [manager, worker, apiUser, undefined]) expect(await call(tls, method, url), route).toEqual({ status: 403, code: 'AUTH_FORBIDDEN' });
     }
   });
 });

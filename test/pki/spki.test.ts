@@ -57,7 +57,7 @@ describe('the key policy', () => {
     expect(codeOf(() => readPolicyKey(rsaSpki(2040, Buffer.from([1, 0, 1])), codes))).toBe('CSR_WEAK_KEY');
   });
 
-  it('refuses the exponent 2^32+1 (a prime-like odd exponent just past 32 bits)', () => {
+  it('refuses the exponent 2^32+1 (an odd exponent just past 32 bits)', () => {
     expect(() => readPolicyKey(rsaSpki(2048, Buffer.from([1, 0, 0, 0, 1])), codes)).toThrow(/exponent is over 2\^32; only 65537 is accepted/);
     expect(codeOf(() => readPolicyKey(rsaSpki(8192, Buffer.from([1, 0, 0, 0, 1])), codes))).toBe('CSR_UNSUPPORTED_KEY');
   });

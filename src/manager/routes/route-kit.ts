@@ -82,13 +82,16 @@ export interface RegisteredRoute {
   method: string;
   url: string;
   access: RouteAccess;
+  /** Answered only on the manager's local socket (403 over the network, whatever the certificate). */
+  localOnly: boolean;
 }
 
 /** The access a route declares; throws (the app then fails to build) when it declares neither roles nor a reason to be public, or both. */
-export function declaredAccess(route: { method: string | string[]; url: string; config?: { allow?: readonly CertRole[]; public?: string } }): RegisteredRoute {
+export function declaredAccess(route: { method: string | string[]; url: string; config?: { allow?: readonly CertRole[]; public?: string; localOnly?: boolean } }): RegisteredRoute {
   const method = [route.method].flat().join(',');
-  const { allow, public: reason } = route.config ?? {};
-  if (allow !== undefined && reason === undefined) return { method, url: route.url, access: { allow } };
-  if (allow === undefined && reason !== undefined && reason !== '') return { method, url: route.url, access: { public: reason } };
+  const { allow, public: reason, localOnly } = route.config ?? {};
+  const where = { method, url: route.url, localOnly: localOnly === true };
+  if (allow !== undefined && reason === undefined) return { ...where, access: { allow } };
+  if (allow === undefined && reason !== undefined && reason !== '') return { ...where, access: { public: reason } };
   throw new Error(`route ${method} ${route.url} must declare either config.allow (the certificate roles) or config.public (why it needs none), not both`);
 }
