@@ -42,7 +42,7 @@ beforeAll(async () => {
   rsaPort = (rsaApp.server.address() as { port: number }).port;
   identity.ec = ['-cert', scratch.write('ec.pem', cluster.managerTls.certPem), '-key', scratch.write('ec.key', cluster.managerTls.keyPem)];
   identity.rsa = ['-cert', scratch.write('rsa.pem', rsaTls.certPem), '-key', scratch.write('rsa.key', rsaTls.keyPem)];
-});
+}, 120_000); // two listeners, an RSA key and a renewal: seconds on a busy machine
 
 afterAll(async () => {
   await app.close();
