@@ -142,6 +142,7 @@ function call(tls: Tls, method: string, url: string): Promise<{ status: number; 
   });
 }
 
+// Each route is called over a fresh HTTPS connection, several times: a minute or more on a busy machine.
 describe('route audit', () => {
   it('has a decision for every route the app registers, and no decision for a route that is gone', () => {
     const routes = registeredRoutes(app);
@@ -181,7 +182,7 @@ describe('route audit', () => {
     await bare.close();
   });
 
-  it('answers 401 without a certificate on every route but the public ones, which answer without one', async () => {
+  it('answers 401 without a certificate on every route but the public ones, which answer without one', { timeout: 180_000 }, async () => {
     for (const { method, url } of registeredRoutes(app)) {
       const name = `${method} ${url}`;
       const answer = await call(undefined, method, url);
@@ -197,7 +198,7 @@ describe('route audit', () => {
     }
   });
 
-  it('answers 403 to a worker certificate on every admin route, and lets an API-user certificate past the check', async () => {
+  it('answers 403 to a worker certificate on every admin route, and lets an API-user certificate past the check', { timeout: 180_000 }, async () => {
     const admin = registeredRoutes(app).filter((r) => decisionOf(r.method, r.url) === 'admin');
     expect(admin.length).toBeGreaterThanOrEqual(ADMIN_ROUTES.length);
     for (const { method, url } of admin) {
@@ -210,7 +211,7 @@ describe('route audit', () => {
     }
   });
 
-  it('answers 403 to an API-user certificate on every node route, and lets a worker certificate past the check', async () => {
+  it('answers 403 to an API-user certificate on every node route, and lets a worker certificate past the check', { timeout: 180_000 }, async () => {
     const node = registeredRoutes(app).filter((r) => decisionOf(r.method, r.url) === 'node');
     expect(node.length).toBeGreaterThanOrEqual(NODE_ROUTES.length);
     for (const { method, url } of node) {
@@ -223,7 +224,7 @@ describe('route audit', () => {
     }
   });
 
-  it('answers 403 on the local-only routes over the network, to a manager certificate too', async () => {
+  it('answers 403 on the local-only routes over the network, to a manager certificate too', { timeout: 180_000 }, async () => {
     const manager = { cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem };
     for (const route of LOCAL_ROUTES) {
       const [method, url] = route.split(' ') as [string, string];
