@@ -25,7 +25,7 @@ import { caRoutes } from './routes/ca-routes.js';
 import { clusterRoutes } from './routes/cluster-routes.js';
 import { healthRoutes, metricsRoutes } from './routes/health-routes.js';
 import { nodeRoutes } from './routes/node-routes.js';
-import type { Services } from './routes/route-kit.js';
+import { declaredAccess, type RegisteredRoute, type Services } from './routes/route-kit.js';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 
 /** The manager's own TLS identity. */
@@ -289,6 +289,14 @@ export async function serveLocalSocket(
   };
 }
 
+/** The routes each app registered, with what they declared (the route audit reads them). */
+const registries = new WeakMap<object, readonly RegisteredRoute[]>();
+
+/** Every route `app` registered (HEAD twins of GET routes included), with its declared access. */
+export function registeredRoutes(app: MusterApp): readonly RegisteredRoute[] {
+  return registries.get(app) ?? [];
+}
+
 /** Builds the fastify app (not yet listening). */
 export async function buildApp(options: AppOptions) {
   const { services } = options;
@@ -324,6 +332,12 @@ export async function buildApp(options: AppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   capConnections(app.server, limits);
+  // Every route says who may call it: roles, or why it is public. One that says neither fails here, so the app does not build.
+  const registered: RegisteredRoute[] = [];
+  registries.set(app, registered);
+  app.addHook('onRoute', (route) => {
+    registered.push(declaredAccess(route));
+  });
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -369,7 +383,7 @@ export async function buildApp(options: AppOptions) {
       return { schema: described as typeof schema, url };
     },
   });
-  app.get(ROUTES.openapi, { schema: { hide: true } }, async () => app.swagger());
+  app.get(ROUTES.openapi, { config: { public: 'the API description: schemas and paths, no secret; clients read it before they hold a certificate' }, schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes, { services });
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });

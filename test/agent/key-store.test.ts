@@ -1,5 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KeyStore, WRITE_STEPS } from '../../src/agent/key-store.js';
 import { writeFileAtomic } from '../../src/core/atomic-file.js';
@@ -10,6 +10,8 @@ import { createRootCa, loadSigningCa } from '../../src/pki/ca.js';
 import { createCsr, parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
+import { generateDataKey } from '../../src/pki/seal.js';
+import { MusterError } from '../../src/core/errors.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-keys-');
@@ -150,6 +152,27 @@ describe('KeyStore', () => {
     await store.writePair(makePair('a'));
     chmodSync(layout.dataDir, 0o755);
     await expect(store.load()).rejects.toMatchObject({ code: 'DATA_DIR_INSECURE', hint: `run: chmod 0700 ${layout.dataDir}` });
+  });
+
+  it('reads a sealed node.key under the data key, and refuses one with a bit flipped, under the previous data key too', async () => {
+    const dataKey = generateDataKey();
+    const previous = generateDataKey();
+    const layout = dataDirLayout(fresh('sealed'));
+    const store = new KeyStore(layout, { cipher: { dataKey: () => dataKey, sealing: () => true, previousDataKey: () => previous } });
+    await store.ensureDirs();
+    const pair = makePair('s');
+    await store.writePair(pair);
+    const sealed = readFileSync(layout.nodeKey, 'utf8');
+    expect(sealed).toMatch(/^-----BEGIN MUSTER SEALED NODE KEY-----\n/);
+    expect(await store.load()).toEqual(pair);
+    const lines = sealed.trim().split('\n');
+    const body = Buffer.from(lines.slice(1, -1).join(''), 'base64');
+    body[body.length - 20] = body[body.length - 20]! ^ 0x04; // in the ciphertext, before the tag
+    writeFileSync(layout.nodeKey, `${lines[0]}\n${body.toString('base64')}\n${lines.at(-1)}\n`, { mode: 0o600 });
+    const failed = await store.load().then(() => undefined, (error: unknown) => error);
+    expect(failed).toBeInstanceOf(MusterError);
+    // Refused as tampered (the tag), not read as some other key that then fails to match its certificate.
+    expect(failed).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
   });
 
   it('refuses a key that does not match its certificate', async () => {

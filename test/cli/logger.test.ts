@@ -1,7 +1,7 @@
 /** The process logger: level names, text or JSON, and journald's priority prefix on every line under JOURNAL_STREAM. */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/cli/logger.js';
+import { REDACT_PATHS, createLogger } from '../../src/cli/logger.js';
 import { runMuster } from '../helpers/cli.js';
 import { runInTerminal } from '../helpers/terminal.js';
 import { scratchDir } from '../helpers/openssl.js';
@@ -64,6 +64,42 @@ describe('createLogger', () => {
     const bad = await runMuster(['run', '--data-dir', empty], { env: { MUSTER_LOG_FORMAT: 'xml' } });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('MUSTER_LOG_FORMAT=xml is not a log format');
+  });
+});
+
+describe('redaction, the second guard (README: log fields are redacted by name)', () => {
+  const SECRET = 'SWMTKN-1-0123456789abcdefghijklmnopqrstuvwxyz0123456789abcd-0123456789abcdefghijklmno';
+  /** Every redacted field name, at the top level and one object down (the paths REDACT_PATHS lists). */
+  const names = [...new Set(REDACT_PATHS.filter((path) => !path.includes('.')))];
+
+  it('lists each secret field name at the top level and one level down', () => {
+    expect(names).toEqual(expect.arrayContaining(['token', 'tokens', 'csr', 'key', 'keyPem', 'privateKey']));
+    for (const name of names) expect(REDACT_PATHS).toContain(`*.${name}`);
+  });
+
+  it.each(['json', 'text'] as const)('never writes a secret field in %s, at the top level or inside an object, and keeps the other fields', async (format) => {
+    for (const journald of [false, true]) {
+      const c = capture();
+      const logger = createLogger({ out: c.out, format, journald, level: 'debug' });
+      for (const name of names) {
+        logger.info({ [name]: SECRET, nodeId: 'n1' }, `top ${name}`);
+        logger.debug({ request: { [name]: SECRET, role: 'worker' } }, `nested ${name}`);
+        logger.warn({ err: { message: 'refused', [name]: SECRET } }, `in an error ${name}`);
+      }
+      logger.info({ req: { headers: { authorization: `Bearer ${SECRET}`, host: 'm1' } } }, 'a request');
+      const lines = await c.lines();
+      expect(lines).toHaveLength(names.length * 3 + 1);
+      for (const line of lines) {
+        expect(line, `${format}${journald ? ' (journald)' : ''}`).not.toContain(SECRET);
+        expect(line).not.toContain('0123456789abcdefghijklmnopqrstuvwxyz');
+      }
+      const joined = lines.join('\n');
+      // What is redacted says so, and what is not secret is still there.
+      expect(joined.match(/\[redacted\]/g)?.length).toBeGreaterThanOrEqual(names.length * 2 + 1);
+      expect(joined).toContain('n1');
+      expect(joined).toContain('worker');
+      expect(joined).toContain('m1');
+    }
   });
 });
 

@@ -4,16 +4,24 @@
  * timeouts (the defaults are 5 s for headers and 10 s a request).
  */
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { createConnection } from 'node:net';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { createCsr } from '../../src/pki/csr.js';
 import { foundTestCluster } from '../helpers/service.js';
+import { opensslServer, scratchDir } from '../helpers/openssl.js';
 
 let cluster: Awaited<ReturnType<typeof foundTestCluster>>;
 let app: MusterApp;
 let port: number;
+/** The same manager with an RSA key (the suites without ECDHE need one), and the files an openssl server serves the same identities from. */
+let rsaApp: MusterApp;
+let rsaPort: number;
+const scratch = scratchDir('muster-abuse-');
+const identity = { ec: [] as string[], rsa: [] as string[] };
 
 beforeAll(async () => {
   cluster = await foundTestCluster();
@@ -26,17 +34,51 @@ beforeAll(async () => {
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   port = (app.server.address() as { port: number }).port;
-});
+  const rsaKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const manager = await cluster.authoriser.authorize(cluster.managerCert, ['manager', 'worker']);
+  const rsaTls = { keyPem: rsaKey.export({ type: 'pkcs8', format: 'pem' }).toString(), certPem: (await cluster.caServer.renew(manager, { csr: createCsr({ privateKey: rsaKey }) })).certificate };
+  rsaApp = await buildApp({ services: cluster.services, tls: rsaTls, logger: pino({ level: 'silent' }) });
+  await rsaApp.listen({ host: '127.0.0.1', port: 0 });
+  rsaPort = (rsaApp.server.address() as { port: number }).port;
+  identity.ec = ['-cert', scratch.write('ec.pem', cluster.managerTls.certPem), '-key', scratch.write('ec.key', cluster.managerTls.keyPem)];
+  identity.rsa = ['-cert', scratch.write('rsa.pem', rsaTls.certPem), '-key', scratch.write('rsa.key', rsaTls.keyPem)];
+}, 120_000); // two listeners, an RSA key and a renewal: seconds on a busy machine
 
 afterAll(async () => {
   await app.close();
+  await rsaApp.close();
   await cluster.cleanup();
+  scratch.cleanup();
 });
 
-/** Opens a TLS connection that trusts the cluster root. */
-function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; ecdhCurve?: string } = {}): Promise<TLSSocket> {
+/**
+ * Runs `attempt` against an openssl server started with `args` (one that allows what the manager
+ * refuses, with the manager's own certificate) and returns what it resolved with: the same client
+ * must succeed there, or its failure against the manager would prove nothing.
+ */
+async function againstPermissive<T>(args: string[], attempt: (port: number) => Promise<T>): Promise<T> {
+  const server = await opensslServer(args);
+  try {
+    return await attempt(server.port);
+  } finally {
+    server.stop();
+  }
+}
+
+/** The error code a connection attempt fails with (undefined when it connects). */
+async function failureOf(attempt: Promise<TLSSocket>): Promise<string | undefined> {
+  try {
+    (await attempt).destroy();
+    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+  }
+}
+
+/** Opens a TLS connection that trusts the cluster root (to the manager, or to the server on `to`). */
+function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; ecdhCurve?: string } = {}, to: number = port): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: cluster.state.root.pem, servername: 'swarm-manager', ...options }, () => resolve(socket));
+    const socket = connect({ host: '127.0.0.1', port: to, ca: cluster.state.root.pem, servername: 'swarm-manager', ...options }, () => resolve(socket));
     socket.once('error', reject);
   });
 }
@@ -182,19 +224,58 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
     socket.destroy();
   });
 
-  it.each(['ECDHE-ECDSA-AES128-SHA256', 'ECDHE-ECDSA-AES256-SHA', 'AES128-GCM-SHA256', 'ECDHE-ECDSA-AES128-CCM8', 'ECDHE-ECDSA-ARIA128-GCM-SHA256'])('refuses %s', async (cipher) => {
-    await expect(open({ maxVersion: 'TLSv1.2', ciphers: `${cipher}@SECLEVEL=0` })).rejects.toThrow();
+  // Each suite is refused by the manager with the key it needs (AES128-GCM-SHA256 and the other non-ECDHE suites
+  // need an RSA certificate: against an ECDSA one no server could agree on them), and accepted by a permissive
+  // openssl server with that same certificate, so the refusal is the manager's choice of suites.
+  it.each([
+    ['ECDHE-ECDSA-AES128-SHA256', 'ec'],
+    ['ECDHE-ECDSA-AES256-SHA', 'ec'],
+    ['ECDHE-ECDSA-AES128-CCM8', 'ec'],
+    ['ECDHE-ECDSA-ARIA128-GCM-SHA256', 'ec'],
+    ['AES128-GCM-SHA256', 'rsa'],
+    ['AES256-SHA256', 'rsa'],
+    ['ECDHE-RSA-AES128-SHA256', 'rsa'],
+  ] as const)('refuses %s (%s key), which a permissive server with the same certificate accepts', async (cipher, key) => {
+    const client = (to: number) => open({ maxVersion: 'TLSv1.2', ciphers: `${cipher}@SECLEVEL=0` }, to);
+    const accepted = await againstPermissive([...identity[key], '-cipher', 'ALL@SECLEVEL=0'], client);
+    expect(accepted.getCipher().name).toBe(cipher);
+    accepted.destroy();
+    expect(await failureOf(client(key === 'ec' ? port : rsaPort))).toBe('ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE');
   });
 
-  it('refuses a renegotiation the client starts', async () => {
-    const socket = await open({ maxVersion: 'TLSv1.2' });
-    const result = await new Promise<Error | null>((resolve) => {
-      socket.on('error', (error) => resolve(error));
-      const started = socket.renegotiate({}, (error) => resolve(error ?? null));
-      if (!started) resolve(new Error('not started'));
+  it('the RSA-keyed manager accepts its own ECDHE-RSA suites (the refusals above are about suites, not the key)', async () => {
+    for (const cipher of ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']) {
+      const socket = await open({ maxVersion: 'TLSv1.2', ciphers: cipher }, rsaPort);
+      expect(socket.getCipher().name).toBe(cipher);
+      socket.destroy();
+    }
+  });
+
+  it('refuses a renegotiation the client starts, which a server that allows it completes', async () => {
+    const renegotiate = async (to: number): Promise<string | null> => {
+      const socket = await open({ maxVersion: 'TLSv1.2' }, to);
+      try {
+        return await new Promise<string | null>((resolve) => {
+          socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+          const started = socket.renegotiate({}, (error) => resolve(error === null ? null : ((error as NodeJS.ErrnoException).code ?? error.message)));
+          if (!started) resolve('not started');
+        });
+      } finally {
+        socket.destroy();
+      }
+    };
+    // Node's own TLS server lets a client renegotiate (a few times a minute) unless told not to.
+    const permissive = createTlsServer({ key: cluster.managerTls.keyPem, cert: cluster.managerTls.certPem }, (socket) => {
+      socket.on('error', () => undefined);
+      socket.resume();
     });
-    expect(result).toBeInstanceOf(Error);
-    socket.destroy();
+    await new Promise<void>((resolve) => permissive.listen(0, '127.0.0.1', resolve));
+    try {
+      expect(await renegotiate((permissive.address() as { port: number }).port)).toBeNull();
+    } finally {
+      permissive.close();
+    }
+    expect(await renegotiate(port)).toBe('ERR_SSL_NO_RENEGOTIATION');
   });
 
   it('names the cluster root in its certificate request, as Swarm does, and sends its certificate with that root', async () => {
@@ -210,10 +291,10 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
   });
 });
 
-/** Runs openssl s_client against the manager (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
-function sClient(args: string[]): Promise<{ code: number; out: string }> {
+/** Runs openssl s_client against the manager, or the server on `to` (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
+function sClient(args: string[], to: number = port): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, ...args], { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) =>
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${to}`, ...args], { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
     );
     child.stdin?.end();
@@ -226,25 +307,48 @@ describe('key-exchange groups', () => {
     expect(x25519.code).toBe(0);
     expect(x25519.out).toMatch(/Server Temp Key: X25519/);
     for (const group of ['ffdhe8192', 'ffdhe2048', 'X448']) {
+      // The same client gets through to a server that offers the group.
+      const accepted = await againstPermissive([...identity.ec, '-groups', group], (to) => sClient(['-tls1_3', '-groups', group], to));
+      expect(accepted.code, group).toBe(0);
+      expect(accepted.out, group).toMatch(/Server Temp Key: (X448|DH), /);
       const refused = await sClient(['-tls1_3', '-groups', group]);
       expect(refused.code, group).not.toBe(0);
+      expect(refused.out, group).toMatch(/alert handshake failure/);
       expect(refused.out, group).not.toMatch(/Server Temp Key/);
     }
     for (const group of ['P-256', 'P-384']) expect((await sClient(['-tls1_3', '-groups', group])).code, group).toBe(0);
   });
 
-  it('TLS 1.2 takes the same curves, and no finite-field DHE suite', async () => {
+  it('TLS 1.2 takes the same curves, and no finite-field DHE suite (a permissive server with the same certificate takes both)', async () => {
     expect((await sClient(['-tls1_2', '-curves', 'P-256'])).code).toBe(0);
-    expect((await sClient(['-tls1_2', '-curves', 'X448'])).code).not.toBe(0);
-    expect((await sClient(['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305'])).code).not.toBe(0);
+    // The RSA-keyed manager: in TLS 1.2 an ECDSA P-256 certificate needs P-256 among the client's curves, so
+    // against the ECDSA manager a client offering X448 alone fails whatever groups the server takes.
+    const x448 = ['-tls1_2', '-curves', 'X448'];
+    expect((await againstPermissive([...identity.rsa, '-curves', 'X448'], (to) => sClient(x448, to))).out).toMatch(/Server Temp Key: X448/);
+    expect((await againstPermissive([...identity.ec, '-curves', 'X448'], (to) => sClient(x448, to))).out).toMatch(/alert handshake failure/);
+    const refusedX448 = await sClient(x448, rsaPort);
+    expect(refusedX448.code).not.toBe(0);
+    expect(refusedX448.out).toMatch(/alert handshake failure/);
+    // DHE suites are RSA-keyed: the RSA manager is the one that could take them.
+    const dhe = ['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305'];
+    const acceptedDhe = await againstPermissive([...identity.rsa, '-cipher', 'ALL'], (to) => sClient(dhe, to));
+    expect(acceptedDhe.code).toBe(0);
+    expect(acceptedDhe.out).toMatch(/Cipher is DHE-RSA-/);
+    const refusedDhe = await sClient(dhe, rsaPort);
+    expect(refusedDhe.code).not.toBe(0);
+    expect(refusedDhe.out).toMatch(/alert handshake failure/);
   });
 });
 
 describe('TLS versions', () => {
-  it('refuses TLS 1.1', async () => {
-    // Lowering the client's own floor and security level, so the refusal is the server's.
-    const attempt = open({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
-    await expect(attempt).rejects.toThrow(/protocol|version|alert/i);
+  it('refuses TLS 1.1 with a protocol_version alert, where a server that allows it talks TLS 1.1 with the same client', async () => {
+    // The client lowers its own floor and security level, so it can speak TLS 1.1: a permissive server proves it.
+    const client = (to: number) => open({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }, to);
+    const old = await againstPermissive([...identity.ec, '-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], client);
+    expect(old.getProtocol()).toBe('TLSv1.1');
+    old.destroy();
+    // The manager's refusal is the server's alert, not a client-side error (such as ERR_SSL_NO_PROTOCOLS_AVAILABLE).
+    expect(await failureOf(client(port))).toBe('ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION');
   });
 
   it.each([['TLSv1.2' as const], ['TLSv1.3' as const]])('accepts %s', async (version) => {

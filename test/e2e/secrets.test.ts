@@ -13,6 +13,7 @@ import { readCaKey } from '../helpers/store-files.js';
 import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl, type CurlResult } from '../helpers/curl.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { ERROR_CATALOGUE } from '../../src/core/errors.js';
 
 const scratch = scratchDir('muster-secrets-');
 const children: ChildRun[] = [];
@@ -36,10 +37,19 @@ describe('secrets', () => {
     const [, worker1Token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     const logs: string[] = [];
     const answers: CurlResult[] = [];
+    /** Keeps an API answer for the search below, once it is the answer expected (a body is searched only with its status checked). */
+    const answered = (answer: CurlResult, status: number, code?: string): void => {
+      expect(answer.exitCode, answer.stderr).toBe(0);
+      expect(answer.status, answer.body).toBe(status);
+      if (code !== undefined) expect(answer.json()).toMatchObject({ statusCode: status, code });
+      answers.push(answer);
+    };
     const tokens = new Set([worker1Token]);
-    const cli = async (argv: string[]) => {
+    /** Runs a command against the manager's data dir; its log lines are kept; `exit` is the exit code it must end with. */
+    const cli = async (argv: string[], exit = 0) => {
       const r = await runMuster([...argv, '--data-dir', m], { env: ENV });
       logs.push(r.stderr);
+      expect(r.code, `muster ${argv.join(' ')}: ${r.stderr}`).toBe(exit);
       return r;
     };
     tokens.add((await cli(['join-token', '-q', 'manager'])).stdout.trim());
@@ -48,10 +58,13 @@ describe('secrets', () => {
     await n1.waitFor(/This node joined cluster/);
     // failed joins: a mistyped token, a garbage token, a bad CSR
     const typo = worker1Token.slice(0, -1) + (worker1Token.endsWith('0') ? '1' : '0');
-    logs.push((await runMuster(['join', '--token', typo, address, '--data-dir', scratch.path('bad1')], { env: ENV })).stderr);
+    const typoJoin = await runMuster(['join', '--token', typo, address, '--data-dir', scratch.path('bad1')], { env: ENV });
+    expect(typoJoin.code).not.toBe(0);
+    expect(typoJoin.stderr).toMatch(/^error: /m);
+    logs.push(typoJoin.stderr);
     const root = join(m, 'certificates', 'root-ca.crt');
-    answers.push(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: worker1Token, csr: 'junk' }), `https://${address}/v1/join`]));
-    answers.push(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: `${worker1Token}x`, csr: 'junk' }), `https://${address}/v1/join`]));
+    answered(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: worker1Token, csr: 'junk' }), `https://${address}/v1/join`]), 400, 'CSR_NOT_PEM');
+    answered(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: `${worker1Token}x`, csr: 'junk' }), `https://${address}/v1/join`]), 400, 'TOKEN_INVALID');
 
     const rotated = await cli(['join-token', '--rotate', 'worker']);
     const worker2Token = /SWMTKN-1-\S+/.exec(rotated.stdout)![0];
@@ -61,13 +74,15 @@ describe('secrets', () => {
     await cli(['update', '--cert-expiry', '1h']);
     await Promise.all([n1.waitFor(/renewed until/), n2.waitFor(/renewed until/)]);
     // A refused promotion (embedded store) and a manager-token join attempt: their errors carry no token either.
-    await cli(['node', 'promote', JSON.parse(readFileSync(scratch.path('n2/node.json'), 'utf8')).nodeId as string]);
-    logs.push((await runMuster(['join', '--token', [...tokens][1]!, address, '--data-dir', scratch.path('m2')], { env: ENV })).stderr);
+    await cli(['node', 'promote', JSON.parse(readFileSync(scratch.path('n2/node.json'), 'utf8')).nodeId as string], ERROR_CATALOGUE.EMBEDDED_STORE.exit);
+    const managerJoin = await runMuster(['join', '--token', [...tokens][1]!, address, '--data-dir', scratch.path('m2')], { env: ENV });
+    expect(managerJoin.code).not.toBe(0);
+    logs.push(managerJoin.stderr);
     await cli(['ca', 'create-api-certificate', 'alice', '--out', scratch.path('alice')]);
 
     const c = join(m, 'certificates');
     const admin = ['--cacert', root, '--cert', join(c, 'node.crt'), '--key', join(c, 'node.key')];
-    for (const path of ['/v1/ca', '/v1/cluster?tokens=1', '/v1/nodes', '/v1/join-tokens', '/v1/nodes/self']) answers.push(await curl([...admin, `https://${address}${path}`]));
+    for (const path of ['/v1/ca', '/v1/cluster?tokens=1', '/v1/nodes', '/v1/join-tokens', '/v1/nodes/self']) answered(await curl([...admin, `https://${address}${path}`]), 200);
 
     for (const child of [manager, n1, n2]) await child.stop('SIGTERM');
     logs.push(...[manager, n1, n2].map((ch) => ch.stderr()));

@@ -1,8 +1,15 @@
 /** Real `openssl` for tests: run it, and make keys, CSRs and certificates with it. */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+/**
+ * A real RSA-8192 CSR (public material only; the key was thrown away), made once with
+ * `openssl req -new -newkey rsa:8192 -nodes -subj /CN=rsa-8192-fixture`: generating an
+ * 8192-bit key takes from seconds to over a minute on a busy machine.
+ */
+export const RSA_8192_CSR = new URL('../pki/fixtures/rsa-8192.csr', import.meta.url);
 
 /** A scratch folder that tests remove in afterAll. */
 export function scratchDir(prefix = 'muster-test-'): { dir: string; path: (name: string) => string; write: (name: string, data: string | Buffer) => string; cleanup: () => void } {
@@ -74,4 +81,37 @@ export function opensslFixtures(scratch: ReturnType<typeof scratchDir>) {
 /** `openssl x509 -text -noout` of a PEM certificate. */
 export function x509Text(pem: string): string {
   return openssl(['x509', '-noout', '-text'], pem);
+}
+
+/**
+ * A real `openssl s_server` on 127.0.0.1 with `args` (its certificate, and what it allows): the
+ * permissive server a "refuses" test runs the same client against, to prove the client can succeed.
+ * Resolves once it listens; `stop()` kills it (call it in a finally).
+ */
+export function opensslServer(args: string[], timeoutMs = 30_000): Promise<{ port: number; stop: () => void }> {
+  const child = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stop = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`openssl s_server did not listen within ${timeoutMs} ms: ${out}`));
+    }, timeoutMs);
+    const read = (data: Buffer): void => {
+      out += data.toString('utf8');
+      const listening = /^ACCEPT .*:(\d+)$/m.exec(out);
+      if (listening !== null) {
+        clearTimeout(timer);
+        resolve({ port: Number(listening[1]), stop });
+      }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`openssl s_server exited (${code}): ${out}`));
+    });
+  });
 }

@@ -1,9 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MusterError } from '../../src/core/errors.js';
 import { OID, bits, oid, seq, tlv, NULL, TAG } from '../../src/pki/der.js';
 import { KEY_POLICY, checkKeyPolicy } from '../../src/pki/keys.js';
 import { readPolicyKey } from '../../src/pki/spki.js';
+import { parseCsr } from '../../src/pki/csr.js';
+import { RSA_8192_CSR } from '../helpers/openssl.js';
 
 const codes = { weak: 'CSR_WEAK_KEY', unsupported: 'CSR_UNSUPPORTED_KEY', malformed: () => new MusterError('CSR_MALFORMED') } as const;
 
@@ -30,11 +33,33 @@ describe('the key policy', () => {
       ['ec', { namedCurve: 'P-256' }],
       ['ec', { namedCurve: 'P-384' }],
       ['rsa', { modulusLength: 2048 }],
+      ['rsa', { modulusLength: 3072 }],
+      ['rsa', { modulusLength: 4096 }],
     ] as const) {
       const { publicKey } = generateKeyPairSync(type as 'ec', options as { namedCurve: string });
       const spki = publicKey.export({ type: 'spki', format: 'der' });
       expect(readPolicyKey(spki, codes).kind).toBe(checkKeyPolicy(publicKey, codes));
     }
+    // 8192: a real key, from a CSR made once (generating one takes up to a minute).
+    const rsa8192 = parseCsr(readFileSync(RSA_8192_CSR, 'utf8')).publicKey;
+    expect(rsa8192.asymmetricKeyDetails?.modulusLength).toBe(8192);
+    expect(readPolicyKey(rsa8192.export({ type: 'spki', format: 'der' }), codes).kind).toBe('rsa');
+    expect(checkKeyPolicy(rsa8192, codes)).toBe('rsa');
+  }, 120_000); // RSA-3072 and -4096 keys are generated here: seconds on a busy machine
+
+  it.each([2048, 3072, 4096, 8192])('accepts an RSA modulus of exactly %i bits with exponent 65537 (built from bytes)', (modulusBits) => {
+    expect(readPolicyKey(rsaSpki(modulusBits, Buffer.from([1, 0, 1])), codes).kind).toBe('rsa');
+  });
+
+  it('refuses 8200 bits (the first size a byte past 8192) and 2040 bits, at the edges of the policy', () => {
+    expect(() => readPolicyKey(rsaSpki(8200, Buffer.from([1, 0, 1])), codes)).toThrow(/the RSA key has 8200 bits; at most 8192 are accepted/);
+    expect(codeOf(() => readPolicyKey(rsaSpki(8200, Buffer.from([1, 0, 1])), codes))).toBe('CSR_UNSUPPORTED_KEY');
+    expect(codeOf(() => readPolicyKey(rsaSpki(2040, Buffer.from([1, 0, 1])), codes))).toBe('CSR_WEAK_KEY');
+  });
+
+  it('refuses the exponent 2^32+1 (an odd exponent just past 32 bits)', () => {
+    expect(() => readPolicyKey(rsaSpki(2048, Buffer.from([1, 0, 0, 0, 1])), codes)).toThrow(/exponent is over 2\^32; only 65537 is accepted/);
+    expect(codeOf(() => readPolicyKey(rsaSpki(8192, Buffer.from([1, 0, 0, 0, 1])), codes))).toBe('CSR_UNSUPPORTED_KEY');
   });
 
   it('refuses an RSA key above 8192 bits before OpenSSL reads it', () => {

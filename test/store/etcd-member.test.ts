@@ -75,6 +75,19 @@ async function memberSetup() {
   return { scratch, root, ca, manager, config, member, logger };
 }
 
+/** The message a request fails with ('' when it succeeds). */
+async function refusalOf(request: Promise<unknown>): Promise<string> {
+  try {
+    await request;
+    return '';
+  } catch (error) {
+    return String((error as Error).message);
+  }
+}
+
+/** How a refused client certificate surfaces through etcd3 (gRPC over TLS): the member's bad_certificate alert (42), not a connection refused or a timeout. */
+const TLS_REFUSAL = /alert bad certificate/;
+
 function client(endpoint: string, rootPem: string, cert?: { certPem: string; keyPem: string }): Etcd3 {
   const etcd = new Etcd3({
     hosts: `https://${endpoint}`,
@@ -128,7 +141,7 @@ describe('a managed etcd member', () => {
     await etcd.put('k').value('v');
     expect(await etcd.get('k').string()).toBe('v');
     const anonymous = client(config.clientAddr, root.certPem);
-    await expect(anonymous.get('k').string()).rejects.toThrow();
+    expect(await refusalOf(anonymous.get('k').string())).toMatch(TLS_REFUSAL);
     const pid = member.pid!;
     await member.stop();
     await member.stop();
@@ -137,12 +150,15 @@ describe('a managed etcd member', () => {
   });
 
   it('refuses a client certificate from another root', async () => {
-    const { config, member, root, scratch } = await memberSetup();
+    const { config, member, root, scratch, manager } = await memberSetup();
     await member.start();
     const foreignCa = loadSigningCa(createRootCa({ clusterId: 'c'.repeat(25), clock: systemClock, random: systemRandom }));
     const foreign = certFiles(scratch, foreignCa, 'manager', 'f'.repeat(25));
+    // The same member serves the cluster's own certificate (so the refusal below is about the foreign root).
+    const own = client(config.clientAddr, root.certPem, manager);
+    await own.put('k').value('v');
     const etcd = client(config.clientAddr, root.certPem, foreign);
-    await expect(etcd.get('k').string()).rejects.toThrow();
+    expect(await refusalOf(etcd.get('k').string())).toMatch(TLS_REFUSAL);
   });
 
   it('useClientTls: a running client presents a new root\'s certificate from then on; once the member trusts only the new root, a client left on the old certificate is refused, and watches go on', async () => {

@@ -28,17 +28,17 @@ const wantsPem = (query: unknown): boolean => query !== null && typeof query ===
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
   const { caServer, state, revocations, inventory, rotation } = services;
 
-  app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
+  app.get(ROUTES.ca, { config: { public: 'the root certificate: what a joining node pins against its token digest before it holds a certificate' } }, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
 
   // The new root cross-signed by the one before it (public, like the root): a node that was down through a
   // rotation checks it against the root it trusts, and so learns the new root without a new token.
-  app.get(ROUTES.crossSigned, async (_request, reply) => reply.type('application/x-pem-file').send(state.trust.crossSigned.join('')));
+  app.get(ROUTES.crossSigned, { config: { public: 'the new root signed by the old one: a node that slept through a rotation checks it against the root it already trusts' } }, async (_request, reply) => reply.type('application/x-pem-file').send(state.trust.crossSigned.join('')));
 
-  app.post(ROUTES.joinPreflight, { schema: { body: JoinPreflightRequest, response: { 200: JoinPreflight, ...ErrorResponses } } }, async (request) =>
+  app.post(ROUTES.joinPreflight, { config: { public: 'a joining node has no certificate yet: its join token is the credential' }, schema: { body: JoinPreflightRequest, response: { 200: JoinPreflight, ...ErrorResponses } } }, async (request) =>
     caServer.preflight(request.body.token, request.ip),
   );
 
-  app.post(ROUTES.join, { schema: { body: JoinRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
+  app.post(ROUTES.join, { config: { public: 'a joining node has no certificate yet: its join token is the credential' }, schema: { body: JoinRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
     caServer.join(request.body, request.ip),
   );
 
@@ -54,14 +54,14 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   // The CRL is public, as the root is: verifiers outside the cluster fetch it without a certificate.
   // DER: the current root's CRL (what nodes check). PEM: one CRL per root the cluster trusts, so that one
   // ssl_crl file covers every certificate, whichever root issued it (both while a rotation runs).
-  app.get(ROUTES.crl, async (request, reply) => {
+  app.get(ROUTES.crl, { config: { public: 'revocation lists are public: verifiers outside the cluster (nginx, curl) fetch them without a certificate' } }, async (request, reply) => {
     void reply.header('cache-control', 'max-age=60');
     if (!wantsPem(request.query)) return reply.type('application/pkix-crl').send((await revocations.crl()).der);
     return reply.type('application/x-pem-file').send((await revocations.crls()).map((crl) => toPem(crl.der, CRL_PEM_LABEL)).join(''));
   });
 
   // One root's CRL, by its key identifier: the distribution point each certificate names (its issuer's list).
-  app.get(ROUTES.issuerCrl, { schema: { params: CrlParams } }, async (request, reply) => {
+  app.get(ROUTES.issuerCrl, { config: { public: "the distribution point each certificate names: fetched by verifiers that hold no certificate" }, schema: { params: CrlParams } }, async (request, reply) => {
     const crl = await revocations.crlOf(request.params.issuer);
     void reply.header('cache-control', 'max-age=60');
     return wantsPem(request.query) ? reply.type('application/x-pem-file').send(toPem(crl.der, CRL_PEM_LABEL)) : reply.type('application/pkix-crl').send(crl.der);

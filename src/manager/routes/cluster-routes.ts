@@ -60,8 +60,9 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
     return change.result;
   });
 
-  // Unlocking is for a locked manager (its local socket); one that serves is not locked.
-  app.post(ROUTES.unlock, { schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
+  // Unlocking is for a locked manager (its local socket); one that serves is not locked. Over the network it is
+  // refused as a locked manager refuses it (locked-manager.ts), so a network caller learns nothing either way.
+  app.post(ROUTES.unlock, { config: { localOnly: true, public: "on the local socket the caller is the host's root or owner; a locked manager has no CA key to check certificates with, the unlock key is the credential (a serving one answers NOT_LOCKED)" }, schema: { body: UnlockRequest, response: { ...ErrorResponses } } }, async () => {
     throw new MusterError('NOT_LOCKED', 'this manager is not locked: it serves');
   });
 

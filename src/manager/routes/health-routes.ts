@@ -5,7 +5,7 @@ import { ADMINS, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the health route: 200 when the store answers, 503 when it does not (the manager itself is up either way). */
 export const healthRoutes: RoutesPlugin = async (app, { services }) => {
-  app.get(ROUTES.health, { schema: { response: { ...ErrorResponses, 200: Health, 503: Health } } }, async (_request, reply) => {
+  app.get(ROUTES.health, { config: { public: 'load balancers probe it without a certificate; it says only ok or degraded' }, schema: { response: { ...ErrorResponses, 200: Health, 503: Health } } }, async (_request, reply) => {
     let store: Health['store'] = 'ok';
     try {
       await services.store.get(KEYS.cluster);

@@ -57,8 +57,10 @@ declare module 'fastify' {
     caller?: Caller;
   }
   interface FastifyContextConfig {
-    /** Certificate roles allowed to call the route; absent means public. */
+    /** Certificate roles allowed to call the route. A route declares this or `public`, never neither (see {@link declaredAccess}). */
     allow?: readonly CertRole[];
+    /** Why the route answers without a certificate. Public is declared, never the default: a route that forgets `allow` must not open up. */
+    public?: string;
     /** Also accept a node certificate that expired within the renewal grace (renewal only). */
     expiredWithinGrace?: boolean;
     /** Only on the manager's local socket (what only the manager host's root or owner reaches), never over the network. */
@@ -70,4 +72,26 @@ declare module 'fastify' {
 export function callerOf(request: FastifyRequest): Caller {
   if (request.caller === undefined) throw new MusterError('AUTH_REQUIRED');
   return request.caller;
+}
+
+/** What a registered route declared about its callers: certificate roles, or why it is public. */
+export type RouteAccess = { allow: readonly CertRole[] } | { public: string };
+
+/** A route as registered, with its access declaration. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  access: RouteAccess;
+  /** Answered only on the manager's local socket (403 over the network, whatever the certificate). */
+  localOnly: boolean;
+}
+
+/** The access a route declares; throws (the app then fails to build) when it declares neither roles nor a reason to be public, or both. */
+export function declaredAccess(route: { method: string | string[]; url: string; config?: { allow?: readonly CertRole[]; public?: string; localOnly?: boolean } }): RegisteredRoute {
+  const method = [route.method].flat().join(',');
+  const { allow, public: reason, localOnly } = route.config ?? {};
+  const where = { method, url: route.url, localOnly: localOnly === true };
+  if (allow !== undefined && reason === undefined) return { ...where, access: { allow } };
+  if (allow === undefined && reason !== undefined && reason !== '') return { ...where, access: { public: reason } };
+  throw new Error(`route ${method} ${route.url} must declare either config.allow (the certificate roles) or config.public (why it needs none), not both`);
 }
