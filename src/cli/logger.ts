@@ -11,22 +11,11 @@ import { Transform, type Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { LogFormat } from './log-format.js';
 
+/** Field names whose values are never written, at the top level and up to two objects down (pino's paths have no deep wildcard). */
+const SECRET_FIELDS = ['token', 'tokens', 'csr', 'key', 'keyPem', 'privateKey', 'unlockKey', 'dataKey'];
+
 /** Field paths whose values are never written. */
-export const REDACT_PATHS = [
-  'token',
-  '*.token',
-  'tokens',
-  '*.tokens',
-  'csr',
-  '*.csr',
-  'key',
-  '*.key',
-  'keyPem',
-  '*.keyPem',
-  'privateKey',
-  '*.privateKey',
-  'req.headers.authorization',
-];
+export const REDACT_PATHS = [...SECRET_FIELDS.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), 'req.headers.authorization'];
 
 
 /** syslog priorities (sd-daemon(3)) of pino's levels. */

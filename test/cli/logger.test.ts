@@ -72,9 +72,9 @@ describe('redaction, the second guard (README: log fields are redacted by name)'
   /** Every redacted field name, at the top level and one object down (the paths REDACT_PATHS lists). */
   const names = [...new Set(REDACT_PATHS.filter((path) => !path.includes('.')))];
 
-  it('lists each secret field name at the top level and one level down', () => {
-    expect(names).toEqual(expect.arrayContaining(['token', 'tokens', 'csr', 'key', 'keyPem', 'privateKey']));
-    for (const name of names) expect(REDACT_PATHS).toContain(`*.${name}`);
+  it('lists each secret field name at the top level and two levels down', () => {
+    expect(names).toEqual(expect.arrayContaining(['token', 'tokens', 'csr', 'key', 'keyPem', 'privateKey', 'unlockKey', 'dataKey']));
+    for (const name of names) expect(REDACT_PATHS).toEqual(expect.arrayContaining([`*.${name}`, `*.*.${name}`]));
   });
 
   it.each(['json', 'text'] as const)('never writes a secret field in %s, at the top level or inside an object, and keeps the other fields', async (format) => {
@@ -85,17 +85,19 @@ describe('redaction, the second guard (README: log fields are redacted by name)'
         logger.info({ [name]: SECRET, nodeId: 'n1' }, `top ${name}`);
         logger.debug({ request: { [name]: SECRET, role: 'worker' } }, `nested ${name}`);
         logger.warn({ err: { message: 'refused', [name]: SECRET } }, `in an error ${name}`);
+        logger.info({ join: { request: { [name]: SECRET, hostname: 'h2' } } }, `two down ${name}`);
       }
       logger.info({ req: { headers: { authorization: `Bearer ${SECRET}`, host: 'm1' } } }, 'a request');
       const lines = await c.lines();
-      expect(lines).toHaveLength(names.length * 3 + 1);
+      expect(lines).toHaveLength(names.length * 4 + 1);
       for (const line of lines) {
         expect(line, `${format}${journald ? ' (journald)' : ''}`).not.toContain(SECRET);
         expect(line).not.toContain('0123456789abcdefghijklmnopqrstuvwxyz');
       }
       const joined = lines.join('\n');
       // What is redacted says so, and what is not secret is still there.
-      expect(joined.match(/\[redacted\]/g)?.length).toBeGreaterThanOrEqual(names.length * 2 + 1);
+      expect(joined.match(/\[redacted\]/g)?.length).toBeGreaterThanOrEqual(names.length * 3 + 1); // text shows an error by its message
+      expect(joined).toContain('h2');
       expect(joined).toContain('n1');
       expect(joined).toContain('worker');
       expect(joined).toContain('m1');
