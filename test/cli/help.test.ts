@@ -25,6 +25,8 @@ const COMMANDS = [
   ['ca', 'certs'],
   ['ca', 'create-api-certificate'],
   ['ca', 'revoke-api-certificate'],
+  ['ca', 'renew-api-certificate'],
+  ['ca', 'admin-anchor'],
   ['store'],
   ['store', 'migrate'],
   ['store', 'backup'],
