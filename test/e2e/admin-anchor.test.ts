@@ -17,6 +17,7 @@ import { FakeClock, type Clock } from '../../src/core/clock.js';
 import { readPemBlocks } from '../../src/pki/der.js';
 import { runInProcess, type InProcessRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
+import { startNginx } from '../helpers/nginx.js';
 import { opensslFixtures, opensslStatus, scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-e2e-anchor-');
@@ -130,6 +131,25 @@ describe('the admin anchor', () => {
     }
     const api = await curl(['--cacert', alice.ca, '--cert', alice.cert, '--key', alice.key, `https://${address}/v1/nodes`]);
     expect(api.status, api.body).toBe(200);
+  });
+
+  it('nginx with the anchor alone as ssl_client_certificate (depth 1, ssl_crl from /v1/crl?format=pem) admits the API user and refuses a worker and a revoked user', { timeout: 60_000 }, async () => {
+    const erin = await apiUser('erin');
+    expect((await cli(['ca', 'revoke-api-certificate', 'erin', '--data-dir', dataDir])).code).toBe(0);
+    const fetched = await curl(['--cacert', root, `https://${address}/v1/crl?format=pem`]);
+    expect(fetched.status).toBe(200);
+    const nginx = await startNginx(scratch.path('nginx'), { clientCa: anchor, crl: scratch.write('crl.pem', fetched.body), verifyDepth: 1 });
+    try {
+      const as = (c: { cert: string; key: string }) => curl(['--cacert', nginx.serverCert, '--cert', c.cert, '--key', c.key, nginx.url]);
+      const admitted = await as(alice);
+      expect(admitted.status, nginx.log()).toBe(200);
+      expect(admitted.body).toMatch(/CN=alice/);
+      expect((await as(w)).status).toBe(400);
+      expect((await as(erin)).status).toBe(400);
+      expect(nginx.log()).toMatch(/certificate revoked/);
+    } finally {
+      await nginx.stop();
+    }
   });
 });
 
