@@ -26,12 +26,14 @@ function readPrivate(path: string): Promise<string> {
   return readFile(path, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW });
 }
 
-/** True when the key matches the certificate and, given a root, the certificate chains to it. */
+/** True when the key matches the certificate and, given a root, the certificate chains to it (directly, or through a CA sent with it, as an API user's admin CA). */
 function pairHolds(keyPem: string, certPem: string, rootPem?: string): boolean {
   try {
-    const cert = new X509Certificate(certPem);
-    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
-    return rootPem === undefined || readBundle(rootPem).some((root) => isIssuedBy(cert, root));
+    const [cert, ...sent] = readBundle(certPem);
+    if (cert === undefined || !cert.checkPrivateKey(createPrivateKey(keyPem))) return false;
+    if (rootPem === undefined) return true;
+    const roots = readBundle(rootPem);
+    return roots.some((root) => isIssuedBy(cert, root)) || sent.some((ca) => isIssuedBy(cert, ca) && roots.some((root) => isIssuedBy(ca, root)));
   } catch {
     return false;
   }

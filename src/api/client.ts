@@ -43,6 +43,7 @@ import {
   type RotationRequest,
   type ScopedTokenRequest,
   type UserRequest,
+  type UserRenewRequest,
 } from './schemas.js';
 import { TransportError, createDispatcher, send, type TransportResponse } from './transport.js';
 
@@ -258,6 +259,13 @@ export class ApiClient {
     return response.body.toString('utf8');
   }
 
+  /** GET /v1/ca/admin: the anchor that admits API users only (the admin CA's self-signed certificate, PEM). */
+  async adminAnchor(): Promise<string> {
+    const response = await this.exchange(this.verified(), 'GET', ROUTES.adminCa, undefined);
+    if (response.status !== 200) throw this.errorFrom(response);
+    return response.body.toString('utf8');
+  }
+
   /** POST /v1/ca/rotate: starts a root rotation (or gives the one under way a new target). */
   rotateRoot(body: RotationRequest): Promise<RotationStatus> {
     return this.call('POST', ROUTES.rotateRoot, RotationStatus, body);
@@ -433,6 +441,11 @@ export class ApiClient {
   /** POST /v1/users */
   createUser(body: UserRequest): Promise<UserResponse> {
     return this.call('POST', ROUTES.users, UserResponse, body);
+  }
+
+  /** POST /v1/users/renew: the calling API user's certificate, renewed for the key in `csr`. */
+  renewUser(body: UserRenewRequest): Promise<UserResponse> {
+    return this.call('POST', ROUTES.renewUser, UserResponse, body);
   }
 
   /** One verified call, moving to the next manager when this one cannot serve. */

@@ -411,7 +411,11 @@ export const UserRequest = Type.Object(
 );
 export type UserRequest = Type.Static<typeof UserRequest>;
 
-/** Answer to POST /v1/users. */
+/** POST /v1/users/renew: an API user's new key, as a CSR; the name and lifetime come from the certificate presented. */
+export const UserRenewRequest = Type.Object({ csr: Type.String({ maxLength: 32 * 1024 }) }, { additionalProperties: false });
+export type UserRenewRequest = Type.Static<typeof UserRenewRequest>;
+
+/** Answer to POST /v1/users and POST /v1/users/renew. */
 export const UserResponse = Type.Object({ name: Type.String(), clusterId: Id, ...Issued });
 export type UserResponse = Type.Static<typeof UserResponse>;
 
@@ -470,4 +474,6 @@ export const ROUTES = {
   demote: '/v1/nodes/:id/demote',
   users: '/v1/users',
   user: '/v1/users/:name',
+  renewUser: '/v1/users/renew',
+  adminCa: '/v1/ca/admin',
 } as const;

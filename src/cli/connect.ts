@@ -15,6 +15,7 @@ import { KeyStore } from '../agent/key-store.js';
 import { readNodeState, type NodeState } from '../agent/node-state.js';
 import type { CliContext } from './context.js';
 import { layoutFor, readEnv } from './settings.js';
+import { credentialsNearExpiryRenewed } from './api-user-folder.js';
 
 /** Connection flags shared by every client command. */
 export interface ConnectFlags {
@@ -82,6 +83,10 @@ export async function connect(ctx: CliContext, flags: ConnectFlags): Promise<Con
     // A manager's local socket: whoever may open it (its owner) acts as that manager, no certificate needed.
     if (target.kind === 'unix') return { client: new ApiClient({ managers: [`unix:${target.path}`], tls: {}, socketPath: target.path }) };
     const certPath = env.certPath;
+    if (certPath && flags.tlsCert === undefined && flags.tlsKey === undefined && flags.tlsCa === undefined) {
+      // An API user's folder: renewed first when its certificate is in the last third of its lifetime.
+      return { client: new ApiClient({ managers: [target.addr], tls: await credentialsNearExpiryRenewed(ctx, target.addr, certPath) }) };
+    }
     const certFile = flags.tlsCert ?? (certPath ? join(certPath, 'cert.pem') : undefined);
     const keyFile = flags.tlsKey ?? (certPath ? join(certPath, 'key.pem') : undefined);
     const caFile = flags.tlsCa ?? (certPath ? join(certPath, 'ca.pem') : undefined);

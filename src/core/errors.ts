@@ -68,6 +68,7 @@ export const ERROR_CATALOGUE = {
   CA_EXPIRES_SOON: spec(400, 2, 'the CA certificate expires within a year'),
   CA_KEY_MISMATCH: spec(400, 2, 'the CA key does not match the CA certificate'),
   CA_UNSUPPORTED_KEY: spec(400, 2, 'the CA key type is not supported', 'use RSA of at least 2048 bits or EC P-256/P-384'),
+  ADMIN_CA_UNAVAILABLE: spec(409, 1, 'this cluster has no admin CA: an external CA holds the root key, so API users are issued under the root itself', 'give services the cluster root instead, and check the OU (swarm-admin) where they can'),
   CA_ROTATION_REPLACED: spec(409, 1, 'another root rotation replaced this one before it completed', "follow it with 'muster ca --rotate' again, or see where it stands with 'muster ca'"),
 
   // Peer certificates and authorisation.

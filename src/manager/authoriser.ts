@@ -69,8 +69,11 @@ export class Authoriser {
     if (cached !== undefined && cached.trust === trust && graceMs === undefined && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
       if (trust.roots.every((root) => root.until === undefined || root.until > now || root.cert !== cached.issuer)) return cached;
     }
-    const roots = trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert);
+    // The admin CA is ours as the roots are (its key sealed in the store): an API user's certificate from it needs no chain presented.
+    const roots = [...trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert), ...(trust.admin === undefined ? [] : [trust.admin])];
     const result = verifyPeerCertificate({ cert, roots, now, ...(graceMs === undefined ? {} : { graceMs }) });
+    // The admin CA issues API users only: anything else from it is forged with its key.
+    if (result.issuer === trust.admin && result.identity.role !== 'admin') throw new MusterError('CERT_UNTRUSTED', 'the admin CA issues API-user certificates only');
     if (graceMs === undefined) this.verified.set(cert, { trust, ...result });
     return result;
   }

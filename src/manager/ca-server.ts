@@ -17,13 +17,14 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole, NodeRole } from '../core/roles.js';
 import { formatHostPort, parseHostPort } from '../core/address.js';
-import { iso, parseCertExpiry } from '../core/duration.js';
+import { MIN_CERT_EXPIRY_MS, iso, parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
-import type { IssuedCertificate } from '../pki/issue.js';
+import { LEAF_BACKDATE_MS, type IssuedCertificate } from '../pki/issue.js';
+import type { AdminCa } from './admin-ca.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord } from '../store/records.js';
-import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
@@ -59,6 +60,8 @@ export interface CaServerDeps {
   storeMembership?: () => ManagedMembership | undefined;
   /** The cluster data key: a manager it admits or renews gets its copy, wrapped to the new certificate, in the same transaction. */
   dataKeys: DataKeyRing;
+  /** The admin CA, made ready before an API user is issued a certificate (clusters founded before it get one then). */
+  adminCa?: AdminCa;
 }
 
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
@@ -404,6 +407,7 @@ export class CaServer {
     }
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
+    await this.deps.adminCa?.ensure();
     const certificate = await this.deps.metrics.timeIssuance('user', () => this.signAgainWhenStale(async () => {
       const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
       return transact(
@@ -422,6 +426,48 @@ export class CaServer {
     this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, serial: certificate.serial, result: 'ok' });
     logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...who(caller) }, 'API user certificate issued');
     return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter) };
+  }
+
+  /**
+   * Renews the calling API user's certificate for a fresh key: same name,
+   * same lifetime as the certificate presented, issued by the admin CA. The
+   * authoriser has refused a revoked or expired certificate; the transaction
+   * requires the presented certificate's record unchanged, so a revocation
+   * that lands meanwhile refuses the renewal too (CERT_REVOKED).
+   */
+  async renewUser(caller: Caller, request: UserRenewRequest): Promise<UserResponse> {
+    const { state, store, clock, logger, audit } = this.deps;
+    const name = caller.nodeId;
+    const ref = KEYS.certificates.ref(caller.serial);
+    try {
+      if (caller.role !== 'admin') throw new MusterError('AUTH_FORBIDDEN', 'only an API user renews its own certificate here');
+      const csr = parseCsr(request.csr);
+      // The lifetime the certificate was given (without the backdating), so short-lived users stay short-lived.
+      const validityMs = Math.max(MIN_CERT_EXPIRY_MS, caller.notAfter - caller.notBefore - LEAF_BACKDATE_MS);
+      await this.deps.adminCa?.ensure();
+      const certificate = await this.deps.metrics.timeIssuance('user', () => this.signAgainWhenStale(async () => {
+        const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: name, hosts: [], validityMs });
+        return transact(
+          store,
+          async (tx) => {
+            // Read in the transaction: a revocation committed before this renewal refuses it.
+            const presented = await tx.get(ref);
+            if (presented === undefined || presented.role !== 'admin' || presented.subject !== name) throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
+            if (presented.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
+            this.assumeSigned(tx, signed);
+            tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(name, 'admin', 'user', clock.now(), signed.certificate));
+            return signed.certificate;
+          },
+          { beforeRetry: () => state.refresh() },
+        );
+      }));
+      audit.record({ action: 'user.renew', caller, target: { user: name }, serial: certificate.serial, result: 'ok', details: { previous: caller.serial } });
+      logger.info({ user: name, serial: certificate.serial, previous: caller.serial, notAfter: iso(certificate.notAfter) }, 'API user renewed its certificate');
+      return { name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter) };
+    } catch (error) {
+      audit.record({ action: 'user.renew', caller, target: { user: name }, result: error });
+      throw error;
+    }
   }
 
   /** Revokes every certificate issued to API user `name`; they are refused from now on. */

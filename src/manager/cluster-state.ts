@@ -50,6 +50,8 @@ export interface TrustFacts {
   crossSigned: string[];
   /** The same, each with the end of the trust in the root it was kept for (none for the rotation under way): what managers serve their certificates with. */
   vouchers: { pem: string; until?: number }[];
+  /** The admin CA's self-signed certificate (admin-ca.ts): API users' certificates may chain to it instead of a root. */
+  admin: X509Certificate | undefined;
 }
 
 function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
@@ -61,6 +63,7 @@ function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
     signing: next ?? current,
     crossSigned: [...(ca.rotation === undefined ? [] : [ca.rotation.crossSignedPem]), ...previous.map((p) => p.crossSignedPem)],
     vouchers: [...(ca.rotation === undefined ? [] : [{ pem: ca.rotation.crossSignedPem }]), ...previous.map((p) => ({ pem: p.crossSignedPem, until: p.until }))],
+    admin: ca.admin === undefined ? undefined : new X509Certificate(ca.admin.certPem),
   };
 }
 

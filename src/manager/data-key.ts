@@ -265,13 +265,14 @@ function resealExternal(list: ExternalCaRecord[] | undefined, reseal: Reseal): E
   return list?.map((external) => (external.authKey === undefined ? external : { ...external, authKey: reseal(external.authKey, SEAL_CONTEXT.authKey) }));
 }
 
-/** Every sealed value of the CA record: the root key, the rotation's, the replaced roots', the external CAs' auth keys. */
+/** Every sealed value of the CA record: the root key, the rotation's, the replaced roots', the admin CA's, the external CAs' auth keys. */
 function resealCa(ca: CaRecord, reseal: Reseal): CaRecord {
   const key = (sealed: Sealed | undefined): { key?: Sealed } => (sealed === undefined ? {} : { key: reseal(sealed, SEAL_CONTEXT.caKey) });
   const external = (list: ExternalCaRecord[] | undefined): { external?: ExternalCaRecord[] } => (list === undefined ? {} : { external: resealExternal(list, reseal)! });
-  const { key: _key, external: _external, rotation, previous, ...rest } = ca;
+  const { key: _key, external: _external, rotation, previous, admin, ...rest } = ca;
   return {
     ...rest,
+    ...(admin === undefined ? {} : { admin: { ...admin, key: reseal(admin.key, SEAL_CONTEXT.adminKey) } }),
     ...key(ca.key),
     ...external(ca.external),
     ...(rotation === undefined ? {} : { rotation: (({ key: sealed, external: list, ...r }) => ({ ...r, ...key(sealed), ...external(list) }))(rotation) }),

@@ -10,7 +10,7 @@ import { MusterError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
-import { createRootCa, rootDigest } from '../pki/ca.js';
+import { createRootCa, loadSigningCa, rootDigest } from '../pki/ca.js';
 import { parseCsr } from '../pki/csr.js';
 import type { IssuedCertificate } from '../pki/issue.js';
 import { seal } from '../pki/seal.js';
@@ -23,6 +23,7 @@ import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from './signer.js';
 import { storeTokens } from './stored-tokens.js';
 import { dataKeyRecord } from './data-key.js';
+import { newAdminCa } from './admin-ca.js';
 import { certificateSha256 } from '../pki/certificate.js';
 
 /** An external CA as `init --external-ca` gives it (the auth key still in clear, sealed here). */
@@ -80,6 +81,8 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
   const ca: CaRecord = { schema: SCHEMA_VERSION, rootPem: root.certPem };
   if (root.keyPem !== undefined) {
     ca.key = seal(dataKey, root.keyPem, SEAL_CONTEXT.caKey);
+    // API users are issued by a CA of their own under the root, from the start (admin-ca.ts).
+    ca.admin = newAdminCa({ root: loadSigningCa({ certPem: root.certPem, keyPem: root.keyPem }), clusterId, dataKey, clock, random });
   } else {
     ca.external = (params.externalCAs ?? []).map(
       (spec): ExternalCaRecord => ({

@@ -10,7 +10,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { formatHostPort, isWildcard, type HostPort } from '../core/address.js';
 import type { Clock } from '../core/clock.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../core/duration.js';
-import { MusterError } from '../core/errors.js';
+import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { createCsr } from '../pki/csr.js';
@@ -33,6 +33,7 @@ import { Membership } from './membership.js';
 import { Metrics, serveMetrics, timedStore, type MetricsServer } from './metrics.js';
 import { Revocations } from './revocation.js';
 import { RootRotation } from './rotation.js';
+import { AdminCa } from './admin-ca.js';
 import { ScopedTokens } from './scoped-tokens.js';
 import { Sessions } from './sessions.js';
 import type { Services } from './routes/route-kit.js';
@@ -148,11 +149,13 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   autolockNow = autolock;
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const storeMembership = params.storeMembership === undefined ? {} : { storeMembership: params.storeMembership };
+  const adminCa = new AdminCa({ state, store, dataKeys, clock, random, logger });
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, ...storeMembership }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, adminCa, ...storeMembership }),
+    adminCa,
     inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged(), dataKeys }),
     settings: new Settings({ state, store, membership, clock, random, logger, dataKeys, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
@@ -220,6 +223,8 @@ export class Manager {
       autolock = services.autolock;
       dataKeys = services.dataKeys;
       await autolock.start(); // this manager's files follow the cluster's autolock setting before it serves
+      // A cluster founded before the admin CA gets one now (API users are issued under the root until it has).
+      await services.adminCa.ensure().catch((error: unknown) => logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the admin CA could not be made ready; the next API-user certificate tries again'));
       if (params.onOwnCertificate !== undefined && !servesAs(tls.current.certPem, params.advertise.host, params.clock.now())) {
         const key = await generateNodeKey();
         const reissued = await services.caServer.reissueOwn(params.nodeId, { csr: createCsr({ privateKey: key.privateKey }), managerAddr: formatHostPort(params.advertise) });

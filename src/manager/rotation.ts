@@ -35,6 +35,7 @@ import type { Revocations } from './revocation.js';
 import { SEAL_CONTEXT, currentSigningCa, sealExternalCas } from './signer.js';
 import { openToken, storeTokens } from './stored-tokens.js';
 import { noteRekey, rekeyIn, type DataKeyRing } from './data-key.js';
+import { crossCertifyAdminCa } from './admin-ca.js';
 
 /** How often the leader looks at a rotation's progress (each look reads every node record). */
 export const ROTATION_CHECK_MS = 3_000;
@@ -110,6 +111,8 @@ export class RootRotation {
           ...(target.keyPem === undefined ? {} : { key: seal(dataKey, target.keyPem, SEAL_CONTEXT.caKey) }),
           ...(external === undefined ? {} : { external: sealExternalCas(dataKey, external) }),
           crossSignedPem: crossSignRoot({ next: target.identity, by: current, random }),
+          // The admin CA stays (its key, and so the anchor services trust); the new root certifies it too (admin-ca.ts).
+          ...(ca.admin === undefined || target.keyPem === undefined ? {} : { adminCrossSignedPem: crossCertifyAdminCa(ca.admin, loadSigningCa({ certPem: target.certPem, keyPem: target.keyPem }), random) }),
           startedAt: clock.now(),
         };
         const cluster = await tx.get(KEYS.cluster);
@@ -218,6 +221,8 @@ export class RootRotation {
         rootPem: ca.rotation.rootPem,
         ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }),
         ...(ca.rotation.external === undefined ? {} : { external: ca.rotation.external }),
+        // The admin CA, now under the new root (kept as it was when an external CA holds the new root's key: it still vouches for the API users it issued).
+        ...(ca.admin === undefined ? {} : { admin: ca.rotation.adminCrossSignedPem === undefined ? ca.admin : { ...ca.admin, crossSignedPem: ca.rotation.adminCrossSignedPem } }),
         // The old key stays (sealed) only to sign the old root's CRL while its certificates are valid; it signs no certificate.
         previous: [{ rootPem: ca.rootPem, ...(ca.key === undefined ? {} : { key: ca.key }), crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
       };

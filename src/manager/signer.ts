@@ -9,7 +9,7 @@ import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { CertRole } from '../core/roles.js';
-import { loadSigningCa, type SigningCa } from '../pki/ca.js';
+import { loadSigningCa, rootIdentity, type SigningCa } from '../pki/ca.js';
 import { buildCrl, type CrlFields } from '../pki/crl.js';
 import type { ParsedCsr } from '../pki/csr.js';
 import { issueCertificate, type IssuedCertificate } from '../pki/issue.js';
@@ -68,7 +68,7 @@ export interface SignerDeps {
 }
 
 /** Where sealed secrets of the CA record are bound (the AEAD's additional data). */
-export const SEAL_CONTEXT = { caKey: 'meta/ca key', authKey: 'meta/ca external authkey' } as const;
+export const SEAL_CONTEXT = { caKey: 'meta/ca key', authKey: 'meta/ca external authkey', adminKey: 'meta/ca admin key' } as const;
 
 /** External CAs as the store keeps them: the authsign keys sealed under the data key. */
 export function sealExternalCas(dataKey: Buffer, list: readonly ExternalCa[]): ExternalCaRecord[] {
@@ -86,6 +86,12 @@ export function currentSigningCa(ca: CaRecord, dataKey: Buffer): SigningCa | und
 
 function sealedSigningCa(rootPem: string, key: Sealed | undefined, dataKey: Buffer): SigningCa | undefined {
   return key === undefined ? undefined : loadSigningCa({ certPem: rootPem, keyPem: unseal(dataKey, key, SEAL_CONTEXT.caKey).toString('utf8') });
+}
+
+/** The admin CA's signer (admin-ca.ts); its certificates never outlive the cross-certificate `chainPem` they are sent with. */
+function adminSigningCa(admin: NonNullable<CaRecord['admin']>, chainPem: string, dataKey: Buffer): SigningCa {
+  const ca = loadSigningCa({ certPem: admin.certPem, keyPem: unseal(dataKey, admin.key, SEAL_CONTEXT.adminKey).toString('utf8') });
+  return { ...ca, notAfter: Math.min(ca.notAfter, rootIdentity(chainPem).notAfter) };
 }
 
 /**
@@ -119,6 +125,11 @@ function crlIssuersOf(ca: CaRecord, deps: Pick<SignerDeps, 'dataKey' | 'logger'>
     if (issuers.some((issuer) => issuer.keyIdHex === keyIdHex)) continue;
     issuers.push({ keyIdHex, ...(root.until === undefined ? {} : { until: root.until }), sign: (fields) => buildCrl({ ...fields, ca: signing }) });
   }
+  // The admin CA issues API users' certificates, so it signs their CRL (last: the first CRL is the current root's, which nodes check).
+  if (ca.admin !== undefined) {
+    const admin = adminSigningCa(ca.admin, ca.admin.crossSignedPem, deps.dataKey);
+    issuers.push({ keyIdHex: admin.keyId.toString('hex'), sign: (fields) => buildCrl({ ...fields, ca: admin }) });
+  }
   return issuers;
 }
 
@@ -134,7 +145,9 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
   if (ca.rotation !== undefined) {
     const { rotation } = ca;
     const chain = rotation.crossSignedPem;
-    const next = createSigner({ schema: ca.schema, rootPem: rotation.rootPem, ...(rotation.key === undefined ? {} : { key: rotation.key }), ...(rotation.external === undefined ? {} : { external: rotation.external }) }, deps);
+    // The admin CA issues under the new root once the new root cross-certified it (never when an external CA holds the new root's key).
+    const admin = ca.admin === undefined || rotation.adminCrossSignedPem === undefined ? {} : { admin: { ...ca.admin, crossSignedPem: rotation.adminCrossSignedPem } };
+    const next = createSigner({ schema: ca.schema, rootPem: rotation.rootPem, ...(rotation.key === undefined ? {} : { key: rotation.key }), ...(rotation.external === undefined ? {} : { external: rotation.external }), ...admin }, deps);
     return {
       external: next.external,
       issue: async (request) => {
@@ -146,9 +159,15 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
     };
   }
   if (current !== undefined) {
+    // API users' certificates come from the admin CA when there is one, sent with its cross-certificate so the chain leads to the root.
+    const admin = ca.admin === undefined ? undefined : { ca: adminSigningCa(ca.admin, ca.admin.crossSignedPem, deps.dataKey), chain: ca.admin.crossSignedPem };
     return {
       external: false,
-      issue: async (request) => issueCertificate({ ...request, ca: current, clock: deps.clock, random: deps.random }),
+      issue: async (request) => {
+        if (request.role !== 'admin' || admin === undefined) return issueCertificate({ ...request, ca: current, clock: deps.clock, random: deps.random });
+        const issued = issueCertificate({ ...request, ca: admin.ca, clock: deps.clock, random: deps.random });
+        return { ...issued, certPem: `${issued.certPem}${admin.chain}` };
+      },
       crlIssuers: crlIssuersOf(ca, deps),
       close: async () => {},
     };

@@ -6,7 +6,7 @@ import { X509Certificate, createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import { DerNode, OID, TAG, TRUE, bits, implicitPrimitive, octets, readPemBlocks, seq, toPem } from './der.js';
+import { DerNode, OID, TAG, TRUE, bits, implicitPrimitive, octets, readPemBlocks, seq, smallInt, toPem } from './der.js';
 import { buildCertificate, extension, keyIdentifier, randomSerial } from './certificate.js';
 import { checkKeyPolicy, generateNodeKeySync, readPrivateKey, spkiDer, type KeyKind } from './keys.js';
 import { buildName } from './name.js';
@@ -54,10 +54,29 @@ export function rootIdentity(certPem: string): RootIdentity {
 
 /** Founds a self-signed ECDSA P-256 root (fields per DESIGN §2). */
 export function createRootCa(params: { clusterId: string; clock: Clock; random: Random }): RootMaterial {
+  return createSelfSignedCa({ ...params, commonName: ROOT_COMMON_NAME });
+}
+
+/** The subject CN of the CA that issues API-user certificates (issue 28). */
+export const ADMIN_CA_COMMON_NAME = 'muster admin CA';
+
+/**
+ * Founds the admin CA: a self-signed ECDSA P-256 CA (CA:TRUE, pathlen 0)
+ * that issues API-user certificates only. Self-signed, so that it can be the
+ * only certificate a service such as dockerd or nginx trusts: OpenSSL
+ * without X509_V_FLAG_PARTIAL_CHAIN (nginx) accepts only a chain that ends
+ * at a self-signed anchor. The root cross-certifies it ({@link crossSignRoot}),
+ * so API users' chains still lead to the cluster root for everyone else.
+ */
+export function createAdminCa(params: { clusterId: string; clock: Clock; random: Random }): RootMaterial {
+  return createSelfSignedCa({ ...params, commonName: ADMIN_CA_COMMON_NAME, pathLen: 0 });
+}
+
+function createSelfSignedCa(params: { clusterId: string; clock: Clock; random: Random; commonName: string; pathLen?: number }): RootMaterial {
   const key = generateNodeKeySync();
   const now = params.clock.now();
   const spki = spkiDer(key.publicKey);
-  const name = buildName({ organization: params.clusterId, commonName: ROOT_COMMON_NAME });
+  const name = buildName({ organization: params.clusterId, commonName: params.commonName });
   const ski = keyIdentifier(spki);
   const der = buildCertificate({
     serial: randomSerial(params.random),
@@ -67,7 +86,7 @@ export function createRootCa(params: { clusterId: string; clock: Clock; random: 
     notAfter: now + ROOT_VALIDITY_MS,
     spki,
     extensions: [
-      extension(OID.basicConstraints, true, seq(TRUE)), // CA:TRUE
+      extension(OID.basicConstraints, true, params.pathLen === undefined ? seq(TRUE) : seq(TRUE, smallInt(params.pathLen))), // CA:TRUE[, pathlen]
       extension(OID.keyUsage, true, bits(Buffer.of(0x06), 1)), // keyCertSign, cRLSign
       extension(OID.subjectKeyIdentifier, false, octets(ski)),
     ],
@@ -186,7 +205,7 @@ export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
  * issues, sent with this intermediate, verifies against the old root too, so
  * nodes that trust only the old root accept it while the rotation runs.
  */
-export function crossSignRoot(params: { next: RootIdentity; by: SigningCa; random: Random }): string {
+export function crossSignRoot(params: { next: RootIdentity; by: SigningCa; random: Random; /** The admin CA's: 0 (it issues leaves only). */ pathLen?: number }): string {
   const { next, by } = params;
   const der = buildCertificate({
     serial: randomSerial(params.random),
@@ -196,7 +215,7 @@ export function crossSignRoot(params: { next: RootIdentity; by: SigningCa; rando
     notAfter: Math.min(next.notAfter, by.notAfter),
     spki: spkiDer(next.cert.publicKey),
     extensions: [
-      extension(OID.basicConstraints, true, seq(TRUE)), // CA:TRUE
+      extension(OID.basicConstraints, true, params.pathLen === undefined ? seq(TRUE) : seq(TRUE, smallInt(params.pathLen))), // CA:TRUE[, pathlen]
       extension(OID.keyUsage, true, bits(Buffer.of(0x06), 1)), // keyCertSign, cRLSign
       extension(OID.subjectKeyIdentifier, false, octets(next.keyId)),
       extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, by.keyId))),

@@ -76,6 +76,15 @@ export const CaRecord = Type.Object({
   key: Type.Optional(Sealed),
   /** Set when the root key lives outside the cluster; tried in order. */
   external: Type.Optional(Type.Array(ExternalCaRecord)),
+  /**
+   * The CA that issues API-user certificates (issue 28): self-signed (the
+   * anchor services trust to admit admins only), its key sealed like the
+   * root's, and the same CA cross-certified by the current root (what API
+   * users present with their certificate). Absent on clusters founded
+   * before it and while an external CA holds the root key: API users are
+   * then issued under the root itself.
+   */
+  admin: Type.Optional(Type.Object({ certPem: Type.String(), key: Sealed, crossSignedPem: Type.String() })),
   /** A root rotation under way (`muster ca --rotate`): the new root, its sealed key, and the new root cross-signed by the current one. */
   rotation: Type.Optional(
     Type.Object({
@@ -85,6 +94,8 @@ export const CaRecord = Type.Object({
       /** The external CAs that sign under the new root. */
       external: Type.Optional(Type.Array(ExternalCaRecord)),
       crossSignedPem: Type.String(),
+      /** The admin CA cross-certified by the new root: its chain while the rotation runs, and after it. */
+      adminCrossSignedPem: Type.Optional(Type.String()),
       startedAt: Millis,
     }),
   ),

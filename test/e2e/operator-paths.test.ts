@@ -229,7 +229,8 @@ describe('clocks that disagree, and servers that are not managers', () => {
     const www = scratch.path('impostor-www');
     mkdirSync(join(www, 'v1'), { recursive: true });
     copyFileSync(join(mDir, 'certificates', 'root-ca.crt'), join(www, 'v1', 'ca'));
-    const server = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', join(out, 'cert.pem'), '-key', join(out, 'key.pem'), '-WWW'], { cwd: www, stdio: ['ignore', 'pipe', 'ignore'] });
+    // With the chain the folder holds (the admin CA under the root), as an impostor would send it.
+    const server = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', join(out, 'cert.pem'), '-cert_chain', join(out, 'cert.pem'), '-key', join(out, 'key.pem'), '-WWW'], { cwd: www, stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const port = await new Promise<string>((resolve, reject) => {
         let text = '';

@@ -108,7 +108,7 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     for (const dir of [nodeDir, bob, alice]) expect(verify(dir).status, verify(dir).output).toBe(0);
     expect(verify(carol).output).toMatch(/certificate revoked/);
     // One CRL per root, the current (old) root's first.
-    expect(crlIssuers(fetched.body)).toEqual([expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/), 'issuer=O = Corp, CN = corp-root']);
+    expect(crlIssuers(fetched.body)).toEqual([expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/), 'issuer=O = Corp, CN = corp-root', expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/)]);
     // Each certificate names its issuer's CRL, and that CRL is served there.
     const point = /URI:(https:\S+)/.exec(opensslStatus(['x509', '-in', w1Cert, '-noout', '-ext', 'crlDistributionPoints']).output)?.[1];
     expect(point).toMatch(new RegExp(`^https://${address}/v1/crl/[0-9a-f]{40}$`));
@@ -168,6 +168,6 @@ describe('API users and CRL-checking services across a rotation to a root of ano
       await nginx.stop();
     }
     // The new root's CRL first (nodes check it), then the old root's, signed with its kept key.
-    expect(crlIssuers(fetched.body)).toEqual(['issuer=O = Corp, CN = corp-root', expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/)]);
+    expect(crlIssuers(fetched.body)).toEqual(['issuer=O = Corp, CN = corp-root', expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/), expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/)]);
   });
 });

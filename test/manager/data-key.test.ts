@@ -29,6 +29,7 @@ async function sealedValues(store: ClusterStore): Promise<{ what: string; sealed
   if (ca.key !== undefined) out.push({ what: 'ca.key', sealed: ca.key, context: SEAL_CONTEXT.caKey });
   if (ca.rotation?.key !== undefined) out.push({ what: 'ca.rotation.key', sealed: ca.rotation.key, context: SEAL_CONTEXT.caKey });
   for (const [i, p] of (ca.previous ?? []).entries()) if (p.key !== undefined) out.push({ what: `ca.previous[${i}].key`, sealed: p.key, context: SEAL_CONTEXT.caKey });
+  if (ca.admin !== undefined) out.push({ what: 'ca.admin.key', sealed: ca.admin.key, context: SEAL_CONTEXT.adminKey });
   const tokens = (await store.get(KEYS.tokens))!.value;
   for (const role of ['worker', 'manager'] as const) {
     const stored = tokens[role];
@@ -138,7 +139,7 @@ for (const backend of backends) {
       await vi.waitFor(() => expect(c.services.dataKeys.keyId).toBe(t.dataKeys.keyId));
       const before = t.dataKeys.current(); // what the demoted manager holds
       const sealedBefore = await sealedValues(t.store);
-      expect(sealedBefore.map((v) => v.what).sort()).toEqual(['autolock.unlockKey', 'ca.key', 'ca.previous[0].key', 'ca.rotation.key', 'tokens.manager', 'tokens.worker']);
+      expect(sealedBefore.map((v) => v.what).sort()).toEqual(['autolock.unlockKey', 'ca.admin.key', 'ca.key', 'ca.previous[0].key', 'ca.rotation.key', 'tokens.manager', 'tokens.worker']);
       expect(sealedBefore.every((v) => opens(before, v))).toBe(true);
 
       await t.inventory.setRole(c.id, 'worker', admin);

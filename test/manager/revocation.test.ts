@@ -80,7 +80,10 @@ describe('the CRL', () => {
     expect(text).toContain(`Serial Number: ${userSerial}`);
     const verify = (pem: string) => opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-CRLfile', file, write(pem)]);
     expect(verify(removed.certPem).output).toMatch(/certificate revoked/);
-    expect(verify(user.certificate).output).toMatch(/certificate revoked/);
+    // An API user's certificate is the admin CA's: the admin CA signs a CRL of its own, among those GET /v1/crl?format=pem serves.
+    const userFile = write(user.certificate);
+    const allCrls = write((await t.revocations.crls()).map((c) => toPem(c.der, CRL_PEM_LABEL)).join(''));
+    expect(opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-untrusted', userFile, '-CRLfile', allCrls, userFile]).output).toMatch(/certificate revoked/);
     const ok = verify(kept.certPem);
     expect(ok.output).toMatch(/OK/);
     expect(ok.status).toBe(0);
@@ -161,6 +164,8 @@ describe('CRLs across a root rotation', () => {
   let newRoot: X509Certificate;
   let removedSerial = '';
   const keyIdOf = (cert: X509Certificate): string => rootIdentity(cert.toString()).keyId.toString('hex');
+  /** The admin CA's key identifier: it signs its CRL too, after the roots' (it is kept through a rotation). */
+  const adminKeyId = (): string => rootIdentity(r.state.ca.admin!.certPem).keyId.toString('hex');
   beforeAll(async () => {
     r = await foundTestCluster({ certExpiryMs: 24 * HOUR });
     await r.rotation.stop(); // the test completes the rotation itself, on the fake clock
@@ -170,7 +175,7 @@ describe('CRLs across a root rotation', () => {
 
   it("while it runs, the old and the new root each sign a CRL of the same number and list; each certificate names its issuer's", async () => {
     oldRoot = new X509Certificate(r.state.root.pem);
-    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(oldRoot)]);
+    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(oldRoot), adminKeyId()]);
     await r.rotation.start({}, owner);
     newRoot = new X509Certificate(r.state.trust.signing.pem);
     const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.1');
@@ -200,12 +205,12 @@ describe('CRLs across a root rotation', () => {
     expect(await r.rotation.reconcile()).toBe(true);
     expect(r.state.ca.previous?.[0]?.key).toBeDefined(); // sealed, as the root key is
     const after = await r.revocations.crls();
-    expect(after.map((c) => c.issuer)).toEqual([keyIdOf(newRoot), keyIdOf(oldRoot)]);
+    expect(after.map((c) => c.issuer)).toEqual([keyIdOf(newRoot), keyIdOf(oldRoot), adminKeyId()]);
     expect(parseCrl(after[1]!.der, oldRoot).serials.has(removedSerial)).toBe(true);
     expect(parseCrl(after[0]!.der, newRoot).number).toBeGreaterThan(0);
 
     r.clock.advance(24 * HOUR + DEFAULT_RENEW_GRACE_MS + 60_000);
-    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot)]);
+    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot), adminKeyId()]);
     await expect(r.revocations.crlOf(keyIdOf(oldRoot))).rejects.toMatchObject({ code: 'CRL_ISSUER_UNKNOWN' });
   });
 

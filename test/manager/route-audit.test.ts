@@ -21,6 +21,7 @@ const PUBLIC: Record<string, string> = {
   'POST /v1/join': 'a joining node has no certificate yet; its join token is the credential (rate-limited)',
   'GET /v1/crl': 'revocation lists are public by nature: verifiers outside the cluster (nginx, curl) fetch them with no certificate',
   'GET /v1/crl/:issuer': 'the CRL distribution point each certificate names, fetched by the same outside verifiers',
+  'GET /v1/ca/admin': 'the admin anchor: a certificate services like dockerd and nginx trust to admit API users only; no secret',
 };
 
 /** Routes for admins: managers and API users, never workers. */
@@ -50,6 +51,9 @@ const ADMIN_ROUTES = [
 /** Routes for nodes: managers and workers, never API users. */
 const NODE_ROUTES = ['POST /v1/renew', 'GET /v1/nodes/self', 'DELETE /v1/nodes/self'];
 
+/** Routes for API users alone: an API user renews its own certificate with the one it holds; a node's is no user's. */
+const USER_ROUTES = ['POST /v1/users/renew'];
+
 /**
  * Only on the manager's local socket: over the network every caller gets 403, a manager too. Backup hands out
  * the sealed CA key (and, without autolock, the key that opens it). Unlock takes no certificate (a locked
@@ -58,12 +62,13 @@ const NODE_ROUTES = ['POST /v1/renew', 'GET /v1/nodes/self', 'DELETE /v1/nodes/s
  */
 const LOCAL_ROUTES = ['POST /v1/store/backup', 'POST /v1/unlock'];
 
-type Decision = 'public' | 'admin' | 'node' | 'local';
+type Decision = 'public' | 'admin' | 'node' | 'user' | 'local';
 
 const DECISIONS = new Map<string, Decision>([
   ...Object.keys(PUBLIC).map((route) => [route, 'public'] as const),
   ...ADMIN_ROUTES.map((route) => [route, 'admin'] as const),
   ...NODE_ROUTES.map((route) => [route, 'node'] as const),
+  ...USER_ROUTES.map((route) => [route, 'user'] as const),
   ...LOCAL_ROUTES.map((route) => [route, 'local'] as const),
 ]);
 
@@ -159,7 +164,7 @@ describe('route audit', () => {
       const decision = decisionOf(method, url);
       expect(localOnly, name).toBe(decision === 'local');
       if (decision === 'public') expect('public' in access && access.public.length > 10, name).toBe(true);
-      else if (decision !== 'local') expect('allow' in access ? [...access.allow].sort() : access, name).toEqual([...(decision === 'admin' ? ADMINS : NODES)].sort());
+      else if (decision !== 'local') expect('allow' in access ? [...access.allow].sort() : access, name).toEqual([...(decision === 'admin' ? ADMINS : decision === 'user' ? ['admin'] : NODES)].sort());
     }
   });
 
@@ -219,6 +224,19 @@ describe('route audit', () => {
       expect(await call(apiUser, method, url), name).toEqual({ status: 403, code: method === 'HEAD' ? undefined : 'AUTH_FORBIDDEN' });
       // A fresh worker each time: DELETE /v1/nodes/self takes the node out of the cluster.
       const allowed = await call(await freshWorker(), method, url);
+      expect([401, 403], name).not.toContain(allowed.status);
+      expect(allowed.status, name).toBeLessThan(500);
+    }
+  });
+
+  it('answers 403 to a worker and a manager certificate on every API-user route, and lets an API-user certificate past the check', { timeout: 180_000 }, async () => {
+    const manager = { cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem };
+    const user = registeredRoutes(app).filter((r) => decisionOf(r.method, r.url) === 'user');
+    expect(user.length).toBe(USER_ROUTES.length);
+    for (const { method, url } of user) {
+      const name = `${method} ${url}`;
+      for (const tls of [worker, manager]) expect(await call(tls, method, url), name).toEqual({ status: 403, code: 'AUTH_FORBIDDEN' });
+      const allowed = await call(apiUser, method, url);
       expect([401, 403], name).not.toContain(allowed.status);
       expect(allowed.status, name).toBeLessThan(500);
     }

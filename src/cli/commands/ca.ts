@@ -13,7 +13,8 @@ import { MusterError } from '../../core/errors.js';
 import { createCsr } from '../../pki/csr.js';
 import { generateNodeKey } from '../../pki/keys.js';
 import { CertificateView, NODES_PAGE, type RotationRequest, type RotationStatus } from '../../api/schemas.js';
-import { withConnection, type ConnectFlags } from '../connect.js';
+import { parseHostTarget, withConnection, type ConnectFlags } from '../connect.js';
+import { readApiUserFolder, renewApiUserFolder } from '../api-user-folder.js';
 import type { CliContext } from '../context.js';
 import { emit, formatHelp, listFields, listPrinter, listText, pagedTablePrinter, parseListFormat, type ListField, type ListFields, type ListPrinter } from '../list-format.js';
 import { paint, relativeTime } from '../output.js';
@@ -45,6 +46,50 @@ async function createApiCertificateCommand(ctx: CliContext, name: string, flags:
         `Give the folder to the user over a secure channel (scp, sftp) and delete your copy; anyone with key.pem can administer the cluster.\n\n` +
         `Use it with muster:\n\n    ${bold(`export MUSTER_HOST=${client.address} MUSTER_CERT_PATH=${outDir}`)}\n    ${bold('muster node ls')}\n\n` +
         `or with curl:\n\n    ${bold(`curl --cacert ${files.ca} --cert ${files.cert} --key ${files.key} https://${client.address}/v1/nodes`)}\n\n`,
+    );
+    return 0;
+  });
+}
+
+/**
+ * `muster ca renew-api-certificate --cert-path DIR`: renews the API user's
+ * certificate in DIR with the certificate DIR holds (same name, same
+ * lifetime, a fresh key); the files are replaced in place. Talks to --host
+ * or MUSTER_HOST.
+ */
+async function renewApiCertificateCommand(ctx: CliContext, flags: { certPath?: string; host?: string }): Promise<number> {
+  if (flags.certPath === undefined) throw new MusterError('USAGE', 'renew-api-certificate needs --cert-path DIR, the folder create-api-certificate wrote');
+  const host = flags.host ?? readEnv(ctx).host;
+  if (host === undefined || host === '') throw new MusterError('USAGE', 'renew-api-certificate needs the address of a manager', { hint: 'pass --host HOST:PORT or set MUSTER_HOST' });
+  const target = parseHostTarget(host);
+  if (target.kind !== 'tcp') throw new MusterError('USAGE', "an API user renews over TCP: --host HOST[:PORT], not a manager's local socket");
+  const dir = resolve(flags.certPath);
+  const renewed = await renewApiUserFolder({ addr: target.addr, dir, current: await readApiUserFolder(dir) });
+  ctx.stdout.write(`Renewed the certificate of API user ${renewed.name} in ${dir}/{ca.pem,cert.pem,key.pem}: valid until ${renewed.notAfter}. The old certificate stays valid until it expires.
+`);
+  return 0;
+}
+
+/**
+ * `muster ca admin-anchor [--out FILE]`: the anchor that admits API users
+ * only (the admin CA), for services that check only the chain: dockerd
+ * --tlscacert, nginx ssl_client_certificate. Written atomically (0644) or
+ * printed.
+ */
+async function adminAnchorCommand(ctx: CliContext, flags: ConnectFlags & { out?: string }): Promise<number> {
+  return withConnection(ctx, flags, async ({ client }) => {
+    const anchor = await client.adminAnchor();
+    if (flags.out === undefined) {
+      ctx.stdout.write(anchor);
+      return 0;
+    }
+    const out = resolve(flags.out);
+    await writeFileAtomic(out, anchor, 0o644);
+    ctx.stdout.write(
+      `Wrote the admin anchor to ${out}. A service that trusts it alone admits API users' certificates (their cert.pem) and no node's.
+` +
+        `Use it as dockerd --tlscacert, or nginx ssl_client_certificate with ssl_verify_client on.
+`,
     );
     return 0;
   });
@@ -258,6 +303,21 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
       }),
     ),
   );
+  ca.command('renew-api-certificate')
+    .description("renew an API user's certificate with the one it holds (same name and lifetime, a new key); the folder's files are replaced")
+    .option('--cert-path <dir>', "the API user's folder (ca.pem, cert.pem, key.pem)")
+    .option('-H, --host <host>', 'the manager: HOST[:PORT] or tcp://HOST[:PORT] (default: $MUSTER_HOST; port 4377)')
+    .action(
+      run((options: Record<string, unknown>) =>
+        renewApiCertificateCommand(ctx, { ...(typeof options.certPath === 'string' ? { certPath: options.certPath } : {}), ...(typeof options.host === 'string' ? { host: options.host } : {}) }),
+      ),
+    );
+  withConnectFlags(
+    ca
+      .command('admin-anchor')
+      .description("the certificate that admits API users only (the admin CA), for dockerd --tlscacert or nginx ssl_client_certificate")
+      .option('--out <file>', 'write it to this file (default: standard output)'),
+  ).action(run((options: Record<string, unknown>) => adminAnchorCommand(ctx, { ...connectFlags(options), ...(typeof options.out === 'string' ? { out: options.out } : {}) })));
   withConnectFlags(ca.command('revoke-api-certificate').description("revoke an API user's certificates; the manager refuses them from then on").argument('<name>', 'the user name')).action(
     run((name: string, options: Record<string, unknown>) => revokeApiCertificateCommand(ctx, name, connectFlags(options))),
   );

@@ -13,6 +13,7 @@ import {
   RenewRequest,
   ROUTES,
   UserParams,
+  UserRenewRequest,
   UserRequest,
   UserResponse,
   UserRevoked,
@@ -26,13 +27,16 @@ const wantsPem = (query: unknown): boolean => query !== null && typeof query ===
 
 /** Registers the CA routes. */
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
-  const { caServer, state, revocations, inventory, rotation } = services;
+  const { caServer, state, revocations, inventory, rotation, adminCa } = services;
 
   app.get(ROUTES.ca, { config: { public: 'the root certificate: what a joining node pins against its token digest before it holds a certificate' } }, async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
 
   // The new root cross-signed by the one before it (public, like the root): a node that was down through a
   // rotation checks it against the root it trusts, and so learns the new root without a new token.
   app.get(ROUTES.crossSigned, { config: { public: 'the new root signed by the old one: a node that slept through a rotation checks it against the root it already trusts' } }, async (_request, reply) => reply.type('application/x-pem-file').send(state.trust.crossSigned.join('')));
+
+  // The anchor that admits API users only (the admin CA, self-signed): public like the root, it is only a certificate.
+  app.get(ROUTES.adminCa, { config: { public: 'the admin anchor: a certificate that services like dockerd and nginx trust to admit API users only; no secret' } }, async (_request, reply) => reply.type('application/x-pem-file').send(await adminCa.anchor()));
 
   app.post(ROUTES.joinPreflight, { config: { public: 'a joining node has no certificate yet: its join token is the credential' }, schema: { body: JoinPreflightRequest, response: { 200: JoinPreflight, ...ErrorResponses } } }, async (request) =>
     caServer.preflight(request.body.token, request.ip),
@@ -45,6 +49,11 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   // A node whose certificate expired renews here too, within the grace: the TLS handshake proved it holds the expired key.
   app.post(ROUTES.renew, { config: { allow: NODES, expiredWithinGrace: true }, schema: { body: RenewRequest, response: { 200: NodeCertificateResponse, ...ErrorResponses } } }, async (request) =>
     caServer.renew(callerOf(request), request.body),
+  );
+
+  // An API user renews its own certificate with the one it holds (a revoked one is refused by the authorisation hook).
+  app.post(ROUTES.renewUser, { config: { allow: ['admin'] }, schema: { body: UserRenewRequest, response: { 200: UserResponse, ...ErrorResponses } } }, async (request) =>
+    caServer.renewUser(callerOf(request), request.body),
   );
 
   app.post(ROUTES.users, { config: { allow: ADMINS }, schema: { body: UserRequest, response: { 200: UserResponse, ...ErrorResponses } } }, async (request) =>

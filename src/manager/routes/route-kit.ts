@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import { MusterError } from '../../core/errors.js';
 import type { CertRole } from '../../core/roles.js';
 import type { Authoriser, Caller } from '../authoriser.js';
+import type { AdminCa } from '../admin-ca.js';
 import type { CaServer } from '../ca-server.js';
 import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
@@ -28,6 +29,8 @@ export interface Services {
   store: ClusterStore;
   authoriser: Authoriser;
   caServer: CaServer;
+  /** The CA that issues API users' certificates, and its anchor. */
+  adminCa: AdminCa;
   inventory: Inventory;
   settings: Settings;
   scopedTokens: ScopedTokens;
