@@ -18,6 +18,7 @@ import { spkiDer } from '../../src/pki/keys.js';
 import { curl } from '../helpers/curl.js';
 import { extensionsOf, readText, runMusterCa, type CaRun } from '../helpers/muster-ca.js';
 import { opensslStatus, scratchDir, x509Text } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-ca-');
 const servers: Server[] = [];
@@ -48,7 +49,7 @@ beforeAll(async () => {
   root = new X509Certificate(readFileSync(join(ca, 'cluster.crt')));
   rootText = x509Text(readText(join(ca, 'cluster.crt')));
   clusterUuid = /Subject: OU = (\S+), CN = mycluster/.exec(rootText)?.[1] ?? '';
-}, 60_000);
+}, slow(60_000));
 
 /** `openssl verify -x509_strict` of a certificate file against cluster.crt. */
 const strictVerify = (file: string, extra: string[] = [], caFile = join(ca, 'cluster.crt')) => opensslStatus(['verify', '-x509_strict', ...extra, '-CAfile', caFile, file]);

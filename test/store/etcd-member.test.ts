@@ -19,6 +19,7 @@ import { enableManagerAccess, grantManagerAccess, isStoreUserName, managersWithA
 import { codeOf, codeOfSync } from '../helpers/codes.js';
 import { freePort } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -151,7 +152,7 @@ describe('a managed etcd member', () => {
     await etcd.put('kept').value('yes');
     const first = member.pid!;
     process.kill(first, 'SIGKILL');
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + slow(30_000);
     while (!(member.state === 'serving' && member.pid !== first) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(member.state).toBe('serving');
     expect(member.restartCount).toBe(1);
