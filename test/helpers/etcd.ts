@@ -20,7 +20,7 @@ export async function freePort(): Promise<number> {
 
 /** etcdctl (v3 API) against `endpoint` over TLS, presenting `cred`, trusting the roots in `rootFile`. */
 export function etcdctlAs(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
-  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', '3s', '--command-timeout', '5s', ...args], {
+  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', `${slow(3_000)}ms`, '--command-timeout', `${slow(5_000)}ms`, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ETCDCTL_API: '3' },
     timeout: slow(20_000),

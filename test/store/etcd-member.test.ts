@@ -79,8 +79,8 @@ function client(endpoint: string, rootPem: string, cert?: { certPem: string; key
   const etcd = new Etcd3({
     hosts: `https://${endpoint}`,
     credentials: { rootCertificate: Buffer.from(rootPem), ...(cert === undefined ? {} : { certChain: Buffer.from(cert.certPem), privateKey: Buffer.from(cert.keyPem) }) },
-    dialTimeout: 3_000,
-    defaultCallOptions: () => ({ deadline: Date.now() + 3_000 }),
+    dialTimeout: slow(3_000),
+    defaultCallOptions: () => ({ deadline: Date.now() + slow(3_000) }),
   });
   cleanups.push(() => etcd.close());
   return etcd;
