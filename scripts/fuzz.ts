@@ -20,6 +20,7 @@ for (const target of targets) {
   } catch (error) {
     failed = true;
     console.log(`FAIL  ${target.name}: ${error instanceof Error ? error.message : String(error)}`);
+    console.log(`      replay: npm run fuzz -- --runs ${runs} --seed ${seed}`);
   }
 }
 await cleanup();

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/manager/app.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster } from '../helpers/service.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-join-');
 afterAll(() => scratch.cleanup());
@@ -37,7 +38,7 @@ describe('joinCluster', () => {
     );
     // A refused connection arrives whenever the loaded machine delivers it; the
     // backoff in between is on the fake clock, moved as soon as a wait is pending.
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + slow(20_000);
     while (settled === undefined && Date.now() < deadline) {
       await new Promise((resolve) => setImmediate(resolve));
       if (clock.pending() > 0) clock.advance(clock.nextDue()! - clock.now());
@@ -69,7 +70,7 @@ describe('joinCluster', () => {
         () => (settled = 'joined'),
         (e: unknown) => (settled = e),
       );
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + slow(20_000);
       while (settled === undefined && Date.now() < deadline) {
         await new Promise((resolve) => setImmediate(resolve));
         if (t.clock.pending() > 0) {

@@ -18,6 +18,7 @@ import { spkiDer } from '../../src/pki/keys.js';
 import { curl } from '../helpers/curl.js';
 import { extensionsOf, readText, runMusterCa, type CaRun } from '../helpers/muster-ca.js';
 import { opensslStatus, scratchDir, x509Text } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-ca-');
 const servers: Server[] = [];
@@ -48,7 +49,7 @@ beforeAll(async () => {
   root = new X509Certificate(readFileSync(join(ca, 'cluster.crt')));
   rootText = x509Text(readText(join(ca, 'cluster.crt')));
   clusterUuid = /Subject: OU = (\S+), CN = mycluster/.exec(rootText)?.[1] ?? '';
-}, 60_000);
+}, slow(60_000));
 
 /** `openssl verify -x509_strict` of a certificate file against cluster.crt. */
 const strictVerify = (file: string, extra: string[] = [], caFile = join(ca, 'cluster.crt')) => opensslStatus(['verify', '-x509_strict', ...extra, '-CAfile', caFile, file]);
@@ -251,22 +252,31 @@ async function serve(dir: string, files: { cert: string; key: string }, clientCa
 }
 
 describe('the certificates over real TLS', () => {
+  /** A folder of the test's own with the certificates `commands` make from the root (so each test passes alone). */
+  async function own(name: string, ...commands: string[][]): Promise<string> {
+    const dir = folder(`tls-${name}`);
+    for (const argv of commands) await made([...argv, '--outputpath', dir]);
+    return dir;
+  }
+
   it('the control certificate serves curl --cacert cluster.crt https://<hostname> (by DNS name through --resolve, and by IP), and not a name it does not carry', async () => {
-    const byName = await serve(ca, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' });
+    const dir = await own('control', ['create-control-certificate', 'control.example.org', '--key-type', 'p256'], ['create-control-certificate', '127.0.0.1', '--key-type', 'p256']);
+    const byName = await serve(dir, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' });
     const ok = await curl(['--cacert', join(ca, 'cluster.crt'), '--resolve', `control.example.org:${byName}:127.0.0.1`, `https://control.example.org:${byName}/`]);
     expect([ok.exitCode, ok.status, ok.body], ok.stderr).toEqual([0, 200, 'hello anonymous\n']);
     const wrongName = await curl(['--cacert', join(ca, 'cluster.crt'), `https://127.0.0.1:${byName}/`]);
     expect(wrongName.exitCode).toBe(60);
-    const byIp = await serve(ca, { cert: 'control-127.0.0.1.crt', key: 'control-127.0.0.1.key' });
+    const byIp = await serve(dir, { cert: 'control-127.0.0.1.crt', key: 'control-127.0.0.1.key' });
     const ip = await curl(['--cacert', join(ca, 'cluster.crt'), `https://127.0.0.1:${byIp}/`]);
     expect([ip.exitCode, ip.status, ip.body], ip.stderr).toEqual([0, 200, 'hello anonymous\n']);
   });
 
   it("an API certificate authenticates its user with curl --cert (Flocker's example), and is refused as a server certificate", async () => {
-    const mutual = await serve(ca, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' }, join(ca, 'cluster.crt'));
-    const asUser = await curl(['--cacert', join(ca, 'cluster.crt'), '--cert', join(ca, 'alice.crt'), '--key', join(ca, 'alice.key'), '--resolve', `control.example.org:${mutual}:127.0.0.1`, `https://control.example.org:${mutual}/`]);
+    const dir = await own('user', ['create-control-certificate', 'control.example.org', '--key-type', 'p256'], ['create-api-certificate', 'alice']);
+    const mutual = await serve(dir, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' }, join(ca, 'cluster.crt'));
+    const asUser = await curl(['--cacert', join(ca, 'cluster.crt'), '--cert', join(dir, 'alice.crt'), '--key', join(dir, 'alice.key'), '--resolve', `control.example.org:${mutual}:127.0.0.1`, `https://control.example.org:${mutual}/`]);
     expect([asUser.exitCode, asUser.body], asUser.stderr).toEqual([0, 'hello user-alice\n']);
-    const asServer = await serve(ca, { cert: 'alice.crt', key: 'alice.key' });
+    const asServer = await serve(dir, { cert: 'alice.crt', key: 'alice.key' });
     const refused = await curl(['--cacert', join(ca, 'cluster.crt'), '--resolve', `user-alice:${asServer}:127.0.0.1`, `https://user-alice:${asServer}/`]);
     expect(refused.exitCode).toBe(60);
     expect(refused.stderr).toMatch(/unsuitable certificate purpose/);

@@ -329,6 +329,15 @@ describe('leave', () => {
 
 describe('node ls, page by page', () => {
   it('with pages of one node (MUSTER_PAGE_SIZE=1) still shows every node: the table, -q, --filter, --all and JSON', async () => {
+    // Nodes of its own, so it passes alone: three workers joined, two of them removed.
+    const token = (await cli(['join-token', '-q', 'worker', '--data-dir', managerDir])).stdout.trim();
+    const workers: { run: InProcessRun; id: string }[] = [];
+    for (const name of ['page-a', 'page-b', 'page-c']) {
+      const run = runInProcess(['join', '--token', token, address, '--data-dir', scratch.path(name)]);
+      workers.push({ run, id: (await run.ready).nodeId });
+    }
+    for (const w of workers.slice(0, 2)) expect((await cli(['node', 'rm', '-f', w.id, '--data-dir', managerDir])).code).toBe(0);
+    await Promise.all(workers.map((w) => w.run.stop()));
     const ls = async (args: string[], pageSize?: string) => cli(['node', 'ls', ...args, '--data-dir', managerDir], pageSize === undefined ? {} : { MUSTER_PAGE_SIZE: pageSize });
     const ids = (await ls(['-q', '--all'])).stdout.trim().split('\n');
     expect(ids.length).toBeGreaterThanOrEqual(4); // the manager, the joined nodes, and the removed ones

@@ -15,6 +15,7 @@ import { buildProgram } from '../../src/cli/program.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
 import { runInProcess } from '../helpers/cli.js';
+import { slow } from '../helpers/slowdown.js';
 
 const ZSH_DRIVER = new URL('../helpers/zsh-complete.zsh', import.meta.url).pathname;
 
@@ -111,7 +112,7 @@ describe('muster completion', () => {
   it('zsh: a TAB in an interactive zsh completes commands, subcommands, flags and their values', () => {
     const out = join(work, 'zsh.out');
     const lines = ['muster no', 'muster node ', 'muster node ls --f', 'muster init --log-level ', 'muster init --log-level=w', 'muster help j'];
-    execFileSync('zsh', ['-f', ZSH_DRIVER, zshFile, out, ...lines], { cwd: files, timeout: 20_000 });
+    execFileSync('zsh', ['-f', ZSH_DRIVER, zshFile, out, ...lines], { cwd: files, timeout: slow(20_000) });
     const offered = readFileSync(out, 'utf8')
       .split(/^@@\d+\n/m)
       .slice(1)

@@ -10,12 +10,13 @@ import { dataDirLayout } from '../../src/config/paths.js';
 import { lockedStoreCheck } from '../../src/cli/locked-manager.js';
 import { freePort, startEtcd } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-locked-');
 afterAll(() => scratch.cleanup());
 
 describe('lockedStoreCheck', () => {
-  it('etcd: well while a member accepts connections, not once none does', { timeout: 60_000 }, async () => {
+  it('etcd: well while a member accepts connections, not once none does', { timeout: slow(60_000) }, async () => {
     const etcd = await startEtcd({ tls: true });
     const layout = dataDirLayout(scratch.path('e'));
     const nobody = `127.0.0.1:${await freePort()}`;

@@ -6,6 +6,7 @@ import { runMuster } from '../helpers/cli.js';
 import { runInTerminal } from '../helpers/terminal.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { afterAll } from 'vitest';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-logger-');
 afterAll(() => scratch.cleanup());
@@ -54,7 +55,7 @@ describe('createLogger', () => {
     expect((await j.lines())[0]).toMatch(/^<4>\{"level":"warn",/);
   });
 
-  it('a muster process under journald writes its error at priority 3; --log-format json is JSON; a bad MUSTER_LOG_FORMAT is a usage error', { timeout: 60_000 }, async () => {
+  it('a muster process under journald writes its error at priority 3; --log-format json is JSON; a bad MUSTER_LOG_FORMAT is a usage error', { timeout: slow(60_000) }, async () => {
     const empty = scratch.path('empty');
     const journal = await runMuster(['run', '--data-dir', empty], { env: { JOURNAL_STREAM: '8:12345' } });
     expect(journal.code).toBe(3);
@@ -106,7 +107,7 @@ describe('redaction, the second guard (README: log fields are redacted by name)'
 });
 
 describe('on a terminal', () => {
-  it("shows muster's lines only (no fastify line), as text, and the init banner apart from them", { timeout: 60_000 }, async () => {
+  it("shows muster's lines only (no fastify line), as text, and the init banner apart from them", { timeout: slow(60_000) }, async () => {
     const run = runInTerminal(['init', '--data-dir', scratch.path('tty'), '--listen-addr', '127.0.0.1:0']);
     try {
       await run.waitFor(/To add a worker to this cluster/);

@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-main-');
 const { start } = processScope(FAST_ENV);
@@ -38,7 +39,7 @@ beforeAll(async () => {
   managerDir = scratch.path('manager');
   const manager = start(['init', '--data-dir', managerDir, '--listen-addr', '127.0.0.1:0']);
   [, token = '', address = ''] = await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (\S+:\d+)/);
-}, 60_000);
+}, slow(60_000));
 
 /** Reads a /proc file of `pid`; undefined once the process is gone. */
 function proc(pid: number, file: string): string | undefined {
@@ -68,7 +69,7 @@ async function untilCatching(pid: number): Promise<void> {
 }
 
 describe('a join token on the command line', () => {
-  it('is out of /proc/PID/cmdline as soon as the entry module runs, before the program loads', { timeout: 60_000 }, async () => {
+  it('is out of /proc/PID/cmdline as soon as the entry module runs, before the program loads', { timeout: slow(60_000) }, async () => {
     const t0 = performance.now();
     const run = start(['join', token, address, '--data-dir', scratch.path('argv-w')]);
     const pid = run.child.pid!;
@@ -122,7 +123,7 @@ describe('SIGHUP in the first second', () => {
     const joined = start(['join', address, '--data-dir', worker], { MUSTER_TOKEN: token });
     await joined.waitFor(/This node joined cluster/);
     expect(await joined.stop()).toBe(0);
-  }, 60_000);
+  }, slow(60_000));
 
   /** Starts `argv`, sends SIGHUP `afterMs` after its JavaScript starts, and checks it keeps running and renews once it runs. */
   async function probe(argv: string[], afterMs: number, env: Record<string, string> = {}): Promise<ChildRun> {
@@ -131,23 +132,23 @@ describe('SIGHUP in the first second', () => {
     await delay(afterMs);
     await untilCatching(run.child.pid!);
     run.child.kill('SIGHUP');
-    await run.waitFor(/"reason":"SIGHUP","msg":"renewal requested"/, 30_000);
-    await run.waitFor(/"reason":"requested","msg":"renewed until/, 30_000);
+    await run.waitFor(/"reason":"SIGHUP","msg":"renewal requested"/, slow(30_000));
+    await run.waitFor(/"reason":"requested","msg":"renewed until/, slow(30_000));
     expect([run.child.exitCode, run.child.signalCode]).toEqual([null, null]);
     expect(run.stderr().match(/renewal requested/g)).toHaveLength(1);
     expect(await run.stop()).toBe(0);
     return run;
   }
 
-  it.each(PROBES_MS)('a join sent SIGHUP %i ms after start keeps running and renews once it has joined', { timeout: 60_000 }, async (afterMs) => {
+  it.each(PROBES_MS)('a join sent SIGHUP %i ms after start keeps running and renews once it has joined', { timeout: slow(60_000) }, async (afterMs) => {
     await probe(['join', address, '--data-dir', scratch.path(`hup-join-${afterMs}`)], afterMs, { MUSTER_TOKEN: token });
   });
 
-  it.each(PROBES_MS)('a run sent SIGHUP %i ms after start keeps running and renews once it runs', { timeout: 60_000 }, async (afterMs) => {
+  it.each(PROBES_MS)('a run sent SIGHUP %i ms after start keeps running and renews once it runs', { timeout: slow(60_000) }, async (afterMs) => {
     await probe(['run', '--data-dir', worker], afterMs);
   });
 
-  it('a client command sent SIGHUP as it starts ignores it', { timeout: 60_000 }, async () => {
+  it('a client command sent SIGHUP as it starts ignores it', { timeout: slow(60_000) }, async () => {
     const run = spawnMuster(['node', 'ls', '-q', '--data-dir', managerDir], { env: { NODE_OPTIONS: `--import ${marker}` } });
     await run.waitFor(STARTS);
     await untilCatching(run.child.pid!);
@@ -170,7 +171,7 @@ describe('a reader of standard output that goes away', () => {
     return { code, stderr: readFileSync(errFile, 'utf8') };
   }
 
-  it('ends the command quietly with exit 0 (node ls | head, --help | head)', { timeout: 60_000 }, async () => {
+  it('ends the command quietly with exit 0 (node ls | head, --help | head)', { timeout: slow(60_000) }, async () => {
     expect(await intoClosedPipe(['node', 'ls', '--data-dir', managerDir])).toEqual({ code: 0, stderr: '' });
     expect(await intoClosedPipe(['--help'])).toEqual({ code: 0, stderr: '' });
     // A real failure still fails.

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MusterError } from '../../src/core/errors.js';
 import { DEFAULT_CERT_EXPIRY_MS, MIN_CERT_EXPIRY_MS, formatDuration, parseCertExpiry, parseDuration } from '../../src/core/duration.js';
+import { seeded, withSeed } from '../helpers/property.js';
 
 const H = 3_600_000;
 
@@ -28,7 +29,7 @@ describe('parseDuration', () => {
     expect(() => parseDuration('soon')).toThrow('invalid duration "soon"');
   });
 
-  it('only returns a finite non-negative number or throws DURATION_INVALID, for any input', () => {
+  it(withSeed('only returns a finite non-negative number or throws DURATION_INVALID, for any input'), () => {
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.stringMatching(/^[0-9.]{0,6}(ms|s|m|h|d|x)?[0-9]{0,3}[hmd]?$/), fc.anything()), (input) => {
         try {
@@ -39,16 +40,16 @@ describe('parseDuration', () => {
           expect((error as MusterError).code).toBe('DURATION_INVALID');
         }
       }),
-      { numRuns: 1000 },
+      seeded(1000),
     );
   });
 
-  it('formatDuration → parseDuration round-trips whole seconds', () => {
+  it(withSeed('formatDuration → parseDuration round-trips whole seconds'), () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 10 * 365 * 86_400 }), (seconds) => {
         expect(parseDuration(formatDuration(seconds * 1000))).toBe(seconds * 1000);
       }),
-      { numRuns: 1000 },
+      seeded(1000),
     );
   });
 });

@@ -13,6 +13,7 @@ import { buildApp, type MusterApp } from '../../src/manager/app.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { foundTestCluster } from '../helpers/service.js';
 import { opensslServer, scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 let cluster: Awaited<ReturnType<typeof foundTestCluster>>;
 let app: MusterApp;
@@ -281,7 +282,7 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
   it('names the cluster root in its certificate request, as Swarm does, and sends its certificate with that root', async () => {
     // Asynchronously: the manager answers from this very process.
     const out = await new Promise<string>((resolve, reject) => {
-      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-showcerts'], { encoding: 'utf8', timeout: 10_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-showcerts'], { encoding: 'utf8', timeout: slow(10_000) }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
       child.stdin?.end();
     });
     expect(out).toMatch(new RegExp(`Acceptable client certificate CA names\\n.*O = ${cluster.clusterId}, CN = swarm-ca`));
@@ -294,7 +295,7 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
 /** Runs openssl s_client against the manager, or the server on `to` (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
 function sClient(args: string[], to: number = port): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${to}`, ...args], { encoding: 'utf8', timeout: 10_000 }, (error, stdout, stderr) =>
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${to}`, ...args], { encoding: 'utf8', timeout: slow(10_000) }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
     );
     child.stdin?.end();

@@ -19,6 +19,7 @@ import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { FAST_ENV, processScope } from '../helpers/processes.js';
 import { openssl, scratchDir } from '../helpers/openssl.js';
 import { runInTerminal } from '../helpers/terminal.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-lock-');
 let etcd: EtcdCluster | undefined;
@@ -58,7 +59,7 @@ describe('autolock on the embedded store', () => {
   let token = '';
   let unlockKey = '';
 
-  it('a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted', { timeout: 120_000 }, async () => {
+  it('a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted', { timeout: slow(120_000) }, async () => {
     // A root we made, so we know the CA key's bytes.
     const caKey = scratch.path('ca.key');
     const caCert = scratch.path('ca.pem');
@@ -137,14 +138,14 @@ describe('autolock on the embedded store', () => {
     expect(await locked.stop('SIGTERM')).toBe(0);
   });
 
-  it('muster unlock on a terminal: a prompt that does not echo the key, Enter submits (no Ctrl-D)', { timeout: 90_000 }, async () => {
+  it('muster unlock on a terminal: a prompt that does not echo the key, Enter submits (no Ctrl-D)', { timeout: slow(90_000) }, async () => {
     const locked = await started(start(['run', '--data-dir', m]));
     await locked.waitFor(/this manager is locked/);
     const terminal = runInTerminal(['unlock', '--data-dir', m]);
     try {
       await terminal.waitFor(/Enter the unlock key \(SWMKEY-1-…\)[^:]*: $/);
       terminal.type(`${unlockKey}\r`);
-      await terminal.waitFor(/Manager unlocked: it serves\./, 30_000);
+      await terminal.waitFor(/Manager unlocked: it serves\./, slow(30_000));
       expect(await terminal.exit).toBe(0);
     } finally {
       terminal.kill();
@@ -204,7 +205,7 @@ describe('autolock on the embedded store', () => {
     return keys;
   }
 
-  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', { timeout: 360_000 }, async () => {
+  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', { timeout: slow(360_000) }, async () => {
     let keys = [unlockKey];
     for (const failpoint of ['unlock-key-rotate:wrapped', 'unlock-key-rotate:committed']) {
       keys = await killedDuring(failpoint, ['unlock-key', '--rotate', '-q'], keys);
@@ -233,7 +234,7 @@ describe('autolock on the embedded store', () => {
 });
 
 describe('autolock with two managers on etcd', () => {
-  it('init --autolock; the second manager wraps its files too, seals its etcd client key, and restarted it needs its own unlock', { timeout: 120_000 }, async () => {
+  it('init --autolock; the second manager wraps its files too, seals its etcd client key, and restarted it needs its own unlock', { timeout: slow(120_000) }, async () => {
     etcd = await startEtcd({ tls: true });
     const tls = etcd.tls!;
     const f = scratch.path('e-f');
@@ -263,7 +264,7 @@ describe('autolock with two managers on etcd', () => {
     // Demoted, it keeps its identity (node.key back in clear) and nothing of the cluster's.
     const m2Id = (JSON.parse(readFileSync(join(m2, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
     expect((await runMuster(['node', 'demote', m2Id, '--data-dir', f])).code).toBe(0);
-    await back.waitFor(/demoted: this node no longer serves as a manager/, 30_000);
+    await back.waitFor(/demoted: this node no longer serves as a manager/, slow(30_000));
     expect(readFileSync(join(m2, 'certificates', 'node.key'), 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
     expect(existsSync(join(m2, 'manager', 'data.key'))).toBe(false);
   });

@@ -18,6 +18,7 @@ import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-backup-');
 let etcd: EtcdCluster | undefined;
@@ -64,12 +65,12 @@ function ownRoot(name: string): { cert: string; key: string } {
 async function renewNow(worker: ChildRun, dir: string): Promise<X509Certificate> {
   const before = certOf(dir).serialNumber;
   worker.child.kill('SIGHUP');
-  await waitUntil(`${dir} to renew`, () => certOf(dir).serialNumber !== before, 30_000);
+  await waitUntil(`${dir} to renew`, () => certOf(dir).serialNumber !== before, slow(30_000));
   return certOf(dir);
 }
 
 describe('backup and restore on the embedded store', () => {
-  it('a backup while the manager serves: 0600, JSON, no secret in clear; wipe, restore on a new data dir, and the workers renew and join against it', { timeout: 180_000 }, async () => {
+  it('a backup while the manager serves: 0600, JSON, no secret in clear; wipe, restore on a new data dir, and the workers renew and join against it', { timeout: slow(180_000) }, async () => {
     const root = ownRoot('ca');
     const m = scratch.path('m');
     const port = await freePort();
@@ -167,7 +168,7 @@ describe('backup and restore on the embedded store', () => {
 });
 
 describe('backup and restore under autolock', () => {
-  it('the backup opens with the unlock key, not another; the restored manager starts locked and the same key unlocks it', { timeout: 120_000 }, async () => {
+  it('the backup opens with the unlock key, not another; the restored manager starts locked and the same key unlocks it', { timeout: slow(120_000) }, async () => {
     const m = scratch.path('lm');
     const port = await freePort();
     const manager = start(['init', '--autolock', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`]);
@@ -213,7 +214,7 @@ describe('backup and restore under autolock', () => {
 });
 
 describe('backup of an etcd cluster', () => {
-  it('the dump comes from etcd; the restore founds a one-manager cluster on the embedded store, and the worker renews against it', { timeout: 120_000 }, async () => {
+  it('the dump comes from etcd; the restore founds a one-manager cluster on the embedded store, and the worker renews against it', { timeout: slow(120_000) }, async () => {
     etcd = await startEtcd();
     const m = scratch.path('em');
     const port = await freePort();

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonLines, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-e2e-cluster-');
 const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
@@ -34,12 +35,12 @@ function start(argv: string[]): ChildRun {
 
 /** Waits until `dir`'s certificate satisfies `test` (the agent writes it atomically). */
 async function waitForCert(run: ChildRun, dir: string, test: (cert: X509Certificate) => boolean, what: string): Promise<X509Certificate> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + slow(30_000);
   for (;;) {
     const cert = certOf(dir);
     if (test(cert)) return cert;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${run.stderr()}`);
-    await run.waitFor(/renewed until/, 30_000).catch(() => undefined);
+    await run.waitFor(/renewed until/, slow(30_000)).catch(() => undefined);
     await new Promise((resolve) => setImmediate(resolve));
   }
 }

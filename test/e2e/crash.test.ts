@@ -14,6 +14,7 @@ import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-crash-');
 const children: ChildRun[] = [];
@@ -32,7 +33,7 @@ function start(argv: string[], env: Record<string, string> = {}): ChildRun {
 function postJoin(address: string, rootPem: string, body: string): Promise<{ status: number; body: string } | { error: string }> {
   const [host, port] = address.split(':');
   return new Promise((resolve) => {
-    const req = request({ host, port: Number(port), method: 'POST', path: '/v1/join', ca: rootPem, agent: false, headers: { 'content-type': 'application/json' }, timeout: 20_000 }, (res) => {
+    const req = request({ host, port: Number(port), method: 'POST', path: '/v1/join', ca: rootPem, agent: false, headers: { 'content-type': 'application/json' }, timeout: slow(20_000) }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString('utf8')));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
@@ -45,7 +46,7 @@ function postJoin(address: string, rootPem: string, body: string): Promise<{ sta
 }
 
 describe('a manager killed during 300 concurrent joins', () => {
-  it('keeps every node that got a certificate, opens cleanly, and lets the others join again', { timeout: 120_000 }, async () => {
+  it('keeps every node that got a certificate, opens cleanly, and lets the others join again', { timeout: slow(120_000) }, async () => {
     const dir = scratch.path('manager');
     let manager = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
@@ -96,7 +97,7 @@ describe('a manager killed during 300 concurrent joins', () => {
 });
 
 describe('an agent killed during renewal', () => {
-  it('restarts with a matching key and certificate, every time', { timeout: 120_000 }, async () => {
+  it('restarts with a matching key and certificate, every time', { timeout: slow(120_000) }, async () => {
     const dir = scratch.path('manager2');
     const manager = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
@@ -106,7 +107,7 @@ describe('an agent killed during renewal', () => {
     const serials = new Set<string>();
     for (let round = 0; round < 8; round++) {
       // Ask for renewals and kill the agent after a varying delay, landing before, during and after the write.
-      const renewed = agent.waitFor(/renewed until/, 10_000).catch(() => undefined);
+      const renewed = agent.waitFor(/renewed until/, slow(10_000)).catch(() => undefined);
       agent.child.kill('SIGHUP');
       if (round % 2 === 0) await new Promise((resolve) => setImmediate(resolve));
       else await renewed;

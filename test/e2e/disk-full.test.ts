@@ -4,9 +4,9 @@
  * never 500 and never acknowledged without being durable; once space is
  * freed the store reopens, checks itself and takes writes again; after a
  * restart every join that was acknowledged is still there. Five runs.
- * (Mounting a tmpfs needs root, which the CI machines give.)
+ * (Mounting a tmpfs needs root: as another user, the tmpfs and the managers
+ * live in a user namespace of their own; test/helpers/as-root.ts.)
  */
-import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -14,15 +14,17 @@ import { ApiClient } from '../../src/api/client.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
+import { mountTmpfs, type Tmpfs } from '../helpers/as-root.js';
 import { spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-diskfull-');
-const mounts: string[] = [];
+const mounts: Tmpfs[] = [];
 const running: ChildRun[] = [];
 afterAll(async () => {
   await Promise.all(running.map((r) => r.stop('SIGKILL')));
-  for (const mount of mounts) execFileSync('umount', ['-l', mount]);
+  for (const mount of mounts) mount.unmount();
   scratch.cleanup();
 });
 
@@ -49,16 +51,17 @@ function fill(dir: string): string {
 const csr = (): string => createCsr({ privateKey: generateNodeKeySync().privateKey });
 
 describe('a full disk under the manager', () => {
-  it.each([1, 2, 3, 4, 5])('run %i: joins are refused with 503 while it is full, and no acknowledged join is lost', { timeout: 60_000 }, async () => {
+  it.each([1, 2, 3, 4, 5])('run %i: joins are refused with 503 while it is full, and no acknowledged join is lost', { timeout: slow(60_000) }, async () => {
     const mount = scratch.path(`fs-${Math.random().toString(36).slice(2)}`);
     mkdirSync(mount);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', mount]);
-    mounts.push(mount);
-    const dir = join(mount, 'm');
-    const manager = spawnMuster(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
+    const tmpfs = await mountTmpfs(mount, 'size=16m,mode=0700');
+    mounts.push(tmpfs);
+    const dir = join(mount, 'm'); // as the managers see it
+    const manager = spawnMuster(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0'], { prefix: tmpfs.prefix });
     running.push(manager);
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (\S+)/)) as unknown as [string, string, string];
-    const rootPem = readFileSync(join(dir, 'certificates', 'root-ca.crt'), 'utf8');
+    const certs = join(tmpfs.view, 'm', 'certificates');
+    const rootPem = readFileSync(join(certs, 'root-ca.crt'), 'utf8');
     const client = new ApiClient({ managers: [address], tls: { rootPem } });
     const acknowledged: string[] = [];
     const statuses: string[] = [];
@@ -74,7 +77,7 @@ describe('a full disk under the manager', () => {
     };
     for (let i = 0; i < 5; i++) expect(await attempt()).toBe(true);
 
-    const filler = fill(mount);
+    const filler = fill(tmpfs.view);
     for (let i = 0; i < 10; i++) await attempt();
     expect(statuses.length).toBeGreaterThan(0); // the full disk was felt
     expect(statuses.every((s) => s === '503 STORE_UNAVAILABLE')).toBe(true);
@@ -89,10 +92,9 @@ describe('a full disk under the manager', () => {
     await client.close();
     expect(await manager.stop()).toBe(0);
 
-    const restarted = spawnMuster(['run', '--data-dir', dir, '--listen-addr', address]);
+    const restarted = spawnMuster(['run', '--data-dir', dir, '--listen-addr', address], { prefix: tmpfs.prefix });
     running.push(restarted);
     await restarted.waitFor(/manager listening on/);
-    const certs = join(dir, 'certificates');
     const admin = new ApiClient({ managers: [address], tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') } });
     try {
       const listed = new Set((await admin.listNodes({ limit: 1000 })).nodes.map((n) => n.id));

@@ -19,6 +19,7 @@ import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { eventually, nodesFrom } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-ha-');
 const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
@@ -82,7 +83,7 @@ describe('three managers on etcd', () => {
   const managerAddr: Record<'f' | 'm2' | 'm3', string> = { f: '', m2: '', m3: '' };
   const workers: Record<string, ChildRun> = {};
 
-  it('the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root', { timeout: 90_000 }, async () => {
+  it('the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root', { timeout: slow(90_000) }, async () => {
     store = await etcd();
     founder = await found(store, dirs.f);
     founderRun = founder.run;
@@ -120,7 +121,7 @@ describe('three managers on etcd', () => {
     }
   });
 
-  it('a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1', { timeout: 60_000 }, async () => {
+  it('a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1', { timeout: slow(60_000) }, async () => {
     const old = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
     const root = rootOf(dirs.f);
     const pool = csrs(60);
@@ -130,7 +131,7 @@ describe('three managers on etcd', () => {
     const loop = async (address: string): Promise<void> => {
       const client = new ApiClient({ managers: [address], tls: { rootPem: root } });
       try {
-        const deadline = Date.now() + 20_000;
+        const deadline = Date.now() + slow(20_000);
         while (!stop && Date.now() < deadline) {
           const at = Date.now();
           try {
@@ -167,7 +168,7 @@ describe('three managers on etcd', () => {
     }
   });
 
-  it('SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back', { timeout: 90_000 }, async () => {
+  it('SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back', { timeout: slow(90_000) }, async () => {
     founderRun.child.kill('SIGKILL');
     await founderRun.exit;
     const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
@@ -184,7 +185,7 @@ describe('three managers on etcd', () => {
     await eventually('the founder to show Reachable', async () => ((await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Reachable' ? true : undefined));
   });
 
-  it('concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)', { timeout: 120_000 }, async () => {
+  it('concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)', { timeout: slow(120_000) }, async () => {
     // A node record with no process behind it, so nothing but these requests changes it.
     const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
     const root = rootOf(dirs.f);
@@ -218,7 +219,7 @@ describe('three managers on etcd', () => {
     }
   });
 
-  it('guards: with three serving managers, demoting two works and the third is refused; the demoted stop serving', { timeout: 90_000 }, async () => {
+  it('guards: with three serving managers, demoting two works and the third is refused; the demoted stop serving', { timeout: slow(90_000) }, async () => {
     const ids = { f: nodeJson(dirs.f).nodeId, m2: nodeJson(dirs.m2).nodeId, m3: nodeJson(dirs.m3).nodeId };
     expect((await runMuster(['node', 'demote', ids.f, '--data-dir', dirs.m3])).code).toBe(0);
     expect((await runMuster(['node', 'demote', ids.m2, '--data-dir', dirs.m3])).code).toBe(0);
@@ -242,7 +243,7 @@ describe('three managers on etcd', () => {
 });
 
 describe('a manager that leaves', () => {
-  it('leave --force: its daemon exits 0 and says it left; its audit trail stays, through a new init in the same data dir', { timeout: 90_000 }, async () => {
+  it('leave --force: its daemon exits 0 and says it left; its audit trail stays, through a new init in the same data dir', { timeout: slow(90_000) }, async () => {
     const store = await etcd();
     const f = await found(store, scratch.path('lv-f'));
     const dir = scratch.path('lv-m2');
@@ -268,7 +269,7 @@ describe('a manager that leaves', () => {
 });
 
 describe('promotion of a running worker on etcd', () => {
-  it('starts serving on its listen address; demotion stops it', { timeout: 60_000 }, async () => {
+  it('starts serving on its listen address; demotion stops it', { timeout: slow(60_000) }, async () => {
     const store = await etcd();
     const f = await found(store, scratch.path('p-f'));
     const w = await joinNode(scratch.path('p-w'), f.tokens.worker, f.address, 'worker');
@@ -285,7 +286,7 @@ describe('promotion of a running worker on etcd', () => {
 });
 
 describe('a 3-member etcd cluster', () => {
-  it('loses a member during a 300-join storm over three managers: no join fails for good, every certified node is listed; all of etcd down is 503 and recovers', { timeout: 180_000 }, async () => {
+  it('loses a member during a 300-join storm over three managers: no join fails for good, every certified node is listed; all of etcd down is 503 and recovers', { timeout: slow(180_000) }, async () => {
     const store = await etcd({ size: 3 });
     const f = await found(store, scratch.path('s-f'));
     const m2 = await joinNode(scratch.path('s-m2'), f.tokens.manager, f.address, 'manager');
@@ -293,7 +294,7 @@ describe('a 3-member etcd cluster', () => {
     const managers = [f.address, m2.address!, m3.address!];
     const root = rootOf(scratch.path('s-f'));
     const pool = csrs(300);
-    const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: 20_000 }));
+    const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: slow(20_000) }));
     const joined: string[] = [];
     let gaveUp = 0;
     let retried = 0;
@@ -343,7 +344,7 @@ describe('a 3-member etcd cluster', () => {
 });
 
 describe('etcd with TLS and client certificates', () => {
-  it('the founder uses the --store-… flags; a manager joined with the manager token needs none', { timeout: 60_000 }, async () => {
+  it('the founder uses the --store-… flags; a manager joined with the manager token needs none', { timeout: slow(60_000) }, async () => {
     const store = await etcd({ tls: true });
     const tls = store.tls!;
     const dir = scratch.path('t-f');
@@ -356,7 +357,7 @@ describe('etcd with TLS and client certificates', () => {
 });
 
 describe('the embedded store', () => {
-  it('refuses a manager-token join before any key is made, and writes nothing', { timeout: 60_000 }, async () => {
+  it('refuses a manager-token join before any key is made, and writes nothing', { timeout: slow(60_000) }, async () => {
     const m = start(['init', '--data-dir', scratch.path('e-m'), '--listen-addr', '127.0.0.1:0']);
     const [, address] = await m.waitFor(/muster join --token \S+ (127\.0\.0\.1:\d+)/);
     const token = (await runMuster(['join-token', '-q', 'manager', '--data-dir', scratch.path('e-m')])).stdout.trim();
@@ -369,7 +370,7 @@ describe('the embedded store', () => {
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
   });
 
-  it('migrates to etcd: same cluster ID, root and tokens; workers renew against it; then a manager-token join works', { timeout: 90_000 }, async () => {
+  it('migrates to etcd: same cluster ID, root and tokens; workers renew against it; then a manager-token join works', { timeout: slow(90_000) }, async () => {
     const dir = scratch.path('mig-m');
     let m = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await m.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];

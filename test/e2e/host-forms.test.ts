@@ -10,13 +10,14 @@ import { freePort } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { processScope } from '../helpers/processes.js';
 import { afterAll } from 'vitest';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-host-');
 afterAll(() => scratch.cleanup());
 const { start } = processScope();
 
 describe('--host and MUSTER_HOST', () => {
-  it('tcp://H:P, H:P and unix:///PATH reach the manager; http:// is refused; status --host and --format json; status exits 1 when no manager answers', { timeout: 120_000 }, async () => {
+  it('tcp://H:P, H:P and unix:///PATH reach the manager; http:// is refused; status --host and --format json; status exits 1 when no manager answers', { timeout: slow(120_000) }, async () => {
     const dir = scratch.path('m');
     const manager = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, address] = (await manager.waitFor(/muster join --token SWMTKN-1-\S+ (127\.0\.0\.1:\d+)/)) as unknown as [string, string];

@@ -14,6 +14,7 @@ import { runInProcess } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { openssl, opensslFixtures } from '../helpers/openssl.js';
 import { testScope } from '../helpers/scope.js';
+import { slow } from '../helpers/slowdown.js';
 
 const { scratch, dir, start, keep } = testScope('muster-interop-', { env: { MUSTER_POLL_INTERVAL: '1s' } });
 const fx = opensslFixtures(scratch);
@@ -42,7 +43,7 @@ describe('--ca-cert in canonical PEM', () => {
 });
 
 describe('external CA: a URL with a path, mutual TLS, and a profile longer than --cert-expiry', () => {
-  it('takes url= as SwarmKit does; presents the manager certificate to a cfssl behind mutual TLS; says what the CA really issues and does not loop renewals', { timeout: 90_000 }, async () => {
+  it('takes url= as SwarmKit does; presents the manager certificate to a cfssl behind mutual TLS; says what the CA really issues and does not loop renewals', { timeout: slow(90_000) }, async () => {
     const plain = keep(await startCfssl(dir('cfssl-plain'), { expiry: '2h' }));
     // The same root behind mutual TLS: cfssl only answers clients whose certificate the cluster root signed.
     const mutual = keep(await startCfssl(dir('cfssl-mutual'), { root: plain.root, mutualTlsCa: plain.rootFile, expiry: '2h' }));

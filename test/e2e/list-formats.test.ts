@@ -10,6 +10,7 @@ import { jsonLines, runMuster } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { processScope } from '../helpers/processes.js';
 import type { CertificateView, NodeView, ScopedTokenView } from '../../src/api/schemas.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-lists-');
 afterAll(() => scratch.cleanup());
@@ -41,10 +42,10 @@ beforeAll(async () => {
   us = nodes.find((n) => n.labels.zone === 'us')!.id;
   tokenId = ids((await muster(['join-token', 'ls', '-q'])).stdout)[0]!;
   expect((await muster(['ca', 'create-api-certificate', 'alice', '--out', alice, '--expiry', '2h'])).code).toBe(0);
-}, 180_000);
+}, slow(180_000));
 
 describe('node ls', () => {
-  it('--format json writes one object per line, the same as {{json .}}', { timeout: 60_000 }, async () => {
+  it('--format json writes one object per line, the same as {{json .}}', { timeout: slow(60_000) }, async () => {
     const json = await muster(['node', 'ls', '--format', 'json']);
     expect(json.code, json.stderr).toBe(0);
     const lines = json.stdout.trimEnd().split('\n');
@@ -55,7 +56,7 @@ describe('node ls', () => {
     expect(seen((await muster(['node', 'ls', '--format', '{{json .}}'])).stdout)).toBe(seen(json.stdout));
   });
 
-  it('--format templates print fields by the table columns and JSON names; table adds a header', { timeout: 60_000 }, async () => {
+  it('--format templates print fields by the table columns and JSON names; table adds a header', { timeout: slow(60_000) }, async () => {
     const nodes = jsonLines<NodeView>((await muster(['node', 'ls', '--format', 'json'])).stdout);
     const plain = await muster(['node', 'ls', '--format', '{{.ID}} {{.Hostname}} {{.Role}} {{.Self}}']);
     expect(plain.code, plain.stderr).toBe(0);
@@ -78,7 +79,7 @@ describe('node ls', () => {
     expect((await muster(['node', 'ls', '--filter', 'hostname=nowhere', '--format', '{{.ID}}'])).stdout).toBe('');
   });
 
-  it('a template it cannot print is a usage error (exit 2) naming what is wrong, before any manager is asked', { timeout: 60_000 }, async () => {
+  it('a template it cannot print is a usage error (exit 2) naming what is wrong, before any manager is asked', { timeout: slow(60_000) }, async () => {
     const cases: [string, RegExp][] = [
       ['{{.Nope}}', /^error: --format: unknown field \.Nope in '\{\{\.Nope\}\}'\nhint: fields: \.ID \.Hostname \.Role \.Status \.ManagerStatus .* \.Labels /],
       ['{{.id}}', /unknown field \.id/],
@@ -95,7 +96,7 @@ describe('node ls', () => {
     }
   });
 
-  it('--filter label=K matches presence, label=K=V the value; all filters must match, page by page', { timeout: 60_000 }, async () => {
+  it('--filter label=K matches presence, label=K=V the value; all filters must match, page by page', { timeout: slow(60_000) }, async () => {
     const ls = async (filters: string[], pageSize = '500') => {
       const r = await muster(['node', 'ls', '-q', ...filters.flatMap((f) => ['--filter', f])], { MUSTER_PAGE_SIZE: pageSize });
       expect(r.code, r.stderr).toBe(0);
@@ -127,7 +128,7 @@ describe('node ls', () => {
 });
 
 describe('join-token ls', () => {
-  it('--format json writes one object per line; templates and table templates work', { timeout: 60_000 }, async () => {
+  it('--format json writes one object per line; templates and table templates work', { timeout: slow(60_000) }, async () => {
     const json = await muster(['join-token', 'ls', '--format', 'json']);
     expect(json.code, json.stderr).toBe(0);
     expect(json.stdout).toMatch(/^\{[^\n]*\}\n$/);
@@ -141,7 +142,7 @@ describe('join-token ls', () => {
 });
 
 describe('ca certs', () => {
-  it('lists every issued certificate; --expiring DUR keeps the valid ones that expire within DUR and counts them on stderr', { timeout: 90_000 }, async () => {
+  it('lists every issued certificate; --expiring DUR keeps the valid ones that expire within DUR and counts them on stderr', { timeout: slow(90_000) }, async () => {
     const table = await muster(['ca', 'certs']);
     expect(table.code, table.stderr).toBe(0);
     const [header, ...rows] = table.stdout.trimEnd().split('\n');

@@ -20,6 +20,7 @@ import { runMuster, type ChildRun } from '../helpers/cli.js';
 import { etcdctlAs as etcdctl, memberFlags } from '../helpers/etcd.js';
 import { eventually, nodesFrom, processScope } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-managed-');
 afterAll(() => scratch.cleanup());
@@ -48,7 +49,7 @@ interface Manager {
 async function foundManaged(dir: string): Promise<Manager & { tokens: { worker: string; manager: string } }> {
   const member = await memberFlags();
   const run = start(['init', '--store', 'etcd', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', ...member.flags]);
-  const [, worker, address] = (await run.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, 90_000)) as unknown as [string, string, string];
+  const [, worker, address] = (await run.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, slow(90_000))) as unknown as [string, string, string];
   const manager = (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim();
   return { dir, run, address, member, tokens: { worker, manager } };
 }
@@ -56,14 +57,14 @@ async function foundManaged(dir: string): Promise<Manager & { tokens: { worker: 
 async function joinManager(dir: string, token: string, via: string): Promise<Manager> {
   const member = await memberFlags();
   const run = start(['join', via, '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...member.flags], { MUSTER_TOKEN: token });
-  await run.waitFor(/This node joined cluster/, 90_000);
-  const address = (await run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/, 90_000))[1]!;
+  await run.waitFor(/This node joined cluster/, slow(90_000));
+  const address = (await run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/, slow(90_000)))[1]!;
   return { dir, run, address, member };
 }
 
 async function joinWorker(dir: string, token: string, via: string): Promise<ChildRun> {
   const run = start(['join', via, '--data-dir', dir], { MUSTER_TOKEN: token });
-  await run.waitFor(/This node joined cluster/, 60_000);
+  await run.waitFor(/This node joined cluster/, slow(60_000));
   return run;
 }
 
@@ -71,7 +72,7 @@ async function joinWorker(dir: string, token: string, via: string): Promise<Chil
 async function restart(manager: Manager): Promise<void> {
   // On the address it had (its nodes know it), as a manager with a fixed port comes back.
   manager.run = start(['run', '--data-dir', manager.dir, '--listen-addr', manager.address]);
-  await manager.run.waitFor(/manager listening on/, 90_000);
+  await manager.run.waitFor(/manager listening on/, slow(90_000));
 }
 
 const csrs = (n: number): string[] => Array.from({ length: n }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
@@ -85,7 +86,7 @@ describe('three managers that run etcd themselves', () => {
   let rootFile: string;
   let worker: ChildRun;
 
-  it('init --store etcd and two manager-token joins, nothing else configured: three voting members, TLS only, data 0700, certificates naming loopback', { timeout: 240_000 }, async () => {
+  it('init --store etcd and two manager-token joins, nothing else configured: three voting members, TLS only, data 0700, certificates naming loopback', { timeout: slow(240_000) }, async () => {
     f = await foundManaged(dirs.f);
     m2 = await joinManager(dirs.m2, f.tokens.manager, f.address);
     m3 = await joinManager(dirs.m3, f.tokens.manager, m2.address);
@@ -106,7 +107,7 @@ describe('three managers that run etcd themselves', () => {
       expect(JSON.stringify(store)).not.toMatch(/PRIVATE KEY|password/i); // no credential of its own: the node's certificate opens the store
     }
     // No plain-HTTP client port: a client without TLS gets nothing.
-    const plain = spawnSync('etcdctl', ['--endpoints', `http://${m2.member.client}`, '--dial-timeout', '2s', '--command-timeout', '3s', 'get', 'x'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 20_000 });
+    const plain = spawnSync('etcdctl', ['--endpoints', `http://${m2.member.client}`, '--dial-timeout', '2s', '--command-timeout', '3s', 'get', 'x'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: slow(20_000) });
     expect(plain.status).not.toBe(0);
     const status = await runMuster(['status', '--data-dir', dirs.m2]);
     expect(status.stdout).toMatch(new RegExp(`Store: +managed: etcd member on ${m2.member.client.replace(/\./g, '\\.')}.*the member answers`));
@@ -114,16 +115,16 @@ describe('three managers that run etcd themselves', () => {
     expect(nodes.filter((n) => n.role === 'manager').map((n) => n.managerStatus).sort()).toEqual(['Leader', 'Reachable', 'Reachable']);
   });
 
-  it("the founder reaches the members that joined after it: store.json lists them, and with its own member frozen (SIGSTOP) it still serves joins through theirs", { timeout: 120_000 }, async () => {
+  it("the founder reaches the members that joined after it: store.json lists them, and with its own member frozen (SIGSTOP) it still serves joins through theirs", { timeout: slow(120_000) }, async () => {
     const storeJson = (): { endpoints: string[] } => JSON.parse(readFileSync(join(dirs.f, 'manager', 'store.json'), 'utf8')) as { endpoints: string[] };
-    await eventually('the founder to list the members that joined after it', async () => ([m2.member.client, m3.member.client].every((e) => storeJson().endpoints.includes(e)) ? true : undefined), 40_000);
+    await eventually('the founder to list the members that joined after it', async () => ([m2.member.client, m3.member.client].every((e) => storeJson().endpoints.includes(e)) ? true : undefined), slow(40_000));
     const pid = spawnSync('pgrep', ['-f', `etcd .*--name ${nodeJson(dirs.f).nodeId}`], { encoding: 'utf8' }).stdout.trim();
     expect(pid, "the founder's etcd member runs").toMatch(/^\d+$/);
     process.kill(Number(pid), 'SIGSTOP');
     try {
-      const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: 20_000 });
+      const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: slow(20_000) });
       try {
-        const answer = await eventually('a join through the founder while its member is frozen', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined), 60_000);
+        const answer = await eventually('a join through the founder while its member is frozen', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined), slow(60_000));
         expect(answer.nodeId).toMatch(/^[a-z0-9]{25}$/);
       } finally {
         await client.close();
@@ -133,9 +134,9 @@ describe('three managers that run etcd themselves', () => {
     }
   });
 
-  it('a 300-join storm over the three managers while the leader manager is SIGKILLed (its member dies with it): no join fails for good, every certified node is listed; the worker fails over and renews', { timeout: 300_000 }, async () => {
+  it('a 300-join storm over the three managers while the leader manager is SIGKILLed (its member dies with it): no join fails for good, every certified node is listed; the worker fails over and renews', { timeout: slow(300_000) }, async () => {
     const managers = [f.address, m2.address, m3.address];
-    const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: 20_000 }));
+    const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: slow(20_000) }));
     const pool = csrs(300);
     const joined: string[] = [];
     let gaveUp = 0;
@@ -167,7 +168,7 @@ describe('three managers that run etcd themselves', () => {
     expect(killed).toBeDefined();
     await killed;
     // Its etcd member died with it (setpriv's parent-death signal).
-    await eventually('the killed leader\'s etcd member to be gone', async () => (spawnSync('kill', ['-0', leaderPid]).status !== 0 ? true : undefined), 20_000);
+    await eventually('the killed leader\'s etcd member to be gone', async () => (spawnSync('kill', ['-0', leaderPid]).status !== 0 ? true : undefined), slow(20_000));
     expect(gaveUp).toBe(0);
     expect(joined).toHaveLength(300);
     const listed = new Set((await nodesFrom(dirs.m2)).map((n) => n.id));
@@ -189,7 +190,7 @@ describe('three managers that run etcd themselves', () => {
     await Promise.all(clients.map((c) => c.close()));
   });
 
-  it('with three managers and one down, demoting a second is refused (QUORUM_AT_RISK), saying how many are reachable', { timeout: 120_000 }, async () => {
+  it('with three managers and one down, demoting a second is refused (QUORUM_AT_RISK), saying how many are reachable', { timeout: slow(120_000) }, async () => {
     await m3.run.stop('SIGKILL');
     await eventually('m3 to show Unreachable', async () => ((await nodesFrom(dirs.f)).find((n) => n.id === nodeJson(dirs.m3).nodeId)?.managerStatus === 'Unreachable' ? true : undefined));
     const refused = await runMuster(['node', 'demote', nodeJson(dirs.m2).nodeId, '--data-dir', dirs.f]);
@@ -200,7 +201,7 @@ describe('three managers that run etcd themselves', () => {
     await restart(m3);
   });
 
-  it("etcd refuses a worker's, an API user's, a demoted manager's and a removed manager's certificate; a serving manager's is accepted", { timeout: 240_000 }, async () => {
+  it("etcd refuses a worker's, an API user's, a demoted manager's and a removed manager's certificate; a serving manager's is accepted", { timeout: slow(240_000) }, async () => {
     const get = (cred: { cert: string; key: string }) => etcdctl(f.member.client, rootFile, cred, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
     expect(get({ cert: join(certs(dirs.m2), 'node.crt'), key: join(certs(dirs.m2), 'node.key') }).status).toBe(0);
     const w = get({ cert: join(certs(dirs.w1), 'node.crt'), key: join(certs(dirs.w1), 'node.key') });
@@ -244,11 +245,11 @@ describe('three managers that run etcd themselves', () => {
     for (const dir of [dirs.f, dirs.m2]) expect(values).not.toContain(readFileSync(join(dir, 'manager', 'data.key'), 'utf8').trim());
   });
 
-  it('two of three managers killed: the API answers 503 STORE_UNAVAILABLE; init --force-new-cluster on the survivor brings joins and renewals back with the same root and tokens', { timeout: 300_000 }, async () => {
+  it('two of three managers killed: the API answers 503 STORE_UNAVAILABLE; init --force-new-cluster on the survivor brings joins and renewals back with the same root and tokens', { timeout: slow(300_000) }, async () => {
     const m5 = await joinManager(dirs.m5, f.tokens.manager, f.address);
     await m2.run.stop('SIGKILL');
     await m5.run.stop('SIGKILL');
-    const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: 20_000 });
+    const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: slow(20_000) });
     const down = await eventually('the survivor to answer 503', async () => {
       const outcome = await client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch((e: unknown) => e);
       return isMusterError(outcome, 'STORE_UNAVAILABLE') ? outcome : undefined;
@@ -256,7 +257,7 @@ describe('three managers that run etcd themselves', () => {
     expect(down).toMatchObject({ code: 'STORE_UNAVAILABLE', statusCode: 503 });
     await f.run.stop('SIGTERM');
     const recovered = start(['init', '--force-new-cluster', '--data-dir', dirs.f, '--listen-addr', f.address]);
-    await recovered.waitFor(/Cluster recovered/, 120_000);
+    await recovered.waitFor(/Cluster recovered/, slow(120_000));
     f.run = recovered;
 
     const again = await eventually('joins to work again', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined));
@@ -265,7 +266,7 @@ describe('three managers that run etcd themselves', () => {
     expect(tokens).toBe(f.tokens.manager);
     const before = readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8');
     worker.child.kill('SIGHUP');
-    await eventually('the worker to renew against the recovered manager', async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined), 90_000).catch((error: unknown) => {
+    await eventually('the worker to renew against the recovered manager', async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined), slow(90_000)).catch((error: unknown) => {
       throw new Error(`${String(error)}\n${worker.stderr().slice(-4000)}`);
     });
     const managers = (await nodesFrom(dirs.f)).filter((n) => n.role === 'manager' && !n.removed);
@@ -278,7 +279,7 @@ describe('three managers that run etcd themselves', () => {
 });
 
 describe('a managed store from scratch or grown in place', () => {
-  it('init --store etcd without etcd: ETCD_MISSING with the install command, and nothing written', { timeout: 60_000 }, async () => {
+  it('init --store etcd without etcd: ETCD_MISSING with the install command, and nothing written', { timeout: slow(60_000) }, async () => {
     const dir = scratch.path('no-etcd');
     const r = await runMuster(['init', '--store', 'etcd', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--etcd-binary', scratch.path('no-such-etcd')]);
     expect(r.code).toBe(1);
@@ -287,10 +288,10 @@ describe('a managed store from scratch or grown in place', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('store migrate --to etcd grows an embedded cluster onto its own member: same cluster, root and tokens; the worker renews; a manager joins', { timeout: 240_000 }, async () => {
+  it('store migrate --to etcd grows an embedded cluster onto its own member: same cluster, root and tokens; the worker renews; a manager joins', { timeout: slow(240_000) }, async () => {
     const dir = scratch.path('grow');
     const founder = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
-    const [, token, address] = (await founder.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, 60_000)) as unknown as [string, string, string];
+    const [, token, address] = (await founder.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, slow(60_000))) as unknown as [string, string, string];
     const w = await joinWorker(scratch.path('grow-w'), token, address);
     const managerToken = (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim();
     const running = await runMuster(['store', 'migrate', '--to', 'etcd', '--data-dir', dir]);
@@ -302,7 +303,7 @@ describe('a managed store from scratch or grown in place', () => {
     expect(moved.code, moved.stderr).toBe(0);
     expect(moved.stdout).toContain('managed store');
     const back = start(['run', '--data-dir', dir, '--listen-addr', address]);
-    await back.waitFor(/manager listening on/, 90_000);
+    await back.waitFor(/manager listening on/, slow(90_000));
     expect((await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim()).toBe(managerToken);
     const before = readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8');
     w.child.kill('SIGHUP');

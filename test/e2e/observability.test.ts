@@ -16,6 +16,7 @@ import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-obs-');
 const servers: Server[] = [];
@@ -37,7 +38,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
   let metricsUrl = '';
   let scopedToken = '';
 
-  it('init serves plain metrics on --metrics-addr; a scoped token admits exactly its uses, with its labels', { timeout: 60_000 }, async () => {
+  it('init serves plain metrics on --metrics-addr; a scoped token admits exactly its uses, with its labels', { timeout: slow(60_000) }, async () => {
     const metricsPort = await freePort();
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const manager = start(['init', '--data-dir', dirs.m, '--listen-addr', '127.0.0.1:0', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--audit-log', auditFile]);
@@ -77,7 +78,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect(Number(after.get('muster_store_operation_duration_seconds')?.metrics[0]?.buckets?.['+Inf'])).toBeGreaterThan(0);
   });
 
-  it('/metrics on the API port takes manager and admin certificates, and refuses workers and strangers', { timeout: 30_000 }, async () => {
+  it('/metrics on the API port takes manager and admin certificates, and refuses workers and strangers', { timeout: slow(30_000) }, async () => {
     const made = await runMuster(['ca', 'create-api-certificate', 'alice', '--out', dirs.alice, '--data-dir', dirs.m]);
     expect(made.code, made.stderr).toBe(0);
     const url = `https://${address}/metrics`;
@@ -92,7 +93,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect((await curl([metricsUrl.replace('/metrics', '/v1/ca')])).status).toBe(404);
   });
 
-  it("GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees", { timeout: 30_000 }, async () => {
+  it("GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees", { timeout: slow(30_000) }, async () => {
     const w1 = nodeIdOf(dirs.w1);
     running[1]!.child.kill('SIGKILL'); // w1's daemon
     expect((await runMuster(['node', 'rm', '-f', w1, '--data-dir', dirs.m])).code).toBe(0);
@@ -142,7 +143,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
 });
 
 describe('a removed manager posing as a manager', () => {
-  it('is refused by a joining node before the token leaves: no CRL, or the CRL that lists it', { timeout: 90_000 }, async () => {
+  it('is refused by a joining node before the token leaves: no CRL, or the CRL that lists it', { timeout: slow(90_000) }, async () => {
     etcd = await startEtcd();
     const f = scratch.path('ha-f');
     const m2 = scratch.path('ha-m2');

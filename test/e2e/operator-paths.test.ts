@@ -16,6 +16,7 @@ import { faked, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js'
 import { curl } from '../helpers/curl.js';
 import { startEtcd } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-ops-');
 const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
@@ -103,7 +104,7 @@ describe('addresses', () => {
     await m.stop();
   });
 
-  it('run --advertise-addr and a moved listener: node.json, the manager certificate and what nodes are told all follow', { timeout: 60_000 }, async () => {
+  it('run --advertise-addr and a moved listener: node.json, the manager certificate and what nodes are told all follow', { timeout: slow(60_000) }, async () => {
     const dir = scratch.path('moved');
     const wDir = scratch.path('moved-w');
     const m = await initManager(dir);
@@ -132,7 +133,7 @@ describe('addresses', () => {
 });
 
 describe('certificates that expired while the hosts were down', () => {
-  it('a worker and a single manager stopped past their expiry both come back with muster run, same node IDs', { timeout: 90_000 }, async () => {
+  it('a worker and a single manager stopped past their expiry both come back with muster run, same node IDs', { timeout: slow(90_000) }, async () => {
     const mDir = scratch.path('exp-m');
     const wDir = scratch.path('exp-w');
     const m = await initManager(mDir, ['--cert-expiry', '1h']);
@@ -156,7 +157,7 @@ describe('certificates that expired while the hosts were down', () => {
     await m2.stop();
   });
 
-  it('past the grace the node stops with exit 3 and a hint that works, and status says so: leave, then join again', { timeout: 90_000 }, async () => {
+  it('past the grace the node stops with exit 3 and a hint that works, and status says so: leave, then join again', { timeout: slow(90_000) }, async () => {
     const mDir = scratch.path('grace-m');
     const wDir = scratch.path('grace-w');
     const m = await initManager(mDir, ['--cert-expiry', '1h']);
@@ -195,7 +196,7 @@ describe('certificates that expired while the hosts were down', () => {
 });
 
 describe('clocks that disagree, and servers that are not managers', () => {
-  it('a node 30 minutes behind joins a new cluster; 90 minutes behind, join stops at once saying by how much', { timeout: 60_000 }, async () => {
+  it('a node 30 minutes behind joins a new cluster; 90 minutes behind, join stops at once saying by how much', { timeout: slow(60_000) }, async () => {
     const m = await initManager(scratch.path('skew-m'));
     const behind = await joinWorker(scratch.path('skew-30'), m.token, m.address, { env: faked('-30m') });
     await behind.stop();
@@ -207,7 +208,7 @@ describe('clocks that disagree, and servers that are not managers', () => {
     await m.run.stop();
   });
 
-  it('a node behind a long-running manager learns it from the certificate it was issued', { timeout: 60_000 }, async () => {
+  it('a node behind a long-running manager learns it from the certificate it was issued', { timeout: slow(60_000) }, async () => {
     // Founded three hours ago (by the manager's clock), so its own certificate and the root are old enough for the node.
     const dir = scratch.path('skew-old-m');
     const founded = await initManager(dir, [], { env: faked('-3h') });
@@ -220,7 +221,7 @@ describe('clocks that disagree, and servers that are not managers', () => {
     await m.stop();
   });
 
-  it('a server presenting an API-user certificate is named as such, not retried as unreachable', { timeout: 60_000 }, async () => {
+  it('a server presenting an API-user certificate is named as such, not retried as unreachable', { timeout: slow(60_000) }, async () => {
     const mDir = scratch.path('impostor-m');
     const m = await initManager(mDir);
     const out = scratch.path('impostor-user');
@@ -253,7 +254,7 @@ describe('clocks that disagree, and servers that are not managers', () => {
 });
 
 describe('removal', () => {
-  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: 120_000 }, async () => {
+  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: slow(120_000) }, async () => {
     const mDir = scratch.path('rm-m');
     const m = await initManager(mDir);
     const w1 = await joinWorker(scratch.path('rm-w1'), m.token, m.address);
@@ -290,7 +291,7 @@ describe('removal', () => {
 });
 
 describe('one daemon per data dir, and join --force only over a node that is out', () => {
-  it('a running worker: a second daemon and join --force are refused and change no file; SIGKILLed it leaves the dir free; stopped it is still a member; after leave, left.json is enough', { timeout: 90_000 }, async () => {
+  it('a running worker: a second daemon and join --force are refused and change no file; SIGKILLed it leaves the dir free; stopped it is still a member; after leave, left.json is enough', { timeout: slow(90_000) }, async () => {
     const m = await initManager(scratch.path('lock-m'));
     const wDir = scratch.path('lock-w');
     const w = await joinWorker(wDir, m.token, m.address);
@@ -335,7 +336,7 @@ describe('one daemon per data dir, and join --force only over a node that is out
     await m.run.stop();
   });
 
-  it('a running manager on etcd: join --force and a second daemon are refused and change no file; stopped, with no manager to ask, join --force keeps its data key', { timeout: 90_000 }, async () => {
+  it('a running manager on etcd: join --force and a second daemon are refused and change no file; stopped, with no manager to ask, join --force keeps its data key', { timeout: slow(90_000) }, async () => {
     const store = await startEtcd();
     try {
       const mDir = scratch.path('lock-etcd-m');
@@ -363,7 +364,7 @@ describe('one daemon per data dir, and join --force only over a node that is out
 });
 
 describe('leaving', () => {
-  it('a running node that leaves: its daemon exits 0 and says it left; run on the emptied data dir exits 3', { timeout: 60_000 }, async () => {
+  it('a running node that leaves: its daemon exits 0 and says it left; run on the emptied data dir exits 3', { timeout: slow(60_000) }, async () => {
     const m = await initManager(scratch.path('leave-m'));
     const wDir = scratch.path('leave-w');
     const w = await joinWorker(wDir, m.token, m.address);
@@ -381,7 +382,7 @@ describe('leaving', () => {
 });
 
 describe('secrets off the command line', () => {
-  it('a running join keeps no token in /proc/PID/cmdline; --token-file and standard input work', { timeout: 60_000 }, async () => {
+  it('a running join keeps no token in /proc/PID/cmdline; --token-file and standard input work', { timeout: slow(60_000) }, async () => {
     const m = await initManager(scratch.path('argv-m'));
     const positional = start(['join', m.token, m.address, '--data-dir', scratch.path('argv-w1')]);
     await positional.waitFor(/This node joined cluster/);
@@ -401,7 +402,7 @@ describe('secrets off the command line', () => {
 });
 
 describe('seeing what is going on', () => {
-  it('status says who and where the node is, its certificate and the managers it reaches', { timeout: 60_000 }, async () => {
+  it('status says who and where the node is, its certificate and the managers it reaches', { timeout: slow(60_000) }, async () => {
     const dir = scratch.path('st-m');
     const m = await initManager(dir);
     const wDir = scratch.path('st-w');
@@ -435,7 +436,7 @@ describe('seeing what is going on', () => {
     await w.stop();
   });
 
-  it('admin actions are logged with who did them; a poll interval below 1s is refused', { timeout: 60_000 }, async () => {
+  it('admin actions are logged with who did them; a poll interval below 1s is refused', { timeout: slow(60_000) }, async () => {
     const dir = scratch.path('who-m');
     const m = await initManager(dir);
     expect((await runMuster(['join-token', '--rotate', 'worker', '--data-dir', dir])).code).toBe(0);
@@ -446,7 +447,7 @@ describe('seeing what is going on', () => {
     await m.run.stop();
   });
 
-  it('node commands take self, a unique ID prefix or a hostname; ls has -q and --filter', { timeout: 60_000 }, async () => {
+  it('node commands take self, a unique ID prefix or a hostname; ls has -q and --filter', { timeout: slow(60_000) }, async () => {
     const dir = scratch.path('ref-m');
     const m = await initManager(dir);
     const w = await joinWorker(scratch.path('ref-w'), m.token, m.address);

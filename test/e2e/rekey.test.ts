@@ -24,6 +24,7 @@ import { codeOf } from '../helpers/codes.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { openssl, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-rekey-');
 const clusters: EtcdCluster[] = [];
@@ -62,7 +63,7 @@ function clientWith(address: string, rootPem: string, certPem: string, keyPem: s
 }
 
 describe('a manager demoted and removed', () => {
-  it('re-keys: the other manager serves on with a new data.key; copied files open nothing after ca --rotate, and certificates made with the old CA key are refused', { timeout: 180_000 }, async () => {
+  it('re-keys: the other manager serves on with a new data.key; copied files open nothing after ca --rotate, and certificates made with the old CA key are refused', { timeout: slow(180_000) }, async () => {
     const { f, m2, second, address, workerToken, store } = await twoManagers('attack');
     const clusterId = nodeJson(f).clusterId;
     const keyBefore = dataKeyText(f);
@@ -81,7 +82,7 @@ describe('a manager demoted and removed', () => {
     expect(demoted.code, demoted.stderr).toBe(0);
     expect(demoted.stdout).toMatch(/knew the current CA key/);
     expect(demoted.stdout).toMatch(/muster ca --rotate/);
-    await second.waitFor(/demoted: this node no longer serves as a manager/, 30_000);
+    await second.waitFor(/demoted: this node no longer serves as a manager/, slow(30_000));
 
     // The founder re-keyed and holds the new key in data.key; the stolen key opens nothing in the store.
     await waitUntil('the founder wrote the new data key', () => dataKeyText(f) !== keyBefore);
@@ -146,7 +147,7 @@ describe('a manager demoted and removed', () => {
 
 describe('autolock and a re-key', () => {
   let back: ChildRun | undefined;
-  it('a locked manager follows a re-key (data.key re-wrapped, node.key re-sealed) and starts again after muster unlock', { timeout: 150_000 }, async () => {
+  it('a locked manager follows a re-key (data.key re-wrapped, node.key re-sealed) and starts again after muster unlock', { timeout: slow(150_000) }, async () => {
     const { f, m2, second, unlockKey } = await twoManagers('lock', ['--autolock']);
     await waitUntil('the second manager wrapped its data key', () => dataKeyText(m2).startsWith('{'));
     const before = { dataKey: dataKeyText(m2), nodeKey: readFileSync(join(certs(m2), 'node.key'), 'utf8') };

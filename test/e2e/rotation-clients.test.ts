@@ -18,6 +18,7 @@ import { curl } from '../helpers/curl.js';
 import { startNginx } from '../helpers/nginx.js';
 import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-rot-clients-');
 afterAll(() => scratch.cleanup());
@@ -51,7 +52,7 @@ describe('API users and CRL-checking services across a rotation to a root of ano
   /** curl against an nginx with a client certificate folder's cert.pem and key.pem. */
   const asUser = (url: string, serverCert: string, dir: string) => curl(['--cacert', serverCert, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'), url]);
 
-  it('while it runs, nginx with ssl_crl from /v1/crl accepts a node renewed under the new root, a new API user and an old one, and refuses a revoked one', { timeout: 120_000 }, async () => {
+  it('while it runs, nginx with ssl_crl from /v1/crl accepts a node renewed under the new root, a new API user and an old one, and refuses a revoked one', { timeout: slow(120_000) }, async () => {
     manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, addr] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     address = addr;
@@ -117,7 +118,7 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     expect(crlIssuers(own.body)).toEqual(['issuer=O = Corp, CN = corp-root']);
   });
 
-  it('once it completed and the manager renewed, a folder made before it works with curl and MUSTER_CERT_PATH; ca --rotate said until when', { timeout: 120_000 }, async () => {
+  it('once it completed and the manager renewed, a folder made before it works with curl and MUSTER_CERT_PATH; ca --rotate said until when', { timeout: slow(120_000) }, async () => {
     held.child.kill('SIGCONT');
     expect(await rotate.exit, rotate.stderr()).toBe(0);
     expect(rotate.stdout()).toContain(readFileSync(corpCert, 'utf8'));
@@ -154,7 +155,7 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     expect(Date.parse(until!)).toBeGreaterThan(Date.now());
   });
 
-  it('after it, nginx with ssl_crl still accepts the folder made before it: the old root signs its CRL until its certificates expire', { timeout: 60_000 }, async () => {
+  it('after it, nginx with ssl_crl still accepts the folder made before it: the old root signs its CRL until its certificates expire', { timeout: slow(60_000) }, async () => {
     const fetched = await curl(['--cacert', corpCert, `https://${address}/v1/crl?format=pem`]);
     expect(fetched.status, fetched.stderr).toBe(200);
     const crlFile = scratch.write('crl-after.pem', fetched.body);

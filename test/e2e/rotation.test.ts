@@ -18,6 +18,7 @@ import { startCfssl } from '../helpers/cfssl.js';
 import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-rot-');
 // Nodes poll every second; the manager counts a node silent for 3 s as down (and does not wait for it).
@@ -40,7 +41,7 @@ describe('root rotation on the embedded store', () => {
   let oldToken = '';
   const daemons: ChildRun[] = [];
 
-  it('rotates a manager and five workers while joins and admin calls go on; a worker stopped throughout catches up', { timeout: 120_000 }, async () => {
+  it('rotates a manager and five workers while joins and admin calls go on; a worker stopped throughout catches up', { timeout: slow(120_000) }, async () => {
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     [, oldToken, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     for (const dir of workers) daemons.push(await joinNode(dir, oldToken, address));
@@ -101,7 +102,7 @@ describe('root rotation on the embedded store', () => {
     expect(w4.stderr()).not.toMatch(/cannot verify/);
   });
 
-  it('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: 120_000 }, async () => {
+  it('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: slow(120_000) }, async () => {
     const key = scratch.path('corp.key');
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
     const cert = scratch.path('corp.pem');
@@ -119,7 +120,7 @@ describe('root rotation on the embedded store', () => {
 });
 
 describe('root rotation to an external CA', () => {
-  it('moves a cluster that signs itself to a root whose key cfssl holds; cfssl signs from then on', { timeout: 120_000 }, async () => {
+  it('moves a cluster that signs itself to a root whose key cfssl holds; cfssl signs from then on', { timeout: slow(120_000) }, async () => {
     const cfsslDir = scratch.path('cfssl');
     mkdirSync(cfsslDir);
     const cfssl = await startCfssl(cfsslDir);
@@ -145,7 +146,7 @@ describe('root rotation to an external CA', () => {
 });
 
 describe('root rotation with two managers on etcd', () => {
-  it('the leader completes it; both managers serve the new root; five workers through either follow', { timeout: 120_000 }, async () => {
+  it('the leader completes it; both managers serve the new root; five workers through either follow', { timeout: slow(120_000) }, async () => {
     etcd = await startEtcd();
     const f = scratch.path('e-f');
     const founder = start(['init', '--data-dir', f, '--listen-addr', '127.0.0.1:0', '--store', etcd.storeFlag]);

@@ -14,6 +14,7 @@ import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl, type CurlResult } from '../helpers/curl.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { ERROR_CATALOGUE } from '../../src/core/errors.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-secrets-');
 const children: ChildRun[] = [];
@@ -31,7 +32,7 @@ const start = (argv: string[]): ChildRun => {
 const keyBody = (pem: string): string[] => pem.split('\n').filter((l) => l.length > 20 && !l.startsWith('-----'));
 
 describe('secrets', () => {
-  it('never appear in logs or API answers; files are 0600/0700; run refuses loose permissions', { timeout: 120_000 }, async () => {
+  it('never appear in logs or API answers; files are 0600/0700; run refuses loose permissions', { timeout: slow(120_000) }, async () => {
     const m = scratch.path('m');
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0', '--log-level', 'debug']);
     const [, worker1Token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];

@@ -11,6 +11,7 @@ import { codeOf } from '../helpers/codes.js';
 import { runInProcess, runMuster } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { readFileSync } from 'node:fs';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-truth-');
 afterAll(() => scratch.cleanup());
@@ -31,7 +32,7 @@ function snapshot(dir: string): string[] {
 }
 
 describe('concurrent changes through the API', () => {
-  it('two rotations at once (worker and manager, and two of the same role) both take effect, 100 times', { timeout: 120_000 }, async () => {
+  it('two rotations at once (worker and manager, and two of the same role) both take effect, 100 times', { timeout: slow(120_000) }, async () => {
     const dir = scratch.path('rotations');
     const manager = runInProcess(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const { address } = await manager.ready;

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runMuster } from '../helpers/cli.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { processScope } from '../helpers/processes.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-unit-');
 afterAll(() => scratch.cleanup());
@@ -18,7 +19,7 @@ const { start } = processScope();
 const nodeId = (dir: string): string => (JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
 
 describe('muster run with a config file', () => {
-  it('founds from init:, joins from join: with a token file, and runs what the data dir holds the next time', { timeout: 180_000 }, async () => {
+  it('founds from init:, joins from join: with a token file, and runs what the data dir holds the next time', { timeout: slow(180_000) }, async () => {
     // The manager, founded by `run` from its config (as systemd would start it).
     const mDir = scratch.path('m');
     const mConfig = scratch.write('manager.yaml', `data-dir: ${mDir}\nlisten-addr: 127.0.0.1:0\nlog-format: json\ninit:\n  cert-expiry: 720h\n`);
@@ -59,7 +60,7 @@ describe('muster run with a config file', () => {
     expect(reboot.stderr).toMatch(/holds a node that left its cluster/);
   });
 
-  it('a bad config is a usage error naming the file and the key; a named file that is missing too', { timeout: 60_000 }, async () => {
+  it('a bad config is a usage error naming the file and the key; a named file that is missing too', { timeout: slow(60_000) }, async () => {
     const typo = scratch.write('typo.yaml', 'data-dir: /tmp/x\nlisten_addr: 0.0.0.0:4377\n');
     const r1 = await runMuster(['run', '--config', typo]);
     expect(r1.code).toBe(2);

@@ -3,6 +3,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
+import { slow } from './slowdown.js';
 
 /** A running cfssl serve. */
 export interface CfsslServer {
@@ -57,7 +58,8 @@ export async function startCfssl(dir: string, options: { authKeyHex?: string; ro
   child.stderr?.on('data', (d: Buffer) => (log += d.toString('utf8')));
   const url = `https://127.0.0.1:${port}`;
   // cfssl prints nothing when it is ready: connect until it accepts (a TCP connect, so mutual TLS does not get in the way).
-  for (let i = 0; i < 200; i++) {
+  const deadline = Date.now() + slow(10_000);
+  while (Date.now() < deadline) {
     const up = await new Promise<boolean>((resolve) => {
       const socket = connect({ host: '127.0.0.1', port }, () => {
         socket.destroy();

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
 import type { CliContext } from '../../src/cli/context.js';
 import { runCli } from '../../src/cli/program.js';
+import { slow } from './slowdown.js';
 
 /** The built CLI (npm test builds it first; see vitest.global-setup.ts). */
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -85,7 +86,7 @@ export function runInProcess(argv: string[], options: { env?: Record<string, str
     stdout: () => stdout.text,
     stderr: () => stderr.text,
     renew: () => renewHandler?.(),
-    waitFor(pattern, timeoutMs = 20_000) {
+    waitFor(pattern, timeoutMs = slow(20_000)) {
       return new Promise((resolve, reject) => {
         const check = (): void => {
           const match = (stdout.text + stderr.text).match(pattern);
@@ -145,7 +146,7 @@ export function spawnMuster(argv: string[], options: { env?: Record<string, stri
     stdout: () => out,
     stderr: () => err,
     exit,
-    waitFor(pattern, timeoutMs = 20_000) {
+    waitFor(pattern, timeoutMs = slow(20_000)) {
       return new Promise((resolve, reject) => {
         const check = (): boolean => {
           const match = (out + err).match(pattern);

@@ -7,6 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { openssl, scratchDir } from './openssl.js';
+import { slow } from './slowdown.js';
 
 /** A free TCP port on 127.0.0.1 (bound, then let go). */
 export async function freePort(): Promise<number> {
@@ -19,10 +20,10 @@ export async function freePort(): Promise<number> {
 
 /** etcdctl (v3 API) against `endpoint` over TLS, presenting `cred`, trusting the roots in `rootFile`. */
 export function etcdctlAs(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
-  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', '3s', '--command-timeout', '5s', ...args], {
+  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', `${slow(3_000)}ms`, '--command-timeout', `${slow(5_000)}ms`, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ETCDCTL_API: '3' },
-    timeout: 20_000,
+    timeout: slow(20_000),
   });
   return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
@@ -82,7 +83,7 @@ export interface EtcdCluster {
 }
 
 async function waitHealthy(member: Member, scheme: string, tls: EtcdTls | undefined): Promise<void> {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + slow(20_000);
   while (Date.now() < deadline) {
     if (/ready to serve client requests/.test(member.log)) return;
     if (member.process?.exitCode !== null && member.process?.exitCode !== undefined) throw new Error(`etcd ${member.name} exited:\n${member.log}`);

@@ -11,6 +11,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from './etcd.js';
 import { openssl } from './openssl.js';
+import { slow } from './slowdown.js';
 
 /** Debian's nginx (nginx-light). */
 export const NGINX = '/usr/sbin/nginx';
@@ -79,7 +80,7 @@ http {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exit;
   };
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + slow(10_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`nginx exited at start:\n${log}`);
     const open = await new Promise<boolean>((resolve) => {

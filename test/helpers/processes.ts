@@ -2,6 +2,7 @@
 import { afterAll } from 'vitest';
 import type { NodeView } from '../../src/api/schemas.js';
 import { jsonLines, runMuster, spawnMuster, type ChildRun } from './cli.js';
+import { slow } from './slowdown.js';
 
 /** Nodes that poll every second and retry renewals quickly: e2e time, not production time. */
 export const FAST_ENV = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' } as const;
@@ -30,7 +31,7 @@ export function processScope(env: Record<string, string> = FAST_ENV) {
 }
 
 /** Polls `check` every 200 ms until it holds (what a process writes to its files), or fails after `timeoutMs`. */
-export async function waitUntil(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
+export async function waitUntil(what: string, check: () => boolean, timeoutMs = slow(60_000)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
@@ -39,7 +40,7 @@ export async function waitUntil(what: string, check: () => boolean, timeoutMs = 
 }
 
 /** Waits (on real time, bounded) until `check` gives a value; for states that other processes reach. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = slow(60_000)): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {

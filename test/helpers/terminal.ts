@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CLI } from './cli.js';
+import { slow } from './slowdown.js';
 
 /** A muster command on a terminal. */
 export interface TerminalRun {
@@ -55,7 +56,7 @@ export function runInTerminal(argv: string[], env: Record<string, string> = {}):
       for (const pid of readChildren(child.pid!)) process.kill(pid, 'SIGKILL');
       child.kill('SIGKILL');
     },
-    waitFor(pattern, timeoutMs = 20_000) {
+    waitFor(pattern, timeoutMs = slow(20_000)) {
       return new Promise((resolve, reject) => {
         const check = (): void => {
           const match = shown.match(pattern);

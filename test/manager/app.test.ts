@@ -14,6 +14,7 @@ import { ERROR_CATALOGUE } from '../../src/core/errors.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { KEYS } from '../../src/store/cluster-store.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-app-');
 
@@ -38,7 +39,7 @@ afterAll(async () => {
 async function call(tls: { cert?: string; key?: string }, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown) {
   const dispatcher = createDispatcher({ tls: { ca: cluster.managerTls.rootPem, ...tls } });
   try {
-    const res = await send({ dispatcher, url: `https://127.0.0.1:${port}${path}`, method, body, timeoutMs: 10_000 });
+    const res = await send({ dispatcher, url: `https://127.0.0.1:${port}${path}`, method, body, timeoutMs: slow(10_000) });
     return { status: res.status, json: JSON.parse(res.body.toString('utf8')) as Record<string, unknown> };
   } finally {
     await dispatcher.close();

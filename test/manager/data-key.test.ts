@@ -19,6 +19,7 @@ import { LevelStore } from '../../src/store/level-store.js';
 import type { Sealed } from '../../src/store/records.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { HOUR, foundTestCluster, freshCsr, interceptCommits, type TestCluster } from '../helpers/service.js';
+import { slow } from '../helpers/slowdown.js';
 
 type Services = Awaited<ReturnType<typeof buildServices>>['services'];
 
@@ -109,7 +110,7 @@ for (const backend of backends) {
       close = opened.close;
       t = await foundTestCluster({ store: opened.first, shared: true, certExpiryMs: 24 * HOUR });
       others.push(await joinManager(opened.second, 2), await joinManager(opened.second, 3));
-    }, 60_000);
+    }, slow(60_000));
     afterAll(async () => {
       for (const other of others) {
         await other.services.dataKeys.stop();

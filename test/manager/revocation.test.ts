@@ -6,7 +6,7 @@
  * their certificates expire, so the list is bounded by what is still valid.
  */
 import { X509Certificate } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Caller } from '../../src/manager/authoriser.js';
 import { CRL_LIFETIME_MS, CRL_REFRESH_AFTER_MS } from '../../src/manager/revocation.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../../src/core/duration.js';
@@ -18,18 +18,11 @@ import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 
 const scratch = scratchDir('muster-crl-');
+// A cluster of its own for each test of 'the CRL', so each passes alone and in any order.
 let t: TestCluster;
 let admin: Caller;
 let rootFile: string;
-beforeAll(async () => {
-  t = await foundTestCluster({ shared: true, certExpiryMs: 24 * HOUR });
-  admin = await t.authoriser.authorize(t.managerCert, ['manager', 'admin']);
-  rootFile = scratch.write('root.pem', t.state.root.pem);
-});
-afterAll(async () => {
-  await t.cleanup();
-  scratch.cleanup();
-});
+afterAll(() => scratch.cleanup());
 
 let files = 0;
 const write = (text: string | Buffer): string => scratch.write(`f${files++}.pem`, text);
@@ -49,6 +42,13 @@ async function renew(id: string, certPem: string) {
 }
 
 describe('the CRL', () => {
+  beforeEach(async () => {
+    t = await foundTestCluster({ shared: true, certExpiryMs: 24 * HOUR });
+    admin = await t.authoriser.authorize(t.managerCert, ['manager', 'admin']);
+    rootFile = write(t.state.root.pem);
+  });
+  afterEach(() => t.cleanup());
+
   it('starts empty, verifies with openssl, and names a distribution point in every certificate the managers sign', async () => {
     const empty = await crlNow();
     expect(empty.serials.size).toBe(0);
@@ -115,7 +115,10 @@ describe('the CRL', () => {
   });
 
   it('is valid for an hour and re-issued with a higher number once it is older than the refresh age', async () => {
+    const removed = await joinNode();
+    await t.inventory.removeNode(removed.id, { force: true }, admin);
     const first = await crlNow();
+    expect([...first.serials]).toEqual([removed.serial]);
     expect(first.nextUpdate - first.thisUpdate).toBe(CRL_LIFETIME_MS);
     expect((await crlNow()).number).toBe(first.number); // cached: same number
     t.clock.advance(CRL_REFRESH_AFTER_MS + 1000);
@@ -128,6 +131,9 @@ describe('the CRL', () => {
   });
 
   it('drops entries, from the CRL and the store, once their certificates have expired', async () => {
+    await t.inventory.removeNode((await joinNode()).id, { force: true }, admin);
+    await t.caServer.issueUser({ name: 'alice', csr: freshCsr().csr }, admin);
+    await t.caServer.revokeUser('alice', admin);
     const listed = (await t.store.list(KEYS.revoked)).length;
     expect(listed).toBeGreaterThan(0);
     t.clock.advance(25 * HOUR); // every certificate issued so far (24h) has expired
@@ -147,7 +153,11 @@ describe('the CRL', () => {
     expect(await t.store.list(KEYS.revoked)).toHaveLength(0);
   });
 
-  it('the audit trail has the removals, the revocation and the demotion with their serials', () => {
+  it('the audit trail has the removals, the revocation and the demotion with their serials', async () => {
+    await t.inventory.removeNode((await joinNode()).id, { force: true }, admin);
+    await t.caServer.issueUser({ name: 'alice', csr: freshCsr().csr }, admin);
+    await t.caServer.revokeUser('alice', admin);
+    await t.inventory.setRole((await joinNode('manager')).id, 'worker', admin);
     const lines = t.auditLines.map((l) => JSON.parse(l) as { action: string; serials?: string[]; actor: { cn?: string } });
     for (const action of ['node.rm', 'user.revoke', 'node.demote']) {
       const line = lines.find((l) => l.action === action);
@@ -158,30 +168,41 @@ describe('the CRL', () => {
 });
 
 describe('CRLs across a root rotation', () => {
-  let r: TestCluster;
-  let owner: Caller;
-  let oldRoot: X509Certificate;
-  let newRoot: X509Certificate;
-  let removedSerial = '';
   const keyIdOf = (cert: X509Certificate): string => rootIdentity(cert.toString()).keyId.toString('hex');
   /** The admin CA's key identifier: it signs its CRL too, after the roots' (it is kept through a rotation). */
-  const adminKeyId = (): string => rootIdentity(r.state.ca.admin!.certPem).keyId.toString('hex');
-  beforeAll(async () => {
-    r = await foundTestCluster({ certExpiryMs: 24 * HOUR });
-    await r.rotation.stop(); // the test completes the rotation itself, on the fake clock
-    owner = await r.authoriser.authorize(r.managerCert, ['manager', 'admin']);
+  const adminKeyId = (r: TestCluster): string => rootIdentity(r.state.ca.admin!.certPem).keyId.toString('hex');
+  const clusters: TestCluster[] = [];
+  afterEach(async () => {
+    await Promise.all(clusters.splice(0).map((c) => c.cleanup()));
   });
-  afterAll(() => r.cleanup());
+
+  /** Each test's own cluster, in a rotation it started (the test completes it itself, on the fake clock), with one node removed during it. */
+  async function rotating() {
+    const r = await foundTestCluster({ certExpiryMs: 24 * HOUR });
+    clusters.push(r);
+    await r.rotation.stop();
+    const owner = await r.authoriser.authorize(r.managerCert, ['manager', 'admin']);
+    const oldRoot = new X509Certificate(r.state.root.pem);
+    const before = (await r.revocations.crls()).map((c) => c.issuer);
+    await r.rotation.start({}, owner);
+    const newRoot = new X509Certificate(r.state.trust.signing.pem);
+    const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.1');
+    await r.inventory.removeNode(joined.nodeId, { force: true }, owner);
+    return { r, oldRoot, newRoot, before, joined, removedSerial: new X509Certificate(joined.certificate).serialNumber };
+  }
+
+  /** The rotation completed: the manager renewed under the new root, and the leader reconciled. */
+  async function rotated() {
+    const x = await rotating();
+    const renewed = await x.r.caServer.renew(await x.r.authoriser.authorize(x.r.managerCert, ['manager', 'worker']), { csr: freshCsr().csr });
+    x.r.clock.advance(2_500);
+    const completed = await x.r.rotation.reconcile();
+    return { ...x, renewed, completed };
+  }
 
   it("while it runs, the old and the new root each sign a CRL of the same number and list; each certificate names its issuer's", async () => {
-    oldRoot = new X509Certificate(r.state.root.pem);
-    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(oldRoot), adminKeyId()]);
-    await r.rotation.start({}, owner);
-    newRoot = new X509Certificate(r.state.trust.signing.pem);
-    const joined = await r.caServer.join({ token: r.settings.joinTokens().worker, csr: freshCsr().csr }, '10.0.0.1');
-    removedSerial = new X509Certificate(joined.certificate).serialNumber;
-    await r.inventory.removeNode(joined.nodeId, { force: true }, owner);
-
+    const { r, oldRoot, newRoot, before, joined, removedSerial } = await rotating();
+    expect(before).toEqual([keyIdOf(oldRoot), adminKeyId(r)]);
     const [current, next] = await r.revocations.crls();
     expect([current?.issuer, next?.issuer]).toEqual([keyIdOf(oldRoot), keyIdOf(newRoot)]);
     const [a, b] = [parseCrl(current!.der, oldRoot), parseCrl(next!.der, newRoot)];
@@ -199,22 +220,23 @@ describe('CRLs across a root rotation', () => {
   });
 
   it("after it, the old root's kept key signs its CRL until the old root's certificates have expired, then no more", async () => {
-    const renewed = await r.caServer.renew(await r.authoriser.authorize(r.managerCert, ['manager', 'worker']), { csr: freshCsr().csr });
+    const { r, oldRoot, newRoot, removedSerial, renewed, completed } = await rotated();
     expect(new X509Certificate(renewed.certificate).checkIssued(newRoot)).toBe(true);
-    r.clock.advance(2_500);
-    expect(await r.rotation.reconcile()).toBe(true);
+    expect(completed).toBe(true);
     expect(r.state.ca.previous?.[0]?.key).toBeDefined(); // sealed, as the root key is
     const after = await r.revocations.crls();
-    expect(after.map((c) => c.issuer)).toEqual([keyIdOf(newRoot), keyIdOf(oldRoot), adminKeyId()]);
+    expect(after.map((c) => c.issuer)).toEqual([keyIdOf(newRoot), keyIdOf(oldRoot), adminKeyId(r)]);
     expect(parseCrl(after[1]!.der, oldRoot).serials.has(removedSerial)).toBe(true);
     expect(parseCrl(after[0]!.der, newRoot).number).toBeGreaterThan(0);
 
     r.clock.advance(24 * HOUR + DEFAULT_RENEW_GRACE_MS + 60_000);
-    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot), adminKeyId()]);
+    expect((await r.revocations.crls()).map((c) => c.issuer)).toEqual([keyIdOf(newRoot), adminKeyId(r)]);
     await expect(r.revocations.crlOf(keyIdOf(oldRoot))).rejects.toMatchObject({ code: 'CRL_ISSUER_UNKNOWN' });
   });
 
   it("a replaced root's key that cannot be read costs its CRL, not the signer", async () => {
+    const { r, newRoot, completed } = await rotated();
+    expect(completed).toBe(true);
     await transact(r.store, async (tx) => {
       const ca = (await tx.get(KEYS.ca))!;
       const [old] = ca.previous!;

@@ -4,7 +4,7 @@
  * managers sharing a real etcd, give exactly N certificates), labels that
  * win over the node's own, and an audit trail that names the token by ID.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { memoryAuditSink } from '../../src/manager/audit.js';
@@ -16,23 +16,25 @@ import { KEYS } from '../../src/store/cluster-store.js';
 import { parseJoinToken } from '../../src/token/join-token.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+import { slow } from '../helpers/slowdown.js';
 
 const codeOf = (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: { code?: string }) => e.code);
-
-let t: TestCluster;
-let admin: Caller;
-beforeAll(async () => {
-  t = await foundTestCluster();
-  admin = await t.authoriser.authorize(t.managerCert, ['manager', 'admin']);
-});
-afterAll(async () => {
-  await t.cleanup();
-});
 
 const join = (cluster: TestCluster, token: string, extra: { labels?: Record<string, string>; hostname?: string } = {}) =>
   cluster.caServer.join({ token, csr: freshCsr().csr, ...extra }, '10.1.1.1');
 
 describe('scoped join tokens', () => {
+  // A cluster of its own for each test, so each passes alone and in any order.
+  let t: TestCluster;
+  let admin: Caller;
+  beforeEach(async () => {
+    t = await foundTestCluster();
+    admin = await t.authoriser.authorize(t.managerCert, ['manager', 'admin']);
+  });
+  afterEach(async () => {
+    await t.cleanup();
+  });
+
   it('are SWMTKN tokens of this root with their own secret, shown once; ls never shows the secret', async () => {
     const created = await t.scopedTokens.create({ role: 'worker', uses: 3, ttl: '1h', labels: { zone: 'a' } }, admin);
     const classic = parseJoinToken(t.settings.joinTokens().worker);
@@ -96,7 +98,10 @@ describe('scoped join tokens', () => {
     expect(joined).toHaveLength(n);
   });
 
-  it('the audit trail names the token by ID and the admin by CN/OU, never the token itself', () => {
+  it('the audit trail names the token by ID and the admin by CN/OU, never the token itself', async () => {
+    const once = await t.scopedTokens.create({ role: 'worker', uses: 1 }, admin);
+    await join(t, once.token);
+    expect(await codeOf(join(t, once.token))).toBe('TOKEN_REJECTED');
     const lines = t.auditLines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const create = lines.find((l) => l.action === 'join-token.create');
     expect(create).toMatchObject({ actor: { cn: t.managerId, ou: 'swarm-manager' }, result: 'ok' });
@@ -118,7 +123,7 @@ describe('scoped join tokens on two managers sharing etcd', () => {
     a = await foundTestCluster({ store: await connect(), shared: true, certExpiryMs: 24 * HOUR });
     storeB = await connect();
     b = await buildServices({ store: storeB, dataKey: a.dataKey, nodeId: 'b', addr: '127.0.0.2:4377', clock: a.clock, random: systemRandom, logger: silentLogger, managerBundle: () => undefined, audit: memoryAuditSink() });
-  }, 30_000);
+  }, slow(30_000));
   afterAll(async () => {
     await b?.services.state.close();
     await storeB?.close();
@@ -140,5 +145,5 @@ describe('scoped join tokens on two managers sharing etcd', () => {
     expect(stored.usesLeft).toBe(0);
     expect(await codeOf(b.services.caServer.join({ token: created.token, csr: freshCsr().csr }, '10.2.1.1'))).toBe('TOKEN_REJECTED');
     for (const r of won) expect((await b.services.inventory.getNode(r.value.nodeId)).labels).toEqual({ pool: 'ci' });
-  }, 60_000);
+  }, slow(60_000));
 });

@@ -14,6 +14,7 @@ import { createDispatcher, send } from '../../src/api/transport.js';
 import { isMusterError } from '../../src/core/errors.js';
 import { buildApp, type MusterApp } from '../../src/manager/app.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
+import { slow } from '../helpers/slowdown.js';
 
 let cluster: TestCluster;
 let app: MusterApp;
@@ -138,7 +139,7 @@ describe('GET /v1/nodes/self?wait= (a session)', () => {
     try {
       for (const wait of ['0', '121x', '-1', 'abc', '1000', '121', '999']) {
         // A wait taken would park the poll (the fake clock never ends it): the short timeout fails the test then.
-        const res = await send({ dispatcher, url: `https://${address}/v1/nodes/self?wait=${wait}`, method: 'GET', timeoutMs: 3_000 });
+        const res = await send({ dispatcher, url: `https://${address}/v1/nodes/self?wait=${wait}`, method: 'GET', timeoutMs: slow(3_000) });
         expect(res.status, wait).toBe(400);
         expect(JSON.parse(res.body.toString('utf8')), wait).toMatchObject({ code: 'BODY_INVALID' });
         expect((await app.inject({ method: 'GET', url: `/v1/nodes/self?wait=${wait}` })).statusCode, wait).toBe(401);

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemRandom } from '../../src/core/random.js';
+import { slow } from '../helpers/slowdown.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -38,7 +39,7 @@ describe('man page', () => {
     page = (await promisify(execFile)(process.execPath, [resolve(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'scripts/man-page.ts'], { cwd: ROOT })).stdout;
     // As man shows it, on a wide terminal, without the overstrikes of bold and underline.
     text = execFileSync('groff', ['-man', '-Tutf8', '-P', '-c', '-rLL=200n'], { input: page, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C.UTF-8' } }).replace(/.\x08/gu, '');
-  }, 60_000);
+  }, slow(60_000));
 
   it('is read by groff without a warning', () => {
     const check = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z'], { input: page, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C.UTF-8' } });

@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { slow } from '../helpers/slowdown.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -58,7 +59,7 @@ describe('npm package', () => {
     } finally {
       await run('npm', ['run', '--silent', 'postpack'], { cwd: ROOT, env });
     }
-  }, 120_000);
+  }, slow(120_000));
 
   afterAll(async () => {
     await new Promise<void>((done) => (server === undefined ? done() : server.close(() => done())));
@@ -123,5 +124,5 @@ describe('npm package', () => {
     expect(version.trim()).toBe(manifest.version);
     const { stdout: caVersion } = await run(join(prefix, 'bin/muster-ca'), ['--version']);
     expect(caVersion).toContain(manifest.version);
-  }, 240_000);
+  }, slow(240_000));
 });

@@ -7,6 +7,7 @@ import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
 import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const open = (): Promise<LevelStore> => LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
 const tokens = (worker: string) => ({ schema: SCHEMA_VERSION, worker, manager: 'm', rotatedAt: { worker: 1, manager: 1 } }) as const;
@@ -64,7 +65,7 @@ describe('dump: every record at one point, on both backends', () => {
   let etcd: EtcdCluster;
   beforeAll(async () => {
     etcd = await startEtcd();
-  }, 60_000);
+  }, slow(60_000));
   afterAll(async () => {
     await etcd?.stop();
     scratch.cleanup();
@@ -94,7 +95,7 @@ describe('dump: every record at one point, on both backends', () => {
   const generation = (g: number) => ({ compares: [], puts: ids.map((id) => ({ key: KEYS.nodes.ref(id).key, value: node(id, `g${g}`) })), deletes: [] });
 
   for (const backend of backends) {
-    it(`${backend.name}: a dump taken while commits rewrite every record sees one commit's state, never a mix`, { timeout: 60_000 }, async () => {
+    it(`${backend.name}: a dump taken while commits rewrite every record sees one commit's state, never a mix`, { timeout: slow(60_000) }, async () => {
       const { store, dump } = await backend.open();
       try {
         expect(await store.commit(generation(0))).toBe(true);

@@ -20,6 +20,7 @@ import { enableManagerAccess, grantManagerAccess, isStoreUserName, managersWithA
 import { codeOf, codeOfSync } from '../helpers/codes.js';
 import { freePort } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
+import { slow } from '../helpers/slowdown.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -92,8 +93,8 @@ function client(endpoint: string, rootPem: string, cert?: { certPem: string; key
   const etcd = new Etcd3({
     hosts: `https://${endpoint}`,
     credentials: { rootCertificate: Buffer.from(rootPem), ...(cert === undefined ? {} : { certChain: Buffer.from(cert.certPem), privateKey: Buffer.from(cert.keyPem) }) },
-    dialTimeout: 3_000,
-    defaultCallOptions: () => ({ deadline: Date.now() + 3_000 }),
+    dialTimeout: slow(3_000),
+    defaultCallOptions: () => ({ deadline: Date.now() + slow(3_000) }),
   });
   cleanups.push(() => etcd.close());
   return etcd;
@@ -198,7 +199,7 @@ describe('a managed etcd member', () => {
     await etcd.put('kept').value('yes');
     const first = member.pid!;
     process.kill(first, 'SIGKILL');
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + slow(30_000);
     while (!(member.state === 'serving' && member.pid !== first) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(member.state).toBe('serving');
     expect(member.restartCount).toBe(1);

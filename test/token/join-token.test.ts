@@ -5,6 +5,7 @@ import { MusterError } from '../../src/core/errors.js';
 import { seededRandom } from '../../src/core/random.js';
 import { decodeBase36, encodeBase36 } from '../../src/token/base36.js';
 import { formatJoinToken, generateJoinToken, matchJoinToken, parseJoinToken } from '../../src/token/join-token.js';
+import { seeded, withSeed } from '../helpers/property.js';
 
 const DOCKER = [
   'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx',
@@ -101,7 +102,7 @@ describe('properties', () => {
   // Leading zero bytes are the classic base-x trap; make them common.
   const zeroHeavy = (n: number) => fc.tuple(fc.nat({ max: n }), bytes(n)).map(([zeros, b]) => Buffer.concat([Buffer.alloc(zeros), b.subarray(zeros)]));
 
-  it('format → parse round-trips for any digest and secret, v1 and v2', () => {
+  it(withSeed('format → parse round-trips for any digest and secret, v1 and v2'), () => {
     fc.assert(
       fc.property(zeroHeavy(32), zeroHeavy(16), fc.constantFrom(1 as const, 2 as const), fc.boolean(), (digest, secret, version, fips) => {
         const token = { version, fips: version === 2 && fips, digest, secret };
@@ -114,30 +115,30 @@ describe('properties', () => {
         expect(back.version).toBe(version);
         expect(back.fips).toBe(token.fips);
       }),
-      { numRuns: 500 },
+      seeded(500),
     );
   });
 
-  it('base36 keeps integer semantics (equal to BigInt base36, padded)', () => {
+  it(withSeed('base36 keeps integer semantics (equal to BigInt base36, padded)'), () => {
     fc.assert(
       fc.property(zeroHeavy(32), (b) => {
         const expected = BigInt(`0x${b.toString('hex') || '0'}`).toString(36).padStart(50, '0');
         expect(encodeBase36(b, 50)).toBe(expected);
       }),
-      { numRuns: 500 },
+      seeded(500),
     );
   });
 
   const valid = DOCKER[0]!;
   const nearValid = fc.tuple(fc.nat({ max: valid.length - 1 }), fc.string({ maxLength: 3 }), fc.nat({ max: 3 })).map(([at, insert, drop]) => valid.slice(0, at) + insert + valid.slice(at + drop));
 
-  it('the parser only ever returns a token or throws TOKEN_INVALID', () => {
+  it(withSeed('the parser only ever returns a token or throws TOKEN_INVALID'), () => {
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), nearValid, fc.anything()), (input) => {
         const code = codeOf(() => parseJoinToken(input));
         expect(code === undefined || code === 'TOKEN_INVALID').toBe(true);
       }),
-      { numRuns: 2000 },
+      seeded(2000),
     );
   });
 });

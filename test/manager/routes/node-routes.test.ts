@@ -9,6 +9,7 @@ import { Compile } from 'typebox/compile';
 import { buildApp, type MusterApp } from '../../../src/manager/app.js';
 import { nodeIds, nodeRecord, seedNodes } from '../../helpers/node-records.js';
 import { foundTestCluster, type TestCluster } from '../../helpers/service.js';
+import { slow } from '../../helpers/slowdown.js';
 
 let cluster: TestCluster;
 let app: MusterApp;
@@ -36,7 +37,7 @@ afterAll(async () => {
 
 /** GET `path` over HTTPS as the manager (the query is judged after the certificate). */
 async function getAsManager(path: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await send({ dispatcher: managerDispatcher, url: `https://127.0.0.1:${port}${path}`, method: 'GET', timeoutMs: 10_000 });
+  const res = await send({ dispatcher: managerDispatcher, url: `https://127.0.0.1:${port}${path}`, method: 'GET', timeoutMs: slow(10_000) });
   return { status: res.status, json: JSON.parse(res.body.toString('utf8')) as Record<string, unknown> };
 }
 
