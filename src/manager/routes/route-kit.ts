@@ -8,6 +8,7 @@ import type { Authoriser, Caller } from '../authoriser.js';
 import type { CaServer } from '../ca-server.js';
 import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
+import type { SanPolicy } from '../san-policy.js';
 import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
 import type { Autolock } from '../autolock.js';
@@ -29,6 +30,7 @@ export interface Services {
   authoriser: Authoriser;
   caServer: CaServer;
   inventory: Inventory;
+  sanPolicy: SanPolicy;
   settings: Settings;
   scopedTokens: ScopedTokens;
   revocations: Revocations;
