@@ -499,7 +499,7 @@ export class CaServer {
    * rerun. The settings and root it signs under are those of this manager's
    * view; the transaction requires them unchanged ({@link assumeSigned}).
    */
-  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number }): Promise<Signed> {
+  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number; clientOnly?: boolean }): Promise<Signed> {
     const { state } = this.deps;
     // One synchronous snapshot: the signer is the one made from this very CA record.
     const cluster = state.entry(KEYS.cluster);
@@ -512,6 +512,7 @@ export class CaServer {
       commonName: params.subject,
       clusterId: cluster.value.clusterId,
       hosts: params.hosts,
+      ...(params.clientOnly === true ? { clientOnly: true } : {}),
       validityMs: params.validityMs ?? cluster.value.certExpiryMs,
       crlUrl: this.deps.crlUrl(),
     });
