@@ -205,6 +205,9 @@ describe('service certificates', () => {
     const table = await runMuster(['cert', 'ls', '--data-dir', w]);
     expect(table.stdout).toMatch(/flaky .*failing \(\d+\): exited 1/);
     expect(table.stdout).toMatch(/Hook failures since the node started: \d+/);
+    // muster status tells it too (the node has no metrics endpoint of its own).
+    const status = await runMuster(['status', '--data-dir', w]);
+    expect(status.stdout).toMatch(/Service certs: +\d+ kept renewed, [1-9]\d* failing; hook failures since the node started: [1-9]\d*/);
     // Once the hook can pass, the next retry succeeds and the failure is cleared (the count stays).
     writeFileSync(flag, '');
     const healed = await eventually('the flaky hook succeeded', async () => {

@@ -7,39 +7,15 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration } from '../../core/duration.js';
-import { MusterError, isErrorCode } from '../../core/errors.js';
+import { MusterError } from '../../core/errors.js';
 import { isServiceName, normaliseSan } from '../../core/san-pattern.js';
-import { createDispatcher, send, TransportError } from '../../api/transport.js';
-import { AGENT_ROUTES, type AddServiceRequest, type AgentAnswer } from '../../agent/agent-socket.js';
+import { AGENT_ROUTES, type AddServiceRequest } from '../../agent/agent-socket.js';
+import { callAgent } from '../agent-client.js';
 import { DEFAULT_HOOK_TIMEOUT_MS, splitCommand, type ServiceStatus } from '../../agent/service-certs.js';
 import type { CliContext } from '../context.js';
 import { act, collect, type Done } from '../options.js';
 import { formatTable, relativeTime } from '../output.js';
 import { layoutFor } from '../settings.js';
-
-/** Calls the running node's agent socket; NODE_NOT_RUNNING when nothing answers there. */
-async function callAgent(socketPath: string, method: 'GET' | 'POST' | 'DELETE', path: string, body: unknown, timeoutMs: number): Promise<AgentAnswer> {
-  const dispatcher = createDispatcher({ tls: {}, socketPath });
-  try {
-    const response = await send({ dispatcher, url: `http://localhost${path}`, method, body, timeoutMs });
-    let parsed: AgentAnswer & { code?: unknown; message?: unknown; hint?: unknown };
-    try {
-      parsed = JSON.parse(response.body.toString('utf8')) as typeof parsed;
-    } catch {
-      throw new MusterError('INTERNAL', `the node answered HTTP ${response.status} without JSON`);
-    }
-    if (response.status >= 200 && response.status < 300) return parsed;
-    const hint = typeof parsed.hint === 'string' ? parsed.hint : undefined;
-    throw new MusterError(isErrorCode(parsed.code) ? parsed.code : 'INTERNAL', typeof parsed.message === 'string' ? parsed.message : `HTTP ${response.status}`, hint === undefined ? {} : { hint });
-  } catch (error) {
-    if (error instanceof TransportError && error.failure !== 'timeout') {
-      throw new MusterError('NODE_NOT_RUNNING', `no muster node process answers on ${socketPath}`, { hint: "start this node ('muster run --data-dir DIR', or its systemd unit): the running node makes and renews service certificates" });
-    }
-    throw error;
-  } finally {
-    await dispatcher.close();
-  }
-}
 
 /** Reads `--mode 0640` (octal). */
 function parseMode(text: string): number {
