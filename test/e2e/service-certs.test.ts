@@ -48,7 +48,7 @@ const curlAs = (cert: string, key: string, method: string, path: string, body?: 
   curl(['--cacert', root(), '--cert', cert, '--key', key, '-X', method, ...(body === undefined ? [] : ['-H', 'content-type: application/json', '--data-binary', '@-']), `https://${address}${path}`], body === undefined ? undefined : JSON.stringify(body));
 
 describe('service certificates', () => {
-  it('writes a docker daemon layout that chains to the root, names what was asked, and serves only', { timeout: 60_000 }, async () => {
+  it('writes a docker daemon layout that chains to the root, names what was asked, and serves only', { timeout: 120_000 }, async () => {
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, addr] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     address = addr;
@@ -77,7 +77,7 @@ describe('service certificates', () => {
     expect(openssl(['pkey', '-in', join(out, 'server-key.pem'), '-pubout'])).toBe(x509(cert, '-pubkey'));
   });
 
-  it('writes a docker client layout with the owner and key mode asked for, and a pem layout with the node names by default', { timeout: 60_000 }, async () => {
+  it('writes a docker client layout with the owner and key mode asked for, and a pem layout with the node names by default', { timeout: 120_000 }, async () => {
     const client = scratch.path('client');
     const r = await runMuster(['cert', 'add', 'docker-client', '--client', '--layout', 'docker', '--out', client, '--owner', 'nobody:nogroup', '--mode', '0640', '--data-dir', w]);
     expect(r.code, r.stderr).toBe(0);
@@ -104,7 +104,7 @@ describe('service certificates', () => {
     expect(readdirSync(web)).toHaveLength(3);
   });
 
-  it('refuses names the node may not carry until an admin allows them, for the node or for its label', { timeout: 60_000 }, async () => {
+  it('refuses names the node may not carry until an admin allows them, for the node or for its label', { timeout: 180_000 }, async () => {
     const refused = await runMuster(['cert', 'add', 'api', '--san', 'api.example.com', '--out', scratch.path('api'), '--data-dir', w]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('may not name api.example.com in a service certificate');
@@ -149,7 +149,7 @@ describe('service certificates', () => {
     expect(audit.some((l) => l.code === 'SAN_NOT_ALLOWED' && l.service === 'api')).toBe(true);
   });
 
-  it('a service certificate is no identity on muster: admin routes, renewal and service issuance refuse it (403)', { timeout: 30_000 }, async () => {
+  it('a service certificate is no identity on muster: admin routes, renewal and service issuance refuse it (403)', { timeout: 60_000 }, async () => {
     const client = scratch.path('client');
     const [cert, key] = [join(client, 'cert.pem'), join(client, 'key.pem')];
     const admin = await curlAs(cert, key, 'GET', '/v1/nodes');
@@ -185,7 +185,7 @@ describe('service certificates', () => {
     expect(openssl(['pkey', '-in', join(web, 'web.key'), '-pubout'])).toBe(x509(join(web, 'web.crt'), '-pubkey'));
   });
 
-  it('logs, times out, counts and retries hooks that fail or hang, until they succeed', { timeout: 90_000 }, async () => {
+  it('logs, times out, counts and retries hooks that fail or hang, until they succeed', { timeout: 180_000 }, async () => {
     const flag = scratch.path('hook-may-pass');
     const failing = await runMuster(['cert', 'add', 'flaky', '--out', scratch.path('flaky'), '--exec', `test -e ${flag}`, '--data-dir', w]);
     expect(failing.code, failing.stderr).toBe(0); // the files are written; the hook is retried
@@ -218,7 +218,7 @@ describe('service certificates', () => {
     expect((await runMuster(['cert', 'rm', 'hangs', '--data-dir', w])).code).toBe(0);
   });
 
-  it('keeps the definitions across a restart, and stops renewing and revokes them when the node is removed', { timeout: 90_000 }, async () => {
+  it('keeps the definitions across a restart, and stops renewing and revokes them when the node is removed', { timeout: 120_000 }, async () => {
     // The worker's log told of the hooks that failed.
     expect(worker!.stderr()).toMatch(/the hook of service certificate flaky failed \(exited 1\); retrying/);
     expect(await worker!.stop('SIGTERM')).toBe(0);
