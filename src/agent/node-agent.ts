@@ -12,7 +12,7 @@ import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import { ApiClient } from '../api/client.js';
-import type { ManagerBundle, NodeCertificateResponse, SelfResponse } from '../api/schemas.js';
+import type { ManagerBundle, NodeCertificateResponse, SelfResponse, ServiceCertificateRequest, ServiceCertificateResponse } from '../api/schemas.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { createCsr } from '../pki/csr.js';
 import type { ParsedCrl } from '../pki/crl.js';
@@ -161,6 +161,11 @@ export class NodeAgent {
     this.stopping = true;
     await this.renewer.stop();
     await this.client.destroy(); // a long poll may be waiting on it
+  }
+
+  /** Asks a manager, with this node's certificate, to sign a certificate for one of its services. */
+  issueServiceCertificate(request: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
+    return this.client.issueServiceCertificate(request);
   }
 
   /** Renews at once. */

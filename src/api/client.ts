@@ -30,6 +30,8 @@ import {
   ScopedTokenList,
   ScopedTokenView,
   SelfResponse,
+  SanPolicyView,
+  ServiceCertificateResponse,
   UserResponse,
   UserRevoked,
   UnlockKeyView,
@@ -39,6 +41,9 @@ import {
   type ClusterPatch,
   type JoinPreflightRequest,
   type JoinRequest,
+  type NodePatch,
+  type SanPolicyPatch,
+  type ServiceCertificateRequest,
   type RenewRequest,
   type RotationRequest,
   type ScopedTokenRequest,
@@ -332,6 +337,26 @@ export class ApiClient {
     if (waitMs === undefined) return this.call('GET', ROUTES.self, SelfResponse);
     const seconds = Math.max(1, Math.min(MAX_SESSION_WAIT_S, Math.round(waitMs / 1000)));
     return this.call('GET', `${ROUTES.self}?wait=${seconds}`, SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
+  }
+
+  /** POST /v1/nodes/self/service-certificates (mTLS with the node's certificate): a certificate for one of its services. */
+  issueServiceCertificate(body: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
+    return this.call('POST', ROUTES.serviceCertificates, ServiceCertificateResponse, body);
+  }
+
+  /** PATCH /v1/nodes/{id}: the SAN patterns the node's service certificates may name. */
+  updateNode(id: string, patch: NodePatch): Promise<NodeView> {
+    return this.call('PATCH', ROUTES.node.replace(':id', encodeURIComponent(id)), NodeView, patch);
+  }
+
+  /** GET /v1/san-policy */
+  sanPolicy(): Promise<SanPolicyView> {
+    return this.call('GET', ROUTES.sanPolicy, SanPolicyView);
+  }
+
+  /** PATCH /v1/san-policy: the SAN patterns of every node with a label. */
+  updateSanPolicy(patch: SanPolicyPatch): Promise<SanPolicyView> {
+    return this.call('PATCH', ROUTES.sanPolicy, SanPolicyView, patch);
   }
 
   /** DELETE /v1/nodes/self: the node leaves. */

@@ -154,6 +154,8 @@ export const NodeView = Type.Object({
   removed: Type.Boolean(),
   /** The scoped join token the node joined with. */
   joinToken: Type.Optional(Type.String()),
+  /** SAN patterns the admins allow this node's service certificates (besides its hostname and advertise address, and its labels' patterns). */
+  sanPatterns: Type.Optional(Type.Array(Type.String())),
 });
 export type NodeView = Type.Static<typeof NodeView>;
 
@@ -219,6 +221,64 @@ export type NodeParams = Type.Static<typeof NodeParams>;
 /** DELETE /v1/nodes/{id}?force=1: a misspelt flag (`revoke-all`) is refused, never ignored. */
 export const RemoveQuery = Type.Object({ force: Flag, revokeAll: Flag }, { additionalProperties: false });
 export type RemoveQuery = Type.Static<typeof RemoveQuery>;
+
+/** A SAN pattern as admins write it: a DNS name, `*.name`, or an IP address (checked by the manager: SAN_INVALID). */
+const SanText = Type.String({ minLength: 1, maxLength: 253 });
+
+/** PATCH /v1/nodes/{id}: the SAN patterns this node's service certificates may name (added, then removed). */
+export const NodePatch = Type.Object(
+  {
+    addSans: Type.Optional(Type.Array(SanText, { maxItems: 64 })),
+    rmSans: Type.Optional(Type.Array(SanText, { maxItems: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type NodePatch = Type.Static<typeof NodePatch>;
+
+/** PATCH /v1/san-policy: the SAN patterns every node with the label `KEY=VALUE` may name. */
+export const SanPolicyPatch = Type.Object(
+  {
+    label: Type.String({ minLength: 3, maxLength: 300, pattern: '^[^=]+=.*$' }),
+    addSans: Type.Optional(Type.Array(SanText, { maxItems: 64 })),
+    rmSans: Type.Optional(Type.Array(SanText, { maxItems: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type SanPolicyPatch = Type.Static<typeof SanPolicyPatch>;
+
+/** GET /v1/san-policy and the answer to PATCH: the patterns by label. */
+export const SanPolicyView = Type.Object({ labels: Type.Array(Type.Object({ label: Type.String(), patterns: Type.Array(Type.String()) })) });
+export type SanPolicyView = Type.Static<typeof SanPolicyView>;
+
+/**
+ * POST /v1/nodes/self/service-certificates: a certificate for one of the
+ * calling node's services (dockerd, nginx), from a key the node made. The
+ * managers decide everything but the key: the names must be the node's
+ * hostname or advertise address or allowed by an admin (SAN_NOT_ALLOWED);
+ * no names asks for the node's own.
+ */
+export const ServiceCertificateRequest = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64 }),
+    csr: Type.String({ maxLength: 32 * 1024 }),
+    sans: Type.Array(SanText, { maxItems: 32 }),
+    /** A client certificate (clientAuth only); else a server's (serverAuth only). */
+    client: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type ServiceCertificateRequest = Type.Static<typeof ServiceCertificateRequest>;
+
+/** Answer to POST /v1/nodes/self/service-certificates. */
+export const ServiceCertificateResponse = Type.Object({
+  name: Type.String(),
+  serial: Type.String(),
+  sans: Type.Array(Type.String()),
+  ...Issued,
+  /** The admin anchor (GET /v1/ca/admin): what a daemon's folder trusts, so that only API users are admitted (absent when an external CA holds the root key). */
+  adminAnchor: Type.Optional(Type.String()),
+});
+export type ServiceCertificateResponse = Type.Static<typeof ServiceCertificateResponse>;
 
 /** Token status (the token itself only on request). */
 const TokenInfo = Type.Object({ rotatedAt: Time, token: Type.Optional(Type.String()) });
@@ -349,8 +409,11 @@ export type ScopedTokenParams = Type.Static<typeof ScopedTokenParams>;
 export const CertificateView = Type.Object({
   serial: Type.String(),
   subject: Type.String(),
-  role: Type.Union([Role, Type.Literal('admin')]),
+  role: Type.Union([Role, Type.Literal('admin'), Type.Literal('service')]),
   kind: Type.String(),
+  /** A service certificate: the service's name on the node (`subject`), and the names it carries. */
+  service: Type.Optional(Type.String()),
+  sans: Type.Optional(Type.Array(Type.String())),
   issuedAt: Type.String(),
   notBefore: Type.String(),
   notAfter: Type.String(),
@@ -452,6 +515,8 @@ export const ROUTES = {
   joinPreflight: '/v1/join/preflight',
   renew: '/v1/renew',
   self: '/v1/nodes/self',
+  serviceCertificates: '/v1/nodes/self/service-certificates',
+  sanPolicy: '/v1/san-policy',
   cluster: '/v1/cluster',
   joinTokens: '/v1/join-tokens',
   rotate: '/v1/join-tokens/:role/rotate',

@@ -9,6 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger as PinoLogger } from 'pino';
 import { formatHostPort, parseHostPort, type HostPort } from '../core/address.js';
+import type { BackoffPolicy } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { MusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
@@ -17,6 +18,8 @@ import { checkDataDir } from '../config/private-paths.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore, type KeyCipher } from '../agent/key-store.js';
 import { NodeAgent, type NodeTls, type Renewed } from '../agent/node-agent.js';
+import { serveAgentSocket } from '../agent/agent-socket.js';
+import { ServiceCertificates } from '../agent/service-certs.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import type { RenewerOptions } from '../agent/renewer.js';
 import type { ConnectionLimits } from '../manager/app.js';
@@ -67,6 +70,8 @@ export interface NodeProcessParams {
   localMember?: LocalMember;
   /** PATH: where a managed store's etcd is found. */
   searchPath: string;
+  /** How failed service certificate hooks and issuances are retried (MUSTER_SERVICE_RETRY_BASE). */
+  serviceRetry?: BackoffPolicy;
 }
 
 /**
@@ -119,6 +124,10 @@ export class NodeProcess {
   private clientTrust = { issuer: '', roots: '' };
   /** Member restarts onto new trusted roots, one after the other. */
   private memberSync: Promise<void> = Promise.resolve();
+  /** The node's service certificates (muster cert …), renewed with its own. */
+  private serviceCerts: ServiceCertificates | undefined;
+  /** The agent socket `muster cert` talks to. */
+  private agentSocket: { close(): Promise<void> } | undefined;
 
   constructor(private readonly params: NodeProcessParams) {
     this.fatal = new Promise((resolve) => {
@@ -137,6 +146,11 @@ export class NodeProcess {
   /** The serving manager, when this node serves. */
   get serving(): Manager | undefined {
     return this.manager;
+  }
+
+  /** The service certificates this node keeps, and their hooks' failures since it started (`muster status`). */
+  get services(): { count: number; hookFailures: number } {
+    return { count: this.serviceCerts?.size ?? 0, hookFailures: this.serviceCerts?.hookFailures ?? 0 };
   }
 
   /** When the node certificate expires, and the next renewal. */
@@ -179,7 +193,11 @@ export class NodeProcess {
       renewerOptions: this.params.renewer,
       ...(current.servingAddr === undefined ? {} : { preferManager: current.servingAddr }),
       cipher: this.cipher,
-      onRenewed: (renewed) => this.followRole(renewed),
+      onRenewed: (renewed) => {
+        // Each renewal of the node (schedule, renew-now push, root rotation, shorter expiry) renews its services' certificates too.
+        this.serviceCerts?.renewAll(renewed.state.role === current.role ? 'node renewal' : 'node role change');
+        return this.followRole(renewed);
+      },
       onTrustChanged: (tls) => this.followTrust(tls),
       onFatal: (reason, message) => {
         this.fatalStop = { reason, message };
@@ -187,6 +205,17 @@ export class NodeProcess {
       },
     });
     this.agent.start();
+    const agent = this.agent;
+    this.serviceCerts = await ServiceCertificates.load({
+      file: layout.servicesJson,
+      clock: this.params.clock,
+      random: this.params.random,
+      logger,
+      issue: (request) => agent.issueServiceCertificate(request),
+      ...(this.params.serviceRetry === undefined ? {} : { retry: this.params.serviceRetry }),
+    });
+    this.serviceCerts.start();
+    this.agentSocket = await serveAgentSocket(layout.agentSocket, { services: this.serviceCerts, logger });
     return true;
   }
 
@@ -214,6 +243,8 @@ export class NodeProcess {
   stop(): Promise<void> {
     this.askStop();
     this.stopping ??= (async () => {
+      await this.agentSocket?.close();
+      this.serviceCerts?.stop();
       await this.agent?.stop();
       await this.roleChange.catch(() => undefined);
       await this.stopManager();

@@ -42,6 +42,7 @@ const COMMANDS: readonly { name: string; term: string; description: string; load
   { name: 'unlock-key', term: 'unlock-key [options]', description: 'show the unlock key of an autolocked cluster, or replace it', load: async () => (await import('./commands/autolock.js')).registerAutolock },
   { name: 'unlock', term: 'unlock [options]', description: 'unlock the manager on this host after a restart (the key from standard input, --unlock-key-file or $MUSTER_UNLOCK_KEY)', load: async () => (await import('./commands/autolock.js')).registerAutolock },
   { name: 'node', term: 'node', description: 'list and manage nodes', load: async () => (await import('./commands/node.js')).registerNode },
+  { name: 'cert', term: 'cert', description: "certificates for this node's other services (dockerd, nginx), kept renewed by the running node", load: async () => (await import('./commands/cert.js')).registerCert },
   { name: 'ca', term: 'ca [options]', description: 'print the root CA; rotate it (--rotate); API-user certificates', load: async () => (await import('./commands/ca.js')).registerCa },
   { name: 'store', term: 'store', description: 'where the cluster state lives', load: async () => (await import('./commands/store.js')).registerStore },
   { name: 'leave', term: 'leave [options]', description: 'leave the cluster and delete this node’s key and certificate', load: async () => (await import('./commands/leave.js')).registerLeave },

@@ -76,6 +76,7 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
     uid: ctx.uid,
     searchPath: env.searchPath,
     connectionLimits: env.connectionLimits,
+    ...(env.serviceRetry === undefined ? {} : { serviceRetry: env.serviceRetry }),
     ...(env.nodeDownAfterMs === undefined ? {} : { nodeDownAfterMs: env.nodeDownAfterMs }),
     ...(listenAddr === undefined ? {} : { listenAddr }),
     ...(options.advertiseAddr === undefined ? {} : { advertiseAddr: options.advertiseAddr }),

@@ -2,6 +2,8 @@
  * The one reader of the environment. Every MUSTER_* variable (and NO_COLOR,
  * TERM, XDG_STATE_HOME) is read here and nowhere else, and parsed once.
  */
+import type { BackoffPolicy } from '../core/backoff.js';
+import { SERVICE_RETRY } from '../agent/service-certs.js';
 import { LOG_FORMATS, type LogFormat } from './log-format.js';
 import { parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';
@@ -51,6 +53,8 @@ export interface EnvSettings {
   colour(stream: { isTTY?: boolean }): boolean;
   /** PATH: where a managed store's etcd (and setpriv) are looked for. */
   searchPath: string;
+  /** MUSTER_SERVICE_RETRY_BASE: the first backoff ceiling of failed service certificate hooks and renewals (default 5s). */
+  serviceRetry?: BackoffPolicy;
 }
 
 /** A log format by name (`--log-format`, MUSTER_LOG_FORMAT); USAGE for anything else. */
@@ -110,6 +114,7 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   if (env.CREDENTIALS_DIRECTORY) settings.credentialsDirectory = env.CREDENTIALS_DIRECTORY;
   if (pageSize !== undefined) settings.pageSize = pageSize;
   if (env.MUSTER_NODE_DOWN_AFTER) settings.nodeDownAfterMs = parseDuration(env.MUSTER_NODE_DOWN_AFTER);
+  if (env.MUSTER_SERVICE_RETRY_BASE) settings.serviceRetry = { ...SERVICE_RETRY, baseMs: parseDuration(env.MUSTER_SERVICE_RETRY_BASE) };
   return settings;
 }
 

@@ -37,6 +37,10 @@ export interface DataDirLayout {
   lockFile: string;
   /** Where a manager appends its audit trail unless told otherwise; kept when the node leaves. */
   auditLog: string;
+  /** The running node's local socket (0600): `muster cert add|ls|rm` talk to its agent there. */
+  agentSocket: string;
+  /** The node's service certificates: what each one names, where its files go, its hook (0600). */
+  servicesJson: string;
 }
 
 /** The layout of `dataDir`. */
@@ -60,5 +64,7 @@ export function dataDirLayout(dataDir: string): DataDirLayout {
     leftJson: join(dataDir, 'left.json'),
     lockFile: join(dataDir, 'muster.lock'),
     auditLog: join(managerDir, 'audit.log'),
+    agentSocket: join(dataDir, 'agent.sock'),
+    servicesJson: join(dataDir, 'services.json'),
   };
 }

@@ -99,6 +99,13 @@ export const ERROR_CATALOGUE = {
   URI_TOO_LONG: spec(414, 1, 'the request path is too long'),
   HEADERS_TOO_LARGE: spec(431, 1, 'the request headers are too large'),
 
+  // Service certificates (muster cert …).
+  SERVICE_NAME_INVALID: spec(400, 2, 'invalid service certificate name', 'use 1 to 63 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit'),
+  SAN_INVALID: spec(400, 2, 'a name for a certificate is neither a DNS name nor an IP address', "write names like 'web.example.com', '*.example.com' or '10.0.0.5'"),
+  SAN_NOT_ALLOWED: spec(403, 1, "the managers do not allow this node's service certificates to name that", "a service certificate may name the node's hostname and advertise address; an admin allows more with 'muster node update --add-san PATTERN NODE'"),
+  SERVICE_CERT_NOT_FOUND: spec(404, 1, 'no service certificate has that name on this node', "list them with 'muster cert ls'"),
+  NODE_NOT_RUNNING: spec(409, 1, 'no muster node process runs on this data dir', "start it with 'muster run --data-dir DIR': the running node makes and renews service certificates"),
+
   // Node lifecycle.
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
   LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),

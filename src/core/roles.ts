@@ -6,14 +6,15 @@
 /** The role a node holds in the cluster. */
 export type NodeRole = 'worker' | 'manager';
 
-/** The roles a certificate can name: node roles plus API users. */
-export type CertRole = NodeRole | 'admin';
+/** The roles a certificate can name: node roles, API users, and a node's service certificates (dockerd, nginx: never an identity on muster's API). */
+export type CertRole = NodeRole | 'admin' | 'service';
 
 /** OU for each certificate role. */
 export const ROLE_OU: Readonly<Record<CertRole, string>> = {
   manager: 'swarm-manager',
   worker: 'swarm-worker',
   admin: 'swarm-admin',
+  service: 'muster-service',
 };
 
 /** The role an OU names, or undefined for an OU muster never issues. */

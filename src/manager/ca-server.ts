@@ -24,7 +24,9 @@ import type { AdminCa } from './admin-ca.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord } from '../store/records.js';
-import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, UserRenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, ServiceCertificateRequest, ServiceCertificateResponse, UserRenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type { SanPolicy } from './san-policy.js';
+import { isServiceName } from '../core/san-pattern.js';
 import { who, type Caller } from './authoriser.js';
 import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
@@ -62,7 +64,10 @@ export interface CaServerDeps {
   dataKeys: DataKeyRing;
   /** The admin CA, made ready before an API user is issued a certificate (clusters founded before it get one then). */
   adminCa?: AdminCa;
+  /** Which names a node's service certificates may carry. */
+  sanPolicy: SanPolicy;
 }
+
 
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
 interface Admission {
@@ -398,6 +403,60 @@ export class CaServer {
     });
   }
 
+  /**
+   * Issues a certificate for one of the calling node's services (issue 28):
+   * OU=muster-service, which no route of muster's API accepts as an
+   * identity; serverAuth only, or clientAuth only for a client; the names
+   * the SAN policy allows. The CN is `<node ID>/<service>`, never a host name
+   * or a node ID: a managed etcd reads a client certificate's CN as its user.
+   * Recorded (GET /v1/certificates) and audited like every issuance.
+   */
+  async issueService(caller: Caller, request: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
+    const { state, store, clock, logger, audit, sanPolicy } = this.deps;
+    const target = { node: caller.nodeId, service: request.name.slice(0, 64) };
+    try {
+      if (!isServiceName(request.name)) throw new MusterError('SERVICE_NAME_INVALID', `${JSON.stringify(request.name.slice(0, 64))} is not a valid service certificate name`);
+      const known = caller.node;
+      if (known === undefined) throw new MusterError('AUTH_FORBIDDEN', 'only a node asks for service certificates');
+      const csr = parseCsr(request.csr);
+      const { certificate, sans } = await this.deps.metrics.timeIssuance('service', () =>
+        this.signAgainWhenStale(async (signing) => {
+          const before = signing > 1 ? (await store.get(KEYS.nodes.ref(known.id)))?.value : known;
+          if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
+          if (before.removed) throw new MusterError('NODE_REMOVED');
+          const sans = await sanPolicy.check(before, request.sans);
+          const signed = await this.sign({ csrPem: request.csr, csr, role: 'service', subject: `${before.id}/${request.name}`, hosts: sans, ...(request.client === true ? { clientOnly: true } : {}) });
+          const { certificate } = signed;
+          await transact(
+            store,
+            async (tx) => {
+              const current = await tx.get(KEYS.nodes.ref(before.id));
+              if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
+              if (current.removed) throw new MusterError('NODE_REMOVED');
+              // The names were checked against this record: a hostname, address or pattern changed since is checked again.
+              if (current.hostname !== before.hostname || current.managerAddr !== before.managerAddr || JSON.stringify([current.sanPatterns, current.labels]) !== JSON.stringify([before.sanPatterns, before.labels])) {
+                throw new StaleSignature("the node's names changed while its service certificate was signed");
+              }
+              this.assumeSigned(tx, signed);
+              const now = clock.now();
+              tx.put(KEYS.nodes.ref(current.id), { ...current, services: { ...current.services, [request.name]: { serial: certificate.serial, notAfter: certificate.notAfter } } });
+              tx.put(KEYS.certificates.ref(certificate.serial), { ...certificateRecord(current.id, 'service', 'service', now, certificate), service: request.name, sans });
+            },
+            { beforeRetry: () => state.refresh() },
+          );
+          return { certificate, sans };
+        }),
+      );
+      audit.record({ action: 'service.issue', caller, target, serial: certificate.serial, result: 'ok', details: { sans, client: request.client === true } });
+      logger.info({ nodeId: caller.nodeId, service: request.name, sans, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'service certificate issued');
+      const adminAnchor = await this.deps.adminCa?.anchor().catch(() => undefined);
+      return { name: request.name, serial: certificate.serial, sans, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter), ...(adminAnchor === undefined ? {} : { adminAnchor }) };
+    } catch (error) {
+      audit.record({ action: 'service.issue', caller, target, result: error });
+      throw error;
+    }
+  }
+
   /** Issues an API-user certificate (Flocker's create-api-certificate): OU=swarm-admin, clientAuth only. */
   async issueUser(request: UserRequest, caller?: Caller): Promise<UserResponse> {
     const { state, store, clock, logger } = this.deps;
@@ -501,7 +560,7 @@ export class CaServer {
    * rerun. The settings and root it signs under are those of this manager's
    * view; the transaction requires them unchanged ({@link assumeSigned}).
    */
-  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number }): Promise<Signed> {
+  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number; clientOnly?: boolean }): Promise<Signed> {
     const { state } = this.deps;
     // One synchronous snapshot: the signer is the one made from this very CA record.
     const cluster = state.entry(KEYS.cluster);
@@ -514,6 +573,7 @@ export class CaServer {
       commonName: params.subject,
       clusterId: cluster.value.clusterId,
       hosts: params.hosts,
+      ...(params.clientOnly === true ? { clientOnly: true } : {}),
       validityMs: params.validityMs ?? cluster.value.certExpiryMs,
       crlUrl: this.deps.crlUrl(),
     });

@@ -43,7 +43,7 @@ function signBody(request: SignRequest): Buffer {
       certificate_request: request.csrPem,
       hosts: subjectAltNames(request),
       subject: { CN: request.commonName, names: [{ O: request.clusterId, OU: ROLE_OU[request.role] }] },
-      profile: request.role === 'admin' ? CFSSL_PROFILES.admin : CFSSL_PROFILES.node,
+      profile: request.role === 'admin' || (request.role === 'service' && request.clientOnly === true) ? CFSSL_PROFILES.admin : CFSSL_PROFILES.node,
     }),
   );
 }

@@ -100,6 +100,7 @@ export function nodeView(node: NodeRecord, now: number, managerStatus?: ManagerS
   if (node.role === 'manager' && !node.removed) view.managerStatus = managerStatus ?? 'Unreachable';
   if (node.managerAddr !== undefined) view.managerAddr = node.managerAddr;
   if (node.joinToken !== undefined) view.joinToken = node.joinToken;
+  if (node.sanPatterns !== undefined && node.sanPatterns.length > 0) view.sanPatterns = node.sanPatterns;
   return view;
 }
 
@@ -257,7 +258,9 @@ export class Inventory {
         tx.put(KEYS.nodes.ref(node.id), removed);
         if (node.role === 'manager') await removeManager(tx, node.id);
         const valid = validCertificatesOf(node, now);
-        const listed = options.revokeAll === true ? valid : valid.filter((c) => c.serial === node.certSerial || c.role === 'manager');
+        // The node's service certificates go with it: dockerd or nginx reading the CRL refuse them from now on.
+        const services = Object.values(node.services ?? {}).map((c) => ({ serial: c.serial, subject: node.id, role: 'service' as const, notAfter: c.notAfter }));
+        const listed = [...(options.revokeAll === true ? valid : valid.filter((c) => c.serial === node.certSerial || c.role === 'manager')), ...services];
         const serials = await revocations.revoke(tx, listed, options.revokeAll === true ? 'keyCompromise' : 'cessationOfOperation');
         // A manager that goes keeps its copy of the data key: the same transaction replaces the key (see data-key.ts).
         return { removed, serials, rekeyed: node.role === 'manager' ? await rekeyIn(tx, this.deps.dataKeys, { now, leaving: node.id }) : undefined };
@@ -343,13 +346,15 @@ export class Inventory {
         if (!nodes.has(cert.subject)) nodes.set(cert.subject, store.get(KEYS.nodes.ref(cert.subject)).then((e) => e?.value));
         const node = await nodes.get(cert.subject);
         if (node === undefined || node.removed) status = 'revoked';
-        else if (node.certSerial !== cert.serial) status = 'superseded';
+        else if (cert.role === 'service' ? node.services?.[cert.service ?? '']?.serial !== cert.serial : node.certSerial !== cert.serial) status = 'superseded';
       }
       certificates.push({
         serial: cert.serial,
         subject: cert.subject,
         role: cert.role,
         kind: cert.kind,
+        ...(cert.service === undefined ? {} : { service: cert.service }),
+        ...(cert.sans === undefined ? {} : { sans: cert.sans }),
         issuedAt: iso(cert.issuedAt),
         notBefore: iso(cert.notBefore),
         notAfter: iso(cert.notAfter),

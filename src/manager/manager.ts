@@ -26,6 +26,7 @@ import { Authoriser } from './authoriser.js';
 import { CaServer } from './ca-server.js';
 import { ClusterState } from './cluster-state.js';
 import { FailureLimiter, type FailureLimits } from './failure-limiter.js';
+import { SanPolicy } from './san-policy.js';
 import { Inventory, NODE_DOWN_AFTER_MS } from './inventory.js';
 import { Janitor } from './janitor.js';
 import { LAST_SEEN_FLUSH_MS, LastSeen } from './last-seen.js';
@@ -150,13 +151,16 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const storeMembership = params.storeMembership === undefined ? {} : { storeMembership: params.storeMembership };
   const adminCa = new AdminCa({ state, store, dataKeys, clock, random, logger });
+  const inventory = new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged(), dataKeys });
+  const sanPolicy = new SanPolicy({ store, inventory, audit, logger });
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, adminCa, ...storeMembership }),
+    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, adminCa, sanPolicy, ...storeMembership }),
     adminCa,
-    inventory: new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged(), dataKeys }),
+    inventory,
+    sanPolicy,
     settings: new Settings({ state, store, membership, clock, random, logger, dataKeys, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
     autolock,
     sessions: new Sessions({ store, clock, logger, membership }),

@@ -25,8 +25,10 @@ export interface SignRequest {
   role: CertRole;
   commonName: string;
   clusterId: string;
-  /** Extra SANs (managers: the advertise host). */
+  /** Extra SANs (managers: the advertise host; a service certificate: its names). */
   hosts: readonly string[];
+  /** A service certificate for a client (clientAuth only). */
+  clientOnly?: boolean;
   validityMs: number;
   /** Where the CRLs are published; each certificate names its issuer's under it (managers' own signing only, see IssueRequest). */
   crlUrl?: string;

@@ -26,8 +26,10 @@ export interface IssueRequest {
   /** The node ID, or the API user's name. */
   commonName: string;
   clusterId: string;
-  /** Extra SANs for manager certificates: the advertise host (IP or DNS name). */
+  /** Extra SANs for manager certificates: the advertise host (IP or DNS name); a service certificate's names. */
   hosts?: readonly string[];
+  /** A service certificate for a client (clientAuth only); else a service certificate serves (serverAuth only). */
+  clientOnly?: boolean;
   validityMs: number;
   /**
    * Where the CRLs are published (`https://<manager>/v1/crl`); absent: no
@@ -63,6 +65,9 @@ export function subjectAltNames(request: Pick<IssueRequest, 'role' | 'commonName
       return [ROLE_OU.worker, request.commonName];
     case 'admin':
       return [request.commonName];
+    case 'service':
+      // Only the names the managers allowed: the CN (node and service) is no host name.
+      return [...new Set(request.hosts ?? [])];
   }
 }
 
@@ -108,7 +113,7 @@ export function issueCertificate(request: IssueRequest): IssuedCertificate {
   const notBefore = Math.floor((now - LEAF_BACKDATE_MS) / 1000) * 1000;
   const notAfter = Math.floor(Math.min(now + request.validityMs, request.ca.notAfter) / 1000) * 1000;
   const serial = randomSerial(request.random);
-  const usages = request.role === 'admin' ? [OID.clientAuth] : [OID.serverAuth, OID.clientAuth];
+  const usages = request.role === 'admin' ? [OID.clientAuth] : request.role === 'service' ? [request.clientOnly === true ? OID.clientAuth : OID.serverAuth] : [OID.serverAuth, OID.clientAuth];
   const sans = subjectAltNames(request);
   const extensions = [
     extension(OID.basicConstraints, true, seq()), // CA:FALSE

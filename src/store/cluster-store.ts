@@ -13,7 +13,7 @@
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import { AutolockRecord, CaRecord, DataKeyRecord, CertificateRecord, ClusterRecord, CrlRecord, type ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, ScopedTokenRecord, TokensRecord } from './records.js';
+import { AutolockRecord, CaRecord, DataKeyRecord, CertificateRecord, ClusterRecord, CrlRecord, type ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, SanPolicyRecord, ScopedTokenRecord, TokensRecord } from './records.js';
 
 /** A record and the store revision that last changed it. */
 export interface Entry<T> {
@@ -54,6 +54,7 @@ export const KEYS = {
   crl: ref('meta/crl', CrlRecord),
   autolock: ref('meta/autolock', AutolockRecord),
   dataKey: ref('meta/datakey', DataKeyRecord),
+  sanPolicy: ref('meta/sanpolicy', SanPolicyRecord),
   nodes: space('nodes/', NodeRecord),
   certificates: space('certs/', CertificateRecord),
   scopedTokens: space('jointokens/', ScopedTokenRecord),

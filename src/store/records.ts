@@ -13,8 +13,8 @@ export const SCHEMA_VERSION = 2;
 const Schema = Type.Literal(SCHEMA_VERSION);
 const Millis = Type.Integer({ minimum: 0 });
 const Role = Type.Union([Type.Literal('worker'), Type.Literal('manager')]);
-/** The role a certificate names: a node role, or an API user. */
-const CertRole = Type.Union([Role, Type.Literal('admin')]);
+/** The role a certificate names: a node role, an API user, or a node's service certificate. */
+const CertRole = Type.Union([Role, Type.Literal('admin'), Type.Literal('service')]);
 
 
 /** A secret sealed under the cluster data key (AES-256-GCM): nonce and ciphertext with its tag, base64. */
@@ -155,23 +155,30 @@ export const NodeRecord = Type.Object({
   removedAt: Type.Optional(Millis),
   /** The scoped join token the node joined with (its ID), when it was one. */
   joinToken: Type.Optional(Type.String()),
+  /** SAN patterns the admins allow this node's service certificates to name (`muster node update --add-san`): exact names, `*.example.com`, IPs. */
+  sanPatterns: Type.Optional(Type.Array(Type.String())),
+  /** The newest certificate of each of the node's services, by service name: revoked with the node, shown as superseded once replaced. */
+  services: Type.Optional(Type.Record(Type.String(), Type.Object({ serial: Type.String(), notAfter: Millis }))),
   /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
   superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) }))),
 });
 export type NodeRecord = Type.Static<typeof NodeRecord>;
 
 /** Why a certificate was issued. */
-export const IssueKind = Type.Union([Type.Literal('init'), Type.Literal('join'), Type.Literal('renew'), Type.Literal('user')]);
+export const IssueKind = Type.Union([Type.Literal('init'), Type.Literal('join'), Type.Literal('renew'), Type.Literal('user'), Type.Literal('service')]);
 export type IssueKind = Type.Static<typeof IssueKind>;
 
 /** One certificate the managers issued. */
 export const CertificateRecord = Type.Object({
   schema: Schema,
   serial: Type.String(),
-  /** The node ID, or the API user's name. */
+  /** The node ID (a service certificate: the node it was issued to), or the API user's name. */
   subject: Type.String(),
   role: CertRole,
   kind: IssueKind,
+  /** A service certificate: its service's name on that node, and the names it carries. */
+  service: Type.Optional(Type.String()),
+  sans: Type.Optional(Type.Array(Type.String())),
   issuedAt: Millis,
   notBefore: Millis,
   notAfter: Millis,
@@ -245,6 +252,10 @@ export type RevokedRecord = Type.Static<typeof RevokedRecord>;
  */
 export const CrlRecord = Type.Object({ schema: Schema, number: Type.Integer({ minimum: 0 }), thisUpdate: Millis, changedAt: Type.Integer({ minimum: 0 }) });
 export type CrlRecord = Type.Static<typeof CrlRecord>;
+
+/** The SAN patterns the admins allow for every node with a label (`muster node update --for-label KEY=VALUE --add-san PATTERN`), by `KEY=VALUE`. */
+export const SanPolicyRecord = Type.Object({ schema: Schema, labels: Type.Record(Type.String(), Type.Array(Type.String())) });
+export type SanPolicyRecord = Type.Static<typeof SanPolicyRecord>;
 
 /**
  * Autolock (`muster update --autolock`): whether managers keep their data key

@@ -72,7 +72,7 @@ describe('muster completion', () => {
 
   it('bash: completes `muster no` to node and `muster node ` to its subcommands', () => {
     expect(bash('muster', 'no')).toEqual(['node']);
-    expect(bash('muster', 'node', '')).toEqual(['ls', 'inspect', 'rm', 'promote', 'demote', 'help']);
+    expect(bash('muster', 'node', '')).toEqual(['ls', 'inspect', 'rm', 'update', 'promote', 'demote', 'help']);
     expect(bash('muster', 'help', 'j')).toEqual(['join', 'join-token']);
     expect(bash('muster', 'completion', '')).toEqual(['bash', 'zsh']);
   });
@@ -117,7 +117,7 @@ describe('muster completion', () => {
       .split(/^@@\d+\n/m)
       .slice(1)
       .map((block) => [...new Set(block.split('\n').filter((l) => l !== ''))]);
-    expect(offered).toEqual([['node'], ['ls', 'inspect', 'rm', 'promote', 'demote', 'help'], ['--filter', '--format'], ['debug', 'info', 'warn', 'error'], ['warn'], ['join', 'join-token']]);
+    expect(offered).toEqual([['node'], ['ls', 'inspect', 'rm', 'update', 'promote', 'demote', 'help'], ['--filter', '--format'], ['debug', 'info', 'warn', 'error'], ['warn'], ['join', 'join-token']]);
   });
 
   it('refuses a shell it does not know, with the ones it does (usage error, exit 2)', async () => {

@@ -28,6 +28,8 @@ describe('resolveDataDir', () => {
       auditLog: '/d/manager/audit.log',
       leftJson: '/d/left.json',
       lockFile: '/d/muster.lock',
+      agentSocket: '/d/agent.sock',
+      servicesJson: '/d/services.json',
     });
   });
 });

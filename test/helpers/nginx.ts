@@ -36,12 +36,12 @@ export interface NginxServer {
   stop(): Promise<void>;
 }
 
-/** Starts nginx in `dir` (created) with `auth`; resolves once it accepts connections. */
-export async function startNginx(dir: string, auth: NginxClientAuth): Promise<NginxServer> {
+/** Starts nginx in `dir` (created) with `auth`, serving `server` (else a self-signed certificate for 127.0.0.1); resolves once it accepts connections. */
+export async function startNginx(dir: string, auth: NginxClientAuth, server?: { cert: string; key: string }): Promise<NginxServer & { conf: string }> {
   mkdirSync(join(dir, 'logs'), { recursive: true });
-  const serverKey = join(dir, 'server.key');
-  const serverCert = join(dir, 'server.crt');
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', serverKey, '-out', serverCert, '-subj', '/CN=nginx-test', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+  const serverKey = server?.key ?? join(dir, 'server.key');
+  const serverCert = server?.cert ?? join(dir, 'server.crt');
+  if (server === undefined) openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', serverKey, '-out', serverCert, '-subj', '/CN=nginx-test', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
   const port = await freePort();
   const temp = (name: string): string => join(dir, name);
   const conf = join(dir, 'nginx.conf');
@@ -97,5 +97,5 @@ http {
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { url: `https://127.0.0.1:${port}/`, serverCert, log: () => log, stop };
+  return { url: `https://127.0.0.1:${port}/`, serverCert, conf, log: () => log, stop };
 }

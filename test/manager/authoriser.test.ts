@@ -40,6 +40,20 @@ describe('authorize', () => {
     expect((await t.authoriser.authorize(worker.cert, ['manager', 'worker'])).nodeId).toBe(worker.response.nodeId);
   });
 
+  it('refuses a service certificate on every route (403), whichever node holds it', async () => {
+    const worker = await joinAs('worker');
+    const manager = await joinAs('manager');
+    for (const holder of [worker, manager]) {
+      const caller = await t.authoriser.authorize(holder.cert, ['manager', 'worker']);
+      const issued = await t.caServer.issueService(caller, { name: 'dockerd', csr: freshCsr().csr, sans: [], client: true });
+      const service = new X509Certificate(issued.certificate);
+      expect(service.subject).toContain('OU=muster-service');
+      for (const allowed of [['manager', 'admin'], ['manager', 'worker'], ['admin']] as const) {
+        expect(await codeOf(t.authoriser.authorize(service, allowed))).toBe('AUTH_FORBIDDEN');
+      }
+    }
+  });
+
   it('answers 401 for no certificate, a foreign root and an expired certificate', async () => {
     expect(await codeOf(t.authoriser.authorize(undefined, ['manager']))).toBe('AUTH_REQUIRED');
     const foreign = new X509Certificate(createRootCa({ clusterId: t.clusterId, clock: t.clock, random: systemRandom }).certPem);

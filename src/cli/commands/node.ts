@@ -148,6 +148,30 @@ async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flag
   });
 }
 
+/**
+ * `muster node update --add-san PATTERN --rm-san PATTERN (NODE | --for-label KEY=VALUE)`:
+ * the names a node's service certificates may carry besides its hostname and
+ * advertise address, for one node or for every node with a label.
+ */
+async function nodeUpdateCommand(ctx: CliContext, ref: string | undefined, flags: ConnectFlags & { addSan: string[]; rmSan: string[]; forLabel?: string }): Promise<number> {
+  if ((ref === undefined) === (flags.forLabel === undefined)) throw new MusterError('USAGE', 'name a node, or a label with --for-label KEY=VALUE (not both)', { hint: "muster node update --add-san '*.example.com' NODE" });
+  const patch = { ...(flags.addSan.length === 0 ? {} : { addSans: flags.addSan }), ...(flags.rmSan.length === 0 ? {} : { rmSans: flags.rmSan }) };
+  return withConnection(ctx, flags, async ({ client, local }) => {
+    if (flags.forLabel !== undefined) {
+      if (!/^[^=]+=/.test(flags.forLabel)) throw new MusterError('USAGE', `--for-label ${flags.forLabel.slice(0, 60)} is not KEY=VALUE`);
+      const policy = await client.updateSanPolicy({ label: flags.forLabel, ...patch });
+      const patterns = policy.labels.find((l) => l.label === flags.forLabel)?.patterns ?? [];
+      ctx.stdout.write(`Nodes with label ${flags.forLabel} may name in service certificates: ${patterns.length === 0 ? 'nothing more than their own names' : patterns.join(', ')}.\n`);
+      return 0;
+    }
+    if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
+    const node = await client.updateNode(ref === 'self' ? local!.state.nodeId : ref!, patch);
+    const patterns = node.sanPatterns ?? [];
+    ctx.stdout.write(`Node ${node.id} (${node.hostname}) may name in service certificates: its own names${patterns.length === 0 ? '' : `, ${patterns.join(', ')}`}.\n`);
+    return 0;
+  });
+}
+
 /** Registers the node commands. */
 export function registerNode(program: Command, ctx: CliContext, done: Done): void {
   const run = act(done);
@@ -177,6 +201,19 @@ export function registerNode(program: Command, ctx: CliContext, done: Done): voi
       .option('--revoke-all', "after a key compromise: list every still-valid certificate of the node on the CRL, not only its current one"),
   ).action(
     run((id: string, options: Record<string, unknown>) => nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true, revokeAll: options.revokeAll === true })),
+  );
+  withConnectFlags(
+    node
+      .command('update')
+      .description("change what a node's service certificates may name (muster cert add --san), for one node or every node with a label")
+      .argument('[node]', 'self, a node ID, a unique ID prefix, or a hostname')
+      .option('--add-san <pattern>', "allow a name: exact DNS name, '*.example.com' (one label), or IP address (repeatable)", collect, [])
+      .option('--rm-san <pattern>', 'withdraw a name allowed before (repeatable)', collect, [])
+      .option('--for-label <key=value>', 'instead of a node: every node with this label'),
+  ).action(
+    run((id: string | undefined, options: Record<string, unknown>) =>
+      nodeUpdateCommand(ctx, id, { ...connectFlags(options), addSan: options.addSan as string[], rmSan: options.rmSan as string[], ...(typeof options.forLabel === 'string' ? { forLabel: options.forLabel } : {}) }),
+    ),
   );
   withConnectFlags(node.command('promote').description('make a worker a manager').argument('<node>', 'a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'manager', connectFlags(options))),

@@ -6,6 +6,8 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
+import { AGENT_ROUTES } from '../../agent/agent-socket.js';
+import { callAgent } from '../agent-client.js';
 import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseDuration } from '../../core/duration.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { readDataKeyFile, readStoreSpec, type StoreSpec } from '../../config/manager-files.js';
@@ -155,6 +157,14 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
   if (spec !== undefined) {
     const wrapped = (await readDataKeyFile(layout)).locked;
     rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
+  }
+  // The running node's service certificates (muster cert), when it runs: how many, and how their hooks fare.
+  if (await pathExists(layout.agentSocket)) {
+    const answer = await callAgent(layout.agentSocket, 'GET', AGENT_ROUTES.certificates, undefined, 3_000).catch(() => undefined);
+    if (answer !== undefined) {
+      const failing = (answer.certificates ?? []).filter((c) => c.hook.lastError !== undefined || c.issueError !== undefined).length;
+      rows.push(['Service certs', `${answer.certificates?.length ?? 0} kept renewed, ${failing} failing; hook failures since the node started: ${answer.hookFailures ?? 0}`]);
+    }
   }
   if (format === 'json') {
     const facts = Object.fromEntries(rows.map(([k, v]) => [k.toLowerCase().replace(/ (\w)/g, (_, c: string) => c.toUpperCase()), v]));

@@ -1,5 +1,5 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodesQuery, NodeView, RemoveQuery, ROUTES, SelfQuery, SelfResponse, isYes } from '../../api/schemas.js';
+import { ErrorResponses, NodeList, NodeParams, NodePatch, NodesQuery, NodeView, RemoveQuery, ROUTES, SanPolicyPatch, SanPolicyView, SelfQuery, SelfResponse, ServiceCertificateRequest, ServiceCertificateResponse, isYes } from '../../api/schemas.js';
 import { formatDuration } from '../../core/duration.js';
 import type { Sessions } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
@@ -28,7 +28,7 @@ function withSpread(answer: SelfResponse, sessions: Sessions): SelfResponse {
 
 /** Registers the node routes. */
 export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
-  const { inventory, sessions } = services;
+  const { inventory, sessions, caServer, sanPolicy } = services;
 
   // A session: the agent long-polls on a kept-alive connection; answered at once when the node must act.
   app.get(ROUTES.self, { config: { allow: NODES }, schema: { querystring: SelfQuery, response: { 200: SelfResponse, ...ErrorResponses } } }, async (request) => {
@@ -42,6 +42,21 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   });
 
   app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
+
+  // A node's own certificate asks for its services' (dockerd, nginx); a service certificate is no identity here (the authoriser refuses its OU).
+  app.post(ROUTES.serviceCertificates, { config: { allow: NODES }, schema: { body: ServiceCertificateRequest, response: { 200: ServiceCertificateResponse, ...ErrorResponses } } }, async (request) =>
+    caServer.issueService(callerOf(request), request.body),
+  );
+
+  app.patch(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, body: NodePatch, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
+    sanPolicy.updateNode(request.params.id, request.body, callerOf(request)),
+  );
+
+  app.get(ROUTES.sanPolicy, { config: { allow: ADMINS }, schema: { response: { 200: SanPolicyView, ...ErrorResponses } } }, async () => sanPolicy.view());
+
+  app.patch(ROUTES.sanPolicy, { config: { allow: ADMINS }, schema: { body: SanPolicyPatch, response: { 200: SanPolicyView, ...ErrorResponses } } }, async (request) =>
+    sanPolicy.updateLabel(request.body, callerOf(request)),
+  );
 
   app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { querystring: NodesQuery, response: { 200: NodeList, ...ErrorResponses } } }, async (request) => {
     const { limit, after, all } = request.query;

@@ -9,6 +9,7 @@ import type { AdminCa } from '../admin-ca.js';
 import type { CaServer } from '../ca-server.js';
 import type { ClusterState } from '../cluster-state.js';
 import type { Inventory } from '../inventory.js';
+import type { SanPolicy } from '../san-policy.js';
 import type { Settings } from '../settings.js';
 import type { Audit } from '../audit.js';
 import type { Autolock } from '../autolock.js';
@@ -32,6 +33,7 @@ export interface Services {
   /** The CA that issues API users' certificates, and its anchor. */
   adminCa: AdminCa;
   inventory: Inventory;
+  sanPolicy: SanPolicy;
   settings: Settings;
   scopedTokens: ScopedTokens;
   revocations: Revocations;
