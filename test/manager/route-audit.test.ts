@@ -6,6 +6,7 @@
  */
 import { request as httpsRequest } from 'node:https';
 import { pino } from 'pino';
+import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, registeredRoutes, type MusterApp } from '../../src/manager/app.js';
 import { ADMINS, NODES, declaredAccess } from '../../src/manager/routes/route-kit.js';
@@ -46,10 +47,13 @@ const ADMIN_ROUTES = [
   'POST /v1/nodes/:id/promote',
   'POST /v1/nodes/:id/demote',
   'GET /metrics',
+  'PATCH /v1/nodes/:id',
+  'GET /v1/san-policy',
+  'PATCH /v1/san-policy',
 ];
 
 /** Routes for nodes: managers and workers, never API users. */
-const NODE_ROUTES = ['POST /v1/renew', 'GET /v1/nodes/self', 'DELETE /v1/nodes/self'];
+const NODE_ROUTES = ['POST /v1/renew', 'GET /v1/nodes/self', 'DELETE /v1/nodes/self', 'POST /v1/nodes/self/service-certificates'];
 
 /** Routes for API users alone: an API user renews its own certificate with the one it holds; a node's is no user's. */
 const USER_ROUTES = ['POST /v1/users/renew'];
@@ -83,6 +87,8 @@ let port: number;
 type Tls = { cert: string; key: string } | undefined;
 let worker: Tls;
 let apiUser: Tls;
+/** A service certificate (muster cert add) a worker was issued: never an identity on the API. */
+let service: Tls;
 
 beforeAll(async () => {
   cluster = await foundTestCluster();
@@ -93,6 +99,10 @@ beforeAll(async () => {
   const userKey = freshCsr();
   const user = await cluster.caServer.issueUser({ name: 'audit-user', csr: userKey.csr });
   apiUser = { cert: user.certificate, key: userKey.keyPem };
+  const serviceKey = freshCsr();
+  const holder = await cluster.authoriser.authorize(new X509Certificate(worker!.cert), ['manager', 'worker']);
+  const issued = await cluster.caServer.issueService(holder, { name: 'audit', csr: serviceKey.csr, sans: [], client: true });
+  service = { cert: issued.certificate, key: serviceKey.keyPem };
 });
 afterAll(async () => {
   await app.close();
@@ -239,6 +249,13 @@ describe('route audit', () => {
       const allowed = await call(apiUser, method, url);
       expect([401, 403], name).not.toContain(allowed.status);
       expect(allowed.status, name).toBeLessThan(500);
+    }
+  });
+
+  it('answers 403 to a service certificate on every route but the public ones, its own issuing route included', { timeout: 180_000 }, async () => {
+    for (const { method, url } of registeredRoutes(app)) {
+      if (decisionOf(method, url) === 'public') continue;
+      expect(await call(service, method, url), `${method} ${url}`).toEqual({ status: 403, code: method === 'HEAD' ? undefined : 'AUTH_FORBIDDEN' });
     }
   });
 
