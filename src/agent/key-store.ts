@@ -8,7 +8,7 @@
  * autolock a manager's key is written sealed under the cluster data key
  * (pki/sealed-key.ts) and read back through the same cipher.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import { constants } from 'node:fs';
 import { readFile, rename, rm } from 'node:fs/promises';
 import { ensurePrivateDir, pathExists, syncDir, writeFileAtomic, writeNewFileSynced } from '../core/atomic-file.js';

@@ -4,7 +4,7 @@
  * seed is in each property test's name, and fast-check prints it with the
  * path of a counterexample). `npm run fuzz` draws a new seed each run.
  */
-const raw = process.env['MUSTER_PROPERTY_SEED'];
+const raw = process.env.MUSTER_PROPERTY_SEED;
 
 /** The fast-check seed every property test of the suite runs from. */
 export const PROPERTY_SEED = raw === undefined || raw === '' ? 20_261_206 : Number(raw);

@@ -9,7 +9,7 @@
 
 /** The factor from MUSTER_TEST_SLOWDOWN: a positive number, 1 when unset. */
 export function slowdownFactor(env: Record<string, string | undefined> = process.env): number {
-  const raw = env['MUSTER_TEST_SLOWDOWN'];
+  const raw = env.MUSTER_TEST_SLOWDOWN;
   if (raw === undefined || raw === '') return 1;
   const factor = Number(raw);
   // A typo must not shrink every limit to nothing (or NaN, which setTimeout treats as 1 ms).
