@@ -7,7 +7,6 @@
  * answers that it cannot serve now (503), so a node survives losing a manager.
  */
 import type { PeerCertificate } from 'node:tls';
-import type { Dispatcher } from 'undici';
 import { formatDuration } from '../core/duration.js';
 import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
@@ -44,7 +43,7 @@ import type {
   UserResponse,
   UserRevoked,
 } from './schemas.js';
-import { TransportError, createDispatcher, send, type TransportResponse } from './transport.js';
+import { TransportError, createDispatcher, send, type Dispatcher, type TransportResponse } from './transport.js';
 
 /** TLS material for a client. */
 export interface ClientTls {
