@@ -42,6 +42,7 @@ export class Dispatcher {
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly requests = new Set<ClientRequest>();
   private closed = false;
+  private plain: HttpAgent | undefined;
 
   /** @internal */
   constructor(
@@ -50,7 +51,14 @@ export class Dispatcher {
     readonly socketPath: string | undefined,
     /** TCP connect plus TLS handshake, at most. */
     readonly connectTimeoutMs: number,
+    private readonly plainOptions: { keepAlive: boolean; timeout: number; maxSockets: number },
   ) {}
+
+  /** @internal The pool for http:// URLs (an external CA may be served without TLS). */
+  get plainAgent(): HttpAgent {
+    this.plain ??= new HttpAgent(this.plainOptions);
+    return this.plain;
+  }
 
   /** @internal Whether requests may still be sent. */
   get open(): boolean {
@@ -74,6 +82,7 @@ export class Dispatcher {
     this.closed = true;
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     this.agent.destroy();
+    this.plain?.destroy();
   }
 
   /** Closes the connections now, failing requests still waiting. */
@@ -81,6 +90,7 @@ export class Dispatcher {
     this.closed = true;
     for (const request of this.requests) request.destroy(Object.assign(new Error('the connection was closed by this side'), { code: 'DISPATCHER_DESTROYED' }));
     this.agent.destroy();
+    this.plain?.destroy();
     await Promise.allSettled([...this.inFlight]);
   }
 }
@@ -92,7 +102,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   // An idle connection is closed after keepAliveMs (the agent's socket timeout applies to idle sockets only: send() times requests itself).
   const idle = { keepAlive: true, timeout: Math.max(options.keepAliveMs ?? 30_000, 1) };
   if (options.socketPath !== undefined) {
-    return new Dispatcher(new HttpAgent({ ...idle, maxSockets: 1 }), options.socketPath, connectTimeoutMs);
+    return new Dispatcher(new HttpAgent({ ...idle, maxSockets: 1 }), options.socketPath, connectTimeoutMs, { ...idle, maxSockets: 1 });
   }
   const secureContext = createSecureContext({
     minVersion: 'TLSv1.2',
@@ -106,7 +116,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     rejectUnauthorized: tls.rejectUnauthorized ?? true,
     ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
   });
-  return new Dispatcher(agent, undefined, connectTimeoutMs);
+  return new Dispatcher(agent, undefined, connectTimeoutMs, { ...idle, maxSockets: options.connections ?? 8 });
 }
 
 /** One request. */
@@ -171,16 +181,21 @@ function connected(request: ClientRequest): boolean {
 function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer | undefined): Promise<TransportResponse> {
   if (!dispatcher.open) return Promise.reject(new TransportError('unreachable', 'DISPATCHER_CLOSED', new Error('the dispatcher is closed')));
   const url = new URL(req.url);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`transport: ${url.protocol} is not http or https`);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (payload !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(payload.length) });
   // `fresh`: the connection closes after this answer, so the next request makes a new one.
   if (req.fresh === true) headers.connection = 'close';
-  const options = { agent: dispatcher.agent, method: req.method, headers, path: `${url.pathname}${url.search}` };
+  const options = { method: req.method, headers, path: `${url.pathname}${url.search}` };
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const tls = dispatcher.socketPath === undefined && url.protocol === 'https:';
   // A request muster built wrongly throws here, to the caller: a bug, not an unreachable peer.
   const request =
     dispatcher.socketPath !== undefined
-      ? httpRequest({ ...options, socketPath: dispatcher.socketPath })
-      : httpsRequest({ ...options, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port === '' ? 443 : url.port) });
+      ? httpRequest({ ...options, agent: dispatcher.agent, socketPath: dispatcher.socketPath })
+      : tls
+        ? httpsRequest({ ...options, agent: dispatcher.agent, host, port: Number(url.port === '' ? 443 : url.port) })
+        : httpRequest({ ...options, agent: dispatcher.plainAgent, host, port: Number(url.port === '' ? 80 : url.port) });
   const pending = new Promise<TransportResponse>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const fail = (error: unknown): void => {
@@ -195,7 +210,7 @@ function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer
     request.on('socket', (socket) => {
       if (connected(request)) return arm('HEADERS_TIMEOUT', req.timeoutMs);
       arm('CONNECT_TIMEOUT', dispatcher.connectTimeoutMs);
-      socket.once(dispatcher.socketPath === undefined ? 'secureConnect' : 'connect', () => arm('HEADERS_TIMEOUT', req.timeoutMs));
+      socket.once(tls ? 'secureConnect' : 'connect', () => arm('HEADERS_TIMEOUT', req.timeoutMs));
     });
     request.on('error', fail);
     request.on('response', (response: IncomingMessage) => {
