@@ -171,13 +171,6 @@ function timeoutError(code: string, ms: number): TransportError {
   return new TransportError('timeout', code, Object.assign(new Error(`${code.toLowerCase().replace('_', ' ')} after ${ms} ms`), { code }));
 }
 
-/** Whether the request's socket has finished connecting (and its TLS handshake). */
-function connected(request: ClientRequest): boolean {
-  const socket = request.socket as (NonNullable<ClientRequest['socket']> & { encrypted?: boolean; authorized?: boolean; _secureEstablished?: boolean }) | null;
-  if (socket === null || socket.connecting) return false;
-  return socket.encrypted !== true || socket._secureEstablished === true;
-}
-
 function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer | undefined): Promise<TransportResponse> {
   if (!dispatcher.open) return Promise.reject(new TransportError('unreachable', 'DISPATCHER_CLOSED', new Error('the dispatcher is closed')));
   const url = new URL(req.url);
@@ -208,7 +201,7 @@ function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer
     };
     // The connect timeout runs until the handshake is done on a new connection; then the answer's headers have timeoutMs.
     request.on('socket', (socket) => {
-      if (connected(request)) return arm('HEADERS_TIMEOUT', req.timeoutMs);
+      if (request.reusedSocket) return arm('HEADERS_TIMEOUT', req.timeoutMs);
       arm('CONNECT_TIMEOUT', dispatcher.connectTimeoutMs);
       socket.once(tls ? 'secureConnect' : 'connect', () => arm('HEADERS_TIMEOUT', req.timeoutMs));
     });
