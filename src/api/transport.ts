@@ -166,7 +166,7 @@ function classify(error: unknown): TransportError {
   return new TransportError('unreachable', code, error);
 }
 
-/** A timeout of `what`, failing the request with `code` (CONNECT_TIMEOUT, HEADERS_TIMEOUT, BODY_TIMEOUT). */
+/** The error a timed-out request is destroyed with: `code` is CONNECT_TIMEOUT, HEADERS_TIMEOUT or BODY_TIMEOUT. */
 function timeoutError(code: string, ms: number): TransportError {
   return new TransportError('timeout', code, Object.assign(new Error(`${code.toLowerCase().replace('_', ' ')} after ${ms} ms`), { code }));
 }
