@@ -51,8 +51,6 @@ paired('muster --help', [CLI, '--help'], 2);
 const manager = await startManagerProcess();
 try {
   paired('muster node ls', [CLI, 'node', 'ls', '-q', '--data-dir', manager.dataDir], 3);
-  // The floor of any client command: loading the HTTP client (undici) and the response schemas' validator (typebox) that every answer is checked with.
-  paired('client libraries only', ['--input-type=module', '-e', "await import('undici'); await import('typebox/value'); await import('typebox');"], 3);
 } finally {
   await manager.stop();
 }

@@ -11,6 +11,7 @@
  * The definitions live in <data-dir>/services.json (0600, atomic), so they
  * survive restarts; the keys live only in the service folders.
  */
+import { Value } from 'typebox/value';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, readFile, rename, rm } from 'node:fs/promises';
@@ -213,7 +214,7 @@ export class ServiceCertificates {
   /** Loads the definitions in services.json (none when it is missing). */
   static async load(params: ServiceCertsParams): Promise<ServiceCertificates> {
     const certs = new ServiceCertificates(params);
-    const file = await readJsonFile(params.file, ServicesFile, () => 'is not a list of service certificates this muster wrote');
+    const file = await readJsonFile(params.file, (value) => Value.Check(ServicesFile, value), () => 'is not a list of service certificates this muster wrote');
     for (const { definition, issued } of file?.services ?? []) certs.entries.set(definition.name, ServiceCertificates.entry(definition, issued));
     return certs;
   }

@@ -7,50 +7,49 @@
  * answers that it cannot serve now (503), so a node survives losing a manager.
  */
 import type { PeerCertificate } from 'node:tls';
-import type { Static, TSchema } from 'typebox';
-import Value from 'typebox/value';
-import type { Dispatcher } from 'undici';
 import { formatDuration } from '../core/duration.js';
 import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
 import { ROLE_OU } from '../core/roles.js';
-import {
+import { checkSchema, type Checked } from '../core/schema-check.js';
+// The answers' schemas in plain form: TypeBox (schemas.ts) would be most of a client command's start-up.
+import * as Plain from './plain-schemas.js';
+import { MAX_SESSION_WAIT_S, ROUTES } from './routes.js';
+import type {
+  BackupRequest,
   BackupResponse,
   CertificateList,
+  CertificateView,
+  ClusterPatch,
   ClusterView,
   Health,
   JoinPreflight,
+  JoinPreflightRequest,
+  JoinRequest,
   JoinTokens,
-  MAX_SESSION_WAIT_S,
   NodeCertificateResponse,
   NodeList,
   NodeView,
-  ROUTES,
+  RenewRequest,
+  RotationRequest,
   RotationStatus,
   ScopedTokenCreated,
   ScopedTokenList,
+  ScopedTokenRequest,
   ScopedTokenView,
   SelfResponse,
+  NodePatch,
+  SanPolicyPatch,
   SanPolicyView,
+  ServiceCertificateRequest,
   ServiceCertificateResponse,
-  UserResponse,
-  UserRevoked,
+  UserRenewRequest,
   UnlockKeyView,
   UnlockResult,
-  type BackupRequest,
-  type CertificateView,
-  type ClusterPatch,
-  type JoinPreflightRequest,
-  type JoinRequest,
-  type NodePatch,
-  type SanPolicyPatch,
-  type ServiceCertificateRequest,
-  type RenewRequest,
-  type RotationRequest,
-  type ScopedTokenRequest,
-  type UserRequest,
-  type UserRenewRequest,
+  UserRequest,
+  UserResponse,
+  UserRevoked,
 } from './schemas.js';
-import { TransportError, createDispatcher, send, type TransportResponse } from './transport.js';
+import { TransportError, createDispatcher, send, type Dispatcher, type TransportResponse } from './transport.js';
 
 /** TLS material for a client. */
 export interface ClientTls {
@@ -273,32 +272,32 @@ export class ApiClient {
 
   /** POST /v1/ca/rotate: starts a root rotation (or gives the one under way a new target). */
   rotateRoot(body: RotationRequest): Promise<RotationStatus> {
-    return this.call('POST', ROUTES.rotateRoot, RotationStatus, body);
+    return this.call('POST', ROUTES.rotateRoot, Plain.RotationStatus, body);
   }
 
   /** GET /v1/unlock-key */
   unlockKey(): Promise<UnlockKeyView> {
-    return this.call('GET', ROUTES.unlockKey, UnlockKeyView);
+    return this.call('GET', ROUTES.unlockKey, Plain.UnlockKeyView);
   }
 
   /** POST /v1/unlock-key/rotate */
   rotateUnlockKey(): Promise<UnlockKeyView> {
-    return this.call('POST', ROUTES.rotateUnlockKey, UnlockKeyView);
+    return this.call('POST', ROUTES.rotateUnlockKey, Plain.UnlockKeyView);
   }
 
   /** POST /v1/unlock: a locked manager, over its local socket. */
   unlock(unlockKey: string): Promise<UnlockResult> {
-    return this.call('POST', ROUTES.unlock, UnlockResult, { unlockKey });
+    return this.call('POST', ROUTES.unlock, Plain.UnlockResult, { unlockKey });
   }
 
   /** POST /v1/store/backup: the manager on this host, over its local socket (a backup can take a while on a large store). */
   backup(body: BackupRequest): Promise<BackupResponse> {
-    return this.call('POST', ROUTES.backup, BackupResponse, body, 120_000);
+    return this.call('POST', ROUTES.backup, Plain.BackupResponse, body, 120_000);
   }
 
   /** GET /v1/ca/rotation */
   rotationStatus(): Promise<RotationStatus> {
-    return this.call('GET', ROUTES.rotation, RotationStatus);
+    return this.call('GET', ROUTES.rotation, Plain.RotationStatus);
   }
 
   /** GET /v1/ca/cross-signed without verifying the server: the caller checks each certificate against a root it trusts. */
@@ -310,22 +309,22 @@ export class ApiClient {
   async health(): Promise<Health> {
     const response = await this.exchange(this.verified(), 'GET', ROUTES.health, undefined);
     if (response.status !== 200 && response.status !== 503) throw this.errorFrom(response);
-    return this.decode(response, Health, 'GET', ROUTES.health);
+    return this.decode(response, Plain.Health, 'GET', ROUTES.health);
   }
 
   /** POST /v1/join/preflight: the role a token grants here, before any key is made. */
   preflight(body: JoinPreflightRequest): Promise<JoinPreflight> {
-    return this.call('POST', ROUTES.joinPreflight, JoinPreflight, body);
+    return this.call('POST', ROUTES.joinPreflight, Plain.JoinPreflight, body);
   }
 
   /** POST /v1/join */
   join(body: JoinRequest): Promise<NodeCertificateResponse> {
-    return this.call('POST', ROUTES.join, NodeCertificateResponse, body);
+    return this.call('POST', ROUTES.join, Plain.NodeCertificateResponse, body);
   }
 
   /** POST /v1/renew (mTLS with the node's current certificate). */
   renew(body: RenewRequest): Promise<NodeCertificateResponse> {
-    return this.call('POST', ROUTES.renew, NodeCertificateResponse, body);
+    return this.call('POST', ROUTES.renew, Plain.NodeCertificateResponse, body);
   }
 
   /**
@@ -334,54 +333,54 @@ export class ApiClient {
    * act, else when something changes or after the wait.
    */
   self(waitMs?: number): Promise<SelfResponse> {
-    if (waitMs === undefined) return this.call('GET', ROUTES.self, SelfResponse);
+    if (waitMs === undefined) return this.call('GET', ROUTES.self, Plain.SelfResponse);
     const seconds = Math.max(1, Math.min(MAX_SESSION_WAIT_S, Math.round(waitMs / 1000)));
-    return this.call('GET', `${ROUTES.self}?wait=${seconds}`, SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
+    return this.call('GET', `${ROUTES.self}?wait=${seconds}`, Plain.SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
   }
 
   /** POST /v1/nodes/self/service-certificates (mTLS with the node's certificate): a certificate for one of its services. */
   issueServiceCertificate(body: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
-    return this.call('POST', ROUTES.serviceCertificates, ServiceCertificateResponse, body);
+    return this.call('POST', ROUTES.serviceCertificates, Plain.ServiceCertificateResponse, body);
   }
 
   /** PATCH /v1/nodes/{id}: the SAN patterns the node's service certificates may name. */
   updateNode(id: string, patch: NodePatch): Promise<NodeView> {
-    return this.call('PATCH', ROUTES.node.replace(':id', encodeURIComponent(id)), NodeView, patch);
+    return this.call('PATCH', ROUTES.node.replace(':id', encodeURIComponent(id)), Plain.NodeView, patch);
   }
 
   /** GET /v1/san-policy */
   sanPolicy(): Promise<SanPolicyView> {
-    return this.call('GET', ROUTES.sanPolicy, SanPolicyView);
+    return this.call('GET', ROUTES.sanPolicy, Plain.SanPolicyView);
   }
 
   /** PATCH /v1/san-policy: the SAN patterns of every node with a label. */
   updateSanPolicy(patch: SanPolicyPatch): Promise<SanPolicyView> {
-    return this.call('PATCH', ROUTES.sanPolicy, SanPolicyView, patch);
+    return this.call('PATCH', ROUTES.sanPolicy, Plain.SanPolicyView, patch);
   }
 
   /** DELETE /v1/nodes/self: the node leaves. */
   leave(): Promise<NodeView> {
-    return this.call('DELETE', ROUTES.self, NodeView);
+    return this.call('DELETE', ROUTES.self, Plain.NodeView);
   }
 
   /** GET /v1/cluster */
   cluster(includeTokens = false): Promise<ClusterView> {
-    return this.call('GET', `${ROUTES.cluster}${includeTokens ? '?tokens=1' : ''}`, ClusterView);
+    return this.call('GET', `${ROUTES.cluster}${includeTokens ? '?tokens=1' : ''}`, Plain.ClusterView);
   }
 
   /** PATCH /v1/cluster */
   updateCluster(patch: ClusterPatch): Promise<ClusterView> {
-    return this.call('PATCH', ROUTES.cluster, ClusterView, patch);
+    return this.call('PATCH', ROUTES.cluster, Plain.ClusterView, patch);
   }
 
   /** GET /v1/join-tokens */
   joinTokens(): Promise<JoinTokens> {
-    return this.call('GET', ROUTES.joinTokens, JoinTokens);
+    return this.call('GET', ROUTES.joinTokens, Plain.JoinTokens);
   }
 
   /** POST /v1/join-tokens/{role}/rotate */
   rotateToken(role: 'worker' | 'manager'): Promise<JoinTokens> {
-    return this.call('POST', ROUTES.rotate.replace(':role', role), JoinTokens);
+    return this.call('POST', ROUTES.rotate.replace(':role', role), Plain.JoinTokens);
   }
 
   /** GET /v1/nodes: one page in node-ID order; pass its `next` as `after` for the one after it. */
@@ -391,7 +390,7 @@ export class ApiClient {
     if (options.after !== undefined) query.set('after', options.after);
     if (options.all === true) query.set('all', '1');
     const search = query.toString();
-    return this.call('GET', search === '' ? ROUTES.nodes : `${ROUTES.nodes}?${search}`, NodeList);
+    return this.call('GET', search === '' ? ROUTES.nodes : `${ROUTES.nodes}?${search}`, Plain.NodeList);
   }
 
   /** Every node, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
@@ -406,7 +405,7 @@ export class ApiClient {
 
   /** GET /v1/nodes/{id} */
   getNode(id: string): Promise<NodeView> {
-    return this.call('GET', ROUTES.node.replace(':id', encodeURIComponent(id)), NodeView);
+    return this.call('GET', ROUTES.node.replace(':id', encodeURIComponent(id)), Plain.NodeView);
   }
 
   /** DELETE /v1/nodes/{id}; `revokeAll` lists every still-valid certificate of the node on the CRL (key compromise). */
@@ -415,22 +414,22 @@ export class ApiClient {
     if (force) query.set('force', '1');
     if (revokeAll) query.set('revokeAll', '1');
     const search = query.toString();
-    return this.call('DELETE', `${ROUTES.node.replace(':id', encodeURIComponent(id))}${search === '' ? '' : `?${search}`}`, NodeView);
+    return this.call('DELETE', `${ROUTES.node.replace(':id', encodeURIComponent(id))}${search === '' ? '' : `?${search}`}`, Plain.NodeView);
   }
 
   /** POST /v1/join-tokens/scoped: the answer is the only time the token is shown. */
   createScopedToken(body: ScopedTokenRequest): Promise<ScopedTokenCreated> {
-    return this.call('POST', ROUTES.scopedTokens, ScopedTokenCreated, body);
+    return this.call('POST', ROUTES.scopedTokens, Plain.ScopedTokenCreated, body);
   }
 
   /** GET /v1/join-tokens/scoped */
   scopedTokens(): Promise<ScopedTokenList> {
-    return this.call('GET', ROUTES.scopedTokens, ScopedTokenList);
+    return this.call('GET', ROUTES.scopedTokens, Plain.ScopedTokenList);
   }
 
   /** DELETE /v1/join-tokens/scoped/{id} */
   removeScopedToken(id: string): Promise<ScopedTokenView> {
-    return this.call('DELETE', ROUTES.scopedToken.replace(':id', encodeURIComponent(id)), ScopedTokenView);
+    return this.call('DELETE', ROUTES.scopedToken.replace(':id', encodeURIComponent(id)), Plain.ScopedTokenView);
   }
 
   /** GET /v1/certificates: one page in serial order; pass its `next` as `after` for the one after it. */
@@ -439,7 +438,7 @@ export class ApiClient {
     if (options.limit !== undefined) query.set('limit', String(options.limit));
     if (options.after !== undefined) query.set('after', options.after);
     const search = query.toString();
-    return this.call('GET', search === '' ? ROUTES.certificates : `${ROUTES.certificates}?${search}`, CertificateList);
+    return this.call('GET', search === '' ? ROUTES.certificates : `${ROUTES.certificates}?${search}`, Plain.CertificateList);
   }
 
   /** Every issued certificate, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
@@ -455,26 +454,26 @@ export class ApiClient {
   /** POST /v1/nodes/{id}/promote or /demote */
   setRole(id: string, role: 'worker' | 'manager'): Promise<NodeView> {
     const route = role === 'manager' ? ROUTES.promote : ROUTES.demote;
-    return this.call('POST', route.replace(':id', encodeURIComponent(id)), NodeView);
+    return this.call('POST', route.replace(':id', encodeURIComponent(id)), Plain.NodeView);
   }
 
   /** DELETE /v1/users/{name}: revokes every certificate of that API user. */
   revokeUser(name: string): Promise<UserRevoked> {
-    return this.call('DELETE', ROUTES.user.replace(':name', encodeURIComponent(name)), UserRevoked);
+    return this.call('DELETE', ROUTES.user.replace(':name', encodeURIComponent(name)), Plain.UserRevoked);
   }
 
   /** POST /v1/users */
   createUser(body: UserRequest): Promise<UserResponse> {
-    return this.call('POST', ROUTES.users, UserResponse, body);
+    return this.call('POST', ROUTES.users, Plain.UserResponse, body);
   }
 
   /** POST /v1/users/renew: the calling API user's certificate, renewed for the key in `csr`. */
   renewUser(body: UserRenewRequest): Promise<UserResponse> {
-    return this.call('POST', ROUTES.renewUser, UserResponse, body);
+    return this.call('POST', ROUTES.renewUser, Plain.UserResponse, body);
   }
 
   /** One verified call, moving to the next manager when this one cannot serve. */
-  private async call<S extends TSchema>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: S, body?: unknown, timeoutMs?: number): Promise<Static<S>> {
+  private async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: Checked<T>, body?: unknown, timeoutMs?: number): Promise<T> {
     let lastError: unknown;
     for (let tried = 0; tried < this.managers.length; tried++) {
       try {
@@ -490,15 +489,15 @@ export class ApiClient {
     throw lastError;
   }
 
-  private decode<S extends TSchema>(response: TransportResponse, schema: S, method: string, path: string): Static<S> {
+  private decode<T>(response: TransportResponse, schema: Checked<T>, method: string, path: string): T {
     let parsed: unknown;
     try {
       parsed = JSON.parse(response.body.toString('utf8'));
     } catch {
       throw new MusterError('MANAGER_ERROR', `the manager sent a response that is not JSON (HTTP ${response.status})`);
     }
-    if (!Value.Check(schema, parsed)) throw new MusterError('MANAGER_ERROR', `the manager's answer to ${method} ${path.split('?')[0]} does not match the API`);
-    return parsed as Static<S>;
+    if (!checkSchema(schema, parsed)) throw new MusterError('MANAGER_ERROR', `the manager's answer to ${method} ${path.split('?')[0]} does not match the API`);
+    return parsed;
   }
 
   private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false, timeoutMs?: number): Promise<TransportResponse> {

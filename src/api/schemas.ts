@@ -7,6 +7,7 @@ import Type from 'typebox';
 import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
 import { Labels } from '../core/labels.js';
 import { NODES_PAGE } from './pages.js';
+import { MAX_SESSION_WAIT_S, ROUTES } from './routes.js';
 
 /** Limits every request body is held to. */
 export const LIMITS = {
@@ -166,8 +167,6 @@ export type RenewReason = Type.Static<typeof RenewReason>;
 /** The longest window a manager asks nodes to spread a renewal over (`renewSpread`); an agent reads a longer one as this. */
 export const MAX_RENEW_SPREAD_MS = 300_000;
 
-/** Longest a node may ask GET /v1/nodes/self to wait (seconds). */
-export const MAX_SESSION_WAIT_S = 120;
 
 /** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1 to MAX_SESSION_WAIT_S; more is refused, not cut). */
 export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|1[01][0-9]|120)$' })) }, { additionalProperties: false });
@@ -199,6 +198,8 @@ export const NodeList = Type.Object({ nodes: Type.Array(NodeView), next: Type.Op
 export type NodeList = Type.Static<typeof NodeList>;
 
 export { NODES_PAGE };
+
+export { MAX_SESSION_WAIT_S, ROUTES };
 
 /**
  * GET /v1/nodes?limit=N&after=ID&all=1. Query values are strings (ajv does not
@@ -505,40 +506,3 @@ export const Health = Type.Object({
   unlockFailures: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 export type Health = Type.Static<typeof Health>;
-
-/** Route paths, written once. */
-export const ROUTES = {
-  health: '/healthz',
-  openapi: '/v1/openapi.json',
-  ca: '/v1/ca',
-  join: '/v1/join',
-  joinPreflight: '/v1/join/preflight',
-  renew: '/v1/renew',
-  self: '/v1/nodes/self',
-  serviceCertificates: '/v1/nodes/self/service-certificates',
-  sanPolicy: '/v1/san-policy',
-  cluster: '/v1/cluster',
-  joinTokens: '/v1/join-tokens',
-  rotate: '/v1/join-tokens/:role/rotate',
-  scopedTokens: '/v1/join-tokens/scoped',
-  scopedToken: '/v1/join-tokens/scoped/:id',
-  crl: '/v1/crl',
-  issuerCrl: '/v1/crl/:issuer',
-  crossSigned: '/v1/ca/cross-signed',
-  rotation: '/v1/ca/rotation',
-  rotateRoot: '/v1/ca/rotate',
-  unlockKey: '/v1/unlock-key',
-  rotateUnlockKey: '/v1/unlock-key/rotate',
-  unlock: '/v1/unlock',
-  backup: '/v1/store/backup',
-  certificates: '/v1/certificates',
-  metrics: '/metrics',
-  nodes: '/v1/nodes',
-  node: '/v1/nodes/:id',
-  promote: '/v1/nodes/:id/promote',
-  demote: '/v1/nodes/:id/demote',
-  users: '/v1/users',
-  user: '/v1/users/:name',
-  renewUser: '/v1/users/renew',
-  adminCa: '/v1/ca/admin',
-} as const;

@@ -2,11 +2,13 @@
  * The one HTTPS JSON transport every muster component uses to call another
  * over the network: the API client (agents and the CLI to managers), the
  * cfssl signer (managers to an external CA) and the benchmarks. It sits on
- * undici: connection pooling, keep-alive, per-request timeouts and TLS
- * options per dispatcher, without a hand-written socket loop.
+ * Node's own http/https agents: connection pooling, keep-alive, per-request
+ * timeouts and TLS options per dispatcher. (It sat on undici, whose ~110
+ * modules were the largest part of a client command's start-up: issue 29.)
  */
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createSecureContext, type PeerCertificate } from 'node:tls';
-import { Agent, request, type Dispatcher } from 'undici';
 import { isMusterError } from '../core/errors.js';
 
 /** TLS settings of one dispatcher. */
@@ -35,28 +37,86 @@ export interface DispatcherOptions {
   socketPath?: string;
 }
 
+/** A pool of connections with one TLS identity (or to one local socket); {@link send} sends over it. */
+export class Dispatcher {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly requests = new Set<ClientRequest>();
+  private closed = false;
+  private plain: HttpAgent | undefined;
+
+  /** @internal */
+  constructor(
+    readonly agent: HttpAgent,
+    /** Plain HTTP over this Unix socket (`tls` unused). */
+    readonly socketPath: string | undefined,
+    /** TCP connect plus TLS handshake, at most. */
+    readonly connectTimeoutMs: number,
+    private readonly plainOptions: { keepAlive: boolean; timeout: number; maxSockets: number },
+  ) {}
+
+  /** @internal The pool for http:// URLs (an external CA may be served without TLS). */
+  get plainAgent(): HttpAgent {
+    this.plain ??= new HttpAgent(this.plainOptions);
+    return this.plain;
+  }
+
+  /** @internal Whether requests may still be sent. */
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  /** @internal Counts a request in, so close() waits for it and destroy() fails it (even one still waiting for a connection). */
+  track<T>(request: ClientRequest, pending: Promise<T>): Promise<T> {
+    this.requests.add(request);
+    this.inFlight.add(pending);
+    const done = (): void => {
+      this.inFlight.delete(pending);
+      this.requests.delete(request);
+    };
+    pending.then(done, done);
+    return pending;
+  }
+
+  /** Closes the connections once the requests on them have answered. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.agent.destroy();
+    this.plain?.destroy();
+  }
+
+  /** Closes the connections now, failing requests still waiting. */
+  async destroy(): Promise<void> {
+    this.closed = true;
+    for (const request of this.requests) request.destroy(Object.assign(new Error('the connection was closed by this side'), { code: 'DISPATCHER_DESTROYED' }));
+    this.agent.destroy();
+    this.plain?.destroy();
+    await Promise.allSettled([...this.inFlight]);
+  }
+}
+
 /** A pool of connections with one TLS identity. The TLS context is built once: OpenSSL 3 re-parses roots and keys for every context. */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { tls } = options;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  // An idle connection is closed after keepAliveMs (the agent's socket timeout applies to idle sockets only: send() times requests itself).
+  const idle = { keepAlive: true, timeout: Math.max(options.keepAliveMs ?? 30_000, 1) };
   if (options.socketPath !== undefined) {
-    return new Agent({ connections: 1, connect: { socketPath: options.socketPath, timeout: options.connectTimeoutMs ?? 10_000 } });
+    return new Dispatcher(new HttpAgent({ ...idle, maxSockets: 1 }), options.socketPath, connectTimeoutMs, { ...idle, maxSockets: 1 });
   }
   const secureContext = createSecureContext({
     minVersion: 'TLSv1.2',
     ...(tls.ca === undefined ? {} : { ca: tls.ca }),
     ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
   });
-  return new Agent({
-    connections: options.connections ?? 8,
-    keepAliveTimeout: Math.max(options.keepAliveMs ?? 30_000, 1),
-    keepAliveMaxTimeout: Math.max(options.keepAliveMs ?? 30_000, 1_000),
-    connect: {
-      timeout: options.connectTimeoutMs ?? 10_000,
-      secureContext,
-      rejectUnauthorized: tls.rejectUnauthorized ?? true,
-      ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
-    },
+  const agent = new HttpsAgent({
+    ...idle,
+    maxSockets: options.connections ?? 8,
+    secureContext,
+    rejectUnauthorized: tls.rejectUnauthorized ?? true,
+    ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
   });
+  return new Dispatcher(agent, undefined, connectTimeoutMs, { ...idle, maxSockets: options.connections ?? 8 });
 }
 
 /** One request. */
@@ -99,35 +159,84 @@ const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO|SIGNATURE|ERR_TLS|ERR_SSL|EPROTO|IN
 const TIMEOUT_CODE = /TIMEOUT/;
 
 function classify(error: unknown): TransportError {
+  if (error instanceof TransportError) return error;
   const code = String((error as { code?: unknown }).code ?? (error as Error).name ?? 'ERROR');
-  // A request muster built wrongly is a bug, not an unreachable peer.
-  if (code.startsWith('UND_ERR_INVALID')) throw error;
   if (TIMEOUT_CODE.test(code)) return new TransportError('timeout', code, error);
   if (TLS_CODE.test(code)) return new TransportError('tls', code, error);
   return new TransportError('unreachable', code, error);
 }
 
+/** The error a timed-out request is destroyed with: `code` is CONNECT_TIMEOUT, HEADERS_TIMEOUT or BODY_TIMEOUT. */
+function timeoutError(code: string, ms: number): TransportError {
+  return new TransportError('timeout', code, Object.assign(new Error(`${code.toLowerCase().replace('_', ' ')} after ${ms} ms`), { code }));
+}
+
+function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer | undefined): Promise<TransportResponse> {
+  if (!dispatcher.open) return Promise.reject(new TransportError('unreachable', 'DISPATCHER_CLOSED', new Error('the dispatcher is closed')));
+  const url = new URL(req.url);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`transport: ${url.protocol} is not http or https`);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (payload !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(payload.length) });
+  // `fresh`: the connection closes after this answer, so the next request makes a new one.
+  if (req.fresh === true) headers.connection = 'close';
+  const options = { method: req.method, headers, path: `${url.pathname}${url.search}` };
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const tls = dispatcher.socketPath === undefined && url.protocol === 'https:';
+  // A request muster built wrongly throws here, to the caller: a bug, not an unreachable peer.
+  const request =
+    dispatcher.socketPath !== undefined
+      ? httpRequest({ ...options, agent: dispatcher.agent, socketPath: dispatcher.socketPath })
+      : tls
+        ? httpsRequest({ ...options, agent: dispatcher.agent, host, port: Number(url.port === '' ? 443 : url.port) })
+        : httpRequest({ ...options, agent: dispatcher.plainAgent, host, port: Number(url.port === '' ? 80 : url.port) });
+  const pending = new Promise<TransportResponse>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (error: unknown): void => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    const arm = (code: string, ms: number): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => request.destroy(timeoutError(code, ms)), ms);
+    };
+    // The connect timeout runs until the handshake is done on a new connection; then the answer's headers have timeoutMs.
+    request.on('socket', (socket) => {
+      if (request.reusedSocket) return arm('HEADERS_TIMEOUT', req.timeoutMs);
+      arm('CONNECT_TIMEOUT', dispatcher.connectTimeoutMs);
+      socket.once(tls ? 'secureConnect' : 'connect', () => arm('HEADERS_TIMEOUT', req.timeoutMs));
+    });
+    request.on('error', fail);
+    request.on('response', (response: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      // The body may pause at most timeoutMs between chunks.
+      arm('BODY_TIMEOUT', req.timeoutMs);
+      response.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        arm('BODY_TIMEOUT', req.timeoutMs);
+      });
+      response.on('error', fail);
+      response.on('close', () => {
+        if (!response.complete) fail(Object.assign(new Error('the connection closed before the answer was complete'), { code: 'ECONNRESET' }));
+      });
+      response.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks) });
+      });
+    });
+  });
+  request.end(payload);
+  return dispatcher.track(request, pending);
+}
+
 /** Sends one request; resolves with any HTTP answer, throws TransportError when none came (or the caller's own checkServerIdentity error). */
 export async function send(req: TransportRequest): Promise<TransportResponse> {
   const payload = req.body === undefined ? undefined : Buffer.isBuffer(req.body) ? req.body : Buffer.from(JSON.stringify(req.body));
+  const pending = exchange(req.dispatcher, req, payload);
   try {
-    const res = await request(req.url, {
-      dispatcher: req.dispatcher,
-      method: req.method,
-      headers: {
-        accept: 'application/json',
-        ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(payload === undefined ? {} : { body: payload }),
-      headersTimeout: req.timeoutMs,
-      bodyTimeout: req.timeoutMs,
-      reset: req.fresh === true,
-    });
-    const body = Buffer.from(await res.body.arrayBuffer());
-    return { status: res.statusCode, headers: res.headers, body };
+    return await pending;
   } catch (error) {
     // The caller's own identity check (checkServerIdentity) surfaces as itself.
-    if (error instanceof TransportError || isMusterError(error)) throw error;
+    if (isMusterError(error)) throw error;
     throw classify(error);
   }
 }

@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import Type from 'typebox';
+import Value from 'typebox/value';
 import { pathExists, writeFileAtomic } from '../core/atomic-file.js';
 import type { Clock } from '../core/clock.js';
 import { DEFAULT_RENEW_GRACE_MS, iso } from '../core/duration.js';
@@ -66,7 +67,7 @@ export async function clearNodeFiles(layout: DataDirLayout): Promise<void> {
  */
 async function outOfCluster(layout: DataDirLayout, state: NodeState, clock: Clock): Promise<string> {
   const id = state.nodeId;
-  const left = await readJsonFile(layout.leftJson, LeftRecord, () => 'is not a left.json').catch(() => undefined);
+  const left = await readJsonFile(layout.leftJson, (value) => Value.Check(LeftRecord, value), () => 'is not a left.json').catch(() => undefined);
   if (left?.nodeId === id && left.how !== 'leaving') return `it left the cluster at ${left.at}`;
   const aside = `join into another --data-dir, or move ${layout.dataDir} aside`;
   const keyStore = new KeyStore(layout);
@@ -148,6 +149,6 @@ export async function unmarkLeaving(layout: DataDirLayout): Promise<void> {
 
 /** Whether node `nodeId` left (or is leaving) with `muster leave`, rather than being removed by an admin. */
 export async function hasLeft(layout: DataDirLayout, nodeId: string): Promise<boolean> {
-  const left = await readJsonFile(layout.leftJson, LeftRecord, () => 'is not a left.json').catch(() => undefined);
+  const left = await readJsonFile(layout.leftJson, (value) => Value.Check(LeftRecord, value), () => 'is not a left.json').catch(() => undefined);
   return left?.nodeId === nodeId;
 }

@@ -7,14 +7,13 @@
  * presents its own certificate, so a cfssl behind mutual TLS accepts it.
  */
 import { X509Certificate, createHmac } from 'node:crypto';
-import type { Dispatcher } from 'undici';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ROLE_OU } from '../core/roles.js';
 import { isIssuedBy } from '../pki/peer.js';
 import { spkiDer } from '../pki/keys.js';
 import { subjectAltNames, type IssuedCertificate } from '../pki/issue.js';
-import { TransportError, createDispatcher, send } from '../api/transport.js';
+import { TransportError, createDispatcher, send, type Dispatcher } from '../api/transport.js';
 import type { SignRequest, Signer } from './signer.js';
 
 /** How long one CA gets to answer. */

@@ -3,9 +3,19 @@
  * original bytes, so parsed structures are sliced, never re-encoded before a
  * verification), and builders over node-forge's ASN.1 module.
  */
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type Forge from 'node-forge';
 
-const { asn1 } = forge;
+let loaded: typeof Forge | undefined;
+/**
+ * node-forge, loaded on first use: reading PEM and walking DER need none of
+ * it, and loading it was a tenth of a client command's start-up (issue 29).
+ * Synchronous (forge is CommonJS), so the builders stay synchronous.
+ */
+function forge(): typeof Forge {
+  loaded ??= createRequire(import.meta.url)('node-forge') as typeof Forge;
+  return loaded;
+}
 
 /** ASN.1 universal tags used here. */
 export const TAG = {
@@ -174,7 +184,7 @@ export function contentOf(buf: Buffer, tlv: Tlv): Buffer {
 
 /** Decodes an OID element's content (X.690 §8.19). */
 export function decodeOid(content: Buffer): string {
-  return asn1.derToOid(forge.util.createBuffer(content.toString('binary')));
+  return forge().asn1.derToOid(forge().util.createBuffer(content.toString('binary')));
 }
 
 /** A PEM block's label and DER bytes. */
@@ -230,7 +240,7 @@ const oidCache = new Map<string, Buffer>();
 export const oid = (id: string): Buffer => {
   let der = oidCache.get(id);
   if (der === undefined) {
-    der = tlv(TAG.OID, Buffer.from(asn1.oidToDer(id).getBytes(), 'binary'));
+    der = tlv(TAG.OID, Buffer.from(forge().asn1.oidToDer(id).getBytes(), 'binary'));
     oidCache.set(id, der);
   }
   return der;
@@ -243,7 +253,7 @@ export const uint = (bytes: Uint8Array): Buffer => {
   return (trimmed[0] ?? 0) & 0x80 ? tlv(TAG.INTEGER, Buffer.of(0), trimmed) : tlv(TAG.INTEGER, trimmed);
 };
 /** INTEGER from a small non-negative number. */
-export const smallInt = (n: number): Buffer => tlv(TAG.INTEGER, Buffer.from(asn1.integerToDer(n).getBytes(), 'binary'));
+export const smallInt = (n: number): Buffer => tlv(TAG.INTEGER, Buffer.from(forge().asn1.integerToDer(n).getBytes(), 'binary'));
 /** BOOLEAN TRUE. */
 export const TRUE: Buffer = Buffer.of(0x01, 0x01, 0xff);
 /** NULL. */
@@ -264,6 +274,6 @@ export const implicitConstructed = (n: number, items: Uint8Array[]): Buffer => t
 export const time = (ms: number): Buffer => {
   const date = new Date(Math.floor(ms / 1000) * 1000);
   return date.getUTCFullYear() < 2050
-    ? tlv(0x17, Buffer.from(asn1.dateToUtcTime(date), 'ascii'))
-    : tlv(0x18, Buffer.from(asn1.dateToGeneralizedTime(date), 'ascii'));
+    ? tlv(0x17, Buffer.from(forge().asn1.dateToUtcTime(date), 'ascii'))
+    : tlv(0x18, Buffer.from(forge().asn1.dateToGeneralizedTime(date), 'ascii'));
 };

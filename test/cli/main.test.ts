@@ -181,3 +181,27 @@ describe('a reader of standard output that goes away', () => {
     expect((await runMuster(['node', 'ls', '-q', '--data-dir', managerDir])).code).toBe(0);
   });
 });
+
+describe('what a client command loads (issue 29: node ls within 3× a bare node)', () => {
+  // Lists every package module the child loads on stderr: ES modules through a load hook (it runs on the
+  // hooks thread, hence writeSync on fd 2), CommonJS ones from the require cache as the process exits.
+  const probe = scratch.write(
+    'loaded-modules.mjs',
+    [
+      "import { createRequire, register } from 'node:module';",
+      "import { writeSync } from 'node:fs';",
+      "const hook = `import { writeSync } from 'node:fs'; export async function load(url, context, next) { writeSync(2, 'muster-test: loads ' + url + '\\\\n'); return next(url, context); }`;",
+      "register('data:text/javascript,' + encodeURIComponent(hook));",
+      "process.on('exit', () => { for (const file of Object.keys(createRequire(import.meta.url).cache)) writeSync(2, 'muster-test: loads ' + file + '\\n'); });",
+    ].join('\n'),
+  );
+
+  it('node ls loads no TypeBox, undici, node-forge or fastify: they were most of its start-up', { timeout: 60_000 }, async () => {
+    const run = await runMuster(['node', 'ls', '-q', '--data-dir', managerDir], { env: { NODE_OPTIONS: `--import ${probe}` } });
+    expect(run.code, run.stderr).toBe(0);
+    const packages = new Set([...run.stderr.matchAll(/^muster-test: loads .*\/node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)].map((m) => m[1]!));
+    // The probe sees what is loaded: commander always is.
+    expect(packages).toContain('commander');
+    expect([...packages].filter((name) => /^(typebox|@sinclair\/typebox|undici|node-forge|fastify|@fastify\/.*)$/.test(name))).toEqual([]);
+  });
+});

@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { MusterError } from '../../core/errors.js';
 import { ID_LENGTH } from '../../core/ids.js';
 import type { NodeRole } from '../../core/roles.js';
-import { NODES_PAGE, NodeView } from '../../api/schemas.js';
+import { NODES_PAGE } from '../../api/pages.js';
+import * as Plain from '../../api/plain-schemas.js';
+import type { NodeView } from '../../api/schemas.js';
 import { withConnection, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
 import { emit, formatHelp, listFields, listPrinter, pagedTablePrinter, parseListFormat, type ListFields, type ListPrinter } from '../list-format.js';
@@ -72,7 +74,7 @@ function nodeFields(now: number, selfId: () => string | undefined): ListFields<N
       LastSeen: { header: 'LAST SEEN', value: (n) => relativeTime(Date.parse(n.lastSeenAt), now) },
       Self: { header: 'SELF', value: (n) => n.id === selfId() },
     },
-    Object.keys(NodeView.properties),
+    Object.keys(Plain.NodeView.properties ?? {}),
   );
 }
 

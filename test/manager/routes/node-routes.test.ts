@@ -1,9 +1,8 @@
 /** GET /v1/nodes: the query is checked (inject), and the client pages through it over HTTPS. */
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Dispatcher } from 'undici';
 import { ApiClient } from '../../../src/api/client.js';
-import { createDispatcher, send } from '../../../src/api/transport.js';
+import { createDispatcher, send, type Dispatcher } from '../../../src/api/transport.js';
 import { MAX_SESSION_WAIT_S, SelfQuery } from '../../../src/api/schemas.js';
 import { Compile } from 'typebox/compile';
 import { buildApp, type MusterApp } from '../../../src/manager/app.js';
