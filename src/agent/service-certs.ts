@@ -32,11 +32,9 @@ import { generateNodeKey } from '../pki/keys.js';
 /** The file names each layout writes. */
 export type CertLayout = 'pem' | 'docker';
 
-/** How long a hook may run before it is killed (and counted as failed). */
-export const DEFAULT_HOOK_TIMEOUT_MS = 30_000;
+import { SERVICE_RETRY } from './service-defaults.js';
 
-/** Retries of a failed hook or issuance: from 5 s, doubling, at most 10 min apart. */
-export const SERVICE_RETRY: BackoffPolicy = { baseMs: 5_000, capMs: 600_000 };
+export { DEFAULT_HOOK_TIMEOUT_MS, SERVICE_RETRY } from './service-defaults.js';
 
 const Millis = Type.Integer({ minimum: 0 });
 

@@ -3,7 +3,7 @@
  * TERM, XDG_STATE_HOME) is read here and nowhere else, and parsed once.
  */
 import type { BackoffPolicy } from '../core/backoff.js';
-import { SERVICE_RETRY } from '../agent/service-certs.js';
+import { SERVICE_RETRY } from '../agent/service-defaults.js';
 import { LOG_FORMATS, type LogFormat } from './log-format.js';
 import { parseDuration } from '../core/duration.js';
 import { MusterError } from '../core/errors.js';

@@ -65,8 +65,11 @@ describe('service certificates', () => {
     expect(modeOf(join(out, 'server-key.pem'))).toBe(0o600);
     expect(modeOf(join(out, 'server-cert.pem'))).toBe(0o644);
     expect(modeOf(join(out, 'ca.pem'))).toBe(0o644);
-    // For now the daemon folder's ca.pem is the cluster's root bundle.
-    expect(readFileSync(join(out, 'ca.pem'), 'utf8')).toBe(readFileSync(root(), 'utf8'));
+    // A daemon folder's ca.pem is the admin anchor (API users only), not the cluster's roots.
+    const anchor = scratch.path('admin-anchor.pem');
+    expect((await runMuster(['ca', 'admin-anchor', '--out', anchor, '--data-dir', m])).code).toBe(0);
+    expect(readFileSync(join(out, 'ca.pem'), 'utf8')).toBe(readFileSync(anchor, 'utf8'));
+    expect(readFileSync(join(out, 'ca.pem'), 'utf8')).not.toBe(readFileSync(root(), 'utf8'));
     const cert = join(out, 'server-cert.pem');
     expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslserver', cert]).status).toBe(0);
     expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslclient', cert]).status).not.toBe(0);
