@@ -2,9 +2,10 @@
  * The nginx recipe of the README (issue 28, item 4), run with the real
  * programs: nginx serves a muster service certificate, asks API users for
  * theirs (ssl_verify_client) and reads the cluster's CRL (ssl_crl), which
- * the certificate's hook refreshes before it reloads nginx. A renewal of the
- * node rewrites the files, the hook runs, nginx serves the new certificate
- * and refuses an API user revoked meanwhile.
+ * the certificate's hook refreshes before it reloads nginx. Its client CA is
+ * the admin anchor: an API user passes, a worker's certificate does not. A
+ * renewal of the node rewrites the files, the hook runs, nginx serves the
+ * new certificate and refuses an API user revoked meanwhile.
  */
 import { X509Certificate } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -38,7 +39,7 @@ describe('recipe: nginx served with a service certificate, its CRL refreshed by 
   it('serves the certificate, admits an API user, and after a renewal serves the new one and refuses the user revoked meanwhile', { timeout: 120_000 }, async () => {
     const m = scratch.path('m');
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
-    const [, address] = (await manager.waitFor(/muster join --token SWMTKN-1-\S+ (127\.0\.0\.1:\d+)/)) as unknown as [string, string];
+    const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     const site = scratch.path('nginx');
     const tls = join(site, 'tls');
     const conf = join(site, 'nginx.conf');
@@ -48,7 +49,10 @@ describe('recipe: nginx served with a service certificate, its CRL refreshed by 
     expect(add.code, add.stderr).toBe(0);
     expect(add.stdout).toContain('The hook ran.');
 
-    nginx = await startNginx(site, { clientCa: join(tls, 'ca.crt'), crl: join(tls, 'crl.pem'), verifyDepth: 2 }, { cert: join(tls, 'nginx.crt'), key: join(tls, 'nginx.key') });
+    // The client CA is the admin anchor: API users' certificates chain to it (depth 1), nodes' do not.
+    const anchor = join(tls, 'admin-anchor.pem');
+    expect((await runMuster(['ca', 'admin-anchor', '--out', anchor, '--data-dir', m])).code).toBe(0);
+    nginx = await startNginx(site, { clientCa: anchor, crl: join(tls, 'crl.pem'), verifyDepth: 1 }, { cert: join(tls, 'nginx.crt'), key: join(tls, 'nginx.key') });
     expect(servedSerial(nginx.url, join(tls, 'ca.crt'))).toBe(new X509Certificate(await import('node:fs').then((fs) => fs.readFileSync(join(tls, 'nginx.crt')))).serialNumber);
 
     const alice = scratch.path('alice');
@@ -57,6 +61,13 @@ describe('recipe: nginx served with a service certificate, its CRL refreshed by 
     const admitted = await asAlice();
     expect(admitted.status).toBe(200);
     expect(admitted.body).toContain('CN=alice');
+    // A worker's certificate chains to the cluster root, not to the anchor: refused.
+    const w = scratch.path('w');
+    const worker = start(['join', address, '--data-dir', w], { MUSTER_TOKEN: token });
+    await worker.waitFor(/This node joined cluster/);
+    const asWorker = await curl(['--cacert', join(tls, 'ca.crt'), '--cert', join(w, 'certificates', 'node.crt'), '--key', join(w, 'certificates', 'node.key'), nginx.url]);
+    expect(asWorker.status).toBe(400);
+    expect(asWorker.body).toContain('The SSL certificate error');
 
     const before = servedSerial(nginx.url, join(tls, 'ca.crt'));
     expect((await runMuster(['ca', 'revoke-api-certificate', 'alice', '--data-dir', m])).code).toBe(0);
