@@ -241,6 +241,13 @@ export class Renewer {
       }
     } catch (error) {
       if (!this.running) return; // stopping: the poll was cut short on purpose
+      if (isMusterError(error, 'CERT_EXPIRED') && this.deps.clock.now() >= this.deps.current().notAfter) {
+        // Polls refuse an expired certificate, but a renewal may still take it within the grace (a node
+        // cut off through its whole window, at 5-minute lifetimes): the renewal says whether it is too late.
+        this.schedulePoll();
+        void this.renewNow('expired');
+        return;
+      }
       if (isMusterError(error) && FATAL_CODES.has(error.code)) {
         this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
         return;

@@ -167,6 +167,39 @@ describe('Renewer backoff', () => {
     await renewer.stop();
   });
 
+  it('a poll refused because the certificate expired hands over to a renewal (the grace may still admit it), and does not stop the node', async () => {
+    let renewalsDown = true;
+    let expiry = 0;
+    const now = { at: (): number => 0 };
+    const { clock, renewer, renewals, fatal, held } = harness({
+      seed: 6,
+      lifetime: 5 * 60_000,
+      fail: () => (renewalsDown ? new MusterError('MANAGER_UNREACHABLE') : undefined),
+      advice: () => {
+        if (now.at() >= expiry) throw new MusterError('CERT_EXPIRED');
+        return { renewNow: false };
+      },
+    });
+    now.at = () => clock.now();
+    expiry = held().notAfter;
+    renewer.start();
+    // Renewals cannot get through for the whole window and past the end; polls can, and are refused once it has expired.
+    while (clock.now() < expiry + 60_000) {
+      clock.advance(1_000);
+      await flush();
+    }
+    expect(fatal).toEqual([]);
+    expect(renewals.some((r) => r.reason === 'expired')).toBe(true);
+    renewalsDown = false;
+    for (let i = 0; i < 40 && held().notAfter <= clock.now(); i++) {
+      clock.advance(1_000);
+      await flush();
+    }
+    expect(held().notAfter).toBeGreaterThan(clock.now());
+    expect(fatal).toEqual([]);
+    await renewer.stop();
+  });
+
   it('stops plainly when the managers say the certificate expired beyond the grace', async () => {
     const { clock, renewer, fatal, logger } = harness({ seed: 3, fail: () => new MusterError('CERT_EXPIRED', 'the certificate expired on 2026-01-01T00:00:00.000Z, longer ago than the renewal grace') });
     renewer.start();
