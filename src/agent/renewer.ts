@@ -208,6 +208,18 @@ export class Renewer {
     return this.deps.clock.now() + delay;
   }
 
+  /**
+   * How long a session's long poll waits: the heartbeat, but no longer than
+   * until the scheduled renewal (at least a second, the shortest wait), so
+   * the renewal does not queue behind a parked poll on the node's one
+   * connection.
+   */
+  private sessionWaitMs(): number {
+    // Whole seconds, rounded down: the wait is sent in seconds, and must not end after the renewal.
+    const untilRenewal = Math.floor(((this.nextRenewalAt ?? Infinity) - this.deps.clock.now()) / 1000) * 1000;
+    return Math.max(SESSION_MIN_GAP_MS, Math.min(this.opts.pollMs, untilRenewal));
+  }
+
   /** Waits `ms` of the clock (a spread renewal); stop() ends it early. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -225,7 +237,7 @@ export class Renewer {
     if (!this.running) return;
     const started = this.deps.clock.now();
     try {
-      const advice = await this.deps.check(this.opts.session ? this.opts.pollMs : undefined);
+      const advice = await this.deps.check(this.opts.session ? this.sessionWaitMs() : undefined);
       if (!this.reachable) {
         this.reachable = true;
         this.deps.logger.info({}, 'a manager answers again');
