@@ -31,7 +31,7 @@
  * these machines, and not raisable without CAP_SYS_RESOURCE), so the sizes
  * stay below it; the default is 10,000 and 18,000.
  *
- *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off --cert-expiry 10m --rest SECONDS]
+ *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off --cert-expiry 10m --rest SECONDS --cpu-prof DIR]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -48,7 +48,7 @@ import { send as transportSend } from '../src/api/transport.js';
 import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' }, 'cert-expiry': { type: 'string' }, rest: { type: 'string', default: '60' } },
+  options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' }, 'cert-expiry': { type: 'string' }, rest: { type: 'string', default: '60' }, 'cpu-prof': { type: 'string' } },
 });
 /** --cert-expiry: the lifetime the manager issues; the nodes renew on it after the rest. */
 const LIFETIME_MS = values['cert-expiry'] === undefined ? undefined : parseCertExpiry(values['cert-expiry']);
@@ -267,7 +267,9 @@ const measured: Point[] = [];
 const TARGET_NODES = LIFETIME_MS === undefined ? 150_000 : 100_000;
 
 for (const [index, n] of SIZES.entries()) {
-  const manager = await startManagerProcess({ timeoutMs: 1_800_000, initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']] });
+  // --cpu-prof DIR: the manager writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
+  const manager = await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']] });
   const pid = manager.child.pid!;
   console.log(`— ${n} nodes —`);
   console.log(`joining ${n} nodes…`);
