@@ -15,31 +15,48 @@
  * same connections and answering each long poll after its wait, with no
  * work (scripts/lib/https-baseline.ts).
  *
+ * With `--cert-expiry DUR` (issue 31) the manager is founded with that
+ * expiry, and after the rest each node renews as the agent does: every
+ * 50–80% of the lifetime (the first at a uniformly random moment of the
+ * first 65%, so the steady rate N / 0.65 L holds from the start), the long
+ * poll's wait ending at the renewal, the renewal on the session's
+ * connection, then a new connection with the new certificate. The manager's
+ * CPU over that phase, less the rest's, is the renewal work: per renewal and
+ * per node per minute. The floors do the same in the same run: the bare
+ * server holding the same sessions, and the same server also doing the bare
+ * renewal crypto (CSR check + sign, muster's own code) for each renewal on
+ * the kept-alive connection. The cut-expiry and rm checks are skipped then.
+ *
  * Every process here may hold at most RLIMIT_NOFILE descriptors (20,000 on
  * these machines, and not raisable without CAP_SYS_RESOURCE), so the sizes
  * stay below it; the default is 10,000 and 18,000.
  *
- *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off]
+ *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off --cert-expiry 10m --rest SECONDS --cpu-prof DIR]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Client } from 'undici';
 import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKeySync } from '../src/pki/keys.js';
-import { spreadDelayMs, spreadWindowMs } from '../src/agent/renewer.js';
+import { DEFAULT_RENEWER_OPTIONS, spreadDelayMs, spreadWindowMs } from '../src/agent/renewer.js';
+import { parseCertExpiry } from '../src/core/duration.js';
 import { send as transportSend } from '../src/api/transport.js';
 import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
 
-const { values } = parseArgs({ options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' } } });
+const { values } = parseArgs({
+  options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' }, 'cert-expiry': { type: 'string' }, rest: { type: 'string', default: '60' }, 'cpu-prof': { type: 'string' } },
+});
+/** --cert-expiry: the lifetime the manager issues; the nodes renew on it after the rest. */
+const LIFETIME_MS = values['cert-expiry'] === undefined ? undefined : parseCertExpiry(values['cert-expiry']);
 const SIZES = values.nodes.split(',').map(Number);
 /** --spread N: every node's window, as MUSTER_RENEW_SPREAD sets it; by default the agents' own rule (spreadWindowMs), which follows the window a busy manager asks for. */
 const SPREAD_OVERRIDE_MS = values.spread === undefined ? undefined : Number(values.spread) * 1000;
 const WAIT_S = 30;
-const REST_MS = 60_000;
+const REST_MS = Number(values.rest) * 1000;
 const scratch = mkdtempSync(join(tmpdir(), 'muster-bench-idle-'));
 const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 // Every simulated node connects from 127.0.0.1: lift the per-source cap for the manager this script starts.
@@ -73,6 +90,26 @@ interface SimNode {
   renewedAt?: number;
   removedAt?: number;
   failures: number;
+  /** In the renewal phase: when this node renews next (ms since epoch). */
+  renewAt?: number;
+}
+
+/** A moment of the renewal window (50–80% of the lifetime, DESIGN §7), from now. */
+function nextRenewal(lifetimeMs: number): number {
+  const { windowStart, windowEnd } = DEFAULT_RENEWER_OPTIONS;
+  return Date.now() + Math.floor(lifetimeMs * (windowStart + (windowEnd - windowStart) * Math.random()));
+}
+
+/** The state the sessions share: stop, the cut-expiry renewals, and the steady renewals of --cert-expiry. */
+interface SessionState {
+  stopping: boolean;
+  renewing: boolean;
+  windowMs: number;
+  /** Renewals on schedule (--cert-expiry): the poll's wait ends at the node's renewAt. */
+  steady: boolean;
+  /** After a renewal, reconnect with the new certificate (muster: it is the identity; the floor keeps its connection). */
+  reconnect: boolean;
+  renewals: number;
 }
 
 function connect(address: string, rootPem: string, node: Pick<SimNode, 'certPem' | 'keyPem'>): Client {
@@ -91,14 +128,21 @@ async function request(client: Client, method: 'GET' | 'POST', path: string, bod
 }
 
 /** The long-poll loop of one node, until `stop()`. */
-function runSession(node: SimNode, address: string, rootPem: string, state: { stopping: boolean; renewing: boolean; windowMs: number }): Promise<void> {
+function runSession(node: SimNode, address: string, rootPem: string, state: SessionState): Promise<void> {
   node.client = connect(address, rootPem, node);
   node.polling = true;
   return (async () => {
     while (!state.stopping) {
+      if (state.steady && LIFETIME_MS !== undefined && node.renewAt !== undefined && Date.now() >= node.renewAt) {
+        await renewOnSchedule(node, address, rootPem, state, LIFETIME_MS);
+        continue;
+      }
+      // As the agent: the wait ends at the scheduled renewal (whole seconds, at least 1).
+      const untilRenewal = state.steady && node.renewAt !== undefined ? Math.floor((node.renewAt - Date.now()) / 1000) : WAIT_S;
+      const wait = Math.max(1, Math.min(WAIT_S, untilRenewal));
       let answer: { status: number; body: string };
       try {
-        answer = await request(node.client!, 'GET', `/v1/nodes/self?wait=${WAIT_S}`);
+        answer = await request(node.client!, 'GET', `/v1/nodes/self?wait=${wait}`);
       } catch (error) {
         if (state.stopping) return;
         failed(node, `poll: ${(error as { code?: string }).code ?? String(error).slice(0, 60)}`);
@@ -138,6 +182,51 @@ function runSession(node: SimNode, address: string, rootPem: string, state: { st
   })();
 }
 
+/** One scheduled renewal, as the agent makes it: a fresh key, POST /v1/renew on the session's connection, then (muster) a new connection with the new certificate. */
+async function renewOnSchedule(node: SimNode, address: string, rootPem: string, state: SessionState, lifetimeMs: number): Promise<void> {
+  const key = generateNodeKeySync();
+  const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch((error: unknown) => ({ status: 0, body: String(error) }));
+  if (renewed.status !== 200) {
+    failed(node, `renew: ${renewed.status} ${renewed.body.slice(0, 80)}`);
+    node.renewAt = Date.now() + 5_000;
+    return;
+  }
+  state.renewals += 1;
+  node.renewAt = nextRenewal(lifetimeMs);
+  if (!state.reconnect) return;
+  node.certPem = (JSON.parse(renewed.body) as { certificate: string }).certificate;
+  node.keyPem = key.privateKeyPem;
+  const old = node.client!;
+  node.client = connect(address, rootPem, node);
+  void old.close();
+}
+
+/**
+ * The renewal phase of --cert-expiry: each node's first renewal at a
+ * uniformly random moment of the first 65% of the lifetime (the steady
+ * rate from the start), then on schedule; after a warm-up, the CPU of
+ * `pid` over the rest period, less `idleMsPerMin`, is the renewal work.
+ */
+async function measureRenewals(label: string, pid: number, nodes: readonly SimNode[], state: SessionState, lifetimeMs: number, idleMsPerMin: number): Promise<{ renewalMsPerMin: number; perRenewalMs: number; perSecond: number }> {
+  for (const node of nodes) node.renewAt = Date.now() + Math.floor(Math.random() * 0.65 * lifetimeMs);
+  state.steady = true;
+  await sleep(WAIT_S * 1000); // every parked poll of the rest has ended; the waits now end at the renewals
+  const cpuBefore = cpuMs(pid);
+  const renewalsBefore = state.renewals;
+  const started = Date.now();
+  await sleep(REST_MS);
+  const elapsed = Date.now() - started;
+  const renewals = state.renewals - renewalsBefore;
+  const renewalMs = cpuMs(pid) - cpuBefore - (idleMsPerMin * elapsed) / 60_000;
+  const n = nodes.length;
+  const result = { renewalMsPerMin: (renewalMs * 60_000) / elapsed, perRenewalMs: renewalMs / Math.max(1, renewals), perSecond: (renewals * 1000) / elapsed };
+  console.log(
+    `${label.padEnd(28)} ${n} nodes: ${result.perSecond.toFixed(1)} renewals/s (expected ${(n / (0.65 * lifetimeMs / 1000)).toFixed(1)}); renewal work ${((result.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
+      `${result.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + result.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(pid).toFixed(0)} MiB`,
+  );
+  return result;
+}
+
 async function waitFor(what: string, check: () => boolean, limitMs: number): Promise<number> {
   const started = Date.now();
   while (!check()) {
@@ -162,14 +251,25 @@ async function measureRest(label: string, pid: number, n: number, rssBefore: num
 }
 
 console.log(runtimeLine());
-console.log(`long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores\n`);
+console.log(`long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores`);
+if (LIFETIME_MS !== undefined) console.log(`certificates of ${values['cert-expiry']}: each node renews every 50–80% of the lifetime; renewals measured over ${REST_MS / 1000} s after a ${WAIT_S} s warm-up`);
+console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
 
-/** The manager's CPU per minute of rest at each size, for the extrapolation at the end. */
-const measured: { n: number; cpuMsPerMin: number }[] = [];
-const TARGET_NODES = 150_000;
+/** CPU per minute at each size (ms), at rest and of the renewal work, for muster and the floors: the extrapolation at the end. */
+interface Point {
+  n: number;
+  cpuMsPerMin: number;
+  renewalMsPerMin: number;
+  floorMsPerMin?: number;
+  floorRenewalMsPerMin?: number;
+}
+const measured: Point[] = [];
+const TARGET_NODES = LIFETIME_MS === undefined ? 150_000 : 100_000;
 
 for (const [index, n] of SIZES.entries()) {
-  const manager = await startManagerProcess({ timeoutMs: 1_800_000 });
+  // --cpu-prof DIR: the manager writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
+  const manager = await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']] });
   const pid = manager.child.pid!;
   console.log(`— ${n} nodes —`);
   console.log(`joining ${n} nodes…`);
@@ -189,7 +289,7 @@ for (const [index, n] of SIZES.entries()) {
   console.log(`  joined in ${((Date.now() - joinStarted) / 1000).toFixed(1)} s`);
   await sleep(6_000); // the last-seen batch of the joins is written
   const rssBefore = rssMiB(pid);
-  const state = { stopping: false, renewing: false, windowMs: 0 };
+  const state: SessionState = { stopping: false, renewing: false, windowMs: 0, steady: false, reconnect: true, renewals: 0 };
   const sessions: Promise<void>[] = [];
   for (const [i, node] of nodes.entries()) {
     sessions.push(runSession(node, manager.address, manager.rootPem, state));
@@ -197,9 +297,15 @@ for (const [index, n] of SIZES.entries()) {
   }
   await sleep(WAIT_S * 1000 + 5_000); // every node has made its first long poll, and its second is parked
   const rest = await measureRest('muster', pid, n, rssBefore);
-  measured.push({ n, cpuMsPerMin: rest.cpuPerNodeMin * n });
+  const point: Point = { n, cpuMsPerMin: rest.cpuPerNodeMin * n, renewalMsPerMin: 0 };
+  measured.push(point);
+  let renewal: Awaited<ReturnType<typeof measureRenewals>> | undefined;
+  if (LIFETIME_MS !== undefined) {
+    renewal = await measureRenewals('muster renewals', pid, nodes, state, LIFETIME_MS, point.cpuMsPerMin);
+    point.renewalMsPerMin = renewal.renewalMsPerMin;
+  }
 
-  if (index === 0) {
+  if (index === 0 && LIFETIME_MS === undefined) {
     const admin = benchDispatcher({ rootPem: manager.rootPem, ...manager.adminTls });
     state.renewing = true;
     const cut = Date.now();
@@ -225,13 +331,13 @@ for (const [index, n] of SIZES.entries()) {
 
   if (values.floor !== 'off') {
     // The floor: the same connections, long-polling a bare node:https server.
-    const server = await startFloorServer(scratch);
+    const server = await startFloorServer(scratch, { signs: LIFETIME_MS !== undefined });
     const child = server.child;
     const port = server.address.split(':')[1]!;
     const ca = { certPem: server.rootPem };
     await sleep(1000);
     const floorRss = rssMiB(child.pid!);
-    const floorState = { stopping: false, renewing: false, windowMs: 0 };
+    const floorState: SessionState = { stopping: false, renewing: false, windowMs: 0, steady: false, reconnect: false, renewals: 0 };
     const floorNodes: SimNode[] = nodes.map(({ client: _client, ...node }) => ({ ...node, polling: false }));
     const floorSessions: Promise<void>[] = [];
     for (const [i, node] of floorNodes.entries()) {
@@ -241,6 +347,12 @@ for (const [index, n] of SIZES.entries()) {
     await sleep(WAIT_S * 1000 + 5_000);
     const floor = await measureRest('bare node:https floor', child.pid!, n, floorRss);
     console.log(`  muster / floor: CPU ${(rest.cpuPerNodeMin / floor.cpuPerNodeMin).toFixed(2)}×, RSS per node ${(rest.rssPerNodeKb / floor.rssPerNodeKb).toFixed(2)}×`);
+    point.floorMsPerMin = floor.cpuPerNodeMin * n;
+    if (LIFETIME_MS !== undefined && renewal !== undefined) {
+      const floorRenewal = await measureRenewals('floor + renewal crypto', child.pid!, floorNodes, floorState, LIFETIME_MS, point.floorMsPerMin);
+      point.floorRenewalMsPerMin = floorRenewal.renewalMsPerMin;
+      console.log(`  muster / floor per renewal: ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× (target <= 1.3; muster's includes the new TLS connection of the new certificate)`);
+    }
     floorState.stopping = true;
     await server.stop();
     await Promise.all(floorNodes.map((node) => node.client?.destroy().catch(() => undefined)));
@@ -251,8 +363,23 @@ for (const [index, n] of SIZES.entries()) {
 const [small, large] = [measured[0], measured.at(-1)];
 if (small !== undefined && large !== undefined && large.n > small.n) {
   // A straight line through the smallest and largest size: a fixed cost plus a cost per node.
-  const perNode = (large.cpuMsPerMin - small.cpuMsPerMin) / (large.n - small.n);
-  const cores = (small.cpuMsPerMin + perNode * (TARGET_NODES - small.n)) / 60_000;
-  console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes: ${TARGET_NODES.toLocaleString('en')} nodes at rest take ${cores.toFixed(2)} of a core (target <= 1)`);
+  const line = (at: (p: Point) => number | undefined): number | undefined => {
+    const a = at(small);
+    const b = at(large);
+    if (a === undefined || b === undefined) return undefined;
+    return (a + ((b - a) / (large.n - small.n)) * (TARGET_NODES - small.n)) / 60_000;
+  };
+  const target = TARGET_NODES.toLocaleString('en');
+  const idle = line((p) => p.cpuMsPerMin)!;
+  if (LIFETIME_MS === undefined) {
+    console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes: ${target} nodes at rest take ${idle.toFixed(2)} of a core (target <= 1)`);
+  } else {
+    const total = line((p) => p.cpuMsPerMin + p.renewalMsPerMin)!;
+    console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes, ${target} nodes on ${values['cert-expiry']} certificates (${(TARGET_NODES / (0.65 * LIFETIME_MS / 1000)).toFixed(0)} renewals/s):`);
+    console.log(`  muster: ${total.toFixed(2)} of a core (idle ${idle.toFixed(2)} + renewals ${(total - idle).toFixed(2)}; target <= 1)`);
+    const floorIdle = line((p) => p.floorMsPerMin);
+    const floorTotal = line((p) => (p.floorMsPerMin === undefined || p.floorRenewalMsPerMin === undefined ? undefined : p.floorMsPerMin + p.floorRenewalMsPerMin));
+    if (floorIdle !== undefined && floorTotal !== undefined) console.log(`  floor (bare node:https + renewal crypto): ${floorTotal.toFixed(2)} of a core (idle ${floorIdle.toFixed(2)} + renewals ${(floorTotal - floorIdle).toFixed(2)})`);
+  }
 }
 rmSync(scratch, { recursive: true, force: true });

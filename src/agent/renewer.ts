@@ -1,8 +1,9 @@
 /**
  * The renewer (DESIGN §7): renews the node certificate at a uniformly random
- * point between 50% and 80% of its lifetime, at once when the manager says
- * so, and retries failures with exponential backoff and full jitter (base
- * 5 s, cap 1 h) for as long as the certificate is valid. Time and chance are
+ * point between 50% and 80% of its lifetime (counted from its issue, not
+ * from the backdated NotBefore), at once when the manager says so, and
+ * retries failures with exponential backoff and full jitter (base 5 s, cap
+ * 1 h or a tenth of the lifetime) for as long as the certificate is valid. Time and chance are
  * injected, so tests drive it with a fake clock and never sleep.
  */
 import { backoffDelay } from '../core/backoff.js';
@@ -12,6 +13,7 @@ import type { Clock, TimerHandle } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
+import { issuedAt } from '../pki/issue.js';
 
 /** The validity of the certificate the node holds now. */
 export interface Validity {
@@ -29,6 +31,9 @@ export interface RenewAdvice {
 
 /** Reasons that reach every node at once (a shorter expiry, a root rotation): renewals are spread over a window. */
 const CLUSTER_WIDE_REASONS: ReadonlySet<string> = new Set(['cert-expiry', 'ca-rotation']);
+
+/** The retry backoff's ceiling never drops below this, however short the certificate (or unknown its issue). */
+const MIN_BACKOFF_CAP_MS = 30_000;
 
 /** In a session, polls start at least this far apart (an early answer is followed by a pause, never a tight loop). */
 const SESSION_MIN_GAP_MS = 1_000;
@@ -125,6 +130,8 @@ export class Renewer {
   private failures = 0;
   /** Whether the last poll reached a manager; a change either way is logged once. */
   private reachable = true;
+  /** The lifetime (from its issue) of the certificate last scheduled: it bounds the retry backoff. */
+  private lifetimeMs: number | undefined;
   /** When the next renewal is due (ms since epoch), for status output and tests. */
   nextRenewalAt: number | undefined;
 
@@ -132,16 +139,25 @@ export class Renewer {
     this.opts = { ...DEFAULT_RENEWER_OPTIONS, ...deps.options };
   }
 
-  /** Picks a moment in the renewal window of `validity`. */
+  /** Picks a moment in the renewal window of `validity`, counted from when it was issued (see issuedAt). */
   pickRenewalTime(validity: Validity): number {
-    const lifetime = validity.notAfter - validity.notBefore;
+    const origin = issuedAt(validity, this.deps.clock.now());
+    const lifetime = Math.max(0, validity.notAfter - origin);
+    this.lifetimeMs = lifetime;
     const fraction = this.opts.windowStart + (this.opts.windowEnd - this.opts.windowStart) * this.deps.random.float();
-    return validity.notBefore + Math.floor(lifetime * fraction);
+    return origin + Math.floor(lifetime * fraction);
   }
 
-  /** The delay before retry number `failures` (1-based): full jitter over an exponential ceiling. */
+  /**
+   * The delay before retry number `failures` (1-based): full jitter over an
+   * exponential ceiling. The ceiling is at most a tenth of the lifetime of
+   * the certificate last scheduled (never under 30 s): a 5-minute certificate
+   * retries within 30 s, not within the hour a 90-day one may wait.
+   */
   backoffDelay(failures: number): number {
-    return backoffDelay({ baseMs: this.opts.backoffBaseMs, capMs: this.opts.backoffCapMs }, failures, this.deps.random);
+    const share = this.lifetimeMs === undefined ? this.opts.backoffCapMs : Math.max(MIN_BACKOFF_CAP_MS, Math.floor(this.lifetimeMs / 10));
+    const capMs = Math.max(this.opts.backoffBaseMs, Math.min(this.opts.backoffCapMs, share));
+    return backoffDelay({ baseMs: this.opts.backoffBaseMs, capMs }, failures, this.deps.random);
   }
 
   /** Starts the schedule and the polling. */
@@ -192,6 +208,18 @@ export class Renewer {
     return this.deps.clock.now() + delay;
   }
 
+  /**
+   * How long a session's long poll waits: the heartbeat, but no longer than
+   * until the scheduled renewal (at least a second, the shortest wait), so
+   * the renewal does not queue behind a parked poll on the node's one
+   * connection.
+   */
+  private sessionWaitMs(): number {
+    // Whole seconds, rounded down: the wait is sent in seconds, and must not end after the renewal.
+    const untilRenewal = Math.floor(((this.nextRenewalAt ?? Infinity) - this.deps.clock.now()) / 1000) * 1000;
+    return Math.max(SESSION_MIN_GAP_MS, Math.min(this.opts.pollMs, untilRenewal));
+  }
+
   /** Waits `ms` of the clock (a spread renewal); stop() ends it early. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -209,7 +237,7 @@ export class Renewer {
     if (!this.running) return;
     const started = this.deps.clock.now();
     try {
-      const advice = await this.deps.check(this.opts.session ? this.opts.pollMs : undefined);
+      const advice = await this.deps.check(this.opts.session ? this.sessionWaitMs() : undefined);
       if (!this.reachable) {
         this.reachable = true;
         this.deps.logger.info({}, 'a manager answers again');
@@ -225,6 +253,13 @@ export class Renewer {
       }
     } catch (error) {
       if (!this.running) return; // stopping: the poll was cut short on purpose
+      if (isMusterError(error, 'CERT_EXPIRED') && this.deps.clock.now() >= this.deps.current().notAfter) {
+        // Polls refuse an expired certificate, but a renewal may still take it within the grace (a node
+        // cut off through its whole window, at 5-minute lifetimes): the renewal says whether it is too late.
+        this.schedulePoll();
+        void this.renewNow('expired');
+        return;
+      }
       if (isMusterError(error) && FATAL_CODES.has(error.code)) {
         this.fatal(error.code === 'NODE_REMOVED' ? 'removed' : 'expired', error.message);
         return;

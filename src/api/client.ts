@@ -71,6 +71,13 @@ export interface ClientOptions {
   fresh?: boolean;
   /** Serials on the cluster's CRL as this client last fetched it: a manager presenting one is refused. */
   revoked?: () => ReadonlySet<string> | undefined;
+  /**
+   * Connections kept per manager (default 8). A node in session uses 1: every
+   * request it makes (long polls, CRL fetches, renewals) waits its turn on the
+   * one kept-alive connection instead of opening another with a full TLS
+   * handshake (issue 31).
+   */
+  connections?: number;
   /** Talk to the manager on this host over its local socket (plain HTTP; the socket's folder is the guard) instead of `managers`. */
   socketPath?: string;
 }
@@ -203,6 +210,7 @@ export class ApiClient {
     }
     if (tls.rootPem === undefined) throw new MusterError('INTERNAL', 'ApiClient: a pinned root is required');
     this.dispatcher ??= createDispatcher({
+      ...(this.options.connections === undefined ? {} : { connections: this.options.connections }),
       tls: {
         ca: tls.rootPem,
         checkServerIdentity: (host: string, cert: PeerCertificate) => this.checkManager(host, cert),

@@ -468,7 +468,7 @@ export const UserRequest = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: LIMITS.userName, pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]*$' }),
     csr: Type.String({ maxLength: 32 * 1024 }),
-    /** Lifetime of the certificate (at least 1h); the cluster's certificate expiry when absent. */
+    /** Lifetime of the certificate (at least 5m); the cluster's certificate expiry when absent. */
     expiry: Type.Optional(Type.String({ maxLength: 32 })),
   },
   { additionalProperties: false },

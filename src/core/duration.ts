@@ -12,8 +12,12 @@ const UNIT_MS: Readonly<Record<string, number>> = {
   d: 86_400_000,
 };
 
-/** The shortest certificate lifetime muster issues. */
-export const MIN_CERT_EXPIRY_MS = 3_600_000;
+/**
+ * The shortest certificate lifetime muster issues (issue 31): 5 minutes. A
+ * renewal lands 2.5 to 4 minutes in, leaving a minute for retries; shorter
+ * lifetimes leave no room for one failed attempt.
+ */
+export const MIN_CERT_EXPIRY_MS = 5 * 60_000;
 /** The default certificate lifetime: 90 days, like Swarm. */
 export const DEFAULT_CERT_EXPIRY_MS = 90 * 86_400_000;
 /** How long after expiry a node that was not removed may still renew (DESIGN §11). */
@@ -38,11 +42,11 @@ export function parseDuration(text: unknown): number {
   return Math.round(total);
 }
 
-/** Parses a certificate expiry: a duration of at least 1h, never silently raised. */
+/** Parses a certificate expiry: a duration of at least 5m, never silently raised. */
 export function parseCertExpiry(text: unknown): number {
   const ms = parseDuration(text);
   if (ms < MIN_CERT_EXPIRY_MS) {
-    throw new MusterError('CERT_EXPIRY_TOO_SHORT', `certificate expiry ${formatDuration(ms)} is below the minimum of 1h`);
+    throw new MusterError('CERT_EXPIRY_TOO_SHORT', `certificate expiry ${formatDuration(ms)} is below the minimum of ${formatDuration(MIN_CERT_EXPIRY_MS)}`);
   }
   return ms;
 }

@@ -34,7 +34,7 @@ export const ERROR_CATALOGUE = {
   // Usage and configuration.
   USAGE: spec(400, 2, 'invalid usage', 'run the command with --help'),
   DURATION_INVALID: spec(400, 2, 'invalid duration', "write durations like '90m', '1h', '2160h' or '90d'"),
-  CERT_EXPIRY_TOO_SHORT: spec(400, 2, 'certificate expiry is below the minimum of 1h', 'use --cert-expiry 1h or longer'),
+  CERT_EXPIRY_TOO_SHORT: spec(400, 2, 'certificate expiry is below the minimum of 5m', 'use --cert-expiry 5m or longer'),
   ADDRESS_INVALID: spec(400, 2, 'invalid address', "write addresses as HOST:PORT, e.g. '127.0.0.1:4377'"),
   ADDRESS_IN_USE: spec(409, 1, 'the address is already in use', 'pick another --listen-addr, or stop the process holding the port'),
   CLUSTER_EXISTS: spec(409, 1, 'the data dir already holds a cluster', "restart it with 'muster run --data-dir DIR', or pick another --data-dir"),

@@ -19,7 +19,7 @@ import type { CertRole, NodeRole } from '../core/roles.js';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { MIN_CERT_EXPIRY_MS, iso, parseCertExpiry } from '../core/duration.js';
 import { parseCsr, type ParsedCsr } from '../pki/csr.js';
-import { LEAF_BACKDATE_MS, type IssuedCertificate } from '../pki/issue.js';
+import { LEAF_BACKDATE_MS, issuedAt, type IssuedCertificate } from '../pki/issue.js';
 import type { AdminCa } from './admin-ca.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
@@ -145,6 +145,12 @@ function defaultMemberAddrs(managerAddr: string | undefined): MemberAddrs | unde
   if (managerAddr === undefined) return undefined;
   const { host } = parseHostPort(managerAddr);
   return { clientAddr: formatHostPort({ host, port: ETCD_CLIENT_PORT }), peerAddr: formatHostPort({ host, port: ETCD_PEER_PORT }) };
+}
+
+/** The earliest moment a node renews `certificate` (the start of the 50–80% window, DESIGN §7), counted from its issue. */
+function renewAfterOf(certificate: IssuedCertificate, now: number): number {
+  const issued = issuedAt(certificate, now);
+  return issued + Math.floor((certificate.notAfter - issued) / 2);
 }
 
 /** Issues and renews the cluster's certificates. */
@@ -631,7 +637,8 @@ export class CaServer {
       certificate: certificate.certPem,
       rootCA: state.trust.bundlePem,
       notAfter: iso(certificate.notAfter),
-      renewAfter: iso(certificate.notBefore + Math.floor((certificate.notAfter - certificate.notBefore) / 2)),
+      // Half-way through the span from the issue, not from the backdated NotBefore (a 5-minute certificate's would be in the past).
+      renewAfter: iso(renewAfterOf(certificate, this.deps.clock.now())),
       managers: await membership.addresses(),
     };
     if (state.trust.crossSigned.length > 0) response.crossSigned = state.trust.crossSigned.join('');

@@ -81,7 +81,7 @@ export class Settings {
     return issued === undefined ? undefined : formatDuration(Math.round((issued.notAfter - issued.notBefore) / 60_000) * 60_000);
   }
 
-  /** Changes the certificate expiry (>= 1h; it applies from the next signing) and/or the external CA list. */
+  /** Changes the certificate expiry (>= 5m; it applies from the next signing) and/or the external CA list. */
   async updateCluster(patch: ClusterPatch, caller?: Caller): Promise<ClusterView> {
     const { state, store, logger, dataKeys } = this.deps;
     if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry, externalCAs and/or autolock');

@@ -18,6 +18,19 @@ import { buildName } from './name.js';
 /** Node certificates are backdated an hour to absorb clock skew between nodes. */
 export const LEAF_BACKDATE_MS = 60 * 60 * 1000;
 
+/**
+ * When a node certificate was issued, as renewal windows count it (issue
+ * 31): NotBefore is backdated an hour, which is most of a 5-minute
+ * certificate's span; counted from NotBefore its whole renewal window would
+ * lie in the past and the node would renew in a loop. So the issue moment is
+ * NotBefore plus the backdate, but never later than `now` (a certificate just
+ * received was issued by now; a signer that backdates less, such as cfssl,
+ * then counts from the moment it is looked at) and never before NotBefore.
+ */
+export function issuedAt(validity: { notBefore: number }, now: number): number {
+  return Math.max(validity.notBefore, Math.min(validity.notBefore + LEAF_BACKDATE_MS, now));
+}
+
 /** What to issue: the manager's choices plus the key from a verified CSR. */
 export interface IssueRequest {
   ca: SigningCa;

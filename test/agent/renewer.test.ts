@@ -42,16 +42,31 @@ function harness(opts: { lifetime?: number; fail?: () => Error | undefined; advi
 }
 
 describe('Renewer schedule', () => {
-  it('lands every draw inside 50–80% of the lifetime', () => {
-    const { renewer } = harness({ seed: 7 });
-    const validity = { notBefore: 1_000_000, notAfter: 1_000_000 + 90 * 24 * HOUR };
-    const fractions = Array.from({ length: 5000 }, () => (renewer.pickRenewalTime(validity) - validity.notBefore) / (90 * 24 * HOUR));
+  it('lands every draw inside 50–80% of the lifetime (counted from the issue, not the backdated NotBefore)', () => {
+    const { renewer, clock } = harness({ seed: 7 });
+    const issued = clock.now();
+    const validity = { notBefore: issued - HOUR, notAfter: issued + 90 * 24 * HOUR };
+    const fractions = Array.from({ length: 5000 }, () => (renewer.pickRenewalTime(validity) - issued) / (90 * 24 * HOUR));
     expect(Math.min(...fractions)).toBeGreaterThanOrEqual(0.5);
     expect(Math.max(...fractions)).toBeLessThanOrEqual(0.8);
     // Spread over the window, not bunched: each tenth of it gets a share.
     const buckets = Array<number>(10).fill(0);
     for (const f of fractions) buckets[Math.min(9, Math.floor(((f - 0.5) / 0.3) * 10))]! += 1;
     for (const count of buckets) expect(count).toBeGreaterThan(350);
+  });
+
+  it('schedules a 5-minute certificate (backdated an hour) 2.5 to 4 minutes after its issue, also when the node starts later with it', () => {
+    const { renewer, clock } = harness({ seed: 9 });
+    const issued = clock.now();
+    const validity = { notBefore: issued - HOUR, notAfter: issued + 5 * 60_000 };
+    const draws = Array.from({ length: 2000 }, () => renewer.pickRenewalTime(validity) - issued);
+    expect(Math.min(...draws)).toBeGreaterThanOrEqual(150_000);
+    expect(Math.max(...draws)).toBeLessThanOrEqual(240_000);
+    // A node that restarts a minute later with the same certificate keeps the same window.
+    clock.advance(60_000);
+    const later = Array.from({ length: 2000 }, () => renewer.pickRenewalTime(validity) - issued);
+    expect(Math.min(...later)).toBeGreaterThanOrEqual(150_000);
+    expect(Math.max(...later)).toBeLessThanOrEqual(240_000);
   });
 
   it('renews when the clock reaches the picked moment, and not before', async () => {
@@ -100,6 +115,14 @@ describe('Renewer backoff', () => {
     expect(maxOf(40)).toBeGreaterThan(0.9 * HOUR);
   });
 
+  it('caps the backoff at a tenth of a short lifetime (30 s for 5-minute certificates), so a missed window is retried within the certificate', () => {
+    const { renewer, clock } = harness({ seed: 12 });
+    renewer.pickRenewalTime({ notBefore: clock.now() - HOUR, notAfter: clock.now() + 5 * 60_000 });
+    const delays = Array.from({ length: 400 }, () => renewer.backoffDelay(40));
+    expect(Math.max(...delays)).toBeLessThanOrEqual(30_000);
+    expect(Math.max(...delays)).toBeGreaterThan(25_000);
+  });
+
   it('retries after failures until the manager is back, then renews', async () => {
     let down = true;
     const { clock, renewer, renewals, logger, held } = harness({ seed: 5, lifetime: 24 * HOUR, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
@@ -126,7 +149,7 @@ describe('Renewer backoff', () => {
 
   it('keeps trying past expiry while the managers are down (they accept the expired key within the grace), without a tight loop', async () => {
     let down = true;
-    const { clock, renewer, renewals, fatal, held } = harness({ seed: 2, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
+    const { clock, renewer, renewals, fatal, held } = harness({ seed: 2, lifetime: 24 * HOUR, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
     const expiry = held().notAfter;
     renewer.start();
     for (let i = 0; i < 200 && clock.now() < expiry + 6 * HOUR; i++) {
@@ -141,6 +164,39 @@ describe('Renewer backoff', () => {
     clock.advance(renewer.nextRenewalAt! - clock.now());
     await flush();
     expect(held().notAfter).toBeGreaterThan(clock.now());
+    await renewer.stop();
+  });
+
+  it('a poll refused because the certificate expired hands over to a renewal (the grace may still admit it), and does not stop the node', async () => {
+    let renewalsDown = true;
+    let expiry = 0;
+    const now = { at: (): number => 0 };
+    const { clock, renewer, renewals, fatal, held } = harness({
+      seed: 6,
+      lifetime: 5 * 60_000,
+      fail: () => (renewalsDown ? new MusterError('MANAGER_UNREACHABLE') : undefined),
+      advice: () => {
+        if (now.at() >= expiry) throw new MusterError('CERT_EXPIRED');
+        return { renewNow: false };
+      },
+    });
+    now.at = () => clock.now();
+    expiry = held().notAfter;
+    renewer.start();
+    // Renewals cannot get through for the whole window and past the end; polls can, and are refused once it has expired.
+    while (clock.now() < expiry + 60_000) {
+      clock.advance(1_000);
+      await flush();
+    }
+    expect(fatal).toEqual([]);
+    expect(renewals.some((r) => r.reason === 'expired')).toBe(true);
+    renewalsDown = false;
+    for (let i = 0; i < 40 && held().notAfter <= clock.now(); i++) {
+      clock.advance(1_000);
+      await flush();
+    }
+    expect(held().notAfter).toBeGreaterThan(clock.now());
+    expect(fatal).toEqual([]);
     await renewer.stop();
   });
 

@@ -28,7 +28,7 @@ describe('output', () => {
   it('prints error: and hint: lines, coloured on a TTY only, and returns the exit code', () => {
     const plain = new Sink(false);
     expect(printError({ stdout: new Sink(false), stderr: plain }, new MusterError('CERT_EXPIRY_TOO_SHORT'), false)).toBe(2);
-    expect(plain.text).toBe('error: certificate expiry is below the minimum of 1h\nhint: use --cert-expiry 1h or longer\n');
+    expect(plain.text).toBe('error: certificate expiry is below the minimum of 5m\nhint: use --cert-expiry 5m or longer\n');
     const tty = new Sink(true);
     expect(printError({ stdout: new Sink(true), stderr: tty }, new MusterError('NODE_REMOVED'), true)).toBe(1);
     expect(tty.text).toBe("\u001b[31merror:\u001b[0m this node has been removed from the cluster\n\u001b[33mhint:\u001b[0m clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both\n");

@@ -55,11 +55,15 @@ describe('parseDuration', () => {
 });
 
 describe('parseCertExpiry', () => {
-  it('accepts 1h and up, refuses less with its own code, never falls back', () => {
-    expect(parseCertExpiry('1h')).toBe(MIN_CERT_EXPIRY_MS);
+  it('accepts 5m and up (issue 31), refuses less with its own code, never falls back', () => {
+    expect(parseCertExpiry('5m')).toBe(MIN_CERT_EXPIRY_MS);
+    expect(MIN_CERT_EXPIRY_MS).toBe(5 * 60_000);
+    expect(parseCertExpiry('300s')).toBe(MIN_CERT_EXPIRY_MS);
+    expect(parseCertExpiry('59m')).toBe(59 * 60_000);
     expect(parseCertExpiry('2160h')).toBe(DEFAULT_CERT_EXPIRY_MS);
-    expect(() => parseCertExpiry('59m')).toThrow(expect.objectContaining({ code: 'CERT_EXPIRY_TOO_SHORT', exitCode: 2 }));
-    expect(() => parseCertExpiry('59m')).toThrow('certificate expiry 59m is below the minimum of 1h');
+    expect(() => parseCertExpiry('4m59s')).toThrow(expect.objectContaining({ code: 'CERT_EXPIRY_TOO_SHORT', exitCode: 2, statusCode: 400 }));
+    expect(() => parseCertExpiry('4m59s')).toThrow('certificate expiry 4m59s is below the minimum of 5m');
+    expect(() => parseCertExpiry('1m')).toThrow(expect.objectContaining({ code: 'CERT_EXPIRY_TOO_SHORT' }));
     expect(() => parseCertExpiry('1')).toThrow(expect.objectContaining({ code: 'DURATION_INVALID' }));
   });
 

@@ -270,7 +270,7 @@ function initOptions(command: Command): Command {
     .option('--data-dir <dir>', 'where the cluster state goes')
     .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
     .option('--advertise-addr <host[:port]>', "address nodes use to reach this manager (default: the listen host, or the default route's address when listening on all interfaces)")
-    .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 1h)", '2160h')
+    .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 5m)", '2160h')
     .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
     .option('--ca-key <file>', 'the private key of --ca-cert')
     .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])

@@ -52,7 +52,7 @@ export function registerUpdate(program: Command, ctx: CliContext, done: Done): v
     program
       .command('update')
       .description('change cluster settings')
-      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 1h)")
+      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '720h', '90d' (minimum 5m)")
       .option('--external-ca <spec>', 'replace the external CA list (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
       .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
       .option('--autolock <true|false>', "encrypt the managers' keys at rest under an unlock key ('muster unlock' after each restart), or stop"),
