@@ -16,6 +16,7 @@ import { faked, runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js'
 import { curl } from '../helpers/curl.js';
 import { startEtcd } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { waitUntil } from '../helpers/processes.js';
 import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-ops-');
@@ -296,6 +297,8 @@ describe('one daemon per data dir, and join --force only over a node that is out
     const wDir = scratch.path('lock-w');
     const w = await joinWorker(wDir, m.token, m.address);
     const id = nodeJson(wDir).nodeId;
+    // The running node opens its agent socket (muster cert …) once it runs: the files are what they stay from then on.
+    await waitUntil('the worker to open its agent socket', () => existsSync(join(wDir, 'agent.sock')));
     const before = hashes(wDir);
     const second = start(['run', '--data-dir', wDir]); // tracked: killed after the file if it were to run
     expect(await second.exit).toBe(1);
