@@ -4,11 +4,11 @@
  * service certificates. Plain HTTP with JSON bodies, as docker.sock; only
  * the data dir's owner can open it, and whoever can acts as this node.
  */
-import { chmod, lstat, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Type from 'typebox';
 import Value from 'typebox/value';
 import { MusterError, isMusterError } from '../core/errors.js';
+import { listenOnSocket } from '../core/local-socket.js';
 import type { Logger } from '../core/logger.js';
 import { normaliseSan, isServiceName } from '../core/san-pattern.js';
 import { DEFAULT_HOOK_TIMEOUT_MS, resolveOwner, type ServiceCertificates, type ServiceStatus } from './service-certs.js';
@@ -91,8 +91,6 @@ export async function serveAgentSocket(path: string, deps: { services: ServiceCe
     response.writeHead(status, { 'content-type': 'application/json' });
     response.end(JSON.stringify(body));
   };
-  const stale = await lstat(path).catch(() => undefined);
-  if (stale?.isSocket() === true) await rm(path, { force: true });
   const server = createServer((request, response) => {
     handle(request).then(
       (body) => answer(response, 200, body),
@@ -103,16 +101,5 @@ export async function serveAgentSocket(path: string, deps: { services: ServiceCe
       },
     );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  await chmod(path, 0o600);
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOnSocket(server, path);
 }

@@ -6,7 +6,6 @@
  * validate, call the service, and return.
  */
 import { X509Certificate, constants } from 'node:crypto';
-import { chmod, lstat, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -14,6 +13,7 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../core/errors.js';
+import { listenOnSocket } from '../core/local-socket.js';
 import swagger from '@fastify/swagger';
 import { LIMITS, ROUTES } from '../api/schemas.js';
 import { MUSTER_VERSION } from '../core/version.js';
@@ -271,22 +271,9 @@ export async function serveLocalSocket(
   path: string,
   mark: (socket: Socket) => void = (socket) => localSockets.add(socket),
 ): Promise<{ close(): Promise<void> }> {
-  const stale = await lstat(path).catch(() => undefined);
-  if (stale?.isSocket() === true) await rm(path, { force: true });
   const server = createHttpServer((req, res) => app.routing(req, res));
   server.on('connection', mark);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  await chmod(path, 0o600);
-  return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOnSocket(server, path);
 }
 
 /** The routes each app registered, with what they declared (the route audit reads them). */

@@ -8,9 +8,10 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
+import { watchDaemon, waitListening } from './daemon.js';
 import { freePort } from './etcd.js';
+import { slow } from './slowdown.js';
 
 /** Debian's dockerd and the docker CLI. */
 export const DOCKERD = '/usr/sbin/dockerd';
@@ -59,36 +60,14 @@ export async function startDockerd(dir: string, tls: DockerdTls): Promise<Docker
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  let log = '';
-  child.stdout.on('data', (d: Buffer) => (log += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => (log += d.toString('utf8')));
-  const exit = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const daemon = watchDaemon(child, 15_000);
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exit;
-    clearTimeout(killer);
+    await daemon.stop();
     // The containerd dockerd started for itself ends with it; one that outlived a SIGKILL is ended here.
     spawnSync('pkill', ['-f', `containerd.*${join(dir, 'exec')}`]);
   };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`dockerd exited at start:\n${log}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (open) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`dockerd did not listen on ${address}:\n${log}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return { address, log: () => log, stop };
+  await waitListening('dockerd', port, child, { log: daemon.log, stop }, slow(60_000));
+  return { address, log: daemon.log, stop };
 }
 
 /** Runs the docker CLI against `address` with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH=`certPath` (ca.pem, cert.pem, key.pem). */

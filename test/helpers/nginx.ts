@@ -7,8 +7,8 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
+import { watchDaemon, waitListening } from './daemon.js';
 import { freePort } from './etcd.js';
 import { openssl } from './openssl.js';
 import { slow } from './slowdown.js';
@@ -72,30 +72,7 @@ http {
 `,
   );
   const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', 'stderr', '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout.on('data', (d: Buffer) => (log += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => (log += d.toString('utf8')));
-  const exit = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exit;
-  };
-  const deadline = Date.now() + slow(10_000);
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited at start:\n${log}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (open) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`nginx did not listen on ${port}:\n${log}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return { url: `https://127.0.0.1:${port}/`, serverCert, conf, log: () => log, stop };
+  const daemon = watchDaemon(child);
+  await waitListening('nginx', port, child, daemon, slow(10_000));
+  return { url: `https://127.0.0.1:${port}/`, serverCert, conf, ...daemon };
 }
