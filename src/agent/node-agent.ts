@@ -134,8 +134,6 @@ export class NodeAgent {
     const managers = preferred === undefined ? this.shuffled(this.nodeState.managers) : [preferred, ...this.nodeState.managers.filter((m) => m !== preferred)];
     return new ApiClient({
       managers,
-      // One connection: a CRL fetch right after a poll's answer, or a renewal, waits for it rather than opening a second (issue 31).
-      connections: 1,
       tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem },
       revoked: () => this.crl?.serials,
     });

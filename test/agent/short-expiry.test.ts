@@ -33,10 +33,6 @@ let address = '';
 /** Node IDs whose connections the manager's side of the network drops (a cut link), and each node's open connections. */
 const cut = new Set<string>();
 const sockets = new Map<string, Set<TLSSocket>>();
-/** TLS handshakes the manager completed, per node ID of the client certificate. */
-const handshakes = new Map<string, number>();
-/** GET /v1/crl requests the manager answered, per node ID. */
-const crlFetches = new Map<string, number>();
 const cnOf = (socket: TLSSocket): string | undefined => {
   const cn = socket.getPeerCertificate()?.subject?.CN;
   return typeof cn === 'string' ? cn : undefined;
@@ -55,15 +51,10 @@ beforeAll(async () => {
   app.server.prependListener('secureConnection', (socket: TLSSocket) => {
     const cn = cnOf(socket);
     if (cn === undefined) return;
-    handshakes.set(cn, (handshakes.get(cn) ?? 0) + 1);
     if (cut.has(cn)) return void socket.destroy();
     const open = sockets.get(cn) ?? new Set<TLSSocket>();
     sockets.set(cn, open.add(socket));
     socket.once('close', () => open.delete(socket));
-  });
-  app.addHook('onResponse', async (request) => {
-    const cn = cnOf(request.raw.socket as TLSSocket);
-    if (cn !== undefined && request.url.startsWith('/v1/crl')) crlFetches.set(cn, (crlFetches.get(cn) ?? 0) + 1);
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   address = `127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -142,15 +133,6 @@ async function run(nodes: readonly RunningNode[], ms: number, each?: () => void)
   }
 }
 
-/** Waits (real time, bounded) for what the last clock step set off: here a fetch that follows a poll's answer. */
-async function until(what: string, done: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** Each certificate is in hand before the one before it ends, and valid from before that end. */
 function gaps(certs: readonly Held[]): string[] {
   const found: string[] = [];
@@ -209,33 +191,5 @@ describe('a cluster at --cert-expiry 5m', () => {
     expect(gaps(late.certs.slice(from))).toEqual([]);
     expect(late.certs.length - 1 - from).toBeGreaterThanOrEqual(2);
     for (const node of others) expect(gaps(node.certs)).toEqual([]);
-  });
-});
-
-describe('one connection per node (issue 31, item 3)', () => {
-  it('long polls and CRL fetches (the first after a join, the half-hourly ones) share the session connection; a renewal opens one more, for its new certificate', async () => {
-    const parkedBefore = t.services.sessions.parked;
-    const node = await startNode('d');
-    try {
-      // The first long poll opens the session; its answer announces the CRL, fetched at once.
-      t.clock.advance(0);
-      await until('the session to open', () => t.services.sessions.parked === parkedBefore + 1);
-      t.clock.advance(30_000);
-      await until('the first CRL fetch', () => node.agent.crlNumber !== undefined);
-      expect(handshakes.get(node.id)).toBe(1);
-      // Until just before the first renewal: more polls on the same connection.
-      await run([node], node.agent.nextRenewalAt! - 2_000 - t.clock.now());
-      expect(node.certs).toHaveLength(1);
-      expect(handshakes.get(node.id)).toBe(1);
-      // Over half an hour (the CRL's recheck) of renewals: one handshake for each new certificate, none more.
-      const fetched = crlFetches.get(node.id) ?? 0;
-      expect(fetched).toBe(1);
-      await run([node], 31 * MINUTE);
-      await until('the half-hourly CRL fetch', () => (crlFetches.get(node.id) ?? 0) > fetched);
-      expect(node.certs.length - 1).toBeGreaterThanOrEqual(7);
-      expect(handshakes.get(node.id)).toBe(node.certs.length);
-    } finally {
-      await node.agent.stop();
-    }
   });
 });
