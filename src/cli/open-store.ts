@@ -2,7 +2,7 @@
 import type { Logger } from '../core/logger.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import type { Random } from '../core/random.js';
-import { readStoreSpec, writeStoreSpec, type ManagedEtcdSpec, type StoreSpec } from '../config/manager-files.js';
+import { writeStoreSpec, type ManagedEtcdSpec, type StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import type { ClusterStore } from '../store/cluster-store.js';
 import { EtcdMember, findEtcdBinary } from '../store/etcd-member.js';
@@ -69,9 +69,11 @@ export async function openManagedStore(
     const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls()), clusterId: params.clusterId, logger });
     const membership = new ManagedMembership({ client: store.etcd, clusterToken: spec.clusterToken, tls: params.tls, logger, now: () => params.clock.now() });
     // The members etcd lists now, and from then on every MEMBERS_CHECK_MS: store.json remembers them, the client reaches them.
+    let remembered: readonly string[] = spec.endpoints; // what store.json lists: written here only
     const follow = async (): Promise<void> => {
       if (stopped) return;
-      const endpoints = await rememberMembers(spec, store, layout, logger);
+      const endpoints = await rememberMembers(spec, remembered, store, layout, logger);
+      remembered = endpoints.length > 0 ? endpoints : remembered;
       const added = addClientEndpoints(store.etcd, endpoints, managedConnection(spec, params.tls()));
       if (added.length > 0) logger.info({ members: added }, "this manager's store client reaches the members that joined since it started");
     };
@@ -100,13 +102,11 @@ const MEMBERS_CHECK_MS = 10_000;
  * that joined since this one did), so that the next start can reach the
  * store through them while its own member is still starting or restarting.
  */
-async function rememberMembers(spec: ManagedEtcdSpec, store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<string[]> {
+async function rememberMembers(spec: ManagedEtcdSpec, known: readonly string[], store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<string[]> {
   try {
     const members = (await store.etcd.cluster.memberList({})).members;
     const endpoints = [...new Set(members.flatMap((m) => m.clientURLs.map((url) => url.replace(/^https?:\/\//, '').replace(/\/+$/, ''))))].filter((e) => e !== spec.clientAddr).sort();
     const { learner: _learner, ...current } = spec;
-    const stored = await readStoreSpec(layout).catch(() => undefined);
-    const known = stored?.kind === 'etcd-managed' ? stored.endpoints : spec.endpoints;
     if (endpoints.join(',') !== [...known].filter((e) => e !== spec.clientAddr).sort().join(',')) await writeStoreSpec(layout, { ...current, endpoints });
     return endpoints;
   } catch (error) {

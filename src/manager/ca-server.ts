@@ -68,7 +68,6 @@ export interface CaServerDeps {
   sanPolicy: SanPolicy;
 }
 
-
 /** How a presented token was recognised: one of the two classic tokens, or a scoped one (by ID). */
 interface Admission {
   role: NodeRole;
@@ -258,7 +257,7 @@ export class CaServer {
     // Its member joins the store before the node is recorded (a learner until it caught up; a retried join reuses it), so a recorded manager can always serve.
     const member = storeMembership === undefined || storeMember === undefined ? undefined : await storeMembership.admit(nodeId, storeMember);
     failpoint('manager-join:member-added');
-    const { node, certificate } = await this.unlessRefused(member === undefined ? undefined : () => storeMembership?.remove(nodeId, storeMember?.peerAddr), () => this.signAgainWhenStale(async () => {
+    const { node, certificate } = await this.unlessRefused(member === undefined || storeMembership === undefined ? undefined : () => storeMembership.remove(nodeId, storeMember?.peerAddr), () => this.signAgainWhenStale(async () => {
       const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? managerHosts(managerAddr, storeMember) : [] }));
       const { certificate } = signed;
       const node = await transact(
@@ -309,11 +308,11 @@ export class CaServer {
   }
 
   /** Runs `join`; when it fails, `undo` takes back what was done before it (a learner added for a manager that will not be recorded). */
-  private async unlessRefused<T>(undo: (() => Promise<void> | undefined) | undefined, join: () => Promise<T>): Promise<T> {
+  private async unlessRefused<T>(undo: (() => Promise<void>) | undefined, join: () => Promise<T>): Promise<T> {
     try {
       return await join();
     } catch (error) {
-      await Promise.resolve(undo?.()).catch((cleanup: unknown) => {
+      await undo?.().catch((cleanup: unknown) => {
         this.deps.logger.warn({ err: cleanup instanceof Error ? cleanup.message : String(cleanup) }, 'a manager join failed and its etcd learner could not be removed; a later manager join removes it');
       });
       throw error;
