@@ -52,8 +52,8 @@ export async function readUnlockKey(ctx: CliContext, file: string | undefined, o
  * line, gives up. The terminal's own echo is off (raw mode) while it reads.
  */
 function readHidden(terminal: ReadStream, prompt: NodeJS.WritableStream, text: string): Promise<string> {
+  terminal.setRawMode(true); // echo off before the prompt shows: a key typed as soon as it appears is never echoed
   prompt.write(text);
-  terminal.setRawMode(true);
   terminal.resume();
   return new Promise((resolve, reject) => {
     let typed = '';

@@ -1,9 +1,10 @@
 /** A real `cfssl serve` on loopback over TLS, with a throwaway root (Debian: golang-cfssl; .ci/run installs it). */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { slow } from './slowdown.js';
+import { freePort } from './etcd.js';
 
 /** A running cfssl serve. */
 export interface CfsslServer {
@@ -45,12 +46,7 @@ export async function startCfssl(dir: string, options: { authKeyHex?: string; ro
   const server = cfssl(['gencert', '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-hostname', '127.0.0.1', '-'], JSON.stringify({ CN: '127.0.0.1', key: { algo: 'ecdsa', size: 256 } }));
   writeFileSync(join(dir, 'tls.pem'), server.cert);
   writeFileSync(join(dir, 'tls-key.pem'), server.key);
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   let log = '';
   const mutual = options.mutualTlsCa === undefined ? [] : ['-mutual-tls-ca', options.mutualTlsCa];
   const child: ChildProcess = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-tls-cert', 'tls.pem', '-tls-key', 'tls-key.pem', ...mutual], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,13 +9,31 @@ import { createServer } from 'node:net';
 import { openssl, scratchDir } from './openssl.js';
 import { slow } from './slowdown.js';
 
-/** A free TCP port on 127.0.0.1 (bound, then let go). */
+/** Ports handed out lie below Linux's ephemeral range (32768–60999 by default). */
+const PORT_FLOOR = 10_000;
+const PORT_CEILING = 32_767;
+
+/**
+ * A free TCP port on 127.0.0.1 (bound, then let go), chosen at random below
+ * the ephemeral range: a port from that range, let go while its process
+ * restarts (a SIGKILLed manager's etcd member), can meanwhile become the
+ * local end of any outgoing connection on the machine, and the restart then
+ * fails with "address already in use" (seen in a 300-join storm).
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (let attempt = 0; ; attempt++) {
+    const port = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEILING - PORT_FLOOR + 1));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    }
+    if (attempt >= 100) throw new Error(`no free port between ${PORT_FLOOR} and ${PORT_CEILING} after 100 tries`);
+  }
 }
 
 /** etcdctl (v3 API) against `endpoint` over TLS, presenting `cred`, trusting the roots in `rootFile`. */
