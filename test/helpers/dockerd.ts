@@ -5,10 +5,16 @@
  * 127.0.0.1 and a free port with `--tlsverify` — Docker's TLS guide's
  * daemon — and no networking of its own (no iptables, no bridge). stop()
  * ends it and the containerd it started.
+ *
+ * As a user who is not root, dockerd runs in a user namespace where that user
+ * is root (as-root.ts), with a mount namespace of its own in which /run and
+ * /etc/docker are empty tmpfs: dockerd makes /run/docker/plugins and its key
+ * file /etc/docker/key.json there, which belong to the machine's root.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { AS_ROOT, IS_ROOT } from './as-root.js';
 import { watchDaemon, waitListening } from './daemon.js';
 import { freePort } from './etcd.js';
 import { slow } from './slowdown.js';
@@ -40,26 +46,24 @@ export async function startDockerd(dir: string, tls: DockerdTls): Promise<Docker
   for (const sub of ['data', 'exec']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
-  const child = spawn(
-    DOCKERD,
-    [
-      '--data-root', join(dir, 'data'),
-      '--exec-root', join(dir, 'exec'),
-      '--pidfile', join(dir, 'dockerd.pid'),
-      '--host', `unix://${join(dir, 'docker.sock')}`,
-      '--host', `tcp://${address}`,
-      '--tlsverify',
-      '--tlscacert', tls.caFile,
-      '--tlscert', tls.certFile,
-      '--tlskey', tls.keyFile,
-      '--iptables=false',
-      '--ip6tables=false',
-      '--bridge=none',
-      '--containerd-namespace', `muster-${port}`,
-      '--containerd-plugins-namespace', `muster-${port}-plugins`,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = [
+    '--data-root', join(dir, 'data'),
+    '--exec-root', join(dir, 'exec'),
+    '--pidfile', join(dir, 'dockerd.pid'),
+    '--host', `unix://${join(dir, 'docker.sock')}`,
+    '--host', `tcp://${address}`,
+    '--tlsverify',
+    '--tlscacert', tls.caFile,
+    '--tlscert', tls.certFile,
+    '--tlskey', tls.keyFile,
+    '--iptables=false',
+    '--ip6tables=false',
+    '--bridge=none',
+    '--containerd-namespace', `muster-${port}`,
+    '--containerd-plugins-namespace', `muster-${port}-plugins`,
+  ];
+  const [command, ...argv] = IS_ROOT ? [DOCKERD, ...args] : [...AS_ROOT, '--mount', 'sh', '-c', 'mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /etc/docker && exec "$0" "$@"', DOCKERD, ...args];
+  const child = spawn(command!, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const daemon = watchDaemon(child, 15_000);
   const stop = async (): Promise<void> => {
     await daemon.stop();
