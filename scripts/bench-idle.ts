@@ -48,7 +48,14 @@ import { send as transportSend } from '../src/api/transport.js';
 import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({
-  options: { nodes: { type: 'string', default: '10000,18000' }, spread: { type: 'string' }, floor: { type: 'string', default: 'on' }, 'cert-expiry': { type: 'string' }, rest: { type: 'string', default: '60' }, 'cpu-prof': { type: 'string' } },
+  options: {
+    nodes: { type: 'string', default: '10000,18000' },
+    spread: { type: 'string' },
+    floor: { type: 'string', default: 'on' },
+    'cert-expiry': { type: 'string' },
+    rest: { type: 'string', default: '60' },
+    'cpu-prof': { type: 'string' },
+  },
 });
 /** --cert-expiry: the lifetime the manager issues; the nodes renew on it after the rest. */
 const LIFETIME_MS = values['cert-expiry'] === undefined ? undefined : parseCertExpiry(values['cert-expiry']);
@@ -63,7 +70,9 @@ const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).
 process.env.MUSTER_MAX_CONNECTIONS_PER_SOURCE = '1000000';
 
 function cpuMs(pid: number): number {
-  const fields = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).split(') ')[1]!.split(' ');
+  const fields = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' })
+    .split(') ')[1]!
+    .split(' ');
   return ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
 }
 function rssMiB(pid: number): number {
@@ -114,7 +123,11 @@ interface SessionState {
 
 function connect(address: string, rootPem: string, node: Pick<SimNode, 'certPem' | 'keyPem'>): Client {
   return new Client(`https://${address}`, {
-    connect: { secureContext: createSecureContext({ ca: rootPem, cert: node.certPem, key: node.keyPem }), rejectUnauthorized: true, checkServerIdentity: () => undefined },
+    connect: {
+      secureContext: createSecureContext({ ca: rootPem, cert: node.certPem, key: node.keyPem }),
+      rejectUnauthorized: true,
+      checkServerIdentity: () => undefined,
+    },
     keepAliveTimeout: 120_000,
     headersTimeout: (WAIT_S + 30) * 1000,
     bodyTimeout: (WAIT_S + 30) * 1000,
@@ -166,7 +179,9 @@ function runSession(node: SimNode, address: string, rootPem: string, state: Sess
         state.windowMs = Math.max(state.windowMs, windowMs);
         await sleep(spreadDelayMs(windowMs, Math.random()));
         const key = generateNodeKeySync();
-        const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch((error: unknown) => ({ status: 0, body: String(error) }));
+        const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch(
+          (error: unknown) => ({ status: 0, body: String(error) }),
+        );
         if (renewed.status !== 200) {
           failed(node, `renew: ${renewed.status} ${renewed.body.slice(0, 80)}`);
           continue;
@@ -185,7 +200,9 @@ function runSession(node: SimNode, address: string, rootPem: string, state: Sess
 /** One scheduled renewal, as the agent makes it: a fresh key, POST /v1/renew on the session's connection, then (muster) a new connection with the new certificate. */
 async function renewOnSchedule(node: SimNode, address: string, rootPem: string, state: SessionState, lifetimeMs: number): Promise<void> {
   const key = generateNodeKeySync();
-  const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch((error: unknown) => ({ status: 0, body: String(error) }));
+  const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch(
+    (error: unknown) => ({ status: 0, body: String(error) }),
+  );
   if (renewed.status !== 200) {
     failed(node, `renew: ${renewed.status} ${renewed.body.slice(0, 80)}`);
     node.renewAt = Date.now() + 5_000;
@@ -207,7 +224,14 @@ async function renewOnSchedule(node: SimNode, address: string, rootPem: string, 
  * rate from the start), then on schedule; after a warm-up, the CPU of
  * `pid` over the rest period, less `idleMsPerMin`, is the renewal work.
  */
-async function measureRenewals(label: string, pid: number, nodes: readonly SimNode[], state: SessionState, lifetimeMs: number, idleMsPerMin: number): Promise<{ renewalMsPerMin: number; perRenewalMs: number; perSecond: number }> {
+async function measureRenewals(
+  label: string,
+  pid: number,
+  nodes: readonly SimNode[],
+  state: SessionState,
+  lifetimeMs: number,
+  idleMsPerMin: number,
+): Promise<{ renewalMsPerMin: number; perRenewalMs: number; perSecond: number }> {
   for (const node of nodes) node.renewAt = Date.now() + Math.floor(Math.random() * 0.65 * lifetimeMs);
   state.steady = true;
   await sleep(WAIT_S * 1000); // every parked poll of the rest has ended; the waits now end at the renewals
@@ -221,7 +245,7 @@ async function measureRenewals(label: string, pid: number, nodes: readonly SimNo
   const n = nodes.length;
   const result = { renewalMsPerMin: (renewalMs * 60_000) / elapsed, perRenewalMs: renewalMs / Math.max(1, renewals), perSecond: (renewals * 1000) / elapsed };
   console.log(
-    `${label.padEnd(28)} ${n} nodes: ${result.perSecond.toFixed(1)} renewals/s (expected ${(n / (0.65 * lifetimeMs / 1000)).toFixed(1)}); renewal work ${((result.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
+    `${label.padEnd(28)} ${n} nodes: ${result.perSecond.toFixed(1)} renewals/s (expected ${(n / ((0.65 * lifetimeMs) / 1000)).toFixed(1)}); renewal work ${((result.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
       `${result.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + result.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(pid).toFixed(0)} MiB`,
   );
   return result;
@@ -251,9 +275,18 @@ async function measureRest(label: string, pid: number, n: number, rssBefore: num
 }
 
 console.log(runtimeLine());
-console.log(`long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores`);
-if (LIFETIME_MS !== undefined) console.log(`certificates of ${values['cert-expiry']}: each node renews every 50–80% of the lifetime; renewals measured over ${REST_MS / 1000} s after a ${WAIT_S} s warm-up`);
-console.log(`load average at the start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+console.log(
+  `long polls of ${WAIT_S} s (the default heartbeat), one kept-alive connection per node; rest measured over ${REST_MS / 1000} s; client and manager share 2 cores`,
+);
+if (LIFETIME_MS !== undefined)
+  console.log(
+    `certificates of ${values['cert-expiry']}: each node renews every 50–80% of the lifetime; renewals measured over ${REST_MS / 1000} s after a ${WAIT_S} s warm-up`,
+  );
+console.log(
+  `load average at the start: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}\n`,
+);
 
 /** CPU per minute at each size (ms), at rest and of the renewal work, for muster and the floors: the extrapolation at the end. */
 interface Point {
@@ -269,7 +302,11 @@ const TARGET_NODES = LIFETIME_MS === undefined ? 150_000 : 100_000;
 for (const [index, n] of SIZES.entries()) {
   // --cpu-prof DIR: the manager writes a V8 CPU profile there when it stops (node --cpu-prof).
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
-  const manager = await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']] });
+  const manager = await startManagerProcess({
+    timeoutMs: 1_800_000,
+    nodeArgs,
+    initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']],
+  });
   const pid = manager.child.pid!;
   console.log(`— ${n} nodes —`);
   console.log(`joining ${n} nodes…`);
@@ -278,7 +315,13 @@ for (const [index, n] of SIZES.entries()) {
   const nodes = await pool(
     Array.from({ length: n }, () => async (): Promise<SimNode> => {
       const key = generateNodeKeySync();
-      const r = await send({ dispatcher: joiner, address: manager.address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token: manager.token, csr: createCsr({ privateKey: key.privateKey }) }) });
+      const r = await send({
+        dispatcher: joiner,
+        address: manager.address,
+        method: 'POST',
+        path: '/v1/join',
+        body: JSON.stringify({ token: manager.token, csr: createCsr({ privateKey: key.privateKey }) }),
+      });
       if (r.status !== 200) throw new Error(`join failed: ${r.status} ${r.body.slice(0, 200)}`);
       const joined = JSON.parse(r.body) as { nodeId: string; certificate: string };
       return { id: joined.nodeId, certPem: joined.certificate, keyPem: key.privateKeyPem, polling: false, failures: 0 };
@@ -312,11 +355,15 @@ for (const [index, n] of SIZES.entries()) {
     await transportSend({ dispatcher: admin, url: `https://${manager.address}/v1/cluster`, method: 'PATCH', body: { certExpiry: '1h' }, timeoutMs: 30_000 });
     await waitFor('every node told', () => nodes.every((node) => node.toldAt !== undefined), 120_000);
     const toldTimes = nodes.map((node) => node.toldAt! - cut).sort((a, b) => a - b);
-    console.log(`update --cert-expiry 1h: every node told within ${(toldTimes.at(-1)! / 1000).toFixed(2)} s of the change (p50 ${toldTimes[Math.floor(n / 2)]} ms)`);
+    console.log(
+      `update --cert-expiry 1h: every node told within ${(toldTimes.at(-1)! / 1000).toFixed(2)} s of the change (p50 ${toldTimes[Math.floor(n / 2)]} ms)`,
+    );
     await waitFor('every node renewed', () => nodes.every((node) => node.renewedAt !== undefined), 300_000 + 240_000);
     const renewedAll = Math.max(...nodes.map((node) => node.renewedAt!));
     const failures = nodes.reduce((sum, node) => sum + node.failures, 0);
-    console.log(`  every node renewed within ${((renewedAll - cut) / 1000).toFixed(1)} s of the change (spread window ${state.windowMs / 1000} s${SPREAD_OVERRIDE_MS === undefined ? ', as the manager asked' : ', --spread'}); ${failures} failed requests`);
+    console.log(
+      `  every node renewed within ${((renewedAll - cut) / 1000).toFixed(1)} s of the change (spread window ${state.windowMs / 1000} s${SPREAD_OVERRIDE_MS === undefined ? ', as the manager asked' : ', --spread'}); ${failures} failed requests`,
+    );
     for (const [what, count] of failureKinds) console.log(`    ${count} × ${what}`);
     const victim = nodes[0]!;
     await transportSend({ dispatcher: admin, url: `https://${manager.address}/v1/nodes/${victim.id}?force=1`, method: 'DELETE', timeoutMs: 30_000 });
@@ -346,12 +393,16 @@ for (const [index, n] of SIZES.entries()) {
     }
     await sleep(WAIT_S * 1000 + 5_000);
     const floor = await measureRest('bare node:https floor', child.pid!, n, floorRss);
-    console.log(`  muster / floor: CPU ${(rest.cpuPerNodeMin / floor.cpuPerNodeMin).toFixed(2)}×, RSS per node ${(rest.rssPerNodeKb / floor.rssPerNodeKb).toFixed(2)}×`);
+    console.log(
+      `  muster / floor: CPU ${(rest.cpuPerNodeMin / floor.cpuPerNodeMin).toFixed(2)}×, RSS per node ${(rest.rssPerNodeKb / floor.rssPerNodeKb).toFixed(2)}×`,
+    );
     point.floorMsPerMin = floor.cpuPerNodeMin * n;
     if (LIFETIME_MS !== undefined && renewal !== undefined) {
       const floorRenewal = await measureRenewals('floor + renewal crypto', child.pid!, floorNodes, floorState, LIFETIME_MS, point.floorMsPerMin);
       point.floorRenewalMsPerMin = floorRenewal.renewalMsPerMin;
-      console.log(`  muster / floor per renewal: ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× (target <= 1.3; muster's includes the new TLS connection of the new certificate)`);
+      console.log(
+        `  muster / floor per renewal: ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× (target <= 1.3; muster's includes the new TLS connection of the new certificate)`,
+      );
     }
     floorState.stopping = true;
     await server.stop();
@@ -375,11 +426,18 @@ if (small !== undefined && large !== undefined && large.n > small.n) {
     console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes: ${target} nodes at rest take ${idle.toFixed(2)} of a core (target <= 1)`);
   } else {
     const total = line((p) => p.cpuMsPerMin + p.renewalMsPerMin)!;
-    console.log(`extrapolated linearly from ${small.n} and ${large.n} nodes, ${target} nodes on ${values['cert-expiry']} certificates (${(TARGET_NODES / (0.65 * LIFETIME_MS / 1000)).toFixed(0)} renewals/s):`);
+    console.log(
+      `extrapolated linearly from ${small.n} and ${large.n} nodes, ${target} nodes on ${values['cert-expiry']} certificates (${(TARGET_NODES / ((0.65 * LIFETIME_MS) / 1000)).toFixed(0)} renewals/s):`,
+    );
     console.log(`  muster: ${total.toFixed(2)} of a core (idle ${idle.toFixed(2)} + renewals ${(total - idle).toFixed(2)}; target <= 1)`);
     const floorIdle = line((p) => p.floorMsPerMin);
-    const floorTotal = line((p) => (p.floorMsPerMin === undefined || p.floorRenewalMsPerMin === undefined ? undefined : p.floorMsPerMin + p.floorRenewalMsPerMin));
-    if (floorIdle !== undefined && floorTotal !== undefined) console.log(`  floor (bare node:https + renewal crypto): ${floorTotal.toFixed(2)} of a core (idle ${floorIdle.toFixed(2)} + renewals ${(floorTotal - floorIdle).toFixed(2)})`);
+    const floorTotal = line((p) =>
+      p.floorMsPerMin === undefined || p.floorRenewalMsPerMin === undefined ? undefined : p.floorMsPerMin + p.floorRenewalMsPerMin,
+    );
+    if (floorIdle !== undefined && floorTotal !== undefined)
+      console.log(
+        `  floor (bare node:https + renewal crypto): ${floorTotal.toFixed(2)} of a core (idle ${floorIdle.toFixed(2)} + renewals ${(floorTotal - floorIdle).toFixed(2)})`,
+      );
   }
 }
 rmSync(scratch, { recursive: true, force: true });

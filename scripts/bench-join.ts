@@ -121,14 +121,28 @@ async function load(target: Target): Promise<LoadResult> {
     writeFileSync(bodies, target.bodies.join('\n'));
     writeFileSync(ca, target.rootPem);
     // Asynchronously: cfssl logs every signature to a pipe this process must keep draining.
-    const { stdout } = await run(loadgen, ['-url', `https://${target.address}${target.path}`, '-cacert', ca, '-servername', '127.0.0.1', '-bodies', bodies, '-concurrency', String(C)]);
+    const { stdout } = await run(loadgen, [
+      '-url',
+      `https://${target.address}${target.path}`,
+      '-cacert',
+      ca,
+      '-servername',
+      '127.0.0.1',
+      '-bodies',
+      bodies,
+      '-concurrency',
+      String(C),
+    ]);
     const r = JSON.parse(stdout) as Omit<LoadResult, 'clientCpuSeconds'> & { cpuSeconds: number };
     return { ...r, clientCpuSeconds: r.cpuSeconds };
   }
   const context = benchDispatcher({ rootPem: target.rootPem });
   const cpu = process.cpuUsage();
   const started = performance.now();
-  const answers = await pool(target.bodies.map((body) => () => send({ dispatcher: context, address: target.address, method: 'POST', path: target.path, body })), C);
+  const answers = await pool(
+    target.bodies.map((body) => () => send({ dispatcher: context, address: target.address, method: 'POST', path: target.path, body })),
+    C,
+  );
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
   const failed = answers.filter((a) => a.status !== 200);
@@ -136,8 +150,14 @@ async function load(target: Target): Promise<LoadResult> {
     ok: answers.length - failed.length,
     errors: failed.length,
     seconds,
-    p50: percentile(answers.map((a) => a.ms), 50),
-    p99: percentile(answers.map((a) => a.ms), 99),
+    p50: percentile(
+      answers.map((a) => a.ms),
+      50,
+    ),
+    p99: percentile(
+      answers.map((a) => a.ms),
+      99,
+    ),
     clientCpuSeconds: (used.user + used.system) / 1e6,
     firstError: failed[0] === undefined ? '' : `${failed[0].status} ${failed[0].body.slice(0, 200)}`,
   };
@@ -179,7 +199,9 @@ console.log(runtimeLine());
 console.log(`preparing ${N} keys and CSRs…`);
 const csrs = Array.from({ length: N }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
 const cores = availableParallelism();
-console.log(`${N} requests per server after ${WARMUP} unmeasured ones, concurrency ${C}, a fresh TLS connection each, ${cores} cores shared by client and server`);
+console.log(
+  `${N} requests per server after ${WARMUP} unmeasured ones, concurrency ${C}, a fresh TLS connection each, ${cores} cores shared by client and server`,
+);
 console.log(`client: ${useGo ? 'scripts/loadgen (Go)' : 'Node (scripts/lib/load.ts; install golang-go for a cheaper client)'}\n`);
 
 // --- the floor: a bare Node HTTPS server with muster's TLS settings and a manager-profile certificate
@@ -188,17 +210,32 @@ let floor: Measured | undefined;
 let floorSigns: Measured | undefined;
 if (values.baseline !== 'off') {
   const server = await startFloorServer(scratch);
-  floor = await measure('bare node:https floor', server.child.pid, { address: server.address, path: '/', rootPem: server.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
+  floor = await measure('bare node:https floor', server.child.pid, {
+    address: server.address,
+    path: '/',
+    rootPem: server.rootPem,
+    bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })),
+  });
   await server.stop();
   const signing = await startFloorServer(scratch, { signs: true });
-  floorSigns = await measure('floor + CSR check, sign', signing.child.pid, { address: signing.address, path: '/', rootPem: signing.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })) });
+  floorSigns = await measure('floor + CSR check, sign', signing.child.pid, {
+    address: signing.address,
+    path: '/',
+    rootPem: signing.rootPem,
+    bodies: csrs.map((csr) => JSON.stringify({ token: 'x', csr })),
+  });
   await signing.stop();
 }
 
 // --- muster
 const manager = await startManagerProcess();
 const rssBefore = manager.memory().rss;
-const muster = await measure('muster joins', manager.child.pid, { address: manager.address, path: '/v1/join', rootPem: manager.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: manager.token, csr })) });
+const muster = await measure('muster joins', manager.child.pid, {
+  address: manager.address,
+  path: '/v1/join',
+  rootPem: manager.rootPem,
+  bodies: csrs.map((csr) => JSON.stringify({ token: manager.token, csr })),
+});
 const memory = manager.memory();
 await manager.stop();
 
@@ -219,7 +256,12 @@ if (values.etcd !== 'off' && installed('etcd', ['--version'])) {
     const etcd = await startEtcd({ size });
     const ha = await startManagerProcess({ initArgs: ['--store', etcd.storeFlag] });
     const { result: measured, ms } = await cpuPerJoin(etcd.pids(), () =>
-      measure(size === 1 ? 'muster joins, etcd store' : 'muster, etcd 3 members', ha.child.pid, { address: ha.address, path: '/v1/join', rootPem: ha.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: ha.token, csr })) }),
+      measure(size === 1 ? 'muster joins, etcd store' : 'muster, etcd 3 members', ha.child.pid, {
+        address: ha.address,
+        path: '/v1/join',
+        rootPem: ha.rootPem,
+        bodies: csrs.map((csr) => JSON.stringify({ token: ha.token, csr })),
+      }),
     );
     console.log(`  etcd CPU per join ${list(ms)} ms`);
     if (size === 1) onEtcd = { ...measured, etcdCpuMs: ms[0]! };
@@ -237,21 +279,39 @@ if (values.managed !== 'off' && installed('etcd', ['--version']) && installed('e
   const cluster = await startManagedCluster(scratch);
   const { founder } = cluster;
   const { result: measured, ms } = await cpuPerJoin([...cluster.managerPids.slice(1), ...cluster.memberPids], () =>
-    measure('muster, managed store', founder.child.pid, { address: founder.address, path: '/v1/join', rootPem: founder.rootPem, bodies: csrs.map((csr) => JSON.stringify({ token: founder.token, csr })) }),
+    measure('muster, managed store', founder.child.pid, {
+      address: founder.address,
+      path: '/v1/join',
+      rootPem: founder.rootPem,
+      bodies: csrs.map((csr) => JSON.stringify({ token: founder.token, csr })),
+    }),
   );
   managed = { ...measured, otherManagersCpuMs: ms.slice(0, 2), membersCpuMs: ms.slice(2) };
-  console.log(`  (3 members) CPU per join: the other two managers ${list(managed.otherManagersCpuMs)} ms, the etcd members (the founder's first) ${list(managed.membersCpuMs)} ms`);
+  console.log(
+    `  (3 members) CPU per join: the other two managers ${list(managed.otherManagersCpuMs)} ms, the etcd members (the founder's first) ${list(managed.membersCpuMs)} ms`,
+  );
   const { leftRunning } = await cluster.stop();
-  console.log(`  stopped 3 managers and their 3 etcd members${leftRunning.length === 0 ? '' : `; members ${leftRunning.join(', ')} outlived their managers and were killed`}`);
+  console.log(
+    `  stopped 3 managers and their 3 etcd members${leftRunning.length === 0 ? '' : `; members ${leftRunning.join(', ')} outlived their managers and were killed`}`,
+  );
 } else {
-  console.log(values.managed === 'off' ? 'managed store: skipped (--managed off)' : 'managed store: etcd or etcdctl not installed, skipped (apt-get install etcd-server etcd-client)');
+  console.log(
+    values.managed === 'off'
+      ? 'managed store: skipped (--managed off)'
+      : 'managed store: etcd or etcdctl not installed, skipped (apt-get install etcd-server etcd-client)',
+  );
 }
 
 // --- cfssl serve, same CSRs
 let cfssl: Measured | undefined;
 if (values.cfssl !== 'off' && installed('cfssl', ['version'])) {
   const server = await startCfssl(mkdtempSync(join(scratch, 'cfssl-'))); // a throwaway root, TLS on loopback
-  cfssl = await measure('cfssl serve signs', server.pid, { address: server.url.replace('https://', ''), path: '/api/v1/cfssl/sign', rootPem: server.rootPem, bodies: csrs.map((csr) => JSON.stringify({ certificate_request: csr })) });
+  cfssl = await measure('cfssl serve signs', server.pid, {
+    address: server.url.replace('https://', ''),
+    path: '/api/v1/cfssl/sign',
+    rootPem: server.rootPem,
+    bodies: csrs.map((csr) => JSON.stringify({ certificate_request: csr })),
+  });
   await server.stop();
 } else {
   console.log(values.cfssl === 'off' ? 'cfssl serve: skipped (--cfssl off)' : 'cfssl serve: not installed, comparison skipped (apt-get install golang-cfssl)');
@@ -260,13 +320,27 @@ rmSync(scratch, { recursive: true, force: true });
 
 console.log(`\nmuster: ${muster.rate.toFixed(0)} joins/s (target >= 1,000), p50 ${muster.p50.toFixed(0)} ms, p99 ${muster.p99.toFixed(0)} ms`);
 console.log(`manager RSS ${rssBefore.toFixed(0)} MiB before, peak ${memory.peak.toFixed(0)} MiB`);
-if (cfssl !== undefined) console.log(`rate muster/cfssl: ${(muster.rate / cfssl.rate).toFixed(2)} (target >= 0.7); bare node:https/cfssl ${floor === undefined ? 'not measured' : (floor.rate / cfssl.rate).toFixed(2)}`);
-if (floor !== undefined) console.log(`server CPU per join muster/bare node:https: ${(muster.serverCpuMs / floor.serverCpuMs).toFixed(2)} (target <= 1.6); rate ${(muster.rate / floor.rate).toFixed(2)}`);
+if (cfssl !== undefined)
+  console.log(
+    `rate muster/cfssl: ${(muster.rate / cfssl.rate).toFixed(2)} (target >= 0.7); bare node:https/cfssl ${floor === undefined ? 'not measured' : (floor.rate / cfssl.rate).toFixed(2)}`,
+  );
+if (floor !== undefined)
+  console.log(
+    `server CPU per join muster/bare node:https: ${(muster.serverCpuMs / floor.serverCpuMs).toFixed(2)} (target <= 1.6); rate ${(muster.rate / floor.rate).toFixed(2)}`,
+  );
 if (floor !== undefined && floorSigns !== undefined) {
-  console.log(`  the floor that also checks and signs each CSR (muster's parseCsr + issueCertificate) costs ${(floorSigns.serverCpuMs / floor.serverCpuMs).toFixed(2)} × the floor; muster ${(muster.serverCpuMs / floorSigns.serverCpuMs).toFixed(2)}× that`);
+  console.log(
+    `  the floor that also checks and signs each CSR (muster's parseCsr + issueCertificate) costs ${(floorSigns.serverCpuMs / floor.serverCpuMs).toFixed(2)} × the floor; muster ${(muster.serverCpuMs / floorSigns.serverCpuMs).toFixed(2)}× that`,
+  );
 }
-if (onEtcd !== undefined) console.log(`ratio etcd store/embedded store: ${(onEtcd.rate / muster.rate).toFixed(2)} (target >= 0.7); manager CPU per join ${onEtcd.serverCpuMs.toFixed(2)} ms vs ${muster.serverCpuMs.toFixed(2)} ms, plus etcd ${onEtcd.etcdCpuMs.toFixed(2)} ms`);
-if (onEtcd3 !== undefined) console.log(`  on three etcd members (plain, one manager): ${(onEtcd3.rate / muster.rate).toFixed(2)}× embedded; manager ${onEtcd3.serverCpuMs.toFixed(2)} ms, etcd ${list(onEtcd3.etcdCpuMs)} ms per join`);
+if (onEtcd !== undefined)
+  console.log(
+    `ratio etcd store/embedded store: ${(onEtcd.rate / muster.rate).toFixed(2)} (target >= 0.7); manager CPU per join ${onEtcd.serverCpuMs.toFixed(2)} ms vs ${muster.serverCpuMs.toFixed(2)} ms, plus etcd ${onEtcd.etcdCpuMs.toFixed(2)} ms`,
+  );
+if (onEtcd3 !== undefined)
+  console.log(
+    `  on three etcd members (plain, one manager): ${(onEtcd3.rate / muster.rate).toFixed(2)}× embedded; manager ${onEtcd3.serverCpuMs.toFixed(2)} ms, etcd ${list(onEtcd3.etcdCpuMs)} ms per join`,
+  );
 if (managed !== undefined) {
   const all = managed.serverCpuMs + [...managed.otherManagersCpuMs, ...managed.membersCpuMs].reduce((a, b) => a + b, 0);
   console.log(
@@ -275,5 +349,7 @@ if (managed !== undefined) {
   );
 }
 const ceiling = (cores * 1000) / (muster.serverCpuMs + muster.clientCpuMs);
-console.log(`CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`);
+console.log(
+  `CPU per join, server + client: ${(muster.serverCpuMs + muster.clientCpuMs).toFixed(2)} ms, so ${cores} cores cap this run at ~${ceiling.toFixed(0)} joins/s`,
+);
 process.exit(muster.errors > 0 || (onEtcd?.errors ?? 0) > 0 || (onEtcd3?.errors ?? 0) > 0 || (managed?.errors ?? 0) > 0 ? 1 : 0);

@@ -24,7 +24,12 @@ console.log(runtimeLine());
 console.log(`preparing ${2 * N} keys and CSRs…`);
 const makeNode = () => {
   const key = generateNodeKeySync();
-  return { keyPem: key.privateKeyPem, csr: createCsr({ privateKey: key.privateKey }), renewCsr: createCsr({ privateKey: generateNodeKeySync().privateKey }), context: anonymous };
+  return {
+    keyPem: key.privateKeyPem,
+    csr: createCsr({ privateKey: key.privateKey }),
+    renewCsr: createCsr({ privateKey: generateNodeKeySync().privateKey }),
+    context: anonymous,
+  };
 };
 const existing = Array.from({ length: N }, makeNode);
 const newcomers = Array.from({ length: N }, makeNode);
@@ -46,8 +51,14 @@ const started = performance.now();
 let peakRss = before.rss;
 const sampler = setInterval(() => (peakRss = Math.max(peakRss, manager.memory().rss)), 100);
 const [joins, renewals] = await Promise.all([
-  pool(newcomers.map((n) => () => send({ dispatcher: anonymous, address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }) })), C),
-  pool(existing.map((n) => () => send({ dispatcher: n.context, address, method: 'POST', path: '/v1/renew', body: JSON.stringify({ csr: n.renewCsr }) })), C),
+  pool(
+    newcomers.map((n) => () => send({ dispatcher: anonymous, address, method: 'POST', path: '/v1/join', body: JSON.stringify({ token, csr: n.csr }) })),
+    C,
+  ),
+  pool(
+    existing.map((n) => () => send({ dispatcher: n.context, address, method: 'POST', path: '/v1/renew', body: JSON.stringify({ csr: n.renewCsr }) })),
+    C,
+  ),
 ]);
 const seconds = (performance.now() - started) / 1000;
 clearInterval(sampler);
@@ -56,6 +67,8 @@ const after = manager.memory();
 console.log(`\n${2 * N} requests in ${seconds.toFixed(1)} s: ${((2 * N) / seconds).toFixed(0)} requests/s with a fresh TLS connection each`);
 report('joins', joins);
 report('renewals', renewals);
-console.log(`manager RSS: ${before.rss.toFixed(0)} MiB before, ${peakRss.toFixed(0)} MiB peak (sampled), ${after.rss.toFixed(0)} MiB after; high-water mark ${after.peak.toFixed(0)} MiB`);
+console.log(
+  `manager RSS: ${before.rss.toFixed(0)} MiB before, ${peakRss.toFixed(0)} MiB peak (sampled), ${after.rss.toFixed(0)} MiB after; high-water mark ${after.peak.toFixed(0)} MiB`,
+);
 await manager.stop();
 process.exit([...joins, ...renewals].some((r) => r.status !== 200) ? 1 : 0);

@@ -54,8 +54,29 @@ function workerRecords(i: number, now: number): [NodeRecord, CertificateRecord] 
   const id = newId(systemRandom);
   const serial = serialHex(randomSerial(systemRandom));
   const notAfter = Math.floor((now + 90 * DAY) / 1000) * 1000;
-  const node: NodeRecord = { schema: SCHEMA_VERSION, id, role: 'worker', hostname: `bench-${i}`, labels: {}, createdAt: now, lastSeenAt: now, certSerial: serial, certNotAfter: notAfter, certRole: 'worker', removed: false };
-  const cert: CertificateRecord = { schema: SCHEMA_VERSION, serial, subject: id, role: 'worker', kind: 'join', issuedAt: now, notBefore: now - 3_600_000, notAfter };
+  const node: NodeRecord = {
+    schema: SCHEMA_VERSION,
+    id,
+    role: 'worker',
+    hostname: `bench-${i}`,
+    labels: {},
+    createdAt: now,
+    lastSeenAt: now,
+    certSerial: serial,
+    certNotAfter: notAfter,
+    certRole: 'worker',
+    removed: false,
+  };
+  const cert: CertificateRecord = {
+    schema: SCHEMA_VERSION,
+    serial,
+    subject: id,
+    role: 'worker',
+    kind: 'join',
+    issuedAt: now,
+    notBefore: now - 3_600_000,
+    notAfter,
+  };
   return [node, cert];
 }
 
@@ -65,7 +86,11 @@ const { address, rootPem } = founder;
 const args = founder.child.spawnargs;
 const dataDir = args[args.indexOf('--data-dir') + 1]!;
 const layout = dataDirLayout(dataDir);
-const tls = { rootPem, certPem: readFileSync(join(layout.certificatesDir, 'node.crt'), 'utf8'), keyPem: readFileSync(join(layout.certificatesDir, 'node.key'), 'utf8') };
+const tls = {
+  rootPem,
+  certPem: readFileSync(join(layout.certificatesDir, 'node.crt'), 'utf8'),
+  keyPem: readFileSync(join(layout.certificatesDir, 'node.key'), 'utf8'),
+};
 
 // The floor: the idle manager, after one listing (so the route and TLS code are loaded), before the records.
 const warmup = new ApiClient({ managers: [address], tls });
@@ -91,7 +116,9 @@ for (let i = 0; i < N; i += 1000) {
 await store.close();
 console.log(`  ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
-const manager = spawn(process.execPath, [...nodeArgs, 'dist/cli/main.js', 'run', '--data-dir', dataDir, '--listen-addr', address, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+const manager = spawn(process.execPath, [...nodeArgs, 'dist/cli/main.js', 'run', '--data-dir', dataDir, '--listen-addr', address, '--log-level', 'warn'], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
 const pid = manager.pid!;
 const client = new ApiClient({ managers: [address], tls });
 for (let tries = 0; ; tries++) {
@@ -119,7 +146,9 @@ await client.close();
 
 resetPeak(pid);
 started = performance.now();
-const cli = spawn('bash', ['-c', `'${process.execPath}' dist/cli/main.js node ls -q --data-dir '${dataDir}' | wc -l`], { stdio: ['ignore', 'pipe', 'inherit'] });
+const cli = spawn('bash', ['-c', `'${process.execPath}' dist/cli/main.js node ls -q --data-dir '${dataDir}' | wc -l`], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 let lines = '';
 cli.stdout.on('data', (d: Buffer) => (lines += d.toString('utf8')));
 await once(cli, 'exit');
@@ -127,7 +156,9 @@ const cliSeconds = (performance.now() - started) / 1000;
 const cliPeak = memoryOf(pid).peak;
 
 const count = (n: number): string => n.toLocaleString('en');
-console.log(`\nGET /v1/nodes, pages of ${NODES_PAGE.max}: ${count(seen)} nodes in ${count(pages)} pages, ${apiSeconds.toFixed(1)} s (${count(Math.round(seen / apiSeconds))} nodes/s)`);
+console.log(
+  `\nGET /v1/nodes, pages of ${NODES_PAGE.max}: ${count(seen)} nodes in ${count(pages)} pages, ${apiSeconds.toFixed(1)} s (${count(Math.round(seen / apiSeconds))} nodes/s)`,
+);
 console.log(`muster node ls -q | wc -l (pages of ${NODES_PAGE.default}): ${count(Number(lines.trim()))} lines, ${cliSeconds.toFixed(1)} s`);
 console.log(
   `manager RSS: ${MiB(floor.rss)} idle before the records (floor); with ${count(N)} more nodes ${MiB(before.rss)} before paging, ` +

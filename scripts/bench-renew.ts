@@ -22,7 +22,9 @@ import { createCsr } from '../src/pki/csr.js';
 import { generateNodeKey } from '../src/pki/keys.js';
 import { startBenchManager } from './lib/bench-manager.js';
 
-const { values } = parseArgs({ options: { agents: { type: 'string', default: '2000' }, minutes: { type: 'string', default: '90' }, step: { type: 'string', default: '5' } } });
+const { values } = parseArgs({
+  options: { agents: { type: 'string', default: '2000' }, minutes: { type: 'string', default: '90' }, step: { type: 'string', default: '5' } },
+});
 const AGENTS = Number(values.agents);
 const SIM_MS = Number(values.minutes) * 60_000;
 const STEP_MS = Number(values.step) * 1000;
@@ -43,7 +45,10 @@ let failures = 0;
 const renewers: Renewer[] = [];
 for (let i = 0; i < AGENTS; i++) {
   const key = await generateNodeKey();
-  const joined = await services.caServer.join({ token: tokens.worker, csr: createCsr({ privateKey: key.privateKey }) }, `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+  const joined = await services.caServer.join(
+    { token: tokens.worker, csr: createCsr({ privateKey: key.privateKey }) },
+    `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`,
+  );
   let tls = { rootPem: joined.rootCA, certPem: joined.certificate, keyPem: key.privateKeyPem };
   // Lifetime as issued (NotAfter - 1h); the 1h backdating is clock-skew slack, not lifetime.
   let validity: Validity = { notBefore: Date.parse(joined.notAfter) - HOUR, notAfter: Date.parse(joined.notAfter) };
@@ -114,7 +119,9 @@ const peakSecond = Math.max(...perSecond.values());
 const peakMinute = Math.max(...perMinute.values()) / 60;
 
 console.log(`\nagents ${AGENTS}, certificate lifetime 1h, simulated ${SIM_MS / 60_000} min, ${renewedAt.length} renewals, ${failures} failures`);
-console.log(`renewals per simulated second: mean ${mean.toFixed(2)} (from first to last renewal), peak ${peakSecond} in one second, peak minute ${peakMinute.toFixed(2)}/s`);
+console.log(
+  `renewals per simulated second: mean ${mean.toFixed(2)} (from first to last renewal), peak ${peakSecond} in one second, peak minute ${peakMinute.toFixed(2)}/s`,
+);
 console.log('where renewals fell in the certificate lifetime (window 50–80%):');
 const bins = Array<number>(10).fill(0);
 for (const f of fractions) bins[Math.min(9, Math.max(0, Math.floor(((f - 0.5) / 0.3) * 10)))]! += 1;
@@ -123,5 +130,9 @@ bins.forEach((n, i) => {
   console.log(`  ${lo}–${50 + (i + 1) * 3}%  ${String(n).padStart(5)}  ${'#'.repeat(Math.round((n / Math.max(1, fractions.length)) * 200))}`);
 });
 console.log(`outside the window: ${fractions.filter((f) => f < 0.5 || f > 0.8).length}`);
-console.log(`busiest ${STEP_MS / 1000}s step: ${busiestStep.count} renewals served in ${busiestStep.realMs.toFixed(0)} ms real time (${((busiestStep.count / busiestStep.realMs) * 1000).toFixed(0)} renewals/s, fresh TLS each)`);
-console.log(`real time for the whole simulation ${realTotal.toFixed(1)} s; RSS (manager and agents in one process) ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB`);
+console.log(
+  `busiest ${STEP_MS / 1000}s step: ${busiestStep.count} renewals served in ${busiestStep.realMs.toFixed(0)} ms real time (${((busiestStep.count / busiestStep.realMs) * 1000).toFixed(0)} renewals/s, fresh TLS each)`,
+);
+console.log(
+  `real time for the whole simulation ${realTotal.toFixed(1)} s; RSS (manager and agents in one process) ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB`,
+);

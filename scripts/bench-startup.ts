@@ -42,7 +42,9 @@ function paired(name: string, argv: string[], target: number): void {
     b.push(timeOnce(['-e', '0']));
   }
   const ratio = median(a.map((x, i) => x / b[i]!));
-  console.log(`${name.padEnd(22)} ${median(a).toFixed(3)} s   node -e 0 ${median(b).toFixed(3)} s   ratio ${ratio.toFixed(2)}×   target ≤ ${target}×   ${ratio <= target ? 'met' : 'NOT met'}`);
+  console.log(
+    `${name.padEnd(22)} ${median(a).toFixed(3)} s   node -e 0 ${median(b).toFixed(3)} s   ratio ${ratio.toFixed(2)}×   target ≤ ${target}×   ${ratio <= target ? 'met' : 'NOT met'}`,
+  );
 }
 
 console.log(`bench:startup — ${runtimeLine()}; ${runs} pairs per command (median of each, median of the pairwise ratios)`);

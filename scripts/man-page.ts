@@ -80,7 +80,17 @@ function manPage(program: Command): string {
 }
 
 const program = await buildProgram(
-  { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 0, home: '/root', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
+  {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: {},
+    uid: 0,
+    home: '/root',
+    hostname: hostname(),
+    clock: systemClock,
+    random: systemRandom,
+    waitForStop: () => new Promise(() => {}),
+  },
   () => {},
 );
 process.stdout.write(manPage(program));

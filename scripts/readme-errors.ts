@@ -9,7 +9,10 @@ const file = new URL('../README.md', import.meta.url);
 const readme = readFileSync(file, 'utf8');
 const header = '| code | HTTP | exit | meaning |\n|---|---|---|---|\n';
 const rows = Object.entries(ERROR_CATALOGUE)
-  .map(([code, spec]) => `| \`${code}\` | ${spec.status} | ${spec.exit} | ${spec.message}${'hint' in spec && spec.hint !== undefined ? ` — hint: ${spec.hint}` : ''} |`)
+  .map(
+    ([code, spec]) =>
+      `| \`${code}\` | ${spec.status} | ${spec.exit} | ${spec.message}${'hint' in spec && spec.hint !== undefined ? ` — hint: ${spec.hint}` : ''} |`,
+  )
   .join('\n');
 const start = readme.indexOf(header);
 if (start === -1) throw new Error('README has no error table');

@@ -39,7 +39,9 @@ describe('layering (STYLE.md)', () => {
   });
 
   it('muster-ca (ca-tool) imports only core and pki: it runs offline, with no manager, agent, store or CLI', () => {
-    const wrong = graph.filter(({ file }) => layer(file) === 'ca-tool').flatMap(({ file, imports }) => imports.filter((i) => !['core', 'pki', 'ca-tool'].includes(layer(i))).map((i) => `${file} -> ${i}`));
+    const wrong = graph
+      .filter(({ file }) => layer(file) === 'ca-tool')
+      .flatMap(({ file, imports }) => imports.filter((i) => !['core', 'pki', 'ca-tool'].includes(layer(i))).map((i) => `${file} -> ${i}`));
     expect(wrong).toEqual([]);
   });
 
@@ -59,15 +61,21 @@ describe('layering (STYLE.md)', () => {
   });
 
   it('no CLI command file imports another', () => {
-    const wrong = graph.filter(({ file }) => file.startsWith('cli/commands/')).flatMap(({ file, imports }) => imports.filter((i) => i.startsWith('cli/commands/')).map((i) => `${file} -> ${i}`));
+    const wrong = graph
+      .filter(({ file }) => file.startsWith('cli/commands/'))
+      .flatMap(({ file, imports }) => imports.filter((i) => i.startsWith('cli/commands/')).map((i) => `${file} -> ${i}`));
     expect(wrong).toEqual([]);
   });
 
   it('only the CLI touches process (argv, env, exit, signals) and only settings.ts reads the environment', () => {
     // ca-tool/main.ts is muster-ca's own composition root, as cli/ is muster's.
-    const touching = graph.filter(({ file, text }) => layer(file) !== 'cli' && file !== 'ca-tool/main.ts' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text)).map((g) => g.file);
+    const touching = graph
+      .filter(({ file, text }) => layer(file) !== 'cli' && file !== 'ca-tool/main.ts' && /process\.(env|argv|exit|on|off|once|title|umask)\b/.test(text))
+      .map((g) => g.file);
     expect(touching).toEqual([]);
-    const readingEnv = graph.filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/process-context.ts').map((g) => g.file);
+    const readingEnv = graph
+      .filter(({ file, text }) => file !== 'cli/settings.ts' && /\b(ctx\.env|\.env\.MUSTER|process\.env)\b/.test(text) && file !== 'cli/process-context.ts')
+      .map((g) => g.file);
     expect(readingEnv).toEqual([]);
   });
 });

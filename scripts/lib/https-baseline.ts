@@ -28,22 +28,43 @@ if (certFile === undefined || keyFile === undefined) {
   console.error('usage: https-baseline.ts CERT KEY');
   process.exit(2);
 }
-const ca = caCertFile === undefined || caKeyFile === undefined ? undefined : loadSigningCa({ certPem: readFileSync(caCertFile, 'utf8'), keyPem: readFileSync(caKeyFile, 'utf8') });
+const ca =
+  caCertFile === undefined || caKeyFile === undefined
+    ? undefined
+    : loadSigningCa({ certPem: readFileSync(caCertFile, 'utf8'), keyPem: readFileSync(caKeyFile, 'utf8') });
 /** With a CA: the CSR of a `{csr}` body checked and signed, as the answer; otherwise undefined. */
 function signed(chunks: Buffer[]): string | undefined {
   if (ca === undefined) return undefined;
   const { csr } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { csr: string };
-  const issued = issueCertificate({ ca, csr: parseCsr(csr), role: 'worker', commonName: 'floor-node', clusterId: 'benchfloor000000000000000', hosts: [], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
+  const issued = issueCertificate({
+    ca,
+    csr: parseCsr(csr),
+    role: 'worker',
+    commonName: 'floor-node',
+    clusterId: 'benchfloor000000000000000',
+    hosts: [],
+    validityMs: 86_400_000,
+    clock: systemClock,
+    random: systemRandom,
+  });
   return JSON.stringify({ certificate: issued.certPem, rootCA: ca.certPem, renewAfter: new Date().toISOString() });
 }
 const answer = JSON.stringify({ certificate: 'x'.repeat(900), rootCA: 'y'.repeat(700), renewAfter: new Date().toISOString() });
-const server = createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, (req, res) => {
-  const wait = Number(/[?&]wait=(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
-  if (wait > 0) req.socket.setTimeout(0);
-  const chunks: Buffer[] = [];
-  req.on('data', (chunk: Buffer) => chunks.push(chunk));
-  req.on('end', () => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(wait > 0 ? '{"renewNow":false}' : (signed(chunks) ?? answer)), wait * 1000));
-});
+const server = createServer(
+  { cert: readFileSync(certFile), key: readFileSync(keyFile), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+  (req, res) => {
+    const wait = Number(/[?&]wait=(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+    if (wait > 0) req.socket.setTimeout(0);
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () =>
+      setTimeout(
+        () => res.writeHead(200, { 'content-type': 'application/json' }).end(wait > 0 ? '{"renewNow":false}' : (signed(chunks) ?? answer)),
+        wait * 1000,
+      ),
+    );
+  },
+);
 server.keepAliveTimeout = 5_000;
 server.listen(0, '127.0.0.1', () => {
   const address = server.address();

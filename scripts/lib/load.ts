@@ -34,7 +34,17 @@ export async function startFloorServer(scratch: string, options: { signs?: boole
   const material = createRootCa({ clusterId: 'benchfloor000000000000000', clock: systemClock, random: systemRandom });
   const ca = loadSigningCa(material);
   const key = generateNodeKeySync();
-  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'manager', commonName: 'floor', clusterId: 'benchfloor000000000000000', hosts: ['127.0.0.1'], validityMs: 86_400_000, clock: systemClock, random: systemRandom });
+  const issued = issueCertificate({
+    ca,
+    csr: parseCsr(createCsr({ privateKey: key.privateKey })),
+    role: 'manager',
+    commonName: 'floor',
+    clusterId: 'benchfloor000000000000000',
+    hosts: ['127.0.0.1'],
+    validityMs: 86_400_000,
+    clock: systemClock,
+    random: systemRandom,
+  });
   writeFileSync(join(scratch, 'floor.crt'), issued.certPem);
   writeFileSync(join(scratch, 'floor.key'), key.privateKeyPem, { mode: 0o600 });
   const caFiles: string[] = [];
@@ -43,7 +53,11 @@ export async function startFloorServer(scratch: string, options: { signs?: boole
     writeFileSync(join(scratch, 'floor-ca.key'), material.keyPem, { mode: 0o600 });
     caFiles.push(join(scratch, 'floor-ca.crt'), join(scratch, 'floor-ca.key'));
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key'), ...caFiles], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, 'https-baseline.ts'), join(scratch, 'floor.crt'), join(scratch, 'floor.key'), ...caFiles],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const port = await new Promise<string>((resolve, reject) => {
     child.stdout?.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
     child.once('exit', (code) => reject(new Error(`https-baseline exited with ${code}`)));
@@ -79,7 +93,22 @@ export interface ManagerProcess {
 /** Starts `muster init` on 127.0.0.1:0 in its own process; gives up after `timeoutMs`. */
 export async function startManagerProcess(options: { nodeArgs?: string[]; initArgs?: string[]; timeoutMs?: number } = {}): Promise<ManagerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'muster-bench-'));
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'dist/cli/main.js', 'init', '--data-dir', join(dir, 'm'), '--listen-addr', '127.0.0.1:0', '--log-level', 'warn', ...(options.initArgs ?? [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      ...(options.nodeArgs ?? []),
+      'dist/cli/main.js',
+      'init',
+      '--data-dir',
+      join(dir, 'm'),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+      ...(options.initArgs ?? []),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const killer = setTimeout(() => {
     console.error('benchmark: giving up on the time limit');
     child.kill('SIGKILL');
@@ -135,7 +164,13 @@ export interface ManagedCluster {
 
 /** The etcd member a managed manager runs: its child process (setpriv execs etcd, so the child is the member). */
 function memberPidOf(managerPid: number): number {
-  const children = readdirSync(`/proc/${managerPid}/task`).flatMap((tid) => readFileSync(`/proc/${managerPid}/task/${tid}/children`, 'utf8').trim().split(' ').filter((s) => s !== '').map(Number));
+  const children = readdirSync(`/proc/${managerPid}/task`).flatMap((tid) =>
+    readFileSync(`/proc/${managerPid}/task/${tid}/children`, 'utf8')
+      .trim()
+      .split(' ')
+      .filter((s) => s !== '')
+      .map(Number),
+  );
   const member = children.find((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'etcd');
   if (member === undefined) throw new Error(`manager ${managerPid} runs no etcd member`);
   return member;
@@ -177,16 +212,47 @@ export async function startManagedCluster(scratch: string): Promise<ManagedClust
     };
     const tokenFile = file('manager.token', founder.managerToken);
     for (const name of ['m2', 'm3']) {
-      const run = spawnMuster(['join', founder.address, '--token-file', tokenFile, '--data-dir', join(dir, name), '--listen-addr', `127.0.0.1:${await freePort()}`, '--advertise-addr', '127.0.0.1', ...(await member()), '--log-level', 'warn']);
+      const run = spawnMuster([
+        'join',
+        founder.address,
+        '--token-file',
+        tokenFile,
+        '--data-dir',
+        join(dir, name),
+        '--listen-addr',
+        `127.0.0.1:${await freePort()}`,
+        '--advertise-addr',
+        '127.0.0.1',
+        ...(await member()),
+        '--log-level',
+        'warn',
+      ]);
       joined.push(run);
       await run.waitFor(/This node joined cluster/, 120_000);
     }
     // A joined manager's member is a learner until it has caught up and promoted itself: measure three voters.
-    const ctl = ['--endpoints', `https://${founderMember[1]}`, '--cacert', file('root.crt', founder.rootPem), '--cert', file('node.crt', founder.adminTls.certPem), '--key', file('node.key', founder.adminTls.keyPem), '--dial-timeout', '3s', '--command-timeout', '5s'];
+    const ctl = [
+      '--endpoints',
+      `https://${founderMember[1]}`,
+      '--cacert',
+      file('root.crt', founder.rootPem),
+      '--cert',
+      file('node.crt', founder.adminTls.certPem),
+      '--key',
+      file('node.key', founder.adminTls.keyPem),
+      '--dial-timeout',
+      '3s',
+      '--command-timeout',
+      '5s',
+    ];
     const deadline = Date.now() + 120_000;
     for (;;) {
-      const listed = spawnSync('etcdctl', [...ctl, 'member', 'list', '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 20_000 });
-      const members = listed.status === 0 ? (JSON.parse(listed.stdout) as { members?: { isLearner?: boolean; clientURLs?: string[] }[] }).members ?? [] : [];
+      const listed = spawnSync('etcdctl', [...ctl, 'member', 'list', '-w', 'json'], {
+        encoding: 'utf8',
+        env: { ...process.env, ETCDCTL_API: '3' },
+        timeout: 20_000,
+      });
+      const members = listed.status === 0 ? ((JSON.parse(listed.stdout) as { members?: { isLearner?: boolean; clientURLs?: string[] }[] }).members ?? []) : [];
       if (members.length === 3 && members.every((m) => m.isLearner !== true && (m.clientURLs ?? []).length > 0)) break;
       if (Date.now() > deadline) throw new Error(`etcd did not reach three voting members: ${listed.stdout}${listed.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -246,7 +312,11 @@ export async function send(params: { dispatcher: Dispatcher; address: string; me
 /** A dispatcher for benchmark clients: pins the root, presents `cert`/`key` when given, does not check names. */
 export function benchDispatcher(tls: { rootPem: string; certPem?: string; keyPem?: string }): Dispatcher {
   return createDispatcher({
-    tls: { ca: tls.rootPem, ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }), checkServerIdentity: () => undefined },
+    tls: {
+      ca: tls.rootPem,
+      ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
+      checkServerIdentity: () => undefined,
+    },
     connections: 256,
   });
 }
@@ -280,6 +350,14 @@ export function percentile(xs: readonly number[], p: number): number {
 /** Prints one line per kind of request: count, errors, p50 and p99. */
 export function report(name: string, rs: readonly Timed[]): void {
   const errors = rs.filter((r) => r.status !== 200);
-  console.log(`${name.padEnd(9)} ${rs.length} requests, ${errors.length} errors, p50 ${percentile(rs.map((r) => r.ms), 50).toFixed(0)} ms, p99 ${percentile(rs.map((r) => r.ms), 99).toFixed(0)} ms`);
+  console.log(
+    `${name.padEnd(9)} ${rs.length} requests, ${errors.length} errors, p50 ${percentile(
+      rs.map((r) => r.ms),
+      50,
+    ).toFixed(0)} ms, p99 ${percentile(
+      rs.map((r) => r.ms),
+      99,
+    ).toFixed(0)} ms`,
+  );
   for (const e of errors.slice(0, 3)) console.log(`  error: ${e.status} ${e.body.slice(0, 200)}`);
 }

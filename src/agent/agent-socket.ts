@@ -83,8 +83,10 @@ export async function serveAgentSocket(path: string, deps: { services: ServiceCe
     const url = new URL(request.url ?? '/', 'http://localhost');
     const prefix = `${AGENT_ROUTES.certificates}/`;
     if (url.pathname === AGENT_ROUTES.certificates && request.method === 'GET') return { certificates: services.list(), hookFailures: services.hookFailures };
-    if (url.pathname === AGENT_ROUTES.certificates && request.method === 'POST') return { certificate: await services.add(await definitionFrom(await readBody(request))) };
-    if (url.pathname.startsWith(prefix) && request.method === 'DELETE') return { certificate: await services.remove(decodeURIComponent(url.pathname.slice(prefix.length))) };
+    if (url.pathname === AGENT_ROUTES.certificates && request.method === 'POST')
+      return { certificate: await services.add(await definitionFrom(await readBody(request))) };
+    if (url.pathname.startsWith(prefix) && request.method === 'DELETE')
+      return { certificate: await services.remove(decodeURIComponent(url.pathname.slice(prefix.length))) };
     throw new MusterError('ROUTE_NOT_FOUND');
   };
   const answer = (response: ServerResponse, status: number, body: unknown): void => {

@@ -45,7 +45,8 @@ export async function fetchCheckedCrl(client: ApiClient, rootPem: string, clock:
       refusal = error;
     }
   }
-  if (crl === undefined) throw new MusterError('CRL_INVALID', `the CRL from ${address} is not one the cluster root signed: ${(refusal as Error | undefined)?.message ?? 'no root'}`);
+  if (crl === undefined)
+    throw new MusterError('CRL_INVALID', `the CRL from ${address} is not one the cluster root signed: ${(refusal as Error | undefined)?.message ?? 'no root'}`);
   const now = clock.now();
   // Only staleness counts: a CRL "from the future" (this clock is behind) cannot be forged, a stale one can be replayed.
   if (now >= crl.nextUpdate) {

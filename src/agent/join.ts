@@ -96,7 +96,8 @@ export function acceptBundle(offered: string, trusted: string, crossSignedPem = 
   const fingerprints = new Set(mine.map((cert) => cert.fingerprint256));
   const theirs = readBundle(offered);
   const vouchers = readBundle(crossSignedPem);
-  const vouched = (root: X509Certificate): boolean => vouchers.some((cross) => cross.subject === root.subject && cross.publicKey.equals(root.publicKey) && mine.some((held) => isIssuedBy(cross, held)));
+  const vouched = (root: X509Certificate): boolean =>
+    vouchers.some((cross) => cross.subject === root.subject && cross.publicKey.equals(root.publicKey) && mine.some((held) => isIssuedBy(cross, held)));
   return theirs.length > 0 && theirs.every((root) => fingerprints.has(root.fingerprint256) || vouched(root));
 }
 
@@ -106,10 +107,14 @@ export function acceptBundle(offered: string, trusted: string, crossSignedPem = 
  * holds our key, and names the node, role and cluster the manager said.
  * Used for joins and renewals alike.
  */
-export function checkIssued(params: { response: NodeCertificateResponse; rootPem: string; keyPem: string; clock: Clock; expectNodeId?: string }): { notBefore: number; notAfter: number } {
+export function checkIssued(params: { response: NodeCertificateResponse; rootPem: string; keyPem: string; clock: Clock; expectNodeId?: string }): {
+  notBefore: number;
+  notAfter: number;
+} {
   const { response } = params;
   const bad = (why: string): MusterError => new MusterError('ISSUED_CERT_INVALID', `the certificate returned by the manager ${why}`);
-  if (response.rootCA !== params.rootPem && !acceptBundle(response.rootCA, params.rootPem, response.crossSigned)) throw bad('comes with a root CA that no root this node trusts vouches for');
+  if (response.rootCA !== params.rootPem && !acceptBundle(response.rootCA, params.rootPem, response.crossSigned))
+    throw bad('comes with a root CA that no root this node trusts vouches for');
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(response.certificate);
@@ -123,7 +128,10 @@ export function checkIssued(params: { response: NodeCertificateResponse; rootPem
     if (isMusterError(error, 'CERT_NOT_YET_VALID')) {
       // The manager backdates certificates by an hour: its clock read about NotBefore + 1 h when it signed.
       const behindMs = Date.parse(cert.validFrom) + LEAF_BACKDATE_MS - params.clock.now();
-      throw new MusterError('CLOCK_SKEW', `the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about ${formatDuration(Math.max(Math.round(behindMs / 60_000), 1) * 60_000)}`);
+      throw new MusterError(
+        'CLOCK_SKEW',
+        `the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about ${formatDuration(Math.max(Math.round(behindMs / 60_000), 1) * 60_000)}`,
+      );
     }
     throw bad(`does not verify against the pinned root (${error instanceof MusterError ? error.code : 'error'})`);
   }
@@ -168,7 +176,8 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     const body: JoinRequest = { token: params.token.trim(), csr, hostname: params.hostname };
     if (params.labels !== undefined) body.labels = params.labels;
     if (params.advertiseAddr !== undefined) body.managerAddr = params.advertiseAddr;
-    if (role === 'manager' && params.storeMember !== undefined) body.storeMember = { clientAddr: params.storeMember.clientAddr, peerAddr: params.storeMember.peerAddr };
+    if (role === 'manager' && params.storeMember !== undefined)
+      body.storeMember = { clientAddr: params.storeMember.clientAddr, peerAddr: params.storeMember.peerAddr };
     response = await whileUnavailable(params, () => client.join(body));
   } finally {
     await client.close();
@@ -188,6 +197,9 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     ...(params.storeMember === undefined ? {} : { storeMember: params.storeMember }),
   };
   await writeNodeState(params.layout.nodeJson, state);
-  params.logger.info({ nodeId: state.nodeId, role: state.role, clusterId: state.clusterId, notAfter: response.notAfter }, `joined cluster ${state.clusterId} as ${state.role} ${state.nodeId}; certificate valid until ${response.notAfter}`);
+  params.logger.info(
+    { nodeId: state.nodeId, role: state.role, clusterId: state.clusterId, notAfter: response.notAfter },
+    `joined cluster ${state.clusterId} as ${state.role} ${state.nodeId}; certificate valid until ${response.notAfter}`,
+  );
   return { state, notAfter: validity.notAfter, ...(response.manager === undefined ? {} : { bundle: response.manager }) };
 }

@@ -201,7 +201,11 @@ export class KeyStore {
     await checkPrivate(this.layout.nodeKey, 'file');
     for (let attempt = 0; attempt < SWITCH_READS; attempt++) {
       const certPem = await readPrivate(this.layout.nodeCert);
-      const [keyText, rootPem, again] = await Promise.all([readPrivate(this.layout.nodeKey), readPrivate(this.layout.rootCa), readPrivate(this.layout.nodeCert)]);
+      const [keyText, rootPem, again] = await Promise.all([
+        readPrivate(this.layout.nodeKey),
+        readPrivate(this.layout.rootCa),
+        readPrivate(this.layout.nodeCert),
+      ]);
       const keyPem = this.decode(keyText);
       if (certPem === again && pairHolds(keyPem, certPem)) return { keyPem, certPem, rootPem };
       await new Promise((resolve) => setTimeout(resolve, 5)); // the owner is between its two renames

@@ -106,7 +106,8 @@ export class NodeAgent {
     if (state === undefined) throw new MusterError('NOT_INITIALISED', `${params.layout.dataDir} holds no node`);
     const keyStore = new KeyStore(params.layout, params.cipher === undefined ? {} : { cipher: params.cipher });
     const pair = await keyStore.load({ recover: true }); // this process owns the data dir
-    if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${params.layout.dataDir} has node.json but no certificate`, { hint: "re-join with 'muster join'" });
+    if (pair === undefined)
+      throw new MusterError('STATE_CORRUPT', `${params.layout.dataDir} has node.json but no certificate`, { hint: "re-join with 'muster join'" });
     return new NodeAgent(params, keyStore, state, pair);
   }
 
@@ -152,7 +153,10 @@ export class NodeAgent {
   /** Starts renewing; a certificate that has expired renews at once (the managers accept it within their grace). */
   start(): void {
     if (this.params.clock.now() >= this.validity.notAfter) {
-      this.params.logger.warn({ notAfter: new Date(this.validity.notAfter).toISOString() }, `the node certificate expired at ${new Date(this.validity.notAfter).toISOString()}; renewing it now`);
+      this.params.logger.warn(
+        { notAfter: new Date(this.validity.notAfter).toISOString() },
+        `the node certificate expired at ${new Date(this.validity.notAfter).toISOString()}; renewing it now`,
+      );
     }
     this.renewer.start();
   }
@@ -188,7 +192,10 @@ export class NodeAgent {
     } catch (error) {
       // Every manager presents a certificate this node cannot verify: the cluster may have rotated its root while it was down.
       if (!isMusterError(error, 'NOT_A_MANAGER')) throw error;
-      this.params.logger.warn({ err: error.message }, 'the manager presented a certificate this node cannot verify; checking whether the cluster rotated its root');
+      this.params.logger.warn(
+        { err: error.message },
+        'the manager presented a certificate this node cannot verify; checking whether the cluster rotated its root',
+      );
       if (!(await this.followRotatedRoot())) throw error;
       advice = await this.client.self();
     }
@@ -216,7 +223,8 @@ export class NodeAgent {
       return false;
     }
     const held = new Set(readBundle(this.material.rootPem).map((root) => root.fingerprint256));
-    if (readBundle(bundle).some((root) => !held.has(root.fingerprint256))) this.params.logger.info({}, 'the cluster is rotating its root (or rotated it); the root this node holds vouches for the new one');
+    if (readBundle(bundle).some((root) => !held.has(root.fingerprint256)))
+      this.params.logger.info({}, 'the cluster is rotating its root (or rotated it); the root this node holds vouches for the new one');
     await writeFileAtomic(this.params.layout.rootCa, bundle, 0o644);
     this.material = { ...this.material, rootPem: bundle };
     this.params.logger.info({ roots: readBundle(bundle).length }, "the cluster's trust bundle changed; keeping the new one");
@@ -307,7 +315,13 @@ export class NodeAgent {
       ...(advertise === undefined ? {} : { managerAddr: advertise }),
       ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr } }),
     });
-    const validity = checkIssued({ response, rootPem: this.material.rootPem, keyPem: key.privateKeyPem, clock: this.params.clock, expectNodeId: this.nodeState.nodeId });
+    const validity = checkIssued({
+      response,
+      rootPem: this.material.rootPem,
+      keyPem: key.privateKeyPem,
+      clock: this.params.clock,
+      expectNodeId: this.nodeState.nodeId,
+    });
     // The trust bundle comes with the certificate (checkIssued accepted it): two roots while a root rotation runs.
     const next: NodeTls = { keyPem: key.privateKeyPem, certPem: response.certificate, rootPem: response.rootCA };
     await this.keyStore.writePair({ keyPem: next.keyPem, certPem: next.certPem, ...(next.rootPem === this.material.rootPem ? {} : { rootPem: next.rootPem }) });

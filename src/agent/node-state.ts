@@ -18,10 +18,14 @@ export const NODE_STATE_SCHEMA = 2;
 
 /** Reads node.json, or undefined when the data dir holds no node yet. */
 export function readNodeState(file: string): Promise<NodeState | undefined> {
-  return readJsonFile(file, (value) => checkSchema(NodeStatePlain, value), (value) => {
-    const schema = (value as { schema?: unknown } | null)?.schema;
-    return schema !== NODE_STATE_SCHEMA ? `was written by another version of muster (schema ${String(schema)})` : 'is missing fields';
-  });
+  return readJsonFile(
+    file,
+    (value) => checkSchema(NodeStatePlain, value),
+    (value) => {
+      const schema = (value as { schema?: unknown } | null)?.schema;
+      return schema !== NODE_STATE_SCHEMA ? `was written by another version of muster (schema ${String(schema)})` : 'is missing fields';
+    },
+  );
 }
 
 /** Writes node.json atomically (0600: it names managers and roles, not secrets, but nobody else needs it). */

@@ -247,7 +247,10 @@ export class Renewer {
         // Told at once; a renewal the whole cluster was asked for waits for its random moment in the window.
         const windowMs = spreadWindowMs(this.opts, advice);
         const delay = CLUSTER_WIDE_REASONS.has(reason) ? spreadDelayMs(windowMs, this.deps.random.float()) : 0;
-        this.deps.logger.info({ reason, inMs: delay }, `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${windowMs / 1000}s)` : ''}`);
+        this.deps.logger.info(
+          { reason, inMs: delay },
+          `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${windowMs / 1000}s)` : ''}`,
+        );
         if (delay > 0) await this.pause(delay);
         if (this.running) await this.renewNow(reason);
       }
@@ -269,7 +272,10 @@ export class Renewer {
       if (this.reachable && UNREACHABLE_CODES.has(code)) {
         // Once per change of state, not at every poll.
         this.reachable = false;
-        this.deps.logger.warn({ code, nextAttempt: new Date(next).toISOString() }, `cannot reach any manager (${error instanceof Error ? error.message : code}); next attempt at ${new Date(next).toISOString()}`);
+        this.deps.logger.warn(
+          { code, nextAttempt: new Date(next).toISOString() },
+          `cannot reach any manager (${error instanceof Error ? error.message : code}); next attempt at ${new Date(next).toISOString()}`,
+        );
       } else {
         this.deps.logger.debug({ code }, 'manager poll failed');
       }

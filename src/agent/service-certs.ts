@@ -84,7 +84,9 @@ export function serviceFiles(definition: Pick<ServiceDefinition, 'name' | 'out' 
   const at = (file: string): string => join(definition.out, file);
   if (definition.layout === 'docker') {
     // Docker's TLS guide: the daemon's server-cert.pem/server-key.pem, a client's cert.pem/key.pem, both with ca.pem.
-    return definition.client ? { ca: at('ca.pem'), cert: at('cert.pem'), key: at('key.pem') } : { ca: at('ca.pem'), cert: at('server-cert.pem'), key: at('server-key.pem') };
+    return definition.client
+      ? { ca: at('ca.pem'), cert: at('cert.pem'), key: at('key.pem') }
+      : { ca: at('ca.pem'), cert: at('server-cert.pem'), key: at('server-key.pem') };
   }
   return { ca: at('ca.crt'), cert: at(`${definition.name}.crt`), key: at(`${definition.name}.key`) };
 }
@@ -186,7 +188,16 @@ interface Entry {
   issueError?: { code: string; message: string; at: number };
   issueAttempts: number;
   issueTimer?: TimerHandle;
-  hook: { runs: number; failures: number; attempts: number; lastError?: string; lastOkAt?: number; nextRetryAt?: number; timer?: TimerHandle; running: Promise<HookResult> };
+  hook: {
+    runs: number;
+    failures: number;
+    attempts: number;
+    lastError?: string;
+    lastOkAt?: number;
+    nextRetryAt?: number;
+    timer?: TimerHandle;
+    running: Promise<HookResult>;
+  };
 }
 
 const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 'INTERNAL');
@@ -212,13 +223,22 @@ export class ServiceCertificates {
   /** Loads the definitions in services.json (none when it is missing). */
   static async load(params: ServiceCertsParams): Promise<ServiceCertificates> {
     const certs = new ServiceCertificates(params);
-    const file = await readJsonFile(params.file, (value) => Value.Check(ServicesFile, value), () => 'is not a list of service certificates this muster wrote');
+    const file = await readJsonFile(
+      params.file,
+      (value) => Value.Check(ServicesFile, value),
+      () => 'is not a list of service certificates this muster wrote',
+    );
     for (const { definition, issued } of file?.services ?? []) certs.entries.set(definition.name, ServiceCertificates.entry(definition, issued));
     return certs;
   }
 
   private static entry(definition: ServiceDefinition, issued?: Entry['issued']): Entry {
-    return { definition, ...(issued === undefined ? {} : { issued }), issueAttempts: 0, hook: { runs: 0, failures: 0, attempts: 0, running: Promise.resolve({ ok: true }) } };
+    return {
+      definition,
+      ...(issued === undefined ? {} : { issued }),
+      issueAttempts: 0,
+      hook: { runs: 0, failures: 0, attempts: 0, running: Promise.resolve({ ok: true }) },
+    };
   }
 
   private get policy(): BackoffPolicy {
@@ -236,7 +256,10 @@ export class ServiceCertificates {
   }
 
   private async save(): Promise<void> {
-    const file: ServicesFile = { schema: 1, services: [...this.entries.values()].map((e) => ({ definition: e.definition, ...(e.issued === undefined ? {} : { issued: e.issued }) })) };
+    const file: ServicesFile = {
+      schema: 1,
+      services: [...this.entries.values()].map((e) => ({ definition: e.definition, ...(e.issued === undefined ? {} : { issued: e.issued }) })),
+    };
     await writeFileAtomic(this.params.file, `${JSON.stringify(file, null, 2)}\n`, 0o600);
   }
 
@@ -293,7 +316,10 @@ export class ServiceCertificates {
       const theirs = serviceFiles(e.definition);
       return e.definition.name !== definition.name && [theirs.cert, theirs.key].some((f) => f === mine.cert || f === mine.key);
     });
-    if (clash !== undefined) throw new MusterError('FILE_EXISTS', `service certificate ${clash.definition.name} writes the same files in ${definition.out}`, { hint: 'pick another --out or --layout' });
+    if (clash !== undefined)
+      throw new MusterError('FILE_EXISTS', `service certificate ${clash.definition.name} writes the same files in ${definition.out}`, {
+        hint: 'pick another --out or --layout',
+      });
     const previous = this.entries.get(definition.name);
     const entry = ServiceCertificates.entry(definition, previous?.issued);
     await this.serial(async () => {
@@ -316,7 +342,10 @@ export class ServiceCertificates {
       entry.hook.timer?.cancel();
       this.entries.delete(name);
       await this.save();
-      this.params.logger.info({ service: name }, `service certificate ${name} removed; it is no longer renewed (its files were left in ${entry.definition.out})`);
+      this.params.logger.info(
+        { service: name },
+        `service certificate ${name} removed; it is no longer renewed (its files were left in ${entry.definition.out})`,
+      );
       return this.statusOf(entry);
     });
   }
@@ -343,7 +372,10 @@ export class ServiceCertificates {
         entry.issueAttempts++;
         entry.issueError = { code: codeOf(error), message: error instanceof Error ? error.message : String(error), at: this.params.clock.now() };
         const delay = backoffDelay(this.policy, entry.issueAttempts, this.params.random);
-        this.params.logger.warn({ service: name, code: entry.issueError.code, err: entry.issueError.message, retryInMs: delay }, `service certificate ${name} could not be renewed; retrying`);
+        this.params.logger.warn(
+          { service: name, code: entry.issueError.code, err: entry.issueError.message, retryInMs: delay },
+          `service certificate ${name} could not be renewed; retrying`,
+        );
         if (!this.stopped) entry.issueTimer = this.params.clock.setTimer(delay, () => this.renewOne(name, 'retry'));
         return false;
       }
@@ -366,7 +398,11 @@ export class ServiceCertificates {
     if (!matches(key.privateKey, cert)) throw new MusterError('ISSUED_CERT_INVALID', 'the service certificate returned does not hold the key this node made');
     // A daemon's folder (Docker's layout) trusts the admin anchor, so that dockerd --tlscacert ca.pem admits API users only; elsewhere the cluster's roots.
     const daemon = definition.layout === 'docker' && !definition.client;
-    await this.writeFiles(definition, { keyPem: key.privateKeyPem, certPem: response.certificate, caPem: daemon && response.adminAnchor !== undefined ? response.adminAnchor : response.rootCA });
+    await this.writeFiles(definition, {
+      keyPem: key.privateKeyPem,
+      certPem: response.certificate,
+      caPem: daemon && response.adminAnchor !== undefined ? response.adminAnchor : response.rootCA,
+    });
     entry.issued = { serial: response.serial, notAfter: Date.parse(response.notAfter), issuedAt: this.params.clock.now(), sans: response.sans };
     delete entry.issueError;
     entry.issueAttempts = 0;
@@ -409,7 +445,9 @@ export class ServiceCertificates {
       for (const [temp, path] of temps) await rename(temp, path);
     } catch (error) {
       await Promise.all(temps.map(([temp]) => rm(temp, { force: true })));
-      throw isMusterError(error) ? error : new MusterError('FILE_ACCESS', `cannot write the service certificate into ${definition.out}: ${(error as Error).message}`, { cause: error });
+      throw isMusterError(error)
+        ? error
+        : new MusterError('FILE_ACCESS', `cannot write the service certificate into ${definition.out}: ${(error as Error).message}`, { cause: error });
     }
     await syncDir(definition.out);
   }
@@ -430,15 +468,21 @@ export class ServiceCertificates {
     if (argv === undefined || this.stopped || this.entries.get(definition.name) !== entry) return { ok: true };
     hook.runs++;
     const result = await new Promise<HookResult>((resolve) => {
-      execFile(argv[0]!, argv.slice(1), { timeout: definition.execTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024, cwd: definition.out }, (error, _stdout, stderr) => {
-        if (error === null) return resolve({ ok: true });
-        const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: string | number | null };
-        const tail = stderr.trim().split('\n').at(-1)?.slice(0, 200) ?? '';
-        if (failure.killed === true && failure.signal === 'SIGKILL') return resolve({ ok: false, error: `timed out after ${definition.execTimeoutMs} ms (killed)` });
-        if (typeof failure.code === 'string') return resolve({ ok: false, error: `could not start ${argv[0]}: ${failure.code}` });
-        const how = failure.signal ? `was killed by ${failure.signal}` : `exited ${String(failure.code)}`;
-        return resolve({ ok: false, error: `${how}${tail === '' ? '' : `: ${tail}`}` });
-      });
+      execFile(
+        argv[0]!,
+        argv.slice(1),
+        { timeout: definition.execTimeoutMs, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024, cwd: definition.out },
+        (error, _stdout, stderr) => {
+          if (error === null) return resolve({ ok: true });
+          const failure = error as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: string | number | null };
+          const tail = stderr.trim().split('\n').at(-1)?.slice(0, 200) ?? '';
+          if (failure.killed === true && failure.signal === 'SIGKILL')
+            return resolve({ ok: false, error: `timed out after ${definition.execTimeoutMs} ms (killed)` });
+          if (typeof failure.code === 'string') return resolve({ ok: false, error: `could not start ${argv[0]}: ${failure.code}` });
+          const how = failure.signal ? `was killed by ${failure.signal}` : `exited ${String(failure.code)}`;
+          return resolve({ ok: false, error: `${how}${tail === '' ? '' : `: ${tail}`}` });
+        },
+      );
     });
     if (result.ok) {
       hook.attempts = 0;
@@ -452,7 +496,10 @@ export class ServiceCertificates {
     hook.lastError = result.error;
     const delay = backoffDelay(this.policy, hook.attempts, this.params.random);
     hook.nextRetryAt = this.params.clock.now() + delay;
-    this.params.logger.warn({ service: definition.name, err: result.error, failures: hook.failures, retryInMs: delay }, `the hook of service certificate ${definition.name} failed (${result.error}); retrying`);
+    this.params.logger.warn(
+      { service: definition.name, err: result.error, failures: hook.failures, retryInMs: delay },
+      `the hook of service certificate ${definition.name} failed (${result.error}); retrying`,
+    );
     if (!this.stopped) hook.timer = this.params.clock.setTimer(delay, () => void this.runHook(entry));
     return result;
   }

@@ -116,12 +116,16 @@ function peerOu(cert: PeerCertificate): string | undefined {
 
 /** The pinned root plus a manager OU is a server's identity (SwarmKit's model): a worker's certificate, though it chains to the root, may not serve. */
 function requireManager(_host: string, cert: PeerCertificate): Error | undefined {
-  return peerOu(cert) === ROLE_OU.manager ? undefined : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster');
+  return peerOu(cert) === ROLE_OU.manager
+    ? undefined
+    : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster');
 }
 
 /** The refusal of a manager whose certificate the cluster revoked (a removed or demoted manager). */
 export function revokedManager(address: string): MusterError {
-  return new MusterError('CERT_REVOKED_BY_CRL', `the server at ${address} presented a manager certificate that the cluster has revoked`, { details: { unsent: true } });
+  return new MusterError('CERT_REVOKED_BY_CRL', `the server at ${address} presented a manager certificate that the cluster has revoked`, {
+    details: { unsent: true },
+  });
 }
 
 /** Splits host:port (IPv6 in brackets) into a URL origin. */
@@ -134,11 +138,23 @@ function tlsRefusal(error: TransportError, address: string): MusterError {
   const options = { cause: error.cause, details: { unsent: true } };
   switch (error.code) {
     case 'CERT_NOT_YET_VALID':
-      return new MusterError('CLOCK_SKEW', `the manager at ${address} presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's`, options);
+      return new MusterError(
+        'CLOCK_SKEW',
+        `the manager at ${address} presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's`,
+        options,
+      );
     case 'CERT_HAS_EXPIRED':
-      return new MusterError('CLOCK_SKEW', `the manager at ${address} presented a certificate that has expired by this machine's clock: this machine's clock is ahead of the manager's, or the manager has been down for long`, options);
+      return new MusterError(
+        'CLOCK_SKEW',
+        `the manager at ${address} presented a certificate that has expired by this machine's clock: this machine's clock is ahead of the manager's, or the manager has been down for long`,
+        options,
+      );
     case 'INVALID_PURPOSE':
-      return new MusterError('NOT_A_MANAGER', `the server at ${address} presented a certificate that may not serve TLS (an API-user certificate?), not a manager certificate`, options);
+      return new MusterError(
+        'NOT_A_MANAGER',
+        `the server at ${address} presented a certificate that may not serve TLS (an API-user certificate?), not a manager certificate`,
+        options,
+      );
     default:
       return new MusterError('NOT_A_MANAGER', `the server at ${address} did not present a certificate from this cluster's root (${error.code})`, options);
   }
@@ -453,7 +469,10 @@ export class ApiClient {
   async *certificatePages(options: { pageSize?: number } = {}): AsyncGenerator<CertificateView[]> {
     let after: string | undefined;
     do {
-      const page = await this.certificates({ ...(options.pageSize === undefined ? {} : { limit: options.pageSize }), ...(after === undefined ? {} : { after }) });
+      const page = await this.certificates({
+        ...(options.pageSize === undefined ? {} : { limit: options.pageSize }),
+        ...(after === undefined ? {} : { after }),
+      });
       yield page.certificates;
       after = page.next;
     } while (after !== undefined);
@@ -508,11 +527,25 @@ export class ApiClient {
     return parsed;
   }
 
-  private async exchange(dispatcher: Dispatcher, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body: unknown, fresh = false, timeoutMs?: number): Promise<TransportResponse> {
+  private async exchange(
+    dispatcher: Dispatcher,
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    path: string,
+    body: unknown,
+    fresh = false,
+    timeoutMs?: number,
+  ): Promise<TransportResponse> {
     const address = this.address;
     try {
       const base = this.options.socketPath === undefined ? origin(address) : 'http://localhost';
-      return await send({ dispatcher, url: `${base}${path}`, method, body, timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 15_000, fresh: fresh || this.options.fresh === true });
+      return await send({
+        dispatcher,
+        url: `${base}${path}`,
+        method,
+        body,
+        timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 15_000,
+        fresh: fresh || this.options.fresh === true,
+      });
     } catch (error) {
       const refused = this.transportError(error, address);
       throw isMusterError(refused, 'CLOCK_SKEW') ? await measuredSkew(refused, address) : refused;
@@ -531,7 +564,8 @@ export class ApiClient {
     const hint = typeof body.hint === 'string' ? body.hint : undefined;
     const retry = response.headers['retry-after'];
     const details = typeof retry === 'string' && /^\d+$/.test(retry) ? { retryAfterSeconds: Number(retry) } : undefined;
-    if (isErrorCode(body.code)) return new MusterError(body.code, message, { ...(hint === undefined ? {} : { hint }), ...(details === undefined ? {} : { details }) });
+    if (isErrorCode(body.code))
+      return new MusterError(body.code, message, { ...(hint === undefined ? {} : { hint }), ...(details === undefined ? {} : { details }) });
     return new MusterError('MANAGER_ERROR', `the manager at ${this.address} answered ${message}`);
   }
 
@@ -539,11 +573,14 @@ export class ApiClient {
     if (isMusterError(error)) return error;
     if (error instanceof TransportError) {
       if (error.failure === 'tls') return tlsRefusal(error, address);
-      if (error.failure === 'timeout') return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });
+      if (error.failure === 'timeout')
+        return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });
       // Refused or reset before a connection was made: the request was never sent.
       const unsent = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECT/.test(error.code);
       return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error.code}`, { cause: error.cause, details: { unsent } });
     }
-    return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   }
 }

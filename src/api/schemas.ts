@@ -167,9 +167,11 @@ export type RenewReason = Type.Static<typeof RenewReason>;
 /** The longest window a manager asks nodes to spread a renewal over (`renewSpread`); an agent reads a longer one as this. */
 export const MAX_RENEW_SPREAD_MS = 300_000;
 
-
 /** GET /v1/nodes/self?wait=N: a long poll, answered at once when the node must act, else when something changes or after N seconds (1 to MAX_SESSION_WAIT_S; more is refused, not cut). */
-export const SelfQuery = Type.Object({ wait: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|1[01][0-9]|120)$' })) }, { additionalProperties: false });
+export const SelfQuery = Type.Object(
+  { wait: Type.Optional(Type.String({ pattern: '^(?:[1-9]|[1-9][0-9]|1[01][0-9]|120)$' })) },
+  { additionalProperties: false },
+);
 export type SelfQuery = Type.Static<typeof SelfQuery>;
 
 /** GET /v1/nodes/self */
@@ -329,7 +331,11 @@ export type ExternalCa = Type.Static<typeof ExternalCa>;
 
 /** PATCH /v1/cluster */
 export const ClusterPatch = Type.Object(
-  { certExpiry: Type.Optional(Type.String({ maxLength: 32 })), externalCAs: Type.Optional(Type.Array(ExternalCa, { maxItems: 8 })), autolock: Type.Optional(Type.Boolean()) },
+  {
+    certExpiry: Type.Optional(Type.String({ maxLength: 32 })),
+    externalCAs: Type.Optional(Type.Array(ExternalCa, { maxItems: 8 })),
+    autolock: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 export type ClusterPatch = Type.Static<typeof ClusterPatch>;

@@ -88,7 +88,8 @@ export async function checkOutputDir(dir: string): Promise<void> {
   try {
     info = await stat(dir);
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'ENOENT') throw new MusterError('FILE_ACCESS', `the output folder ${dir} does not exist`, { hint: `create it first: mkdir -m 0700 ${dir}` });
+    if ((error as { code?: unknown }).code === 'ENOENT')
+      throw new MusterError('FILE_ACCESS', `the output folder ${dir} does not exist`, { hint: `create it first: mkdir -m 0700 ${dir}` });
     throw fileError(error, dir, 'use the output folder');
   }
   if (!info.isDirectory()) throw new MusterError('FILE_ACCESS', `the output path ${dir} is not a folder`);
@@ -99,7 +100,11 @@ export async function refuseExisting(paths: readonly string[], hint: string): Pr
   const existing: string[] = [];
   for (const path of paths) if (await pathExists(path)) existing.push(path);
   if (existing.length > 0) {
-    throw new MusterError('FILE_EXISTS', `${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; muster-ca never overwrites a certificate or a key`, { hint });
+    throw new MusterError(
+      'FILE_EXISTS',
+      `${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; muster-ca never overwrites a certificate or a key`,
+      { hint },
+    );
   }
 }
 

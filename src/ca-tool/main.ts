@@ -12,4 +12,7 @@ import { runCaTool } from './program.js';
 // The package's own version (dist/ca-tool/main.js and src/ca-tool/main.ts both sit two folders below package.json).
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
-process.exitCode = await runCaTool({ stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), clock: systemClock, random: systemRandom, version }, process.argv.slice(2));
+process.exitCode = await runCaTool(
+  { stdout: process.stdout, stderr: process.stderr, cwd: process.cwd(), clock: systemClock, random: systemRandom, version },
+  process.argv.slice(2),
+);

@@ -201,7 +201,10 @@ export function parseFlockerRoot(certPem: string, keyPem: string): FlockerRoot {
   if (!ca.cert.checkPrivateKey(ca.key)) throw new MusterError('CA_KEY_MISMATCH', `${ROOT_FILES.key} does not match ${ROOT_FILES.cert}`);
   const ou = readNameFields(ca.cert.subject).organizationalUnit;
   if (ou === undefined || ou === '') {
-    throw new MusterError('CA_CERT_INVALID', `${ROOT_FILES.cert} has no OU naming the cluster: it was not made by 'muster-ca initialize' or 'flocker-ca initialize'`);
+    throw new MusterError(
+      'CA_CERT_INVALID',
+      `${ROOT_FILES.cert} has no OU naming the cluster: it was not made by 'muster-ca initialize' or 'flocker-ca initialize'`,
+    );
   }
   return { ca, organizationalUnit: ou };
 }

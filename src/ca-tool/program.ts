@@ -81,7 +81,9 @@ function withPaths(command: Command): Command {
 function describeWritten(ctx: CaToolContext, files: { cert: string; key: string }, certPem: string, key: CredentialKey): void {
   const cert = new X509Certificate(certPem);
   const san = cert.subjectAltName === undefined ? '' : `, ${cert.subjectAltName}`;
-  ctx.stderr.write(`wrote ${files.cert} (0600): ${cert.subject.split('\n').join(', ')}${san}, serial ${cert.serialNumber}, valid until ${new Date(cert.validTo).toISOString()}\n`);
+  ctx.stderr.write(
+    `wrote ${files.cert} (0600): ${cert.subject.split('\n').join(', ')}${san}, serial ${cert.serialNumber}, valid until ${new Date(cert.validTo).toISOString()}\n`,
+  );
   const details = key.privateKey.asymmetricKeyDetails;
   const what = key.kind === 'rsa' ? `RSA ${details?.modulusLength ?? ''}-bit` : 'ECDSA P-256';
   ctx.stderr.write(`wrote ${files.key} (0600): ${what} private key (PKCS#8)\n`);
@@ -91,11 +93,16 @@ function describeWritten(ctx: CaToolContext, files: { cert: string; key: string 
 async function initialize(ctx: CaToolContext, name: string, flags: { keyType: KeyType }, verbose: boolean): Promise<number> {
   checkClusterName(name);
   const files = { cert: join(ctx.cwd, ROOT_FILES.cert), key: join(ctx.cwd, ROOT_FILES.key) };
-  await refuseExisting([files.cert, files.key], 'this folder already holds a certificate authority: run muster-ca initialize in another folder, or move the old files away first');
+  await refuseExisting(
+    [files.cert, files.key],
+    'this folder already holds a certificate authority: run muster-ca initialize in another folder, or move the old files away first',
+  );
   const key = await generateCredentialKey(flags.keyType);
   const certPem = buildRootCertificate({ name, clusterUuid: uuidV4(ctx.random), key, now: ctx.clock.now(), random: ctx.random });
   await writeCredential(files, { cert: certPem, key: privateKeyPem(key.privateKey) });
-  ctx.stdout.write(`Created ${ROOT_FILES.key} and ${ROOT_FILES.cert}. Please keep ${ROOT_FILES.key} secret, as anyone who can access it will be able to control your cluster.\n`);
+  ctx.stdout.write(
+    `Created ${ROOT_FILES.key} and ${ROOT_FILES.cert}. Please keep ${ROOT_FILES.key} secret, as anyone who can access it will be able to control your cluster.\n`,
+  );
   if (verbose) describeWritten(ctx, files, certPem, key);
   return 0;
 }
@@ -137,7 +144,10 @@ function buildProgram(ctx: CaToolContext, done: (code: number) => void): Command
     .description('Initialize a certificate authority in the current working directory.')
     .argument('<name>', 'the name of the certificate authority, e.g. "mycluster"')
     .addOption(keyTypeOption())
-    .addHelpText('after', `\nCreates a private/public key pair and self-signs the public key to produce a new certificate authority root certificate (${ROOT_FILES.cert}, ${ROOT_FILES.key}), stored in the current working directory. Other muster-ca commands run in this directory then create certificates signed by it.\n`)
+    .addHelpText(
+      'after',
+      `\nCreates a private/public key pair and self-signs the public key to produce a new certificate authority root certificate (${ROOT_FILES.cert}, ${ROOT_FILES.key}), stored in the current working directory. Other muster-ca commands run in this directory then create certificates signed by it.\n`,
+    )
     .action(async (name: string, flags: { keyType: KeyType }) => done(await initialize(ctx, name, flags, verbose())));
 
   withPaths(
@@ -146,7 +156,10 @@ function buildProgram(ctx: CaToolContext, done: (code: number) => void): Command
       .description('Create a certificate for the control service.')
       .argument('<hostname>', 'the host name the control service API will run on, e.g. "example.org"'),
   )
-    .addHelpText('after', '\nThe hostname is encoded into the certificate for validation by HTTPS clients, so it should match the external domain name of the machine the control service will run on.\nThe files are named "control-<hostname>.crt" and "control-<hostname>.key".\n')
+    .addHelpText(
+      'after',
+      '\nThe hostname is encoded into the certificate for validation by HTTPS clients, so it should match the external domain name of the machine the control service will run on.\nThe files are named "control-<hostname>.crt" and "control-<hostname>.key".\n',
+    )
     .action(async (hostname: string, flags: LeafFlags) => {
       const made = await createLeaf(ctx, { kind: 'control', hostname: checkHostname(hostname) }, flags, verbose());
       ctx.stdout.write(
@@ -160,7 +173,9 @@ function buildProgram(ctx: CaToolContext, done: (code: number) => void): Command
     .action(async (flags: LeafFlags) => {
       const uuid = uuidV4(ctx.random);
       const made = await createLeaf(ctx, { kind: 'node', uuid }, flags, verbose());
-      ctx.stdout.write(`Created ${made.cert} and ${made.key}. Copy them over to /etc/flocker/node.crt and /etc/flocker/node.key on your node machine and make sure to chmod 0600 them.\n`);
+      ctx.stdout.write(
+        `Created ${made.cert} and ${made.key}. Copy them over to /etc/flocker/node.crt and /etc/flocker/node.key on your node machine and make sure to chmod 0600 them.\n`,
+      );
       done(0);
     });
 

@@ -10,7 +10,6 @@ import { networkInterfaces } from 'node:os';
 import { isWildcard, parseHostPort, type HostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 
-
 /** The interfaces that hold an IPv4 default route (/proc/net/route: destination 00000000). */
 function defaultRouteInterfaces(): string[] {
   let table: string;
@@ -36,7 +35,11 @@ export function defaultAdvertiseHost(): string {
   const all = networkInterfaces();
   const addresses = [...new Set(ifaces.flatMap((name) => (all[name] ?? []).filter((a) => a.family === 'IPv4' && !a.internal).map((a) => a.address)))];
   if (addresses.length !== 1) {
-    throw new MusterError('ADDRESS_INVALID', `cannot tell which address to advertise: the default route's interfaces have ${addresses.length === 0 ? 'no IPv4 address' : `several (${addresses.join(', ')})`}`, { hint });
+    throw new MusterError(
+      'ADDRESS_INVALID',
+      `cannot tell which address to advertise: the default route's interfaces have ${addresses.length === 0 ? 'no IPv4 address' : `several (${addresses.join(', ')})`}`,
+      { hint },
+    );
   }
   return addresses[0]!;
 }

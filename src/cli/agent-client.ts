@@ -16,14 +16,19 @@ export async function callAgent(socketPath: string, method: 'GET' | 'POST' | 'DE
     }
     if (response.status >= 200 && response.status < 300) return parsed;
     const hint = typeof parsed.hint === 'string' ? parsed.hint : undefined;
-    throw new MusterError(isErrorCode(parsed.code) ? parsed.code : 'INTERNAL', typeof parsed.message === 'string' ? parsed.message : `HTTP ${response.status}`, hint === undefined ? {} : { hint });
+    throw new MusterError(
+      isErrorCode(parsed.code) ? parsed.code : 'INTERNAL',
+      typeof parsed.message === 'string' ? parsed.message : `HTTP ${response.status}`,
+      hint === undefined ? {} : { hint },
+    );
   } catch (error) {
     if (error instanceof TransportError && error.failure !== 'timeout') {
-      throw new MusterError('NODE_NOT_RUNNING', `no muster node process answers on ${socketPath}`, { hint: "start this node ('muster run --data-dir DIR', or its systemd unit): the running node makes and renews service certificates" });
+      throw new MusterError('NODE_NOT_RUNNING', `no muster node process answers on ${socketPath}`, {
+        hint: "start this node ('muster run --data-dir DIR', or its systemd unit): the running node makes and renews service certificates",
+      });
     }
     throw error;
   } finally {
     await dispatcher.close();
   }
 }
-

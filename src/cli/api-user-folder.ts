@@ -46,7 +46,9 @@ export async function readApiUserFolder(dir: string): Promise<ApiUserCredentials
     try {
       return await readFile(file, 'utf8');
     } catch {
-      throw new MusterError('USAGE', `cannot read the ${what} ${file}`, { hint: "an API user's folder holds ca.pem, cert.pem and key.pem, as 'muster ca create-api-certificate' writes it" });
+      throw new MusterError('USAGE', `cannot read the ${what} ${file}`, {
+        hint: "an API user's folder holds ca.pem, cert.pem and key.pem, as 'muster ca create-api-certificate' writes it",
+      });
     }
   };
   const [certPem, keyPem, rootPem] = await Promise.all([read(files.cert, 'client certificate'), read(files.key, 'client key'), read(files.ca, 'root CA')]);
@@ -72,7 +74,11 @@ export function dueForRenewal(certPem: string, now: number): boolean {
  * certificate it holds: a new key, the manager's new certificate (same
  * name, same lifetime) and the current root bundle replace the files.
  */
-export async function renewApiUserFolder(params: { addr: string; dir: string; current: ApiUserCredentials }): Promise<{ credentials: ApiUserCredentials; name: string; notAfter: string }> {
+export async function renewApiUserFolder(params: {
+  addr: string;
+  dir: string;
+  current: ApiUserCredentials;
+}): Promise<{ credentials: ApiUserCredentials; name: string; notAfter: string }> {
   const client = new ApiClient({ managers: [params.addr], tls: params.current });
   try {
     const key = await generateNodeKey(); // made here; only the CSR travels

@@ -36,7 +36,10 @@ export async function readRoot(
   const external = flags.externalCa ?? [];
   if (flags.externalCaInsecure === true && external.length === 0) throw new MusterError('USAGE', '--external-ca-insecure goes with --external-ca');
   if (external.length > 0) {
-    if (flags.caCert === undefined) throw new MusterError('USAGE', '--external-ca needs --ca-cert, the root the external CA signs with', { hint: 'muster init --external-ca protocol=cfssl,url=https://ca:8888 --ca-cert root.pem' });
+    if (flags.caCert === undefined)
+      throw new MusterError('USAGE', '--external-ca needs --ca-cert, the root the external CA signs with', {
+        hint: 'muster init --external-ca protocol=cfssl,url=https://ca:8888 --ca-cert root.pem',
+      });
     if (flags.caKey !== undefined) throw new MusterError('USAGE', 'with --external-ca the root key stays with the external CA; drop --ca-key');
     const certPem = canonicalRootPem(await readFileOr(flags.caCert, 'CA_CERT_INVALID'));
     importRootCertificate(certPem, clock); // each failure has its own code
@@ -44,7 +47,9 @@ export async function readRoot(
   }
   if (flags.caCert === undefined && flags.caKey === undefined) return {};
   if (flags.caCert === undefined || flags.caKey === undefined) {
-    throw new MusterError('USAGE', '--ca-cert and --ca-key go together', { hint: 'pass both, or neither to found a new root, or --ca-cert with --external-ca' });
+    throw new MusterError('USAGE', '--ca-cert and --ca-key go together', {
+      hint: 'pass both, or neither to found a new root, or --ca-cert with --external-ca',
+    });
   }
   const material = { certPem: canonicalRootPem(await readFileOr(flags.caCert, 'CA_CERT_INVALID')), keyPem: await readFileOr(flags.caKey, 'CA_KEY_INVALID') };
   importRootCa(material, clock); // validates; each failure has its own code

@@ -84,8 +84,11 @@ export async function readConfigFile(path: string, optional: boolean): Promise<C
   if (!check.Check(value)) {
     const first = [...check.Errors(value)][0];
     const where = first?.instancePath === undefined || first.instancePath === '' ? 'the file' : first.instancePath.replace(/^\//, '').replace(/\//g, '.');
-    throw new MusterError('USAGE', `${path}: ${where}: ${first?.message ?? 'not a muster config'}`, { hint: 'keys are the long flags of init, join and run (data-dir, listen-addr, …), with init: or join: sections; see the README' });
+    throw new MusterError('USAGE', `${path}: ${where}: ${first?.message ?? 'not a muster config'}`, {
+      hint: 'keys are the long flags of init, join and run (data-dir, listen-addr, …), with init: or join: sections; see the README',
+    });
   }
-  if (value.init !== undefined && value.join !== undefined) throw new MusterError('USAGE', `${path} has both init: and join:`, { hint: 'a node founds a cluster or joins one: keep one of the two' });
+  if (value.init !== undefined && value.join !== undefined)
+    throw new MusterError('USAGE', `${path} has both init: and join:`, { hint: 'a node founds a cluster or joins one: keep one of the two' });
   return value;
 }

@@ -43,7 +43,12 @@ async function readRequired(file: string, what: string): Promise<string> {
 
 /** A client of the manager running on this data dir, over its local socket (acting as that manager). */
 export function localSocketClient(layout: DataDirLayout, timeoutMs?: number): ApiClient {
-  return new ApiClient({ managers: [`unix:${layout.controlSocket}`], tls: {}, socketPath: layout.controlSocket, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+  return new ApiClient({
+    managers: [`unix:${layout.controlSocket}`],
+    tls: {},
+    socketPath: layout.controlSocket,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
 }
 
 /** The managers a local client tries: this node's own manager first. */
@@ -70,7 +75,8 @@ export function parseHostTarget(text: string): HostTarget {
     return { kind: 'unix', path };
   }
   const rest = value.startsWith('tcp://') ? value.slice('tcp://'.length).replace(/\/+$/, '') : value;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest) || rest.includes('/')) throw new MusterError('ADDRESS_INVALID', `--host ${value.slice(0, 80)} is not an address muster can reach`, { hint });
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest) || rest.includes('/'))
+    throw new MusterError('ADDRESS_INVALID', `--host ${value.slice(0, 80)} is not an address muster can reach`, { hint });
   return { kind: 'tcp', addr: formatHostPort(parseHostPort(rest, DEFAULT_PORT)) };
 }
 

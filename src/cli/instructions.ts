@@ -17,7 +17,7 @@ export function managerBanner(params: { banner: string; nodeId: string; workerTo
 /** Docker's words for an unlock key (swarm init --autolock, update --autolock=true, unlock-key). */
 export function unlockKeyInstructions(unlockKey: string): string {
   return (
-    "To unlock a manager after it restarts, run the `muster unlock`\n" +
+    'To unlock a manager after it restarts, run the `muster unlock`\n' +
     'command and provide the following key:\n\n' +
     `    ${unlockKey}\n\n` +
     'Please remember to store this key in a password manager, since without it you\n' +

@@ -58,7 +58,10 @@ export function listFields<T>(columns: Record<string, ListField<T>>, properties:
 export function listText(value: unknown): string {
   if (value === undefined || value === null) return '';
   if (Array.isArray(value)) return value.map(listText).join(',');
-  if (typeof value === 'object') return Object.entries(value).map(([k, v]) => `${k}=${listText(v)}`).join(',');
+  if (typeof value === 'object')
+    return Object.entries(value)
+      .map(([k, v]) => `${k}=${listText(v)}`)
+      .join(',');
   return String(value);
 }
 
@@ -74,7 +77,9 @@ function parseAction(action: string, names: readonly string[], whole: string): P
   }
   const field = match[2];
   if (field !== undefined && !names.includes(field)) {
-    throw new MusterError('USAGE', `--format: unknown field .${field.slice(0, 40)} in '${whole.slice(0, 80)}'`, { hint: `fields: ${names.map((n) => `.${n}`).join(' ')}` });
+    throw new MusterError('USAGE', `--format: unknown field .${field.slice(0, 40)} in '${whole.slice(0, 80)}'`, {
+      hint: `fields: ${names.map((n) => `.${n}`).join(' ')}`,
+    });
   }
   return field === undefined ? { json: true } : { field, json: match[1] !== undefined };
 }

@@ -165,7 +165,8 @@ export class LocalLock implements LocalLockPort, KeyCipher {
     const file = await readDataKeyFile(layout);
     const wrapped = file.locked && desired.enabled;
     // data.key first, with the key before it: whatever a crash leaves, the file opens node.key and store.json (see finishRekey).
-    if (wrapped) await writeDataKeyFile(layout, { wrapped: { ...wrappedFile([wrapUnder(desired.unlockKey, next)], 0), retired: seal(next, previous, RETIRED_CONTEXT) } });
+    if (wrapped)
+      await writeDataKeyFile(layout, { wrapped: { ...wrappedFile([wrapUnder(desired.unlockKey, next)], 0), retired: seal(next, previous, RETIRED_CONTEXT) } });
     else await writeDataKeyFile(layout, { key: next });
     failpoint('rekey:data-key');
     this.previousKey = previous;

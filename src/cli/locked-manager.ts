@@ -122,17 +122,28 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
   app.setErrorHandler((error, _request, reply) => {
     // fastify's own refusals (a body that is not the schema's, not JSON, too large) are 4xx; anything else is a bug.
     const status = (error as { statusCode?: number }).statusCode ?? 500;
-    const mapped = isMusterError(error) ? error : status < 500 ? new MusterError('BODY_INVALID', `the request is invalid: ${(error as Error).message}`) : new MusterError('INTERNAL', 'internal error', { cause: error });
+    const mapped = isMusterError(error)
+      ? error
+      : status < 500
+        ? new MusterError('BODY_INVALID', `the request is invalid: ${(error as Error).message}`)
+        : new MusterError('INTERNAL', 'internal error', { cause: error });
     return reply.code(mapped.statusCode).type('application/json').send(mapped.toJSON());
   });
   app.setNotFoundHandler((_request, reply) => reply.code(503).type('application/json').send(locked().toJSON()));
   app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(rootPem));
   app.get(ROUTES.health, async (_request, reply) => {
-    const health: Health = { status: 'locked', role: 'manager', store: (await params.store.check()) ? 'ok' : 'unavailable', locked: true, unlockFailures: failures };
+    const health: Health = {
+      status: 'locked',
+      role: 'manager',
+      store: (await params.store.check()) ? 'ok' : 'unavailable',
+      locked: true,
+      unlockFailures: failures,
+    };
     return reply.code(503).send(health);
   });
   app.post(ROUTES.unlock, { schema: { body: UnlockRequest } }, async (request) => {
-    if (!local.has(request.raw.socket)) throw new MusterError('AUTH_FORBIDDEN', "unlock only on the manager's host, through its local socket ('muster unlock')");
+    if (!local.has(request.raw.socket))
+      throw new MusterError('AUTH_FORBIDDEN', "unlock only on the manager's host, through its local socket ('muster unlock')");
     const key = parseUnlockKey((request.body as UnlockRequest).unlockKey);
     try {
       const dataKey = await params.open(key);

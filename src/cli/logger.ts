@@ -17,7 +17,6 @@ const SECRET_FIELDS = ['token', 'tokens', 'csr', 'key', 'keyPem', 'privateKey', 
 /** Field paths whose values are never written. */
 export const REDACT_PATHS = [...SECRET_FIELDS.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), 'req.headers.authorization'];
 
-
 /** syslog priorities (sd-daemon(3)) of pino's levels. */
 const PRIORITY: Record<string, number> = { trace: 7, debug: 7, info: 6, warn: 4, error: 3, fatal: 2 };
 

@@ -50,7 +50,13 @@ export async function prepareFirstMember(params: { advertise: string; flags: Mem
   const addrs = memberAddrs(parseHostPort(params.advertise).host, { clientAddr: params.flags.etcdClientAddr, peerAddr: params.flags.etcdPeerAddr });
   await checkBindable(parseHostPort(addrs.listenClientAddr));
   await checkBindable(parseHostPort(addrs.listenPeerAddr));
-  const base = { kind: 'etcd-managed' as const, ...addrs, clusterState: 'new' as const, endpoints: [], ...(params.flags.etcdBinary === undefined ? {} : { binary }) };
+  const base = {
+    kind: 'etcd-managed' as const,
+    ...addrs,
+    clusterState: 'new' as const,
+    endpoints: [],
+    ...(params.flags.etcdBinary === undefined ? {} : { binary }),
+  };
   return {
     hosts: memberHosts(base),
     spec: (nodeId, clusterId) => ({ ...base, clusterToken: clusterId, initialCluster: `${nodeId}=${httpsUrl(addrs.peerAddr)}` }),
@@ -83,7 +89,12 @@ export async function foundManagedStore(params: {
   if (own !== undefined) own.value = { ...(own.value as NodeRecord), storeMember: { clientAddr: spec.clientAddr, peerAddr: spec.peerAddr } };
   const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: params.searchPath });
   await writeMemberTls(layout, params.tls);
-  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary }), { logger, clock: params.clock, random: params.random, setpriv: findSetpriv(params.searchPath) });
+  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary }), {
+    logger,
+    clock: params.clock,
+    random: params.random,
+    setpriv: findSetpriv(params.searchPath),
+  });
   try {
     await member.start();
     const store = await EtcdStore.connect({ connection: managedConnection(spec, params.tls), clusterId: params.clusterId, logger });
@@ -104,6 +115,9 @@ export async function foundManagedStore(params: {
     await member.stop();
     await removeMemberTls(layout);
   }
-  logger.info({ records: records.length, client: formatHostPort(parseHostPort(spec.clientAddr)), peer: spec.peerAddr }, 'the managed store (this manager’s etcd member) holds the cluster');
+  logger.info(
+    { records: records.length, client: formatHostPort(parseHostPort(spec.clientAddr)), peer: spec.peerAddr },
+    'the managed store (this manager’s etcd member) holds the cluster',
+  );
   return { records: records.length };
 }

@@ -67,7 +67,11 @@ export async function clearNodeFiles(layout: DataDirLayout): Promise<void> {
  */
 async function outOfCluster(layout: DataDirLayout, state: NodeState, clock: Clock): Promise<string> {
   const id = state.nodeId;
-  const left = await readJsonFile(layout.leftJson, (value) => Value.Check(LeftRecord, value), () => 'is not a left.json').catch(() => undefined);
+  const left = await readJsonFile(
+    layout.leftJson,
+    (value) => Value.Check(LeftRecord, value),
+    () => 'is not a left.json',
+  ).catch(() => undefined);
   if (left?.nodeId === id && left.how !== 'leaving') return `it left the cluster at ${left.at}`;
   const aside = `join into another --data-dir, or move ${layout.dataDir} aside`;
   const keyStore = new KeyStore(layout);
@@ -77,29 +81,44 @@ async function outOfCluster(layout: DataDirLayout, state: NodeState, clock: Cloc
     });
   }
   const pair = await keyStore.load();
-  if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} holds node ${id} but no certificate, so join --force cannot ask the managers whether it left`, { hint: aside });
+  if (pair === undefined)
+    throw new MusterError('STATE_CORRUPT', `${layout.dataDir} holds node ${id} but no certificate, so join --force cannot ask the managers whether it left`, {
+      hint: aside,
+    });
   const serves = (await readStoreSpec(layout).catch(() => undefined)) !== undefined;
   const expiredAt = Date.parse(new X509Certificate(pair.certPem).validTo);
   if (!serves && expiredAt + DEFAULT_RENEW_GRACE_MS < clock.now()) return `its certificate expired at ${iso(expiredAt)}, longer ago than the renewal grace`;
   const client = new ApiClient({ managers: localManagers(state), tls: pair });
   try {
     const self = await client.self();
-    throw new MusterError('NODE_ACTIVE', `node ${id} is still a ${self.node.role} of cluster ${state.clusterId}: join --force replaces only a node that was removed or left`, {
-      hint: `'muster leave' here tells the managers and clears it (then join again), or remove it on a manager with 'muster node rm -f ${id}'`,
-    });
+    throw new MusterError(
+      'NODE_ACTIVE',
+      `node ${id} is still a ${self.node.role} of cluster ${state.clusterId}: join --force replaces only a node that was removed or left`,
+      {
+        hint: `'muster leave' here tells the managers and clears it (then join again), or remove it on a manager with 'muster node rm -f ${id}'`,
+      },
+    );
   } catch (error) {
     if (isMusterError(error, 'NODE_REMOVED')) return 'the managers removed it';
     if (isMusterError(error, 'NODE_ACTIVE')) throw error;
     if (isMusterError(error, 'CERT_EXPIRED')) {
-      throw new MusterError('CERT_EXPIRED', `the certificate of node ${id} expired, but ${serves ? 'a manager re-issues its own' : 'it can still renew within the renewal grace'}: join --force replaces only a node that was removed or left`, {
-        hint: "start it with 'muster run' (it renews itself), or give it up with 'muster leave' and join again",
-      });
+      throw new MusterError(
+        'CERT_EXPIRED',
+        `the certificate of node ${id} expired, but ${serves ? 'a manager re-issues its own' : 'it can still renew within the renewal grace'}: join --force replaces only a node that was removed or left`,
+        {
+          hint: "start it with 'muster run' (it renews itself), or give it up with 'muster leave' and join again",
+        },
+      );
     }
     if (isMusterError(error)) {
-      throw new MusterError(error.code, `no manager said whether node ${id} left the cluster (${error.message}); join --force replaces only a node that was removed or left`, {
-        hint: `try again when a manager answers; or ${aside}`,
-        cause: error,
-      });
+      throw new MusterError(
+        error.code,
+        `no manager said whether node ${id} left the cluster (${error.message}); join --force replaces only a node that was removed or left`,
+        {
+          hint: `try again when a manager answers; or ${aside}`,
+          cause: error,
+        },
+      );
     }
     throw error;
   } finally {
@@ -128,7 +147,11 @@ export async function clearForRejoin(layout: DataDirLayout, clock: Clock): Promi
     });
   }
   if (state === undefined) {
-    throw new MusterError('STATE_CORRUPT', `${unreadable?.message ?? `${layout.nodeJson} cannot be read`}, so join --force cannot tell whether that node left its cluster`, { hint: `move ${layout.dataDir} aside and join into an empty --data-dir`, cause: unreadable });
+    throw new MusterError(
+      'STATE_CORRUPT',
+      `${unreadable?.message ?? `${layout.nodeJson} cannot be read`}, so join --force cannot tell whether that node left its cluster`,
+      { hint: `move ${layout.dataDir} aside and join into an empty --data-dir`, cause: unreadable },
+    );
   }
   const how = await outOfCluster(layout, state, clock);
   // Out of the cluster: the managers replaced the data key when it left or was removed, so this copy opens nothing a live cluster needs.
@@ -149,6 +172,10 @@ export async function unmarkLeaving(layout: DataDirLayout): Promise<void> {
 
 /** Whether node `nodeId` left (or is leaving) with `muster leave`, rather than being removed by an admin. */
 export async function hasLeft(layout: DataDirLayout, nodeId: string): Promise<boolean> {
-  const left = await readJsonFile(layout.leftJson, (value) => Value.Check(LeftRecord, value), () => 'is not a left.json').catch(() => undefined);
+  const left = await readJsonFile(
+    layout.leftJson,
+    (value) => Value.Check(LeftRecord, value),
+    () => 'is not a left.json',
+  ).catch(() => undefined);
   return left?.nodeId === nodeId;
 }

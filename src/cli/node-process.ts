@@ -111,7 +111,11 @@ export class NodeProcess {
   /** One daemon per data dir, from start to stop (see data-dir-lock.ts). */
   private dirLock: DataDirLock | undefined;
   /** What the agent's key store seals node.key with: whatever the lock says now (a promotion or demotion changes it). */
-  private readonly cipher: KeyCipher = { dataKey: () => this.lock?.dataKey(), previousDataKey: () => this.lock?.previousDataKey(), sealing: () => this.lock?.sealing() ?? false };
+  private readonly cipher: KeyCipher = {
+    dataKey: () => this.lock?.dataKey(),
+    previousDataKey: () => this.lock?.previousDataKey(),
+    sealing: () => this.lock?.sealing() ?? false,
+  };
   /** Resolves when the node stops by itself (expired or removed). */
   readonly fatal: Promise<FatalStop>;
   /** A managed store's member and client, while this node serves one. */
@@ -166,7 +170,10 @@ export class NodeProcess {
     const state = await readNodeState(layout.nodeJson);
     if (state === undefined) {
       // Fatal (exit 3): a unit that restarts it would find no node again, every few seconds.
-      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'", fatal: true });
+      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, {
+        hint: "found a cluster with 'muster init' or join one with 'muster join'",
+        fatal: true,
+      });
     }
     let current = state;
     const stored = state.role === 'manager' ? await readStoreSpec(layout) : undefined;
@@ -229,7 +236,15 @@ export class NodeProcess {
     const spec = await readStoreSpec(layout);
     if (spec === undefined) throw new MusterError('STATE_CORRUPT', `${layout.storeJson} is missing`);
     return serveLocked(
-      { layout, listen, clock: this.params.clock, random: this.params.random, logger: this.params.logger, open: (key) => openWithUnlockKey(layout, key), store: lockedStoreCheck(spec, layout) },
+      {
+        layout,
+        listen,
+        clock: this.params.clock,
+        random: this.params.random,
+        logger: this.params.logger,
+        open: (key) => openWithUnlockKey(layout, key),
+        store: lockedStoreCheck(spec, layout),
+      },
       this.params.stopRequested ?? new Promise(() => {}),
     );
   }
@@ -413,39 +428,49 @@ export class NodeProcess {
    */
   private syncMemberTrust(managed: ManagedStore): void {
     const { logger } = this.params;
-    this.memberSync = this.memberSync.then(async () => {
-      const current = (): boolean => this.managed !== managed || this.stopping !== undefined || this.tls === undefined;
-      if (current() || rootSet(this.tls!.rootPem) === rootSet(this.memberTrustPem)) return;
-      await restartInTurn({
-        client: managed.store.etcd,
-        clusterId: this.state.clusterId,
-        logger,
-        cancelled: current,
-        restart: async () => {
-          const tls = this.tls;
-          if (current() || tls === undefined) return;
-          logger.info({ roots: readBundle(tls.rootPem).length }, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
-          await handOverLead({ selfEndpoint: managed.member.clientAddr, tls, logger });
-          await writeMemberTls(this.params.layout, tls);
-          await managed.member.restartWith({});
-          this.memberTrustPem = tls.rootPem;
-        },
+    this.memberSync = this.memberSync
+      .then(async () => {
+        const current = (): boolean => this.managed !== managed || this.stopping !== undefined || this.tls === undefined;
+        if (current() || rootSet(this.tls!.rootPem) === rootSet(this.memberTrustPem)) return;
+        await restartInTurn({
+          client: managed.store.etcd,
+          clusterId: this.state.clusterId,
+          logger,
+          cancelled: current,
+          restart: async () => {
+            const tls = this.tls;
+            if (current() || tls === undefined) return;
+            logger.info({ roots: readBundle(tls.rootPem).length }, "the cluster's trusted roots changed: restarting this manager's etcd member to trust them");
+            await handOverLead({ selfEndpoint: managed.member.clientAddr, tls, logger });
+            await writeMemberTls(this.params.layout, tls);
+            await managed.member.restartWith({});
+            this.memberTrustPem = tls.rootPem;
+          },
+        });
+        // The roots changed again while it waited for its turn (a rotation completed): once more.
+        if (!current() && rootSet(this.tls!.rootPem) !== rootSet(this.memberTrustPem)) this.syncMemberTrust(managed);
+      })
+      .catch((error: unknown) => {
+        logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          "the etcd member could not restart onto the cluster's trusted roots; it tries again at the next renewal",
+        );
       });
-      // The roots changed again while it waited for its turn (a rotation completed): once more.
-      if (!current() && rootSet(this.tls!.rootPem) !== rootSet(this.memberTrustPem)) this.syncMemberTrust(managed);
-    }).catch((error: unknown) => {
-      logger.warn({ err: error instanceof Error ? error.message : String(error) }, "the etcd member could not restart onto the cluster's trusted roots; it tries again at the next renewal");
-    });
   }
 
   /** The node took a new trust bundle between renewals (a rotation started or completed): a serving manager's store follows. */
   private followTrust(tls: NodeTls): void {
-    this.roleChange = this.roleChange.then(async () => {
-      if (this.manager === undefined) return;
-      await this.renewMember(tls);
-    }).catch((error: unknown) => {
-      this.params.logger.warn({ err: error instanceof Error ? error.message : String(error) }, "the store could not follow the cluster's new trust bundle; it does at the next renewal");
-    });
+    this.roleChange = this.roleChange
+      .then(async () => {
+        if (this.manager === undefined) return;
+        await this.renewMember(tls);
+      })
+      .catch((error: unknown) => {
+        this.params.logger.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          "the store could not follow the cluster's new trust bundle; it does at the next renewal",
+        );
+      });
   }
 
   /** After a renewal: serve the new certificate, and start or stop serving when the role changed. */

@@ -8,12 +8,24 @@ import type { ClusterStore } from '../store/cluster-store.js';
 import { EtcdMember, findEtcdBinary } from '../store/etcd-member.js';
 import { EtcdStore } from '../store/etcd-store.js';
 import { LevelStore } from '../store/level-store.js';
-import { ManagedMembership, addClientEndpoints, managedConnection, memberConfig, promoteSelf, removeMemberTls, writeMemberTls, type MemberTls } from '../store/managed-etcd.js';
+import {
+  ManagedMembership,
+  addClientEndpoints,
+  managedConnection,
+  memberConfig,
+  promoteSelf,
+  removeMemberTls,
+  writeMemberTls,
+  type MemberTls,
+} from '../store/managed-etcd.js';
 import type { ManagerBundle } from '../api/schemas.js';
 import { findSetpriv } from './setpriv.js';
 
 /** Opens the store; `create` only for a cluster being founded on the embedded store. Not for a managed store (see {@link openManagedStore}). */
-export async function openStore(spec: StoreSpec, params: { layout: DataDirLayout; clusterId: string; logger: Logger; create?: boolean }): Promise<ClusterStore> {
+export async function openStore(
+  spec: StoreSpec,
+  params: { layout: DataDirLayout; clusterId: string; logger: Logger; create?: boolean },
+): Promise<ClusterStore> {
   if (spec.kind === 'level') return LevelStore.openDir(params.layout.dbDir, { create: params.create === true });
   if (spec.kind === 'etcd-managed') throw new Error('a managed store is opened with its member (openManagedStore)');
   const { kind: _kind, keySealed: _sealed, ...connection } = spec;
@@ -36,17 +48,30 @@ export interface ManagedStore {
  */
 export async function openManagedStore(
   spec: ManagedEtcdSpec,
-  params: { layout: DataDirLayout; nodeId: string; clusterId: string; tls: () => MemberTls; logger: Logger; clock: Clock; random: Random; searchPath: string; forceNewCluster?: boolean },
+  params: {
+    layout: DataDirLayout;
+    nodeId: string;
+    clusterId: string;
+    tls: () => MemberTls;
+    logger: Logger;
+    clock: Clock;
+    random: Random;
+    searchPath: string;
+    forceNewCluster?: boolean;
+  },
 ): Promise<ManagedStore> {
   const { layout, logger } = params;
   const { binary } = findEtcdBinary({ ...(spec.binary === undefined ? {} : { explicit: spec.binary }), searchPath: params.searchPath });
   await writeMemberTls(layout, params.tls());
-  const member = new EtcdMember(memberConfig(spec, { layout, nodeId: params.nodeId, binary, ...(params.forceNewCluster === true ? { forceNewCluster: true } : {}) }), {
-    logger,
-    clock: params.clock,
-    random: params.random,
-    setpriv: findSetpriv(params.searchPath),
-  });
+  const member = new EtcdMember(
+    memberConfig(spec, { layout, nodeId: params.nodeId, binary, ...(params.forceNewCluster === true ? { forceNewCluster: true } : {}) }),
+    {
+      logger,
+      clock: params.clock,
+      random: params.random,
+      setpriv: findSetpriv(params.searchPath),
+    },
+  );
   let following: TimerHandle | undefined;
   let stopped = false;
   let checking: Promise<void> = Promise.resolve();
@@ -105,12 +130,24 @@ const MEMBERS_CHECK_MS = 10_000;
 async function rememberMembers(spec: ManagedEtcdSpec, known: readonly string[], store: EtcdStore, layout: DataDirLayout, logger: Logger): Promise<string[]> {
   try {
     const members = (await store.etcd.cluster.memberList({})).members;
-    const endpoints = [...new Set(members.flatMap((m) => m.clientURLs.map((url) => url.replace(/^https?:\/\//, '').replace(/\/+$/, ''))))].filter((e) => e !== spec.clientAddr).sort();
+    const endpoints = [...new Set(members.flatMap((m) => m.clientURLs.map((url) => url.replace(/^https?:\/\//, '').replace(/\/+$/, ''))))]
+      .filter((e) => e !== spec.clientAddr)
+      .sort();
     const { learner: _learner, ...current } = spec;
-    if (endpoints.join(',') !== [...known].filter((e) => e !== spec.clientAddr).sort().join(',')) await writeStoreSpec(layout, { ...current, endpoints });
+    if (
+      endpoints.join(',') !==
+      [...known]
+        .filter((e) => e !== spec.clientAddr)
+        .sort()
+        .join(',')
+    )
+      await writeStoreSpec(layout, { ...current, endpoints });
     return endpoints;
   } catch (error) {
-    logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not read the store members to remember them; keeping the list store.json has');
+    logger.warn(
+      { err: error instanceof Error ? error.message : String(error) },
+      'could not read the store members to remember them; keeping the list store.json has',
+    );
     return [];
   }
 }

@@ -7,7 +7,10 @@ import type { ConnectFlags } from './connect.js';
 export function withConnectFlags(command: Command): Command {
   return command
     .option('--data-dir <dir>', 'the local node data dir (default: $MUSTER_DATA_DIR, /var/lib/muster as root, ~/.local/state/muster otherwise)')
-    .option('-H, --host <host>', 'talk to this manager: HOST[:PORT], tcp://HOST[:PORT] or unix:///PATH (default: $MUSTER_HOST, else the manager in the data dir; port 4377)')
+    .option(
+      '-H, --host <host>',
+      'talk to this manager: HOST[:PORT], tcp://HOST[:PORT] or unix:///PATH (default: $MUSTER_HOST, else the manager in the data dir; port 4377)',
+    )
     .option('--tls-cert <file>', 'client certificate for --host (default: $MUSTER_CERT_PATH/cert.pem)')
     .option('--tls-key <file>', 'client key for --host (default: $MUSTER_CERT_PATH/key.pem)')
     .option('--tls-ca <file>', 'root CA to verify the manager (default: $MUSTER_CERT_PATH/ca.pem)');
@@ -28,7 +31,10 @@ export function withManagerOptions(command: Command): Command {
   return command
     .option('--audit-log <file>', "where a manager appends its audit trail, or '-' for standard output (default: manager/audit.log in the data dir)")
     .option('--metrics-addr <host:port>', 'also serve GET /metrics in plain HTTP here (loopback: it has no authentication)')
-    .option('--unlock-key-file <file>', "autolock: a file holding the unlock key, or '-' for standard input (default: $MUSTER_UNLOCK_KEY, else the systemd credential muster-unlock-key; else the manager starts locked)");
+    .option(
+      '--unlock-key-file <file>',
+      "autolock: a file holding the unlock key, or '-' for standard input (default: $MUSTER_UNLOCK_KEY, else the systemd credential muster-unlock-key; else the manager starts locked)",
+    );
 }
 
 /** The manager options out of commander's parsed options. */
@@ -47,7 +53,10 @@ export function logLevelOption(): Option {
 
 /** --log-format for the foreground commands. */
 export function logFormatOption(): Option {
-  return new Option('--log-format <format>', 'log lines as text or json (default: $MUSTER_LOG_FORMAT, else text on a terminal and under journald, json otherwise)').choices(['text', 'json']);
+  return new Option(
+    '--log-format <format>',
+    'log lines as text or json (default: $MUSTER_LOG_FORMAT, else text on a terminal and under journald, json otherwise)',
+  ).choices(['text', 'json']);
 }
 
 /** Collects a repeatable option into a list. */

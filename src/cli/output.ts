@@ -40,19 +40,30 @@ export function describeSystemError(error: unknown): MusterError | undefined {
   switch (code) {
     case 'EACCES':
     case 'EPERM':
-      return new MusterError('FILE_ACCESS', `permission denied: ${where}`, { hint: 'run muster as the user that owns the data dir (root for /var/lib/muster), or choose another --data-dir' });
+      return new MusterError('FILE_ACCESS', `permission denied: ${where}`, {
+        hint: 'run muster as the user that owns the data dir (root for /var/lib/muster), or choose another --data-dir',
+      });
     case 'ENOENT':
       return new MusterError('FILE_ACCESS', `${where} does not exist`, { hint: 'check the path; a data dir is made by init or join' });
     case 'ENOTDIR':
     case 'EISDIR':
-      return new MusterError('FILE_ACCESS', `${where} is not what muster expects here (${code === 'ENOTDIR' ? 'a folder' : 'a file'} in the way)`, { hint: 'check --data-dir and the files inside it' });
+      return new MusterError('FILE_ACCESS', `${where} is not what muster expects here (${code === 'ENOTDIR' ? 'a folder' : 'a file'} in the way)`, {
+        hint: 'check --data-dir and the files inside it',
+      });
     case 'EROFS':
       return new MusterError('FILE_ACCESS', `${where} is on a read-only file system`, { hint: 'choose a --data-dir on a writable disk' });
     case 'ENOSPC':
       return new MusterError('FILE_ACCESS', `no space left on the device of ${where}`, { hint: 'free some space and try again' });
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new MusterError('ADDRESS_INVALID', `the host name ${typeof hostname === 'string' ? hostname : ''} cannot be resolved${syscall === 'getaddrinfo' ? '' : ` (${String(syscall)})`}`.replace('  ', ' '), { hint: 'check the address, or use an IP address' });
+      return new MusterError(
+        'ADDRESS_INVALID',
+        `the host name ${typeof hostname === 'string' ? hostname : ''} cannot be resolved${syscall === 'getaddrinfo' ? '' : ` (${String(syscall)})`}`.replace(
+          '  ',
+          ' ',
+        ),
+        { hint: 'check the address, or use an IP address' },
+      );
     default:
       return undefined;
   }

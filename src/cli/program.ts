@@ -24,9 +24,24 @@ type Register = (program: Command, ctx: CliContext, done: Done) => void;
  * table says what the commands themselves say.
  */
 const COMMANDS: readonly { name: string; term: string; description: string; load: () => Promise<Register> }[] = [
-  { name: 'init', term: 'init [options]', description: 'found a cluster: a root CA, this node as its first manager, join tokens; then serve', load: async () => (await import('./commands/init.js')).registerInit },
-  { name: 'up', term: 'up [options]', description: 'init when the data dir is empty, else run it (what `npm start` does)', load: async () => (await import('./commands/init.js')).registerInit },
-  { name: 'join', term: 'join [options] [token] [manager-addr]', description: 'join a cluster with a join token, then keep this node’s certificate fresh', load: async () => (await import('./commands/join.js')).registerJoin },
+  {
+    name: 'init',
+    term: 'init [options]',
+    description: 'found a cluster: a root CA, this node as its first manager, join tokens; then serve',
+    load: async () => (await import('./commands/init.js')).registerInit,
+  },
+  {
+    name: 'up',
+    term: 'up [options]',
+    description: 'init when the data dir is empty, else run it (what `npm start` does)',
+    load: async () => (await import('./commands/init.js')).registerInit,
+  },
+  {
+    name: 'join',
+    term: 'join [options] [token] [manager-addr]',
+    description: 'join a cluster with a join token, then keep this node’s certificate fresh',
+    load: async () => (await import('./commands/join.js')).registerJoin,
+  },
   {
     name: 'run',
     term: 'run [options]',
@@ -36,33 +51,75 @@ const COMMANDS: readonly { name: string; term: string; description: string; load
       return (program, ctx, done) => run.registerRun(program, ctx, done, { init: init.initCommand, join: join.joinCommand });
     },
   },
-  { name: 'status', term: 'status [options]', description: 'this node, its cluster, its certificate and the managers it can reach (like docker info)', load: async () => (await import('./commands/status.js')).registerStatus },
-  { name: 'join-token', term: 'join-token [options] [role]', description: 'show or rotate the join token for a role; create, list and remove scoped tokens', load: async () => (await import('./commands/join-token.js')).registerJoinToken },
+  {
+    name: 'status',
+    term: 'status [options]',
+    description: 'this node, its cluster, its certificate and the managers it can reach (like docker info)',
+    load: async () => (await import('./commands/status.js')).registerStatus,
+  },
+  {
+    name: 'join-token',
+    term: 'join-token [options] [role]',
+    description: 'show or rotate the join token for a role; create, list and remove scoped tokens',
+    load: async () => (await import('./commands/join-token.js')).registerJoinToken,
+  },
   { name: 'update', term: 'update [options]', description: 'change cluster settings', load: async () => (await import('./commands/update.js')).registerUpdate },
-  { name: 'unlock-key', term: 'unlock-key [options]', description: 'show the unlock key of an autolocked cluster, or replace it', load: async () => (await import('./commands/autolock.js')).registerAutolock },
-  { name: 'unlock', term: 'unlock [options]', description: 'unlock the manager on this host after a restart (the key from standard input, --unlock-key-file or $MUSTER_UNLOCK_KEY)', load: async () => (await import('./commands/autolock.js')).registerAutolock },
+  {
+    name: 'unlock-key',
+    term: 'unlock-key [options]',
+    description: 'show the unlock key of an autolocked cluster, or replace it',
+    load: async () => (await import('./commands/autolock.js')).registerAutolock,
+  },
+  {
+    name: 'unlock',
+    term: 'unlock [options]',
+    description: 'unlock the manager on this host after a restart (the key from standard input, --unlock-key-file or $MUSTER_UNLOCK_KEY)',
+    load: async () => (await import('./commands/autolock.js')).registerAutolock,
+  },
   { name: 'node', term: 'node', description: 'list and manage nodes', load: async () => (await import('./commands/node.js')).registerNode },
-  { name: 'cert', term: 'cert', description: "certificates for this node's other services (dockerd, nginx), kept renewed by the running node", load: async () => (await import('./commands/cert.js')).registerCert },
-  { name: 'ca', term: 'ca [options]', description: 'print the root CA; rotate it (--rotate); API-user certificates', load: async () => (await import('./commands/ca.js')).registerCa },
+  {
+    name: 'cert',
+    term: 'cert',
+    description: "certificates for this node's other services (dockerd, nginx), kept renewed by the running node",
+    load: async () => (await import('./commands/cert.js')).registerCert,
+  },
+  {
+    name: 'ca',
+    term: 'ca [options]',
+    description: 'print the root CA; rotate it (--rotate); API-user certificates',
+    load: async () => (await import('./commands/ca.js')).registerCa,
+  },
   { name: 'store', term: 'store', description: 'where the cluster state lives', load: async () => (await import('./commands/store.js')).registerStore },
-  { name: 'leave', term: 'leave [options]', description: 'leave the cluster and delete this node’s key and certificate', load: async () => (await import('./commands/leave.js')).registerLeave },
-  { name: 'completion', term: 'completion <shell>', description: 'print the bash or zsh completion script: source <(muster completion bash)', load: async () => (await import('./commands/completion.js')).registerCompletion },
+  {
+    name: 'leave',
+    term: 'leave [options]',
+    description: 'leave the cluster and delete this node’s key and certificate',
+    load: async () => (await import('./commands/leave.js')).registerLeave,
+  },
+  {
+    name: 'completion',
+    term: 'completion <shell>',
+    description: 'print the bash or zsh completion script: source <(muster completion bash)',
+    load: async () => (await import('./commands/completion.js')).registerCompletion,
+  },
 ];
 
 /** The program without its commands: name, version, output and error handling. */
 function bareProgram(ctx: CliContext): Command {
-  return new Command('muster')
-    .description('Swarm-style cluster identity: a root CA, join tokens, and mTLS node certificates that renew themselves.')
-    .version(VERSION, '-v, --version')
-    .configureOutput({
-      writeOut: (s) => ctx.stdout.write(s),
-      writeErr: (s) => ctx.stderr.write(s),
-      // commander's own refusals (unknown option, missing argument) in the same error:/hint: form as muster's.
-      outputError: (text, write) => write(`${text.trimEnd()}\nhint: run the command with --help for its usage\n`),
-    })
-    .exitOverride()
-    // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
-    .enablePositionalOptions();
+  return (
+    new Command('muster')
+      .description('Swarm-style cluster identity: a root CA, join tokens, and mTLS node certificates that renew themselves.')
+      .version(VERSION, '-v, --version')
+      .configureOutput({
+        writeOut: (s) => ctx.stdout.write(s),
+        writeErr: (s) => ctx.stderr.write(s),
+        // commander's own refusals (unknown option, missing argument) in the same error:/hint: form as muster's.
+        outputError: (text, write) => write(`${text.trimEnd()}\nhint: run the command with --help for its usage\n`),
+      })
+      .exitOverride()
+      // Options belong to the command they follow: `join-token create … -q` is create's -q, not join-token's.
+      .enablePositionalOptions()
+  );
 }
 
 /**

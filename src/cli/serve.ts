@@ -101,7 +101,13 @@ export async function serveNode(ctx: CliContext, options: ServeOptions): Promise
 }
 
 /** Starts `node`, calls `onServing` once it serves, and runs until a stop signal or a fatal stop. */
-async function serveUntilStopped(ctx: CliContext, node: NodeProcess, layout: DataDirLayout, logger: PinoLogger, onServing?: () => Promise<void>): Promise<number> {
+async function serveUntilStopped(
+  ctx: CliContext,
+  node: NodeProcess,
+  layout: DataDirLayout,
+  logger: PinoLogger,
+  onServing?: () => Promise<void>,
+): Promise<number> {
   try {
     if (!(await node.start())) {
       logger.info({}, 'stopped while locked');
@@ -122,7 +128,10 @@ async function serveUntilStopped(ctx: CliContext, node: NodeProcess, layout: Dat
   });
   const { notAfter, nextRenewalAt } = node.certificate;
   if (nextRenewalAt !== undefined) {
-    logger.info({ notAfter: new Date(notAfter).toISOString(), nextRenewal: new Date(nextRenewalAt).toISOString() }, `certificate valid until ${new Date(notAfter).toISOString()}; next renewal ${new Date(nextRenewalAt).toISOString()}`);
+    logger.info(
+      { notAfter: new Date(notAfter).toISOString(), nextRenewal: new Date(nextRenewalAt).toISOString() },
+      `certificate valid until ${new Date(notAfter).toISOString()}; next renewal ${new Date(nextRenewalAt).toISOString()}`,
+    );
   }
   const outcome = await Promise.race([ctx.waitForStop().then((signal) => ({ signal })), node.fatal.then((fatal) => ({ fatal }))]);
   logger.info({ signal: 'signal' in outcome ? outcome.signal : 'fatal' }, 'signal' in outcome ? `received ${outcome.signal}; shutting down` : 'stopping');

@@ -70,7 +70,10 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   const renewer: Partial<RenewerOptions> = { session: true };
   if (env.MUSTER_POLL_INTERVAL) {
     const pollMs = parseDuration(env.MUSTER_POLL_INTERVAL);
-    if (pollMs < MIN_POLL_MS) throw new MusterError('USAGE', `MUSTER_POLL_INTERVAL=${env.MUSTER_POLL_INTERVAL} is below the minimum of 1s`, { hint: 'set it to 1s or more (default 30s)' });
+    if (pollMs < MIN_POLL_MS)
+      throw new MusterError('USAGE', `MUSTER_POLL_INTERVAL=${env.MUSTER_POLL_INTERVAL} is below the minimum of 1s`, {
+        hint: 'set it to 1s or more (default 30s)',
+      });
     renewer.pollMs = pollMs;
   }
   if (env.MUSTER_RENEW_BACKOFF_BASE) renewer.backoffBaseMs = parseDuration(env.MUSTER_RENEW_BACKOFF_BASE);
@@ -79,7 +82,9 @@ export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   if (env.MUSTER_PAGE_SIZE) {
     pageSize = /^[0-9]{1,4}$/.test(env.MUSTER_PAGE_SIZE) ? Number(env.MUSTER_PAGE_SIZE) : 0;
     if (pageSize < 1 || pageSize > NODES_PAGE.max) {
-      throw new MusterError('USAGE', `MUSTER_PAGE_SIZE=${env.MUSTER_PAGE_SIZE.slice(0, 20)} is not a page size`, { hint: `set it to a whole number from 1 to ${NODES_PAGE.max} (default ${NODES_PAGE.default})` });
+      throw new MusterError('USAGE', `MUSTER_PAGE_SIZE=${env.MUSTER_PAGE_SIZE.slice(0, 20)} is not a page size`, {
+        hint: `set it to a whole number from 1 to ${NODES_PAGE.max} (default ${NODES_PAGE.default})`,
+      });
     }
   }
   const count = (name: string, fallback: number): number => {

@@ -18,7 +18,6 @@ import { readAll } from './stdin.js';
 /** The name of the systemd credential muster reads the unlock key from. */
 export const UNLOCK_KEY_CREDENTIAL = 'muster-unlock-key';
 
-
 async function fromFile(ctx: CliContext, file: string): Promise<string> {
   if (file === '-') {
     if (ctx.stdin === undefined) throw new MusterError('USAGE', 'no standard input to read the unlock key from');
@@ -42,7 +41,8 @@ export async function readUnlockKey(ctx: CliContext, file: string | undefined, o
   }
   if (options.stdinFallback !== true) return undefined;
   const terminal = ctx.stdin as Partial<ReadStream> | undefined;
-  if (terminal?.isTTY === true && typeof terminal.setRawMode === 'function') return parseUnlockKey(await readHidden(terminal as ReadStream, ctx.stderr, 'Enter the unlock key (SWMKEY-1-…): '));
+  if (terminal?.isTTY === true && typeof terminal.setRawMode === 'function')
+    return parseUnlockKey(await readHidden(terminal as ReadStream, ctx.stderr, 'Enter the unlock key (SWMKEY-1-…): '));
   return parseUnlockKey(await fromFile(ctx, '-'));
 }
 

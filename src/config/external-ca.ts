@@ -32,7 +32,7 @@ export function parseExternalCaFlag(text: string, options: { insecure?: boolean 
   for (const key of fields.keys()) {
     if (!['protocol', 'url', 'cacert', 'authkey'].includes(key)) throw new MusterError('USAGE', `unknown --external-ca field '${key}'`, { hint });
   }
-  if (fields.get('protocol') !== 'cfssl') throw new MusterError('USAGE', "--external-ca needs protocol=cfssl (the only protocol muster speaks)", { hint });
+  if (fields.get('protocol') !== 'cfssl') throw new MusterError('USAGE', '--external-ca needs protocol=cfssl (the only protocol muster speaks)', { hint });
   const url = fields.get('url') ?? '';
   let parsed: URL;
   try {
@@ -42,9 +42,13 @@ export function parseExternalCaFlag(text: string, options: { insecure?: boolean 
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new MusterError('USAGE', '--external-ca url must be http(s)', { hint });
   if (parsed.protocol === 'http:' && options.insecure !== true) {
-    throw new MusterError('USAGE', `--external-ca url ${parsed.origin} is plain http: certificate requests and certificates would travel in clear, and anyone on the path could answer as the CA`, {
-      hint: 'use https:// (cacert=FILE verifies the CA), or add --external-ca-insecure if the CA is reachable only over a network you trust',
-    });
+    throw new MusterError(
+      'USAGE',
+      `--external-ca url ${parsed.origin} is plain http: certificate requests and certificates would travel in clear, and anyone on the path could answer as the CA`,
+      {
+        hint: 'use https:// (cacert=FILE verifies the CA), or add --external-ca-insecure if the CA is reachable only over a network you trust',
+      },
+    );
   }
   const flag: ExternalCaFlag = { protocol: 'cfssl', url: url.replace(/\/+$/, '') };
   const cacert = fields.get('cacert');

@@ -66,7 +66,11 @@ export type StoreSpec = Type.Static<typeof StoreSpec>;
 
 /** Reads manager/store.json; undefined when the node does not serve (no manager files). */
 export function readStoreSpec(layout: DataDirLayout): Promise<StoreSpec | undefined> {
-  return readJsonFile(layout.storeJson, (value) => Value.Check(StoreSpec, value), () => 'does not describe a store');
+  return readJsonFile(
+    layout.storeJson,
+    (value) => Value.Check(StoreSpec, value),
+    () => 'does not describe a store',
+  );
 }
 
 /** One wrapping of the data key: under which unlock key (its public ID), and the ciphertext. */
@@ -97,9 +101,21 @@ export async function readDataKeyFile(layout: DataDirLayout): Promise<DataKeyFil
   try {
     text = await readFile(layout.dataKey, 'utf8');
   } catch (cause) {
-    throw new MusterError('STATE_CORRUPT', `${layout.dataKey} is missing: this manager cannot unseal the CA key`, { cause, hint: 'restore it from a backup of this manager' });
+    throw new MusterError('STATE_CORRUPT', `${layout.dataKey} is missing: this manager cannot unseal the CA key`, {
+      cause,
+      hint: 'restore it from a backup of this manager',
+    });
   }
-  if (text.trimStart().startsWith('{')) return { locked: true, wrapped: parseJsonText(layout.dataKey, text, (value) => Value.Check(WrappedDataKey, value), () => 'is not a wrapped data key') };
+  if (text.trimStart().startsWith('{'))
+    return {
+      locked: true,
+      wrapped: parseJsonText(
+        layout.dataKey,
+        text,
+        (value) => Value.Check(WrappedDataKey, value),
+        () => 'is not a wrapped data key',
+      ),
+    };
   const key = Buffer.from(text.trim(), 'base64');
   if (key.length !== 32) throw new MusterError('STATE_CORRUPT', `${layout.dataKey} does not hold a 256-bit key`);
   return { locked: false, key };

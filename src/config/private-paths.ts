@@ -57,7 +57,9 @@ export async function checkDataDir(layout: DataDirLayout, uid: number): Promise<
       await checkPrivate(join(layout.dbDir, name), 'file', uid);
     } catch (error) {
       if (error instanceof MusterError && /readable or writable/.test(error.message)) {
-        throw new MusterError('DATA_DIR_INSECURE', `${join(layout.dbDir, name)} is readable or writable by other users`, { hint: `run: chmod -R go-rwx ${layout.dbDir}` });
+        throw new MusterError('DATA_DIR_INSECURE', `${join(layout.dbDir, name)} is readable or writable by other users`, {
+          hint: `run: chmod -R go-rwx ${layout.dbDir}`,
+        });
       }
       throw error;
     }

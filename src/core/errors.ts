@@ -47,8 +47,18 @@ export const ERROR_CATALOGUE = {
   FILE_EXISTS: spec(409, 1, 'a file muster would write is already there', 'pick another --out, or move the old files away first'),
 
   // Join tokens.
-  TOKEN_INVALID: spec(400, 2, 'invalid join token', "a join token looks like SWMTKN-1-<50 base36 chars>-<25 base36 chars>; get one with 'muster join-token worker'"),
-  TOKEN_REJECTED: spec(401, 1, 'the join token was not accepted', "the token may have been rotated, expired, used up, or belong to another cluster; ask an admin for 'muster join-token worker'"),
+  TOKEN_INVALID: spec(
+    400,
+    2,
+    'invalid join token',
+    "a join token looks like SWMTKN-1-<50 base36 chars>-<25 base36 chars>; get one with 'muster join-token worker'",
+  ),
+  TOKEN_REJECTED: spec(
+    401,
+    1,
+    'the join token was not accepted',
+    "the token may have been rotated, expired, used up, or belong to another cluster; ask an admin for 'muster join-token worker'",
+  ),
   TOKEN_NOT_FOUND: spec(404, 1, 'no scoped join token has that ID', "list them with 'muster join-token ls'"),
 
   // Certificate signing requests.
@@ -68,23 +78,63 @@ export const ERROR_CATALOGUE = {
   CA_EXPIRES_SOON: spec(400, 2, 'the CA certificate expires within a year'),
   CA_KEY_MISMATCH: spec(400, 2, 'the CA key does not match the CA certificate'),
   CA_UNSUPPORTED_KEY: spec(400, 2, 'the CA key type is not supported', 'use RSA of at least 2048 bits or EC P-256/P-384'),
-  ADMIN_CA_UNAVAILABLE: spec(409, 1, 'this cluster has no admin CA: an external CA holds the root key, so API users are issued under the root itself', 'give services the cluster root instead, and check the OU (swarm-admin) where they can'),
-  CA_ROTATION_REPLACED: spec(409, 1, 'another root rotation replaced this one before it completed', "follow it with 'muster ca --rotate' again, or see where it stands with 'muster ca'"),
+  ADMIN_CA_UNAVAILABLE: spec(
+    409,
+    1,
+    'this cluster has no admin CA: an external CA holds the root key, so API users are issued under the root itself',
+    'give services the cluster root instead, and check the OU (swarm-admin) where they can',
+  ),
+  CA_ROTATION_REPLACED: spec(
+    409,
+    1,
+    'another root rotation replaced this one before it completed',
+    "follow it with 'muster ca --rotate' again, or see where it stands with 'muster ca'",
+  ),
 
   // Peer certificates and authorisation.
   CERT_INVALID: spec(401, 1, 'the certificate cannot be parsed'),
   CERT_UNTRUSTED: spec(401, 1, 'the certificate was not issued by this cluster'),
-  CERT_EXPIRED: spec(401, 1, 'the certificate has expired', "a node renews by itself within the renewal grace after expiry; past it, clear the node with 'muster leave' and join again ('muster join --force --token-file FILE ADDR')"),
+  CERT_EXPIRED: spec(
+    401,
+    1,
+    'the certificate has expired',
+    "a node renews by itself within the renewal grace after expiry; past it, clear the node with 'muster leave' and join again ('muster join --force --token-file FILE ADDR')",
+  ),
   CERT_NOT_YET_VALID: spec(401, 1, 'the certificate is not valid yet', 'check the clocks of this machine and the manager'),
   AUTH_REQUIRED: spec(401, 1, 'a client certificate from this cluster is required', 'pass --tls-cert/--tls-key/--tls-ca or set MUSTER_CERT_PATH'),
   AUTH_FORBIDDEN: spec(403, 1, 'this certificate is not allowed to call this route'),
-  NODE_REMOVED: spec(403, 1, 'this node has been removed from the cluster', "clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both"),
+  NODE_REMOVED: spec(
+    403,
+    1,
+    'this node has been removed from the cluster',
+    "clear it with 'muster leave', then join again; 'muster join --force --token-file FILE ADDR' does both",
+  ),
   CERT_REVOKED: spec(403, 1, 'this API-user certificate has been revoked', "ask an admin for a new one: 'muster ca create-api-certificate NAME'"),
   USER_NOT_FOUND: spec(404, 1, 'no API-user certificate has that name'),
-  CERT_REVOKED_BY_CRL: spec(400, 1, "the manager's certificate is on the cluster's CRL", 'the server is a removed or demoted manager: ask an admin for the address of a current manager'),
-  CRL_INVALID: spec(400, 1, "the manager's CRL is missing, stale or not signed by the cluster root", 'check the clocks of this machine and the manager, and the manager address'),
-  CRL_UNAVAILABLE: spec(404, 1, 'this cluster publishes no CRL: an external CA signs its certificates', 'revocation is the external CA\'s: publish a CRL from it (cfssl gencrl)'),
-  CRL_ISSUER_UNKNOWN: spec(404, 1, 'no root this cluster trusts with that key identifier signs a CRL here', "'GET /v1/crl?format=pem' serves the CRL of every root the cluster trusts"),
+  CERT_REVOKED_BY_CRL: spec(
+    400,
+    1,
+    "the manager's certificate is on the cluster's CRL",
+    'the server is a removed or demoted manager: ask an admin for the address of a current manager',
+  ),
+  CRL_INVALID: spec(
+    400,
+    1,
+    "the manager's CRL is missing, stale or not signed by the cluster root",
+    'check the clocks of this machine and the manager, and the manager address',
+  ),
+  CRL_UNAVAILABLE: spec(
+    404,
+    1,
+    'this cluster publishes no CRL: an external CA signs its certificates',
+    "revocation is the external CA's: publish a CRL from it (cfssl gencrl)",
+  ),
+  CRL_ISSUER_UNKNOWN: spec(
+    404,
+    1,
+    'no root this cluster trusts with that key identifier signs a CRL here',
+    "'GET /v1/crl?format=pem' serves the CRL of every root the cluster trusts",
+  ),
 
   // Requests.
   BODY_INVALID: spec(400, 1, 'the request body is invalid'),
@@ -100,18 +150,48 @@ export const ERROR_CATALOGUE = {
   HEADERS_TOO_LARGE: spec(431, 1, 'the request headers are too large'),
 
   // Service certificates (muster cert …).
-  SERVICE_NAME_INVALID: spec(400, 2, 'invalid service certificate name', 'use 1 to 63 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit'),
-  SAN_INVALID: spec(400, 2, 'a name for a certificate is neither a DNS name nor an IP address', "write names like 'web.example.com', '*.example.com' or '10.0.0.5'"),
-  SAN_NOT_ALLOWED: spec(403, 1, "the managers do not allow this node's service certificates to name that", "a service certificate may name the node's hostname and advertise address; an admin allows more with 'muster node update --add-san PATTERN NODE'"),
+  SERVICE_NAME_INVALID: spec(
+    400,
+    2,
+    'invalid service certificate name',
+    'use 1 to 63 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit',
+  ),
+  SAN_INVALID: spec(
+    400,
+    2,
+    'a name for a certificate is neither a DNS name nor an IP address',
+    "write names like 'web.example.com', '*.example.com' or '10.0.0.5'",
+  ),
+  SAN_NOT_ALLOWED: spec(
+    403,
+    1,
+    "the managers do not allow this node's service certificates to name that",
+    "a service certificate may name the node's hostname and advertise address; an admin allows more with 'muster node update --add-san PATTERN NODE'",
+  ),
   SERVICE_CERT_NOT_FOUND: spec(404, 1, 'no service certificate has that name on this node', "list them with 'muster cert ls'"),
-  NODE_NOT_RUNNING: spec(409, 1, 'no muster node process runs on this data dir', "start it with 'muster run --data-dir DIR': the running node makes and renews service certificates"),
+  NODE_NOT_RUNNING: spec(
+    409,
+    1,
+    'no muster node process runs on this data dir',
+    "start it with 'muster run --data-dir DIR': the running node makes and renews service certificates",
+  ),
 
   // Node lifecycle.
   NODE_ACTIVE: spec(409, 1, 'the node is still active', "use 'muster node rm -f ID' to remove it anyway"),
   LAST_MANAGER: spec(409, 1, 'this is the last manager of the cluster'),
-  QUORUM_AT_RISK: spec(409, 1, 'the change would leave the managed store without a quorum of reachable members', 'bring the unreachable managers back first; if a quorum is lost for good, recover with `muster init --force-new-cluster` on a surviving manager'),
+  QUORUM_AT_RISK: spec(
+    409,
+    1,
+    'the change would leave the managed store without a quorum of reachable members',
+    'bring the unreachable managers back first; if a quorum is lost for good, recover with `muster init --force-new-cluster` on a surviving manager',
+  ),
   LEAVE_MANAGER: spec(409, 1, 'this node is a manager', "use 'muster leave --force' to leave anyway"),
-  MANAGER_RUNNING: spec(409, 1, 'the manager is running on this data dir', 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the command again'),
+  MANAGER_RUNNING: spec(
+    409,
+    1,
+    'the manager is running on this data dir',
+    'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the command again',
+  ),
   EMBEDDED_STORE: spec(
     409,
     1,
@@ -120,25 +200,65 @@ export const ERROR_CATALOGUE = {
   ),
 
   // Autolock.
-  MANAGER_LOCKED: spec(503, 1, 'this manager is locked: its keys are encrypted under the unlock key', "unlock it on its host with 'muster unlock' (the key from 'muster unlock-key' on another manager, or where you keep it)"),
+  MANAGER_LOCKED: spec(
+    503,
+    1,
+    'this manager is locked: its keys are encrypted under the unlock key',
+    "unlock it on its host with 'muster unlock' (the key from 'muster unlock-key' on another manager, or where you keep it)",
+  ),
   UNLOCK_KEY_INVALID: spec(400, 2, 'invalid unlock key', 'an unlock key looks like SWMKEY-1-<43 base64 characters>'),
-  UNLOCK_KEY_WRONG: spec(403, 1, 'the unlock key does not unlock this manager', 'if the key was rotated while this manager was down, give the key before the rotation'),
+  UNLOCK_KEY_WRONG: spec(
+    403,
+    1,
+    'the unlock key does not unlock this manager',
+    'if the key was rotated while this manager was down, give the key before the rotation',
+  ),
   AUTOLOCK_OFF: spec(409, 1, 'autolock is off for this cluster', "turn it on with 'muster update --autolock=true'"),
   NOT_LOCKED: spec(409, 1, 'this manager is not locked'),
 
   // The cluster store.
-  STORE_UNAVAILABLE: spec(503, 1, 'the cluster store is unavailable', 'the request can be retried; check that the store (etcd, or the manager disk) is healthy'),
+  STORE_UNAVAILABLE: spec(
+    503,
+    1,
+    'the cluster store is unavailable',
+    'the request can be retried; check that the store (etcd, or the manager disk) is healthy',
+  ),
   STORE_CONFLICT: spec(503, 1, 'too many concurrent changes to the same records', 'try again'),
-  DATA_KEY_UNAVAILABLE: spec(503, 1, "this manager holds no copy of the cluster's current data key", 'restart it after its certificate renewed; a demoted or removed manager gets none'),
-  ETCD_MISSING: spec(400, 1, 'the etcd server muster runs for a managed store is missing', "install Debian's etcd server: 'sudo apt-get install etcd-server', or name a binary with --etcd-binary PATH"),
+  DATA_KEY_UNAVAILABLE: spec(
+    503,
+    1,
+    "this manager holds no copy of the cluster's current data key",
+    'restart it after its certificate renewed; a demoted or removed manager gets none',
+  ),
+  ETCD_MISSING: spec(
+    400,
+    1,
+    'the etcd server muster runs for a managed store is missing',
+    "install Debian's etcd server: 'sudo apt-get install etcd-server', or name a binary with --etcd-binary PATH",
+  ),
   BACKUP_INVALID: spec(400, 1, 'the file is not a complete, intact muster backup', "make a new one with 'muster store backup --out FILE' on a running manager"),
-  BACKUP_KEY_WRONG: spec(403, 1, 'the key does not open this backup', 'give the key the backup names: the unlock key under autolock, else the backup key printed when it was made'),
-  ETCD_MEMBER_FAILED: spec(503, 1, "this manager's etcd member could not start or serve", "see the member's log lines above; check that its client and peer ports are free (--etcd-client-addr, --etcd-peer-addr)"),
+  BACKUP_KEY_WRONG: spec(
+    403,
+    1,
+    'the key does not open this backup',
+    'give the key the backup names: the unlock key under autolock, else the backup key printed when it was made',
+  ),
+  ETCD_MEMBER_FAILED: spec(
+    503,
+    1,
+    "this manager's etcd member could not start or serve",
+    "see the member's log lines above; check that its client and peer ports are free (--etcd-client-addr, --etcd-peer-addr)",
+  ),
 
   // Talking to a manager.
   MANAGER_UNREACHABLE: spec(503, 1, 'cannot reach the manager', 'check the address and that the manager is running'),
   MANAGER_ERROR: spec(502, 1, 'the manager answered with an error'),
-  ROOT_DIGEST_MISMATCH: spec(400, 1, "the manager's root CA does not match the join token", 'the token belongs to another cluster, or someone in the middle is impersonating the manager; check the token and the address'),
+  ROOT_DIGEST_MISMATCH: spec(
+    400,
+    1,
+    "the manager's root CA does not match the join token",
+    'the token belongs to another cluster, or someone in the middle is impersonating the manager; check the token and the address',
+  ),
   NOT_A_MANAGER: spec(400, 1, 'the server did not present a manager certificate of this cluster'),
   CLOCK_SKEW: spec(400, 1, "this machine's clock disagrees with the manager's", "set the clock right (NTP: 'timedatectl set-ntp true') and try again"),
   ISSUED_CERT_INVALID: spec(502, 1, 'the certificate returned does not match the request'),

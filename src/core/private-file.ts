@@ -21,13 +21,19 @@ export async function checkPrivate(path: string, kind: 'dir' | 'file', uid?: num
     return;
   }
   const code = kind === 'dir' ? 'DATA_DIR_INSECURE' : 'KEY_FILE_INSECURE';
-  if (info.isSymbolicLink()) throw new MusterError(code, `${path} is a symbolic link; muster does not follow links inside its data dir`, { hint: `replace it with the real ${kind === 'dir' ? 'folder' : 'file'}` });
+  if (info.isSymbolicLink())
+    throw new MusterError(code, `${path} is a symbolic link; muster does not follow links inside its data dir`, {
+      hint: `replace it with the real ${kind === 'dir' ? 'folder' : 'file'}`,
+    });
   if (kind === 'dir' ? !info.isDirectory() : !info.isFile()) throw new MusterError(code, `${path} is not a ${kind === 'dir' ? 'folder' : 'regular file'}`);
   if (uid !== undefined && info.uid !== uid) {
-    throw new MusterError(code, `${path} belongs to user ${info.uid}, not to the user muster runs as (${uid})`, { hint: `run muster as that user, or take the data dir over: chown -R ${uid} ${path}` });
+    throw new MusterError(code, `${path} belongs to user ${info.uid}, not to the user muster runs as (${uid})`, {
+      hint: `run muster as that user, or take the data dir over: chown -R ${uid} ${path}`,
+    });
   }
   if ((info.mode & 0o077) !== 0) {
-    throw new MusterError(code, `${path} is readable or writable by other users (mode ${octal(info.mode)})`, { hint: `run: chmod ${kind === 'dir' ? '0700' : '0600'} ${path}` });
+    throw new MusterError(code, `${path} is readable or writable by other users (mode ${octal(info.mode)})`, {
+      hint: `run: chmod ${kind === 'dir' ? '0700' : '0600'} ${path}`,
+    });
   }
 }
-

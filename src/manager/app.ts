@@ -110,7 +110,11 @@ function tlsOptions(tls: ServerTls, trust: TrustFacts, now: number) {
   const live = (until: number | undefined): boolean => until === undefined || until > now;
   return {
     key: tls.keyPem,
-    cert: servedChain(tls.certPem, trust.bundlePem, trust.vouchers.filter((v) => live(v.until)).map((v) => v.pem)),
+    cert: servedChain(
+      tls.certPem,
+      trust.bundlePem,
+      trust.vouchers.filter((v) => live(v.until)).map((v) => v.pem),
+    ),
     // The CertificateRequest names the cluster roots, as Swarm's does, so a client with
     // several certificates knows which to send: every root a client certificate may
     // chain to, old roots too while their certificates are valid (API users made before
@@ -193,7 +197,9 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
   const mapped = clientError(error);
   const body = JSON.stringify(mapped.toJSON());
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[mapped.statusCode] ?? 'Bad Request';
-  socket.end(`HTTP/1.1 ${mapped.statusCode} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${mapped.statusCode} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /**
@@ -303,7 +309,12 @@ export async function buildApp(options: AppOptions) {
     // Errors Node's HTTP parser and fastify's router meet before a route runs, in the documented body too.
     clientErrorHandler: answerClientError,
     frameworkErrors: (error, _request, reply) => {
-      void sendError(reply, error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? new MusterError('URI_TOO_LONG') : new MusterError('REQUEST_MALFORMED', 'the request path is not valid (bad percent-encoding)'));
+      void sendError(
+        reply,
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? new MusterError('URI_TOO_LONG')
+          : new MusterError('REQUEST_MALFORMED', 'the request path is not valid (bad percent-encoding)'),
+      );
     },
     https: {
       ...tlsOptions(options.tls, services.state.trust, (options.clock ?? systemClock).now()),
@@ -348,7 +359,8 @@ export async function buildApp(options: AppOptions) {
   // errors and costs no parsing.
   app.addHook('onRequest', async (request) => {
     const { allow, expiredWithinGrace, localOnly } = request.routeOptions.config;
-    if (localOnly === true && !localSockets.has(request.raw.socket)) throw new MusterError('AUTH_FORBIDDEN', "this route answers only on the manager's host, through its local socket");
+    if (localOnly === true && !localSockets.has(request.raw.socket))
+      throw new MusterError('AUTH_FORBIDDEN', "this route answers only on the manager's host, through its local socket");
     if (allow === undefined) return;
     request.caller = await services.authoriser.authorize(peerCertificate(request, options.own), allow, { expiredWithinGrace: expiredWithinGrace === true });
   });
@@ -357,7 +369,11 @@ export async function buildApp(options: AppOptions) {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'muster', version: MUSTER_VERSION, description: "muster's manager API: join tokens, node certificates that renew themselves, nodes, the root CA and its CRLs (README: API)." },
+      info: {
+        title: 'muster',
+        version: MUSTER_VERSION,
+        description: "muster's manager API: join tokens, node certificates that renew themselves, nodes, the root CA and its CRLs (README: API).",
+      },
       components: { securitySchemes: { clusterCertificate: MUTUAL_TLS } },
     },
     transform: ({ schema, url, route }) => {
@@ -370,7 +386,11 @@ export async function buildApp(options: AppOptions) {
       return { schema: described as typeof schema, url };
     },
   });
-  app.get(ROUTES.openapi, { config: { public: 'the API description: schemas and paths, no secret; clients read it before they hold a certificate' }, schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    ROUTES.openapi,
+    { config: { public: 'the API description: schemas and paths, no secret; clients read it before they hold a certificate' }, schema: { hide: true } },
+    async () => app.swagger(),
+  );
   await app.register(healthRoutes, { services });
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });

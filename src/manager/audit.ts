@@ -70,9 +70,7 @@ export interface AuditEvent {
 export class Audit {
   private failed = false;
 
-  constructor(
-    private readonly deps: { sink: AuditSink | undefined; clock: Clock; logger: Logger; managerId: string },
-  ) {}
+  constructor(private readonly deps: { sink: AuditSink | undefined; clock: Clock; logger: Logger; managerId: string }) {}
 
   /** Appends one line for `event`. */
   record(event: AuditEvent): void {

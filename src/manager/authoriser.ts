@@ -64,16 +64,25 @@ export class Authoriser {
   constructor(private readonly deps: { state: ClusterState; store: ClusterStore; clock: Clock }) {}
 
   /** The chain check, from the connection's cache when the roots have not changed and the certificate is in its validity. */
-  private verify(cert: X509Certificate, trust: ClusterState['trust'], now: number, graceMs: number | undefined): { identity: PeerIdentity; issuer: X509Certificate } {
+  private verify(
+    cert: X509Certificate,
+    trust: ClusterState['trust'],
+    now: number,
+    graceMs: number | undefined,
+  ): { identity: PeerIdentity; issuer: X509Certificate } {
     const cached = this.verified.get(cert);
     if (cached !== undefined && cached.trust === trust && graceMs === undefined && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
       if (trust.roots.every((root) => root.until === undefined || root.until > now || root.cert !== cached.issuer)) return cached;
     }
     // The admin CA is ours as the roots are (its key sealed in the store): an API user's certificate from it needs no chain presented.
-    const roots = [...trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert), ...(trust.admin === undefined ? [] : [trust.admin])];
+    const roots = [
+      ...trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert),
+      ...(trust.admin === undefined ? [] : [trust.admin]),
+    ];
     const result = verifyPeerCertificate({ cert, roots, now, ...(graceMs === undefined ? {} : { graceMs }) });
     // The admin CA issues API users only: anything else from it is forged with its key.
-    if (result.issuer === trust.admin && result.identity.role !== 'admin') throw new MusterError('CERT_UNTRUSTED', 'the admin CA issues API-user certificates only');
+    if (result.issuer === trust.admin && result.identity.role !== 'admin')
+      throw new MusterError('CERT_UNTRUSTED', 'the admin CA issues API-user certificates only');
     if (graceMs === undefined) this.verified.set(cert, { trust, ...result });
     return result;
   }
@@ -106,7 +115,10 @@ export class Authoriser {
       // passes, or the one it replaced, which the node keeps using until its renewal has landed.
       const before = node.superseded?.at(-1);
       if (identity.serial !== node.certSerial && identity.serial !== before?.serial) {
-        throw new MusterError('CERT_UNTRUSTED', "this certificate is not one the cluster recorded for this node (neither its current certificate nor the one before it)");
+        throw new MusterError(
+          'CERT_UNTRUSTED',
+          'this certificate is not one the cluster recorded for this node (neither its current certificate nor the one before it)',
+        );
       }
       // The same serial is not the same certificate: whoever holds a root's key (a removed manager, the root a
       // rotation replaced) can sign another with it. The record pins the certificate itself (records from before the pin: the serial).
@@ -120,7 +132,8 @@ export class Authoriser {
     // did not issue, or an admin revoked, is refused.
     if (role === 'admin') {
       const record = (await store.get(KEYS.certificates.ref(identity.serial)))?.value;
-      if (record === undefined || record.role !== 'admin' || record.subject !== identity.nodeId) throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
+      if (record === undefined || record.role !== 'admin' || record.subject !== identity.nodeId)
+        throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
       if (record.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
     }
     // A demoted manager keeps its OU until it renews; the store has the last word.
@@ -129,7 +142,8 @@ export class Authoriser {
     }
     if (expired) {
       // Only the newest certificate of a node that is still in the cluster can be renewed after it expired.
-      if (node === undefined || node.certSerial !== identity.serial) throw new MusterError('CERT_EXPIRED', 'the certificate has expired and is not the newest one issued to this node');
+      if (node === undefined || node.certSerial !== identity.serial)
+        throw new MusterError('CERT_EXPIRED', 'the certificate has expired and is not the newest one issued to this node');
     }
     // The roots checked are the very objects of that snapshot, so the one that verified the certificate says whether it is the signing root.
     return { ...identity, role, node, expired, fromSigningRoot: issuer === trust.signing.cert };

@@ -29,7 +29,15 @@ import { seal, unseal } from '../pki/seal.js';
 import { formatUnlockKey, generateUnlockKey, keyEncryptionKey, unlockKeyId } from '../token/unlock-key.js';
 import { backupContent, backupMac, checkBackupRecords, type BackupFile, type BackupKeyWrap, type BackupRecord } from '../store/backup.js';
 import { KEYS, type ClusterStore } from '../store/cluster-store.js';
-import { SCHEMA_VERSION, type AutolockRecord, type CaRecord, type CrlRecord, type ManagersRecord, type NodeRecord, type RevokedRecord } from '../store/records.js';
+import {
+  SCHEMA_VERSION,
+  type AutolockRecord,
+  type CaRecord,
+  type CrlRecord,
+  type ManagersRecord,
+  type NodeRecord,
+  type RevokedRecord,
+} from '../store/records.js';
 import { ROUTES } from '../api/schemas.js';
 import type { Audit } from './audit.js';
 import type { Caller } from './authoriser.js';
@@ -72,7 +80,9 @@ export interface MadeBackup {
 
 /** Makes backups of the store this manager serves. */
 export class Backups {
-  constructor(private readonly deps: { store: ClusterStore; dataKeys: DataKeyRing; nodeId: string; clock: Clock; random: Random; logger: Logger; audit: Audit }) {}
+  constructor(
+    private readonly deps: { store: ClusterStore; dataKeys: DataKeyRing; nodeId: string; clock: Clock; random: Random; logger: Logger; audit: Audit },
+  ) {}
 
   /**
    * Dumps the store at one point and wraps the data key (see the file
@@ -91,7 +101,8 @@ export class Backups {
       let fresh: Buffer | undefined;
       let wrap: BackupKeyWrap;
       if (autolock?.enabled === true && autolock.unlockKey !== undefined) {
-        if (backupKey !== undefined) throw new MusterError('USAGE', "autolock is on: a backup opens with the cluster's unlock key, not a backup key", { hint: 'leave out --key-file' });
+        if (backupKey !== undefined)
+          throw new MusterError('USAGE', "autolock is on: a backup opens with the cluster's unlock key, not a backup key", { hint: 'leave out --key-file' });
         wrap = wrapDataKey(dataKey, unseal(dataKey, autolock.unlockKey, KEYS.autolock.key), 'unlock-key', content.clusterId);
       } else {
         if (backupKey === undefined) fresh = generateUnlockKey(random);
@@ -192,7 +203,15 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
     dropped.push(node.id);
     records.push({ key: record.key, value: { ...node, removed: true, removedAt: now } satisfies NodeRecord });
     for (const cert of validCertificatesOf(node, now).filter((c) => c.serial === node.certSerial || c.role === 'manager')) {
-      revoked.push({ schema: SCHEMA_VERSION, serial: cert.serial, subject: cert.subject, role: cert.role, notAfter: cert.notAfter, revokedAt: now, reason: 'cessationOfOperation' });
+      revoked.push({
+        schema: SCHEMA_VERSION,
+        serial: cert.serial,
+        subject: cert.subject,
+        role: cert.role,
+        notAfter: cert.notAfter,
+        revokedAt: now,
+        reason: 'cessationOfOperation',
+      });
     }
   }
   for (const entry of revoked) {
@@ -203,7 +222,12 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
   }
   const previousCrl = byKey.get(KEYS.crl.key) as CrlRecord | undefined;
   const crlNumber = (previousCrl?.number ?? 0) + 1;
-  const crl: CrlRecord = { schema: SCHEMA_VERSION, number: crlNumber, thisUpdate: now, changedAt: revoked.length > 0 ? crlNumber : (previousCrl?.changedAt ?? 0) };
+  const crl: CrlRecord = {
+    schema: SCHEMA_VERSION,
+    number: crlNumber,
+    thisUpdate: now,
+    changedAt: revoked.length > 0 ? crlNumber : (previousCrl?.changedAt ?? 0),
+  };
   const digest = rootDigest(ca.rootPem);
   const self: NodeRecord = {
     schema: SCHEMA_VERSION,
@@ -241,6 +265,7 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
   for (let i = 0; i < records.length; i += CHUNK) {
     if (!(await store.commit({ compares: [], puts: records.slice(i, i + CHUNK), deletes: [] }))) throw new MusterError('STORE_CONFLICT');
   }
-  if (!(await store.commit({ compares: [{ key: KEYS.cluster.key, version: 0 }], puts: [{ key: KEYS.cluster.key, value: cluster }], deletes: [] }))) throw new MusterError('CLUSTER_EXISTS');
+  if (!(await store.commit({ compares: [{ key: KEYS.cluster.key, version: 0 }], puts: [{ key: KEYS.cluster.key, value: cluster }], deletes: [] })))
+    throw new MusterError('CLUSTER_EXISTS');
   return restored;
 }

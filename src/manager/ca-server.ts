@@ -24,7 +24,20 @@ import type { AdminCa } from './admin-ca.js';
 import { matchJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore, type Entry, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type CertificateRecord, type ClusterRecord, type IssueKind, type NodeRecord } from '../store/records.js';
-import type { JoinPreflight, JoinRequest, ManagedAccess, ManagerBundle, NodeCertificateResponse, RenewRequest, ServiceCertificateRequest, ServiceCertificateResponse, UserRenewRequest, UserRequest, UserResponse, UserRevoked } from '../api/schemas.js';
+import type {
+  JoinPreflight,
+  JoinRequest,
+  ManagedAccess,
+  ManagerBundle,
+  NodeCertificateResponse,
+  RenewRequest,
+  ServiceCertificateRequest,
+  ServiceCertificateResponse,
+  UserRenewRequest,
+  UserRequest,
+  UserResponse,
+  UserRevoked,
+} from '../api/schemas.js';
 import type { SanPolicy } from './san-policy.js';
 import { isServiceName } from '../core/san-pattern.js';
 import { who, type Caller } from './authoriser.js';
@@ -106,7 +119,16 @@ const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 
 
 /** The record of a certificate just issued. */
 export function certificateRecord(subject: string, role: CertRole, kind: IssueKind, now: number, certificate: IssuedCertificate): CertificateRecord {
-  return { schema: SCHEMA_VERSION, serial: certificate.serial, subject, role, kind, issuedAt: now, notBefore: certificate.notBefore, notAfter: certificate.notAfter };
+  return {
+    schema: SCHEMA_VERSION,
+    serial: certificate.serial,
+    subject,
+    role,
+    kind,
+    issuedAt: now,
+    notBefore: certificate.notBefore,
+    notAfter: certificate.notAfter,
+  };
 }
 
 /**
@@ -119,7 +141,8 @@ async function withoutCaDetails<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (error) {
     if (isMusterError(error, 'EXTERNAL_CA_UNAVAILABLE')) throw new MusterError('EXTERNAL_CA_UNAVAILABLE', "the cluster's external CA could not be reached");
-    if (isMusterError(error, 'EXTERNAL_CA_ERROR')) throw new MusterError('EXTERNAL_CA_ERROR', "the cluster's external CA refused to sign; the managers' logs say why", { hint: 'ask the cluster admin' });
+    if (isMusterError(error, 'EXTERNAL_CA_ERROR'))
+      throw new MusterError('EXTERNAL_CA_ERROR', "the cluster's external CA refused to sign; the managers' logs say why", { hint: 'ask the cluster admin' });
     throw error;
   }
 }
@@ -188,7 +211,8 @@ export class CaServer {
     } catch (error) {
       this.deps.metrics.joins.inc({ role: 'unknown', result: codeOf(error) });
       // A rate-limited flood is counted, not written line by line: anonymous traffic must not fill the disk.
-      if (!isMusterError(error, 'RATE_LIMITED')) this.deps.audit.record({ action: 'node.join', token: { id: 'unrecognised', source: sourceAddr }, result: error });
+      if (!isMusterError(error, 'RATE_LIMITED'))
+        this.deps.audit.record({ action: 'node.join', token: { id: 'unrecognised', source: sourceAddr }, result: error });
       if (typeof error === 'object' && error !== null) this.refusedAtAdmission.add(error);
       throw error;
     }
@@ -229,7 +253,13 @@ export class CaServer {
       const { node, certificate, member } = await metrics.timeIssuance('join', () => this.admitNode(request, token, admission.role, sourceAddr));
       metrics.joins.inc({ role: node.role, result: 'ok' });
       metrics.inventoryChanged();
-      audit.record({ action: 'node.join', token: { id: node.joinToken ?? node.role, source: sourceAddr }, target: { node: node.id, role: node.role, hostname: node.hostname }, serial: certificate.serial, result: 'ok' });
+      audit.record({
+        action: 'node.join',
+        token: { id: node.joinToken ?? node.role, source: sourceAddr },
+        target: { node: node.id, role: node.role, hostname: node.hostname },
+        serial: certificate.serial,
+        result: 'ok',
+      });
       return await this.answer(node, certificate, node.role === 'manager', member);
     } catch (error) {
       // A refusal at admission was counted and audited there.
@@ -246,64 +276,87 @@ export class CaServer {
    * then the transaction commits the node record, and a use of a scoped
    * token, before the certificate leaves.
    */
-  private async admitNode(request: JoinRequest, token: string, role: NodeRole, sourceAddr: string): Promise<{ node: NodeRecord; certificate: IssuedCertificate; member?: ManagedAccess }> {
+  private async admitNode(
+    request: JoinRequest,
+    token: string,
+    role: NodeRole,
+    sourceAddr: string,
+  ): Promise<{ node: NodeRecord; certificate: IssuedCertificate; member?: ManagedAccess }> {
     const { state, store, clock, random, logger, scopedTokens } = this.deps;
     const csr = parseCsr(request.csr);
     const nodeId = newId(random);
     const managerAddr = request.managerAddr;
     const storeMembership = role === 'manager' ? this.deps.storeMembership?.() : undefined;
     const storeMember = storeMembership === undefined ? undefined : (request.storeMember ?? defaultMemberAddrs(managerAddr));
-    if (storeMembership !== undefined && storeMember === undefined) throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
+    if (storeMembership !== undefined && storeMember === undefined)
+      throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
     // Its member joins the store before the node is recorded (a learner until it caught up; a retried join reuses it), so a recorded manager can always serve.
     const member = storeMembership === undefined || storeMember === undefined ? undefined : await storeMembership.admit(nodeId, storeMember);
     failpoint('manager-join:member-added');
-    const { node, certificate } = await this.unlessRefused(member === undefined || storeMembership === undefined ? undefined : () => storeMembership.remove(nodeId, storeMember?.peerAddr), () => this.signAgainWhenStale(async () => {
-      const signed = await withoutCaDetails(() => this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? managerHosts(managerAddr, storeMember) : [] }));
-      const { certificate } = signed;
-      const node = await transact(
-        store,
-        async (tx) => {
-          // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
-          tx.assume(KEYS.tokens, state.entry(KEYS.tokens));
-          // The hashes of that same record (read in the same turn): the commit fails if it changed.
-          const classic = matchJoinToken(token, state.tokenHashes);
-          // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
-          const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
-          // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.
-          if ((classic ?? scoped?.role) !== role) throw new MusterError('TOKEN_REJECTED');
-          this.assumeSigned(tx, signed);
-          const now = clock.now();
-          const node: NodeRecord = {
-            schema: SCHEMA_VERSION,
-            id: nodeId,
-            role,
-            hostname: request.hostname ?? nodeId,
-            // The token's labels win: they are what the admin vouched for.
-            labels: { ...request.labels, ...scoped?.labels },
-            createdAt: now,
-            lastSeenAt: now,
-            certSerial: certificate.serial,
-            certNotAfter: certificate.notAfter,
-            certSha256: certificateSha256(certificate.certPem),
-            certRole: role,
-            certRoot: signed.root,
-            removed: false,
-            ...(managerAddr === undefined ? {} : { managerAddr }),
-            ...(storeMember === undefined ? {} : { storeMember }),
-            ...(scoped === undefined ? {} : { joinToken: scoped.id }),
-          };
-          // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
-          tx.put(KEYS.nodes.ref(nodeId), node);
-          tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
-          if (role === 'manager') await addManager(tx, nodeId);
-          if (role === 'manager') await grantDataKey(tx, this.deps.dataKeys, nodeId, certificate.certPem);
-          return node;
-        },
-        { beforeRetry: () => state.refresh() },
-      );
-      return { node, certificate };
-    }));
-    logger.info({ nodeId, role: node.role, hostname: node.hostname, serial: certificate.serial, notAfter: iso(certificate.notAfter), source: sourceAddr, ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }) }, 'node joined');
+    const { node, certificate } = await this.unlessRefused(
+      member === undefined || storeMembership === undefined ? undefined : () => storeMembership.remove(nodeId, storeMember?.peerAddr),
+      () =>
+        this.signAgainWhenStale(async () => {
+          const signed = await withoutCaDetails(() =>
+            this.sign({ csrPem: request.csr, csr, role, subject: nodeId, hosts: role === 'manager' ? managerHosts(managerAddr, storeMember) : [] }),
+          );
+          const { certificate } = signed;
+          const node = await transact(
+            store,
+            async (tx) => {
+              // The tokens and settings this join is decided under: the commit fails if either changed meanwhile.
+              tx.assume(KEYS.tokens, state.entry(KEYS.tokens));
+              // The hashes of that same record (read in the same turn): the commit fails if it changed.
+              const classic = matchJoinToken(token, state.tokenHashes);
+              // A scoped token's use is taken here: two joins racing for the last use cannot both commit.
+              const scoped = classic === undefined ? await scopedTokens.spend(tx, token) : undefined;
+              // The certificate names the role the token admitted before it was signed: a token that no longer admits it is refused.
+              if ((classic ?? scoped?.role) !== role) throw new MusterError('TOKEN_REJECTED');
+              this.assumeSigned(tx, signed);
+              const now = clock.now();
+              const node: NodeRecord = {
+                schema: SCHEMA_VERSION,
+                id: nodeId,
+                role,
+                hostname: request.hostname ?? nodeId,
+                // The token's labels win: they are what the admin vouched for.
+                labels: { ...request.labels, ...scoped?.labels },
+                createdAt: now,
+                lastSeenAt: now,
+                certSerial: certificate.serial,
+                certNotAfter: certificate.notAfter,
+                certSha256: certificateSha256(certificate.certPem),
+                certRole: role,
+                certRoot: signed.root,
+                removed: false,
+                ...(managerAddr === undefined ? {} : { managerAddr }),
+                ...(storeMember === undefined ? {} : { storeMember }),
+                ...(scoped === undefined ? {} : { joinToken: scoped.id }),
+              };
+              // The record is committed before the certificate leaves: a node that holds a certificate is always in the store.
+              tx.put(KEYS.nodes.ref(nodeId), node);
+              tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, role, 'join', now, certificate));
+              if (role === 'manager') await addManager(tx, nodeId);
+              if (role === 'manager') await grantDataKey(tx, this.deps.dataKeys, nodeId, certificate.certPem);
+              return node;
+            },
+            { beforeRetry: () => state.refresh() },
+          );
+          return { node, certificate };
+        }),
+    );
+    logger.info(
+      {
+        nodeId,
+        role: node.role,
+        hostname: node.hostname,
+        serial: certificate.serial,
+        notAfter: iso(certificate.notAfter),
+        source: sourceAddr,
+        ...(node.joinToken === undefined ? {} : { tokenId: node.joinToken }),
+      },
+      'node joined',
+    );
     return { node, certificate, ...(member === undefined ? {} : { member }) };
   }
 
@@ -313,7 +366,10 @@ export class CaServer {
       return await join();
     } catch (error) {
       await undo?.().catch((cleanup: unknown) => {
-        this.deps.logger.warn({ err: cleanup instanceof Error ? cleanup.message : String(cleanup) }, 'a manager join failed and its etcd learner could not be removed; a later manager join removes it');
+        this.deps.logger.warn(
+          { err: cleanup instanceof Error ? cleanup.message : String(cleanup) },
+          'a manager join failed and its etcd learner could not be removed; a later manager join removes it',
+        );
       });
       throw error;
     }
@@ -332,7 +388,14 @@ export class CaServer {
     }
     const { node, certificate } = renewed;
     metrics.renewals.inc({ role: node.role, result: 'ok' });
-    audit.record({ action: 'node.renew', caller, target: { node: node.id, role: node.role }, serial: certificate.serial, result: 'ok', details: caller.expired ? { afterExpiry: true } : undefined });
+    audit.record({
+      action: 'node.renew',
+      caller,
+      target: { node: node.id, role: node.role },
+      serial: certificate.serial,
+      result: 'ok',
+      details: caller.expired ? { afterExpiry: true } : undefined,
+    });
     this.deps.logger.info(
       { nodeId: node.id, role: node.role, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...(caller.expired ? { afterExpiry: true } : {}) },
       caller.expired ? 'node renewed after its certificate expired' : 'node renewed',
@@ -350,7 +413,10 @@ export class CaServer {
     const { node, certificate } = await this.reissue(nodeId, request);
     if (node.role !== 'manager') throw new MusterError('AUTH_FORBIDDEN', 'this node is no longer a manager');
     this.deps.audit.record({ action: 'manager.reissue-own', target: { node: nodeId }, serial: certificate.serial, result: 'ok' });
-    this.deps.logger.info({ nodeId, serial: certificate.serial, notAfter: iso(certificate.notAfter), managerAddr: node.managerAddr }, 'this manager re-issued its own certificate');
+    this.deps.logger.info(
+      { nodeId, serial: certificate.serial, notAfter: iso(certificate.notAfter), managerAddr: node.managerAddr },
+      'this manager re-issued its own certificate',
+    );
     return { certPem: certificate.certPem, notAfter: certificate.notAfter };
   }
 
@@ -369,7 +435,8 @@ export class CaServer {
       const before = typeof known === 'string' || signing > 1 ? (await store.get(KEYS.nodes.ref(nodeId)))?.value : known;
       if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
       if (before.removed) throw new MusterError('NODE_REMOVED');
-      const hostsOf = (node: NodeRecord): string[] => (node.role === 'manager' ? managerHosts(request.managerAddr ?? node.managerAddr, this.memberOf(node, request)) : []);
+      const hostsOf = (node: NodeRecord): string[] =>
+        node.role === 'manager' ? managerHosts(request.managerAddr ?? node.managerAddr, this.memberOf(node, request)) : [];
       const signed = await this.sign({ csrPem: request.csr, csr, role: before.role, subject: before.id, hosts: hostsOf(before) });
       const { certificate } = signed;
       return transact(
@@ -420,7 +487,8 @@ export class CaServer {
     const { state, store, clock, logger, audit, sanPolicy } = this.deps;
     const target = { node: caller.nodeId, service: request.name.slice(0, 64) };
     try {
-      if (!isServiceName(request.name)) throw new MusterError('SERVICE_NAME_INVALID', `${JSON.stringify(request.name.slice(0, 64))} is not a valid service certificate name`);
+      if (!isServiceName(request.name))
+        throw new MusterError('SERVICE_NAME_INVALID', `${JSON.stringify(request.name.slice(0, 64))} is not a valid service certificate name`);
       const known = caller.node;
       if (known === undefined) throw new MusterError('AUTH_FORBIDDEN', 'only a node asks for service certificates');
       const csr = parseCsr(request.csr);
@@ -430,7 +498,14 @@ export class CaServer {
           if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
           if (before.removed) throw new MusterError('NODE_REMOVED');
           const sans = await sanPolicy.check(before, request.sans);
-          const signed = await this.sign({ csrPem: request.csr, csr, role: 'service', subject: `${before.id}/${request.name}`, hosts: sans, ...(request.client === true ? { clientOnly: true } : {}) });
+          const signed = await this.sign({
+            csrPem: request.csr,
+            csr,
+            role: 'service',
+            subject: `${before.id}/${request.name}`,
+            hosts: sans,
+            ...(request.client === true ? { clientOnly: true } : {}),
+          });
           const { certificate } = signed;
           await transact(
             store,
@@ -439,13 +514,24 @@ export class CaServer {
               if (current === undefined) throw new MusterError('NODE_NOT_FOUND');
               if (current.removed) throw new MusterError('NODE_REMOVED');
               // The names were checked against this record: a hostname, address or pattern changed since is checked again.
-              if (current.hostname !== before.hostname || current.managerAddr !== before.managerAddr || JSON.stringify([current.sanPatterns, current.labels]) !== JSON.stringify([before.sanPatterns, before.labels])) {
+              if (
+                current.hostname !== before.hostname ||
+                current.managerAddr !== before.managerAddr ||
+                JSON.stringify([current.sanPatterns, current.labels]) !== JSON.stringify([before.sanPatterns, before.labels])
+              ) {
                 throw new StaleSignature("the node's names changed while its service certificate was signed");
               }
               this.assumeSigned(tx, signed);
               const now = clock.now();
-              tx.put(KEYS.nodes.ref(current.id), { ...current, services: { ...current.services, [request.name]: { serial: certificate.serial, notAfter: certificate.notAfter } } });
-              tx.put(KEYS.certificates.ref(certificate.serial), { ...certificateRecord(current.id, 'service', 'service', now, certificate), service: request.name, sans });
+              tx.put(KEYS.nodes.ref(current.id), {
+                ...current,
+                services: { ...current.services, [request.name]: { serial: certificate.serial, notAfter: certificate.notAfter } },
+              });
+              tx.put(KEYS.certificates.ref(certificate.serial), {
+                ...certificateRecord(current.id, 'service', 'service', now, certificate),
+                service: request.name,
+                sans,
+              });
             },
             { beforeRetry: () => state.refresh() },
           );
@@ -453,9 +539,20 @@ export class CaServer {
         }),
       );
       audit.record({ action: 'service.issue', caller, target, serial: certificate.serial, result: 'ok', details: { sans, client: request.client === true } });
-      logger.info({ nodeId: caller.nodeId, service: request.name, sans, serial: certificate.serial, notAfter: iso(certificate.notAfter) }, 'service certificate issued');
+      logger.info(
+        { nodeId: caller.nodeId, service: request.name, sans, serial: certificate.serial, notAfter: iso(certificate.notAfter) },
+        'service certificate issued',
+      );
       const adminAnchor = await this.deps.adminCa?.anchor().catch(() => undefined);
-      return { name: request.name, serial: certificate.serial, sans, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter), ...(adminAnchor === undefined ? {} : { adminAnchor }) };
+      return {
+        name: request.name,
+        serial: certificate.serial,
+        sans,
+        certificate: certificate.certPem,
+        rootCA: state.trust.bundlePem,
+        notAfter: iso(certificate.notAfter),
+        ...(adminAnchor === undefined ? {} : { adminAnchor }),
+      };
     } catch (error) {
       audit.record({ action: 'service.issue', caller, target, result: error });
       throw error;
@@ -472,24 +569,41 @@ export class CaServer {
     const csr = parseCsr(request.csr);
     const validityMs = request.expiry === undefined ? undefined : parseCertExpiry(request.expiry);
     await this.deps.adminCa?.ensure();
-    const certificate = await this.deps.metrics.timeIssuance('user', () => this.signAgainWhenStale(async () => {
-      const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: request.name, hosts: [], ...(validityMs === undefined ? {} : { validityMs }) });
-      return transact(
-        store,
-        async (tx) => {
-          this.assumeSigned(tx, signed);
-          tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), signed.certificate));
-          return signed.certificate;
-        },
-        { beforeRetry: () => state.refresh() },
-      );
-    })).catch((error: unknown) => {
-      this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, result: error });
-      throw error;
-    });
+    const certificate = await this.deps.metrics
+      .timeIssuance('user', () =>
+        this.signAgainWhenStale(async () => {
+          const signed = await this.sign({
+            csrPem: request.csr,
+            csr,
+            role: 'admin',
+            subject: request.name,
+            hosts: [],
+            ...(validityMs === undefined ? {} : { validityMs }),
+          });
+          return transact(
+            store,
+            async (tx) => {
+              this.assumeSigned(tx, signed);
+              tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(request.name, 'admin', 'user', clock.now(), signed.certificate));
+              return signed.certificate;
+            },
+            { beforeRetry: () => state.refresh() },
+          );
+        }),
+      )
+      .catch((error: unknown) => {
+        this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, result: error });
+        throw error;
+      });
     this.deps.audit.record({ action: 'user.create', caller, target: { user: request.name }, serial: certificate.serial, result: 'ok' });
     logger.info({ user: request.name, serial: certificate.serial, notAfter: iso(certificate.notAfter), ...who(caller) }, 'API user certificate issued');
-    return { name: request.name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter) };
+    return {
+      name: request.name,
+      clusterId: state.clusterId,
+      certificate: certificate.certPem,
+      rootCA: state.trust.bundlePem,
+      notAfter: iso(certificate.notAfter),
+    };
   }
 
   /**
@@ -509,22 +623,25 @@ export class CaServer {
       // The lifetime the certificate was given (without the backdating), so short-lived users stay short-lived.
       const validityMs = Math.max(MIN_CERT_EXPIRY_MS, caller.notAfter - caller.notBefore - LEAF_BACKDATE_MS);
       await this.deps.adminCa?.ensure();
-      const certificate = await this.deps.metrics.timeIssuance('user', () => this.signAgainWhenStale(async () => {
-        const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: name, hosts: [], validityMs });
-        return transact(
-          store,
-          async (tx) => {
-            // Read in the transaction: a revocation committed before this renewal refuses it.
-            const presented = await tx.get(ref);
-            if (presented === undefined || presented.role !== 'admin' || presented.subject !== name) throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
-            if (presented.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
-            this.assumeSigned(tx, signed);
-            tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(name, 'admin', 'user', clock.now(), signed.certificate));
-            return signed.certificate;
-          },
-          { beforeRetry: () => state.refresh() },
-        );
-      }));
+      const certificate = await this.deps.metrics.timeIssuance('user', () =>
+        this.signAgainWhenStale(async () => {
+          const signed = await this.sign({ csrPem: request.csr, csr, role: 'admin', subject: name, hosts: [], validityMs });
+          return transact(
+            store,
+            async (tx) => {
+              // Read in the transaction: a revocation committed before this renewal refuses it.
+              const presented = await tx.get(ref);
+              if (presented === undefined || presented.role !== 'admin' || presented.subject !== name)
+                throw new MusterError('AUTH_FORBIDDEN', 'this API-user certificate is not one this cluster issued');
+              if (presented.revokedAt !== undefined) throw new MusterError('CERT_REVOKED');
+              this.assumeSigned(tx, signed);
+              tx.put(KEYS.certificates.ref(signed.certificate.serial), certificateRecord(name, 'admin', 'user', clock.now(), signed.certificate));
+              return signed.certificate;
+            },
+            { beforeRetry: () => state.refresh() },
+          );
+        }),
+      );
       audit.record({ action: 'user.renew', caller, target: { user: name }, serial: certificate.serial, result: 'ok', details: { previous: caller.serial } });
       logger.info({ user: name, serial: certificate.serial, previous: caller.serial, notAfter: iso(certificate.notAfter) }, 'API user renewed its certificate');
       return { name, clusterId: state.clusterId, certificate: certificate.certPem, rootCA: state.trust.bundlePem, notAfter: iso(certificate.notAfter) };
@@ -547,7 +664,11 @@ export class CaServer {
         tx.put(ref, { ...entry.value, revokedAt: clock.now() });
       }
       // The same transaction lists them on the CRL, so that verifiers outside the cluster refuse them too.
-      await revocations.revoke(tx, live.map((c) => ({ serial: c.value.serial, subject: name, role: 'admin', notAfter: c.value.notAfter })), 'privilegeWithdrawn');
+      await revocations.revoke(
+        tx,
+        live.map((c) => ({ serial: c.value.serial, subject: name, role: 'admin', notAfter: c.value.notAfter })),
+        'privilegeWithdrawn',
+      );
       return live.map((c) => c.value.serial);
     }).catch((error: unknown) => {
       audit.record({ action: 'user.revoke', caller, target: { user: name.slice(0, 64) }, result: error });
@@ -565,7 +686,15 @@ export class CaServer {
    * rerun. The settings and root it signs under are those of this manager's
    * view; the transaction requires them unchanged ({@link assumeSigned}).
    */
-  private async sign(params: { csrPem: string; csr: ParsedCsr; role: CertRole; subject: string; hosts: string[]; validityMs?: number; clientOnly?: boolean }): Promise<Signed> {
+  private async sign(params: {
+    csrPem: string;
+    csr: ParsedCsr;
+    role: CertRole;
+    subject: string;
+    hosts: string[];
+    validityMs?: number;
+    clientOnly?: boolean;
+  }): Promise<Signed> {
     const { state } = this.deps;
     // One synchronous snapshot: the signer is the one made from this very CA record.
     const cluster = state.entry(KEYS.cluster);
@@ -647,7 +776,8 @@ export class CaServer {
     if (bundle !== undefined && storeMembership !== undefined) {
       // A manager on a managed store: its member joins the store's (a learner until it caught up), and its certificate opens it.
       const addrs = node.storeMember ?? defaultMemberAddrs(node.managerAddr);
-      if (addrs === undefined) throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
+      if (addrs === undefined)
+        throw new MusterError('USAGE', 'a manager of a managed store needs an address to serve on', { hint: 'join with --advertise-addr HOST' });
       response.manager = { dataKey: bundle.dataKey, member: member ?? (await storeMembership.admit(node.id, addrs)) };
     }
     return response;

@@ -133,7 +133,10 @@ export class CfsslSigner implements Signer {
           hint: 'check cacert= of --external-ca, and that the CA accepts the manager certificate if it requires client certificates',
         });
       }
-      const why = error instanceof TransportError && error.failure === 'timeout' ? `did not answer within ${timeoutMs / 1000} s` : `cannot be reached: ${error instanceof TransportError ? error.code : String(error)}`;
+      const why =
+        error instanceof TransportError && error.failure === 'timeout'
+          ? `did not answer within ${timeoutMs / 1000} s`
+          : `cannot be reached: ${error instanceof TransportError ? error.code : String(error)}`;
       throw new MusterError('EXTERNAL_CA_UNAVAILABLE', `the external CA at ${ca.url} ${why}`);
     }
     let parsed: CfsslResponse;
@@ -142,12 +145,18 @@ export class CfsslSigner implements Signer {
     } catch {
       const needsAuth = response.status === 404 && ca.authKeyHex === undefined;
       throw new MusterError('EXTERNAL_CA_ERROR', `the external CA at ${ca.url} answered HTTP ${response.status} without a cfssl response`, {
-        hint: needsAuth ? 'a cfssl server that requires authentication only serves /api/v1/cfssl/authsign: add authkey=HEX to --external-ca' : 'check the url of --external-ca',
+        hint: needsAuth
+          ? 'a cfssl server that requires authentication only serves /api/v1/cfssl/authsign: add authkey=HEX to --external-ca'
+          : 'check the url of --external-ca',
       });
     }
     const certificate = parsed.result?.certificate;
     if (parsed.success !== true || typeof certificate !== 'string') {
-      const said = (parsed.errors ?? []).map((e) => e.message).filter((m): m is string => typeof m === 'string').join('; ') || `HTTP ${response.status}`;
+      const said =
+        (parsed.errors ?? [])
+          .map((e) => e.message)
+          .filter((m): m is string => typeof m === 'string')
+          .join('; ') || `HTTP ${response.status}`;
       throw new MusterError('EXTERNAL_CA_ERROR', `the external CA at ${ca.url} refused to sign: ${said}`);
     }
     return certificate;
@@ -157,7 +166,11 @@ export class CfsslSigner implements Signer {
   private check(certPem: string, request: SignRequest, url: string): IssuedCertificate {
     const refuse = (why: string, hint?: string): MusterError => {
       this.deps.logger.error({ ca: url, reason: why, subject: request.commonName }, 'external CA returned a certificate that was refused');
-      return new MusterError('EXTERNAL_CA_ERROR', `the external CA at ${url} returned a certificate that ${why}; it was refused`, hint === undefined ? {} : { hint });
+      return new MusterError(
+        'EXTERNAL_CA_ERROR',
+        `the external CA at ${url} returned a certificate that ${why}; it was refused`,
+        hint === undefined ? {} : { hint },
+      );
     };
     let cert: X509Certificate;
     try {
@@ -168,10 +181,14 @@ export class CfsslSigner implements Signer {
     if (!isIssuedBy(cert, this.root)) throw refuse('does not chain to the cluster root');
     const expected = [`CN=${request.commonName}`, `O=${request.clusterId}`, `OU=${ROLE_OU[request.role]}`].sort();
     const got = cert.subject.split('\n').sort();
-    if (got.length !== expected.length || got.some((line, i) => line !== expected[i])) throw refuse(`has the subject ${got.join(', ')} instead of ${expected.join(', ')}`);
+    if (got.length !== expected.length || got.some((line, i) => line !== expected[i]))
+      throw refuse(`has the subject ${got.join(', ')} instead of ${expected.join(', ')}`);
     if (!spkiDer(cert.publicKey).equals(request.csr.spki)) throw refuse("does not hold the requester's key");
     if (request.role === 'admin' && (cert.keyUsage ?? []).includes('1.3.6.1.5.5.7.3.1')) {
-      throw refuse('could serve as a TLS server (an API-user certificate must be clientAuth only)', `give cfssl's '${CFSSL_PROFILES.admin}' profile the usages "signing", "digital signature" and "client auth" only`);
+      throw refuse(
+        'could serve as a TLS server (an API-user certificate must be clientAuth only)',
+        `give cfssl's '${CFSSL_PROFILES.admin}' profile the usages "signing", "digital signature" and "client auth" only`,
+      );
     }
     return { certPem: cert.toString(), serial: cert.serialNumber, notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
   }

@@ -59,10 +59,17 @@ function trustFacts(ca: CaRecord, current: RootFacts): TrustFacts {
   const previous = ca.previous ?? [];
   return {
     bundlePem: next === undefined ? current.pem : `${current.pem}${next.pem}`,
-    roots: [{ cert: current.cert }, ...(next === undefined ? [] : [{ cert: next.cert }]), ...previous.map((p) => ({ cert: new X509Certificate(p.rootPem), until: p.until }))],
+    roots: [
+      { cert: current.cert },
+      ...(next === undefined ? [] : [{ cert: next.cert }]),
+      ...previous.map((p) => ({ cert: new X509Certificate(p.rootPem), until: p.until })),
+    ],
     signing: next ?? current,
     crossSigned: [...(ca.rotation === undefined ? [] : [ca.rotation.crossSignedPem]), ...previous.map((p) => p.crossSignedPem)],
-    vouchers: [...(ca.rotation === undefined ? [] : [{ pem: ca.rotation.crossSignedPem }]), ...previous.map((p) => ({ pem: p.crossSignedPem, until: p.until }))],
+    vouchers: [
+      ...(ca.rotation === undefined ? [] : [{ pem: ca.rotation.crossSignedPem }]),
+      ...previous.map((p) => ({ pem: p.crossSignedPem, until: p.until })),
+    ],
     admin: ca.admin === undefined ? undefined : new X509Certificate(ca.admin.certPem),
   };
 }
@@ -104,7 +111,12 @@ export class ClusterState {
 
   /** Reads the records; STATE_CORRUPT when the store holds no cluster. */
   static async load(deps: ClusterStateDeps): Promise<ClusterState> {
-    const [cluster, ca, tokens, crl] = await Promise.all([deps.store.get(KEYS.cluster), deps.store.get(KEYS.ca), deps.store.get(KEYS.tokens), deps.store.get(KEYS.crl)]);
+    const [cluster, ca, tokens, crl] = await Promise.all([
+      deps.store.get(KEYS.cluster),
+      deps.store.get(KEYS.ca),
+      deps.store.get(KEYS.tokens),
+      deps.store.get(KEYS.crl),
+    ]);
     if (cluster === undefined || ca === undefined || tokens === undefined) {
       throw new MusterError('STATE_CORRUPT', `the cluster store (${deps.store.description}) holds no complete cluster`, {
         hint: 'restore the data dir or the store from a backup; starting over would give every node a new identity',
@@ -168,7 +180,8 @@ export class ClusterState {
   /** The current tokens' SHA-256 hashes, which joins are checked against (made once per record). */
   get tokenHashes(): Readonly<Record<NodeRole, Buffer>> {
     const record = this.tokensEntry.value;
-    if (this.hashesFor?.record !== record) this.hashesFor = { record, hashes: { worker: storedTokenHash(record.worker), manager: storedTokenHash(record.manager) } };
+    if (this.hashesFor?.record !== record)
+      this.hashesFor = { record, hashes: { worker: storedTokenHash(record.worker), manager: storedTokenHash(record.manager) } };
     return this.hashesFor.hashes;
   }
 

@@ -21,7 +21,15 @@ import { spkiDer } from '../pki/keys.js';
 import { unwrapKey, wrapKey } from '../pki/key-wrap.js';
 import { generateDataKey, seal, unseal } from '../pki/seal.js';
 import { KEYS, META_PREFIX, decodeRecord, transact, type ClusterStore, type Tx } from '../store/cluster-store.js';
-import { SCHEMA_VERSION, type AutolockRecord, type CaRecord, type DataKeyRecord, type ExternalCaRecord, type Sealed, type TokensRecord } from '../store/records.js';
+import {
+  SCHEMA_VERSION,
+  type AutolockRecord,
+  type CaRecord,
+  type DataKeyRecord,
+  type ExternalCaRecord,
+  type Sealed,
+  type TokensRecord,
+} from '../store/records.js';
 import { SEAL_CONTEXT } from './signer.js';
 import { openToken, storeToken } from './stored-tokens.js';
 
@@ -127,7 +135,9 @@ export class DataKeyRing {
     const { store, logger } = this.deps;
     this.unwatch = store.watch(META_PREFIX, (event) => {
       if (event.type === 'resync') {
-        void this.sync().catch((error: unknown) => logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'data key: cannot read the store record'));
+        void this.sync().catch((error: unknown) =>
+          logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'data key: cannot read the store record'),
+        );
         return;
       }
       for (const change of event.changes) {
@@ -208,7 +218,9 @@ export class DataKeyRing {
     const key = rekeyed.key;
     this.changes = this.changes
       .then(() => onChange(key))
-      .catch((error: unknown) => logger.error({ code: isMusterError(error) ? error.code : 'INTERNAL' }, "this manager's files could not follow the new data key"));
+      .catch((error: unknown) =>
+        logger.error({ code: isMusterError(error) ? error.code : 'INTERNAL' }, "this manager's files could not follow the new data key"),
+      );
   }
 
   /** Resolves once this manager's files have followed every key adopted so far. */
@@ -238,7 +250,10 @@ export class DataKeyRing {
     const wrap = record.wraps[nodeId];
     const own = this.deps.identity?.();
     if (wrap === undefined || own === undefined) {
-      logger.warn({ keyId: record.keyId, generation: record.generation }, 'the cluster re-keyed, and the store holds no copy of the new data key for this manager');
+      logger.warn(
+        { keyId: record.keyId, generation: record.generation },
+        'the cluster re-keyed, and the store holds no copy of the new data key for this manager',
+      );
       return undefined;
     }
     try {
@@ -246,7 +261,10 @@ export class DataKeyRing {
       if (dataKeyId(key) !== record.keyId) throw new MusterError('STATE_CORRUPT', 'the unwrapped data key is not the one the record names');
       return key;
     } catch (error) {
-      logger.warn({ keyId: record.keyId, code: isMusterError(error) ? error.code : 'INTERNAL' }, "this manager's copy of the new data key does not open with its key (yet)");
+      logger.warn(
+        { keyId: record.keyId, code: isMusterError(error) ? error.code : 'INTERNAL' },
+        "this manager's copy of the new data key does not open with its key (yet)",
+      );
       return undefined;
     }
   }
@@ -268,7 +286,8 @@ function resealExternal(list: ExternalCaRecord[] | undefined, reseal: Reseal): E
 /** Every sealed value of the CA record: the root key, the rotation's, the replaced roots', the admin CA's, the external CAs' auth keys. */
 function resealCa(ca: CaRecord, reseal: Reseal): CaRecord {
   const key = (sealed: Sealed | undefined): { key?: Sealed } => (sealed === undefined ? {} : { key: reseal(sealed, SEAL_CONTEXT.caKey) });
-  const external = (list: ExternalCaRecord[] | undefined): { external?: ExternalCaRecord[] } => (list === undefined ? {} : { external: resealExternal(list, reseal)! });
+  const external = (list: ExternalCaRecord[] | undefined): { external?: ExternalCaRecord[] } =>
+    list === undefined ? {} : { external: resealExternal(list, reseal)! };
   const { key: _key, external: _external, rotation, previous, admin, ...rest } = ca;
   return {
     ...rest,
@@ -297,7 +316,11 @@ export async function rekeyIn(tx: Tx, ring: DataKeyRing, options: { now: number;
   if (ca !== undefined) tx.put(KEYS.ca, resealCa(ca, reseal));
   const tokens = tx.written(KEYS.tokens) ?? (await tx.get(KEYS.tokens));
   if (tokens !== undefined) {
-    const resealed: TokensRecord = { ...tokens, worker: storeToken(key, 'worker', openToken(old, 'worker', tokens.worker)), manager: storeToken(key, 'manager', openToken(old, 'manager', tokens.manager)) };
+    const resealed: TokensRecord = {
+      ...tokens,
+      worker: storeToken(key, 'worker', openToken(old, 'worker', tokens.worker)),
+      manager: storeToken(key, 'manager', openToken(old, 'manager', tokens.manager)),
+    };
     tx.put(KEYS.tokens, resealed);
   }
   const autolock = tx.written(KEYS.autolock) ?? (await tx.get(KEYS.autolock));
@@ -306,7 +329,14 @@ export async function rekeyIn(tx: Tx, ring: DataKeyRing, options: { now: number;
     tx.put(KEYS.autolock, resealed);
   }
   const index = tx.written(KEYS.managers) ?? (await tx.get(KEYS.managers));
-  const next: DataKeyRecord = { schema: SCHEMA_VERSION, keyId: dataKeyId(key), generation: (record?.generation ?? 0) + 1, changedAt: options.now, wraps: {}, publicKeys: {} };
+  const next: DataKeyRecord = {
+    schema: SCHEMA_VERSION,
+    keyId: dataKeyId(key),
+    generation: (record?.generation ?? 0) + 1,
+    changedAt: options.now,
+    wraps: {},
+    publicKeys: {},
+  };
   const unwrapped: string[] = [];
   for (const id of index?.ids ?? []) {
     if (id === options.leaving) continue;
@@ -332,6 +362,18 @@ export async function rekey(params: { store: ClusterStore; ring: DataKeyRing; cl
 
 /** The log line of a committed re-key. */
 export function noteRekey(logger: Logger, rekeyed: Rekeyed, leaving?: string): void {
-  logger.info({ keyId: rekeyed.record.keyId, generation: rekeyed.record.generation, managers: Object.keys(rekeyed.record.wraps).length, ...(leaving === undefined ? {} : { leaving }) }, 'cluster data key replaced; every secret in the store is sealed under the new key');
-  if (rekeyed.unwrapped.length > 0) logger.warn({ managers: rekeyed.unwrapped }, 'managers with no known certificate key got no copy of the new data key; they cannot serve until they join again');
+  logger.info(
+    {
+      keyId: rekeyed.record.keyId,
+      generation: rekeyed.record.generation,
+      managers: Object.keys(rekeyed.record.wraps).length,
+      ...(leaving === undefined ? {} : { leaving }),
+    },
+    'cluster data key replaced; every secret in the store is sealed under the new key',
+  );
+  if (rekeyed.unwrapped.length > 0)
+    logger.warn(
+      { managers: rekeyed.unwrapped },
+      'managers with no known certificate key got no copy of the new data key; they cannot serve until they join again',
+    );
 }

@@ -116,7 +116,11 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
   await transact(store, async (tx) => {
     if ((await tx.get(KEYS.cluster)) !== undefined) throw new MusterError('CLUSTER_EXISTS');
     tx.put(KEYS.ca, ca);
-    tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, ...storeTokens(dataKey, { worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random) }), rotatedAt: { worker: now, manager: now } });
+    tx.put(KEYS.tokens, {
+      schema: SCHEMA_VERSION,
+      ...storeTokens(dataKey, { worker: generateJoinToken(digest, random), manager: generateJoinToken(digest, random) }),
+      rotatedAt: { worker: now, manager: now },
+    });
     tx.put(KEYS.managers, { schema: SCHEMA_VERSION, ids: [nodeId] });
     tx.put(KEYS.dataKey, dataKeyRecord(dataKey, { nodeId, certPem: certificate.certPem }, now));
     if (params.unlockKey !== undefined) tx.put(KEYS.autolock, autolockRecord(params.dataKey, params.unlockKey, now));

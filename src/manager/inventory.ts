@@ -168,7 +168,10 @@ export class Inventory {
    */
   async resolve(ref: string, caller?: Caller): Promise<NodeRecord> {
     if (ref === 'self') {
-      if (caller?.node === undefined) throw new MusterError('NODE_NOT_FOUND', "'self' names the node whose certificate makes the call; this caller is not a node", { hint: 'name the node by ID, ID prefix or hostname' });
+      if (caller?.node === undefined)
+        throw new MusterError('NODE_NOT_FOUND', "'self' names the node whose certificate makes the call; this caller is not a node", {
+          hint: 'name the node by ID, ID prefix or hostname',
+        });
       return caller.node;
     }
     if (ID_PATTERN.test(ref)) {
@@ -259,7 +262,12 @@ export class Inventory {
         if (node.role === 'manager') await removeManager(tx, node.id);
         const valid = validCertificatesOf(node, now);
         // The node's service certificates go with it: dockerd or nginx reading the CRL refuse them from now on.
-        const services = Object.values(node.services ?? {}).map((c) => ({ serial: c.serial, subject: node.id, role: 'service' as const, notAfter: c.notAfter }));
+        const services = Object.values(node.services ?? {}).map((c) => ({
+          serial: c.serial,
+          subject: node.id,
+          role: 'service' as const,
+          notAfter: c.notAfter,
+        }));
         const listed = [...(options.revokeAll === true ? valid : valid.filter((c) => c.serial === node.certSerial || c.role === 'manager')), ...services];
         const serials = await revocations.revoke(tx, listed, options.revokeAll === true ? 'keyCompromise' : 'cessationOfOperation');
         // A manager that goes keeps its copy of the data key: the same transaction replaces the key (see data-key.ts).
@@ -297,7 +305,8 @@ export class Inventory {
       const { changed, node, serials, rekeyed } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === role) return { changed: false, node, serials: [], rekeyed: undefined };
-        if (role === 'manager' && !this.deps.sharedStore) throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
+        if (role === 'manager' && !this.deps.sharedStore)
+          throw new MusterError('EMBEDDED_STORE', `cannot promote ${id}: this cluster keeps its state in an embedded store, which only one manager can serve`);
         if (role === 'worker') await this.refuseLastManager(tx, node.id, 'demote');
         const next: NodeRecord = { ...node, role };
         tx.put(KEYS.nodes.ref(node.id), next);
@@ -343,7 +352,11 @@ export class Inventory {
       if (cert.notAfter <= now) status = 'expired';
       else if (cert.revokedAt !== undefined || revoked.has(cert.serial)) status = 'revoked';
       else if (cert.role !== 'admin') {
-        if (!nodes.has(cert.subject)) nodes.set(cert.subject, store.get(KEYS.nodes.ref(cert.subject)).then((e) => e?.value));
+        if (!nodes.has(cert.subject))
+          nodes.set(
+            cert.subject,
+            store.get(KEYS.nodes.ref(cert.subject)).then((e) => e?.value),
+          );
         const node = await nodes.get(cert.subject);
         if (node === undefined || node.removed) status = 'revoked';
         else if (cert.role === 'service' ? node.services?.[cert.service ?? '']?.serial !== cert.serial : node.certSerial !== cert.serial) status = 'superseded';
@@ -376,7 +389,10 @@ export class Inventory {
     try {
       await membership.remove(node.id, node.storeMember?.peerAddr);
     } catch (error) {
-      this.deps.logger.warn({ nodeId: node.id, err: error instanceof Error ? error.message : String(error) }, 'the store could not take the manager out now; it is retried');
+      this.deps.logger.warn(
+        { nodeId: node.id, err: error instanceof Error ? error.message : String(error) },
+        'the store could not take the manager out now; it is retried',
+      );
     }
   }
 

@@ -73,7 +73,9 @@ export class LastSeen {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
-    await this.flush().catch((error: unknown) => this.deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the last-seen times could not be written at stop'));
+    await this.flush().catch((error: unknown) =>
+      this.deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the last-seen times could not be written at stop'),
+    );
   }
 
   private arm(): void {

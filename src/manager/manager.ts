@@ -91,7 +91,6 @@ function servesAs(certPem: string, host: string, now: number): boolean {
   return isWildcard(host) || names.includes(`IP Address:${host}`) || names.includes(`DNS:${host}`);
 }
 
-
 /** What the services are built from. */
 export interface ServiceParams {
   store: ClusterStore;
@@ -121,11 +120,24 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const store = timedStore(params.store, metrics);
   // Marks reach the store well within the down-after window, so every manager's view of `ready` stays right.
   // A node's record is rewritten about once per half the down-after window (60 s by default), not at every heartbeat.
-  const lastSeen = new LastSeen({ store, clock, logger, flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))), refreshMs: Math.floor(downAfterMs / 2) });
+  const lastSeen = new LastSeen({
+    store,
+    clock,
+    logger,
+    flushMs: Math.max(250, Math.min(LAST_SEEN_FLUSH_MS, Math.floor(downAfterMs / 3))),
+    refreshMs: Math.floor(downAfterMs / 2),
+  });
   let autolockNow: Autolock | undefined;
   // Started (watching) before the cluster state: a re-key reaches this ring before the records it re-sealed reach the state.
   const dataKeys = new DataKeyRing(
-    { store, nodeId: params.nodeId, clock, logger, ...(params.clientTls === undefined ? {} : { identity: params.clientTls }), onChange: async (key) => autolockNow?.followDataKey(key) },
+    {
+      store,
+      nodeId: params.nodeId,
+      clock,
+      logger,
+      ...(params.clientTls === undefined ? {} : { identity: params.clientTls }),
+      onChange: async (key) => autolockNow?.followDataKey(key),
+    },
     params.dataKey,
   );
   await dataKeys.start();
@@ -139,7 +151,10 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const state = await ClusterState.load({
     store,
     logger,
-    createSigner: (ca) => dataKeys.withKey((dataKey) => createSigner(ca, { clock, random, logger, dataKey, ...(params.clientTls === undefined ? {} : { clientTls: params.clientTls }) })),
+    createSigner: (ca) =>
+      dataKeys.withKey((dataKey) =>
+        createSigner(ca, { clock, random, logger, dataKey, ...(params.clientTls === undefined ? {} : { clientTls: params.clientTls }) }),
+      ),
   });
   const membership = new Membership({ store, clock, nodeId: params.nodeId, startedAt: clock.now() }, params.addr);
   const limiter = new FailureLimiter(clock, params.failureLimits);
@@ -151,17 +166,60 @@ export async function buildServices(params: ServiceParams): Promise<{ services: 
   const crlUrl = (): string => `https://${membership.address}${ROUTES.crl}`;
   const storeMembership = params.storeMembership === undefined ? {} : { storeMembership: params.storeMembership };
   const adminCa = new AdminCa({ state, store, dataKeys, clock, random, logger });
-  const inventory = new Inventory({ state, store, membership, clock, logger, sharedStore: managerBundle() !== undefined, ...storeMembership, revocations, audit, downAfterMs, lastSeen, changed: () => metrics.inventoryChanged(), dataKeys });
+  const inventory = new Inventory({
+    state,
+    store,
+    membership,
+    clock,
+    logger,
+    sharedStore: managerBundle() !== undefined,
+    ...storeMembership,
+    revocations,
+    audit,
+    downAfterMs,
+    lastSeen,
+    changed: () => metrics.inventoryChanged(),
+    dataKeys,
+  });
   const sanPolicy = new SanPolicy({ store, inventory, audit, logger });
   const services: Services = {
     state,
     store,
     authoriser: new Authoriser({ state, store, clock }),
-    caServer: new CaServer({ state, store, membership, limiter, clock, random, logger, managerBundle, scopedTokens, revocations, metrics, audit, crlUrl, dataKeys, adminCa, sanPolicy, ...storeMembership }),
+    caServer: new CaServer({
+      state,
+      store,
+      membership,
+      limiter,
+      clock,
+      random,
+      logger,
+      managerBundle,
+      scopedTokens,
+      revocations,
+      metrics,
+      audit,
+      crlUrl,
+      dataKeys,
+      adminCa,
+      sanPolicy,
+      ...storeMembership,
+    }),
     adminCa,
     inventory,
     sanPolicy,
-    settings: new Settings({ state, store, membership, clock, random, logger, dataKeys, nodeId: params.nodeId, audit, autolockEnabled: () => autolock.enabled }),
+    settings: new Settings({
+      state,
+      store,
+      membership,
+      clock,
+      random,
+      logger,
+      dataKeys,
+      nodeId: params.nodeId,
+      audit,
+      autolockEnabled: () => autolock.enabled,
+    }),
     autolock,
     sessions: new Sessions({ store, clock, logger, membership }),
     backups: new Backups({ store, dataKeys, nodeId: params.nodeId, clock, random, logger, audit }),
@@ -228,10 +286,20 @@ export class Manager {
       dataKeys = services.dataKeys;
       await autolock.start(); // this manager's files follow the cluster's autolock setting before it serves
       // A cluster founded before the admin CA gets one now (API users are issued under the root until it has).
-      await services.adminCa.ensure().catch((error: unknown) => logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, 'the admin CA could not be made ready; the next API-user certificate tries again'));
+      await services.adminCa
+        .ensure()
+        .catch((error: unknown) =>
+          logger.warn(
+            { code: isMusterError(error) ? error.code : 'INTERNAL' },
+            'the admin CA could not be made ready; the next API-user certificate tries again',
+          ),
+        );
       if (params.onOwnCertificate !== undefined && !servesAs(tls.current.certPem, params.advertise.host, params.clock.now())) {
         const key = await generateNodeKey();
-        const reissued = await services.caServer.reissueOwn(params.nodeId, { csr: createCsr({ privateKey: key.privateKey }), managerAddr: formatHostPort(params.advertise) });
+        const reissued = await services.caServer.reissueOwn(params.nodeId, {
+          csr: createCsr({ privateKey: key.privateKey }),
+          managerAddr: formatHostPort(params.advertise),
+        });
         tls.current = { keyPem: key.privateKeyPem, certPem: reissued.certPem };
         await params.onOwnCertificate(tls.current);
       }

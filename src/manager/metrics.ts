@@ -41,9 +41,24 @@ export class Metrics {
 
   constructor(private readonly deps: { store: () => ClusterStore; clock: Clock; downAfterMs: number }) {
     const registers = [this.registry];
-    this.joins = new Counter({ name: 'muster_joins_total', help: 'Join requests answered, by the role the token grants and result (ok or the error code).', labelNames: ['role', 'result'], registers });
-    this.renewals = new Counter({ name: 'muster_renewals_total', help: 'Renewals answered, by node role and result (ok or the error code).', labelNames: ['role', 'result'], registers });
-    this.failures = new Counter({ name: 'muster_request_failures_total', help: 'Requests answered with an error, by error code.', labelNames: ['code'], registers });
+    this.joins = new Counter({
+      name: 'muster_joins_total',
+      help: 'Join requests answered, by the role the token grants and result (ok or the error code).',
+      labelNames: ['role', 'result'],
+      registers,
+    });
+    this.renewals = new Counter({
+      name: 'muster_renewals_total',
+      help: 'Renewals answered, by node role and result (ok or the error code).',
+      labelNames: ['role', 'result'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'muster_request_failures_total',
+      help: 'Requests answered with an error, by error code.',
+      labelNames: ['code'],
+      registers,
+    });
     this.issuance = new Histogram({
       name: 'muster_issuance_duration_seconds',
       help: 'Time to decide and sign a certificate and commit its records (join, renew, user).',
@@ -149,7 +164,8 @@ export class Metrics {
 
 /** The store with every get, list and commit timed into `metrics`. */
 export function timedStore(store: ClusterStore, metrics: Metrics): ClusterStore {
-  const timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
+  const timed =
+    <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
     async (...args: A): Promise<R> => {
       const end = metrics.storeLatency.startTimer({ op });
       try {
@@ -165,7 +181,9 @@ export function timedStore(store: ClusterStore, metrics: Metrics): ClusterStore 
     close: () => store.close(),
     // Called through `store` each time (not bound once), so a test's spy on the store sees the calls.
     get: timed('get', (ref: Parameters<ClusterStore['get']>[0]) => store.get(ref)) as ClusterStore['get'],
-    list: timed('list', (space: Parameters<ClusterStore['list']>[0], page?: Parameters<ClusterStore['list']>[1]) => store.list(space, page)) as ClusterStore['list'],
+    list: timed('list', (space: Parameters<ClusterStore['list']>[0], page?: Parameters<ClusterStore['list']>[1]) =>
+      store.list(space, page),
+    ) as ClusterStore['list'],
     commit: timed('commit', (txn: Parameters<ClusterStore['commit']>[0]) => store.commit(txn)),
     watch: (prefix, listener) => store.watch(prefix, listener),
     register: (registration) => store.register(registration),
@@ -197,7 +215,13 @@ export async function serveMetrics(listen: HostPort, metrics: Metrics): Promise<
   server.requestTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'EADDRINUSE' ? new MusterError('ADDRESS_IN_USE', `the metrics address ${listen.host}:${listen.port} is already in use`, { hint: 'pick another --metrics-addr, or stop the process holding the port' }) : error),
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new MusterError('ADDRESS_IN_USE', `the metrics address ${listen.host}:${listen.port} is already in use`, {
+              hint: 'pick another --metrics-addr, or stop the process holding the port',
+            })
+          : error,
+      ),
     );
     server.listen(listen.port, listen.host, () => resolve());
   });

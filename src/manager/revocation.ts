@@ -92,7 +92,15 @@ export class Revocations {
     const live = certs.filter((c) => c.notAfter > now);
     if (live.length === 0) return [];
     for (const cert of live) {
-      const record: RevokedRecord = { schema: SCHEMA_VERSION, serial: cert.serial, subject: cert.subject, role: cert.role, notAfter: cert.notAfter, revokedAt: now, reason };
+      const record: RevokedRecord = {
+        schema: SCHEMA_VERSION,
+        serial: cert.serial,
+        subject: cert.subject,
+        role: cert.role,
+        notAfter: cert.notAfter,
+        revokedAt: now,
+        reason,
+      };
       tx.put(KEYS.revoked.ref(cert.serial), record);
     }
     await this.bump(tx, now, true);
@@ -122,7 +130,14 @@ export class Revocations {
     const record = this.deps.state.crl;
     const signed = this.signed;
     const fresh = record !== undefined && now - record.thisUpdate < CRL_REFRESH_AFTER_MS;
-    if (fresh && signed !== undefined && signed.signer === signer && signed.crls[0]?.number === record.number && signed.crls.every((crl) => live(signer, crl.issuer, now))) return signed.crls;
+    if (
+      fresh &&
+      signed !== undefined &&
+      signed.signer === signer &&
+      signed.crls[0]?.number === record.number &&
+      signed.crls.every((crl) => live(signer, crl.issuer, now))
+    )
+      return signed.crls;
     this.pending ??= this.build(fresh ? record : undefined).finally(() => {
       this.pending = undefined;
     });
@@ -164,7 +179,8 @@ export class Revocations {
       });
       deleted += removed;
       await this.deps.state.refresh();
-      if (this.deps.state.crl === undefined || this.deps.state.crl.number < record.number) throw new MusterError('STORE_UNAVAILABLE', 'the CRL record did not read back');
+      if (this.deps.state.crl === undefined || this.deps.state.crl.number < record.number)
+        throw new MusterError('STORE_UNAVAILABLE', 'the CRL record did not read back');
     } while (expired.length > 0);
     return deleted;
   }
@@ -182,7 +198,16 @@ export class Revocations {
     const now = clock.now();
     const crls = signer.crlIssuers
       .filter((issuer) => live(signer, issuer.keyIdHex, now))
-      .map((issuer): SignedCrl => ({ issuer: issuer.keyIdHex, der: issuer.sign({ number: record.number, thisUpdate: record.thisUpdate, nextUpdate, entries }), number: record.number, thisUpdate: record.thisUpdate, nextUpdate, serials }));
+      .map(
+        (issuer): SignedCrl => ({
+          issuer: issuer.keyIdHex,
+          der: issuer.sign({ number: record.number, thisUpdate: record.thisUpdate, nextUpdate, entries }),
+          number: record.number,
+          thisUpdate: record.thisUpdate,
+          nextUpdate,
+          serials,
+        }),
+      );
     // A store change may have raced the listing: keep it only if the number is still the one signed.
     if (state.crl === undefined || state.crl.number === record.number) this.signed = { signer, crls };
     return crls;

@@ -20,7 +20,17 @@ import { DEFAULT_RENEW_GRACE_MS, iso, parseCertExpiry } from '../core/duration.j
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
-import { canonicalRootPem, createRootCa, crossSignRoot, importRootCa, importRootCertificate, loadSigningCa, rootDigest, rootIdentity, type RootIdentity } from '../pki/ca.js';
+import {
+  canonicalRootPem,
+  createRootCa,
+  crossSignRoot,
+  importRootCa,
+  importRootCertificate,
+  loadSigningCa,
+  rootDigest,
+  rootIdentity,
+  type RootIdentity,
+} from '../pki/ca.js';
 import { seal } from '../pki/seal.js';
 import { formatJoinToken, parseJoinToken } from '../token/join-token.js';
 import { KEYS, pages, transact, type ClusterStore } from '../store/cluster-store.js';
@@ -88,7 +98,11 @@ export class RootRotation {
     const { store, state, clock, random, dataKeys, audit, logger } = this.deps;
     const certExpiryMs = request.certExpiry === undefined ? undefined : parseCertExpiry(request.certExpiry);
     const external = request.externalCAs;
-    if (external !== undefined ? request.caCertPem === undefined || request.caKeyPem !== undefined : (request.caCertPem === undefined) !== (request.caKeyPem === undefined)) {
+    if (
+      external !== undefined
+        ? request.caCertPem === undefined || request.caKeyPem !== undefined
+        : (request.caCertPem === undefined) !== (request.caKeyPem === undefined)
+    ) {
       throw new MusterError('BODY_INVALID', 'a new root needs its certificate and either its key or the external CAs that hold it');
     }
     let own = ''; // SHA-256 (hex) of this call's target
@@ -112,7 +126,9 @@ export class RootRotation {
           ...(external === undefined ? {} : { external: sealExternalCas(dataKey, external) }),
           crossSignedPem: crossSignRoot({ next: target.identity, by: current, random }),
           // The admin CA stays (its key, and so the anchor services trust); the new root certifies it too (admin-ca.ts).
-          ...(ca.admin === undefined || target.keyPem === undefined ? {} : { adminCrossSignedPem: crossCertifyAdminCa(ca.admin, loadSigningCa({ certPem: target.certPem, keyPem: target.keyPem }), random) }),
+          ...(ca.admin === undefined || target.keyPem === undefined
+            ? {}
+            : { adminCrossSignedPem: crossCertifyAdminCa(ca.admin, loadSigningCa({ certPem: target.certPem, keyPem: target.keyPem }), random) }),
           startedAt: clock.now(),
         };
         const cluster = await tx.get(KEYS.cluster);
@@ -123,7 +139,14 @@ export class RootRotation {
         const replaced =
           ca.rotation === undefined
             ? []
-            : [{ rootPem: ca.rotation.rootPem, ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }), crossSignedPem: ca.rotation.crossSignedPem, until: now + keptFor(cluster) }];
+            : [
+                {
+                  rootPem: ca.rotation.rootPem,
+                  ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }),
+                  crossSignedPem: ca.rotation.crossSignedPem,
+                  until: now + keptFor(cluster),
+                },
+              ];
         const previous = [...replaced, ...(ca.previous ?? []).filter((p) => p.until > now)];
         tx.put(KEYS.ca, { ...ca, rotation, ...(previous.length === 0 ? {} : { previous }) });
         if (certExpiryMs !== undefined) tx.put(KEYS.cluster, { ...cluster, certExpiryMs });
@@ -139,7 +162,12 @@ export class RootRotation {
     await state.refresh();
     logger.info({ target: state.trust.signing.digestHex, ...who(caller) }, 'root CA rotation started');
     // This call's own target, and whether it still stands: a rotation started at the same time may have replaced it since the commit.
-    audit.record({ action: 'ca.rotate', caller, result: state.trust.signing.digestHex === own ? 'ok' : new MusterError('CA_ROTATION_REPLACED'), details: { target: own, certExpiry: request.certExpiry } });
+    audit.record({
+      action: 'ca.rotate',
+      caller,
+      result: state.trust.signing.digestHex === own ? 'ok' : new MusterError('CA_ROTATION_REPLACED'),
+      details: { target: own, certExpiry: request.certExpiry },
+    });
     this.arm();
     return this.status();
   }
@@ -152,7 +180,10 @@ export class RootRotation {
       importRootCertificate(certPem, clock);
       return { certPem, identity: rootIdentity(certPem) };
     }
-    const given = request.caCertPem !== undefined && request.caKeyPem !== undefined ? { certPem: canonicalRootPem(request.caCertPem), keyPem: request.caKeyPem } : undefined;
+    const given =
+      request.caCertPem !== undefined && request.caKeyPem !== undefined
+        ? { certPem: canonicalRootPem(request.caCertPem), keyPem: request.caKeyPem }
+        : undefined;
     const material = given ?? createRootCa({ clusterId: state.clusterId, clock, random });
     const ca = given === undefined ? loadSigningCa(material) : importRootCa(material, clock);
     return { certPem: ca.certPem, identity: ca, keyPem: material.keyPem };
@@ -222,14 +253,22 @@ export class RootRotation {
         ...(ca.rotation.key === undefined ? {} : { key: ca.rotation.key }),
         ...(ca.rotation.external === undefined ? {} : { external: ca.rotation.external }),
         // The admin CA, now under the new root (kept as it was when an external CA holds the new root's key: it still vouches for the API users it issued).
-        ...(ca.admin === undefined ? {} : { admin: ca.rotation.adminCrossSignedPem === undefined ? ca.admin : { ...ca.admin, crossSignedPem: ca.rotation.adminCrossSignedPem } }),
+        ...(ca.admin === undefined
+          ? {}
+          : { admin: ca.rotation.adminCrossSignedPem === undefined ? ca.admin : { ...ca.admin, crossSignedPem: ca.rotation.adminCrossSignedPem } }),
         // The old key stays (sealed) only to sign the old root's CRL while its certificates are valid; it signs no certificate.
-        previous: [{ rootPem: ca.rootPem, ...(ca.key === undefined ? {} : { key: ca.key }), crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil }, ...(ca.previous ?? []).filter((p) => p.until > now)],
+        previous: [
+          { rootPem: ca.rootPem, ...(ca.key === undefined ? {} : { key: ca.key }), crossSignedPem: ca.rotation.crossSignedPem, until: keepUntil },
+          ...(ca.previous ?? []).filter((p) => p.until > now),
+        ],
       };
       tx.put(KEYS.ca, next);
       tx.put(KEYS.tokens, {
         ...tokens,
-        ...storeTokens(dataKey, { worker: redigest(openToken(dataKey, 'worker', tokens.worker), next.rootPem), manager: redigest(openToken(dataKey, 'manager', tokens.manager), next.rootPem) }),
+        ...storeTokens(dataKey, {
+          worker: redigest(openToken(dataKey, 'worker', tokens.worker), next.rootPem),
+          manager: redigest(openToken(dataKey, 'manager', tokens.manager), next.rootPem),
+        }),
       });
       await revocations.reissue(tx);
       return true;

@@ -70,7 +70,8 @@ export class SanPolicy {
    */
   async check(node: NodeRecord, asked: readonly string[]): Promise<string[]> {
     const sans = asked.length === 0 ? ownNames(node) : [...new Set(asked.map(normaliseSan))];
-    if (sans.length === 0) throw new MusterError('SAN_INVALID', 'the node has no hostname or advertise address a certificate can name', { hint: 'name one with --san' });
+    if (sans.length === 0)
+      throw new MusterError('SAN_INVALID', 'the node has no hostname or advertise address a certificate can name', { hint: 'name one with --san' });
     const patterns = await this.patternsFor(node);
     const refused = sans.filter((san) => !patterns.some((pattern) => sanMatches(pattern, san)));
     if (refused.length > 0) {

@@ -70,7 +70,8 @@ export class ScopedTokens {
   async create(request: ScopedTokenRequest, caller?: Caller): Promise<ScopedTokenCreated> {
     const { state, store, clock, random, logger, audit, membership } = this.deps;
     const ttlMs = request.ttl === undefined ? undefined : parseDuration(request.ttl);
-    if (ttlMs !== undefined && ttlMs < 60_000) throw new MusterError('DURATION_INVALID', 'a token lives at least 1m', { hint: "use --ttl 1m or longer, e.g. '30m', '24h', '7d'" });
+    if (ttlMs !== undefined && ttlMs < 60_000)
+      throw new MusterError('DURATION_INVALID', 'a token lives at least 1m', { hint: "use --ttl 1m or longer, e.g. '30m', '24h', '7d'" });
     const token = generateJoinToken(rootDigest(state.root.pem), random);
     const now = clock.now();
     const record: ScopedTokenRecord = {
@@ -91,7 +92,13 @@ export class ScopedTokens {
       tx.put(ref, record);
     });
     logger.info({ tokenId: record.id, role: record.role, ...who(caller) }, 'scoped join token created');
-    audit.record({ action: 'join-token.create', caller, target: { token: record.id, role: record.role }, result: 'ok', details: { ttl: request.ttl, uses: request.uses, labels: record.labels } });
+    audit.record({
+      action: 'join-token.create',
+      caller,
+      target: { token: record.id, role: record.role },
+      result: 'ok',
+      details: { ttl: request.ttl, uses: request.uses, labels: record.labels },
+    });
     return { ...view(record, now, state.root.digestHex), token, managerAddr: membership.address };
   }
 

@@ -18,7 +18,6 @@ import { KEYS, META_PREFIX, type ClusterStore } from '../store/cluster-store.js'
 import type { CrlRecord, NodeRecord } from '../store/records.js';
 import type { Membership } from './membership.js';
 
-
 /**
  * Renewals the whole cluster is asked for at once are spread over at least
  * this much time per node in session here: 100 renewals a second, well

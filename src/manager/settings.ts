@@ -49,7 +49,9 @@ export class Settings {
     if (includeTokens && caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
     const { tokens, cluster, ca } = state;
     const token = (role: NodeRole): { rotatedAt: string; token?: string } =>
-      includeTokens ? { rotatedAt: iso(tokens.rotatedAt[role]), token: this.deps.dataKeys.withKey((key) => openToken(key, role, tokens[role])) } : { rotatedAt: iso(tokens.rotatedAt[role]) };
+      includeTokens
+        ? { rotatedAt: iso(tokens.rotatedAt[role]), token: this.deps.dataKeys.withKey((key) => openToken(key, role, tokens[role])) }
+        : { rotatedAt: iso(tokens.rotatedAt[role]) };
     const externalLifetime = state.signer.external ? await this.externalLifetime() : undefined;
     return {
       clusterId: cluster.clusterId,
@@ -84,7 +86,8 @@ export class Settings {
   /** Changes the certificate expiry (>= 5m; it applies from the next signing) and/or the external CA list. */
   async updateCluster(patch: ClusterPatch, caller?: Caller): Promise<ClusterView> {
     const { state, store, logger, dataKeys } = this.deps;
-    if (patch.certExpiry === undefined && patch.externalCAs === undefined) throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry, externalCAs and/or autolock');
+    if (patch.certExpiry === undefined && patch.externalCAs === undefined)
+      throw new MusterError('BODY_INVALID', 'nothing to update: send certExpiry, externalCAs and/or autolock');
     const certExpiryMs = patch.certExpiry === undefined ? undefined : parseCertExpiry(patch.certExpiry);
     const externalCAs = patch.externalCAs;
     if (externalCAs !== undefined && externalCAs.length === 0) throw new MusterError('BODY_INVALID', 'at least one external CA is needed');
@@ -107,7 +110,12 @@ export class Settings {
       throw error;
     });
     await state.refresh();
-    this.deps.audit.record({ action: 'cluster.update', caller, result: 'ok', details: { certExpiry: patch.certExpiry, externalCAs: externalCAs?.map((ca) => ca.url) } });
+    this.deps.audit.record({
+      action: 'cluster.update',
+      caller,
+      result: 'ok',
+      details: { certExpiry: patch.certExpiry, externalCAs: externalCAs?.map((ca) => ca.url) },
+    });
     if (externalCAs !== undefined) logger.info({ urls: externalCAs.map((ca) => ca.url), ...who(caller) }, 'external CAs changed');
     if (certExpiryMs !== undefined) logger.info({ certExpiry: formatDuration(certExpiryMs), ...who(caller) }, 'certificate expiry changed');
     return await this.clusterView(false);
@@ -117,7 +125,11 @@ export class Settings {
   joinTokens(caller?: Caller): JoinTokens {
     const { tokens } = this.deps.state;
     if (caller !== undefined) this.deps.audit.record({ action: 'join-token.show', caller, result: 'ok' });
-    return this.deps.dataKeys.withKey((key) => ({ worker: openToken(key, 'worker', tokens.worker), manager: openToken(key, 'manager', tokens.manager), managerAddr: this.deps.membership.address }));
+    return this.deps.dataKeys.withKey((key) => ({
+      worker: openToken(key, 'worker', tokens.worker),
+      manager: openToken(key, 'manager', tokens.manager),
+      managerAddr: this.deps.membership.address,
+    }));
   }
 
   /** Replaces one role's token; the old one is refused by every manager from the moment this answers. */
@@ -126,7 +138,11 @@ export class Settings {
     await transact(store, async (tx) => {
       const [tokens, ca] = [await tx.get(KEYS.tokens), await tx.get(KEYS.ca)];
       if (tokens === undefined || ca === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no tokens');
-      tx.put(KEYS.tokens, { ...tokens, [role]: storeToken(await this.deps.dataKeys.keyFor(tx), role, generateJoinToken(rootDigest(ca.rootPem), random)), rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() } });
+      tx.put(KEYS.tokens, {
+        ...tokens,
+        [role]: storeToken(await this.deps.dataKeys.keyFor(tx), role, generateJoinToken(rootDigest(ca.rootPem), random)),
+        rotatedAt: { ...tokens.rotatedAt, [role]: clock.now() },
+      });
     });
     await state.refresh();
     this.deps.audit.record({ action: 'join-token.rotate', caller, target: { role }, result: 'ok' });

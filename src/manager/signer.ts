@@ -119,7 +119,10 @@ function crlIssuersOf(ca: CaRecord, deps: Pick<SignerDeps, 'dataKey' | 'logger'>
     } catch (error) {
       // A replaced root's key signs nothing but its CRL: an unreadable one costs that CRL, never the signer.
       if (root.until === undefined) throw error;
-      deps.logger.warn({ code: isMusterError(error) ? error.code : 'INTERNAL' }, "the key of a root a rotation replaced cannot be read; that root's CRL is not published");
+      deps.logger.warn(
+        { code: isMusterError(error) ? error.code : 'INTERNAL' },
+        "the key of a root a rotation replaced cannot be read; that root's CRL is not published",
+      );
       continue;
     }
     if (signing === undefined) continue;
@@ -148,8 +151,18 @@ export function createSigner(ca: CaRecord, deps: SignerDeps): Signer {
     const { rotation } = ca;
     const chain = rotation.crossSignedPem;
     // The admin CA issues under the new root once the new root cross-certified it (never when an external CA holds the new root's key).
-    const admin = ca.admin === undefined || rotation.adminCrossSignedPem === undefined ? {} : { admin: { ...ca.admin, crossSignedPem: rotation.adminCrossSignedPem } };
-    const next = createSigner({ schema: ca.schema, rootPem: rotation.rootPem, ...(rotation.key === undefined ? {} : { key: rotation.key }), ...(rotation.external === undefined ? {} : { external: rotation.external }), ...admin }, deps);
+    const admin =
+      ca.admin === undefined || rotation.adminCrossSignedPem === undefined ? {} : { admin: { ...ca.admin, crossSignedPem: rotation.adminCrossSignedPem } };
+    const next = createSigner(
+      {
+        schema: ca.schema,
+        rootPem: rotation.rootPem,
+        ...(rotation.key === undefined ? {} : { key: rotation.key }),
+        ...(rotation.external === undefined ? {} : { external: rotation.external }),
+        ...admin,
+      },
+      deps,
+    );
     return {
       external: next.external,
       issue: async (request) => {

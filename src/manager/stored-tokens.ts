@@ -37,7 +37,8 @@ export function storedTokenHash(stored: StoredToken | string): Buffer {
 export function openToken(dataKey: Buffer, role: NodeRole, stored: StoredToken | string): string {
   if (typeof stored === 'string') return stored;
   const token = unseal(dataKey, stored.sealed, context(role)).toString('utf8');
-  if (!hashToken(token).equals(Buffer.from(stored.hash, 'hex'))) throw new MusterError('STATE_CORRUPT', `the sealed ${role} join token does not match its hash`);
+  if (!hashToken(token).equals(Buffer.from(stored.hash, 'hex')))
+    throw new MusterError('STATE_CORRUPT', `the sealed ${role} join token does not match its hash`);
   return token;
 }
 
@@ -56,7 +57,10 @@ export async function sealClearTokens(store: ClusterStore, dataKey: Buffer): Pro
   return transact(store, async (tx) => {
     const tokens = await tx.get(KEYS.tokens);
     if (tokens === undefined || !hasClearToken(tokens)) return false;
-    tx.put(KEYS.tokens, { ...tokens, ...storeTokens(dataKey, { worker: openToken(dataKey, 'worker', tokens.worker), manager: openToken(dataKey, 'manager', tokens.manager) }) });
+    tx.put(KEYS.tokens, {
+      ...tokens,
+      ...storeTokens(dataKey, { worker: openToken(dataKey, 'worker', tokens.worker), manager: openToken(dataKey, 'manager', tokens.manager) }),
+    });
     return true;
   });
 }

@@ -49,7 +49,13 @@ export type RootIdentity = Pick<SigningCa, 'cert' | 'subjectDer' | 'keyId' | 'no
 export function rootIdentity(certPem: string): RootIdentity {
   const cert = readSingleCertificate(certPem);
   const facts = readRootFacts(cert.raw);
-  return { cert, subjectDer: facts.subjectDer, keyId: facts.keyId ?? keyIdentifier(spkiDer(cert.publicKey)), notBefore: Date.parse(cert.validFrom), notAfter: Date.parse(cert.validTo) };
+  return {
+    cert,
+    subjectDer: facts.subjectDer,
+    keyId: facts.keyId ?? keyIdentifier(spkiDer(cert.publicKey)),
+    notBefore: Date.parse(cert.validFrom),
+    notAfter: Date.parse(cert.validTo),
+  };
 }
 
 /** Founds a self-signed ECDSA P-256 root (fields per DESIGN §2). */
@@ -113,7 +119,11 @@ function readRootFacts(der: Buffer): RootFacts {
   const subject = fields[offset + 4];
   if (subject === undefined) throw fail();
   let keyId: Buffer | undefined;
-  const extensions = fields.find((f) => f.tag === 0xa3)?.child(0, TAG.SEQUENCE).children() ?? [];
+  const extensions =
+    fields
+      .find((f) => f.tag === 0xa3)
+      ?.child(0, TAG.SEQUENCE)
+      .children() ?? [];
   for (const ext of extensions) {
     const parts = ext.children();
     if (parts[0]?.oid() !== OID.subjectKeyIdentifier) continue;
@@ -205,7 +215,12 @@ export function importRootCa(material: RootMaterial, clock: Clock): SigningCa {
  * issues, sent with this intermediate, verifies against the old root too, so
  * nodes that trust only the old root accept it while the rotation runs.
  */
-export function crossSignRoot(params: { next: RootIdentity; by: SigningCa; random: Random; /** The admin CA's: 0 (it issues leaves only). */ pathLen?: number }): string {
+export function crossSignRoot(params: {
+  next: RootIdentity;
+  by: SigningCa;
+  random: Random /** The admin CA's: 0 (it issues leaves only). */;
+  pathLen?: number;
+}): string {
   const { next, by } = params;
   const der = buildCertificate({
     serial: randomSerial(params.random),

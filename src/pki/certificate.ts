@@ -30,7 +30,9 @@ export interface CertificateFields {
  */
 export function certificateSha256(pem: string): string {
   const body = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(pem)?.[1] ?? '';
-  return createHash('sha256').update(Buffer.from(body.replace(/\s+/g, ''), 'base64')).digest('hex');
+  return createHash('sha256')
+    .update(Buffer.from(body.replace(/\s+/g, ''), 'base64'))
+    .digest('hex');
 }
 
 const V3 = explicit(0, smallInt(2));
@@ -73,4 +75,3 @@ export function randomSerial(random: Random): Buffer {
 export function serialHex(serial: Buffer): string {
   return serial.toString('hex').toUpperCase();
 }
-

@@ -107,10 +107,7 @@ export function buildCrl(fields: CrlFields): Buffer {
     ...(revoked.length === 0 ? [] : [seq(...revoked)]),
     explicit(
       0,
-      seq(
-        extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, ca.keyId))),
-        extension(CRL_NUMBER_OID, false, crlNumber(fields.number)),
-      ),
+      seq(extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, ca.keyId))), extension(CRL_NUMBER_OID, false, crlNumber(fields.number))),
     ),
   );
   return seq(tbs, ca.algorithm.identifier, bits(signWith(ca.algorithm, tbs, ca.key)));
@@ -256,10 +253,12 @@ function checkSignature(params: { tbs: DerNode; algorithm: DerNode; signature: D
   const id = params.algorithm.child(0, TAG.OID, 'the signature algorithm OID').oid();
   const alg = SIGNATURE_OIDS[id];
   if (alg === undefined) throw new CrlError(`the CRL signature algorithm ${id} is not supported`);
-  const paramsOk = alg.family === 'ec' ? algorithmParts.length === 1 : algorithmParts.length === 1 || (algorithmParts.length === 2 && algorithmParts[1]!.tag === TAG.NULL);
+  const paramsOk =
+    alg.family === 'ec' ? algorithmParts.length === 1 : algorithmParts.length === 1 || (algorithmParts.length === 2 && algorithmParts[1]!.tag === TAG.NULL);
   if (!paramsOk) throw malformed('unexpected signature algorithm parameters');
   const publicKey = params.issuer.publicKey;
-  if (publicKey.asymmetricKeyType !== alg.family) throw new CrlError(`the CRL signature algorithm does not fit the CA's ${publicKey.asymmetricKeyType ?? 'unknown'} key`);
+  if (publicKey.asymmetricKeyType !== alg.family)
+    throw new CrlError(`the CRL signature algorithm does not fit the CA's ${publicKey.asymmetricKeyType ?? 'unknown'} key`);
   const content = params.signature.content;
   let ok = false;
   if (content.length >= 2 && content[0] === 0) {
@@ -343,7 +342,11 @@ function readEntry(node: DerNode): CrlEntry {
   if (serial.length === 0 || (serial[0]! & 0x80) !== 0) throw malformed('a revoked serial is negative');
   const extensions = parts[2] === undefined ? new Map<string, { critical: boolean; value: DerNode }>() : readExtensions(parts[2]);
   refuseUnknownCritical(extensions, [REASON_CODE_OID]);
-  return { serial: serialBytes(serial.toString('hex')).toString('hex').toUpperCase(), revokedAt: readTime(date), reason: readReason(extensions.get(REASON_CODE_OID)?.value) };
+  return {
+    serial: serialBytes(serial.toString('hex')).toString('hex').toUpperCase(),
+    revokedAt: readTime(date),
+    reason: readReason(extensions.get(REASON_CODE_OID)?.value),
+  };
 }
 
 /** reasonCode ENUMERATED (RFC 5280 §5.3.1); absent means unspecified, and codes muster never writes are refused. */

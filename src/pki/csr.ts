@@ -48,7 +48,6 @@ const SIGNATURE_OIDS: Readonly<Record<string, { hash: string; family: 'ec' | 'rs
 
 const malformed = (why: string): MusterError => new MusterError('CSR_MALFORMED', `the CSR is not a valid PKCS#10 request: ${why}`);
 
-
 /**
  * Reads a PEM CSR and returns its public key once the self-signature verifies.
  *
@@ -107,4 +106,3 @@ export function parseCsr(pem: unknown): ParsedCsr {
   if (!ok) throw new MusterError('CSR_BAD_SIGNATURE');
   return { publicKey, spki, keyKind };
 }
-

@@ -126,7 +126,12 @@ export function issueCertificate(request: IssueRequest): IssuedCertificate {
   const notBefore = Math.floor((now - LEAF_BACKDATE_MS) / 1000) * 1000;
   const notAfter = Math.floor(Math.min(now + request.validityMs, request.ca.notAfter) / 1000) * 1000;
   const serial = randomSerial(request.random);
-  const usages = request.role === 'admin' ? [OID.clientAuth] : request.role === 'service' ? [request.clientOnly === true ? OID.clientAuth : OID.serverAuth] : [OID.serverAuth, OID.clientAuth];
+  const usages =
+    request.role === 'admin'
+      ? [OID.clientAuth]
+      : request.role === 'service'
+        ? [request.clientOnly === true ? OID.clientAuth : OID.serverAuth]
+        : [OID.serverAuth, OID.clientAuth];
   const sans = subjectAltNames(request);
   const extensions = [
     extension(OID.basicConstraints, true, seq()), // CA:FALSE
@@ -136,7 +141,8 @@ export function issueCertificate(request: IssueRequest): IssuedCertificate {
     extension(OID.authorityKeyIdentifier, false, seq(implicitPrimitive(0, request.ca.keyId))),
   ];
   if (sans.length > 0) extensions.push(extension(OID.subjectAltName, false, generalNames(sans)));
-  if (request.crlUrl !== undefined) extensions.push(extension(OID.crlDistributionPoints, false, distributionPoint(`${request.crlUrl}/${request.ca.keyId.toString('hex')}`)));
+  if (request.crlUrl !== undefined)
+    extensions.push(extension(OID.crlDistributionPoints, false, distributionPoint(`${request.crlUrl}/${request.ca.keyId.toString('hex')}`)));
   const der = buildCertificate({
     serial,
     issuer: request.ca.subjectDer,

@@ -11,13 +11,23 @@
  * AES-256-GCM with the context as additional data. RSA keys: RSA-OAEP with
  * SHA-256, the context as its label.
  */
-import { constants, createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  constants,
+  createCipheriv,
+  createDecipheriv,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  privateDecrypt,
+  publicEncrypt,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { MusterError } from '../core/errors.js';
 
 /** A data key wrapped to one public key, as the store keeps it. */
-export type WrappedKey =
-  | { alg: 'ECDH-ES+A256GCM'; epk: string; iv: string; data: string }
-  | { alg: 'RSA-OAEP-256'; data: string };
+export type WrappedKey = { alg: 'ECDH-ES+A256GCM'; epk: string; iv: string; data: string } | { alg: 'RSA-OAEP-256'; data: string };
 
 function fail(context: string, cause?: unknown): MusterError {
   return new MusterError('STATE_CORRUPT', `the ${context} cannot be unwrapped with this manager's key`, cause === undefined ? {} : { cause });
@@ -30,7 +40,10 @@ function ecKey(shared: Buffer, epk: Buffer, context: string): Buffer {
 /** Wraps `secret` (a data key) to `publicKey` (EC P-256/P-384 or RSA), bound to `context`. */
 export function wrapKey(secret: Buffer, publicKey: KeyObject, context: string): WrappedKey {
   if (publicKey.asymmetricKeyType === 'rsa') {
-    const data = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from(context, 'utf8') }, secret);
+    const data = publicEncrypt(
+      { key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from(context, 'utf8') },
+      secret,
+    );
     return { alg: 'RSA-OAEP-256', data: data.toString('base64') };
   }
   if (publicKey.asymmetricKeyType !== 'ec') throw new MusterError('INTERNAL', `cannot wrap a key to a ${publicKey.asymmetricKeyType} key`);
@@ -50,7 +63,10 @@ export function wrapKey(secret: Buffer, publicKey: KeyObject, context: string): 
 export function unwrapKey(wrapped: WrappedKey, privateKey: KeyObject, context: string): Buffer {
   try {
     if (wrapped.alg === 'RSA-OAEP-256') {
-      return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from(context, 'utf8') }, Buffer.from(wrapped.data, 'base64'));
+      return privateDecrypt(
+        { key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256', oaepLabel: Buffer.from(context, 'utf8') },
+        Buffer.from(wrapped.data, 'base64'),
+      );
     }
     const epk = Buffer.from(wrapped.epk, 'base64');
     const iv = Buffer.from(wrapped.iv, 'base64');

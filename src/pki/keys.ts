@@ -88,7 +88,11 @@ export function judgeKey(facts: KeyFacts, codes: KeyPolicyCodes): KeyKind {
     if (bits < minBits) throw new MusterError(codes.weak, `the RSA key has ${bits} bits; at least ${minBits} are required`);
     if (bits > maxBits) throw new MusterError(codes.unsupported, `the RSA key has ${bits} bits; at most ${maxBits} are accepted`);
     const exponent = facts.publicExponent ?? 0n;
-    if (exponent !== wanted) throw new MusterError(codes.unsupported, `the RSA public exponent is ${exponent > 2n ** 32n ? 'over 2^32' : String(exponent)}; only ${wanted} is accepted`);
+    if (exponent !== wanted)
+      throw new MusterError(
+        codes.unsupported,
+        `the RSA public exponent is ${exponent > 2n ** 32n ? 'over 2^32' : String(exponent)}; only ${wanted} is accepted`,
+      );
     return 'rsa';
   }
   throw new MusterError(codes.unsupported, `keys of type ${facts.type ?? 'unknown'} are not supported (use EC P-256/P-384 or RSA of 2048 to 8192 bits)`);
@@ -97,7 +101,10 @@ export function judgeKey(facts: KeyFacts, codes: KeyPolicyCodes): KeyKind {
 /** Checks a public or private key object against the policy. */
 export function checkKeyPolicy(key: KeyObject, codes: KeyPolicyCodes): KeyKind {
   const details = key.asymmetricKeyDetails ?? {};
-  return judgeKey({ type: key.asymmetricKeyType, curve: details.namedCurve, modulusBits: details.modulusLength, publicExponent: details.publicExponent }, codes);
+  return judgeKey(
+    { type: key.asymmetricKeyType, curve: details.namedCurve, modulusBits: details.modulusLength, publicExponent: details.publicExponent },
+    codes,
+  );
 }
 
 /** The signature hash muster pairs with a key kind. */

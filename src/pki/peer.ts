@@ -74,7 +74,10 @@ export function verifyPeerCertificate(params: PeerCheck): { identity: PeerIdenti
   const notAfter = Date.parse(cert.validTo);
   if (params.now < notBefore) throw new MusterError('CERT_NOT_YET_VALID');
   if (params.now > notAfter + (params.graceMs ?? 0)) {
-    throw new MusterError('CERT_EXPIRED', params.graceMs === undefined ? undefined : `the certificate expired on ${new Date(notAfter).toISOString()}, longer ago than the renewal grace`);
+    throw new MusterError(
+      'CERT_EXPIRED',
+      params.graceMs === undefined ? undefined : `the certificate expired on ${new Date(notAfter).toISOString()}, longer ago than the renewal grace`,
+    );
   }
   const name = readNameFields(cert.subject);
   const identity: PeerIdentity = {
@@ -94,7 +97,10 @@ export function hasCrlDistributionPoint(der: Buffer): boolean {
     const tbs = DerNode.parse(der, (why) => new Error(why)).child(0, TAG.SEQUENCE);
     const wrapped = tbs.children().find((c) => c.tag === 0xa3);
     if (wrapped === undefined) return false;
-    return wrapped.inner().children().some((ext) => ext.child(0).oid() === OID.crlDistributionPoints);
+    return wrapped
+      .inner()
+      .children()
+      .some((ext) => ext.child(0).oid() === OID.crlDistributionPoints);
   } catch {
     return false;
   }

@@ -73,7 +73,10 @@ export function readPolicyKey(spki: Buffer, codes: KeyPolicyCodes & { malformed:
     const rsaKey = keyBits.inner(1).expect(TAG.SEQUENCE);
     const modulus = rsaKey.child(0, TAG.INTEGER).content;
     const exponent = rsaKey.child(1, TAG.INTEGER).content;
-    const kind = judgeKey({ type: 'rsa', modulusBits: bitLength(modulus), publicExponent: exponent.length > 8 ? 2n ** 64n : BigInt(`0x${exponent.toString('hex') || '0'}`) }, codes);
+    const kind = judgeKey(
+      { type: 'rsa', modulusBits: bitLength(modulus), publicExponent: exponent.length > 8 ? 2n ** 64n : BigInt(`0x${exponent.toString('hex') || '0'}`) },
+      codes,
+    );
     try {
       return { publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }), kind };
     } catch {

@@ -71,7 +71,9 @@ type MacInput = Pick<BackupFile, 'format' | 'clusterId' | 'createdAt' | 'revisio
 export function backupMac(dataKey: Buffer, file: MacInput): string {
   const macKey = Buffer.from(hkdfSync('sha256', dataKey, Buffer.alloc(0), Buffer.from('muster backup: records mac', 'utf8'), 32));
   const { format, clusterId, createdAt, revision, source, madeBy, records } = file;
-  return createHmac('sha256', macKey).update(JSON.stringify([format, clusterId, createdAt, revision, source, madeBy, records])).digest('hex');
+  return createHmac('sha256', macKey)
+    .update(JSON.stringify([format, clusterId, createdAt, revision, source, madeBy, records]))
+    .digest('hex');
 }
 
 /** The file's content for `dump` (the data key wrap and the MAC are the caller's). */
@@ -79,7 +81,15 @@ export function backupContent(dump: StoreDump, params: { createdAt: number; sour
   const cluster = dump.records.find((r) => r.key === KEYS.cluster.key);
   if (cluster === undefined) throw new MusterError('STATE_CORRUPT', 'the store holds no cluster record: nothing to back up');
   const { clusterId } = decodeRecord(KEYS.cluster.schema, KEYS.cluster.key, cluster.value);
-  return { format: BACKUP_FORMAT, clusterId, createdAt: params.createdAt, revision: dump.revision, source: params.source, madeBy: params.madeBy, records: dump.records };
+  return {
+    format: BACKUP_FORMAT,
+    clusterId,
+    createdAt: params.createdAt,
+    revision: dump.revision,
+    source: params.source,
+    madeBy: params.madeBy,
+    records: dump.records,
+  };
 }
 
 /** Reads a backup file's text; BACKUP_INVALID (naming the file) when it is not one this version reads. */
@@ -97,9 +107,15 @@ export function parseBackup(file: string, text: string): BackupFile {
 export function checkBackup(what: string, value: unknown): BackupFile {
   const format = (value as { format?: unknown } | null)?.format;
   if (typeof format === 'string' && format !== BACKUP_FORMAT && format.startsWith('muster-backup/')) {
-    throw new MusterError('BACKUP_INVALID', `${what} is a backup in format ${format}; this muster reads ${BACKUP_FORMAT}`, { hint: 'restore it with the muster version that made it' });
+    throw new MusterError('BACKUP_INVALID', `${what} is a backup in format ${format}; this muster reads ${BACKUP_FORMAT}`, {
+      hint: 'restore it with the muster version that made it',
+    });
   }
-  if (!checkFile.Check(value)) throw new MusterError('BACKUP_INVALID', `${what} is not a muster backup (${format === BACKUP_FORMAT ? 'its content does not match the format' : 'no muster-backup format tag'})`);
+  if (!checkFile.Check(value))
+    throw new MusterError(
+      'BACKUP_INVALID',
+      `${what} is not a muster backup (${format === BACKUP_FORMAT ? 'its content does not match the format' : 'no muster-backup format tag'})`,
+    );
   return value as BackupFile;
 }
 
@@ -124,7 +140,8 @@ export function checkBackupRecords(file: BackupFile): CheckedRecords {
   for (const record of file.records) {
     if (seen.has(record.key)) throw new MusterError('BACKUP_INVALID', `the backup holds ${record.key} twice`);
     seen.add(record.key);
-    const schema = REFS.find((r) => r.key === record.key)?.schema ?? SPACES.find((s) => record.key.startsWith(s.prefix) && record.key.length > s.prefix.length)?.schema;
+    const schema =
+      REFS.find((r) => r.key === record.key)?.schema ?? SPACES.find((s) => record.key.startsWith(s.prefix) && record.key.length > s.prefix.length)?.schema;
     if (schema === undefined) {
       skipped.push(record.key);
       continue;
@@ -140,7 +157,7 @@ export function checkBackupRecords(file: BackupFile): CheckedRecords {
     if (!seen.has(required.key)) throw new MusterError('BACKUP_INVALID', `the backup has no ${required.key} record: it is not a complete cluster`);
   }
   const cluster = known.find((r) => r.key === KEYS.cluster.key)!.value as ClusterRecord;
-  if (cluster.clusterId !== file.clusterId) throw new MusterError('BACKUP_INVALID', `the backup says cluster ${file.clusterId} but holds cluster ${cluster.clusterId}`);
+  if (cluster.clusterId !== file.clusterId)
+    throw new MusterError('BACKUP_INVALID', `the backup says cluster ${file.clusterId} but holds cluster ${cluster.clusterId}`);
   return { cluster, known, skipped };
 }
-

@@ -13,7 +13,22 @@
 import type { Static, TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { MusterError } from '../core/errors.js';
-import { AutolockRecord, CaRecord, DataKeyRecord, CertificateRecord, ClusterRecord, CrlRecord, type ManagerRegistration, ManagersRecord, NodeRecord, RevokedRecord, SCHEMA_VERSION, SanPolicyRecord, ScopedTokenRecord, TokensRecord } from './records.js';
+import {
+  AutolockRecord,
+  CaRecord,
+  DataKeyRecord,
+  CertificateRecord,
+  ClusterRecord,
+  CrlRecord,
+  type ManagerRegistration,
+  ManagersRecord,
+  NodeRecord,
+  RevokedRecord,
+  SCHEMA_VERSION,
+  SanPolicyRecord,
+  ScopedTokenRecord,
+  TokensRecord,
+} from './records.js';
 
 /** A record and the store revision that last changed it. */
 export interface Entry<T> {
@@ -130,7 +145,11 @@ function validatorFor(schema: TSchema): ReturnType<typeof Compile> {
  * The records of a space in key order, one page (`limit` records) at a time,
  * starting after `after`: a scan holds one page however large the space.
  */
-export async function* pages<S extends TSchema>(store: ClusterStore, space: Space<S>, page: { after?: string | undefined; limit: number }): AsyncGenerator<(Entry<Static<S>> & { id: string })[]> {
+export async function* pages<S extends TSchema>(
+  store: ClusterStore,
+  space: Space<S>,
+  page: { after?: string | undefined; limit: number },
+): AsyncGenerator<(Entry<Static<S>> & { id: string })[]> {
   let after = page.after;
   for (;;) {
     const chunk = await store.list(space, { after, limit: page.limit });
@@ -145,9 +164,13 @@ export function decodeRecord<S extends TSchema>(schema: S, key: string, value: u
   if (validatorFor(schema).Check(value)) return value as Static<S>;
   const version = (value as { schema?: unknown } | null)?.schema;
   if (typeof version === 'number' && version !== SCHEMA_VERSION) {
-    throw new MusterError('STATE_CORRUPT', `the store record ${key} was written by another version of muster (schema ${version}, this one reads ${SCHEMA_VERSION})`, {
-      hint: 'run the muster version that wrote this cluster',
-    });
+    throw new MusterError(
+      'STATE_CORRUPT',
+      `the store record ${key} was written by another version of muster (schema ${version}, this one reads ${SCHEMA_VERSION})`,
+      {
+        hint: 'run the muster version that wrote this cluster',
+      },
+    );
   }
   throw new MusterError('STATE_CORRUPT', `the store record ${key} does not match its schema`);
 }

@@ -71,34 +71,55 @@ export function httpsUrl(hostPort: string): string {
 export function etcdArgs(config: EtcdMemberConfig): string[] {
   const { tls } = config;
   const args = [
-    '--name', config.name,
-    '--data-dir', config.dataDir,
-    '--listen-client-urls', httpsUrl(config.listenClientAddr),
-    '--advertise-client-urls', httpsUrl(config.clientAddr),
-    '--listen-peer-urls', httpsUrl(config.listenPeerAddr),
-    '--initial-advertise-peer-urls', httpsUrl(config.peerAddr),
-    '--initial-cluster', config.initialCluster,
-    '--initial-cluster-state', config.clusterState,
-    '--initial-cluster-token', config.clusterToken,
+    '--name',
+    config.name,
+    '--data-dir',
+    config.dataDir,
+    '--listen-client-urls',
+    httpsUrl(config.listenClientAddr),
+    '--advertise-client-urls',
+    httpsUrl(config.clientAddr),
+    '--listen-peer-urls',
+    httpsUrl(config.listenPeerAddr),
+    '--initial-advertise-peer-urls',
+    httpsUrl(config.peerAddr),
+    '--initial-cluster',
+    config.initialCluster,
+    '--initial-cluster-state',
+    config.clusterState,
+    '--initial-cluster-token',
+    config.clusterToken,
     // Clients: TLS, a certificate from the cluster CA, mapped to the etcd user of its CN.
-    '--cert-file', tls.certFile,
-    '--key-file', tls.keyFile,
-    '--trusted-ca-file', tls.trustedCaFile,
+    '--cert-file',
+    tls.certFile,
+    '--key-file',
+    tls.keyFile,
+    '--trusted-ca-file',
+    tls.trustedCaFile,
     '--client-cert-auth',
     // Peers: the same certificates, and only a manager's.
-    '--peer-cert-file', tls.certFile,
-    '--peer-key-file', tls.keyFile,
-    '--peer-trusted-ca-file', tls.trustedCaFile,
+    '--peer-cert-file',
+    tls.certFile,
+    '--peer-key-file',
+    tls.keyFile,
+    '--peer-trusted-ca-file',
+    tls.trustedCaFile,
     '--peer-client-cert-auth',
-    '--peer-cert-allowed-hostname', MEMBER_PEER_HOSTNAME,
+    '--peer-cert-allowed-hostname',
+    MEMBER_PEER_HOSTNAME,
     // TLS 1.2 suites with forward secrecy only (TLS 1.3 is Go's own and has no weak suites).
-    '--cipher-suites', 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305',
+    '--cipher-suites',
+    'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305',
     // Old revisions go after an hour, so the store does not grow without end.
-    '--auto-compaction-mode', 'periodic',
-    '--auto-compaction-retention', '1h',
+    '--auto-compaction-mode',
+    'periodic',
+    '--auto-compaction-retention',
+    '1h',
     '--enable-v2=false',
-    '--logger', 'zap',
-    '--log-outputs', 'stderr',
+    '--logger',
+    'zap',
+    '--log-outputs',
+    'stderr',
   ];
   if (tls.crlFile !== undefined) args.push('--client-crl-file', tls.crlFile, '--peer-crl-file', tls.crlFile);
   if (config.forceNewCluster === true) args.push('--force-new-cluster');
@@ -112,7 +133,8 @@ export function parseEtcdVersion(text: string): [number, number, number] | undef
 }
 
 /** The hint for a missing or old etcd: the exact install command. */
-const INSTALL_HINT = "install Debian's etcd server: 'sudo apt-get install etcd-server' (then 'sudo systemctl disable --now etcd': muster runs its own member), or name a binary with --etcd-binary PATH";
+const INSTALL_HINT =
+  "install Debian's etcd server: 'sudo apt-get install etcd-server' (then 'sudo systemctl disable --now etcd': muster runs its own member), or name a binary with --etcd-binary PATH";
 
 /**
  * Finds the etcd binary: `explicit` (--etcd-binary) or `etcd` on `searchPath`,
@@ -120,7 +142,13 @@ const INSTALL_HINT = "install Debian's etcd server: 'sudo apt-get install etcd-s
  * command otherwise.
  */
 export function findEtcdBinary(params: { explicit?: string; searchPath: string }): { binary: string; version: string } {
-  const candidates = params.explicit !== undefined ? [params.explicit] : params.searchPath.split(delimiter).filter((dir) => isAbsolute(dir)).map((dir) => join(dir, 'etcd'));
+  const candidates =
+    params.explicit !== undefined
+      ? [params.explicit]
+      : params.searchPath
+          .split(delimiter)
+          .filter((dir) => isAbsolute(dir))
+          .map((dir) => join(dir, 'etcd'));
   const binary = candidates.find((file) => {
     try {
       accessSync(file, constants.X_OK);
@@ -130,13 +158,16 @@ export function findEtcdBinary(params: { explicit?: string; searchPath: string }
     }
   });
   const what = params.explicit !== undefined ? params.explicit : 'etcd';
-  if (binary === undefined) throw new MusterError('ETCD_MISSING', `${what} was not found${params.explicit === undefined ? ' on the PATH' : ''}`, { hint: INSTALL_HINT });
+  if (binary === undefined)
+    throw new MusterError('ETCD_MISSING', `${what} was not found${params.explicit === undefined ? ' on the PATH' : ''}`, { hint: INSTALL_HINT });
   const run = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: 10_000 });
   const version = parseEtcdVersion(`${run.stdout ?? ''}`);
   if (version === undefined) throw new MusterError('ETCD_MISSING', `${binary} does not run as etcd`, { hint: INSTALL_HINT });
   const [major, minor] = version;
   if (major < MIN_ETCD_VERSION[0] || (major === MIN_ETCD_VERSION[0] && minor < MIN_ETCD_VERSION[1])) {
-    throw new MusterError('ETCD_MISSING', `${binary} is etcd ${version.join('.')}; muster needs ${MIN_ETCD_VERSION.join('.')} or later`, { hint: INSTALL_HINT });
+    throw new MusterError('ETCD_MISSING', `${binary} is etcd ${version.join('.')}; muster needs ${MIN_ETCD_VERSION.join('.')} or later`, {
+      hint: INSTALL_HINT,
+    });
   }
   return { binary, version: version.join('.') };
 }
@@ -291,7 +322,8 @@ export class EtcdMember {
     this.tail = [];
     this.partial = '';
     const args = etcdArgs(this.config);
-    const [command, argv] = this.deps.setpriv !== undefined ? [this.deps.setpriv, ['--pdeathsig', 'SIGKILL', '--', this.config.binary, ...args]] : [this.config.binary, args];
+    const [command, argv] =
+      this.deps.setpriv !== undefined ? [this.deps.setpriv, ['--pdeathsig', 'SIGKILL', '--', this.config.binary, ...args]] : [this.config.binary, args];
     const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr?.setEncoding('utf8');
@@ -308,13 +340,17 @@ export class EtcdMember {
       this.tail.push(line);
       if (this.tail.length > LOG_TAIL_LINES) this.tail.shift();
       if (this.currentState === 'starting' && SERVING_LINE.test(line)) this.serving();
-      if (/"level":"(error|fatal|panic)"/.test(line)) this.deps.logger.warn({ member: this.config.name, etcd: line.slice(0, 500) }, 'the etcd member logged an error');
+      if (/"level":"(error|fatal|panic)"/.test(line))
+        this.deps.logger.warn({ member: this.config.name, etcd: line.slice(0, 500) }, 'the etcd member logged an error');
     }
   }
 
   private serving(): void {
     this.currentState = 'serving';
-    this.deps.logger.info({ member: this.config.name, client: this.config.clientAddr, peer: this.config.peerAddr, pid: this.child?.pid }, 'the etcd member serves');
+    this.deps.logger.info(
+      { member: this.config.name, client: this.config.clientAddr, peer: this.config.peerAddr, pid: this.child?.pid },
+      'the etcd member serves',
+    );
     for (const waiter of this.readyWaiters) waiter.resolve();
     this.readyWaiters.clear();
   }

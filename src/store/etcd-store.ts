@@ -17,7 +17,18 @@ import type { Static, TSchema } from 'typebox';
 import { MusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ManagerRegistration } from './records.js';
-import { decodeRecord, type Change, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type StoreDump, type Txn } from './cluster-store.js';
+import {
+  decodeRecord,
+  type Change,
+  type ChangeEvent,
+  type ClusterStore,
+  type Entry,
+  type Member,
+  type Ref,
+  type Space,
+  type StoreDump,
+  type Txn,
+} from './cluster-store.js';
 
 /** How to reach an etcd cluster. */
 export interface EtcdConnection {
@@ -126,7 +137,9 @@ export function etcdOptions(connection: EtcdConnection): IOptions {
           },
         }
       : {}),
-    ...(connection.serverName === undefined ? {} : { grpcOptions: { 'grpc.ssl_target_name_override': connection.serverName, 'grpc.default_authority': connection.serverName } }),
+    ...(connection.serverName === undefined
+      ? {}
+      : { grpcOptions: { 'grpc.ssl_target_name_override': connection.serverName, 'grpc.default_authority': connection.serverName } }),
     dialTimeout: CALL_DEADLINE_MS,
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
     faultHandling: {
@@ -211,7 +224,10 @@ export class EtcdStore implements ClusterStore {
 
   async list<S extends TSchema>(space: Space<S>, page: { after?: string; limit?: number } = {}): Promise<(Entry<Static<S>> & { id: string })[]> {
     const start = page.after === undefined ? space.prefix : `${space.prefix}${page.after}\0`;
-    let builder = this.ns.getAll().inRange(new Range(start, prefixEnd(space.prefix))).sort('Key', 'Ascend');
+    let builder = this.ns
+      .getAll()
+      .inRange(new Range(start, prefixEnd(space.prefix)))
+      .sort('Key', 'Ascend');
     if (page.limit !== undefined) builder = builder.limit(page.limit);
     let response;
     try {
@@ -441,7 +457,10 @@ export class EtcdStore implements ClusterStore {
     const live = response.kvs
       .map((kv) => {
         try {
-          return { registration: decodeRecord(ManagerRegistration, kv.key.toString('utf8'), JSON.parse(kv.value.toString('utf8'))), created: Number(kv.create_revision) };
+          return {
+            registration: decodeRecord(ManagerRegistration, kv.key.toString('utf8'), JSON.parse(kv.value.toString('utf8'))),
+            created: Number(kv.create_revision),
+          };
         } catch {
           return undefined;
         }

@@ -138,7 +138,11 @@ function liveTables(records: Buffer[]): { tables: Map<number, number> } | { dama
     return { damage: `the MANIFEST cannot be read (${(error as Error).message})` };
   }
   // LevelDB's recovery refuses a MANIFEST without these.
-  for (const [tag, what] of [[3, 'next file number'], [2, 'log number'], [4, 'last sequence']] as const) {
+  for (const [tag, what] of [
+    [3, 'next file number'],
+    [2, 'log number'],
+    [4, 'last sequence'],
+  ] as const) {
     if (!seen.has(tag)) return { damage: `the MANIFEST has no ${what}` };
   }
   return { tables: new Map([...tables.values()].map((t) => [t.number, t.size])) };

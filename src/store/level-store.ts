@@ -26,7 +26,18 @@ import type { Static, TSchema } from 'typebox';
 import { MusterError } from '../core/errors.js';
 import { levelDamage } from './level-files.js';
 import type { ManagerRegistration } from './records.js';
-import { decodeRecord, type ChangeEvent, type ClusterStore, type Entry, type Member, type Ref, type Space, type Txn, type Change, type StoreDump } from './cluster-store.js';
+import {
+  decodeRecord,
+  type ChangeEvent,
+  type ClusterStore,
+  type Entry,
+  type Member,
+  type Ref,
+  type Space,
+  type Txn,
+  type Change,
+  type StoreDump,
+} from './cluster-store.js';
 
 /** The database a LevelStore runs on: string keys, JSON text values. */
 export type LevelDatabase = AbstractLevel<string | Buffer | Uint8Array, string, string>;

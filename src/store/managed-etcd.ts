@@ -58,7 +58,10 @@ export interface MemberTls {
 }
 
 /** The member addresses of a manager advertised at `advertiseHost`, with the flags that override them. */
-export function memberAddrs(advertiseHost: string, flags: { clientAddr?: string | undefined; peerAddr?: string | undefined }): MemberAddrs & { listenClientAddr: string; listenPeerAddr: string } {
+export function memberAddrs(
+  advertiseHost: string,
+  flags: { clientAddr?: string | undefined; peerAddr?: string | undefined },
+): MemberAddrs & { listenClientAddr: string; listenPeerAddr: string } {
   const client = parseHostPort(flags.clientAddr ?? formatHostPort({ host: advertiseHost, port: ETCD_CLIENT_PORT }), ETCD_CLIENT_PORT);
   const peer = parseHostPort(flags.peerAddr ?? formatHostPort({ host: advertiseHost, port: ETCD_PEER_PORT }), ETCD_PEER_PORT);
   return { clientAddr: formatHostPort(client), peerAddr: formatHostPort(peer), listenClientAddr: formatHostPort(client), listenPeerAddr: formatHostPort(peer) };
@@ -66,7 +69,11 @@ export function memberAddrs(advertiseHost: string, flags: { clientAddr?: string 
 
 /** The TLS files of this manager's member, written (0600 in 0700) each time it starts. */
 export function memberTlsPaths(layout: MemberDirs): { certFile: string; keyFile: string; trustedCaFile: string } {
-  return { certFile: join(layout.etcdTlsDir, 'member.crt'), keyFile: join(layout.etcdTlsDir, 'member.key'), trustedCaFile: join(layout.etcdTlsDir, 'trust.pem') };
+  return {
+    certFile: join(layout.etcdTlsDir, 'member.crt'),
+    keyFile: join(layout.etcdTlsDir, 'member.key'),
+    trustedCaFile: join(layout.etcdTlsDir, 'trust.pem'),
+  };
 }
 
 /**
@@ -114,7 +121,8 @@ export function memberConfig(spec: MemberSpec, params: { layout: MemberDirs; nod
  * they are reached on.
  */
 export function managedConnection(spec: MemberSpec, tls: MemberTls, only?: 'others'): EtcdConnection {
-  const endpoints = only === 'others' ? spec.endpoints.filter((e) => e !== spec.clientAddr) : [spec.clientAddr, ...spec.endpoints.filter((e) => e !== spec.clientAddr)];
+  const endpoints =
+    only === 'others' ? spec.endpoints.filter((e) => e !== spec.clientAddr) : [spec.clientAddr, ...spec.endpoints.filter((e) => e !== spec.clientAddr)];
   return { endpoints, cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME };
 }
 
@@ -177,9 +185,7 @@ export async function memberAnswers(endpoints: string[], tls: MemberTls): Promis
 export class ManagedMembership {
   private cachedHealth: { at: number; members: MemberHealth[] } | undefined;
 
-  constructor(
-    private readonly deps: { client: Etcd3; clusterToken: string; tls: () => MemberTls; logger: Logger; now: () => number },
-  ) {}
+  constructor(private readonly deps: { client: Etcd3; clusterToken: string; tls: () => MemberTls; logger: Logger; now: () => number }) {}
 
   /** Every member, with whether it answers now (each asked directly; cached for a second). */
   async health(): Promise<MemberHealth[]> {
@@ -227,7 +233,9 @@ export class ManagedMembership {
       }
       const clash = list.find((m) => m.peerURLs.includes(peerUrl) && m.name !== '' && m.name !== nodeId);
       if (clash !== undefined) {
-        throw new MusterError('USAGE', `the etcd peer address ${addrs.peerAddr} is taken by manager ${clash.name}`, { hint: 'give this manager another --etcd-peer-addr' });
+        throw new MusterError('USAGE', `the etcd peer address ${addrs.peerAddr} is taken by manager ${clash.name}`, {
+          hint: 'give this manager another --etcd-peer-addr',
+        });
       }
       if (!list.some((m) => m.peerURLs.includes(peerUrl))) {
         try {
@@ -290,10 +298,14 @@ export class ManagedMembership {
     const reachable = remaining.filter((m) => m.healthy).length;
     const quorum = Math.floor(remaining.length / 2) + 1;
     if (reachable < quorum) {
-      throw new MusterError('QUORUM_AT_RISK', `removing manager ${nodeId} would leave ${reachable} reachable of ${remaining.length} store members, fewer than a quorum of ${quorum}`, {
-        details: { reachable, members: members.length, quorum },
-        hint: 'bring the unreachable managers back first (or demote an unreachable one); if a quorum is lost for good, recover with `muster init --force-new-cluster` on a surviving manager',
-      });
+      throw new MusterError(
+        'QUORUM_AT_RISK',
+        `removing manager ${nodeId} would leave ${reachable} reachable of ${remaining.length} store members, fewer than a quorum of ${quorum}`,
+        {
+          details: { reachable, members: members.length, quorum },
+          hint: 'bring the unreachable managers back first (or demote an unreachable one); if a quorum is lost for good, recover with `muster init --force-new-cluster` on a surviving manager',
+        },
+      );
     }
   }
 
@@ -369,7 +381,13 @@ const MEMBER_RESTART_TURN_MS = 120_000;
  * moment; members restarting together would take the quorum down. `restart`
  * resolves once the member serves again, so the next one waits for that.
  */
-export async function restartInTurn(params: { client: Etcd3; clusterId: string; logger: Logger; restart: () => Promise<void>; cancelled?: () => boolean }): Promise<void> {
+export async function restartInTurn(params: {
+  client: Etcd3;
+  clusterId: string;
+  logger: Logger;
+  restart: () => Promise<void>;
+  cancelled?: () => boolean;
+}): Promise<void> {
   const lock = params.client.lock(`/muster/${params.clusterId}/locks/member-restart`).ttl(MEMBER_RESTART_LOCK_TTL_S);
   const deadline = Date.now() + MEMBER_RESTART_TURN_MS;
   for (;;) {
@@ -405,11 +423,15 @@ export async function restartInTurn(params: { client: Etcd3; clusterId: string; 
  * leases reconnect on their own as after any lost connection.
  */
 export function useClientTls(client: Etcd3, tls: MemberTls): void {
-  const donor = new Etcd3({ hosts: 'https://127.0.0.1:1', credentials: { rootCertificate: Buffer.from(tls.rootPem), privateKey: Buffer.from(tls.keyPem), certChain: Buffer.from(tls.certPem) } });
+  const donor = new Etcd3({
+    hosts: 'https://127.0.0.1:1',
+    credentials: { rootCertificate: Buffer.from(tls.rootPem), privateKey: Buffer.from(tls.keyPem), certChain: Buffer.from(tls.certPem) },
+  });
   const next = poolHosts(donor)[0]?.channelCredentials;
   donor.close();
   const hosts = poolHosts(client);
-  if (hosts.length === 0 || next === undefined) throw new MusterError('INTERNAL', 'the etcd client has no hosts to give new credentials (etcd3 changed its connection pool)');
+  if (hosts.length === 0 || next === undefined)
+    throw new MusterError('INTERNAL', 'the etcd client has no hosts to give new credentials (etcd3 changed its connection pool)');
   for (const host of hosts) {
     host.channelCredentials = next;
     host.resetAllServices();
@@ -454,7 +476,9 @@ export function addClientEndpoints(client: Etcd3, endpoints: readonly string[], 
  */
 export async function handOverLead(params: { selfEndpoint: string; tls: MemberTls; logger: Logger }): Promise<void> {
   const { selfEndpoint, tls, logger } = params;
-  const client = new Etcd3(etcdOptions({ endpoints: [selfEndpoint], cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME }));
+  const client = new Etcd3(
+    etcdOptions({ endpoints: [selfEndpoint], cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME }),
+  );
   try {
     const status = await client.maintenance.status();
     if (status.leader !== status.header.member_id) return;

@@ -16,7 +16,6 @@ const Role = Type.Union([Type.Literal('worker'), Type.Literal('manager')]);
 /** The role a certificate names: a node role, an API user, or a node's service certificate. */
 const CertRole = Type.Union([Role, Type.Literal('admin'), Type.Literal('service')]);
 
-
 /** A secret sealed under the cluster data key (AES-256-GCM): nonce and ciphertext with its tag, base64. */
 export const Sealed = Type.Object({ alg: Type.Literal('A256GCM'), iv: Type.String(), data: Type.String() });
 export type Sealed = Type.Static<typeof Sealed>;
@@ -160,7 +159,9 @@ export const NodeRecord = Type.Object({
   /** The newest certificate of each of the node's services, by service name: revoked with the node, shown as superseded once replaced. */
   services: Type.Optional(Type.Record(Type.String(), Type.Object({ serial: Type.String(), notAfter: Millis }))),
   /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
-  superseded: Type.Optional(Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) }))),
+  superseded: Type.Optional(
+    Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) })),
+  ),
 });
 export type NodeRecord = Type.Static<typeof NodeRecord>;
 

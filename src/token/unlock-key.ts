@@ -39,7 +39,8 @@ export function parseUnlockKey(text: string): Buffer {
   if (!/^[A-Za-z0-9+/]{43}$/.test(body)) throw new MusterError('UNLOCK_KEY_INVALID', `an unlock key is ${UNLOCK_KEY_PREFIX} and 43 base64 characters`);
   const key = Buffer.from(body, 'base64');
   // The last character carries 2 padding bits: only one spelling per key.
-  if (key.length !== UNLOCK_KEY_BYTES || formatUnlockKey(key) !== trimmed) throw new MusterError('UNLOCK_KEY_INVALID', 'the unlock key does not decode to 32 bytes');
+  if (key.length !== UNLOCK_KEY_BYTES || formatUnlockKey(key) !== trimmed)
+    throw new MusterError('UNLOCK_KEY_INVALID', 'the unlock key does not decode to 32 bytes');
   return key;
 }
 
@@ -56,4 +57,3 @@ export function keyEncryptionKey(unlockKey: Buffer): Buffer {
 export function unlockKeyId(unlockKey: Buffer): string {
   return derive(unlockKey, 'muster autolock: key id', 8).toString('hex');
 }
-

@@ -66,7 +66,7 @@ describe('a running node and the CRL', () => {
       hits.set('founder', []);
       await agent.poll(); // answered by m2 (it still serves): announces the new list; the node fetches it and sees m2 on it
       expect(agent.crlNumber).toBeGreaterThanOrEqual(announced);
-      expect(logger.records.some((r) => r.message === "the manager this node talked to is on the CRL; moving to another")).toBe(true);
+      expect(logger.records.some((r) => r.message === 'the manager this node talked to is on the CRL; moving to another')).toBe(true);
       hits.set('m2', []);
       await agent.poll(); // m2's certificate is refused at the handshake now; the founder answers
       expect(hits.get('m2')).toEqual([]);

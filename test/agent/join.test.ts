@@ -21,7 +21,16 @@ const TOKEN = 'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxw
 describe('joinCluster', () => {
   it('refuses a malformed token before contacting anyone', async () => {
     const lines: string[] = [];
-    const error = await joinCluster({ token: 'invalidtoken', managerAddr: '127.0.0.1:1', layout: dataDirLayout(scratch.path('a')), hostname: 'h', clock: new FakeClock(), random: systemRandom, logger: recordingLogger(), progress: (l) => lines.push(l) }).catch((e: unknown) => e);
+    const error = await joinCluster({
+      token: 'invalidtoken',
+      managerAddr: '127.0.0.1:1',
+      layout: dataDirLayout(scratch.path('a')),
+      hostname: 'h',
+      clock: new FakeClock(),
+      random: systemRandom,
+      logger: recordingLogger(),
+      progress: (l) => lines.push(l),
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MusterError);
     expect((error as MusterError).code).toBe('TOKEN_INVALID');
     expect(lines).toEqual([]);
@@ -32,7 +41,17 @@ describe('joinCluster', () => {
     const lines: string[] = [];
     const dir = scratch.path('b');
     let settled: unknown;
-    const joining = joinCluster({ token: TOKEN, managerAddr: '127.0.0.1:1', layout: dataDirLayout(dir), hostname: 'h', clock, random: half, logger: recordingLogger(), progress: (l) => lines.push(l), retry: { attempts: 3, delayMs: 1000 } }).then(
+    const joining = joinCluster({
+      token: TOKEN,
+      managerAddr: '127.0.0.1:1',
+      layout: dataDirLayout(dir),
+      hostname: 'h',
+      clock,
+      random: half,
+      logger: recordingLogger(),
+      progress: (l) => lines.push(l),
+      retry: { attempts: 3, delayMs: 1000 },
+    }).then(
       () => (settled = 'joined'),
       (e: unknown) => (settled = e),
     );
@@ -66,7 +85,17 @@ describe('joinCluster', () => {
       const lines: string[] = [];
       const waits: number[] = [];
       let settled: unknown;
-      const joining = joinCluster({ token: wrong, managerAddr, layout: dataDirLayout(scratch.path('limited')), hostname: 'h', clock: t.clock, random: half, logger: recordingLogger(), progress: (l) => lines.push(l), retry: { attempts: 3, delayMs: 1000 } }).then(
+      const joining = joinCluster({
+        token: wrong,
+        managerAddr,
+        layout: dataDirLayout(scratch.path('limited')),
+        hostname: 'h',
+        clock: t.clock,
+        random: half,
+        logger: recordingLogger(),
+        progress: (l) => lines.push(l),
+        retry: { attempts: 3, delayMs: 1000 },
+      }).then(
         () => (settled = 'joined'),
         (e: unknown) => (settled = e),
       );
@@ -80,13 +109,23 @@ describe('joinCluster', () => {
       }
       await joining;
       expect(waits).toEqual([40_000]); // the manager's Retry-After, not the 500 ms backoff
-      expect(lines[1]).toBe(`the manager limits failed joins from this address and asks to wait until ${new Date(t.clock.now()).toISOString()}; attempt 1 of 3 failed`);
+      expect(lines[1]).toBe(
+        `the manager limits failed joins from this address and asks to wait until ${new Date(t.clock.now()).toISOString()}; attempt 1 of 3 failed`,
+      );
       expect((settled as MusterError).code).toBe('TOKEN_REJECTED'); // then the token's own refusal, at once
       expect(lines).toHaveLength(2);
 
       // The right token from the same address gets through the lockout.
       for (let i = 0; i < 10; i++) await t.caServer.preflight(wrong, '127.0.0.1').catch(() => undefined);
-      const joined = await joinCluster({ token: real, managerAddr, layout: dataDirLayout(scratch.path('right')), hostname: 'h2', clock: t.clock, random: half, logger: recordingLogger() });
+      const joined = await joinCluster({
+        token: real,
+        managerAddr,
+        layout: dataDirLayout(scratch.path('right')),
+        hostname: 'h2',
+        clock: t.clock,
+        random: half,
+        logger: recordingLogger(),
+      });
       expect(joined.state.role).toBe('worker');
     } finally {
       await app.close();

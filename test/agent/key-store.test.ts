@@ -26,7 +26,16 @@ const ca = loadSigningCa(createRootCa({ clusterId: 'c', clock, random: systemRan
 /** A real key and the certificate the CA issued for it. */
 function makePair(tag: string) {
   const key = generateNodeKeySync();
-  const issued = issueCertificate({ ca, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'worker', commonName: tag, clusterId: 'c', validityMs: 3_600_000, clock, random: systemRandom });
+  const issued = issueCertificate({
+    ca,
+    csr: parseCsr(createCsr({ privateKey: key.privateKey })),
+    role: 'worker',
+    commonName: tag,
+    clusterId: 'c',
+    validityMs: 3_600_000,
+    clock,
+    random: systemRandom,
+  });
   return { keyPem: key.privateKeyPem, certPem: issued.certPem, rootPem: ca.certPem };
 }
 
@@ -98,12 +107,24 @@ describe('KeyStore', () => {
   it.each([
     ['a short key and an empty certificate (a full disk)', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem.slice(0, 241), cert: '' })],
     ['a certificate for another key', (pending: ReturnType<typeof makePair>) => ({ key: pending.keyPem, cert: makePair('other').certPem })],
-    ['a certificate from another root', (_pending: ReturnType<typeof makePair>) => {
-      const foreign = loadSigningCa(createRootCa({ clusterId: 'x', clock, random: systemRandom }));
-      const key = generateNodeKeySync();
-      const cert = issueCertificate({ ca: foreign, csr: parseCsr(createCsr({ privateKey: key.privateKey })), role: 'worker', commonName: 'foreign', clusterId: 'x', validityMs: 3_600_000, clock, random: systemRandom });
-      return { key: key.privateKeyPem, cert: cert.certPem };
-    }],
+    [
+      'a certificate from another root',
+      (_pending: ReturnType<typeof makePair>) => {
+        const foreign = loadSigningCa(createRootCa({ clusterId: 'x', clock, random: systemRandom }));
+        const key = generateNodeKeySync();
+        const cert = issueCertificate({
+          ca: foreign,
+          csr: parseCsr(createCsr({ privateKey: key.privateKey })),
+          role: 'worker',
+          commonName: 'foreign',
+          clusterId: 'x',
+          validityMs: 3_600_000,
+          clock,
+          random: systemRandom,
+        });
+        return { key: key.privateKeyPem, cert: cert.certPem };
+      },
+    ],
   ])('recovery never moves an unsound pending pair into place: %s', async (_name, make) => {
     const layout = dataDirLayout(fresh('node'));
     await new KeyStore(layout).ensureDirs();
@@ -169,7 +190,10 @@ describe('KeyStore', () => {
     const body = Buffer.from(lines.slice(1, -1).join(''), 'base64');
     body[body.length - 20] = body[body.length - 20]! ^ 0x04; // in the ciphertext, before the tag
     writeFileSync(layout.nodeKey, `${lines[0]}\n${body.toString('base64')}\n${lines.at(-1)}\n`, { mode: 0o600 });
-    const failed = await store.load().then(() => undefined, (error: unknown) => error);
+    const failed = await store.load().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     expect(failed).toBeInstanceOf(MusterError);
     // Refused as tampered (the tag), not read as some other key that then fails to match its certificate.
     expect(failed).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });

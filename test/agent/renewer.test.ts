@@ -125,7 +125,11 @@ describe('Renewer backoff', () => {
 
   it('retries after failures until the manager is back, then renews', async () => {
     let down = true;
-    const { clock, renewer, renewals, logger, held } = harness({ seed: 5, lifetime: 24 * HOUR, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
+    const { clock, renewer, renewals, logger, held } = harness({
+      seed: 5,
+      lifetime: 24 * HOUR,
+      fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined),
+    });
     renewer.start();
     clock.advance(renewer.nextRenewalAt! - clock.now());
     await flush();
@@ -149,7 +153,11 @@ describe('Renewer backoff', () => {
 
   it('keeps trying past expiry while the managers are down (they accept the expired key within the grace), without a tight loop', async () => {
     let down = true;
-    const { clock, renewer, renewals, fatal, held } = harness({ seed: 2, lifetime: 24 * HOUR, fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined) });
+    const { clock, renewer, renewals, fatal, held } = harness({
+      seed: 2,
+      lifetime: 24 * HOUR,
+      fail: () => (down ? new MusterError('MANAGER_UNREACHABLE') : undefined),
+    });
     const expiry = held().notAfter;
     renewer.start();
     for (let i = 0; i < 200 && clock.now() < expiry + 6 * HOUR; i++) {
@@ -201,7 +209,10 @@ describe('Renewer backoff', () => {
   });
 
   it('stops plainly when the managers say the certificate expired beyond the grace', async () => {
-    const { clock, renewer, fatal, logger } = harness({ seed: 3, fail: () => new MusterError('CERT_EXPIRED', 'the certificate expired on 2026-01-01T00:00:00.000Z, longer ago than the renewal grace') });
+    const { clock, renewer, fatal, logger } = harness({
+      seed: 3,
+      fail: () => new MusterError('CERT_EXPIRED', 'the certificate expired on 2026-01-01T00:00:00.000Z, longer ago than the renewal grace'),
+    });
     renewer.start();
     clock.advance(renewer.nextRenewalAt! - clock.now());
     await flush();
@@ -313,7 +324,11 @@ describe('Renewer in a session (issue 20)', () => {
   /** How long after being told (once, with `told`) the renewal of seed `seed` starts; the clock moves a second at a time up to `maxS`. */
   async function spreadDelay(seed: number, told: RenewAdvice, maxS: number): Promise<number> {
     let asked = false;
-    const { clock, renewer, renewals } = harness({ seed, session: true, lifetime: 90 * 24 * HOUR, advice: () => {
+    const { clock, renewer, renewals } = harness({
+      seed,
+      session: true,
+      lifetime: 90 * 24 * HOUR,
+      advice: () => {
         if (asked) return { renewNow: false };
         asked = true;
         return told;
@@ -351,7 +366,11 @@ describe('Renewer in a session (issue 20)', () => {
     expect(Math.max(...waited)).toBeGreaterThan(60_000);
 
     let asked = false;
-    const { clock, renewer, renewals } = harness({ seed: 9, session: true, lifetime: 90 * 24 * HOUR, advice: () => {
+    const { clock, renewer, renewals } = harness({
+      seed: 9,
+      session: true,
+      lifetime: 90 * 24 * HOUR,
+      advice: () => {
         if (asked) return { renewNow: false };
         asked = true;
         return { renewNow: true, reason: 'role-change' };

@@ -23,7 +23,10 @@ let caller: () => Promise<Caller>;
 
 beforeAll(async () => {
   cluster = await foundTestCluster();
-  const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, hostname: 'web-1', managerAddr: '10.0.0.7:4377' }, '10.0.0.7');
+  const joined = await cluster.caServer.join(
+    { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, hostname: 'web-1', managerAddr: '10.0.0.7:4377' },
+    '10.0.0.7',
+  );
   const cert = new X509Certificate(joined.certificate);
   // Read each time: the node record changes as its service certificates are recorded.
   caller = () => cluster.authoriser.authorize(cert, NODES);
@@ -68,7 +71,9 @@ describe('service certificate hooks', () => {
     const added = await certs.add(definition('flaky', { exec: ['test', '-e', flag] }));
     expect(added.hook).toMatchObject({ runs: 1, failures: 1, lastError: 'exited 1' });
     expect(added.sans).toEqual(['web-1', '10.0.0.7']);
-    expect(logger.records.some((r) => r.level === 'warn' && r.message.includes('the hook of service certificate flaky failed (exited 1); retrying'))).toBe(true);
+    expect(logger.records.some((r) => r.level === 'warn' && r.message.includes('the hook of service certificate flaky failed (exited 1); retrying'))).toBe(
+      true,
+    );
     const retryAt = Date.parse(added.hook.nextRetryAt!);
     // Nothing runs before the backoff is up.
     cluster.clock.advance(retryAt - cluster.clock.now() - 1);

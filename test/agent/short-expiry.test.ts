@@ -139,7 +139,8 @@ function gaps(certs: readonly Held[]): string[] {
   for (let i = 1; i < certs.length; i++) {
     const before = certs[i - 1]!;
     const next = certs[i]!;
-    if (next.heldFrom >= before.notAfter) found.push(`certificate ${i} arrived ${(next.heldFrom - before.notAfter) / 1000}s after certificate ${i - 1} expired`);
+    if (next.heldFrom >= before.notAfter)
+      found.push(`certificate ${i} arrived ${(next.heldFrom - before.notAfter) / 1000}s after certificate ${i - 1} expired`);
     if (next.notBefore > before.notAfter) found.push(`certificate ${i} starts after certificate ${i - 1} ends`);
   }
   return found;
@@ -157,7 +158,8 @@ describe('a cluster at --cert-expiry 5m', () => {
   it('keeps every node certificate valid across six lifetimes, with no gap between a certificate and its successor', async () => {
     const start = t.clock.now();
     await run(nodes, 6 * LIFETIME, () => {
-      for (const node of nodes) expect(node.agent.notAfter, `${node.id} holds a valid certificate at ${t.clock.now() - start} ms`).toBeGreaterThan(t.clock.now());
+      for (const node of nodes)
+        expect(node.agent.notAfter, `${node.id} holds a valid certificate at ${t.clock.now() - start} ms`).toBeGreaterThan(t.clock.now());
     });
     for (const node of nodes) {
       expect(gaps(node.certs)).toEqual([]);

@@ -93,7 +93,12 @@ describe('ApiClient', () => {
     await real.close();
     const node = nodes[0]!;
     const { role: _role, ...roleless } = node;
-    for (const body of [{ nodes: [roleless] }, { nodes: [{ ...node, labels: { zone: 1 } }] }, { nodes: [{ ...node, createdAt: 'yesterday' }] }, { nodes: node }]) {
+    for (const body of [
+      { nodes: [roleless] },
+      { nodes: [{ ...node, labels: { zone: 1 } }] },
+      { nodes: [{ ...node, createdAt: 'yesterday' }] },
+      { nodes: node },
+    ]) {
       const fake = await fakeManager((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)));
       const client = new ApiClient({ managers: [fake.address], tls: tls() });
       try {
@@ -119,7 +124,10 @@ describe('ApiClient', () => {
     const fake = await fakeManager((res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy error</html>'));
     const client = new ApiClient({ managers: [fake.address], tls: tls() });
     try {
-      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({ code: 'MANAGER_ERROR', message: 'the manager sent a response that is not JSON (HTTP 200)' });
+      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({
+        code: 'MANAGER_ERROR',
+        message: 'the manager sent a response that is not JSON (HTTP 200)',
+      });
     } finally {
       await client.close();
       await stop(fake.server);
@@ -131,7 +139,10 @@ describe('ApiClient', () => {
     const client = new ApiClient({ managers: [fake.address], tls: tls(), timeoutMs: 300 });
     try {
       const started = Date.now();
-      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({ code: 'MANAGER_UNREACHABLE', message: `the manager at ${fake.address} did not answer in time` });
+      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({
+        code: 'MANAGER_UNREACHABLE',
+        message: `the manager at ${fake.address} did not answer in time`,
+      });
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
       await client.close();

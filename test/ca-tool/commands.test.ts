@@ -52,7 +52,8 @@ beforeAll(async () => {
 }, slow(60_000));
 
 /** `openssl verify -x509_strict` of a certificate file against cluster.crt. */
-const strictVerify = (file: string, extra: string[] = [], caFile = join(ca, 'cluster.crt')) => opensslStatus(['verify', '-x509_strict', ...extra, '-CAfile', caFile, file]);
+const strictVerify = (file: string, extra: string[] = [], caFile = join(ca, 'cluster.crt')) =>
+  opensslStatus(['verify', '-x509_strict', ...extra, '-CAfile', caFile, file]);
 
 /** Runs a muster-ca command that must succeed. */
 async function made(argv: string[], cwd = ca): Promise<CaRun> {
@@ -118,7 +119,13 @@ function checkLeaf(dir: string, files: { cert: string; key: string }, expected: 
   expect(Date.parse(x.validFrom)).toBeGreaterThanOrEqual(Date.parse(root.validFrom));
   expect(Date.parse(x.validFrom)).toBeLessThanOrEqual(Date.now());
   const ext = extensionsOf(pem);
-  const oids = [OID.basicConstraints, OID.subjectKeyIdentifier, OID.authorityKeyIdentifier, ...(expected.san === undefined ? [] : [OID.subjectAltName]), ...(expected.eku === undefined ? [] : [OID.extKeyUsage])];
+  const oids = [
+    OID.basicConstraints,
+    OID.subjectKeyIdentifier,
+    OID.authorityKeyIdentifier,
+    ...(expected.san === undefined ? [] : [OID.subjectAltName]),
+    ...(expected.eku === undefined ? [] : [OID.extKeyUsage]),
+  ];
   expect([...ext.keys()]).toEqual(oids);
   expect(ext.get(OID.basicConstraints)!.critical).toBe(true);
   expect(ext.get(OID.basicConstraints)!.value.children()).toEqual([]); // CA:FALSE
@@ -128,7 +135,13 @@ function checkLeaf(dir: string, files: { cert: string; key: string }, expected: 
     const names = ext.get(OID.subjectAltName)!.value.children();
     expect(names.map((n) => [n.tag, n.content])).toEqual([[expected.sanName.tag, expected.sanName.content]]);
   }
-  if (expected.eku !== undefined) expect(ext.get(OID.extKeyUsage)!.value.children().map((n) => n.oid())).toEqual(expected.eku);
+  if (expected.eku !== undefined)
+    expect(
+      ext
+        .get(OID.extKeyUsage)!
+        .value.children()
+        .map((n) => n.oid()),
+    ).toEqual(expected.eku);
   expect(x.publicKey.asymmetricKeyType).toBe(expected.key === 'rsa4096' ? 'rsa' : 'ec');
   if (expected.key === 'rsa4096') expect(x.publicKey.asymmetricKeyDetails?.modulusLength).toBe(4096);
 
@@ -139,7 +152,9 @@ function checkLeaf(dir: string, files: { cert: string; key: string }, expected: 
 
 describe('muster-ca initialize', () => {
   it('writes cluster.crt and cluster.key, 0600, and says what flocker-ca says', () => {
-    expect(init.stdout).toBe('Created cluster.key and cluster.crt. Please keep cluster.key secret, as anyone who can access it will be able to control your cluster.\n');
+    expect(init.stdout).toBe(
+      'Created cluster.key and cluster.crt. Please keep cluster.key secret, as anyone who can access it will be able to control your cluster.\n',
+    );
     expect(init.stderr).toBe('');
     expect(readdirSync(ca).sort()).toEqual(['cluster.crt', 'cluster.key']);
     expect([modeOf(join(ca, 'cluster.crt')), modeOf(join(ca, 'cluster.key'))]).toEqual([0o600, 0o600]);
@@ -204,19 +219,30 @@ describe('muster-ca create-control-certificate', () => {
     expect(run.stdout).toBe(
       'Created control-control.example.org.crt and control-control.example.org.key\nCopy these files to the directory /etc/flocker on your control service machine.\nRename the files to control-service.crt and control-service.key and set the correct permissions by running chmod 0600 on both files.\n',
     );
-    checkLeaf(ca, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' }, { cn: 'control-service', san: 'DNS:control.example.org', sanName: { tag: 0x82, content: Buffer.from('control.example.org') }, key: 'p256' });
+    checkLeaf(
+      ca,
+      { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' },
+      { cn: 'control-service', san: 'DNS:control.example.org', sanName: { tag: 0x82, content: Buffer.from('control.example.org') }, key: 'p256' },
+    );
   });
 
   it('an IP address gets an IP SAN', async () => {
     await made(['create-control-certificate', '127.0.0.1', '--key-type', 'p256']);
-    checkLeaf(ca, { cert: 'control-127.0.0.1.crt', key: 'control-127.0.0.1.key' }, { cn: 'control-service', san: 'IP Address:127.0.0.1', sanName: { tag: 0x87, content: Buffer.of(127, 0, 0, 1) }, key: 'p256' });
+    checkLeaf(
+      ca,
+      { cert: 'control-127.0.0.1.crt', key: 'control-127.0.0.1.key' },
+      { cn: 'control-service', san: 'IP Address:127.0.0.1', sanName: { tag: 0x87, content: Buffer.of(127, 0, 0, 1) }, key: 'p256' },
+    );
   });
 });
 
 describe('muster-ca create-node-certificate', () => {
   it('<uuid>.crt/.key for a new version-4 UUID, printed: CN=node-<uuid>, OU=<root OU>', async () => {
     const run = await made(['create-node-certificate', '--key-type', 'p256']);
-    const uuid = /^Created (\S+)\.crt and \1\.key\. Copy them over to \/etc\/flocker\/node\.crt and \/etc\/flocker\/node\.key on your node machine and make sure to chmod 0600 them\.\n$/.exec(run.stdout)?.[1];
+    const uuid =
+      /^Created (\S+)\.crt and \1\.key\. Copy them over to \/etc\/flocker\/node\.crt and \/etc\/flocker\/node\.key on your node machine and make sure to chmod 0600 them\.\n$/.exec(
+        run.stdout,
+      )?.[1];
     expect(uuid).toMatch(UUID_V4);
     expect(uuid).not.toBe(clusterUuid);
     checkLeaf(ca, { cert: `${uuid}.crt`, key: `${uuid}.key` }, { cn: `node-${uuid}`, key: 'p256' });
@@ -240,7 +266,11 @@ describe('muster-ca create-api-certificate', () => {
 /** An HTTPS server on 127.0.0.1 (a free port) with `cert`/`key`; with `clientCa`, it asks for a client certificate and answers with its CN. */
 async function serve(dir: string, files: { cert: string; key: string }, clientCa?: string): Promise<number> {
   const server = createServer(
-    { cert: readFileSync(join(dir, files.cert)), key: readFileSync(join(dir, files.key)), ...(clientCa === undefined ? {} : { ca: readFileSync(clientCa), requestCert: true, rejectUnauthorized: true }) },
+    {
+      cert: readFileSync(join(dir, files.cert)),
+      key: readFileSync(join(dir, files.key)),
+      ...(clientCa === undefined ? {} : { ca: readFileSync(clientCa), requestCert: true, rejectUnauthorized: true }),
+    },
     (req, res) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate();
       res.end(`hello ${peer.subject?.CN ?? 'anonymous'}\n`);
@@ -260,9 +290,19 @@ describe('the certificates over real TLS', () => {
   }
 
   it('the control certificate serves curl --cacert cluster.crt https://<hostname> (by DNS name through --resolve, and by IP), and not a name it does not carry', async () => {
-    const dir = await own('control', ['create-control-certificate', 'control.example.org', '--key-type', 'p256'], ['create-control-certificate', '127.0.0.1', '--key-type', 'p256']);
+    const dir = await own(
+      'control',
+      ['create-control-certificate', 'control.example.org', '--key-type', 'p256'],
+      ['create-control-certificate', '127.0.0.1', '--key-type', 'p256'],
+    );
     const byName = await serve(dir, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' });
-    const ok = await curl(['--cacert', join(ca, 'cluster.crt'), '--resolve', `control.example.org:${byName}:127.0.0.1`, `https://control.example.org:${byName}/`]);
+    const ok = await curl([
+      '--cacert',
+      join(ca, 'cluster.crt'),
+      '--resolve',
+      `control.example.org:${byName}:127.0.0.1`,
+      `https://control.example.org:${byName}/`,
+    ]);
     expect([ok.exitCode, ok.status, ok.body], ok.stderr).toEqual([0, 200, 'hello anonymous\n']);
     const wrongName = await curl(['--cacert', join(ca, 'cluster.crt'), `https://127.0.0.1:${byName}/`]);
     expect(wrongName.exitCode).toBe(60);
@@ -274,7 +314,17 @@ describe('the certificates over real TLS', () => {
   it("an API certificate authenticates its user with curl --cert (Flocker's example), and is refused as a server certificate", async () => {
     const dir = await own('user', ['create-control-certificate', 'control.example.org', '--key-type', 'p256'], ['create-api-certificate', 'alice']);
     const mutual = await serve(dir, { cert: 'control-control.example.org.crt', key: 'control-control.example.org.key' }, join(ca, 'cluster.crt'));
-    const asUser = await curl(['--cacert', join(ca, 'cluster.crt'), '--cert', join(dir, 'alice.crt'), '--key', join(dir, 'alice.key'), '--resolve', `control.example.org:${mutual}:127.0.0.1`, `https://control.example.org:${mutual}/`]);
+    const asUser = await curl([
+      '--cacert',
+      join(ca, 'cluster.crt'),
+      '--cert',
+      join(dir, 'alice.crt'),
+      '--key',
+      join(dir, 'alice.key'),
+      '--resolve',
+      `control.example.org:${mutual}:127.0.0.1`,
+      `https://control.example.org:${mutual}/`,
+    ]);
     expect([asUser.exitCode, asUser.body], asUser.stderr).toEqual([0, 'hello user-alice\n']);
     const asServer = await serve(dir, { cert: 'alice.crt', key: 'alice.key' });
     const refused = await curl(['--cacert', join(ca, 'cluster.crt'), '--resolve', `user-alice:${asServer}:127.0.0.1`, `https://user-alice:${asServer}/`]);
@@ -295,7 +345,9 @@ describe('--inputpath, --outputpath, --verbose, --help, --version', () => {
 
   it('-v says what was written, on standard error', async () => {
     const run = await made(['-v', 'create-api-certificate', 'erin', '--key-type', 'p256']);
-    expect(run.stderr).toMatch(new RegExp(`^wrote ${join(ca, 'erin.crt')} \\(0600\\): OU=${clusterUuid}, CN=user-erin, serial [0-9A-F]+, valid until 20\\d\\d-`, 'm'));
+    expect(run.stderr).toMatch(
+      new RegExp(`^wrote ${join(ca, 'erin.crt')} \\(0600\\): OU=${clusterUuid}, CN=user-erin, serial [0-9A-F]+, valid until 20\\d\\d-`, 'm'),
+    );
     expect(run.stderr).toContain(`wrote ${join(ca, 'erin.key')} (0600): ECDSA P-256 private key (PKCS#8)\n`);
     const after = await made(['create-api-certificate', 'frank', '--key-type', 'p256', '--verbose']);
     expect(after.stderr).toContain(`wrote ${join(ca, 'frank.crt')} (0600)`);
@@ -337,7 +389,8 @@ describe('--inputpath, --outputpath, --verbose, --help, --version', () => {
 
 describe('refusals: a clear error, and nothing written', () => {
   /** Every file under `dir` with its bytes. */
-  const snapshot = (dir: string): Record<string, string> => Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name)).toString('base64')]));
+  const snapshot = (dir: string): Record<string, string> =>
+    Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name)).toString('base64')]));
 
   it('initialize where a root already is: refused, both files named, the root untouched', async () => {
     const before = snapshot(ca);
@@ -371,7 +424,9 @@ describe('refusals: a clear error, and nothing written', () => {
     copyFileSync(join(ca, 'cluster.crt'), join(empty, 'cluster.crt'));
     const noKey = await runMusterCa(['create-node-certificate', '--key-type', 'p256'], empty);
     expect(noKey.code).toBe(1);
-    expect(noKey.stderr).toContain(`error: unable to load certificate authority file: ${join(empty, 'cluster.key')} does not exist\nhint: run 'muster-ca initialize <name>'`);
+    expect(noKey.stderr).toContain(
+      `error: unable to load certificate authority file: ${join(empty, 'cluster.key')} does not exist\nhint: run 'muster-ca initialize <name>'`,
+    );
     expect(readdirSync(empty)).toEqual(['cluster.crt']);
   });
 

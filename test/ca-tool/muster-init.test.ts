@@ -20,7 +20,9 @@ import { slow } from '../helpers/slowdown.js';
 const { dir, start } = testScope('muster-ca-init-', { env: { MUSTER_POLL_INTERVAL: '1s' } });
 
 describe('muster init --ca-cert cluster.crt --ca-key cluster.key on a muster-ca root', () => {
-  it('founds a working cluster: the token pins the SHA-256 of the root canonical PEM, a worker joins and renews, every node certificate passes openssl verify -x509_strict', { timeout: slow(120_000) }, async () => {
+  it('founds a working cluster: the token pins the SHA-256 of the root canonical PEM, a worker joins and renews, every node certificate passes openssl verify -x509_strict', {
+    timeout: slow(120_000),
+  }, async () => {
     const ca = dir('ca');
     const made = await runMusterCa(['initialize', 'mycluster'], ca); // Flocker's RSA-4096 root, as it is
     expect(made.code, made.stderr).toBe(0);

@@ -1,7 +1,17 @@
 /** muster-ca's certificate profiles as pure functions: time and randomness injected. */
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { buildLeafCertificate, buildRootCertificate, checkClusterName, checkHostname, checkUsername, parseFlockerRoot, uuidV4, FLOCKER_VALIDITY_MS, type CredentialKey } from '../../src/ca-tool/profiles.js';
+import {
+  buildLeafCertificate,
+  buildRootCertificate,
+  checkClusterName,
+  checkHostname,
+  checkUsername,
+  parseFlockerRoot,
+  uuidV4,
+  FLOCKER_VALIDITY_MS,
+  type CredentialKey,
+} from '../../src/ca-tool/profiles.js';
 import { seededRandom } from '../../src/core/random.js';
 import { extensionsOf } from '../helpers/muster-ca.js';
 import { OID } from '../../src/pki/der.js';
@@ -25,17 +35,24 @@ describe('muster-ca profiles', () => {
     const certPem = buildRootCertificate({ name: 'c', clusterUuid: uuidV4(random), key: rootKey, now: T0, random });
     const root = parseFlockerRoot(certPem, rootKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
     expect(root.ca.notAfter - root.ca.notBefore).toBe(FLOCKER_VALIDITY_MS);
-    const early = new X509Certificate(buildLeafCertificate({ root, profile: { kind: 'node', uuid: uuidV4(random) }, publicKey: p256().publicKey, now: T0 + 1000, random }));
+    const early = new X509Certificate(
+      buildLeafCertificate({ root, profile: { kind: 'node', uuid: uuidV4(random) }, publicKey: p256().publicKey, now: T0 + 1000, random }),
+    );
     expect(Date.parse(early.validTo)).toBe(root.ca.notAfter);
     const late = T0 + 19 * 365 * 86_400_000;
-    const leaf = new X509Certificate(buildLeafCertificate({ root, profile: { kind: 'node', uuid: uuidV4(random) }, publicKey: p256().publicKey, now: late, random }));
+    const leaf = new X509Certificate(
+      buildLeafCertificate({ root, profile: { kind: 'node', uuid: uuidV4(random) }, publicKey: p256().publicKey, now: late, random }),
+    );
     expect([Date.parse(leaf.validFrom), Date.parse(leaf.validTo)]).toEqual([late, root.ca.notAfter]);
   });
 
   it('an IPv6 control host gets an iPAddress SAN of 16 bytes', () => {
     const random = seededRandom('v6');
     const rootKey = p256();
-    const root = parseFlockerRoot(buildRootCertificate({ name: 'c', clusterUuid: uuidV4(random), key: rootKey, now: T0, random }), rootKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    const root = parseFlockerRoot(
+      buildRootCertificate({ name: 'c', clusterUuid: uuidV4(random), key: rootKey, now: T0, random }),
+      rootKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    );
     const pem = buildLeafCertificate({ root, profile: { kind: 'control', hostname: checkHostname('fd00::1') }, publicKey: p256().publicKey, now: T0, random });
     expect(new X509Certificate(pem).subjectAltName).toBe('IP Address:FD00:0:0:0:0:0:0:1');
     const name = extensionsOf(pem).get(OID.subjectAltName)!.value.child(0);
@@ -46,11 +63,23 @@ describe('muster-ca profiles', () => {
     expect(checkUsername('alice')).toBe('alice');
     expect(checkUsername('a'.repeat(59))).toBe('a'.repeat(59));
     expect(checkUsername('élodie')).toBe('élodie');
-    for (const bad of ['', '.', '..', '../x', '/etc/x', 'a/b', 'a\\b', 'a\nb', 'a'.repeat(60)]) expect(codeOfSync(() => checkUsername(bad)), JSON.stringify(bad)).toBe('USAGE');
+    for (const bad of ['', '.', '..', '../x', '/etc/x', 'a/b', 'a\\b', 'a\nb', 'a'.repeat(60)])
+      expect(
+        codeOfSync(() => checkUsername(bad)),
+        JSON.stringify(bad),
+      ).toBe('USAGE');
     expect(checkHostname('control.example.org')).toBe('control.example.org');
     expect(checkHostname('10.0.0.1')).toBe('10.0.0.1');
-    for (const bad of ['', '../x', '/etc/x', 'a..b', '-a.org', 'a_b.org', '*.example.org', 'example.org.', `${'a'.repeat(64)}.org`]) expect(codeOfSync(() => checkHostname(bad)), bad).toBe('USAGE');
+    for (const bad of ['', '../x', '/etc/x', 'a..b', '-a.org', 'a_b.org', '*.example.org', 'example.org.', `${'a'.repeat(64)}.org`])
+      expect(
+        codeOfSync(() => checkHostname(bad)),
+        bad,
+      ).toBe('USAGE');
     expect(checkClusterName('mycluster')).toBe('mycluster');
-    for (const bad of ['', 'a'.repeat(65), 'a\tb']) expect(codeOfSync(() => checkClusterName(bad)), bad).toBe('USAGE');
+    for (const bad of ['', 'a'.repeat(65), 'a\tb'])
+      expect(
+        codeOfSync(() => checkClusterName(bad)),
+        bad,
+      ).toBe('USAGE');
   });
 });

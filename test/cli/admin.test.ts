@@ -49,7 +49,24 @@ afterAll(async () => {
 });
 
 describe('--help', () => {
-  const commands = [[], ['init'], ['join'], ['run'], ['join-token'], ['update'], ['node'], ['node', 'ls'], ['node', 'inspect'], ['node', 'rm'], ['node', 'promote'], ['node', 'demote'], ['ca'], ['ca', 'create-api-certificate'], ['ca', 'revoke-api-certificate'], ['leave']];
+  const commands = [
+    [],
+    ['init'],
+    ['join'],
+    ['run'],
+    ['join-token'],
+    ['update'],
+    ['node'],
+    ['node', 'ls'],
+    ['node', 'inspect'],
+    ['node', 'rm'],
+    ['node', 'promote'],
+    ['node', 'demote'],
+    ['ca'],
+    ['ca', 'create-api-certificate'],
+    ['ca', 'revoke-api-certificate'],
+    ['leave'],
+  ];
   it.each(commands.map((c) => [c.join(' ') || '(none)', c]))('muster %s --help', async (_name, command) => {
     const result = await cli([...(command as string[]), '--help']);
     expect(result.code).toBe(0);
@@ -93,7 +110,9 @@ describe('join-token', () => {
     expect(fresh).not.toBe(old);
     const refused = await runMuster(['join', '--token', old, address, '--data-dir', scratch.path('stale-node')]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/error: the join token was not accepted\nhint: the token may have been rotated, expired, used up, or belong to another cluster/);
+    expect(refused.stderr).toMatch(
+      /error: the join token was not accepted\nhint: the token may have been rotated, expired, used up, or belong to another cluster/,
+    );
     expect(existsSync(join(scratch.path('stale-node'), 'node.json'))).toBe(false);
     const joined = runInProcess(['join', '--token', fresh, address, '--data-dir', scratch.path('fresh-node')]);
     await joined.ready;
@@ -103,14 +122,14 @@ describe('join-token', () => {
 });
 
 describe('update --cert-expiry', () => {
-  it.each([['4m59s', 'CERT_EXPIRY_TOO_SHORT', "error: certificate expiry 4m59s is below the minimum of 5m\nhint: use --cert-expiry 5m or longer\n"], ['soon', 'DURATION_INVALID', 'error: invalid duration "soon"\nhint: write durations like \'90m\', \'1h\', \'2160h\' or \'90d\'\n']])(
-    'refuses %s with exit 2',
-    async (value, _code, stderr) => {
-      const result = await cli(['update', '--cert-expiry', value, '--data-dir', managerDir]);
-      expect(result.code).toBe(2);
-      expect(result.stderr).toBe(stderr);
-    },
-  );
+  it.each([
+    ['4m59s', 'CERT_EXPIRY_TOO_SHORT', 'error: certificate expiry 4m59s is below the minimum of 5m\nhint: use --cert-expiry 5m or longer\n'],
+    ['soon', 'DURATION_INVALID', "error: invalid duration \"soon\"\nhint: write durations like '90m', '1h', '2160h' or '90d'\n"],
+  ])('refuses %s with exit 2', async (value, _code, stderr) => {
+    const result = await cli(['update', '--cert-expiry', value, '--data-dir', managerDir]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(stderr);
+  });
 
   it.each([['90m'], ['90d'], ['2160h']])('accepts %s', async (value) => {
     const result = await cli(['update', '--cert-expiry', value, '--data-dir', managerDir]);
@@ -136,13 +155,21 @@ describe('--external-ca with a plain http:// URL', () => {
     const rootFile = scratch.write('http-ca-root.pem', createRootCa({ clusterId: 'httpca', clock: systemClock, random: systemRandom }).certPem);
     const spec = 'protocol=cfssl,url=http://127.0.0.1:9';
     const initArgv = ['init', '--data-dir', scratch.path('http-ca'), '--listen-addr', '127.0.0.1:0', '--ca-cert', rootFile, '--external-ca', spec];
-    for (const argv of [initArgv, ['update', '--external-ca', spec, '--data-dir', managerDir], ['ca', '--rotate', '--ca-cert', rootFile, '--external-ca', spec, '--data-dir', managerDir]]) {
+    for (const argv of [
+      initArgv,
+      ['update', '--external-ca', spec, '--data-dir', managerDir],
+      ['ca', '--rotate', '--ca-cert', rootFile, '--external-ca', spec, '--data-dir', managerDir],
+    ]) {
       const refused = await cli(argv);
       expect(refused.code, argv[0]).toBe(2);
-      expect(refused.stderr, argv[0]).toMatch(/^error: --external-ca url http:\/\/127\.0\.0\.1:9 is plain http: .*\nhint: use https:\/\/.*--external-ca-insecure/);
+      expect(refused.stderr, argv[0]).toMatch(
+        /^error: --external-ca url http:\/\/127\.0\.0\.1:9 is plain http: .*\nhint: use https:\/\/.*--external-ca-insecure/,
+      );
     }
     expect(existsSync(join(scratch.path('http-ca'), 'node.json'))).toBe(false);
-    expect((await cli(['update', '--external-ca-insecure', '--cert-expiry', '2160h', '--data-dir', managerDir])).stderr).toMatch(/--external-ca-insecure goes with --external-ca/);
+    expect((await cli(['update', '--external-ca-insecure', '--cert-expiry', '2160h', '--data-dir', managerDir])).stderr).toMatch(
+      /--external-ca-insecure goes with --external-ca/,
+    );
     // With the flag the URL is taken: init goes on to ask that CA for its certificate (nothing listens there) and fails on that.
     const insecure = await cli([...initArgv, '--external-ca-insecure']);
     expect(insecure.code).toBe(1);
@@ -157,7 +184,9 @@ describe('node', () => {
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+MANAGER STATUS\s+CERT EXPIRES\s+LAST SEEN$/);
-    expect(lines.find((line) => line.startsWith(managerId))).toMatch(new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours|minutes)\\s+\\d+ seconds? ago$`));
+    expect(lines.find((line) => line.startsWith(managerId))).toMatch(
+      new RegExp(`^${managerId} \\*\\s+\\S+\\s+manager\\s+ready\\s+Leader\\s+in \\d+ (days|hours|minutes)\\s+\\d+ seconds? ago$`),
+    );
     const column = (line: string): number => line.indexOf('ROLE');
     const roleAt = column(lines[0]!);
     for (const line of lines.slice(1)) expect(line.slice(roleAt)).toMatch(/^(manager|worker)/);
@@ -188,13 +217,26 @@ describe('node', () => {
     expect(forced.stdout).toBe(`Node ${nodeId} removed; its certificate is refused from now on.\n`);
     // its certificate is refused from then on
     const c = join(dir, 'certificates');
-    const self = await curl(['--cacert', join(c, 'root-ca.crt'), '--cert', join(c, 'node.crt'), '--key', join(c, 'node.key'), `https://${address}/v1/nodes/self`]);
+    const self = await curl([
+      '--cacert',
+      join(c, 'root-ca.crt'),
+      '--cert',
+      join(c, 'node.crt'),
+      '--key',
+      join(c, 'node.key'),
+      `https://${address}/v1/nodes/self`,
+    ]);
     expect(self.status).toBe(403);
     await worker.stop();
-    for (const argv of [['node', 'demote', managerId], ['node', 'rm', '-f', managerId]]) {
+    for (const argv of [
+      ['node', 'demote', managerId],
+      ['node', 'rm', '-f', managerId],
+    ]) {
       const last = await cli([...argv, '--data-dir', managerDir]);
       expect(last.code).toBe(1);
-      expect(last.stderr).toMatch(/error: cannot (demote|remove) \S+: it is the last serving manager of the cluster\nhint: a cluster on the embedded store has exactly one manager\n/);
+      expect(last.stderr).toMatch(
+        /error: cannot (demote|remove) \S+: it is the last serving manager of the cluster\nhint: a cluster on the embedded store has exactly one manager\n/,
+      );
     }
   });
 });
@@ -253,7 +295,15 @@ describe('ca create-api-certificate and remote use', () => {
     const worker = runInProcess(['join', '--token', token, address, '--data-dir', dir]);
     await worker.ready;
     const c = join(dir, 'certificates');
-    const forbidden = await curl(['--cacert', join(c, 'root-ca.crt'), '--cert', join(c, 'node.crt'), '--key', join(c, 'node.key'), `https://${address}/v1/nodes`]);
+    const forbidden = await curl([
+      '--cacert',
+      join(c, 'root-ca.crt'),
+      '--cert',
+      join(c, 'node.crt'),
+      '--key',
+      join(c, 'node.key'),
+      `https://${address}/v1/nodes`,
+    ]);
     expect(forbidden.status).toBe(403);
     await worker.stop();
   });
@@ -296,7 +346,9 @@ describe('ca create-api-certificate and remote use', () => {
   it('a manager that is not running is reported plainly', async () => {
     const result = await runMuster(['node', 'ls', '--host', '127.0.0.1:1', '--tls-cert', aliceCert, '--tls-key', aliceKey, '--tls-ca', join(out, 'ca.pem')]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: cannot reach the manager at 127\.0\.0\.1:1: ECONNREFUSED\nhint: check the address and that the manager is running\n$/);
+    expect(result.stderr).toMatch(
+      /^error: cannot reach the manager at 127\.0\.0\.1:1: ECONNREFUSED\nhint: check the address and that the manager is running\n$/,
+    );
   });
 });
 
@@ -309,7 +361,9 @@ describe('leave', () => {
     await worker.stop();
     const left = await runMuster(['leave', '--data-dir', dir]);
     expect(left.code, left.stderr).toBe(0);
-    expect(left.stdout).toBe(`Node ${nodeId} left the cluster (the managers marked it removed); its key, certificates and node.json were deleted from ${dir}.\n`);
+    expect(left.stdout).toBe(
+      `Node ${nodeId} left the cluster (the managers marked it removed); its key, certificates and node.json were deleted from ${dir}.\n`,
+    );
     expect(existsSync(join(dir, 'certificates'))).toBe(false);
     expect(existsSync(join(dir, 'node.json'))).toBe(false);
     const node = JSON.parse((await cli(['node', 'inspect', nodeId, '--data-dir', managerDir])).stdout) as { status: string };
@@ -338,7 +392,8 @@ describe('node ls, page by page', () => {
     }
     for (const w of workers.slice(0, 2)) expect((await cli(['node', 'rm', '-f', w.id, '--data-dir', managerDir])).code).toBe(0);
     await Promise.all(workers.map((w) => w.run.stop()));
-    const ls = async (args: string[], pageSize?: string) => cli(['node', 'ls', ...args, '--data-dir', managerDir], pageSize === undefined ? {} : { MUSTER_PAGE_SIZE: pageSize });
+    const ls = async (args: string[], pageSize?: string) =>
+      cli(['node', 'ls', ...args, '--data-dir', managerDir], pageSize === undefined ? {} : { MUSTER_PAGE_SIZE: pageSize });
     const ids = (await ls(['-q', '--all'])).stdout.trim().split('\n');
     expect(ids.length).toBeGreaterThanOrEqual(4); // the manager, the joined nodes, and the removed ones
     expect(ids).toEqual([...ids].sort());

@@ -36,7 +36,11 @@ describe("an API user's folder", () => {
     const layout = { dataDir: dir, certificatesDir: dir, nodeKey: files.key, nodeCert: files.cert, rootCa: files.ca };
     await new KeyStore(layout).writePair(await issued('alice'));
     const next = await issued('alice');
-    const crash = new KeyStore(layout, { afterStep: (step) => { if (step === 'key-renamed') throw new Error('crash'); } });
+    const crash = new KeyStore(layout, {
+      afterStep: (step) => {
+        if (step === 'key-renamed') throw new Error('crash');
+      },
+    });
     await expect(crash.writePair(next)).rejects.toThrow('crash');
     // The new key sits next to the old certificate: read as it is, they would not match.
     expect(new X509Certificate(readFileSync(files.cert)).checkPrivateKey(createPrivateKey(readFileSync(files.key)))).toBe(false);

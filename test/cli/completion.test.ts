@@ -27,7 +27,17 @@ async function script(shell: string): Promise<string> {
 
 /** The whole program, every command loaded. */
 const program = await buildProgram(
-    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
+  {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: {},
+    uid: 1000,
+    home: '/nonexistent',
+    hostname: hostname(),
+    clock: systemClock,
+    random: systemRandom,
+    waitForStop: () => new Promise(() => {}),
+  },
   () => {},
 );
 
@@ -62,12 +72,26 @@ describe('muster completion', () => {
 
   /** What bash's completion function offers for `words`, the last being the word under the cursor (as bash splits them: '--opt=v' is '--opt' '=' 'v'). */
   const bash = (...words: string[]): string[] => {
-    const out = execFileSync('bash', ['--norc', '--noprofile', '-c', 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _muster; printf "%s\\n" "${COMPREPLY[@]}"', 'bash', bashFile, ...words], { cwd: files, encoding: 'utf8' });
+    const out = execFileSync(
+      'bash',
+      [
+        '--norc',
+        '--noprofile',
+        '-c',
+        'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _muster; printf "%s\\n" "${COMPREPLY[@]}"',
+        'bash',
+        bashFile,
+        ...words,
+      ],
+      { cwd: files, encoding: 'utf8' },
+    );
     return out.split('\n').filter((line) => line !== '');
   };
 
   it('bash: registers _muster for muster', () => {
-    expect(execFileSync('bash', ['--norc', '--noprofile', '-c', 'source "$1"; complete -p muster', 'bash', bashFile], { encoding: 'utf8' }).trim()).toBe('complete -F _muster muster');
+    expect(execFileSync('bash', ['--norc', '--noprofile', '-c', 'source "$1"; complete -p muster', 'bash', bashFile], { encoding: 'utf8' }).trim()).toBe(
+      'complete -F _muster muster',
+    );
   });
 
   it('bash: completes `muster no` to node and `muster node ` to its subcommands', () => {
@@ -105,7 +129,11 @@ describe('muster completion', () => {
 
   it('zsh: the script is valid zsh and registers _muster for muster under compinit', () => {
     execFileSync('zsh', ['-n', zshFile]);
-    const registered = execFileSync('zsh', ['-f', '-c', 'autoload -U compinit && compinit -u -D && source "$1" && print -r -- $_comps[muster]', 'zsh', zshFile], { encoding: 'utf8' });
+    const registered = execFileSync(
+      'zsh',
+      ['-f', '-c', 'autoload -U compinit && compinit -u -D && source "$1" && print -r -- $_comps[muster]', 'zsh', zshFile],
+      { encoding: 'utf8' },
+    );
     expect(registered.trim()).toBe('_muster');
   });
 
@@ -117,7 +145,14 @@ describe('muster completion', () => {
       .split(/^@@\d+\n/m)
       .slice(1)
       .map((block) => [...new Set(block.split('\n').filter((l) => l !== ''))]);
-    expect(offered).toEqual([['node'], ['ls', 'inspect', 'rm', 'update', 'promote', 'demote', 'help'], ['--filter', '--format'], ['debug', 'info', 'warn', 'error'], ['warn'], ['join', 'join-token']]);
+    expect(offered).toEqual([
+      ['node'],
+      ['ls', 'inspect', 'rm', 'update', 'promote', 'demote', 'help'],
+      ['--filter', '--format'],
+      ['debug', 'info', 'warn', 'error'],
+      ['warn'],
+      ['join', 'join-token'],
+    ]);
   });
 
   it('refuses a shell it does not know, with the ones it does (usage error, exit 2)', async () => {

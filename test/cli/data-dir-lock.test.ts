@@ -24,7 +24,8 @@ const built = (path: string): string => new URL(`../../dist/${path}`, import.met
 
 /** A child process that takes the lock of `dir` and holds it until killed. */
 async function holder(dir: string) {
-  const script = "const [{ lockDataDir }, { dataDirLayout }] = await Promise.all([import(process.argv[1]), import(process.argv[2])]); await lockDataDir(dataDirLayout(process.argv[3])); console.log('held'); setInterval(() => {}, 60_000);";
+  const script =
+    "const [{ lockDataDir }, { dataDirLayout }] = await Promise.all([import(process.argv[1]), import(process.argv[2])]); await lockDataDir(dataDirLayout(process.argv[3])); console.log('held'); setInterval(() => {}, 60_000);";
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, built('cli/data-dir-lock.js'), built('config/paths.js'), dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -34,7 +35,9 @@ async function holder(dir: string) {
     child.on('exit', (code) => reject(new Error(`the holder exited ${code}`)));
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  return { pid: child.pid!, kill: async (signal: NodeJS.Signals) => {
+  return {
+    pid: child.pid!,
+    kill: async (signal: NodeJS.Signals) => {
       child.kill(signal);
       return await exited;
     },
@@ -44,7 +47,11 @@ async function holder(dir: string) {
 const LOCK_FILE = 'muster.lock';
 const lockDataDir = (dir: string) => lockLayout(dataDirLayout(dir));
 
-const failure = async (promise: Promise<unknown>): Promise<unknown> => promise.then(() => 'taken', (error: unknown) => error);
+const failure = async (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => 'taken',
+    (error: unknown) => error,
+  );
 
 describe('the data dir lock', () => {
   it('refuses a second holder while the first lives, and is free again once a SIGKILLed holder is gone', async () => {

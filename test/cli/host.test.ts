@@ -16,7 +16,10 @@ describe('parseHostTarget', () => {
 
   it('refuses what it cannot reach with ADDRESS_INVALID and a hint, instead of a lookup of a strange name', () => {
     for (const bad of ['http://10.0.0.1:4377', 'https://m:4377', 'ssh://root@m', 'unix://relative.sock', 'm:4377/path', 'tcp://m:notaport', 'm:99999']) {
-      expect(codeOfSync(() => parseHostTarget(bad)), bad).toBe('ADDRESS_INVALID');
+      expect(
+        codeOfSync(() => parseHostTarget(bad)),
+        bad,
+      ).toBe('ADDRESS_INVALID');
     }
   });
 });

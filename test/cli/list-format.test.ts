@@ -55,14 +55,18 @@ describe('--format of the list commands', () => {
   it('a template prints a line per item: {{.Field}}, {{json .}}, {{json .Field}}, labels as k=v,k=v, \\t and \\n as docker', () => {
     expect(render('{{.ID}} {{.Hostname}}', [A, B])).toBe('a1 alpha\nb2 a-longer-name\n');
     expect(render('{{json .}}', [A])).toBe(`${JSON.stringify(A)}\n`);
-    expect(render('{{.Labels}}|{{json .Labels}}|{{ .ManagerStatus }}|{{json .ManagerStatus}}', [A, B])).toBe('zone=eu,ssd=yes|{"zone":"eu","ssd":"yes"}|Leader|"Leader"\n|{}||null\n');
+    expect(render('{{.Labels}}|{{json .Labels}}|{{ .ManagerStatus }}|{{json .ManagerStatus}}', [A, B])).toBe(
+      'zone=eu,ssd=yes|{"zone":"eu","ssd":"yes"}|Leader|"Leader"\n|{}||null\n',
+    );
     expect(render('{{.ID}}\\t{{.CertNotAfter}}\\n--', [A])).toBe('a1\t2027-01-01T00:00:00.000Z\n--\n');
     expect(render('  {{.ID}}  ', [A])).toBe('a1\n'); // trimmed, as docker's
     expect(render('{{.ID}}', [])).toBe('');
   });
 
   it('table TEMPLATE prints the fields headers and aligned columns, page after page; the header alone for an empty list', () => {
-    expect(render('table {{.ID}}\\t{{.ManagerStatus}}\\t{{.Hostname}}', [A], [B])).toBe('ID   MANAGER STATUS   HOSTNAME\na1   Leader           alpha\nb2                    a-longer-name\n');
+    expect(render('table {{.ID}}\\t{{.ManagerStatus}}\\t{{.Hostname}}', [A], [B])).toBe(
+      'ID   MANAGER STATUS   HOSTNAME\na1   Leader           alpha\nb2                    a-longer-name\n',
+    );
     expect(render('table {{.Hostname}}: {{.ID}}', [A])).toBe('HOSTNAME: ID\nalpha: a1\n');
     expect(render('table {{.ID}}\\t{{.Labels}}', [])).toBe('ID   LABELS\n');
   });

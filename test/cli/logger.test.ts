@@ -16,7 +16,9 @@ function capture(): { out: PassThrough; lines: () => Promise<string[]> } {
   const out = new PassThrough();
   let text = '';
   out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  return { out, lines: async () => {
+  return {
+    out,
+    lines: async () => {
       await new Promise((resolve) => setImmediate(resolve));
       return text.split('\n').filter((l) => l !== '');
     },
@@ -39,7 +41,7 @@ describe('createLogger', () => {
     expect(await c.lines()).toEqual([expect.stringMatching(/^\d{4}-\d\d-\d\dT\S+Z INFO joined {2}nodeId=n1$/)]);
   });
 
-  it("under journald, starts each line with its syslog priority, text by default", async () => {
+  it('under journald, starts each line with its syslog priority, text by default', async () => {
     const c = capture();
     const logger = createLogger({ out: c.out, level: 'debug', journald: true });
     logger.debug('d');
@@ -55,7 +57,9 @@ describe('createLogger', () => {
     expect((await j.lines())[0]).toMatch(/^<4>\{"level":"warn",/);
   });
 
-  it('a muster process under journald writes its error at priority 3; --log-format json is JSON; a bad MUSTER_LOG_FORMAT is a usage error', { timeout: slow(60_000) }, async () => {
+  it('a muster process under journald writes its error at priority 3; --log-format json is JSON; a bad MUSTER_LOG_FORMAT is a usage error', {
+    timeout: slow(60_000),
+  }, async () => {
     const empty = scratch.path('empty');
     const journal = await runMuster(['run', '--data-dir', empty], { env: { JOURNAL_STREAM: '8:12345' } });
     expect(journal.code).toBe(3);

@@ -74,7 +74,12 @@ describe('a join token on the command line', () => {
     const run = start(['join', token, address, '--data-dir', scratch.path('argv-w')]);
     const pid = run.child.pid!;
     const secret = token.split('-')[3]!;
-    const seen = { visible: undefined as number | undefined, hidden: undefined as number | undefined, sighup: undefined as number | undefined, loaded: undefined as number | undefined };
+    const seen = {
+      visible: undefined as number | undefined,
+      hidden: undefined as number | undefined,
+      sighup: undefined as number | undefined,
+      loaded: undefined as number | undefined,
+    };
     const wrong: string[] = [];
     // Read right after spawn: SigCgt first, then cmdline, then maps, so that what the first shows
     // (the entry module ran; the program loaded) already held when the next was read.

@@ -5,7 +5,13 @@ import { apiUserLines, progressLines } from '../../src/cli/rotation-progress.js'
 
 const TARGET = 'ab'.repeat(32);
 const OLD = 'cd'.repeat(32);
-const rotating = (rotated: number, total: number): RotationStatus => ({ rotating: true, rootDigest: OLD, targetDigest: TARGET, startedAt: '2026-11-24T08:00:00.000Z', nodes: { total, rotated } });
+const rotating = (rotated: number, total: number): RotationStatus => ({
+  rotating: true,
+  rootDigest: OLD,
+  targetDigest: TARGET,
+  startedAt: '2026-11-24T08:00:00.000Z',
+  nodes: { total, rotated },
+});
 const done = (total: number): RotationStatus => ({ rotating: false, rootDigest: TARGET, nodes: { total, rotated: total } });
 
 /** Everything printed for a sequence of statuses, as the command prints it. */
@@ -13,7 +19,9 @@ function run(statuses: RotationStatus[]): string {
   let previous: RotationStatus | undefined;
   let out = '';
   for (const status of statuses) {
-    out += progressLines(status, previous, TARGET).map((l) => `${l}\n`).join('');
+    out += progressLines(status, previous, TARGET)
+      .map((l) => `${l}\n`)
+      .join('');
     previous = status;
   }
   return out;

@@ -14,7 +14,11 @@ const failure = (fn: () => unknown): MusterError => {
 
 describe('--external-ca', () => {
   it('takes an https URL', () => {
-    expect(parseExternalCaFlag(`protocol=cfssl,url=https://ca:8888/,authkey=${'ab'.repeat(16)}`)).toEqual({ protocol: 'cfssl', url: 'https://ca:8888', authKeyHex: 'ab'.repeat(16) });
+    expect(parseExternalCaFlag(`protocol=cfssl,url=https://ca:8888/,authkey=${'ab'.repeat(16)}`)).toEqual({
+      protocol: 'cfssl',
+      url: 'https://ca:8888',
+      authKeyHex: 'ab'.repeat(16),
+    });
   });
 
   it('refuses a plain http URL, saying why and how to insist, unless told it is insecure on purpose', () => {

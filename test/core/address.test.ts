@@ -22,4 +22,3 @@ describe('parseHostPort', () => {
     expect(formatHostPort({ host: '127.0.0.1', port: 1 })).toBe('127.0.0.1:1');
   });
 });
-

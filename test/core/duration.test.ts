@@ -21,9 +21,12 @@ describe('parseDuration', () => {
     expect(parseDuration(text)).toBe(ms);
   });
 
-  it.each([[''], ['1'], ['h'], ['1x'], ['-1h'], ['1 h'], [' 1h'], ['1e3h'], ['1h-'], ['1.h'], ['.5h'], ['1H'], ['99999999999d'], ['NaNh']])('refuses %j', (text) => {
-    expect(() => parseDuration(text)).toThrow(expect.objectContaining({ code: 'DURATION_INVALID' }));
-  });
+  it.each([[''], ['1'], ['h'], ['1x'], ['-1h'], ['1 h'], [' 1h'], ['1e3h'], ['1h-'], ['1.h'], ['.5h'], ['1H'], ['99999999999d'], ['NaNh']])(
+    'refuses %j',
+    (text) => {
+      expect(() => parseDuration(text)).toThrow(expect.objectContaining({ code: 'DURATION_INVALID' }));
+    },
+  );
 
   it('names the bad input in the message', () => {
     expect(() => parseDuration('soon')).toThrow('invalid duration "soon"');

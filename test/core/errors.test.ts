@@ -11,8 +11,25 @@ describe('the error catalogue', () => {
   });
 
   it('uses 4xx for everything caused by input and 5xx only for the manager side', () => {
-    const fiveHundreds = Object.entries(ERROR_CATALOGUE).filter(([, s]) => s.status >= 500).map(([c]) => c).sort();
-    expect(fiveHundreds).toEqual(['DATA_KEY_UNAVAILABLE', 'ETCD_MEMBER_FAILED', 'EXTERNAL_CA_ERROR', 'EXTERNAL_CA_UNAVAILABLE', 'FILE_ACCESS', 'INTERNAL', 'ISSUED_CERT_INVALID', 'MANAGER_ERROR', 'MANAGER_LOCKED', 'MANAGER_UNREACHABLE', 'STATE_CORRUPT', 'STORE_CONFLICT', 'STORE_UNAVAILABLE']);
+    const fiveHundreds = Object.entries(ERROR_CATALOGUE)
+      .filter(([, s]) => s.status >= 500)
+      .map(([c]) => c)
+      .sort();
+    expect(fiveHundreds).toEqual([
+      'DATA_KEY_UNAVAILABLE',
+      'ETCD_MEMBER_FAILED',
+      'EXTERNAL_CA_ERROR',
+      'EXTERNAL_CA_UNAVAILABLE',
+      'FILE_ACCESS',
+      'INTERNAL',
+      'ISSUED_CERT_INVALID',
+      'MANAGER_ERROR',
+      'MANAGER_LOCKED',
+      'MANAGER_UNREACHABLE',
+      'STATE_CORRUPT',
+      'STORE_CONFLICT',
+      'STORE_UNAVAILABLE',
+    ]);
   });
 
   it('serialises to the API error body', () => {

@@ -55,11 +55,18 @@ function shaped(schema: PlainSchema, loose: boolean): fc.Arbitrary<unknown> {
     case 'string': {
       const unit = fc.constantFrom('a', 'Z', '0', '.', '-', ':', ' ', 'é', '😀');
       const any = fc.string({ unit, maxLength: (schema.maxLength ?? 8) + 2 });
-      if (schema.format === 'date-time') return either(fc.date({ noInvalidDate: true, min: new Date(0), max: new Date('9999-12-31') }).map((d) => d.toISOString()), fc.oneof(fc.constantFrom(...DATE_TIMES), any));
+      if (schema.format === 'date-time')
+        return either(
+          fc.date({ noInvalidDate: true, min: new Date(0), max: new Date('9999-12-31') }).map((d) => d.toISOString()),
+          fc.oneof(fc.constantFrom(...DATE_TIMES), any),
+        );
       if (schema.pattern !== undefined) return either(fc.stringMatching(new RegExp(schema.pattern, 'u')), any);
       const min = schema.minLength ?? 0;
       const max = Math.min(schema.maxLength ?? 8, 12);
-      return either(fc.string({ unit, minLength: min, maxLength: Math.max(min, max) }), fc.string({ unit, minLength: Math.max(min - 1, 0), maxLength: (schema.maxLength ?? 8) + 1 }));
+      return either(
+        fc.string({ unit, minLength: min, maxLength: Math.max(min, max) }),
+        fc.string({ unit, minLength: Math.max(min - 1, 0), maxLength: (schema.maxLength ?? 8) + 1 }),
+      );
     }
     case 'integer':
     case 'number':
@@ -78,7 +85,9 @@ function shaped(schema: PlainSchema, loose: boolean): fc.Arbitrary<unknown> {
       const properties = schema.properties ?? {};
       const required = schema.required ?? [];
       const patterns = Object.entries(schema.patternProperties ?? {});
-      const known = fc.record(Object.fromEntries(Object.entries(properties).map(([name, property]) => [name, near(property, loose)])), { requiredKeys: [...required] });
+      const known = fc.record(Object.fromEntries(Object.entries(properties).map(([name, property]) => [name, near(property, loose)])), {
+        requiredKeys: [...required],
+      });
       const keys = patterns.map(([pattern]) => fc.stringMatching(new RegExp(pattern, 'u')));
       const extra =
         patterns.length === 0
@@ -87,7 +96,10 @@ function shaped(schema: PlainSchema, loose: boolean): fc.Arbitrary<unknown> {
               maxKeys: loose ? (schema.maxProperties ?? 3) + 1 : Math.min(schema.maxProperties ?? 3, 3),
             });
       // Unknown fields only where the schema lets them through, unless loose.
-      const more = loose || schema.additionalProperties !== false || patterns.length > 0 ? fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: extra }) : fc.constant({});
+      const more =
+        loose || schema.additionalProperties !== false || patterns.length > 0
+          ? fc.oneof({ weight: 3, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: extra })
+          : fc.constant({});
       return fc.tuple(known, more, fc.nat({ max: loose ? required.length * 8 : 0 })).map(([value, added, drop]) => {
         const out: Record<string, unknown> = { ...(added as Record<string, unknown>), ...(value as Record<string, unknown>) };
         if (loose && drop < required.length) delete out[required[drop]!];
@@ -103,23 +115,26 @@ describe('plain schemas', () => {
   });
 
   const schemas = PLAIN_FILES.flatMap((file) => Object.entries(file.schemas));
-  it.each(schemas.map(([name, schema]) => ({ name, schema })))('checkSchema answers as Value.Check on values near $name, well formed and broken', ({ name, schema }) => {
-    const plain = PLAIN[name]!;
-    const seen = { accepted: 0, refused: 0 };
-    fc.assert(
-      fc.property(fc.oneof(near(plain, false), near(plain, true)), (made) => {
-        // As a client meets it: parsed JSON.
-        const value: unknown = JSON.parse(JSON.stringify(made) ?? 'null');
-        const typebox = Value.Check(schema, value);
-        seen[typebox ? 'accepted' : 'refused']++;
-        expect(checkSchema(plain, value), JSON.stringify(value)).toBe(typebox);
-      }),
-      { numRuns: 400 },
-    );
-    // Both answers were exercised, not just one.
-    expect(seen.accepted).toBeGreaterThan(10);
-    expect(seen.refused).toBeGreaterThan(10);
-  });
+  it.each(schemas.map(([name, schema]) => ({ name, schema })))(
+    'checkSchema answers as Value.Check on values near $name, well formed and broken',
+    ({ name, schema }) => {
+      const plain = PLAIN[name]!;
+      const seen = { accepted: 0, refused: 0 };
+      fc.assert(
+        fc.property(fc.oneof(near(plain, false), near(plain, true)), (made) => {
+          // As a client meets it: parsed JSON.
+          const value: unknown = JSON.parse(JSON.stringify(made) ?? 'null');
+          const typebox = Value.Check(schema, value);
+          seen[typebox ? 'accepted' : 'refused']++;
+          expect(checkSchema(plain, value), JSON.stringify(value)).toBe(typebox);
+        }),
+        { numRuns: 400 },
+      );
+      // Both answers were exercised, not just one.
+      expect(seen.accepted).toBeGreaterThan(10);
+      expect(seen.refused).toBeGreaterThan(10);
+    },
+  );
 
   it('the date-time edge cases answer as TypeBox does', () => {
     const time: PlainSchema = { type: 'string', format: 'date-time' };

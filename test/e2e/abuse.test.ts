@@ -37,7 +37,10 @@ beforeAll(async () => {
   port = (app.server.address() as { port: number }).port;
   const rsaKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   const manager = await cluster.authoriser.authorize(cluster.managerCert, ['manager', 'worker']);
-  const rsaTls = { keyPem: rsaKey.export({ type: 'pkcs8', format: 'pem' }).toString(), certPem: (await cluster.caServer.renew(manager, { csr: createCsr({ privateKey: rsaKey }) })).certificate };
+  const rsaTls = {
+    keyPem: rsaKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    certPem: (await cluster.caServer.renew(manager, { csr: createCsr({ privateKey: rsaKey }) })).certificate,
+  };
   rsaApp = await buildApp({ services: cluster.services, tls: rsaTls, logger: pino({ level: 'silent' }) });
   await rsaApp.listen({ host: '127.0.0.1', port: 0 });
   rsaPort = (rsaApp.server.address() as { port: number }).port;
@@ -77,7 +80,10 @@ async function failureOf(attempt: Promise<TLSSocket>): Promise<string | undefine
 }
 
 /** Opens a TLS connection that trusts the cluster root (to the manager, or to the server on `to`). */
-function open(options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; ecdhCurve?: string } = {}, to: number = port): Promise<TLSSocket> {
+function open(
+  options: { minVersion?: 'TLSv1' | 'TLSv1.2'; maxVersion?: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; ecdhCurve?: string } = {},
+  to: number = port,
+): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port: to, ca: cluster.state.root.pem, servername: 'swarm-manager', ...options }, () => resolve(socket));
     socket.once('error', reject);
@@ -106,7 +112,10 @@ describe('slow clients', () => {
 
   it('a client that never finishes its body is cut off', async () => {
     const socket = await open();
-    const { text, ms } = await sendAndCollect(socket, 'POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"token":"');
+    const { text, ms } = await sendAndCollect(
+      socket,
+      'POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"token":"',
+    );
     expect(text === '' || /^HTTP\/1\.1 (408|400)/.test(text)).toBe(true);
     expect(ms).toBeLessThan(5_000);
   });
@@ -155,20 +164,31 @@ describe('size limits', () => {
   };
 
   it('a chunked body over 64 KiB gets 413 with BODY_TOO_LARGE, even for a client that reads only once it has sent it all', async () => {
-    const text = await sendAllThenRead('POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n', chunks(4 * MiB));
+    const text = await sendAllThenRead(
+      'POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+      chunks(4 * MiB),
+    );
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(bodyOf(text)).toMatchObject({ statusCode: 413, code: 'BODY_TOO_LARGE' });
   });
 
   it('so does a body over 64 KiB with its Content-Length', async () => {
     const piece = 'y'.repeat(64 * 1024);
-    const text = await sendAllThenRead(`POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nContent-Length: ${4 * MiB}\r\nConnection: close\r\n\r\n`, Array.from({ length: 64 }, () => piece));
+    const text = await sendAllThenRead(
+      `POST /v1/join HTTP/1.1\r\nHost: swarm-manager\r\nContent-Type: application/json\r\nContent-Length: ${4 * MiB}\r\nConnection: close\r\n\r\n`,
+      Array.from({ length: 64 }, () => piece),
+    );
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(bodyOf(text)).toMatchObject({ statusCode: 413, code: 'BODY_TOO_LARGE' });
   });
 
   it('bodies over 64 KiB get 413 with BODY_TOO_LARGE', async () => {
-    const res = await app.inject({ method: 'POST', url: '/v1/join', payload: JSON.stringify({ token: 'x', csr: 'y'.repeat(70 * 1024) }), headers: { 'content-type': 'application/json' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/join',
+      payload: JSON.stringify({ token: 'x', csr: 'y'.repeat(70 * 1024) }),
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.statusCode).toBe(413);
     expect(JSON.parse(res.body)).toMatchObject({ code: 'BODY_TOO_LARGE' });
   });
@@ -183,7 +203,12 @@ describe('every error answer has the documented body', () => {
   it.each([
     { name: 'a bad request line', request: 'GARBAGE\r\n\r\n', status: 400, code: 'REQUEST_MALFORMED' },
     { name: 'a header timeout', request: 'GET /v1/ca HTTP/1.1\r\nHost: x\r\n', status: 408, code: 'REQUEST_TIMEOUT' },
-    { name: 'a 15 KB path', request: `GET /v1/nodes/${'a'.repeat(15 * 1024)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, status: 414, code: 'URI_TOO_LONG' },
+    {
+      name: 'a 15 KB path',
+      request: `GET /v1/nodes/${'a'.repeat(15 * 1024)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      status: 414,
+      code: 'URI_TOO_LONG',
+    },
     { name: '%ZZ in the path', request: 'GET /v1/nodes/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', status: 400, code: 'REQUEST_MALFORMED' },
   ])('$name: $status with {statusCode, code, message}, never echoing the request', async ({ request, status, code }) => {
     const socket = await open();
@@ -283,7 +308,12 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
   it('names the cluster root in its certificate request, as Swarm does, and sends its certificate with that root', async () => {
     // Asynchronously: the manager answers from this very process.
     const out = await new Promise<string>((resolve, reject) => {
-      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-showcerts'], { encoding: 'utf8', timeout: slow(10_000) }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      const child = execFile(
+        'openssl',
+        ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-showcerts'],
+        { encoding: 'utf8', timeout: slow(10_000) },
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      );
       child.stdin?.end();
     });
     expect(out).toMatch(new RegExp(`Acceptable client certificate CA names\\n.*O = ${cluster.clusterId}, CN = swarm-ca`));
@@ -296,8 +326,11 @@ describe('TLS 1.2 cipher suites and renegotiation', () => {
 /** Runs openssl s_client against the manager, or the server on `to` (asynchronously: the manager answers from this very process); resolves with its exit code and output. */
 function sClient(args: string[], to: number = port): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${to}`, ...args], { encoding: 'utf8', timeout: slow(10_000) }, (error, stdout, stderr) =>
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
+    const child = execFile(
+      'openssl',
+      ['s_client', '-connect', `127.0.0.1:${to}`, ...args],
+      { encoding: 'utf8', timeout: slow(10_000) },
+      (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out: `${stdout}${stderr}` }),
     );
     child.stdin?.end();
   });

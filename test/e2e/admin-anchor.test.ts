@@ -61,7 +61,10 @@ async function apiUser(name: string, extra: string[] = []): Promise<{ dir: strin
 /** A worker's certificate and key, joined with an openssl-made CSR. */
 async function worker(): Promise<{ cert: string; key: string }> {
   const key = fx.key('ec:P-256');
-  const res = await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', '@-', `https://${address}/v1/join`], JSON.stringify({ token: workerToken, csr: fx.csr(key), hostname: 'w1' }));
+  const res = await curl(
+    ['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', '@-', `https://${address}/v1/join`],
+    JSON.stringify({ token: workerToken, csr: fx.csr(key), hostname: 'w1' }),
+  );
   expect(res.status, res.body).toBe(200);
   return { cert: scratch.write('worker.crt', String(res.json().certificate)), key };
 }
@@ -90,7 +93,9 @@ describe('the admin anchor', () => {
     const served = await curl(['--cacert', root, `https://${address}/v1/ca/admin`]);
     expect(served.status).toBe(200);
     expect(served.body).toBe(readFileSync(anchor, 'utf8'));
-    expect(opensslStatus(['x509', '-in', anchor, '-noout', '-subject', '-issuer']).output).toMatch(/subject=O = \w+, CN = muster admin CA\nissuer=O = \w+, CN = muster admin CA/);
+    expect(opensslStatus(['x509', '-in', anchor, '-noout', '-subject', '-issuer']).output).toMatch(
+      /subject=O = \w+, CN = muster admin CA\nissuer=O = \w+, CN = muster admin CA/,
+    );
     // The folder's cert.pem holds the leaf and the admin CA under the root: clients present the whole chain.
     expect(readPemBlocks(readFileSync(alice.cert, 'utf8'))).toHaveLength(2);
   });
@@ -106,8 +111,14 @@ describe('the admin anchor', () => {
     for (const cert of [alice.cert, w.cert, manager_.cert]) expect(verifyWith(root, cert).status).toBe(0);
   });
 
-  it("an openssl s_server anchored on it admits the API user (curl --cert) and refuses the worker; muster's API accepts the API user", { timeout: 30_000 }, async () => {
-    const server: ChildProcess = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', manager_.cert, '-key', manager_.key, '-Verify', '1', '-verify_return_error', '-CAfile', anchor, '-www'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it("an openssl s_server anchored on it admits the API user (curl --cert) and refuses the worker; muster's API accepts the API user", {
+    timeout: 30_000,
+  }, async () => {
+    const server: ChildProcess = spawn(
+      'openssl',
+      ['s_server', '-accept', '127.0.0.1:0', '-cert', manager_.cert, '-key', manager_.key, '-Verify', '1', '-verify_return_error', '-CAfile', anchor, '-www'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     try {
       const port = await new Promise<string>((resolve, reject) => {
         let text = '';
@@ -133,7 +144,9 @@ describe('the admin anchor', () => {
     expect(api.status, api.body).toBe(200);
   });
 
-  it('nginx with the anchor alone as ssl_client_certificate (depth 1, ssl_crl from /v1/crl?format=pem) admits the API user and refuses a worker and a revoked user', { timeout: 60_000 }, async () => {
+  it('nginx with the anchor alone as ssl_client_certificate (depth 1, ssl_crl from /v1/crl?format=pem) admits the API user and refuses a worker and a revoked user', {
+    timeout: 60_000,
+  }, async () => {
     const erin = await apiUser('erin');
     expect((await cli(['ca', 'revoke-api-certificate', 'erin', '--data-dir', dataDir])).code).toBe(0);
     const fetched = await curl(['--cacert', root, `https://${address}/v1/crl?format=pem`]);
@@ -177,7 +190,21 @@ describe('API users renew their own certificate', () => {
     const carol = await apiUser('carol');
     expect((await cli(['ca', 'revoke-api-certificate', 'carol', '--data-dir', dataDir])).code).toBe(0);
     const key = fx.key('ec:P-256');
-    const refused = await curl(['--cacert', carol.ca, '--cert', carol.cert, '--key', carol.key, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ csr: fx.csr(key) }), `https://${address}/v1/users/renew`]);
+    const refused = await curl([
+      '--cacert',
+      carol.ca,
+      '--cert',
+      carol.cert,
+      '--key',
+      carol.key,
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '--data-binary',
+      JSON.stringify({ csr: fx.csr(key) }),
+      `https://${address}/v1/users/renew`,
+    ]);
     expect(refused.status).toBe(403);
     expect(refused.json().code).toBe('CERT_REVOKED');
     const before = readFileSync(carol.cert, 'utf8');
@@ -186,7 +213,21 @@ describe('API users renew their own certificate', () => {
     expect(cliRefused.stderr).toMatch(/^error: this API-user certificate has been revoked\n/);
     expect(readFileSync(carol.cert, 'utf8')).toBe(before);
     // A manager's certificate is no API user's: it has nothing to renew here.
-    const asManager = await curl(['--cacert', root, '--cert', manager_.cert, '--key', manager_.key, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ csr: fx.csr(key) }), `https://${address}/v1/users/renew`]);
+    const asManager = await curl([
+      '--cacert',
+      root,
+      '--cert',
+      manager_.cert,
+      '--key',
+      manager_.key,
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '--data-binary',
+      JSON.stringify({ csr: fx.csr(key) }),
+      `https://${address}/v1/users/renew`,
+    ]);
     expect(asManager.status).toBe(403);
     expect(asManager.json().code).toBe('AUTH_FORBIDDEN');
   });

@@ -59,18 +59,41 @@ describe('autolock on the embedded store', () => {
   let token = '';
   let unlockKey = '';
 
-  it('a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted', { timeout: slow(120_000) }, async () => {
+  it('a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted', {
+    timeout: slow(120_000),
+  }, async () => {
     // A root we made, so we know the CA key's bytes.
     const caKey = scratch.path('ca.key');
     const caCert = scratch.path('ca.pem');
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey]);
-    openssl(['req', '-x509', '-new', '-key', caKey, '-subj', '/O=Corp/CN=corp-root', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', caCert]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      caKey,
+      '-subj',
+      '/O=Corp/CN=corp-root',
+      '-days',
+      '3650',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      caCert,
+    ]);
     port = await freePort();
     const first = start(['init', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`, '--ca-cert', caCert, '--ca-key', caKey]);
     [, token, address] = (await first.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     const nodeKeyDer = derOf(readFileSync(join(m, 'certificates', 'node.key'), 'utf8'));
     const dataKeyText = readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim();
-    const secrets = { 'node key DER': nodeKeyDer, 'CA key DER': derOf(readFileSync(caKey, 'utf8')), 'data key': Buffer.from(dataKeyText, 'base64'), 'data key text': Buffer.from(dataKeyText) };
+    const secrets = {
+      'node key DER': nodeKeyDer,
+      'CA key DER': derOf(readFileSync(caKey, 'utf8')),
+      'data key': Buffer.from(dataKeyText, 'base64'),
+      'data key text': Buffer.from(dataKeyText),
+    };
 
     const on = await runMuster(['update', '--autolock=true', '--data-dir', m]);
     expect(on.code, on.stderr).toBe(0);
@@ -103,7 +126,10 @@ describe('autolock on the embedded store', () => {
     const nodes = await curl(['-k', `https://${address}/v1/nodes`]);
     expect([nodes.status, nodes.json().code]).toEqual([503, 'MANAGER_LOCKED']);
     // Never over the network: the key would go to a server nobody has verified.
-    const remote = await curl(['-k', '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', `https://${address}/v1/unlock`], JSON.stringify({ unlockKey }));
+    const remote = await curl(
+      ['-k', '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', `https://${address}/v1/unlock`],
+      JSON.stringify({ unlockKey }),
+    );
     expect([remote.status, remote.json().code]).toEqual([403, 'AUTH_FORBIDDEN']);
     const ls = await runMuster(['node', 'ls', '--data-dir', m]);
     expect(ls.code).toBe(1);
@@ -119,7 +145,10 @@ describe('autolock on the embedded store', () => {
     expect((await curl(['-k', `https://${address}/healthz`])).json().unlockFailures).toBe(1);
     // Bad bodies on the socket are 400s with a code, never a crash.
     for (const body of ['{"nope":1}', 'not json', JSON.stringify({ unlockKey: 'x'.repeat(500) })]) {
-      const bad = await curl(['--unix-socket', join(m, 'manager', 'control.sock'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', 'http://localhost/v1/unlock'], body);
+      const bad = await curl(
+        ['--unix-socket', join(m, 'manager', 'control.sock'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', 'http://localhost/v1/unlock'],
+        body,
+      );
       expect([bad.status, bad.json().code], body).toEqual([400, 'BODY_INVALID']);
     }
     await locked.waitFor(/a wrong unlock key was offered \(1 so far\)/);
@@ -205,7 +234,9 @@ describe('autolock on the embedded store', () => {
     return keys;
   }
 
-  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', { timeout: slow(360_000) }, async () => {
+  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', {
+    timeout: slow(360_000),
+  }, async () => {
     let keys = [unlockKey];
     for (const failpoint of ['unlock-key-rotate:wrapped', 'unlock-key-rotate:committed']) {
       keys = await killedDuring(failpoint, ['unlock-key', '--rotate', '-q'], keys);
@@ -234,11 +265,28 @@ describe('autolock on the embedded store', () => {
 });
 
 describe('autolock with two managers on etcd', () => {
-  it('init --autolock; the second manager wraps its files too, seals its etcd client key, and restarted it needs its own unlock', { timeout: slow(120_000) }, async () => {
+  it('init --autolock; the second manager wraps its files too, seals its etcd client key, and restarted it needs its own unlock', {
+    timeout: slow(120_000),
+  }, async () => {
     etcd = await startEtcd({ tls: true });
     const tls = etcd.tls!;
     const f = scratch.path('e-f');
-    const founder = start(['init', '--autolock', '--data-dir', f, '--listen-addr', '127.0.0.1:0', '--store', etcd.storeFlag, '--store-cacert', tls.caFile, '--store-cert', tls.clientCert, '--store-key', tls.clientKey]);
+    const founder = start([
+      'init',
+      '--autolock',
+      '--data-dir',
+      f,
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--store',
+      etcd.storeFlag,
+      '--store-cacert',
+      tls.caFile,
+      '--store-cert',
+      tls.clientCert,
+      '--store-key',
+      tls.clientKey,
+    ]);
     const [, key] = (await founder.waitFor(/^ {4}(SWMKEY-1-\S+)$/m)) as unknown as [string, string];
     const address = (await founder.waitFor(/muster join --token SWMTKN-1-\S+ (127\.0\.0\.1:\d+)/))[1]!;
     const managerToken = (await runMuster(['join-token', '-q', 'manager', '--data-dir', f])).stdout.trim();

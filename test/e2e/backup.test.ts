@@ -29,13 +29,15 @@ afterAll(async () => {
 const { start, joinNode } = processScope(FAST_ENV);
 
 const certOf = (dir: string): X509Certificate => new X509Certificate(readFileSync(join(dir, 'certificates', 'node.crt')));
-const nodeJson = (dir: string): { clusterId: string; nodeId: string } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { clusterId: string; nodeId: string };
+const nodeJson = (dir: string): { clusterId: string; nodeId: string } =>
+  JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { clusterId: string; nodeId: string };
 const keyLine = (text: string): string => /^ {4}(SWMKEY-1-\S+)$/m.exec(text)![1]!;
 const derOf = (pem: string): Buffer => createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
 
 /** Every string in a JSON value, and what each decodes to as base64: a sealed value is base64, a secret in clear might be too. */
 function decodedStrings(value: unknown): Buffer[] {
-  if (typeof value === 'string') return [Buffer.from(value, 'utf8'), ...(/^[A-Za-z0-9+/=_-]{16,}$/.test(value) ? [Buffer.from(value, 'base64'), Buffer.from(value, 'base64url')] : [])];
+  if (typeof value === 'string')
+    return [Buffer.from(value, 'utf8'), ...(/^[A-Za-z0-9+/=_-]{16,}$/.test(value) ? [Buffer.from(value, 'base64'), Buffer.from(value, 'base64url')] : [])];
   if (Array.isArray(value)) return value.flatMap(decodedStrings);
   if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => [Buffer.from(k, 'utf8'), ...decodedStrings(v)]);
   return [];
@@ -57,7 +59,23 @@ function ownRoot(name: string): { cert: string; key: string } {
   const key = scratch.path(`${name}.key`);
   const cert = scratch.path(`${name}.pem`);
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  openssl(['req', '-x509', '-new', '-key', key, '-subj', '/O=Corp/CN=corp-root', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', cert]);
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    key,
+    '-subj',
+    '/O=Corp/CN=corp-root',
+    '-days',
+    '3650',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    cert,
+  ]);
   return { cert, key };
 }
 
@@ -70,7 +88,9 @@ async function renewNow(worker: ChildRun, dir: string): Promise<X509Certificate>
 }
 
 describe('backup and restore on the embedded store', () => {
-  it('a backup while the manager serves: 0600, JSON, no secret in clear; wipe, restore on a new data dir, and the workers renew and join against it', { timeout: slow(180_000) }, async () => {
+  it('a backup while the manager serves: 0600, JSON, no secret in clear; wipe, restore on a new data dir, and the workers renew and join against it', {
+    timeout: slow(180_000),
+  }, async () => {
     const root = ownRoot('ca');
     const m = scratch.path('m');
     const port = await freePort();
@@ -89,12 +109,16 @@ describe('backup and restore on the embedded store', () => {
     const file = scratch.path('backup.json');
     const backup = await runMuster(['store', 'backup', '--out', file, '--data-dir', m]);
     expect(backup.code, backup.stderr).toBe(0);
-    expect(backup.stdout).toMatch(new RegExp(`^Backed up cluster ${oldManager.clusterId} \\(\\d+ records at store revision \\d+, from level .*\\) to ${file}\\.`));
+    expect(backup.stdout).toMatch(
+      new RegExp(`^Backed up cluster ${oldManager.clusterId} \\(\\d+ records at store revision \\d+, from level .*\\) to ${file}\\.`),
+    );
     const backupKey = keyLine(backup.stdout);
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as { format: string; clusterId: string; dataKey: { under: string }; records: { key: string }[] };
     expect([parsed.format, parsed.clusterId, parsed.dataKey.under]).toEqual(['muster-backup/1', oldManager.clusterId, 'backup-key']);
-    expect(parsed.records.map((r) => r.key)).toEqual(expect.arrayContaining(['meta/cluster', 'meta/ca', 'meta/tokens', `nodes/${oldManager.nodeId}`, `nodes/${nodeJson(w1Dir).nodeId}`]));
+    expect(parsed.records.map((r) => r.key)).toEqual(
+      expect.arrayContaining(['meta/cluster', 'meta/ca', 'meta/tokens', `nodes/${oldManager.nodeId}`, `nodes/${nodeJson(w1Dir).nodeId}`]),
+    );
     expectNoSecrets(file, {
       'worker token': workerToken,
       "worker token's secret": workerToken.split('-')[3]!,
@@ -110,7 +134,21 @@ describe('backup and restore on the embedded store', () => {
     // The key went to the operator's terminal only: not to the manager's log.
     expect(manager.stdout() + manager.stderr()).not.toContain(backupKey);
     // Over the network, even with the manager's own certificate: refused (only the local socket makes backups).
-    const remote = await curl(['--cacert', join(m, 'certificates', 'root-ca.crt'), '--cert', join(m, 'certificates', 'node.crt'), '--key', join(m, 'certificates', 'node.key'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '{}', `https://${address}/v1/store/backup`]);
+    const remote = await curl([
+      '--cacert',
+      join(m, 'certificates', 'root-ca.crt'),
+      '--cert',
+      join(m, 'certificates', 'node.crt'),
+      '--key',
+      join(m, 'certificates', 'node.key'),
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      '{}',
+      `https://${address}/v1/store/backup`,
+    ]);
     expect([remote.status, remote.json().code]).toEqual([403, 'AUTH_FORBIDDEN']);
 
     // The manager's machine is lost.
@@ -146,7 +184,10 @@ describe('backup and restore on the embedded store', () => {
     expect(opensslStatus(['verify', '-CAfile', join(r, 'certificates', 'root-ca.crt'), join(r, 'certificates', 'node.crt')]).status).toBe(0);
     // A second restore into the same data dir is refused.
     const again = await runMuster(['store', 'restore', file, '--data-dir', r, '--key-file', keyFile]);
-    expect([again.code, again.stderr]).toEqual([1, expect.stringMatching(new RegExp(`^error: ${r} already holds node \\S+ of cluster ${oldManager.clusterId}$`, 'm'))]);
+    expect([again.code, again.stderr]).toEqual([
+      1,
+      expect.stringMatching(new RegExp(`^error: ${r} already holds node \\S+ of cluster ${oldManager.clusterId}$`, 'm')),
+    ]);
     const restored = start(['run', '--data-dir', r]);
     await restored.waitFor(/manager listening on/);
     // The worker that joined before renews against it, under the same root.
@@ -161,14 +202,24 @@ describe('backup and restore on the embedded store', () => {
     expect(ls.stdout.trim().split('\n').sort()).toEqual([nodeJson(r).nodeId, nodeJson(w1Dir).nodeId, nodeJson(w2Dir).nodeId].sort());
     // The old manager's certificate no longer opens the cluster.
     const old = scratch.path('old-manager-certs');
-    const refused = await curl(['--cacert', join(old, 'root-ca.crt'), '--cert', join(old, 'node.crt'), '--key', join(old, 'node.key'), `https://${address}/v1/nodes`]);
+    const refused = await curl([
+      '--cacert',
+      join(old, 'root-ca.crt'),
+      '--cert',
+      join(old, 'node.crt'),
+      '--key',
+      join(old, 'node.key'),
+      `https://${address}/v1/nodes`,
+    ]);
     expect([refused.status, refused.json().code]).toEqual([403, 'NODE_REMOVED']);
     expect(await restored.stop('SIGTERM')).toBe(0);
   });
 });
 
 describe('backup and restore under autolock', () => {
-  it('the backup opens with the unlock key, not another; the restored manager starts locked and the same key unlocks it', { timeout: slow(120_000) }, async () => {
+  it('the backup opens with the unlock key, not another; the restored manager starts locked and the same key unlocks it', {
+    timeout: slow(120_000),
+  }, async () => {
     const m = scratch.path('lm');
     const port = await freePort();
     const manager = start(['init', '--autolock', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`]);
@@ -184,15 +235,30 @@ describe('backup and restore under autolock', () => {
     expect(backup.stdout).toContain("It opens with the cluster's unlock key ('muster unlock-key').");
     expect(backup.stdout).not.toMatch(/SWMKEY-1-/);
     expect((JSON.parse(readFileSync(file, 'utf8')) as { dataKey: { under: string } }).dataKey.under).toBe('unlock-key');
-    expectNoSecrets(file, { 'unlock key': unlockKey, 'unlock key bytes': Buffer.from(unlockKey.slice('SWMKEY-1-'.length), 'base64'), 'worker token': workerToken.split('-')[3]! });
+    expectNoSecrets(file, {
+      'unlock key': unlockKey,
+      'unlock key bytes': Buffer.from(unlockKey.slice('SWMKEY-1-'.length), 'base64'),
+      'worker token': workerToken.split('-')[3]!,
+    });
     // A backup key has no place under autolock.
-    const keyed = await runMuster(['store', 'backup', '--out', scratch.path('x.json'), '--data-dir', m, '--key-file', scratch.write('some.key', `SWMKEY-1-${Buffer.alloc(32, 1).toString('base64').replace(/=+$/, '')}\n`)]);
+    const keyed = await runMuster([
+      'store',
+      'backup',
+      '--out',
+      scratch.path('x.json'),
+      '--data-dir',
+      m,
+      '--key-file',
+      scratch.write('some.key', `SWMKEY-1-${Buffer.alloc(32, 1).toString('base64').replace(/=+$/, '')}\n`),
+    ]);
     expect([keyed.code, keyed.stderr]).toEqual([2, expect.stringMatching(/^error: autolock is on: a backup opens with the cluster's unlock key/m)]);
     expect(await manager.stop('SIGTERM')).toBe(0);
     rmSync(m, { recursive: true, force: true });
 
     const r = scratch.path('lrestored');
-    const wrong = await runMuster(['store', 'restore', file, '--data-dir', r, '--listen-addr', address], { stdin: `SWMKEY-1-${Buffer.alloc(32, 3).toString('base64').replace(/=+$/, '')}\n` });
+    const wrong = await runMuster(['store', 'restore', file, '--data-dir', r, '--listen-addr', address], {
+      stdin: `SWMKEY-1-${Buffer.alloc(32, 3).toString('base64').replace(/=+$/, '')}\n`,
+    });
     expect([wrong.code, wrong.stderr]).toEqual([1, expect.stringMatching(/^error: the key does not open this backup: it needs the cluster's unlock key$/m)]);
     expect(existsSync(r)).toBe(false);
     const restore = await runMuster(['store', 'restore', file, '--data-dir', r, '--listen-addr', address, '--key-file', '-'], { stdin: `${unlockKey}\n` });
@@ -214,7 +280,9 @@ describe('backup and restore under autolock', () => {
 });
 
 describe('backup of an etcd cluster', () => {
-  it('the dump comes from etcd; the restore founds a one-manager cluster on the embedded store, and the worker renews against it', { timeout: slow(120_000) }, async () => {
+  it('the dump comes from etcd; the restore founds a one-manager cluster on the embedded store, and the worker renews against it', {
+    timeout: slow(120_000),
+  }, async () => {
     etcd = await startEtcd();
     const m = scratch.path('em');
     const port = await freePort();

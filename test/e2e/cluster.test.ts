@@ -25,7 +25,8 @@ const workers: Record<'w1' | 'w2', ChildRun> = {} as Record<'w1' | 'w2', ChildRu
 
 const certOf = (dir: string): X509Certificate => new X509Certificate(readFileSync(join(dir, 'certificates', 'node.crt')));
 const verify = (dir: string) => opensslStatus(['verify', '-CAfile', join(dir, 'certificates', 'root-ca.crt'), join(dir, 'certificates', 'node.crt')]);
-const nodeJson = (dir: string): { nodeId: string; role: string } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string; role: string };
+const nodeJson = (dir: string): { nodeId: string; role: string } =>
+  JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string; role: string };
 
 function start(argv: string[]): ChildRun {
   const run = spawnMuster(argv, { env: FAST });
@@ -87,7 +88,11 @@ describe('muster init + two muster join', () => {
     const update = await runMuster(['update', '--cert-expiry', '1h', '--data-dir', dirs.manager]);
     expect(update.code, update.stderr).toBe(0);
     const limit = Date.now() + 3_600_000 + 5_000;
-    for (const [name, run, dir] of [['w1', workers.w1, dirs.w1], ['w2', workers.w2, dirs.w2], ['manager', manager, dirs.manager]] as const) {
+    for (const [name, run, dir] of [
+      ['w1', workers.w1, dirs.w1],
+      ['w2', workers.w2, dirs.w2],
+      ['manager', manager, dirs.manager],
+    ] as const) {
       const cert = await waitForCert(run, dir, (c) => Date.parse(c.validTo) <= limit, `${name} to renew with 1h`);
       expect(Date.parse(cert.validTo)).toBeLessThanOrEqual(limit);
       expect(verify(dir).status).toBe(0);
@@ -109,7 +114,7 @@ describe('muster init + two muster join', () => {
 });
 
 describe('a man in the middle', () => {
-  it('a join with this cluster\'s token against another cluster is refused before any CSR is sent', async () => {
+  it("a join with this cluster's token against another cluster is refused before any CSR is sent", async () => {
     const impostor = start(['init', '--data-dir', dirs.mitm, '--listen-addr', '127.0.0.1:0']);
     const impostorAddr = (await impostor.waitFor(/muster join --token \S+ (127\.0\.0\.1:\d+)/))[1]!;
     const victim = await runMuster(['join', '--token', workerToken, impostorAddr, '--data-dir', dirs.victim]);

@@ -33,12 +33,24 @@ function start(argv: string[], env: Record<string, string> = {}): ChildRun {
 function postJoin(address: string, rootPem: string, body: string): Promise<{ status: number; body: string } | { error: string }> {
   const [host, port] = address.split(':');
   return new Promise((resolve) => {
-    const req = request({ host, port: Number(port), method: 'POST', path: '/v1/join', ca: rootPem, agent: false, headers: { 'content-type': 'application/json' }, timeout: slow(20_000) }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString('utf8')));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on('error', (e) => resolve({ error: e.message }));
-    });
+    const req = request(
+      {
+        host,
+        port: Number(port),
+        method: 'POST',
+        path: '/v1/join',
+        ca: rootPem,
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+        timeout: slow(20_000),
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', (e) => resolve({ error: e.message }));
+      },
+    );
     req.on('error', (e) => resolve({ error: e.message }));
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.end(body);
@@ -52,7 +64,9 @@ describe('a manager killed during 300 concurrent joins', () => {
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     const certs = join(dir, 'certificates');
     const rootPem = readFileSync(join(certs, 'root-ca.crt'), 'utf8');
-    const bodies = Array.from({ length: 300 }, (_, i) => JSON.stringify({ token, csr: createCsr({ privateKey: generateNodeKeySync().privateKey }), hostname: `n${i}` }));
+    const bodies = Array.from({ length: 300 }, (_, i) =>
+      JSON.stringify({ token, csr: createCsr({ privateKey: generateNodeKeySync().privateKey }), hostname: `n${i}` }),
+    );
 
     let answered = 0;
     let killed = false;
@@ -68,14 +82,19 @@ describe('a manager killed during 300 concurrent joins', () => {
     );
     await manager.exit;
     expect(killed).toBe(true);
-    const got = results.flatMap((r, i) => ('status' in r && r.status === 200 ? [{ i, ...(JSON.parse(r.body) as { nodeId: string; certificate: string }) }] : []));
+    const got = results.flatMap((r, i) =>
+      'status' in r && r.status === 200 ? [{ i, ...(JSON.parse(r.body) as { nodeId: string; certificate: string }) }] : [],
+    );
     const lost = results.flatMap((r, i) => ('status' in r && r.status === 200 ? [] : [i]));
     expect(got.length).toBeGreaterThanOrEqual(60);
     expect(lost.length).toBeGreaterThan(0); // the kill landed mid-stream
 
     manager = start(['run', '--data-dir', dir, '--listen-addr', address], { MUSTER_LOG_LEVEL: 'info' });
     await manager.waitFor(/manager listening on/); // the store opened cleanly
-    const admin = new ApiClient({ managers: [address], tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') } });
+    const admin = new ApiClient({
+      managers: [address],
+      tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') },
+    });
     try {
       const nodes = new Map((await admin.listNodes({ all: true, limit: 1000 })).nodes.map((n) => [n.id, n])); // at most 301: one page
       for (const g of got) {

@@ -95,7 +95,10 @@ describe('a full disk under the manager', () => {
     const restarted = spawnMuster(['run', '--data-dir', dir, '--listen-addr', address], { prefix: tmpfs.prefix });
     running.push(restarted);
     await restarted.waitFor(/manager listening on/);
-    const admin = new ApiClient({ managers: [address], tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') } });
+    const admin = new ApiClient({
+      managers: [address],
+      tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') },
+    });
     try {
       const listed = new Set((await admin.listNodes({ limit: 1000 })).nodes.map((n) => n.id));
       const lost = acknowledged.filter((id) => !listed.has(id));

@@ -30,7 +30,17 @@ describe('muster init --external-ca against cfssl serve', () => {
 
   beforeAll(async () => {
     cfssl = keep(await startCfssl(dir('cfssl')));
-    manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`]);
+    manager = start([
+      'init',
+      '--data-dir',
+      m,
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      cfssl.rootFile,
+      '--external-ca',
+      `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`,
+    ]);
     address = (await manager.ready).address!;
   });
 
@@ -50,7 +60,10 @@ describe('muster init --external-ca against cfssl serve', () => {
   it('joins workers with certificates issued by the external root, with the right CN/OU/O', async () => {
     const token = /SWMTKN-1-\S+/.exec(manager.stdout())?.[0] ?? (await tokenFor('worker'));
     const clusterId = JSON.parse(readFileSync(join(m, 'node.json'), 'utf8')).clusterId as string;
-    for (const [name, t, ou] of [['w', token, 'swarm-worker'], ['w2', token, 'swarm-worker']] as const) {
+    for (const [name, t, ou] of [
+      ['w', token, 'swarm-worker'],
+      ['w2', token, 'swarm-worker'],
+    ] as const) {
       const nodeDir = scratch.path(name);
       const node = start(['join', '--token', t, address, '--data-dir', nodeDir]);
       const { nodeId } = await node.ready;
@@ -71,7 +84,7 @@ describe('muster init --external-ca against cfssl serve', () => {
     expect(signatures(cfssl)).toBe(before + 1);
   });
 
-  it('publishes no CRL (the root key is the CA\'s), and its certificates name none, so nodes join without one', async () => {
+  it("publishes no CRL (the root key is the CA's), and its certificates name none, so nodes join without one", async () => {
     const answer = await curl(['-k', `https://${address}/v1/crl`]);
     expect(answer.status).toBe(404);
     expect(answer.json().code).toBe('CRL_UNAVAILABLE');
@@ -120,14 +133,34 @@ describe('cfssl with an auth key (authsign)', () => {
   });
 
   it('signs when muster sends the right key', async () => {
-    const run = start(['init', '--data-dir', scratch.path('auth-ok'), '--listen-addr', '127.0.0.1:0', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile},authkey=${key}`]);
+    const run = start([
+      'init',
+      '--data-dir',
+      scratch.path('auth-ok'),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      cfssl.rootFile,
+      '--external-ca',
+      `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile},authkey=${key}`,
+    ]);
     await run.ready;
     expect(opensslStatus(['verify', '-CAfile', cfssl.rootFile, join(scratch.path('auth-ok'), 'certificates', 'node.crt')]).status).toBe(0);
   });
 
   it('a wrongly keyed request is refused by cfssl and muster says so', async () => {
     const wrong = 'ff'.repeat(32);
-    const run = runInProcess(['init', '--data-dir', scratch.path('auth-bad'), '--listen-addr', '127.0.0.1:0', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile},authkey=${wrong}`]);
+    const run = runInProcess([
+      'init',
+      '--data-dir',
+      scratch.path('auth-bad'),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      cfssl.rootFile,
+      '--external-ca',
+      `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile},authkey=${wrong}`,
+    ]);
     expect(await run.exit).toBe(1);
     expect(run.stderr()).toMatch(new RegExp(`error: the external CA at ${cfssl.url.replaceAll('.', '\\.')} refused to sign: invalid token`));
     expect(run.stderr()).not.toContain(wrong);
@@ -135,8 +168,20 @@ describe('cfssl with an auth key (authsign)', () => {
   });
 
   it('an unauthenticated request is refused, with a hint to add authkey', async () => {
-    const run = runInProcess(['init', '--data-dir', scratch.path('auth-none'), '--listen-addr', '127.0.0.1:0', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`]);
+    const run = runInProcess([
+      'init',
+      '--data-dir',
+      scratch.path('auth-none'),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      cfssl.rootFile,
+      '--external-ca',
+      `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`,
+    ]);
     expect(await run.exit).toBe(1);
-    expect(run.stderr()).toMatch(/answered HTTP 404 without a cfssl response\nhint: a cfssl server that requires authentication only serves \/api\/v1\/cfssl\/authsign: add authkey=HEX/);
+    expect(run.stderr()).toMatch(
+      /answered HTTP 404 without a cfssl response\nhint: a cfssl server that requires authentication only serves \/api\/v1\/cfssl\/authsign: add authkey=HEX/,
+    );
   });
 });

@@ -81,15 +81,31 @@ describe('what muster creates', () => {
 
 describe('what muster refuses', () => {
   it.each([
-    ['manager/db loosened to 0755', (dir: string) => chmodSync(join(dir, 'manager', 'db'), 0o755), /manager\/db is readable or writable by other users \(mode 0755\)\nhint: run: chmod 0700 /],
-    ['a LevelDB file at 0644', (dir: string) => chmodSync(join(dir, 'manager', 'db', 'CURRENT'), 0o644), /CURRENT is readable or writable by other users\nhint: run: chmod -R go-rwx /],
-    ['the data dir owned by another user', (dir: string) => giveTo(dir, 65534), /belongs to user 65534, not to the user muster runs as \(0\)\nhint: run muster as that user, or take the data dir over: chown -R 0 /],
-    ['node.key replaced by a link', (dir: string) => {
-      const key = join(dir, 'certificates', 'node.key');
-      writeFileSync(scratch.path('elsewhere.key'), readFileSync(key), { mode: 0o600 });
-      rmSync(key);
-      symlinkSync(scratch.path('elsewhere.key'), key);
-    }, /node\.key is a symbolic link; muster does not follow links inside its data dir/],
+    [
+      'manager/db loosened to 0755',
+      (dir: string) => chmodSync(join(dir, 'manager', 'db'), 0o755),
+      /manager\/db is readable or writable by other users \(mode 0755\)\nhint: run: chmod 0700 /,
+    ],
+    [
+      'a LevelDB file at 0644',
+      (dir: string) => chmodSync(join(dir, 'manager', 'db', 'CURRENT'), 0o644),
+      /CURRENT is readable or writable by other users\nhint: run: chmod -R go-rwx /,
+    ],
+    [
+      'the data dir owned by another user',
+      (dir: string) => giveTo(dir, 65534),
+      /belongs to user 65534, not to the user muster runs as \(0\)\nhint: run muster as that user, or take the data dir over: chown -R 0 /,
+    ],
+    [
+      'node.key replaced by a link',
+      (dir: string) => {
+        const key = join(dir, 'certificates', 'node.key');
+        writeFileSync(scratch.path('elsewhere.key'), readFileSync(key), { mode: 0o600 });
+        rmSync(key);
+        symlinkSync(scratch.path('elsewhere.key'), key);
+      },
+      /node\.key is a symbolic link; muster does not follow links inside its data dir/,
+    ],
   ])('run refuses %s, and says how to fix it', { timeout: slow(30_000) }, async (name, damage, message) => {
     const dir = scratch.path(`refuse-${name.replace(/\W+/g, '-')}`);
     await initAndStop(dir);
@@ -100,14 +116,19 @@ describe('what muster refuses', () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it('init and join refuse a data dir another user made, or a link in its place, before writing anything; a loose one of their own is tightened', { timeout: slow(30_000) }, async () => {
+  it('init and join refuse a data dir another user made, or a link in its place, before writing anything; a loose one of their own is tightened', {
+    timeout: slow(30_000),
+  }, async () => {
     const foreign = scratch.path('foreign');
     mkdirSync(foreign, { mode: 0o777 });
     giveTo(foreign, 65534);
     const init = await runMuster(['init', '--data-dir', foreign, '--listen-addr', '127.0.0.1:0'], { prefix: [...AS_ROOT] });
     expect(init.code).toBe(1);
     expect(init.stderr).toMatch(/foreign belongs to user 65534, not to the user muster runs as \(0\)\nhint: /);
-    const join = await runMuster(['join', '127.0.0.1:1', '--data-dir', foreign], { env: { MUSTER_TOKEN: 'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx' }, prefix: [...AS_ROOT] });
+    const join = await runMuster(['join', '127.0.0.1:1', '--data-dir', foreign], {
+      env: { MUSTER_TOKEN: 'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx' },
+      prefix: [...AS_ROOT],
+    });
     expect(join.code).toBe(1);
     expect(join.stderr).toMatch(/belongs to user 65534/);
     expect(listAsRoot(foreign)).toEqual([]); // another user's 0700 dir: only root may look in

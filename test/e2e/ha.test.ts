@@ -45,7 +45,8 @@ async function etcd(options: Parameters<typeof startEtcd>[0] = {}): Promise<Etcd
 
 const certs = (dir: string) => join(dir, 'certificates');
 const rootOf = (dir: string): string => readFileSync(join(certs(dir), 'root-ca.crt'), 'utf8');
-const nodeJson = (dir: string): { nodeId: string; clusterId: string; role: string; managers: string[] } => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8'));
+const nodeJson = (dir: string): { nodeId: string; clusterId: string; role: string; managers: string[] } =>
+  JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8'));
 const verify = (dir: string) => opensslStatus(['verify', '-CAfile', join(certs(dir), 'root-ca.crt'), join(certs(dir), 'node.crt')]).status;
 
 /** A client with a node's own credentials, to the managers it knows (or to `managers`). */
@@ -77,13 +78,23 @@ const csrs = (n: number): string[] => Array.from({ length: n }, () => createCsr(
 
 describe('three managers on etcd', () => {
   let store: EtcdCluster;
-  const dirs = { f: scratch.path('f'), m2: scratch.path('m2'), m3: scratch.path('m3'), w1: scratch.path('w1'), w2: scratch.path('w2'), w3: scratch.path('w3'), w4: scratch.path('w4') };
+  const dirs = {
+    f: scratch.path('f'),
+    m2: scratch.path('m2'),
+    m3: scratch.path('m3'),
+    w1: scratch.path('w1'),
+    w2: scratch.path('w2'),
+    w3: scratch.path('w3'),
+    w4: scratch.path('w4'),
+  };
   let founder: Awaited<ReturnType<typeof found>>;
   let founderRun: ChildRun;
   const managerAddr: Record<'f' | 'm2' | 'm3', string> = { f: '', m2: '', m3: '' };
   const workers: Record<string, ChildRun> = {};
 
-  it('the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root', { timeout: slow(90_000) }, async () => {
+  it('the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root', {
+    timeout: slow(90_000),
+  }, async () => {
     store = await etcd();
     founder = await found(store, dirs.f);
     founderRun = founder.run;
@@ -92,7 +103,11 @@ describe('three managers on etcd', () => {
     managerAddr.m2 = m2.address!;
     const m3 = await joinNode(dirs.m3, founder.tokens.manager, managerAddr.m2, 'manager');
     managerAddr.m3 = m3.address!;
-    for (const [name, via] of [['w1', managerAddr.f], ['w2', managerAddr.m2], ['w3', managerAddr.m3]] as const) {
+    for (const [name, via] of [
+      ['w1', managerAddr.f],
+      ['w2', managerAddr.m2],
+      ['w3', managerAddr.m3],
+    ] as const) {
       workers[name] = (await joinNode(dirs[name], founder.tokens.worker, via, 'worker')).run;
     }
     for (const dir of Object.values(dirs).slice(0, 6)) expect(verify(dir), dir).toBe(0);
@@ -105,7 +120,12 @@ describe('three managers on etcd', () => {
     expect(new Set(roots).size).toBe(1);
     expect(roots[0]).toBe(rootOf(dirs.f));
     const nodes = await nodesFrom(dirs.m3);
-    expect(nodes.filter((n) => n.role === 'manager').map((n) => n.managerStatus).sort()).toEqual(['Leader', 'Reachable', 'Reachable']);
+    expect(
+      nodes
+        .filter((n) => n.role === 'manager')
+        .map((n) => n.managerStatus)
+        .sort(),
+    ).toEqual(['Leader', 'Reachable', 'Reachable']);
     // Nodes learn every manager.
     await eventually('w1 to know all three managers', async () => (nodeJson(dirs.w1).managers.length === 3 ? true : undefined));
   });
@@ -116,12 +136,16 @@ describe('three managers on etcd', () => {
     expect(dump).not.toMatch(/PRIVATE KEY/);
     // The node keys and the CA key in DER (base64 bodies) appear nowhere either.
     for (const dir of [dirs.f, dirs.m2, dirs.w1]) {
-      const body = readFileSync(join(certs(dir), 'node.key'), 'utf8').split('\n').filter((l) => l.length > 40)[0]!;
+      const body = readFileSync(join(certs(dir), 'node.key'), 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 40)[0]!;
       expect(dump).not.toContain(body);
     }
   });
 
-  it('a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1', { timeout: slow(60_000) }, async () => {
+  it('a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1', {
+    timeout: slow(60_000),
+  }, async () => {
     const old = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
     const root = rootOf(dirs.f);
     const pool = csrs(60);
@@ -168,7 +192,9 @@ describe('three managers on etcd', () => {
     }
   });
 
-  it('SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back', { timeout: slow(90_000) }, async () => {
+  it('SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back', {
+    timeout: slow(90_000),
+  }, async () => {
     founderRun.child.kill('SIGKILL');
     await founderRun.exit;
     const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
@@ -176,16 +202,24 @@ describe('three managers on etcd', () => {
     expect(verify(dirs.w4)).toBe(0);
     const before = new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber;
     workers.w1!.child.kill('SIGHUP');
-    await eventually('w1 to renew through another manager', async () => (new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber !== before ? true : undefined));
+    await eventually('w1 to renew through another manager', async () =>
+      new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber !== before ? true : undefined,
+    );
     expect(verify(dirs.w1)).toBe(0);
     const founderId = nodeJson(dirs.f).nodeId;
-    await eventually('the founder to show Unreachable', async () => ((await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Unreachable' ? true : undefined));
+    await eventually('the founder to show Unreachable', async () =>
+      (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Unreachable' ? true : undefined,
+    );
     founderRun = start(['run', '--data-dir', dirs.f]);
     managerAddr.f = (await founderRun.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/))[1]!;
-    await eventually('the founder to show Reachable', async () => ((await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Reachable' ? true : undefined));
+    await eventually('the founder to show Reachable', async () =>
+      (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Reachable' ? true : undefined,
+    );
   });
 
-  it('concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)', { timeout: slow(120_000) }, async () => {
+  it('concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)', {
+    timeout: slow(120_000),
+  }, async () => {
     // A node record with no process behind it, so nothing but these requests changes it.
     const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
     const root = rootOf(dirs.f);
@@ -238,12 +272,16 @@ describe('three managers on etcd', () => {
     // The cluster still works through the last manager: a worker renews.
     const before = new X509Certificate(readFileSync(join(certs(dirs.w2), 'node.crt'))).serialNumber;
     workers.w2!.child.kill('SIGHUP');
-    await eventually('w2 to renew', async () => (new X509Certificate(readFileSync(join(certs(dirs.w2), 'node.crt'))).serialNumber !== before ? true : undefined));
+    await eventually('w2 to renew', async () =>
+      new X509Certificate(readFileSync(join(certs(dirs.w2), 'node.crt'))).serialNumber !== before ? true : undefined,
+    );
   });
 });
 
 describe('a manager that leaves', () => {
-  it('leave --force: its daemon exits 0 and says it left; its audit trail stays, through a new init in the same data dir', { timeout: slow(90_000) }, async () => {
+  it('leave --force: its daemon exits 0 and says it left; its audit trail stays, through a new init in the same data dir', {
+    timeout: slow(90_000),
+  }, async () => {
     const store = await etcd();
     const f = await found(store, scratch.path('lv-f'));
     const dir = scratch.path('lv-m2');
@@ -278,7 +316,9 @@ describe('promotion of a running worker on etcd', () => {
     const [, addr] = await w.run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/);
     await w.run.waitFor(/promoted: this node now serves as a manager/);
     expect((await curl(['-k', `https://${addr}/v1/ca`])).body).toBe(rootOf(scratch.path('p-f')));
-    await eventually('the promoted node to show Reachable', async () => ((await nodesFrom(scratch.path('p-f'))).find((n) => n.id === id)?.managerStatus === 'Reachable' ? true : undefined));
+    await eventually('the promoted node to show Reachable', async () =>
+      (await nodesFrom(scratch.path('p-f'))).find((n) => n.id === id)?.managerStatus === 'Reachable' ? true : undefined,
+    );
     expect((await runMuster(['node', 'demote', id, '--data-dir', scratch.path('p-f')])).code).toBe(0);
     await w.run.waitFor(/demoted: this node no longer serves as a manager/);
     expect((await curl(['-k', '--max-time', '2', `https://${addr}/v1/ca`])).status).toBe(0);
@@ -286,7 +326,9 @@ describe('promotion of a running worker on etcd', () => {
 });
 
 describe('a 3-member etcd cluster', () => {
-  it('loses a member during a 300-join storm over three managers: no join fails for good, every certified node is listed; all of etcd down is 503 and recovers', { timeout: slow(180_000) }, async () => {
+  it('loses a member during a 300-join storm over three managers: no join fails for good, every certified node is listed; all of etcd down is 503 and recovers', {
+    timeout: slow(180_000),
+  }, async () => {
     const store = await etcd({ size: 3 });
     const f = await found(store, scratch.path('s-f'));
     const m2 = await joinNode(scratch.path('s-m2'), f.tokens.manager, f.address, 'manager');
@@ -320,9 +362,11 @@ describe('a 3-member etcd cluster', () => {
       gaveUp += 1;
     };
     let next = 0;
-    await Promise.all(Array.from({ length: 12 }, async () => {
-      while (next < pool.length) await one(next++);
-    }));
+    await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        while (next < pool.length) await one(next++);
+      }),
+    );
     expect(killed).toBe(true);
     expect(gaveUp).toBe(0);
     expect(joined).toHaveLength(300);
@@ -337,7 +381,9 @@ describe('a 3-member etcd cluster', () => {
     expect(down).toMatchObject({ code: 'STORE_UNAVAILABLE', statusCode: 503 });
     expect((await curl(['-k', `https://${managers[1]}/v1/ca`])).status).toBe(200); // still serving
     await Promise.all([store.restart(0), store.restart(1), store.restart(2)]);
-    await eventually('joins to work again once etcd is back', async () => ((await clients[2]!.join({ token: f.tokens.worker, csr: csrs(1)[0]! })).nodeId ? true : undefined));
+    await eventually('joins to work again once etcd is back', async () =>
+      (await clients[2]!.join({ token: f.tokens.worker, csr: csrs(1)[0]! })).nodeId ? true : undefined,
+    );
     for (const run of [f.run, m2.run, m3.run]) expect(run.child.exitCode).toBeNull();
     await Promise.all(clients.map((c) => c.close()));
   });
@@ -375,7 +421,12 @@ describe('the embedded store', () => {
     let m = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await m.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     const ws = [await joinNode(scratch.path('mig-w1'), token, address, 'worker'), await joinNode(scratch.path('mig-w2'), token, address, 'worker')];
-    const before = { cluster: nodeJson(dir).clusterId, root: rootOf(dir), worker: token, manager: (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim() };
+    const before = {
+      cluster: nodeJson(dir).clusterId,
+      root: rootOf(dir),
+      worker: token,
+      manager: (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim(),
+    };
     const store = await etcd();
     const busy = await runMuster(['store', 'migrate', '--to', store.storeFlag, '--data-dir', dir]);
     expect(busy.code).toBe(1); // an operational failure, not a usage error
@@ -393,7 +444,9 @@ describe('the embedded store', () => {
     for (const w of ws) {
       const serial = new X509Certificate(readFileSync(join(certs(w.dir), 'node.crt'))).serialNumber;
       w.run.child.kill('SIGHUP');
-      await eventually(`${w.dir} to renew`, async () => (new X509Certificate(readFileSync(join(certs(w.dir), 'node.crt'))).serialNumber !== serial ? true : undefined));
+      await eventually(`${w.dir} to renew`, async () =>
+        new X509Certificate(readFileSync(join(certs(w.dir), 'node.crt'))).serialNumber !== serial ? true : undefined,
+      );
     }
     const m2 = await joinNode(scratch.path('mig-m2'), before.manager, address, 'manager');
     expect((await curl(['-k', `https://${m2.address}/v1/ca`])).body).toBe(before.root);

@@ -17,7 +17,9 @@ afterAll(() => scratch.cleanup());
 const { start } = processScope();
 
 describe('--host and MUSTER_HOST', () => {
-  it('tcp://H:P, H:P and unix:///PATH reach the manager; http:// is refused; status --host and --format json; status exits 1 when no manager answers', { timeout: slow(120_000) }, async () => {
+  it('tcp://H:P, H:P and unix:///PATH reach the manager; http:// is refused; status --host and --format json; status exits 1 when no manager answers', {
+    timeout: slow(120_000),
+  }, async () => {
     const dir = scratch.path('m');
     const manager = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     const [, address] = (await manager.waitFor(/muster join --token SWMTKN-1-\S+ (127\.0\.0\.1:\d+)/)) as unknown as [string, string];
@@ -42,14 +44,26 @@ describe('--host and MUSTER_HOST', () => {
     expect(noPort.stderr).toContain('127.0.0.1:4377');
     const scheme = await runMuster(['node', 'ls'], asAlice(`http://${address}`));
     expect(scheme.code).toBe(2);
-    expect(scheme.stderr).toMatch(/error: --host http:\/\/127\.0\.0\.1:\d+ is not an address muster can reach\nhint: write it as HOST\[:PORT\], tcp:\/\/HOST\[:PORT\] or unix:/);
+    expect(scheme.stderr).toMatch(
+      /error: --host http:\/\/127\.0\.0\.1:\d+ is not an address muster can reach\nhint: write it as HOST\[:PORT\], tcp:\/\/HOST\[:PORT\] or unix:/,
+    );
 
     const remote = await runMuster(['status', '--format', 'json'], asAlice(`tcp://${address}`));
     expect(remote.code, remote.stderr).toBe(0);
     const facts = JSON.parse(remote.stdout) as Record<string, string>;
     expect(facts).toMatchObject({ manager: address, state: 'reachable', store: 'ok' });
     expect(facts.clusterId).toMatch(/^[0-9a-z]{25}$/);
-    const table = await runMuster(['status', '--host', address, '--tls-cert', join(alice, 'cert.pem'), '--tls-key', join(alice, 'key.pem'), '--tls-ca', join(alice, 'ca.pem')]);
+    const table = await runMuster([
+      'status',
+      '--host',
+      address,
+      '--tls-cert',
+      join(alice, 'cert.pem'),
+      '--tls-key',
+      join(alice, 'key.pem'),
+      '--tls-ca',
+      join(alice, 'ca.pem'),
+    ]);
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/^state: +reachable$/m);
     const away = await runMuster(['status', '--format', 'json'], asAlice(`127.0.0.1:${closed}`));

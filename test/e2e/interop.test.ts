@@ -33,7 +33,17 @@ describe('--ca-cert in canonical PEM', () => {
 
   it.each(variants)('%s: the same token digest as Swarm, and /v1/ca serves the canonical bytes', async (name, text) => {
     const certFile = scratch.write(`root-${name.replace(/\W+/g, '-')}.pem`, text);
-    const m = start(['init', '--data-dir', dir(`canon-${name.replace(/\W+/g, '-')}`), '--listen-addr', '127.0.0.1:0', '--ca-cert', certFile, '--ca-key', keyFile]);
+    const m = start([
+      'init',
+      '--data-dir',
+      dir(`canon-${name.replace(/\W+/g, '-')}`),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      certFile,
+      '--ca-key',
+      keyFile,
+    ]);
     const { address } = await m.ready;
     const token = /SWMTKN-1-([0-9a-z]{50})-/.exec(m.stdout())![1];
     expect(token).toBe(swarmDigest(clean));
@@ -43,11 +53,23 @@ describe('--ca-cert in canonical PEM', () => {
 });
 
 describe('external CA: a URL with a path, mutual TLS, and a profile longer than --cert-expiry', () => {
-  it('takes url= as SwarmKit does; presents the manager certificate to a cfssl behind mutual TLS; says what the CA really issues and does not loop renewals', { timeout: slow(90_000) }, async () => {
+  it('takes url= as SwarmKit does; presents the manager certificate to a cfssl behind mutual TLS; says what the CA really issues and does not loop renewals', {
+    timeout: slow(90_000),
+  }, async () => {
     const plain = keep(await startCfssl(dir('cfssl-plain'), { expiry: '2h' }));
     // The same root behind mutual TLS: cfssl only answers clients whose certificate the cluster root signed.
     const mutual = keep(await startCfssl(dir('cfssl-mutual'), { root: plain.root, mutualTlsCa: plain.rootFile, expiry: '2h' }));
-    const m = start(['init', '--data-dir', dir('ext-m'), '--listen-addr', '127.0.0.1:0', '--ca-cert', plain.rootFile, '--external-ca', `protocol=cfssl,url=${plain.url}/api/v1/cfssl/sign,cacert=${plain.rootFile}`]);
+    const m = start([
+      'init',
+      '--data-dir',
+      dir('ext-m'),
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--ca-cert',
+      plain.rootFile,
+      '--external-ca',
+      `protocol=cfssl,url=${plain.url}/api/v1/cfssl/sign,cacert=${plain.rootFile}`,
+    ]);
     const { address } = await m.ready;
     const token = /SWMTKN-1-\S+/.exec(m.stdout())![0];
     // Switch to the mutual-TLS cfssl: muster presents its manager certificate and is let in.
@@ -60,12 +82,22 @@ describe('external CA: a URL with a path, mutual TLS, and a profile longer than 
     // A shorter expiry than the CA's profile: the CLI says what the CA issues, and nodes do not renew for it.
     const update = runInProcess(['update', '--cert-expiry', '1h', '--data-dir', dir('ext-m')]);
     expect(await update.exit, update.stderr()).toBe(0);
-    expect(update.stdout()).toMatch(/Certificate expiry set to 1h, but an external CA signs for this cluster and its own profile sets the lifetime \(it issues 2h certificates\)/);
+    expect(update.stdout()).toMatch(
+      /Certificate expiry set to 1h, but an external CA signs for this cluster and its own profile sets the lifetime \(it issues 2h certificates\)/,
+    );
     w.renew(); // a renewal asked for by hand goes through the mutual-TLS cfssl too
     await w.waitFor(/renewed until/);
     // What every poll asks: no renewal for an expiry the CA's profile overrides (before: one per poll, forever).
     const certs = join(dir('ext-w'), 'certificates');
-    const polled = await curl(['--cacert', join(certs, 'root-ca.crt'), '--cert', join(certs, 'node.crt'), '--key', join(certs, 'node.key'), `https://${address}/v1/nodes/self`]);
+    const polled = await curl([
+      '--cacert',
+      join(certs, 'root-ca.crt'),
+      '--cert',
+      join(certs, 'node.crt'),
+      '--key',
+      join(certs, 'node.key'),
+      `https://${address}/v1/nodes/self`,
+    ]);
     expect(polled.json()).toMatchObject({ renewNow: false, certExpiry: '1h' });
   });
 });

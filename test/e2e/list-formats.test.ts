@@ -62,7 +62,14 @@ describe('node ls', () => {
     expect(plain.code, plain.stderr).toBe(0);
     expect(plain.stdout).toBe(nodes.map((n) => `${n.id} ${n.hostname} ${n.role} ${n.id === managerId}\n`).join(''));
 
-    const labels = await muster(['node', 'ls', '--filter', `id=${eu}`, '--format', '{{.Labels}}|{{json .Labels}}|{{.ManagerStatus}}|{{.CertSerial}}\\t{{.Status}}']);
+    const labels = await muster([
+      'node',
+      'ls',
+      '--filter',
+      `id=${eu}`,
+      '--format',
+      '{{.Labels}}|{{json .Labels}}|{{.ManagerStatus}}|{{.CertSerial}}\\t{{.Status}}',
+    ]);
     const [text, json, managerStatus, rest] = labels.stdout.trimEnd().split('|') as [string, string, string, string];
     expect(text.split(',').sort()).toEqual(['rack=r1', 'ssd=yes', 'zone=eu']);
     expect(JSON.parse(json)).toEqual({ rack: 'r1', ssd: 'yes', zone: 'eu' });
@@ -89,7 +96,20 @@ describe('node ls', () => {
     ];
     for (const [format, message] of cases) {
       // Nothing listens on 127.0.0.1:1: a refusal after connecting would be exit 1.
-      const r = await runMuster(['node', 'ls', '--format', format, '--host', '127.0.0.1:1', '--tls-cert', join(alice, 'cert.pem'), '--tls-key', join(alice, 'key.pem'), '--tls-ca', join(alice, 'ca.pem')]);
+      const r = await runMuster([
+        'node',
+        'ls',
+        '--format',
+        format,
+        '--host',
+        '127.0.0.1:1',
+        '--tls-cert',
+        join(alice, 'cert.pem'),
+        '--tls-key',
+        join(alice, 'key.pem'),
+        '--tls-ca',
+        join(alice, 'ca.pem'),
+      ]);
       expect(r.code, `${format}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stdout).toBe('');
@@ -132,9 +152,15 @@ describe('join-token ls', () => {
     const json = await muster(['join-token', 'ls', '--format', 'json']);
     expect(json.code, json.stderr).toBe(0);
     expect(json.stdout).toMatch(/^\{[^\n]*\}\n$/);
-    expect(jsonLines<ScopedTokenView>(json.stdout)).toEqual([expect.objectContaining({ id: tokenId, role: 'worker', labels: { rack: 'r1' }, status: 'active' })]);
-    expect((await muster(['join-token', 'ls', '--format', '{{.ID}} {{.Role}} {{.Labels}} {{.UsesLeft}} {{.CreatedBy}}'])).stdout).toBe(`${tokenId} worker rack=r1 unlimited ${managerId}\n`);
-    expect((await muster(['join-token', 'ls', '--format', 'table {{.ID}}\\t{{.Labels}}'])).stdout).toBe(`ID${' '.repeat(tokenId.length + 1)}LABELS\n${tokenId}   rack=r1\n`);
+    expect(jsonLines<ScopedTokenView>(json.stdout)).toEqual([
+      expect.objectContaining({ id: tokenId, role: 'worker', labels: { rack: 'r1' }, status: 'active' }),
+    ]);
+    expect((await muster(['join-token', 'ls', '--format', '{{.ID}} {{.Role}} {{.Labels}} {{.UsesLeft}} {{.CreatedBy}}'])).stdout).toBe(
+      `${tokenId} worker rack=r1 unlimited ${managerId}\n`,
+    );
+    expect((await muster(['join-token', 'ls', '--format', 'table {{.ID}}\\t{{.Labels}}'])).stdout).toBe(
+      `ID${' '.repeat(tokenId.length + 1)}LABELS\n${tokenId}   rack=r1\n`,
+    );
     const bad = await muster(['join-token', 'ls', '--format', '{{.Secret}}']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown field \.Secret .*\nhint: fields: \.ID \.Role \.Status \.UsesLeft \.Expires \.Labels \.CreatedAt /);
@@ -142,7 +168,9 @@ describe('join-token ls', () => {
 });
 
 describe('ca certs', () => {
-  it('lists every issued certificate; --expiring DUR keeps the valid ones that expire within DUR and counts them on stderr', { timeout: slow(90_000) }, async () => {
+  it('lists every issued certificate; --expiring DUR keeps the valid ones that expire within DUR and counts them on stderr', {
+    timeout: slow(90_000),
+  }, async () => {
     const table = await muster(['ca', 'certs']);
     expect(table.code, table.stderr).toBe(0);
     const [header, ...rows] = table.stdout.trimEnd().split('\n');
@@ -168,7 +196,9 @@ describe('ca certs', () => {
     expect(many.stderr).toBe('');
 
     // As an API user from elsewhere, and the same template as table.
-    const remote = await runMuster(['ca', 'certs', '--expiring', '72h', '--format', 'table {{.Subject}}\\t{{.Kind}}'], { env: { MUSTER_HOST: `tcp://${address}`, MUSTER_CERT_PATH: alice } });
+    const remote = await runMuster(['ca', 'certs', '--expiring', '72h', '--format', 'table {{.Subject}}\\t{{.Kind}}'], {
+      env: { MUSTER_HOST: `tcp://${address}`, MUSTER_CERT_PATH: alice },
+    });
     expect(remote.code, remote.stderr).toBe(0);
     expect(remote.stdout).toBe('NODE/USER   KIND\nalice       user\n');
     expect(remote.stderr).toBe('1 certificate expires within 72h\n');

@@ -52,7 +52,11 @@ interface Manager {
   member: { client: string; peer: string };
 }
 
-async function foundManaged(dir: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Manager & { tokens: { worker: string; manager: string } }> {
+async function foundManaged(
+  dir: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Manager & { tokens: { worker: string; manager: string } }> {
   const member = await memberFlags();
   const run = start(['init', '--store', 'etcd', '--data-dir', dir, '--listen-addr', '127.0.0.1:0', ...member.flags, ...extra], env);
   const [, worker, address] = (await run.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, slow(90_000))) as unknown as [string, string, string];
@@ -62,7 +66,10 @@ async function foundManaged(dir: string, extra: string[] = [], env: Record<strin
 
 async function joinManager(dir: string, token: string, via: string, env: Record<string, string> = {}): Promise<Manager> {
   const member = await memberFlags();
-  const run = start(['join', via, '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...member.flags], { MUSTER_TOKEN: token, ...env });
+  const run = start(['join', via, '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...member.flags], {
+    MUSTER_TOKEN: token,
+    ...env,
+  });
   await run.waitFor(/This node joined cluster/, slow(90_000));
   const address = (await run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/, slow(90_000)))[1]!;
   return { dir, run, address, member };
@@ -71,13 +78,17 @@ async function joinManager(dir: string, token: string, via: string, env: Record<
 const csrs = (n: number): string[] => Array.from({ length: n }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
 
 describe('node promote and demote on a managed store', () => {
-  it('a worker joined with --etcd-client-addr/--etcd-peer-addr and promoted runs its member there, as a voting member, and serves; demoted, its member leaves and manager/etcd goes', { timeout: slow(240_000) }, async () => {
+  it('a worker joined with --etcd-client-addr/--etcd-peer-addr and promoted runs its member there, as a voting member, and serves; demoted, its member leaves and manager/etcd goes', {
+    timeout: slow(240_000),
+  }, async () => {
     const f = await foundManaged(scratch.path('p-f'));
     const wDir = scratch.path('p-w');
     const port = await freePort();
     const member = await memberFlags();
     // A worker that could serve: where its API and its etcd member would listen.
-    const w = start(['join', f.address, '--data-dir', wDir, '--advertise-addr', '127.0.0.1', '--listen-addr', `127.0.0.1:${port}`, ...member.flags], { MUSTER_TOKEN: f.tokens.worker });
+    const w = start(['join', f.address, '--data-dir', wDir, '--advertise-addr', '127.0.0.1', '--listen-addr', `127.0.0.1:${port}`, ...member.flags], {
+      MUSTER_TOKEN: f.tokens.worker,
+    });
     await w.waitFor(/This node joined cluster/, slow(60_000));
     const wId = nodeJson(wDir).nodeId;
     expect(nodeJson(wDir).role).toBe('worker');
@@ -101,17 +112,28 @@ describe('node promote and demote on a managed store', () => {
     expect(memberPid(wId)).not.toBe('');
     expect(statSync(join(wDir, 'manager', 'etcd')).mode & 0o777).toBe(0o700);
     // It serves: its own certificate opens the store at its own member, and its API answers.
-    expect(etcdctl(member.client, join(certs(wDir), 'root-ca.crt'), ownCred(wDir), ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']).status).toBe(0);
+    expect(etcdctl(member.client, join(certs(wDir), 'root-ca.crt'), ownCred(wDir), ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']).status).toBe(
+      0,
+    );
     const nodes = await runMuster(['node', 'ls', '--format', 'json', '--data-dir', wDir]);
     expect(nodes.code, nodes.stderr).toBe(0);
     expect(jsonLines<{ id: string; managerStatus?: string }>(nodes.stdout).find((n) => n.id === wId)?.managerStatus).toBe('Reachable');
 
     const demoted = await runMuster(['node', 'demote', wId, '--data-dir', f.dir]);
     expect(demoted.code, demoted.stderr).toBe(0);
-    await eventually('the demoted node to drop its member', async () => (!existsSync(join(wDir, 'manager', 'etcd')) ? true : undefined)).catch((error: unknown) => {
-      throw new Error(`${String(error)}\n${w.stderr().slice(-6000)}`);
-    });
-    expect(memberList(f.member.client, f.dir).map((m) => m.name), f.run.stderr().split('\n').filter((l) => /store could not|removed the manager/.test(l)).join('\n')).toEqual([nodeJson(f.dir).nodeId]);
+    await eventually('the demoted node to drop its member', async () => (!existsSync(join(wDir, 'manager', 'etcd')) ? true : undefined)).catch(
+      (error: unknown) => {
+        throw new Error(`${String(error)}\n${w.stderr().slice(-6000)}`);
+      },
+    );
+    expect(
+      memberList(f.member.client, f.dir).map((m) => m.name),
+      f.run
+        .stderr()
+        .split('\n')
+        .filter((l) => /store could not|removed the manager/.test(l))
+        .join('\n'),
+    ).toEqual([nodeJson(f.dir).nodeId]);
     await eventually('its etcd process to end', async () => (memberPid(wId) === '' ? true : undefined), slow(20_000));
     expect(nodeJson(wDir).role).toBe('worker');
     await w.stop('SIGTERM');
@@ -120,7 +142,9 @@ describe('node promote and demote on a managed store', () => {
 });
 
 describe('autolock on a managed store', () => {
-  it('a restarted manager waits locked with no member running and no member key on disk until muster unlock; after a SIGKILL the stale key file goes before it waits', { timeout: slow(240_000) }, async () => {
+  it('a restarted manager waits locked with no member running and no member key on disk until muster unlock; after a SIGKILL the stale key file goes before it waits', {
+    timeout: slow(240_000),
+  }, async () => {
     const dir = scratch.path('a-f');
     const f = await foundManaged(dir, ['--autolock']);
     const unlockKey = (await f.run.waitFor(/^ {4}(SWMKEY-1-\S+)$/m, slow(30_000)))[1]!;
@@ -140,7 +164,16 @@ describe('autolock on a managed store', () => {
     await locked.waitFor(/manager listening on/, slow(90_000));
     expect(memberPid(id)).not.toBe('');
     expect(statSync(memberKeyFile(dir)).mode & 0o777).toBe(0o600);
-    expect(etcdctl(f.member.client, join(certs(dir), 'root-ca.crt'), { cert: join(dir, 'manager', 'etcd-tls', 'member.crt'), key: memberKeyFile(dir) }, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']).status).toBe(0);
+    expect(
+      etcdctl(f.member.client, join(certs(dir), 'root-ca.crt'), { cert: join(dir, 'manager', 'etcd-tls', 'member.crt'), key: memberKeyFile(dir) }, [
+        'get',
+        '--prefix',
+        '/muster/',
+        '--keys-only',
+        '--limit',
+        '1',
+      ]).status,
+    ).toBe(0);
 
     // SIGKILL: the member dies with its manager, and its TLS files (the key in clear) stay behind.
     const pid = memberPid(id);
@@ -159,7 +192,9 @@ describe('autolock on a managed store', () => {
 });
 
 describe('a root rotation on three managers that run etcd', () => {
-  it('muster ca --rotate completes while joins go on: no join fails for good, every member trusts and presents the new root, etcdctl with a new certificate works', { timeout: 420_000 }, async () => {
+  it('muster ca --rotate completes while joins go on: no join fails for good, every member trusts and presents the new root, etcdctl with a new certificate works', {
+    timeout: 420_000,
+  }, async () => {
     // Nodes that joined through the API alone never renew: the rotation stops waiting for them once they count as down.
     const env = { MUSTER_NODE_DOWN_AFTER: '3s' };
     const f = await foundManaged(scratch.path('r-f'), [], env);
@@ -205,8 +240,7 @@ describe('a root rotation on three managers that run etcd', () => {
                 token = now;
               }
               continue;
-            }
-            else if (isMusterError(error) && ['STORE_CONFLICT', 'MANAGER_UNREACHABLE'].includes(error.code)) otherRetries += 1;
+            } else if (isMusterError(error) && ['STORE_CONFLICT', 'MANAGER_UNREACHABLE'].includes(error.code)) otherRetries += 1;
             else {
               failures.push(String(error));
               break;
@@ -229,7 +263,9 @@ describe('a root rotation on three managers that run etcd', () => {
     stop = true;
     await Promise.all(loops);
     await Promise.all(clients.map((c) => c.close()));
-    console.log(`rotation on a managed store: ${joins} joins, ${storeFailures} STORE_UNAVAILABLE retried, ${otherRetries} other retries, longest gap ${longestGapMs} ms`);
+    console.log(
+      `rotation on a managed store: ${joins} joins, ${storeFailures} STORE_UNAVAILABLE retried, ${otherRetries} other retries, longest gap ${longestGapMs} ms`,
+    );
     expect(rotated.code, `${rotated.stdout}\n${rotated.stderr}\n${managers.map((m) => m.run.stderr().slice(-3000)).join('\n---\n')}`).toBe(0);
     expect(failures).toEqual([]);
     expect(gaveUp).toBe(0);
@@ -241,20 +277,44 @@ describe('a root rotation on three managers that run etcd', () => {
     const root = new X509Certificate(newRoot);
     for (const m of managers) {
       await eventually(`${m.dir} to hold the new root`, async () => (rootOf(m.dir) === newRoot ? true : undefined), 60_000);
-      await eventually(`${m.dir}'s certificate to be from the new root`, async () => (new X509Certificate(readFileSync(join(certs(m.dir), 'node.crt'))).verify(root.publicKey) ? true : undefined), 60_000).catch((error: unknown) => {
+      await eventually(
+        `${m.dir}'s certificate to be from the new root`,
+        async () => (new X509Certificate(readFileSync(join(certs(m.dir), 'node.crt'))).verify(root.publicKey) ? true : undefined),
+        60_000,
+      ).catch((error: unknown) => {
         const leaf = new X509Certificate(readFileSync(join(certs(m.dir), 'node.crt')));
-        throw new Error(`${String(error)}: ${leaf.issuer} ${leaf.validFrom} ${leaf.serialNumber}\n${m.run.stderr().split('\n').filter((l) => /renew|trust|rotat/.test(l)).join('\n')}`);
+        throw new Error(
+          `${String(error)}: ${leaf.issuer} ${leaf.validFrom} ${leaf.serialNumber}\n${m.run
+            .stderr()
+            .split('\n')
+            .filter((l) => /renew|trust|rotat/.test(l))
+            .join('\n')}`,
+        );
       });
-      await eventually(`${m.dir}'s member to trust the new root only`, async () => (readFileSync(join(m.dir, 'manager', 'etcd-tls', 'trust.pem'), 'utf8') === newRoot ? true : undefined), 60_000);
+      await eventually(
+        `${m.dir}'s member to trust the new root only`,
+        async () => (readFileSync(join(m.dir, 'manager', 'etcd-tls', 'trust.pem'), 'utf8') === newRoot ? true : undefined),
+        60_000,
+      );
     }
     // etcd itself moved to the new root: each member (restarted one at a time) refuses the old root's certificate, and takes a new one.
     for (const m of managers) {
       const trustFile = join(certs(m.dir), 'root-ca.crt');
-      const refused = await eventually(`${m.dir}'s member to refuse an old-root certificate`, async () => {
-        const r = etcdctl(m.member.client, trustFile, oldCred, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
-        return r.status !== 0 ? r : undefined;
-      }, 90_000).catch((error: unknown) => {
-        throw new Error(`${String(error)}\n${m.run.stderr().split('\n').filter((l) => /trust|etcd member|turn/.test(l)).join('\n')}`);
+      const refused = await eventually(
+        `${m.dir}'s member to refuse an old-root certificate`,
+        async () => {
+          const r = etcdctl(m.member.client, trustFile, oldCred, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
+          return r.status !== 0 ? r : undefined;
+        },
+        90_000,
+      ).catch((error: unknown) => {
+        throw new Error(
+          `${String(error)}\n${m.run
+            .stderr()
+            .split('\n')
+            .filter((l) => /trust|etcd member|turn/.test(l))
+            .join('\n')}`,
+        );
       });
       expect(refused.out).toMatch(/certificate|tls|handshake|deadline/i);
       const get = etcdctl(m.member.client, trustFile, ownCred(m.dir), ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
@@ -267,7 +327,14 @@ describe('a root rotation on three managers that run etcd', () => {
       const client = new ApiClient({ managers: [m.address], tls: { rootPem: newRoot }, timeoutMs: 20_000 });
       const workerToken = (await runMuster(['join-token', '-q', 'worker', '--data-dir', f.dir])).stdout.trim();
       await eventually(`a join through ${m.address}`, async () => client.join({ token: workerToken, csr: csrs(1)[0]! }), 60_000).catch((error: unknown) => {
-        throw new Error(`${String(error)}\n${m.run.stderr().split('\n').filter((l) => /"level":(40|50)|trust|etcd member/.test(l)).slice(-30).join('\n')}`);
+        throw new Error(
+          `${String(error)}\n${m.run
+            .stderr()
+            .split('\n')
+            .filter((l) => /"level":(40|50)|trust|etcd member/.test(l))
+            .slice(-30)
+            .join('\n')}`,
+        );
       });
       await client.close();
     }
@@ -277,11 +344,15 @@ describe('a root rotation on three managers that run etcd', () => {
 });
 
 describe('a manager join that does not finish', () => {
-  it('a learner left by a manager join whose answering manager died before recording the node goes when the next manager join needs its place; that join succeeds', { timeout: 300_000 }, async () => {
+  it('a learner left by a manager join whose answering manager died before recording the node goes when the next manager join needs its place; that join succeeds', {
+    timeout: 300_000,
+  }, async () => {
     const dir = scratch.path('d-f');
     const f = await foundManaged(dir, [], { MUSTER_FAILPOINTS: 'manager-join:member-added' });
     const lost = await memberFlags();
-    const gone = start(['join', f.address, '--data-dir', scratch.path('d-a'), '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...lost.flags], { MUSTER_TOKEN: f.tokens.manager });
+    const gone = start(['join', f.address, '--data-dir', scratch.path('d-a'), '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...lost.flags], {
+      MUSTER_TOKEN: f.tokens.manager,
+    });
     await f.run.exit; // the failpoint: SIGKILLed after etcd took the learner, before the node was recorded
     await gone.stop('SIGKILL');
     const again = start(['run', '--data-dir', dir, '--listen-addr', f.address]);
@@ -291,7 +362,10 @@ describe('a manager join that does not finish', () => {
     expect(learner?.name ?? '', 'whose member never started').toBe('');
     const m2 = await joinManager(scratch.path('d-m2'), f.tokens.manager, f.address);
     const list = memberList(f.member.client, dir);
-    expect(list.some((m) => m.peerURLs.includes(`https://${lost.peer}`)), 'the learner left behind is gone').toBe(false);
+    expect(
+      list.some((m) => m.peerURLs.includes(`https://${lost.peer}`)),
+      'the learner left behind is gone',
+    ).toBe(false);
     expect(list.map((m) => m.name).sort()).toEqual([nodeJson(dir).nodeId, nodeJson(m2.dir).nodeId].sort());
     expect(again.stderr()).toMatch(/removed an etcd learner whose member never started/);
   });

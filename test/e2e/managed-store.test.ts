@@ -56,7 +56,9 @@ async function foundManaged(dir: string): Promise<Manager & { tokens: { worker: 
 
 async function joinManager(dir: string, token: string, via: string): Promise<Manager> {
   const member = await memberFlags();
-  const run = start(['join', via, '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...member.flags], { MUSTER_TOKEN: token });
+  const run = start(['join', via, '--data-dir', dir, '--listen-addr', '127.0.0.1:0', '--advertise-addr', '127.0.0.1', ...member.flags], {
+    MUSTER_TOKEN: token,
+  });
   await run.waitFor(/This node joined cluster/, slow(90_000));
   const address = (await run.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/, slow(90_000)))[1]!;
   return { dir, run, address, member };
@@ -78,7 +80,15 @@ async function restart(manager: Manager): Promise<void> {
 const csrs = (n: number): string[] => Array.from({ length: n }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
 
 describe('three managers that run etcd themselves', () => {
-  const dirs = { f: scratch.path('f'), m2: scratch.path('m2'), m3: scratch.path('m3'), m4: scratch.path('m4'), m5: scratch.path('m5'), w1: scratch.path('w1'), api: scratch.path('api') };
+  const dirs = {
+    f: scratch.path('f'),
+    m2: scratch.path('m2'),
+    m3: scratch.path('m3'),
+    m4: scratch.path('m4'),
+    m5: scratch.path('m5'),
+    w1: scratch.path('w1'),
+    api: scratch.path('api'),
+  };
   let f: Awaited<ReturnType<typeof foundManaged>>;
   let m2: Manager;
   let m3: Manager;
@@ -86,7 +96,9 @@ describe('three managers that run etcd themselves', () => {
   let rootFile: string;
   let worker: ChildRun;
 
-  it('init --store etcd and two manager-token joins, nothing else configured: three voting members, TLS only, data 0700, certificates naming loopback', { timeout: slow(240_000) }, async () => {
+  it('init --store etcd and two manager-token joins, nothing else configured: three voting members, TLS only, data 0700, certificates naming loopback', {
+    timeout: slow(240_000),
+  }, async () => {
     f = await foundManaged(dirs.f);
     m2 = await joinManager(dirs.m2, f.tokens.manager, f.address);
     m3 = await joinManager(dirs.m3, f.tokens.manager, m2.address);
@@ -107,24 +119,43 @@ describe('three managers that run etcd themselves', () => {
       expect(JSON.stringify(store)).not.toMatch(/PRIVATE KEY|password/i); // no credential of its own: the node's certificate opens the store
     }
     // No plain-HTTP client port: a client without TLS gets nothing.
-    const plain = spawnSync('etcdctl', ['--endpoints', `http://${m2.member.client}`, '--dial-timeout', '2s', '--command-timeout', '3s', 'get', 'x'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: slow(20_000) });
+    const plain = spawnSync('etcdctl', ['--endpoints', `http://${m2.member.client}`, '--dial-timeout', '2s', '--command-timeout', '3s', 'get', 'x'], {
+      encoding: 'utf8',
+      env: { ...process.env, ETCDCTL_API: '3' },
+      timeout: slow(20_000),
+    });
     expect(plain.status).not.toBe(0);
     const status = await runMuster(['status', '--data-dir', dirs.m2]);
     expect(status.stdout).toMatch(new RegExp(`Store: +managed: etcd member on ${m2.member.client.replace(/\./g, '\\.')}.*the member answers`));
     const nodes = await nodesFrom(dirs.m3);
-    expect(nodes.filter((n) => n.role === 'manager').map((n) => n.managerStatus).sort()).toEqual(['Leader', 'Reachable', 'Reachable']);
+    expect(
+      nodes
+        .filter((n) => n.role === 'manager')
+        .map((n) => n.managerStatus)
+        .sort(),
+    ).toEqual(['Leader', 'Reachable', 'Reachable']);
   });
 
-  it("the founder reaches the members that joined after it: store.json lists them, and with its own member frozen (SIGSTOP) it still serves joins through theirs", { timeout: slow(120_000) }, async () => {
+  it('the founder reaches the members that joined after it: store.json lists them, and with its own member frozen (SIGSTOP) it still serves joins through theirs', {
+    timeout: slow(120_000),
+  }, async () => {
     const storeJson = (): { endpoints: string[] } => JSON.parse(readFileSync(join(dirs.f, 'manager', 'store.json'), 'utf8')) as { endpoints: string[] };
-    await eventually('the founder to list the members that joined after it', async () => ([m2.member.client, m3.member.client].every((e) => storeJson().endpoints.includes(e)) ? true : undefined), slow(40_000));
+    await eventually(
+      'the founder to list the members that joined after it',
+      async () => ([m2.member.client, m3.member.client].every((e) => storeJson().endpoints.includes(e)) ? true : undefined),
+      slow(40_000),
+    );
     const pid = spawnSync('pgrep', ['-f', `etcd .*--name ${nodeJson(dirs.f).nodeId}`], { encoding: 'utf8' }).stdout.trim();
     expect(pid, "the founder's etcd member runs").toMatch(/^\d+$/);
     process.kill(Number(pid), 'SIGSTOP');
     try {
       const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: slow(20_000) });
       try {
-        const answer = await eventually('a join through the founder while its member is frozen', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined), slow(60_000));
+        const answer = await eventually(
+          'a join through the founder while its member is frozen',
+          async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined),
+          slow(60_000),
+        );
         expect(answer.nodeId).toMatch(/^[a-z0-9]{25}$/);
       } finally {
         await client.close();
@@ -134,7 +165,9 @@ describe('three managers that run etcd themselves', () => {
     }
   });
 
-  it('a 300-join storm over the three managers while the leader manager is SIGKILLed (its member dies with it): no join fails for good, every certified node is listed; the worker fails over and renews', { timeout: slow(300_000) }, async () => {
+  it('a 300-join storm over the three managers while the leader manager is SIGKILLed (its member dies with it): no join fails for good, every certified node is listed; the worker fails over and renews', {
+    timeout: slow(300_000),
+  }, async () => {
     const managers = [f.address, m2.address, m3.address];
     const clients = managers.map((m) => new ApiClient({ managers: [m], tls: { rootPem: root }, timeoutMs: slow(20_000) }));
     const pool = csrs(300);
@@ -162,13 +195,19 @@ describe('three managers that run etcd themselves', () => {
       gaveUp += 1;
     };
     let next = 0;
-    await Promise.all(Array.from({ length: 12 }, async () => {
-      while (next < pool.length) await one(next++);
-    }));
+    await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        while (next < pool.length) await one(next++);
+      }),
+    );
     expect(killed).toBeDefined();
     await killed;
     // Its etcd member died with it (setpriv's parent-death signal).
-    await eventually('the killed leader\'s etcd member to be gone', async () => (spawnSync('kill', ['-0', leaderPid]).status !== 0 ? true : undefined), slow(20_000));
+    await eventually(
+      "the killed leader's etcd member to be gone",
+      async () => (spawnSync('kill', ['-0', leaderPid]).status !== 0 ? true : undefined),
+      slow(20_000),
+    );
     expect(gaveUp).toBe(0);
     expect(joined).toHaveLength(300);
     const listed = new Set((await nodesFrom(dirs.m2)).map((n) => n.id));
@@ -177,7 +216,9 @@ describe('three managers that run etcd themselves', () => {
     // The worker renews through a surviving manager.
     const before = readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8');
     worker.child.kill('SIGHUP');
-    await eventually('the worker to renew with the leader down', async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined));
+    await eventually('the worker to renew with the leader down', async () =>
+      readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined,
+    );
     // The leader comes back: its member rejoins the store and it serves again.
     await restart(f);
     // It remembers the members that joined after it (the next start can reach the store through them).
@@ -192,7 +233,9 @@ describe('three managers that run etcd themselves', () => {
 
   it('with three managers and one down, demoting a second is refused (QUORUM_AT_RISK), saying how many are reachable', { timeout: slow(120_000) }, async () => {
     await m3.run.stop('SIGKILL');
-    await eventually('m3 to show Unreachable', async () => ((await nodesFrom(dirs.f)).find((n) => n.id === nodeJson(dirs.m3).nodeId)?.managerStatus === 'Unreachable' ? true : undefined));
+    await eventually('m3 to show Unreachable', async () =>
+      (await nodesFrom(dirs.f)).find((n) => n.id === nodeJson(dirs.m3).nodeId)?.managerStatus === 'Unreachable' ? true : undefined,
+    );
     const refused = await runMuster(['node', 'demote', nodeJson(dirs.m2).nodeId, '--data-dir', dirs.f]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/QUORUM_AT_RISK|would leave 1 reachable of 2 store members/);
@@ -201,8 +244,11 @@ describe('three managers that run etcd themselves', () => {
     await restart(m3);
   });
 
-  it("etcd refuses a worker's, an API user's, a demoted manager's and a removed manager's certificate; a serving manager's is accepted", { timeout: slow(240_000) }, async () => {
-    const get = (cred: { cert: string; key: string }) => etcdctl(f.member.client, rootFile, cred, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
+  it("etcd refuses a worker's, an API user's, a demoted manager's and a removed manager's certificate; a serving manager's is accepted", {
+    timeout: slow(240_000),
+  }, async () => {
+    const get = (cred: { cert: string; key: string }) =>
+      etcdctl(f.member.client, rootFile, cred, ['get', '--prefix', '/muster/', '--keys-only', '--limit', '1']);
     expect(get({ cert: join(certs(dirs.m2), 'node.crt'), key: join(certs(dirs.m2), 'node.key') }).status).toBe(0);
     const w = get({ cert: join(certs(dirs.w1), 'node.crt'), key: join(certs(dirs.w1), 'node.key') });
     expect(w.status).not.toBe(0);
@@ -215,7 +261,9 @@ describe('three managers that run etcd themselves', () => {
     expect(get(m3Kept).status).toBe(0);
     const demoted = await runMuster(['node', 'demote', nodeJson(dirs.m3).nodeId, '--data-dir', dirs.f]);
     expect(demoted.code, demoted.stderr).toBe(0);
-    await eventually('the demoted manager to stop serving and drop its member', async () => (!existsSync(join(dirs.m3, 'manager', 'etcd')) ? true : undefined)).catch((error: unknown) => {
+    await eventually('the demoted manager to stop serving and drop its member', async () =>
+      !existsSync(join(dirs.m3, 'manager', 'etcd')) ? true : undefined,
+    ).catch((error: unknown) => {
       throw new Error(`${String(error)}\n${m3.run.stderr().slice(-4000)}`);
     });
     expect(get(m3Kept).status).not.toBe(0);
@@ -227,17 +275,44 @@ describe('three managers that run etcd themselves', () => {
     const removed = await runMuster(['node', 'rm', '--force', nodeJson(dirs.m4).nodeId, '--data-dir', dirs.f]);
     expect(removed.code, removed.stderr).toBe(0);
     expect(get(m4Kept).status).not.toBe(0);
-    const list = etcdctl(f.member.client, rootFile, { cert: join(certs(dirs.f), 'node.crt'), key: join(certs(dirs.f), 'node.key') }, ['member', 'list', '-w', 'json']);
-    expect((JSON.parse(list.out) as { members: { name: string }[] }).members.map((m) => m.name).sort()).toEqual([nodeJson(dirs.f).nodeId, nodeJson(dirs.m2).nodeId].sort());
+    const list = etcdctl(f.member.client, rootFile, { cert: join(certs(dirs.f), 'node.crt'), key: join(certs(dirs.f), 'node.key') }, [
+      'member',
+      'list',
+      '-w',
+      'json',
+    ]);
+    expect((JSON.parse(list.out) as { members: { name: string }[] }).members.map((m) => m.name).sort()).toEqual(
+      [nodeJson(dirs.f).nodeId, nodeJson(dirs.m2).nodeId].sort(),
+    );
   });
 
   it('no secret in clear in an etcdctl get --prefix dump: no join token, no private key, no data key', () => {
-    const dump = execFileSync('etcdctl', ['--endpoints', `https://${f.member.client}`, '--cacert', rootFile, '--cert', join(certs(dirs.f), 'node.crt'), '--key', join(certs(dirs.f), 'node.key'), 'get', '--prefix', '/', '-w', 'json'], {
-      encoding: 'utf8',
-      env: { ...process.env, ETCDCTL_API: '3' },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    const values = (JSON.parse(dump) as { kvs?: { key: string; value: string }[] }).kvs!.map((kv) => `${Buffer.from(kv.key, 'base64').toString('utf8')} ${Buffer.from(kv.value, 'base64').toString('utf8')}`).join('\n');
+    const dump = execFileSync(
+      'etcdctl',
+      [
+        '--endpoints',
+        `https://${f.member.client}`,
+        '--cacert',
+        rootFile,
+        '--cert',
+        join(certs(dirs.f), 'node.crt'),
+        '--key',
+        join(certs(dirs.f), 'node.key'),
+        'get',
+        '--prefix',
+        '/',
+        '-w',
+        'json',
+      ],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, ETCDCTL_API: '3' },
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
+    const values = (JSON.parse(dump) as { kvs?: { key: string; value: string }[] })
+      .kvs!.map((kv) => `${Buffer.from(kv.key, 'base64').toString('utf8')} ${Buffer.from(kv.value, 'base64').toString('utf8')}`)
+      .join('\n');
     expect(values).toContain('meta/tokens');
     expect(values).not.toContain(f.tokens.worker);
     expect(values).not.toContain(f.tokens.manager);
@@ -245,7 +320,9 @@ describe('three managers that run etcd themselves', () => {
     for (const dir of [dirs.f, dirs.m2]) expect(values).not.toContain(readFileSync(join(dir, 'manager', 'data.key'), 'utf8').trim());
   });
 
-  it('two of three managers killed: the API answers 503 STORE_UNAVAILABLE; init --force-new-cluster on the survivor brings joins and renewals back with the same root and tokens', { timeout: slow(300_000) }, async () => {
+  it('two of three managers killed: the API answers 503 STORE_UNAVAILABLE; init --force-new-cluster on the survivor brings joins and renewals back with the same root and tokens', {
+    timeout: slow(300_000),
+  }, async () => {
     const m5 = await joinManager(dirs.m5, f.tokens.manager, f.address);
     await m2.run.stop('SIGKILL');
     await m5.run.stop('SIGKILL');
@@ -266,7 +343,11 @@ describe('three managers that run etcd themselves', () => {
     expect(tokens).toBe(f.tokens.manager);
     const before = readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8');
     worker.child.kill('SIGHUP');
-    await eventually('the worker to renew against the recovered manager', async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined), slow(90_000)).catch((error: unknown) => {
+    await eventually(
+      'the worker to renew against the recovered manager',
+      async () => (readFileSync(join(certs(dirs.w1), 'node.crt'), 'utf8') !== before ? true : undefined),
+      slow(90_000),
+    ).catch((error: unknown) => {
       throw new Error(`${String(error)}\n${worker.stderr().slice(-4000)}`);
     });
     const managers = (await nodesFrom(dirs.f)).filter((n) => n.role === 'manager' && !n.removed);
@@ -288,10 +369,16 @@ describe('a managed store from scratch or grown in place', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('store migrate --to etcd grows an embedded cluster onto its own member: same cluster, root and tokens; the worker renews; a manager joins', { timeout: slow(240_000) }, async () => {
+  it('store migrate --to etcd grows an embedded cluster onto its own member: same cluster, root and tokens; the worker renews; a manager joins', {
+    timeout: slow(240_000),
+  }, async () => {
     const dir = scratch.path('grow');
     const founder = start(['init', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
-    const [, token, address] = (await founder.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, slow(60_000))) as unknown as [string, string, string];
+    const [, token, address] = (await founder.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/, slow(60_000))) as unknown as [
+      string,
+      string,
+      string,
+    ];
     const w = await joinWorker(scratch.path('grow-w'), token, address);
     const managerToken = (await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim();
     const running = await runMuster(['store', 'migrate', '--to', 'etcd', '--data-dir', dir]);
@@ -307,7 +394,9 @@ describe('a managed store from scratch or grown in place', () => {
     expect((await runMuster(['join-token', '-q', 'manager', '--data-dir', dir])).stdout.trim()).toBe(managerToken);
     const before = readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8');
     w.child.kill('SIGHUP');
-    await eventually('the worker to renew against the migrated manager', async () => (readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8') !== before ? true : undefined));
+    await eventually('the worker to renew against the migrated manager', async () =>
+      readFileSync(join(certs(scratch.path('grow-w')), 'node.crt'), 'utf8') !== before ? true : undefined,
+    );
     const m2 = await joinManager(scratch.path('grow-m2'), managerToken, address);
     expect(nodeJson(m2.dir).role).toBe('manager');
     expect(rootOf(m2.dir)).toBe(rootOf(dir));

@@ -32,7 +32,10 @@ const as = (cert: string, key: string): string[] => ['--cacert', root, '--cert',
 const managerCreds = (): string[] => as(join(certs, 'node.crt'), join(certs, 'node.key'));
 
 function postJson(path: string, body: unknown, tls: string[] = anon()): Promise<CurlResult> {
-  return curl([...tls, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', '@-', `${base}${path}`], typeof body === 'string' ? body : JSON.stringify(body));
+  return curl(
+    [...tls, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', '@-', `${base}${path}`],
+    typeof body === 'string' ? body : JSON.stringify(body),
+  );
 }
 
 /** Joins with an openssl-made key and CSR; returns the files and the answer. */
@@ -178,8 +181,14 @@ describe('authorisation', () => {
     const nodeId = String(res.json().nodeId);
     const removed = await curl([...managerCreds(), '-X', 'DELETE', `${base}/v1/nodes/${nodeId}?force=1`]);
     expect(removed.status).toBe(200);
-    for (const [method, path] of [['GET', '/v1/nodes/self'], ['POST', '/v1/renew'], ['GET', '/v1/nodes'], ['GET', '/v1/cluster']] as const) {
-      const r = method === 'POST' ? await postJson(path, { csr: fx.csr(keyFile) }, as(certFile, keyFile)) : await curl([...as(certFile, keyFile), `${base}${path}`]);
+    for (const [method, path] of [
+      ['GET', '/v1/nodes/self'],
+      ['POST', '/v1/renew'],
+      ['GET', '/v1/nodes'],
+      ['GET', '/v1/cluster'],
+    ] as const) {
+      const r =
+        method === 'POST' ? await postJson(path, { csr: fx.csr(keyFile) }, as(certFile, keyFile)) : await curl([...as(certFile, keyFile), `${base}${path}`]);
       expect(r.status, `${method} ${path}`).toBe(403);
       expect(r.json().code).toBe('NODE_REMOVED');
     }
@@ -214,8 +223,18 @@ describe('bad requests get a 4xx with a stable code, never a 5xx', () => {
     ['labels that are not strings', () => postJson('/v1/join', { token: longToken, csr: 'x', labels: { a: 1 } }), 400, 'BODY_INVALID'],
     ['a hostname with spaces', () => postJson('/v1/join', { token: longToken, csr: 'x', hostname: 'a b' }), 400, 'BODY_INVALID'],
     // The declared length alone is refused; sending 70 KiB would race the server's close against curl's upload.
-    ['an oversized body', () => curl([...anon(), '-X', 'POST', '-H', 'content-type: application/json', '-H', 'content-length: 70000', '--data-binary', '{}', `${base}/v1/join`]), 413, 'BODY_TOO_LARGE'],
-    ['a text/plain body', () => curl([...anon(), '-X', 'POST', '-H', 'content-type: text/plain', '--data-binary', 'hi', `${base}/v1/join`]), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    [
+      'an oversized body',
+      () => curl([...anon(), '-X', 'POST', '-H', 'content-type: application/json', '-H', 'content-length: 70000', '--data-binary', '{}', `${base}/v1/join`]),
+      413,
+      'BODY_TOO_LARGE',
+    ],
+    [
+      'a text/plain body',
+      () => curl([...anon(), '-X', 'POST', '-H', 'content-type: text/plain', '--data-binary', 'hi', `${base}/v1/join`]),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
     ['token "invalidtoken"', () => postJson('/v1/join', { token: 'invalidtoken', csr: 'x' }), 400, 'TOKEN_INVALID'],
     ['a v1 token with a 24-character secret', () => postJson('/v1/join', { token: longToken.slice(0, -1), csr: 'x' }), 400, 'TOKEN_INVALID'],
     ['SWMTKN-2 with only 4 parts', () => postJson('/v1/join', { token: `SWMTKN-2-${'a'.repeat(50)}-${'b'.repeat(25)}`, csr: 'x' }), 400, 'TOKEN_INVALID'],
@@ -229,12 +248,27 @@ describe('bad requests get a 4xx with a stable code, never a 5xx', () => {
     ['a secp256k1 CSR', () => postJson('/v1/join', { token: workerToken, csr: fx.csr(fx.key('ec:secp256k1')) }), 400, 'CSR_UNSUPPORTED_KEY'],
     ['renew without a client certificate', () => postJson('/v1/renew', { csr: 'x' }), 401, 'AUTH_REQUIRED'],
     ['renew with a certificate from another CA', () => postJson('/v1/renew', { csr: 'x' }, foreignCreds()), 401, 'CERT_UNTRUSTED'],
-    ['patch with an expiry below 5m', () => curl([...managerCreds(), '-X', 'PATCH', '-H', 'content-type: application/json', '--data-binary', '{"certExpiry":"4m"}', `${base}/v1/cluster`]), 400, 'CERT_EXPIRY_TOO_SHORT'],
-    ['patch with a malformed expiry', () => curl([...managerCreds(), '-X', 'PATCH', '-H', 'content-type: application/json', '--data-binary', '{"certExpiry":"soon"}', `${base}/v1/cluster`]), 400, 'DURATION_INVALID'],
+    [
+      'patch with an expiry below 5m',
+      () => curl([...managerCreds(), '-X', 'PATCH', '-H', 'content-type: application/json', '--data-binary', '{"certExpiry":"4m"}', `${base}/v1/cluster`]),
+      400,
+      'CERT_EXPIRY_TOO_SHORT',
+    ],
+    [
+      'patch with a malformed expiry',
+      () => curl([...managerCreds(), '-X', 'PATCH', '-H', 'content-type: application/json', '--data-binary', '{"certExpiry":"soon"}', `${base}/v1/cluster`]),
+      400,
+      'DURATION_INVALID',
+    ],
     ['rotate an unknown role', () => curl([...managerCreds(), '-X', 'POST', `${base}/v1/join-tokens/admin/rotate`]), 400, 'BODY_INVALID'],
     ['an unknown node', () => curl([...managerCreds(), `${base}/v1/nodes/0000000000000000000000000`]), 404, 'NODE_NOT_FOUND'],
     ['an unknown route', () => curl([...anon(), `${base}/v1/nope`]), 404, 'ROUTE_NOT_FOUND'],
-    ['a user name shaped like a node ID', () => postJson('/v1/users', { name: '0000000000000000000000000', csr: fx.csr(fx.key('ec:P-256')) }, managerCreds()), 400, 'BODY_INVALID'],
+    [
+      'a user name shaped like a node ID',
+      () => postJson('/v1/users', { name: '0000000000000000000000000', csr: fx.csr(fx.key('ec:P-256')) }, managerCreds()),
+      400,
+      'BODY_INVALID',
+    ],
   ];
 
   // Each case starts a fresh rate-limit window: the limiter is tested on its own below.
@@ -271,7 +305,18 @@ describe('expired and rate-limited callers', () => {
     clock.advance(61_000);
     for (let i = 0; i < 10; i++) expect((await postJson('/v1/join', { token: 'invalidtoken', csr: 'x' })).status).toBe(400);
     const wrong = workerToken.slice(0, -1) + (workerToken.endsWith('0') ? '1' : '0');
-    const limited = await curl([...anon(), '-D', '-', '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: wrong, csr: 'x' }), `${base}/v1/join`]);
+    const limited = await curl([
+      ...anon(),
+      '-D',
+      '-',
+      '-X',
+      'POST',
+      '-H',
+      'content-type: application/json',
+      '--data-binary',
+      JSON.stringify({ token: wrong, csr: 'x' }),
+      `${base}/v1/join`,
+    ]);
     expect(limited.status).toBe(429);
     expect(limited.body).toMatch(/retry-after: 60/i);
     expect(limited.body).toMatch(/"code":"RATE_LIMITED"/);
@@ -315,4 +360,3 @@ function foreignCreds(): string[] {
   foreignCache = as(cert, key);
   return foreignCache;
 }
-

@@ -41,7 +41,17 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
   it('init serves plain metrics on --metrics-addr; a scoped token admits exactly its uses, with its labels', { timeout: slow(60_000) }, async () => {
     const metricsPort = await freePort();
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-    const manager = start(['init', '--data-dir', dirs.m, '--listen-addr', '127.0.0.1:0', '--metrics-addr', `127.0.0.1:${metricsPort}`, '--audit-log', auditFile]);
+    const manager = start([
+      'init',
+      '--data-dir',
+      dirs.m,
+      '--listen-addr',
+      '127.0.0.1:0',
+      '--metrics-addr',
+      `127.0.0.1:${metricsPort}`,
+      '--audit-log',
+      auditFile,
+    ]);
     address = (await manager.waitFor(/muster join --token SWMTKN-1-\S+ (127\.0\.0\.1:\d+)/))[1]!;
     const before = parsePrometheus((await curl([metricsUrl])).body);
     expect(sample(before, 'muster_joins_total', { role: 'worker', result: 'ok' })).toBeUndefined();
@@ -93,7 +103,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect((await curl([metricsUrl.replace('/metrics', '/v1/ca')])).status).toBe(404);
   });
 
-  it("GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees", { timeout: slow(30_000) }, async () => {
+  it('GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees', { timeout: slow(30_000) }, async () => {
     const w1 = nodeIdOf(dirs.w1);
     running[1]!.child.kill('SIGKILL'); // w1's daemon
     expect((await runMuster(['node', 'rm', '-f', w1, '--data-dir', dirs.m])).code).toBe(0);
@@ -123,10 +133,20 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     const text = readFileSync(auditFile, 'utf8');
     expect(text).not.toMatch(/SWMTKN-1-/);
     expect(text).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as { action: string; actor: Record<string, string>; result: string; code?: string; node?: string; serial?: string; serials?: string[] });
+    const lines = text
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as { action: string; actor: Record<string, string>; result: string; code?: string; node?: string; serial?: string; serials?: string[] },
+      );
     const managerId = nodeIdOf(dirs.m);
     const byManager = { cn: managerId, ou: 'swarm-manager' };
-    const expectLine = (action: string, match: Record<string, unknown>) => expect(lines.find((l) => l.action === action && Object.entries(match).every(([k, v]) => JSON.stringify(l[k as keyof typeof l]) === JSON.stringify(v))), action).toBeDefined();
+    const expectLine = (action: string, match: Record<string, unknown>) =>
+      expect(
+        lines.find((l) => l.action === action && Object.entries(match).every(([k, v]) => JSON.stringify(l[k as keyof typeof l]) === JSON.stringify(v))),
+        action,
+      ).toBeDefined();
     expectLine('join-token.create', { actor: byManager, result: 'ok' });
     const joins = lines.filter((l) => l.action === 'node.join');
     expect(joins.filter((l) => l.result === 'ok' && l.actor.token === id && typeof l.serial === 'string')).toHaveLength(2);
@@ -168,7 +188,8 @@ describe('a removed manager posing as a manager', () => {
     const impostor = createServer({ cert: kept.cert, key: kept.key }, (request, response) => {
       seen.push(`${request.method} ${request.url}`);
       if (request.url === '/v1/ca') return void response.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(kept.root);
-      if (request.url === '/v1/crl' && crlMode === 'real') return void response.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(readFileSync(realCrl));
+      if (request.url === '/v1/crl' && crlMode === 'real')
+        return void response.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(readFileSync(realCrl));
       response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ statusCode: 404, code: 'CRL_UNAVAILABLE', message: 'no CRL here' }));
     });
     servers.push(impostor);
@@ -187,7 +208,9 @@ describe('a removed manager posing as a manager', () => {
     // A node whose clock runs two hours ahead finds even the real manager's CRL stale, and says what to check.
     const ahead = await runMuster(['join', address, '--data-dir', scratch.path('victim-3')], { env: { MUSTER_TOKEN: worker, ...faked('+2h') } });
     expect(ahead.code).toBe(1);
-    expect(ahead.stderr).toMatch(/error: the CRL from .* is stale: its next update was due .*\nhint: a removed manager may be replaying an old CRL; or this machine's clock is ahead/);
+    expect(ahead.stderr).toMatch(
+      /error: the CRL from .* is stale: its next update was due .*\nhint: a removed manager may be replaying an old CRL; or this machine's clock is ahead/,
+    );
     // The real manager still admits the node.
     await joinWith(scratch.path('victim-4'), worker, address);
   });

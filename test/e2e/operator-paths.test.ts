@@ -7,7 +7,7 @@
  */
 import { X509Certificate, createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +33,14 @@ function start(argv: string[], options: { env?: Record<string, string> } = {}): 
   return run;
 }
 
-const nodeJson = (dir: string) => JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string; clusterId: string; advertiseAddr?: string; servingAddr?: string; managers: string[] };
+const nodeJson = (dir: string) =>
+  JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as {
+    nodeId: string;
+    clusterId: string;
+    advertiseAddr?: string;
+    servingAddr?: string;
+    managers: string[];
+  };
 const certOf = (dir: string): X509Certificate => new X509Certificate(readFileSync(join(dir, 'certificates', 'node.crt')));
 const contents = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir) : []);
 
@@ -89,7 +96,11 @@ describe('addresses', () => {
   });
 
   it('listening on all interfaces without --advertise-addr advertises the default route’s address (or refuses with a hint)', async () => {
-    const route = readFileSync('/proc/net/route', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f[1] === '00000000');
+    const route = readFileSync('/proc/net/route', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => f[1] === '00000000');
     const expected = route === undefined ? undefined : networkInterfaces()[route[0]!]?.find((a) => a.family === 'IPv4' && !a.internal)?.address;
     const dir = scratch.path('wildcard');
     if (expected === undefined) {
@@ -105,7 +116,9 @@ describe('addresses', () => {
     await m.stop();
   });
 
-  it('run --advertise-addr and a moved listener: node.json, the manager certificate and what nodes are told all follow', { timeout: slow(60_000) }, async () => {
+  it('run --advertise-addr and a moved listener: node.json, the manager certificate and what nodes are told all follow', {
+    timeout: slow(60_000),
+  }, async () => {
     const dir = scratch.path('moved');
     const wDir = scratch.path('moved-w');
     const m = await initManager(dir);
@@ -175,7 +188,9 @@ describe('certificates that expired while the hosts were down', () => {
     // status does not promise a renewal that cannot come, and does not say no manager answered while one does.
     const status = await runMuster(['status', '--data-dir', wDir], { env: faked('+31d') });
     expect(status.code, status.stderr).toBe(0);
-    expect(status.stdout).toMatch(/^Certificate: +expired .*, longer ago than the renewal grace: it cannot renew; clear the node with 'muster leave' and join again/m);
+    expect(status.stdout).toMatch(
+      /^Certificate: +expired .*, longer ago than the renewal grace: it cannot renew; clear the node with 'muster leave' and join again/m,
+    );
     expect(status.stdout).not.toMatch(/^Certificate: .*renews by itself/m);
     expect(status.stdout).toMatch(/^Managers: +1 known, 1 reachable$/m);
     expect(status.stdout).toMatch(/^Renewal grace: +720h \(the default; the managers that answered refused this node's certificate\) after expiry$/m);
@@ -204,7 +219,9 @@ describe('clocks that disagree, and servers that are not managers', () => {
     // The manager's certificates are not valid yet by this clock: TLS refuses, and the Date header says by how much.
     const r = await runMuster(['join', m.address, '--data-dir', scratch.path('skew-90')], { env: { MUSTER_TOKEN: m.token, ...faked('-90m') } });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/error: the manager at 127\.0\.0\.1:\d+ presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/);
+    expect(r.stderr).toMatch(
+      /error: the manager at 127\.0\.0\.1:\d+ presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/,
+    );
     expect(r.stderr).not.toMatch(/attempt \d of/);
     await m.run.stop();
   });
@@ -218,7 +235,9 @@ describe('clocks that disagree, and servers that are not managers', () => {
     await m.waitFor(/manager listening on/);
     const r = await runMuster(['join', founded.address, '--data-dir', scratch.path('skew-old-w')], { env: { MUSTER_TOKEN: founded.token, ...faked('-90m') } });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/error: the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/);
+    expect(r.stderr).toMatch(
+      /error: the certificate the manager issued is not valid yet here: this machine's clock is behind the manager's by about 1h30m\nhint: set the clock right/,
+    );
     await m.stop();
   });
 
@@ -232,7 +251,11 @@ describe('clocks that disagree, and servers that are not managers', () => {
     mkdirSync(join(www, 'v1'), { recursive: true });
     copyFileSync(join(mDir, 'certificates', 'root-ca.crt'), join(www, 'v1', 'ca'));
     // With the chain the folder holds (the admin CA under the root), as an impostor would send it.
-    const server = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', '-cert', join(out, 'cert.pem'), '-cert_chain', join(out, 'cert.pem'), '-key', join(out, 'key.pem'), '-WWW'], { cwd: www, stdio: ['ignore', 'pipe', 'ignore'] });
+    const server = spawn(
+      'openssl',
+      ['s_server', '-accept', '127.0.0.1:0', '-cert', join(out, 'cert.pem'), '-cert_chain', join(out, 'cert.pem'), '-key', join(out, 'key.pem'), '-WWW'],
+      { cwd: www, stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     try {
       const port = await new Promise<string>((resolve, reject) => {
         let text = '';
@@ -245,7 +268,9 @@ describe('clocks that disagree, and servers that are not managers', () => {
       });
       const r = await runMuster(['join', `127.0.0.1:${port}`, '--data-dir', scratch.path('impostor-w')], { env: { MUSTER_TOKEN: m.token } });
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/error: the server at 127\.0\.0\.1:\d+ presented a certificate that may not serve TLS \(an API-user certificate\?\), not a manager certificate/);
+      expect(r.stderr).toMatch(
+        /error: the server at 127\.0\.0\.1:\d+ presented a certificate that may not serve TLS \(an API-user certificate\?\), not a manager certificate/,
+      );
       expect(r.stderr).not.toMatch(/attempt \d of/);
     } finally {
       server.kill();
@@ -255,7 +280,9 @@ describe('clocks that disagree, and servers that are not managers', () => {
 });
 
 describe('removal', () => {
-  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', { timeout: slow(120_000) }, async () => {
+  it('a removed node stops with exit 3 and a hint; join refuses its dir with a hint to --force; join --force and leave both get it out', {
+    timeout: slow(120_000),
+  }, async () => {
     const mDir = scratch.path('rm-m');
     const m = await initManager(mDir);
     const w1 = await joinWorker(scratch.path('rm-w1'), m.token, m.address);
@@ -292,7 +319,9 @@ describe('removal', () => {
 });
 
 describe('one daemon per data dir, and join --force only over a node that is out', () => {
-  it('a running worker: a second daemon and join --force are refused and change no file; SIGKILLed it leaves the dir free; stopped it is still a member; after leave, left.json is enough', { timeout: slow(90_000) }, async () => {
+  it('a running worker: a second daemon and join --force are refused and change no file; SIGKILLed it leaves the dir free; stopped it is still a member; after leave, left.json is enough', {
+    timeout: slow(90_000),
+  }, async () => {
     const m = await initManager(scratch.path('lock-m'));
     const wDir = scratch.path('lock-w');
     const w = await joinWorker(wDir, m.token, m.address);
@@ -302,7 +331,9 @@ describe('one daemon per data dir, and join --force only over a node that is out
     const before = hashes(wDir);
     const second = start(['run', '--data-dir', wDir]); // tracked: killed after the file if it were to run
     expect(await second.exit).toBe(1);
-    expect(second.stderr()).toContain(`error: ${wDir} is in use by another muster process (pid ${w.child.pid})\nhint: stop that process first (kill ${w.child.pid}); a second node on this machine needs its own --data-dir\n`);
+    expect(second.stderr()).toContain(
+      `error: ${wDir} is in use by another muster process (pid ${w.child.pid})\nhint: stop that process first (kill ${w.child.pid}); a second node on this machine needs its own --data-dir\n`,
+    );
     const forced = start(['join', m.address, '--data-dir', wDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
     expect(await forced.exit).toBe(1);
     expect(forced.stderr()).toContain(`error: ${wDir} is in use by another muster process (pid ${w.child.pid})`);
@@ -319,7 +350,11 @@ describe('one daemon per data dir, and join --force only over a node that is out
     const stopped = hashes(wDir);
     const active = start(['join', m.address, '--data-dir', wDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
     expect(await active.exit).toBe(1);
-    expect(active.stderr()).toMatch(new RegExp(`error: node ${id} is still a worker of cluster [0-9a-z]{25}: join --force replaces only a node that was removed or left\\nhint: 'muster leave' here`));
+    expect(active.stderr()).toMatch(
+      new RegExp(
+        `error: node ${id} is still a worker of cluster [0-9a-z]{25}: join --force replaces only a node that was removed or left\\nhint: 'muster leave' here`,
+      ),
+    );
     expect(hashes(wDir)).toEqual(stopped);
 
     // Left: left.json says so. With the node's files back (a backup restored), join --force trusts it without asking.
@@ -339,7 +374,9 @@ describe('one daemon per data dir, and join --force only over a node that is out
     await m.run.stop();
   });
 
-  it('a running manager on etcd: join --force and a second daemon are refused and change no file; stopped, with no manager to ask, join --force keeps its data key', { timeout: slow(90_000) }, async () => {
+  it('a running manager on etcd: join --force and a second daemon are refused and change no file; stopped, with no manager to ask, join --force keeps its data key', {
+    timeout: slow(90_000),
+  }, async () => {
     const store = await startEtcd();
     try {
       const mDir = scratch.path('lock-etcd-m');
@@ -357,7 +394,9 @@ describe('one daemon per data dir, and join --force only over a node that is out
       const stopped = hashes(mDir);
       const offline = start(['join', m.address, '--data-dir', mDir, '--force'], { env: { MUSTER_TOKEN: m.token } });
       expect(await offline.exit).toBe(1);
-      expect(offline.stderr()).toMatch(/error: no manager said whether node [0-9a-z]{25} left the cluster \(.*\); join --force replaces only a node that was removed or left\nhint: try again when a manager answers/);
+      expect(offline.stderr()).toMatch(
+        /error: no manager said whether node [0-9a-z]{25} left the cluster \(.*\); join --force replaces only a node that was removed or left\nhint: try again when a manager answers/,
+      );
       expect(hashes(mDir)).toEqual(stopped);
       expect(existsSync(join(mDir, 'manager', 'data.key'))).toBe(true);
     } finally {
@@ -457,7 +496,13 @@ describe('seeing what is going on', () => {
     const ids = { m: nodeJson(dir).nodeId, w: nodeJson(scratch.path('ref-w')).nodeId };
     expect(JSON.parse((await runMuster(['node', 'inspect', 'self', '--data-dir', dir])).stdout).id).toBe(ids.m);
     expect(JSON.parse((await runMuster(['node', 'inspect', ids.w.slice(0, 5), '--data-dir', dir])).stdout).id).toBe(ids.w);
-    const byHost = await runMuster(['node', 'inspect', JSON.parse((await runMuster(['node', 'inspect', ids.w, '--data-dir', dir])).stdout).hostname, '--data-dir', dir]);
+    const byHost = await runMuster([
+      'node',
+      'inspect',
+      JSON.parse((await runMuster(['node', 'inspect', ids.w, '--data-dir', dir])).stdout).hostname,
+      '--data-dir',
+      dir,
+    ]);
     expect(byHost.code).toBe(1); // both nodes run on this host: the hostname is ambiguous
     expect(byHost.stderr).toMatch(/error: 2 nodes match .*\nhint: give more of the node ID/);
     expect((await runMuster(['node', 'ls', '-q', '--data-dir', dir])).stdout.trim().split('\n').sort()).toEqual([ids.m, ids.w].sort());

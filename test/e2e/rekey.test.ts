@@ -63,7 +63,9 @@ function clientWith(address: string, rootPem: string, certPem: string, keyPem: s
 }
 
 describe('a manager demoted and removed', () => {
-  it('re-keys: the other manager serves on with a new data.key; copied files open nothing after ca --rotate, and certificates made with the old CA key are refused', { timeout: slow(180_000) }, async () => {
+  it('re-keys: the other manager serves on with a new data.key; copied files open nothing after ca --rotate, and certificates made with the old CA key are refused', {
+    timeout: slow(180_000),
+  }, async () => {
     const { f, m2, second, address, workerToken, store } = await twoManagers('attack');
     const clusterId = nodeJson(f).clusterId;
     const keyBefore = dataKeyText(f);
@@ -96,7 +98,12 @@ describe('a manager demoted and removed', () => {
     const w = scratch.path('attack-w');
     await joinNode(w, workerToken, address);
     const workerKey = generateNodeKeySync();
-    const worker = clientWith(address, readFileSync(join(certs(w), 'root-ca.crt'), 'utf8'), readFileSync(join(certs(w), 'node.crt'), 'utf8'), readFileSync(join(certs(w), 'node.key'), 'utf8'));
+    const worker = clientWith(
+      address,
+      readFileSync(join(certs(w), 'root-ca.crt'), 'utf8'),
+      readFileSync(join(certs(w), 'node.crt'), 'utf8'),
+      readFileSync(join(certs(w), 'node.key'), 'utf8'),
+    );
     expect((await worker.renew({ csr: createCsr({ privateKey: workerKey.privateKey }) })).role).toBe('worker');
     await worker.close();
 
@@ -125,7 +132,10 @@ describe('a manager demoted and removed', () => {
     const founderNode = (await store.get(KEYS.nodes.ref(nodeJson(f).nodeId)))!.value;
     const root = scratch.write('attack-old-root.pem', oldCa.rootPem);
     const caKey = scratch.write('attack-old-ca.key', oldCaKeyPem);
-    const ext = scratch.write('attack-ext.cnf', '[v]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n');
+    const ext = scratch.write(
+      'attack-ext.cnf',
+      '[v]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n',
+    );
     const newRoot = readFileSync(join(certs(f), 'root-ca.crt'), 'utf8');
     for (const [cn, serial, refused] of [
       [m2Id, 'A1B2C3D4', 'NODE_REMOVED'],
@@ -135,8 +145,40 @@ describe('a manager demoted and removed', () => {
       const key = scratch.path(`attack-${cn}.key`);
       const csr = scratch.path(`attack-${cn}.csr`);
       const crt = scratch.path(`attack-${cn}.crt`);
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=${clusterId}/OU=swarm-manager/CN=${cn}`]);
-      openssl(['x509', '-req', '-in', csr, '-CA', root, '-CAkey', caKey, '-set_serial', `0x${serial}`, '-days', '1', '-extfile', ext, '-extensions', 'v', '-out', crt]);
+      openssl([
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        csr,
+        '-subj',
+        `/O=${clusterId}/OU=swarm-manager/CN=${cn}`,
+      ]);
+      openssl([
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        root,
+        '-CAkey',
+        caKey,
+        '-set_serial',
+        `0x${serial}`,
+        '-days',
+        '1',
+        '-extfile',
+        ext,
+        '-extensions',
+        'v',
+        '-out',
+        crt,
+      ]);
       const forged = clientWith(address, `${newRoot}${oldCa.rootPem}`, readFileSync(crt, 'utf8'), readFileSync(key, 'utf8'));
       const code = await codeOf(forged.joinTokens());
       await forged.close();
@@ -147,7 +189,9 @@ describe('a manager demoted and removed', () => {
 
 describe('autolock and a re-key', () => {
   let back: ChildRun | undefined;
-  it('a locked manager follows a re-key (data.key re-wrapped, node.key re-sealed) and starts again after muster unlock', { timeout: slow(150_000) }, async () => {
+  it('a locked manager follows a re-key (data.key re-wrapped, node.key re-sealed) and starts again after muster unlock', {
+    timeout: slow(150_000),
+  }, async () => {
     const { f, m2, second, unlockKey } = await twoManagers('lock', ['--autolock']);
     await waitUntil('the second manager wrapped its data key', () => dataKeyText(m2).startsWith('{'));
     const before = { dataKey: dataKeyText(m2), nodeKey: readFileSync(join(certs(m2), 'node.key'), 'utf8') };

@@ -50,9 +50,12 @@ describe('API users and CRL-checking services across a rotation to a root of ano
   let oldRootFile = '';
 
   /** curl against an nginx with a client certificate folder's cert.pem and key.pem. */
-  const asUser = (url: string, serverCert: string, dir: string) => curl(['--cacert', serverCert, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'), url]);
+  const asUser = (url: string, serverCert: string, dir: string) =>
+    curl(['--cacert', serverCert, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'), url]);
 
-  it('while it runs, nginx with ssl_crl from /v1/crl accepts a node renewed under the new root, a new API user and an old one, and refuses a revoked one', { timeout: slow(120_000) }, async () => {
+  it('while it runs, nginx with ssl_crl from /v1/crl accepts a node renewed under the new root, a new API user and an old one, and refuses a revoked one', {
+    timeout: slow(120_000),
+  }, async () => {
     manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, addr] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     address = addr;
@@ -63,14 +66,33 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     oldRootFile = scratch.write('old-root.pem', readFileSync(join(m, 'certificates', 'root-ca.crt')));
 
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', corpKey]);
-    openssl(['req', '-x509', '-new', '-key', corpKey, '-subj', '/O=Corp/CN=corp-root', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', corpCert]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      corpKey,
+      '-subj',
+      '/O=Corp/CN=corp-root',
+      '-days',
+      '3650',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      corpCert,
+    ]);
     held.child.kill('SIGSTOP'); // w2 neither polls nor renews: the rotation waits for it
     rotate = spawnMuster(['ca', '--rotate', '--ca-cert', corpCert, '--ca-key', corpKey, '--data-dir', m], { env: FAST });
     running.push(rotate);
     await rotate.waitFor(/desired root digest: sha256:[0-9a-f]{64}/);
     const w1Cert = join(w1, 'certificates', 'node.crt');
     await waitUntil('w1 renewed under the new root', () => /CN = corp-root/.test(issuerOf(w1Cert)));
-    for (const [name, dir] of [['bob', bob], ['carol', carol]] as const) {
+    for (const [name, dir] of [
+      ['bob', bob],
+      ['carol', carol],
+    ] as const) {
       const user = await runMuster(['ca', 'create-api-certificate', name, '--out', dir, '--data-dir', m]);
       expect(user.code, user.stderr).toBe(0);
     }
@@ -105,11 +127,16 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     }
 
     // openssl agrees: each chain, with the CRL of every certificate in it.
-    const verify = (dir: string) => opensslStatus(['verify', '-crl_check_all', '-CAfile', bundle, '-CRLfile', crlFile, '-untrusted', join(dir, 'cert.pem'), join(dir, 'cert.pem')]);
+    const verify = (dir: string) =>
+      opensslStatus(['verify', '-crl_check_all', '-CAfile', bundle, '-CRLfile', crlFile, '-untrusted', join(dir, 'cert.pem'), join(dir, 'cert.pem')]);
     for (const dir of [nodeDir, bob, alice]) expect(verify(dir).status, verify(dir).output).toBe(0);
     expect(verify(carol).output).toMatch(/certificate revoked/);
     // One CRL per root, the current (old) root's first.
-    expect(crlIssuers(fetched.body)).toEqual([expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/), 'issuer=O = Corp, CN = corp-root', expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/)]);
+    expect(crlIssuers(fetched.body)).toEqual([
+      expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/),
+      'issuer=O = Corp, CN = corp-root',
+      expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/),
+    ]);
     // Each certificate names its issuer's CRL, and that CRL is served there.
     const point = /URI:(https:\S+)/.exec(opensslStatus(['x509', '-in', w1Cert, '-noout', '-ext', 'crlDistributionPoints']).output)?.[1];
     expect(point).toMatch(new RegExp(`^https://${address}/v1/crl/[0-9a-f]{40}$`));
@@ -118,7 +145,9 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     expect(crlIssuers(own.body)).toEqual(['issuer=O = Corp, CN = corp-root']);
   });
 
-  it('once it completed and the manager renewed, a folder made before it works with curl and MUSTER_CERT_PATH; ca --rotate said until when', { timeout: slow(120_000) }, async () => {
+  it('once it completed and the manager renewed, a folder made before it works with curl and MUSTER_CERT_PATH; ca --rotate said until when', {
+    timeout: slow(120_000),
+  }, async () => {
     held.child.kill('SIGCONT');
     expect(await rotate.exit, rotate.stderr()).toBe(0);
     expect(rotate.stdout()).toContain(readFileSync(corpCert, 'utf8'));
@@ -134,7 +163,15 @@ describe('API users and CRL-checking services across a rotation to a root of ano
 
     // alice's folder: ca.pem holds only the old root, cert.pem a certificate under it.
     expect(readPemBlocks(readFileSync(join(alice, 'ca.pem'), 'utf8'))).toHaveLength(1);
-    const withCurl = await curl(['--cacert', join(alice, 'ca.pem'), '--cert', join(alice, 'cert.pem'), '--key', join(alice, 'key.pem'), `https://${address}/v1/nodes`]);
+    const withCurl = await curl([
+      '--cacert',
+      join(alice, 'ca.pem'),
+      '--cert',
+      join(alice, 'cert.pem'),
+      '--key',
+      join(alice, 'key.pem'),
+      `https://${address}/v1/nodes`,
+    ]);
     expect(withCurl.status, withCurl.stderr).toBe(200);
     const ls = await runMuster(['node', 'ls', '-q'], { env: { MUSTER_HOST: address, MUSTER_CERT_PATH: alice } });
     expect(ls.code, ls.stderr).toBe(0);
@@ -151,11 +188,16 @@ describe('API users and CRL-checking services across a rotation to a root of ano
     expect(sClient.output).toMatch(/ 1 s:O = Corp, CN = corp-root\n\s+i:O = \w+, CN = swarm-ca\n/);
 
     // ca --rotate said how and until when: on stderr, as stdout ends with the new root.
-    const until = /API users: folders made before this rotation \(their ca\.pem holds only the old root\) keep working until (\S+)\.\nGive each user a new folder before then:\n {4}muster ca create-api-certificate NAME --out NEW_DIR\n/.exec(rotate.stderr())?.[1];
+    const until =
+      /API users: folders made before this rotation \(their ca\.pem holds only the old root\) keep working until (\S+)\.\nGive each user a new folder before then:\n {4}muster ca create-api-certificate NAME --out NEW_DIR\n/.exec(
+        rotate.stderr(),
+      )?.[1];
     expect(Date.parse(until!)).toBeGreaterThan(Date.now());
   });
 
-  it('after it, nginx with ssl_crl still accepts the folder made before it: the old root signs its CRL until its certificates expire', { timeout: slow(60_000) }, async () => {
+  it('after it, nginx with ssl_crl still accepts the folder made before it: the old root signs its CRL until its certificates expire', {
+    timeout: slow(60_000),
+  }, async () => {
     const fetched = await curl(['--cacert', corpCert, `https://${address}/v1/crl?format=pem`]);
     expect(fetched.status, fetched.stderr).toBe(200);
     const crlFile = scratch.write('crl-after.pem', fetched.body);
@@ -169,6 +211,10 @@ describe('API users and CRL-checking services across a rotation to a root of ano
       await nginx.stop();
     }
     // The new root's CRL first (nodes check it), then the old root's, signed with its kept key.
-    expect(crlIssuers(fetched.body)).toEqual(['issuer=O = Corp, CN = corp-root', expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/), expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/)]);
+    expect(crlIssuers(fetched.body)).toEqual([
+      'issuer=O = Corp, CN = corp-root',
+      expect.stringMatching(/^issuer=O = \w+, CN = swarm-ca$/),
+      expect.stringMatching(/^issuer=O = \w+, CN = muster admin CA$/),
+    ]);
   });
 });

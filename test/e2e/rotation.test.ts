@@ -32,7 +32,8 @@ afterAll(async () => {
 const { running, start, joinNode } = processScope(FAST);
 
 /** Whether the node's certificate verifies against `rootFile` alone (no intermediates). */
-const verifiesAgainst = (dir: string, rootFile: string): boolean => opensslStatus(['verify', '-CAfile', rootFile, join(dir, 'certificates', 'node.crt')]).status === 0;
+const verifiesAgainst = (dir: string, rootFile: string): boolean =>
+  opensslStatus(['verify', '-CAfile', rootFile, join(dir, 'certificates', 'node.crt')]).status === 0;
 
 describe('root rotation on the embedded store', () => {
   const m = scratch.path('m');
@@ -106,7 +107,23 @@ describe('root rotation on the embedded store', () => {
     const key = scratch.path('corp.key');
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
     const cert = scratch.path('corp.pem');
-    openssl(['req', '-x509', '-new', '-key', key, '-subj', '/O=Corp/CN=corp-root', '-days', '3650', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', cert]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      '/O=Corp/CN=corp-root',
+      '-days',
+      '3650',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      cert,
+    ]);
     const r = await runMuster(['ca', '--rotate', '--ca-cert', cert, '--ca-key', key, '-q', '--data-dir', m], { env: FAST });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(readFileSync(cert, 'utf8'));
@@ -130,7 +147,10 @@ describe('root rotation to an external CA', () => {
       const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
       const w = scratch.path('x-w');
       await joinNode(w, token, address);
-      const r = await runMuster(['ca', '--rotate', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`, '-q', '--data-dir', m], { env: FAST });
+      const r = await runMuster(
+        ['ca', '--rotate', '--ca-cert', cfssl.rootFile, '--external-ca', `protocol=cfssl,url=${cfssl.url},cacert=${cfssl.rootFile}`, '-q', '--data-dir', m],
+        { env: FAST },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toBe(cfssl.rootPem);
       await waitUntil('both nodes verify against the cfssl root', () => [m, w].every((dir) => verifiesAgainst(dir, cfssl.rootFile)));

@@ -64,8 +64,36 @@ describe('secrets', () => {
     expect(typoJoin.stderr).toMatch(/^error: /m);
     logs.push(typoJoin.stderr);
     const root = join(m, 'certificates', 'root-ca.crt');
-    answered(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: worker1Token, csr: 'junk' }), `https://${address}/v1/join`]), 400, 'CSR_NOT_PEM');
-    answered(await curl(['--cacert', root, '-X', 'POST', '-H', 'content-type: application/json', '--data-binary', JSON.stringify({ token: `${worker1Token}x`, csr: 'junk' }), `https://${address}/v1/join`]), 400, 'TOKEN_INVALID');
+    answered(
+      await curl([
+        '--cacert',
+        root,
+        '-X',
+        'POST',
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        JSON.stringify({ token: worker1Token, csr: 'junk' }),
+        `https://${address}/v1/join`,
+      ]),
+      400,
+      'CSR_NOT_PEM',
+    );
+    answered(
+      await curl([
+        '--cacert',
+        root,
+        '-X',
+        'POST',
+        '-H',
+        'content-type: application/json',
+        '--data-binary',
+        JSON.stringify({ token: `${worker1Token}x`, csr: 'junk' }),
+        `https://${address}/v1/join`,
+      ]),
+      400,
+      'TOKEN_INVALID',
+    );
 
     const rotated = await cli(['join-token', '--rotate', 'worker']);
     const worker2Token = /SWMTKN-1-\S+/.exec(rotated.stdout)![0];
@@ -83,7 +111,8 @@ describe('secrets', () => {
 
     const c = join(m, 'certificates');
     const admin = ['--cacert', root, '--cert', join(c, 'node.crt'), '--key', join(c, 'node.key')];
-    for (const path of ['/v1/ca', '/v1/cluster?tokens=1', '/v1/nodes', '/v1/join-tokens', '/v1/nodes/self']) answered(await curl([...admin, `https://${address}${path}`]), 200);
+    for (const path of ['/v1/ca', '/v1/cluster?tokens=1', '/v1/nodes', '/v1/join-tokens', '/v1/nodes/self'])
+      answered(await curl([...admin, `https://${address}${path}`]), 200);
 
     for (const child of [manager, n1, n2]) await child.stop('SIGTERM');
     logs.push(...[manager, n1, n2].map((ch) => ch.stderr()));
@@ -91,7 +120,7 @@ describe('secrets', () => {
     // What must never leak.
     const caKey = await readCaKey(m);
     const nodeKeys = [m, scratch.path('n1'), scratch.path('n2')].map((d) => readFileSync(join(d, 'certificates', 'node.key'), 'utf8'));
-    const userKey = readFileSync(scratch.path("alice/key.pem"), 'utf8');
+    const userKey = readFileSync(scratch.path('alice/key.pem'), 'utf8');
     const secrets = [...tokens, ...[...tokens].map((t) => t.split('-')[3]!), ...[caKey, userKey, ...nodeKeys].flatMap(keyBody)];
     const allLogs = logs.join('\n');
     expect(allLogs.split('\n').length).toBeGreaterThan(20); // the scenario did log
@@ -109,7 +138,12 @@ describe('secrets', () => {
     const dump = entries.join('\n');
     expect(dump).toContain('meta/tokens');
     expect(dump).toContain('meta/ca');
-    for (const secret of [...tokens, ...[...tokens].map((t) => t.split('-')[3]!), ...keyBody(caKey), readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim()]) {
+    for (const secret of [
+      ...tokens,
+      ...[...tokens].map((t) => t.split('-')[3]!),
+      ...keyBody(caKey),
+      readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim(),
+    ]) {
       expect(dump.includes(secret), 'a secret sits in clear in the LevelDB').toBe(false);
     }
     expect(dump).not.toMatch(/PRIVATE KEY|SWMTKN-1-/);

@@ -47,7 +47,9 @@ function clientFolder(name: string, files: { ca: string; cert: string; key: stri
 }
 
 describe('recipe: Docker Engine served with a service certificate', () => {
-  it('docker version with an API user\'s folder works; a worker\'s and a service certificate are refused as clients; after --cert-expiry 1h the hook has run and dockerd serves the new certificate', { timeout: slow(300_000) }, async () => {
+  it("docker version with an API user's folder works; a worker's and a service certificate are refused as clients; after --cert-expiry 1h the hook has run and dockerd serves the new certificate", {
+    timeout: slow(300_000),
+  }, async () => {
     const m = scratch.path('m');
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
@@ -67,7 +69,8 @@ describe('recipe: Docker Engine served with a service certificate', () => {
     expect((await runMuster(['ca', 'admin-anchor', '--out', anchor, '--data-dir', m])).code).toBe(0);
     expect(readFileSync(join(tls, 'ca.pem'), 'utf8')).toBe(readFileSync(anchor, 'utf8'));
 
-    const startDaemon = () => startDockerd(scratch.path('dockerd'), { caFile: join(tls, 'ca.pem'), certFile: join(tls, 'server-cert.pem'), keyFile: join(tls, 'server-key.pem') });
+    const startDaemon = () =>
+      startDockerd(scratch.path('dockerd'), { caFile: join(tls, 'ca.pem'), certFile: join(tls, 'server-cert.pem'), keyFile: join(tls, 'server-key.pem') });
     dockerd = await startDaemon();
 
     // An API user's folder as `muster ca create-api-certificate` writes it: DOCKER_CERT_PATH reads ca.pem, cert.pem, key.pem.
@@ -79,7 +82,11 @@ describe('recipe: Docker Engine served with a service certificate', () => {
 
     // A worker's own certificate, and a service certificate made for a client: chained to the root, not to the anchor.
     const roots = join(w, 'certificates', 'root-ca.crt');
-    const asWorker = dockerCli(dockerd.address, clientFolder('as-worker', { ca: roots, cert: join(w, 'certificates', 'node.crt'), key: join(w, 'certificates', 'node.key') }), ['version']);
+    const asWorker = dockerCli(
+      dockerd.address,
+      clientFolder('as-worker', { ca: roots, cert: join(w, 'certificates', 'node.crt'), key: join(w, 'certificates', 'node.key') }),
+      ['version'],
+    );
     expect(asWorker.status).not.toBe(0);
     expect(asWorker.out).toMatch(/bad certificate|certificate required|unknown certificate authority|remote error: tls/i);
     const client = scratch.path('docker-client');

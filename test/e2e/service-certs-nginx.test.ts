@@ -36,7 +36,9 @@ function servedSerial(url: string, caFile: string): string {
 }
 
 describe('recipe: nginx served with a service certificate, its CRL refreshed by the hook', () => {
-  it('serves the certificate, admits an API user, and after a renewal serves the new one and refuses the user revoked meanwhile', { timeout: 120_000 }, async () => {
+  it('serves the certificate, admits an API user, and after a renewal serves the new one and refuses the user revoked meanwhile', {
+    timeout: 120_000,
+  }, async () => {
     const m = scratch.path('m');
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
@@ -52,8 +54,14 @@ describe('recipe: nginx served with a service certificate, its CRL refreshed by 
     // The client CA is the admin anchor: API users' certificates chain to it (depth 1), nodes' do not.
     const anchor = join(tls, 'admin-anchor.pem');
     expect((await runMuster(['ca', 'admin-anchor', '--out', anchor, '--data-dir', m])).code).toBe(0);
-    nginx = await startNginx(site, { clientCa: anchor, crl: join(tls, 'crl.pem'), verifyDepth: 1 }, { cert: join(tls, 'nginx.crt'), key: join(tls, 'nginx.key') });
-    expect(servedSerial(nginx.url, join(tls, 'ca.crt'))).toBe(new X509Certificate(await import('node:fs').then((fs) => fs.readFileSync(join(tls, 'nginx.crt')))).serialNumber);
+    nginx = await startNginx(
+      site,
+      { clientCa: anchor, crl: join(tls, 'crl.pem'), verifyDepth: 1 },
+      { cert: join(tls, 'nginx.crt'), key: join(tls, 'nginx.key') },
+    );
+    expect(servedSerial(nginx.url, join(tls, 'ca.crt'))).toBe(
+      new X509Certificate(await import('node:fs').then((fs) => fs.readFileSync(join(tls, 'nginx.crt')))).serialNumber,
+    );
 
     const alice = scratch.path('alice');
     expect((await runMuster(['ca', 'create-api-certificate', 'alice', '--out', alice, '--data-dir', m])).code).toBe(0);
@@ -65,7 +73,15 @@ describe('recipe: nginx served with a service certificate, its CRL refreshed by 
     const w = scratch.path('w');
     const worker = start(['join', address, '--data-dir', w], { MUSTER_TOKEN: token });
     await worker.waitFor(/This node joined cluster/);
-    const asWorker = await curl(['--cacert', join(tls, 'ca.crt'), '--cert', join(w, 'certificates', 'node.crt'), '--key', join(w, 'certificates', 'node.key'), nginx.url]);
+    const asWorker = await curl([
+      '--cacert',
+      join(tls, 'ca.crt'),
+      '--cert',
+      join(w, 'certificates', 'node.crt'),
+      '--key',
+      join(w, 'certificates', 'node.key'),
+      nginx.url,
+    ]);
     expect(asWorker.status).toBe(400);
     expect(asWorker.body).toContain('The SSL certificate error');
 

@@ -45,7 +45,21 @@ async function certList(dir = w): Promise<ServiceStatus[]> {
 
 /** curl with a client certificate against the manager. */
 const curlAs = (cert: string, key: string, method: string, path: string, body?: unknown) =>
-  curl(['--cacert', root(), '--cert', cert, '--key', key, '-X', method, ...(body === undefined ? [] : ['-H', 'content-type: application/json', '--data-binary', '@-']), `https://${address}${path}`], body === undefined ? undefined : JSON.stringify(body));
+  curl(
+    [
+      '--cacert',
+      root(),
+      '--cert',
+      cert,
+      '--key',
+      key,
+      '-X',
+      method,
+      ...(body === undefined ? [] : ['-H', 'content-type: application/json', '--data-binary', '@-']),
+      `https://${address}${path}`,
+    ],
+    body === undefined ? undefined : JSON.stringify(body),
+  );
 
 describe('service certificates', () => {
   it('writes a docker daemon layout that chains to the root, names what was asked, and serves only', { timeout: 120_000 }, async () => {
@@ -82,12 +96,38 @@ describe('service certificates', () => {
 
   it('writes a docker client layout with the owner and key mode asked for, and a pem layout with the node names by default', { timeout: 120_000 }, async () => {
     const client = scratch.path('client');
-    const r = await runMuster(['cert', 'add', 'docker-client', '--client', '--layout', 'docker', '--out', client, '--owner', 'nobody:nogroup', '--mode', '0640', '--data-dir', w]);
+    const r = await runMuster([
+      'cert',
+      'add',
+      'docker-client',
+      '--client',
+      '--layout',
+      'docker',
+      '--out',
+      client,
+      '--owner',
+      'nobody:nogroup',
+      '--mode',
+      '0640',
+      '--data-dir',
+      w,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(readdirSync(client).sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
-    const nobody = Number(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'))!.split(':')[2]);
-    const nogroup = Number(readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('nogroup:'))!.split(':')[2]);
-    for (const file of ['ca.pem', 'cert.pem', 'key.pem']) expect([statSync(join(client, file)).uid, statSync(join(client, file)).gid]).toEqual([nobody, nogroup]);
+    const nobody = Number(
+      readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('nobody:'))!
+        .split(':')[2],
+    );
+    const nogroup = Number(
+      readFileSync('/etc/group', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('nogroup:'))!
+        .split(':')[2],
+    );
+    for (const file of ['ca.pem', 'cert.pem', 'key.pem'])
+      expect([statSync(join(client, file)).uid, statSync(join(client, file)).gid]).toEqual([nobody, nogroup]);
     expect([statSync(client).uid, statSync(client).gid, modeOf(client)]).toEqual([nobody, nogroup, 0o750]);
     expect(modeOf(join(client, 'key.pem'))).toBe(0o640);
     expect(x509(join(client, 'cert.pem'), '-ext', 'extendedKeyUsage')).toMatch(/TLS Web Client Authentication\s*$/);
@@ -147,7 +187,10 @@ describe('service certificates', () => {
     expect(services.map((c) => c.service).sort()).toEqual(['api', 'docker-client', 'dockerd', 'edge', 'web']);
     expect(services.every((c) => c.subject === workerId || c.service === 'edge')).toBe(true);
     expect(services.find((c) => c.service === 'dockerd')).toMatchObject({ kind: 'service', status: 'valid', sans: ['127.0.0.1'] });
-    const audit = readFileSync(join(m, 'manager', 'audit.log'), 'utf8').split('\n').filter((l) => l.includes('"service.issue"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const audit = readFileSync(join(m, 'manager', 'audit.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('"service.issue"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(audit.filter((l) => l.result === 'ok').length).toBeGreaterThanOrEqual(5);
     expect(audit.some((l) => l.code === 'SAN_NOT_ALLOWED' && l.service === 'api')).toBe(true);
   });

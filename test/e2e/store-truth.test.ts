@@ -39,7 +39,11 @@ describe('concurrent changes through the API', () => {
     const certs = join(dir, 'certificates');
     const client = new ApiClient({
       managers: [address!],
-      tls: { rootPem: readFileSync(join(certs, 'root-ca.crt'), 'utf8'), certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') },
+      tls: {
+        rootPem: readFileSync(join(certs, 'root-ca.crt'), 'utf8'),
+        certPem: readFileSync(join(certs, 'node.crt'), 'utf8'),
+        keyPem: readFileSync(join(certs, 'node.key'), 'utf8'),
+      },
     });
     // A token that works gets through even from an address the failure limiter blocks;
     // so TOKEN_REJECTED and RATE_LIMITED both prove a token is refused.
@@ -100,7 +104,9 @@ describe('a damaged store', () => {
     const run = await runMuster(['run', '--data-dir', dir, '--listen-addr', '127.0.0.1:0']);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/"code":"STATE_CORRUPT"/);
-    expect(run.stderr).toMatch(/error: the cluster store \S+ (has no CURRENT file|is missing|is damaged: the table \d+\.ldb is truncated \(\d+ of \d+ bytes\))/);
+    expect(run.stderr).toMatch(
+      /error: the cluster store \S+ (has no CURRENT file|is missing|is damaged: the table \d+\.ldb is truncated \(\d+ of \d+ bytes\))/,
+    );
     const hint = /hint: (.*)/.exec(run.stderr)?.[1] ?? '';
     expect(hint).toMatch(/backup/);
     expect(hint).not.toMatch(/init/);

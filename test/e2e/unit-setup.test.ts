@@ -30,7 +30,10 @@ describe('muster run with a config file', () => {
     // The worker: a token file and a config, then `run` (twice).
     const wDir = scratch.path('w');
     const tokenFile = scratch.write('token', `${token}\n`);
-    const wConfig = scratch.write('worker.yaml', `data-dir: ${wDir}\nlog-format: json\njoin:\n  token-file: ${tokenFile}\n  manager: ${address}\n  labels:\n    zone: eu-1\n`);
+    const wConfig = scratch.write(
+      'worker.yaml',
+      `data-dir: ${wDir}\nlog-format: json\njoin:\n  token-file: ${tokenFile}\n  manager: ${address}\n  labels:\n    zone: eu-1\n`,
+    );
     const first = start(['run', '--config', wConfig]);
     await first.waitFor(/This node joined cluster/);
     await first.waitFor(/"nextRenewal"/);

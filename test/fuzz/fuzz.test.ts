@@ -11,7 +11,13 @@ beforeAll(async () => {
 afterAll(async () => cleanup());
 
 describe('hostile input', () => {
-  for (const name of ['POST /v1/join bodies', 'renew CSRs (service, authenticated caller)', 'CSR parser: random bytes and bit-flipped valid CSRs', 'join token parser', 'duration parser']) {
+  for (const name of [
+    'POST /v1/join bodies',
+    'renew CSRs (service, authenticated caller)',
+    'CSR parser: random bytes and bit-flipped valid CSRs',
+    'join token parser',
+    'duration parser',
+  ]) {
     it(withSeed(`${name}: only typed 4xx refusals`), async () => {
       const target = targets.find((t) => t.name === name);
       if (target === undefined) throw new Error(`no fuzz target ${name}`);

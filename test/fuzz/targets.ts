@@ -40,7 +40,9 @@ export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: (
   /** A JSON body for POST /v1/join: valid, arbitrary, or a valid one with fields swapped for junk. */
   const joinBody = fc.oneof(
     fc.anything().map((v) => JSON.stringify(v) ?? 'null'),
-    fc.record({ token: fc.oneof(fc.string(), fc.constant(token)), csr: fc.oneof(fc.string(), fc.constant(validCsr)) }, { requiredKeys: [] }).map((v) => JSON.stringify(v)),
+    fc
+      .record({ token: fc.oneof(fc.string(), fc.constant(token)), csr: fc.oneof(fc.string(), fc.constant(validCsr)) }, { requiredKeys: [] })
+      .map((v) => JSON.stringify(v)),
     fc.tuple(fc.nat({ max: 400 }), fc.string({ maxLength: 4 })).map(([at, junk]) => {
       const body = JSON.stringify({ token, csr: validCsr });
       return body.slice(0, at) + junk + body.slice(at + junk.length);
@@ -54,17 +56,27 @@ export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: (
       async run(numRuns, seed) {
         let source = 0;
         await fc.assert(
-          fc.asyncProperty(joinBody, fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded'), async (payload, type) => {
-            // A fresh source address per case keeps the failure limiter out of the way; it has its own tests.
-            const res = await app.inject({ method: 'POST', url: '/v1/join', payload, headers: { 'content-type': type }, remoteAddress: `10.9.${(source >> 8) & 255}.${source++ & 255}` });
-            const ok = res.statusCode === 200 || (res.statusCode >= 400 && res.statusCode < 500);
-            if (!ok) throw new Error(`status ${res.statusCode}: ${res.body}`);
-            if (res.statusCode !== 200) {
-              const body = JSON.parse(res.body) as { code?: unknown; statusCode?: unknown };
-              if (typeof body.code !== 'string' || body.statusCode !== res.statusCode) throw new Error(`untyped error body ${res.body}`);
-            }
-            if (/PRIVATE KEY|\n\s+at /.test(res.body)) throw new Error('key material or a stack trace in a response');
-          }),
+          fc.asyncProperty(
+            joinBody,
+            fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded'),
+            async (payload, type) => {
+              // A fresh source address per case keeps the failure limiter out of the way; it has its own tests.
+              const res = await app.inject({
+                method: 'POST',
+                url: '/v1/join',
+                payload,
+                headers: { 'content-type': type },
+                remoteAddress: `10.9.${(source >> 8) & 255}.${source++ & 255}`,
+              });
+              const ok = res.statusCode === 200 || (res.statusCode >= 400 && res.statusCode < 500);
+              if (!ok) throw new Error(`status ${res.statusCode}: ${res.body}`);
+              if (res.statusCode !== 200) {
+                const body = JSON.parse(res.body) as { code?: unknown; statusCode?: unknown };
+                if (typeof body.code !== 'string' || body.statusCode !== res.statusCode) throw new Error(`untyped error body ${res.body}`);
+              }
+              if (/PRIVATE KEY|\n\s+at /.test(res.body)) throw new Error('key material or a stack trace in a response');
+            },
+          ),
           { numRuns, ...(seed === undefined ? {} : { seed }) },
         );
       },
@@ -73,14 +85,21 @@ export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: (
       name: 'renew CSRs (service, authenticated caller)',
       async run(numRuns, seed) {
         await fc.assert(
-          fc.asyncProperty(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.uint8Array({ maxLength: 600 }).map((b) => toPem(b, 'CERTIFICATE REQUEST'))), async (csr) => {
-            try {
-              await cluster.caServer.renew(caller, { csr });
-              throw new Error('a junk CSR was accepted');
-            } catch (error) {
-              if (!isTypedRefusal(error)) throw error;
-            }
-          }),
+          fc.asyncProperty(
+            fc.oneof(
+              fc.string(),
+              fc.string({ unit: 'binary' }),
+              fc.uint8Array({ maxLength: 600 }).map((b) => toPem(b, 'CERTIFICATE REQUEST')),
+            ),
+            async (csr) => {
+              try {
+                await cluster.caServer.renew(caller, { csr });
+                throw new Error('a junk CSR was accepted');
+              } catch (error) {
+                if (!isTypedRefusal(error)) throw error;
+              }
+            },
+          ),
           { numRuns, ...(seed === undefined ? {} : { seed }) },
         );
       },
@@ -114,7 +133,9 @@ export async function makeTargets(): Promise<{ targets: FuzzTarget[]; cleanup: (
     {
       name: 'join token parser',
       async run(numRuns, seed) {
-        const near = fc.tuple(fc.nat({ max: token.length }), fc.string({ maxLength: 3 }), fc.nat({ max: 3 })).map(([at, s, drop]) => token.slice(0, at) + s + token.slice(at + drop));
+        const near = fc
+          .tuple(fc.nat({ max: token.length }), fc.string({ maxLength: 3 }), fc.nat({ max: 3 }))
+          .map(([at, s, drop]) => token.slice(0, at) + s + token.slice(at + drop));
         fc.assert(
           fc.property(fc.oneof(fc.string(), near, fc.anything()), (input) => {
             try {

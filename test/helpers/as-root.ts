@@ -35,7 +35,9 @@ export function giveTo(path: string, uid: number, options: { recursive?: boolean
 /** The names in `dir`, read as root (another user's 0700 dir). */
 export function listAsRoot(dir: string): string[] {
   if (IS_ROOT) return readdirSync(dir);
-  return runAsRoot('ls', ['-A', dir]).split('\n').filter((name) => name !== '');
+  return runAsRoot('ls', ['-A', dir])
+    .split('\n')
+    .filter((name) => name !== '');
 }
 
 /** A tmpfs mounted on `path`, and how to reach it. */
@@ -59,7 +61,11 @@ export async function mountTmpfs(path: string, options: string): Promise<Tmpfs> 
     return { prefix: [], view: path, unmount: () => execFileSync('umount', ['-l', path]) };
   }
   // `cat` holds the namespace until this process closes its standard input (or ends).
-  const holder = spawn('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o "$1" tmpfs "$2" && echo mounted && exec cat', 'sh', options, path], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const holder = spawn(
+    'unshare',
+    ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o "$1" tmpfs "$2" && echo mounted && exec cat', 'sh', options, path],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   let output = '';
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no tmpfs on ${path} in a user namespace:\n${output}`)), slow(20_000));

@@ -28,28 +28,59 @@ const USAGES = { node: ['signing', 'key encipherment', 'server auth', 'client au
  * turns on authsign, `mutualTlsCa` (a file) makes cfssl require client
  * certificates signed by it, `expiry` sets the profiles' lifetime.
  */
-export async function startCfssl(dir: string, options: { authKeyHex?: string; root?: { cert: string; key: string }; mutualTlsCa?: string; expiry?: string } = {}): Promise<CfsslServer> {
+export async function startCfssl(
+  dir: string,
+  options: { authKeyHex?: string; root?: { cert: string; key: string }; mutualTlsCa?: string; expiry?: string } = {},
+): Promise<CfsslServer> {
   const cfssl = (args: string[], input?: string): { cert: string; key: string } =>
     JSON.parse(execFileSync('cfssl', args, { cwd: dir, input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })) as { cert: string; key: string };
-  const root = options.root ?? cfssl(['gencert', '-initca', '-'], JSON.stringify({ CN: 'corp-root', names: [{ O: 'Corp' }], key: { algo: 'ecdsa', size: 256 } }));
+  const root =
+    options.root ?? cfssl(['gencert', '-initca', '-'], JSON.stringify({ CN: 'corp-root', names: [{ O: 'Corp' }], key: { algo: 'ecdsa', size: 256 } }));
   writeFileSync(join(dir, 'root.pem'), root.cert);
   writeFileSync(join(dir, 'root-key.pem'), root.key);
   const auth = options.authKeyHex === undefined ? {} : { auth_key: 'k' };
   const config = {
     signing: {
       default: { usages: USAGES.node, expiry: options.expiry ?? '2160h', ...auth },
-      profiles: { node: { usages: USAGES.node, expiry: options.expiry ?? '2160h', ...auth }, client: { usages: USAGES.client, expiry: options.expiry ?? '2160h', ...auth } },
+      profiles: {
+        node: { usages: USAGES.node, expiry: options.expiry ?? '2160h', ...auth },
+        client: { usages: USAGES.client, expiry: options.expiry ?? '2160h', ...auth },
+      },
     },
     ...(options.authKeyHex === undefined ? {} : { auth_keys: { k: { type: 'standard', key: options.authKeyHex } } }),
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  const server = cfssl(['gencert', '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-hostname', '127.0.0.1', '-'], JSON.stringify({ CN: '127.0.0.1', key: { algo: 'ecdsa', size: 256 } }));
+  const server = cfssl(
+    ['gencert', '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-hostname', '127.0.0.1', '-'],
+    JSON.stringify({ CN: '127.0.0.1', key: { algo: 'ecdsa', size: 256 } }),
+  );
   writeFileSync(join(dir, 'tls.pem'), server.cert);
   writeFileSync(join(dir, 'tls-key.pem'), server.key);
   const port = await freePort();
   let log = '';
   const mutual = options.mutualTlsCa === undefined ? [] : ['-mutual-tls-ca', options.mutualTlsCa];
-  const child: ChildProcess = spawn('cfssl', ['serve', '-address', '127.0.0.1', '-port', String(port), '-ca', 'root.pem', '-ca-key', 'root-key.pem', '-config', 'config.json', '-tls-cert', 'tls.pem', '-tls-key', 'tls-key.pem', ...mutual], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(
+    'cfssl',
+    [
+      'serve',
+      '-address',
+      '127.0.0.1',
+      '-port',
+      String(port),
+      '-ca',
+      'root.pem',
+      '-ca-key',
+      'root-key.pem',
+      '-config',
+      'config.json',
+      '-tls-cert',
+      'tls.pem',
+      '-tls-key',
+      'tls-key.pem',
+      ...mutual,
+    ],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   child.stdout?.on('data', (d: Buffer) => (log += d.toString('utf8')));
   child.stderr?.on('data', (d: Buffer) => (log += d.toString('utf8')));
   const url = `https://127.0.0.1:${port}`;

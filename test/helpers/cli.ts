@@ -121,7 +121,10 @@ export interface ChildRun {
 }
 
 /** Spawns `node dist/cli/main.js ARGV`. */
-export function spawnMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {}): ChildRun {
+export function spawnMuster(
+  argv: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {},
+): ChildRun {
   const [command, ...args] = [...(options.prefix ?? []), process.execPath, CLI, ...argv];
   const child = spawn(command!, args, {
     env: { ...process.env, NO_COLOR: '1', ...options.env },
@@ -194,7 +197,10 @@ export function faked(offset: string): Record<string, string> {
   return { LD_PRELOAD: LIBFAKETIME, FAKETIME: offset };
 }
 
-export async function runMuster(argv: string[], options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runMuster(
+  argv: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; prefix?: string[]; stdin?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const run = spawnMuster(argv, options);
   const code = await run.exit;
   return { code, stdout: run.stdout(), stderr: run.stderr() };

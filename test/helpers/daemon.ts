@@ -3,7 +3,10 @@ import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 
 /** Keeps what `child` prints; stop() sends SIGTERM (SIGKILL after `killAfterMs`, if given) and resolves once it exited. */
-export function watchDaemon(child: ChildProcess & { stdout: NodeJS.ReadableStream; stderr: NodeJS.ReadableStream }, killAfterMs?: number): { log(): string; stop(): Promise<void> } {
+export function watchDaemon(
+  child: ChildProcess & { stdout: NodeJS.ReadableStream; stderr: NodeJS.ReadableStream },
+  killAfterMs?: number,
+): { log(): string; stop(): Promise<void> } {
   let log = '';
   child.stdout.on('data', (d: Buffer) => (log += d.toString('utf8')));
   child.stderr.on('data', (d: Buffer) => (log += d.toString('utf8')));
@@ -20,7 +23,13 @@ export function watchDaemon(child: ChildProcess & { stdout: NodeJS.ReadableStrea
 }
 
 /** Resolves once 127.0.0.1:`port` accepts a connection; fails (after stopping the daemon) when it exits first or `timeoutMs` passes. */
-export async function waitListening(name: string, port: number, child: ChildProcess, daemon: { log(): string; stop(): Promise<void> }, timeoutMs: number): Promise<void> {
+export async function waitListening(
+  name: string,
+  port: number,
+  child: ChildProcess,
+  daemon: { log(): string; stop(): Promise<void> },
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${name} exited at start:\n${daemon.log()}`);

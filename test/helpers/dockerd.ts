@@ -47,22 +47,34 @@ export async function startDockerd(dir: string, tls: DockerdTls): Promise<Docker
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
   const args = [
-    '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'),
-    '--pidfile', join(dir, 'dockerd.pid'),
-    '--host', `unix://${join(dir, 'docker.sock')}`,
-    '--host', `tcp://${address}`,
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    join(dir, 'exec'),
+    '--pidfile',
+    join(dir, 'dockerd.pid'),
+    '--host',
+    `unix://${join(dir, 'docker.sock')}`,
+    '--host',
+    `tcp://${address}`,
     '--tlsverify',
-    '--tlscacert', tls.caFile,
-    '--tlscert', tls.certFile,
-    '--tlskey', tls.keyFile,
+    '--tlscacert',
+    tls.caFile,
+    '--tlscert',
+    tls.certFile,
+    '--tlskey',
+    tls.keyFile,
     '--iptables=false',
     '--ip6tables=false',
     '--bridge=none',
-    '--containerd-namespace', `muster-${port}`,
-    '--containerd-plugins-namespace', `muster-${port}-plugins`,
+    '--containerd-namespace',
+    `muster-${port}`,
+    '--containerd-plugins-namespace',
+    `muster-${port}-plugins`,
   ];
-  const [command, ...argv] = IS_ROOT ? [DOCKERD, ...args] : [...AS_ROOT, '--mount', 'sh', '-c', 'mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /etc/docker && exec "$0" "$@"', DOCKERD, ...args];
+  const [command, ...argv] = IS_ROOT
+    ? [DOCKERD, ...args]
+    : [...AS_ROOT, '--mount', 'sh', '-c', 'mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /etc/docker && exec "$0" "$@"', DOCKERD, ...args];
   const child = spawn(command!, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const daemon = watchDaemon(child, 15_000);
   const stop = async (): Promise<void> => {

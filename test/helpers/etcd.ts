@@ -38,11 +38,29 @@ export async function freePort(): Promise<number> {
 
 /** etcdctl (v3 API) against `endpoint` over TLS, presenting `cred`, trusting the roots in `rootFile`. */
 export function etcdctlAs(endpoint: string, rootFile: string, cred: { cert: string; key: string }, args: string[]): { status: number | null; out: string } {
-  const run = spawnSync('etcdctl', ['--endpoints', `https://${endpoint}`, '--cacert', rootFile, '--cert', cred.cert, '--key', cred.key, '--dial-timeout', `${slow(3_000)}ms`, '--command-timeout', `${slow(5_000)}ms`, ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeout: slow(20_000),
-  });
+  const run = spawnSync(
+    'etcdctl',
+    [
+      '--endpoints',
+      `https://${endpoint}`,
+      '--cacert',
+      rootFile,
+      '--cert',
+      cred.cert,
+      '--key',
+      cred.key,
+      '--dial-timeout',
+      `${slow(3_000)}ms`,
+      '--command-timeout',
+      `${slow(5_000)}ms`,
+      ...args,
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, ETCDCTL_API: '3' },
+      timeout: slow(20_000),
+    },
+  );
   return { status: run.status, out: `${run.stdout}${run.stderr}` };
 }
 
@@ -64,11 +82,66 @@ export interface EtcdTls {
 
 function makeTls(scratch: ReturnType<typeof scratchDir>): EtcdTls {
   const p = (name: string): string => scratch.path(name);
-  const cnf = scratch.write('san.cnf', '[req]\ndistinguished_name=dn\n[dn]\n[server]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n[client]\nextendedKeyUsage=clientAuth\n');
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p('ca.key'), '-out', p('ca.crt'), '-subj', '/CN=etcd-test-ca', '-days', '2']);
-  for (const [name, cn, ext] of [['server', '127.0.0.1', 'server'], ['client', 'muster', 'client']] as const) {
-    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`, '-config', cnf]);
-    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${name}.crt`), '-days', '2', '-extfile', cnf, '-extensions', ext]);
+  const cnf = scratch.write(
+    'san.cnf',
+    '[req]\ndistinguished_name=dn\n[dn]\n[server]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n[client]\nextendedKeyUsage=clientAuth\n',
+  );
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.crt'),
+    '-subj',
+    '/CN=etcd-test-ca',
+    '-days',
+    '2',
+  ]);
+  for (const [name, cn, ext] of [
+    ['server', '127.0.0.1', 'server'],
+    ['client', 'muster', 'client'],
+  ] as const) {
+    openssl([
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      p(`${name}.key`),
+      '-out',
+      p(`${name}.csr`),
+      '-subj',
+      `/CN=${cn}`,
+      '-config',
+      cnf,
+    ]);
+    openssl([
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      p(`${name}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      cnf,
+      '-extensions',
+      ext,
+    ]);
   }
   return { caFile: p('ca.crt'), serverCert: p('server.crt'), serverKey: p('server.key'), clientCert: p('client.crt'), clientKey: p('client.key') };
 }
@@ -117,22 +190,34 @@ export async function startEtcd(options: { size?: 1 | 3; tls?: boolean } = {}): 
   const tls = options.tls === true ? makeTls(scratch) : undefined;
   const scheme = tls === undefined ? 'http' : 'https';
   const members: Member[] = [];
-  for (let i = 0; i < size; i++) members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: scratch.path(`m${i}`), log: '' });
+  for (let i = 0; i < size; i++)
+    members.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: scratch.path(`m${i}`), log: '' });
   const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
   const launch = (member: Member, state: 'new' | 'existing'): void => {
     const args = [
-      '--name', member.name,
-      '--data-dir', member.dataDir,
-      '--listen-client-urls', `${scheme}://127.0.0.1:${member.clientPort}`,
-      '--advertise-client-urls', `${scheme}://127.0.0.1:${member.clientPort}`,
-      '--listen-peer-urls', `http://127.0.0.1:${member.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${member.peerPort}`,
-      '--initial-cluster', initialCluster,
-      '--initial-cluster-state', state,
-      '--initial-cluster-token', 'muster-test',
+      '--name',
+      member.name,
+      '--data-dir',
+      member.dataDir,
+      '--listen-client-urls',
+      `${scheme}://127.0.0.1:${member.clientPort}`,
+      '--advertise-client-urls',
+      `${scheme}://127.0.0.1:${member.clientPort}`,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${member.peerPort}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${member.peerPort}`,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-state',
+      state,
+      '--initial-cluster-token',
+      'muster-test',
       // Fast elections on loopback.
-      '--heartbeat-interval', '50',
-      '--election-timeout', '500',
+      '--heartbeat-interval',
+      '50',
+      '--election-timeout',
+      '500',
       ...(tls === undefined ? [] : ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.caFile, '--client-cert-auth']),
     ];
     member.log = '';
@@ -158,7 +243,10 @@ export async function startEtcd(options: { size?: 1 | 3; tls?: boolean } = {}): 
     endpoints,
     storeFlag: `etcd://${endpoints.join(',')}`,
     ...(tls === undefined ? {} : { tls }),
-    ctlArgs: () => [`--endpoints=${endpoints.map((e) => `${scheme}://${e}`).join(',')}`, ...(tls === undefined ? [] : [`--cacert=${tls.caFile}`, `--cert=${tls.clientCert}`, `--key=${tls.clientKey}`])],
+    ctlArgs: () => [
+      `--endpoints=${endpoints.map((e) => `${scheme}://${e}`).join(',')}`,
+      ...(tls === undefined ? [] : [`--cacert=${tls.caFile}`, `--cert=${tls.clientCert}`, `--key=${tls.clientKey}`]),
+    ],
     pids: () => members.flatMap((m) => (m.process?.pid === undefined ? [] : [m.process.pid])),
     kill: (i) => killOne(members[i]!),
     async restart(i) {

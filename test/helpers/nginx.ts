@@ -41,7 +41,26 @@ export async function startNginx(dir: string, auth: NginxClientAuth, server?: { 
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const serverKey = server?.key ?? join(dir, 'server.key');
   const serverCert = server?.cert ?? join(dir, 'server.crt');
-  if (server === undefined) openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', serverKey, '-out', serverCert, '-subj', '/CN=nginx-test', '-days', '2', '-addext', 'subjectAltName=IP:127.0.0.1']);
+  if (server === undefined)
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      serverKey,
+      '-out',
+      serverCert,
+      '-subj',
+      '/CN=nginx-test',
+      '-days',
+      '2',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ]);
   const port = await freePort();
   const temp = (name: string): string => join(dir, name);
   const conf = join(dir, 'nginx.conf');

@@ -12,7 +12,12 @@ import { join } from 'node:path';
 export const RSA_8192_CSR = new URL('../pki/fixtures/rsa-8192.csr', import.meta.url);
 
 /** A scratch folder that tests remove in afterAll. */
-export function scratchDir(prefix = 'muster-test-'): { dir: string; path: (name: string) => string; write: (name: string, data: string | Buffer) => string; cleanup: () => void } {
+export function scratchDir(prefix = 'muster-test-'): {
+  dir: string;
+  path: (name: string) => string;
+  write: (name: string, data: string | Buffer) => string;
+  cleanup: () => void;
+} {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return {
     dir,
@@ -52,7 +57,17 @@ export function opensslFixtures(scratch: ReturnType<typeof scratchDir>) {
       const file = next('key');
       const [alg, param, exponent] = spec.split(':');
       if (alg === 'ec') openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${param}`, '-out', file]);
-      else if (alg === 'rsa') openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${param}`, ...(exponent === undefined ? [] : ['-pkeyopt', `rsa_keygen_pubexp:${exponent}`]), '-out', file]);
+      else if (alg === 'rsa')
+        openssl([
+          'genpkey',
+          '-algorithm',
+          'RSA',
+          '-pkeyopt',
+          `rsa_keygen_bits:${param}`,
+          ...(exponent === undefined ? [] : ['-pkeyopt', `rsa_keygen_pubexp:${exponent}`]),
+          '-out',
+          file,
+        ]);
       else openssl(['genpkey', '-algorithm', spec.toUpperCase(), '-out', file]);
       return file;
     },
@@ -65,7 +80,23 @@ export function opensslFixtures(scratch: ReturnType<typeof scratchDir>) {
     /** A self-signed certificate as PEM text; `ca` adds CA:TRUE. */
     selfSigned(keyFile: string, opts: { ca: boolean; days: number; subject?: string }): string {
       const bc = opts.ca ? 'basicConstraints=critical,CA:TRUE' : 'basicConstraints=critical,CA:FALSE';
-      return openssl(['req', '-x509', '-new', '-config', config, '-key', keyFile, '-subj', opts.subject ?? '/CN=corp root', '-days', String(opts.days), '-addext', bc, '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature']);
+      return openssl([
+        'req',
+        '-x509',
+        '-new',
+        '-config',
+        config,
+        '-key',
+        keyFile,
+        '-subj',
+        opts.subject ?? '/CN=corp root',
+        '-days',
+        String(opts.days),
+        '-addext',
+        bc,
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      ]);
     },
     /** A CA:TRUE certificate for `keyFile`, signed by another CA. */
     intermediate(keyFile: string, issuerCert: string, issuerKey: string): string {

@@ -41,7 +41,12 @@ const RESPONSES = [
 
 /** Every generated file. */
 export const PLAIN_FILES: PlainFile[] = [
-  { path: 'src/api/plain-schemas.ts', source: 'src/api/schemas.ts', types: './schemas.js', schemas: Object.fromEntries(RESPONSES.map((name) => [name, Wire[name]])) },
+  {
+    path: 'src/api/plain-schemas.ts',
+    source: 'src/api/schemas.ts',
+    types: './schemas.js',
+    schemas: Object.fromEntries(RESPONSES.map((name) => [name, Wire[name]])),
+  },
   { path: 'src/agent/node-state-plain.ts', source: 'src/agent/node-state-schema.ts', types: './node-state-schema.js', schemas: { NodeState } },
 ];
 

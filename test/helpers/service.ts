@@ -59,9 +59,21 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
     ...(options.root === undefined ? {} : { root: options.root }),
     ...(options.externalCAs === undefined ? {} : { externalCAs: options.externalCAs }),
   });
-  const bundle: ManagerBundle | undefined = options.shared === true ? { etcd: { endpoints: ['127.0.0.1:2379'] }, dataKey: dataKey.toString('base64') } : undefined;
+  const bundle: ManagerBundle | undefined =
+    options.shared === true ? { etcd: { endpoints: ['127.0.0.1:2379'] }, dataKey: dataKey.toString('base64') } : undefined;
   const audit = memoryAuditSink();
-  const { services, membership } = await buildServices({ store, dataKey, nodeId: founded.nodeId, addr: '127.0.0.1:4377', clock, random: systemRandom, logger, managerBundle: () => bundle, audit, clientTls: () => ({ keyPem: managerKey.keyPem, certPem: founded.certificate.certPem }) });
+  const { services, membership } = await buildServices({
+    store,
+    dataKey,
+    nodeId: founded.nodeId,
+    addr: '127.0.0.1:4377',
+    clock,
+    random: systemRandom,
+    logger,
+    managerBundle: () => bundle,
+    audit,
+    clientTls: () => ({ keyPem: managerKey.keyPem, certPem: founded.certificate.certPem }),
+  });
   await membership.register();
   return {
     ...services,
@@ -124,7 +136,9 @@ export function heldFeed(inner: ClusterStore): ClusterStore & { release(): void 
  * default the same value, which still gives it a new version), so that
  * commit fails as a real conflict does and `transact` runs again.
  */
-export function contendedStore(inner: ClusterStore): ClusterStore & { contend<S extends TSchema>(ref: Ref<S>, times: number, change?: (value: Static<S>) => Static<S>): void; readonly conflicts: number } {
+export function contendedStore(
+  inner: ClusterStore,
+): ClusterStore & { contend<S extends TSchema>(ref: Ref<S>, times: number, change?: (value: Static<S>) => Static<S>): void; readonly conflicts: number } {
   let armed: { key: string; times: number; write: () => Promise<void> } | undefined;
   let conflicts = 0;
   const store = interceptCommits(inner, async (txn) => {
@@ -143,7 +157,10 @@ export function contendedStore(inner: ClusterStore): ClusterStore & { contend<S 
         times,
         write: async () => {
           const entry = (await inner.get(ref))!;
-          if (!(await inner.commit({ compares: [{ key: ref.key, version: entry.version }], puts: [{ key: ref.key, value: change(entry.value) }], deletes: [] }))) throw new Error('the contending write failed');
+          if (
+            !(await inner.commit({ compares: [{ key: ref.key, version: entry.version }], puts: [{ key: ref.key, value: change(entry.value) }], deletes: [] }))
+          )
+            throw new Error('the contending write failed');
         },
       };
     },

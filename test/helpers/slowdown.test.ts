@@ -10,6 +10,7 @@ describe('MUSTER_TEST_SLOWDOWN', () => {
   });
 
   it('refuses a value that would shrink every limit (a typo, 0, below 1)', () => {
-    for (const bad of ['x', '0', '0.5', '-2', 'NaN', 'Infinity']) expect(() => slowdownFactor({ MUSTER_TEST_SLOWDOWN: bad })).toThrow(/MUSTER_TEST_SLOWDOWN must be a number ≥ 1/);
+    for (const bad of ['x', '0', '0.5', '-2', 'NaN', 'Infinity'])
+      expect(() => slowdownFactor({ MUSTER_TEST_SLOWDOWN: bad })).toThrow(/MUSTER_TEST_SLOWDOWN must be a number ≥ 1/);
   });
 });

@@ -82,7 +82,16 @@ describe('a new cluster', () => {
     // What muster issued before: a leaf signed by the root itself, recorded.
     const rootCa = currentSigningCa(t.state.ca, t.dataKey)!;
     const csr = parseCsr(freshCsr().csr);
-    const old = issueCertificate({ ca: rootCa, csr, role: 'admin', commonName: 'legacy', clusterId: t.clusterId, validityMs: 24 * HOUR, clock: t.clock, random: systemRandom });
+    const old = issueCertificate({
+      ca: rootCa,
+      csr,
+      role: 'admin',
+      commonName: 'legacy',
+      clusterId: t.clusterId,
+      validityMs: 24 * HOUR,
+      clock: t.clock,
+      random: systemRandom,
+    });
     await transact(t.store, async (tx) => tx.put(KEYS.certificates.ref(old.serial), certificateRecord('legacy', 'admin', 'user', t.clock.now(), old)));
     const legacy = await t.authoriser.authorize(new X509Certificate(old.certPem), ['manager', 'admin']);
     expect(legacy.nodeId).toBe('legacy');
@@ -90,8 +99,20 @@ describe('a new cluster', () => {
     const renewed = await t.caServer.renewUser(legacy, { csr: freshCsr().csr });
     expect(new X509Certificate(renewed.certificate).checkIssued(t.state.trust.admin!)).toBe(true);
 
-    const adminCa = loadSigningCa({ certPem: t.state.ca.admin!.certPem, keyPem: unseal(t.dataKey, t.state.ca.admin!.key, SEAL_CONTEXT.adminKey).toString('utf8') });
-    const forged = issueCertificate({ ca: adminCa, csr, role: 'manager', commonName: t.managerId, clusterId: t.clusterId, validityMs: HOUR, clock: t.clock, random: systemRandom });
+    const adminCa = loadSigningCa({
+      certPem: t.state.ca.admin!.certPem,
+      keyPem: unseal(t.dataKey, t.state.ca.admin!.key, SEAL_CONTEXT.adminKey).toString('utf8'),
+    });
+    const forged = issueCertificate({
+      ca: adminCa,
+      csr,
+      role: 'manager',
+      commonName: t.managerId,
+      clusterId: t.clusterId,
+      validityMs: HOUR,
+      clock: t.clock,
+      random: systemRandom,
+    });
     expect(await codeOf(t.authoriser.authorize(new X509Certificate(forged.certPem), ['manager', 'admin']))).toBe('CERT_UNTRUSTED');
   });
 
@@ -107,7 +128,9 @@ describe('a new cluster', () => {
     expect(Date.parse(after.validTo)).toBe(Date.parse(before.validTo) + 2 * HOUR);
     expect(Date.parse(after.validTo) - Date.parse(after.validFrom)).toBe(Date.parse(before.validTo) - Date.parse(before.validFrom));
     expect(renewed.rootCA).toBe(t.state.trust.bundlePem);
-    const line = t.auditLines.map((l) => JSON.parse(l) as { action: string; result: string; serial?: string }).find((l) => l.action === 'user.renew' && l.serial === after.serialNumber);
+    const line = t.auditLines
+      .map((l) => JSON.parse(l) as { action: string; result: string; serial?: string })
+      .find((l) => l.action === 'user.renew' && l.serial === after.serialNumber);
     expect(line?.result).toBe('ok');
 
     await t.caServer.revokeUser('bob', owner);

@@ -49,7 +49,8 @@ async function call(tls: { cert?: string; key?: string }, method: 'GET' | 'POST'
 /** The first manager's client certificate. */
 const asManager = () => ({ cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem });
 
-const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
+const post = (url: string, payload: unknown) =>
+  app.inject({ method: 'POST', url, payload: JSON.stringify(payload), headers: { 'content-type': 'application/json' } });
 
 describe('routes (inject)', () => {
   it('GET /v1/ca serves the root bundle verbatim', async () => {
@@ -94,10 +95,15 @@ describe('routes (inject)', () => {
     for (const labels of [{ ü: { nested: [1] } }, { 'a b': 'c' }, { ok: 'fine', '': 'x' }]) {
       const res = await post('/v1/join', { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, labels });
       expect(res.json(), JSON.stringify(labels)).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
-      expect((await call(asManager(), 'POST', '/v1/join-tokens/scoped', { role: 'worker', labels })).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+      expect((await call(asManager(), 'POST', '/v1/join-tokens/scoped', { role: 'worker', labels })).json).toMatchObject({
+        statusCode: 400,
+        code: 'BODY_INVALID',
+      });
     }
     expect((await cluster.store.list(KEYS.nodes)).length).toBe(before);
-    expect((await post('/v1/join', { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, labels: { 'zone/a.b_c-d': 'x' } })).statusCode).toBe(200);
+    expect((await post('/v1/join', { token: cluster.settings.joinTokens().worker, csr: freshCsr().csr, labels: { 'zone/a.b_c-d': 'x' } })).statusCode).toBe(
+      200,
+    );
   });
 
   it('still reads, lists and renews a node that an earlier version stored with such a label', async () => {
@@ -105,7 +111,13 @@ describe('routes (inject)', () => {
     const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.8');
     const ref = KEYS.nodes.ref(joined.nodeId);
     const entry = (await cluster.store.get(ref))!;
-    expect(await cluster.store.commit({ compares: [{ key: ref.key, version: entry.version }], puts: [{ key: ref.key, value: { ...entry.value, labels: { zone: 'a', ü: { nested: [1] } } } }], deletes: [] })).toBe(true);
+    expect(
+      await cluster.store.commit({
+        compares: [{ key: ref.key, version: entry.version }],
+        puts: [{ key: ref.key, value: { ...entry.value, labels: { zone: 'a', ü: { nested: [1] } } } }],
+        deletes: [],
+      }),
+    ).toBe(true);
     const listed = await call(asManager(), 'GET', `/v1/nodes/${joined.nodeId}`);
     expect(listed.status).toBe(200);
     expect(listed.json.labels).toEqual({ zone: 'a' });
@@ -113,15 +125,26 @@ describe('routes (inject)', () => {
   });
 
   it('refuses a query parameter it does not know (a misspelt flag is never ignored)', async () => {
-    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revoke-all=1')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revoke-all=1')).json).toMatchObject({
+      statusCode: 400,
+      code: 'BODY_INVALID',
+    });
     expect((await call(asManager(), 'GET', '/v1/cluster?token=1')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
     expect((await call(asManager(), 'GET', '/v1/nodes?limt=5')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
     expect((await call(asManager(), 'GET', '/v1/certificates?page=2')).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
-    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revokeAll=1')).json).toMatchObject({ statusCode: 404, code: 'NODE_NOT_FOUND' });
+    expect((await call(asManager(), 'DELETE', '/v1/nodes/0000000000000000000000000?revokeAll=1')).json).toMatchObject({
+      statusCode: 404,
+      code: 'NODE_NOT_FOUND',
+    });
   });
 
   it('needs a client certificate on every other route', async () => {
-    for (const [method, url] of [['GET', '/v1/nodes'], ['GET', '/v1/cluster'], ['GET', '/v1/nodes/self'], ['POST', '/v1/join-tokens/worker/rotate']] as const) {
+    for (const [method, url] of [
+      ['GET', '/v1/nodes'],
+      ['GET', '/v1/cluster'],
+      ['GET', '/v1/nodes/self'],
+      ['POST', '/v1/join-tokens/worker/rotate'],
+    ] as const) {
       const res = await app.inject({ method, url });
       expect(res.statusCode, url).toBe(401);
       expect(res.json().code).toBe('AUTH_REQUIRED');
@@ -147,13 +170,16 @@ describe('authorisation comes before validation', () => {
     ['a page size out of range', 'GET', '/v1/nodes?limit=0', undefined],
   ];
 
-  it.each(badRequests)('a worker sending %s to an admin route gets 403, a caller without a certificate 401, a manager 400', async (_name, method, path, body) => {
-    const key = freshCsr();
-    const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.9');
-    expect((await call({ cert: joined.certificate, key: key.keyPem }, method, path, body)).json).toMatchObject({ statusCode: 403, code: 'AUTH_FORBIDDEN' });
-    expect((await call({}, method, path, body)).json).toMatchObject({ statusCode: 401, code: 'AUTH_REQUIRED' });
-    expect((await call(asManager(), method, path, body)).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
-  });
+  it.each(badRequests)(
+    'a worker sending %s to an admin route gets 403, a caller without a certificate 401, a manager 400',
+    async (_name, method, path, body) => {
+      const key = freshCsr();
+      const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr: key.csr }, '10.0.0.9');
+      expect((await call({ cert: joined.certificate, key: key.keyPem }, method, path, body)).json).toMatchObject({ statusCode: 403, code: 'AUTH_FORBIDDEN' });
+      expect((await call({}, method, path, body)).json).toMatchObject({ statusCode: 401, code: 'AUTH_REQUIRED' });
+      expect((await call(asManager(), method, path, body)).json).toMatchObject({ statusCode: 400, code: 'BODY_INVALID' });
+    },
+  );
 });
 
 describe('servedChain', () => {
@@ -161,7 +187,17 @@ describe('servedChain', () => {
   const rootA = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
   const rootB = loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom }));
   const leafOf = (ca: typeof rootA): string =>
-    issueCertificate({ ca, csr: parseCsr(freshCsr().csr), role: 'manager', commonName: 'm', clusterId, hosts: ['127.0.0.1'], validityMs: 3_600_000, clock: systemClock, random: systemRandom }).certPem;
+    issueCertificate({
+      ca,
+      csr: parseCsr(freshCsr().csr),
+      role: 'manager',
+      commonName: 'm',
+      clusterId,
+      hosts: ['127.0.0.1'],
+      validityMs: 3_600_000,
+      clock: systemClock,
+      random: systemRandom,
+    }).certPem;
 
   it('sends a lone certificate with the root that signed it, picked by signature among roots of the same name', () => {
     const leaf = leafOf(rootB);
@@ -176,10 +212,16 @@ describe('servedChain', () => {
     const bByA = crossSignRoot({ next: rootB, by: rootA, random: systemRandom });
     const cByB = crossSignRoot({ next: rootC, by: rootB, random: systemRandom });
     const leaf = leafOf(rootC);
-    const unrelated = crossSignRoot({ next: loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom })), by: rootA, random: systemRandom });
+    const unrelated = crossSignRoot({
+      next: loadSigningCa(createRootCa({ clusterId, clock: systemClock, random: systemRandom })),
+      by: rootA,
+      random: systemRandom,
+    });
     const served = servedChain(leaf, rootC.certPem, [unrelated, cByB, bByA]);
     // Only the copies on the way up, in order; the self-signed new root is not needed (a client holding it stops there).
-    expect(readPemBlocks(served).map((b) => new X509Certificate(b.der).fingerprint256)).toEqual([leaf, cByB, bByA].map((pem) => new X509Certificate(pem).fingerprint256));
+    expect(readPemBlocks(served).map((b) => new X509Certificate(b.der).fingerprint256)).toEqual(
+      [leaf, cByB, bByA].map((pem) => new X509Certificate(pem).fingerprint256),
+    );
     const chainFile = scratch.write('chain.pem', served);
     for (const root of [rootA, rootB, rootC]) {
       const result = opensslStatus(['verify', '-CAfile', scratch.write('root.pem', root.certPem), '-untrusted', chainFile, chainFile]);

@@ -113,7 +113,8 @@ describe('authorize', () => {
 
   it('accepts the certificate a renewal replaced while the new one lands, and no older one', async () => {
     const first = await joinAs('worker');
-    const renew = async (cert: X509Certificate) => new X509Certificate((await t.caServer.renew(await t.authoriser.authorize(cert, ['manager', 'worker']), { csr: freshCsr().csr })).certificate);
+    const renew = async (cert: X509Certificate) =>
+      new X509Certificate((await t.caServer.renew(await t.authoriser.authorize(cert, ['manager', 'worker']), { csr: freshCsr().csr })).certificate);
     const second = await renew(first.cert);
     expect((await t.authoriser.authorize(first.cert, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
     expect((await t.authoriser.authorize(second, ['manager', 'worker'])).nodeId).toBe(first.response.nodeId);
@@ -144,7 +145,9 @@ async function rootAndKey(): Promise<{ certPem: string; keyPem: string }> {
 /** A certificate the cluster's root key signed outside muster (nothing in the store records it). */
 async function forgeFor(clusterId: string, role: 'worker' | 'admin', commonName: string): Promise<X509Certificate> {
   const ca = loadSigningCa(await rootAndKey());
-  return new X509Certificate(issueCertificate({ ca, csr: parseCsr(freshCsr().csr), role, commonName, clusterId, validityMs: HOUR, clock: t.clock, random: systemRandom }).certPem);
+  return new X509Certificate(
+    issueCertificate({ ca, csr: parseCsr(freshCsr().csr), role, commonName, clusterId, validityMs: HOUR, clock: t.clock, random: systemRandom }).certPem,
+  );
 }
 
 describe('authorize: every branch (issue 32)', () => {
@@ -169,7 +172,9 @@ describe('authorize: every branch (issue 32)', () => {
     expect(t.clock.now()).toBeLessThan(Date.parse(worker.cert.validTo));
     expect(await refusal(t.authoriser.authorize(worker.cert, NODES))).toMatchObject({ code: 'CERT_UNTRUSTED' });
     expect(await refusal(t.authoriser.authorize(new X509Certificate(worker.response.certificate), NODES))).toMatchObject({ code: 'CERT_UNTRUSTED' });
-    expect(await refusal(t.authoriser.authorize(new X509Certificate(worker.response.certificate), NODES, { expiredWithinGrace: true }))).toMatchObject({ code: 'CERT_UNTRUSTED' });
+    expect(await refusal(t.authoriser.authorize(new X509Certificate(worker.response.certificate), NODES, { expiredWithinGrace: true }))).toMatchObject({
+      code: 'CERT_UNTRUSTED',
+    });
   });
 
   it('refuses a certificate that expired after its chain check was cached for its connection', async () => {
@@ -189,7 +194,10 @@ describe('authorize: every branch (issue 32)', () => {
     const second = new X509Certificate((await t.caServer.renew(await t.authoriser.authorize(renewed.cert, NODES), { csr: freshCsr().csr })).certificate);
     t.clock.set(Date.parse(renewed.cert.validTo) + DAY); // both first certificates expired a day ago, well within the grace
     expect(DAY).toBeLessThan(DEFAULT_RENEW_GRACE_MS);
-    expect(await refusal(t.authoriser.authorize(renewed.cert, NODES, { expiredWithinGrace: true }))).toEqual({ code: 'CERT_EXPIRED', message: expect.stringMatching(/not the newest/) });
+    expect(await refusal(t.authoriser.authorize(renewed.cert, NODES, { expiredWithinGrace: true }))).toEqual({
+      code: 'CERT_EXPIRED',
+      message: expect.stringMatching(/not the newest/),
+    });
     // The newest certificate of a node that never renewed is renewable; the replacement of the other is simply valid.
     expect(await t.authoriser.authorize(idle.cert, NODES, { expiredWithinGrace: true })).toMatchObject({ nodeId: idle.response.nodeId, expired: true });
     expect(await t.authoriser.authorize(second, NODES)).toMatchObject({ nodeId: renewed.response.nodeId, expired: false });
@@ -199,7 +207,10 @@ describe('authorize: every branch (issue 32)', () => {
     const worker = await joinAs('worker');
     const other = newId(systemRandom);
     for (const cert of [await forgeFor(other, 'worker', worker.response.nodeId), await forgeFor(other, 'admin', 'alice')]) {
-      expect(await refusal(t.authoriser.authorize(cert, ['manager', 'worker', 'admin']))).toEqual({ code: 'CERT_UNTRUSTED', message: 'the certificate does not belong to this cluster' });
+      expect(await refusal(t.authoriser.authorize(cert, ['manager', 'worker', 'admin']))).toEqual({
+        code: 'CERT_UNTRUSTED',
+        message: 'the certificate does not belong to this cluster',
+      });
     }
   });
 
@@ -212,12 +223,31 @@ describe('authorize: every branch (issue 32)', () => {
       scratch.write('req.cnf', '[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n');
       for (const ou of [undefined, 'swarm-operator']) {
         const subject = `/O=${t.clusterId}${ou === undefined ? '' : `/OU=${ou}`}/CN=${t.managerId}`;
-        openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', scratch.path('leaf.key'), '-subj', subject, '-config', scratch.path('req.cnf'), '-out', scratch.path('leaf.csr')]);
+        openssl([
+          'req',
+          '-new',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:P-256',
+          '-nodes',
+          '-keyout',
+          scratch.path('leaf.key'),
+          '-subj',
+          subject,
+          '-config',
+          scratch.path('req.cnf'),
+          '-out',
+          scratch.path('leaf.csr'),
+        ]);
         const pem = openssl(['x509', '-req', '-in', scratch.path('leaf.csr'), '-CA', rootFile, '-CAkey', keyFile, '-set_serial', '4242', '-days', '1']);
         const cert = new X509Certificate(pem);
         expect(cert.subject).toContain(`CN=${t.managerId}`);
         t.clock.set(Date.parse(cert.validFrom) + 60_000); // openssl dates it by the real clock
-        expect(await refusal(t.authoriser.authorize(cert, ['manager', 'worker', 'admin'])), subject).toEqual({ code: 'CERT_UNTRUSTED', message: 'the certificate does not belong to this cluster' });
+        expect(await refusal(t.authoriser.authorize(cert, ['manager', 'worker', 'admin'])), subject).toEqual({
+          code: 'CERT_UNTRUSTED',
+          message: 'the certificate does not belong to this cluster',
+        });
       }
     } finally {
       scratch.cleanup();
@@ -234,12 +264,24 @@ describe('authorize: every branch (issue 32)', () => {
     expect((await t.authoriser.authorize(cert, ADMINS)).nodeId).toBe('alice');
     const rewrite = async (change: { role?: 'worker'; subject?: string }) => {
       const now = (await t.store.get(ref))!;
-      expect(await t.store.commit({ compares: [{ key: ref.key, version: now.version }], puts: [{ key: ref.key, value: { ...entry!.value, ...change } }], deletes: [] })).toBe(true);
+      expect(
+        await t.store.commit({
+          compares: [{ key: ref.key, version: now.version }],
+          puts: [{ key: ref.key, value: { ...entry!.value, ...change } }],
+          deletes: [],
+        }),
+      ).toBe(true);
     };
     await rewrite({ role: 'worker' });
-    expect(await refusal(t.authoriser.authorize(cert, ADMINS))).toEqual({ code: 'AUTH_FORBIDDEN', message: 'this API-user certificate is not one this cluster issued' });
+    expect(await refusal(t.authoriser.authorize(cert, ADMINS))).toEqual({
+      code: 'AUTH_FORBIDDEN',
+      message: 'this API-user certificate is not one this cluster issued',
+    });
     await rewrite({ subject: 'bob' });
-    expect(await refusal(t.authoriser.authorize(cert, ADMINS))).toEqual({ code: 'AUTH_FORBIDDEN', message: 'this API-user certificate is not one this cluster issued' });
+    expect(await refusal(t.authoriser.authorize(cert, ADMINS))).toEqual({
+      code: 'AUTH_FORBIDDEN',
+      message: 'this API-user certificate is not one this cluster issued',
+    });
     await rewrite({});
     expect((await t.authoriser.authorize(cert, ADMINS)).nodeId).toBe('alice');
   });
@@ -247,7 +289,10 @@ describe('authorize: every branch (issue 32)', () => {
   it('refuses a node certificate signed by the root for a node ID the cluster does not know', async () => {
     const unknown = await forgeFor(t.clusterId, 'worker', newId(systemRandom));
     for (const allowed of [NODES, ADMINS]) {
-      expect(await refusal(t.authoriser.authorize(unknown, allowed))).toEqual({ code: 'AUTH_FORBIDDEN', message: 'this certificate names no node of this cluster' });
+      expect(await refusal(t.authoriser.authorize(unknown, allowed))).toEqual({
+        code: 'AUTH_FORBIDDEN',
+        message: 'this certificate names no node of this cluster',
+      });
     }
   });
 });

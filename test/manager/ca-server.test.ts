@@ -90,7 +90,9 @@ describe('join', () => {
       const tokens = (await store.get(KEYS.tokens))!;
       const successor = old.replace(/.{25}$/, `${'0'.repeat(24)}1`);
       const rotated = { ...tokens.value, worker: storeToken(m.dataKey, 'worker', successor) };
-      expect(await store.commit({ compares: [{ key: KEYS.tokens.key, version: tokens.version }], puts: [{ key: KEYS.tokens.key, value: rotated }], deletes: [] })).toBe(true);
+      expect(
+        await store.commit({ compares: [{ key: KEYS.tokens.key, version: tokens.version }], puts: [{ key: KEYS.tokens.key, value: rotated }], deletes: [] }),
+      ).toBe(true);
       expect(m.settings.joinTokens().worker).toBe(old); // the cache is behind
       expect(await codeOf(m.caServer.join({ token: old, csr: freshCsr().csr }, 'e'))).toBe('TOKEN_REJECTED');
       await expect(m.caServer.join({ token: successor, csr: freshCsr().csr }, 'e')).resolves.toMatchObject({ role: 'worker' });
@@ -142,7 +144,12 @@ describe('renew', () => {
       const cert = new X509Certificate(renewed.certificate);
       expect(cert.subject).toMatch(/OU=swarm-manager/);
       expect(cert.subjectAltName).toContain('IP Address:10.9.9.9');
-      expect((await shared.store.get(KEYS.nodes.ref(worker.response.nodeId)))?.value).toMatchObject({ role: 'manager', certRole: 'manager', certSerial: cert.serialNumber, managerAddr: '10.9.9.9:4377' });
+      expect((await shared.store.get(KEYS.nodes.ref(worker.response.nodeId)))?.value).toMatchObject({
+        role: 'manager',
+        certRole: 'manager',
+        certSerial: cert.serialNumber,
+        managerAddr: '10.9.9.9:4377',
+      });
       const newCaller = await shared.authoriser.authorize(cert, ['manager', 'worker']);
       expect((await shared.inventory.self(newCaller)).renewNow).toBe(false);
       // A manager renewing as a manager is not sent the bundle again.
@@ -164,7 +171,11 @@ describe('renew', () => {
 
   it('a change of expiry committed by another manager applies to the next issuance here', async () => {
     const cluster = (await t.store.get(KEYS.cluster))!;
-    await t.store.commit({ compares: [{ key: KEYS.cluster.key, version: cluster.version }], puts: [{ key: KEYS.cluster.key, value: { ...cluster.value, certExpiryMs: HOUR } }], deletes: [] });
+    await t.store.commit({
+      compares: [{ key: KEYS.cluster.key, version: cluster.version }],
+      puts: [{ key: KEYS.cluster.key, value: { ...cluster.value, certExpiryMs: HOUR } }],
+      deletes: [],
+    });
     const { response } = await joinAs(t, 'worker');
     expect(Date.parse(response.notAfter)).toBeLessThanOrEqual(t.clock.now() + HOUR);
   });

@@ -45,11 +45,13 @@ class FakeCfssl {
     if (this.authKeyHex !== undefined) {
       const inner = Buffer.from(String(body.request), 'base64');
       const expected = createHmac('sha256', Buffer.from(this.authKeyHex, 'hex')).update(inner).digest('base64');
-      if (req.url !== '/api/v1/cfssl/authsign' || body.token !== expected) return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 400, message: 'invalid token' }] }));
+      if (req.url !== '/api/v1/cfssl/authsign' || body.token !== expected)
+        return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 400, message: 'invalid token' }] }));
       body = JSON.parse(inner.toString('utf8')) as Record<string, unknown>;
     }
     this.requests.push(body);
-    if (this.mode === 'refuse') return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 5300, message: 'policy violation: no' }] }));
+    if (this.mode === 'refuse')
+      return void res.end(JSON.stringify({ success: false, result: null, errors: [{ code: 5300, message: 'policy violation: no' }] }));
     const subject = body.subject as { CN: string; names: { O: string; OU: string }[] };
     const csr = parseCsr(this.mode === 'wrong-key' ? freshCsr().csr : String(body.certificate_request));
     const issued = issueCertificate({
@@ -109,7 +111,11 @@ describe('CfsslSigner through the CA server', () => {
   it('sends the subject and hosts the manager chose, and hands out what chains to the root', async () => {
     const response = await join();
     const request = first.requests.at(-1)!;
-    expect(request).toMatchObject({ subject: { CN: response.nodeId, names: [{ O: cluster.clusterId, OU: 'swarm-worker' }] }, hosts: ['swarm-worker', response.nodeId], profile: 'node' });
+    expect(request).toMatchObject({
+      subject: { CN: response.nodeId, names: [{ O: cluster.clusterId, OU: 'swarm-worker' }] },
+      hosts: ['swarm-worker', response.nodeId],
+      profile: 'node',
+    });
     expect(new X509Certificate(response.certificate).checkIssued(ca.cert)).toBe(true);
     expect((await cluster.settings.clusterView(false)).ca).toMatchObject({ external: true, externalUrls: [first.url] });
   });
@@ -120,17 +126,20 @@ describe('CfsslSigner through the CA server', () => {
     ['returning another subject', 'wrong-subject', 502, 'EXTERNAL_CA_ERROR', /has the subject .*CN=evil.* it was refused/],
     ['returning another key', 'wrong-key', 502, 'EXTERNAL_CA_ERROR', /does not hold the requester's key; it was refused/],
     ['returning a certificate from another root', 'foreign-root', 502, 'EXTERNAL_CA_ERROR', /does not chain to the cluster root/],
-  ] as const)('a CA %s fails the join with %s and writes nothing; the joining node is not told the CA\'s address or words, the log is', async (_name, mode, status, code, message) => {
-    first.mode = mode;
-    const before = await count();
-    const error = await failure(join());
-    expect(error.statusCode).toBe(status);
-    expect(error.code).toBe(code);
-    expect(error.message).toMatch(/^the cluster's external CA (could not be reached|refused to sign; the managers' logs say why)$/);
-    expect(lastCaFailure()).toMatch(message);
-    expect(lastCaFailure()).toContain(first.url);
-    expect(await count()).toEqual(before);
-  });
+  ] as const)(
+    "a CA %s fails the join with %s and writes nothing; the joining node is not told the CA's address or words, the log is",
+    async (_name, mode, status, code, message) => {
+      first.mode = mode;
+      const before = await count();
+      const error = await failure(join());
+      expect(error.statusCode).toBe(status);
+      expect(error.code).toBe(code);
+      expect(error.message).toMatch(/^the cluster's external CA (could not be reached|refused to sign; the managers' logs say why)$/);
+      expect(lastCaFailure()).toMatch(message);
+      expect(lastCaFailure()).toContain(first.url);
+      expect(await count()).toEqual(before);
+    },
+  );
 
   it('logs refused certificates', async () => {
     first.mode = 'wrong-subject';
@@ -149,7 +158,7 @@ describe('CfsslSigner through the CA server', () => {
     await signer.close();
   });
 
-  it('uses a URL with a path as given (as SwarmKit does), and gives a bare origin cfssl\'s path', () => {
+  it("uses a URL with a path as given (as SwarmKit does), and gives a bare origin cfssl's path", () => {
     expect(signEndpoint({ url: 'https://ca:8888' })).toBe('https://ca:8888/api/v1/cfssl/sign');
     expect(signEndpoint({ url: 'https://ca:8888/', authKeyHex: 'aa' })).toBe('https://ca:8888/api/v1/cfssl/authsign');
     expect(signEndpoint({ url: 'https://ca:8888/api/v1/cfssl/sign' })).toBe('https://ca:8888/api/v1/cfssl/sign');
@@ -201,7 +210,9 @@ describe('CfsslSigner through the CA server', () => {
         expiry += HOUR;
         return { ...cluster, certExpiryMs: expiry };
       });
-      expect(await codeOf(contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended'))).toBe('STORE_CONFLICT');
+      expect(await codeOf(contended.caServer.join({ token: contended.settings.joinTokens().worker, csr: freshCsr().csr }, 'src-contended'))).toBe(
+        'STORE_CONFLICT',
+      );
       expect(first.requests.length).toBe(asked + 7);
       expect((await store.list(KEYS.nodes)).length).toBe(nodes + 1);
     } finally {

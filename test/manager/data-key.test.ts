@@ -29,7 +29,8 @@ async function sealedValues(store: ClusterStore): Promise<{ what: string; sealed
   const ca = (await store.get(KEYS.ca))!.value;
   if (ca.key !== undefined) out.push({ what: 'ca.key', sealed: ca.key, context: SEAL_CONTEXT.caKey });
   if (ca.rotation?.key !== undefined) out.push({ what: 'ca.rotation.key', sealed: ca.rotation.key, context: SEAL_CONTEXT.caKey });
-  for (const [i, p] of (ca.previous ?? []).entries()) if (p.key !== undefined) out.push({ what: `ca.previous[${i}].key`, sealed: p.key, context: SEAL_CONTEXT.caKey });
+  for (const [i, p] of (ca.previous ?? []).entries())
+    if (p.key !== undefined) out.push({ what: `ca.previous[${i}].key`, sealed: p.key, context: SEAL_CONTEXT.caKey });
   if (ca.admin !== undefined) out.push({ what: 'ca.admin.key', sealed: ca.admin.key, context: SEAL_CONTEXT.adminKey });
   const tokens = (await store.get(KEYS.tokens))!.value;
   for (const role of ['worker', 'manager'] as const) {
@@ -140,7 +141,15 @@ for (const backend of backends) {
       await vi.waitFor(() => expect(c.services.dataKeys.keyId).toBe(t.dataKeys.keyId));
       const before = t.dataKeys.current(); // what the demoted manager holds
       const sealedBefore = await sealedValues(t.store);
-      expect(sealedBefore.map((v) => v.what).sort()).toEqual(['autolock.unlockKey', 'ca.admin.key', 'ca.key', 'ca.previous[0].key', 'ca.rotation.key', 'tokens.manager', 'tokens.worker']);
+      expect(sealedBefore.map((v) => v.what).sort()).toEqual([
+        'autolock.unlockKey',
+        'ca.admin.key',
+        'ca.key',
+        'ca.previous[0].key',
+        'ca.rotation.key',
+        'tokens.manager',
+        'tokens.worker',
+      ]);
       expect(sealedBefore.every((v) => opens(before, v))).toBe(true);
 
       await t.inventory.setRole(c.id, 'worker', admin);
@@ -163,7 +172,14 @@ for (const backend of backends) {
       await vi.waitFor(() => expect(b.services.dataKeys.keyId).toBe(record.keyId));
       expect(b.services.settings.joinTokens().worker).toBe(t.settings.joinTokens().worker);
       // The demoted one did not: it has no copy it can open.
-      await vi.waitFor(async () => expect(await c.services.dataKeys.sync().then(() => 'synced', (e: { code?: string }) => e.code)).toBe('DATA_KEY_UNAVAILABLE'));
+      await vi.waitFor(async () =>
+        expect(
+          await c.services.dataKeys.sync().then(
+            () => 'synced',
+            (e: { code?: string }) => e.code,
+          ),
+        ).toBe('DATA_KEY_UNAVAILABLE'),
+      );
       expect(c.services.dataKeys.current()).toEqual(before);
     });
 

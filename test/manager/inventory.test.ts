@@ -132,7 +132,10 @@ describe('node list pages', () => {
   });
 
   it('are at most 1000 nodes (500 by default), read from the store 500 records at a time', async () => {
-    await seedNodes(t.store, nodeIds('k', 1_100).map((id) => nodeRecord(id)));
+    await seedNodes(
+      t.store,
+      nodeIds('k', 1_100).map((id) => nodeRecord(id)),
+    );
     const list = vi.spyOn(t.store, 'list');
     const first = await t.inventory.listNodes();
     expect(first.nodes).toHaveLength(500);
@@ -145,8 +148,14 @@ describe('node list pages', () => {
   it('fill up across chunks of removed nodes, and end early (with next) after 10,000 records of them', async () => {
     await t.store.commit({ compares: [], puts: [], deletes: [KEYS.nodes.ref(t.managerId).key] }); // its random ID would land anywhere
     const [a, g, n] = [nodeIds('a', 2), nodeIds('g', 5), nodeIds('n', 5)];
-    await seedNodes(t.store, [...a, ...g, ...n].map((id) => nodeRecord(id)));
-    await seedNodes(t.store, [...nodeIds('f', 1_200), ...nodeIds('m', 10_200)].map((id) => nodeRecord(id, { removed: true })));
+    await seedNodes(
+      t.store,
+      [...a, ...g, ...n].map((id) => nodeRecord(id)),
+    );
+    await seedNodes(
+      t.store,
+      [...nodeIds('f', 1_200), ...nodeIds('m', 10_200)].map((id) => nodeRecord(id, { removed: true })),
+    );
     const pages = await allPages({ limit: 3 });
     expect(idsOf(pages)).toEqual([...a, ...g, ...n]);
     // a0 a1 g0 | g1 g2 g3 | g4 and 9,999 removed: stop | n0 n1 n2 | n3 n4
@@ -156,8 +165,15 @@ describe('node list pages', () => {
 
   it('resolve a hostname or ID prefix by paging through the store', async () => {
     const twins = nodeIds('q', 1_200);
-    await seedNodes(t.store, twins.map((id) => nodeRecord(id, { hostname: 'twin' })));
-    await seedNodes(t.store, [nodeRecord('z'.repeat(25), { hostname: 'solo' }), nodeRecord('y'.repeat(25), { hostname: 'pair', removed: true }), nodeRecord('x'.repeat(25), { hostname: 'pair' })]);
+    await seedNodes(
+      t.store,
+      twins.map((id) => nodeRecord(id, { hostname: 'twin' })),
+    );
+    await seedNodes(t.store, [
+      nodeRecord('z'.repeat(25), { hostname: 'solo' }),
+      nodeRecord('y'.repeat(25), { hostname: 'pair', removed: true }),
+      nodeRecord('x'.repeat(25), { hostname: 'pair' }),
+    ]);
     const list = vi.spyOn(t.store, 'list');
     expect((await t.inventory.getNode('solo')).id).toBe('z'.repeat(25));
     expect((await t.inventory.getNode('pair')).id).toBe('x'.repeat(25)); // a live node before a removed one

@@ -140,7 +140,11 @@ describe('the janitor', () => {
           if (!raced && txn.deletes.length > 1) {
             raced = true;
             const a1 = (await target.get(KEYS.certificates.ref(serial.a1)))!;
-            await target.commit({ compares: [], puts: [{ key: KEYS.certificates.ref(serial.a1).key, value: { ...a1.value, revokedAt: t.clock.now() } }], deletes: [] });
+            await target.commit({
+              compares: [],
+              puts: [{ key: KEYS.certificates.ref(serial.a1).key, value: { ...a1.value, revokedAt: t.clock.now() } }],
+              deletes: [],
+            });
           }
           return target.commit(txn);
         };

@@ -28,7 +28,11 @@ describe('the OpenAPI description', () => {
   it('is served without a certificate and validates as OpenAPI 3.1', async () => {
     const res = await app.inject({ method: 'GET', url: ROUTES.openapi });
     expect(res.statusCode).toBe(200);
-    const doc = res.json() as { openapi: string; info: { version: string }; paths: Record<string, Record<string, { security?: unknown[]; responses?: Record<string, unknown>; requestBody?: unknown }>> };
+    const doc = res.json() as {
+      openapi: string;
+      info: { version: string };
+      paths: Record<string, Record<string, { security?: unknown[]; responses?: Record<string, unknown>; requestBody?: unknown }>>;
+    };
     const result = await new Validator().validate(doc);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
@@ -37,7 +41,9 @@ describe('the OpenAPI description', () => {
   });
 
   it('describes every API route, with its body and answers, and says which need a cluster certificate', async () => {
-    const doc = (await app.inject({ method: 'GET', url: ROUTES.openapi })).json() as { paths: Record<string, Record<string, { security?: unknown[]; responses?: Record<string, unknown>; requestBody?: unknown }>> };
+    const doc = (await app.inject({ method: 'GET', url: ROUTES.openapi })).json() as {
+      paths: Record<string, Record<string, { security?: unknown[]; responses?: Record<string, unknown>; requestBody?: unknown }>>;
+    };
     for (const route of Object.values(ROUTES).filter((r) => r !== ROUTES.openapi)) expect(Object.keys(doc.paths), route).toContain(openapiPath(route));
     const join = doc.paths[ROUTES.join]!.post!;
     expect(join.security).toBeUndefined(); // a join is authorised by its token, not a certificate

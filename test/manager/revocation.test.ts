@@ -83,7 +83,9 @@ describe('the CRL', () => {
     // An API user's certificate is the admin CA's: the admin CA signs a CRL of its own, among those GET /v1/crl?format=pem serves.
     const userFile = write(user.certificate);
     const allCrls = write((await t.revocations.crls()).map((c) => toPem(c.der, CRL_PEM_LABEL)).join(''));
-    expect(opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-untrusted', userFile, '-CRLfile', allCrls, userFile]).output).toMatch(/certificate revoked/);
+    expect(opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-untrusted', userFile, '-CRLfile', allCrls, userFile]).output).toMatch(
+      /certificate revoked/,
+    );
     const ok = verify(kept.certPem);
     expect(ok.output).toMatch(/OK/);
     expect(ok.status).toBe(0);

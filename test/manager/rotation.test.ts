@@ -24,7 +24,11 @@ afterAll(() => scratch.cleanup());
 
 let n = 0;
 const file = (text: string): string => scratch.write(`f${n++}.pem`, text);
-const codeOf = (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: { code?: string }) => e.code);
+const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
+  p.then(
+    () => undefined,
+    (e: { code?: string }) => e.code,
+  );
 
 async function join() {
   const key = freshCsr();

@@ -174,7 +174,10 @@ describe('route audit', () => {
       const decision = decisionOf(method, url);
       expect(localOnly, name).toBe(decision === 'local');
       if (decision === 'public') expect('public' in access && access.public.length > 10, name).toBe(true);
-      else if (decision !== 'local') expect('allow' in access ? [...access.allow].sort() : access, name).toEqual([...(decision === 'admin' ? ADMINS : decision === 'user' ? ['admin'] : NODES)].sort());
+      else if (decision !== 'local')
+        expect('allow' in access ? [...access.allow].sort() : access, name).toEqual(
+          [...(decision === 'admin' ? ADMINS : decision === 'user' ? ['admin'] : NODES)].sort(),
+        );
     }
   });
 
@@ -239,7 +242,9 @@ describe('route audit', () => {
     }
   });
 
-  it('answers 403 to a worker and a manager certificate on every API-user route, and lets an API-user certificate past the check', { timeout: 180_000 }, async () => {
+  it('answers 403 to a worker and a manager certificate on every API-user route, and lets an API-user certificate past the check', {
+    timeout: 180_000,
+  }, async () => {
     const manager = { cert: cluster.managerTls.certPem, key: cluster.managerTls.keyPem };
     const user = registeredRoutes(app).filter((r) => decisionOf(r.method, r.url) === 'user');
     expect(user.length).toBe(USER_ROUTES.length);

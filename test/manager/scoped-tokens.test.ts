@@ -18,7 +18,11 @@ import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 import { slow } from '../helpers/slowdown.js';
 
-const codeOf = (p: Promise<unknown>): Promise<string | undefined> => p.then(() => undefined, (e: { code?: string }) => e.code);
+const codeOf = (p: Promise<unknown>): Promise<string | undefined> =>
+  p.then(
+    () => undefined,
+    (e: { code?: string }) => e.code,
+  );
 
 const join = (cluster: TestCluster, token: string, extra: { labels?: Record<string, string>; hostname?: string } = {}) =>
   cluster.caServer.join({ token, csr: freshCsr().csr, ...extra }, '10.1.1.1');
@@ -41,7 +45,15 @@ describe('scoped join tokens', () => {
     const scoped = parseJoinToken(created.token);
     expect(scoped.digest.equals(classic.digest)).toBe(true);
     expect(scoped.secret.equals(classic.secret)).toBe(false);
-    expect(created).toMatchObject({ id: scopedTokenId(created.token), role: 'worker', uses: 3, usesLeft: 3, labels: { zone: 'a' }, status: 'active', createdBy: t.managerId });
+    expect(created).toMatchObject({
+      id: scopedTokenId(created.token),
+      role: 'worker',
+      uses: 3,
+      usesLeft: 3,
+      labels: { zone: 'a' },
+      status: 'active',
+      createdBy: t.managerId,
+    });
     const listed = await t.scopedTokens.list();
     expect(JSON.stringify(listed)).not.toContain(created.token);
     expect(JSON.stringify(listed)).not.toContain(created.token.split('-').at(-1));
@@ -122,7 +134,17 @@ describe('scoped join tokens on two managers sharing etcd', () => {
     const connect = () => EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId: 'scoped', logger: silentLogger });
     a = await foundTestCluster({ store: await connect(), shared: true, certExpiryMs: 24 * HOUR });
     storeB = await connect();
-    b = await buildServices({ store: storeB, dataKey: a.dataKey, nodeId: 'b', addr: '127.0.0.2:4377', clock: a.clock, random: systemRandom, logger: silentLogger, managerBundle: () => undefined, audit: memoryAuditSink() });
+    b = await buildServices({
+      store: storeB,
+      dataKey: a.dataKey,
+      nodeId: 'b',
+      addr: '127.0.0.2:4377',
+      clock: a.clock,
+      random: systemRandom,
+      logger: silentLogger,
+      managerBundle: () => undefined,
+      audit: memoryAuditSink(),
+    });
   }, slow(30_000));
   afterAll(async () => {
     await b?.services.state.close();
@@ -131,19 +153,25 @@ describe('scoped join tokens on two managers sharing etcd', () => {
     await etcd?.stop();
   });
 
-  it('N+5 joins racing on both managers give exactly N certificates, and every manager refuses the token afterwards', async () => {
-    const n = 5;
-    const admin = await a.authoriser.authorize(a.managerCert, ['manager']);
-    const created = await a.scopedTokens.create({ role: 'worker', uses: n, labels: { pool: 'ci' } }, admin);
-    const attempts = Array.from({ length: n + 5 }, (_, i) => (i % 2 === 0 ? a.services : b.services).caServer.join({ token: created.token, csr: freshCsr().csr }, `10.2.0.${i}`));
-    const results = await Promise.allSettled(attempts);
-    const won = results.filter((r): r is PromiseFulfilledResult<Awaited<(typeof attempts)[number]>> => r.status === 'fulfilled');
-    expect(won).toHaveLength(n);
-    for (const r of results) if (r.status === 'rejected') expect((r.reason as { code: string }).code).toBe('TOKEN_REJECTED');
-    expect(new Set(won.map((r) => r.value.nodeId)).size).toBe(n);
-    const stored = (await a.store.get(KEYS.scopedTokens.ref(created.id)))!.value;
-    expect(stored.usesLeft).toBe(0);
-    expect(await codeOf(b.services.caServer.join({ token: created.token, csr: freshCsr().csr }, '10.2.1.1'))).toBe('TOKEN_REJECTED');
-    for (const r of won) expect((await b.services.inventory.getNode(r.value.nodeId)).labels).toEqual({ pool: 'ci' });
-  }, slow(60_000));
+  it(
+    'N+5 joins racing on both managers give exactly N certificates, and every manager refuses the token afterwards',
+    async () => {
+      const n = 5;
+      const admin = await a.authoriser.authorize(a.managerCert, ['manager']);
+      const created = await a.scopedTokens.create({ role: 'worker', uses: n, labels: { pool: 'ci' } }, admin);
+      const attempts = Array.from({ length: n + 5 }, (_, i) =>
+        (i % 2 === 0 ? a.services : b.services).caServer.join({ token: created.token, csr: freshCsr().csr }, `10.2.0.${i}`),
+      );
+      const results = await Promise.allSettled(attempts);
+      const won = results.filter((r): r is PromiseFulfilledResult<Awaited<(typeof attempts)[number]>> => r.status === 'fulfilled');
+      expect(won).toHaveLength(n);
+      for (const r of results) if (r.status === 'rejected') expect((r.reason as { code: string }).code).toBe('TOKEN_REJECTED');
+      expect(new Set(won.map((r) => r.value.nodeId)).size).toBe(n);
+      const stored = (await a.store.get(KEYS.scopedTokens.ref(created.id)))!.value;
+      expect(stored.usesLeft).toBe(0);
+      expect(await codeOf(b.services.caServer.join({ token: created.token, csr: freshCsr().csr }, '10.2.1.1'))).toBe('TOKEN_REJECTED');
+      for (const r of won) expect((await b.services.inventory.getNode(r.value.nodeId)).labels).toEqual({ pool: 'ci' });
+    },
+    slow(60_000),
+  );
 });

@@ -44,7 +44,15 @@ async function worker(): Promise<{ client: ApiClient; nodeId: string }> {
 /** Whether `promise` is still pending after the event loop has had `ms` to run. */
 async function pending(promise: Promise<unknown>, ms = 300): Promise<boolean> {
   const marker = Symbol('pending');
-  return (await Promise.race([promise.then(() => undefined, () => undefined), new Promise((resolve) => setTimeout(() => resolve(marker), ms))])) === marker;
+  return (
+    (await Promise.race([
+      promise.then(
+        () => undefined,
+        () => undefined,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve(marker), ms)),
+    ])) === marker
+  );
 }
 
 describe('GET /v1/nodes/self?wait= (a session)', () => {

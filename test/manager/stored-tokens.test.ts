@@ -51,10 +51,25 @@ describe('join tokens at rest', () => {
     const { worker, manager } = t.settings.joinTokens();
     const entry = (await t.store.get(KEYS.tokens))!;
     // What a store of the previous release holds: the tokens themselves.
-    expect(await t.store.commit({ compares: [{ key: KEYS.tokens.key, version: entry.version }], puts: [{ key: KEYS.tokens.key, value: { ...entry.value, worker, manager } }], deletes: [] })).toBe(true);
+    expect(
+      await t.store.commit({
+        compares: [{ key: KEYS.tokens.key, version: entry.version }],
+        puts: [{ key: KEYS.tokens.key, value: { ...entry.value, worker, manager } }],
+        deletes: [],
+      }),
+    ).toBe(true);
     expect(await rawValues(db)).toContain(worker);
     const logger = recordingLogger();
-    const { services } = await buildServices({ store: t.store, dataKey: t.dataKey, nodeId: t.managerId, addr: '127.0.0.1:4377', clock: t.clock, random: systemRandom, logger, managerBundle: () => undefined });
+    const { services } = await buildServices({
+      store: t.store,
+      dataKey: t.dataKey,
+      nodeId: t.managerId,
+      addr: '127.0.0.1:4377',
+      clock: t.clock,
+      random: systemRandom,
+      logger,
+      managerBundle: () => undefined,
+    });
     try {
       expect(logger.records.map((r) => r.message)).toContain('sealed the join tokens the store held in clear');
       const raw = await rawValues(db);

@@ -14,7 +14,17 @@ const ROOT = resolve(import.meta.dirname, '../..');
 
 /** The whole program, every command loaded. */
 const program = await buildProgram(
-    { stdout: process.stdout, stderr: process.stderr, env: {}, uid: 1000, home: '/nonexistent', hostname: hostname(), clock: systemClock, random: systemRandom, waitForStop: () => new Promise(() => {}) },
+  {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: {},
+    uid: 1000,
+    home: '/nonexistent',
+    hostname: hostname(),
+    clock: systemClock,
+    random: systemRandom,
+    waitForStop: () => new Promise(() => {}),
+  },
   () => {},
 );
 
@@ -38,7 +48,11 @@ describe('man page', () => {
   beforeAll(async () => {
     page = (await promisify(execFile)(process.execPath, [resolve(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'scripts/man-page.ts'], { cwd: ROOT })).stdout;
     // As man shows it, on a wide terminal, without the overstrikes of bold and underline.
-    text = execFileSync('groff', ['-man', '-Tutf8', '-P', '-c', '-rLL=200n'], { input: page, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C.UTF-8' } }).replace(/.\x08/gu, '');
+    text = execFileSync('groff', ['-man', '-Tutf8', '-P', '-c', '-rLL=200n'], {
+      input: page,
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C.UTF-8' },
+    }).replace(/.\x08/gu, '');
   }, slow(60_000));
 
   it('is read by groff without a warning', () => {

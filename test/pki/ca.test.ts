@@ -52,7 +52,9 @@ describe('createRootCa', () => {
 
   it('loads back into a signer whose key ID is the root SKI', () => {
     const ca = loadSigningCa(root);
-    const skiHex = x509Text(root.certPem).match(/Subject Key Identifier:\s+([0-9A-F:]+)/)?.[1]?.replaceAll(':', '');
+    const skiHex = x509Text(root.certPem)
+      .match(/Subject Key Identifier:\s+([0-9A-F:]+)/)?.[1]
+      ?.replaceAll(':', '');
     expect(ca.keyId.toString('hex').toUpperCase()).toBe(skiHex);
     expect(ca.notAfter).toBe(Date.parse(cert.validTo));
   });
@@ -92,14 +94,39 @@ describe('importRootCa', () => {
   const cases: [string, () => { certPem: string; keyPem: string }, string][] = [
     ['a certificate that is not PEM', () => ({ ...root(), certPem: 'hello' }), 'CA_CERT_INVALID'],
     ['a PEM block that is not a certificate', () => ({ ...root(), certPem: fx.csr(keys.p256!) }), 'CA_CERT_INVALID'],
-    ['two certificates in one bundle', () => { const r = root(); return { ...r, certPem: r.certPem + r.certPem }; }, 'CA_CERT_INVALID'],
-    ['a certificate with corrupted DER', () => { const r = root(); return { ...r, certPem: r.certPem.replace(/\n[A-Za-z0-9+/]{10}/, '\nAAAAAAAAAA') }; }, 'CA_CERT_INVALID'],
+    [
+      'two certificates in one bundle',
+      () => {
+        const r = root();
+        return { ...r, certPem: r.certPem + r.certPem };
+      },
+      'CA_CERT_INVALID',
+    ],
+    [
+      'a certificate with corrupted DER',
+      () => {
+        const r = root();
+        return { ...r, certPem: r.certPem.replace(/\n[A-Za-z0-9+/]{10}/, '\nAAAAAAAAAA') };
+      },
+      'CA_CERT_INVALID',
+    ],
     ['a leaf certificate (CA:FALSE)', () => ({ certPem: fx.selfSigned(keys.p256!, { ca: false, days: 3650 }), keyPem: fx.read(keys.p256!) }), 'CA_NOT_CA'],
-    ['an intermediate (not self-signed)', () => { const r = root(); return { certPem: fx.intermediate(keys.other!, r.certPem, keys.p256!), keyPem: fx.read(keys.other!) }; }, 'CA_NOT_SELF_SIGNED'],
+    [
+      'an intermediate (not self-signed)',
+      () => {
+        const r = root();
+        return { certPem: fx.intermediate(keys.other!, r.certPem, keys.p256!), keyPem: fx.read(keys.other!) };
+      },
+      'CA_NOT_SELF_SIGNED',
+    ],
     ['a root expiring in 30 days', () => ({ certPem: fx.selfSigned(keys.p256!, { ca: true, days: 30 }), keyPem: fx.read(keys.p256!) }), 'CA_EXPIRES_SOON'],
     ['a key that does not match', () => ({ ...root(), keyPem: fx.read(keys.other!) }), 'CA_KEY_MISMATCH'],
     ['a key that is not PEM', () => ({ ...root(), keyPem: 'not a key' }), 'CA_KEY_INVALID'],
-    ['a public key where the private key belongs', () => ({ ...root(), keyPem: new X509Certificate(root().certPem).publicKey.export({ type: 'spki', format: 'pem' }).toString() }), 'CA_KEY_INVALID'],
+    [
+      'a public key where the private key belongs',
+      () => ({ ...root(), keyPem: new X509Certificate(root().certPem).publicKey.export({ type: 'spki', format: 'pem' }).toString() }),
+      'CA_KEY_INVALID',
+    ],
     ['an RSA-1024 root', () => ({ certPem: fx.selfSigned(keys.rsa1024!, { ca: true, days: 3650 }), keyPem: fx.read(keys.rsa1024!) }), 'CA_UNSUPPORTED_KEY'],
     ['an Ed25519 root', () => ({ certPem: fx.selfSigned(keys.ed25519!, { ca: true, days: 3650 }), keyPem: fx.read(keys.ed25519!) }), 'CA_UNSUPPORTED_KEY'],
   ];

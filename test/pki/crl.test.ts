@@ -61,10 +61,13 @@ describe('buildCrl, read back by openssl', () => {
   it('signs a v2 CRL with two entries that openssl verifies and prints', () => {
     const a = issueLeaf();
     const b = issueLeaf();
-    const der = crlFor([
-      { serial: a.serial, revokedAt: clock.now() - HOUR, reason: 'keyCompromise' },
-      { serial: b.serial, revokedAt: clock.now() - 2 * HOUR, reason: 'cessationOfOperation' },
-    ], { number: 42 });
+    const der = crlFor(
+      [
+        { serial: a.serial, revokedAt: clock.now() - HOUR, reason: 'keyCompromise' },
+        { serial: b.serial, revokedAt: clock.now() - 2 * HOUR, reason: 'cessationOfOperation' },
+      ],
+      { number: 42 },
+    );
     const file = writeFile('der', der);
     const verified = opensslStatus(['crl', '-inform', 'DER', '-in', file, '-CAfile', rootFile, '-noout', '-verify']);
     expect(verified.status).toBe(0);
@@ -86,7 +89,8 @@ describe('buildCrl, read back by openssl', () => {
     const revoked = issueLeaf();
     const fine = issueLeaf();
     const crlFile = writeFile('pem', toPem(crlFor([{ serial: revoked.serial, revokedAt: clock.now(), reason: 'superseded' }]), CRL_PEM_LABEL));
-    const check = (leaf: IssuedCertificate) => opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-CRLfile', crlFile, writeFile('pem', leaf.certPem)]);
+    const check = (leaf: IssuedCertificate) =>
+      opensslStatus(['verify', '-crl_check', '-CAfile', rootFile, '-CRLfile', crlFile, writeFile('pem', leaf.certPem)]);
     const refused = check(revoked);
     expect(refused.status).not.toBe(0);
     expect(refused.output).toMatch(/certificate revoked/);
@@ -207,6 +211,9 @@ describe('parseCrl', () => {
 function v1Crl(): Buffer {
   const list = DerNode.parse(crlFor([]), (why) => new Error(why));
   const [tbs, algorithm, signature] = list.children();
-  const tbsFields = tbs!.children().slice(1).map((f) => f.bytes);
+  const tbsFields = tbs!
+    .children()
+    .slice(1)
+    .map((f) => f.bytes);
   return seq(seq(...tbsFields), algorithm!.bytes, signature!.bytes);
 }

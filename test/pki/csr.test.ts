@@ -46,7 +46,8 @@ describe('parseCsr', () => {
   const keys: Record<string, string> = {};
   beforeAll(() => {
     fx = opensslFixtures(scratch);
-    for (const spec of ['ec:P-256', 'ec:P-384', 'rsa:2048', 'rsa:4096', 'rsa:1024', 'rsa:2048:3', 'rsa:2048:17', 'ec:secp256k1', 'ec:P-521', 'ed25519']) keys[spec] = fx.key(spec);
+    for (const spec of ['ec:P-256', 'ec:P-384', 'rsa:2048', 'rsa:4096', 'rsa:1024', 'rsa:2048:3', 'rsa:2048:17', 'ec:secp256k1', 'ec:P-521', 'ed25519'])
+      keys[spec] = fx.key(spec);
   });
 
   it.each([['ec:P-256'], ['ec:P-384'], ['rsa:2048'], ['rsa:4096']])('accepts an openssl req CSR with a %s key', (spec) => {
@@ -71,8 +72,25 @@ describe('parseCsr', () => {
     ['armoured garbage', () => '-----BEGIN CERTIFICATE REQUEST-----\nAAAAAAAA\n-----END CERTIFICATE REQUEST-----\n', 'CSR_MALFORMED'],
     ['a truncated request', () => editDer(valid(), (d) => d.subarray(0, d.length - 10)), 'CSR_MALFORMED'],
     ['trailing bytes', () => editDer(valid(), (d) => Buffer.concat([d, Buffer.of(0, 0)])), 'CSR_MALFORMED'],
-    ['a flipped signature byte', () => editDer(valid(), (d) => { d[d.length - 3]! ^= 0x01; return d; }), 'CSR_BAD_SIGNATURE'],
-    ['a tampered subject', () => editDer(valid(), (d) => { const i = d.indexOf(Buffer.from('node')); d[i] = 0x4e; return d; }), 'CSR_BAD_SIGNATURE'],
+    [
+      'a flipped signature byte',
+      () =>
+        editDer(valid(), (d) => {
+          d[d.length - 3]! ^= 0x01;
+          return d;
+        }),
+      'CSR_BAD_SIGNATURE',
+    ],
+    [
+      'a tampered subject',
+      () =>
+        editDer(valid(), (d) => {
+          const i = d.indexOf(Buffer.from('node'));
+          d[i] = 0x4e;
+          return d;
+        }),
+      'CSR_BAD_SIGNATURE',
+    ],
     ['an RSA-1024 key', () => fx.csr(keys['rsa:1024']!), 'CSR_WEAK_KEY'],
     ['an RSA key with exponent 3', () => fx.csr(keys['rsa:2048:3']!), 'CSR_UNSUPPORTED_KEY'],
     ['an RSA key with exponent 17', () => fx.csr(keys['rsa:2048:17']!), 'CSR_UNSUPPORTED_KEY'],
@@ -159,13 +177,19 @@ describe('parseCsr: structure (issue 32)', () => {
     ['0 in two bytes (not DER)', Buffer.of(TAG.INTEGER, 2, 0, 0)],
     ['2^64', Buffer.of(TAG.INTEGER, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0)],
   ])('refuses version %s, signed so that only the version is wrong', (_name, version) => {
-    expect(refusal(resigned(ecCsr, ec.privateKey, 'sha256', ([, ...rest]) => [version, ...rest]))).toEqual({ code: 'CSR_MALFORMED', message: 'the CSR is not a valid PKCS#10 request: unsupported version' });
+    expect(refusal(resigned(ecCsr, ec.privateKey, 'sha256', ([, ...rest]) => [version, ...rest]))).toEqual({
+      code: 'CSR_MALFORMED',
+      message: 'the CSR is not a valid PKCS#10 request: unsupported version',
+    });
     // The same re-signing with version 0 is accepted: the test's CSRs are valid but for the version.
     expect(parseCsr(resigned(ecCsr, ec.privateKey, 'sha256', (children) => children)).keyKind).toBe('ec-p256');
   });
 
   it.each([1, 4, 7])('refuses a signature BIT STRING that declares %i unused bits, though its bytes are the valid signature', (unused) => {
-    for (const [pem, alg] of [[ecCsr, seq(oid(OID.ecdsaWithSha256))], [rsaCsr, seq(oid(OID.sha256WithRsa), NULL)]] as const) {
+    for (const [pem, alg] of [
+      [ecCsr, seq(oid(OID.ecdsaWithSha256))],
+      [rsaCsr, seq(oid(OID.sha256WithRsa), NULL)],
+    ] as const) {
       const { info, signature } = partsOf(pem);
       expect(refusal(assemble(info.bytes, alg, Buffer.concat([Buffer.of(unused), signature])))?.code).toBe('CSR_BAD_SIGNATURE');
       expect(parseCsr(assemble(info.bytes, alg, Buffer.concat([Buffer.of(0), signature])))).toBeDefined();
@@ -190,7 +214,10 @@ describe('parseCsr: structure (issue 32)', () => {
 
   it('refuses an RSA key of 8200 bits and one with exponent 2^32+1, by the key policy', () => {
     expect(refusal(csrWithRsaSpki(8200, Buffer.of(1, 0, 1)))).toMatchObject({ code: 'CSR_UNSUPPORTED_KEY', message: expect.stringMatching(/8200/) });
-    expect(refusal(csrWithRsaSpki(4096, Buffer.of(1, 0, 0, 0, 1)))).toMatchObject({ code: 'CSR_UNSUPPORTED_KEY', message: expect.stringMatching(/only 65537 is accepted/) });
+    expect(refusal(csrWithRsaSpki(4096, Buffer.of(1, 0, 0, 0, 1)))).toMatchObject({
+      code: 'CSR_UNSUPPORTED_KEY',
+      message: expect.stringMatching(/only 65537 is accepted/),
+    });
     // The same shapes at the limit get past the policy, to the signature (which these made-up keys cannot match).
     expect(refusal(csrWithRsaSpki(8192, Buffer.of(1, 0, 1)))?.code).toBe('CSR_BAD_SIGNATURE');
   });

@@ -141,7 +141,16 @@ describe('validity and serials', () => {
     const rootPem = fx.selfSigned(rootKey, { ca: true, days: 3650, subject: '/C=DE/O=Corp Ltd/CN=Corp Root' });
     const corp = importRootCa({ certPem: rootPem, keyPem: fx.read(rootKey) }, { now: () => Date.now(), setTimer: () => ({ cancel() {} }) });
     const realNow = { now: () => Date.now(), setTimer: () => ({ cancel() {} }) };
-    const issued = issueCertificate({ ca: corp, csr: parseCsr(createCsr({ privateKey: generateNodeKeySync().privateKey })), role: 'manager', commonName: nodeId, clusterId, validityMs: HOUR, clock: realNow, random: systemRandom });
+    const issued = issueCertificate({
+      ca: corp,
+      csr: parseCsr(createCsr({ privateKey: generateNodeKeySync().privateKey })),
+      role: 'manager',
+      commonName: nodeId,
+      clusterId,
+      validityMs: HOUR,
+      clock: realNow,
+      random: systemRandom,
+    });
     expect(verifyWithOpenssl(issued.certPem, scratch.write('corp.pem', rootPem)).status).toBe(0);
     expect(x509Text(issued.certPem)).toMatch(/Issuer: C = DE, O = Corp Ltd, CN = Corp Root/);
   });

@@ -5,7 +5,6 @@ import { codeOfSync } from '../helpers/codes.js';
 
 const secret = Buffer.alloc(32, 7);
 
-
 describe('a data key wrapped for one manager', () => {
   const kinds = {
     'EC P-256': () => generateKeyPairSync('ec', { namedCurve: 'P-256' }),

@@ -18,7 +18,14 @@ const issued = issueCertificate({ ca, csr, role: 'manager', commonName: 'node1',
 describe('readPeerCertificate', () => {
   it('returns the identity of a certificate that chains to the root', () => {
     const identity = readPeerCertificate({ cert: issued.certPem, roots: [ca.cert], now: clock.now() });
-    expect(identity).toEqual({ nodeId: 'node1', role: 'manager', clusterId: 'cluster1', serial: issued.serial, notBefore: issued.notBefore, notAfter: issued.notAfter });
+    expect(identity).toEqual({
+      nodeId: 'node1',
+      role: 'manager',
+      clusterId: 'cluster1',
+      serial: issued.serial,
+      notBefore: issued.notBefore,
+      notAfter: issued.notAfter,
+    });
   });
 
   it('accepts DER and X509Certificate input', () => {

@@ -38,7 +38,10 @@ describe('seal', () => {
   it('refuses a sealed value moved to another record (the record key is bound as additional data)', () => {
     const sealed = seal(key, 'the CA key', 'ca/key');
     for (const other of ['ca/rotation-key', 'external-ca/auth-key', 'ca/key ', '']) {
-      expect(refusal(() => unseal(key, sealed, other)), other).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
+      expect(
+        refusal(() => unseal(key, sealed, other)),
+        other,
+      ).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
     }
   });
 
@@ -46,7 +49,10 @@ describe('seal', () => {
     const sealed = seal(key, 'a secret of some length', CONTEXT);
     const length = Buffer.from(sealed.data, 'base64').length;
     for (let index = 0; index < length; index += 1) {
-      expect(refusal(() => unseal(key, flipped(sealed, index), CONTEXT)), `byte ${index} of ${length} (tag from ${length - 16})`).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
+      expect(
+        refusal(() => unseal(key, flipped(sealed, index), CONTEXT)),
+        `byte ${index} of ${length} (tag from ${length - 16})`,
+      ).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
     }
     const iv = Buffer.from(sealed.iv, 'base64');
     iv[0] = iv[0]! ^ 0x80;
@@ -57,14 +63,20 @@ describe('seal', () => {
     const sealed = seal(key, 'secret', CONTEXT);
     const data = Buffer.from(sealed.data, 'base64');
     expect(refusal(() => unseal(key, { ...sealed, data: data.subarray(0, data.length - 4).toString('base64') }, CONTEXT))?.code).toBe('STATE_CORRUPT');
-    expect(refusal(() => unseal(key, { ...sealed, data: data.subarray(0, 15).toString('base64') }, CONTEXT))).toEqual({ code: 'STATE_CORRUPT', message: `the sealed ${CONTEXT} is malformed` });
+    expect(refusal(() => unseal(key, { ...sealed, data: data.subarray(0, 15).toString('base64') }, CONTEXT))).toEqual({
+      code: 'STATE_CORRUPT',
+      message: `the sealed ${CONTEXT} is malformed`,
+    });
   });
 
   it.each([0, 8, 11, 13, 16])('refuses an IV of %i bytes as malformed (only 96-bit nonces are sealed)', (bytes) => {
     const sealed = seal(key, 'secret', CONTEXT);
     // A 16-byte IV keeps the first 12 (GCM hashes longer IVs, so the tag would merely fail): the length check must refuse it first.
     const iv = Buffer.concat([Buffer.from(sealed.iv, 'base64'), Buffer.alloc(4)]).subarray(0, bytes);
-    expect(refusal(() => unseal(key, { ...sealed, iv: iv.toString('base64') }, CONTEXT))).toEqual({ code: 'STATE_CORRUPT', message: `the sealed ${CONTEXT} is malformed` });
+    expect(refusal(() => unseal(key, { ...sealed, iv: iv.toString('base64') }, CONTEXT))).toEqual({
+      code: 'STATE_CORRUPT',
+      message: `the sealed ${CONTEXT} is malformed`,
+    });
   });
 
   it.each([0, 16, DATA_KEY_BYTES - 1, DATA_KEY_BYTES + 1, 64])('refuses a data key of %i bytes, to seal and to open', (bytes) => {
@@ -75,7 +87,10 @@ describe('seal', () => {
   });
 
   it("refuses another cluster's data key", () => {
-    expect(refusal(() => unseal(generateDataKey(), seal(key, 'secret', CONTEXT), CONTEXT))).toMatchObject({ code: 'STATE_CORRUPT', message: expect.stringMatching(/cannot be decrypted/) });
+    expect(refusal(() => unseal(generateDataKey(), seal(key, 'secret', CONTEXT), CONTEXT))).toMatchObject({
+      code: 'STATE_CORRUPT',
+      message: expect.stringMatching(/cannot be decrypted/),
+    });
   });
 });
 
@@ -100,13 +115,19 @@ describe('sealed node.key', () => {
   it('refuses a sealed node.key with one bit flipped anywhere: nonce, ciphertext or tag', () => {
     const length = Buffer.from(sealedPem.trim().split('\n').slice(1, -1).join(''), 'base64').length;
     for (const index of [0, 11, 12, 13, Math.floor(length / 2), length - 17, length - 16, length - 1]) {
-      expect(refusal(() => openNodeKey(key, tampered(index))), `byte ${index}`).toMatchObject({ code: 'STATE_CORRUPT' });
+      expect(
+        refusal(() => openNodeKey(key, tampered(index))),
+        `byte ${index}`,
+      ).toMatchObject({ code: 'STATE_CORRUPT' });
     }
   });
 
   it('refuses a truncated or unframed sealed node.key as malformed', () => {
     const lines = sealedPem.trim().split('\n');
-    expect(refusal(() => openNodeKey(key, `${lines[0]}\nAAAA\n${lines.at(-1)}\n`))).toEqual({ code: 'STATE_CORRUPT', message: 'the sealed node key is malformed' });
+    expect(refusal(() => openNodeKey(key, `${lines[0]}\nAAAA\n${lines.at(-1)}\n`))).toEqual({
+      code: 'STATE_CORRUPT',
+      message: 'the sealed node key is malformed',
+    });
     expect(refusal(() => openNodeKey(key, lines.slice(0, -1).join('\n')))).toEqual({ code: 'STATE_CORRUPT', message: 'the sealed node key is malformed' });
   });
 

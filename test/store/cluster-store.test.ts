@@ -19,10 +19,14 @@ describe('transact', () => {
     // 50 concurrent increments of one record: each reads, then writes read+1.
     await Promise.all(
       Array.from({ length: 50 }, () =>
-        transact(store, async (tx) => {
-          const current = await tx.get(KEYS.tokens);
-          tx.put(KEYS.tokens, tokens(String(Number(current!.worker) + 1)));
-        }, { attempts: 100 }),
+        transact(
+          store,
+          async (tx) => {
+            const current = await tx.get(KEYS.tokens);
+            tx.put(KEYS.tokens, tokens(String(Number(current!.worker) + 1)));
+          },
+          { attempts: 100 },
+        ),
       ),
     );
     expect((await store.get(KEYS.tokens))?.value.worker).toBe('50');
@@ -89,7 +93,19 @@ describe('dump: every record at one point, on both backends', () => {
       },
     },
   ];
-  const node = (id: string, hostname: string): NodeRecord => ({ schema: SCHEMA_VERSION, id, role: 'worker', hostname, labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false });
+  const node = (id: string, hostname: string): NodeRecord => ({
+    schema: SCHEMA_VERSION,
+    id,
+    role: 'worker',
+    hostname,
+    labels: {},
+    createdAt: 1,
+    lastSeenAt: 1,
+    certSerial: `S${id}`,
+    certNotAfter: 2,
+    certRole: 'worker',
+    removed: false,
+  });
   const ids = Array.from({ length: 100 }, (_, i) => `n${String(i).padStart(3, '0')}`);
   /** One commit that gives all 100 nodes the hostname `generation`. */
   const generation = (g: number) => ({ compares: [], puts: ids.map((id) => ({ key: KEYS.nodes.ref(id).key, value: node(id, `g${g}`) })), deletes: [] });
@@ -122,7 +138,12 @@ describe('dump: every record at one point, on both backends', () => {
     it(`${backend.name}: values exactly as stored, in key order, without the backend's bookkeeping (revision counter, manager registrations)`, async () => {
       const { store, dump } = await backend.open();
       try {
-        const tokens = { schema: SCHEMA_VERSION, worker: { hash: 'a'.repeat(64), sealed: { alg: 'A256GCM', iv: 'aXY=', data: 'ZGF0YQ==' } }, manager: 'm', rotatedAt: { worker: 1, manager: 2 } } as const;
+        const tokens = {
+          schema: SCHEMA_VERSION,
+          worker: { hash: 'a'.repeat(64), sealed: { alg: 'A256GCM', iv: 'aXY=', data: 'ZGF0YQ==' } },
+          manager: 'm',
+          rotatedAt: { worker: 1, manager: 2 },
+        } as const;
         await transact(store, async (tx) => {
           tx.put(KEYS.tokens, tokens);
           tx.put(KEYS.nodes.ref('b'), node('b', 'hb'));

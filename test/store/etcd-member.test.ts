@@ -28,7 +28,12 @@ afterEach(async () => {
 });
 
 /** A certificate of `role` from `ca`, written with its key into the scratch dir. */
-function certFiles(scratch: ReturnType<typeof scratchDir>, ca: SigningCa, role: CertRole, name: string): { certFile: string; keyFile: string; certPem: string; keyPem: string } {
+function certFiles(
+  scratch: ReturnType<typeof scratchDir>,
+  ca: SigningCa,
+  role: CertRole,
+  name: string,
+): { certFile: string; keyFile: string; certPem: string; keyPem: string } {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const issued = issueCertificate({
     ca,
@@ -92,7 +97,10 @@ const TLS_REFUSAL = /alert bad certificate/;
 function client(endpoint: string, rootPem: string, cert?: { certPem: string; keyPem: string }): Etcd3 {
   const etcd = new Etcd3({
     hosts: `https://${endpoint}`,
-    credentials: { rootCertificate: Buffer.from(rootPem), ...(cert === undefined ? {} : { certChain: Buffer.from(cert.certPem), privateKey: Buffer.from(cert.keyPem) }) },
+    credentials: {
+      rootCertificate: Buffer.from(rootPem),
+      ...(cert === undefined ? {} : { certChain: Buffer.from(cert.certPem), privateKey: Buffer.from(cert.keyPem) }),
+    },
     dialTimeout: slow(3_000),
     defaultCallOptions: () => ({ deadline: Date.now() + slow(3_000) }),
   });
@@ -112,7 +120,9 @@ describe('etcd member arguments', () => {
     expect(args).toContain('--peer-client-cert-auth');
     expect(value('--peer-cert-allowed-hostname')).toBe('swarm-manager');
     expect(args).not.toContain('--force-new-cluster');
-    expect(etcdArgs({ ...config, forceNewCluster: true, tls: { ...config.tls, crlFile: '/x/crl.pem' } })).toEqual(expect.arrayContaining(['--force-new-cluster', '--client-crl-file', '/x/crl.pem', '--peer-crl-file', '/x/crl.pem']));
+    expect(etcdArgs({ ...config, forceNewCluster: true, tls: { ...config.tls, crlFile: '/x/crl.pem' } })).toEqual(
+      expect.arrayContaining(['--force-new-cluster', '--client-crl-file', '/x/crl.pem', '--peer-crl-file', '/x/crl.pem']),
+    );
     expect(args.every((arg) => !/PRIVATE KEY|SWMTKN|SWMKEY/.test(arg))).toBe(true);
   });
 
@@ -122,7 +132,9 @@ describe('etcd member arguments', () => {
     const scratch = scratchDir('muster-member-bin-');
     cleanups.push(() => scratch.cleanup());
     expect(codeOfSync(() => findEtcdBinary({ searchPath: scratch.dir }))).toBe('ETCD_MISSING');
-    expect(() => findEtcdBinary({ searchPath: scratch.dir })).toThrow(expect.objectContaining({ hint: expect.stringContaining('apt-get install etcd-server') }));
+    expect(() => findEtcdBinary({ searchPath: scratch.dir })).toThrow(
+      expect.objectContaining({ hint: expect.stringContaining('apt-get install etcd-server') }),
+    );
     const old = scratch.write('etcd', '#!/bin/sh\necho "etcd Version: 3.3.25"\n');
     chmodSync(old, 0o755);
     expect(() => findEtcdBinary({ explicit: old, searchPath: '' })).toThrow(/3\.3\.25; muster needs 3\.4/);
@@ -162,7 +174,7 @@ describe('a managed etcd member', () => {
     expect(await refusalOf(etcd.get('k').string())).toMatch(TLS_REFUSAL);
   });
 
-  it('useClientTls: a running client presents a new root\'s certificate from then on; once the member trusts only the new root, a client left on the old certificate is refused, and watches go on', async () => {
+  it("useClientTls: a running client presents a new root's certificate from then on; once the member trusts only the new root, a client left on the old certificate is refused, and watches go on", async () => {
     const { config, member, root, manager, scratch } = await memberSetup();
     const next = createRootCa({ clusterId: 'c'.repeat(25), clock: systemClock, random: systemRandom });
     const both = `${root.certPem}${next.certPem}`;
@@ -170,7 +182,10 @@ describe('a managed etcd member', () => {
     await member.start();
     const moved = client(config.clientAddr, both, manager);
     const left = client(config.clientAddr, both, manager);
-    cleanups.push(() => moved.close(), () => left.close());
+    cleanups.push(
+      () => moved.close(),
+      () => left.close(),
+    );
     await moved.put('k').value('v');
     expect(await left.get('k').string()).toBe('v');
     const seen: string[] = [];

@@ -18,7 +18,20 @@ afterAll(async () => {
 
 let n = 0;
 const connect = (clusterId = `c${n++}`) => EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId, logger: silentLogger });
-const node = (id: string, overrides: Partial<NodeRecord> = {}): NodeRecord => ({ schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides });
+const node = (id: string, overrides: Partial<NodeRecord> = {}): NodeRecord => ({
+  schema: SCHEMA_VERSION,
+  id,
+  role: 'worker',
+  hostname: 'h',
+  labels: {},
+  createdAt: 1,
+  lastSeenAt: 1,
+  certSerial: `S${id}`,
+  certNotAfter: 2,
+  certRole: 'worker',
+  removed: false,
+  ...overrides,
+});
 const put = (key: string, value: unknown, version = 0) => ({ compares: [{ key, version }], puts: [{ key, value }], deletes: [] });
 
 describe('EtcdStore', () => {
@@ -58,10 +71,14 @@ describe('EtcdStore', () => {
     try {
       await transact(a, async (tx) => tx.put(KEYS.tokens, { schema: SCHEMA_VERSION, worker: '0', manager: 'm', rotatedAt: { worker: 1, manager: 1 } }));
       const bump = (store: EtcdStore) =>
-        transact(store, async (tx) => {
-          const t = (await tx.get(KEYS.tokens))!;
-          tx.put(KEYS.tokens, { ...t, worker: String(Number(t.worker) + 1) });
-        }, { attempts: 200 });
+        transact(
+          store,
+          async (tx) => {
+            const t = (await tx.get(KEYS.tokens))!;
+            tx.put(KEYS.tokens, { ...t, worker: String(Number(t.worker) + 1) });
+          },
+          { attempts: 200 },
+        );
       await Promise.all(Array.from({ length: 20 }, (_, i) => bump(i % 2 === 0 ? a : b)));
       expect((await a.get(KEYS.tokens))?.value.worker).toBe('20');
     } finally {
@@ -152,7 +169,12 @@ describe('EtcdStore over TLS with client certificates', () => {
     const secured = await startEtcd({ tls: true });
     try {
       const tls = secured.tls!;
-      const connection = { endpoints: secured.endpoints, cacertPem: readFileSync(tls.caFile, 'utf8'), certPem: readFileSync(tls.clientCert, 'utf8'), keyPem: readFileSync(tls.clientKey, 'utf8') };
+      const connection = {
+        endpoints: secured.endpoints,
+        cacertPem: readFileSync(tls.caFile, 'utf8'),
+        certPem: readFileSync(tls.clientCert, 'utf8'),
+        keyPem: readFileSync(tls.clientKey, 'utf8'),
+      };
       const store = await EtcdStore.connect({ connection, clusterId: 'tls', logger: silentLogger });
       expect(await store.commit(put('nodes/t', node('t')))).toBe(true);
       await store.close();

@@ -12,14 +12,34 @@ const scratch = scratchDir('muster-store-');
 afterAll(() => scratch.cleanup());
 
 function node(id: string, overrides: Partial<NodeRecord> = {}): NodeRecord {
-  return { schema: SCHEMA_VERSION, id, role: 'worker', hostname: 'h', labels: {}, createdAt: 1, lastSeenAt: 1, certSerial: `S${id}`, certNotAfter: 2, certRole: 'worker', removed: false, ...overrides };
+  return {
+    schema: SCHEMA_VERSION,
+    id,
+    role: 'worker',
+    hostname: 'h',
+    labels: {},
+    createdAt: 1,
+    lastSeenAt: 1,
+    certSerial: `S${id}`,
+    certNotAfter: 2,
+    certRole: 'worker',
+    removed: false,
+    ...overrides,
+  };
 }
 
 const put = (key: string, value: unknown, version = 0) => ({ compares: [{ key, version }], puts: [{ key, value }], deletes: [] });
 const fresh = (): string => scratch.path(`db-${Math.random().toString(36).slice(2)}`);
 /** Every file of a folder and the SHA-256 of its bytes. */
 const filesOf = (dir: string): Record<string, string> =>
-  Object.fromEntries(readdirSync(dir).map((f) => [f, createHash('sha256').update(readFileSync(join(dir, f))).digest('hex')]));
+  Object.fromEntries(
+    readdirSync(dir).map((f) => [
+      f,
+      createHash('sha256')
+        .update(readFileSync(join(dir, f)))
+        .digest('hex'),
+    ]),
+  );
 
 describe('LevelStore', () => {
   it('versions every record with the store revision, and commits only when the compared versions hold', async () => {
@@ -52,7 +72,18 @@ describe('LevelStore', () => {
   it('lists a space in key order, paged', async () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     for (const id of ['c', 'a', 'b', 'd']) await store.commit(put(KEYS.nodes.ref(id).key, node(id)));
-    await store.commit(put(KEYS.certificates.ref('S1').key, { schema: SCHEMA_VERSION, serial: 'S1', subject: 'a', role: 'worker', kind: 'join', issuedAt: 1, notBefore: 1, notAfter: 2 }));
+    await store.commit(
+      put(KEYS.certificates.ref('S1').key, {
+        schema: SCHEMA_VERSION,
+        serial: 'S1',
+        subject: 'a',
+        role: 'worker',
+        kind: 'join',
+        issuedAt: 1,
+        notBefore: 1,
+        notAfter: 2,
+      }),
+    );
     expect((await store.list(KEYS.nodes)).map((e) => e.id)).toEqual(['a', 'b', 'c', 'd']);
     expect((await store.list(KEYS.nodes, { limit: 2 })).map((e) => e.id)).toEqual(['a', 'b']);
     expect((await store.list(KEYS.nodes, { after: 'b', limit: 5 })).map((e) => e.id)).toEqual(['c', 'd']);
@@ -73,7 +104,18 @@ describe('LevelStore', () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     const events: ChangeEvent[] = [];
     const stop = store.watch('nodes/', (event) => events.push(event));
-    await store.commit(put(KEYS.certificates.ref('x').key, { schema: SCHEMA_VERSION, serial: 'x', subject: 'a', role: 'worker', kind: 'join', issuedAt: 1, notBefore: 1, notAfter: 2 })); // another prefix: not heard
+    await store.commit(
+      put(KEYS.certificates.ref('x').key, {
+        schema: SCHEMA_VERSION,
+        serial: 'x',
+        subject: 'a',
+        role: 'worker',
+        kind: 'join',
+        issuedAt: 1,
+        notBefore: 1,
+        notAfter: 2,
+      }),
+    ); // another prefix: not heard
     await store.commit(put(KEYS.nodes.ref('a').key, node('a')));
     await store.commit(put(KEYS.nodes.ref('b').key, node('b'), 7)); // fails: no event
     stop();
@@ -189,7 +231,9 @@ describe('LevelStore', () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     const ids = Array.from({ length: 10 }, (_, i) => `t${i}`);
     // Each commit from its own callback, as requests read from different sockets make them.
-    const results = await Promise.all(ids.map((id) => new Promise<boolean>((resolve, reject) => setImmediate(() => store.commit(put(KEYS.nodes.ref(id).key, node(id))).then(resolve, reject)))));
+    const results = await Promise.all(
+      ids.map((id) => new Promise<boolean>((resolve, reject) => setImmediate(() => store.commit(put(KEYS.nodes.ref(id).key, node(id))).then(resolve, reject)))),
+    );
     expect(results).toEqual(ids.map(() => true));
     expect(store.batches).toBe(1);
     await store.close();

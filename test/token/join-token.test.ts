@@ -122,7 +122,9 @@ describe('properties', () => {
   it(withSeed('base36 keeps integer semantics (equal to BigInt base36, padded)'), () => {
     fc.assert(
       fc.property(zeroHeavy(32), (b) => {
-        const expected = BigInt(`0x${b.toString('hex') || '0'}`).toString(36).padStart(50, '0');
+        const expected = BigInt(`0x${b.toString('hex') || '0'}`)
+          .toString(36)
+          .padStart(50, '0');
         expect(encodeBase36(b, 50)).toBe(expected);
       }),
       seeded(500),
@@ -130,7 +132,9 @@ describe('properties', () => {
   });
 
   const valid = DOCKER[0]!;
-  const nearValid = fc.tuple(fc.nat({ max: valid.length - 1 }), fc.string({ maxLength: 3 }), fc.nat({ max: 3 })).map(([at, insert, drop]) => valid.slice(0, at) + insert + valid.slice(at + drop));
+  const nearValid = fc
+    .tuple(fc.nat({ max: valid.length - 1 }), fc.string({ maxLength: 3 }), fc.nat({ max: 3 }))
+    .map(([at, insert, drop]) => valid.slice(0, at) + insert + valid.slice(at + drop));
 
   it(withSeed('the parser only ever returns a token or throws TOKEN_INVALID'), () => {
     fc.assert(

@@ -27,7 +27,10 @@ describe('unlock keys (SwarmKit manager/encryption format)', () => {
   it('refuses anything else with UNLOCK_KEY_INVALID, without quoting it', () => {
     const good = formatUnlockKey(Buffer.alloc(32, 1));
     for (const text of ['', 'SWMTKN-1-abc', good.slice(0, -1), `${good}A`, `${good}=`, good.replace('SWMKEY-1-', 'SWMKEY-2-'), `${good.slice(0, -1)}!`]) {
-      expect(code(() => parseUnlockKey(text)), text).toBe('UNLOCK_KEY_INVALID');
+      expect(
+        code(() => parseUnlockKey(text)),
+        text,
+      ).toBe('UNLOCK_KEY_INVALID');
     }
     // The last character carries two padding bits: a second spelling of the same bytes is refused.
     const last = good.at(-1)!;

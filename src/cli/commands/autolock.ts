@@ -42,12 +42,15 @@ export async function unlockKeyCommand(ctx: CliContext, flags: ConnectFlags & { 
 export async function unlockCommand(ctx: CliContext, flags: { dataDir?: string; unlockKeyFile?: string }): Promise<number> {
   const layout = layoutFor(ctx, flags);
   const file = await readDataKeyFile(layout).catch((error: unknown) => {
-    if (isMusterError(error, 'STATE_CORRUPT')) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run unlock on the manager host, with its --data-dir' });
+    if (isMusterError(error, 'STATE_CORRUPT'))
+      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run unlock on the manager host, with its --data-dir' });
     throw error;
   });
   if (!file.locked) throw new MusterError('AUTOLOCK_OFF', `the manager in ${layout.dataDir} is not locked: autolock is off on it`);
   if (!(await pathExists(layout.controlSocket))) {
-    throw new MusterError('MANAGER_UNREACHABLE', `no manager runs on ${layout.dataDir}`, { hint: "start it with 'muster run' (it starts locked), or give it the key at start with --unlock-key-file" });
+    throw new MusterError('MANAGER_UNREACHABLE', `no manager runs on ${layout.dataDir}`, {
+      hint: "start it with 'muster run' (it starts locked), or give it the key at start with --unlock-key-file",
+    });
   }
   const key = await readUnlockKey(ctx, flags.unlockKeyFile, { stdinFallback: true });
   if (key === undefined) throw new MusterError('USAGE', 'no unlock key given');
@@ -86,7 +89,9 @@ async function waitUntilServing(ctx: CliContext, layout: DataDirLayout): Promise
       await client.close();
     }
     if (ctx.clock.now() > deadline) {
-      throw new MusterError('MANAGER_UNREACHABLE', `the manager took the unlock key but does not serve after ${SERVING_TIMEOUT_MS / 1000}s`, { hint: "see the manager's log (journalctl -u muster-manager)" });
+      throw new MusterError('MANAGER_UNREACHABLE', `the manager took the unlock key but does not serve after ${SERVING_TIMEOUT_MS / 1000}s`, {
+        hint: "see the manager's log (journalctl -u muster-manager)",
+      });
     }
     await sleep(ctx.clock, 100);
   }
@@ -100,10 +105,14 @@ export function registerAutolock(program: Command, ctx: CliContext, done: Done):
       .description('show the unlock key of an autolocked cluster, or replace it')
       .option('-q, --quiet', 'print the key only')
       .option('--rotate', 'replace the key; managers rewrap their data key under the new one'),
-  ).action(act(done)((options: Record<string, unknown>) => unlockKeyCommand(ctx, { ...connectFlags(options), quiet: options.quiet === true, rotate: options.rotate === true })));
+  ).action(
+    act(done)((options: Record<string, unknown>) =>
+      unlockKeyCommand(ctx, { ...connectFlags(options), quiet: options.quiet === true, rotate: options.rotate === true }),
+    ),
+  );
   program
     .command('unlock')
-    .description("unlock the manager on this host after a restart (the key from standard input, --unlock-key-file or $MUSTER_UNLOCK_KEY)")
+    .description('unlock the manager on this host after a restart (the key from standard input, --unlock-key-file or $MUSTER_UNLOCK_KEY)')
     .option('--data-dir <dir>', 'the manager data dir')
     .option('--unlock-key-file <file>', "a file holding the unlock key, or '-' for standard input")
     .action(act(done)((options: { dataDir?: string; unlockKeyFile?: string }) => unlockCommand(ctx, options)));

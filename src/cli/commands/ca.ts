@@ -16,7 +16,18 @@ import { CertificateView, NODES_PAGE, type RotationRequest, type RotationStatus 
 import { parseHostTarget, withConnection, type ConnectFlags } from '../connect.js';
 import { readApiUserFolder, renewApiUserFolder } from '../api-user-folder.js';
 import type { CliContext } from '../context.js';
-import { emit, formatHelp, listFields, listPrinter, listText, pagedTablePrinter, parseListFormat, type ListField, type ListFields, type ListPrinter } from '../list-format.js';
+import {
+  emit,
+  formatHelp,
+  listFields,
+  listPrinter,
+  listText,
+  pagedTablePrinter,
+  parseListFormat,
+  type ListField,
+  type ListFields,
+  type ListPrinter,
+} from '../list-format.js';
 import { paint, relativeTime } from '../output.js';
 import { act, collect, connectFlags, withConnectFlags, type Done } from '../options.js';
 import { readExternalCas } from '../ca-files.js';
@@ -35,7 +46,11 @@ async function createApiCertificateCommand(ctx: CliContext, name: string, flags:
   const expiry = flags.expiry === undefined ? undefined : formatDuration(parseCertExpiry(flags.expiry)); // refuse bad input before connecting
   return withConnection(ctx, flags, async ({ client }) => {
     const key = await generateNodeKey(); // made here; only the CSR travels
-    const issued = await client.createUser({ name, csr: createCsr({ privateKey: key.privateKey, subject: { commonName: name } }), ...(expiry === undefined ? {} : { expiry }) });
+    const issued = await client.createUser({
+      name,
+      csr: createCsr({ privateKey: key.privateKey, subject: { commonName: name } }),
+      ...(expiry === undefined ? {} : { expiry }),
+    });
     await ensurePrivateDir(outDir);
     await writeFileAtomic(files.key, key.privateKeyPem, 0o600);
     await writeFileAtomic(files.cert, issued.certificate, 0o644);
@@ -60,7 +75,8 @@ async function createApiCertificateCommand(ctx: CliContext, name: string, flags:
 async function renewApiCertificateCommand(ctx: CliContext, flags: { certPath?: string; host?: string }): Promise<number> {
   if (flags.certPath === undefined) throw new MusterError('USAGE', 'renew-api-certificate needs --cert-path DIR, the folder create-api-certificate wrote');
   const host = flags.host ?? readEnv(ctx).host;
-  if (host === undefined || host === '') throw new MusterError('USAGE', 'renew-api-certificate needs the address of a manager', { hint: 'pass --host HOST:PORT or set MUSTER_HOST' });
+  if (host === undefined || host === '')
+    throw new MusterError('USAGE', 'renew-api-certificate needs the address of a manager', { hint: 'pass --host HOST:PORT or set MUSTER_HOST' });
   const target = parseHostTarget(host);
   if (target.kind !== 'tcp') throw new MusterError('USAGE', "an API user renews over TCP: --host HOST[:PORT], not a manager's local socket");
   const dir = resolve(flags.certPath);
@@ -145,7 +161,13 @@ async function listCertificatesCommand(ctx: CliContext, flags: ConnectFlags & { 
     const printer: ListPrinter<CertificateView> =
       flags.quiet === true
         ? { page: (certs) => certs.map((c) => `${c.serial}\n`).join(''), end: () => '' }
-        : listPrinter(format, () => pagedTablePrinter(columns.map((c) => c.header), (cert: CertificateView) => columns.map((c) => listText(c.value(cert))), CERT_WIDTHS));
+        : listPrinter(format, () =>
+            pagedTablePrinter(
+              columns.map((c) => c.header),
+              (cert: CertificateView) => columns.map((c) => listText(c.value(cert))),
+              CERT_WIDTHS,
+            ),
+          );
     let count = 0;
     for await (const page of client.certificatePages({ pageSize })) {
       const kept = page.filter(keep);
@@ -199,7 +221,8 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
   if (external.length > 0 && (flags.caCert === undefined || flags.caKey !== undefined)) {
     throw new MusterError('USAGE', '--external-ca needs --ca-cert (the new root) and no --ca-key (the external CA holds it)');
   }
-  if (external.length === 0 && (flags.caCert === undefined) !== (flags.caKey === undefined)) throw new MusterError('USAGE', '--ca-cert and --ca-key go together');
+  if (external.length === 0 && (flags.caCert === undefined) !== (flags.caKey === undefined))
+    throw new MusterError('USAGE', '--ca-cert and --ca-key go together');
   if (flags.certExpiry !== undefined) parseCertExpiry(flags.certExpiry);
   const request: RotationRequest = {};
   if (flags.caCert !== undefined) request.caCertPem = await readInput(flags.caCert);
@@ -221,7 +244,10 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
     let status = await client.rotateRoot(request);
     const target = status.targetDigest ?? status.rootDigest;
     if (flags.detach === true) {
-      say([`desired root digest: sha256:${target}`, "the rotation runs in the background; 'muster ca --rotate' again replaces its target, 'muster ca' prints the root"]);
+      say([
+        `desired root digest: sha256:${target}`,
+        "the rotation runs in the background; 'muster ca --rotate' again replaces its target, 'muster ca' prints the root",
+      ]);
       note(apiUserLines(status));
       return 0;
     }
@@ -232,7 +258,8 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
       previous = status;
       await pause(ctx, PROGRESS_POLL_MS);
       status = await client.rotationStatus();
-      if (status.rotating && status.targetDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `another rotation, to sha256:${status.targetDigest ?? '?'}, replaced this one`);
+      if (status.rotating && status.targetDigest !== target)
+        throw new MusterError('CA_ROTATION_REPLACED', `another rotation, to sha256:${status.targetDigest ?? '?'}, replaced this one`);
     }
     if (status.rootDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `the root is now sha256:${status.rootDigest}, not this rotation's`);
     ctx.stdout.write(await client.rootCa());
@@ -254,7 +281,12 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
       .option('--rotate', 'rotate the root CA: a new one is founded unless --ca-cert/--ca-key give it; nodes move to it without downtime')
       .option('--ca-cert <file>', 'the new root certificate (with --ca-key)')
       .option('--ca-key <file>', 'the key of --ca-cert')
-      .option('--external-ca <spec>', 'external CAs that hold the key of --ca-cert (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
+      .option(
+        '--external-ca <spec>',
+        'external CAs that hold the key of --ca-cert (repeatable): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]',
+        collect,
+        [],
+      )
       .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
       .option('--cert-expiry <duration>', 'also change the lifetime of node certificates')
       .option('-d, --detach', 'return at once instead of waiting for the rotation to complete')
@@ -283,13 +315,17 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
       .option('--expiry <duration>', "lifetime of the certificate, e.g. '720h' (default: the cluster's certificate expiry)"),
   ).action(
     run((name: string, options: Record<string, unknown>) =>
-      createApiCertificateCommand(ctx, name, { ...connectFlags(options), ...(typeof options.out === 'string' ? { out: options.out } : {}), ...(typeof options.expiry === 'string' ? { expiry: options.expiry } : {}) }),
+      createApiCertificateCommand(ctx, name, {
+        ...connectFlags(options),
+        ...(typeof options.out === 'string' ? { out: options.out } : {}),
+        ...(typeof options.expiry === 'string' ? { expiry: options.expiry } : {}),
+      }),
     ),
   );
   withConnectFlags(
     ca
       .command('certs')
-      .description('list the certificates the managers issued: nodes\' and API users\', with what became of each')
+      .description("list the certificates the managers issued: nodes' and API users', with what became of each")
       .option('--expiring <duration>', "only valid certificates that expire within this long, e.g. '72h' (their count goes to stderr)")
       .option('-q, --quiet', 'print the serials only')
       .option('--format <format>', formatHelp(certificateFields(0))),
@@ -309,16 +345,26 @@ export function registerCa(program: Command, ctx: CliContext, done: Done): void 
     .option('-H, --host <host>', 'the manager: HOST[:PORT] or tcp://HOST[:PORT] (default: $MUSTER_HOST; port 4377)')
     .action(
       run((options: Record<string, unknown>) =>
-        renewApiCertificateCommand(ctx, { ...(typeof options.certPath === 'string' ? { certPath: options.certPath } : {}), ...(typeof options.host === 'string' ? { host: options.host } : {}) }),
+        renewApiCertificateCommand(ctx, {
+          ...(typeof options.certPath === 'string' ? { certPath: options.certPath } : {}),
+          ...(typeof options.host === 'string' ? { host: options.host } : {}),
+        }),
       ),
     );
   withConnectFlags(
     ca
       .command('admin-anchor')
-      .description("the certificate that admits API users only (the admin CA), for dockerd --tlscacert or nginx ssl_client_certificate")
+      .description('the certificate that admits API users only (the admin CA), for dockerd --tlscacert or nginx ssl_client_certificate')
       .option('--out <file>', 'write it to this file (default: standard output)'),
-  ).action(run((options: Record<string, unknown>) => adminAnchorCommand(ctx, { ...connectFlags(options), ...(typeof options.out === 'string' ? { out: options.out } : {}) })));
-  withConnectFlags(ca.command('revoke-api-certificate').description("revoke an API user's certificates; the manager refuses them from then on").argument('<name>', 'the user name')).action(
-    run((name: string, options: Record<string, unknown>) => revokeApiCertificateCommand(ctx, name, connectFlags(options))),
+  ).action(
+    run((options: Record<string, unknown>) =>
+      adminAnchorCommand(ctx, { ...connectFlags(options), ...(typeof options.out === 'string' ? { out: options.out } : {}) }),
+    ),
   );
+  withConnectFlags(
+    ca
+      .command('revoke-api-certificate')
+      .description("revoke an API user's certificates; the manager refuses them from then on")
+      .argument('<name>', 'the user name'),
+  ).action(run((name: string, options: Record<string, unknown>) => revokeApiCertificateCommand(ctx, name, connectFlags(options))));
 }

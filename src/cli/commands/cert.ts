@@ -19,10 +19,14 @@ import { layoutFor } from '../settings.js';
 
 /** Reads `--mode 0640` (octal). */
 function parseMode(text: string): number {
-  if (!/^0?[0-7]{3}$/.test(text)) throw new MusterError('USAGE', `--mode ${text.slice(0, 20)} is not an octal file mode`, { hint: 'write it like 0600 or 0640' });
+  if (!/^0?[0-7]{3}$/.test(text))
+    throw new MusterError('USAGE', `--mode ${text.slice(0, 20)} is not an octal file mode`, { hint: 'write it like 0600 or 0640' });
   const mode = Number.parseInt(text, 8);
   // The key is never for others: a group (nginx's) may read it, nobody else.
-  if ((mode & 0o007) !== 0) throw new MusterError('USAGE', `--mode ${text} would let every user read the key`, { hint: 'give the service a group with --owner USER:GROUP and use 0640' });
+  if ((mode & 0o007) !== 0)
+    throw new MusterError('USAGE', `--mode ${text} would let every user read the key`, {
+      hint: 'give the service a group with --owner USER:GROUP and use 0640',
+    });
   return mode;
 }
 
@@ -50,7 +54,10 @@ interface AddFlags {
 async function certAddCommand(ctx: CliContext, name: string, flags: AddFlags): Promise<number> {
   if (!isServiceName(name)) throw new MusterError('SERVICE_NAME_INVALID', `${JSON.stringify(name.slice(0, 64))} is not a valid service certificate name`);
   const layout = flags.layout ?? 'pem';
-  if (layout !== 'pem' && layout !== 'docker') throw new MusterError('USAGE', `--layout ${layout.slice(0, 20)} is not a layout`, { hint: 'use pem (NAME.crt, NAME.key, ca.crt) or docker (ca.pem with server-cert.pem/server-key.pem, or cert.pem/key.pem with --client)' });
+  if (layout !== 'pem' && layout !== 'docker')
+    throw new MusterError('USAGE', `--layout ${layout.slice(0, 20)} is not a layout`, {
+      hint: 'use pem (NAME.crt, NAME.key, ca.crt) or docker (ca.pem with server-cert.pem/server-key.pem, or cert.pem/key.pem with --client)',
+    });
   const execTimeoutMs = flags.execTimeout === undefined ? DEFAULT_HOOK_TIMEOUT_MS : parseDuration(flags.execTimeout);
   const request: AddServiceRequest = {
     name,
@@ -90,7 +97,8 @@ async function certListCommand(ctx: CliContext, flags: { dataDir?: string; forma
     for (const status of list) ctx.stdout.write(`${JSON.stringify(status)}\n`);
     return 0;
   }
-  if (flags.format !== undefined && flags.format !== 'table') throw new MusterError('USAGE', `--format ${flags.format.slice(0, 20)} is not a format`, { hint: 'use table or json' });
+  if (flags.format !== undefined && flags.format !== 'table')
+    throw new MusterError('USAGE', `--format ${flags.format.slice(0, 20)} is not a format`, { hint: 'use table or json' });
   const now = ctx.clock.now();
   const rows = list.map((s) => [
     s.definition.name,
@@ -127,7 +135,11 @@ export function registerCert(program: Command, ctx: CliContext, done: Done): voi
     .option('--san <name>', "a DNS name or IP address the certificate names (repeatable; default: the node's hostname and advertise address)", collect, [])
     .option('--client', 'a client certificate (clientAuth only); else a server certificate (serverAuth only)')
     .option('--out <dir>', 'where the files go (default: ./NAME)')
-    .option('--layout <layout>', "file names: pem (NAME.crt, NAME.key, ca.crt) or docker (ca.pem, server-cert.pem, server-key.pem; with --client ca.pem, cert.pem, key.pem)", 'pem')
+    .option(
+      '--layout <layout>',
+      'file names: pem (NAME.crt, NAME.key, ca.crt) or docker (ca.pem, server-cert.pem, server-key.pem; with --client ca.pem, cert.pem, key.pem)',
+      'pem',
+    )
     .option('--owner <user[:group]>', 'owner of the files (and of the folder when the node creates it)')
     .option('--mode <mode>', 'mode of the key file, e.g. 0640 for a group that reads it (default 0600)')
     .option('--exec <command>', "run after each write, without a shell (give 'sh -c …' for one), e.g. 'systemctl reload nginx'")

@@ -34,14 +34,19 @@ function collectSpecs(program: Command): CommandSpec[] {
     const subcommands = help.visibleCommands(command);
     const spec: CommandSpec = {
       path,
-      subcommands: subcommands.flatMap((sub) => [sub.name(), ...sub.aliases()].map((name) => ({ name, description: oneLine(help.subcommandDescription(sub)) }))),
+      subcommands: subcommands.flatMap((sub) =>
+        [sub.name(), ...sub.aliases()].map((name) => ({ name, description: oneLine(help.subcommandDescription(sub)) })),
+      ),
       flags: [],
       valued: [],
       fileValued: [],
       dirValued: [],
       choices: [],
       // `muster help COMMAND`, `muster node help COMMAND`: commander's own help command takes its siblings' names.
-      argumentChoices: command.name() === 'help' && path !== '' ? siblings.filter((name) => name !== 'help') : help.visibleArguments(command).flatMap((argument: Argument) => argument.argChoices ?? []),
+      argumentChoices:
+        command.name() === 'help' && path !== ''
+          ? siblings.filter((name) => name !== 'help')
+          : help.visibleArguments(command).flatMap((argument: Argument) => argument.argChoices ?? []),
     };
     for (const option of help.visibleOptions(command)) {
       const flags = [option.short, option.long].filter((f): f is string => f !== undefined);
@@ -145,7 +150,8 @@ complete -F _muster muster
 /** The zsh script: the same walk over \`words\`, with descriptions through _describe, files through _files. */
 function zshScript(specs: readonly CommandSpec[]): string {
   // _describe splits 'name:description' at the first unescaped colon.
-  const described = (list: readonly { name: string; description: string }[]): string => `(${list.map((e) => quote(`${e.name.replace(/:/g, '\\:')}:${e.description}`)).join(' ')})`;
+  const described = (list: readonly { name: string; description: string }[]): string =>
+    `(${list.map((e) => quote(`${e.name.replace(/:/g, '\\:')}:${e.description}`)).join(' ')})`;
   const words = (list: readonly string[]): string => `(${list.map(quote).join(' ')})`;
   const spec = specs
     .map((s) =>

@@ -80,7 +80,8 @@ async function storeSpecFrom(flags: InitFlags): Promise<StoreSpec> {
   const choice = parseStoreFlag(flags.store ?? 'level');
   const tlsFlags = flags.storeCacert ?? flags.storeCert ?? flags.storeKey;
   const memberFlags = flags.etcdClientAddr ?? flags.etcdPeerAddr ?? flags.etcdBinary;
-  if (choice.kind !== 'etcd-managed' && memberFlags !== undefined) throw new MusterError('USAGE', '--etcd-client-addr, --etcd-peer-addr and --etcd-binary go with --store etcd');
+  if (choice.kind !== 'etcd-managed' && memberFlags !== undefined)
+    throw new MusterError('USAGE', '--etcd-client-addr, --etcd-peer-addr and --etcd-binary go with --store etcd');
   if (choice.kind === 'level' || choice.kind === 'etcd-managed') {
     if (tlsFlags !== undefined) throw new MusterError('USAGE', '--store-cacert, --store-cert and --store-key go with --store etcd://…');
     return { kind: 'level' };
@@ -91,7 +92,13 @@ async function storeSpecFrom(flags: InitFlags): Promise<StoreSpec> {
     readStoreFile(flags.storeCert, 'etcd client certificate'),
     readStoreFile(flags.storeKey, 'etcd client key'),
   ]);
-  return { kind: 'etcd', endpoints: choice.endpoints, ...(cacertPem === undefined ? {} : { cacertPem }), ...(certPem === undefined ? {} : { certPem }), ...(keyPem === undefined ? {} : { keyPem }) };
+  return {
+    kind: 'etcd',
+    endpoints: choice.endpoints,
+    ...(cacertPem === undefined ? {} : { cacertPem }),
+    ...(certPem === undefined ? {} : { certPem }),
+    ...(keyPem === undefined ? {} : { keyPem }),
+  };
 }
 
 /** Refuses a data dir that holds a node of a founded cluster (a store without a cluster is an init that crashed: redo it). */
@@ -145,7 +152,10 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
   if (flags.forceNewCluster === true) return forceNewCluster(ctx, flags);
   const spec = await storeSpecFrom(flags);
   // A managed store: etcd must be there and its ports free before anything is written.
-  const managed = parseStoreFlag(flags.store ?? 'level').kind === 'etcd-managed' ? await prepareFirstMember({ advertise: formatHostPort(advertise), flags, searchPath: readEnv(ctx).searchPath }) : undefined;
+  const managed =
+    parseStoreFlag(flags.store ?? 'level').kind === 'etcd-managed'
+      ? await prepareFirstMember({ advertise: formatHostPort(advertise), flags, searchPath: readEnv(ctx).searchPath })
+      : undefined;
   const { root, externalCAs } = await readRoot(flags, ctx.clock);
   const unlockKey = flags.autolock === true ? generateUnlockKey(ctx.random) : undefined;
   await refuseExistingCluster(ctx, layout);
@@ -200,7 +210,18 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
         if (managed !== undefined) {
           // Founded on the embedded store; now the same records go into this manager's own etcd member.
           const managedSpec = managed.spec(founded.nodeId, founded.clusterId);
-          await foundManagedStore({ from: store, spec: managedSpec, layout, nodeId: founded.nodeId, clusterId: founded.clusterId, tls: { keyPem: key.privateKeyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem }, logger, clock: ctx.clock, random: ctx.random, searchPath: readEnv(ctx).searchPath });
+          await foundManagedStore({
+            from: store,
+            spec: managedSpec,
+            layout,
+            nodeId: founded.nodeId,
+            clusterId: founded.clusterId,
+            tls: { keyPem: key.privateKeyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem },
+            logger,
+            clock: ctx.clock,
+            random: ctx.random,
+            searchPath: readEnv(ctx).searchPath,
+          });
           await writeStoreSpec(layout, managedSpec);
         }
         return founded;
@@ -214,10 +235,19 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
       throw error;
     }
   })();
-  logger.info({ clusterId: founded.clusterId, nodeId: founded.nodeId, certExpiry: formatDuration(certExpiryMs), store: managed === undefined ? spec.kind : 'etcd-managed' }, `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`);
+  logger.info(
+    {
+      clusterId: founded.clusterId,
+      nodeId: founded.nodeId,
+      certExpiry: formatDuration(certExpiryMs),
+      store: managed === undefined ? spec.kind : 'etcd-managed',
+    },
+    `cluster ${founded.clusterId} founded; this node (${founded.nodeId}) is its first manager`,
+  );
   return serveNode(ctx, {
     layout,
-    logLevel: flags.logLevel, logFormat: flags.logFormat,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
     banner: 'Cluster initialized: current node',
     auditLog: flags.auditLog,
     metricsAddr: flags.metricsAddr,
@@ -237,14 +267,20 @@ async function forceNewCluster(ctx: CliContext, flags: InitFlags): Promise<numbe
   const state = await readNodeState(layout.nodeJson);
   const spec = await readStoreSpec(layout).catch(() => undefined);
   if (state === undefined || state.role !== 'manager' || spec === undefined) {
-    throw new MusterError('USAGE', `--force-new-cluster recovers a manager that holds the cluster's state, and ${layout.dataDir} holds none`, { hint: 'run it with --data-dir on a surviving manager' });
+    throw new MusterError('USAGE', `--force-new-cluster recovers a manager that holds the cluster's state, and ${layout.dataDir} holds none`, {
+      hint: 'run it with --data-dir on a surviving manager',
+    });
   }
   if (spec.kind !== 'etcd-managed') {
-    throw new MusterError('USAGE', `--force-new-cluster recovers a managed store (--store etcd); this manager's store is ${spec.kind === 'level' ? 'the embedded one, which has no quorum to lose' : 'an etcd you run: recover it with etcd\'s own --force-new-cluster'}`);
+    throw new MusterError(
+      'USAGE',
+      `--force-new-cluster recovers a managed store (--store etcd); this manager's store is ${spec.kind === 'level' ? 'the embedded one, which has no quorum to lose' : "an etcd you run: recover it with etcd's own --force-new-cluster"}`,
+    );
   }
   return serveNode(ctx, {
     layout,
-    logLevel: flags.logLevel, logFormat: flags.logFormat,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
     banner: 'Cluster recovered (one manager, the whole state): current node',
     listenAddr: flags.listenAddr,
     advertiseAddr: flags.advertiseAddr,
@@ -261,30 +297,64 @@ export async function upCommand(ctx: CliContext, flags: InitFlags): Promise<numb
   const state = await readNodeState(layout.nodeJson);
   if (state === undefined) return initCommand(ctx, flags);
   ctx.stderr.write(`${layout.dataDir} already holds node ${state.nodeId}; restarting it (muster run)\n`);
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, logFormat: flags.logFormat, banner: 'Cluster restarted: current node', listenAddr: flags.listenAddr, advertiseAddr: flags.advertiseAddr, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile });
+  return serveNode(ctx, {
+    layout,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
+    banner: 'Cluster restarted: current node',
+    listenAddr: flags.listenAddr,
+    advertiseAddr: flags.advertiseAddr,
+    auditLog: flags.auditLog,
+    metricsAddr: flags.metricsAddr,
+    unlockKeyFile: flags.unlockKeyFile,
+  });
 }
 
 /** Adds the options of init and up. */
 function initOptions(command: Command): Command {
-  return withManagerOptions(command
-    .option('--data-dir <dir>', 'where the cluster state goes')
-    .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
-    .option('--advertise-addr <host[:port]>', "address nodes use to reach this manager (default: the listen host, or the default route's address when listening on all interfaces)")
-    .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 5m)", '2160h')
-    .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
-    .option('--ca-key <file>', 'the private key of --ca-cert')
-    .option('--external-ca <spec>', 'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]', collect, [])
-    .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
-    .option('--store <store>', "where the cluster state lives: 'level' (embedded, one manager), 'etcd' (the managers run etcd themselves: several managers) or etcd://HOST:PORT[,HOST:PORT…] (an etcd you run)", 'level')
-    .option('--etcd-client-addr <host:port>', 'with --store etcd: where this manager\'s etcd member serves the managers (default: the advertise host, port 2379)')
-    .option('--etcd-peer-addr <host:port>', 'with --store etcd: where this manager\'s etcd member talks to the other members (default: the advertise host, port 2380)')
-    .option('--etcd-binary <path>', "with --store etcd: the etcd server to run (default: 'etcd' on the PATH)")
-    .option('--force-new-cluster', "recover a managed store that lost its quorum: run on a surviving manager's data dir; it goes on alone with the whole state")
-    .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
-    .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
-    .option('--store-key <file>', 'client key for etcd')
-    .option('--autolock', "init: encrypt the managers' keys at rest under an unlock key (printed once; 'muster unlock' after each restart)")
-    .addOption(logLevelOption()).addOption(logFormatOption()));
+  return withManagerOptions(
+    command
+      .option('--data-dir <dir>', 'where the cluster state goes')
+      .option('--listen-addr <host:port>', 'address the API listens on (default: $MUSTER_LISTEN_ADDR, else 0.0.0.0:4377)')
+      .option(
+        '--advertise-addr <host[:port]>',
+        "address nodes use to reach this manager (default: the listen host, or the default route's address when listening on all interfaces)",
+      )
+      .option('--cert-expiry <duration>', "lifetime of node certificates, e.g. '2160h', '90d' (minimum 5m)", '2160h')
+      .option('--ca-cert <file>', 'bring your own root CA certificate (with --ca-key)')
+      .option('--ca-key <file>', 'the private key of --ca-cert')
+      .option(
+        '--external-ca <spec>',
+        'sign with an external CA instead of a local key (repeatable, tried in order): protocol=cfssl,url=URL[,cacert=FILE][,authkey=HEX]',
+        collect,
+        [],
+      )
+      .option('--external-ca-insecure', 'allow an --external-ca url that is plain http:// (requests and certificates then travel in clear)')
+      .option(
+        '--store <store>',
+        "where the cluster state lives: 'level' (embedded, one manager), 'etcd' (the managers run etcd themselves: several managers) or etcd://HOST:PORT[,HOST:PORT…] (an etcd you run)",
+        'level',
+      )
+      .option(
+        '--etcd-client-addr <host:port>',
+        "with --store etcd: where this manager's etcd member serves the managers (default: the advertise host, port 2379)",
+      )
+      .option(
+        '--etcd-peer-addr <host:port>',
+        "with --store etcd: where this manager's etcd member talks to the other members (default: the advertise host, port 2380)",
+      )
+      .option('--etcd-binary <path>', "with --store etcd: the etcd server to run (default: 'etcd' on the PATH)")
+      .option(
+        '--force-new-cluster',
+        "recover a managed store that lost its quorum: run on a surviving manager's data dir; it goes on alone with the whole state",
+      )
+      .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')
+      .option('--store-cert <file>', 'client certificate for etcd (with --store-key)')
+      .option('--store-key <file>', 'client key for etcd')
+      .option('--autolock', "init: encrypt the managers' keys at rest under an unlock key (printed once; 'muster unlock' after each restart)")
+      .addOption(logLevelOption())
+      .addOption(logFormatOption()),
+  );
 }
 
 /** Registers init and up. */
@@ -292,5 +362,7 @@ export function registerInit(program: Command, ctx: CliContext, done: Done): voi
   initOptions(program.command('init').description('found a cluster: a root CA, this node as its first manager, join tokens; then serve')).action(
     act(done)((options: InitFlags) => initCommand(ctx, options)),
   );
-  initOptions(program.command('up').description('init when the data dir is empty, else run it (what `npm start` does)')).action(act(done)((options: InitFlags) => upCommand(ctx, options)));
+  initOptions(program.command('up').description('init when the data dir is empty, else run it (what `npm start` does)')).action(
+    act(done)((options: InitFlags) => upCommand(ctx, options)),
+  );
 }

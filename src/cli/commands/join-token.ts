@@ -47,7 +47,8 @@ export interface CreateFlags extends ConnectFlags {
 
 function parseUses(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  if (!/^[1-9][0-9]{0,6}$/.test(text) || Number(text) > 1_000_000) throw new MusterError('USAGE', `--uses takes a whole number from 1 to 1000000, got '${text.slice(0, 20)}'`);
+  if (!/^[1-9][0-9]{0,6}$/.test(text) || Number(text) > 1_000_000)
+    throw new MusterError('USAGE', `--uses takes a whole number from 1 to 1000000, got '${text.slice(0, 20)}'`);
   return Number(text);
 }
 
@@ -106,7 +107,12 @@ export async function listTokensCommand(ctx: CliContext, flags: ConnectFlags & {
       return 0;
     }
     const columns = Object.values(tokenColumns(now));
-    const printer = listPrinter(format, () => pagedTablePrinter(columns.map((c) => c.header), (t: ScopedTokenView) => columns.map((c) => listText(c.value(t)))));
+    const printer = listPrinter(format, () =>
+      pagedTablePrinter(
+        columns.map((c) => c.header),
+        (t: ScopedTokenView) => columns.map((c) => listText(c.value(t))),
+      ),
+    );
     ctx.stdout.write(printer.page(tokens) + printer.end());
     return 0;
   });
@@ -136,7 +142,8 @@ export function registerJoinToken(program: Command, ctx: CliContext, done: Done)
       .enablePositionalOptions(),
   ).action(
     act(done)(async (role: string | undefined, options: Record<string, unknown>) => {
-      if (role === undefined) throw new MusterError('USAGE', 'join-token needs a role or a subcommand', { hint: 'muster join-token worker, or muster join-token create|ls|rm' });
+      if (role === undefined)
+        throw new MusterError('USAGE', 'join-token needs a role or a subcommand', { hint: 'muster join-token worker, or muster join-token create|ls|rm' });
       return joinTokenCommand(ctx, role, { ...connectFlags(options), quiet: options.quiet === true, rotate: options.rotate === true });
     }),
   );
@@ -147,7 +154,7 @@ export function registerJoinToken(program: Command, ctx: CliContext, done: Done)
       .argument('<role>', 'worker or manager')
       .option('--ttl <duration>', "refused after this long ('30m', '24h', '7d'); never expires by default")
       .option('--uses <n>', 'refused after this many joins; unlimited by default')
-      .option('--label <key=value>', 'a label every node that joins with it gets (repeatable; wins over the node\'s own)', collect, [])
+      .option('--label <key=value>', "a label every node that joins with it gets (repeatable; wins over the node's own)", collect, [])
       .option('-q, --quiet', 'print the token only'),
   ).action(
     act(done)((role: string, options: Record<string, unknown>) =>
@@ -168,10 +175,14 @@ export function registerJoinToken(program: Command, ctx: CliContext, done: Done)
       .option('--format <format>', formatHelp(tokenFields(0))),
   ).action(
     act(done)((options: Record<string, unknown>) =>
-      listTokensCommand(ctx, { ...connectFlags(options), quiet: options.quiet === true, ...(typeof options.format === 'string' ? { format: options.format } : {}) }),
+      listTokensCommand(ctx, {
+        ...connectFlags(options),
+        quiet: options.quiet === true,
+        ...(typeof options.format === 'string' ? { format: options.format } : {}),
+      }),
     ),
   );
-  withConnectFlags(group.command('rm').description('remove scoped join tokens: they are refused from then on').argument('<id...>', 'token IDs as join-token ls shows them')).action(
-    act(done)((ids: string[], options: Record<string, unknown>) => removeTokensCommand(ctx, ids, connectFlags(options))),
-  );
+  withConnectFlags(
+    group.command('rm').description('remove scoped join tokens: they are refused from then on').argument('<id...>', 'token IDs as join-token ls shows them'),
+  ).action(act(done)((ids: string[], options: Record<string, unknown>) => removeTokensCommand(ctx, ids, connectFlags(options))));
 }

@@ -47,7 +47,6 @@ export interface JoinFlags {
   etcdBinary?: string;
 }
 
-
 /** The token and the manager address from the arguments, --token, --token-file, MUSTER_TOKEN or standard input. */
 async function tokenAndAddress(ctx: CliContext, positional: string[], flags: JoinFlags): Promise<{ token: string; managerAddr: string }> {
   const usage = new MusterError('USAGE', 'join needs a token and a manager address', {
@@ -89,7 +88,10 @@ export async function joinCommand(ctx: CliContext, positional: string[], flags: 
 }
 
 /** The rest of `muster join`, holding the data dir's lock. */
-async function joinHolding(ctx: CliContext, params: { token: string; managerAddr: string; layout: DataDirLayout; flags: JoinFlags; dirLock: DataDirLock }): Promise<number> {
+async function joinHolding(
+  ctx: CliContext,
+  params: { token: string; managerAddr: string; layout: DataDirLayout; flags: JoinFlags; dirLock: DataDirLock },
+): Promise<number> {
   const { token, managerAddr, layout, flags, dirLock } = params;
   const colour = readEnv(ctx).colour(ctx.stderr);
   if (flags.force === true) {
@@ -107,7 +109,12 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
   }
   // Should the token make this node a manager of a managed store: where its etcd member runs.
   const member: LocalMember | undefined =
-    advertise === undefined ? undefined : { ...memberAddrs(advertise.host, { clientAddr: flags.etcdClientAddr, peerAddr: flags.etcdPeerAddr }), ...(flags.etcdBinary === undefined ? {} : { binary: flags.etcdBinary }) };
+    advertise === undefined
+      ? undefined
+      : {
+          ...memberAddrs(advertise.host, { clientAddr: flags.etcdClientAddr, peerAddr: flags.etcdPeerAddr }),
+          ...(flags.etcdBinary === undefined ? {} : { binary: flags.etcdBinary }),
+        };
   const result = await joinCluster({
     token,
     managerAddr: formatHostPort(parseHostPort(managerAddr, DEFAULT_PORT)),
@@ -115,7 +122,9 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     hostname: ctx.hostname,
     ...(flags.label === undefined || flags.label.length === 0 ? {} : { labels: parseLabels(flags.label) }),
     ...(advertise === undefined ? {} : { listenAddr: formatHostPort(listen), advertiseAddr: formatHostPort(advertise) }),
-    ...(member === undefined ? {} : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr, ...(member.binary === undefined ? {} : { binary: member.binary }) } }),
+    ...(member === undefined
+      ? {}
+      : { storeMember: { clientAddr: member.clientAddr, peerAddr: member.peerAddr, ...(member.binary === undefined ? {} : { binary: member.binary }) } }),
     // A manager that joined and then cannot serve (a port in use) would leave a store member that never answers: check first.
     beforeManagerJoin: async () => {
       await checkBindable(listen);
@@ -130,7 +139,10 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     progress: (line) => ctx.stderr.write(`${paint(line, 'dim', colour)}\n`),
   });
   if (result.bundle !== undefined) {
-    if (result.bundle.member !== undefined && member === undefined) throw new MusterError('USAGE', 'a manager of this cluster runs an etcd member, and this node has no address for it', { hint: 'join with --advertise-addr HOST' });
+    if (result.bundle.member !== undefined && member === undefined)
+      throw new MusterError('USAGE', 'a manager of this cluster runs an etcd member, and this node has no address for it', {
+        hint: 'join with --advertise-addr HOST',
+      });
     await writeManagerFiles(layout, { store: specFromBundle(result.bundle, member), dataKey: Buffer.from(result.bundle.dataKey, 'base64') });
   }
   await rm(layout.leftJson, { force: true }); // a node again: what leave recorded is history
@@ -138,30 +150,52 @@ async function joinHolding(ctx: CliContext, params: { token: string; managerAddr
     `This node joined cluster ${result.state.clusterId} as a ${result.state.role} (node ID ${result.state.nodeId}).\n` +
       `Its certificate is in ${layout.certificatesDir} and is valid until ${new Date(result.notAfter).toISOString()}; it renews itself while 'muster' runs.\n`,
   );
-  return serveNode(ctx, { layout, logLevel: flags.logLevel, logFormat: flags.logFormat, banner: false, auditLog: flags.auditLog, metricsAddr: flags.metricsAddr, unlockKeyFile: flags.unlockKeyFile, dirLock, ...(member === undefined ? {} : { localMember: member }) });
+  return serveNode(ctx, {
+    layout,
+    logLevel: flags.logLevel,
+    logFormat: flags.logFormat,
+    banner: false,
+    auditLog: flags.auditLog,
+    metricsAddr: flags.metricsAddr,
+    unlockKeyFile: flags.unlockKeyFile,
+    dirLock,
+    ...(member === undefined ? {} : { localMember: member }),
+  });
 }
 
 /** Registers join. */
 export function registerJoin(program: Command, ctx: CliContext, done: Done): void {
-  withManagerOptions(program
-    .command('join')
-    .description('join a cluster with a join token, then keep this node’s certificate fresh')
-    .argument('[token]', "the join token, or '-' to read it from standard input (better: --token-file or MUSTER_TOKEN)")
-    .argument('[manager-addr]', 'a manager address, host:port')
-    .option('--token <token>', 'the join token')
-    .option('--token-file <file>', 'read the join token from a file')
-    .option('--data-dir <dir>', 'where this node keeps its key and certificate')
-    .option('--label <key=value>', 'a node label (repeatable)', collect, [])
-    .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
-    .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
-    .option('--force', 'replace a node this data dir holds (removed, left, or expired past the grace)')
-    .option('--etcd-client-addr <host:port>', "a manager of a managed store: where its etcd member serves the managers (default: the advertise host, port 2379)")
-    .option('--etcd-peer-addr <host:port>', 'a manager of a managed store: where its etcd member talks to the other members (default: the advertise host, port 2380)')
-    .option('--etcd-binary <path>', "the etcd server a manager of a managed store runs (default: 'etcd' on the PATH)")
-    .addOption(logLevelOption()).addOption(logFormatOption()))
-    .action(
-      act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>
-        joinCommand(ctx, [first, second].filter((x): x is string => x !== undefined), options),
+  withManagerOptions(
+    program
+      .command('join')
+      .description('join a cluster with a join token, then keep this node’s certificate fresh')
+      .argument('[token]', "the join token, or '-' to read it from standard input (better: --token-file or MUSTER_TOKEN)")
+      .argument('[manager-addr]', 'a manager address, host:port')
+      .option('--token <token>', 'the join token')
+      .option('--token-file <file>', 'read the join token from a file')
+      .option('--data-dir <dir>', 'where this node keeps its key and certificate')
+      .option('--label <key=value>', 'a node label (repeatable)', collect, [])
+      .option('--listen-addr <host:port>', 'where this node listens when it serves as a manager (default 0.0.0.0:4377)')
+      .option('--advertise-addr <host[:port]>', 'the address other nodes reach this manager on')
+      .option('--force', 'replace a node this data dir holds (removed, left, or expired past the grace)')
+      .option(
+        '--etcd-client-addr <host:port>',
+        'a manager of a managed store: where its etcd member serves the managers (default: the advertise host, port 2379)',
+      )
+      .option(
+        '--etcd-peer-addr <host:port>',
+        'a manager of a managed store: where its etcd member talks to the other members (default: the advertise host, port 2380)',
+      )
+      .option('--etcd-binary <path>', "the etcd server a manager of a managed store runs (default: 'etcd' on the PATH)")
+      .addOption(logLevelOption())
+      .addOption(logFormatOption()),
+  ).action(
+    act(done)((first: string | undefined, second: string | undefined, options: JoinFlags) =>
+      joinCommand(
+        ctx,
+        [first, second].filter((x): x is string => x !== undefined),
+        options,
       ),
-    );
+    ),
+  );
 }

@@ -32,7 +32,8 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
     } catch (error) {
       // Already out of the cluster: there is nothing to tell the managers, only files to clear.
       if (isMusterError(error, 'NODE_REMOVED')) [told, how] = ['the cluster had already removed it', 'removed'];
-      else if (isMusterError(error, 'CERT_EXPIRED')) [told, how] = [`its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`, 'expired'];
+      else if (isMusterError(error, 'CERT_EXPIRED'))
+        [told, how] = [`its certificate expired, so the managers were not told (remove it there with 'muster node rm -f ${local.state.nodeId}')`, 'expired'];
       else {
         await unmarkLeaving(local.layout);
         throw error;
@@ -43,7 +44,9 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
     await clearNodeFiles(local.layout);
     // A manager's audit trail stays: it is the record of what this manager did, not part of its identity.
     const kept = (await pathExists(local.layout.auditLog)) ? `; its audit trail stays in ${local.layout.auditLog}` : '';
-    ctx.stdout.write(`Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}${kept}.\n`);
+    ctx.stdout.write(
+      `Node ${local.state.nodeId} left the cluster (${told}); its key, certificates and node.json were deleted from ${local.layout.dataDir}${kept}.\n`,
+    );
     return 0;
   } finally {
     await connection.client.close();
@@ -52,7 +55,10 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
 
 /** Registers leave. */
 export function registerLeave(program: Command, ctx: CliContext, done: Done): void {
-  withConnectFlags(program.command('leave').description('leave the cluster and delete this node’s key and certificate').option('-f, --force', 'leave even if this node is a manager')).action(
-    act(done)((options: Record<string, unknown>) => leaveCommand(ctx, { ...connectFlags(options), force: options.force === true })),
-  );
+  withConnectFlags(
+    program
+      .command('leave')
+      .description('leave the cluster and delete this node’s key and certificate')
+      .option('-f, --force', 'leave even if this node is a manager'),
+  ).action(act(done)((options: Record<string, unknown>) => leaveCommand(ctx, { ...connectFlags(options), force: options.force === true })));
 }

@@ -49,10 +49,19 @@ function parseFilters(items: readonly string[]): ((node: NodeView) => boolean)[]
     const eq = item.indexOf('=');
     const key = eq > 0 ? item.slice(0, eq) : '';
     const test = FILTERS[key];
-    if (test === undefined) throw new MusterError('USAGE', `unknown filter '${item.slice(0, 60)}'`, { hint: `filter on ${Object.keys(FILTERS).map((k) => `${k}=…`).join(', ')}` });
+    if (test === undefined)
+      throw new MusterError('USAGE', `unknown filter '${item.slice(0, 60)}'`, {
+        hint: `filter on ${Object.keys(FILTERS)
+          .map((k) => `${k}=…`)
+          .join(', ')}`,
+      });
     const value = item.slice(eq + 1);
-    if (key === 'role' && value !== 'manager' && value !== 'worker') throw new MusterError('USAGE', `--filter ${item.slice(0, 60)}: a role is manager or worker`);
-    if (key === 'label' && (value === '' || value.startsWith('='))) throw new MusterError('USAGE', `--filter ${item.slice(0, 60)} names no label`, { hint: 'label=KEY matches nodes that have the label, label=KEY=VALUE those where it has that value' });
+    if (key === 'role' && value !== 'manager' && value !== 'worker')
+      throw new MusterError('USAGE', `--filter ${item.slice(0, 60)}: a role is manager or worker`);
+    if (key === 'label' && (value === '' || value.startsWith('=')))
+      throw new MusterError('USAGE', `--filter ${item.slice(0, 60)} names no label`, {
+        hint: 'label=KEY matches nodes that have the label, label=KEY=VALUE those where it has that value',
+      });
     return (node) => test(node, value);
   });
 }
@@ -89,10 +98,16 @@ function tablePrinter(selfId: string | undefined, now: number): ListPrinter<Node
 }
 
 /** `muster node ls [-q] [--filter k=v …] [--all] [--format table|json|TEMPLATE]`: pages through the nodes, printing as they arrive. */
-export async function nodeListCommand(ctx: CliContext, flags: ConnectFlags & { format?: string; quiet?: boolean; filter?: string[]; all?: boolean }): Promise<number> {
+export async function nodeListCommand(
+  ctx: CliContext,
+  flags: ConnectFlags & { format?: string; quiet?: boolean; filter?: string[]; all?: boolean },
+): Promise<number> {
   const now = ctx.clock.now();
   let selfId: string | undefined;
-  const format = parseListFormat(flags.format, nodeFields(now, () => selfId));
+  const format = parseListFormat(
+    flags.format,
+    nodeFields(now, () => selfId),
+  );
   const filters = parseFilters(flags.filter ?? []);
   // Removed nodes only with --all (or when asked for by status); the manager leaves them out otherwise.
   const all = flags.all === true || (flags.filter ?? []).includes('status=removed');
@@ -129,7 +144,8 @@ const FORMER_MANAGER_NOTE =
 /** `muster node rm [-f] REF` (`self` is this host's node; /v1/nodes/self would be a leave). */
 async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFlags & { force?: boolean; revokeAll?: boolean }): Promise<number> {
   return withConnection(ctx, flags, async ({ client, local }) => {
-    if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
+    if (ref === 'self' && local === undefined)
+      throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
     const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true, flags.revokeAll === true);
     ctx.stdout.write(`Node ${node.id} removed; its certificate is refused from now on.\n`);
     if (node.role === 'manager') ctx.stdout.write(FORMER_MANAGER_NOTE);
@@ -155,21 +171,33 @@ async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flag
  * the names a node's service certificates may carry besides its hostname and
  * advertise address, for one node or for every node with a label.
  */
-async function nodeUpdateCommand(ctx: CliContext, ref: string | undefined, flags: ConnectFlags & { addSan: string[]; rmSan: string[]; forLabel?: string }): Promise<number> {
-  if ((ref === undefined) === (flags.forLabel === undefined)) throw new MusterError('USAGE', 'name a node, or a label with --for-label KEY=VALUE (not both)', { hint: "muster node update --add-san '*.example.com' NODE" });
+async function nodeUpdateCommand(
+  ctx: CliContext,
+  ref: string | undefined,
+  flags: ConnectFlags & { addSan: string[]; rmSan: string[]; forLabel?: string },
+): Promise<number> {
+  if ((ref === undefined) === (flags.forLabel === undefined))
+    throw new MusterError('USAGE', 'name a node, or a label with --for-label KEY=VALUE (not both)', {
+      hint: "muster node update --add-san '*.example.com' NODE",
+    });
   const patch = { ...(flags.addSan.length === 0 ? {} : { addSans: flags.addSan }), ...(flags.rmSan.length === 0 ? {} : { rmSans: flags.rmSan }) };
   return withConnection(ctx, flags, async ({ client, local }) => {
     if (flags.forLabel !== undefined) {
       if (!/^[^=]+=/.test(flags.forLabel)) throw new MusterError('USAGE', `--for-label ${flags.forLabel.slice(0, 60)} is not KEY=VALUE`);
       const policy = await client.updateSanPolicy({ label: flags.forLabel, ...patch });
       const patterns = policy.labels.find((l) => l.label === flags.forLabel)?.patterns ?? [];
-      ctx.stdout.write(`Nodes with label ${flags.forLabel} may name in service certificates: ${patterns.length === 0 ? 'nothing more than their own names' : patterns.join(', ')}.\n`);
+      ctx.stdout.write(
+        `Nodes with label ${flags.forLabel} may name in service certificates: ${patterns.length === 0 ? 'nothing more than their own names' : patterns.join(', ')}.\n`,
+      );
       return 0;
     }
-    if (ref === 'self' && local === undefined) throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
+    if (ref === 'self' && local === undefined)
+      throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
     const node = await client.updateNode(ref === 'self' ? local!.state.nodeId : ref!, patch);
     const patterns = node.sanPatterns ?? [];
-    ctx.stdout.write(`Node ${node.id} (${node.hostname}) may name in service certificates: its own names${patterns.length === 0 ? '' : `, ${patterns.join(', ')}`}.\n`);
+    ctx.stdout.write(
+      `Node ${node.id} (${node.hostname}) may name in service certificates: its own names${patterns.length === 0 ? '' : `, ${patterns.join(', ')}`}.\n`,
+    );
     return 0;
   });
 }
@@ -183,26 +211,39 @@ export function registerNode(program: Command, ctx: CliContext, done: Done): voi
       .command('ls')
       .description('list nodes')
       .option('-q, --quiet', 'print node IDs only')
-      .option('-f, --filter <key=value>', 'keep nodes that match all of: role=manager|worker, status=ready|down|removed, id=PREFIX, hostname=NAME, label=KEY (has it), label=KEY=VALUE (repeatable)', collect, [])
+      .option(
+        '-f, --filter <key=value>',
+        'keep nodes that match all of: role=manager|worker, status=ready|down|removed, id=PREFIX, hostname=NAME, label=KEY (has it), label=KEY=VALUE (repeatable)',
+        collect,
+        [],
+      )
       .option('-a, --all', 'include removed nodes')
       .option('--format <format>', formatHelp(nodeFields(0, () => undefined))),
   ).action(
     run((options: Record<string, unknown>) =>
-      nodeListCommand(ctx, { ...connectFlags(options), ...(typeof options.format === 'string' ? { format: options.format } : {}), quiet: options.quiet === true, all: options.all === true, filter: options.filter as string[] }),
+      nodeListCommand(ctx, {
+        ...connectFlags(options),
+        ...(typeof options.format === 'string' ? { format: options.format } : {}),
+        quiet: options.quiet === true,
+        all: options.all === true,
+        filter: options.filter as string[],
+      }),
     ),
   );
-  withConnectFlags(node.command('inspect').description('show one node as JSON').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
-    run((id: string, options: Record<string, unknown>) => nodeInspectCommand(ctx, id, connectFlags(options))),
-  );
+  withConnectFlags(
+    node.command('inspect').description('show one node as JSON').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname'),
+  ).action(run((id: string, options: Record<string, unknown>) => nodeInspectCommand(ctx, id, connectFlags(options))));
   withConnectFlags(
     node
       .command('rm')
       .description('remove a node; its certificate is refused from then on and listed on the CRL')
       .argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')
       .option('-f, --force', 'remove a node that is still active')
-      .option('--revoke-all', "after a key compromise: list every still-valid certificate of the node on the CRL, not only its current one"),
+      .option('--revoke-all', 'after a key compromise: list every still-valid certificate of the node on the CRL, not only its current one'),
   ).action(
-    run((id: string, options: Record<string, unknown>) => nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true, revokeAll: options.revokeAll === true })),
+    run((id: string, options: Record<string, unknown>) =>
+      nodeRemoveCommand(ctx, id, { ...connectFlags(options), force: options.force === true, revokeAll: options.revokeAll === true }),
+    ),
   );
   withConnectFlags(
     node
@@ -214,13 +255,18 @@ export function registerNode(program: Command, ctx: CliContext, done: Done): voi
       .option('--for-label <key=value>', 'instead of a node: every node with this label'),
   ).action(
     run((id: string | undefined, options: Record<string, unknown>) =>
-      nodeUpdateCommand(ctx, id, { ...connectFlags(options), addSan: options.addSan as string[], rmSan: options.rmSan as string[], ...(typeof options.forLabel === 'string' ? { forLabel: options.forLabel } : {}) }),
+      nodeUpdateCommand(ctx, id, {
+        ...connectFlags(options),
+        addSan: options.addSan as string[],
+        rmSan: options.rmSan as string[],
+        ...(typeof options.forLabel === 'string' ? { forLabel: options.forLabel } : {}),
+      }),
     ),
   );
   withConnectFlags(node.command('promote').description('make a worker a manager').argument('<node>', 'a node ID, a unique ID prefix, or a hostname')).action(
     run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'manager', connectFlags(options))),
   );
-  withConnectFlags(node.command('demote').description('make a manager a worker').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname')).action(
-    run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'worker', connectFlags(options))),
-  );
+  withConnectFlags(
+    node.command('demote').description('make a manager a worker').argument('<node>', 'self, a node ID, a unique ID prefix, or a hostname'),
+  ).action(run((id: string, options: Record<string, unknown>) => nodeRoleCommand(ctx, id, 'worker', connectFlags(options))));
 }

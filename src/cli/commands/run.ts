@@ -59,7 +59,8 @@ export interface RunFlags {
 /** The file's settings under the flags and MUSTER_* variables (which win). */
 function mergeConfig(ctx: CliContext, flags: RunFlags, config: ConfigFile): RunFlags {
   const env = readEnv(ctx);
-  const pick = (flag: string | undefined, fromEnv: string | undefined, fromFile: string | undefined): string | undefined => flag ?? (fromEnv === undefined ? fromFile : undefined);
+  const pick = (flag: string | undefined, fromEnv: string | undefined, fromFile: string | undefined): string | undefined =>
+    flag ?? (fromEnv === undefined ? fromFile : undefined);
   const merged: RunFlags = { ...flags };
   const set = (key: keyof RunFlags, value: string | undefined): void => {
     if (value !== undefined) merged[key] = value;
@@ -85,10 +86,14 @@ export async function runCommand(ctx: CliContext, flags: RunFlags, setUp: SetUp)
   if (config !== undefined && (await readNodeState(layout.nodeJson)) === undefined) {
     // A node that left on purpose is not joined again behind the operator's back at the next boot.
     if (await pathExists(layout.leftJson)) {
-      throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds a node that left its cluster ('muster leave'); the config's init: or join: is not run again`, {
-        hint: `join again with 'muster join --force --token-file FILE ADDR --data-dir ${layout.dataDir}', or delete ${layout.leftJson} to let the config set the node up`,
-        fatal: true,
-      });
+      throw new MusterError(
+        'NOT_INITIALISED',
+        `${layout.dataDir} holds a node that left its cluster ('muster leave'); the config's init: or join: is not run again`,
+        {
+          hint: `join again with 'muster join --force --token-file FILE ADDR --data-dir ${layout.dataDir}', or delete ${layout.leftJson} to let the config set the node up`,
+          fatal: true,
+        },
+      );
     }
     if (config.init !== undefined) {
       const init = config.init;
@@ -117,18 +122,30 @@ export async function runCommand(ctx: CliContext, flags: RunFlags, setUp: SetUp)
       });
     }
   }
-  return serveNode(ctx, { layout, logLevel: common.logLevel, logFormat: common.logFormat, banner: false, listenAddr: common.listenAddr, advertiseAddr: common.advertiseAddr, auditLog: common.auditLog, metricsAddr: common.metricsAddr, unlockKeyFile: common.unlockKeyFile });
+  return serveNode(ctx, {
+    layout,
+    logLevel: common.logLevel,
+    logFormat: common.logFormat,
+    banner: false,
+    listenAddr: common.listenAddr,
+    advertiseAddr: common.advertiseAddr,
+    auditLog: common.auditLog,
+    metricsAddr: common.metricsAddr,
+    unlockKeyFile: common.unlockKeyFile,
+  });
 }
 
 /** Registers run. */
 export function registerRun(program: Command, ctx: CliContext, done: Done, setUp: SetUp): void {
-  withManagerOptions(program
-    .command('run')
-    .description('run the node in a data dir; with a config file, found or join first when the data dir holds no node')
-    .option('--data-dir <dir>', 'the node data dir')
-    .option('--listen-addr <host:port>', 'where a manager listens (default: $MUSTER_LISTEN_ADDR, else as before)')
-    .option('--advertise-addr <host[:port]>', 'the address nodes reach this manager on (default: as before)')
-    .option('--config <file>', `settings, and init: or join: for an empty data dir (default: $MUSTER_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists)`)
-    .addOption(logLevelOption()).addOption(logFormatOption()))
-    .action(act(done)((options: RunFlags) => runCommand(ctx, options, setUp)));
+  withManagerOptions(
+    program
+      .command('run')
+      .description('run the node in a data dir; with a config file, found or join first when the data dir holds no node')
+      .option('--data-dir <dir>', 'the node data dir')
+      .option('--listen-addr <host:port>', 'where a manager listens (default: $MUSTER_LISTEN_ADDR, else as before)')
+      .option('--advertise-addr <host[:port]>', 'the address nodes reach this manager on (default: as before)')
+      .option('--config <file>', `settings, and init: or join: for an empty data dir (default: $MUSTER_CONFIG, else ${DEFAULT_CONFIG_FILE} if it exists)`)
+      .addOption(logLevelOption())
+      .addOption(logFormatOption()),
+  ).action(act(done)((options: RunFlags) => runCommand(ctx, options, setUp)));
 }

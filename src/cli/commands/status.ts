@@ -56,7 +56,15 @@ async function remoteStatus(ctx: CliContext, flags: StatusFlags, format: 'table'
     if (health.locked !== true) {
       const cluster = await connection.client.cluster().catch((error: unknown) => (isMusterError(error) ? error : Promise.reject(error)));
       if (cluster instanceof MusterError) facts.cluster = `${cluster.code}: ${cluster.message}`;
-      else Object.assign(facts, { clusterId: cluster.clusterId, certExpiry: cluster.certExpiry, renewGrace: cluster.renewGrace, rootDigest: cluster.ca.digest, rootNotAfter: cluster.ca.notAfter, storeKind: cluster.store });
+      else
+        Object.assign(facts, {
+          clusterId: cluster.clusterId,
+          certExpiry: cluster.certExpiry,
+          renewGrace: cluster.renewGrace,
+          rootDigest: cluster.ca.digest,
+          rootNotAfter: cluster.ca.notAfter,
+          storeKind: cluster.store,
+        });
     }
   } catch (error) {
     if (!isMusterError(error) || !['MANAGER_UNREACHABLE', 'MANAGER_ERROR', 'NOT_A_MANAGER'].includes(error.code)) throw error;
@@ -79,7 +87,8 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
   if ((flags.host ?? readEnv(ctx).host ?? '') !== '') return remoteStatus(ctx, flags, format);
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
-  if (state === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
+  if (state === undefined)
+    throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no node`, { hint: "found a cluster with 'muster init' or join one with 'muster join'" });
   const keyStore = new KeyStore(layout);
   // Under autolock the key is sealed: the manager on this host is asked over its local socket, as itself.
   const sealed = await keyStore.keySealed();
@@ -99,7 +108,7 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
   for (const address of localManagers(state)) {
     const own = address === state.servingAddr;
     if (sealed && !(own && socketUp)) {
-      reach.push([address, own ? 'not running' : 'not checked (this node\'s key is sealed: autolock)']);
+      reach.push([address, own ? 'not running' : "not checked (this node's key is sealed: autolock)"]);
       continue;
     }
     const keyPem = 'keyPem' in pair && typeof pair.keyPem === 'string' ? pair.keyPem : undefined;
@@ -132,7 +141,9 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
   // The cluster's grace comes with the node's record; a manager that answers but refuses this node's certificate does not say it.
   const reachable = reach.filter(([, r]) => r!.startsWith('reachable')).length;
   const graceMs = self === undefined ? DEFAULT_RENEW_GRACE_MS : parseDuration(self.renewGrace);
-  const grace = self?.renewGrace ?? `${formatDuration(DEFAULT_RENEW_GRACE_MS)} (the default; ${reachable === 0 ? 'no manager answered' : "the managers that answered refused this node's certificate"})`;
+  const grace =
+    self?.renewGrace ??
+    `${formatDuration(DEFAULT_RENEW_GRACE_MS)} (the default; ${reachable === 0 ? 'no manager answered' : "the managers that answered refused this node's certificate"})`;
   const windowStart = notBefore + Math.floor((notAfter - notBefore) * 0.5);
   const windowEnd = notBefore + Math.floor((notAfter - notBefore) * 0.8);
   const certificate =
@@ -141,7 +152,8 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
       : now <= notAfter + graceMs
         ? `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}); it renews by itself within the renewal grace once 'muster run' runs`
         : `expired ${iso(notAfter)} (${relativeTime(notAfter, now)}), longer ago than the renewal grace: it cannot renew; clear the node with 'muster leave' and join again ('muster join --force --token-file FILE ADDR')`;
-  const standing = selfError === undefined ? (self === undefined ? 'unknown (no manager answered)' : self.node.status) : `${selfError.code}: ${selfError.message}`;
+  const standing =
+    selfError === undefined ? (self === undefined ? 'unknown (no manager answered)' : self.node.status) : `${selfError.code}: ${selfError.message}`;
   const rows: [string, string][] = [
     ['Node ID', state.nodeId],
     ['Role', state.servingAddr === undefined ? state.role : `${state.role} (serves on ${state.servingAddr} when running)`],
@@ -156,23 +168,43 @@ async function statusCommand(ctx: CliContext, flags: StatusFlags): Promise<numbe
   if (spec !== undefined) rows.push(['Store', await storeLine(spec, layout, pair)]);
   if (spec !== undefined) {
     const wrapped = (await readDataKeyFile(layout)).locked;
-    rows.push(['Autolock', wrapped ? (reach.some(([, r]) => r!.startsWith('locked')) ? "on: this manager is locked; run 'muster unlock'" : 'on: keys sealed under the unlock key at rest') : 'off']);
+    rows.push([
+      'Autolock',
+      wrapped
+        ? reach.some(([, r]) => r!.startsWith('locked'))
+          ? "on: this manager is locked; run 'muster unlock'"
+          : 'on: keys sealed under the unlock key at rest'
+        : 'off',
+    ]);
   }
   // The running node's service certificates (muster cert), when it runs: how many, and how their hooks fare.
   if (await pathExists(layout.agentSocket)) {
     const answer = await callAgent(layout.agentSocket, 'GET', AGENT_ROUTES.certificates, undefined, 3_000).catch(() => undefined);
     if (answer !== undefined) {
       const failing = (answer.certificates ?? []).filter((c) => c.hook.lastError !== undefined || c.issueError !== undefined).length;
-      rows.push(['Service certs', `${answer.certificates?.length ?? 0} kept renewed, ${failing} failing; hook failures since the node started: ${answer.hookFailures ?? 0}`]);
+      rows.push([
+        'Service certs',
+        `${answer.certificates?.length ?? 0} kept renewed, ${failing} failing; hook failures since the node started: ${answer.hookFailures ?? 0}`,
+      ]);
     }
   }
   if (format === 'json') {
     const facts = Object.fromEntries(rows.map(([k, v]) => [k.toLowerCase().replace(/ (\w)/g, (_, c: string) => c.toUpperCase()), v]));
-    ctx.stdout.write(`${JSON.stringify({ ...facts, managers: reach.map(([address, state]) => ({ address, state })), reachable, ...(selfError === undefined ? {} : { error: selfError.code }) })}\n`);
+    ctx.stdout.write(
+      `${JSON.stringify({ ...facts, managers: reach.map(([address, state]) => ({ address, state })), reachable, ...(selfError === undefined ? {} : { error: selfError.code }) })}\n`,
+    );
   } else {
     const width = Math.max(...rows.map(([k]) => k.length)) + 2;
     ctx.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join(''));
-    ctx.stdout.write(formatTable(['  MANAGER', 'STATE'], reach.map(([a, r]) => [`  ${a}`, r!])).split('\n').slice(1).join('\n'));
+    ctx.stdout.write(
+      formatTable(
+        ['  MANAGER', 'STATE'],
+        reach.map(([a, r]) => [`  ${a}`, r!]),
+      )
+        .split('\n')
+        .slice(1)
+        .join('\n'),
+    );
     if (selfError !== undefined && selfError.hint !== undefined) ctx.stdout.write(`\nhint: ${selfError.hint}\n`);
   }
   // As docker info does when its daemon is down: a script learns it from the exit status.

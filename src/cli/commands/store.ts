@@ -99,7 +99,9 @@ async function openStopped(layout: DataDirLayout): Promise<LevelStore> {
     return await LevelStore.openDir(layout.dbDir, { create: false });
   } catch (error) {
     if (isMusterError(error, 'STATE_CORRUPT') && /locked/.test(error.message)) {
-      throw new MusterError('MANAGER_RUNNING', 'the manager is running on this data dir', { hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again' });
+      throw new MusterError('MANAGER_RUNNING', 'the manager is running on this data dir', {
+        hint: 'stop it first (Ctrl-C, or systemctl stop muster-manager), then run the migration again',
+      });
     }
     throw error;
   }
@@ -115,13 +117,20 @@ async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<n
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   const current = await readStoreSpec(layout);
-  if (state === undefined || current === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the migration on the manager, with --data-dir' });
-  if (current.kind !== 'level') throw new MusterError('USAGE', `this cluster already lives in etcd (${current.kind === 'etcd-managed' ? 'its managers run it' : current.endpoints.join(',')})`);
+  if (state === undefined || current === undefined)
+    throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the migration on the manager, with --data-dir' });
+  if (current.kind !== 'level')
+    throw new MusterError(
+      'USAGE',
+      `this cluster already lives in etcd (${current.kind === 'etcd-managed' ? 'its managers run it' : current.endpoints.join(',')})`,
+    );
   const advertise = state.advertiseAddr ?? state.servingAddr;
   if (advertise === undefined) throw new MusterError('STATE_CORRUPT', `${layout.nodeJson} does not say where this manager is reached`);
   const keyStore = new KeyStore(layout);
   if (await keyStore.keySealed()) {
-    throw new MusterError('MANAGER_LOCKED', "autolock is on: the migration would have to open this manager's key", { hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again" });
+    throw new MusterError('MANAGER_LOCKED', "autolock is on: the migration would have to open this manager's key", {
+      hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again",
+    });
   }
   const pair = await keyStore.load();
   if (pair === undefined) throw new MusterError('STATE_CORRUPT', `${layout.dataDir} has no manager certificate`);
@@ -132,11 +141,24 @@ async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<n
   const cert = new X509Certificate(pair.certPem);
   const peerHost = parseHostPort(spec.peerAddr).host;
   if (cert.checkHost(peerHost) === undefined && cert.checkIP(peerHost) === undefined) {
-    throw new MusterError('USAGE', `this manager's certificate does not name ${peerHost}, the host of --etcd-peer-addr`, { hint: `leave --etcd-peer-addr out (its advertise host ${parseHostPort(advertise).host} is named), or migrate and move the member later` });
+    throw new MusterError('USAGE', `this manager's certificate does not name ${peerHost}, the host of --etcd-peer-addr`, {
+      hint: `leave --etcd-peer-addr out (its advertise host ${parseHostPort(advertise).host} is named), or migrate and move the member later`,
+    });
   }
   const level = await openStopped(layout);
   try {
-    await foundManagedStore({ from: level, spec, layout, nodeId: state.nodeId, clusterId: state.clusterId, tls: pair, logger: silentLogger, clock: ctx.clock, random: ctx.random, searchPath });
+    await foundManagedStore({
+      from: level,
+      spec,
+      layout,
+      nodeId: state.nodeId,
+      clusterId: state.clusterId,
+      tls: pair,
+      logger: silentLogger,
+      clock: ctx.clock,
+      random: ctx.random,
+      searchPath,
+    });
   } catch (error) {
     await rm(layout.etcdDir, { recursive: true, force: true }); // a failed move leaves the embedded store as it was, and nothing else
     throw error;
@@ -158,17 +180,29 @@ async function migrateToManaged(ctx: CliContext, flags: MigrateFlags): Promise<n
 export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Promise<number> {
   const choice = parseStoreFlag(flags.to);
   if (choice.kind === 'etcd-managed') return migrateToManaged(ctx, flags);
-  if (choice.kind !== 'etcd') throw new MusterError('USAGE', 'migrate moves a cluster into etcd', { hint: 'muster store migrate --to etcd (the managers run etcd themselves) or --to etcd://HOST:PORT (an etcd you run)' });
+  if (choice.kind !== 'etcd')
+    throw new MusterError('USAGE', 'migrate moves a cluster into etcd', {
+      hint: 'muster store migrate --to etcd (the managers run etcd themselves) or --to etcd://HOST:PORT (an etcd you run)',
+    });
   const layout = layoutFor(ctx, flags);
   const state = await readNodeState(layout.nodeJson);
   const current = await readStoreSpec(layout);
-  if (state === undefined || current === undefined) throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the migration on the manager, with --data-dir' });
+  if (state === undefined || current === undefined)
+    throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the migration on the manager, with --data-dir' });
   if (current.kind !== 'level') throw new MusterError('USAGE', `this cluster already lives in etcd (${current.endpoints.join(',')})`);
   const [cacertPem, certPem, keyPem] = await Promise.all([readOptional(flags.storeCacert), readOptional(flags.storeCert), readOptional(flags.storeKey)]);
-  const spec: EtcdSpec = { kind: 'etcd', endpoints: choice.endpoints, ...(cacertPem === undefined ? {} : { cacertPem }), ...(certPem === undefined ? {} : { certPem }), ...(keyPem === undefined ? {} : { keyPem }) };
+  const spec: EtcdSpec = {
+    kind: 'etcd',
+    endpoints: choice.endpoints,
+    ...(cacertPem === undefined ? {} : { cacertPem }),
+    ...(certPem === undefined ? {} : { certPem }),
+    ...(keyPem === undefined ? {} : { keyPem }),
+  };
   const dataKey = await readDataKey(layout).catch((error: unknown) => {
     if (!isMusterError(error, 'MANAGER_LOCKED')) throw error;
-    throw new MusterError('MANAGER_LOCKED', 'autolock is on: the migration would have to unwrap the data key', { hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again" });
+    throw new MusterError('MANAGER_LOCKED', 'autolock is on: the migration would have to unwrap the data key', {
+      hint: "turn it off for the move ('muster update --autolock=false'), stop the manager, migrate, start it, and turn it on again",
+    });
   });
 
   const level = await openStopped(layout);
@@ -183,7 +217,9 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
   const etcd = await EtcdStore.connect({ connection: spec, clusterId: state.clusterId, logger: silentLogger });
   try {
     if ((await etcd.get(KEYS.cluster)) !== undefined) {
-      throw new MusterError('CLUSTER_EXISTS', `etcd already holds cluster ${state.clusterId}`, { hint: "start the manager with 'muster run' if it was migrated before, or clear /muster/<cluster id>/ in etcd" });
+      throw new MusterError('CLUSTER_EXISTS', `etcd already holds cluster ${state.clusterId}`, {
+        hint: "start the manager with 'muster run' if it was migrated before, or clear /muster/<cluster id>/ in etcd",
+      });
     }
     // Nodes and certificates first, the cluster record last: a copy cut short has no cluster record and can be redone.
     for (let i = 0; i < records.length; i += CHUNK) {
@@ -223,7 +259,9 @@ export async function backupCommand(ctx: CliContext, flags: BackupFlags): Promis
     throw new MusterError('NOT_INITIALISED', `${layout.dataDir} holds no manager`, { hint: 'run the backup on a manager host, with its --data-dir' });
   }
   if (!(await pathExists(layout.controlSocket))) {
-    throw new MusterError('MANAGER_UNREACHABLE', `no manager runs on ${layout.dataDir}`, { hint: `the running manager makes the backup: start it ('muster run --data-dir ${layout.dataDir}'), then run the backup again` });
+    throw new MusterError('MANAGER_UNREACHABLE', `no manager runs on ${layout.dataDir}`, {
+      hint: `the running manager makes the backup: start it ('muster run --data-dir ${layout.dataDir}'), then run the backup again`,
+    });
   }
   const backupKey = flags.keyFile === undefined ? undefined : await readUnlockKey(ctx, flags.keyFile);
   const client = localSocketClient(layout, 120_000);
@@ -236,10 +274,12 @@ export async function backupCommand(ctx: CliContext, flags: BackupFlags): Promis
   const backup = checkBackup("the manager's answer", answer.backup);
   const out = resolve(flags.out);
   await writeFileAtomic(out, `${JSON.stringify(backup)}\n`, 0o600);
-  ctx.stdout.write(`Backed up cluster ${backup.clusterId} (${backup.records.length} records at store revision ${backup.revision}, from ${backup.source}) to ${out}.\n`);
+  ctx.stdout.write(
+    `Backed up cluster ${backup.clusterId} (${backup.records.length} records at store revision ${backup.revision}, from ${backup.source}) to ${out}.\n`,
+  );
   if (answer.backupKey !== undefined) {
     ctx.stdout.write(
-      "\nIts data key is sealed under this backup key, shown only now:\n\n" +
+      '\nIts data key is sealed under this backup key, shown only now:\n\n' +
         `    ${answer.backupKey}\n\n` +
         'Keep it apart from the backup file (a password manager): the backup cannot be restored without it.\n' +
         'Later backups can use the same key: --key-file FILE, with the key in FILE.\n',
@@ -286,7 +326,10 @@ export async function restoreCommand(ctx: CliContext, file: string, flags: Resto
   await refuseUsedDataDir(layout.dataDir, layout.nodeJson);
   await checkDataDirOwner(layout, ctx.uid);
   const key = await readUnlockKey(ctx, flags.keyFile, { stdinFallback: true });
-  if (key === undefined) throw new MusterError('USAGE', 'no key given', { hint: 'give the backup key (or, under autolock, the unlock key) with --key-file FILE or on standard input' });
+  if (key === undefined)
+    throw new MusterError('USAGE', 'no key given', {
+      hint: 'give the backup key (or, under autolock, the unlock key) with --key-file FILE or on standard input',
+    });
   const dataKey = openBackup(backup, key); // nothing is written before the key has opened the backup and its MAC holds
   const existedBefore = await pathExists(layout.dataDir);
   const dirLock = await lockDataDir(layout);
@@ -332,7 +375,9 @@ export async function restoreCommand(ctx: CliContext, file: string, flags: Resto
     }
   } catch (error) {
     // The data dir was new or empty: it goes back to that.
-    if (existedBefore) for (const name of await readdir(layout.dataDir).catch(() => [])) if (resolve(layout.dataDir, name) !== layout.lockFile) await rm(resolve(layout.dataDir, name), { recursive: true, force: true });
+    if (existedBefore)
+      for (const name of await readdir(layout.dataDir).catch(() => []))
+        if (resolve(layout.dataDir, name) !== layout.lockFile) await rm(resolve(layout.dataDir, name), { recursive: true, force: true });
     await dirLock.release();
     if (!existedBefore) await rm(layout.dataDir, { recursive: true, force: true });
     throw error;
@@ -342,8 +387,12 @@ export async function restoreCommand(ctx: CliContext, file: string, flags: Resto
   ctx.stdout.write(
     `Restored cluster ${restored.clusterId} from ${file} (made ${made} at store revision ${backup.revision}) into ${layout.dataDir}: ${restored.nodes} node${restored.nodes === 1 ? '' : 's'}.\n` +
       `This node (${restored.nodeId}) is its only manager, at ${advertiseAddr}, on the embedded store.\n` +
-      (restored.droppedManagers.length === 0 ? '' : `The backup's managers are removed and their manager certificates revoked: ${restored.droppedManagers.join(', ')}.\n`) +
-      (restored.skipped.length === 0 ? '' : `Left out ${restored.skipped.length} record${restored.skipped.length === 1 ? '' : 's'} of kinds this muster does not know: ${restored.skipped.slice(0, 5).join(', ')}${restored.skipped.length > 5 ? ', …' : ''}.\n`) +
+      (restored.droppedManagers.length === 0
+        ? ''
+        : `The backup's managers are removed and their manager certificates revoked: ${restored.droppedManagers.join(', ')}.\n`) +
+      (restored.skipped.length === 0
+        ? ''
+        : `Left out ${restored.skipped.length} record${restored.skipped.length === 1 ? '' : 's'} of kinds this muster does not know: ${restored.skipped.slice(0, 5).join(', ')}${restored.skipped.length > 5 ? ', …' : ''}.\n`) +
       `\nStart it with 'muster run --data-dir ${layout.dataDir}'` +
       (restored.autolock ? ", then unlock it with 'muster unlock' and the same unlock key (autolock stays on).\n" : '.\n') +
       `Workers renew against it once they reach it at ${advertiseAddr}; new nodes join with the same join tokens.\n`,
@@ -359,7 +408,10 @@ export function registerStore(program: Command, ctx: CliContext, done: Done): vo
     .description('move the cluster from the embedded store into etcd (run it with the manager stopped)')
     .requiredOption('--to <store>', "'etcd' (this manager runs its own etcd member; others join it) or etcd://HOST:PORT[,HOST:PORT…] (an etcd you run)")
     .option('--etcd-client-addr <host:port>', "with --to etcd: where this manager's etcd member serves the managers (default: the advertise host, port 2379)")
-    .option('--etcd-peer-addr <host:port>', "with --to etcd: where this manager's etcd member talks to the other members (default: the advertise host, port 2380)")
+    .option(
+      '--etcd-peer-addr <host:port>',
+      "with --to etcd: where this manager's etcd member talks to the other members (default: the advertise host, port 2380)",
+    )
     .option('--etcd-binary <path>', "with --to etcd: the etcd server to run (default: 'etcd' on the PATH)")
     .option('--data-dir <dir>', "the manager's data dir")
     .option('--store-cacert <file>', 'CA certificate of the etcd members (TLS)')

@@ -15,10 +15,15 @@ function parseBool(text: string): boolean {
 }
 
 /** `muster update` */
-export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { certExpiry?: string; externalCa?: string[]; externalCaInsecure?: boolean; autolock?: string }): Promise<number> {
+export async function updateCommand(
+  ctx: CliContext,
+  flags: ConnectFlags & { certExpiry?: string; externalCa?: string[]; externalCaInsecure?: boolean; autolock?: string },
+): Promise<number> {
   const external = flags.externalCa ?? [];
   if (flags.certExpiry === undefined && external.length === 0 && flags.autolock === undefined) {
-    throw new MusterError('USAGE', 'nothing to update', { hint: 'pass --cert-expiry DUR (e.g. 720h), --external-ca protocol=cfssl,url=… or --autolock=true|false' });
+    throw new MusterError('USAGE', 'nothing to update', {
+      hint: 'pass --cert-expiry DUR (e.g. 720h), --external-ca protocol=cfssl,url=… or --autolock=true|false',
+    });
   }
   const autolock = flags.autolock === undefined ? undefined : parseBool(flags.autolock);
   // Refuse bad input before connecting.
@@ -39,7 +44,9 @@ export async function updateCommand(ctx: CliContext, flags: ConnectFlags & { cer
           `${view.ca.externalLifetime === undefined ? '' : ` (it issues ${view.ca.externalLifetime} certificates)`}; nodes renew on that. Change the expiry of the CA's 'node' profile to change it.\n`,
       );
     } else if (ms !== undefined) {
-      ctx.stdout.write(`Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; nodes whose certificates outlive that renew within a minute.\n`);
+      ctx.stdout.write(
+        `Certificate expiry set to ${view.certExpiry}. New certificates are valid for ${view.certExpiry}; nodes whose certificates outlive that renew within a minute.\n`,
+      );
     }
     if (externalCAs !== undefined) ctx.stdout.write(`External CAs set to ${view.ca.externalUrls.join(', ')} (tried in that order).\n`);
     return 0;

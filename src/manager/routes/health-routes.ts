@@ -5,16 +5,23 @@ import { ADMINS, type RoutesPlugin } from './route-kit.js';
 
 /** Registers the health route: 200 when the store answers, 503 when it does not (the manager itself is up either way). */
 export const healthRoutes: RoutesPlugin = async (app, { services }) => {
-  app.get(ROUTES.health, { config: { public: 'load balancers probe it without a certificate; it says only ok or degraded' }, schema: { response: { ...ErrorResponses, 200: Health, 503: Health } } }, async (_request, reply) => {
-    let store: Health['store'] = 'ok';
-    try {
-      await services.store.get(KEYS.cluster);
-    } catch {
-      store = 'unavailable';
-    }
-    const health: Health = { status: store === 'ok' ? 'ok' : 'degraded', role: 'manager', store };
-    return reply.code(store === 'ok' ? 200 : 503).send(health);
-  });
+  app.get(
+    ROUTES.health,
+    {
+      config: { public: 'load balancers probe it without a certificate; it says only ok or degraded' },
+      schema: { response: { ...ErrorResponses, 200: Health, 503: Health } },
+    },
+    async (_request, reply) => {
+      let store: Health['store'] = 'ok';
+      try {
+        await services.store.get(KEYS.cluster);
+      } catch {
+        store = 'unavailable';
+      }
+      const health: Health = { status: store === 'ok' ? 'ok' : 'degraded', role: 'manager', store };
+      return reply.code(store === 'ok' ? 200 : 503).send(health);
+    },
+  );
 };
 
 /** Registers GET /metrics (Prometheus text format), for manager and admin certificates. */

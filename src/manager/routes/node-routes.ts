@@ -1,5 +1,21 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
-import { ErrorResponses, NodeList, NodeParams, NodePatch, NodesQuery, NodeView, RemoveQuery, ROUTES, SanPolicyPatch, SanPolicyView, SelfQuery, SelfResponse, ServiceCertificateRequest, ServiceCertificateResponse, isYes } from '../../api/schemas.js';
+import {
+  ErrorResponses,
+  NodeList,
+  NodeParams,
+  NodePatch,
+  NodesQuery,
+  NodeView,
+  RemoveQuery,
+  ROUTES,
+  SanPolicyPatch,
+  SanPolicyView,
+  SelfQuery,
+  SelfResponse,
+  ServiceCertificateRequest,
+  ServiceCertificateResponse,
+  isYes,
+} from '../../api/schemas.js';
 import { formatDuration } from '../../core/duration.js';
 import type { Sessions } from '../sessions.js';
 import { ADMINS, NODES, callerOf, type RoutesPlugin } from './route-kit.js';
@@ -31,31 +47,46 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   const { inventory, sessions, caServer, sanPolicy } = services;
 
   // A session: the agent long-polls on a kept-alive connection; answered at once when the node must act.
-  app.get(ROUTES.self, { config: { allow: NODES }, schema: { querystring: SelfQuery, response: { 200: SelfResponse, ...ErrorResponses } } }, async (request) => {
-    const caller = callerOf(request);
-    const first = await inventory.self(caller);
-    const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
-    if (waitS === 0 || first.renewNow) return withSpread(first, sessions);
-    // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
-    request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
-    return withSpread(await sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller, { fresh: true }), actionable), sessions);
-  });
-
-  app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) => inventory.leave(callerOf(request)));
-
-  // A node's own certificate asks for its services' (dockerd, nginx); a service certificate is no identity here (the authoriser refuses its OU).
-  app.post(ROUTES.serviceCertificates, { config: { allow: NODES }, schema: { body: ServiceCertificateRequest, response: { 200: ServiceCertificateResponse, ...ErrorResponses } } }, async (request) =>
-    caServer.issueService(callerOf(request), request.body),
+  app.get(
+    ROUTES.self,
+    { config: { allow: NODES }, schema: { querystring: SelfQuery, response: { 200: SelfResponse, ...ErrorResponses } } },
+    async (request) => {
+      const caller = callerOf(request);
+      const first = await inventory.self(caller);
+      const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
+      if (waitS === 0 || first.renewNow) return withSpread(first, sessions);
+      // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
+      request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
+      return withSpread(
+        await sessions.hold({ id: first.node.id, role: first.node.role }, waitS * 1000, first, () => inventory.self(caller, { fresh: true }), actionable),
+        sessions,
+      );
+    },
   );
 
-  app.patch(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, body: NodePatch, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    sanPolicy.updateNode(request.params.id, request.body, callerOf(request)),
+  app.delete(ROUTES.self, { config: { allow: NODES }, schema: { response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
+    inventory.leave(callerOf(request)),
+  );
+
+  // A node's own certificate asks for its services' (dockerd, nginx); a service certificate is no identity here (the authoriser refuses its OU).
+  app.post(
+    ROUTES.serviceCertificates,
+    { config: { allow: NODES }, schema: { body: ServiceCertificateRequest, response: { 200: ServiceCertificateResponse, ...ErrorResponses } } },
+    async (request) => caServer.issueService(callerOf(request), request.body),
+  );
+
+  app.patch(
+    ROUTES.node,
+    { config: { allow: ADMINS }, schema: { params: NodeParams, body: NodePatch, response: { 200: NodeView, ...ErrorResponses } } },
+    async (request) => sanPolicy.updateNode(request.params.id, request.body, callerOf(request)),
   );
 
   app.get(ROUTES.sanPolicy, { config: { allow: ADMINS }, schema: { response: { 200: SanPolicyView, ...ErrorResponses } } }, async () => sanPolicy.view());
 
-  app.patch(ROUTES.sanPolicy, { config: { allow: ADMINS }, schema: { body: SanPolicyPatch, response: { 200: SanPolicyView, ...ErrorResponses } } }, async (request) =>
-    sanPolicy.updateLabel(request.body, callerOf(request)),
+  app.patch(
+    ROUTES.sanPolicy,
+    { config: { allow: ADMINS }, schema: { body: SanPolicyPatch, response: { 200: SanPolicyView, ...ErrorResponses } } },
+    async (request) => sanPolicy.updateLabel(request.body, callerOf(request)),
   );
 
   app.get(ROUTES.nodes, { config: { allow: ADMINS }, schema: { querystring: NodesQuery, response: { 200: NodeList, ...ErrorResponses } } }, async (request) => {
@@ -67,8 +98,11 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
     inventory.getNode(request.params.id, callerOf(request)),
   );
 
-  app.delete(ROUTES.node, { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>
-    inventory.removeNode(request.params.id, { force: isYes(request.query.force), revokeAll: isYes(request.query.revokeAll) }, callerOf(request)),
+  app.delete(
+    ROUTES.node,
+    { config: { allow: ADMINS }, schema: { params: NodeParams, querystring: RemoveQuery, response: { 200: NodeView, ...ErrorResponses } } },
+    async (request) =>
+      inventory.removeNode(request.params.id, { force: isYes(request.query.force), revokeAll: isYes(request.query.revokeAll) }, callerOf(request)),
   );
 
   app.post(ROUTES.promote, { config: { allow: ADMINS }, schema: { params: NodeParams, response: { 200: NodeView, ...ErrorResponses } } }, async (request) =>

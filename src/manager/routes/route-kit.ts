@@ -92,7 +92,11 @@ export interface RegisteredRoute {
 }
 
 /** The access a route declares; throws (the app then fails to build) when it declares neither roles nor a reason to be public, or both. */
-export function declaredAccess(route: { method: string | string[]; url: string; config?: { allow?: readonly CertRole[]; public?: string; localOnly?: boolean } }): RegisteredRoute {
+export function declaredAccess(route: {
+  method: string | string[];
+  url: string;
+  config?: { allow?: readonly CertRole[]; public?: string; localOnly?: boolean };
+}): RegisteredRoute {
   const method = [route.method].flat().join(',');
   const { allow, public: reason, localOnly } = route.config ?? {};
   const where = { method, url: route.url, localOnly: localOnly === true };

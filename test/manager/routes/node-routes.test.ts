@@ -41,7 +41,17 @@ async function getAsManager(path: string): Promise<{ status: number; json: Recor
 }
 
 describe('GET /v1/nodes', () => {
-  it.each([['limit=1001'], ['limit=0'], ['limit=10000'], ['limit=-1'], ['limit=1e3'], ['limit=abc'], ['after=..%2Fetc'], ['after=ABCDEFGHIJKLMNOPQRSTUVWXY'], ['all=yes']])('answers ?%s with 400 BODY_INVALID (and with 401 to a caller without a certificate)', async (query) => {
+  it.each([
+    ['limit=1001'],
+    ['limit=0'],
+    ['limit=10000'],
+    ['limit=-1'],
+    ['limit=1e3'],
+    ['limit=abc'],
+    ['after=..%2Fetc'],
+    ['after=ABCDEFGHIJKLMNOPQRSTUVWXY'],
+    ['all=yes'],
+  ])('answers ?%s with 400 BODY_INVALID (and with 401 to a caller without a certificate)', async (query) => {
     const res = await getAsManager(`/v1/nodes?${query}`);
     expect(res.status).toBe(400);
     expect(res.json).toMatchObject({ code: 'BODY_INVALID' });
