@@ -1,8 +1,10 @@
 /**
  * The layering of STYLE.md, checked on the import lines of src/: core imports
  * nothing; pki, token, store, api and config import only core; manager and
- * agent never import each other, the CLI, or a store backend's internals
- * (the agent no store at all, the manager no config); one CLI command file
+ * agent never import each other, the node process, the CLI, or a store
+ * backend's internals (the agent no store at all, the manager no config);
+ * node/ (the process that runs a node) sits between the CLI and them and
+ * imports no CLI code; one CLI command file
  * never imports another; only the CLI touches `process` (and muster-ca's
  * entry, ca-tool/main.ts, which imports only core and pki).
  */
@@ -45,12 +47,19 @@ describe('layering (STYLE.md)', () => {
     expect(wrong).toEqual([]);
   });
 
-  it('manager and agent never import each other, the CLI, config (manager) or a store backend (both)', () => {
+  it('node/ runs a node (agent, manager, local lock, store opening, node files) and imports no CLI code', () => {
+    const wrong = graph
+      .filter(({ file }) => layer(file) === 'node')
+      .flatMap(({ file, imports }) => imports.filter((i) => layer(i) === 'cli').map((i) => `${file} -> ${i}`));
+    expect(wrong).toEqual([]);
+  });
+
+  it('manager and agent never import each other, node/, the CLI, config (manager) or a store backend (both)', () => {
     const wrong = graph.flatMap(({ file, imports }) => {
       const own = layer(file);
       if (own !== 'manager' && own !== 'agent') return [];
       const banned = (i: string): boolean =>
-        ['cli', own === 'manager' ? 'agent' : 'manager'].includes(layer(i)) ||
+        ['cli', 'node', own === 'manager' ? 'agent' : 'manager'].includes(layer(i)) ||
         i === 'store/level-store.ts' ||
         i === 'store/etcd-store.ts' ||
         (own === 'manager' && layer(i) === 'config') ||

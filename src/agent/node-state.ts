@@ -32,3 +32,9 @@ export function readNodeState(file: string): Promise<NodeState | undefined> {
 export async function writeNodeState(file: string, state: NodeState): Promise<void> {
   await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
+
+/** The managers a local client tries: this node's own manager first. */
+export function localManagers(state: NodeState): string[] {
+  const own = state.servingAddr;
+  return own === undefined ? [...state.managers] : [own, ...state.managers.filter((m) => m !== own)];
+}

@@ -12,7 +12,7 @@ import { MusterError } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore } from '../agent/key-store.js';
-import { readNodeState, type NodeState } from '../agent/node-state.js';
+import { localManagers, readNodeState, type NodeState } from '../agent/node-state.js';
 import type { CliContext } from './context.js';
 import { layoutFor, readEnv } from './settings.js';
 import { credentialsNearExpiryRenewed } from './api-user-folder.js';
@@ -49,12 +49,6 @@ export function localSocketClient(layout: DataDirLayout, timeoutMs?: number): Ap
     socketPath: layout.controlSocket,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
   });
-}
-
-/** The managers a local client tries: this node's own manager first. */
-export function localManagers(state: NodeState): string[] {
-  const own = state.servingAddr;
-  return own === undefined ? [...state.managers] : [own, ...state.managers.filter((m) => m !== own)];
 }
 
 /** Where --host / MUSTER_HOST points: a manager over TCP (TLS), or a manager's local socket. */

@@ -33,7 +33,7 @@ export interface DataDirLayout {
   controlSocket: string;
   /** What `muster leave` keeps of a node that left: which node, which cluster, how, when (0600); its daemon tells a leave from a removal by it. */
   leftJson: string;
-  /** Held by the daemon that runs on this data dir: its pid and start time (0600; see cli/data-dir-lock.ts). */
+  /** Held by the daemon that runs on this data dir: its pid and start time (0600; see node/data-dir-lock.ts). */
   lockFile: string;
   /** Where a manager appends its audit trail unless told otherwise; kept when the node leaves. */
   auditLog: string;

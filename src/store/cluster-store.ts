@@ -252,3 +252,18 @@ export async function transact<T>(store: ClusterStore, fn: (tx: Tx) => Promise<T
   }
   throw new MusterError('STORE_CONFLICT');
 }
+
+/** Every record of a store (a copy's source), meta records last (their presence marks a complete copy). */
+export async function readAllRecords(store: ClusterStore): Promise<{ key: string; value: unknown }[]> {
+  const records: { key: string; value: unknown }[] = [];
+  const spaces: Space<TSchema>[] = [KEYS.nodes, KEYS.certificates, KEYS.scopedTokens, KEYS.revoked];
+  for (const space of spaces) {
+    for (const entry of await store.list(space)) records.push({ key: space.ref(entry.id).key, value: entry.value });
+  }
+  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.autolock, KEYS.dataKey, KEYS.cluster];
+  for (const ref of refs) {
+    const entry = await store.get(ref);
+    if (entry !== undefined) records.push({ key: ref.key, value: entry.value });
+  }
+  return records;
+}

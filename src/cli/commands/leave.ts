@@ -10,7 +10,7 @@ import { pathExists } from '../../core/atomic-file.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { connect, type ConnectFlags } from '../connect.js';
 import type { CliContext } from '../context.js';
-import { clearNodeFiles, markLeaving, unmarkLeaving, writeLeftRecord, type LeftRecord } from '../node-files.js';
+import { clearNodeFiles, markLeaving, unmarkLeaving, writeLeftRecord, type LeftRecord } from '../../node/node-files.js';
 import { act, connectFlags, withConnectFlags, type Done } from '../options.js';
 
 /** `muster leave [--force]` */

@@ -32,19 +32,19 @@ import { checkBackup, parseBackup } from '../../store/backup.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { NODE_STATE_SCHEMA, writeNodeState } from '../../agent/node-state.js';
 import { openBackup, restoreCluster } from '../../manager/backup.js';
-import { advertiseFor } from '../advertise.js';
+import { advertiseFor } from '../../node/advertise.js';
 import { localSocketClient } from '../connect.js';
-import { lockDataDir } from '../data-dir-lock.js';
-import { wrappedDataKey } from '../local-lock.js';
-import { openStore } from '../open-store.js';
-import { foundManagedStore, prepareFirstMember } from '../managed-found.js';
+import { lockDataDir } from '../../node/data-dir-lock.js';
+import { wrappedDataKey } from '../../node/local-lock.js';
+import { openStore } from '../../node/open-store.js';
+import { foundManagedStore, prepareFirstMember } from '../../node/managed-found.js';
 import type { DataDirLayout } from '../../config/paths.js';
 import { DEFAULT_LISTEN_ADDR, daemonLogger } from '../serve.js';
 import { readEnv } from '../settings.js';
 import { readUnlockKey } from '../unlock-key-input.js';
 import { parseStoreFlag } from '../../config/store-flag.js';
 import type { TSchema } from 'typebox';
-import { KEYS, type ClusterStore, type Ref, type Space } from '../../store/cluster-store.js';
+import { KEYS, readAllRecords } from '../../store/cluster-store.js';
 import { EtcdStore } from '../../store/etcd-store.js';
 import { LevelStore } from '../../store/level-store.js';
 import { silentLogger } from '../../core/logger.js';
@@ -76,21 +76,6 @@ async function readOptional(file: string | undefined): Promise<string | undefine
   } catch {
     throw new MusterError('USAGE', `cannot read ${file}`);
   }
-}
-
-/** Every record of the embedded store, meta records last (their presence marks a complete copy). */
-export async function readAll(store: ClusterStore): Promise<{ key: string; value: unknown }[]> {
-  const records: { key: string; value: unknown }[] = [];
-  const spaces: Space<TSchema>[] = [KEYS.nodes, KEYS.certificates, KEYS.scopedTokens, KEYS.revoked];
-  for (const space of spaces) {
-    for (const entry of await store.list(space)) records.push({ key: space.ref(entry.id).key, value: entry.value });
-  }
-  const refs: Ref<TSchema>[] = [KEYS.ca, KEYS.tokens, KEYS.managers, KEYS.crl, KEYS.autolock, KEYS.dataKey, KEYS.cluster];
-  for (const ref of refs) {
-    const entry = await store.get(ref);
-    if (entry !== undefined) records.push({ key: ref.key, value: entry.value });
-  }
-  return records;
 }
 
 /** Opens the embedded store of a stopped manager (MANAGER_RUNNING while it serves). */
@@ -208,7 +193,7 @@ export async function migrateCommand(ctx: CliContext, flags: MigrateFlags): Prom
   const level = await openStopped(layout);
   let records: { key: string; value: unknown }[];
   try {
-    records = await readAll(level);
+    records = await readAllRecords(level);
   } finally {
     await level.close();
   }

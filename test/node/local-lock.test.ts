@@ -15,7 +15,7 @@ import { createRootCa } from '../../src/pki/ca.js';
 import { generateDataKey } from '../../src/pki/seal.js';
 import { sealNodeKey } from '../../src/pki/sealed-key.js';
 import { KeyStore } from '../../src/agent/key-store.js';
-import { LocalLock, PREVIOUS_KEY_WINDOW_MS, openStoreSpec, openWithUnlockKey } from '../../src/cli/local-lock.js';
+import { LocalLock, PREVIOUS_KEY_WINDOW_MS, openStoreSpec, openWithUnlockKey } from '../../src/node/local-lock.js';
 import { scratchDir } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-locallock-');

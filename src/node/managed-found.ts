@@ -13,14 +13,13 @@ import type { Logger } from '../core/logger.js';
 import type { Random } from '../core/random.js';
 import type { ManagedEtcdSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
-import { KEYS, type ClusterStore } from '../store/cluster-store.js';
+import { KEYS, readAllRecords, type ClusterStore } from '../store/cluster-store.js';
 import { enableManagerAccess } from '../store/etcd-access.js';
 import { EtcdMember, findEtcdBinary, httpsUrl } from '../store/etcd-member.js';
 import { EtcdStore } from '../store/etcd-store.js';
 import { managedConnection, memberAddrs, memberConfig, removeMemberTls, writeMemberTls, type MemberTls } from '../store/managed-etcd.js';
 import type { NodeRecord } from '../store/records.js';
 import { checkBindable } from './bind-check.js';
-import { readAll } from './commands/store.js';
 import { findSetpriv } from './setpriv.js';
 
 /** Puts per etcd transaction (etcd's default limit is 128 operations). */
@@ -82,7 +81,7 @@ export async function foundManagedStore(params: {
   searchPath: string;
 }): Promise<{ records: number }> {
   const { spec, layout, logger } = params;
-  const records = await readAll(params.from);
+  const records = await readAllRecords(params.from);
   if (!records.some((r) => r.key === KEYS.cluster.key)) throw new MusterError('STATE_CORRUPT', 'the embedded store holds no complete cluster');
   // The first manager's record says where its member is reached (its certificate names those hosts from now on).
   const own = records.find((r) => r.key === KEYS.nodes.ref(params.nodeId).key);

@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { dataDirLayout } from '../../src/config/paths.js';
-import { lockedStoreCheck } from '../../src/cli/locked-manager.js';
+import { lockedStoreCheck } from '../../src/node/locked-manager.js';
 import { freePort, startEtcd } from '../helpers/etcd.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { slow } from '../helpers/slowdown.js';

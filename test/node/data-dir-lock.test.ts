@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { lockDataDir as lockLayout } from '../../src/cli/data-dir-lock.js';
+import { lockDataDir as lockLayout } from '../../src/node/data-dir-lock.js';
 import { dataDirLayout } from '../../src/config/paths.js';
 import { scratchDir } from '../helpers/openssl.js';
 
@@ -26,7 +26,7 @@ const built = (path: string): string => new URL(`../../dist/${path}`, import.met
 async function holder(dir: string) {
   const script =
     "const [{ lockDataDir }, { dataDirLayout }] = await Promise.all([import(process.argv[1]), import(process.argv[2])]); await lockDataDir(dataDirLayout(process.argv[3])); console.log('held'); setInterval(() => {}, 60_000);";
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, built('cli/data-dir-lock.js'), built('config/paths.js'), dir], {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, built('node/data-dir-lock.js'), built('config/paths.js'), dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);

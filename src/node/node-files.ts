@@ -12,8 +12,7 @@ import { ApiClient } from '../api/client.js';
 import { readStoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore } from '../agent/key-store.js';
-import { readNodeState, type NodeState } from '../agent/node-state.js';
-import { localManagers } from './connect.js';
+import { localManagers, readNodeState, type NodeState } from '../agent/node-state.js';
 
 /**
  * left.json, what `muster leave` keeps of a node that left, so that the
