@@ -56,9 +56,7 @@ for (let i = 0; i < AGENTS; i++) {
     clock,
     random: systemRandom,
     logger: silentLogger,
-    options: { pollMs: 10 * HOUR }, // polling is not what this measures
-    current: () => validity,
-    check: async () => ({ renewNow: false }),
+    current: () => validity, // no Session: polling is not what this measures
     renew: (_reason) => {
       const work = (async () => {
         fractions.push((clock.now() - validity.notBefore) / (validity.notAfter - validity.notBefore));

@@ -1,6 +1,6 @@
 /**
  * The node agent: holds the node's key and certificate, renews them before
- * they expire (see Renewer), follows role changes and the list of serving
+ * they expire (see Renewer and Session), follows role changes and the list of serving
  * managers, and keeps node.json in step. Managers run one for their own
  * certificate too. Every call goes to one of the managers the cluster last
  * named, moving to another when one is down.
@@ -23,6 +23,7 @@ import { acceptBundle, checkIssued } from './join.js';
 import { KeyStore, type KeyCipher } from './key-store.js';
 import { readNodeState, writeNodeState, type NodeState } from './node-state.js';
 import { Renewer, type RenewerOptions, type Validity } from './renewer.js';
+import { Session, type SessionOptions } from './session.js';
 
 /** The node's key material, as PEM. */
 export interface NodeTls {
@@ -51,7 +52,8 @@ export interface AgentParams {
   onTrustChanged?: (tls: NodeTls) => void;
   /** Called when renewing can no longer work (certificate expired, node removed). */
   onFatal?: (reason: 'expired' | 'removed', message: string) => void;
-  renewerOptions?: Partial<RenewerOptions>;
+  /** Tuning of the renewal schedule and of the session. */
+  renewerOptions?: Partial<RenewerOptions & SessionOptions>;
   /** Talks to this manager first (a manager talks to its own listener). */
   preferManager?: string;
   /** Autolock: node.key is sealed under the data key this cipher holds. */
@@ -72,6 +74,7 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean => a.leng
 export class NodeAgent {
   private client: ApiClient;
   private readonly renewer: Renewer;
+  private readonly session: Session;
   private validity: Validity;
   /** The cluster's CRL as last fetched: managers on it are refused. */
   private crl: ParsedCrl | undefined;
@@ -94,8 +97,19 @@ export class NodeAgent {
       logger: params.logger,
       current: () => this.validity,
       renew: (reason) => this.renew(reason),
+      onFatal: (reason, message) => {
+        this.session.stop(); // renewing is over: so is asking whether to renew
+        params.onFatal?.(reason, message);
+      },
+      ...(params.renewerOptions === undefined ? {} : { options: params.renewerOptions }),
+    });
+    this.session = new Session({
+      clock: params.clock,
+      random: params.random,
+      logger: params.logger,
+      renewer: this.renewer,
+      current: () => this.validity,
       check: (waitMs) => this.check(waitMs),
-      onFatal: (reason, message) => params.onFatal?.(reason, message),
       ...(params.renewerOptions === undefined ? {} : { options: params.renewerOptions }),
     });
   }
@@ -159,10 +173,12 @@ export class NodeAgent {
       );
     }
     this.renewer.start();
+    this.session.start(); // after the renewer: its schedule bounds the long polls
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.session.stop();
     await this.renewer.stop();
     await this.client.destroy(); // a long poll may be waiting on it
   }
@@ -207,7 +223,7 @@ export class NodeAgent {
     return advice;
   }
 
-  /** One poll now, as the renewer makes every poll interval: the renewal advice, the managers, the CRL. */
+  /** One poll now, as the session makes every poll interval: the renewal advice, the managers, the CRL. */
   poll(): Promise<SelfResponse> {
     return this.check();
   }

@@ -10,6 +10,7 @@ import { MusterError } from '../core/errors.js';
 import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/paths.js';
 import { NODES_PAGE } from '../api/pages.js';
 import type { RenewerOptions } from '../agent/renewer.js';
+import type { SessionOptions } from '../agent/session.js';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/connection-limits.js';
 import type { CliContext } from './context.js';
 
@@ -31,7 +32,7 @@ export interface EnvSettings {
   configFile?: string;
   /** MUSTER_LISTEN_ADDR: where a manager listens, over node.json. */
   listenAddr?: string;
-  renewer: Partial<RenewerOptions>;
+  renewer: Partial<RenewerOptions & SessionOptions>;
   /** MUSTER_HOST and MUSTER_CERT_PATH, for client commands. */
   host?: string;
   certPath?: string;
@@ -67,7 +68,7 @@ export function parseLogFormat(text: string, where: string): LogFormat {
 export function readEnv(ctx: Pick<CliContext, 'env'>): EnvSettings {
   const env = ctx.env;
   // Agents hold a session: a long poll on one kept-alive connection (issue 20).
-  const renewer: Partial<RenewerOptions> = { session: true };
+  const renewer: Partial<RenewerOptions & SessionOptions> = { session: true };
   if (env.MUSTER_POLL_INTERVAL) {
     const pollMs = parseDuration(env.MUSTER_POLL_INTERVAL);
     if (pollMs < MIN_POLL_MS)

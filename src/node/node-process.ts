@@ -22,6 +22,7 @@ import { serveAgentSocket } from '../agent/agent-socket.js';
 import { ServiceCertificates } from '../agent/service-certs.js';
 import { readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 import type { RenewerOptions } from '../agent/renewer.js';
+import type { SessionOptions } from '../agent/session.js';
 import type { ConnectionLimits } from '../manager/app.js';
 import type { AuditSink } from '../manager/audit.js';
 import { Manager } from '../manager/manager.js';
@@ -43,7 +44,7 @@ export interface NodeProcessParams {
   clock: Clock;
   random: Random;
   logger: PinoLogger;
-  renewer: Partial<RenewerOptions>;
+  renewer: Partial<RenewerOptions & SessionOptions>;
   /** The default listen address of a manager (flags and node.json win). */
   defaultListenAddr: string;
   /** The user muster runs as: the data dir must be theirs. */
