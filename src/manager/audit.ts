@@ -14,7 +14,7 @@ import type { Clock } from '../core/clock.js';
 import { isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ROLE_OU } from '../core/roles.js';
-import type { Caller } from './authoriser.js';
+import type { Caller } from './caller.js';
 
 /** Where audit lines go. */
 export interface AuditSink {

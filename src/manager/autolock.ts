@@ -28,7 +28,7 @@ import { KEYS, transact, type ClusterStore, type Tx } from '../store/cluster-sto
 import { SCHEMA_VERSION, type AutolockRecord } from '../store/records.js';
 import type { UnlockKeyView } from '../api/schemas.js';
 import type { Audit } from './audit.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { DataKeyRing } from './data-key.js';
 
 /** What a manager's files should look like. */

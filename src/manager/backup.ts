@@ -40,7 +40,7 @@ import {
 } from '../store/records.js';
 import { ROUTES } from '../api/schemas.js';
 import type { Audit } from './audit.js';
-import type { Caller } from './authoriser.js';
+import type { Caller } from './caller.js';
 import { certificateRecord } from './ca-server.js';
 import { validCertificatesOf } from './revocation.js';
 import { createSigner } from './signer.js';

@@ -40,7 +40,7 @@ import type {
 } from '../api/schemas.js';
 import type { SanPolicy } from './san-policy.js';
 import { isServiceName } from '../core/san-pattern.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { ClusterState } from './cluster-state.js';
 import type { FailureLimiter } from './failure-limiter.js';
 import type { Membership } from './membership.js';

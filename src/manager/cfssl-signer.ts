@@ -14,7 +14,7 @@ import { isIssuedBy } from '../pki/peer.js';
 import { spkiDer } from '../pki/keys.js';
 import { subjectAltNames, type IssuedCertificate } from '../pki/issue.js';
 import { TransportError, createDispatcher, send, type Dispatcher } from '../api/transport.js';
-import type { SignRequest, Signer } from './signer.js';
+import type { SignRequest, Signer } from './signing.js';
 
 /** How long one CA gets to answer. */
 export const EXTERNAL_CA_TIMEOUT_MS = 5_000;

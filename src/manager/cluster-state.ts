@@ -12,7 +12,7 @@ import type { Logger } from '../core/logger.js';
 import { rootDigest } from '../pki/ca.js';
 import { KEYS, META_PREFIX, decodeRecord, type ClusterStore, type Entry, type Ref } from '../store/cluster-store.js';
 import type { CaRecord, ClusterRecord, CrlRecord, TokensRecord } from '../store/records.js';
-import type { Signer } from './signer.js';
+import type { Signer } from './signing.js';
 import type { Static, TSchema } from 'typebox';
 import { storedTokenHash } from './stored-tokens.js';
 import type { NodeRole } from '../core/roles.js';

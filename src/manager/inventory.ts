@@ -16,7 +16,7 @@ import type { NodeRecord } from '../store/records.js';
 import { NODES_PAGE, type CertificateList, type CertificateView, type NodeList, type NodeView, type RenewReason, type SelfResponse } from '../api/schemas.js';
 import type { Audit } from './audit.js';
 import type { LastSeen } from './last-seen.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import { validCertificatesOf, type Revocations } from './revocation.js';
 import { addManager, removeManager } from './managers-index.js';
 import type { ManagedMembership } from '../store/managed-etcd.js';

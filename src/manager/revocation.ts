@@ -27,7 +27,7 @@ import type { CrlEntry } from '../pki/crl.js';
 import { KEYS, type Tx, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type CrlRecord, type NodeRecord, type RevocationReason, type RevokedRecord } from '../store/records.js';
 import type { ClusterState } from './cluster-state.js';
-import type { Signer } from './signer.js';
+import type { Signer } from './signing.js';
 
 /** How long a CRL is valid (its nextUpdate is thisUpdate plus this). */
 export const CRL_LIFETIME_MS = 60 * 60_000;

@@ -37,7 +37,7 @@ import { KEYS, pages, transact, type ClusterStore } from '../store/cluster-store
 import type { CaRecord, ClusterRecord } from '../store/records.js';
 import type { RotationRequest, RotationStatus } from '../api/schemas.js';
 import type { Audit } from './audit.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { ClusterState } from './cluster-state.js';
 import { nodeStatus } from './inventory.js';
 import type { Membership } from './membership.js';

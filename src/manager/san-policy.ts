@@ -14,7 +14,7 @@ import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type NodeRecord, type SanPolicyRecord } from '../store/records.js';
 import type { NodePatch, NodeView, SanPolicyPatch, SanPolicyView } from '../api/schemas.js';
 import type { Audit } from './audit.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { Inventory } from './inventory.js';
 
 /** A name as the policy compares it, or undefined when it is not a valid certificate name (a hostname with odd characters). */

@@ -15,7 +15,7 @@ import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type Tx } from '../store/cluster-store.js';
 import { SCHEMA_VERSION, type ScopedTokenRecord } from '../store/records.js';
 import type { ScopedTokenCreated, ScopedTokenList, ScopedTokenRequest, ScopedTokenView } from '../api/schemas.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { SettingsDeps } from './settings.js';
 
 /** Characters of a scoped token's ID. */

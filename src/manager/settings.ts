@@ -15,7 +15,7 @@ import { generateJoinToken } from '../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../store/cluster-store.js';
 import type { ClusterPatch, ClusterView, JoinTokens } from '../api/schemas.js';
 import type { Audit } from './audit.js';
-import { who, type Caller } from './authoriser.js';
+import { who, type Caller } from './caller.js';
 import type { ClusterState } from './cluster-state.js';
 import type { Membership } from './membership.js';
 import { sealExternalCas } from './signer.js';

@@ -13,7 +13,7 @@ import { recordingLogger } from '../../src/core/logger.js';
 import { seededRandom } from '../../src/core/random.js';
 import { ServiceCertificates, splitCommand, type ServiceDefinition, type ServiceStatus } from '../../src/agent/service-certs.js';
 import { NODES } from '../../src/manager/routes/route-kit.js';
-import type { Caller } from '../../src/manager/authoriser.js';
+import type { Caller } from '../../src/manager/caller.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';
 

@@ -10,7 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemRandom } from '../../src/core/random.js';
-import type { Caller } from '../../src/manager/authoriser.js';
+import type { Caller } from '../../src/manager/caller.js';
 import { ADMIN_CA_COMMON_NAME, loadSigningCa } from '../../src/pki/ca.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { issueCertificate } from '../../src/pki/issue.js';

@@ -7,7 +7,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Caller } from '../../src/manager/authoriser.js';
+import type { Caller } from '../../src/manager/caller.js';
 import { CRL_LIFETIME_MS, CRL_REFRESH_AFTER_MS } from '../../src/manager/revocation.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../../src/core/duration.js';
 import { rootIdentity } from '../../src/pki/ca.js';

@@ -6,7 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Caller } from '../../src/manager/authoriser.js';
+import type { Caller } from '../../src/manager/caller.js';
 import { acceptBundle } from '../../src/agent/join.js';
 import { systemRandom } from '../../src/core/random.js';
 import { createRootCa, rootDigest } from '../../src/pki/ca.js';

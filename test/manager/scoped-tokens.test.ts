@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { silentLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { memoryAuditSink } from '../../src/manager/audit.js';
-import type { Caller } from '../../src/manager/authoriser.js';
+import type { Caller } from '../../src/manager/caller.js';
 import { buildServices } from '../../src/manager/manager.js';
 import { scopedTokenId } from '../../src/manager/scoped-tokens.js';
 import { EtcdStore } from '../../src/store/etcd-store.js';
