@@ -4,7 +4,9 @@
  * agent never import each other, the node process, the CLI, or a store
  * backend's internals (the agent no store at all, the manager no config);
  * node/ (the process that runs a node) sits between the CLI and them and
- * imports no CLI code; one CLI command file
+ * imports no CLI code; manager/ stands on three floors, http/ over
+ * services/ over state/, with manager.ts (the composition) on top and no
+ * import upwards or in a loop; one CLI command file
  * never imports another; only the CLI touches `process` (and muster-ca's
  * entry, ca-tool/main.ts, which imports only core and pki).
  */
@@ -25,7 +27,11 @@ function filesUnder(dir: string): string[] {
 const graph = filesUnder(SRC).map((file) => {
   const text = readFileSync(file, 'utf8');
   const imports = [...text.matchAll(/^import[^;]*?from '(\.[^']+)';/gms)].map((m) => relative(SRC, resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts'))));
-  return { file: relative(SRC, file), imports, text };
+  // Imports that load code when the file loads (an `import type` is gone once compiled).
+  const loads = [...text.matchAll(/^import (?!type )[^;]*?from '(\.[^']+)';/gms)].map((m) =>
+    relative(SRC, resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts'))),
+  );
+  return { file: relative(SRC, file), imports, loads, text };
 });
 
 const layer = (path: string): string => path.split('/')[0]!;
@@ -67,6 +73,40 @@ describe('layering (STYLE.md)', () => {
       return imports.filter(banned).map((i) => `${file} -> ${i}`);
     });
     expect(wrong).toEqual([]);
+  });
+
+  /** The manager's floors, lowest first: a file imports only its own floor or lower ones. */
+  const FLOORS = ['manager/state/', 'manager/services/', 'manager/http/', 'manager/manager.ts'];
+  const floorOf = (path: string): number => FLOORS.findIndex((prefix) => path.startsWith(prefix));
+
+  it('every manager file stands on a floor: state/, services/, http/, or manager.ts on top', () => {
+    const loose = graph.filter(({ file }) => layer(file) === 'manager' && floorOf(file) < 0).map((g) => g.file);
+    expect(loose).toEqual([]);
+  });
+
+  it('manager floors import only downwards: http/ over services/ over state/', () => {
+    const upwards = graph
+      .filter(({ file }) => layer(file) === 'manager')
+      .flatMap(({ file, imports }) => imports.filter((i) => layer(i) === 'manager' && floorOf(i) > floorOf(file)).map((i) => `${file} -> ${i}`));
+    expect(upwards).toEqual([]);
+  });
+
+  it('no import loops among src/ files (imports that load code; a type-only import is gone once compiled)', () => {
+    const edges = new Map(graph.map(({ file, loads }) => [file, loads]));
+    const loops: string[] = [];
+    const state = new Map<string, 'open' | 'done'>();
+    const visit = (file: string, path: string[]): void => {
+      if (state.get(file) === 'done') return;
+      if (state.get(file) === 'open') {
+        loops.push([...path.slice(path.indexOf(file)), file].join(' -> '));
+        return;
+      }
+      state.set(file, 'open');
+      for (const next of edges.get(file) ?? []) visit(next, [...path, file]);
+      state.set(file, 'done');
+    };
+    for (const { file } of graph) visit(file, []);
+    expect(loops).toEqual([]);
   });
 
   it('no CLI command file imports another', () => {

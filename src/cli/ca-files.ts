@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.js';
 import { MusterError, type ErrorCode } from '../core/errors.js';
 import { canonicalRootPem, importRootCa, importRootCertificate } from '../pki/ca.js';
 import { parseExternalCaFlag } from '../config/external-ca.js';
-import type { ExternalCaSpec } from '../manager/founding.js';
+import type { ExternalCaSpec } from '../manager/services/founding.js';
 
 async function readFileOr(file: string, code: ErrorCode): Promise<string> {
   try {

@@ -8,7 +8,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { DEFAULT_PORT, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
 import type { DataDirLayout } from '../config/paths.js';
-import { fileAuditSink, streamAuditSink } from '../manager/audit.js';
+import { fileAuditSink, streamAuditSink } from '../manager/services/audit.js';
 import type { CliContext } from './context.js';
 import { managerBanner } from './instructions.js';
 import { createLogger } from './logger.js';

@@ -11,7 +11,7 @@ import { dataDirLayout, resolveDataDir, type DataDirLayout } from '../config/pat
 import { NODES_PAGE } from '../api/pages.js';
 import type { RenewerOptions } from '../agent/renewer.js';
 import type { SessionOptions } from '../agent/session.js';
-import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/connection-limits.js';
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from '../manager/http/connection-limits.js';
 import type { CliContext } from './context.js';
 
 /** A node polls its manager at most this often. */

@@ -1,5 +1,5 @@
 /**
- * A manager's own files under autolock (the LocalLock of manager/autolock.ts,
+ * A manager's own files under autolock (the LocalLock of manager/services/autolock.ts,
  * and the KeyCipher of its node key). With autolock on:
  * - manager/data.key holds the data key wrapped with AES-256-GCM under a key
  *   derived from the unlock key (token/unlock-key.ts: HKDF-SHA256);
@@ -17,7 +17,7 @@
  * during the rotation still opens with the previous key, until it has been
  * unlocked once.
  *
- * A re-key of the cluster (manager/data-key.ts) moves all three to the new
+ * A re-key of the cluster (manager/state/data-key.ts) moves all three to the new
  * data key: data.key first, holding the new key with the old one sealed
  * under it (`retired`), then node.key and store.json, then data.key without
  * the old key. Opening a data dir a crash left in between finishes the move.
@@ -39,7 +39,7 @@ import {
 } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore, type KeyCipher } from '../agent/key-store.js';
-import type { AutolockDesired, LocalLock as LocalLockPort } from '../manager/autolock.js';
+import type { AutolockDesired, LocalLock as LocalLockPort } from '../manager/services/autolock.js';
 
 /** How long the key before a rotation still opens a running manager's data key. */
 export const PREVIOUS_KEY_WINDOW_MS = 10 * 60_000;

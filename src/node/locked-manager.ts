@@ -28,7 +28,7 @@ import type { StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KEYS } from '../store/cluster-store.js';
 import { LevelStore } from '../store/level-store.js';
-import { TLS12_CIPHERS, TLS_GROUPS, serveLocalSocket } from '../manager/app.js';
+import { TLS12_CIPHERS, TLS_GROUPS, serveLocalSocket } from '../manager/http/app.js';
 
 /** The health of the cluster store as a locked manager sees it. */
 export interface LockedStoreCheck {

@@ -7,7 +7,7 @@ import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom, type Random } from '../../src/core/random.js';
 import { dataDirLayout } from '../../src/config/paths.js';
 import { pino } from 'pino';
-import { buildApp } from '../../src/manager/app.js';
+import { buildApp } from '../../src/manager/http/app.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster } from '../helpers/service.js';
 import { slow } from '../helpers/slowdown.js';

@@ -20,7 +20,7 @@ import { NodeAgent } from '../../src/agent/node-agent.js';
 import { recordingLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { dataDirLayout } from '../../src/config/paths.js';
-import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { buildApp, type MusterApp } from '../../src/manager/http/app.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster, type TestCluster } from '../helpers/service.js';
 

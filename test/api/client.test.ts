@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
-import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { buildApp, type MusterApp } from '../../src/manager/http/app.js';
 import { codeOf } from '../helpers/codes.js';
 import { foundTestCluster, type TestCluster } from '../helpers/service.js';
 

@@ -9,7 +9,7 @@ import { createConnection } from 'node:net';
 import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp, type MusterApp } from '../../src/manager/app.js';
+import { buildApp, type MusterApp } from '../../src/manager/http/app.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { foundTestCluster } from '../helpers/service.js';
 import { opensslServer, scratchDir } from '../helpers/openssl.js';

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { MusterError } from '../../src/core/errors.js';
 import { parseDuration } from '../../src/core/duration.js';
-import { buildApp } from '../../src/manager/app.js';
+import { buildApp } from '../../src/manager/http/app.js';
 import { parseCsr } from '../../src/pki/csr.js';
 import { readPemBlocks, toPem } from '../../src/pki/der.js';
 import { parseJoinToken } from '../../src/token/join-token.js';

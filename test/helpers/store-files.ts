@@ -1,7 +1,7 @@
 /** Reading a stopped manager's store from its data dir, as an operator (or a thief with the disk) could. */
 import { dataDirLayout } from '../../src/config/paths.js';
 import { readDataKey } from '../../src/config/manager-files.js';
-import { SEAL_CONTEXT } from '../../src/manager/signer.js';
+import { SEAL_CONTEXT } from '../../src/manager/state/signer.js';
 import { unseal } from '../../src/pki/seal.js';
 import { KEYS } from '../../src/store/cluster-store.js';
 import { LevelStore } from '../../src/store/level-store.js';

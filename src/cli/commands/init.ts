@@ -24,7 +24,7 @@ import { formatUnlockKey, generateUnlockKey } from '../../token/unlock-key.js';
 import { KEYS } from '../../store/cluster-store.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { NODE_STATE_SCHEMA, readNodeState, writeNodeState } from '../../agent/node-state.js';
-import { foundCluster } from '../../manager/founding.js';
+import { foundCluster } from '../../manager/services/founding.js';
 import { advertiseFor } from '../../node/advertise.js';
 import { checkBindable } from '../../node/bind-check.js';
 import { readRoot } from '../ca-files.js';

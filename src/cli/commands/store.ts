@@ -13,7 +13,7 @@
  * given with --key-file, or a fresh backup key printed once here.
  *
  * `muster store restore FILE --data-dir D`: founds a one-manager cluster
- * from a backup in a new data dir, on the embedded store (manager/backup.ts);
+ * from a backup in a new data dir, on the embedded store (manager/services/backup.ts);
  * `muster run` then serves it.
  */
 import { X509Certificate } from 'node:crypto';
@@ -31,7 +31,7 @@ import { formatUnlockKey } from '../../token/unlock-key.js';
 import { checkBackup, parseBackup } from '../../store/backup.js';
 import { KeyStore } from '../../agent/key-store.js';
 import { NODE_STATE_SCHEMA, writeNodeState } from '../../agent/node-state.js';
-import { openBackup, restoreCluster } from '../../manager/backup.js';
+import { openBackup, restoreCluster } from '../../manager/services/backup.js';
 import { advertiseFor } from '../../node/advertise.js';
 import { localSocketClient } from '../connect.js';
 import { lockDataDir } from '../../node/data-dir-lock.js';
