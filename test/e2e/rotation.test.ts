@@ -21,8 +21,11 @@ import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { slow } from '../helpers/slowdown.js';
 
 const scratch = scratchDir('muster-rot-');
-// Nodes poll every second; the manager counts a node silent for 3 s as down (and does not wait for it).
-const FAST = { ...FAST_ENV, MUSTER_NODE_DOWN_AFTER: '3s' };
+// Nodes poll every second; the manager counts a node silent for 10 s (scaled by MUSTER_TEST_SLOWDOWN) as down, and
+// does not wait for it. The first rotation cannot end before then (w4 and w5 are stopped just before it): that is the
+// window for the join with the old token "while it runs" (3 s was too short beside four CPU burners: the rotation
+// ended before the joining process had asked for the root).
+const FAST = { ...FAST_ENV, MUSTER_NODE_DOWN_AFTER: `${Math.round(slow(10_000) / 1000)}s` };
 let etcd: EtcdCluster | undefined;
 afterAll(async () => {
   await etcd?.stop();
