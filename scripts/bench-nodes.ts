@@ -94,7 +94,7 @@ const tls = {
 
 // The floor: the idle manager, after one listing (so the route and TLS code are loaded), before the records.
 const warmup = new ApiClient({ managers: [address], tls });
-await warmup.listNodes();
+await warmup.call('listNodes');
 await warmup.close();
 await new Promise((resolve) => setTimeout(resolve, 2_000));
 const floor = founder.memory();

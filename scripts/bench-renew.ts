@@ -64,7 +64,7 @@ for (let i = 0; i < AGENTS; i++) {
         const fresh = await generateNodeKey();
         const client = new ApiClient({ managers: [address], tls, fresh: true });
         try {
-          const response = await client.renew({ csr: createCsr({ privateKey: fresh.privateKey }) });
+          const response = await client.call('renew', { body: { csr: createCsr({ privateKey: fresh.privateKey }) } });
           tls = { ...tls, certPem: response.certificate, keyPem: fresh.privateKeyPem };
           validity = { notBefore: Date.parse(response.notAfter) - HOUR, notAfter: Date.parse(response.notAfter) };
           return validity;

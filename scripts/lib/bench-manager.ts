@@ -9,7 +9,7 @@ import { systemRandom } from '../../src/core/random.js';
 import { buildApp, type MusterApp } from '../../src/manager/http/app.js';
 import { foundCluster } from '../../src/manager/services/founding.js';
 import { buildServices } from '../../src/manager/manager.js';
-import type { Services } from '../../src/manager/http/routes/route-kit.js';
+import type { Services } from '../../src/manager/http/routes/register.js';
 import { createCsr } from '../../src/pki/csr.js';
 import { generateNodeKeySync } from '../../src/pki/keys.js';
 import { generateDataKey } from '../../src/pki/seal.js';

@@ -153,7 +153,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   const say = params.progress ?? (() => {});
   say(`contacting the manager at ${params.managerAddr}…`);
   const bootstrap = new ApiClient({ managers: [params.managerAddr], tls: {}, timeoutMs: 10_000 });
-  const rootBytes = await whileUnavailable(params, () => bootstrap.fetchRootCa());
+  const rootBytes = await whileUnavailable(params, () => bootstrap.fetchRootCaUnverified());
   const digest = rootDigest(rootBytes);
   if (digest.length !== token.digest.length || !timingSafeEqual(digest, token.digest)) {
     params.logger.warn({ manager: params.managerAddr }, 'join aborted: the root CA does not match the token');
@@ -166,7 +166,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
   try {
     // Before the token leaves: a removed or demoted manager's certificate still chains to the root, the CRL tells it apart.
     await whileUnavailable(params, () => requireUnrevokedManager(client, rootPem, params.clock));
-    const { role } = await whileUnavailable(params, () => client.preflight({ token: params.token.trim() }));
+    const { role } = await whileUnavailable(params, () => client.call('joinPreflight', { body: { token: params.token.trim() } }));
     if (role === 'manager') await params.beforeManagerJoin?.();
     say(`root CA verified against the token; joining as a ${role}; generating a key`);
     const key = await generateNodeKey();
@@ -178,7 +178,7 @@ export async function joinCluster(params: JoinParams): Promise<JoinResult> {
     if (params.advertiseAddr !== undefined) body.managerAddr = params.advertiseAddr;
     if (role === 'manager' && params.storeMember !== undefined)
       body.storeMember = { clientAddr: params.storeMember.clientAddr, peerAddr: params.storeMember.peerAddr };
-    response = await whileUnavailable(params, () => client.join(body));
+    response = await whileUnavailable(params, () => client.call('join', { body: body }));
   } finally {
     await client.close();
   }

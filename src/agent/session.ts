@@ -8,6 +8,7 @@
  * asked for, at a random point of the spread window. The renewal itself is
  * the renewer's (renewer.ts), driven through RenewalSchedule.
  */
+import { CLUSTER_WIDE_RENEW_REASONS } from '../api/routes.js';
 import { MAX_RENEW_SPREAD_MS } from '../api/schemas.js';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { parseDuration } from '../core/duration.js';
@@ -23,9 +24,6 @@ export interface RenewAdvice {
   /** A busy manager's window for a renewal asked of every node (a duration: `1m40s`). */
   renewSpread?: string;
 }
-
-/** Reasons that reach every node at once (a shorter expiry, a root rotation): renewals are spread over a window. */
-const CLUSTER_WIDE_REASONS: ReadonlySet<string> = new Set(['cert-expiry', 'ca-rotation']);
 
 /** In a session, polls start at least this far apart (an early answer is followed by a pause, never a tight loop). */
 const SESSION_MIN_GAP_MS = 1_000;
@@ -186,7 +184,7 @@ export class Session {
         const reason = advice.reason ?? 'manager request';
         // Told at once; a renewal the whole cluster was asked for waits for its random moment in the window.
         const windowMs = spreadWindowMs(this.opts, advice);
-        const delay = CLUSTER_WIDE_REASONS.has(reason) ? spreadDelayMs(windowMs, this.deps.random.float()) : 0;
+        const delay = CLUSTER_WIDE_RENEW_REASONS.has(reason) ? spreadDelayMs(windowMs, this.deps.random.float()) : 0;
         this.deps.logger.info(
           { reason, inMs: delay },
           `the manager asks for a renewal now (${reason})${delay > 0 ? `; renewing in ${(delay / 1000).toFixed(1)}s (spread over ${windowMs / 1000}s)` : ''}`,

@@ -1,248 +1,73 @@
 /**
  * The client of the manager API (DESIGN §4), used by agents (join, renew,
- * self) and the CLI (admin routes). It verifies managers against the pinned
- * root and insists on a manager certificate; only `fetchRootCa` runs
- * unverified, before the root is pinned. Given several managers it sticks
- * to one that answers and moves to another when one cannot be reached or
- * answers that it cannot serve now (503), so a node survives losing a manager.
+ * self) and the CLI (admin routes): one generic call over the route table
+ * (routes.ts), on the verified connection with failover of connection.ts.
+ * Only `fetchRootCaUnverified` and `fetchCrossSignedUnverified` run
+ * unverified, for what the caller checks itself before it trusts it.
  */
-import type { PeerCertificate } from 'node:tls';
-import { formatDuration } from '../core/duration.js';
-import { MusterError, isErrorCode, isMusterError } from '../core/errors.js';
-import { ROLE_OU } from '../core/roles.js';
-import { checkSchema, type Checked } from '../core/schema-check.js';
+import { MusterError } from '../core/errors.js';
+import type { Checked } from '../core/schema-check.js';
+import { ManagerConnection, type PeerSeen } from './connection.js';
 // The answers' schemas in plain form: TypeBox (schemas.ts) would be most of a client command's start-up.
 import * as Plain from './plain-schemas.js';
-import { MAX_SESSION_WAIT_S, ROUTES } from './routes.js';
-import type {
-  BackupRequest,
-  BackupResponse,
-  CertificateList,
-  CertificateView,
-  ClusterPatch,
-  ClusterView,
-  Health,
-  JoinPreflight,
-  JoinPreflightRequest,
-  JoinRequest,
-  JoinTokens,
-  NodeCertificateResponse,
-  NodeList,
-  NodeView,
-  RenewRequest,
-  RotationRequest,
-  RotationStatus,
-  ScopedTokenCreated,
-  ScopedTokenList,
-  ScopedTokenRequest,
-  ScopedTokenView,
-  SelfResponse,
-  NodePatch,
-  SanPolicyPatch,
-  SanPolicyView,
-  ServiceCertificateRequest,
-  ServiceCertificateResponse,
-  UserRenewRequest,
-  UnlockKeyView,
-  UnlockResult,
-  UserRequest,
-  UserResponse,
-  UserRevoked,
-} from './schemas.js';
-import { TransportError, createDispatcher, send, type Dispatcher, type TransportResponse } from './transport.js';
+import {
+  API,
+  MAX_SESSION_WAIT_S,
+  pathOf,
+  type BodyOf,
+  type Endpoint,
+  type JsonRoute,
+  type ParamsOf,
+  type QueryOf,
+  type RawRoute,
+  type ResponseOf,
+} from './routes.js';
+import type { CertificateView, Health, NodeView, SelfResponse } from './schemas.js';
 
-/** TLS material for a client. */
-export interface ClientTls {
-  /** The pinned root bundle; required for every call but fetchRootCa. */
-  rootPem?: string;
-  /** Client certificate and key (mTLS): a node's, a manager's, or an API user's. */
-  certPem?: string;
-  keyPem?: string;
-}
+export { ManagerConnection, revokedManager, type ClientOptions, type ClientTls, type PeerSeen } from './connection.js';
 
-/** Options for {@link ApiClient}. */
-export interface ClientOptions {
-  /** Managers as host:port; the first is tried first. */
-  managers: readonly string[];
-  tls: ClientTls;
-  /** Per-request timeout. */
+/** What a call of endpoint K sends: its path parameters and body when it has them, and its query. */
+export type CallInput<K extends JsonRoute | RawRoute> = (ParamsOf<K> extends undefined ? { params?: undefined } : { params: ParamsOf<K> }) &
+  (QueryOf<K> extends undefined ? { query?: undefined } : { query?: QueryOf<K> }) &
+  (BodyOf<K> extends undefined ? { body?: undefined } : { body: BodyOf<K> });
+
+/** How one call runs. */
+export interface CallOptions {
+  /** This call's deadline, when it differs from the client's (a long poll, a backup). */
   timeoutMs?: number;
-  /** A fresh TLS connection per request (benchmarks measuring handshakes); connections are kept by default. */
-  fresh?: boolean;
-  /** Serials on the cluster's CRL as this client last fetched it: a manager presenting one is refused. */
-  revoked?: () => ReadonlySet<string> | undefined;
-  /**
-   * Connections kept per manager (default 8). A node in session uses 1: every
-   * request it makes (long polls, CRL fetches, renewals) waits its turn on the
-   * one kept-alive connection instead of opening another with a full TLS
-   * handshake (issue 31).
-   */
-  connections?: number;
-  /** Talk to the manager on this host over its local socket (plain HTTP; the socket's folder is the guard) instead of `managers`. */
-  socketPath?: string;
 }
 
-/** What the last verified connection's manager presented. */
-export interface PeerSeen {
-  /** Upper-case hex. */
-  serial: string;
-  /** The certificate, DER. */
-  raw: Buffer;
-}
+/** The arguments after the endpoint's name: its input, optional when it needs none. */
+type CallArgs<K extends JsonRoute | RawRoute> =
+  Record<string, never> extends CallInput<K> ? [input?: CallInput<K>, options?: CallOptions] : [input: CallInput<K>, options?: CallOptions];
 
-/**
- * Whether another manager may be asked after `error`: when this one refused
- * before doing anything (503 from its store, no connection, the wrong
- * certificate before a byte was sent), or for a read whose answer was lost.
- */
-function mayTryAnother(error: unknown, method: string): boolean {
-  if (!isMusterError(error)) return false;
-  switch (error.code) {
-    case 'STORE_UNAVAILABLE':
-    case 'NOT_A_MANAGER':
-    case 'CERT_REVOKED_BY_CRL':
-      return true;
-    case 'MANAGER_UNREACHABLE':
-      return error.details?.unsent === true || method === 'GET';
-    default:
-      return false;
-  }
-}
+const PLAIN = Plain as unknown as Record<string, Checked<unknown> | undefined>;
 
-function peerOu(cert: PeerCertificate): string | undefined {
-  const ou = cert.subject?.OU;
-  return Array.isArray(ou) ? undefined : ou;
-}
-
-/** The pinned root plus a manager OU is a server's identity (SwarmKit's model): a worker's certificate, though it chains to the root, may not serve. */
-function requireManager(_host: string, cert: PeerCertificate): Error | undefined {
-  return peerOu(cert) === ROLE_OU.manager
-    ? undefined
-    : new MusterError('NOT_A_MANAGER', 'the server presented a certificate that is not a manager certificate of this cluster');
-}
-
-/** The refusal of a manager whose certificate the cluster revoked (a removed or demoted manager). */
-export function revokedManager(address: string): MusterError {
-  return new MusterError('CERT_REVOKED_BY_CRL', `the server at ${address} presented a manager certificate that the cluster has revoked`, {
-    details: { unsent: true },
-  });
-}
-
-/** Splits host:port (IPv6 in brackets) into a URL origin. */
-function origin(address: string): string {
-  return `https://${address}`;
-}
-
-/** What a failed TLS verification of a manager means, in words a person can act on. */
-function tlsRefusal(error: TransportError, address: string): MusterError {
-  const options = { cause: error.cause, details: { unsent: true } };
-  switch (error.code) {
-    case 'CERT_NOT_YET_VALID':
-      return new MusterError(
-        'CLOCK_SKEW',
-        `the manager at ${address} presented a certificate that is not valid yet by this machine's clock: this machine's clock is behind the manager's`,
-        options,
-      );
-    case 'CERT_HAS_EXPIRED':
-      return new MusterError(
-        'CLOCK_SKEW',
-        `the manager at ${address} presented a certificate that has expired by this machine's clock: this machine's clock is ahead of the manager's, or the manager has been down for long`,
-        options,
-      );
-    case 'INVALID_PURPOSE':
-      return new MusterError(
-        'NOT_A_MANAGER',
-        `the server at ${address} presented a certificate that may not serve TLS (an API-user certificate?), not a manager certificate`,
-        options,
-      );
-    default:
-      return new MusterError('NOT_A_MANAGER', `the server at ${address} did not present a certificate from this cluster's root (${error.code})`, options);
-  }
-}
-
-/**
- * A clock-skew refusal with the size of the skew, read from the manager's
- * HTTP Date header over one unverified request. Nothing from that answer is
- * trusted but the time it names, and only to word the error; when the
- * manager does not answer it, the refusal stays as it was.
- */
-async function measuredSkew(refusal: MusterError, address: string): Promise<MusterError> {
-  const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false }, connectTimeoutMs: 3_000 });
-  try {
-    const response = await send({ dispatcher, url: `${origin(address)}${ROUTES.health}`, method: 'GET', body: undefined, timeoutMs: 3_000, fresh: true });
-    const date = response.headers.date;
-    const theirs = typeof date === 'string' ? Date.parse(date) : Number.NaN;
-    if (Number.isNaN(theirs)) return refusal;
-    const skewMs = theirs - Date.now();
-    const by = formatDuration(Math.max(Math.round(Math.abs(skewMs) / 60_000), 1) * 60_000);
-    const words = skewMs > 0 ? `behind the manager's by about ${by}` : `ahead of the manager's by about ${by}`;
-    return new MusterError('CLOCK_SKEW', `${refusal.message.replace(/: this machine's clock is .*$/, '')}: this machine's clock is ${words}`, {
-      cause: refusal.cause,
-      ...(refusal.details === undefined ? {} : { details: refusal.details }),
-    });
-  } catch {
-    return refusal;
-  } finally {
-    await dispatcher.close();
-  }
+/** The path with its parameters filled in and its query string. */
+function target(endpoint: Endpoint, input: { params?: object; query?: object } | undefined): string {
+  const path = pathOf(endpoint, input?.params);
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(input?.query ?? {})) if (value !== undefined) query.set(name, String(value));
+  const search = query.toString();
+  return search === '' ? path : `${path}?${search}`;
 }
 
 /** Talks to the managers of one cluster. */
-export class ApiClient {
-  private readonly managers: string[];
-  private current = 0;
-  private dispatcher: Dispatcher | undefined;
-  private peer: PeerSeen | undefined;
-
-  constructor(private readonly options: ClientOptions) {
-    if (options.managers.length === 0) throw new MusterError('ADDRESS_INVALID', 'no manager address to talk to');
-    this.managers = [...options.managers];
+export class ApiClient extends ManagerConnection {
+  /** Calls endpoint `name` of the route table on a manager, moving to the next one when this one cannot serve; resolves to its checked answer. */
+  call<K extends JsonRoute>(name: K, ...[input, options]: CallArgs<K>): Promise<ResponseOf<K>> {
+    const endpoint: Endpoint = API[name];
+    const plain = endpoint.response === undefined ? undefined : PLAIN[endpoint.response.name];
+    if (plain === undefined) throw new MusterError('INTERNAL', `no plain schema for the answer of ${name}`);
+    return this.withFailover(endpoint.method, target(endpoint, input), plain as Checked<ResponseOf<K>>, input?.body, options?.timeoutMs);
   }
 
-  /** The manager this client talks to now. */
-  get address(): string {
-    return this.managers[this.current] ?? this.managers[0]!;
-  }
-
-  /** Closes kept-alive connections once the requests on them have answered. */
-  async close(): Promise<void> {
-    const dispatcher = this.dispatcher;
-    this.dispatcher = undefined;
-    await dispatcher?.close();
-  }
-
-  /** Closes the connections now, failing requests still waiting (a session's long poll, when the node stops). */
-  async destroy(): Promise<void> {
-    const dispatcher = this.dispatcher;
-    this.dispatcher = undefined;
-    await dispatcher?.destroy();
-  }
-
-  private verified(): Dispatcher {
-    const { tls } = this.options;
-    if (this.options.socketPath !== undefined) {
-      this.dispatcher ??= createDispatcher({ tls: {}, socketPath: this.options.socketPath });
-      return this.dispatcher;
-    }
-    if (tls.rootPem === undefined) throw new MusterError('INTERNAL', 'ApiClient: a pinned root is required');
-    this.dispatcher ??= createDispatcher({
-      ...(this.options.connections === undefined ? {} : { connections: this.options.connections }),
-      tls: {
-        ca: tls.rootPem,
-        checkServerIdentity: (host: string, cert: PeerCertificate) => this.checkManager(host, cert),
-        ...(tls.certPem === undefined || tls.keyPem === undefined ? {} : { cert: tls.certPem, key: tls.keyPem }),
-      },
-    });
-    return this.dispatcher;
-  }
-
-  /** A manager's certificate: the manager OU, and not on the CRL this client holds. */
-  private checkManager(host: string, cert: PeerCertificate): Error | undefined {
-    const refused = requireManager(host, cert);
-    if (refused !== undefined) return refused;
-    this.peer = { serial: cert.serialNumber.toUpperCase(), raw: cert.raw };
-    if (this.options.revoked?.()?.has(this.peer.serial) === true) return revokedManager(this.address);
-    return undefined;
+  /** The bytes endpoint `name` answers (a PEM, a CRL), from the manager this client talks to now, over the verified connection. */
+  async bytes<K extends RawRoute>(name: K, ...[input, options]: CallArgs<K>): Promise<Buffer> {
+    const endpoint: Endpoint = API[name];
+    const response = await this.exchange(this.verified(), endpoint.method, target(endpoint, input), undefined, false, options?.timeoutMs);
+    if (response.status !== 200) throw this.errorFrom(response);
+    return response.body;
   }
 
   /**
@@ -252,7 +77,7 @@ export class ApiClient {
    * answered CRL_UNAVAILABLE (an external CA signs).
    */
   async fetchCrl(): Promise<{ der: Buffer | undefined; peer: PeerSeen | undefined }> {
-    const response = await this.exchange(this.verified(), 'GET', ROUTES.crl, undefined);
+    const response = await this.exchange(this.verified(), 'GET', API.crl.path, undefined);
     const peer = this.peer;
     if (response.status === 200) return { der: response.body, peer };
     const refused = this.errorFrom(response);
@@ -260,95 +85,21 @@ export class ApiClient {
     throw refused;
   }
 
-  /**
-   * GET /v1/ca without verifying the server: the caller must compare the
-   * digest of these exact bytes with its token before trusting them.
-   */
-  fetchRootCa(): Promise<Buffer> {
-    return this.unverifiedGet(ROUTES.ca);
-  }
-
-  /** A GET on a fresh connection that verifies nothing: only for what the caller checks itself (the root, cross-signed roots). */
-  private async unverifiedGet(path: string): Promise<Buffer> {
-    const dispatcher = createDispatcher({ tls: { rejectUnauthorized: false } });
-    try {
-      const response = await this.exchange(dispatcher, 'GET', path, undefined, true);
-      if (response.status !== 200) throw this.errorFrom(response);
-      return response.body;
-    } finally {
-      await dispatcher.close();
-    }
-  }
-
-  /** GET /v1/ca over the verified connection: the root the cluster serves now. */
-  async rootCa(): Promise<string> {
-    const response = await this.exchange(this.verified(), 'GET', ROUTES.ca, undefined);
-    if (response.status !== 200) throw this.errorFrom(response);
-    return response.body.toString('utf8');
-  }
-
-  /** GET /v1/ca/admin: the anchor that admits API users only (the admin CA's self-signed certificate, PEM). */
-  async adminAnchor(): Promise<string> {
-    const response = await this.exchange(this.verified(), 'GET', ROUTES.adminCa, undefined);
-    if (response.status !== 200) throw this.errorFrom(response);
-    return response.body.toString('utf8');
-  }
-
-  /** POST /v1/ca/rotate: starts a root rotation (or gives the one under way a new target). */
-  rotateRoot(body: RotationRequest): Promise<RotationStatus> {
-    return this.call('POST', ROUTES.rotateRoot, Plain.RotationStatus, body);
-  }
-
-  /** GET /v1/unlock-key */
-  unlockKey(): Promise<UnlockKeyView> {
-    return this.call('GET', ROUTES.unlockKey, Plain.UnlockKeyView);
-  }
-
-  /** POST /v1/unlock-key/rotate */
-  rotateUnlockKey(): Promise<UnlockKeyView> {
-    return this.call('POST', ROUTES.rotateUnlockKey, Plain.UnlockKeyView);
-  }
-
-  /** POST /v1/unlock: a locked manager, over its local socket. */
-  unlock(unlockKey: string): Promise<UnlockResult> {
-    return this.call('POST', ROUTES.unlock, Plain.UnlockResult, { unlockKey });
-  }
-
-  /** POST /v1/store/backup: the manager on this host, over its local socket (a backup can take a while on a large store). */
-  backup(body: BackupRequest): Promise<BackupResponse> {
-    return this.call('POST', ROUTES.backup, Plain.BackupResponse, body, 120_000);
-  }
-
-  /** GET /v1/ca/rotation */
-  rotationStatus(): Promise<RotationStatus> {
-    return this.call('GET', ROUTES.rotation, Plain.RotationStatus);
+  /** GET /v1/ca without verifying the server: the caller must compare the digest of these exact bytes with its token before trusting them. */
+  fetchRootCaUnverified(): Promise<Buffer> {
+    return this.unverifiedGet(API.rootCa.path);
   }
 
   /** GET /v1/ca/cross-signed without verifying the server: the caller checks each certificate against a root it trusts. */
-  fetchCrossSigned(): Promise<Buffer> {
-    return this.unverifiedGet(ROUTES.crossSigned);
+  fetchCrossSignedUnverified(): Promise<Buffer> {
+    return this.unverifiedGet(API.crossSigned.path);
   }
 
-  /** GET /healthz of the manager this client talks to now (no failover: it asks about this one). */
+  /** GET /healthz of the manager this client talks to now (no failover: it asks about this one); 503 is an answer too. */
   async health(): Promise<Health> {
-    const response = await this.exchange(this.verified(), 'GET', ROUTES.health, undefined);
+    const response = await this.exchange(this.verified(), 'GET', API.health.path, undefined);
     if (response.status !== 200 && response.status !== 503) throw this.errorFrom(response);
-    return this.decode(response, Plain.Health, 'GET', ROUTES.health);
-  }
-
-  /** POST /v1/join/preflight: the role a token grants here, before any key is made. */
-  preflight(body: JoinPreflightRequest): Promise<JoinPreflight> {
-    return this.call('POST', ROUTES.joinPreflight, Plain.JoinPreflight, body);
-  }
-
-  /** POST /v1/join */
-  join(body: JoinRequest): Promise<NodeCertificateResponse> {
-    return this.call('POST', ROUTES.join, Plain.NodeCertificateResponse, body);
-  }
-
-  /** POST /v1/renew (mTLS with the node's current certificate). */
-  renew(body: RenewRequest): Promise<NodeCertificateResponse> {
-    return this.call('POST', ROUTES.renew, Plain.NodeCertificateResponse, body);
+    return this.decode(response, Plain.Health, 'GET', API.health.path);
   }
 
   /**
@@ -357,230 +108,34 @@ export class ApiClient {
    * act, else when something changes or after the wait.
    */
   self(waitMs?: number): Promise<SelfResponse> {
-    if (waitMs === undefined) return this.call('GET', ROUTES.self, Plain.SelfResponse);
+    if (waitMs === undefined) return this.call('self');
     const seconds = Math.max(1, Math.min(MAX_SESSION_WAIT_S, Math.round(waitMs / 1000)));
-    return this.call('GET', `${ROUTES.self}?wait=${seconds}`, Plain.SelfResponse, undefined, seconds * 1000 + (this.options.timeoutMs ?? 15_000));
-  }
-
-  /** POST /v1/nodes/self/service-certificates (mTLS with the node's certificate): a certificate for one of its services. */
-  issueServiceCertificate(body: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
-    return this.call('POST', ROUTES.serviceCertificates, Plain.ServiceCertificateResponse, body);
-  }
-
-  /** PATCH /v1/nodes/{id}: the SAN patterns the node's service certificates may name. */
-  updateNode(id: string, patch: NodePatch): Promise<NodeView> {
-    return this.call('PATCH', ROUTES.node.replace(':id', encodeURIComponent(id)), Plain.NodeView, patch);
-  }
-
-  /** GET /v1/san-policy */
-  sanPolicy(): Promise<SanPolicyView> {
-    return this.call('GET', ROUTES.sanPolicy, Plain.SanPolicyView);
-  }
-
-  /** PATCH /v1/san-policy: the SAN patterns of every node with a label. */
-  updateSanPolicy(patch: SanPolicyPatch): Promise<SanPolicyView> {
-    return this.call('PATCH', ROUTES.sanPolicy, Plain.SanPolicyView, patch);
-  }
-
-  /** DELETE /v1/nodes/self: the node leaves. */
-  leave(): Promise<NodeView> {
-    return this.call('DELETE', ROUTES.self, Plain.NodeView);
-  }
-
-  /** GET /v1/cluster */
-  cluster(includeTokens = false): Promise<ClusterView> {
-    return this.call('GET', `${ROUTES.cluster}${includeTokens ? '?tokens=1' : ''}`, Plain.ClusterView);
-  }
-
-  /** PATCH /v1/cluster */
-  updateCluster(patch: ClusterPatch): Promise<ClusterView> {
-    return this.call('PATCH', ROUTES.cluster, Plain.ClusterView, patch);
-  }
-
-  /** GET /v1/join-tokens */
-  joinTokens(): Promise<JoinTokens> {
-    return this.call('GET', ROUTES.joinTokens, Plain.JoinTokens);
-  }
-
-  /** POST /v1/join-tokens/{role}/rotate */
-  rotateToken(role: 'worker' | 'manager'): Promise<JoinTokens> {
-    return this.call('POST', ROUTES.rotate.replace(':role', role), Plain.JoinTokens);
-  }
-
-  /** GET /v1/nodes: one page in node-ID order; pass its `next` as `after` for the one after it. */
-  listNodes(options: { limit?: number; after?: string; all?: boolean } = {}): Promise<NodeList> {
-    const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set('limit', String(options.limit));
-    if (options.after !== undefined) query.set('after', options.after);
-    if (options.all === true) query.set('all', '1');
-    const search = query.toString();
-    return this.call('GET', search === '' ? ROUTES.nodes : `${ROUTES.nodes}?${search}`, Plain.NodeList);
+    return this.call('self', { query: { wait: String(seconds) } }, { timeoutMs: seconds * 1000 + (this.options.timeoutMs ?? 15_000) });
   }
 
   /** Every node, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
   async *nodePages(options: { pageSize?: number; all?: boolean } = {}): AsyncGenerator<NodeView[]> {
     let after: string | undefined;
     do {
-      const page = await this.listNodes({ limit: options.pageSize, after, all: options.all });
+      const query = {
+        ...(options.pageSize === undefined ? {} : { limit: String(options.pageSize) }),
+        ...(after === undefined ? {} : { after }),
+        ...(options.all === true ? { all: '1' as const } : {}),
+      };
+      const page = await this.call('listNodes', { query });
       yield page.nodes;
       after = page.next;
     } while (after !== undefined);
-  }
-
-  /** GET /v1/nodes/{id} */
-  getNode(id: string): Promise<NodeView> {
-    return this.call('GET', ROUTES.node.replace(':id', encodeURIComponent(id)), Plain.NodeView);
-  }
-
-  /** DELETE /v1/nodes/{id}; `revokeAll` lists every still-valid certificate of the node on the CRL (key compromise). */
-  removeNode(id: string, force: boolean, revokeAll = false): Promise<NodeView> {
-    const query = new URLSearchParams();
-    if (force) query.set('force', '1');
-    if (revokeAll) query.set('revokeAll', '1');
-    const search = query.toString();
-    return this.call('DELETE', `${ROUTES.node.replace(':id', encodeURIComponent(id))}${search === '' ? '' : `?${search}`}`, Plain.NodeView);
-  }
-
-  /** POST /v1/join-tokens/scoped: the answer is the only time the token is shown. */
-  createScopedToken(body: ScopedTokenRequest): Promise<ScopedTokenCreated> {
-    return this.call('POST', ROUTES.scopedTokens, Plain.ScopedTokenCreated, body);
-  }
-
-  /** GET /v1/join-tokens/scoped */
-  scopedTokens(): Promise<ScopedTokenList> {
-    return this.call('GET', ROUTES.scopedTokens, Plain.ScopedTokenList);
-  }
-
-  /** DELETE /v1/join-tokens/scoped/{id} */
-  removeScopedToken(id: string): Promise<ScopedTokenView> {
-    return this.call('DELETE', ROUTES.scopedToken.replace(':id', encodeURIComponent(id)), Plain.ScopedTokenView);
-  }
-
-  /** GET /v1/certificates: one page in serial order; pass its `next` as `after` for the one after it. */
-  certificates(options: { limit?: number; after?: string } = {}): Promise<CertificateList> {
-    const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set('limit', String(options.limit));
-    if (options.after !== undefined) query.set('after', options.after);
-    const search = query.toString();
-    return this.call('GET', search === '' ? ROUTES.certificates : `${ROUTES.certificates}?${search}`, Plain.CertificateList);
   }
 
   /** Every issued certificate, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */
   async *certificatePages(options: { pageSize?: number } = {}): AsyncGenerator<CertificateView[]> {
     let after: string | undefined;
     do {
-      const page = await this.certificates({
-        ...(options.pageSize === undefined ? {} : { limit: options.pageSize }),
-        ...(after === undefined ? {} : { after }),
-      });
+      const query = { ...(options.pageSize === undefined ? {} : { limit: String(options.pageSize) }), ...(after === undefined ? {} : { after }) };
+      const page = await this.call('certificates', { query });
       yield page.certificates;
       after = page.next;
     } while (after !== undefined);
-  }
-
-  /** POST /v1/nodes/{id}/promote or /demote */
-  setRole(id: string, role: 'worker' | 'manager'): Promise<NodeView> {
-    const route = role === 'manager' ? ROUTES.promote : ROUTES.demote;
-    return this.call('POST', route.replace(':id', encodeURIComponent(id)), Plain.NodeView);
-  }
-
-  /** DELETE /v1/users/{name}: revokes every certificate of that API user. */
-  revokeUser(name: string): Promise<UserRevoked> {
-    return this.call('DELETE', ROUTES.user.replace(':name', encodeURIComponent(name)), Plain.UserRevoked);
-  }
-
-  /** POST /v1/users */
-  createUser(body: UserRequest): Promise<UserResponse> {
-    return this.call('POST', ROUTES.users, Plain.UserResponse, body);
-  }
-
-  /** POST /v1/users/renew: the calling API user's certificate, renewed for the key in `csr`. */
-  renewUser(body: UserRenewRequest): Promise<UserResponse> {
-    return this.call('POST', ROUTES.renewUser, Plain.UserResponse, body);
-  }
-
-  /** One verified call, moving to the next manager when this one cannot serve. */
-  private async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: Checked<T>, body?: unknown, timeoutMs?: number): Promise<T> {
-    let lastError: unknown;
-    for (let tried = 0; tried < this.managers.length; tried++) {
-      try {
-        const response = await this.exchange(this.verified(), method, path, body, false, timeoutMs);
-        if (response.status < 200 || response.status >= 300) throw this.errorFrom(response);
-        return this.decode(response, schema, method, path);
-      } catch (error) {
-        lastError = error;
-        if (this.managers.length === 1 || !mayTryAnother(error, method)) throw error;
-        this.current = (this.current + 1) % this.managers.length;
-      }
-    }
-    throw lastError;
-  }
-
-  private decode<T>(response: TransportResponse, schema: Checked<T>, method: string, path: string): T {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(response.body.toString('utf8'));
-    } catch {
-      throw new MusterError('MANAGER_ERROR', `the manager sent a response that is not JSON (HTTP ${response.status})`);
-    }
-    if (!checkSchema(schema, parsed)) throw new MusterError('MANAGER_ERROR', `the manager's answer to ${method} ${path.split('?')[0]} does not match the API`);
-    return parsed;
-  }
-
-  private async exchange(
-    dispatcher: Dispatcher,
-    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
-    path: string,
-    body: unknown,
-    fresh = false,
-    timeoutMs?: number,
-  ): Promise<TransportResponse> {
-    const address = this.address;
-    try {
-      const base = this.options.socketPath === undefined ? origin(address) : 'http://localhost';
-      return await send({
-        dispatcher,
-        url: `${base}${path}`,
-        method,
-        body,
-        timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 15_000,
-        fresh: fresh || this.options.fresh === true,
-      });
-    } catch (error) {
-      const refused = this.transportError(error, address);
-      throw isMusterError(refused, 'CLOCK_SKEW') ? await measuredSkew(refused, address) : refused;
-    }
-  }
-
-  /** Turns an error answer into the manager's own code where it sent one. */
-  private errorFrom(response: TransportResponse): MusterError {
-    let body: { code?: unknown; message?: unknown; hint?: unknown } = {};
-    try {
-      body = JSON.parse(response.body.toString('utf8')) as typeof body;
-    } catch {
-      // not JSON: fall through
-    }
-    const message = typeof body.message === 'string' ? body.message : `HTTP ${response.status}`;
-    const hint = typeof body.hint === 'string' ? body.hint : undefined;
-    const retry = response.headers['retry-after'];
-    const details = typeof retry === 'string' && /^\d+$/.test(retry) ? { retryAfterSeconds: Number(retry) } : undefined;
-    if (isErrorCode(body.code))
-      return new MusterError(body.code, message, { ...(hint === undefined ? {} : { hint }), ...(details === undefined ? {} : { details }) });
-    return new MusterError('MANAGER_ERROR', `the manager at ${this.address} answered ${message}`);
-  }
-
-  private transportError(error: unknown, address: string): MusterError {
-    if (isMusterError(error)) return error;
-    if (error instanceof TransportError) {
-      if (error.failure === 'tls') return tlsRefusal(error, address);
-      if (error.failure === 'timeout')
-        return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });
-      // Refused or reset before a connection was made: the request was never sent.
-      const unsent = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|CONNECT/.test(error.code);
-      return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error.code}`, { cause: error.cause, details: { unsent } });
-    }
-    return new MusterError('MANAGER_UNREACHABLE', `cannot reach the manager at ${address}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
   }
 }

@@ -7,7 +7,7 @@ import Type from 'typebox';
 import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
 import { Labels } from '../core/labels.js';
 import { NODES_PAGE } from './pages.js';
-import { MAX_SESSION_WAIT_S, ROUTES } from './routes.js';
+import { MAX_SESSION_WAIT_S } from './routes.js';
 
 /** Limits every request body is held to. */
 export const LIMITS = {
@@ -201,7 +201,7 @@ export type NodeList = Type.Static<typeof NodeList>;
 
 export { NODES_PAGE };
 
-export { MAX_SESSION_WAIT_S, ROUTES };
+export { MAX_SESSION_WAIT_S };
 
 /**
  * GET /v1/nodes?limit=N&after=ID&all=1. Query values are strings (ajv does not

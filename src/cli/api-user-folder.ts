@@ -82,7 +82,7 @@ export async function renewApiUserFolder(params: {
   const client = new ApiClient({ managers: [params.addr], tls: params.current });
   try {
     const key = await generateNodeKey(); // made here; only the CSR travels
-    const renewed = await client.renewUser({ csr: createCsr({ privateKey: key.privateKey }) });
+    const renewed = await client.call('renewUser', { body: { csr: createCsr({ privateKey: key.privateKey }) } });
     const credentials = { certPem: renewed.certificate, keyPem: key.privateKeyPem, rootPem: renewed.rootCA };
     await folderKeyStore(params.dir).writePair(credentials);
     return { credentials, name: renewed.name, notAfter: renewed.notAfter };

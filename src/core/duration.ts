@@ -20,8 +20,6 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 export const MIN_CERT_EXPIRY_MS = 5 * 60_000;
 /** The default certificate lifetime: 90 days, like Swarm. */
 export const DEFAULT_CERT_EXPIRY_MS = 90 * 86_400_000;
-/** How long after expiry a node that was not removed may still renew (DESIGN §11). */
-export const DEFAULT_RENEW_GRACE_MS = 30 * 86_400_000;
 /** Longer than this is a typo, not a policy. */
 const MAX_DURATION_MS = 100 * 365 * 86_400_000;
 

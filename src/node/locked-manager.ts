@@ -23,7 +23,8 @@ import { MusterError, isMusterError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { createRootCa } from '../pki/ca.js';
 import { parseUnlockKey } from '../token/unlock-key.js';
-import { ROUTES, UnlockRequest, type Health } from '../api/schemas.js';
+import { API } from '../api/routes.js';
+import { UnlockRequest, type Health } from '../api/schemas.js';
 import type { StoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KEYS } from '../store/cluster-store.js';
@@ -130,8 +131,8 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     return reply.code(mapped.statusCode).type('application/json').send(mapped.toJSON());
   });
   app.setNotFoundHandler((_request, reply) => reply.code(503).type('application/json').send(locked().toJSON()));
-  app.get(ROUTES.ca, async (_request, reply) => reply.type('application/x-pem-file').send(rootPem));
-  app.get(ROUTES.health, async (_request, reply) => {
+  app.get(API.rootCa.path, async (_request, reply) => reply.type('application/x-pem-file').send(rootPem));
+  app.get(API.health.path, async (_request, reply) => {
     const health: Health = {
       status: 'locked',
       role: 'manager',
@@ -141,7 +142,7 @@ export async function serveLocked(params: LockedParams, stop: Promise<unknown>):
     };
     return reply.code(503).send(health);
   });
-  app.post(ROUTES.unlock, { schema: { body: UnlockRequest } }, async (request) => {
+  app.post(API.unlock.path, { schema: { body: UnlockRequest } }, async (request) => {
     if (!local.has(request.raw.socket))
       throw new MusterError('AUTH_FORBIDDEN', "unlock only on the manager's host, through its local socket ('muster unlock')");
     const key = parseUnlockKey((request.body as UnlockRequest).unlockKey);

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { recordingLogger } from '../../src/core/logger.js';
 import { seededRandom } from '../../src/core/random.js';
 import { ServiceCertificates, splitCommand, type ServiceDefinition, type ServiceStatus } from '../../src/agent/service-certs.js';
-import { NODES } from '../../src/manager/http/routes/route-kit.js';
+import { NODES } from '../../src/api/routes.js';
 import type { Caller } from '../../src/manager/state/caller.js';
 import { scratchDir } from '../helpers/openssl.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../helpers/service.js';

@@ -38,9 +38,9 @@ describe('ApiClient', () => {
   it('moves on from a manager that refuses connections to one that answers, and stays there', async () => {
     const client = new ApiClient({ managers: [`127.0.0.1:${await closedPort()}`, address], tls: tls() });
     try {
-      expect((await client.cluster()).clusterId).toBe(cluster.clusterId);
+      expect((await client.call('cluster')).clusterId).toBe(cluster.clusterId);
       expect(client.address).toBe(address);
-      expect((await client.joinTokens()).worker).toMatch(/^SWMTKN-1-/);
+      expect((await client.call('joinTokens')).worker).toMatch(/^SWMTKN-1-/);
     } finally {
       await client.close();
     }
@@ -48,7 +48,7 @@ describe('ApiClient', () => {
 
   it('reports an unreachable manager plainly when none answers', async () => {
     const client = new ApiClient({ managers: [`127.0.0.1:${await closedPort()}`], tls: tls() });
-    expect(await codeOf(client.cluster())).toBe('MANAGER_UNREACHABLE');
+    expect(await codeOf(client.call('cluster'))).toBe('MANAGER_UNREACHABLE');
     await client.close();
   });
 
@@ -58,7 +58,7 @@ describe('ApiClient', () => {
     await impostor.listen({ host: '127.0.0.1', port: 0 });
     const client = new ApiClient({ managers: [`127.0.0.1:${(impostor.server.address() as { port: number }).port}`], tls: tls() });
     try {
-      expect(await codeOf(client.joinTokens())).toBe('NOT_A_MANAGER');
+      expect(await codeOf(client.call('joinTokens'))).toBe('NOT_A_MANAGER');
     } finally {
       await client.close();
       await impostor.close();
@@ -68,7 +68,7 @@ describe('ApiClient', () => {
 
   it('keeps the manager’s own error code and hint', async () => {
     const client = new ApiClient({ managers: [address], tls: tls() });
-    const error = await client.getNode('0000000000000000000000000').catch((e: unknown) => e);
+    const error = await client.call('getNode', { params: { id: '0000000000000000000000000' } }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'NODE_NOT_FOUND', hint: expect.stringMatching(/muster node ls/) });
     await client.close();
   });
@@ -89,7 +89,7 @@ describe('ApiClient', () => {
 
   it('refuses an answer that does not match the API (a node without its role, a label that is not a string), with a clear MANAGER_ERROR', async () => {
     const real = new ApiClient({ managers: [address], tls: tls() });
-    const { nodes } = await real.listNodes();
+    const { nodes } = await real.call('listNodes');
     await real.close();
     const node = nodes[0]!;
     const { role: _role, ...roleless } = node;
@@ -102,7 +102,7 @@ describe('ApiClient', () => {
       const fake = await fakeManager((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)));
       const client = new ApiClient({ managers: [fake.address], tls: tls() });
       try {
-        const error = await client.listNodes().catch((e: unknown) => e);
+        const error = await client.call('listNodes').catch((e: unknown) => e);
         expect(error).toMatchObject({ code: 'MANAGER_ERROR', message: "the manager's answer to GET /v1/nodes does not match the API" });
       } finally {
         await client.close();
@@ -113,7 +113,7 @@ describe('ApiClient', () => {
     const fake = await fakeManager((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ nodes: [node] })));
     const client = new ApiClient({ managers: [fake.address], tls: tls() });
     try {
-      expect((await client.listNodes()).nodes).toEqual([node]);
+      expect((await client.call('listNodes')).nodes).toEqual([node]);
     } finally {
       await client.close();
       await stop(fake.server);
@@ -124,7 +124,7 @@ describe('ApiClient', () => {
     const fake = await fakeManager((res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>proxy error</html>'));
     const client = new ApiClient({ managers: [fake.address], tls: tls() });
     try {
-      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({
+      expect(await client.call('cluster').catch((e: unknown) => e)).toMatchObject({
         code: 'MANAGER_ERROR',
         message: 'the manager sent a response that is not JSON (HTTP 200)',
       });
@@ -139,7 +139,7 @@ describe('ApiClient', () => {
     const client = new ApiClient({ managers: [fake.address], tls: tls(), timeoutMs: 300 });
     try {
       const started = Date.now();
-      expect(await client.cluster().catch((e: unknown) => e)).toMatchObject({
+      expect(await client.call('cluster').catch((e: unknown) => e)).toMatchObject({
         code: 'MANAGER_UNREACHABLE',
         message: `the manager at ${fake.address} did not answer in time`,
       });

@@ -96,7 +96,7 @@ describe('a manager killed during 300 concurrent joins', () => {
       tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') },
     });
     try {
-      const nodes = new Map((await admin.listNodes({ all: true, limit: 1000 })).nodes.map((n) => [n.id, n])); // at most 301: one page
+      const nodes = new Map((await admin.call('listNodes', { query: { all: '1', limit: '1000' } })).nodes.map((n) => [n.id, n])); // at most 301: one page
       for (const g of got) {
         const node = nodes.get(g.nodeId);
         expect(node, `node ${g.nodeId} got a certificate but is not in the store`).toBeDefined();

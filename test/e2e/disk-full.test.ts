@@ -67,7 +67,7 @@ describe('a full disk under the manager', () => {
     const statuses: string[] = [];
     const attempt = async (): Promise<boolean> => {
       try {
-        acknowledged.push((await client.join({ token, csr: csr() })).nodeId);
+        acknowledged.push((await client.call('join', { body: { token, csr: csr() } })).nodeId);
         return true;
       } catch (error) {
         if (!isMusterError(error)) throw error;
@@ -100,7 +100,7 @@ describe('a full disk under the manager', () => {
       tls: { rootPem, certPem: readFileSync(join(certs, 'node.crt'), 'utf8'), keyPem: readFileSync(join(certs, 'node.key'), 'utf8') },
     });
     try {
-      const listed = new Set((await admin.listNodes({ limit: 1000 })).nodes.map((n) => n.id));
+      const listed = new Set((await admin.call('listNodes', { query: { limit: '1000' } })).nodes.map((n) => n.id));
       const lost = acknowledged.filter((id) => !listed.has(id));
       expect(lost).toEqual([]);
     } finally {

@@ -159,7 +159,7 @@ describe('three managers on etcd', () => {
         while (!stop && Date.now() < deadline) {
           const at = Date.now();
           try {
-            await client.join({ token: old, csr: pool[attempts.length % pool.length]! });
+            await client.call('join', { body: { token: old, csr: pool[attempts.length % pool.length]! } });
             attempts.push({ at, accepted: true, manager: address });
           } catch (error) {
             if (!isMusterError(error)) throw error;
@@ -185,7 +185,7 @@ describe('three managers on etcd', () => {
     const fresh = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m3])).stdout.trim();
     const client = new ApiClient({ managers: [managerAddr.f], tls: { rootPem: root } });
     try {
-      const joined = await client.join({ token: fresh, csr: csrs(1)[0]! });
+      const joined = await client.call('join', { body: { token: fresh, csr: csrs(1)[0]! } });
       expect(Date.parse(joined.notAfter)).toBeLessThanOrEqual(Date.now() + 3_600_000);
     } finally {
       await client.close();
@@ -225,7 +225,7 @@ describe('three managers on etcd', () => {
     const root = rootOf(dirs.f);
     const key = generateNodeKeySync();
     const joiner = new ApiClient({ managers: [managerAddr.m2], tls: { rootPem: root } });
-    const joined = await joiner.join({ token, csr: createCsr({ privateKey: key.privateKey }) });
+    const joined = await joiner.call('join', { body: { token, csr: createCsr({ privateKey: key.privateKey }) } });
     await joiner.close();
     const admins = [clientOf(dirs.f, [managerAddr.f]), clientOf(dirs.m2, [managerAddr.m2]), clientOf(dirs.m3, [managerAddr.m3])];
     let nodeTls = { rootPem: root, certPem: joined.certificate, keyPem: key.privateKeyPem };
@@ -236,18 +236,18 @@ describe('three managers on etcd', () => {
         const fresh = generateNodeKeySync();
         const asNode = new ApiClient({ managers: [Object.values(managerAddr)[round % 3]!], tls: nodeTls });
         const [, , renewed] = await Promise.all([
-          admins[round % 3]!.setRole(joined.nodeId, role),
-          admins[(round + 1) % 3]!.updateCluster({ certExpiry: expiry }),
-          asNode.renew({ csr: createCsr({ privateKey: fresh.privateKey }) }),
+          admins[round % 3]!.call(role === 'manager' ? 'promote' : 'demote', { params: { id: joined.nodeId } }),
+          admins[(round + 1) % 3]!.call('updateCluster', { body: { certExpiry: expiry } }),
+          asNode.call('renew', { body: { csr: createCsr({ privateKey: fresh.privateKey }) } }),
         ]);
         await asNode.close();
         nodeTls = { rootPem: root, certPem: renewed.certificate, keyPem: fresh.privateKeyPem };
-        const node = await admins[(round + 2) % 3]!.getNode(joined.nodeId);
+        const node = await admins[(round + 2) % 3]!.call('getNode', { params: { id: joined.nodeId } });
         expect(node.role).toBe(role);
         expect(node.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
-        expect((await admins[round % 3]!.cluster()).certExpiry).toBe(expiry);
+        expect((await admins[round % 3]!.call('cluster')).certExpiry).toBe(expiry);
       }
-      await admins[0]!.setRole(joined.nodeId, 'worker');
+      await admins[0]!.call('demote', { params: { id: joined.nodeId } });
     } finally {
       await Promise.all(admins.map((a) => a.close()));
     }
@@ -345,7 +345,7 @@ describe('a 3-member etcd cluster', () => {
     const one = async (i: number): Promise<void> => {
       for (let attempt = 0; attempt < 40; attempt++) {
         try {
-          const answer = await clients[(i + attempt) % 3]!.join({ token: f.tokens.worker, csr: pool[i]! });
+          const answer = await clients[(i + attempt) % 3]!.call('join', { body: { token: f.tokens.worker, csr: pool[i]! } });
           joined.push(answer.nodeId);
           done += 1;
           if (done === 60 && !killed) {
@@ -377,12 +377,12 @@ describe('a 3-member etcd cluster', () => {
     // All of etcd down: the managers stay up and say 503 STORE_UNAVAILABLE; back again, joins work.
     await store.kill(0);
     await store.kill(2);
-    const down = await clients[0]!.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch((e: unknown) => e);
+    const down = await clients[0]!.call('join', { body: { token: f.tokens.worker, csr: csrs(1)[0]! } }).catch((e: unknown) => e);
     expect(down).toMatchObject({ code: 'STORE_UNAVAILABLE', statusCode: 503 });
     expect((await curl(['-k', `https://${managers[1]}/v1/ca`])).status).toBe(200); // still serving
     await Promise.all([store.restart(0), store.restart(1), store.restart(2)]);
     await eventually('joins to work again once etcd is back', async () =>
-      (await clients[2]!.join({ token: f.tokens.worker, csr: csrs(1)[0]! })).nodeId ? true : undefined,
+      (await clients[2]!.call('join', { body: { token: f.tokens.worker, csr: csrs(1)[0]! } })).nodeId ? true : undefined,
     );
     for (const run of [f.run, m2.run, m3.run]) expect(run.child.exitCode).toBeNull();
     await Promise.all(clients.map((c) => c.close()));

@@ -229,7 +229,7 @@ describe('a root rotation on three managers that run etcd', () => {
         let ok = false;
         for (let attempt = 0; attempt < 30 && !ok; attempt++) {
           try {
-            await clients[(i + attempt) % 3]!.join({ token, csr });
+            await clients[(i + attempt) % 3]!.call('join', { body: { token, csr } });
             ok = true;
           } catch (error) {
             if (isMusterError(error, 'STORE_UNAVAILABLE')) storeFailures += 1;
@@ -326,16 +326,18 @@ describe('a root rotation on three managers that run etcd', () => {
     for (const m of managers) {
       const client = new ApiClient({ managers: [m.address], tls: { rootPem: newRoot }, timeoutMs: 20_000 });
       const workerToken = (await runMuster(['join-token', '-q', 'worker', '--data-dir', f.dir])).stdout.trim();
-      await eventually(`a join through ${m.address}`, async () => client.join({ token: workerToken, csr: csrs(1)[0]! }), 60_000).catch((error: unknown) => {
-        throw new Error(
-          `${String(error)}\n${m.run
-            .stderr()
-            .split('\n')
-            .filter((l) => /"level":(40|50)|trust|etcd member/.test(l))
-            .slice(-30)
-            .join('\n')}`,
-        );
-      });
+      await eventually(`a join through ${m.address}`, async () => client.call('join', { body: { token: workerToken, csr: csrs(1)[0]! } }), 60_000).catch(
+        (error: unknown) => {
+          throw new Error(
+            `${String(error)}\n${m.run
+              .stderr()
+              .split('\n')
+              .filter((l) => /"level":(40|50)|trust|etcd member/.test(l))
+              .slice(-30)
+              .join('\n')}`,
+          );
+        },
+      );
       await client.close();
     }
     // The worker renewed onto the new root too.

@@ -153,7 +153,7 @@ describe('three managers that run etcd themselves', () => {
       try {
         const answer = await eventually(
           'a join through the founder while its member is frozen',
-          async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined),
+          async () => client.call('join', { body: { token: f.tokens.worker, csr: csrs(1)[0]! } }).catch(() => undefined),
           slow(60_000),
         );
         expect(answer.nodeId).toMatch(/^[a-z0-9]{25}$/);
@@ -181,7 +181,7 @@ describe('three managers that run etcd themselves', () => {
     const one = async (i: number): Promise<void> => {
       for (let attempt = 0; attempt < 40; attempt++) {
         try {
-          const answer = await clients[(i + attempt) % 3]!.join({ token: f.tokens.worker, csr: pool[i]! });
+          const answer = await clients[(i + attempt) % 3]!.call('join', { body: { token: f.tokens.worker, csr: pool[i]! } });
           joined.push(answer.nodeId);
           done += 1;
           if (done === 60 && killed === undefined) killed = f.run.stop('SIGKILL');
@@ -328,7 +328,7 @@ describe('three managers that run etcd themselves', () => {
     await m5.run.stop('SIGKILL');
     const client = new ApiClient({ managers: [f.address], tls: { rootPem: root }, timeoutMs: slow(20_000) });
     const down = await eventually('the survivor to answer 503', async () => {
-      const outcome = await client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch((e: unknown) => e);
+      const outcome = await client.call('join', { body: { token: f.tokens.worker, csr: csrs(1)[0]! } }).catch((e: unknown) => e);
       return isMusterError(outcome, 'STORE_UNAVAILABLE') ? outcome : undefined;
     });
     expect(down).toMatchObject({ code: 'STORE_UNAVAILABLE', statusCode: 503 });
@@ -337,7 +337,9 @@ describe('three managers that run etcd themselves', () => {
     await recovered.waitFor(/Cluster recovered/, slow(120_000));
     f.run = recovered;
 
-    const again = await eventually('joins to work again', async () => client.join({ token: f.tokens.worker, csr: csrs(1)[0]! }).catch(() => undefined));
+    const again = await eventually('joins to work again', async () =>
+      client.call('join', { body: { token: f.tokens.worker, csr: csrs(1)[0]! } }).catch(() => undefined),
+    );
     expect(again.rootCA).toBe(root);
     const tokens = (await runMuster(['join-token', '-q', 'manager', '--data-dir', dirs.f])).stdout.trim();
     expect(tokens).toBe(f.tokens.manager);

@@ -104,7 +104,7 @@ describe('a manager demoted and removed', () => {
       readFileSync(join(certs(w), 'node.crt'), 'utf8'),
       readFileSync(join(certs(w), 'node.key'), 'utf8'),
     );
-    expect((await worker.renew({ csr: createCsr({ privateKey: workerKey.privateKey }) })).role).toBe('worker');
+    expect((await worker.call('renew', { body: { csr: createCsr({ privateKey: workerKey.privateKey }) } })).role).toBe('worker');
     await worker.close();
 
     const removed = await runMuster(['node', 'rm', '--force', m2Id, '--data-dir', f]);
@@ -180,7 +180,7 @@ describe('a manager demoted and removed', () => {
         crt,
       ]);
       const forged = clientWith(address, `${newRoot}${oldCa.rootPem}`, readFileSync(crt, 'utf8'), readFileSync(key, 'utf8'));
-      const code = await codeOf(forged.joinTokens());
+      const code = await codeOf(forged.call('joinTokens'));
       await forged.close();
       expect(code, cn).toBe(refused);
     }

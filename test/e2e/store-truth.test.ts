@@ -48,24 +48,30 @@ describe('concurrent changes through the API', () => {
     // A token that works gets through even from an address the failure limiter blocks;
     // so TOKEN_REJECTED and RATE_LIMITED both prove a token is refused.
     const works = async (token: string): Promise<boolean> => {
-      const code = await codeOf(client.preflight({ token }));
+      const code = await codeOf(client.call('joinPreflight', { body: { token } }));
       if (code !== undefined) expect(['TOKEN_REJECTED', 'RATE_LIMITED']).toContain(code);
       return code === undefined;
     };
     try {
       for (let round = 0; round < 100; round++) {
-        const before = await client.joinTokens();
-        const [worker, mgr] = await Promise.all([client.rotateToken('worker'), client.rotateToken('manager')]);
-        const now = await client.joinTokens();
+        const before = await client.call('joinTokens');
+        const [worker, mgr] = await Promise.all([
+          client.call('rotateToken', { params: { role: 'worker' } }),
+          client.call('rotateToken', { params: { role: 'manager' } }),
+        ]);
+        const now = await client.call('joinTokens');
         expect(now.worker).toBe(worker.worker); // the printed worker token is the current one
         expect(now.manager).toBe(mgr.manager); // and so is the printed manager token
         expect(now.worker).not.toBe(before.worker);
         expect(now.manager).not.toBe(before.manager);
         expect(await works(before.worker)).toBe(false);
         expect(await works(now.worker)).toBe(true);
-        const [a, b] = await Promise.all([client.rotateToken('worker'), client.rotateToken('worker')]);
+        const [a, b] = await Promise.all([
+          client.call('rotateToken', { params: { role: 'worker' } }),
+          client.call('rotateToken', { params: { role: 'worker' } }),
+        ]);
         expect(a.worker).not.toBe(b.worker); // two rotations, not one swallowed by the other
-        const last = (await client.joinTokens()).worker;
+        const last = (await client.call('joinTokens')).worker;
         expect([a.worker, b.worker]).toContain(last);
         for (const stale of [now.worker, a.worker, b.worker].filter((t) => t !== last)) expect(await works(stale)).toBe(false);
       }

@@ -21,7 +21,7 @@ import { readUnlockKey } from '../unlock-key-input.js';
 /** `muster unlock-key [-q] [--rotate]` */
 export async function unlockKeyCommand(ctx: CliContext, flags: ConnectFlags & { quiet?: boolean; rotate?: boolean }): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    const view = flags.rotate === true ? await client.rotateUnlockKey() : await client.unlockKey();
+    const view = flags.rotate === true ? await client.call('rotateUnlockKey') : await client.call('unlockKey');
     if (flags.quiet === true) {
       ctx.stdout.write(`${view.unlockKey}\n`);
       return 0;
@@ -56,7 +56,7 @@ export async function unlockCommand(ctx: CliContext, flags: { dataDir?: string; 
   if (key === undefined) throw new MusterError('USAGE', 'no unlock key given');
   const client = localSocketClient(layout, 30_000);
   try {
-    await client.unlock(formatUnlockKey(key));
+    await client.call('unlock', { body: { unlockKey: formatUnlockKey(key) } });
   } catch (error) {
     if (isMusterError(error, 'NOT_LOCKED')) throw new MusterError('NOT_LOCKED', 'this manager is not locked: it serves already');
     throw error;

@@ -46,10 +46,12 @@ async function createApiCertificateCommand(ctx: CliContext, name: string, flags:
   const expiry = flags.expiry === undefined ? undefined : formatDuration(parseCertExpiry(flags.expiry)); // refuse bad input before connecting
   return withConnection(ctx, flags, async ({ client }) => {
     const key = await generateNodeKey(); // made here; only the CSR travels
-    const issued = await client.createUser({
-      name,
-      csr: createCsr({ privateKey: key.privateKey, subject: { commonName: name } }),
-      ...(expiry === undefined ? {} : { expiry }),
+    const issued = await client.call('createUser', {
+      body: {
+        name,
+        csr: createCsr({ privateKey: key.privateKey, subject: { commonName: name } }),
+        ...(expiry === undefined ? {} : { expiry }),
+      },
     });
     await ensurePrivateDir(outDir);
     await writeFileAtomic(files.key, key.privateKeyPem, 0o600);
@@ -94,7 +96,7 @@ async function renewApiCertificateCommand(ctx: CliContext, flags: { certPath?: s
  */
 async function adminAnchorCommand(ctx: CliContext, flags: ConnectFlags & { out?: string }): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    const anchor = await client.adminAnchor();
+    const anchor = (await client.bytes('adminAnchor')).toString('utf8');
     if (flags.out === undefined) {
       ctx.stdout.write(anchor);
       return 0;
@@ -114,7 +116,7 @@ async function adminAnchorCommand(ctx: CliContext, flags: ConnectFlags & { out?:
 /** `muster ca revoke-api-certificate NAME`: the user's certificates are refused from now on. */
 async function revokeApiCertificateCommand(ctx: CliContext, name: string, flags: ConnectFlags): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    const result = await client.revokeUser(name);
+    const result = await client.call('revokeUser', { params: { name: name } });
     ctx.stdout.write(
       result.revoked === 0
         ? `API user ${name} had no valid certificates left to revoke.\n`
@@ -231,7 +233,7 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
   if (flags.certExpiry !== undefined) request.certExpiry = flags.certExpiry;
   return withConnection(ctx, flags, async ({ client }) => {
     if (!rotating) {
-      ctx.stdout.write(await client.rootCa());
+      ctx.stdout.write((await client.bytes('rootCa')).toString('utf8'));
       return 0;
     }
     const say = (lines: string[]): void => {
@@ -241,7 +243,7 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
     const note = (lines: string[]): void => {
       if (flags.quiet !== true) for (const line of lines) ctx.stderr.write(`${line}\n`);
     };
-    let status = await client.rotateRoot(request);
+    let status = await client.call('rotateRoot', { body: request });
     const target = status.targetDigest ?? status.rootDigest;
     if (flags.detach === true) {
       say([
@@ -257,12 +259,12 @@ export async function caCommand(ctx: CliContext, flags: CaFlags): Promise<number
       if (!status.rotating) break;
       previous = status;
       await pause(ctx, PROGRESS_POLL_MS);
-      status = await client.rotationStatus();
+      status = await client.call('rotationStatus');
       if (status.rotating && status.targetDigest !== target)
         throw new MusterError('CA_ROTATION_REPLACED', `another rotation, to sha256:${status.targetDigest ?? '?'}, replaced this one`);
     }
     if (status.rootDigest !== target) throw new MusterError('CA_ROTATION_REPLACED', `the root is now sha256:${status.rootDigest}, not this rotation's`);
-    ctx.stdout.write(await client.rootCa());
+    ctx.stdout.write((await client.bytes('rootCa')).toString('utf8'));
     note(apiUserLines(status));
     return 0;
   });

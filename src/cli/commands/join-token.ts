@@ -25,7 +25,7 @@ export function parseRole(text: string): NodeRole {
 export async function joinTokenCommand(ctx: CliContext, roleText: string, flags: ConnectFlags & { quiet?: boolean; rotate?: boolean }): Promise<number> {
   const role = parseRole(roleText);
   return withConnection(ctx, flags, async ({ client }) => {
-    const tokens = flags.rotate === true ? await client.rotateToken(role) : await client.joinTokens();
+    const tokens = flags.rotate === true ? await client.call('rotateToken', { params: { role: role } }) : await client.call('joinTokens');
     const token = tokens[role];
     if (flags.quiet === true) {
       ctx.stdout.write(`${token}\n`);
@@ -63,7 +63,7 @@ export async function createTokenCommand(ctx: CliContext, roleText: string, flag
   if (uses !== undefined) request.uses = uses;
   if (flags.label !== undefined && flags.label.length > 0) request.labels = parseLabels(flags.label);
   return withConnection(ctx, flags, async ({ client }) => {
-    const created = await client.createScopedToken(request);
+    const created = await client.call('createScopedToken', { body: request });
     if (flags.quiet === true) {
       ctx.stdout.write(`${created.token}\n`);
       return 0;
@@ -101,7 +101,7 @@ export async function listTokensCommand(ctx: CliContext, flags: ConnectFlags & {
   const now = ctx.clock.now();
   const format = parseListFormat(flags.format, tokenFields(now));
   return withConnection(ctx, flags, async ({ client }) => {
-    const { tokens } = await client.scopedTokens();
+    const { tokens } = await client.call('scopedTokens');
     if (flags.quiet === true) {
       ctx.stdout.write(tokens.map((t) => `${t.id}\n`).join(''));
       return 0;
@@ -122,7 +122,7 @@ export async function listTokensCommand(ctx: CliContext, flags: ConnectFlags & {
 export async function removeTokensCommand(ctx: CliContext, ids: string[], flags: ConnectFlags): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
     for (const id of ids) {
-      await client.removeScopedToken(id);
+      await client.call('removeScopedToken', { params: { id: id } });
       ctx.stdout.write(`${id}\n`);
     }
     return 0;

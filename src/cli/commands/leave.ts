@@ -28,7 +28,7 @@ async function leaveCommand(ctx: CliContext, flags: ConnectFlags & { force?: boo
     await markLeaving(local.layout, local.state, ctx.clock);
     try {
       // The managers refuse the last serving manager's leave: nothing below runs for it.
-      await connection.client.leave();
+      await connection.client.call('leave');
     } catch (error) {
       // Already out of the cluster: there is nothing to tell the managers, only files to clear.
       if (isMusterError(error, 'NODE_REMOVED')) [told, how] = ['the cluster had already removed it', 'removed'];

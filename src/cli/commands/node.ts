@@ -126,7 +126,7 @@ export async function nodeListCommand(
 /** `muster node inspect REF` (`self`: the node whose certificate makes the call, through /v1/nodes/self). */
 async function nodeInspectCommand(ctx: CliContext, ref: string, flags: ConnectFlags): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    const node = ref === 'self' ? (await client.self()).node : await client.getNode(ref);
+    const node = ref === 'self' ? (await client.self()).node : await client.call('getNode', { params: { id: ref } });
     ctx.stdout.write(`${JSON.stringify(node, null, 2)}\n`);
     return 0;
   });
@@ -146,7 +146,10 @@ async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFla
   return withConnection(ctx, flags, async ({ client, local }) => {
     if (ref === 'self' && local === undefined)
       throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
-    const node = await client.removeNode(ref === 'self' ? local!.state.nodeId : ref, flags.force === true, flags.revokeAll === true);
+    const node = await client.call('removeNode', {
+      params: { id: ref === 'self' ? local!.state.nodeId : ref },
+      query: { ...(flags.force === true ? { force: '1' } : {}), ...(flags.revokeAll === true ? { revokeAll: '1' } : {}) },
+    });
     ctx.stdout.write(`Node ${node.id} removed; its certificate is refused from now on.\n`);
     if (node.role === 'manager') ctx.stdout.write(FORMER_MANAGER_NOTE);
     return 0;
@@ -156,7 +159,7 @@ async function nodeRemoveCommand(ctx: CliContext, ref: string, flags: ConnectFla
 /** `muster node promote|demote ID` */
 async function nodeRoleCommand(ctx: CliContext, id: string, role: NodeRole, flags: ConnectFlags): Promise<number> {
   return withConnection(ctx, flags, async ({ client }) => {
-    const node = await client.setRole(id, role);
+    const node = await client.call(role === 'manager' ? 'promote' : 'demote', { params: { id } });
     const verb = role === 'manager' ? 'promoted to a manager' : 'demoted to a worker';
     const note = node.certRole === role ? '' : ' It receives a certificate with the new role at its next renewal, which it is told to do now.';
     ctx.stdout.write(`Node ${node.id} ${verb}.${note}\n`);
@@ -184,7 +187,7 @@ async function nodeUpdateCommand(
   return withConnection(ctx, flags, async ({ client, local }) => {
     if (flags.forLabel !== undefined) {
       if (!/^[^=]+=/.test(flags.forLabel)) throw new MusterError('USAGE', `--for-label ${flags.forLabel.slice(0, 60)} is not KEY=VALUE`);
-      const policy = await client.updateSanPolicy({ label: flags.forLabel, ...patch });
+      const policy = await client.call('updateSanPolicy', { body: { label: flags.forLabel, ...patch } });
       const patterns = policy.labels.find((l) => l.label === flags.forLabel)?.patterns ?? [];
       ctx.stdout.write(
         `Nodes with label ${flags.forLabel} may name in service certificates: ${patterns.length === 0 ? 'nothing more than their own names' : patterns.join(', ')}.\n`,
@@ -193,7 +196,7 @@ async function nodeUpdateCommand(
     }
     if (ref === 'self' && local === undefined)
       throw new MusterError('USAGE', "'self' names the node of this host's data dir", { hint: 'name the node by ID, ID prefix or hostname' });
-    const node = await client.updateNode(ref === 'self' ? local!.state.nodeId : ref!, patch);
+    const node = await client.call('updateNode', { params: { id: ref === 'self' ? local!.state.nodeId : ref! }, body: patch });
     const patterns = node.sanPatterns ?? [];
     ctx.stdout.write(
       `Node ${node.id} (${node.hostname}) may name in service certificates: its own names${patterns.length === 0 ? '' : `, ${patterns.join(', ')}`}.\n`,

@@ -8,7 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { AGENT_ROUTES } from '../../agent/agent-socket.js';
 import { callAgent } from '../agent-client.js';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseDuration } from '../../core/duration.js';
+import { formatDuration, iso, parseDuration } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import { readDataKeyFile, readStoreSpec, type StoreSpec } from '../../config/manager-files.js';
 import type { DataDirLayout } from '../../config/paths.js';
@@ -55,7 +56,7 @@ async function remoteStatus(ctx: CliContext, flags: StatusFlags, format: 'table'
     facts.state = health.locked === true ? 'locked' : 'reachable';
     facts.store = health.store ?? (health.locked === true ? 'locked' : 'unknown');
     if (health.locked !== true) {
-      const cluster = await connection.client.cluster().catch((error: unknown) => (isMusterError(error) ? error : Promise.reject(error)));
+      const cluster = await connection.client.call('cluster').catch((error: unknown) => (isMusterError(error) ? error : Promise.reject(error)));
       if (cluster instanceof MusterError) facts.cluster = `${cluster.code}: ${cluster.message}`;
       else
         Object.assign(facts, {

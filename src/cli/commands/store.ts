@@ -252,7 +252,7 @@ export async function backupCommand(ctx: CliContext, flags: BackupFlags): Promis
   const client = localSocketClient(layout, 120_000);
   let answer;
   try {
-    answer = await client.backup(backupKey === undefined ? {} : { backupKey: formatUnlockKey(backupKey) });
+    answer = await client.call('backup', { body: backupKey === undefined ? {} : { backupKey: formatUnlockKey(backupKey) } }, { timeoutMs: 120_000 });
   } finally {
     await client.close();
   }

@@ -31,12 +31,14 @@ export async function updateCommand(
   const insecure = flags.externalCaInsecure === true;
   const externalCAs = external.length === 0 && !insecure ? undefined : await readExternalCas(external, insecure);
   return withConnection(ctx, flags, async ({ client }) => {
-    const view = await client.updateCluster({
-      ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }),
-      ...(externalCAs === undefined ? {} : { externalCAs }),
-      ...(autolock === undefined ? {} : { autolock }),
+    const view = await client.call('updateCluster', {
+      body: {
+        ...(ms === undefined ? {} : { certExpiry: formatDuration(ms) }),
+        ...(externalCAs === undefined ? {} : { externalCAs }),
+        ...(autolock === undefined ? {} : { autolock }),
+      },
     });
-    if (autolock === true) ctx.stdout.write(`Autolock is on.\n${unlockKeyInstructions(view.unlockKey ?? (await client.unlockKey()).unlockKey)}`);
+    if (autolock === true) ctx.stdout.write(`Autolock is on.\n${unlockKeyInstructions(view.unlockKey ?? (await client.call('unlockKey')).unlockKey)}`);
     if (autolock === false) ctx.stdout.write('Autolock is off: managers start unlocked; their keys are in clear in their data dirs again.\n');
     if (ms !== undefined && view.ca.external) {
       ctx.stdout.write(

@@ -15,7 +15,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { MusterError, isMusterError, type ErrorCode } from '../../core/errors.js';
 import { listenOnSocket } from '../../core/local-socket.js';
 import swagger from '@fastify/swagger';
-import { LIMITS, ROUTES } from '../../api/schemas.js';
+import { LIMITS } from '../../api/schemas.js';
 import { MUSTER_VERSION } from '../../core/version.js';
 import { systemClock, type Clock } from '../../core/clock.js';
 import { readPemBlocks, toPem } from '../../pki/der.js';
@@ -23,9 +23,9 @@ import { isIssuedBy, readBundle } from '../../pki/peer.js';
 import type { TrustFacts } from '../state/cluster-state.js';
 import { caRoutes } from './routes/ca-routes.js';
 import { clusterRoutes } from './routes/cluster-routes.js';
-import { healthRoutes, metricsRoutes } from './routes/health-routes.js';
+import { healthRoutes, metricsRoutes, openapiRoutes } from './routes/health-routes.js';
 import { nodeRoutes } from './routes/node-routes.js';
-import { declaredAccess, type RegisteredRoute, type Services } from './routes/route-kit.js';
+import { declaredAccess, missingEndpoints, type RegisteredRoute, type Services } from './routes/register.js';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 
 /** The manager's own TLS identity. */
@@ -332,9 +332,11 @@ export async function buildApp(options: AppOptions) {
   capConnections(app.server, limits);
   // Every route says who may call it: roles, or why it is public. One that says neither fails here, so the app does not build.
   const registered: RegisteredRoute[] = [];
+  const endpoints = new Set<string>();
   registries.set(app, registered);
   app.addHook('onRoute', (route) => {
     registered.push(declaredAccess(route));
+    if (route.config?.endpoint !== undefined) endpoints.add(route.config.endpoint);
   });
   app.removeContentTypeParser('text/plain'); // JSON only: anything else is a 415
 
@@ -386,16 +388,15 @@ export async function buildApp(options: AppOptions) {
       return { schema: described as typeof schema, url };
     },
   });
-  app.get(
-    ROUTES.openapi,
-    { config: { public: 'the API description: schemas and paths, no secret; clients read it before they hold a certificate' }, schema: { hide: true } },
-    async () => app.swagger(),
-  );
+  await app.register(openapiRoutes, { services });
   await app.register(healthRoutes, { services });
   await app.register(caRoutes, { services });
   await app.register(nodeRoutes, { services });
   await app.register(clusterRoutes, { services });
   await app.register(metricsRoutes, { services });
+  // Each endpoint of the route table has its handler: one without is a manager that does not start, not a 404 in production.
+  const missing = missingEndpoints(endpoints);
+  if (missing.length > 0) throw new Error(`endpoints of api/routes.ts without a handler: ${missing.join(', ')}`);
   return app;
 }
 

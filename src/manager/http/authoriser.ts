@@ -9,7 +9,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../core/clock.js';
 import { MusterError } from '../../core/errors.js';
-import { DEFAULT_RENEW_GRACE_MS } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
 import { isNodeRole, type CertRole } from '../../core/roles.js';
 import { verifyPeerCertificate, type PeerIdentity } from '../../pki/peer.js';
 import { KEYS, type ClusterStore } from '../../store/cluster-store.js';

@@ -38,7 +38,7 @@ import {
   type NodeRecord,
   type RevokedRecord,
 } from '../../store/records.js';
-import { ROUTES } from '../../api/schemas.js';
+import { API } from '../../api/routes.js';
 import type { Audit } from './audit.js';
 import type { Caller } from '../state/caller.js';
 import { certificateRecord } from './ca-server.js';
@@ -177,7 +177,7 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
       clusterId: cluster.clusterId,
       hosts: [parseHostPort(params.managerAddr).host],
       validityMs: cluster.certExpiryMs,
-      crlUrl: `https://${params.managerAddr}${ROUTES.crl}`,
+      crlUrl: `https://${params.managerAddr}${API.crl.path}`,
     });
   } finally {
     await signer.close();

@@ -17,7 +17,7 @@ import { seal } from '../../pki/seal.js';
 import { generateJoinToken } from '../../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../../store/cluster-store.js';
 import { SCHEMA_VERSION, type CaRecord, type ExternalCaRecord } from '../../store/records.js';
-import { ROUTES } from '../../api/schemas.js';
+import { API } from '../../api/routes.js';
 import { autolockRecord } from './autolock.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from '../state/signer.js';
@@ -104,7 +104,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
       clusterId,
       hosts: [...new Set([parseHostPort(params.managerAddr).host, ...(params.extraHosts ?? [])])],
       validityMs: params.certExpiryMs,
-      crlUrl: `https://${params.managerAddr}${ROUTES.crl}`,
+      crlUrl: `https://${params.managerAddr}${API.crl.path}`,
     });
   } finally {
     await signer.close();

@@ -6,7 +6,8 @@
  * on what the store holds, not on what one manager believes.
  */
 import type { Clock } from '../../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso } from '../../core/duration.js';
+import { formatDuration, iso } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
 import { MusterError } from '../../core/errors.js';
 import { ID_PATTERN } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';

@@ -16,7 +16,8 @@
  * root's CRL.
  */
 import type { Clock, TimerHandle } from '../../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, iso, parseCertExpiry } from '../../core/duration.js';
+import { iso, parseCertExpiry } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
 import { MusterError, isMusterError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Random } from '../../core/random.js';

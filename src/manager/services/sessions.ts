@@ -13,7 +13,9 @@
  */
 import type { Clock, TimerHandle } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
-import { MAX_RENEW_SPREAD_MS } from '../../api/schemas.js';
+import { CLUSTER_WIDE_RENEW_REASONS } from '../../api/routes.js';
+import { MAX_RENEW_SPREAD_MS, type SelfResponse } from '../../api/schemas.js';
+import { formatDuration } from '../../core/duration.js';
 import { KEYS, META_PREFIX, type ClusterStore } from '../../store/cluster-store.js';
 import type { CrlRecord, NodeRecord } from '../../store/records.js';
 import type { Membership } from '../state/membership.js';
@@ -104,6 +106,19 @@ export class Sessions {
   }
 
   /**
+   * A node's answer to GET /v1/nodes/self (the session decision): `first` at
+   * once when there is no wait or it must renew now, else held until
+   * something it acts on changes (see {@link actionable}) or `waitMs` passed;
+   * with the spread window a busy manager asks for when every node is told
+   * to renew.
+   */
+  async selfAnswer(first: SelfResponse, waitMs: number, fresh: () => Promise<SelfResponse>): Promise<SelfResponse> {
+    const answer = waitMs === 0 || first.renewNow ? first : await this.hold({ id: first.node.id, role: first.node.role }, waitMs, first, fresh, actionable);
+    const spreadMs = answer.reason !== undefined && CLUSTER_WIDE_RENEW_REASONS.has(answer.reason) ? this.renewSpreadMs() : undefined;
+    return spreadMs === undefined ? answer : { ...answer, renewSpread: formatDuration(spreadMs) };
+  }
+
+  /**
    * A long poll: `first` is the answer as of now; until `ms` have passed,
    * parks, and on each wake computes the answer again, returning it as soon
    * as `changed(first, answer)`. At the deadline (or when the manager stops)
@@ -191,4 +206,17 @@ export class Sessions {
     }
     if (!this.stopped) this.membersTimer = this.deps.clock.setTimer(MEMBERS_CHECK_MS, () => void this.checkMembers());
   }
+}
+
+/** Whether a node's answer changed in what it acts on: renew, its role or standing, the managers, the trust bundle, the CRL, the expiry. */
+export function actionable(before: SelfResponse, now: SelfResponse): boolean {
+  return (
+    now.renewNow ||
+    now.node.role !== before.node.role ||
+    now.node.status !== before.node.status ||
+    now.managers.join(',') !== before.managers.join(',') ||
+    now.rootCA !== before.rootCA ||
+    now.crlNumber !== before.crlNumber ||
+    now.certExpiry !== before.certExpiry
+  );
 }

@@ -5,7 +5,8 @@
  * nobody changed it meanwhile, so two concurrent rotations both take effect.
  */
 import type { Clock } from '../../core/clock.js';
-import { DEFAULT_RENEW_GRACE_MS, formatDuration, iso, parseCertExpiry } from '../../core/duration.js';
+import { formatDuration, iso, parseCertExpiry } from '../../core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
 import { MusterError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Random } from '../../core/random.js';

@@ -10,7 +10,7 @@ import { issueCertificate } from '../../../src/pki/issue.js';
 import { unseal } from '../../../src/pki/seal.js';
 import { KEYS } from '../../../src/store/cluster-store.js';
 import { newId } from '../../../src/core/ids.js';
-import { DEFAULT_RENEW_GRACE_MS } from '../../../src/core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../../src/api/routes.js';
 import { codeOf } from '../../helpers/codes.js';
 import { openssl, scratchDir } from '../../helpers/openssl.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';

@@ -2,7 +2,7 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROUTES } from '../../../src/api/schemas.js';
+import { API } from '../../../src/api/routes.js';
 import { buildApp, type MusterApp } from '../../../src/manager/http/app.js';
 import { MUSTER_VERSION } from '../../../src/core/version.js';
 import { foundTestCluster, type TestCluster } from '../../helpers/service.js';
@@ -26,7 +26,7 @@ const openapiPath = (route: string): string => route.replace(/:([a-z]+)/g, '{$1}
 
 describe('the OpenAPI description', () => {
   it('is served without a certificate and validates as OpenAPI 3.1', async () => {
-    const res = await app.inject({ method: 'GET', url: ROUTES.openapi });
+    const res = await app.inject({ method: 'GET', url: API.openapi.path });
     expect(res.statusCode).toBe(200);
     const doc = res.json() as {
       openapi: string;
@@ -41,16 +41,17 @@ describe('the OpenAPI description', () => {
   });
 
   it('describes every API route, with its body and answers, and says which need a cluster certificate', async () => {
-    const doc = (await app.inject({ method: 'GET', url: ROUTES.openapi })).json() as {
+    const doc = (await app.inject({ method: 'GET', url: API.openapi.path })).json() as {
       paths: Record<string, Record<string, { security?: unknown[]; responses?: Record<string, unknown>; requestBody?: unknown }>>;
     };
-    for (const route of Object.values(ROUTES).filter((r) => r !== ROUTES.openapi)) expect(Object.keys(doc.paths), route).toContain(openapiPath(route));
-    const join = doc.paths[ROUTES.join]!.post!;
+    for (const { path: route } of Object.values(API).filter((e) => e.path !== API.openapi.path))
+      expect(Object.keys(doc.paths), route).toContain(openapiPath(route));
+    const join = doc.paths[API.join.path]!.post!;
     expect(join.security).toBeUndefined(); // a join is authorised by its token, not a certificate
     expect(JSON.stringify(join.requestBody)).toContain('"csr"');
     expect(Object.keys(join.responses ?? {})).toEqual(expect.arrayContaining(['200', '400', '401', '429']));
-    expect(doc.paths[ROUTES.nodes]!.get!.security).toEqual([{ clusterCertificate: [] }]);
-    expect(doc.paths[ROUTES.renew]!.post!.security).toEqual([{ clusterCertificate: [] }]);
+    expect(doc.paths[API.listNodes.path]!.get!.security).toEqual([{ clusterCertificate: [] }]);
+    expect(doc.paths[API.renew.path]!.post!.security).toEqual([{ clusterCertificate: [] }]);
   });
 
   it("says muster's version, as package.json and --version do", () => {

@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, registeredRoutes, type MusterApp } from '../../../src/manager/http/app.js';
-import { ADMINS, NODES, declaredAccess } from '../../../src/manager/http/routes/route-kit.js';
+import { ADMINS, NODES } from '../../../src/api/routes.js';
+import { declaredAccess } from '../../../src/manager/http/routes/register.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';
 
 /** Why each public route answers without a certificate. Anything not here needs one. */

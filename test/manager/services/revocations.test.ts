@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Caller } from '../../../src/manager/state/caller.js';
 import { CRL_LIFETIME_MS, CRL_REFRESH_AFTER_MS } from '../../../src/manager/services/revocations.js';
-import { DEFAULT_RENEW_GRACE_MS } from '../../../src/core/duration.js';
+import { DEFAULT_RENEW_GRACE_MS } from '../../../src/api/routes.js';
 import { rootIdentity } from '../../../src/pki/ca.js';
 import { CRL_PEM_LABEL, parseCrl } from '../../../src/pki/crl.js';
 import { toPem } from '../../../src/pki/der.js';

@@ -64,10 +64,10 @@ describe('GET /v1/nodes', () => {
   });
 
   it('serves pages the client follows to the end; removed nodes only with all', async () => {
-    const first = await client.listNodes({ limit: 10 });
+    const first = await client.call('listNodes', { query: { limit: '10' } });
     expect(first.nodes).toHaveLength(10);
     expect(first.next).toBe(first.nodes[9]!.id);
-    const second = await client.listNodes({ limit: 10, after: first.next });
+    const second = await client.call('listNodes', { query: { limit: '10', after: first.next } });
     expect(second.nodes[0]!.id > first.next!).toBe(true);
     const pages: string[][] = [];
     for await (const page of client.nodePages({ pageSize: 4 })) pages.push(page.map((n) => n.id));

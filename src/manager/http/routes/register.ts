@@ -1,7 +1,15 @@
-/** What every route plugin shares: the services behind the routes, who may call, and the verified caller. */
+/**
+ * What every route plugin shares: the services behind the routes, the
+ * verified caller, and handle(), which registers the handler of one entry of
+ * the API's route table (api/routes.ts) with that entry's method, path,
+ * access and schemas, typed from it.
+ */
 import type { Server } from 'node:https';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { TSchema } from 'typebox';
+import { API, type BodyOf, type Endpoint, type ParamsOf, type QueryOf, type ResponseOf, type RouteName, type SchemaRef } from '../../../api/routes.js';
+import * as Schemas from '../../../api/schemas.js';
 import { MusterError } from '../../../core/errors.js';
 import type { CertRole } from '../../../core/roles.js';
 import type { Authoriser } from '../authoriser.js';
@@ -53,11 +61,6 @@ export interface Services {
 /** A route plugin: registers routes that call the services. */
 export type RoutesPlugin = FastifyPluginAsyncTypebox<{ services: Services }, Server>;
 
-/** Routes for admins: managers and API users. */
-export const ADMINS: readonly CertRole[] = ['manager', 'admin'];
-/** Routes for nodes: managers and workers. */
-export const NODES: readonly CertRole[] = ['manager', 'worker'];
-
 declare module 'fastify' {
   interface FastifyRequest {
     caller?: Caller;
@@ -71,6 +74,8 @@ declare module 'fastify' {
     expiredWithinGrace?: boolean;
     /** Only on the manager's local socket (what only the manager host's root or owner reaches), never over the network. */
     localOnly?: boolean;
+    /** The route table's name for the endpoint (api/routes.ts). */
+    endpoint?: string;
   }
 }
 
@@ -104,4 +109,51 @@ export function declaredAccess(route: {
   if (allow !== undefined && reason === undefined) return { ...where, access: { allow } };
   if (allow === undefined && reason !== undefined && reason !== '') return { ...where, access: { public: reason } };
   throw new Error(`route ${method} ${route.url} must declare either config.allow (the certificate roles) or config.public (why it needs none), not both`);
+}
+
+const SCHEMAS = Schemas as unknown as Record<string, TSchema | undefined>;
+
+/** The TypeBox schema a table entry names. */
+function schemaOf(ref: SchemaRef<unknown>): TSchema {
+  const found = SCHEMAS[ref.name];
+  if (found === undefined) throw new Error(`api/schemas.ts has no schema named ${ref.name}`);
+  return found;
+}
+
+/** A request to endpoint K, typed from its table entry. */
+export type RequestOf<K extends RouteName> = FastifyRequest<{ Params: ParamsOf<K>; Querystring: QueryOf<K>; Body: BodyOf<K> }>;
+
+/** The handler of endpoint K: its JSON answer, or the reply it sent itself (bytes, another status). */
+export type HandlerOf<K extends RouteName> = (request: RequestOf<K>, reply: FastifyReply) => Promise<ResponseOf<K> | FastifyReply>;
+
+/** Registers the handler of endpoint `name` with what its table entry says (method, path, access, schemas). */
+export function handle<K extends RouteName>(app: FastifyInstance<Server>, name: K, handler: HandlerOf<K>): void {
+  const endpoint: Endpoint = API[name];
+  const response: Record<number, TSchema> = { ...Schemas.ErrorResponses };
+  if (endpoint.response !== undefined) for (const status of [200, ...(endpoint.alsoAnswers ?? [])]) response[status] = schemaOf(endpoint.response);
+  app.route({
+    method: endpoint.method,
+    url: endpoint.path,
+    config: {
+      endpoint: name,
+      ...(endpoint.allow === undefined ? {} : { allow: endpoint.allow }),
+      ...(endpoint.public === undefined ? {} : { public: endpoint.public }),
+      ...(endpoint.localOnly === true ? { localOnly: true } : {}),
+      ...(endpoint.expiredWithinGrace === true ? { expiredWithinGrace: true } : {}),
+    },
+    schema: {
+      ...(endpoint.params === undefined ? {} : { params: schemaOf(endpoint.params) }),
+      ...(endpoint.query === undefined ? {} : { querystring: schemaOf(endpoint.query) }),
+      ...(endpoint.body === undefined ? {} : { body: schemaOf(endpoint.body) }),
+      response,
+      ...(endpoint.hidden === true ? { hide: true } : {}),
+    },
+    handler: handler as unknown as RouteHandlerMethod<Server>,
+  });
+}
+
+/** The endpoints of the table that `registered` (the names handle() was given) lacks: the app refuses to start while one has no handler. */
+export function missingEndpoints(registered: Iterable<string>): RouteName[] {
+  const have = new Set(registered);
+  return (Object.keys(API) as RouteName[]).filter((name) => !have.has(name));
 }
