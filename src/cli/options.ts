@@ -37,15 +37,6 @@ export function withManagerOptions(command: Command): Command {
     );
 }
 
-/** The manager options out of commander's parsed options. */
-export function managerFlags(options: Record<string, unknown>): { auditLog?: string; metricsAddr?: string; unlockKeyFile?: string } {
-  return {
-    ...(typeof options.auditLog === 'string' ? { auditLog: options.auditLog } : {}),
-    ...(typeof options.unlockKeyFile === 'string' ? { unlockKeyFile: options.unlockKeyFile } : {}),
-    ...(typeof options.metricsAddr === 'string' ? { metricsAddr: options.metricsAddr } : {}),
-  };
-}
-
 /** --log-level for the foreground commands. */
 export function logLevelOption(): Option {
   return new Option('--log-level <level>', 'log level (default: $MUSTER_LOG_LEVEL, else info)').choices(['debug', 'info', 'warn', 'error']);
