@@ -258,6 +258,13 @@ export const API = {
     response: schema<S.ScopedTokenCreated>('ScopedTokenCreated'),
   },
   scopedTokens: { method: 'GET', path: '/v1/join-tokens/scoped', allow: ADMINS, response: schema<S.ScopedTokenList>('ScopedTokenList') },
+  scopedToken: {
+    method: 'GET',
+    path: '/v1/join-tokens/scoped/:id',
+    allow: ADMINS,
+    params: schema<S.ScopedTokenParams>('ScopedTokenParams'),
+    response: schema<S.ScopedTokenView>('ScopedTokenView'),
+  },
   removeScopedToken: {
     method: 'DELETE',
     path: '/v1/join-tokens/scoped/:id',

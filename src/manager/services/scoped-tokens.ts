@@ -110,6 +110,13 @@ export class ScopedTokens {
     return { tokens: records.map((r) => view(r, now, this.deps.state.root.digestHex)) };
   }
 
+  /** One token, as the list shows it (never its secret); TOKEN_NOT_FOUND when there is none by that ID. */
+  async get(id: string): Promise<ScopedTokenView> {
+    const record = (await this.deps.store.get(KEYS.scopedTokens.ref(id)))?.value;
+    if (record === undefined) throw new MusterError('TOKEN_NOT_FOUND', `no scoped join token ${id.slice(0, 64)}`);
+    return view(record, this.deps.clock.now(), this.deps.state.root.digestHex);
+  }
+
   /** Deletes a token: it is refused by every manager from the moment this answers. */
   async remove(id: string, caller?: Caller): Promise<ScopedTokenView> {
     const { store, clock, logger, audit } = this.deps;

@@ -36,6 +36,7 @@ const ADMIN_ROUTES = [
   'POST /v1/join-tokens/:role/rotate',
   'POST /v1/join-tokens/scoped',
   'GET /v1/join-tokens/scoped',
+  'GET /v1/join-tokens/scoped/:id',
   'DELETE /v1/join-tokens/scoped/:id',
   'POST /v1/users',
   'DELETE /v1/users/:name',

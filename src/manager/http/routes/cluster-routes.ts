@@ -61,5 +61,7 @@ export const clusterRoutes: RoutesPlugin = async (app, { services }) => {
 
   handle(app, 'scopedTokens', async () => scopedTokens.list());
 
+  handle(app, 'scopedToken', async (request) => scopedTokens.get(request.params.id));
+
   handle(app, 'removeScopedToken', async (request) => scopedTokens.remove(request.params.id, callerOf(request)));
 };
