@@ -13,7 +13,7 @@ import { ApiClient } from '../api/client.js';
 import { readStoreSpec } from '../config/manager-files.js';
 import type { DataDirLayout } from '../config/paths.js';
 import { KeyStore } from '../agent/key-store.js';
-import { localManagers, readNodeState, type NodeState } from '../agent/node-state.js';
+import { NODE_STATE_SCHEMA, localManagers, readNodeState, writeNodeState, type NodeState } from '../agent/node-state.js';
 
 /**
  * left.json, what `muster leave` keeps of a node that left, so that the
@@ -178,4 +178,33 @@ export async function hasLeft(layout: DataDirLayout, nodeId: string): Promise<bo
     () => 'is not a left.json',
   ).catch(() => undefined);
   return left?.nodeId === nodeId;
+}
+
+/**
+ * The files of a manager that founds a cluster (init) or a restored one
+ * (store restore), written before the store commits it: its key,
+ * certificate and root, then node.json.
+ */
+export async function writeFounderFiles(
+  keyStore: KeyStore,
+  nodeJson: string,
+  node: {
+    keyPem: string;
+    founded: { clusterId: string; nodeId: string; certificate: { certPem: string }; rootPem: string };
+    advertiseAddr: string;
+    listenAddr: string;
+  },
+): Promise<void> {
+  const { founded } = node;
+  await keyStore.ensureDirs();
+  await keyStore.writePair({ keyPem: node.keyPem, certPem: founded.certificate.certPem, rootPem: founded.rootPem });
+  await writeNodeState(nodeJson, {
+    schema: NODE_STATE_SCHEMA,
+    clusterId: founded.clusterId,
+    nodeId: founded.nodeId,
+    role: 'manager',
+    managers: [node.advertiseAddr],
+    listenAddr: node.listenAddr,
+    advertiseAddr: node.advertiseAddr,
+  });
 }

@@ -23,7 +23,8 @@ import { generateDataKey } from '../../pki/seal.js';
 import { formatUnlockKey, generateUnlockKey } from '../../token/unlock-key.js';
 import { KEYS } from '../../store/cluster-store.js';
 import { KeyStore } from '../../agent/key-store.js';
-import { NODE_STATE_SCHEMA, readNodeState, writeNodeState } from '../../agent/node-state.js';
+import { readNodeState } from '../../agent/node-state.js';
+import { writeFounderFiles } from '../../node/node-files.js';
 import { foundCluster } from '../../manager/services/founding.js';
 import { advertiseFor } from '../../node/advertise.js';
 import { checkBindable } from '../../node/bind-check.js';
@@ -192,20 +193,13 @@ export async function initCommand(ctx: CliContext, flags: InitFlags): Promise<nu
           managerAddr: advertiseAddr,
           ...(managed === undefined ? {} : { extraHosts: managed.hosts }),
           ...(unlockKey === undefined ? {} : { unlockKey }),
-          beforeCommit: async (f) => {
-            const keyStore = new KeyStore(layout);
-            await keyStore.ensureDirs();
-            await keyStore.writePair({ keyPem: key.privateKeyPem, certPem: f.certificate.certPem, rootPem: f.rootPem });
-            await writeNodeState(layout.nodeJson, {
-              schema: NODE_STATE_SCHEMA,
-              clusterId: f.clusterId,
-              nodeId: f.nodeId,
-              role: 'manager',
-              managers: [advertiseAddr],
-              listenAddr: formatHostPort(listen),
+          beforeCommit: (f) =>
+            writeFounderFiles(new KeyStore(layout), layout.nodeJson, {
+              keyPem: key.privateKeyPem,
+              founded: f,
               advertiseAddr,
-            });
-          },
+              listenAddr: formatHostPort(listen),
+            }),
         });
         if (managed !== undefined) {
           // Founded on the embedded store; now the same records go into this manager's own etcd member.

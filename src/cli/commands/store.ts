@@ -30,7 +30,7 @@ import { generateNodeKey } from '../../pki/keys.js';
 import { formatUnlockKey } from '../../token/unlock-key.js';
 import { checkBackup, parseBackup } from '../../store/backup.js';
 import { KeyStore } from '../../agent/key-store.js';
-import { NODE_STATE_SCHEMA, writeNodeState } from '../../agent/node-state.js';
+import { writeFounderFiles } from '../../node/node-files.js';
 import { openBackup, restoreCluster } from '../../manager/services/backup.js';
 import { advertiseFor } from '../../node/advertise.js';
 import { localSocketClient } from '../connect.js';
@@ -43,7 +43,6 @@ import { DEFAULT_LISTEN_ADDR, daemonLogger } from '../serve.js';
 import { readEnv } from '../settings.js';
 import { readUnlockKey } from '../unlock-key-input.js';
 import { parseStoreFlag } from '../../config/store-flag.js';
-import type { TSchema } from 'typebox';
 import { KEYS, readAllRecords } from '../../store/cluster-store.js';
 import { EtcdStore } from '../../store/etcd-store.js';
 import { LevelStore } from '../../store/level-store.js';
@@ -340,20 +339,13 @@ export async function restoreCommand(ctx: CliContext, file: string, flags: Resto
         csrPem: createCsr({ privateKey: nodeKey.privateKey }),
         hostname: ctx.hostname,
         managerAddr: advertiseAddr,
-        beforeCommit: async (r) => {
-          const keyStore = new KeyStore(layout, { cipher: { dataKey: () => dataKey, sealing: () => autolock } });
-          await keyStore.ensureDirs();
-          await keyStore.writePair({ keyPem: nodeKey.privateKeyPem, certPem: r.certificate.certPem, rootPem: r.rootPem });
-          await writeNodeState(layout.nodeJson, {
-            schema: NODE_STATE_SCHEMA,
-            clusterId: r.clusterId,
-            nodeId: r.nodeId,
-            role: 'manager',
-            managers: [advertiseAddr],
-            listenAddr: formatHostPort(listen),
+        beforeCommit: (r) =>
+          writeFounderFiles(new KeyStore(layout, { cipher: { dataKey: () => dataKey, sealing: () => autolock } }), layout.nodeJson, {
+            keyPem: nodeKey.privateKeyPem,
+            founded: r,
             advertiseAddr,
-          });
-        },
+            listenAddr: formatHostPort(listen),
+          }),
       });
     } finally {
       await store.close();

@@ -17,13 +17,11 @@
 import type { DataKeyRing } from '../state/data-key.js';
 import type { DataKeyRecord } from '../../store/records.js';
 import type { Clock } from '../../core/clock.js';
-import { parseHostPort } from '../../core/address.js';
 import { MusterError } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import type { Random } from '../../core/random.js';
 import { rootDigest } from '../../pki/ca.js';
-import { parseCsr } from '../../pki/csr.js';
 import type { IssuedCertificate } from '../../pki/issue.js';
 import { seal, unseal } from '../../pki/seal.js';
 import { formatUnlockKey, generateUnlockKey, keyEncryptionKey, unlockKeyId } from '../../token/unlock-key.js';
@@ -38,11 +36,11 @@ import {
   type NodeRecord,
   type RevokedRecord,
 } from '../../store/records.js';
-import { API } from '../../api/routes.js';
 import type { Audit } from './audit.js';
 import type { Caller } from '../state/caller.js';
 import { certificateRecord } from './ca-server.js';
-import { validCertificatesOf } from './revocations.js';
+import { founderRecord, issueFounderCertificate } from './founding.js';
+import { revokedRecord, validCertificatesOf } from './revocations.js';
 import { createSigner } from '../state/signer.js';
 
 /** The context the data key is sealed under in a backup (bound to the cluster). */
@@ -167,21 +165,13 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
   const now = clock.now();
   const nodeId = newId(random);
   const signer = createSigner(ca, { clock, random, logger: params.logger, dataKey });
-  let certificate: IssuedCertificate;
-  try {
-    certificate = await signer.issue({
-      csrPem: params.csrPem,
-      csr: parseCsr(params.csrPem),
-      role: 'manager',
-      commonName: nodeId,
-      clusterId: cluster.clusterId,
-      hosts: [parseHostPort(params.managerAddr).host],
-      validityMs: cluster.certExpiryMs,
-      crlUrl: `https://${params.managerAddr}${API.crl.path}`,
-    });
-  } finally {
-    await signer.close();
-  }
+  const certificate = await issueFounderCertificate(signer, {
+    csrPem: params.csrPem,
+    nodeId,
+    clusterId: cluster.clusterId,
+    managerAddr: params.managerAddr,
+    validityMs: cluster.certExpiryMs,
+  });
 
   // The backup's managers: removed, and their manager certificates listed on the CRL, as 'node rm' does.
   const records: BackupRecord[] = [];
@@ -203,15 +193,7 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
     dropped.push(node.id);
     records.push({ key: record.key, value: { ...node, removed: true, removedAt: now } satisfies NodeRecord });
     for (const cert of validCertificatesOf(node, now).filter((c) => c.serial === node.certSerial || c.role === 'manager')) {
-      revoked.push({
-        schema: SCHEMA_VERSION,
-        serial: cert.serial,
-        subject: cert.subject,
-        role: cert.role,
-        notAfter: cert.notAfter,
-        revokedAt: now,
-        reason: 'cessationOfOperation',
-      });
+      revoked.push(revokedRecord(cert, now, 'cessationOfOperation'));
     }
   }
   for (const entry of revoked) {
@@ -229,21 +211,7 @@ export async function restoreCluster(params: RestoreParams): Promise<Restored> {
     changedAt: revoked.length > 0 ? crlNumber : (previousCrl?.changedAt ?? 0),
   };
   const digest = rootDigest(ca.rootPem);
-  const self: NodeRecord = {
-    schema: SCHEMA_VERSION,
-    id: nodeId,
-    role: 'manager',
-    hostname: params.hostname,
-    labels: {},
-    createdAt: now,
-    lastSeenAt: now,
-    certSerial: certificate.serial,
-    certNotAfter: certificate.notAfter,
-    certRole: 'manager',
-    certRoot: digest.toString('hex'),
-    managerAddr: params.managerAddr,
-    removed: false,
-  };
+  const self = founderRecord(nodeId, params, certificate, digest.toString('hex'), now);
   records.push(
     { key: KEYS.nodes.ref(nodeId).key, value: self },
     { key: KEYS.certificates.ref(certificate.serial).key, value: certificateRecord(nodeId, 'manager', 'init', now, certificate) },

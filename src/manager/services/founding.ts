@@ -16,11 +16,12 @@ import type { IssuedCertificate } from '../../pki/issue.js';
 import { seal } from '../../pki/seal.js';
 import { generateJoinToken } from '../../token/join-token.js';
 import { KEYS, transact, type ClusterStore } from '../../store/cluster-store.js';
-import { SCHEMA_VERSION, type CaRecord, type ExternalCaRecord } from '../../store/records.js';
+import { SCHEMA_VERSION, type CaRecord, type ExternalCaRecord, type NodeRecord } from '../../store/records.js';
 import { API } from '../../api/routes.js';
 import { autolockRecord } from './autolock.js';
 import { certificateRecord } from './ca-server.js';
 import { SEAL_CONTEXT, createSigner } from '../state/signer.js';
+import type { Signer } from '../state/signing.js';
 import { storeTokens } from '../state/stored-tokens.js';
 import { dataKeyRecord } from '../state/data-key.js';
 import { newAdminCa } from './admin-ca.js';
@@ -73,6 +74,53 @@ export interface Founded {
 }
 
 /** Founds a cluster in an empty store. */
+/** The certificate of the manager that founds a cluster (or a restored one), from `signer`, which is closed after. */
+export async function issueFounderCertificate(
+  signer: Signer,
+  p: { csrPem: string; nodeId: string; clusterId: string; managerAddr: string; extraHosts?: readonly string[]; validityMs: number },
+): Promise<IssuedCertificate> {
+  try {
+    return await signer.issue({
+      csrPem: p.csrPem,
+      csr: parseCsr(p.csrPem),
+      role: 'manager',
+      commonName: p.nodeId,
+      clusterId: p.clusterId,
+      hosts: [...new Set([parseHostPort(p.managerAddr).host, ...(p.extraHosts ?? [])])],
+      validityMs: p.validityMs,
+      crlUrl: `https://${p.managerAddr}${API.crl.path}`,
+    });
+  } finally {
+    await signer.close();
+  }
+}
+
+/** The node record of the manager that founds a cluster (or a restored one, backup.ts): its certificate pinned by serial and SHA-256. */
+export function founderRecord(
+  nodeId: string,
+  where: { hostname: string; managerAddr: string },
+  certificate: IssuedCertificate,
+  rootDigestHex: string,
+  now: number,
+): NodeRecord {
+  return {
+    schema: SCHEMA_VERSION,
+    id: nodeId,
+    role: 'manager',
+    hostname: where.hostname,
+    labels: {},
+    createdAt: now,
+    lastSeenAt: now,
+    certSerial: certificate.serial,
+    certNotAfter: certificate.notAfter,
+    certSha256: certificateSha256(certificate.certPem),
+    certRole: 'manager',
+    certRoot: rootDigestHex,
+    managerAddr: where.managerAddr,
+    removed: false,
+  };
+}
+
 export async function foundCluster(params: FoundParams): Promise<Founded> {
   const { store, clock, random, dataKey } = params;
   if ((await store.get(KEYS.cluster)) !== undefined) throw new MusterError('CLUSTER_EXISTS');
@@ -94,21 +142,14 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
   }
   const signer = createSigner(ca, { clock, random, logger: params.logger, dataKey });
   const nodeId = newId(random);
-  let certificate: IssuedCertificate;
-  try {
-    certificate = await signer.issue({
-      csrPem: params.csrPem,
-      csr: parseCsr(params.csrPem),
-      role: 'manager',
-      commonName: nodeId,
-      clusterId,
-      hosts: [...new Set([parseHostPort(params.managerAddr).host, ...(params.extraHosts ?? [])])],
-      validityMs: params.certExpiryMs,
-      crlUrl: `https://${params.managerAddr}${API.crl.path}`,
-    });
-  } finally {
-    await signer.close();
-  }
+  const certificate = await issueFounderCertificate(signer, {
+    csrPem: params.csrPem,
+    nodeId,
+    clusterId,
+    managerAddr: params.managerAddr,
+    ...(params.extraHosts === undefined ? {} : { extraHosts: params.extraHosts }),
+    validityMs: params.certExpiryMs,
+  });
   const founded: Founded = { clusterId, nodeId, certificate, rootPem: root.certPem };
   await params.beforeCommit?.(founded);
   const digest = rootDigest(root.certPem);
@@ -124,22 +165,7 @@ export async function foundCluster(params: FoundParams): Promise<Founded> {
     tx.put(KEYS.managers, { schema: SCHEMA_VERSION, ids: [nodeId] });
     tx.put(KEYS.dataKey, dataKeyRecord(dataKey, { nodeId, certPem: certificate.certPem }, now));
     if (params.unlockKey !== undefined) tx.put(KEYS.autolock, autolockRecord(params.dataKey, params.unlockKey, now));
-    tx.put(KEYS.nodes.ref(nodeId), {
-      schema: SCHEMA_VERSION,
-      id: nodeId,
-      role: 'manager',
-      hostname: params.hostname,
-      labels: {},
-      createdAt: now,
-      lastSeenAt: now,
-      certSerial: certificate.serial,
-      certNotAfter: certificate.notAfter,
-      certSha256: certificateSha256(certificate.certPem),
-      certRole: 'manager',
-      certRoot: digest.toString('hex'),
-      managerAddr: params.managerAddr,
-      removed: false,
-    });
+    tx.put(KEYS.nodes.ref(nodeId), founderRecord(nodeId, params, certificate, digest.toString('hex'), now));
     tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(nodeId, 'manager', 'init', now, certificate));
     tx.put(KEYS.cluster, { schema: SCHEMA_VERSION, clusterId, certExpiryMs: params.certExpiryMs, createdAt: now });
   });

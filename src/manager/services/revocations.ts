@@ -78,6 +78,11 @@ function live(signer: Signer, keyIdHex: string, now: number): boolean {
   return until === undefined || until > now;
 }
 
+/** The denylist entry of `cert`, revoked at `now` for `reason`. */
+export function revokedRecord(cert: Revoke, now: number, reason: RevocationReason): RevokedRecord {
+  return { schema: SCHEMA_VERSION, serial: cert.serial, subject: cert.subject, role: cert.role, notAfter: cert.notAfter, revokedAt: now, reason };
+}
+
 /** The denylist and the CRL. */
 export class Revocations {
   /** The CRLs signed last, and the signer that signed them (a new CA record brings new issuers). */
@@ -91,18 +96,7 @@ export class Revocations {
     const now = this.deps.clock.now();
     const live = certs.filter((c) => c.notAfter > now);
     if (live.length === 0) return [];
-    for (const cert of live) {
-      const record: RevokedRecord = {
-        schema: SCHEMA_VERSION,
-        serial: cert.serial,
-        subject: cert.subject,
-        role: cert.role,
-        notAfter: cert.notAfter,
-        revokedAt: now,
-        reason,
-      };
-      tx.put(KEYS.revoked.ref(cert.serial), record);
-    }
+    for (const cert of live) tx.put(KEYS.revoked.ref(cert.serial), revokedRecord(cert, now, reason));
     await this.bump(tx, now, true);
     return live.map((c) => c.serial);
   }

@@ -8,16 +8,14 @@ import type { Clock } from '../../core/clock.js';
 import { isMusterError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Random } from '../../core/random.js';
-import type { CertRole } from '../../core/roles.js';
 import { loadSigningCa, rootIdentity, type SigningCa } from '../../pki/ca.js';
-import { buildCrl, type CrlFields } from '../../pki/crl.js';
-import type { ParsedCsr } from '../../pki/csr.js';
-import { issueCertificate, type IssuedCertificate } from '../../pki/issue.js';
+import { buildCrl } from '../../pki/crl.js';
+import { issueCertificate } from '../../pki/issue.js';
 import { seal, unseal } from '../../pki/seal.js';
 import type { CaRecord, ExternalCaRecord, Sealed } from '../../store/records.js';
 import type { ExternalCa } from '../../api/schemas.js';
 import { CfsslSigner } from './cfssl-signer.js';
-import type { CrlIssuer, SignRequest, Signer } from './signing.js';
+import type { CrlIssuer, Signer } from './signing.js';
 
 /** What a signer is built from. */
 export interface SignerDeps {
