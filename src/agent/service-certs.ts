@@ -212,6 +212,14 @@ function matches(key: KeyObject, cert: X509Certificate): boolean {
 }
 
 /** The service certificates of a running node. */
+/** A chown the system refused: EPERM (the node does not run as root) is OWNER_NOT_PERMITTED, anything else a file error. */
+export function ownerRefused(definition: ServiceDefinition, error: unknown): MusterError {
+  const refused = `cannot give ${definition.out} to ${definition.owner?.text}`;
+  if ((error as NodeJS.ErrnoException).code === 'EPERM')
+    return new MusterError('OWNER_NOT_PERMITTED', `${refused}: this node does not run as root`, { cause: error });
+  return new MusterError('FILE_ACCESS', `${refused}: ${(error as Error).message}`, { cause: error });
+}
+
 export class ServiceCertificates {
   private readonly entries = new Map<string, Entry>();
   /** Issuances and file writes, one at a time (a renewal of all and an add never interleave their writes). */
@@ -427,7 +435,10 @@ export class ServiceCertificates {
     );
     if (made) {
       await chmod(definition.out, definition.owner === undefined ? 0o700 : 0o750);
-      if (definition.owner !== undefined) await chown(definition.out, definition.owner.uid, definition.owner.gid);
+      if (definition.owner !== undefined)
+        await chown(definition.out, definition.owner.uid, definition.owner.gid).catch((error: unknown) => {
+          throw ownerRefused(definition, error);
+        });
     }
     const plan: [string, string, number][] = [
       [files.ca, pems.caPem, 0o644],
@@ -440,7 +451,10 @@ export class ServiceCertificates {
         const temp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
         await writeNewFileSynced(temp, data, mode);
         temps.push([temp, path]);
-        if (definition.owner !== undefined) await chown(temp, definition.owner.uid, definition.owner.gid);
+        if (definition.owner !== undefined)
+          await chown(temp, definition.owner.uid, definition.owner.gid).catch((error: unknown) => {
+            throw ownerRefused(definition, error);
+          });
       }
       for (const [temp, path] of temps) await rename(temp, path);
     } catch (error) {

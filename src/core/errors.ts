@@ -45,6 +45,12 @@ export const ERROR_CATALOGUE = {
   STATE_CORRUPT: spec(500, 1, 'the data dir holds unreadable state'),
   FILE_ACCESS: spec(500, 1, 'a file or folder muster needs cannot be used'),
   FILE_EXISTS: spec(409, 1, 'a file muster would write is already there', 'pick another --out, or move the old files away first'),
+  OWNER_NOT_PERMITTED: spec(
+    403,
+    1,
+    'only a node that runs as root may give files to another user',
+    "run the node as root (the Debian package does), or leave out --owner: the files are then the node's own user's",
+  ),
 
   // Join tokens.
   TOKEN_INVALID: spec(

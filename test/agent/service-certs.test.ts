@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { recordingLogger } from '../../src/core/logger.js';
 import { seededRandom } from '../../src/core/random.js';
-import { ServiceCertificates, splitCommand, type ServiceDefinition, type ServiceStatus } from '../../src/agent/service-certs.js';
+import { ServiceCertificates, ownerRefused, splitCommand, type ServiceDefinition, type ServiceStatus } from '../../src/agent/service-certs.js';
 import { NODES } from '../../src/api/routes.js';
 import type { Caller } from '../../src/manager/state/caller.js';
 import { scratchDir } from '../helpers/openssl.js';
@@ -152,5 +152,17 @@ describe('splitCommand', () => {
     expect(splitCommand(`a "b \\"c\\"" d\\ e`)).toEqual(['a', 'b "c"', 'd e']);
     expect(() => splitCommand(`a 'b`)).toThrow(/unclosed/);
     expect(() => splitCommand('   ')).toThrow(/no command/);
+  });
+});
+
+describe('ownerRefused', () => {
+  it('says OWNER_NOT_PERMITTED (403, a hint to run as root or drop --owner) when the system refuses a chown with EPERM; other failures are FILE_ACCESS', () => {
+    const withOwner = definition('client', { owner: { uid: 65534, gid: 65534, text: 'nobody:nogroup' } });
+    const eperm = Object.assign(new Error('EPERM: operation not permitted, chown'), { code: 'EPERM' });
+    const refused = ownerRefused(withOwner, eperm);
+    expect([refused.code, refused.statusCode]).toEqual(['OWNER_NOT_PERMITTED', 403]);
+    expect(refused.message).toBe(`cannot give ${withOwner.out} to nobody:nogroup: this node does not run as root`);
+    expect(refused.hint).toMatch(/run the node as root .* leave out --owner/);
+    expect(ownerRefused(withOwner, Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })).code).toBe('FILE_ACCESS');
   });
 });

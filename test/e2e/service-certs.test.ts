@@ -14,14 +14,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { CertificateView } from '../../src/api/schemas.js';
 import type { ServiceStatus } from '../../src/agent/service-certs.js';
 import { jsonLines, runMuster, type ChildRun } from '../helpers/cli.js';
+import { AS_ROOT, listAsRoot, readAsRoot, runAsRoot, statAsRoot } from '../helpers/as-root.js';
 import { curl } from '../helpers/curl.js';
 import { openssl, opensslFixtures, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, eventually, processScope, waitUntil } from '../helpers/processes.js';
 
 const scratch = scratchDir('muster-svc-');
-afterAll(() => scratch.cleanup());
-// Failed hooks are retried from 200 ms on (production: 5 s).
-const { start, joinNode } = processScope({ ...FAST_ENV, MUSTER_SERVICE_RETRY_BASE: '200ms' });
+afterAll(() => {
+  runAsRoot('rm', ['-rf', scratch.path('client')]); // nobody's folder (--owner): as another user, only root in the namespace removes it
+  scratch.cleanup();
+});
+// Failed hooks are retried from 200 ms on (production: 5 s). As another user than root, the nodes run in a user
+// namespace where that user is root (as-root.ts), so that a service folder can be given to another user (--owner).
+const { start, joinNode } = processScope({ ...FAST_ENV, MUSTER_SERVICE_RETRY_BASE: '200ms' }, { prefix: AS_ROOT });
 const fixtures = opensslFixtures(scratch);
 
 const m = scratch.path('m');
@@ -113,7 +118,8 @@ describe('service certificates', () => {
       w,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(client).sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
+    // The folder is nobody's now: read as root (in the namespace, as another user than root).
+    expect(listAsRoot(client).sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
     const nobody = Number(
       readFileSync('/etc/passwd', 'utf8')
         .split('\n')
@@ -126,12 +132,12 @@ describe('service certificates', () => {
         .find((l) => l.startsWith('nogroup:'))!
         .split(':')[2],
     );
-    for (const file of ['ca.pem', 'cert.pem', 'key.pem'])
-      expect([statSync(join(client, file)).uid, statSync(join(client, file)).gid]).toEqual([nobody, nogroup]);
-    expect([statSync(client).uid, statSync(client).gid, modeOf(client)]).toEqual([nobody, nogroup, 0o750]);
-    expect(modeOf(join(client, 'key.pem'))).toBe(0o640);
-    expect(x509(join(client, 'cert.pem'), '-ext', 'extendedKeyUsage')).toMatch(/TLS Web Client Authentication\s*$/);
-    expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslclient', join(client, 'cert.pem')]).status).toBe(0);
+    for (const file of ['ca.pem', 'cert.pem']) expect(statAsRoot(join(client, file))).toEqual([nobody, nogroup, 0o644]);
+    expect(statAsRoot(join(client, 'key.pem'))).toEqual([nobody, nogroup, 0o640]);
+    expect(statAsRoot(client)).toEqual([nobody, nogroup, 0o750]);
+    const clientCert = scratch.write('docker-client-cert.pem', readAsRoot(join(client, 'cert.pem')));
+    expect(x509(clientCert, '-ext', 'extendedKeyUsage')).toMatch(/TLS Web Client Authentication\s*$/);
+    expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslclient', clientCert]).status).toBe(0);
 
     const web = scratch.path('web');
     const hookLog = scratch.path('web-hook.log');
@@ -197,7 +203,9 @@ describe('service certificates', () => {
 
   it('a service certificate is no identity on muster: admin routes, renewal and service issuance refuse it (403)', { timeout: 60_000 }, async () => {
     const client = scratch.path('client');
-    const [cert, key] = [join(client, 'cert.pem'), join(client, 'key.pem')];
+    // That folder is nobody's: copies of its certificate and key, read as root.
+    const cert = scratch.write('client-cert-copy.pem', readAsRoot(join(client, 'cert.pem')));
+    const key = scratch.write('client-key-copy.pem', readAsRoot(join(client, 'key.pem')));
     const admin = await curlAs(cert, key, 'GET', '/v1/nodes');
     expect([admin.status, admin.json().code]).toEqual([403, 'AUTH_FORBIDDEN']);
     const cluster = await curlAs(cert, key, 'PATCH', '/v1/cluster', { certExpiry: '2h' });

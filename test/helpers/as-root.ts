@@ -7,7 +7,7 @@
  * test, that a user who is not root can make such a namespace.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, readdirSync } from 'node:fs';
+import { chownSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { slow } from './slowdown.js';
 
 /** Whether the tests run as root. */
@@ -30,6 +30,21 @@ export function runAsRoot(command: string, args: string[]): string {
 export function giveTo(path: string, uid: number, options: { recursive?: boolean } = {}): void {
   if (IS_ROOT && options.recursive !== true) chownSync(path, uid, uid);
   else runAsRoot('chown', [...(options.recursive === true ? ['-R'] : []), `${uid}:${uid}`, path]);
+}
+
+/** Owner, group and mode bits of `path` as root sees them (in the namespace: its IDs are the ones /etc/passwd names). */
+export function statAsRoot(path: string): [uid: number, gid: number, mode: number] {
+  if (IS_ROOT) {
+    const info = statSync(path);
+    return [info.uid, info.gid, info.mode & 0o777];
+  }
+  const [uid, gid, mode] = runAsRoot('stat', ['-c', '%u %g %a', path]).trim().split(' ');
+  return [Number(uid), Number(gid), Number.parseInt(mode!, 8)];
+}
+
+/** The text of `path`, read as root (a file in another user's folder). */
+export function readAsRoot(path: string): string {
+  return IS_ROOT ? readFileSync(path, 'utf8') : runAsRoot('cat', [path]);
 }
 
 /** The names in `dir`, read as root (another user's 0700 dir). */

@@ -7,14 +7,14 @@ import { slow } from './slowdown.js';
 /** Nodes that poll every second and retry renewals quickly: e2e time, not production time. */
 export const FAST_ENV = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' } as const;
 
-/** Starts processes with `env` (FAST_ENV by default); all are SIGKILLed after the file. */
-export function processScope(env: Record<string, string> = FAST_ENV) {
+/** Starts processes with `env` (FAST_ENV by default), behind `prefix` when given (as-root.ts's AS_ROOT); all are SIGKILLed after the file. */
+export function processScope(env: Record<string, string> = FAST_ENV, options: { prefix?: readonly string[] } = {}) {
   const running: ChildRun[] = [];
   afterAll(async () => {
     await Promise.all(running.map((r) => r.stop('SIGKILL')));
   });
   const start = (argv: string[], extra: Record<string, string> = {}): ChildRun => {
-    const run = spawnMuster(argv, { env: { ...env, ...extra } });
+    const run = spawnMuster(argv, { env: { ...env, ...extra }, ...(options.prefix === undefined ? {} : { prefix: [...options.prefix] }) });
     running.push(run);
     return run;
   };
