@@ -5,17 +5,19 @@
  * between the mark and the batch.
  */
 import { X509Certificate } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { NODE_DOWN_AFTER_MS } from '../../../src/manager/services/inventory.js';
 import { LAST_SEEN_FLUSH_MS } from '../../../src/manager/services/last-seen.js';
 import { KEYS } from '../../../src/store/cluster-store.js';
 import { foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';
 
 let t: TestCluster;
-beforeAll(async () => {
+// A cluster per test: the first test counts every node in the cluster and every commit, so nodes joined
+// or marks left pending by another test would change its numbers.
+beforeEach(async () => {
   t = await foundTestCluster();
 });
-afterAll(async () => {
+afterEach(async () => {
   await t.cleanup();
 });
 

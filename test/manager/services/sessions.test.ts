@@ -8,7 +8,7 @@
  */
 import type { AddressInfo, Socket } from 'node:net';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../../src/api/client.js';
 import { createDispatcher, send } from '../../../src/api/transport.js';
 import { isMusterError } from '../../../src/core/errors.js';
@@ -19,18 +19,25 @@ import { slow } from '../../helpers/slowdown.js';
 let cluster: TestCluster;
 let app: MusterApp;
 let address = '';
-const connections = new Set<Socket>();
+let connections: Set<Socket>;
+let clients: ApiClient[];
 
-beforeAll(async () => {
+// Each test gets its own cluster, sessions and server: a test that cuts the expiry, removes nodes,
+// parks thousands of sessions or stops the sessions leaves nothing to the next.
+beforeEach(async () => {
   cluster = await foundTestCluster();
   cluster.services.sessions.start();
+  connections = new Set();
+  clients = [];
   app = await buildApp({ services: cluster.services, tls: cluster.managerTls, logger: pino({ level: 'silent' }) });
   app.server.on('secureConnection', (socket: Socket) => connections.add(socket));
   await app.listen({ host: '127.0.0.1', port: 0 });
   address = `127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 });
-afterAll(async () => {
+afterEach(async () => {
   cluster.services.sessions.stop();
+  // A test that failed with a poll still open leaves its connection: end it (a no-op for a client already closed).
+  for (const client of clients) await client.destroy();
   await app.close();
   await cluster.cleanup();
 });
@@ -38,7 +45,9 @@ afterAll(async () => {
 async function worker(): Promise<{ client: ApiClient; nodeId: string }> {
   const { csr, keyPem } = freshCsr();
   const joined = await cluster.caServer.join({ token: cluster.settings.joinTokens().worker, csr }, '10.0.0.1');
-  return { client: new ApiClient({ managers: [address], tls: { rootPem: joined.rootCA, certPem: joined.certificate, keyPem } }), nodeId: joined.nodeId };
+  const client = new ApiClient({ managers: [address], tls: { rootPem: joined.rootCA, certPem: joined.certificate, keyPem } });
+  clients.push(client);
+  return { client, nodeId: joined.nodeId };
 }
 
 /** Whether `promise` is still pending after the event loop has had `ms` to run. */
@@ -75,7 +84,6 @@ describe('GET /v1/nodes/self?wait= (a session)', () => {
   });
 
   it('answers with NODE_REMOVED the moment the node is removed', async () => {
-    await cluster.settings.updateCluster({ certExpiry: '2160h' });
     const { client, nodeId } = await worker();
     const poll = client.self(30_000);
     expect(await pending(poll)).toBe(true);

@@ -4,7 +4,7 @@
  */
 import { X509Certificate, createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../src/core/clock.js';
 import { MusterError } from '../../../src/core/errors.js';
 import type { recordingLogger } from '../../../src/core/logger.js';
@@ -72,22 +72,23 @@ class FakeCfssl {
   }
 }
 
-const first = new FakeCfssl();
-const second = new FakeCfssl();
-const authed = new FakeCfssl('0f'.repeat(32));
+let first: FakeCfssl;
+let second: FakeCfssl;
+let authed: FakeCfssl;
 let cluster: TestCluster;
 let logger: ReturnType<typeof recordingLogger>;
 
-beforeAll(async () => {
+// Fresh stand-ins and a fresh cluster for each test: tests set a CA's mode, count its requests,
+// read the latest logged failure and switch the cluster's CA list, none of which may reach another test.
+beforeEach(async () => {
+  first = new FakeCfssl();
+  second = new FakeCfssl();
+  authed = new FakeCfssl('0f'.repeat(32));
   await Promise.all([first.start(), second.start(), authed.start()]);
   cluster = await foundTestCluster({ certExpiryMs: 3_600_000, root: { certPem: root.certPem }, externalCAs: [{ url: first.url }] });
   logger = cluster.logger;
 });
-afterEach(() => {
-  first.mode = 'ok';
-  second.mode = 'ok';
-});
-afterAll(async () => {
+afterEach(async () => {
   await Promise.all([first.stop(), second.stop(), authed.stop()]);
   await cluster.cleanup();
 });
@@ -229,6 +230,5 @@ describe('CfsslSigner through the CA server', () => {
     await cluster.settings.updateCluster({ externalCAs: [{ url: authed.url, authKeyHex: 'ee'.repeat(32) }] });
     expect((await failure(join())).code).toBe('EXTERNAL_CA_ERROR');
     expect(lastCaFailure()).toMatch(/refused to sign: invalid token/);
-    await cluster.settings.updateCluster({ externalCAs: [{ url: first.url }] });
   });
 });

@@ -3,7 +3,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../../../src/core/logger.js';
 import { systemRandom } from '../../../src/core/random.js';
 import { memoryAuditSink } from '../../../src/manager/services/audit.js';
@@ -80,12 +80,14 @@ const backends: Backend[] = [
 
 for (const backend of backends) {
   describe(`re-keying on ${backend.name}`, () => {
+    type Manager = { id: string; keyPem: string; certPem: string; services: Services; store: ClusterStore };
     let t: TestCluster;
-    let close: () => Promise<void>;
-    const others: { id: string; keyPem: string; certPem: string; services: Services; store: ClusterStore }[] = [];
+    let others: Manager[];
+    /** What the running test started, stopped in reverse order after it. */
+    let started: (() => Promise<void>)[] = [];
 
     /** A manager that joins with the manager token and serves on its own services. */
-    async function joinManager(second: () => Promise<ClusterStore>, n: number): Promise<(typeof others)[number]> {
+    async function joinManager(second: () => Promise<ClusterStore>, n: number): Promise<Manager> {
       const { csr, keyPem } = freshCsr();
       const answer = await t.caServer.join({ token: t.settings.joinTokens().manager, csr, managerAddr: `127.0.0.${n}:4377` }, 'test');
       const store = await second();
@@ -106,20 +108,27 @@ for (const backend of backends) {
       return { id: answer.nodeId, ...tls, services, store };
     }
 
-    beforeAll(async () => {
+    // Three managers on a fresh store for each test: one test demotes a manager (re-keying the cluster),
+    // another renews one, and each expects the managers and the key as founding and the joins left them.
+    beforeEach(async () => {
+      started = [];
       const opened = await backend.open();
-      close = opened.close;
+      started.push(opened.close);
       t = await foundTestCluster({ store: opened.first, shared: true, certExpiryMs: 24 * HOUR });
-      others.push(await joinManager(opened.second, 2), await joinManager(opened.second, 3));
-    }, slow(60_000));
-    afterAll(async () => {
-      for (const other of others) {
-        await other.services.dataKeys.stop();
-        await other.services.state.close();
-        await other.store.close();
+      started.push(t.cleanup);
+      others = [];
+      for (const n of [2, 3]) {
+        const other = await joinManager(opened.second, n);
+        others.push(other);
+        started.push(async () => {
+          await other.services.dataKeys.stop();
+          await other.services.state.close();
+          await other.store.close();
+        });
       }
-      await t?.cleanup();
-      await close?.();
+    }, slow(60_000));
+    afterEach(async () => {
+      for (const stop of started.splice(0).reverse()) await stop();
     });
 
     it('founding and each manager join write a wrap per manager, each opening the key every manager holds', async () => {
@@ -130,7 +139,7 @@ for (const backend of backends) {
     });
 
     it('demoting a manager re-seals every sealed value under a new key only the managers that stay can unwrap', async () => {
-      const [b, c] = others as [(typeof others)[number], (typeof others)[number]];
+      const [b, c] = others as [Manager, Manager];
       // Something under every kind of seal: an unlock key, a rotation's new root key, a root it replaced.
       await t.autolock.setEnabled(true);
       const admin = await t.authoriser.authorize(t.managerCert, ['manager']);
@@ -184,18 +193,20 @@ for (const backend of backends) {
     });
 
     it('the manager that stays signs joins and its renewal under the new key, and its renewal rewraps its copy', async () => {
-      const b = others[0]!;
+      const [b, c] = others as [Manager, Manager];
+      // The new key: demoting c re-keys the cluster, b stays.
+      const before = t.dataKeys.current();
+      await t.inventory.setRole(c.id, 'worker', await t.authoriser.authorize(t.managerCert, ['manager']));
+      expect(t.dataKeys.current().equals(before)).toBe(false);
       await vi.waitFor(() => expect(b.services.dataKeys.keyId).toBe(t.dataKeys.keyId));
       const worker = await b.services.caServer.join({ token: b.services.settings.joinTokens().worker, csr: freshCsr().csr }, 'test');
       expect(worker.role).toBe('worker');
       const caller = await b.services.authoriser.authorize(new X509Certificate(b.certPem), ['manager']);
       const fresh = freshCsr();
-      const renewed = await b.services.caServer.renew(caller, { csr: fresh.csr });
+      await b.services.caServer.renew(caller, { csr: fresh.csr });
       const record = (await t.store.get(KEYS.dataKey))!.value;
       expect(unwrapKey(record.wraps[b.id]!, createPrivateKey(fresh.keyPem), `meta/datakey ${b.id}`)).toEqual(t.dataKeys.current());
       expect(() => unwrapKey(record.wraps[b.id]!, createPrivateKey(b.keyPem), `meta/datakey ${b.id}`)).toThrow();
-      b.keyPem = fresh.keyPem;
-      b.certPem = renewed.certificate;
     });
   });
 }
