@@ -220,6 +220,15 @@ export function ownerRefused(definition: ServiceDefinition, error: unknown): Mus
   return new MusterError('FILE_ACCESS', `${refused}: ${(error as Error).message}`, { cause: error });
 }
 
+/** Gives `path` to the definition's --owner, when it names one (a refusal as ownerRefused words it). */
+async function giveToOwner(definition: ServiceDefinition, path: string): Promise<void> {
+  const { owner } = definition;
+  if (owner === undefined) return;
+  await chown(path, owner.uid, owner.gid).catch((error: unknown) => {
+    throw ownerRefused(definition, error);
+  });
+}
+
 export class ServiceCertificates {
   private readonly entries = new Map<string, Entry>();
   /** Issuances and file writes, one at a time (a renewal of all and an add never interleave their writes). */
@@ -435,10 +444,7 @@ export class ServiceCertificates {
     );
     if (made) {
       await chmod(definition.out, definition.owner === undefined ? 0o700 : 0o750);
-      if (definition.owner !== undefined)
-        await chown(definition.out, definition.owner.uid, definition.owner.gid).catch((error: unknown) => {
-          throw ownerRefused(definition, error);
-        });
+      await giveToOwner(definition, definition.out);
     }
     const plan: [string, string, number][] = [
       [files.ca, pems.caPem, 0o644],
@@ -451,10 +457,7 @@ export class ServiceCertificates {
         const temp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
         await writeNewFileSynced(temp, data, mode);
         temps.push([temp, path]);
-        if (definition.owner !== undefined)
-          await chown(temp, definition.owner.uid, definition.owner.gid).catch((error: unknown) => {
-            throw ownerRefused(definition, error);
-          });
+        await giveToOwner(definition, temp);
       }
       for (const [temp, path] of temps) await rename(temp, path);
     } catch (error) {

@@ -55,7 +55,7 @@ function target(endpoint: Endpoint, input: { params?: object; query?: object } |
 /** Talks to the managers of one cluster. */
 export class ApiClient extends ManagerConnection {
   /** Calls endpoint `name` of the route table on a manager, moving to the next one when this one cannot serve; resolves to its checked answer. */
-  call<K extends JsonRoute>(name: K, ...[input, options]: CallArgs<K>): Promise<ResponseOf<K>> {
+  async call<K extends JsonRoute>(name: K, ...[input, options]: CallArgs<K>): Promise<ResponseOf<K>> {
     const endpoint: Endpoint = API[name];
     const plain = endpoint.response === undefined ? undefined : PLAIN[endpoint.response.name];
     if (plain === undefined) throw new MusterError('INTERNAL', `no plain schema for the answer of ${name}`);

@@ -16,7 +16,7 @@ import { TransportError, createDispatcher, send, type Dispatcher, type Transport
 
 /** TLS material for a client. */
 export interface ClientTls {
-  /** The pinned root bundle; required for every call but fetchRootCa. */
+  /** The pinned root bundle; required for every call but the unverified fetches (client.ts). */
   rootPem?: string;
   /** Client certificate and key (mTLS): a node's, a manager's, or an API user's. */
   certPem?: string;
