@@ -77,7 +77,9 @@ expect "muster --version" "$(/usr/bin/muster --version)" "$(node -p 'require("./
 for file in /usr/lib/muster/dist/cli/main.js /usr/share/bash-completion/completions/muster /usr/share/zsh/vendor-completions/_muster /usr/share/man/man1/muster.1.gz; do
   [ -f "$file" ] || { echo "error: $file is missing" >&2; exit 1; }
 done
-zcat /usr/share/man/man1/muster.1.gz | grep -q '^\.SS muster node ls'
+# Not `zcat | grep -q`: grep stops at the first match and zcat's SIGPIPE fails the pipeline (pipefail).
+man_page=$(zcat /usr/share/man/man1/muster.1.gz)
+grep -q '^\.SS muster node ls' <<<"$man_page" || { echo "error: the man page has no 'muster node ls' section" >&2; exit 1; }
 expect "bash completion of 'muster no'" "$(bash --norc -c 'source /usr/share/bash-completion/completions/muster; COMP_WORDS=(muster no); COMP_CWORD=1; _muster; echo "${COMPREPLY[*]}"')" node
 if command -v zsh >/dev/null; then zsh -n /usr/share/zsh/vendor-completions/_muster; fi
 
