@@ -109,7 +109,7 @@ export class NodeAgent {
       logger: params.logger,
       renewer: this.renewer,
       current: () => this.validity,
-      check: (waitMs) => this.check(waitMs),
+      check: (waitMs, signal) => this.check(waitMs, signal),
       ...(params.renewerOptions === undefined ? {} : { options: params.renewerOptions }),
     });
   }
@@ -151,6 +151,9 @@ export class NodeAgent {
       managers,
       tls: { rootPem: this.material.rootPem, certPem: this.material.certPem, keyPem: this.material.keyPem },
       revoked: () => this.crl?.serials,
+      // Issue 31: every request of the node (polls, CRL fetches, renewals, service certificates) on one kept-alive
+      // connection, one after another; a request out of turn cuts a parked long poll short (Session.interrupt).
+      connections: 1,
     });
   }
 
@@ -185,6 +188,7 @@ export class NodeAgent {
 
   /** Asks a manager, with this node's certificate, to sign a certificate for one of its services. */
   issueServiceCertificate(request: ServiceCertificateRequest): Promise<ServiceCertificateResponse> {
+    this.session.interrupt(); // the node's one connection may hold a parked long poll
     return this.client.call('issueServiceCertificate', { body: request });
   }
 
@@ -201,10 +205,10 @@ export class NodeAgent {
   }
 
   /** Asks the managers whether to renew now, and learns the current manager list and trust bundle. */
-  private async check(waitMs?: number): Promise<SelfResponse> {
+  private async check(waitMs?: number, signal?: AbortSignal): Promise<SelfResponse> {
     let advice: SelfResponse;
     try {
-      advice = await this.client.self(waitMs);
+      advice = await this.client.self(waitMs, signal);
     } catch (error) {
       // Every manager presents a certificate this node cannot verify: the cluster may have rotated its root while it was down.
       if (!isMusterError(error, 'NOT_A_MANAGER')) throw error;
@@ -323,6 +327,8 @@ export class NodeAgent {
   }
 
   private async renew(reason: string): Promise<Validity> {
+    // A renewal out of schedule (renew now, a retry) must not wait behind a parked long poll on the node's one connection.
+    this.session.interrupt();
     const key = await generateNodeKey(); // a fresh key every time
     const csr = createCsr({ privateKey: key.privateKey, subject: { commonName: this.nodeState.nodeId } });
     const { advertiseAddr: advertise, storeMember: member } = this.nodeState;

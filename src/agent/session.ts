@@ -98,8 +98,8 @@ export interface SessionDeps {
   renewer: RenewalSchedule;
   /** The certificate held now. */
   current(): Validity;
-  /** Asks the manager whether to renew now (role change, shorter expiry, CA rotation); with `waitMs`, a long poll. */
-  check(waitMs?: number): Promise<RenewAdvice>;
+  /** Asks the manager whether to renew now (role change, shorter expiry, CA rotation); with `waitMs`, a long poll that `signal` cuts short. */
+  check(waitMs?: number, signal?: AbortSignal): Promise<RenewAdvice>;
   options?: Partial<SessionOptions>;
 }
 
@@ -115,6 +115,8 @@ export class Session {
   private running = false;
   /** Whether the last poll reached a manager; a change either way is logged once. */
   private reachable = true;
+  /** Cuts the poll under way short (interrupt()), and when its wait ends. */
+  private polling: { controller: AbortController; endsAt: number } | undefined;
 
   constructor(private readonly deps: SessionDeps) {
     this.opts = { ...DEFAULT_SESSION_OPTIONS, ...deps.options };
@@ -134,6 +136,21 @@ export class Session {
     this.pollTimer = undefined;
     this.spreadWait?.timer.cancel();
     this.spreadWait?.done();
+  }
+
+  /**
+   * Cuts a parked long poll short so another request goes over the node's
+   * one connection now (a renewal asked for out of schedule, a service
+   * certificate) instead of queueing behind it for up to a heartbeat. The
+   * poll's connection closes with it (the next request makes a new one); the
+   * session polls again after the pause between polls, behind that request.
+   * A poll that ends within that pause anyway (the one before a scheduled
+   * renewal) is left to end: the request waits for it instead of costing a
+   * new handshake.
+   */
+  interrupt(): void {
+    if (this.polling === undefined || this.polling.endsAt - this.deps.clock.now() <= SESSION_MIN_GAP_MS) return;
+    this.polling.controller.abort();
   }
 
   /** Schedules the next poll (after `delayMs`, else a jittered poll interval); returns when it is due. */
@@ -174,8 +191,12 @@ export class Session {
     await this.deps.renewer.settled();
     if (!this.running) return;
     const started = this.deps.clock.now();
+    const waitMs = this.opts.session ? this.sessionWaitMs() : undefined;
+    const polling = new AbortController();
+    this.polling = { controller: polling, endsAt: started + (waitMs ?? 0) };
     try {
-      const advice = await this.deps.check(this.opts.session ? this.sessionWaitMs() : undefined);
+      const advice = await this.deps.check(waitMs, polling.signal);
+      this.polling = undefined;
       if (!this.reachable) {
         this.reachable = true;
         this.deps.logger.info({}, 'a manager answers again');
@@ -193,7 +214,13 @@ export class Session {
         if (this.running) await this.deps.renewer.renewNow(reason);
       }
     } catch (error) {
+      this.polling = undefined;
       if (!this.running) return; // stopping: the poll was cut short on purpose
+      if (polling.signal.aborted) {
+        // Cut short for another request (interrupt()): not a failure; polling goes on once it has gone through.
+        this.schedulePoll(SESSION_MIN_GAP_MS);
+        return;
+      }
       if (isMusterError(error, 'CERT_EXPIRED') && this.deps.clock.now() >= this.deps.current().notAfter) {
         // Polls refuse an expired certificate, but a renewal may still take it within the grace (a node
         // cut off through its whole window, at 5-minute lifetimes): the renewal says whether it is too late.

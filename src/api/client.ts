@@ -35,6 +35,8 @@ export type CallInput<K extends JsonRoute | RawRoute> = (ParamsOf<K> extends und
 export interface CallOptions {
   /** This call's deadline, when it differs from the client's (a long poll, a backup). */
   timeoutMs?: number;
+  /** Cancels the call (a node's parked long poll, cut short for another request on its one connection). */
+  signal?: AbortSignal;
 }
 
 /** The arguments after the endpoint's name: its input, optional when it needs none. */
@@ -59,7 +61,7 @@ export class ApiClient extends ManagerConnection {
     const endpoint: Endpoint = API[name];
     const plain = endpoint.response === undefined ? undefined : PLAIN[endpoint.response.name];
     if (plain === undefined) throw new MusterError('INTERNAL', `no plain schema for the answer of ${name}`);
-    return this.withFailover(endpoint.method, target(endpoint, input), plain as Checked<ResponseOf<K>>, input?.body, options?.timeoutMs);
+    return this.withFailover(endpoint.method, target(endpoint, input), plain as Checked<ResponseOf<K>>, input?.body, options?.timeoutMs, options?.signal);
   }
 
   /** The bytes endpoint `name` answers (a PEM, a CRL), from the manager this client talks to now, over the verified connection. */
@@ -107,10 +109,14 @@ export class ApiClient extends ManagerConnection {
    * connection (the session): the manager answers at once when the node must
    * act, else when something changes or after the wait.
    */
-  self(waitMs?: number): Promise<SelfResponse> {
-    if (waitMs === undefined) return this.call('self');
+  self(waitMs?: number, signal?: AbortSignal): Promise<SelfResponse> {
+    if (waitMs === undefined) return this.call('self', {}, signal === undefined ? {} : { signal });
     const seconds = Math.max(1, Math.min(MAX_SESSION_WAIT_S, Math.round(waitMs / 1000)));
-    return this.call('self', { query: { wait: String(seconds) } }, { timeoutMs: seconds * 1000 + (this.options.timeoutMs ?? 15_000) });
+    return this.call(
+      'self',
+      { query: { wait: String(seconds) } },
+      { timeoutMs: seconds * 1000 + (this.options.timeoutMs ?? 15_000), ...(signal === undefined ? {} : { signal }) },
+    );
   }
 
   /** Every node, one page at a time as the pages arrive (`pageSize` at most NODES_PAGE.max). */

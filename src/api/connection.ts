@@ -227,16 +227,17 @@ export class ManagerConnection {
     schema: Checked<T>,
     body?: unknown,
     timeoutMs?: number,
+    signal?: AbortSignal,
   ): Promise<T> {
     let lastError: unknown;
     for (let tried = 0; tried < this.managers.length; tried++) {
       try {
-        const response = await this.exchange(this.verified(), method, path, body, false, timeoutMs);
+        const response = await this.exchange(this.verified(), method, path, body, false, timeoutMs, signal);
         if (response.status < 200 || response.status >= 300) throw this.errorFrom(response);
         return this.decode(response, schema, method, path);
       } catch (error) {
         lastError = error;
-        if (this.managers.length === 1 || !mayTryAnother(error, method)) throw error;
+        if (this.managers.length === 1 || signal?.aborted === true || !mayTryAnother(error, method)) throw error;
         this.current = (this.current + 1) % this.managers.length;
       }
     }
@@ -261,6 +262,7 @@ export class ManagerConnection {
     body: unknown,
     fresh = false,
     timeoutMs?: number,
+    signal?: AbortSignal,
   ): Promise<TransportResponse> {
     const address = this.address;
     try {
@@ -272,6 +274,7 @@ export class ManagerConnection {
         body,
         timeoutMs: timeoutMs ?? this.options.timeoutMs ?? 15_000,
         fresh: fresh || this.options.fresh === true,
+        ...(signal === undefined ? {} : { signal }),
       });
     } catch (error) {
       const refused = this.transportError(error, address);
@@ -299,6 +302,8 @@ export class ManagerConnection {
   private transportError(error: unknown, address: string): MusterError {
     if (isMusterError(error)) return error;
     if (error instanceof TransportError) {
+      // Only this side cancels (a parked long poll cut short), and it knows it did: no code of its own.
+      if (error.failure === 'aborted') return new MusterError('MANAGER_UNREACHABLE', 'the request was cancelled by this side', { cause: error.cause });
       if (error.failure === 'tls') return tlsRefusal(error, address);
       if (error.failure === 'timeout')
         return new MusterError('MANAGER_UNREACHABLE', `the manager at ${address} did not answer in time`, { cause: error.cause });

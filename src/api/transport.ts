@@ -130,6 +130,8 @@ export interface TransportRequest {
   timeoutMs: number;
   /** Close the connection after this request (a fresh handshake for the next). */
   fresh?: boolean;
+  /** Cancels the request (and so its connection, which the answer would have ended): a node's parked long poll, to let another request through. */
+  signal?: AbortSignal;
 }
 
 /** A raw answer. */
@@ -140,7 +142,7 @@ export interface TransportResponse {
 }
 
 /** How a request failed before any answer came back. */
-export type TransportFailure = 'unreachable' | 'timeout' | 'tls';
+export type TransportFailure = 'unreachable' | 'timeout' | 'tls' | 'aborted';
 
 /** A request that got no HTTP answer; `failure` says why, `code` is the underlying error code. */
 export class TransportError extends Error {
@@ -160,6 +162,7 @@ const TIMEOUT_CODE = /TIMEOUT/;
 
 function classify(error: unknown): TransportError {
   if (error instanceof TransportError) return error;
+  if ((error as { code?: unknown }).code === 'ABORT_ERR') return new TransportError('aborted', 'ABORT_ERR', error);
   const code = String((error as { code?: unknown }).code ?? (error as Error).name ?? 'ERROR');
   if (TIMEOUT_CODE.test(code)) return new TransportError('timeout', code, error);
   if (TLS_CODE.test(code)) return new TransportError('tls', code, error);
@@ -173,13 +176,15 @@ function timeoutError(code: string, ms: number): TransportError {
 
 function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer | undefined): Promise<TransportResponse> {
   if (!dispatcher.open) return Promise.reject(new TransportError('unreachable', 'DISPATCHER_CLOSED', new Error('the dispatcher is closed')));
+  if (req.signal?.aborted === true) return Promise.reject(new TransportError('aborted', 'ABORT_ERR', new Error('the request was cancelled')));
   const url = new URL(req.url);
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError(`transport: ${url.protocol} is not http or https`);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (payload !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(payload.length) });
   // `fresh`: the connection closes after this answer, so the next request makes a new one.
   if (req.fresh === true) headers.connection = 'close';
-  const options = { method: req.method, headers, path: `${url.pathname}${url.search}` };
+  // Node's own `signal`: an abort destroys the request with an AbortError (code ABORT_ERR), and its socket with it.
+  const options = { method: req.method, headers, path: `${url.pathname}${url.search}`, ...(req.signal === undefined ? {} : { signal: req.signal }) };
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const tls = dispatcher.socketPath === undefined && url.protocol === 'https:';
   // A request muster built wrongly throws here, to the caller: a bug, not an unreachable peer.

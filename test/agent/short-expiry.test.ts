@@ -33,6 +33,8 @@ let address = '';
 /** Node IDs whose connections the manager's side of the network drops (a cut link), and each node's open connections. */
 const cut = new Set<string>();
 const sockets = new Map<string, Set<TLSSocket>>();
+/** TLS handshakes each node made with the manager. */
+const handshakes = new Map<string, number>();
 const cnOf = (socket: TLSSocket): string | undefined => {
   const cn = socket.getPeerCertificate()?.subject?.CN;
   return typeof cn === 'string' ? cn : undefined;
@@ -52,6 +54,7 @@ beforeAll(async () => {
     const cn = cnOf(socket);
     if (cn === undefined) return;
     if (cut.has(cn)) return void socket.destroy();
+    handshakes.set(cn, (handshakes.get(cn) ?? 0) + 1);
     const open = sockets.get(cn) ?? new Set<TLSSocket>();
     sockets.set(cn, open.add(socket));
     socket.once('close', () => open.delete(socket));
@@ -193,5 +196,35 @@ describe('a cluster at --cert-expiry 5m', () => {
     expect(gaps(late.certs.slice(from))).toEqual([]);
     expect(late.certs.length - 1 - from).toBeGreaterThanOrEqual(2);
     for (const node of others) expect(gaps(node.certs)).toEqual([]);
+  });
+
+  it('every request of a node in session goes over its one connection: never two open, one handshake per certificate; a renewal out of schedule cuts the parked poll short', async () => {
+    const node = nodes[1]!;
+    const handshakesBefore = handshakes.get(node.id) ?? 0;
+    const connected = (sockets.get(node.id)?.size ?? 0) > 0; // run alone, the session opens its connection at the first step
+    const certsBefore = node.certs.length;
+    const crlBefore = node.agent.crlNumber;
+    let most = 0;
+    // Two lifetimes with a CRL change in the middle: renewals, long polls and a CRL fetch.
+    await run(nodes, LIFETIME, () => (most = Math.max(most, sockets.get(node.id)?.size ?? 0)));
+    // A node removed: its certificate goes on the CRL, and the others fetch the new list.
+    const removed = nodes.pop()!;
+    await t.services.inventory.removeNode(removed.id, { force: true });
+    await run(nodes, LIFETIME, () => (most = Math.max(most, sockets.get(node.id)?.size ?? 0)));
+    nodes.push(removed);
+    expect(node.agent.crlNumber).toBeGreaterThan(crlBefore ?? -1);
+    const renewals = node.certs.length - certsBefore;
+    expect(renewals).toBeGreaterThanOrEqual(2);
+    expect(most).toBe(1);
+    // A renewed certificate is a new TLS identity, so a new connection; nothing else opens one.
+    expect((handshakes.get(node.id) ?? 0) - handshakesBefore).toBe(renewals + (connected ? 0 : 1));
+
+    // A renewal asked for now, while the session's poll is parked on the manager's (fake, stopped) clock: without
+    // the cut it would wait behind the poll until the clock moved, which it does not here.
+    await settle(nodes);
+    const before = node.certs.length;
+    await node.agent.renewNow('renew-now');
+    expect(node.certs.length).toBe(before + 1);
+    expect(sockets.get(node.id)?.size ?? 0).toBeLessThanOrEqual(1);
   });
 });
