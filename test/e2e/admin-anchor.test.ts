@@ -19,6 +19,7 @@ import { runInProcess, type InProcessRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { startNginx } from '../helpers/nginx.js';
 import { opensslFixtures, opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-e2e-anchor-');
 const dataDir = scratch.path('manager');
@@ -75,6 +76,7 @@ const serialOf = (file: string): string => new X509Certificate(readFileSync(file
 const notAfterOf = (file: string): number => Date.parse(new X509Certificate(readFileSync(file)).validTo);
 
 describe('the admin anchor', () => {
+  const { step } = story();
   let anchor = '';
   let alice: Awaited<ReturnType<typeof apiUser>>;
   let w: { cert: string; key: string };
@@ -85,7 +87,7 @@ describe('the admin anchor', () => {
     anchor = scratch.path('admin-anchor.pem');
   });
 
-  it('muster ca admin-anchor --out writes what GET /v1/ca/admin serves to anyone: the admin CA, self-signed', async () => {
+  step('muster ca admin-anchor --out writes what GET /v1/ca/admin serves to anyone: the admin CA, self-signed', async () => {
     const wrote = await cli(['ca', 'admin-anchor', '--out', anchor, '--data-dir', dataDir]);
     expect(wrote.code, wrote.stderr).toBe(0);
     expect(wrote.stdout).toContain(`Wrote the admin anchor to ${anchor}.`);
@@ -100,70 +102,81 @@ describe('the admin anchor', () => {
     expect(readPemBlocks(readFileSync(alice.cert, 'utf8'))).toHaveLength(2);
   });
 
-  it("openssl verify with the anchor admits the API user's cert.pem and refuses a worker's and a manager's certificate (with and without -partial_chain)", () => {
-    for (const extra of [[], ['-partial_chain']]) {
-      const admitted = verifyWith(anchor, alice.cert, extra);
-      expect(admitted.status, admitted.output).toBe(0);
-      expect(verifyWith(anchor, w.cert, extra).status).not.toBe(0);
-      expect(verifyWith(anchor, manager_.cert, extra).status).not.toBe(0);
-    }
-    // The cluster root still admits all three: the anchor is what tells them apart.
-    for (const cert of [alice.cert, w.cert, manager_.cert]) expect(verifyWith(root, cert).status).toBe(0);
-  });
+  step(
+    "openssl verify with the anchor admits the API user's cert.pem and refuses a worker's and a manager's certificate (with and without -partial_chain)",
+    () => {
+      for (const extra of [[], ['-partial_chain']]) {
+        const admitted = verifyWith(anchor, alice.cert, extra);
+        expect(admitted.status, admitted.output).toBe(0);
+        expect(verifyWith(anchor, w.cert, extra).status).not.toBe(0);
+        expect(verifyWith(anchor, manager_.cert, extra).status).not.toBe(0);
+      }
+      // The cluster root still admits all three: the anchor is what tells them apart.
+      for (const cert of [alice.cert, w.cert, manager_.cert]) expect(verifyWith(root, cert).status).toBe(0);
+    },
+  );
 
-  it("an openssl s_server anchored on it admits the API user (curl --cert) and refuses the worker; muster's API accepts the API user", {
-    timeout: 30_000,
-  }, async () => {
-    const server: ChildProcess = spawn(
-      'openssl',
-      ['s_server', '-accept', '127.0.0.1:0', '-cert', manager_.cert, '-key', manager_.key, '-Verify', '1', '-verify_return_error', '-CAfile', anchor, '-www'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    try {
-      const port = await new Promise<string>((resolve, reject) => {
-        let text = '';
-        server.stdout!.on('data', (chunk: Buffer) => {
-          text += chunk.toString();
-          const found = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(text);
-          if (found) resolve(found[1]!);
+  step(
+    "an openssl s_server anchored on it admits the API user (curl --cert) and refuses the worker; muster's API accepts the API user",
+    {
+      timeout: 30_000,
+    },
+    async () => {
+      const server: ChildProcess = spawn(
+        'openssl',
+        ['s_server', '-accept', '127.0.0.1:0', '-cert', manager_.cert, '-key', manager_.key, '-Verify', '1', '-verify_return_error', '-CAfile', anchor, '-www'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      try {
+        const port = await new Promise<string>((resolve, reject) => {
+          let text = '';
+          server.stdout!.on('data', (chunk: Buffer) => {
+            text += chunk.toString();
+            const found = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(text);
+            if (found) resolve(found[1]!);
+          });
+          server.on('exit', () => reject(new Error(`openssl s_server exited: ${text}`)));
         });
-        server.on('exit', () => reject(new Error(`openssl s_server exited: ${text}`)));
-      });
-      const url = `https://127.0.0.1:${port}/`;
-      const admitted = await curl(['--cacert', root, '--cert', alice.cert, '--key', alice.key, url]);
-      expect(admitted.status, admitted.stderr).toBe(200);
-      const refused = await curl(['--cacert', root, '--cert', w.cert, '--key', w.key, url]);
-      expect(refused.status).toBe(0); // no HTTP answer: the handshake failed
-      expect(refused.exitCode).not.toBe(0);
-      const again = await curl(['--cacert', root, '--cert', alice.cert, '--key', alice.key, url]);
-      expect(again.status).toBe(200);
-    } finally {
-      server.kill();
-    }
-    const api = await curl(['--cacert', alice.ca, '--cert', alice.cert, '--key', alice.key, `https://${address}/v1/nodes`]);
-    expect(api.status, api.body).toBe(200);
-  });
+        const url = `https://127.0.0.1:${port}/`;
+        const admitted = await curl(['--cacert', root, '--cert', alice.cert, '--key', alice.key, url]);
+        expect(admitted.status, admitted.stderr).toBe(200);
+        const refused = await curl(['--cacert', root, '--cert', w.cert, '--key', w.key, url]);
+        expect(refused.status).toBe(0); // no HTTP answer: the handshake failed
+        expect(refused.exitCode).not.toBe(0);
+        const again = await curl(['--cacert', root, '--cert', alice.cert, '--key', alice.key, url]);
+        expect(again.status).toBe(200);
+      } finally {
+        server.kill();
+      }
+      const api = await curl(['--cacert', alice.ca, '--cert', alice.cert, '--key', alice.key, `https://${address}/v1/nodes`]);
+      expect(api.status, api.body).toBe(200);
+    },
+  );
 
-  it('nginx with the anchor alone as ssl_client_certificate (depth 1, ssl_crl from /v1/crl?format=pem) admits the API user and refuses a worker and a revoked user', {
-    timeout: 60_000,
-  }, async () => {
-    const erin = await apiUser('erin');
-    expect((await cli(['ca', 'revoke-api-certificate', 'erin', '--data-dir', dataDir])).code).toBe(0);
-    const fetched = await curl(['--cacert', root, `https://${address}/v1/crl?format=pem`]);
-    expect(fetched.status).toBe(200);
-    const nginx = await startNginx(scratch.path('nginx'), { clientCa: anchor, crl: scratch.write('crl.pem', fetched.body), verifyDepth: 1 });
-    try {
-      const as = (c: { cert: string; key: string }) => curl(['--cacert', nginx.serverCert, '--cert', c.cert, '--key', c.key, nginx.url]);
-      const admitted = await as(alice);
-      expect(admitted.status, nginx.log()).toBe(200);
-      expect(admitted.body).toMatch(/CN=alice/);
-      expect((await as(w)).status).toBe(400);
-      expect((await as(erin)).status).toBe(400);
-      expect(nginx.log()).toMatch(/certificate revoked/);
-    } finally {
-      await nginx.stop();
-    }
-  });
+  step(
+    'nginx with the anchor alone as ssl_client_certificate (depth 1, ssl_crl from /v1/crl?format=pem) admits the API user and refuses a worker and a revoked user',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const erin = await apiUser('erin');
+      expect((await cli(['ca', 'revoke-api-certificate', 'erin', '--data-dir', dataDir])).code).toBe(0);
+      const fetched = await curl(['--cacert', root, `https://${address}/v1/crl?format=pem`]);
+      expect(fetched.status).toBe(200);
+      const nginx = await startNginx(scratch.path('nginx'), { clientCa: anchor, crl: scratch.write('crl.pem', fetched.body), verifyDepth: 1 });
+      try {
+        const as = (c: { cert: string; key: string }) => curl(['--cacert', nginx.serverCert, '--cert', c.cert, '--key', c.key, nginx.url]);
+        const admitted = await as(alice);
+        expect(admitted.status, nginx.log()).toBe(200);
+        expect(admitted.body).toMatch(/CN=alice/);
+        expect((await as(w)).status).toBe(400);
+        expect((await as(erin)).status).toBe(400);
+        expect(nginx.log()).toMatch(/certificate revoked/);
+      } finally {
+        await nginx.stop();
+      }
+    },
+  );
 });
 
 describe('API users renew their own certificate', () => {

@@ -20,6 +20,7 @@ import { FAST_ENV, processScope } from '../helpers/processes.js';
 import { openssl, scratchDir } from '../helpers/openssl.js';
 import { runInTerminal } from '../helpers/terminal.js';
 import { slow } from '../helpers/slowdown.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-lock-');
 let etcd: EtcdCluster | undefined;
@@ -53,121 +54,126 @@ async function started(run: ChildRun): Promise<ChildRun> {
 }
 
 describe('autolock on the embedded store', () => {
+  const { step } = story();
   const m = scratch.path('m');
   let port = 0;
   let address = '';
   let token = '';
   let unlockKey = '';
 
-  it('a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted', {
-    timeout: slow(120_000),
-  }, async () => {
-    // A root we made, so we know the CA key's bytes.
-    const caKey = scratch.path('ca.key');
-    const caCert = scratch.path('ca.pem');
-    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey]);
-    openssl([
-      'req',
-      '-x509',
-      '-new',
-      '-key',
-      caKey,
-      '-subj',
-      '/O=Corp/CN=corp-root',
-      '-days',
-      '3650',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      '-out',
-      caCert,
-    ]);
-    port = await freePort();
-    const first = start(['init', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`, '--ca-cert', caCert, '--ca-key', caKey]);
-    [, token, address] = (await first.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
-    const nodeKeyDer = derOf(readFileSync(join(m, 'certificates', 'node.key'), 'utf8'));
-    const dataKeyText = readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim();
-    const secrets = {
-      'node key DER': nodeKeyDer,
-      'CA key DER': derOf(readFileSync(caKey, 'utf8')),
-      'data key': Buffer.from(dataKeyText, 'base64'),
-      'data key text': Buffer.from(dataKeyText),
-    };
+  step(
+    'a locked data dir, copied, reveals no private key; a restart is locked until muster unlock, and a wrong key is refused and counted',
+    {
+      timeout: slow(120_000),
+    },
+    async () => {
+      // A root we made, so we know the CA key's bytes.
+      const caKey = scratch.path('ca.key');
+      const caCert = scratch.path('ca.pem');
+      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey]);
+      openssl([
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        caKey,
+        '-subj',
+        '/O=Corp/CN=corp-root',
+        '-days',
+        '3650',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-out',
+        caCert,
+      ]);
+      port = await freePort();
+      const first = start(['init', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`, '--ca-cert', caCert, '--ca-key', caKey]);
+      [, token, address] = (await first.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
+      const nodeKeyDer = derOf(readFileSync(join(m, 'certificates', 'node.key'), 'utf8'));
+      const dataKeyText = readFileSync(join(m, 'manager', 'data.key'), 'utf8').trim();
+      const secrets = {
+        'node key DER': nodeKeyDer,
+        'CA key DER': derOf(readFileSync(caKey, 'utf8')),
+        'data key': Buffer.from(dataKeyText, 'base64'),
+        'data key text': Buffer.from(dataKeyText),
+      };
 
-    const on = await runMuster(['update', '--autolock=true', '--data-dir', m]);
-    expect(on.code, on.stderr).toBe(0);
-    unlockKey = /^ {4}(SWMKEY-1-\S+)$/m.exec(on.stdout)![1]!;
-    expect(on.stdout).toContain('To unlock a manager after it restarts, run the `muster unlock`');
-    expect((await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim()).toBe(unlockKey);
-    expect(await first.stop('SIGTERM')).toBe(0);
+      const on = await runMuster(['update', '--autolock=true', '--data-dir', m]);
+      expect(on.code, on.stderr).toBe(0);
+      unlockKey = /^ {4}(SWMKEY-1-\S+)$/m.exec(on.stdout)![1]!;
+      expect(on.stdout).toContain('To unlock a manager after it restarts, run the `muster unlock`');
+      expect((await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim()).toBe(unlockKey);
+      expect(await first.stop('SIGTERM')).toBe(0);
 
-    const copy = scratch.path('stolen');
-    cpSync(m, copy, { recursive: true });
-    const files = filesUnder(copy);
-    expect(files.length).toBeGreaterThan(5);
-    for (const { path, bytes } of files) {
-      expect(bytes.includes('PRIVATE KEY'), path).toBe(false);
-      for (const [what, secret] of Object.entries(secrets)) expect(bytes.includes(secret), `${what} in ${path}`).toBe(false);
-    }
-    // The unlock key itself is nowhere either, nor in the process's logs.
-    for (const { path, bytes } of files) expect(bytes.includes(unlockKey), path).toBe(false);
-    expect(first.stdout() + first.stderr()).not.toContain(unlockKey);
+      const copy = scratch.path('stolen');
+      cpSync(m, copy, { recursive: true });
+      const files = filesUnder(copy);
+      expect(files.length).toBeGreaterThan(5);
+      for (const { path, bytes } of files) {
+        expect(bytes.includes('PRIVATE KEY'), path).toBe(false);
+        for (const [what, secret] of Object.entries(secrets)) expect(bytes.includes(secret), `${what} in ${path}`).toBe(false);
+      }
+      // The unlock key itself is nowhere either, nor in the process's logs.
+      for (const { path, bytes } of files) expect(bytes.includes(unlockKey), path).toBe(false);
+      expect(first.stdout() + first.stderr()).not.toContain(unlockKey);
 
-    // Restart: locked. Only /v1/ca and /healthz answer.
-    const locked = await started(start(['run', '--data-dir', m]));
-    await locked.waitFor(/this manager is locked/);
-    const ca = await curl(['-k', `https://${address}/v1/ca`]);
-    expect(ca.status).toBe(200);
-    expect(ca.body).toBe(readFileSync(join(m, 'certificates', 'root-ca.crt'), 'utf8'));
-    const health = await curl(['-k', `https://${address}/healthz`]);
-    // Locked, and its store is fine: a locked manager does not send anyone chasing a store problem.
-    expect([health.status, health.json()]).toEqual([503, { status: 'locked', role: 'manager', store: 'ok', locked: true, unlockFailures: 0 }]);
-    const nodes = await curl(['-k', `https://${address}/v1/nodes`]);
-    expect([nodes.status, nodes.json().code]).toEqual([503, 'MANAGER_LOCKED']);
-    // Never over the network: the key would go to a server nobody has verified.
-    const remote = await curl(
-      ['-k', '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', `https://${address}/v1/unlock`],
-      JSON.stringify({ unlockKey }),
-    );
-    expect([remote.status, remote.json().code]).toEqual([403, 'AUTH_FORBIDDEN']);
-    const ls = await runMuster(['node', 'ls', '--data-dir', m]);
-    expect(ls.code).toBe(1);
-    expect(ls.stderr).toMatch(/error: this manager is locked/);
-    expect((await runMuster(['status', '--data-dir', m])).stdout).toMatch(/Autolock: +on: this manager is locked; run 'muster unlock'/);
-
-    // A wrong key and a malformed one: refused, counted, nothing unlocked.
-    const wrong = await runMuster(['unlock', '--data-dir', m], { stdin: `SWMKEY-1-${Buffer.alloc(32, 7).toString('base64').replace(/=+$/, '')}\n` });
-    expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toMatch(/error: the unlock key does not unlock this manager/);
-    const malformed = await runMuster(['unlock', '--data-dir', m], { stdin: 'SWMKEY-1-nope\n' });
-    expect(malformed.code).toBe(2);
-    expect((await curl(['-k', `https://${address}/healthz`])).json().unlockFailures).toBe(1);
-    // Bad bodies on the socket are 400s with a code, never a crash.
-    for (const body of ['{"nope":1}', 'not json', JSON.stringify({ unlockKey: 'x'.repeat(500) })]) {
-      const bad = await curl(
-        ['--unix-socket', join(m, 'manager', 'control.sock'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', 'http://localhost/v1/unlock'],
-        body,
+      // Restart: locked. Only /v1/ca and /healthz answer.
+      const locked = await started(start(['run', '--data-dir', m]));
+      await locked.waitFor(/this manager is locked/);
+      const ca = await curl(['-k', `https://${address}/v1/ca`]);
+      expect(ca.status).toBe(200);
+      expect(ca.body).toBe(readFileSync(join(m, 'certificates', 'root-ca.crt'), 'utf8'));
+      const health = await curl(['-k', `https://${address}/healthz`]);
+      // Locked, and its store is fine: a locked manager does not send anyone chasing a store problem.
+      expect([health.status, health.json()]).toEqual([503, { status: 'locked', role: 'manager', store: 'ok', locked: true, unlockFailures: 0 }]);
+      const nodes = await curl(['-k', `https://${address}/v1/nodes`]);
+      expect([nodes.status, nodes.json().code]).toEqual([503, 'MANAGER_LOCKED']);
+      // Never over the network: the key would go to a server nobody has verified.
+      const remote = await curl(
+        ['-k', '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', `https://${address}/v1/unlock`],
+        JSON.stringify({ unlockKey }),
       );
-      expect([bad.status, bad.json().code], body).toEqual([400, 'BODY_INVALID']);
-    }
-    await locked.waitFor(/a wrong unlock key was offered \(1 so far\)/);
+      expect([remote.status, remote.json().code]).toEqual([403, 'AUTH_FORBIDDEN']);
+      const ls = await runMuster(['node', 'ls', '--data-dir', m]);
+      expect(ls.code).toBe(1);
+      expect(ls.stderr).toMatch(/error: this manager is locked/);
+      expect((await runMuster(['status', '--data-dir', m])).stdout).toMatch(/Autolock: +on: this manager is locked; run 'muster unlock'/);
 
-    // The right key, from the environment: once unlock says it serves, its port answers; a worker joins.
-    const right = await runMuster(['unlock', '--data-dir', m], { env: { MUSTER_UNLOCK_KEY: unlockKey } });
-    expect(right.code, right.stderr).toBe(0);
-    expect(right.stdout).toBe('Manager unlocked: it serves.\n');
-    const serving = await curl(['-k', `https://${address}/healthz`]);
-    expect(serving.status).toBe(200);
-    expect(serving.json()).toEqual({ status: 'ok', role: 'manager', store: 'ok' });
-    await locked.waitFor(/manager listening on/);
-    expect((await runMuster(['node', 'ls', '-q', '--data-dir', m])).code).toBe(0);
-    await joinNode(scratch.path('w1'), token, address);
-    expect(locked.stdout() + locked.stderr()).not.toContain(unlockKey);
-    expect(await locked.stop('SIGTERM')).toBe(0);
-  });
+      // A wrong key and a malformed one: refused, counted, nothing unlocked.
+      const wrong = await runMuster(['unlock', '--data-dir', m], { stdin: `SWMKEY-1-${Buffer.alloc(32, 7).toString('base64').replace(/=+$/, '')}\n` });
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toMatch(/error: the unlock key does not unlock this manager/);
+      const malformed = await runMuster(['unlock', '--data-dir', m], { stdin: 'SWMKEY-1-nope\n' });
+      expect(malformed.code).toBe(2);
+      expect((await curl(['-k', `https://${address}/healthz`])).json().unlockFailures).toBe(1);
+      // Bad bodies on the socket are 400s with a code, never a crash.
+      for (const body of ['{"nope":1}', 'not json', JSON.stringify({ unlockKey: 'x'.repeat(500) })]) {
+        const bad = await curl(
+          ['--unix-socket', join(m, 'manager', 'control.sock'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '@-', 'http://localhost/v1/unlock'],
+          body,
+        );
+        expect([bad.status, bad.json().code], body).toEqual([400, 'BODY_INVALID']);
+      }
+      await locked.waitFor(/a wrong unlock key was offered \(1 so far\)/);
 
-  it('muster unlock on a terminal: a prompt that does not echo the key, Enter submits (no Ctrl-D)', { timeout: slow(90_000) }, async () => {
+      // The right key, from the environment: once unlock says it serves, its port answers; a worker joins.
+      const right = await runMuster(['unlock', '--data-dir', m], { env: { MUSTER_UNLOCK_KEY: unlockKey } });
+      expect(right.code, right.stderr).toBe(0);
+      expect(right.stdout).toBe('Manager unlocked: it serves.\n');
+      const serving = await curl(['-k', `https://${address}/healthz`]);
+      expect(serving.status).toBe(200);
+      expect(serving.json()).toEqual({ status: 'ok', role: 'manager', store: 'ok' });
+      await locked.waitFor(/manager listening on/);
+      expect((await runMuster(['node', 'ls', '-q', '--data-dir', m])).code).toBe(0);
+      await joinNode(scratch.path('w1'), token, address);
+      expect(locked.stdout() + locked.stderr()).not.toContain(unlockKey);
+      expect(await locked.stop('SIGTERM')).toBe(0);
+    },
+  );
+
+  step('muster unlock on a terminal: a prompt that does not echo the key, Enter submits (no Ctrl-D)', { timeout: slow(90_000) }, async () => {
     const locked = await started(start(['run', '--data-dir', m]));
     await locked.waitFor(/this manager is locked/);
     const terminal = runInTerminal(['unlock', '--data-dir', m]);
@@ -234,34 +240,38 @@ describe('autolock on the embedded store', () => {
     return keys;
   }
 
-  it('rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager', {
-    timeout: slow(360_000),
-  }, async () => {
-    let keys = [unlockKey];
-    for (const failpoint of ['unlock-key-rotate:wrapped', 'unlock-key-rotate:committed']) {
-      keys = await killedDuring(failpoint, ['unlock-key', '--rotate', '-q'], keys);
-    }
-    expect(keys.length).toBeGreaterThan(1); // the committed rotation's key came from `unlock-key` after the restart
-    for (const failpoint of ['autolock:committed', 'autolock:data-key', 'autolock:node-key']) {
-      keys = await killedDuring(failpoint, ['update', '--autolock=false'], keys);
-      keys = await killedDuring(failpoint, ['update', '--autolock=true'], keys);
-    }
-    // The previous key keeps opening the manager for the window after a rotation; another key never does.
-    const run = await started(start(['run', '--data-dir', m], { MUSTER_UNLOCK_KEY: keys.at(-1)! }));
-    await run.waitFor(/manager listening on/);
-    const before = (await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim();
-    const rotated = await runMuster(['unlock-key', '--rotate', '-q', '--data-dir', m]);
-    expect(rotated.code, rotated.stderr).toBe(0);
-    const after = rotated.stdout.trim();
-    expect(keyIdsOf(m)).toEqual([unlockKeyId(parseUnlockKey(after)), unlockKeyId(parseUnlockKey(before))]);
-    expect(await run.stop('SIGTERM')).toBe(0);
-    const restarted = await started(start(['run', '--data-dir', m]));
-    expect((await runMuster(['unlock', '--data-dir', m], { stdin: `${keys[0]}\n` })).code).toBe(keys[0] === before || keys[0] === after ? 0 : 1);
-    expect((await runMuster(['unlock', '--data-dir', m], { stdin: `${before}\n` })).code).toBe(0);
-    await restarted.waitFor(/manager listening on/);
-    expect((await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim()).toBe(after);
-    expect(await restarted.stop('SIGTERM')).toBe(0);
-  });
+  step(
+    'rotating the unlock key, and turning autolock off and on, with SIGKILL at each step: one of the given keys always opens the manager',
+    {
+      timeout: slow(360_000),
+    },
+    async () => {
+      let keys = [unlockKey];
+      for (const failpoint of ['unlock-key-rotate:wrapped', 'unlock-key-rotate:committed']) {
+        keys = await killedDuring(failpoint, ['unlock-key', '--rotate', '-q'], keys);
+      }
+      expect(keys.length).toBeGreaterThan(1); // the committed rotation's key came from `unlock-key` after the restart
+      for (const failpoint of ['autolock:committed', 'autolock:data-key', 'autolock:node-key']) {
+        keys = await killedDuring(failpoint, ['update', '--autolock=false'], keys);
+        keys = await killedDuring(failpoint, ['update', '--autolock=true'], keys);
+      }
+      // The previous key keeps opening the manager for the window after a rotation; another key never does.
+      const run = await started(start(['run', '--data-dir', m], { MUSTER_UNLOCK_KEY: keys.at(-1)! }));
+      await run.waitFor(/manager listening on/);
+      const before = (await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim();
+      const rotated = await runMuster(['unlock-key', '--rotate', '-q', '--data-dir', m]);
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const after = rotated.stdout.trim();
+      expect(keyIdsOf(m)).toEqual([unlockKeyId(parseUnlockKey(after)), unlockKeyId(parseUnlockKey(before))]);
+      expect(await run.stop('SIGTERM')).toBe(0);
+      const restarted = await started(start(['run', '--data-dir', m]));
+      expect((await runMuster(['unlock', '--data-dir', m], { stdin: `${keys[0]}\n` })).code).toBe(keys[0] === before || keys[0] === after ? 0 : 1);
+      expect((await runMuster(['unlock', '--data-dir', m], { stdin: `${before}\n` })).code).toBe(0);
+      await restarted.waitFor(/manager listening on/);
+      expect((await runMuster(['unlock-key', '-q', '--data-dir', m])).stdout.trim()).toBe(after);
+      expect(await restarted.stop('SIGTERM')).toBe(0);
+    },
+  );
 });
 
 describe('autolock with two managers on etcd', () => {

@@ -14,6 +14,7 @@ import { runInProcess, type InProcessRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { opensslStatus, x509Text } from '../helpers/openssl.js';
 import { testScope } from '../helpers/scope.js';
+import { story } from '../helpers/story.js';
 
 const { scratch, dir, start, keep, running } = testScope('muster-extca-');
 const signatures = (s: CfsslServer): number => (s.log().match(/signed certificate with serial number/g) ?? []).length;
@@ -23,6 +24,7 @@ it('cfssl is installed (.ci/run installs golang-cfssl)', () => {
 });
 
 describe('muster init --external-ca against cfssl serve', () => {
+  const { step } = story();
   let cfssl: CfsslServer;
   let manager: InProcessRun;
   let address: string;
@@ -57,7 +59,7 @@ describe('muster init --external-ca against cfssl serve', () => {
     await manager.ready;
   });
 
-  it('joins workers with certificates issued by the external root, with the right CN/OU/O', async () => {
+  step('joins workers with certificates issued by the external root, with the right CN/OU/O', async () => {
     const token = /SWMTKN-1-\S+/.exec(manager.stdout())?.[0] ?? (await tokenFor('worker'));
     const clusterId = JSON.parse(readFileSync(join(m, 'node.json'), 'utf8')).clusterId as string;
     for (const [name, t, ou] of [
@@ -76,7 +78,7 @@ describe('muster init --external-ca against cfssl serve', () => {
     }
   });
 
-  it('renewal goes through cfssl too', async () => {
+  step('renewal goes through cfssl too', async () => {
     const node = running.find((r) => /as a worker/.test(r.stdout()))!;
     const before = signatures(cfssl);
     node.renew();

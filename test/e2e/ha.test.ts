@@ -20,6 +20,7 @@ import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { eventually, nodesFrom } from '../helpers/processes.js';
 import { slow } from '../helpers/slowdown.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-ha-');
 const FAST = { MUSTER_POLL_INTERVAL: '1s', MUSTER_RENEW_BACKOFF_BASE: '300ms', MUSTER_LOG_LEVEL: 'info' };
@@ -77,6 +78,7 @@ async function joinNode(dir: string, token: string, via: string, role: 'worker' 
 const csrs = (n: number): string[] => Array.from({ length: n }, () => createCsr({ privateKey: generateNodeKeySync().privateKey }));
 
 describe('three managers on etcd', () => {
+  const { step } = story();
   let store: EtcdCluster;
   const dirs = {
     f: scratch.path('f'),
@@ -92,45 +94,49 @@ describe('three managers on etcd', () => {
   const managerAddr: Record<'f' | 'm2' | 'm3', string> = { f: '', m2: '', m3: '' };
   const workers: Record<string, ChildRun> = {};
 
-  it('the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root', {
-    timeout: slow(90_000),
-  }, async () => {
-    store = await etcd();
-    founder = await found(store, dirs.f);
-    founderRun = founder.run;
-    managerAddr.f = founder.address;
-    const m2 = await joinNode(dirs.m2, founder.tokens.manager, founder.address, 'manager');
-    managerAddr.m2 = m2.address!;
-    const m3 = await joinNode(dirs.m3, founder.tokens.manager, managerAddr.m2, 'manager');
-    managerAddr.m3 = m3.address!;
-    for (const [name, via] of [
-      ['w1', managerAddr.f],
-      ['w2', managerAddr.m2],
-      ['w3', managerAddr.m3],
-    ] as const) {
-      workers[name] = (await joinNode(dirs[name], founder.tokens.worker, via, 'worker')).run;
-    }
-    for (const dir of Object.values(dirs).slice(0, 6)) expect(verify(dir), dir).toBe(0);
-    for (const name of ['m2', 'm3'] as const) {
-      expect(nodeJson(dirs[name]).role).toBe('manager');
-      expect(new X509Certificate(readFileSync(join(certs(dirs[name]), 'node.crt'))).subjectAltName).toContain('IP Address:127.0.0.1');
-      expect(existsSync(join(dirs[name], 'manager', 'data.key'))).toBe(true);
-    }
-    const roots = await Promise.all(Object.values(managerAddr).map(async (a) => (await curl(['-k', `https://${a}/v1/ca`])).body));
-    expect(new Set(roots).size).toBe(1);
-    expect(roots[0]).toBe(rootOf(dirs.f));
-    const nodes = await nodesFrom(dirs.m3);
-    expect(
-      nodes
-        .filter((n) => n.role === 'manager')
-        .map((n) => n.managerStatus)
-        .sort(),
-    ).toEqual(['Leader', 'Reachable', 'Reachable']);
-    // Nodes learn every manager.
-    await eventually('w1 to know all three managers', async () => (nodeJson(dirs.w1).managers.length === 3 ? true : undefined));
-  });
+  step(
+    'the manager token makes serving managers; workers join through each; all six verify; every manager serves the same root',
+    {
+      timeout: slow(90_000),
+    },
+    async () => {
+      store = await etcd();
+      founder = await found(store, dirs.f);
+      founderRun = founder.run;
+      managerAddr.f = founder.address;
+      const m2 = await joinNode(dirs.m2, founder.tokens.manager, founder.address, 'manager');
+      managerAddr.m2 = m2.address!;
+      const m3 = await joinNode(dirs.m3, founder.tokens.manager, managerAddr.m2, 'manager');
+      managerAddr.m3 = m3.address!;
+      for (const [name, via] of [
+        ['w1', managerAddr.f],
+        ['w2', managerAddr.m2],
+        ['w3', managerAddr.m3],
+      ] as const) {
+        workers[name] = (await joinNode(dirs[name], founder.tokens.worker, via, 'worker')).run;
+      }
+      for (const dir of Object.values(dirs).slice(0, 6)) expect(verify(dir), dir).toBe(0);
+      for (const name of ['m2', 'm3'] as const) {
+        expect(nodeJson(dirs[name]).role).toBe('manager');
+        expect(new X509Certificate(readFileSync(join(certs(dirs[name]), 'node.crt'))).subjectAltName).toContain('IP Address:127.0.0.1');
+        expect(existsSync(join(dirs[name], 'manager', 'data.key'))).toBe(true);
+      }
+      const roots = await Promise.all(Object.values(managerAddr).map(async (a) => (await curl(['-k', `https://${a}/v1/ca`])).body));
+      expect(new Set(roots).size).toBe(1);
+      expect(roots[0]).toBe(rootOf(dirs.f));
+      const nodes = await nodesFrom(dirs.m3);
+      expect(
+        nodes
+          .filter((n) => n.role === 'manager')
+          .map((n) => n.managerStatus)
+          .sort(),
+      ).toEqual(['Leader', 'Reachable', 'Reachable']);
+      // Nodes learn every manager.
+      await eventually('w1 to know all three managers', async () => (nodeJson(dirs.w1).managers.length === 3 ? true : undefined));
+    },
+  );
 
-  it('no private key sits in clear in etcd', () => {
+  step('no private key sits in clear in etcd', () => {
     const dump = execFileSync('etcdctl', [...store.ctlArgs(), 'get', '--prefix', '/muster/'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
     expect(dump).toMatch(/meta\/ca/);
     expect(dump).not.toMatch(/PRIVATE KEY/);
@@ -143,117 +149,129 @@ describe('three managers on etcd', () => {
     }
   });
 
-  it('a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1', {
-    timeout: slow(60_000),
-  }, async () => {
-    const old = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
-    const root = rootOf(dirs.f);
-    const pool = csrs(60);
-    const attempts: { at: number; accepted: boolean; manager: string }[] = [];
-    let answeredAt = Number.POSITIVE_INFINITY;
-    let stop = false;
-    const loop = async (address: string): Promise<void> => {
-      const client = new ApiClient({ managers: [address], tls: { rootPem: root } });
-      try {
-        const deadline = Date.now() + slow(20_000);
-        while (!stop && Date.now() < deadline) {
-          const at = Date.now();
-          try {
-            await client.call('join', { body: { token: old, csr: pool[attempts.length % pool.length]! } });
-            attempts.push({ at, accepted: true, manager: address });
-          } catch (error) {
-            if (!isMusterError(error)) throw error;
-            attempts.push({ at, accepted: false, manager: address });
+  step(
+    'a rotation on manager 2 is in force on every manager the moment it answers; an expiry change on manager 3 applies on manager 1',
+    {
+      timeout: slow(60_000),
+    },
+    async () => {
+      const old = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
+      const root = rootOf(dirs.f);
+      const pool = csrs(60);
+      const attempts: { at: number; accepted: boolean; manager: string }[] = [];
+      let answeredAt = Number.POSITIVE_INFINITY;
+      let stop = false;
+      const loop = async (address: string): Promise<void> => {
+        const client = new ApiClient({ managers: [address], tls: { rootPem: root } });
+        try {
+          const deadline = Date.now() + slow(20_000);
+          while (!stop && Date.now() < deadline) {
+            const at = Date.now();
+            try {
+              await client.call('join', { body: { token: old, csr: pool[attempts.length % pool.length]! } });
+              attempts.push({ at, accepted: true, manager: address });
+            } catch (error) {
+              if (!isMusterError(error)) throw error;
+              attempts.push({ at, accepted: false, manager: address });
+            }
+            if (Date.now() > answeredAt + 1_000) stop = true;
           }
-          if (Date.now() > answeredAt + 1_000) stop = true;
+        } finally {
+          await client.close();
         }
+      };
+      const loops = Object.values(managerAddr).map(loop);
+      const rotated = await runMuster(['join-token', '--rotate', 'worker', '--data-dir', dirs.m2]);
+      answeredAt = Date.now();
+      expect(rotated.code, rotated.stderr).toBe(0);
+      await Promise.all(loops);
+      const after = attempts.filter((a) => a.at > answeredAt);
+      expect(after.length).toBeGreaterThan(0);
+      expect(after.filter((a) => a.accepted)).toEqual([]);
+      expect(new Set(after.map((a) => a.manager)).size).toBe(3);
+
+      expect((await runMuster(['update', '--cert-expiry', '1h', '--data-dir', dirs.m3])).code).toBe(0);
+      const fresh = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m3])).stdout.trim();
+      const client = new ApiClient({ managers: [managerAddr.f], tls: { rootPem: root } });
+      try {
+        const joined = await client.call('join', { body: { token: fresh, csr: csrs(1)[0]! } });
+        expect(Date.parse(joined.notAfter)).toBeLessThanOrEqual(Date.now() + 3_600_000);
       } finally {
         await client.close();
       }
-    };
-    const loops = Object.values(managerAddr).map(loop);
-    const rotated = await runMuster(['join-token', '--rotate', 'worker', '--data-dir', dirs.m2]);
-    answeredAt = Date.now();
-    expect(rotated.code, rotated.stderr).toBe(0);
-    await Promise.all(loops);
-    const after = attempts.filter((a) => a.at > answeredAt);
-    expect(after.length).toBeGreaterThan(0);
-    expect(after.filter((a) => a.accepted)).toEqual([]);
-    expect(new Set(after.map((a) => a.manager)).size).toBe(3);
+    },
+  );
 
-    expect((await runMuster(['update', '--cert-expiry', '1h', '--data-dir', dirs.m3])).code).toBe(0);
-    const fresh = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m3])).stdout.trim();
-    const client = new ApiClient({ managers: [managerAddr.f], tls: { rootPem: root } });
-    try {
-      const joined = await client.call('join', { body: { token: fresh, csr: csrs(1)[0]! } });
-      expect(Date.parse(joined.notAfter)).toBeLessThanOrEqual(Date.now() + 3_600_000);
-    } finally {
-      await client.close();
-    }
-  });
+  step(
+    'SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back',
+    {
+      timeout: slow(90_000),
+    },
+    async () => {
+      founderRun.child.kill('SIGKILL');
+      await founderRun.exit;
+      const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
+      workers.w4 = (await joinNode(dirs.w4, token, managerAddr.m2, 'worker')).run;
+      expect(verify(dirs.w4)).toBe(0);
+      const before = new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber;
+      workers.w1!.child.kill('SIGHUP');
+      await eventually('w1 to renew through another manager', async () =>
+        new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber !== before ? true : undefined,
+      );
+      expect(verify(dirs.w1)).toBe(0);
+      const founderId = nodeJson(dirs.f).nodeId;
+      await eventually('the founder to show Unreachable', async () =>
+        (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Unreachable' ? true : undefined,
+      );
+      founderRun = start(['run', '--data-dir', dirs.f]);
+      managerAddr.f = (await founderRun.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/))[1]!;
+      await eventually('the founder to show Reachable', async () =>
+        (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Reachable' ? true : undefined,
+      );
+    },
+  );
 
-  it('SIGKILL the founder: joins and renewals go on through the others, node ls shows it Unreachable, then Reachable once back', {
-    timeout: slow(90_000),
-  }, async () => {
-    founderRun.child.kill('SIGKILL');
-    await founderRun.exit;
-    const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
-    workers.w4 = (await joinNode(dirs.w4, token, managerAddr.m2, 'worker')).run;
-    expect(verify(dirs.w4)).toBe(0);
-    const before = new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber;
-    workers.w1!.child.kill('SIGHUP');
-    await eventually('w1 to renew through another manager', async () =>
-      new X509Certificate(readFileSync(join(certs(dirs.w1), 'node.crt'))).serialNumber !== before ? true : undefined,
-    );
-    expect(verify(dirs.w1)).toBe(0);
-    const founderId = nodeJson(dirs.f).nodeId;
-    await eventually('the founder to show Unreachable', async () =>
-      (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Unreachable' ? true : undefined,
-    );
-    founderRun = start(['run', '--data-dir', dirs.f]);
-    managerAddr.f = (await founderRun.waitFor(/"advertise":"(127\.0\.0\.1:\d+)"/))[1]!;
-    await eventually('the founder to show Reachable', async () =>
-      (await nodesFrom(dirs.m3)).find((n) => n.id === founderId)?.managerStatus === 'Reachable' ? true : undefined,
-    );
-  });
-
-  it('concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)', {
-    timeout: slow(120_000),
-  }, async () => {
-    // A node record with no process behind it, so nothing but these requests changes it.
-    const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
-    const root = rootOf(dirs.f);
-    const key = generateNodeKeySync();
-    const joiner = new ApiClient({ managers: [managerAddr.m2], tls: { rootPem: root } });
-    const joined = await joiner.call('join', { body: { token, csr: createCsr({ privateKey: key.privateKey }) } });
-    await joiner.close();
-    const admins = [clientOf(dirs.f, [managerAddr.f]), clientOf(dirs.m2, [managerAddr.m2]), clientOf(dirs.m3, [managerAddr.m3])];
-    let nodeTls = { rootPem: root, certPem: joined.certificate, keyPem: key.privateKeyPem };
-    try {
-      for (let round = 0; round < 100; round++) {
-        const role = round % 2 === 0 ? 'manager' : 'worker';
-        const expiry = round % 2 === 0 ? '2h' : '3h';
-        const fresh = generateNodeKeySync();
-        const asNode = new ApiClient({ managers: [Object.values(managerAddr)[round % 3]!], tls: nodeTls });
-        const [, , renewed] = await Promise.all([
-          admins[round % 3]!.call(role === 'manager' ? 'promote' : 'demote', { params: { id: joined.nodeId } }),
-          admins[(round + 1) % 3]!.call('updateCluster', { body: { certExpiry: expiry } }),
-          asNode.call('renew', { body: { csr: createCsr({ privateKey: fresh.privateKey }) } }),
-        ]);
-        await asNode.close();
-        nodeTls = { rootPem: root, certPem: renewed.certificate, keyPem: fresh.privateKeyPem };
-        const node = await admins[(round + 2) % 3]!.call('getNode', { params: { id: joined.nodeId } });
-        expect(node.role).toBe(role);
-        expect(node.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
-        expect((await admins[round % 3]!.call('cluster')).certExpiry).toBe(expiry);
+  step(
+    'concurrent promote/demote, expiry changes and renewals against one node record, spread over the managers: none is lost (100 rounds)',
+    {
+      timeout: slow(120_000),
+    },
+    async () => {
+      // A node record with no process behind it, so nothing but these requests changes it.
+      const token = (await runMuster(['join-token', '-q', 'worker', '--data-dir', dirs.m2])).stdout.trim();
+      const root = rootOf(dirs.f);
+      const key = generateNodeKeySync();
+      const joiner = new ApiClient({ managers: [managerAddr.m2], tls: { rootPem: root } });
+      const joined = await joiner.call('join', { body: { token, csr: createCsr({ privateKey: key.privateKey }) } });
+      await joiner.close();
+      const admins = [clientOf(dirs.f, [managerAddr.f]), clientOf(dirs.m2, [managerAddr.m2]), clientOf(dirs.m3, [managerAddr.m3])];
+      let nodeTls = { rootPem: root, certPem: joined.certificate, keyPem: key.privateKeyPem };
+      try {
+        for (let round = 0; round < 100; round++) {
+          const role = round % 2 === 0 ? 'manager' : 'worker';
+          const expiry = round % 2 === 0 ? '2h' : '3h';
+          const fresh = generateNodeKeySync();
+          const asNode = new ApiClient({ managers: [Object.values(managerAddr)[round % 3]!], tls: nodeTls });
+          const [, , renewed] = await Promise.all([
+            admins[round % 3]!.call(role === 'manager' ? 'promote' : 'demote', { params: { id: joined.nodeId } }),
+            admins[(round + 1) % 3]!.call('updateCluster', { body: { certExpiry: expiry } }),
+            asNode.call('renew', { body: { csr: createCsr({ privateKey: fresh.privateKey }) } }),
+          ]);
+          await asNode.close();
+          nodeTls = { rootPem: root, certPem: renewed.certificate, keyPem: fresh.privateKeyPem };
+          const node = await admins[(round + 2) % 3]!.call('getNode', { params: { id: joined.nodeId } });
+          expect(node.role).toBe(role);
+          expect(node.certSerial).toBe(new X509Certificate(renewed.certificate).serialNumber);
+          expect((await admins[round % 3]!.call('cluster')).certExpiry).toBe(expiry);
+        }
+        await admins[0]!.call('demote', { params: { id: joined.nodeId } });
+      } finally {
+        await Promise.all(admins.map((a) => a.close()));
       }
-      await admins[0]!.call('demote', { params: { id: joined.nodeId } });
-    } finally {
-      await Promise.all(admins.map((a) => a.close()));
-    }
-  });
+    },
+  );
 
-  it('guards: with three serving managers, demoting two works and the third is refused; the demoted stop serving', { timeout: slow(90_000) }, async () => {
+  step('guards: with three serving managers, demoting two works and the third is refused; the demoted stop serving', { timeout: slow(90_000) }, async () => {
     const ids = { f: nodeJson(dirs.f).nodeId, m2: nodeJson(dirs.m2).nodeId, m3: nodeJson(dirs.m3).nodeId };
     expect((await runMuster(['node', 'demote', ids.f, '--data-dir', dirs.m3])).code).toBe(0);
     expect((await runMuster(['node', 'demote', ids.m2, '--data-dir', dirs.m3])).code).toBe(0);

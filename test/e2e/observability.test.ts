@@ -17,6 +17,7 @@ import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { parsePrometheus, sample } from '../helpers/prometheus.js';
 import { slow } from '../helpers/slowdown.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-obs-');
 const servers: Server[] = [];
@@ -32,13 +33,14 @@ const { running, start, joinNode: joinWith } = processScope();
 const nodeIdOf = (dir: string): string => (JSON.parse(readFileSync(join(dir, 'node.json'), 'utf8')) as { nodeId: string }).nodeId;
 
 describe('one manager: scoped tokens, CRL, metrics, audit', () => {
+  const { step } = story();
   const dirs = { m: scratch.path('m'), w1: scratch.path('w1'), w2: scratch.path('w2'), w3: scratch.path('w3'), alice: scratch.path('alice') };
   const auditFile = scratch.path('audit.log');
   let address = '';
   let metricsUrl = '';
   let scopedToken = '';
 
-  it('init serves plain metrics on --metrics-addr; a scoped token admits exactly its uses, with its labels', { timeout: slow(60_000) }, async () => {
+  step('init serves plain metrics on --metrics-addr; a scoped token admits exactly its uses, with its labels', { timeout: slow(60_000) }, async () => {
     const metricsPort = await freePort();
     metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const manager = start([
@@ -88,7 +90,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect(Number(after.get('muster_store_operation_duration_seconds')?.metrics[0]?.buckets?.['+Inf'])).toBeGreaterThan(0);
   });
 
-  it('/metrics on the API port takes manager and admin certificates, and refuses workers and strangers', { timeout: slow(30_000) }, async () => {
+  step('/metrics on the API port takes manager and admin certificates, and refuses workers and strangers', { timeout: slow(30_000) }, async () => {
     const made = await runMuster(['ca', 'create-api-certificate', 'alice', '--out', dirs.alice, '--data-dir', dirs.m]);
     expect(made.code, made.stderr).toBe(0);
     const url = `https://${address}/metrics`;
@@ -103,7 +105,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect((await curl([metricsUrl.replace('/metrics', '/v1/ca')])).status).toBe(404);
   });
 
-  it('GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees', { timeout: slow(30_000) }, async () => {
+  step('GET /v1/crl needs no certificate; after node rm and a user revocation it lists both, and openssl agrees', { timeout: slow(30_000) }, async () => {
     const w1 = nodeIdOf(dirs.w1);
     running[1]!.child.kill('SIGKILL'); // w1's daemon
     expect((await runMuster(['node', 'rm', '-f', w1, '--data-dir', dirs.m])).code).toBe(0);
@@ -122,7 +124,7 @@ describe('one manager: scoped tokens, CRL, metrics, audit', () => {
     expect(check(join(dirs.w2, 'certificates', 'node.crt')).status).toBe(0);
   });
 
-  it('the audit file holds every action of the session with its caller, 0600, and no token or key', async () => {
+  step('the audit file holds every action of the session with its caller, 0600, and no token or key', async () => {
     expect((await runMuster(['join-token', 'worker', '-q', '--data-dir', dirs.m])).code).toBe(0);
     expect((await runMuster(['join-token', '--rotate', 'worker', '--data-dir', dirs.m])).code).toBe(0);
     const id = (await runMuster(['join-token', 'ls', '-q', '--data-dir', dirs.m])).stdout.trim();

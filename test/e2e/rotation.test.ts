@@ -19,6 +19,7 @@ import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { slow } from '../helpers/slowdown.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-rot-');
 // Nodes poll every second; the manager counts a node silent for 10 s (scaled by MUSTER_TEST_SLOWDOWN) as down, and
@@ -39,13 +40,14 @@ const verifiesAgainst = (dir: string, rootFile: string): boolean =>
   opensslStatus(['verify', '-CAfile', rootFile, join(dir, 'certificates', 'node.crt')]).status === 0;
 
 describe('root rotation on the embedded store', () => {
+  const { step } = story();
   const m = scratch.path('m');
   const workers = [1, 2, 3, 4, 5].map((i) => scratch.path(`w${i}`));
   let address = '';
   let oldToken = '';
   const daemons: ChildRun[] = [];
 
-  it('rotates a manager and five workers while joins and admin calls go on; a worker stopped throughout catches up', { timeout: slow(120_000) }, async () => {
+  step('rotates a manager and five workers while joins and admin calls go on; a worker stopped throughout catches up', { timeout: slow(120_000) }, async () => {
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     [, oldToken, address] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     for (const dir of workers) daemons.push(await joinNode(dir, oldToken, address));
@@ -106,7 +108,7 @@ describe('root rotation on the embedded store', () => {
     expect(w4.stderr()).not.toMatch(/cannot verify/);
   });
 
-  it('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: slow(120_000) }, async () => {
+  step('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: slow(120_000) }, async () => {
     const key = scratch.path('corp.key');
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
     const cert = scratch.path('corp.pem');

@@ -10,7 +10,7 @@
 import { readFileSync, readdirSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import type { CertificateView } from '../../src/api/schemas.js';
 import type { ServiceStatus } from '../../src/agent/service-certs.js';
 import { jsonLines, runMuster, type ChildRun } from '../helpers/cli.js';
@@ -18,6 +18,7 @@ import { AS_ROOT, listAsRoot, readAsRoot, runAsRoot, statAsRoot } from '../helpe
 import { curl } from '../helpers/curl.js';
 import { openssl, opensslFixtures, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, eventually, processScope, waitUntil } from '../helpers/processes.js';
+import { story } from '../helpers/story.js';
 
 const scratch = scratchDir('muster-svc-');
 afterAll(() => {
@@ -67,7 +68,8 @@ const curlAs = (cert: string, key: string, method: string, path: string, body?: 
   );
 
 describe('service certificates', () => {
-  it('writes a docker daemon layout that chains to the root, names what was asked, and serves only', { timeout: 120_000 }, async () => {
+  const { step } = story();
+  step('writes a docker daemon layout that chains to the root, names what was asked, and serves only', { timeout: 120_000 }, async () => {
     const manager = start(['init', '--data-dir', m, '--listen-addr', '127.0.0.1:0']);
     const [, token, addr] = (await manager.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];
     address = addr;
@@ -99,61 +101,65 @@ describe('service certificates', () => {
     expect(openssl(['pkey', '-in', join(out, 'server-key.pem'), '-pubout'])).toBe(x509(cert, '-pubkey'));
   });
 
-  it('writes a docker client layout with the owner and key mode asked for, and a pem layout with the node names by default', { timeout: 120_000 }, async () => {
-    const client = scratch.path('client');
-    const r = await runMuster([
-      'cert',
-      'add',
-      'docker-client',
-      '--client',
-      '--layout',
-      'docker',
-      '--out',
-      client,
-      '--owner',
-      'nobody:nogroup',
-      '--mode',
-      '0640',
-      '--data-dir',
-      w,
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    // The folder is nobody's now: read as root (in the namespace, as another user than root).
-    expect(listAsRoot(client).sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
-    const nobody = Number(
-      readFileSync('/etc/passwd', 'utf8')
-        .split('\n')
-        .find((l) => l.startsWith('nobody:'))!
-        .split(':')[2],
-    );
-    const nogroup = Number(
-      readFileSync('/etc/group', 'utf8')
-        .split('\n')
-        .find((l) => l.startsWith('nogroup:'))!
-        .split(':')[2],
-    );
-    for (const file of ['ca.pem', 'cert.pem']) expect(statAsRoot(join(client, file))).toEqual([nobody, nogroup, 0o644]);
-    expect(statAsRoot(join(client, 'key.pem'))).toEqual([nobody, nogroup, 0o640]);
-    expect(statAsRoot(client)).toEqual([nobody, nogroup, 0o750]);
-    const clientCert = scratch.write('docker-client-cert.pem', readAsRoot(join(client, 'cert.pem')));
-    expect(x509(clientCert, '-ext', 'extendedKeyUsage')).toMatch(/TLS Web Client Authentication\s*$/);
-    expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslclient', clientCert]).status).toBe(0);
+  step(
+    'writes a docker client layout with the owner and key mode asked for, and a pem layout with the node names by default',
+    { timeout: 120_000 },
+    async () => {
+      const client = scratch.path('client');
+      const r = await runMuster([
+        'cert',
+        'add',
+        'docker-client',
+        '--client',
+        '--layout',
+        'docker',
+        '--out',
+        client,
+        '--owner',
+        'nobody:nogroup',
+        '--mode',
+        '0640',
+        '--data-dir',
+        w,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      // The folder is nobody's now: read as root (in the namespace, as another user than root).
+      expect(listAsRoot(client).sort()).toEqual(['ca.pem', 'cert.pem', 'key.pem']);
+      const nobody = Number(
+        readFileSync('/etc/passwd', 'utf8')
+          .split('\n')
+          .find((l) => l.startsWith('nobody:'))!
+          .split(':')[2],
+      );
+      const nogroup = Number(
+        readFileSync('/etc/group', 'utf8')
+          .split('\n')
+          .find((l) => l.startsWith('nogroup:'))!
+          .split(':')[2],
+      );
+      for (const file of ['ca.pem', 'cert.pem']) expect(statAsRoot(join(client, file))).toEqual([nobody, nogroup, 0o644]);
+      expect(statAsRoot(join(client, 'key.pem'))).toEqual([nobody, nogroup, 0o640]);
+      expect(statAsRoot(client)).toEqual([nobody, nogroup, 0o750]);
+      const clientCert = scratch.write('docker-client-cert.pem', readAsRoot(join(client, 'cert.pem')));
+      expect(x509(clientCert, '-ext', 'extendedKeyUsage')).toMatch(/TLS Web Client Authentication\s*$/);
+      expect(opensslStatus(['verify', '-CAfile', root(), '-purpose', 'sslclient', clientCert]).status).toBe(0);
 
-    const web = scratch.path('web');
-    const hookLog = scratch.path('web-hook.log');
-    const p = await runMuster(['cert', 'add', 'web', '--out', web, '--exec', `sh -c 'echo ran >> ${hookLog}'`, '--data-dir', w]);
-    expect(p.code, p.stderr).toBe(0);
-    expect(p.stdout).toContain('The hook ran.');
-    expect(readFileSync(hookLog, 'utf8')).toBe('ran\n');
-    expect(readdirSync(web).sort()).toEqual(['ca.crt', 'web.crt', 'web.key']);
-    const sans = x509(join(web, 'web.crt'), '-ext', 'subjectAltName');
-    expect(sans).toContain(`DNS:${hostname().toLowerCase()}`);
-    expect(sans).toContain('IP Address:127.0.0.1');
-    // Nothing but the three files was left behind (no temporary files).
-    expect(readdirSync(web)).toHaveLength(3);
-  });
+      const web = scratch.path('web');
+      const hookLog = scratch.path('web-hook.log');
+      const p = await runMuster(['cert', 'add', 'web', '--out', web, '--exec', `sh -c 'echo ran >> ${hookLog}'`, '--data-dir', w]);
+      expect(p.code, p.stderr).toBe(0);
+      expect(p.stdout).toContain('The hook ran.');
+      expect(readFileSync(hookLog, 'utf8')).toBe('ran\n');
+      expect(readdirSync(web).sort()).toEqual(['ca.crt', 'web.crt', 'web.key']);
+      const sans = x509(join(web, 'web.crt'), '-ext', 'subjectAltName');
+      expect(sans).toContain(`DNS:${hostname().toLowerCase()}`);
+      expect(sans).toContain('IP Address:127.0.0.1');
+      // Nothing but the three files was left behind (no temporary files).
+      expect(readdirSync(web)).toHaveLength(3);
+    },
+  );
 
-  it('refuses names the node may not carry until an admin allows them, for the node or for its label', { timeout: 180_000 }, async () => {
+  step('refuses names the node may not carry until an admin allows them, for the node or for its label', { timeout: 180_000 }, async () => {
     const refused = await runMuster(['cert', 'add', 'api', '--san', 'api.example.com', '--out', scratch.path('api'), '--data-dir', w]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('may not name api.example.com in a service certificate');
@@ -201,7 +207,7 @@ describe('service certificates', () => {
     expect(audit.some((l) => l.code === 'SAN_NOT_ALLOWED' && l.service === 'api')).toBe(true);
   });
 
-  it('a service certificate is no identity on muster: admin routes, renewal and service issuance refuse it (403)', { timeout: 60_000 }, async () => {
+  step('a service certificate is no identity on muster: admin routes, renewal and service issuance refuse it (403)', { timeout: 60_000 }, async () => {
     const client = scratch.path('client');
     // That folder is nobody's: copies of its certificate and key, read as root.
     const cert = scratch.write('client-cert-copy.pem', readAsRoot(join(client, 'cert.pem')));
@@ -222,7 +228,7 @@ describe('service certificates', () => {
     expect(server.status).toBe(403);
   });
 
-  it('renews the files and runs the hook when the node renews after muster update --cert-expiry', { timeout: 90_000 }, async () => {
+  step('renews the files and runs the hook when the node renews after muster update --cert-expiry', { timeout: 90_000 }, async () => {
     const web = scratch.path('web');
     const docker = scratch.path('dockerd');
     const before = { web: serialOf(join(web, 'web.crt')), docker: serialOf(join(docker, 'server-cert.pem')) };
@@ -239,7 +245,7 @@ describe('service certificates', () => {
     expect(openssl(['pkey', '-in', join(web, 'web.key'), '-pubout'])).toBe(x509(join(web, 'web.crt'), '-pubkey'));
   });
 
-  it('logs, times out, counts and retries hooks that fail or hang, until they succeed', { timeout: 180_000 }, async () => {
+  step('logs, times out, counts and retries hooks that fail or hang, until they succeed', { timeout: 180_000 }, async () => {
     const flag = scratch.path('hook-may-pass');
     const failing = await runMuster(['cert', 'add', 'flaky', '--out', scratch.path('flaky'), '--exec', `test -e ${flag}`, '--data-dir', w]);
     expect(failing.code, failing.stderr).toBe(0); // the files are written; the hook is retried
@@ -272,7 +278,7 @@ describe('service certificates', () => {
     expect((await runMuster(['cert', 'rm', 'hangs', '--data-dir', w])).code).toBe(0);
   });
 
-  it('keeps the definitions across a restart, and stops renewing and revokes them when the node is removed', { timeout: 120_000 }, async () => {
+  step('keeps the definitions across a restart, and stops renewing and revokes them when the node is removed', { timeout: 120_000 }, async () => {
     // The worker's log told of the hooks that failed.
     expect(worker!.stderr()).toMatch(/the hook of service certificate flaky failed \(exited 1\); retrying/);
     expect(await worker!.stop('SIGTERM')).toBe(0);
