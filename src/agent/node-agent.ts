@@ -154,6 +154,8 @@ export class NodeAgent {
       // Issue 31: every request of the node (polls, CRL fetches, renewals, service certificates) on one kept-alive
       // connection, one after another; a request out of turn cuts a parked long poll short (Session.interrupt).
       connections: 1,
+      // A renewal keeps that connection: the manager lets the renewed certificate speak on it (useIdentity).
+      renewable: true,
     });
   }
 
@@ -355,13 +357,19 @@ export class NodeAgent {
       await writeNodeState(this.params.layout.nodeJson, this.nodeState);
       this.params.logger.info({ from: previous, to: response.role, reason }, `role changed from ${previous} to ${response.role}`);
     }
+    const sameTrust = next.rootPem === this.material.rootPem;
     this.material = next;
     this.validity = validity;
-    if (response.managers.length > 0 && !sameList(response.managers, this.nodeState.managers)) {
+    const managersChanged = response.managers.length > 0 && !sameList(response.managers, this.nodeState.managers);
+    if (managersChanged) {
       this.nodeState = { ...this.nodeState, managers: response.managers };
       await writeNodeState(this.params.layout.nodeJson, this.nodeState);
     }
-    await this.replaceClient();
+    // The session's connection carries on with the renewed certificate (the manager that issued it lets it speak
+    // there, and says so): no new handshake per renewal. New roots or managers, or a manager that does not say
+    // so (an older one): a new client, whose connections present the new certificate.
+    if (response.sameConnection === true && sameTrust && !managersChanged) this.client.useIdentity(next.certPem, next.keyPem);
+    else await this.replaceClient();
     await this.params.onRenewed?.({ tls: next, state: this.nodeState, ...(response.manager === undefined ? {} : { bundle: response.manager }) });
     return validity;
   }

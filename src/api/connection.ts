@@ -43,6 +43,8 @@ export interface ClientOptions {
   connections?: number;
   /** Talk to the manager on this host over its local socket (plain HTTP; the socket's folder is the guard) instead of `managers`. */
   socketPath?: string;
+  /** A node's own client: its certificate changes at each renewal while its connection stays (useIdentity). */
+  renewable?: boolean;
 }
 
 /** What the last verified connection's manager presented. */
@@ -157,7 +159,7 @@ export class ManagerConnection {
   private dispatcher: Dispatcher | undefined;
   protected peer: PeerSeen | undefined;
 
-  constructor(protected readonly options: ClientOptions) {
+  constructor(protected options: ClientOptions) {
     if (options.managers.length === 0) throw new MusterError('ADDRESS_INVALID', 'no manager address to talk to');
     this.managers = [...options.managers];
   }
@@ -172,6 +174,17 @@ export class ManagerConnection {
     const dispatcher = this.dispatcher;
     this.dispatcher = undefined;
     await dispatcher?.close();
+  }
+
+  /**
+   * A renewal: requests go on over the open connection, where the manager
+   * lets the renewed certificate speak (it issued it there); a connection
+   * opened from now on presents it in its handshake.
+   */
+  useIdentity(certPem: string, keyPem: string): void {
+    this.options = { ...this.options, tls: { ...this.options.tls, certPem, keyPem } };
+    const { rootPem } = this.options.tls;
+    this.dispatcher?.useIdentity({ cert: certPem, key: keyPem, ...(rootPem === undefined ? {} : { ca: rootPem }) });
   }
 
   /** Closes the connections now, failing requests still waiting (a session's long poll, when the node stops). */
@@ -190,6 +203,7 @@ export class ManagerConnection {
     if (tls.rootPem === undefined) throw new MusterError('INTERNAL', 'ApiClient: a pinned root is required');
     this.dispatcher ??= createDispatcher({
       ...(this.options.connections === undefined ? {} : { connections: this.options.connections }),
+      ...(this.options.renewable === true ? { renewable: true } : {}),
       tls: {
         ca: tls.rootPem,
         checkServerIdentity: (host: string, cert: PeerCertificate) => this.checkManager(host, cert),

@@ -122,6 +122,8 @@ export const NodeCertificateResponse = Type.Object({
   manager: Type.Optional(ManagerBundle),
   /** During and after a root rotation: each new root cross-signed by the root before it, so a node takes a new root only on the word of one it holds. */
   crossSigned: Type.Optional(Type.String({ maxLength: 64 * 1024 })),
+  /** A renewal: the new certificate speaks for the connection it was asked on from now, so the node keeps it (issue 31); absent from a manager that does not. */
+  sameConnection: Type.Optional(Type.Boolean()),
 });
 export type NodeCertificateResponse = Type.Static<typeof NodeCertificateResponse>;
 

@@ -8,7 +8,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { createSecureContext, type PeerCertificate } from 'node:tls';
+import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
 import { isMusterError } from '../core/errors.js';
 
 /** TLS settings of one dispatcher. */
@@ -35,6 +35,12 @@ export interface DispatcherOptions {
   connectTimeoutMs?: number;
   /** Plain HTTP over this Unix socket instead (a manager's local socket; `tls` is then unused). */
   socketPath?: string;
+  /**
+   * The client certificate may change while connections stay open (a node's renewal: the manager lets the
+   * renewed certificate speak on the connection it was issued on). No TLS session is then resumed: a
+   * resumed session would speak for the certificate of the handshake it came from.
+   */
+  renewable?: boolean;
 }
 
 /** A pool of connections with one TLS identity (or to one local socket); {@link send} sends over it. */
@@ -63,6 +69,12 @@ export class Dispatcher {
   /** @internal Whether requests may still be sent. */
   get open(): boolean {
     return !this.closed;
+  }
+
+  /** New connections present this certificate and key (a renewal); the connections open now keep theirs. */
+  useIdentity(tls: TransportTls & { cert: string; key: string }): void {
+    // The agent merges its options into each new connection's (Node's http.Agent), so this reaches the next handshake.
+    (this.agent as HttpAgent & { options: { secureContext?: SecureContext } }).options.secureContext = secureContextOf(tls);
   }
 
   /** @internal Counts a request in, so close() waits for it and destroy() fails it (even one still waiting for a connection). */
@@ -95,7 +107,16 @@ export class Dispatcher {
   }
 }
 
-/** A pool of connections with one TLS identity. The TLS context is built once: OpenSSL 3 re-parses roots and keys for every context. */
+/** The TLS context of a dispatcher, built once per identity: OpenSSL 3 re-parses roots and keys for every context. */
+function secureContextOf(tls: TransportTls): SecureContext {
+  return createSecureContext({
+    minVersion: 'TLSv1.2',
+    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
+  });
+}
+
+/** A pool of connections with one TLS identity (or a renewable one, see DispatcherOptions.renewable). */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { tls } = options;
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
@@ -104,15 +125,11 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   if (options.socketPath !== undefined) {
     return new Dispatcher(new HttpAgent({ ...idle, maxSockets: 1 }), options.socketPath, connectTimeoutMs, { ...idle, maxSockets: 1 });
   }
-  const secureContext = createSecureContext({
-    minVersion: 'TLSv1.2',
-    ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-    ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
-  });
   const agent = new HttpsAgent({
     ...idle,
     maxSockets: options.connections ?? 8,
-    secureContext,
+    secureContext: secureContextOf(tls),
+    ...(options.renewable === true ? { maxCachedSessions: 0 } : {}),
     rejectUnauthorized: tls.rejectUnauthorized ?? true,
     ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
   });

@@ -27,6 +27,7 @@ import { healthRoutes, metricsRoutes, openapiRoutes } from './routes/health-rout
 import { nodeRoutes } from './routes/node-routes.js';
 import { declaredAccess, missingEndpoints, type RegisteredRoute, type Services } from './routes/register.js';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
+import { localSockets, peerCertificate } from './peer.js';
 
 /** The manager's own TLS identity. */
 export interface ServerTls {
@@ -248,22 +249,6 @@ function sendError(reply: FastifyReply, error: MusterError): FastifyReply {
   const retry = error.details?.retryAfterSeconds;
   if (typeof retry === 'number') void reply.header('retry-after', String(retry));
   return reply.code(error.statusCode).type('application/json').send(error.toJSON());
-}
-
-/** Connections of the manager's local Unix socket: their caller is the manager itself (the socket's folder is 0700). */
-const localSockets = new WeakSet<Socket>();
-
-/** The client certificate of each connection, parsed once (its requests share it, and the authoriser's check of it). */
-const peerCertificates = new WeakMap<Socket, X509Certificate | undefined>();
-
-/** The peer certificate of a TLS request, if the client sent one; on the local socket, the manager's own. */
-function peerCertificate(request: FastifyRequest, own: (() => X509Certificate) | undefined) {
-  const socket = request.raw.socket as TLSSocket;
-  if (localSockets.has(socket)) return own?.();
-  if (peerCertificates.has(socket)) return peerCertificates.get(socket);
-  const cert = typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
-  peerCertificates.set(socket, cert);
-  return cert;
 }
 
 /**

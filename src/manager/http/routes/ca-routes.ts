@@ -1,6 +1,7 @@
 /** Routes of the CA server: the root, joins, renewals, API users, the CRL and the certificate inventory. */
 import { CRL_PEM_LABEL } from '../../../pki/crl.js';
 import { toPem } from '../../../pki/der.js';
+import { renewedOnConnection } from '../peer.js';
 import { callerOf, handle, type RoutesPlugin } from './register.js';
 
 /** `?format=pem` on a CRL route (DER otherwise). */
@@ -24,7 +25,11 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   handle(app, 'join', async (request) => caServer.join(request.body, request.ip));
 
   // A node whose certificate expired renews here too, within the grace: the TLS handshake proved it holds the expired key.
-  handle(app, 'renew', async (request) => caServer.renew(callerOf(request), request.body));
+  // The renewed certificate speaks for the connection from here on: the node keeps its session's connection (issue 31).
+  handle(app, 'renew', async (request) => {
+    const answer = await caServer.renew(callerOf(request), request.body);
+    return { ...answer, sameConnection: renewedOnConnection(request, answer.certificate) };
+  });
 
   // An API user renews its own certificate with the one it holds (a revoked one is refused by the authorisation hook).
   handle(app, 'renewUser', async (request) => caServer.renewUser(callerOf(request), request.body));
