@@ -20,7 +20,8 @@
  * 50–80% of the lifetime (the first at a uniformly random moment of the
  * first 65%, so the steady rate N / 0.65 L holds from the start), the long
  * poll's wait ending at the renewal, the renewal on the session's
- * connection, then a new connection with the new certificate. The manager's
+ * connection, which the renewed certificate goes on speaking on (a new
+ * connection only if the manager does not say `sameConnection`). The manager's
  * CPU over that phase, less the rest's, is the renewal work: per renewal and
  * per node per minute. The floors do the same in the same run: the bare
  * server holding the same sessions, and the same server also doing the bare
@@ -117,7 +118,7 @@ interface SessionState {
   windowMs: number;
   /** Renewals on schedule (--cert-expiry): the poll's wait ends at the node's renewAt. */
   steady: boolean;
-  /** After a renewal, reconnect with the new certificate (muster: it is the identity; the floor keeps its connection). */
+  /** After a renewal, take the new certificate, and reconnect with it unless the manager says it speaks on the kept connection (muster); the floor keeps its connection and certificate. */
   reconnect: boolean;
   renewals: number;
 }
@@ -188,8 +189,11 @@ function runSession(node: SimNode, address: string, rootPem: string, state: Sess
           continue;
         }
         node.renewedAt = Date.now();
-        node.certPem = (JSON.parse(renewed.body) as { certificate: string }).certificate;
+        const answer = JSON.parse(renewed.body) as { certificate: string; sameConnection?: boolean };
+        node.certPem = answer.certificate;
         node.keyPem = key.privateKeyPem;
+        // As the agent: the connection stays when the renewed certificate speaks on it.
+        if (answer.sameConnection === true) continue;
         const old = node.client!;
         node.client = connect(address, rootPem, node);
         void old.close();
@@ -198,7 +202,7 @@ function runSession(node: SimNode, address: string, rootPem: string, state: Sess
   })();
 }
 
-/** One scheduled renewal, as the agent makes it: a fresh key, POST /v1/renew on the session's connection, then (muster) a new connection with the new certificate. */
+/** One scheduled renewal, as the agent makes it: a fresh key, POST /v1/renew on the session's connection, which it keeps (muster: unless the manager does not say `sameConnection`). */
 async function renewOnSchedule(node: SimNode, address: string, rootPem: string, state: SessionState, lifetimeMs: number): Promise<void> {
   const key = generateNodeKeySync();
   const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch(
@@ -212,8 +216,10 @@ async function renewOnSchedule(node: SimNode, address: string, rootPem: string, 
   state.renewals += 1;
   node.renewAt = nextRenewal(lifetimeMs);
   if (!state.reconnect) return;
-  node.certPem = (JSON.parse(renewed.body) as { certificate: string }).certificate;
+  const answer = JSON.parse(renewed.body) as { certificate: string; sameConnection?: boolean };
+  node.certPem = answer.certificate;
   node.keyPem = key.privateKeyPem;
+  if (answer.sameConnection === true) return;
   const old = node.client!;
   node.client = connect(address, rootPem, node);
   void old.close();
