@@ -244,10 +244,25 @@ describe('three managers on etcd', () => {
       const joiner = new ApiClient({ managers: [managerAddr.m2], tls: { rootPem: root } });
       const joined = await joiner.call('join', { body: { token, csr: createCsr({ privateKey: key.privateKey }) } });
       await joiner.close();
-      const admins = [clientOf(dirs.f, [managerAddr.f]), clientOf(dirs.m2, [managerAddr.m2]), clientOf(dirs.m3, [managerAddr.m3])];
+      // The admin calls go with an API user's certificate, which nothing renews behind the step's back: a manager's own
+      // certificate is replaced by its daemon (an expiry change makes one that outlives it renew, so can SIGHUP), and two
+      // renewals later the copy read at the start is neither its current certificate nor the one before (CERT_UNTRUSTED).
+      const userKey = generateNodeKeySync();
+      const bootstrap = clientOf(dirs.m2, [managerAddr.m2]);
+      const user = await bootstrap.call('createUser', { body: { name: 'storm-admin', csr: createCsr({ privateKey: userKey.privateKey }) } });
+      await bootstrap.close();
+      const userTls = { rootPem: root, certPem: user.certificate, keyPem: userKey.privateKeyPem };
+      const admins = [managerAddr.f, managerAddr.m2, managerAddr.m3].map((address) => new ApiClient({ managers: [address], tls: userTls }));
+      const founderSerial = () => new X509Certificate(readFileSync(join(certs(dirs.f), 'node.crt'))).serialNumber;
       let nodeTls = { rootPem: root, certPem: joined.certificate, keyPem: key.privateKeyPem };
       try {
         for (let round = 0; round < 100; round++) {
+          if (round === 30 || round === 60) {
+            // The founder renews its own certificate meanwhile (twice: its certificate of the step's start is then refused).
+            const before = founderSerial();
+            founderRun.child.kill('SIGHUP');
+            await eventually('the founder to renew', async () => (founderSerial() !== before ? true : undefined));
+          }
           const role = round % 2 === 0 ? 'manager' : 'worker';
           const expiry = round % 2 === 0 ? '2h' : '3h';
           const fresh = generateNodeKeySync();
