@@ -59,6 +59,8 @@ const REVISION_KEY = '~revision';
 const MAX_GROUP = 256;
 /** Keys whose versions are kept at most (about 10 MB); past it the cache starts over: it only saves reads. */
 const MAX_CACHED_VERSIONS = 100_000;
+/** Records whose stored text is kept at most (a node record is about 1 KB: ~200 MB at most); past it the cache starts over. */
+const MAX_CACHED_TEXTS = 200_000;
 /** classic-level's `sync`: fsync the write-ahead log before the batch resolves. */
 const SYNC = { sync: true };
 
@@ -97,6 +99,19 @@ export class LevelStore implements ClusterStore {
    * database is reopened after a failed write.
    */
   private readonly versions = new Map<string, number>();
+  /**
+   * The stored text of records read or written (issue 31: the authorisation
+   * of every request reads its node's record, and LevelDB's get was the
+   * largest share of a manager's CPU at rest). Exact, as `versions` is: this
+   * process is the store's one writer, and a write replaces a key's text
+   * before its commit resolves. A read fills it only when no batch was
+   * written while it read (`written` unchanged), so a read that raced a
+   * write never leaves the older text behind. Parsed on every read: callers
+   * get their own objects.
+   */
+  private readonly texts = new Map<string, string>();
+  /** Batches written since the store opened: a read that saw it change does not fill `texts`. */
+  private written = 0;
   private registration: ManagerRegistration | undefined;
   /** Batches written so far (each fsync'd); fewer than the commits when they were grouped. */
   batches = 0;
@@ -161,13 +176,24 @@ export class LevelStore implements ClusterStore {
   /** Reads a stored value; commits already accepted may still read while the store closes. */
   private async read(key: string, accepted = false): Promise<Stored | undefined> {
     if (this.closed && !accepted) throw unavailable('is closed');
+    const cached = this.texts.get(key);
+    if (cached !== undefined) return this.parse(key, cached);
+    const writtenBefore = this.written;
     let text: string | undefined;
     try {
       text = await this.db.get(key);
     } catch (cause) {
       throw unavailable('cannot be read', cause);
     }
-    return text === undefined ? undefined : this.parse(key, text);
+    if (text === undefined) return undefined;
+    const stored = this.parse(key, text); // a damaged record is never cached
+    if (this.written === writtenBefore && this.failure === undefined) this.remember(key, text);
+    return stored;
+  }
+
+  private remember(key: string, text: string): void {
+    if (this.texts.size >= MAX_CACHED_TEXTS && !this.texts.has(key)) this.texts.clear();
+    this.texts.set(key, text);
   }
 
   async get<S extends TSchema>(ref: Ref<S>): Promise<Entry<Static<S>> | undefined> {
@@ -285,12 +311,19 @@ export class LevelStore implements ClusterStore {
       await (this.db.batch as unknown as (ops: typeof operations, options: typeof SYNC) => Promise<void>)(operations, SYNC);
     } catch (cause) {
       this.failure = cause;
+      this.written += 1; // the batch may be on disk in part: reads in flight fill nothing
+      this.texts.clear();
       for (const { pending } of accepted) pending.reject(this.failedError());
       this.recovering ??= this.recover();
       return;
     }
     this.revision = revision;
+    this.written += 1;
     for (const [key, version] of overlay) this.versions.set(key, version);
+    for (const op of operations) {
+      if (op.type === 'del') this.texts.delete(op.key);
+      else if (op.key !== REVISION_KEY && op.value !== undefined) this.remember(op.key, op.value);
+    }
     for (const { pending } of accepted) pending.resolve(true);
     this.emit({ type: 'changes', changes: accepted.flatMap((a) => a.changes) });
   }
@@ -330,6 +363,7 @@ export class LevelStore implements ClusterStore {
         await this.db.close();
         await this.db.open();
         this.versions.clear();
+        this.texts.clear();
         this.revision = await this.readRevision();
         this.failure = undefined;
         this.emit({ type: 'resync' });

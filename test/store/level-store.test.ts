@@ -57,6 +57,62 @@ describe('LevelStore', () => {
     await store.close(); // idempotent
   });
 
+  it('keeps the records it read or wrote (issue 31): a record this process wrote is read without the database, one it did not is read once; each read is a fresh object', async () => {
+    const memory = new MemoryLevel<string, string>();
+    const db = memory as unknown as LevelDatabase;
+    const realGet = db.get.bind(db) as (key: string) => Promise<string | undefined>;
+    let gets = 0;
+    Object.assign(db, { get: (key: string) => ((gets += 1), realGet(key)) });
+    const store = await LevelStore.open(db, 'memory');
+    const a = KEYS.nodes.ref('a');
+    expect(await store.commit(put(a.key, node('a')))).toBe(true);
+    const afterWrite = gets;
+    const first = (await store.get(a))!;
+    const second = (await store.get(a))!;
+    expect(gets).toBe(afterWrite);
+    expect(second).toEqual(first);
+    first.value.hostname = 'changed by a caller';
+    expect((await store.get(a))!.value.hostname).toBe('h');
+    // Written before this store opened (another process, an older muster): one database read, then none.
+    await memory.put(KEYS.nodes.ref('b').key, JSON.stringify({ r: 1, v: node('b') }));
+    expect((await store.get(KEYS.nodes.ref('b')))!.value.id).toBe('b');
+    expect((await store.get(KEYS.nodes.ref('b')))!.value.id).toBe('b');
+    expect(gets).toBe(afterWrite + 1);
+    // A deletion is seen at once.
+    expect(await store.commit({ compares: [], puts: [], deletes: [a.key] })).toBe(true);
+    expect(await store.get(a)).toBeUndefined();
+    await store.close();
+  });
+
+  it('a read that raced a write never leaves the older record behind in what it keeps', async () => {
+    const memory = new MemoryLevel<string, string>();
+    const db = memory as unknown as LevelDatabase;
+    const ref = KEYS.nodes.ref('a');
+    await memory.put(ref.key, JSON.stringify({ r: 1, v: node('a') }));
+    await memory.put('~revision', '1');
+    const realGet = db.get.bind(db) as (key: string) => Promise<string | undefined>;
+    let gating = true;
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    // The first read of the record gets the old text, then is held until the write below has landed.
+    Object.assign(db, {
+      get: async (key: string) => {
+        const held = gating && key === ref.key;
+        gating = gating && !held;
+        const text = await realGet(key);
+        if (held) await gate;
+        return text;
+      },
+    });
+    const store = await LevelStore.open(db, 'memory');
+    const racing = store.get(ref);
+    expect(await store.commit(put(ref.key, node('a', { hostname: 'new' }), 1))).toBe(true);
+    release();
+    expect((await racing)!.value.hostname).toBe('h'); // what it read, as before the cache
+    expect((await store.get(ref))!.value.hostname).toBe('new');
+    await store.close();
+  });
+
   it('of commits racing on one key, in one group or across groups, exactly one wins each round (versions known from earlier groups included)', async () => {
     const store = await LevelStore.open(new MemoryLevel<string, string>() as unknown as LevelDatabase, 'memory');
     const key = KEYS.nodes.ref('race').key;
