@@ -9,12 +9,13 @@
  * within the lease TTL.
  *
  * When etcd cannot be reached every call fails fast with STORE_UNAVAILABLE
- * (retryable); the client reconnects by itself and the watch resumes.
+ * (retryable); the client reconnects by itself and the watch resumes. A Txn
+ * etcd refuses for its size fails with INTERNAL: retrying cannot help.
  */
 import { ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, circuitBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
 import { Etcd3, Range, isRecoverableError, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
 import type { Static, TSchema } from 'typebox';
-import { MusterError } from '../core/errors.js';
+import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ManagerRegistration } from './records.js';
 import {
@@ -115,6 +116,24 @@ function mergeTxns(txns: Txn[]): Txn {
 /** The key range of a prefix: [prefix, prefix with its last byte + 1). */
 function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/** etcd's refusals of a Txn for its size (--max-txn-ops, --max-request-bytes): sent again it is refused again. */
+const TOO_LARGE = /too many operations in txn request|request is too large/;
+
+/**
+ * A Txn etcd refused for its size: muster keeps every transaction within
+ * etcd's limits, so this is a bug (INTERNAL), not a store to wait for
+ * (STORE_UNAVAILABLE would say "retry").
+ */
+function tooLarge(txn: Txn, error: unknown): MusterError | undefined {
+  const why = error instanceof Error ? error.message.split('\n')[0]!.slice(0, 200) : String(error);
+  if (!TOO_LARGE.test(why)) return undefined;
+  return new MusterError(
+    'INTERNAL',
+    `the cluster store (etcd) refused a transaction of ${txn.compares.length} compares and ${txn.puts.length + txn.deletes.length} writes as too large: ${why}`,
+    { cause: error, hint: "this is a bug in muster (every transaction should fit etcd's limits); report it with this message" },
+  );
 }
 
 function unavailable(error: unknown): MusterError {
@@ -319,8 +338,12 @@ export class EtcdStore implements ClusterStore {
     try {
       merged = await this.send(mergeTxns(group.map((p) => p.txn)));
     } catch (error) {
-      for (const pending of group) pending.reject(error);
-      return;
+      // Merged, they may pass a limit none passes alone (an etcd with a lower --max-txn-ops): then each goes alone.
+      if (!isMusterError(error, 'INTERNAL')) {
+        for (const pending of group) pending.reject(error);
+        return;
+      }
+      merged = false;
     }
     if (merged) {
       for (const pending of group) pending.resolve(true);
@@ -342,7 +365,7 @@ export class EtcdStore implements ClusterStore {
     try {
       return (await builder.commit()).succeeded;
     } catch (error) {
-      throw unavailable(error);
+      throw tooLarge(txn, error) ?? unavailable(error);
     }
   }
 

@@ -158,7 +158,7 @@ export const NodeRecord = Type.Object({
   sanPatterns: Type.Optional(Type.Array(Type.String())),
   /** The newest certificate of each of the node's services, by service name: revoked with the node, shown as superseded once replaced. */
   services: Type.Optional(Type.Record(Type.String(), Type.Object({ serial: Type.String(), notAfter: Millis }))),
-  /** Earlier certificates of the node that are still valid (pruned at each renewal): what `node rm --revoke-all` and a demotion put on the CRL. */
+  /** Earlier certificates of the node that are still valid, the newest MAX_SUPERSEDED (pruned at each renewal; older ones go on the CRL): what `node rm --revoke-all` and a demotion put on the CRL. */
   superseded: Type.Optional(
     Type.Array(Type.Object({ serial: Type.String(), notAfter: Millis, role: Role, sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })) })),
   ),

@@ -183,8 +183,8 @@ async function waitHealthy(member: Member, scheme: string, tls: EtcdTls | undefi
   throw new Error(`etcd ${member.name} did not become ready (${scheme}, tls ${tls !== undefined}):\n${member.log}`);
 }
 
-/** Starts `size` etcd members (1 or 3), with TLS and client-certificate auth when asked. */
-export async function startEtcd(options: { size?: 1 | 3; tls?: boolean } = {}): Promise<EtcdCluster> {
+/** Starts `size` etcd members (1 or 3), with TLS and client-certificate auth when asked, and `args` added to each member's flags (e.g. a lower --max-txn-ops). */
+export async function startEtcd(options: { size?: 1 | 3; tls?: boolean; args?: string[] } = {}): Promise<EtcdCluster> {
   const scratch = scratchDir('muster-etcd-');
   const size = options.size ?? 1;
   const tls = options.tls === true ? makeTls(scratch) : undefined;
@@ -219,6 +219,7 @@ export async function startEtcd(options: { size?: 1 | 3; tls?: boolean } = {}): 
       '--election-timeout',
       '500',
       ...(tls === undefined ? [] : ['--cert-file', tls.serverCert, '--key-file', tls.serverKey, '--trusted-ca-file', tls.caFile, '--client-cert-auth']),
+      ...(options.args ?? []),
     ];
     member.log = '';
     const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -185,3 +185,47 @@ describe('EtcdStore over TLS with client certificates', () => {
     }
   });
 });
+
+describe('EtcdStore on an etcd with small Txn limits (--max-txn-ops 8, --max-request-bytes 64 KiB)', () => {
+  let small: EtcdCluster;
+  beforeAll(async () => {
+    small = await startEtcd({ args: ['--max-txn-ops', '8', '--max-request-bytes', String(64 * 1024)] });
+  });
+  afterAll(async () => {
+    await small?.stop();
+  });
+  const connectSmall = () => EtcdStore.connect({ connection: { endpoints: small.endpoints }, clusterId: `s${n++}`, logger: silentLogger });
+
+  it('a Txn etcd refuses for its size is INTERNAL (a bug: retrying cannot help), not STORE_UNAVAILABLE, and writes nothing', async () => {
+    const store = await connectSmall();
+    try {
+      const many = { compares: [], puts: Array.from({ length: 9 }, (_, i) => ({ key: `nodes/m${i}`, value: node(`m${i}`) })), deletes: [] };
+      const refused = await store.commit(many).then(
+        () => undefined,
+        (error: unknown) => error as { code?: string; message?: string },
+      );
+      expect(refused?.code).toBe('INTERNAL');
+      expect(refused?.message).toMatch(/refused a transaction of 0 compares and 9 writes as too large: .*too many operations in txn request/);
+      const big = await store.commit(put('nodes/big', node('big', { hostname: 'h'.repeat(100_000) }))).then(
+        () => undefined,
+        (error: unknown) => error as { code?: string; message?: string },
+      );
+      expect(big?.code).toBe('INTERNAL');
+      expect(big?.message).toMatch(/request is too large/);
+      expect(await store.list(KEYS.nodes)).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('concurrent commits that fit one by one but not merged all commit', async () => {
+    const store = await connectSmall();
+    try {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.commit(put(`nodes/g${i}`, node(`g${i}`)))));
+      expect(results.every(Boolean)).toBe(true);
+      expect((await store.list(KEYS.nodes)).length).toBe(20);
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -452,6 +452,8 @@ export class CaServer {
           this.assumeSigned(tx, signed);
           const now = clock.now();
           const managerAddr = request.managerAddr ?? current.managerAddr;
+          // However often the node renews, its record keeps a bounded list of earlier certificates (what a demotion lists in one transaction).
+          const superseded = await this.deps.revocations.shed(tx, current.id, supersede(current, now) ?? []);
           const storeMember = current.role === 'manager' ? this.memberOf(current, request) : undefined;
           const node: NodeRecord = {
             ...current,
@@ -462,7 +464,7 @@ export class CaServer {
             certRole: current.role,
             certRoot: signed.root,
             lastSeenAt: now,
-            superseded: supersede(current, now),
+            superseded,
             ...(managerAddr === undefined ? {} : { managerAddr }),
           };
           tx.put(KEYS.nodes.ref(node.id), node);

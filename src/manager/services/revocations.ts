@@ -38,6 +38,19 @@ export const CRL_LIFETIME_MS = 60 * 60_000;
 export const CRL_REFRESH_AFTER_MS = 10 * 60_000;
 /** Entries deleted per transaction (etcd allows 128 operations in one). */
 const DELETES_PER_TXN = 100;
+/**
+ * Earlier certificates a node record keeps (its `superseded` list), newest
+ * last: a demotion or `node rm --revoke-all` lists them all in its one
+ * transaction, so however often a node renews within a certificate lifetime
+ * that transaction stays far below etcd's 128 operations. Older ones go on
+ * the denylist as they drop out (see {@link Revocations.shed}).
+ */
+export const MAX_SUPERSEDED = 8;
+/** Entries one transaction moves from an over-long superseded list to the denylist (a record from before the bound may hold hundreds). */
+const SHED_PER_TXN = 16;
+
+/** A node record's list of earlier certificates. */
+type Superseded = NonNullable<NodeRecord['superseded']>;
 
 /** A certificate to put on the denylist. */
 export interface Revoke {
@@ -91,14 +104,60 @@ export class Revocations {
 
   constructor(private readonly deps: { store: ClusterStore; state: ClusterState; clock: Clock; logger: Logger }) {}
 
-  /** Puts `certs` on the denylist within `tx` and moves the CRL on; expired ones are skipped. Returns the serials listed. */
+  /**
+   * Puts `certs` on the denylist within `tx` and moves the CRL on; expired
+   * ones, and ones already listed, are skipped (read in `tx`, so a listing
+   * committed meanwhile reruns it): written again they would only make the
+   * transaction larger, round after round of demotions. A key compromise
+   * still overrides an earlier reason. Returns the serials it listed.
+   */
   async revoke(tx: Tx, certs: readonly Revoke[], reason: RevocationReason): Promise<string[]> {
     const now = this.deps.clock.now();
-    const live = certs.filter((c) => c.notAfter > now);
-    if (live.length === 0) return [];
-    for (const cert of live) tx.put(KEYS.revoked.ref(cert.serial), revokedRecord(cert, now, reason));
+    const listed: string[] = [];
+    for (const cert of certs) {
+      if (cert.notAfter <= now) continue;
+      const ref = KEYS.revoked.ref(cert.serial);
+      const entry = tx.written(ref) ?? (await tx.get(ref));
+      if (entry !== undefined && (reason !== 'keyCompromise' || entry.reason === 'keyCompromise')) continue;
+      tx.put(ref, entry === undefined ? revokedRecord(cert, now, reason) : { ...entry, reason });
+      listed.push(cert.serial);
+    }
+    if (listed.length === 0) return [];
     await this.bump(tx, now, true);
-    return live.map((c) => c.serial);
+    return listed;
+  }
+
+  /**
+   * A node's superseded list bounded within `tx`: beyond the newest
+   * MAX_SUPERSEDED, the oldest (SHED_PER_TXN at most) go on the denylist as
+   * superseded and leave the list. The authoriser already refuses them (only
+   * the current certificate and the one before it pass), but a manager
+   * certificate among them could still serve TLS: once no longer recorded
+   * for a demotion to list, the CRL must refuse it now. Returns the list to keep.
+   */
+  async shed(tx: Tx, nodeId: string, superseded: Superseded): Promise<Superseded> {
+    const over = Math.min(superseded.length - MAX_SUPERSEDED, SHED_PER_TXN);
+    if (over <= 0) return superseded;
+    const dropped = superseded.slice(0, over).map((c) => ({ serial: c.serial, subject: nodeId, role: c.role, notAfter: c.notAfter }));
+    await this.revoke(tx, dropped, 'superseded');
+    return superseded.slice(over);
+  }
+
+  /**
+   * Bounds a node record's superseded list (see {@link shed}) in
+   * transactions of its own, before a demotion or removal lists what is
+   * left: a record written before the bound may hold hundreds.
+   */
+  async boundSuperseded(nodeId: string): Promise<void> {
+    for (let done = false; !done; ) {
+      done = await transact(this.deps.store, async (tx) => {
+        const ref = KEYS.nodes.ref(nodeId);
+        const node = await tx.get(ref);
+        if (node === undefined || node.removed || (node.superseded?.length ?? 0) <= MAX_SUPERSEDED) return true;
+        tx.put(ref, { ...node, superseded: await this.shed(tx, nodeId, node.superseded ?? []) });
+        return false;
+      });
+    }
   }
 
   /**

@@ -101,6 +101,18 @@ describe('the CRL', () => {
     expect(crl.serials.has(renewed.serial)).toBe(false);
   });
 
+  it('a certificate already listed is not listed again, except that a key compromise overrides the earlier reason', async () => {
+    const manager = await joinNode('manager');
+    await t.inventory.setRole(manager.id, 'worker', admin);
+    const first = (await t.store.get(KEYS.revoked.ref(manager.serial)))!;
+    await t.inventory.setRole(manager.id, 'manager', admin);
+    await t.inventory.setRole(manager.id, 'worker', admin); // lists nothing new: the entry is not written again
+    expect((await t.store.get(KEYS.revoked.ref(manager.serial)))!.version).toBe(first.version);
+    await t.inventory.removeNode(manager.id, { force: true, revokeAll: true }, admin);
+    const entry = (await t.store.get(KEYS.revoked.ref(manager.serial)))!.value;
+    expect([entry.reason, entry.revokedAt]).toEqual(['keyCompromise', first.value.revokedAt]);
+  });
+
   it('node rm lists the current certificate; --revoke-all every still-valid one, as a key compromise', async () => {
     const a = await joinNode();
     const a2 = await renew(a.id, a.certPem);
