@@ -62,7 +62,12 @@ describe('LevelStore', () => {
     const db = memory as unknown as LevelDatabase;
     const realGet = db.get.bind(db) as (key: string) => Promise<string | undefined>;
     let gets = 0;
-    Object.assign(db, { get: (key: string) => ((gets += 1), realGet(key)) });
+    Object.assign(db, {
+      get: (key: string) => {
+        gets += 1;
+        return realGet(key);
+      },
+    });
     const store = await LevelStore.open(db, 'memory');
     const a = KEYS.nodes.ref('a');
     expect(await store.commit(put(a.key, node('a')))).toBe(true);
