@@ -26,7 +26,11 @@
  * per node per minute. The floors do the same in the same run: the bare
  * server holding the same sessions, and the same server also doing the bare
  * renewal crypto (CSR check + sign, muster's own code) for each renewal on
- * the kept-alive connection. The cut-expiry and rm checks are skipped then.
+ * the kept-alive connection. Then a burst: every node renews once, all due
+ * in the same second, so that renewals are most of the CPU measured and the
+ * figure per renewal does not hang on the idle rate subtracted (the steady
+ * phase's 5–10 renewals/s are a small share of its CPU). The cut-expiry and
+ * rm checks are skipped then.
  *
  * Every process here may hold at most RLIMIT_NOFILE descriptors (20,000 on
  * these machines, and not raisable without CAP_SYS_RESOURCE), so the sizes
@@ -248,7 +252,7 @@ async function measureRenewals(
   state: SessionState,
   lifetimeMs: number,
   idleMsPerMin: number,
-): Promise<{ renewalMsPerMin: number; perRenewalMs: number; perSecond: number }> {
+): Promise<{ renewalMsPerMin: number; perRenewalMs: number; perSecond: number; burstPerRenewalMs: number }> {
   for (const node of nodes) node.renewAt = Date.now() + Math.floor(Math.random() * 0.65 * lifetimeMs);
   state.steady = true;
   await sleep(WAIT_S * 1000); // every parked poll of the rest has ended; the waits now end at the renewals
@@ -260,12 +264,29 @@ async function measureRenewals(
   const renewals = state.renewals - renewalsBefore;
   const renewalMs = cpuMs(pid) - cpuBefore - (idleMsPerMin * elapsed) / 60_000;
   const n = nodes.length;
-  const result = { renewalMsPerMin: (renewalMs * 60_000) / elapsed, perRenewalMs: renewalMs / Math.max(1, renewals), perSecond: (renewals * 1000) / elapsed };
+  const steady = { renewalMsPerMin: (renewalMs * 60_000) / elapsed, perRenewalMs: renewalMs / Math.max(1, renewals), perSecond: (renewals * 1000) / elapsed };
   console.log(
-    `${label.padEnd(28)} ${n} nodes: ${result.perSecond.toFixed(1)} renewals/s (expected ${(n / ((0.65 * lifetimeMs) / 1000)).toFixed(1)}); renewal work ${((result.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
-      `${result.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + result.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(pid).toFixed(0)} MiB`,
+    `${label.padEnd(28)} ${n} nodes: ${steady.perSecond.toFixed(1)} renewals/s (expected ${(n / ((0.65 * lifetimeMs) / 1000)).toFixed(1)}); renewal work ${((steady.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
+      `${steady.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + steady.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(pid).toFixed(0)} MiB`,
   );
-  return result;
+  // A burst: every node renews once, all due in the same second, on its kept connection. At a steady 5–10 renewals/s
+  // the renewal work is a small share of the phase's CPU and the idle rate subtracted from it varies from run to run;
+  // here renewals are most of the CPU, so the figure per renewal holds from run to run.
+  const burstAt = Date.now() + (WAIT_S + 1) * 1000; // after every poll parked now has ended; the next ones end at it
+  for (const node of nodes) node.renewAt = burstAt;
+  await sleep(burstAt - Date.now() - 500);
+  const burstCpuBefore = cpuMs(pid);
+  const burstRenewalsBefore = state.renewals;
+  const burstStarted = Date.now();
+  await waitFor('the burst of renewals', () => state.renewals - burstRenewalsBefore >= n, 180_000).catch(() => undefined);
+  const burstElapsed = Date.now() - burstStarted;
+  const burstRenewals = state.renewals - burstRenewalsBefore;
+  const burstMs = cpuMs(pid) - burstCpuBefore - (idleMsPerMin * burstElapsed) / 60_000;
+  const burstPerRenewalMs = burstMs / Math.max(1, burstRenewals);
+  console.log(
+    `${''.padEnd(28)} burst: ${burstRenewals} renewals in ${(burstElapsed / 1000).toFixed(1)} s, ${burstPerRenewalMs.toFixed(2)} ms CPU per renewal (${((burstMs / burstElapsed) * 100).toFixed(0)}% of a core)`,
+  );
+  return { ...steady, burstPerRenewalMs };
 }
 
 async function waitFor(what: string, check: () => boolean, limitMs: number): Promise<number> {
@@ -417,7 +438,9 @@ for (const [index, n] of SIZES.entries()) {
     if (LIFETIME_MS !== undefined && renewal !== undefined) {
       const floorRenewal = await measureRenewals('floor + renewal crypto', child.pid!, floorNodes, floorState, LIFETIME_MS, point.floorMsPerMin);
       point.floorRenewalMsPerMin = floorRenewal.renewalMsPerMin;
-      console.log(`  muster / floor per renewal: ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× (target <= 1.3)`);
+      console.log(
+        `  muster / floor per renewal: ${(renewal.burstPerRenewalMs / floorRenewal.burstPerRenewalMs).toFixed(2)}× in the burst, ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× steady (target <= 1.3)`,
+      );
     }
     floorState.stopping = true;
     await server.stop();
