@@ -17,7 +17,7 @@ import { runMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { FAST_ENV, processScope } from '../helpers/processes.js';
-import { openssl, scratchDir } from '../helpers/openssl.js';
+import { corpRoot, scratchDir } from '../helpers/openssl.js';
 import { runInTerminal } from '../helpers/terminal.js';
 import { slow } from '../helpers/slowdown.js';
 import { story } from '../helpers/story.js';
@@ -70,24 +70,7 @@ describe('autolock on the embedded store', () => {
       // A root we made, so we know the CA key's bytes.
       const caKey = scratch.path('ca.key');
       const caCert = scratch.path('ca.pem');
-      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey]);
-      openssl([
-        'req',
-        '-x509',
-        '-new',
-        '-key',
-        caKey,
-        '-subj',
-        '/O=Corp/CN=corp-root',
-        '-days',
-        '3650',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign',
-        '-out',
-        caCert,
-      ]);
+      corpRoot(caKey, caCert);
       port = await freePort();
       const first = start(['init', '--data-dir', m, '--listen-addr', `127.0.0.1:${port}`, '--ca-cert', caCert, '--ca-key', caKey]);
       [, token, address] = (await first.waitFor(/muster join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)) as unknown as [string, string, string];

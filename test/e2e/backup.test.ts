@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { freePort, startEtcd, type EtcdCluster } from '../helpers/etcd.js';
-import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { corpRoot, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
 import { slow } from '../helpers/slowdown.js';
 
@@ -58,24 +58,7 @@ function expectNoSecrets(file: string, secrets: Record<string, string | Buffer>)
 function ownRoot(name: string): { cert: string; key: string } {
   const key = scratch.path(`${name}.key`);
   const cert = scratch.path(`${name}.pem`);
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  openssl([
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    key,
-    '-subj',
-    '/O=Corp/CN=corp-root',
-    '-days',
-    '3650',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-    '-out',
-    cert,
-  ]);
+  corpRoot(key, cert);
   return { cert, key };
 }
 

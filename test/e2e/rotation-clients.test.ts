@@ -16,7 +16,7 @@ import { readPemBlocks } from '../../src/pki/der.js';
 import { runMuster, spawnMuster, type ChildRun } from '../helpers/cli.js';
 import { curl } from '../helpers/curl.js';
 import { startNginx } from '../helpers/nginx.js';
-import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { corpRoot, openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
 import { slow } from '../helpers/slowdown.js';
 import { story } from '../helpers/story.js';
@@ -70,24 +70,7 @@ describe('API users and CRL-checking services across a rotation to a root of ano
       expect(made.code, made.stderr).toBe(0);
       oldRootFile = scratch.write('old-root.pem', readFileSync(join(m, 'certificates', 'root-ca.crt')));
 
-      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', corpKey]);
-      openssl([
-        'req',
-        '-x509',
-        '-new',
-        '-key',
-        corpKey,
-        '-subj',
-        '/O=Corp/CN=corp-root',
-        '-days',
-        '3650',
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign',
-        '-out',
-        corpCert,
-      ]);
+      corpRoot(corpKey, corpCert);
       held.child.kill('SIGSTOP'); // w2 neither polls nor renews: the rotation waits for it
       rotate = spawnMuster(['ca', '--rotate', '--ca-cert', corpCert, '--ca-key', corpKey, '--data-dir', m], { env: FAST });
       running.push(rotate);

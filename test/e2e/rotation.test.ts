@@ -17,7 +17,7 @@ import { FAST_ENV, processScope, waitUntil } from '../helpers/processes.js';
 import { startCfssl } from '../helpers/cfssl.js';
 import { curl } from '../helpers/curl.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
-import { openssl, opensslStatus, scratchDir } from '../helpers/openssl.js';
+import { corpRoot, opensslStatus, scratchDir } from '../helpers/openssl.js';
 import { slow } from '../helpers/slowdown.js';
 import { story } from '../helpers/story.js';
 
@@ -110,25 +110,8 @@ describe('root rotation on the embedded store', () => {
 
   step('rotates to a root made with openssl (--ca-cert/--ca-key), quietly', { timeout: slow(120_000) }, async () => {
     const key = scratch.path('corp.key');
-    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
     const cert = scratch.path('corp.pem');
-    openssl([
-      'req',
-      '-x509',
-      '-new',
-      '-key',
-      key,
-      '-subj',
-      '/O=Corp/CN=corp-root',
-      '-days',
-      '3650',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-      '-out',
-      cert,
-    ]);
+    corpRoot(key, cert);
     const r = await runMuster(['ca', '--rotate', '--ca-cert', cert, '--ca-key', key, '-q', '--data-dir', m], { env: FAST });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(readFileSync(cert, 'utf8'));

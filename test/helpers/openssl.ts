@@ -42,6 +42,28 @@ export function opensslStatus(args: string[]): { status: number; output: string 
   return { status: result.status ?? 1, output: `${result.stdout}${result.stderr}` };
 }
 
+/** A root CA made with openssl ("O=Corp, CN=corp-root", P-256, ten years) at `keyPath` and `certPath`: one whose key the test knows. */
+export function corpRoot(keyPath: string, certPath: string): void {
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyPath]);
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    keyPath,
+    '-subj',
+    '/O=Corp/CN=corp-root',
+    '-days',
+    '3650',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    certPath,
+  ]);
+}
+
 /** A minimal config so `openssl req` adds only the extensions a test asks for. */
 const MIN_CONFIG = '[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n';
 

@@ -26,7 +26,7 @@ import {
 import type { Audit } from './audit.js';
 import type { LastSeen } from './last-seen.js';
 import { who, type Caller } from '../state/caller.js';
-import { MAX_SUPERSEDED, validCertificatesOf, type Revocations } from './revocations.js';
+import { validCertificatesOf, type Revocations } from './revocations.js';
 import { addManager, removeManager } from '../state/managers-index.js';
 import type { ManagedMembership } from '../../store/managed-etcd.js';
 import type { ClusterState } from '../state/cluster-state.js';
@@ -259,7 +259,7 @@ export class Inventory {
       const target = await this.resolve(ref, caller);
       id = target.id;
       if (target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
-      if ((target.superseded?.length ?? 0) > MAX_SUPERSEDED) await revocations.boundSuperseded(id);
+      await revocations.boundSuperseded(target);
       const { removed, serials, rekeyed } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === 'manager') await this.refuseLastManager(tx, node.id, 'remove');
@@ -313,7 +313,7 @@ export class Inventory {
       id = target.id;
       if (role === 'worker' && target.role === 'manager') await this.deps.storeMembership?.()?.checkQuorumWithout(id);
       // A record from before its earlier certificates were bounded: the demotion below lists what is left in one transaction.
-      if (role === 'worker' && (target.superseded?.length ?? 0) > MAX_SUPERSEDED) await this.deps.revocations.boundSuperseded(id);
+      if (role === 'worker') await this.deps.revocations.boundSuperseded(target);
       const { changed, node, serials, rekeyed } = await transact(this.deps.store, async (tx) => {
         const node = await this.require(tx, id);
         if (node.role === role) return { changed: false, node, serials: [], rekeyed: undefined };

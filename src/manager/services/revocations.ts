@@ -148,7 +148,10 @@ export class Revocations {
    * transactions of its own, before a demotion or removal lists what is
    * left: a record written before the bound may hold hundreds.
    */
-  async boundSuperseded(nodeId: string): Promise<void> {
+  async boundSuperseded(node: Pick<NodeRecord, 'id' | 'superseded'>): Promise<void> {
+    // The usual record is within the bound already: no transaction.
+    if ((node.superseded?.length ?? 0) <= MAX_SUPERSEDED) return;
+    const nodeId = node.id;
     for (let done = false; !done; ) {
       done = await transact(this.deps.store, async (tx) => {
         const ref = KEYS.nodes.ref(nodeId);
