@@ -73,8 +73,8 @@ export class Dispatcher {
 
   /** New connections present this certificate and key (a renewal); the connections open now keep theirs. */
   useIdentity(tls: TransportTls & { cert: string; key: string }): void {
-    // The agent merges its options into each new connection's (Node's http.Agent), so this reaches the next handshake.
-    (this.agent as HttpAgent & { options: { secureContext?: SecureContext } }).options.secureContext = secureContextOf(tls);
+    if (!(this.agent instanceof RenewableAgent)) throw new TypeError('transport: useIdentity needs a renewable dispatcher');
+    this.agent.identity = secureContextOf(tls);
   }
 
   /** @internal Counts a request in, so close() waits for it and destroy() fails it (even one still waiting for a connection). */
@@ -116,6 +116,26 @@ function secureContextOf(tls: TransportTls): SecureContext {
   });
 }
 
+/**
+ * An agent whose new connections present the identity of the latest renewal.
+ * The pool keeps the name it was made with: Node 24's agent names a pool by
+ * its secure context too, so changing the agent's options would open a new
+ * pool (and a new connection beside the kept one) at every renewal.
+ */
+class RenewableAgent extends HttpsAgent {
+  constructor(
+    options: ConstructorParameters<typeof HttpsAgent>[0],
+    public identity: SecureContext,
+  ) {
+    super(options);
+  }
+
+  override createConnection(options: object, callback?: unknown): ReturnType<HttpsAgent['createConnection']> {
+    const create = HttpsAgent.prototype.createConnection as (this: HttpsAgent, ...args: unknown[]) => ReturnType<HttpsAgent['createConnection']>;
+    return create.call(this, { ...options, secureContext: this.identity }, callback);
+  }
+}
+
 /** A pool of connections with one TLS identity (or a renewable one, see DispatcherOptions.renewable). */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const { tls } = options;
@@ -125,14 +145,15 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   if (options.socketPath !== undefined) {
     return new Dispatcher(new HttpAgent({ ...idle, maxSockets: 1 }), options.socketPath, connectTimeoutMs, { ...idle, maxSockets: 1 });
   }
-  const agent = new HttpsAgent({
+  const secureContext = secureContextOf(tls);
+  const agentOptions = {
     ...idle,
     maxSockets: options.connections ?? 8,
-    secureContext: secureContextOf(tls),
-    ...(options.renewable === true ? { maxCachedSessions: 0 } : {}),
+    secureContext,
     rejectUnauthorized: tls.rejectUnauthorized ?? true,
     ...(tls.checkServerIdentity === undefined ? {} : { checkServerIdentity: tls.checkServerIdentity }),
-  });
+  };
+  const agent = options.renewable === true ? new RenewableAgent({ ...agentOptions, maxCachedSessions: 0 }, secureContext) : new HttpsAgent(agentOptions);
   return new Dispatcher(agent, undefined, connectTimeoutMs, { ...idle, maxSockets: options.connections ?? 8 });
 }
 
