@@ -39,10 +39,15 @@
  * `--node24` runs the whole benchmark (floor and manager too) on the Node 24
  * LTS binary of scripts/node24.sh.
  *
- *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off --cert-expiry 10m --rest SECONDS --cpu-prof DIR --node24]
+ * `--store managed` loads a manager on its managed store (issue 27): three
+ * managers on this machine, each running its etcd member, the nodes all in
+ * session with the founder. Its CPU is that of all six processes; its RSS
+ * that of the founder and its member.
+ *
+ *   npm run bench:idle [-- --nodes 10000,18000 --spread SECONDS --floor on|off --cert-expiry 10m --rest SECONDS --cpu-prof DIR --store embedded|managed --node24]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -54,7 +59,7 @@ import { DEFAULT_RENEWER_OPTIONS } from '../src/agent/renewer.js';
 import { spreadDelayMs, spreadWindowMs } from '../src/agent/session.js';
 import { parseCertExpiry } from '../src/core/duration.js';
 import { send as transportSend } from '../src/api/transport.js';
-import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagerProcess } from './lib/load.js';
+import { benchDispatcher, pool, runtimeLine, send, startFloorServer, startManagedCluster, startManagerProcess } from './lib/load.js';
 
 const { values } = parseArgs({
   options: {
@@ -65,8 +70,12 @@ const { values } = parseArgs({
     rest: { type: 'string', default: '60' },
     'cpu-prof': { type: 'string' },
     node24: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'embedded' },
   },
 });
+if (values.store !== 'embedded' && values.store !== 'managed') throw new Error('--store is embedded or managed');
+/** --store managed: the manager on its managed etcd store (three managers, each with its member: issue 27). */
+const MANAGED = values.store === 'managed';
 if (values.node24) {
   const node24 = execFileSync('bash', [join(import.meta.dirname, 'node24.sh')], { encoding: 'utf8' }).trim();
   const args = process.argv.slice(2).filter((a) => a !== '--node24' && a !== '--');
@@ -85,15 +94,24 @@ const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).
 // Every simulated node connects from 127.0.0.1: lift the per-source cap for the manager this script starts.
 process.env.MUSTER_MAX_CONNECTIONS_PER_SOURCE = '1000000';
 
-function cpuMs(pid: number): number {
-  const fields = execFileSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' })
-    .split(') ')[1]!
-    .split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
+/** The processes measured: whose CPU counts (on a managed store: every manager and etcd member), whose memory (the loaded manager and its member). */
+interface Procs {
+  cpu: number[];
+  rss: number[];
 }
-function rssMiB(pid: number): number {
-  const status = execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' });
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+const one = (pid: number): Procs => ({ cpu: [pid], rss: [pid] });
+function cpuMs(procs: Procs): number {
+  let sum = 0;
+  for (const pid of procs.cpu) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    sum += ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
+  }
+  return sum;
+}
+function rssMiB(procs: Procs): number {
+  let sum = 0;
+  for (const pid of procs.rss) sum += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  return sum;
 }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -247,7 +265,7 @@ async function renewOnSchedule(node: SimNode, address: string, rootPem: string, 
  */
 async function measureRenewals(
   label: string,
-  pid: number,
+  pid: Procs,
   nodes: readonly SimNode[],
   state: SessionState,
   lifetimeMs: number,
@@ -299,7 +317,7 @@ async function waitFor(what: string, check: () => boolean, limitMs: number): Pro
 }
 
 /** Idle cost of `n` long-polling connections to a process: CPU per node per minute, RSS per node. */
-async function measureRest(label: string, pid: number, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
+async function measureRest(label: string, pid: Procs, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
   const before = cpuMs(pid);
   await sleep(REST_MS);
   const used = cpuMs(pid) - before;
@@ -340,12 +358,14 @@ const TARGET_NODES = LIFETIME_MS === undefined ? 150_000 : 100_000;
 for (const [index, n] of SIZES.entries()) {
   // --cpu-prof DIR: the manager writes a V8 CPU profile there when it stops (node --cpu-prof).
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
-  const manager = await startManagerProcess({
-    timeoutMs: 1_800_000,
-    nodeArgs,
-    initArgs: values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']],
-  });
-  const pid = manager.child.pid!;
+  const initArgs = values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']];
+  // --store managed: three managers on this machine, each running its etcd member; the nodes talk to the founder.
+  const cluster = MANAGED ? await startManagedCluster(scratch, { initArgs }) : undefined;
+  const manager = cluster?.founder ?? (await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs }));
+  const pid: Procs =
+    cluster === undefined
+      ? one(manager.child.pid!)
+      : { cpu: [...cluster.managerPids, ...cluster.memberPids], rss: [cluster.managerPids[0]!, cluster.memberPids[0]!] };
   console.log(`— ${n} nodes —`);
   console.log(`joining ${n} nodes…`);
   const joiner = benchDispatcher({ rootPem: manager.rootPem });
@@ -377,12 +397,12 @@ for (const [index, n] of SIZES.entries()) {
     if (i % 200 === 199) await sleep(50); // open the connections at a pace the handshakes allow
   }
   await sleep(WAIT_S * 1000 + 5_000); // every node has made its first long poll, and its second is parked
-  const rest = await measureRest('muster', pid, n, rssBefore);
+  const rest = await measureRest(MANAGED ? 'muster, managed store' : 'muster', pid, n, rssBefore);
   const point: Point = { n, cpuMsPerMin: rest.cpuPerNodeMin * n, renewalMsPerMin: 0 };
   measured.push(point);
   let renewal: Awaited<ReturnType<typeof measureRenewals>> | undefined;
   if (LIFETIME_MS !== undefined) {
-    renewal = await measureRenewals('muster renewals', pid, nodes, state, LIFETIME_MS, point.cpuMsPerMin);
+    renewal = await measureRenewals(MANAGED ? 'muster renewals, managed' : 'muster renewals', pid, nodes, state, LIFETIME_MS, point.cpuMsPerMin);
     point.renewalMsPerMin = renewal.renewalMsPerMin;
   }
 
@@ -410,7 +430,8 @@ for (const [index, n] of SIZES.entries()) {
     await admin.close();
   }
   state.stopping = true;
-  await manager.stop();
+  if (cluster === undefined) await manager.stop();
+  else await cluster.stop();
   await Promise.all(nodes.map((node) => node.client?.destroy().catch(() => undefined)));
   await Promise.allSettled(sessions);
 
@@ -421,7 +442,8 @@ for (const [index, n] of SIZES.entries()) {
     const port = server.address.split(':')[1]!;
     const ca = { certPem: server.rootPem };
     await sleep(1000);
-    const floorRss = rssMiB(child.pid!);
+    const floorProcs = one(child.pid!);
+    const floorRss = rssMiB(floorProcs);
     const floorState: SessionState = { stopping: false, renewing: false, windowMs: 0, steady: false, reconnect: false, renewals: 0 };
     const floorNodes: SimNode[] = nodes.map(({ client: _client, ...node }) => ({ ...node, polling: false }));
     const floorSessions: Promise<void>[] = [];
@@ -430,13 +452,13 @@ for (const [index, n] of SIZES.entries()) {
       if (i % 200 === 199) await sleep(50);
     }
     await sleep(WAIT_S * 1000 + 5_000);
-    const floor = await measureRest('bare node:https floor', child.pid!, n, floorRss);
+    const floor = await measureRest('bare node:https floor', floorProcs, n, floorRss);
     console.log(
       `  muster / floor: CPU ${(rest.cpuPerNodeMin / floor.cpuPerNodeMin).toFixed(2)}×, RSS per node ${(rest.rssPerNodeKb / floor.rssPerNodeKb).toFixed(2)}×`,
     );
     point.floorMsPerMin = floor.cpuPerNodeMin * n;
     if (LIFETIME_MS !== undefined && renewal !== undefined) {
-      const floorRenewal = await measureRenewals('floor + renewal crypto', child.pid!, floorNodes, floorState, LIFETIME_MS, point.floorMsPerMin);
+      const floorRenewal = await measureRenewals('floor + renewal crypto', floorProcs, floorNodes, floorState, LIFETIME_MS, point.floorMsPerMin);
       point.floorRenewalMsPerMin = floorRenewal.renewalMsPerMin;
       console.log(
         `  muster / floor per renewal: ${(renewal.burstPerRenewalMs / floorRenewal.burstPerRenewalMs).toFixed(2)}× in the burst, ${(renewal.perRenewalMs / floorRenewal.perRenewalMs).toFixed(2)}× steady (target <= 1.3)`,

@@ -27,6 +27,7 @@ import { nodeRoutes } from './routes/node-routes.js';
 import { declaredAccess, missingEndpoints, type RegisteredRoute, type Services } from './routes/register.js';
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 import { localSockets, peerCertificate } from './peer.js';
+import { lazyChildLogger } from './request-logger.js';
 
 /** The manager's own TLS identity. */
 export interface ServerTls {
@@ -283,6 +284,8 @@ export async function buildApp(options: AppOptions) {
     // fastify's own lines ("Server listening at …") are not muster's: below debug, only its warnings and errors come through.
     loggerInstance: ['debug', 'trace'].includes(options.logger.level) ? options.logger : options.logger.child({}, { level: 'warn' }),
     logController: new LogController({ disableRequestLogging: true }), // state changes are logged by the services
+    // A request's child logger is made when it first writes a line: most never do (request-logger.ts).
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: LIMITS.bodyBytes,
     connectionTimeout: timeouts.connectionMs,
     requestTimeout: timeouts.requestMs,

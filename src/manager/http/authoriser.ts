@@ -36,6 +36,8 @@ interface Verified {
   trust: ClusterState['trust'];
   identity: PeerIdentity;
   issuer: X509Certificate;
+  /** The certificate's SHA-256, once per connection (the node record pins it). */
+  fingerprint: string;
 }
 
 /** SHA-256 (hex) of a certificate's DER, as node records pin it. */
@@ -55,7 +57,7 @@ export class Authoriser {
     trust: ClusterState['trust'],
     now: number,
     graceMs: number | undefined,
-  ): { identity: PeerIdentity; issuer: X509Certificate } {
+  ): { identity: PeerIdentity; issuer: X509Certificate; fingerprint: string } {
     const cached = this.verified.get(cert);
     if (cached !== undefined && cached.trust === trust && graceMs === undefined && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
       if (trust.roots.every((root) => root.until === undefined || root.until > now || root.cert !== cached.issuer)) return cached;
@@ -69,8 +71,9 @@ export class Authoriser {
     // The admin CA issues API users only: anything else from it is forged with its key.
     if (result.issuer === trust.admin && result.identity.role !== 'admin')
       throw new MusterError('CERT_UNTRUSTED', 'the admin CA issues API-user certificates only');
-    if (graceMs === undefined) this.verified.set(cert, { trust, ...result });
-    return result;
+    const verified = { trust, ...result, fingerprint: fingerprintOf(cert) };
+    if (graceMs === undefined) this.verified.set(cert, verified);
+    return verified;
   }
 
   /**
@@ -85,7 +88,7 @@ export class Authoriser {
     const grace = state.cluster.renewGraceMs ?? DEFAULT_RENEW_GRACE_MS;
     // During a root rotation both roots are trusted, and a root it replaced until every certificate it issued has expired.
     const trust = state.trust; // one snapshot: the roots checked and the signing root come from the same CA record
-    const { identity, issuer } = this.verify(cert, trust, now, options.expiredWithinGrace === true ? grace : undefined);
+    const { identity, issuer, fingerprint } = this.verify(cert, trust, now, options.expiredWithinGrace === true ? grace : undefined);
     const expired = now > identity.notAfter;
     if (identity.clusterId !== state.clusterId || identity.role === undefined) {
       throw new MusterError('CERT_UNTRUSTED', 'the certificate does not belong to this cluster');
@@ -109,7 +112,7 @@ export class Authoriser {
       // The same serial is not the same certificate: whoever holds a root's key (a removed manager, the root a
       // rotation replaced) can sign another with it. The record pins the certificate itself (records from before the pin: the serial).
       const pinned = identity.serial === node.certSerial ? node.certSha256 : before?.sha256;
-      if (pinned !== undefined && pinned !== fingerprintOf(cert)) {
+      if (pinned !== undefined && pinned !== fingerprint) {
         throw new MusterError('CERT_UNTRUSTED', 'this certificate has the serial of one the cluster recorded for this node, but is not that certificate');
       }
     }

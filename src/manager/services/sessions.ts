@@ -113,7 +113,7 @@ export class Sessions {
    * to renew.
    */
   async selfAnswer(first: SelfResponse, waitMs: number, fresh: () => Promise<SelfResponse>): Promise<SelfResponse> {
-    const answer = waitMs === 0 || first.renewNow ? first : await this.hold({ id: first.node.id, role: first.node.role }, waitMs, first, fresh, actionable);
+    const answer = waitMs === 0 || first.renewNow ? first : await this.hold(first.node, waitMs, first, fresh, actionable);
     const spreadMs = answer.reason !== undefined && CLUSTER_WIDE_RENEW_REASONS.has(answer.reason) ? this.renewSpreadMs() : undefined;
     return spreadMs === undefined ? answer : { ...answer, renewSpread: formatDuration(spreadMs) };
   }

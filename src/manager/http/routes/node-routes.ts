@@ -1,5 +1,6 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
 import { isYes } from '../../../api/schemas.js';
+import type { Caller } from '../../state/caller.js';
 import { callerOf, handle, type RoutesPlugin } from './register.js';
 
 /** A parked request's connection is cut this long after its wait, if nothing was sent. */
@@ -14,9 +15,13 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
     const caller = callerOf(request);
     const first = await inventory.self(caller);
     const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
+    if (waitS === 0 || first.renewNow) return sessions.selfAnswer(first, 0, () => inventory.self(caller, { fresh: true }));
     // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
-    if (waitS > 0 && !first.renewNow) request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
-    return sessions.selfAnswer(first, waitS * 1000, () => inventory.self(caller, { fresh: true }));
+    request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
+    // A parked request keeps no node record (a wake reads it again): memory per node in session (issue 31).
+    const parked: Caller = { ...caller, node: undefined };
+    request.caller = parked;
+    return sessions.selfAnswer(first, waitS * 1000, () => inventory.self(parked, { fresh: true }));
   });
 
   handle(app, 'leave', async (request) => inventory.leave(callerOf(request)));
