@@ -6,20 +6,23 @@ import { callerOf, handle, type RoutesPlugin } from './register.js';
 /** A parked request's connection is cut this long after its wait, if nothing was sent. */
 const SESSION_SLACK_MS = 15_000;
 
+/** A poll that does not wait is answered from its first look: nothing is read again. */
+const noFreshAnswer = (): Promise<never> => Promise.reject(new Error('a poll without a wait is not computed again'));
+
 /** Registers the node routes. */
 export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   const { inventory, sessions, caServer, sanPolicy } = services;
 
   // A session: the agent long-polls on a kept-alive connection; answered at once when the node must act.
   handle(app, 'self', async (request) => {
-    const caller = callerOf(request);
-    const first = await inventory.self(caller);
+    const first = await inventory.self(callerOf(request));
     const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
-    if (waitS === 0 || first.renewNow) return sessions.selfAnswer(first, 0, () => inventory.self(caller, { fresh: true }));
+    if (waitS === 0 || first.renewNow) return sessions.selfAnswer(first, 0, noFreshAnswer);
     // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
     request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
     // A parked request keeps no node record (a wake reads it again): memory per node in session (issue 31).
-    const parked: Caller = { ...caller, node: undefined };
+    // (No closure here names the caller the authoriser made, so the waiting handler does not keep it either.)
+    const parked: Caller = { ...callerOf(request), node: undefined };
     request.caller = parked;
     return sessions.selfAnswer(first, waitS * 1000, () => inventory.self(parked, { fresh: true }));
   });
