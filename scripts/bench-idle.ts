@@ -236,17 +236,19 @@ function runSession(node: SimNode, address: string, rootPem: string, state: Sess
 
 /** One scheduled renewal, as the agent makes it: a fresh key, POST /v1/renew on the session's connection, which it keeps (muster: unless the manager does not say `sameConnection`). */
 async function renewOnSchedule(node: SimNode, address: string, rootPem: string, state: SessionState, lifetimeMs: number): Promise<void> {
+  // The burst may set renewAt while this renewal is on its way: then the burst's time stands.
+  const due = node.renewAt;
   const key = generateNodeKeySync();
   const renewed = await request(node.client!, 'POST', '/v1/renew', JSON.stringify({ csr: createCsr({ privateKey: key.privateKey }) })).catch(
     (error: unknown) => ({ status: 0, body: String(error) }),
   );
   if (renewed.status !== 200) {
     failed(node, `renew: ${renewed.status} ${renewed.body.slice(0, 80)}`);
-    node.renewAt = Date.now() + 5_000;
+    if (node.renewAt === due) node.renewAt = Date.now() + 5_000;
     return;
   }
   state.renewals += 1;
-  node.renewAt = nextRenewal(lifetimeMs);
+  if (node.renewAt === due) node.renewAt = nextRenewal(lifetimeMs);
   if (!state.reconnect) return;
   const answer = JSON.parse(renewed.body) as { certificate: string; sameConnection?: boolean };
   node.certPem = answer.certificate;

@@ -16,12 +16,24 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): TimerHandle;
 }
 
+/** setTimeout's longest wait (2^31-1 ms). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** A pending setTimeout: one object, its method on the prototype (a manager holds one per parked long poll). */
+class TimeoutHandle implements TimerHandle {
+  constructor(private readonly handle: NodeJS.Timeout) {}
+  cancel(): void {
+    clearTimeout(this.handle);
+  }
+}
+
 /** The real clock: Date.now and setTimeout (unref'd only if asked). */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(ms, fn) {
+    if (ms <= MAX_TIMEOUT_MS) return new TimeoutHandle(setTimeout(fn, Math.max(0, ms)));
     // setTimeout caps at 2^31-1 ms; longer waits re-arm in steps.
-    const MAX = 2 ** 31 - 1;
+    const MAX = MAX_TIMEOUT_MS;
     let handle: NodeJS.Timeout;
     const due = Date.now() + Math.max(0, ms);
     const arm = (): void => {
