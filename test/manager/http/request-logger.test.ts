@@ -3,7 +3,7 @@
  * child logger; one that does writes through a child bound to its request ID.
  */
 import { Writable } from 'node:stream';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LazyRequestLogger, lazyChildLogger } from '../../../src/manager/http/request-logger.js';
@@ -34,7 +34,7 @@ afterEach(async () => {
 describe('the request logger', () => {
   it('makes no child for requests that write nothing, and one bound to the request ID for a line written', async () => {
     const { logger, lines, children } = recording('warn');
-    const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, childLoggerFactory: lazyChildLogger });
+    const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }), childLoggerFactory: lazyChildLogger });
     apps.push(app);
     app.get('/quiet', async (request) => {
       request.log.debug('not written at warn');
