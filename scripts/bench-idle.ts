@@ -265,11 +265,11 @@ async function renewOnSchedule(node: SimNode, address: string, rootPem: string, 
  * The renewal phase of --cert-expiry: each node's first renewal at a
  * uniformly random moment of the first 65% of the lifetime (the steady
  * rate from the start), then on schedule; after a warm-up, the CPU of
- * `pid` over the rest period, less `idleMsPerMin`, is the renewal work.
+ * `procs` over the rest period, less `idleMsPerMin`, is the renewal work.
  */
 async function measureRenewals(
   label: string,
-  pid: Procs,
+  procs: Procs,
   nodes: readonly SimNode[],
   state: SessionState,
   lifetimeMs: number,
@@ -278,18 +278,18 @@ async function measureRenewals(
   for (const node of nodes) node.renewAt = Date.now() + Math.floor(Math.random() * 0.65 * lifetimeMs);
   state.steady = true;
   await sleep(WAIT_S * 1000); // every parked poll of the rest has ended; the waits now end at the renewals
-  const cpuBefore = cpuMs(pid);
+  const cpuBefore = cpuMs(procs);
   const renewalsBefore = state.renewals;
   const started = Date.now();
   await sleep(REST_MS);
   const elapsed = Date.now() - started;
   const renewals = state.renewals - renewalsBefore;
-  const renewalMs = cpuMs(pid) - cpuBefore - (idleMsPerMin * elapsed) / 60_000;
+  const renewalMs = cpuMs(procs) - cpuBefore - (idleMsPerMin * elapsed) / 60_000;
   const n = nodes.length;
   const steady = { renewalMsPerMin: (renewalMs * 60_000) / elapsed, perRenewalMs: renewalMs / Math.max(1, renewals), perSecond: (renewals * 1000) / elapsed };
   console.log(
     `${label.padEnd(28)} ${n} nodes: ${steady.perSecond.toFixed(1)} renewals/s (expected ${(n / ((0.65 * lifetimeMs) / 1000)).toFixed(1)}); renewal work ${((steady.renewalMsPerMin / n) * 1000).toFixed(1)} µs/node/min, ` +
-      `${steady.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + steady.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(pid).toFixed(0)} MiB`,
+      `${steady.perRenewalMs.toFixed(2)} ms CPU per renewal; idle + renewals ${(((idleMsPerMin + steady.renewalMsPerMin) / n) * 1000).toFixed(1)} µs/node/min; RSS ${rssMiB(procs).toFixed(0)} MiB`,
   );
   // A burst: every node renews once on its kept connection, BURST_PER_S due each second. At a steady 5–10 renewals/s
   // the renewal work is a small share of the phase's CPU and the idle rate subtracted from it varies from run to run;
@@ -299,13 +299,13 @@ async function measureRenewals(
   // requests past the server's timeouts, and at 18,000 nodes in one second the burst collapsed into retries.
   for (const [i, node] of nodes.entries()) node.renewAt = burstAt + Math.floor(i / BURST_PER_S) * 1000;
   await sleep(burstAt - Date.now() - 500);
-  const burstCpuBefore = cpuMs(pid);
+  const burstCpuBefore = cpuMs(procs);
   const burstRenewalsBefore = state.renewals;
   const burstStarted = Date.now();
   await waitFor('the burst of renewals', () => state.renewals - burstRenewalsBefore >= n, 180_000).catch(() => undefined);
   const burstElapsed = Date.now() - burstStarted;
   const burstRenewals = state.renewals - burstRenewalsBefore;
-  const burstMs = cpuMs(pid) - burstCpuBefore - (idleMsPerMin * burstElapsed) / 60_000;
+  const burstMs = cpuMs(procs) - burstCpuBefore - (idleMsPerMin * burstElapsed) / 60_000;
   const burstPerRenewalMs = burstMs / Math.max(1, burstRenewals);
   console.log(
     `${''.padEnd(28)} burst: ${burstRenewals} renewals in ${(burstElapsed / 1000).toFixed(1)} s, ${burstPerRenewalMs.toFixed(2)} ms CPU per renewal (${((burstMs / burstElapsed) * 100).toFixed(0)}% of a core)`,
@@ -323,15 +323,15 @@ async function waitFor(what: string, check: () => boolean, limitMs: number): Pro
 }
 
 /** Idle cost of `n` long-polling connections to a process: CPU per node per minute, RSS per node. */
-async function measureRest(label: string, pid: Procs, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
-  const before = cpuMs(pid);
+async function measureRest(label: string, procs: Procs, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
+  const before = cpuMs(procs);
   await sleep(REST_MS);
-  const used = cpuMs(pid) - before;
+  const used = cpuMs(procs) - before;
   const cpuPerNodeMin = (used / n) * (60_000 / REST_MS);
-  const rssPerNodeKb = ((rssMiB(pid) - rssBefore) * 1024) / n;
+  const rssPerNodeKb = ((rssMiB(procs) - rssBefore) * 1024) / n;
   console.log(
     `${label.padEnd(28)} ${n} nodes: ${(used / 1000).toFixed(2)} s CPU in ${REST_MS / 1000} s = ${(cpuPerNodeMin * 1000).toFixed(1)} µs/node/min ` +
-      `→ ${Math.floor(60_000 / cpuPerNodeMin).toLocaleString('en')} nodes per core; RSS ${rssMiB(pid).toFixed(0)} MiB, ${rssPerNodeKb.toFixed(1)} KB/node`,
+      `→ ${Math.floor(60_000 / cpuPerNodeMin).toLocaleString('en')} nodes per core; RSS ${rssMiB(procs).toFixed(0)} MiB, ${rssPerNodeKb.toFixed(1)} KB/node`,
   );
   return { cpuPerNodeMin, rssPerNodeKb };
 }
@@ -368,7 +368,7 @@ for (const [index, n] of SIZES.entries()) {
   // --store managed: three managers on this machine, each running its etcd member; the nodes talk to the founder.
   const cluster = MANAGED ? await startManagedCluster(scratch, { initArgs }) : undefined;
   const manager = cluster?.founder ?? (await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs }));
-  const pid: Procs =
+  const procs: Procs =
     cluster === undefined
       ? one(manager.child.pid!)
       : { cpu: [...cluster.managerPids, ...cluster.memberPids], rss: [cluster.managerPids[0]!, cluster.memberPids[0]!] };
@@ -395,7 +395,7 @@ for (const [index, n] of SIZES.entries()) {
   await joiner.close();
   console.log(`  joined in ${((Date.now() - joinStarted) / 1000).toFixed(1)} s`);
   await sleep(6_000); // the last-seen batch of the joins is written
-  const rssBefore = rssMiB(pid);
+  const rssBefore = rssMiB(procs);
   const state: SessionState = { stopping: false, renewing: false, windowMs: 0, steady: false, reconnect: true, renewals: 0 };
   const sessions: Promise<void>[] = [];
   for (const [i, node] of nodes.entries()) {
@@ -403,12 +403,12 @@ for (const [index, n] of SIZES.entries()) {
     if (i % 200 === 199) await sleep(50); // open the connections at a pace the handshakes allow
   }
   await sleep(WAIT_S * 1000 + 5_000); // every node has made its first long poll, and its second is parked
-  const rest = await measureRest(MANAGED ? 'muster, managed store' : 'muster', pid, n, rssBefore);
+  const rest = await measureRest(MANAGED ? 'muster, managed store' : 'muster', procs, n, rssBefore);
   const point: Point = { n, cpuMsPerMin: rest.cpuPerNodeMin * n, renewalMsPerMin: 0 };
   measured.push(point);
   let renewal: Awaited<ReturnType<typeof measureRenewals>> | undefined;
   if (LIFETIME_MS !== undefined) {
-    renewal = await measureRenewals(MANAGED ? 'muster renewals, managed' : 'muster renewals', pid, nodes, state, LIFETIME_MS, point.cpuMsPerMin);
+    renewal = await measureRenewals(MANAGED ? 'muster renewals, managed' : 'muster renewals', procs, nodes, state, LIFETIME_MS, point.cpuMsPerMin);
     point.renewalMsPerMin = renewal.renewalMsPerMin;
   }
 

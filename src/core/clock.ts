@@ -33,12 +33,11 @@ export const systemClock: Clock = {
   setTimer(ms, fn) {
     if (ms <= MAX_TIMEOUT_MS) return new TimeoutHandle(setTimeout(fn, Math.max(0, ms)));
     // setTimeout caps at 2^31-1 ms; longer waits re-arm in steps.
-    const MAX = MAX_TIMEOUT_MS;
     let handle: NodeJS.Timeout;
     const due = Date.now() + Math.max(0, ms);
     const arm = (): void => {
       const left = due - Date.now();
-      handle = setTimeout(left > MAX ? arm : fn, Math.min(Math.max(0, left), MAX));
+      handle = setTimeout(left > MAX_TIMEOUT_MS ? arm : fn, Math.min(Math.max(0, left), MAX_TIMEOUT_MS));
     };
     arm();
     return { cancel: () => clearTimeout(handle) };

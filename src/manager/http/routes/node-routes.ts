@@ -1,13 +1,9 @@
 /** Routes of the inventory: a node's own record, the node list, removal, promotion and demotion. */
 import { isYes } from '../../../api/schemas.js';
-import type { Caller } from '../../state/caller.js';
 import { callerOf, handle, type RoutesPlugin } from './register.js';
 
 /** A parked request's connection is cut this long after its wait, if nothing was sent. */
 const SESSION_SLACK_MS = 15_000;
-
-/** A poll that does not wait is answered from its first look: nothing is read again. */
-const noFreshAnswer = (): Promise<never> => Promise.reject(new Error('a poll without a wait is not computed again'));
 
 /** Registers the node routes. */
 export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
@@ -17,14 +13,15 @@ export const nodeRoutes: RoutesPlugin = async (app, { services }) => {
   handle(app, 'self', async (request) => {
     const first = await inventory.self(callerOf(request));
     const waitS = request.query.wait === undefined ? 0 : Number(request.query.wait); // 1 to MAX_SESSION_WAIT_S (the schema)
-    if (waitS === 0 || first.renewNow) return sessions.selfAnswer(first, 0, noFreshAnswer);
-    // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
-    request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
-    // A parked request keeps no node record (a wake reads it again): memory per node in session (issue 31).
-    // (No closure here names the caller the authoriser made, so the waiting handler does not keep it either.)
-    const parked: Caller = { ...callerOf(request), node: undefined };
-    request.caller = parked;
-    return sessions.selfAnswer(first, waitS * 1000, () => inventory.self(parked, { fresh: true }));
+    if (waitS > 0 && !first.renewNow) {
+      // The connection stays quiet while the request waits: keep it past the server's idle cut-off.
+      request.raw.socket.setTimeout(waitS * 1000 + SESSION_SLACK_MS);
+      // A parked request keeps no node record (a wake reads it again): memory per node in session (issue 31).
+      request.caller = { ...callerOf(request), node: undefined };
+    }
+    // (The closure names this caller, not the one the authoriser made, so a waiting handler keeps no record either.)
+    const caller = callerOf(request);
+    return sessions.selfAnswer(first, waitS * 1000, () => inventory.self(caller, { fresh: true }));
   });
 
   handle(app, 'leave', async (request) => inventory.leave(callerOf(request)));
