@@ -17,6 +17,7 @@ import { Etcd3, Range, isRecoverableError, type IOptions, type Lease, type Names
 import type { Static, TSchema } from 'typebox';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { FeedCache } from './feed-cache.js';
 import { ManagerRegistration } from './records.js';
 import {
   decodeRecord,
@@ -51,6 +52,8 @@ const LEASE_TTL_S = 10;
 const MANAGERS_PREFIX = 'managers/';
 /** Records per read of a dump. */
 const DUMP_PAGE = 500;
+/** The records the feed cache keeps: the node records, read on every request a node makes (feed-cache.ts). */
+const CACHED_PREFIX = 'nodes/';
 
 /**
  * Grouped Txns in flight at once. One: while it commits, the next group
@@ -192,18 +195,24 @@ export class EtcdStore implements ClusterStore {
   private idle: (() => void)[] = [];
   private reregistering: Promise<void> | undefined;
   private closed = false;
+  /** Node records kept from the change feed (started by the first read of one). */
+  private readonly cache: FeedCache;
 
   private constructor(
     private readonly client: Etcd3,
     private readonly ns: Namespace,
     readonly description: string,
     private readonly logger: Logger,
-  ) {}
+    now: () => number,
+  ) {
+    this.cache = new FeedCache(CACHED_PREFIX, (after) => this.newestAfter(after), now);
+  }
 
   /** Connects to etcd for cluster `clusterId`, and checks that it answers. */
-  static async connect(params: { connection: EtcdConnection; clusterId: string; logger: Logger }): Promise<EtcdStore> {
+  static async connect(params: { connection: EtcdConnection; clusterId: string; logger: Logger; now?: () => number }): Promise<EtcdStore> {
     const client = new Etcd3(etcdOptions(params.connection));
-    const store = new EtcdStore(client, client.namespace(`/muster/${params.clusterId}/`), `etcd ${params.connection.endpoints.join(',')}`, params.logger);
+    const namespace = client.namespace(`/muster/${params.clusterId}/`);
+    const store = new EtcdStore(client, namespace, `etcd ${params.connection.endpoints.join(',')}`, params.logger, params.now ?? Date.now);
     try {
       await client.maintenance.status();
     } catch (error) {
@@ -211,6 +220,11 @@ export class EtcdStore implements ClusterStore {
       throw unavailable(error);
     }
     return store;
+  }
+
+  /** Whether node records are answered from the change feed now (feed-cache.ts), not read from etcd. */
+  get feedCacheServing(): boolean {
+    return this.cache.serving;
   }
 
   /** The etcd client itself, for a managed store's membership and access changes (etcd-admin.ts). */
@@ -230,6 +244,14 @@ export class EtcdStore implements ClusterStore {
   }
 
   async get<S extends TSchema>(ref: Ref<S>): Promise<Entry<Static<S>> | undefined> {
+    const cacheable = ref.key.startsWith(CACHED_PREFIX);
+    if (cacheable) {
+      if (!this.watches.has(CACHED_PREFIX) && !this.closed) this.watches.set(CACHED_PREFIX, this.startWatch(CACHED_PREFIX));
+      const held = this.cache.lookup(ref.key);
+      if (held === null) return undefined;
+      if (held !== undefined) return { value: decodeRecord(ref.schema, ref.key, this.parse(ref.key, held.text)), version: held.version };
+    }
+    const mark = this.cache.mark;
     let response;
     try {
       response = await this.ns.get(ref.key).exec();
@@ -238,7 +260,20 @@ export class EtcdStore implements ClusterStore {
     }
     const kv = response.kvs[0];
     if (kv === undefined) return undefined;
-    return { value: decodeRecord(ref.schema, ref.key, this.parse(ref.key, kv.value)), version: Number(kv.mod_revision) };
+    const text = kv.value.toString('utf8');
+    const entry = { value: decodeRecord(ref.schema, ref.key, this.parse(ref.key, text)), version: Number(kv.mod_revision) };
+    if (cacheable) this.cache.fill(ref.key, text, entry.version, mark); // a damaged record is never cached
+    return entry;
+  }
+
+  /** The feed cache's quorum check: the newest mod revision of a cached record changed after `after` (0: none). */
+  private async newestAfter(after: number): Promise<number> {
+    const response = await this.ns
+      .getAll()
+      .prefix(CACHED_PREFIX)
+      .minModRevision(after + 1)
+      .exec();
+    return response.kvs.reduce((newest, kv) => Math.max(newest, Number(kv.mod_revision)), 0);
   }
 
   async list<S extends TSchema>(space: Space<S>, page: { after?: string; limit?: number } = {}): Promise<(Entry<Static<S>> & { id: string })[]> {
@@ -292,9 +327,9 @@ export class EtcdStore implements ClusterStore {
     return { revision: Number(revision), records };
   }
 
-  private parse(key: string, value: Buffer): unknown {
+  private parse(key: string, value: Buffer | string): unknown {
     try {
-      return JSON.parse(value.toString('utf8'));
+      return JSON.parse(typeof value === 'string' ? value : value.toString('utf8'));
     } catch (cause) {
       throw new MusterError('STATE_CORRUPT', `the store record ${key} is not JSON`, { cause });
     }
@@ -358,15 +393,26 @@ export class EtcdStore implements ClusterStore {
     const [first, ...rest] = compares;
     let builder = this.ns.if(first!.key, 'Mod', '==', first!.version);
     for (const compare of rest) builder = builder.and(compare.key, 'Mod', '==', compare.version);
-    builder = builder.then(
-      ...txn.puts.map((put) => this.ns.put(put.key).value(JSON.stringify(put.value))),
-      ...txn.deletes.map((key) => this.ns.delete().key(key)),
-    );
+    const texts = txn.puts.map((put) => JSON.stringify(put.value));
+    builder = builder.then(...txn.puts.map((put, i) => this.ns.put(put.key).value(texts[i]!)), ...txn.deletes.map((key) => this.ns.delete().key(key)));
+    let response;
     try {
-      return (await builder.commit()).succeeded;
+      response = await builder.commit();
     } catch (error) {
+      // Whether it was written is not known: what is held for its keys may be old.
+      for (const key of [...txn.puts.map((put) => put.key), ...txn.deletes]) this.cache.forget(key);
       throw tooLarge(txn, error) ?? unavailable(error);
     }
+    const cache = this.cache;
+    if (!response.succeeded) {
+      for (const compare of txn.compares) if (compare.key.startsWith(CACHED_PREFIX)) cache.forget(compare.key);
+      return false;
+    }
+    // This manager reads its own writes at once; the feed brings them to the others.
+    const revision = Number(response.header.revision);
+    for (const [i, put] of txn.puts.entries()) if (put.key.startsWith(CACHED_PREFIX)) cache.learn(put.key, texts[i]!, revision);
+    for (const key of txn.deletes) if (key.startsWith(CACHED_PREFIX)) cache.learn(key, null, revision);
+    return true;
   }
 
   watch(prefix: string, listener: (event: ChangeEvent) => void): () => void {
@@ -393,30 +439,41 @@ export class EtcdStore implements ClusterStore {
       for (const listener of listeners) listener(event);
     };
     const connected = new Promise<void>((resolve) => watcher.once('connected', () => resolve()));
+    const cache = prefix === CACHED_PREFIX ? this.cache : undefined;
     let lost = false;
     watcher.on('data', (response) => {
       const changes: Change[] = [];
+      let newest = 0;
       for (const event of response.events ?? []) {
         const kv = event.kv;
         if (kv === null || kv === undefined) continue;
         const key = Buffer.from(kv.key as Buffer).toString('utf8');
+        const version = Number(kv.mod_revision);
+        newest = Math.max(newest, version);
         let value: unknown;
         if (event.type !== 'Delete') {
+          const text = Buffer.from(kv.value as Buffer).toString('utf8');
           try {
-            value = JSON.parse(Buffer.from(kv.value as Buffer).toString('utf8'));
+            value = JSON.parse(text);
           } catch {
+            cache?.forget(key);
             continue;
           }
-        }
-        changes.push({ key, value, version: Number(kv.mod_revision) });
+          cache?.learn(key, text, version);
+        } else cache?.learn(key, null, version);
+        changes.push({ key, value, version });
       }
+      if (newest > 0) cache?.delivered(newest);
       if (changes.length > 0) emit({ type: 'changes', changes });
     });
     watcher.on('disconnected', () => {
       lost = true;
+      cache?.feedLost();
     });
-    watcher.on('connected', () => {
+    watcher.on('connected', (created: { header?: { revision?: string | number } }) => {
       // The watch resumes from its last revision, but whatever it may have missed is re-read.
+      // A new watch starts after the revision it was created at: the cache, empty, has missed nothing before it.
+      cache?.feedConnected(lost ? undefined : Number(created.header?.revision ?? 0));
       if (lost) emit({ type: 'resync' });
       lost = false;
     });

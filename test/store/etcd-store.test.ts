@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { silentLogger } from '../../src/core/logger.js';
 import { KEYS, transact, type ChangeEvent } from '../../src/store/cluster-store.js';
 import { EtcdStore } from '../../src/store/etcd-store.js';
+import { TRUST_MS } from '../../src/store/feed-cache.js';
 import { SCHEMA_VERSION, type NodeRecord } from '../../src/store/records.js';
 import { codeOf } from '../helpers/codes.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
@@ -160,6 +161,78 @@ describe('EtcdStore', () => {
       expect(await store.get(KEYS.nodes.ref('during'))).toBeUndefined(); // nothing refused was written
     } finally {
       await store.close();
+    }
+  });
+});
+
+/** Waits (bounded) until `ready()` holds; each try lets the store's I/O run. */
+async function until(ready: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('EtcdStore: node records from the change feed', () => {
+  it("answers node records from its feed once confirmed, sees its own writes at once and another manager's when their event arrives", async () => {
+    const id = `c${n++}`;
+    const [a, b] = [await connect(id), await connect(id)];
+    try {
+      await a.commit(put('nodes/x', node('x')));
+      expect((await b.get(KEYS.nodes.ref('x')))?.value.removed).toBe(false); // read through etcd; starts the feed
+      await b.watching();
+      await until(async () => (await b.get(KEYS.nodes.ref('x'))) !== undefined && b.feedCacheServing, "b's feed cache to serve");
+      // A removal made on a: a's next read has it at once; b's as soon as the feed delivers it.
+      const x = (await a.get(KEYS.nodes.ref('x')))!;
+      expect(await a.commit(put('nodes/x', node('x', { removed: true }), x.version))).toBe(true);
+      expect((await a.get(KEYS.nodes.ref('x')))?.value.removed).toBe(true);
+      await until(async () => (await b.get(KEYS.nodes.ref('x')))?.value.removed === true, 'b to see the removal');
+      const removed = (await b.get(KEYS.nodes.ref('x')))!;
+      expect(removed.version).toBeGreaterThan(x.version);
+      // A commit from b that compares an old version fails, and b reads the key again: the retry with the version read commits.
+      expect(await b.commit(put('nodes/x', node('x', { hostname: 'stale' }), x.version))).toBe(false);
+      const again = (await b.get(KEYS.nodes.ref('x')))!;
+      expect(again.version).toBe(removed.version);
+      expect(await b.commit(put('nodes/x', node('x', { removed: true, hostname: 'fresh' }), again.version))).toBe(true);
+      expect((await b.get(KEYS.nodes.ref('x')))?.value.hostname).toBe('fresh');
+      await until(async () => (await a.get(KEYS.nodes.ref('x')))?.value.hostname === 'fresh', "a to see b's write");
+      // A record added and one deleted are seen through the feed too.
+      await a.commit({ compares: [{ key: 'nodes/y', version: 0 }], puts: [{ key: 'nodes/y', value: node('y') }], deletes: ['nodes/x'] });
+      await until(
+        async () => (await b.get(KEYS.nodes.ref('x'))) === undefined && (await b.get(KEYS.nodes.ref('y'))) !== undefined,
+        'b to see the delete and the add',
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a manager whose member lost the quorum stops answering from its feed within the trust window, and its reads fail', async () => {
+    const cluster = await startEtcd({ size: 3 });
+    let clock = Date.now();
+    const id = `c${n++}`;
+    const writer = await EtcdStore.connect({ connection: { endpoints: cluster.endpoints }, clusterId: id, logger: silentLogger });
+    // The cut-off manager talks to member 2 only: its stream stays up when the other two are gone.
+    const cut = await EtcdStore.connect({ connection: { endpoints: [cluster.endpoints[2]!] }, clusterId: id, logger: silentLogger, now: () => clock });
+    try {
+      await writer.commit(put('nodes/p', node('p')));
+      await cut.get(KEYS.nodes.ref('p'));
+      await cut.watching();
+      await until(async () => (await cut.get(KEYS.nodes.ref('p'))) !== undefined && cut.feedCacheServing, 'the feed cache to serve');
+      await cluster.kill(0);
+      await cluster.kill(1);
+      // Within the trust window the record is the one the feed had (what the quorum had when it was last confirmed)…
+      expect((await cut.get(KEYS.nodes.ref('p')))?.value.id).toBe('p');
+      // …and after it the cache no longer answers: the read goes to member 2, which cannot answer without a quorum.
+      clock += TRUST_MS;
+      expect(cut.feedCacheServing).toBe(false);
+      expect(await codeOf(cut.get(KEYS.nodes.ref('p')))).toBe('STORE_UNAVAILABLE');
+    } finally {
+      await cut.close();
+      await writer.close();
+      await cluster.stop();
     }
   });
 });
