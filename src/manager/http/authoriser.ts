@@ -7,6 +7,7 @@
  * as issued and not revoked.
  */
 import type { X509Certificate } from 'node:crypto';
+import type { IssuedCertificate } from '../../pki/issue.js';
 import type { Clock } from '../../core/clock.js';
 import { MusterError } from '../../core/errors.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../../api/routes.js';
@@ -16,6 +17,7 @@ import { KEYS, type ClusterStore } from '../../store/cluster-store.js';
 import type { NodeRecord } from '../../store/records.js';
 import type { ClusterState } from '../state/cluster-state.js';
 import type { Caller } from '../state/caller.js';
+import { IssuedPeer, type PeerCert } from './peer.js';
 
 /** What a route accepts beyond a valid certificate. */
 export interface AuthOptions {
@@ -32,7 +34,7 @@ export interface AuthOptions {
  * read on every request: removal, demotion and revocation apply to the next
  * request of an open connection, as to a new one.
  */
-interface Verified {
+export interface Verified {
   trust: ClusterState['trust'];
   identity: PeerIdentity;
   issuer: X509Certificate;
@@ -51,28 +53,51 @@ export class Authoriser {
 
   constructor(private readonly deps: { state: ClusterState; store: ClusterStore; clock: Clock }) {}
 
+  /**
+   * The check a certificate this manager just issued (`certificate`, to
+   * `node`, by the root whose digest is `root`) passes, as of the roots it
+   * was signed under: it goes on speaking for the connection it was renewed
+   * on without being parsed (peer.ts). Undefined when the roots changed.
+   */
+  issued(node: NodeRecord, certificate: IssuedCertificate, root: string): Verified | undefined {
+    const { state } = this.deps;
+    const trust = state.trust;
+    if (trust.signing.digestHex !== root || node.certSha256 === undefined) return undefined;
+    const { serial, notBefore, notAfter } = certificate;
+    return {
+      trust,
+      issuer: trust.signing.cert,
+      fingerprint: node.certSha256,
+      identity: { nodeId: node.id, role: node.certRole, clusterId: state.clusterId, serial, notBefore, notAfter },
+    };
+  }
+
   /** The chain check, from the connection's cache when the roots have not changed and the certificate is in its validity. */
   private verify(
-    cert: X509Certificate,
+    peer: PeerCert<Verified>,
     trust: ClusterState['trust'],
     now: number,
     graceMs: number | undefined,
   ): { identity: PeerIdentity; issuer: X509Certificate; fingerprint: string } {
-    const cached = this.verified.get(cert);
-    if (cached !== undefined && cached.trust === trust && graceMs === undefined && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
+    // What this manager issued on the connection carries its check while the roots are those it was signed under.
+    const known = peer instanceof IssuedPeer && peer.known?.trust === trust ? peer.known : undefined;
+    const cached = known ?? this.verified.get(peer instanceof IssuedPeer ? peer.x509 : peer);
+    // Within its validity the grace changes nothing: a renewal's request (which allows one) is answered from the cache too.
+    if (cached !== undefined && cached.trust === trust && now >= cached.identity.notBefore && now <= cached.identity.notAfter) {
       if (trust.roots.every((root) => root.until === undefined || root.until > now || root.cert !== cached.issuer)) return cached;
     }
+    const x509 = peer instanceof IssuedPeer ? peer.x509 : peer;
     // The admin CA is ours as the roots are (its key sealed in the store): an API user's certificate from it needs no chain presented.
     const roots = [
       ...trust.roots.filter((root) => root.until === undefined || root.until > now).map((root) => root.cert),
       ...(trust.admin === undefined ? [] : [trust.admin]),
     ];
-    const result = verifyPeerCertificate({ cert, roots, now, ...(graceMs === undefined ? {} : { graceMs }) });
+    const result = verifyPeerCertificate({ cert: x509, roots, now, ...(graceMs === undefined ? {} : { graceMs }) });
     // The admin CA issues API users only: anything else from it is forged with its key.
     if (result.issuer === trust.admin && result.identity.role !== 'admin')
       throw new MusterError('CERT_UNTRUSTED', 'the admin CA issues API-user certificates only');
-    const verified = { trust, ...result, fingerprint: fingerprintOf(cert) };
-    if (graceMs === undefined) this.verified.set(cert, verified);
+    const verified = { trust, ...result, fingerprint: fingerprintOf(x509) };
+    if (graceMs === undefined) this.verified.set(x509, verified);
     return verified;
   }
 
@@ -81,7 +106,7 @@ export class Authoriser {
    * expired, another cluster); 403 when it is ours but its role is not
    * allowed, or its node has been removed or demoted, or the user revoked.
    */
-  async authorize(cert: X509Certificate | undefined, allowed: readonly CertRole[], options: AuthOptions = {}): Promise<Caller> {
+  async authorize(cert: PeerCert<Verified> | undefined, allowed: readonly CertRole[], options: AuthOptions = {}): Promise<Caller> {
     if (cert === undefined) throw new MusterError('AUTH_REQUIRED');
     const { state, store, clock } = this.deps;
     const now = clock.now();

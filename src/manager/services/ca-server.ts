@@ -376,7 +376,11 @@ export class CaServer {
   }
 
   /** Re-issues a node's certificate for a fresh key; the role comes from the store, so promotions and demotions apply. */
-  async renew(caller: Caller, request: RenewRequest): Promise<NodeCertificateResponse> {
+  async renew(
+    caller: Caller,
+    request: RenewRequest,
+    issued?: (node: NodeRecord, certificate: IssuedCertificate, root: string) => void,
+  ): Promise<NodeCertificateResponse> {
     const { metrics, audit } = this.deps;
     let renewed;
     try {
@@ -386,7 +390,8 @@ export class CaServer {
       audit.record({ action: 'node.renew', caller, target: { node: caller.nodeId }, result: error });
       throw error;
     }
-    const { node, certificate } = renewed;
+    const { node, certificate, root } = renewed;
+    issued?.(node, certificate, root);
     metrics.renewals.inc({ role: node.role, result: 'ok' });
     audit.record({
       action: 'node.renew',
@@ -426,7 +431,7 @@ export class CaServer {
    * then records it in a transaction that refuses it if the node changed in
    * what the certificate says.
    */
-  private async reissue(known: NodeRecord | string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate }> {
+  private async reissue(known: NodeRecord | string, request: RenewRequest): Promise<{ node: NodeRecord; certificate: IssuedCertificate; root: string }> {
     const { state, store, clock } = this.deps;
     const csr = parseCsr(request.csr);
     return this.signAgainWhenStale(async (signing) => {
@@ -470,7 +475,7 @@ export class CaServer {
           tx.put(KEYS.nodes.ref(node.id), node);
           tx.put(KEYS.certificates.ref(certificate.serial), certificateRecord(node.id, node.role, 'renew', now, certificate));
           if (node.role === 'manager') await grantDataKey(tx, this.deps.dataKeys, node.id, certificate.certPem);
-          return { node, certificate };
+          return { node, certificate, root: signed.root };
         },
         { beforeRetry: () => state.refresh() },
       );

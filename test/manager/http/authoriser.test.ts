@@ -11,6 +11,8 @@ import { unseal } from '../../../src/pki/seal.js';
 import { KEYS } from '../../../src/store/cluster-store.js';
 import { newId } from '../../../src/core/ids.js';
 import { DEFAULT_RENEW_GRACE_MS } from '../../../src/api/routes.js';
+import type { Verified } from '../../../src/manager/http/authoriser.js';
+import { IssuedPeer } from '../../../src/manager/http/peer.js';
 import { codeOf } from '../../helpers/codes.js';
 import { openssl, scratchDir } from '../../helpers/openssl.js';
 import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';
@@ -175,6 +177,31 @@ describe('authorize: every branch (issue 32)', () => {
     expect(await refusal(t.authoriser.authorize(new X509Certificate(worker.response.certificate), NODES, { expiredWithinGrace: true }))).toMatchObject({
       code: 'CERT_UNTRUSTED',
     });
+  });
+
+  it('a certificate renewed on its connection is authorised as parsing it would be, without parsing it while the roots it was signed under hold', async () => {
+    const worker = await joinAs('worker');
+    let known: Verified | undefined;
+    const renewed = await t.caServer.renew(await t.authoriser.authorize(worker.cert, NODES), { csr: freshCsr().csr }, (node, certificate, root) => {
+      known = t.authoriser.issued(node, certificate, root);
+    });
+    expect(known).toBeDefined();
+    const parsed = await t.authoriser.authorize(new X509Certificate(renewed.certificate), NODES);
+    expect(await t.authoriser.authorize(new IssuedPeer(renewed.certificate, known), NODES)).toEqual(parsed);
+    // What the issuance knows stands in for the parse: a PEM that is not one is never read…
+    const unread = new IssuedPeer('not a certificate', known);
+    expect((await t.authoriser.authorize(unread, NODES)).nodeId).toBe(worker.response.nodeId);
+    // Once the roots change (a rotation starts), it is checked as any certificate: parsed.
+    const trust = t.state.trust;
+    await t.rotation.stop();
+    await t.rotation.start({}, await t.authoriser.authorize(t.managerCert, ADMINS));
+    await t.state.refresh();
+    expect(t.state.trust).not.toBe(trust);
+    await expect(t.authoriser.authorize(unread, NODES)).rejects.toThrow();
+    expect((await t.authoriser.authorize(new IssuedPeer(renewed.certificate, known), NODES)).nodeId).toBe(worker.response.nodeId);
+    // The store keeps the last word: a removal refuses it.
+    await t.inventory.removeNode(worker.response.nodeId, { force: true });
+    expect(await codeOf(t.authoriser.authorize(new IssuedPeer(renewed.certificate, known), NODES))).toBe('NODE_REMOVED');
   });
 
   it('refuses a certificate that expired after its chain check was cached for its connection', async () => {

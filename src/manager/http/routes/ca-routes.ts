@@ -1,6 +1,7 @@
 /** Routes of the CA server: the root, joins, renewals, API users, the CRL and the certificate inventory. */
 import { CRL_PEM_LABEL } from '../../../pki/crl.js';
 import { toPem } from '../../../pki/der.js';
+import type { Verified } from '../authoriser.js';
 import { renewedOnConnection } from '../peer.js';
 import { callerOf, handle, type RoutesPlugin } from './register.js';
 
@@ -9,7 +10,7 @@ const wantsPem = (query: unknown): boolean => query !== null && typeof query ===
 
 /** Registers the CA routes. */
 export const caRoutes: RoutesPlugin = async (app, { services }) => {
-  const { caServer, state, revocations, inventory, rotation, adminCa } = services;
+  const { caServer, state, revocations, inventory, rotation, adminCa, authoriser } = services;
 
   handle(app, 'rootCa', async (_request, reply) => reply.type('application/x-pem-file').send(state.root.pem));
 
@@ -27,8 +28,11 @@ export const caRoutes: RoutesPlugin = async (app, { services }) => {
   // A node whose certificate expired renews here too, within the grace: the TLS handshake proved it holds the expired key.
   // The renewed certificate speaks for the connection from here on: the node keeps its session's connection (issue 31).
   handle(app, 'renew', async (request) => {
-    const answer = await caServer.renew(callerOf(request), request.body);
-    return { ...answer, sameConnection: renewedOnConnection(request, answer.certificate) };
+    let known: Verified | undefined;
+    const answer = await caServer.renew(callerOf(request), request.body, (node, certificate, root) => {
+      known = authoriser.issued(node, certificate, root);
+    });
+    return { ...answer, sameConnection: renewedOnConnection(request, answer.certificate, known) };
   });
 
   // An API user renews its own certificate with the one it holds (a revoked one is refused by the authorisation hook).
