@@ -363,38 +363,48 @@ export class EtcdStore implements ClusterStore {
     }
   }
 
+  /**
+   * Sends a group as one Txn. When it fails, the Txn's failure branch has
+   * read every compared key: the commits whose versions no longer hold
+   * answer false (alone they would fail too), and the others go back to the
+   * head of the queue to be sent again together. One stale commit costs its
+   * group one more round trip, not one per commit.
+   */
   private async commitGroup(group: PendingCommit[]): Promise<void> {
-    if (group.length === 1) {
-      const [one] = group;
-      await this.send(one!.txn).then(one!.resolve, one!.reject);
-      return;
-    }
-    let merged: boolean;
+    let current: Map<string, number> | true;
     try {
-      merged = await this.send(mergeTxns(group.map((p) => p.txn)));
+      current = await this.send(group.length === 1 ? group[0]!.txn : mergeTxns(group.map((p) => p.txn)));
     } catch (error) {
       // Merged, they may pass a limit none passes alone (an etcd with a lower --max-txn-ops): then each goes alone.
-      if (!isMusterError(error, 'INTERNAL')) {
+      if (group.length === 1 || !isMusterError(error, 'INTERNAL')) {
         for (const pending of group) pending.reject(error);
         return;
       }
-      merged = false;
+      for (const pending of group) await this.send(pending.txn).then((result) => pending.resolve(result === true), pending.reject);
+      return;
     }
-    if (merged) {
+    if (current === true) {
       for (const pending of group) pending.resolve(true);
       return;
     }
-    // Somebody's compare failed: find out whose, one at a time.
-    for (const pending of group) await this.send(pending.txn).then(pending.resolve, pending.reject);
+    const again: PendingCommit[] = [];
+    for (const pending of group) {
+      if (pending.txn.compares.every((c) => (current.get(c.key) ?? 0) === c.version)) again.push(pending);
+      else pending.resolve(false);
+    }
+    this.queue.unshift(...again);
   }
 
-  private async send(txn: Txn): Promise<boolean> {
+  /** Commits `txn` as one etcd Txn: true, or (a compare failed) the versions of its compared keys now. */
+  private async send(txn: Txn): Promise<true | Map<string, number>> {
     const compares = txn.compares.length > 0 ? txn.compares : [{ key: '~none', version: 0 }];
     const [first, ...rest] = compares;
     let builder = this.ns.if(first!.key, 'Mod', '==', first!.version);
     for (const compare of rest) builder = builder.and(compare.key, 'Mod', '==', compare.version);
     const texts = txn.puts.map((put) => JSON.stringify(put.value));
-    builder = builder.then(...txn.puts.map((put, i) => this.ns.put(put.key).value(texts[i]!)), ...txn.deletes.map((key) => this.ns.delete().key(key)));
+    builder = builder
+      .then(...txn.puts.map((put, i) => this.ns.put(put.key).value(texts[i]!)), ...txn.deletes.map((key) => this.ns.delete().key(key)))
+      .else(...compares.map((compare) => this.ns.get(compare.key)));
     let response;
     try {
       response = await builder.commit();
@@ -405,8 +415,14 @@ export class EtcdStore implements ClusterStore {
     }
     const cache = this.cache;
     if (!response.succeeded) {
-      for (const compare of txn.compares) if (compare.key.startsWith(CACHED_PREFIX)) cache.forget(compare.key);
-      return false;
+      const current = new Map<string, number>();
+      compares.forEach((compare, i) => {
+        const kv = response.responses[i]?.response_range?.kvs[0];
+        const version = kv === undefined ? 0 : Number(kv.mod_revision);
+        current.set(compare.key, version);
+        if (version !== compare.version && compare.key.startsWith(CACHED_PREFIX)) cache.forget(compare.key);
+      });
+      return current;
     }
     // This manager reads its own writes at once; the feed brings them to the others.
     const revision = Number(response.header.revision);

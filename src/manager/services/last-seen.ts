@@ -4,7 +4,8 @@
  * every few seconds, a hundred nodes to a transaction (one fsync for the
  * lot on the embedded store, one etcd Txn). Each write compares the version
  * it read, so a removal, a renewal or another manager's batch in between
- * is never overwritten: that node is read again and written alone.
+ * is never overwritten: the batch is read again and sent once more, then
+ * (still refused) a node at a time.
  *
  * A node whose stored time is recent (newer than `refreshMs`, a fraction
  * of the down-after window) is not written again at every heartbeat: with
@@ -93,7 +94,8 @@ export class LastSeen {
     const batch = [...this.due].map((id): [string, number] => [id, this.marks.get(id) ?? 0]);
     for (let i = 0; i < batch.length; i += MARKS_PER_TXN) {
       const slice = batch.slice(i, i + MARKS_PER_TXN);
-      if (await this.write(slice)) this.clear(slice);
+      // A batch that met a record changed meanwhile (a renewal, another manager's batch) is read and sent again once, then a mark at a time.
+      if ((await this.write(slice)) || (await this.write(slice))) this.clear(slice);
       else for (const mark of slice) if (await this.write([mark])) this.clear([mark]);
     }
   }

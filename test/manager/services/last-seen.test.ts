@@ -67,6 +67,33 @@ describe('last-seen marks', () => {
     expect(t.lastSeen.pending).toBe(0);
   });
 
+  it('a batch that meets a record changed after its read is read again and sent once more whole, not a node at a time', async () => {
+    const nodes = await joined(10);
+    t.clock.advance(60_000);
+    for (const node of nodes) await poll(node.certPem);
+    const original = t.store.commit.bind(t.store);
+    const ref = KEYS.nodes.ref(nodes[3]!.id);
+    let changed = false;
+    const commit = vi.spyOn(t.store, 'commit').mockImplementation(async (txn) => {
+      if (!changed) {
+        changed = true; // another manager's write lands between the batch's reads and its commit
+        const entry = (await t.store.get(ref))!;
+        await original({
+          compares: [{ key: ref.key, version: entry.version }],
+          puts: [{ key: ref.key, value: { ...entry.value, labels: { zone: 'b' } } }],
+          deletes: [],
+        });
+      }
+      return original(txn);
+    });
+    await t.lastSeen.flush();
+    expect(commit).toHaveBeenCalledTimes(2);
+    commit.mockRestore();
+    expect(t.lastSeen.pending).toBe(0);
+    for (const node of nodes) expect((await t.store.get(KEYS.nodes.ref(node.id)))!.value.lastSeenAt).toBe(t.clock.now());
+    expect((await t.store.get(ref))!.value.labels).toEqual({ zone: 'b' });
+  });
+
   it('a node heard from again within half the down-after window is not written again, and views still see the newer time', async () => {
     const [a] = await joined(1);
     t.clock.advance(NODE_DOWN_AFTER_MS);
