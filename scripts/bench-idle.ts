@@ -100,15 +100,27 @@ process.env.MUSTER_MAX_CONNECTIONS_PER_SOURCE = '1000000';
 interface Procs {
   cpu: number[];
   rss: number[];
+  /** The CPU figures split by process, named (a managed store: where the rest goes). */
+  parts?: { label: string; pids: number[] }[];
 }
 const one = (pid: number): Procs => ({ cpu: [pid], rss: [pid] });
-function cpuMs(procs: Procs): number {
+function cpuMs(procs: Pick<Procs, 'cpu'>): number {
   let sum = 0;
   for (const pid of procs.cpu) {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     sum += ((Number(fields[11]) + Number(fields[12])) / ticks) * 1000;
   }
   return sum;
+}
+/** CPU so far of each named part. */
+const partsMs = (procs: Procs): number[] => (procs.parts ?? []).map((part) => cpuMs({ cpu: part.pids }));
+/** "of which …": each part's share of the CPU between two readings of partsMs. */
+function partsLine(procs: Procs, before: number[], after: number[]): string {
+  const total = after.reduce((sum, ms, i) => sum + ms - before[i]!, 0);
+  const shares = (procs.parts ?? []).map(
+    (part, i) => `${part.label} ${((after[i]! - before[i]!) / 1000).toFixed(2)} s (${((100 * (after[i]! - before[i]!)) / total).toFixed(0)}%)`,
+  );
+  return `${''.padEnd(29)}of which: ${shares.join(', ')}`;
 }
 function rssMiB(procs: Procs): number {
   let sum = 0;
@@ -300,6 +312,7 @@ async function measureRenewals(
   for (const [i, node] of nodes.entries()) node.renewAt = burstAt + Math.floor(i / BURST_PER_S) * 1000;
   await sleep(burstAt - Date.now() - 500);
   const burstCpuBefore = cpuMs(procs);
+  const burstPartsBefore = partsMs(procs);
   const burstRenewalsBefore = state.renewals;
   const burstStarted = Date.now();
   await waitFor('the burst of renewals', () => state.renewals - burstRenewalsBefore >= n, 180_000).catch(() => undefined);
@@ -310,6 +323,7 @@ async function measureRenewals(
   console.log(
     `${''.padEnd(28)} burst: ${burstRenewals} renewals in ${(burstElapsed / 1000).toFixed(1)} s, ${burstPerRenewalMs.toFixed(2)} ms CPU per renewal (${((burstMs / burstElapsed) * 100).toFixed(0)}% of a core)`,
   );
+  if (procs.parts !== undefined) console.log(partsLine(procs, burstPartsBefore, partsMs(procs)));
   return { ...steady, burstPerRenewalMs };
 }
 
@@ -325,14 +339,17 @@ async function waitFor(what: string, check: () => boolean, limitMs: number): Pro
 /** Idle cost of `n` long-polling connections to a process: CPU per node per minute, RSS per node. */
 async function measureRest(label: string, procs: Procs, n: number, rssBefore: number): Promise<{ cpuPerNodeMin: number; rssPerNodeKb: number }> {
   const before = cpuMs(procs);
+  const partsBefore = partsMs(procs);
   await sleep(REST_MS);
   const used = cpuMs(procs) - before;
+  const partsAfter = partsMs(procs);
   const cpuPerNodeMin = (used / n) * (60_000 / REST_MS);
   const rssPerNodeKb = ((rssMiB(procs) - rssBefore) * 1024) / n;
   console.log(
     `${label.padEnd(28)} ${n} nodes: ${(used / 1000).toFixed(2)} s CPU in ${REST_MS / 1000} s = ${(cpuPerNodeMin * 1000).toFixed(1)} µs/node/min ` +
       `→ ${Math.floor(60_000 / cpuPerNodeMin).toLocaleString('en')} nodes per core; RSS ${rssMiB(procs).toFixed(0)} MiB, ${rssPerNodeKb.toFixed(1)} KB/node`,
   );
+  if (procs.parts !== undefined) console.log(partsLine(procs, partsBefore, partsAfter));
   return { cpuPerNodeMin, rssPerNodeKb };
 }
 
@@ -366,12 +383,21 @@ for (const [index, n] of SIZES.entries()) {
   const nodeArgs = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']];
   const initArgs = values['cert-expiry'] === undefined ? [] : ['--cert-expiry', values['cert-expiry']];
   // --store managed: three managers on this machine, each running its etcd member; the nodes talk to the founder.
-  const cluster = MANAGED ? await startManagedCluster(scratch, { initArgs }) : undefined;
+  const cluster = MANAGED ? await startManagedCluster(scratch, { initArgs, nodeArgs }) : undefined;
   const manager = cluster?.founder ?? (await startManagerProcess({ timeoutMs: 1_800_000, nodeArgs, initArgs }));
   const procs: Procs =
     cluster === undefined
       ? one(manager.child.pid!)
-      : { cpu: [...cluster.managerPids, ...cluster.memberPids], rss: [cluster.managerPids[0]!, cluster.memberPids[0]!] };
+      : {
+          cpu: [...cluster.managerPids, ...cluster.memberPids],
+          rss: [cluster.managerPids[0]!, cluster.memberPids[0]!],
+          parts: [
+            { label: 'the manager the nodes talk to', pids: cluster.managerPids.slice(0, 1) },
+            { label: 'its etcd member', pids: cluster.memberPids.slice(0, 1) },
+            { label: 'the other two managers', pids: cluster.managerPids.slice(1) },
+            { label: 'their members', pids: cluster.memberPids.slice(1) },
+          ],
+        };
   console.log(`— ${n} nodes —`);
   console.log(`joining ${n} nodes…`);
   const joiner = benchDispatcher({ rootPem: manager.rootPem });

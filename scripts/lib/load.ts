@@ -191,10 +191,14 @@ function alive(pid: number): boolean {
  * process's arguments), all on 127.0.0.1 with free ports, and waits until
  * etcd has three voting members.
  */
-export async function startManagedCluster(scratch: string, options: { initArgs?: string[] } = {}): Promise<ManagedCluster> {
+export async function startManagedCluster(scratch: string, options: { initArgs?: string[]; nodeArgs?: string[] } = {}): Promise<ManagedCluster> {
   const member = async (): Promise<string[]> => ['--etcd-client-addr', `127.0.0.1:${await freePort()}`, '--etcd-peer-addr', `127.0.0.1:${await freePort()}`];
   const founderMember = await member();
-  const founder = await startManagerProcess({ initArgs: ['--store', 'etcd', ...founderMember, ...(options.initArgs ?? [])], timeoutMs: 1_800_000 });
+  const founder = await startManagerProcess({
+    initArgs: ['--store', 'etcd', ...founderMember, ...(options.initArgs ?? [])],
+    timeoutMs: 1_800_000,
+    ...(options.nodeArgs === undefined ? {} : { nodeArgs: options.nodeArgs }),
+  });
   const joined: ChildRun[] = [];
   const stopAll = async (): Promise<void> => {
     // Together: one at a time, the last two would wait on a store that lost its quorum.
