@@ -71,6 +71,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     node24: { type: 'boolean', default: false },
     store: { type: 'string', default: 'embedded' },
+    'burst-rate': { type: 'string', default: '600' },
   },
 });
 if (values.store !== 'embedded' && values.store !== 'managed') throw new Error('--store is embedded or managed');
@@ -88,8 +89,9 @@ const SIZES = values.nodes.split(',').map(Number);
 /** --spread N: every node's window, as MUSTER_RENEW_SPREAD sets it; by default the agents' own rule (spreadWindowMs), which follows the window a busy manager asks for. */
 const SPREAD_OVERRIDE_MS = values.spread === undefined ? undefined : Number(values.spread) * 1000;
 const WAIT_S = 30;
-/** Renewals due per second in the burst. */
-const BURST_PER_S = 600;
+/** Renewals due per second in the burst (--burst-rate: lower for a store that cannot sign 600 a second here, the managed one at 10,000 nodes). */
+const BURST_PER_S = Number(values['burst-rate']);
+if (!(BURST_PER_S >= 1)) throw new Error('--burst-rate is a number of renewals a second, at least 1');
 const REST_MS = Number(values.rest) * 1000;
 const scratch = mkdtempSync(join(tmpdir(), 'muster-bench-idle-'));
 const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;

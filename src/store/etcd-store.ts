@@ -392,7 +392,9 @@ export class EtcdStore implements ClusterStore {
       if (pending.txn.compares.every((c) => (current.get(c.key) ?? 0) === c.version)) again.push(pending);
       else pending.resolve(false);
     }
-    this.queue.unshift(...again);
+    if (again.length < group.length) this.queue.unshift(...again);
+    // No compare found changed (it cannot happen: the failure branch read at the Txn's revision): each alone, so that every one ends.
+    else for (const pending of group) await this.send(pending.txn).then((result) => pending.resolve(result === true), pending.reject);
   }
 
   /** Commits `txn` as one etcd Txn: true, or (a compare failed) the versions of its compared keys now. */
