@@ -3,7 +3,9 @@
  * clusters with several serving managers. All of a cluster's state lives
  * under `/muster/<cluster id>/`; a record's version is its etcd mod_revision
  * and a commit is one etcd Txn whose compares are those versions. The change
- * feed is an etcd watch on the prefix. A manager's registration is a key
+ * feed is an etcd watch on the prefix; node records, read on every request
+ * of a node, are answered from it once a quorum read has confirmed it is
+ * current (feed-cache.ts). A manager's registration is a key
  * bound to its lease; the leader is the registration with the lowest create
  * revision (etcd's election recipe), so a dead manager's place is taken
  * within the lease TTL.
