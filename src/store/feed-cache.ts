@@ -12,10 +12,10 @@
  * unknown: the next read goes to etcd.
  *
  * It serves only while the feed is connected (a lost stream empties it) and
- * is confirmed: a read through etcd's quorum, made at most CONFIRM_MS ago
- * and no more than TRUST_MS ago, found no record under the prefix changed
- * after the last revision the feed delivered (or the feed has since
- * delivered the newest it found). A member cut off from the quorum keeps
+ * confirmed within TRUST_MS: a read through etcd's quorum (made again at a
+ * lookup once the last is CONFIRM_MS old) found no record under the prefix
+ * changed after the last revision the feed delivered, or the feed has since
+ * delivered the newest one it found. A member cut off from the quorum keeps
  * its stream but gets no events and answers no quorum read, so a manager
  * there stops serving from the cache within TRUST_MS, and its reads fail
  * (STORE_UNAVAILABLE) as they did without it. A change made on another
