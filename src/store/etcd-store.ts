@@ -186,10 +186,17 @@ function bounded(step: Promise<unknown>): Promise<unknown> {
   return Promise.race([step, limit]).finally(() => clearTimeout(timer));
 }
 
+/** One etcd watch of a prefix and its listeners. */
+interface Feed {
+  watcher: Watcher;
+  connected: Promise<void>;
+  listeners: Set<(event: ChangeEvent) => void>;
+}
+
 /** The shared store on etcd. */
 export class EtcdStore implements ClusterStore {
   /** One etcd watch per prefix asked for, with its listeners. */
-  private readonly watches = new Map<string, { watcher: Watcher; connected: Promise<void>; listeners: Set<(event: ChangeEvent) => void> }>();
+  private readonly watches = new Map<string, Feed>();
   private lease: Lease | undefined;
   private registration: ManagerRegistration | undefined;
   private readonly queue: PendingCommit[] = [];
@@ -248,7 +255,7 @@ export class EtcdStore implements ClusterStore {
   async get<S extends TSchema>(ref: Ref<S>): Promise<Entry<Static<S>> | undefined> {
     const cacheable = ref.key.startsWith(CACHED_PREFIX);
     if (cacheable) {
-      if (!this.watches.has(CACHED_PREFIX) && !this.closed) this.watches.set(CACHED_PREFIX, this.startWatch(CACHED_PREFIX));
+      if (!this.closed) this.feed(CACHED_PREFIX); // the cache fills from it
       const held = this.cache.lookup(ref.key);
       if (held === null) return undefined;
       if (held !== undefined) return { value: decodeRecord(ref.schema, ref.key, this.parse(ref.key, held.text)), version: held.version };
@@ -382,7 +389,7 @@ export class EtcdStore implements ClusterStore {
         for (const pending of group) pending.reject(error);
         return;
       }
-      for (const pending of group) await this.send(pending.txn).then((result) => pending.resolve(result === true), pending.reject);
+      await this.eachAlone(group);
       return;
     }
     if (current === true) {
@@ -396,7 +403,12 @@ export class EtcdStore implements ClusterStore {
     }
     if (again.length < group.length) this.queue.unshift(...again);
     // No compare found changed (it cannot happen: the failure branch read at the Txn's revision): each alone, so that every one ends.
-    else for (const pending of group) await this.send(pending.txn).then((result) => pending.resolve(result === true), pending.reject);
+    else await this.eachAlone(group);
+  }
+
+  /** Sends each commit of `group` as its own Txn, one after another, and answers each. */
+  private async eachAlone(group: PendingCommit[]): Promise<void> {
+    for (const pending of group) await this.send(pending.txn).then((result) => pending.resolve(result === true), pending.reject);
   }
 
   /** Commits `txn` as one etcd Txn: true, or (a compare failed) the versions of its compared keys now. */
@@ -436,14 +448,19 @@ export class EtcdStore implements ClusterStore {
   }
 
   watch(prefix: string, listener: (event: ChangeEvent) => void): () => void {
+    const listeners = this.feed(prefix).listeners;
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  /** The one etcd watch of `prefix`, started at the first need. */
+  private feed(prefix: string): Feed {
     let watch = this.watches.get(prefix);
     if (watch === undefined) {
       watch = this.startWatch(prefix);
       this.watches.set(prefix, watch);
     }
-    const listeners = watch.listeners;
-    listeners.add(listener);
-    return () => listeners.delete(listener);
+    return watch;
   }
 
   /** Resolves once every change feed asked for is connected (changes from then on reach the listeners). */
@@ -452,7 +469,7 @@ export class EtcdStore implements ClusterStore {
   }
 
   /** Watches the keys under `prefix` (only those: a manager need not decode every node record that changes). */
-  private startWatch(prefix: string): { watcher: Watcher; connected: Promise<void>; listeners: Set<(event: ChangeEvent) => void> } {
+  private startWatch(prefix: string): Feed {
     const watcher = this.ns.watch().prefix(prefix).watcher();
     const listeners = new Set<(event: ChangeEvent) => void>();
     const emit = (event: ChangeEvent): void => {
