@@ -143,6 +143,11 @@ export class NodeAgent {
     return this.renewer.nextRenewalAt;
   }
 
+  /** When the session's long poll under way ends on the clock, if one is under way. */
+  get pollEndsAt(): number | undefined {
+    return this.session.pollEndsAt;
+  }
+
   /** A client that authenticates as this node, to the managers it knows. */
   private makeClient(): ApiClient {
     const preferred = this.params.preferManager;

@@ -122,6 +122,11 @@ export class Session {
     this.opts = { ...DEFAULT_SESSION_OPTIONS, ...deps.options };
   }
 
+  /** When the long poll under way ends on the clock (undefined between polls). */
+  get pollEndsAt(): number | undefined {
+    return this.polling?.endsAt;
+  }
+
   /** Starts polling; start the renewer first (its schedule bounds a long poll, and it draws its moment first). */
   start(): void {
     if (this.running) return;

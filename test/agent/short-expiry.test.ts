@@ -222,8 +222,15 @@ describe('a cluster at --cert-expiry 5m', () => {
     expect((handshakes.get(node.id) ?? 0) - handshakesBefore).toBe(connected ? 0 : 1);
 
     // A renewal asked for now, while the session's poll is parked on the manager's (fake, stopped) clock: without
-    // the cut it would wait behind the poll until the clock moved, which it does not here.
+    // the cut it would wait behind the poll until the clock moved, which it does not here. The moment is one with
+    // more than the pause between polls left on the poll: one ending within it is left to end (the renewal waits
+    // for it rather than cost a new handshake), which on a stopped clock would be never.
     await settle(nodes);
+    const parkedLong = (): boolean => (node.agent.pollEndsAt ?? -Infinity) - t.clock.now() > 1_000;
+    for (let steps = 0; !parkedLong(); steps++) {
+      expect(steps, 'a poll parked for more than a second within two heartbeats').toBeLessThan(60);
+      await run(nodes, 1_000);
+    }
     const before = node.certs.length;
     await node.agent.renewNow('renew-now');
     expect(node.certs.length).toBe(before + 1);
