@@ -162,6 +162,12 @@ export const ERROR_CATALOGUE = {
     'invalid service certificate name',
     'use 1 to 63 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit',
   ),
+  SERVICE_LIMIT: spec(
+    409,
+    1,
+    'the node holds as many service certificates as it may',
+    "a node holds at most 32 service certificates that have not expired (removed ones count until they expire); reuse a name it has ('muster cert ls')",
+  ),
   SAN_INVALID: spec(
     400,
     2,

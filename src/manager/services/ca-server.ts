@@ -114,6 +114,26 @@ class StaleSignature extends MusterError {
 /** Signings of one request at most: the first, and two more after what it was signed under changed. */
 const MAX_SIGNINGS = 3;
 
+/**
+ * Service certificate names a node holds at once (those not yet expired):
+ * removing the node lists every one on the CRL in the removal's one
+ * transaction (a compare and a write each: at 132 of them etcd refused the
+ * Txn of 136 compares and 136 writes, past its 128), and the node record
+ * stays small.
+ */
+export const MAX_SERVICE_CERTS = 32;
+
+/** The node's service certificates still valid at `now`, with the one named `name` (asked for) admitted or refused: SERVICE_LIMIT past {@link MAX_SERVICE_CERTS}. */
+function admitService(node: NodeRecord, name: string, now: number): NonNullable<NodeRecord['services']> {
+  const live = Object.fromEntries(Object.entries(node.services ?? {}).filter(([, cert]) => cert.notAfter > now));
+  if (!(name in live) && Object.keys(live).length >= MAX_SERVICE_CERTS)
+    throw new MusterError('SERVICE_LIMIT', `node ${node.id} already holds ${MAX_SERVICE_CERTS} service certificates that have not expired`);
+  return live;
+}
+
+/** An API user's certificates revoked per transaction: a compare and a write for the record, the same for its denylist entry. */
+const USER_REVOKE_BATCH = 40;
+
 /** The code an error is counted under in the metrics. */
 const codeOf = (error: unknown): string => (isMusterError(error) ? error.code : 'INTERNAL');
 
@@ -505,6 +525,7 @@ export class CaServer {
           const before = signing > 1 ? (await store.get(KEYS.nodes.ref(known.id)))?.value : known;
           if (before === undefined) throw new MusterError('NODE_NOT_FOUND');
           if (before.removed) throw new MusterError('NODE_REMOVED');
+          admitService(before, request.name, clock.now()); // before signing; the transaction asks again
           const sans = await sanPolicy.check(before, request.sans);
           const signed = await this.sign({
             csrPem: request.csr,
@@ -531,9 +552,11 @@ export class CaServer {
               }
               this.assumeSigned(tx, signed);
               const now = clock.now();
+              // Expired ones leave the record (shown as expired all the same: GET /v1/certificates reads their own records).
+              const live = admitService(current, request.name, now);
               tx.put(KEYS.nodes.ref(current.id), {
                 ...current,
-                services: { ...current.services, [request.name]: { serial: certificate.serial, notAfter: certificate.notAfter } },
+                services: { ...live, [request.name]: { serial: certificate.serial, notAfter: certificate.notAfter } },
               });
               tx.put(KEYS.certificates.ref(certificate.serial), {
                 ...certificateRecord(current.id, 'service', 'service', now, certificate),
@@ -659,29 +682,42 @@ export class CaServer {
     }
   }
 
-  /** Revokes every certificate issued to API user `name`; they are refused from now on. */
+  /**
+   * Revokes every certificate issued to API user `name`; they are refused
+   * from now on. USER_REVOKE_BATCH of them per transaction (a user given a
+   * certificate by every CI run may hold hundreds, past etcd's 128
+   * operations in one Txn); a revocation cut short between two is finished
+   * by running it again.
+   */
   async revokeUser(name: string, caller?: Caller): Promise<UserRevoked> {
     const { store, clock, logger, revocations, audit } = this.deps;
-    const serials = await transact(store, async (tx) => {
-      const issued = (await store.list(KEYS.certificates)).filter((c) => c.value.role === 'admin' && c.value.subject === name);
-      if (issued.length === 0) throw new MusterError('USER_NOT_FOUND', `no API-user certificate named ${name.slice(0, 64)}`);
-      const live = issued.filter((c) => c.value.revokedAt === undefined);
-      for (const entry of live) {
-        const ref = KEYS.certificates.ref(entry.id);
-        tx.assume(ref, entry);
-        tx.put(ref, { ...entry.value, revokedAt: clock.now() });
+    const serials: string[] = [];
+    try {
+      for (;;) {
+        const batch = await transact(store, async (tx) => {
+          const issued = (await store.list(KEYS.certificates)).filter((c) => c.value.role === 'admin' && c.value.subject === name);
+          if (issued.length === 0) throw new MusterError('USER_NOT_FOUND', `no API-user certificate named ${name.slice(0, 64)}`);
+          const live = issued.filter((c) => c.value.revokedAt === undefined).slice(0, USER_REVOKE_BATCH);
+          for (const entry of live) {
+            const ref = KEYS.certificates.ref(entry.id);
+            tx.assume(ref, entry);
+            tx.put(ref, { ...entry.value, revokedAt: clock.now() });
+          }
+          // The same transaction lists them on the CRL, so that verifiers outside the cluster refuse them too.
+          await revocations.revoke(
+            tx,
+            live.map((c) => ({ serial: c.value.serial, subject: name, role: 'admin', notAfter: c.value.notAfter })),
+            'privilegeWithdrawn',
+          );
+          return live.map((c) => c.value.serial);
+        });
+        serials.push(...batch);
+        if (batch.length < USER_REVOKE_BATCH) break;
       }
-      // The same transaction lists them on the CRL, so that verifiers outside the cluster refuse them too.
-      await revocations.revoke(
-        tx,
-        live.map((c) => ({ serial: c.value.serial, subject: name, role: 'admin', notAfter: c.value.notAfter })),
-        'privilegeWithdrawn',
-      );
-      return live.map((c) => c.value.serial);
-    }).catch((error: unknown) => {
-      audit.record({ action: 'user.revoke', caller, target: { user: name.slice(0, 64) }, result: error });
+    } catch (error) {
+      audit.record({ action: 'user.revoke', caller, target: { user: name.slice(0, 64) }, ...(serials.length > 0 ? { serials } : {}), result: error });
       throw error;
-    });
+    }
     audit.record({ action: 'user.revoke', caller, target: { user: name }, serials, result: 'ok' });
     logger.info({ user: name, revoked: serials.length, ...who(caller) }, 'API user revoked');
     return { name, revoked: serials.length, serials };
