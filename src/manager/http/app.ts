@@ -8,6 +8,7 @@
 import { X509Certificate, constants } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { lazyCompilers, type Deferred } from './lazy-compilers.js';
 import Fastify, { LogController, type FastifyError, type FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger as PinoLogger } from 'pino';
@@ -275,9 +276,18 @@ export function registeredRoutes(app: MusterApp): readonly RegisteredRoute[] {
   return registries.get(app) ?? [];
 }
 
+/** Each app's deferred schema compilations (lazy-compilers.ts). */
+const compilations = new WeakMap<object, Deferred>();
+
+/** The validators and serializers of `app`'s routes not yet compiled (each is compiled on first use): how many, or compiled now. */
+export function deferredSchemas(app: MusterApp): Deferred | undefined {
+  return compilations.get(app);
+}
+
 /** Builds the fastify app (not yet listening). */
 export async function buildApp(options: AppOptions) {
   const { services } = options;
+  const { compilersFactory, deferred } = lazyCompilers();
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS;
   const app = Fastify({
@@ -291,6 +301,8 @@ export async function buildApp(options: AppOptions) {
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
     return503OnClosing: true,
+    // Each route's schemas compiled when it first serves, not all at start-up (lazy-compilers.ts).
+    schemaController: { compilersFactory },
     // Refuse rather than repair: no type coercion, no silently dropped fields.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
     // Errors Node's HTTP parser and fastify's router meet before a route runs, in the documented body too.
@@ -321,6 +333,7 @@ export async function buildApp(options: AppOptions) {
   const registered: RegisteredRoute[] = [];
   const endpoints = new Set<string>();
   registries.set(app, registered);
+  compilations.set(app, deferred);
   app.addHook('onRoute', (route) => {
     registered.push(declaredAccess(route));
     if (route.config?.endpoint !== undefined) endpoints.add(route.config.endpoint);
