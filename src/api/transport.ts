@@ -9,6 +9,7 @@
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createSecureContext, type PeerCertificate, type SecureContext } from 'node:tls';
+import type { Socket } from 'node:net';
 import { isMusterError } from '../core/errors.js';
 
 /** TLS settings of one dispatcher. */
@@ -212,6 +213,9 @@ function timeoutError(code: string, ms: number): TransportError {
   return new TransportError('timeout', code, Object.assign(new Error(`${code.toLowerCase().replace('_', ' ')} after ${ms} ms`), { code }));
 }
 
+/** Connections whose connect (and handshake) is done. */
+const connected = new WeakSet<Socket>();
+
 function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer | undefined): Promise<TransportResponse> {
   if (!dispatcher.open) return Promise.reject(new TransportError('unreachable', 'DISPATCHER_CLOSED', new Error('the dispatcher is closed')));
   if (req.signal?.aborted === true) return Promise.reject(new TransportError('aborted', 'ABORT_ERR', new Error('the request was cancelled')));
@@ -243,10 +247,14 @@ function exchange(dispatcher: Dispatcher, req: TransportRequest, payload: Buffer
       timer = setTimeout(() => request.destroy(timeoutError(code, ms)), ms);
     };
     // The connect timeout runs until the handshake is done on a new connection; then the answer's headers have timeoutMs.
+    // A request queued for a busy pool is handed a connection that is up but not marked reused: `connected` knows it.
     request.on('socket', (socket) => {
-      if (request.reusedSocket) return arm('HEADERS_TIMEOUT', req.timeoutMs);
+      if (request.reusedSocket || connected.has(socket)) return arm('HEADERS_TIMEOUT', req.timeoutMs);
       arm('CONNECT_TIMEOUT', dispatcher.connectTimeoutMs);
-      socket.once(tls ? 'secureConnect' : 'connect', () => arm('HEADERS_TIMEOUT', req.timeoutMs));
+      socket.once(tls ? 'secureConnect' : 'connect', () => {
+        connected.add(socket);
+        arm('HEADERS_TIMEOUT', req.timeoutMs);
+      });
     });
     request.on('error', fail);
     request.on('response', (response: IncomingMessage) => {
