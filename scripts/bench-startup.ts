@@ -5,11 +5,18 @@
  * drifts). Targets (issue 29): `muster --version` and `muster --help` within
  * 2× the bare node, `muster node ls` within 3× (plus the network: it asks a
  * manager on loopback). Prints each median and the median of the pairwise
- * ratios.
+ * ratios. And a manager's start: `muster run` on a data dir until it logs
+ * "manager listening", next to a bare `node:https` server started with the
+ * manager's key and certificate until it listens (no target: the figure an
+ * operator waits for at every restart).
  *
  *   npm run bench:startup [-- --runs 15]
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runtimeLine, startManagerProcess } from './lib/load.js';
 
@@ -47,6 +54,58 @@ function paired(name: string, argv: string[], target: number): void {
   );
 }
 
+/** Seconds from spawning `argv` until its output matches `ready`; then it is stopped (SIGTERM) and waited for. */
+async function timeUntil(argv: string[], ready: RegExp): Promise<number> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = once(child, 'exit');
+  let out = '';
+  const seconds = await new Promise<number>((resolve, reject) => {
+    const seen = (chunk: Buffer): void => {
+      out += chunk.toString('utf8');
+      if (ready.test(out)) resolve(Number(process.hrtime.bigint() - start) / 1e9);
+    };
+    child.stdout.on('data', seen);
+    child.stderr.on('data', seen);
+    void exited.then(([code]) => reject(new Error(`${argv.join(' ')} exited ${code} before it was ready:\n${out}`)));
+  });
+  child.kill('SIGTERM');
+  await exited;
+  return seconds;
+}
+
+/** A manager's start, pair by pair against the bare HTTPS server, on a data dir made here. */
+async function managerStart(pairs: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'muster-bench-start-'));
+  try {
+    const dataDir = join(dir, 'm');
+    await timeUntil([CLI, 'init', '--data-dir', dataDir, '--listen-addr', '127.0.0.1:0'], /muster join --token/);
+    const certs = join(dataDir, 'certificates');
+    const bare = [
+      '-e',
+      `const { readFileSync } = require('node:fs');
+       require('node:https')
+         .createServer({ key: readFileSync(${JSON.stringify(join(certs, 'node.key'))}), cert: readFileSync(${JSON.stringify(join(certs, 'node.crt'))}), requestCert: true, rejectUnauthorized: false }, (_q, r) => r.end('{}'))
+         .listen(0, '127.0.0.1', () => console.log('listening'));`,
+    ];
+    const run = [CLI, 'run', '--data-dir', dataDir];
+    await timeUntil(run, /manager listening on/);
+    await timeUntil(bare, /listening/);
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < pairs; i++) {
+      a.push(await timeUntil(run, /manager listening on/));
+      b.push(await timeUntil(bare, /listening/));
+    }
+    const ratio = median(a.map((x, i) => x / b[i]!));
+    console.log(
+      `${'muster run (manager)'.padEnd(22)} ${median(a).toFixed(3)} s   bare node:https ${median(b).toFixed(3)} s   ratio ${ratio.toFixed(2)}×   (until it serves)`,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 console.log(`bench:startup — ${runtimeLine()}; ${runs} pairs per command (median of each, median of the pairwise ratios)`);
 paired('muster --version', [CLI, '--version'], 2);
 paired('muster --help', [CLI, '--help'], 2);
@@ -56,3 +115,4 @@ try {
 } finally {
   await manager.stop();
 }
+await managerStart(Math.max(3, Math.ceil(runs / 2)));
