@@ -15,7 +15,8 @@
  * etcd refuses for its size fails with INTERNAL: retrying cannot help.
  */
 import { ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, circuitBreaker, handleWhen, retry, type IBackoff } from 'cockatiel';
-import { Etcd3, Range, isRecoverableError, type IOptions, type Lease, type Namespace, type Watcher } from 'etcd3';
+import type { Etcd3, IOptions, Lease, Namespace, Watcher } from 'etcd3';
+import { etcd3 } from './etcd3-module.js';
 import type { Static, TSchema } from 'typebox';
 import { MusterError, isMusterError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -147,6 +148,9 @@ function unavailable(error: unknown): MusterError {
   return new MusterError('STORE_UNAVAILABLE', `the cluster store (etcd) is unavailable: ${why}`, { cause: error });
 }
 
+/** etcd3's own test of a failure worth another try. */
+const recoverable = (error: Error): boolean => etcd3().isRecoverableError(error);
+
 /** The etcd client options muster uses: TLS when given, short deadlines, one quick retry on another member. */
 export function etcdOptions(connection: EtcdConnection): IOptions {
   const tls = connection.cacertPem !== undefined || connection.certPem !== undefined;
@@ -168,8 +172,8 @@ export function etcdOptions(connection: EtcdConnection): IOptions {
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_DEADLINE_MS }),
     faultHandling: {
       // A member that failed three times in a row is skipped for 2 s; a failed call is tried once more on another.
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 2_000, breaker: new ConsecutiveBreaker(3) }),
-      global: retry(handleWhen(isRecoverableError), { maxAttempts: 2, backoff: new ConstantBackoff(20) }),
+      host: () => circuitBreaker(handleWhen(recoverable), { halfOpenAfter: 2_000, breaker: new ConsecutiveBreaker(3) }),
+      global: retry(handleWhen(recoverable), { maxAttempts: 2, backoff: new ConstantBackoff(20) }),
       // etcd3 takes a backoff factory here (its default is one), though its typings name the backoff itself.
       watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 3_000 }) as unknown as IBackoff<unknown>,
     },
@@ -219,6 +223,7 @@ export class EtcdStore implements ClusterStore {
 
   /** Connects to etcd for cluster `clusterId`, and checks that it answers. */
   static async connect(params: { connection: EtcdConnection; clusterId: string; logger: Logger; now?: () => number }): Promise<EtcdStore> {
+    const { Etcd3 } = etcd3();
     const client = new Etcd3(etcdOptions(params.connection));
     const namespace = client.namespace(`/muster/${params.clusterId}/`);
     const store = new EtcdStore(client, namespace, `etcd ${params.connection.endpoints.join(',')}`, params.logger, params.now ?? Date.now);
@@ -289,7 +294,7 @@ export class EtcdStore implements ClusterStore {
     const start = page.after === undefined ? space.prefix : `${space.prefix}${page.after}\0`;
     let builder = this.ns
       .getAll()
-      .inRange(new Range(start, prefixEnd(space.prefix)))
+      .inRange(new (etcd3().Range)(start, prefixEnd(space.prefix)))
       .sort('Key', 'Ascend');
     if (page.limit !== undefined) builder = builder.limit(page.limit);
     let response;
@@ -316,7 +321,7 @@ export class EtcdStore implements ClusterStore {
     let revision: string | undefined;
     let start = '';
     for (;;) {
-      let builder = this.ns.getAll().inRange(new Range(start, '\0')).sort('Key', 'Ascend').limit(pageSize);
+      let builder = this.ns.getAll().inRange(new (etcd3().Range)(start, '\0')).sort('Key', 'Ascend').limit(pageSize);
       if (revision !== undefined) builder = builder.revision(revision);
       let response;
       try {

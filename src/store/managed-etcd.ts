@@ -11,7 +11,8 @@
  */
 import { chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Etcd3, EtcdLockFailedError, type IMember } from 'etcd3';
+import type { Etcd3, IMember } from 'etcd3';
+import { etcd3 } from './etcd3-module.js';
 import { ensurePrivateDir, writeFileAtomic } from '../core/atomic-file.js';
 import { formatHostPort, parseHostPort } from '../core/address.js';
 import { MusterError } from '../core/errors.js';
@@ -167,6 +168,7 @@ function hostPortOf(url: string): string {
 /** True when the member at these endpoints serves a status request in time, to a client presenting `tls`. */
 export async function memberAnswers(endpoints: string[], tls: MemberTls): Promise<boolean> {
   const options = etcdOptions({ endpoints, cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME });
+  const { Etcd3 } = etcd3();
   const client = new Etcd3({ ...options, dialTimeout: HEALTH_DEADLINE_MS, defaultCallOptions: () => ({ deadline: Date.now() + HEALTH_DEADLINE_MS }) });
   try {
     await client.maintenance.status();
@@ -342,6 +344,7 @@ export class ManagedMembership {
  * members. Resolves when it is a voting member.
  */
 export async function promoteSelf(params: { connection: EtcdConnection; memberName: string; logger: Logger; timeoutMs?: number }): Promise<void> {
+  const { Etcd3 } = etcd3();
   const client = new Etcd3(etcdOptions(params.connection));
   const deadline = Date.now() + (params.timeoutMs ?? 120_000);
   let last = '';
@@ -402,7 +405,7 @@ export async function restartInTurn(params: {
         await params.restart();
         return;
       }
-      if (!(error instanceof EtcdLockFailedError)) params.logger.debug({ err: etcdMessage(error) }, 'waiting for a turn to restart the etcd member');
+      if (!(error instanceof etcd3().EtcdLockFailedError)) params.logger.debug({ err: etcdMessage(error) }, 'waiting for a turn to restart the etcd member');
       await sleep(500);
     }
   }
@@ -423,6 +426,7 @@ export async function restartInTurn(params: {
  * leases reconnect on their own as after any lost connection.
  */
 export function useClientTls(client: Etcd3, tls: MemberTls): void {
+  const { Etcd3 } = etcd3();
   const donor = new Etcd3({
     hosts: 'https://127.0.0.1:1',
     credentials: { rootCertificate: Buffer.from(tls.rootPem), privateKey: Buffer.from(tls.keyPem), certChain: Buffer.from(tls.certPem) },
@@ -463,6 +467,7 @@ export function addClientEndpoints(client: Etcd3, endpoints: readonly string[], 
   const known = new Set(hosts.map((h) => h.host));
   const missing = endpoints.filter((e) => !known.has(e));
   if (missing.length === 0) return [];
+  const { Etcd3 } = etcd3();
   const donor = new Etcd3(etcdOptions({ ...connection, endpoints: missing }));
   hosts.push(...poolHosts(donor)); // the donor is never closed: its hosts are the client's now, closed with it
   return missing;
@@ -476,6 +481,7 @@ export function addClientEndpoints(client: Etcd3, endpoints: readonly string[], 
  */
 export async function handOverLead(params: { selfEndpoint: string; tls: MemberTls; logger: Logger }): Promise<void> {
   const { selfEndpoint, tls, logger } = params;
+  const { Etcd3 } = etcd3();
   const client = new Etcd3(
     etcdOptions({ endpoints: [selfEndpoint], cacertPem: tls.rootPem, certPem: tls.certPem, keyPem: tls.keyPem, serverName: MEMBER_PEER_HOSTNAME }),
   );
