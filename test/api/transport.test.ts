@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDispatcher, send } from '../../src/api/transport.js';
-import { openssl, scratchDir } from '../helpers/openssl.js';
+import { scratchDir, selfSignedLoopback } from '../helpers/openssl.js';
 
 const scratch = scratchDir('muster-transport-');
 let server: Server;
@@ -24,25 +24,7 @@ const SLOW_MS = 1_500;
 beforeAll(async () => {
   const key = scratch.path('server.key');
   const cert = scratch.path('server.crt');
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-subj',
-    '/CN=127.0.0.1',
-    '-days',
-    '1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
+  selfSignedLoopback(key, cert, '127.0.0.1');
   certPem = readFileSync(cert, 'utf8');
   server = createHttpsServer({ key: readFileSync(key), cert: certPem }, (request, response) => {
     setTimeout(() => response.end('{}'), request.url === '/slow' ? SLOW_MS : 0);

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { watchDaemon, waitListening } from './daemon.js';
 import { freePort } from './etcd.js';
-import { openssl } from './openssl.js';
+import { selfSignedLoopback } from './openssl.js';
 import { slow } from './slowdown.js';
 
 /** Debian's nginx (nginx-light). */
@@ -41,26 +41,7 @@ export async function startNginx(dir: string, auth: NginxClientAuth, server?: { 
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const serverKey = server?.key ?? join(dir, 'server.key');
   const serverCert = server?.cert ?? join(dir, 'server.crt');
-  if (server === undefined)
-    openssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      serverKey,
-      '-out',
-      serverCert,
-      '-subj',
-      '/CN=nginx-test',
-      '-days',
-      '2',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
+  if (server === undefined) selfSignedLoopback(serverKey, serverCert, 'nginx-test', 2);
   const port = await freePort();
   const temp = (name: string): string => join(dir, name);
   const conf = join(dir, 'nginx.conf');

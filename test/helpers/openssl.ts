@@ -64,6 +64,29 @@ export function corpRoot(keyPath: string, certPath: string): void {
   ]);
 }
 
+/** A self-signed P-256 server certificate for 127.0.0.1, its key and certificate written to the paths given. */
+export function selfSignedLoopback(keyPath: string, certPath: string, commonName: string, days = 1): void {
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyPath,
+    '-out',
+    certPath,
+    '-subj',
+    `/CN=${commonName}`,
+    '-days',
+    String(days),
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  ]);
+}
+
 /** A minimal config so `openssl req` adds only the extensions a test asks for. */
 const MIN_CONFIG = '[req]\ndistinguished_name=dn\nprompt=no\n[dn]\n';
 

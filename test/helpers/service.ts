@@ -2,7 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { MemoryLevel } from 'memory-level';
 import { FakeClock } from '../../src/core/clock.js';
-import { recordingLogger } from '../../src/core/logger.js';
+import { recordingLogger, silentLogger } from '../../src/core/logger.js';
 import { systemRandom } from '../../src/core/random.js';
 import { foundCluster, type ExternalCaSpec } from '../../src/manager/services/founding.js';
 import { memoryAuditSink } from '../../src/manager/services/audit.js';
@@ -13,6 +13,8 @@ import { generateDataKey } from '../../src/pki/seal.js';
 import type { Static, TSchema } from 'typebox';
 import type { ChangeEvent, ClusterStore, Ref, Txn } from '../../src/store/cluster-store.js';
 import { LevelStore, type LevelDatabase } from '../../src/store/level-store.js';
+import { EtcdStore } from '../../src/store/etcd-store.js';
+import { startEtcd } from './etcd.js';
 import type { ManagerBundle } from '../../src/api/schemas.js';
 
 export const HOUR = 3_600_000;
@@ -100,6 +102,28 @@ export async function foundTestCluster(options: TestClusterOptions = {}) {
 
 /** What {@link foundTestCluster} returns. */
 export type TestCluster = Awaited<ReturnType<typeof foundTestCluster>>;
+
+/**
+ * A test cluster (a day's certificate expiry, a shared store) on an etcd of
+ * its own, one member started with `etcdArgs`; `stop()` ends both.
+ */
+export async function foundOnEtcd(clusterId: string, etcdArgs: string[] = []): Promise<{ t: TestCluster; stop(): Promise<void> }> {
+  const etcd = await startEtcd({ args: etcdArgs });
+  try {
+    const store = await EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId, logger: silentLogger });
+    const t = await foundTestCluster({ store, shared: true, certExpiryMs: 24 * HOUR });
+    return {
+      t,
+      stop: async () => {
+        await t.cleanup();
+        await etcd.stop();
+      },
+    };
+  } catch (error) {
+    await etcd.stop();
+    throw error;
+  }
+}
 
 /**
  * A store whose change feed is held back until `release()`: what a manager

@@ -10,29 +10,23 @@
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../../src/core/logger.js';
 import { MAX_SUPERSEDED } from '../../../src/manager/services/revocations.js';
 import { KEYS } from '../../../src/store/cluster-store.js';
-import { EtcdStore } from '../../../src/store/etcd-store.js';
 import { codeOf } from '../../helpers/codes.js';
-import { startEtcd, type EtcdCluster } from '../../helpers/etcd.js';
-import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';
+import { HOUR, foundOnEtcd, freshCsr, type TestCluster } from '../../helpers/service.js';
 import { slow } from '../../helpers/slowdown.js';
 
 /** Enough rounds that the old demotion (about 8 writes plus 2 per round) passes 32 operations. */
 const ROUNDS = 24;
 
 describe('promote, renew and demote one node again and again, on etcd with --max-txn-ops 32', () => {
-  let etcd: EtcdCluster;
   let t: TestCluster;
+  let stop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    etcd = await startEtcd({ args: ['--max-txn-ops', '32'] });
-    const store = await EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId: 'cycles', logger: silentLogger });
-    t = await foundTestCluster({ store, shared: true, certExpiryMs: 24 * HOUR });
+    ({ t, stop } = await foundOnEtcd('cycles', ['--max-txn-ops', '32']));
   }, slow(30_000));
   afterAll(async () => {
-    await t?.cleanup();
-    await etcd?.stop();
+    await stop?.();
   });
 
   it(

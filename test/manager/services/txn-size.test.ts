@@ -17,27 +17,21 @@
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MusterError } from '../../../src/core/errors.js';
-import { silentLogger } from '../../../src/core/logger.js';
 import { NODES } from '../../../src/api/routes.js';
 import { MAX_SERVICE_CERTS } from '../../../src/manager/services/ca-server.js';
 import { KEYS } from '../../../src/store/cluster-store.js';
-import { EtcdStore } from '../../../src/store/etcd-store.js';
 import { codeOf } from '../../helpers/codes.js';
-import { startEtcd, type EtcdCluster } from '../../helpers/etcd.js';
-import { HOUR, foundTestCluster, freshCsr, type TestCluster } from '../../helpers/service.js';
+import { HOUR, foundOnEtcd, freshCsr, type TestCluster } from '../../helpers/service.js';
 import { slow } from '../../helpers/slowdown.js';
 
 describe('on etcd (128 operations per Txn)', () => {
-  let etcd: EtcdCluster;
   let t: TestCluster;
+  let stop: (() => Promise<void>) | undefined;
   beforeAll(async () => {
-    etcd = await startEtcd();
-    const store = await EtcdStore.connect({ connection: { endpoints: etcd.endpoints }, clusterId: 'services', logger: silentLogger });
-    t = await foundTestCluster({ store, shared: true, certExpiryMs: 24 * HOUR });
+    ({ t, stop } = await foundOnEtcd('services'));
   }, slow(30_000));
   afterAll(async () => {
-    await t?.cleanup();
-    await etcd?.stop();
+    await stop?.();
   });
 
   it(
